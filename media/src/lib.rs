@@ -1,0 +1,35 @@
+//! Vizit's SFU: the media plane of a call.
+//!
+//! # Layout
+//! - [`Sfu`] (`sfu.rs`) — the sans-IO core. It owns every Room, Participant and WebRTC state machine
+//!   ([`str0m::Rtc`], one per Participant = one Transport). Inputs are `handle_*` calls with the
+//!   current time passed in; outputs are drained with `poll_*`. It never reads a clock or a socket,
+//!   so tests drive it faster than real time.
+//! - [`MediaServer`] (`server.rs`) — the thin I/O edge: one UDP socket for every participant, one
+//!   task that owns the [`Sfu`] by value, commands in over a channel, signals out over per-participant
+//!   channels. No locks on the packet path.
+//! - `room.rs`, `participant.rs` — a Room (one per Consultation call) and its Participants, each
+//!   with Producers (inbound tracks) and Consumers (another participant's track forwarded to it).
+//! - [`Metrics`] (`metrics.rs`) — counters per room and in total, rendered as Prometheus text.
+//!
+//! # Invariants
+//! - A participant belongs to exactly one Room; a Room exists while it has participants.
+//! - Media of a participant is forwarded only to the other participants of its Room.
+//! - Only one SDP offer of the server is outstanding per participant; an offer from the client
+//!   while ours is outstanding wins (ours is rolled back and re-made after the answer).
+//! - Nothing per packet is logged above `trace!`.
+
+mod ids;
+mod metrics;
+mod participant;
+mod room;
+mod server;
+mod sfu;
+
+pub use ids::{ParticipantId, RoomId};
+pub use metrics::{Metrics, RoomMetrics};
+pub use participant::{ParticipantInfo, ParticipantKey, Role, TrackKind};
+pub use server::{MediaHandle, MediaServer, MediaServerError};
+pub use sfu::{
+    Command, JoinError, LeaveReason, NegotiationError, Sfu, SfuOptions, Signal, Transmit,
+};

@@ -1,0 +1,155 @@
+//! Counters of the SFU, per room and in total, and their Prometheus text rendering.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::RoomId;
+
+/// Counters of one room. Totals over the process live in [`Metrics::total`], which also keeps
+/// the counts of rooms that have ended, so totals never go backwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomMetrics {
+    /// Participants in the room now (a gauge).
+    pub participants: u64,
+    /// UDP datagrams received from participants (RTP, RTCP, STUN, DTLS).
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// UDP datagrams sent to participants.
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    /// RTP packets of the participants' tracks that never arrived (gaps in sequence numbers that
+    /// no retransmission filled).
+    pub packets_lost: u64,
+    /// Keyframe requests (PLI/FIR) sent to producers.
+    pub keyframe_requests: u64,
+}
+
+impl RoomMetrics {
+    pub(crate) fn add(&mut self, other: &RoomMetrics) {
+        self.packets_in += other.packets_in;
+        self.bytes_in += other.bytes_in;
+        self.packets_out += other.packets_out;
+        self.bytes_out += other.bytes_out;
+        self.packets_lost += other.packets_lost;
+        self.keyframe_requests += other.keyframe_requests;
+    }
+}
+
+/// A snapshot of every counter of the SFU.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Totals since start, including rooms that have ended; `participants` is the current count.
+    pub total: RoomMetrics,
+    /// Rooms that exist now.
+    pub rooms: BTreeMap<RoomId, RoomMetrics>,
+}
+
+impl Metrics {
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::with_capacity(1024 + self.rooms.len() * 512);
+        let _ = writeln!(
+            out,
+            "# HELP vizit_rooms Rooms with at least one participant."
+        );
+        let _ = writeln!(out, "# TYPE vizit_rooms gauge");
+        let _ = writeln!(out, "vizit_rooms {}", self.rooms.len());
+
+        type Field = fn(&RoomMetrics) -> u64;
+        let families: [(&str, &str, &str, Field); 7] = [
+            (
+                "vizit_participants",
+                "gauge",
+                "Participants in rooms.",
+                |m| m.participants,
+            ),
+            (
+                "vizit_packets_in_total",
+                "counter",
+                "UDP datagrams received from participants.",
+                |m| m.packets_in,
+            ),
+            (
+                "vizit_bytes_in_total",
+                "counter",
+                "Bytes received from participants.",
+                |m| m.bytes_in,
+            ),
+            (
+                "vizit_packets_out_total",
+                "counter",
+                "UDP datagrams sent to participants.",
+                |m| m.packets_out,
+            ),
+            (
+                "vizit_bytes_out_total",
+                "counter",
+                "Bytes sent to participants.",
+                |m| m.bytes_out,
+            ),
+            (
+                "vizit_packets_lost_total",
+                "counter",
+                "RTP packets from participants that never arrived.",
+                |m| m.packets_lost,
+            ),
+            (
+                "vizit_keyframe_requests_total",
+                "counter",
+                "Keyframe requests (PLI/FIR) sent to producers.",
+                |m| m.keyframe_requests,
+            ),
+        ];
+        for (name, kind, help, field) in families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {}", field(&self.total));
+            for (room, m) in &self.rooms {
+                let _ = writeln!(
+                    out,
+                    "{name}{{room=\"{}\"}} {}",
+                    escape_label(room.as_str()),
+                    field(m)
+                );
+            }
+        }
+        out
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_totals_and_rooms_with_escaped_labels() {
+        let mut metrics = Metrics::default();
+        metrics.total.packets_in = 7;
+        metrics.rooms.insert(
+            RoomId::new("a\"b"),
+            RoomMetrics {
+                participants: 2,
+                packets_in: 7,
+                ..Default::default()
+            },
+        );
+        let text = metrics.to_prometheus();
+        assert!(text.contains("\nvizit_packets_in_total 7\n"), "{text}");
+        assert!(
+            text.contains("vizit_packets_in_total{room=\"a\\\"b\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vizit_participants{room=\"a\\\"b\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("vizit_rooms 1\n"), "{text}");
+    }
+}

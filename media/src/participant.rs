@@ -1,0 +1,320 @@
+//! A Participant: one joined identity in a Room, its Transport (a [`Rtc`]), its Producers (inbound
+//! tracks) and its Consumers (the other participants' tracks forwarded to it).
+
+use std::fmt;
+use std::time::Instant;
+
+use str0m::Rtc;
+use str0m::change::SdpPendingOffer;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+
+use crate::{ParticipantId, RoomId};
+
+/// Who a participant is in the call. `Recorder` is a server-side consumer (later issues).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Doctor,
+    Patient,
+    Recorder,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Doctor => "doctor",
+            Role::Patient => "patient",
+            Role::Recorder => "recorder",
+        }
+    }
+}
+
+/// The kind of a track, as the signaling protocol names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+impl From<MediaKind> for TrackKind {
+    fn from(kind: MediaKind) -> Self {
+        match kind {
+            MediaKind::Audio => TrackKind::Audio,
+            MediaKind::Video => TrackKind::Video,
+        }
+    }
+}
+
+/// What the others see of a participant.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    /// Display name: personal data, so `Debug` redacts it.
+    pub name: String,
+    pub role: Role,
+    pub audio_muted: bool,
+    pub video_muted: bool,
+}
+
+impl fmt::Debug for ParticipantInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParticipantInfo")
+            .field("id", &self.id)
+            .field("name", &"<redacted>")
+            .field("role", &self.role)
+            .field("audio_muted", &self.audio_muted)
+            .field("video_muted", &self.video_muted)
+            .finish()
+    }
+}
+
+/// Handle of one participant session inside the SFU. Unlike [`ParticipantId`] it is never reused:
+/// a participant that rejoins gets a new key, so late messages for the old session cannot leak
+/// into the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantKey(pub(crate) u64);
+
+impl ParticipantKey {
+    /// A key for tests of code above the SFU; real keys come from [`crate::Sfu::join`].
+    #[doc(hidden)]
+    pub fn test(n: u64) -> Self {
+        ParticipantKey(n)
+    }
+}
+
+impl fmt::Display for ParticipantKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// One inbound track of a participant.
+#[derive(Debug)]
+pub(crate) struct Producer {
+    pub mid: Mid,
+    pub kind: MediaKind,
+    pub last_keyframe_request: Option<Instant>,
+    /// Lowest and highest RTP sequence number seen, and how many packets of complete frames arrived.
+    pub first_seq: Option<u64>,
+    pub highest_seq: u64,
+    pub received: u64,
+    /// Loss already reported into the room counters.
+    pub reported_lost: u64,
+}
+
+impl Producer {
+    pub fn new(mid: Mid, kind: MediaKind) -> Self {
+        Producer {
+            mid,
+            kind,
+            last_keyframe_request: None,
+            first_seq: None,
+            highest_seq: 0,
+            received: 0,
+            reported_lost: 0,
+        }
+    }
+
+    /// Account for the packets of one depacketized frame; returns newly detected lost packets.
+    pub fn account(&mut self, first: u64, last: u64) -> u64 {
+        let first_seen = *self.first_seq.get_or_insert(first);
+        self.received += last.saturating_sub(first) + 1;
+        self.highest_seq = self.highest_seq.max(last);
+        let expected = self.highest_seq.saturating_sub(first_seen) + 1;
+        let lost = expected.saturating_sub(self.received);
+        let new = lost.saturating_sub(self.reported_lost);
+        self.reported_lost = self.reported_lost.max(lost);
+        new
+    }
+}
+
+/// Negotiation state of one Consumer's m-line in the receiver's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsumerState {
+    /// Wanted, not yet in any offer.
+    ToOpen,
+    /// In our outstanding offer.
+    Negotiating(Mid),
+    /// Negotiated: media is forwarded on this mid.
+    Open(Mid),
+    /// The source is gone: the m-line must be stopped in the next offer.
+    ToStop(Mid),
+    /// Stop is in our outstanding offer.
+    NegotiatingStop(Mid),
+}
+
+/// A Producer of another participant, forwarded to this one.
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    pub source: ParticipantKey,
+    pub source_mid: Mid,
+    pub kind: MediaKind,
+    pub state: ConsumerState,
+}
+
+pub(crate) struct Participant {
+    pub key: ParticipantKey,
+    pub room: RoomId,
+    pub info: ParticipantInfo,
+    pub rtc: Rtc,
+    pub producers: Vec<Producer>,
+    pub consumers: Vec<Consumer>,
+    /// Our outstanding offer, if any.
+    pub pending: Option<SdpPendingOffer>,
+    /// The client's first offer has been accepted: from then on the server may offer.
+    pub negotiated: bool,
+    pub joined_at: Instant,
+    /// Last UDP datagram from this participant: its liveness.
+    pub last_seen: Option<Instant>,
+    /// When the Rtc wants its next `Input::Timeout`.
+    pub next_timeout: Instant,
+}
+
+impl Participant {
+    pub fn producer_mut(&mut self, mid: Mid) -> Option<&mut Producer> {
+        self.producers.iter_mut().find(|p| p.mid == mid)
+    }
+
+    /// Send a keyframe request to the remote producer of `mid`, at most once per `min_interval`.
+    /// Returns whether a request was sent.
+    pub fn request_keyframe(
+        &mut self,
+        mid: Mid,
+        now: Instant,
+        min_interval: std::time::Duration,
+    ) -> bool {
+        let Some(producer) = self.producers.iter_mut().find(|p| p.mid == mid) else {
+            return false;
+        };
+        if producer.kind != MediaKind::Video {
+            return false;
+        }
+        if producer
+            .last_keyframe_request
+            .is_some_and(|at| now.saturating_duration_since(at) < min_interval)
+        {
+            return false;
+        }
+        let Some(mut writer) = self.rtc.writer(mid) else {
+            return false;
+        };
+        let kind = if writer.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+            KeyframeRequestKind::Pli
+        } else if writer.is_request_keyframe_possible(KeyframeRequestKind::Fir) {
+            KeyframeRequestKind::Fir
+        } else {
+            return false;
+        };
+        if writer.request_keyframe(None, kind).is_err() {
+            return false;
+        }
+        producer.last_keyframe_request = Some(now);
+        true
+    }
+
+    /// Roll back our outstanding offer (the client's offer won a collision, or its answer was bad):
+    /// everything that was in it goes back to "to do".
+    pub fn roll_back_pending(&mut self) {
+        self.pending = None;
+        for consumer in &mut self.consumers {
+            consumer.state = match consumer.state {
+                ConsumerState::Negotiating(_) => ConsumerState::ToOpen,
+                ConsumerState::NegotiatingStop(mid) => ConsumerState::ToStop(mid),
+                other => other,
+            };
+        }
+    }
+
+    /// Our offer was answered: its changes are now in effect.
+    pub fn commit_pending(&mut self) -> Vec<(ParticipantKey, Mid)> {
+        let mut opened = Vec::new();
+        for consumer in &mut self.consumers {
+            if let ConsumerState::Negotiating(mid) = consumer.state {
+                consumer.state = ConsumerState::Open(mid);
+                opened.push((consumer.source, consumer.source_mid));
+            }
+        }
+        self.consumers
+            .retain(|c| !matches!(c.state, ConsumerState::NegotiatingStop(_)));
+        opened
+    }
+
+    /// Build our next offer if there are consumer changes and no exchange is in flight.
+    /// `alive(source, mid)` says whether a source producer still exists.
+    pub fn make_offer(
+        &mut self,
+        alive: impl Fn(ParticipantKey, Mid) -> bool,
+        stream_id: impl Fn(ParticipantKey) -> Option<String>,
+    ) -> Option<String> {
+        if !self.negotiated || self.pending.is_some() {
+            return None;
+        }
+        // A consumer whose source is gone is dropped if it was never negotiated, stopped if it was.
+        self.consumers
+            .retain(|c| !(c.state == ConsumerState::ToOpen && !alive(c.source, c.source_mid)));
+        for consumer in &mut self.consumers {
+            if let ConsumerState::Open(mid) = consumer.state {
+                if !alive(consumer.source, consumer.source_mid) {
+                    consumer.state = ConsumerState::ToStop(mid);
+                }
+            }
+        }
+        if !self
+            .consumers
+            .iter()
+            .any(|c| matches!(c.state, ConsumerState::ToOpen | ConsumerState::ToStop(_)))
+        {
+            return None;
+        }
+        let mut change = self.rtc.sdp_api();
+        for consumer in &mut self.consumers {
+            match consumer.state {
+                ConsumerState::ToOpen => {
+                    let stream = stream_id(consumer.source);
+                    let track = stream
+                        .as_ref()
+                        .map(|s| format!("{s}-{}", TrackKind::from(consumer.kind).as_str()));
+                    let mid =
+                        change.add_media(consumer.kind, Direction::SendOnly, stream, track, None);
+                    consumer.state = ConsumerState::Negotiating(mid);
+                }
+                ConsumerState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    consumer.state = ConsumerState::NegotiatingStop(mid);
+                }
+                _ => {}
+            }
+        }
+        let (offer, pending) = change.apply()?;
+        self.pending = Some(pending);
+        Some(offer.to_sdp_string())
+    }
+}
+
+impl TrackKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackKind::Audio => "audio",
+            TrackKind::Video => "video",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_is_counted_once_per_missing_packet() {
+        let mid = Mid::from("0");
+        let mut p = Producer::new(mid, MediaKind::Video);
+        assert_eq!(p.account(100, 102), 0);
+        // 103 and 104 never arrive.
+        assert_eq!(p.account(105, 105), 2);
+        assert_eq!(p.account(106, 110), 0);
+        // A late retransmission of 103 fills part of the gap; no loss is reported twice.
+        assert_eq!(p.account(103, 103), 0);
+        assert_eq!(p.account(112, 112), 1);
+    }
+}

@@ -1,0 +1,321 @@
+//! The I/O edge of the SFU: one UDP socket, one task that owns the [`Sfu`], and a cloneable
+//! [`MediaHandle`] that signaling uses to send commands.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::participant::ParticipantKey;
+use crate::{
+    Command, JoinError, LeaveReason, Metrics, NegotiationError, ParticipantInfo, RoomId, Sfu,
+    SfuOptions, Signal, TrackKind,
+};
+
+/// Largest datagram we accept; WebRTC keeps packets under the path MTU (~1200–1500 bytes).
+const MAX_DATAGRAM: usize = 2048;
+/// Commands waiting for the run loop. Backpressure beyond this slows signaling, never media.
+const COMMAND_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaServerError {
+    #[error("cannot bind the media UDP socket to {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+}
+
+enum ServerCommand {
+    Join {
+        room: RoomId,
+        info: ParticipantInfo,
+        signals: mpsc::UnboundedSender<Signal>,
+        reply: oneshot::Sender<Result<(ParticipantKey, Vec<ParticipantInfo>), JoinError>>,
+    },
+    Command {
+        command: Command,
+        reply: Option<oneshot::Sender<Result<Option<String>, NegotiationError>>>,
+    },
+    Metrics(oneshot::Sender<Metrics>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The media node: bind it, hand out [`MediaHandle`]s, then [`MediaServer::run`] it.
+pub struct MediaServer {
+    sfu: Sfu,
+    socket: UdpSocket,
+    /// The address str0m sees as every datagram's destination: the announced candidate.
+    destination: SocketAddr,
+    commands: mpsc::Receiver<ServerCommand>,
+    sessions: HashMap<ParticipantKey, mpsc::UnboundedSender<Signal>>,
+}
+
+/// Commands to the media node. Cheap to clone.
+#[derive(Clone)]
+pub struct MediaHandle {
+    commands: mpsc::Sender<ServerCommand>,
+    local_addr: SocketAddr,
+    announced: SocketAddr,
+}
+
+impl MediaServer {
+    /// Bind the UDP socket. The port of `bind` may be 0; the announced candidate then uses the
+    /// port the OS chose. `announce_ip` is the address browsers send media to.
+    pub async fn bind(
+        bind: SocketAddr,
+        announce_ip: std::net::IpAddr,
+        options: SfuOptions,
+    ) -> Result<(MediaServer, MediaHandle), MediaServerError> {
+        let socket = UdpSocket::bind(bind)
+            .await
+            .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
+        let local_addr = socket
+            .local_addr()
+            .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
+        let announced = SocketAddr::new(announce_ip, local_addr.port());
+        let mut options = options;
+        options.candidates = vec![announced];
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        info!(%local_addr, %announced, "media UDP socket bound");
+        Ok((
+            MediaServer {
+                sfu: Sfu::new(options),
+                socket,
+                destination: announced,
+                commands: rx,
+                sessions: HashMap::new(),
+            },
+            MediaHandle {
+                commands: tx,
+                local_addr,
+                announced,
+            },
+        ))
+    }
+
+    /// Run until a shutdown command (or every handle dropped). On shutdown every participant gets
+    /// [`Signal::Closed`] with [`LeaveReason::ServerShutdown`].
+    pub async fn run(mut self) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
+        loop {
+            self.flush().await;
+            if let Some(reply) = shutdown_reply.take() {
+                let _ = reply.send(());
+                break;
+            }
+            let deadline = self.sfu.poll_timeout(Instant::now());
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(ServerCommand::Shutdown(reply)) => {
+                        self.sfu.close_all(Instant::now(), LeaveReason::ServerShutdown);
+                        shutdown_reply = Some(reply);
+                    }
+                    Some(command) => self.handle_command(command),
+                    None => {
+                        self.sfu.close_all(Instant::now(), LeaveReason::ServerShutdown);
+                        self.flush().await;
+                        break;
+                    }
+                },
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((n, source)) => {
+                        self.sfu.handle_receive(Instant::now(), source, self.destination, &buf[..n]);
+                    }
+                    // ICMP errors of earlier sends surface here on Linux; they concern one peer.
+                    Err(e) => debug!(error = %e, "UDP receive error"),
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            let now = Instant::now();
+            if self.sfu.poll_timeout(now) <= now {
+                self.sfu.handle_timeout(now);
+            }
+        }
+        info!("media server stopped");
+    }
+
+    fn handle_command(&mut self, command: ServerCommand) {
+        let now = Instant::now();
+        match command {
+            ServerCommand::Join {
+                room,
+                info,
+                signals,
+                reply,
+            } => {
+                let result = self.sfu.join(now, room, info).map(|key| {
+                    self.sessions.insert(key, signals);
+                    (key, self.sfu.peers_of(key))
+                });
+                let _ = reply.send(result);
+            }
+            ServerCommand::Command { command, reply } => {
+                let result = self.sfu.handle_command(now, command);
+                match reply {
+                    Some(reply) => {
+                        let _ = reply.send(result);
+                    }
+                    None => {
+                        if let Err(e) = result {
+                            debug!(error = %e, "command failed");
+                        }
+                    }
+                }
+            }
+            ServerCommand::Metrics(reply) => {
+                let _ = reply.send(self.sfu.metrics());
+            }
+            ServerCommand::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    /// Send queued datagrams and deliver queued signals.
+    async fn flush(&mut self) {
+        while let Some(t) = self.sfu.poll_transmit() {
+            let sent = match self.socket.try_send_to(&t.contents, t.destination) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.socket.send_to(&t.contents, t.destination).await
+                }
+                other => other,
+            };
+            if let Err(e) = sent {
+                debug!(destination = %t.destination, error = %e, "UDP send failed");
+            }
+        }
+        while let Some((key, signal)) = self.sfu.poll_signal() {
+            let closed = matches!(signal, Signal::Closed(_));
+            if let Some(session) = self.sessions.get(&key) {
+                // A session that went away is cleaned up below; its signals have no reader.
+                let _ = session.send(signal);
+            }
+            if closed || !self.sfu.is_member(key) {
+                self.sessions.remove(&key);
+            }
+        }
+    }
+}
+
+impl MediaHandle {
+    /// The socket's local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address announced to browsers as the ICE candidate.
+    pub fn announced_addr(&self) -> SocketAddr {
+        self.announced
+    }
+
+    /// Join a room. Returns the session key, the others already there, and the stream of signals
+    /// for this session.
+    pub async fn join(
+        &self,
+        room: RoomId,
+        info: ParticipantInfo,
+    ) -> Result<
+        (
+            ParticipantKey,
+            Vec<ParticipantInfo>,
+            mpsc::UnboundedReceiver<Signal>,
+        ),
+        JoinError,
+    > {
+        let (signals, signal_rx) = mpsc::unbounded_channel();
+        let (reply, reply_rx) = oneshot::channel();
+        self.commands
+            .send(ServerCommand::Join {
+                room,
+                info,
+                signals,
+                reply,
+            })
+            .await
+            .map_err(|_| JoinError::Unavailable)?;
+        let (key, peers) = reply_rx.await.map_err(|_| JoinError::Unavailable)??;
+        Ok((key, peers, signal_rx))
+    }
+
+    async fn request(&self, command: Command) -> Result<Option<String>, NegotiationError> {
+        let (reply, reply_rx) = oneshot::channel();
+        self.commands
+            .send(ServerCommand::Command {
+                command,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| NegotiationError::Gone)?;
+        reply_rx.await.map_err(|_| NegotiationError::Gone)?
+    }
+
+    async fn tell(&self, command: Command) {
+        if self
+            .commands
+            .send(ServerCommand::Command {
+                command,
+                reply: None,
+            })
+            .await
+            .is_err()
+        {
+            warn!("media server is gone");
+        }
+    }
+
+    /// The client's offer; returns the SFU's answer.
+    pub async fn offer(
+        &self,
+        key: ParticipantKey,
+        sdp: String,
+    ) -> Result<String, NegotiationError> {
+        self.request(Command::Offer { key, sdp })
+            .await?
+            .ok_or_else(|| NegotiationError::BadSdp("no answer was produced".into()))
+    }
+
+    pub async fn answer(&self, key: ParticipantKey, sdp: String) -> Result<(), NegotiationError> {
+        self.request(Command::Answer { key, sdp }).await.map(|_| ())
+    }
+
+    pub async fn candidate(
+        &self,
+        key: ParticipantKey,
+        candidate: String,
+    ) -> Result<(), NegotiationError> {
+        self.request(Command::Candidate { key, candidate })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn mute(&self, key: ParticipantKey, kind: TrackKind, muted: bool) {
+        self.tell(Command::Mute { key, kind, muted }).await;
+    }
+
+    pub async fn leave(&self, key: ParticipantKey, reason: LeaveReason) {
+        self.tell(Command::Leave { key, reason }).await;
+    }
+
+    pub async fn metrics(&self) -> Option<Metrics> {
+        let (reply, reply_rx) = oneshot::channel();
+        self.commands
+            .send(ServerCommand::Metrics(reply))
+            .await
+            .ok()?;
+        reply_rx.await.ok()
+    }
+
+    /// Tell every participant the server is stopping, close the rooms, stop the run loop.
+    pub async fn shutdown(&self) {
+        let (reply, reply_rx) = oneshot::channel();
+        if self
+            .commands
+            .send(ServerCommand::Shutdown(reply))
+            .await
+            .is_ok()
+        {
+            let _ = reply_rx.await;
+        }
+    }
+}

@@ -1,0 +1,842 @@
+//! The sans-IO SFU core: every Room, Participant and Transport of one media node.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::config::{CryptoProvider, DtlsCert};
+use str0m::media::{MediaData, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, RtcConfig};
+use tracing::{debug, info, trace, warn};
+
+use crate::participant::{ConsumerState, Participant, ParticipantKey, Producer};
+use crate::room::Room;
+use crate::{Metrics, ParticipantId, ParticipantInfo, Role, RoomId, RoomMetrics, TrackKind};
+
+/// Minimum time between two keyframe requests to the same producer.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+/// How long the SFU sleeps when nothing has a deadline.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Options of an [`Sfu`].
+#[derive(Debug, Clone)]
+pub struct SfuOptions {
+    /// Addresses announced as ICE host candidates (the UDP socket's public addresses).
+    pub candidates: Vec<SocketAddr>,
+    /// People per room; recorders do not count.
+    pub max_participants: usize,
+    /// A connected participant silent on UDP for this long is removed.
+    pub ice_timeout: Duration,
+    /// A participant whose first UDP datagram has not arrived this long after joining is removed.
+    pub connect_timeout: Duration,
+}
+
+impl SfuOptions {
+    pub fn new(candidates: Vec<SocketAddr>) -> Self {
+        SfuOptions {
+            candidates,
+            max_participants: 2,
+            ice_timeout: Duration::from_secs(8),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn max_participants(mut self, n: usize) -> Self {
+        self.max_participants = n;
+        self
+    }
+
+    pub fn ice_timeout(mut self, t: Duration) -> Self {
+        self.ice_timeout = t;
+        self
+    }
+
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+}
+
+/// Why a participant left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LeaveReason {
+    /// Hung up or closed the socket.
+    Hangup,
+    /// Its media path went silent.
+    ConnectionLost,
+    /// The same participant joined again from another session.
+    Replaced,
+    /// The server is stopping.
+    ServerShutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("the room already has {max} participants")]
+    RoomFull { max: usize },
+    #[error("the media server is not running")]
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NegotiationError {
+    #[error("invalid SDP: {0}")]
+    BadSdp(String),
+    #[error("no offer of the server is awaiting an answer")]
+    NoPendingOffer,
+    #[error("invalid ICE candidate: {0}")]
+    BadCandidate(String),
+    #[error("the participant is no longer in the room")]
+    Gone,
+}
+
+/// A message from the SFU to one participant's session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// A server-initiated SDP offer (another participant's tracks came or went).
+    Offer(String),
+    ParticipantJoined(ParticipantInfo),
+    ParticipantLeft {
+        id: ParticipantId,
+        reason: LeaveReason,
+    },
+    MuteChanged {
+        id: ParticipantId,
+        kind: TrackKind,
+        muted: bool,
+    },
+    /// This session was removed from its room; nothing more will follow.
+    Closed(LeaveReason),
+}
+
+/// A command to the SFU, as the I/O edge carries it from signaling.
+#[derive(Debug)]
+pub enum Command {
+    Offer {
+        key: ParticipantKey,
+        sdp: String,
+    },
+    Answer {
+        key: ParticipantKey,
+        sdp: String,
+    },
+    Candidate {
+        key: ParticipantKey,
+        candidate: String,
+    },
+    Mute {
+        key: ParticipantKey,
+        kind: TrackKind,
+        muted: bool,
+    },
+    Leave {
+        key: ParticipantKey,
+        reason: LeaveReason,
+    },
+}
+
+/// A datagram to send.
+#[derive(Debug)]
+pub struct Transmit {
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+/// Something a participant's Transport produced that concerns other participants.
+enum Propagated {
+    ProducerAdded(Mid, MediaKind),
+    ProducerRemoved,
+    Media(MediaData),
+    /// The receiver asked for a keyframe on one of its consumer mids.
+    KeyframeRequest(Mid),
+}
+
+pub struct Sfu {
+    options: SfuOptions,
+    crypto: Arc<CryptoProvider>,
+    dtls_cert: DtlsCert,
+    next_key: u64,
+    participants: HashMap<ParticipantKey, Participant>,
+    rooms: BTreeMap<RoomId, Room>,
+    /// Demultiplexing cache: once a source address was accepted by a Transport, its datagrams go
+    /// straight there (verified with `Rtc::accepts` so a reused address cannot be hijacked).
+    by_source: HashMap<SocketAddr, ParticipantKey>,
+    /// Counters of rooms that have ended.
+    ended: RoomMetrics,
+    transmits: VecDeque<Transmit>,
+    signals: VecDeque<(ParticipantKey, Signal)>,
+    dirty: Vec<ParticipantKey>,
+    removals: Vec<(ParticipantKey, LeaveReason)>,
+}
+
+impl Sfu {
+    pub fn new(options: SfuOptions) -> Self {
+        let crypto = Arc::new(str0m::crypto::from_feature_flags());
+        // One DTLS certificate for every Transport: generating a key pair per participant would
+        // cost milliseconds of CPU on every join.
+        let dtls_cert = crypto
+            .dtls_provider
+            .generate_certificate()
+            .expect("the aws-lc-rs provider always generates certificates");
+        Sfu {
+            options,
+            crypto,
+            dtls_cert,
+            next_key: 1,
+            participants: HashMap::new(),
+            rooms: BTreeMap::new(),
+            by_source: HashMap::new(),
+            ended: RoomMetrics::default(),
+            transmits: VecDeque::new(),
+            signals: VecDeque::new(),
+            dirty: Vec::new(),
+            removals: Vec::new(),
+        }
+    }
+
+    pub fn options(&self) -> &SfuOptions {
+        &self.options
+    }
+
+    /// Admit a participant to a room (created on first join). A participant id already in the
+    /// room is replaced: its old session gets [`Signal::Closed`] with [`LeaveReason::Replaced`].
+    pub fn join(
+        &mut self,
+        now: Instant,
+        room_id: RoomId,
+        info: ParticipantInfo,
+    ) -> Result<ParticipantKey, JoinError> {
+        let existing = self.rooms.get(&room_id).and_then(|room| {
+            room.members.iter().copied().find(|k| {
+                self.participants
+                    .get(k)
+                    .is_some_and(|p| p.info.id == info.id)
+            })
+        });
+        if let Some(old) = existing {
+            self.remove(now, old, LeaveReason::Replaced);
+        } else if info.role != Role::Recorder {
+            let people = self.rooms.get(&room_id).map_or(0, |room| {
+                room.members
+                    .iter()
+                    .filter(|k| {
+                        self.participants
+                            .get(k)
+                            .is_some_and(|p| p.info.role != Role::Recorder)
+                    })
+                    .count()
+            });
+            if people >= self.options.max_participants {
+                return Err(JoinError::RoomFull {
+                    max: self.options.max_participants,
+                });
+            }
+        }
+
+        let key = ParticipantKey(self.next_key);
+        self.next_key += 1;
+        let mut config = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_crypto_provider(self.crypto.clone())
+            .set_dtls_cert(self.dtls_cert.clone())
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true);
+        // Browsers send RTCP every second or so; a retransmission buffer of 1 s is ample for NACK.
+        config = config.set_send_buffer_video(1000);
+        let mut rtc = config.build(now);
+        for addr in &self.options.candidates {
+            match Candidate::host(*addr, "udp") {
+                Ok(candidate) => {
+                    rtc.add_local_candidate(candidate);
+                }
+                Err(e) => {
+                    warn!(%addr, error = %e, "cannot announce this address as an ICE candidate")
+                }
+            }
+        }
+
+        let room = self.rooms.entry(room_id.clone()).or_default();
+        if info.role != Role::Recorder {
+            for other in room.members.iter() {
+                self.signals
+                    .push_back((*other, Signal::ParticipantJoined(info.clone())));
+            }
+        }
+        room.members.push(key);
+        room.metrics.participants = room.members.len() as u64;
+
+        // The newcomer consumes every producer already in the room.
+        let mut consumers = Vec::new();
+        for other in room.members.iter().filter(|k| **k != key) {
+            if let Some(p) = self.participants.get(other) {
+                for producer in &p.producers {
+                    consumers.push(crate::participant::Consumer {
+                        source: *other,
+                        source_mid: producer.mid,
+                        kind: producer.kind,
+                        state: ConsumerState::ToOpen,
+                    });
+                }
+            }
+        }
+        info!(room = %room_id, participant = %info.id, role = info.role.as_str(), %key, "participant joined");
+        self.participants.insert(
+            key,
+            Participant {
+                key,
+                room: room_id,
+                info,
+                rtc,
+                producers: Vec::new(),
+                consumers,
+                pending: None,
+                negotiated: false,
+                joined_at: now,
+                last_seen: None,
+                next_timeout: now,
+            },
+        );
+        self.dirty.push(key);
+        self.drive(now);
+        Ok(key)
+    }
+
+    /// The others in the participant's room, as the newcomer should see them.
+    pub fn peers_of(&self, key: ParticipantKey) -> Vec<ParticipantInfo> {
+        let Some(p) = self.participants.get(&key) else {
+            return Vec::new();
+        };
+        self.rooms
+            .get(&p.room)
+            .map(|room| {
+                room.others(key)
+                    .filter_map(|k| self.participants.get(&k))
+                    .filter(|p| p.info.role != Role::Recorder)
+                    .map(|p| p.info.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn is_member(&self, key: ParticipantKey) -> bool {
+        self.participants.contains_key(&key)
+    }
+
+    /// Apply a command; offers are answered with the answer SDP.
+    pub fn handle_command(
+        &mut self,
+        now: Instant,
+        command: Command,
+    ) -> Result<Option<String>, NegotiationError> {
+        match command {
+            Command::Offer { key, sdp } => self.offer(now, key, &sdp).map(Some),
+            Command::Answer { key, sdp } => self.answer(now, key, &sdp).map(|()| None),
+            Command::Candidate { key, candidate } => self.candidate(key, &candidate).map(|()| None),
+            Command::Mute { key, kind, muted } => {
+                self.set_muted(key, kind, muted);
+                Ok(None)
+            }
+            Command::Leave { key, reason } => {
+                self.remove(now, key, reason);
+                Ok(None)
+            }
+        }
+    }
+
+    /// A client's SDP offer; returns the answer. If our own offer is outstanding, the client's
+    /// wins: ours is rolled back and made again after this exchange.
+    pub fn offer(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        sdp: &str,
+    ) -> Result<String, NegotiationError> {
+        let offer =
+            SdpOffer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(NegotiationError::Gone)?;
+        if p.pending.is_some() {
+            debug!(participant = %p.info.id, "offer collision: the client's offer wins");
+        }
+        p.roll_back_pending();
+        let answer = p
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
+        p.negotiated = true;
+        self.dirty.push(key);
+        self.drive(now);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// The client's answer to our offer.
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        sdp: &str,
+    ) -> Result<(), NegotiationError> {
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(NegotiationError::Gone)?;
+        let pending = p.pending.take().ok_or(NegotiationError::NoPendingOffer)?;
+        if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
+            // Everything in the rejected offer is offered again.
+            p.roll_back_pending();
+            self.dirty.push(key);
+            self.drive(now);
+            return Err(NegotiationError::BadSdp(e.to_string()));
+        }
+        let opened = p.commit_pending();
+        // A new consumer needs a keyframe to start decoding.
+        for (source, mid) in opened {
+            self.request_keyframe(now, source, mid);
+        }
+        self.dirty.push(key);
+        self.drive(now);
+        Ok(())
+    }
+
+    pub fn candidate(
+        &mut self,
+        key: ParticipantKey,
+        candidate: &str,
+    ) -> Result<(), NegotiationError> {
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(NegotiationError::Gone)?;
+        let trimmed = candidate.trim();
+        if trimmed.is_empty() {
+            return Ok(());
+        }
+        let text = trimmed.strip_prefix("a=").unwrap_or(trimmed);
+        let parsed = Candidate::from_sdp_string(text)
+            .map_err(|e| NegotiationError::BadCandidate(e.to_string()))?;
+        p.rtc.add_remote_candidate(parsed);
+        Ok(())
+    }
+
+    pub fn set_muted(&mut self, key: ParticipantKey, kind: TrackKind, muted: bool) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        match kind {
+            TrackKind::Audio => p.info.audio_muted = muted,
+            TrackKind::Video => p.info.video_muted = muted,
+        }
+        let id = p.info.id.clone();
+        if let Some(room) = self.rooms.get(&p.room) {
+            for other in room.others(key) {
+                self.signals.push_back((
+                    other,
+                    Signal::MuteChanged {
+                        id: id.clone(),
+                        kind,
+                        muted,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Remove a participant; the others are told why. Removing an unknown key does nothing.
+    pub fn remove(&mut self, now: Instant, key: ParticipantKey, reason: LeaveReason) {
+        let Some(mut p) = self.participants.remove(&key) else {
+            return;
+        };
+        p.rtc.disconnect();
+        self.by_source.retain(|_, k| *k != key);
+        info!(room = %p.room, participant = %p.info.id, %key, ?reason, "participant left");
+        if reason != LeaveReason::Hangup {
+            self.signals.push_back((key, Signal::Closed(reason)));
+        }
+        let mut room_ended = false;
+        if let Some(room) = self.rooms.get_mut(&p.room) {
+            room.members.retain(|k| *k != key);
+            room.metrics.participants = room.members.len() as u64;
+            for other in room.members.iter().copied() {
+                if p.info.role != Role::Recorder {
+                    self.signals.push_back((
+                        other,
+                        Signal::ParticipantLeft {
+                            id: p.info.id.clone(),
+                            reason,
+                        },
+                    ));
+                }
+                // Its consumers of our producers are stopped in its next offer.
+                self.dirty.push(other);
+            }
+            room_ended = room.members.is_empty();
+        }
+        if room_ended {
+            if let Some(room) = self.rooms.remove(&p.room) {
+                self.ended.add(&room.metrics);
+                info!(room = %p.room, "room ended");
+            }
+        }
+        self.drive(now);
+    }
+
+    /// Remove everyone (server shutdown).
+    pub fn close_all(&mut self, now: Instant, reason: LeaveReason) {
+        let keys: Vec<_> = self.participants.keys().copied().collect();
+        for key in keys {
+            self.remove(now, key, reason);
+        }
+    }
+
+    /// A datagram arrived on the SFU's socket. Returns whether a participant accepted it.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) -> bool {
+        let len = contents.len() as u64;
+        let Ok(contents) = contents.try_into() else {
+            trace!(%source, "datagram is neither STUN, DTLS nor RTP");
+            return false;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+
+        let cached = self.by_source.get(&source).copied().filter(|k| {
+            self.participants
+                .get(k)
+                .is_some_and(|p| p.rtc.accepts(&input))
+        });
+        let key = match cached {
+            Some(key) => key,
+            None => {
+                let Some(key) = self
+                    .participants
+                    .values()
+                    .find(|p| p.rtc.accepts(&input))
+                    .map(|p| p.key)
+                else {
+                    trace!(%source, "no participant accepts this datagram");
+                    return false;
+                };
+                self.by_source.insert(source, key);
+                key
+            }
+        };
+        let p = self
+            .participants
+            .get_mut(&key)
+            .expect("the key was found among participants");
+        p.last_seen = Some(now);
+        if let Some(room) = self.rooms.get_mut(&p.room) {
+            room.metrics.packets_in += 1;
+            room.metrics.bytes_in += len;
+        }
+        if let Err(e) = p.rtc.handle_input(input) {
+            debug!(participant = %p.info.id, error = %e, "transport failed on input");
+            self.removals.push((key, LeaveReason::ConnectionLost));
+        }
+        self.dirty.push(key);
+        self.drive(now);
+        true
+    }
+
+    /// Advance time: Transport timers, liveness.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for p in self.participants.values_mut() {
+            let silent_since = p.last_seen.unwrap_or(p.joined_at);
+            let limit = if p.last_seen.is_some() {
+                self.options.ice_timeout
+            } else {
+                self.options.connect_timeout
+            };
+            if now.saturating_duration_since(silent_since) >= limit {
+                self.removals.push((p.key, LeaveReason::ConnectionLost));
+                continue;
+            }
+            if p.next_timeout <= now {
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                    debug!(participant = %p.info.id, error = %e, "transport failed on timeout");
+                    self.removals.push((p.key, LeaveReason::ConnectionLost));
+                }
+                self.dirty.push(p.key);
+            }
+        }
+        self.drive(now);
+    }
+
+    /// When [`Sfu::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self, now: Instant) -> Instant {
+        let mut next = now + IDLE_TIMEOUT;
+        for p in self.participants.values() {
+            next = next.min(p.next_timeout);
+            let deadline = match p.last_seen {
+                Some(seen) => seen + self.options.ice_timeout,
+                None => p.joined_at + self.options.connect_timeout,
+            };
+            next = next.min(deadline);
+        }
+        next
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_signal(&mut self) -> Option<(ParticipantKey, Signal)> {
+        self.signals.pop_front()
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let mut total = self.ended.clone();
+        let mut rooms = BTreeMap::new();
+        for (id, room) in &self.rooms {
+            total.add(&room.metrics);
+            total.participants += room.metrics.participants;
+            rooms.insert(id.clone(), room.metrics.clone());
+        }
+        Metrics { total, rooms }
+    }
+
+    /// Drain every dirty Transport, propagating what concerns the others, until all are idle.
+    fn drive(&mut self, now: Instant) {
+        loop {
+            while let Some((key, reason)) = self.removals.pop() {
+                self.remove(now, key, reason);
+            }
+            let Some(key) = self.dirty.pop() else {
+                break;
+            };
+            let mut propagated = Vec::new();
+            self.drain(key, &mut propagated);
+            for item in propagated {
+                self.propagate(now, key, item);
+            }
+        }
+    }
+
+    fn drain(&mut self, key: ParticipantKey, out: &mut Vec<Propagated>) {
+        let Some(room_id) = self.participants.get(&key).map(|p| p.room.clone()) else {
+            return;
+        };
+        let stream_ids: HashMap<ParticipantKey, String> = self
+            .rooms
+            .get(&room_id)
+            .map(|room| {
+                room.members
+                    .iter()
+                    .filter_map(|k| {
+                        self.participants
+                            .get(k)
+                            .map(|p| (*k, p.info.id.to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let alive: Vec<(ParticipantKey, Mid)> = self
+            .rooms
+            .get(&room_id)
+            .map(|room| {
+                room.members
+                    .iter()
+                    .filter_map(|k| self.participants.get(k))
+                    .flat_map(|p| p.producers.iter().map(|pr| (p.key, pr.mid)))
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let p = self
+            .participants
+            .get_mut(&key)
+            .expect("drain is called for members only");
+        if let Some(offer) = p.make_offer(
+            |k, mid| alive.contains(&(k, mid)),
+            |k| stream_ids.get(&k).cloned(),
+        ) {
+            self.signals.push_back((key, Signal::Offer(offer)));
+        }
+        let mut bytes_out = 0u64;
+        let mut packets_out = 0u64;
+        loop {
+            if !p.rtc.is_alive() {
+                self.removals.push((key, LeaveReason::ConnectionLost));
+                break;
+            }
+            match p.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    p.next_timeout = t;
+                    break;
+                }
+                Ok(Output::Transmit(t)) => {
+                    packets_out += 1;
+                    bytes_out += t.contents.len() as u64;
+                    self.transmits.push_back(Transmit {
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    });
+                }
+                Ok(Output::Event(event)) => match event {
+                    Event::MediaAdded(added) => {
+                        if added.direction.is_receiving() && p.producer_mut(added.mid).is_none() {
+                            p.producers.push(Producer::new(added.mid, added.kind));
+                            out.push(Propagated::ProducerAdded(added.mid, added.kind));
+                        }
+                    }
+                    Event::MediaChanged(changed) => {
+                        let has = p.producer_mut(changed.mid).is_some();
+                        if has && !changed.direction.is_receiving() {
+                            p.producers.retain(|pr| pr.mid != changed.mid);
+                            out.push(Propagated::ProducerRemoved);
+                        } else if !has && changed.direction.is_receiving() {
+                            if let Some(kind) = p.rtc.media(changed.mid).map(|m| m.kind()) {
+                                p.producers.push(Producer::new(changed.mid, kind));
+                                out.push(Propagated::ProducerAdded(changed.mid, kind));
+                            }
+                        }
+                    }
+                    Event::MediaData(data) => out.push(Propagated::Media(data)),
+                    Event::KeyframeRequest(req) => out.push(Propagated::KeyframeRequest(req.mid)),
+                    Event::IceConnectionStateChange(state) => {
+                        debug!(participant = %p.info.id, ?state, "ICE state");
+                    }
+                    Event::Connected => {
+                        info!(participant = %p.info.id, %key, "transport connected");
+                    }
+                    _ => {}
+                },
+                Err(e) => {
+                    debug!(participant = %p.info.id, error = %e, "transport failed");
+                    p.rtc.disconnect();
+                    self.removals.push((key, LeaveReason::ConnectionLost));
+                    break;
+                }
+            }
+        }
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.metrics.packets_out += packets_out;
+            room.metrics.bytes_out += bytes_out;
+        }
+    }
+
+    fn propagate(&mut self, now: Instant, origin: ParticipantKey, item: Propagated) {
+        let Some(room_id) = self.participants.get(&origin).map(|p| p.room.clone()) else {
+            return;
+        };
+        let Some(room) = self.rooms.get(&room_id) else {
+            return;
+        };
+        let others: Vec<ParticipantKey> = room.others(origin).collect();
+        match item {
+            Propagated::ProducerAdded(mid, kind) => {
+                for other in others {
+                    if let Some(p) = self.participants.get_mut(&other) {
+                        p.consumers.push(crate::participant::Consumer {
+                            source: origin,
+                            source_mid: mid,
+                            kind,
+                            state: ConsumerState::ToOpen,
+                        });
+                        self.dirty.push(other);
+                    }
+                }
+            }
+            Propagated::ProducerRemoved => self.dirty.extend(others),
+            Propagated::Media(data) => self.forward(now, origin, &room_id, others, data),
+            Propagated::KeyframeRequest(mid) => {
+                let source = self.participants.get(&origin).and_then(|p| {
+                    p.consumers.iter().find_map(|c| match c.state {
+                        ConsumerState::Open(m) if m == mid => Some((c.source, c.source_mid)),
+                        _ => None,
+                    })
+                });
+                if let Some((source, source_mid)) = source {
+                    self.request_keyframe(now, source, source_mid);
+                }
+            }
+        }
+    }
+
+    fn forward(
+        &mut self,
+        now: Instant,
+        origin: ParticipantKey,
+        room_id: &RoomId,
+        others: Vec<ParticipantKey>,
+        data: MediaData,
+    ) {
+        let mut lost = 0;
+        let mut wants_keyframe = false;
+        if let Some(p) = self.participants.get_mut(&origin) {
+            if let Some(producer) = p.producer_mut(data.mid) {
+                lost = producer.account(**data.seq_range.start(), **data.seq_range.end());
+            }
+            wants_keyframe = !data.contiguous;
+        }
+        if lost > 0 {
+            if let Some(room) = self.rooms.get_mut(room_id) {
+                room.metrics.packets_lost += lost;
+            }
+        }
+        if wants_keyframe {
+            // A gap in the video stream: the receivers cannot decode until the next keyframe.
+            self.request_keyframe(now, origin, data.mid);
+        }
+        for other in others {
+            let Some(p) = self.participants.get_mut(&other) else {
+                continue;
+            };
+            let Some(out_mid) = p.consumers.iter().find_map(|c| match c.state {
+                ConsumerState::Open(m) if c.source == origin && c.source_mid == data.mid => Some(m),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let Some(writer) = p.rtc.writer(out_mid) else {
+                continue;
+            };
+            let Some(pt) = writer.match_params(data.params) else {
+                trace!(participant = %p.info.id, "receiver did not negotiate this codec");
+                continue;
+            };
+            if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+                debug!(participant = %p.info.id, error = %e, "forwarding failed");
+                continue;
+            }
+            self.dirty.push(other);
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, source: ParticipantKey, mid: Mid) {
+        let Some(p) = self.participants.get_mut(&source) else {
+            return;
+        };
+        if p.request_keyframe(mid, now, KEYFRAME_REQUEST_INTERVAL) {
+            if let Some(room) = self.rooms.get_mut(&p.room) {
+                room.metrics.keyframe_requests += 1;
+            }
+            self.dirty.push(source);
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Vizit's signaling: the WebSocket protocol between the call page and the SFU.
+//!
+//! # Layout
+//! - `protocol.rs` — the typed, versioned wire messages ([`ClientMessage`], [`ServerMessage`],
+//!   [`ErrorCode`]); `docs/signaling.md` documents each with an example.
+//! - `token.rs` — join tokens ([`TokenKeys`]): HS256 JWTs naming room, participant, role, name.
+//! - `session.rs` — the per-connection state machine ([`Session`]) without sockets: client frame →
+//!   [`Action`], SFU signal → message. Unit-tested here.
+//! - `ws.rs` — `GET /ws`: drives a Session against a [`vizit_media::MediaHandle`].
+//!
+//! # Invariants
+//! - Every client mistake is answered with a typed `error {code, message}`; fatal ones then close
+//!   the socket. A socket is never dropped silently.
+//! - A socket that closes takes its participant out of the room; the others are told why.
+//! - Tokens, SDP and names never appear in logs at info or above.
+
+mod protocol;
+mod session;
+mod token;
+mod ws;
+
+pub use protocol::{
+    ClientMessage, CloseReason, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, PeerView,
+    ProtocolError, ServerMessage,
+};
+pub use session::{Action, Delivery, Session, SessionState};
+pub use token::{
+    AUDIENCE, CallRole, JoinClaims, KeyError, MIN_SECRET_BYTES, TokenError, TokenKeys,
+};
+pub use ws::{SignalingState, router};

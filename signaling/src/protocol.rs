@@ -1,0 +1,338 @@
+//! The wire protocol, version 1 (documented with an example per message in `docs/signaling.md`).
+
+use serde::{Deserialize, Serialize};
+use vizit_media::{LeaveReason, ParticipantId, ParticipantInfo, TrackKind};
+
+use crate::token::CallRole;
+
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest client frame accepted; an SDP of a 1:1 call is a few KiB.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A message from the browser.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum ClientMessage {
+    Join {
+        version: u32,
+        token: String,
+    },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    Candidate {
+        candidate: String,
+        #[serde(default)]
+        sdp_mid: Option<String>,
+    },
+    Mute {
+        kind: TrackKind,
+        muted: bool,
+    },
+    Ping {
+        #[serde(default)]
+        nonce: Option<u64>,
+    },
+    Leave,
+}
+
+/// The `type` of every [`ClientMessage`], to tell an unknown type from a malformed known one.
+const CLIENT_TYPES: &[&str] = &[
+    "join",
+    "offer",
+    "answer",
+    "candidate",
+    "mute",
+    "ping",
+    "leave",
+];
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+impl ClientMessage {
+    /// Parse one text frame, with the protocol error a client should get if it is wrong.
+    pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(ProtocolError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES}",
+                    text.len()
+                ),
+            ));
+        }
+        let envelope: Envelope = serde_json::from_str(text).map_err(|e| {
+            ProtocolError::new(
+                ErrorCode::BadMessage,
+                format!("not a JSON object with a \"type\": {e}"),
+            )
+        })?;
+        if !CLIENT_TYPES.contains(&envelope.kind.as_str()) {
+            return Err(ProtocolError::new(
+                ErrorCode::UnknownType,
+                format!("unknown message type {:?}", truncate(&envelope.kind, 40)),
+            ));
+        }
+        serde_json::from_str(text).map_err(|e| {
+            ProtocolError::new(
+                ErrorCode::BadMessage,
+                format!("invalid {:?} message: {e}", envelope.kind),
+            )
+        })
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// How a participant appears to the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerView {
+    pub participant_id: ParticipantId,
+    pub role: CallRole,
+    pub name: String,
+    pub audio_muted: bool,
+    pub video_muted: bool,
+}
+
+impl PeerView {
+    /// `None` for participants the browser must not see (recorders).
+    pub fn from_info(info: &ParticipantInfo) -> Option<PeerView> {
+        Some(PeerView {
+            participant_id: info.id.clone(),
+            role: CallRole::from_media(info.role)?,
+            name: info.name.clone(),
+            audio_muted: info.audio_muted,
+            video_muted: info.video_muted,
+        })
+    }
+}
+
+/// Why a room closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CloseReason {
+    ServerShutdown,
+}
+
+/// A message to the browser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum ServerMessage {
+    Joined {
+        version: u32,
+        participant_id: ParticipantId,
+        room: String,
+        role: CallRole,
+        name: String,
+        participants: Vec<PeerView>,
+    },
+    Answer {
+        sdp: String,
+    },
+    Offer {
+        sdp: String,
+    },
+    ParticipantJoined {
+        participant: PeerView,
+    },
+    ParticipantLeft {
+        participant_id: ParticipantId,
+        reason: LeaveReason,
+    },
+    MuteChanged {
+        participant_id: ParticipantId,
+        kind: TrackKind,
+        muted: bool,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        nonce: Option<u64>,
+    },
+    RoomClosed {
+        reason: CloseReason,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+/// Stable error codes of the `error` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorCode {
+    BadMessage,
+    UnknownType,
+    TooLarge,
+    UnsupportedVersion,
+    TokenExpired,
+    TokenInvalid,
+    RoomFull,
+    NotJoined,
+    AlreadyJoined,
+    BadSdp,
+    NoPendingOffer,
+    ConnectionLost,
+    Replaced,
+    ServerShutdown,
+    Internal,
+}
+
+impl ErrorCode {
+    /// Whether the server closes the socket after this error.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::TooLarge
+                | ErrorCode::UnsupportedVersion
+                | ErrorCode::TokenExpired
+                | ErrorCode::TokenInvalid
+                | ErrorCode::RoomFull
+                | ErrorCode::ConnectionLost
+                | ErrorCode::Replaced
+                | ErrorCode::ServerShutdown
+                | ErrorCode::Internal
+        )
+    }
+}
+
+/// An error to report to the client as an `error` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::Error {
+            code: self.code,
+            message: self.message.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_documented_client_message() {
+        let cases = [
+            (
+                r#"{"type":"join","version":1,"token":"t"}"#,
+                ClientMessage::Join {
+                    version: 1,
+                    token: "t".into(),
+                },
+            ),
+            (
+                r#"{"type":"offer","sdp":"v=0"}"#,
+                ClientMessage::Offer { sdp: "v=0".into() },
+            ),
+            (
+                r#"{"type":"answer","sdp":"v=0"}"#,
+                ClientMessage::Answer { sdp: "v=0".into() },
+            ),
+            (
+                r#"{"type":"candidate","candidate":"candidate:1 1 udp 1 192.0.2.1 5 typ host","sdpMid":"0"}"#,
+                ClientMessage::Candidate {
+                    candidate: "candidate:1 1 udp 1 192.0.2.1 5 typ host".into(),
+                    sdp_mid: Some("0".into()),
+                },
+            ),
+            (
+                r#"{"type":"mute","kind":"video","muted":true}"#,
+                ClientMessage::Mute {
+                    kind: TrackKind::Video,
+                    muted: true,
+                },
+            ),
+            (
+                r#"{"type":"ping","nonce":17}"#,
+                ClientMessage::Ping { nonce: Some(17) },
+            ),
+            (r#"{"type":"leave"}"#, ClientMessage::Leave),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(ClientMessage::parse(text).unwrap(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn tells_bad_json_unknown_type_wrong_fields_and_size_apart() {
+        let code = |text: &str| ClientMessage::parse(text).unwrap_err().code;
+        assert_eq!(code("{not json"), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"sdp":"x"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(
+            code(r#"{"type":"join","version":"one","token":"t"}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"mute","kind":"smell","muted":true}"#),
+            ErrorCode::BadMessage
+        );
+        let huge = format!(
+            r#"{{"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert_eq!(code(&huge), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn server_messages_use_documented_names() {
+        let msg = ServerMessage::ParticipantLeft {
+            participant_id: ParticipantId::new("p-1"),
+            reason: LeaveReason::ConnectionLost,
+        };
+        assert_eq!(
+            msg.to_json(),
+            r#"{"type":"participantLeft","participantId":"p-1","reason":"connectionLost"}"#
+        );
+        let err = ProtocolError::new(ErrorCode::RoomFull, "full").to_message();
+        assert_eq!(
+            err.to_json(),
+            r#"{"type":"error","code":"roomFull","message":"full"}"#
+        );
+        assert_eq!(
+            ServerMessage::Pong { nonce: Some(3) }.to_json(),
+            r#"{"type":"pong","nonce":3}"#
+        );
+    }
+}

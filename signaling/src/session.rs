@@ -1,0 +1,288 @@
+//! The per-connection session state machine, without sockets: it turns client frames into the
+//! action to take and SFU signals into messages for the client. `ws.rs` drives it.
+
+use vizit_media::{LeaveReason, ParticipantKey, Signal, TrackKind};
+
+use crate::protocol::{
+    ClientMessage, CloseReason, ErrorCode, PROTOCOL_VERSION, PeerView, ProtocolError, ServerMessage,
+};
+use crate::token::{JoinClaims, TokenError, TokenKeys};
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    AwaitingJoin,
+    Joined(ParticipantKey),
+    Closed,
+}
+
+/// What the driver must do for one client frame.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Admit the verified participant to its room.
+    Join(JoinClaims),
+    Offer(String),
+    Answer(String),
+    Candidate(String),
+    Mute(TrackKind, bool),
+    /// Hang up: leave the room and close the socket.
+    Leave,
+    /// Send this message (a `pong`, or an `error`); close the socket if the error is fatal.
+    Reply(ServerMessage),
+}
+
+/// What the driver must do for one SFU signal.
+#[derive(Debug, PartialEq)]
+pub struct Delivery {
+    pub message: Option<ServerMessage>,
+    pub close: bool,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    state: SessionState,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Self {
+        Session {
+            state: SessionState::AwaitingJoin,
+        }
+    }
+
+    pub fn state(&self) -> &SessionState {
+        &self.state
+    }
+
+    pub fn key(&self) -> Option<ParticipantKey> {
+        match self.state {
+            SessionState::Joined(key) => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The SFU admitted the participant.
+    pub fn joined(&mut self, key: ParticipantKey) {
+        self.state = SessionState::Joined(key);
+    }
+
+    pub fn close(&mut self) {
+        self.state = SessionState::Closed;
+    }
+
+    /// Decide what one client text frame means in the current state.
+    pub fn handle_text(&mut self, text: &str, keys: &TokenKeys) -> Action {
+        let message = match ClientMessage::parse(text) {
+            Ok(message) => message,
+            Err(e) => return error(e),
+        };
+        match (&self.state, message) {
+            (SessionState::Closed, _) => error(ProtocolError::new(
+                ErrorCode::NotJoined,
+                "the session has ended",
+            )),
+            (_, ClientMessage::Ping { nonce }) => Action::Reply(ServerMessage::Pong { nonce }),
+            (SessionState::AwaitingJoin, ClientMessage::Join { version, token }) => {
+                if version != PROTOCOL_VERSION {
+                    return error(ProtocolError::new(
+                        ErrorCode::UnsupportedVersion,
+                        format!(
+                            "this server speaks protocol version {PROTOCOL_VERSION}, not {version}"
+                        ),
+                    ));
+                }
+                match keys.verify(&token) {
+                    Ok(claims) => Action::Join(claims),
+                    Err(TokenError::Expired) => error(ProtocolError::new(
+                        ErrorCode::TokenExpired,
+                        "the join token has expired; ask for a new link",
+                    )),
+                    Err(TokenError::Invalid(why)) => error(ProtocolError::new(
+                        ErrorCode::TokenInvalid,
+                        format!("the join token is invalid ({why})"),
+                    )),
+                }
+            }
+            (SessionState::Joined(_), ClientMessage::Join { .. }) => error(ProtocolError::new(
+                ErrorCode::AlreadyJoined,
+                "this socket has already joined a room",
+            )),
+            (SessionState::AwaitingJoin, _) => error(ProtocolError::new(
+                ErrorCode::NotJoined,
+                "send \"join\" with a token first",
+            )),
+            (SessionState::Joined(_), message) => match message {
+                ClientMessage::Offer { sdp } => Action::Offer(sdp),
+                ClientMessage::Answer { sdp } => Action::Answer(sdp),
+                ClientMessage::Candidate { candidate, .. } => Action::Candidate(candidate),
+                ClientMessage::Mute { kind, muted } => Action::Mute(kind, muted),
+                ClientMessage::Leave => Action::Leave,
+                ClientMessage::Join { .. } | ClientMessage::Ping { .. } => {
+                    unreachable!("matched above")
+                }
+            },
+        }
+    }
+
+    /// Turn a signal of the SFU into what the client must hear.
+    pub fn handle_signal(&mut self, signal: Signal) -> Delivery {
+        let deliver = |message| Delivery {
+            message: Some(message),
+            close: false,
+        };
+        match signal {
+            Signal::Offer(sdp) => deliver(ServerMessage::Offer { sdp }),
+            Signal::ParticipantJoined(info) => match PeerView::from_info(&info) {
+                Some(participant) => deliver(ServerMessage::ParticipantJoined { participant }),
+                None => Delivery {
+                    message: None,
+                    close: false,
+                },
+            },
+            Signal::ParticipantLeft { id, reason } => deliver(ServerMessage::ParticipantLeft {
+                participant_id: id,
+                reason,
+            }),
+            Signal::MuteChanged { id, kind, muted } => deliver(ServerMessage::MuteChanged {
+                participant_id: id,
+                kind,
+                muted,
+            }),
+            Signal::Closed(reason) => {
+                self.state = SessionState::Closed;
+                let message = match reason {
+                    LeaveReason::ServerShutdown => ServerMessage::RoomClosed {
+                        reason: CloseReason::ServerShutdown,
+                    },
+                    LeaveReason::Replaced => ProtocolError::new(
+                        ErrorCode::Replaced,
+                        "the same participant joined from another tab or device",
+                    )
+                    .to_message(),
+                    LeaveReason::ConnectionLost | LeaveReason::Hangup => ProtocolError::new(
+                        ErrorCode::ConnectionLost,
+                        "the media connection was lost; join again",
+                    )
+                    .to_message(),
+                };
+                Delivery {
+                    message: Some(message),
+                    close: true,
+                }
+            }
+        }
+    }
+}
+
+fn error(e: ProtocolError) -> Action {
+    Action::Reply(e.to_message())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+    use vizit_media::{ParticipantId, ParticipantInfo, Role};
+
+    use super::*;
+    use crate::token::CallRole;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(&SecretString::from(
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ))
+        .unwrap()
+    }
+
+    fn code_of(action: Action) -> ErrorCode {
+        match action {
+            Action::Reply(ServerMessage::Error { code, .. }) => code,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_ping_and_join_before_joining() {
+        let k = keys();
+        let mut s = Session::new();
+        assert_eq!(
+            code_of(s.handle_text(r#"{"type":"offer","sdp":"v=0"}"#, &k)),
+            ErrorCode::NotJoined
+        );
+        assert_eq!(
+            code_of(s.handle_text(r#"{"type":"leave"}"#, &k)),
+            ErrorCode::NotJoined
+        );
+        assert_eq!(
+            s.handle_text(r#"{"type":"ping","nonce":5}"#, &k),
+            Action::Reply(ServerMessage::Pong { nonce: Some(5) })
+        );
+        assert_eq!(s.state(), &SessionState::AwaitingJoin);
+    }
+
+    #[test]
+    fn join_checks_version_and_token() {
+        let k = keys();
+        let mut s = Session::new();
+        let token = k.issue("r", "p", CallRole::Doctor, "D", Duration::from_secs(60));
+        let v2 = format!(r#"{{"type":"join","version":2,"token":"{token}"}}"#);
+        assert_eq!(
+            code_of(s.handle_text(&v2, &k)),
+            ErrorCode::UnsupportedVersion
+        );
+        assert_eq!(
+            code_of(s.handle_text(r#"{"type":"join","version":1,"token":"x.y.z"}"#, &k)),
+            ErrorCode::TokenInvalid
+        );
+        let ok = format!(r#"{{"type":"join","version":1,"token":"{token}"}}"#);
+        let Action::Join(claims) = s.handle_text(&ok, &k) else {
+            panic!("expected a join")
+        };
+        assert_eq!(claims.room, "r");
+        s.joined(ParticipantKey::test(1));
+        assert_eq!(code_of(s.handle_text(&ok, &k)), ErrorCode::AlreadyJoined);
+        assert_eq!(
+            s.handle_text(r#"{"type":"answer","sdp":"v=0"}"#, &k),
+            Action::Answer("v=0".into())
+        );
+        assert_eq!(s.handle_text(r#"{"type":"leave"}"#, &k), Action::Leave);
+    }
+
+    #[test]
+    fn signals_become_messages_and_closing_ones_close() {
+        let mut s = Session::new();
+        s.joined(ParticipantKey::test(1));
+        let recorder = ParticipantInfo {
+            id: ParticipantId::new("rec"),
+            name: String::new(),
+            role: Role::Recorder,
+            audio_muted: false,
+            video_muted: false,
+        };
+        assert_eq!(
+            s.handle_signal(Signal::ParticipantJoined(recorder)),
+            Delivery {
+                message: None,
+                close: false
+            },
+            "recorders are invisible to browsers"
+        );
+        let closed = s.handle_signal(Signal::Closed(LeaveReason::ConnectionLost));
+        assert!(closed.close);
+        assert!(matches!(
+            closed.message,
+            Some(ServerMessage::Error {
+                code: ErrorCode::ConnectionLost,
+                ..
+            })
+        ));
+        assert_eq!(s.state(), &SessionState::Closed);
+    }
+}

@@ -1,0 +1,107 @@
+//! Command line: `vizit serve`, `vizit token`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use vizit_signaling::{CallRole, TokenKeys};
+
+use crate::config::Settings;
+use crate::startup::{Application, shutdown_signal};
+
+/// Vizit — telemedicine video consultations: a WebRTC SFU, signaling and the call page.
+///
+/// Configuration: built-in defaults, then the TOML file given with --config, then environment
+/// variables VIZIT_SECTION__KEY (e.g. VIZIT_MEDIA__UDP_BIND=0.0.0.0:50000). See the README.
+#[derive(Debug, Parser)]
+#[command(name = "vizit", version, about, long_about)]
+pub struct Cli {
+    /// TOML configuration file (optional).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP(S) with the call page, the WebSocket signaling and the SFU on UDP.
+    ///
+    /// Stops gracefully on SIGTERM or Ctrl-C: participants are told, rooms are closed.
+    Serve,
+    /// Print a signed join token for one participant of a room (until the API mints them).
+    ///
+    /// Open the call as <server>/call?token=<the printed token>.
+    Token {
+        /// Room id (one per consultation).
+        #[arg(long)]
+        room: String,
+        /// Display name shown to the other party.
+        #[arg(long)]
+        name: String,
+        /// doctor or patient.
+        #[arg(long)]
+        role: CallRole,
+        /// Participant id; default: "<room>-<role>" (a rejoin with the same id replaces the old tab).
+        #[arg(long)]
+        participant: Option<String>,
+        /// Lifetime, e.g. 30m, 2h; default: auth.token_ttl.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Token {
+            room,
+            name,
+            role,
+            participant,
+            ttl,
+        } => {
+            let keys = TokenKeys::new(&settings.token_secret()?)?;
+            let participant = participant.unwrap_or_else(|| {
+                format!(
+                    "{room}-{}",
+                    match role {
+                        CallRole::Doctor => "doctor",
+                        CallRole::Patient => "patient",
+                    }
+                )
+            });
+            let token = keys.issue(
+                &room,
+                &participant,
+                role,
+                &name,
+                ttl.unwrap_or(settings.auth.token_ttl),
+            );
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::telemetry::init(&settings.log.filter);
+    let demo = settings.demo;
+    let app = Application::build(settings).await?;
+    let url = format!("http://{}", app.http_addr());
+    // Tests and scripts read this exact line from stdout.
+    println!("Vizit is listening on {url}");
+    if let Some(addr) = app.https_addr() {
+        println!("HTTPS on https://{addr}");
+    }
+    println!("Media (UDP) on {}", app.media_addr());
+    if demo {
+        println!(
+            "Try a call: open {}/demo and follow the doctor and patient links in two tabs",
+            app.public_url()
+        );
+    }
+    app.run_until_stopped(shutdown_signal()).await
+}

@@ -1,0 +1,367 @@
+//! Settings: defaults → optional TOML file (`--config`) → `VIZIT_SECTION__KEY` environment
+//! variables. The only module that reads the environment. Every key is documented in the README.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Folder for Vizit's own files (the generated token secret today; the database later).
+    pub data_dir: PathBuf,
+    /// Development/demo mode: `GET /demo` mints a room with doctor and patient links.
+    pub demo: bool,
+    pub http: HttpSettings,
+    pub tls: TlsSettings,
+    pub media: MediaSettings,
+    pub auth: AuthSettings,
+    pub signaling: SignalingSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Plain-HTTP listener: for localhost and for running behind a TLS-terminating proxy.
+    pub listen: SocketAddr,
+    /// The URL people reach Vizit at (used in printed links). Empty: derived from the listener.
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// HTTPS listener, started when both `cert` and `key` are set.
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSettings {
+    /// The one UDP socket all participants' media goes through.
+    pub udp_bind: SocketAddr,
+    /// The address announced in ICE candidates (a server behind NAT announces its public IP).
+    /// Unset: the bind address if it is specific, else the first non-loopback IPv4 address.
+    pub public_ip: Option<IpAddr>,
+    /// People per room (recorders do not count).
+    pub max_participants: usize,
+    /// A participant whose media path is silent this long is removed.
+    #[serde(with = "humantime_serde")]
+    pub ice_timeout: Duration,
+    /// A participant whose media never arrives this long after joining is removed.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret of join tokens, ≥ 32 bytes. Unset: generated once into `data_dir/token-secret`.
+    #[serde(serialize_with = "serialize_secret")]
+    pub token_secret: Option<SecretString>,
+    /// Lifetime of tokens minted by `vizit token` and the demo page.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalingSettings {
+    /// A WebSocket silent this long is closed (clients ping every 10 s).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter directives, e.g. `info` or `info,vizit_media=debug`.
+    pub filter: String,
+}
+
+fn serialize_secret<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(s) => serializer.serialize_some(s.expose_secret()),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("data"),
+            demo: true,
+            http: HttpSettings {
+                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+                public_url: String::new(),
+            },
+            tls: TlsSettings {
+                listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8443)),
+                cert: None,
+                key: None,
+            },
+            media: MediaSettings {
+                udp_bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 50000)),
+                public_ip: None,
+                max_participants: 2,
+                ice_timeout: Duration::from_secs(8),
+                connect_timeout: Duration::from_secs(30),
+            },
+            auth: AuthSettings {
+                token_secret: None,
+                token_ttl: Duration::from_secs(2 * 3600),
+            },
+            signaling: SignalingSettings {
+                idle_timeout: Duration::from_secs(30),
+            },
+            log: LogSettings {
+                filter: "info,str0m=warn".into(),
+            },
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(Box<figment::Error>),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("cannot read or create the token secret at {path}: {source}")]
+    Secret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Settings {
+    /// Load from defaults, the optional file, and the environment, then validate.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid {
+                    key: "--config",
+                    message: format!("file {} does not exist", file.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("VIZIT_").split("__"));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if self.media.max_participants < 2 {
+            return invalid(
+                "media.max_participants",
+                "must be at least 2 (a doctor and a patient)",
+            );
+        }
+        if self.media.ice_timeout < Duration::from_secs(2) {
+            return invalid(
+                "media.ice_timeout",
+                "must be at least 2s: browsers check the path every ~1-2 s",
+            );
+        }
+        if self.media.connect_timeout < Duration::from_secs(5) {
+            return invalid("media.connect_timeout", "must be at least 5s");
+        }
+        if self.auth.token_ttl.is_zero() {
+            return invalid("auth.token_ttl", "must be positive, e.g. \"2h\"");
+        }
+        if self.signaling.idle_timeout < Duration::from_secs(15) {
+            return invalid(
+                "signaling.idle_timeout",
+                "must be at least 15s (clients ping every 10 s)",
+            );
+        }
+        if let Some(secret) = &self.auth.token_secret {
+            if secret.expose_secret().len() < vizit_signaling::MIN_SECRET_BYTES {
+                return invalid(
+                    "auth.token_secret",
+                    "must be at least 32 bytes; generate one with `openssl rand -hex 32`",
+                );
+            }
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => return invalid("tls.key", "is required when tls.cert is set"),
+            (None, Some(_)) => return invalid("tls.cert", "is required when tls.key is set"),
+            (Some(cert), Some(key)) => {
+                if !cert.is_file() {
+                    return invalid(
+                        "tls.cert",
+                        &format!("{} is not a readable file", cert.display()),
+                    );
+                }
+                if !key.is_file() {
+                    return invalid(
+                        "tls.key",
+                        &format!("{} is not a readable file", key.display()),
+                    );
+                }
+            }
+            (None, None) => {}
+        }
+        if !self.http.public_url.is_empty()
+            && !(self.http.public_url.starts_with("http://")
+                || self.http.public_url.starts_with("https://"))
+        {
+            return invalid("http.public_url", "must start with http:// or https://");
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return invalid("log.filter", &e.to_string());
+        }
+        Ok(())
+    }
+
+    /// The join-token secret: configured, or generated once and kept in the data folder so that
+    /// `vizit token` and `vizit serve` agree without any setup.
+    pub fn token_secret(&self) -> Result<SecretString, ConfigError> {
+        if let Some(secret) = &self.auth.token_secret {
+            return Ok(secret.clone());
+        }
+        let path = self.data_dir.join("token-secret");
+        let err = |source| ConfigError::Secret {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text.trim().len() >= vizit_signaling::MIN_SECRET_BYTES => {
+                return Ok(SecretString::from(text.trim().to_owned()));
+            }
+            Ok(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "auth.token_secret",
+                    message: format!("{} holds fewer than 32 characters", path.display()),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(err)?;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let secret = hex::encode(bytes);
+        write_private(&path, &secret).map_err(err)?;
+        Ok(SecretString::from(secret))
+    }
+
+    /// The address announced in ICE candidates.
+    pub fn announce_ip(&self) -> IpAddr {
+        if let Some(ip) = self.media.public_ip {
+            return ip;
+        }
+        let bind = self.media.udp_bind.ip();
+        if !bind.is_unspecified() {
+            return bind;
+        }
+        if_addrs::get_if_addrs()
+            .ok()
+            .and_then(|addrs| {
+                addrs.into_iter().map(|a| a.ip()).find(|ip| match ip {
+                    IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+                    IpAddr::V6(_) => false,
+                })
+            })
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults_and_errors_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vizit.toml",
+                "demo = false\n[media]\nmax_participants = 3\nice_timeout = \"5s\"\n",
+            )?;
+            jail.set_env("VIZIT_MEDIA__MAX_PARTICIPANTS", "4");
+            let s = Settings::load(Some(Path::new("vizit.toml"))).expect("valid");
+            assert!(!s.demo);
+            assert_eq!(s.media.max_participants, 4, "env beats file");
+            assert_eq!(
+                s.media.ice_timeout,
+                Duration::from_secs(5),
+                "file beats default"
+            );
+
+            jail.set_env("VIZIT_MEDIA__MAX_PARTICIPANTS", "many");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("max_participants"), "{e}");
+
+            jail.set_env("VIZIT_MEDIA__MAX_PARTICIPANTS", "1");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("media.max_participants"), "{e}");
+
+            jail.clear_env();
+            jail.set_env("VIZIT_MEDIA__NO_SUCH_KEY", "1");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("no_such_key"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn generated_secret_is_kept_and_reused() {
+        let dir = std::env::temp_dir().join(format!("vizit-secret-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = Settings {
+            data_dir: dir.clone(),
+            ..Settings::default()
+        };
+        let first = settings.token_secret().unwrap();
+        let second = settings.token_secret().unwrap();
+        assert_eq!(first.expose_secret(), second.expose_secret());
+        assert_eq!(first.expose_secret().len(), 64);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

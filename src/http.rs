@@ -1,0 +1,154 @@
+//! HTTP routes of the binary: health, metrics, the call page, the demo page.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use vizit_media::MediaHandle;
+use vizit_signaling::{CallRole, TokenKeys};
+
+use crate::web;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub media: MediaHandle,
+    pub keys: TokenKeys,
+    pub demo: bool,
+    pub token_ttl: Duration,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/call", get(call))
+        .route("/demo", get(demo))
+        .route(
+            "/assets/app.js",
+            get(|| async { web::asset("text/javascript; charset=utf-8", web::APP_JS) }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async { web::asset("text/css; charset=utf-8", web::APP_CSS) }),
+        )
+        .with_state(state)
+}
+
+async fn root(State(state): State<HttpState>) -> Response {
+    if state.demo {
+        Redirect::to("/demo").into_response()
+    } else {
+        (
+            StatusCode::OK,
+            "Vizit video consultations. Open the call link you were given.\n",
+        )
+            .into_response()
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let Some(metrics) = state.media.metrics().await else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "media server is not running\n",
+        )
+            .into_response();
+    };
+    let mut body = metrics.to_prometheus();
+    body.push_str(&process_metrics());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// CPU time and resident memory of this process, from `/proc` (Linux).
+fn process_metrics() -> String {
+    let mut out = String::new();
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 Hz).
+            if let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) {
+                if let (Ok(u), Ok(s)) = (u.parse::<u64>(), s.parse::<u64>()) {
+                    out.push_str(
+                        "# HELP process_cpu_seconds_total User and system CPU time spent.\n",
+                    );
+                    out.push_str("# TYPE process_cpu_seconds_total counter\n");
+                    out.push_str(&format!(
+                        "process_cpu_seconds_total {:.2}\n",
+                        (u + s) as f64 / 100.0
+                    ));
+                }
+            }
+        }
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            out.push_str("# HELP process_resident_memory_bytes Resident memory size.\n");
+            out.push_str("# TYPE process_resident_memory_bytes gauge\n");
+            out.push_str(&format!("process_resident_memory_bytes {}\n", kb * 1024));
+        }
+    }
+    out
+}
+
+async fn call() -> Response {
+    web::html(web::CALL_HTML)
+}
+
+/// A fresh room with a doctor link and a patient link — only in demo mode.
+async fn demo(State(state): State<HttpState>) -> Response {
+    if !state.demo {
+        return (StatusCode::NOT_FOUND, "demo mode is off\n").into_response();
+    }
+    let room = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let doctor = state.keys.issue(
+        &room,
+        &format!("{room}-doctor"),
+        CallRole::Doctor,
+        "Доктор (демо)",
+        state.token_ttl,
+    );
+    let patient = state.keys.issue(
+        &room,
+        &format!("{room}-patient"),
+        CallRole::Patient,
+        "Пациент (демо)",
+        state.token_ttl,
+    );
+    web::html(format!(
+        r#"<!doctype html>
+<html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer"><title>Vizit — демо-звонок</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="/assets/app.css"></head>
+<body class="demo"><main class="demo-page">
+<h1>Демо-звонок Vizit</h1>
+<p>Создана комната <code>{room}</code>. Откройте ссылки в двух вкладках (или на двух устройствах) —
+врач и пациент увидят и услышат друг друга через SFU Vizit.</p>
+<ul>
+<li><a data-testid="demo-doctor" href="/call?token={doctor}" target="_blank" rel="noopener noreferrer">Войти как врач</a></li>
+<li><a data-testid="demo-patient" href="/call?token={patient}" target="_blank" rel="noopener noreferrer">Войти как пациент</a></li>
+</ul>
+<p>Ссылки действуют {ttl}. <a href="/demo">Новая комната</a></p>
+</main></body></html>"#,
+        ttl = humantime::format_duration(state.token_ttl),
+    ))
+}

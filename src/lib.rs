@@ -1,0 +1,18 @@
+//! The `vizit` binary's library: configuration, telemetry, start-up wiring, CLI.
+//!
+//! # Layout
+//! - `config.rs` — [`config::Settings`]: defaults → TOML file → `VIZIT_SECTION__KEY` env vars.
+//! - `startup.rs` — [`startup::Application`]: binds listeners (port 0 works), wires the SFU
+//!   (`vizit-media`), signaling (`vizit-signaling`) and HTTP, and drains them on shutdown.
+//! - `http.rs` — `/healthz`, `/metrics`, `/call`, `/demo`, the page's assets.
+//! - `web.rs` — the call page, embedded at build time from `web-client/dist` (see `build.rs`).
+//! - `cli.rs` — `vizit serve`, `vizit token`.
+//!
+//! Business rules live in the crates, not here.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod startup;
+pub mod telemetry;
+pub mod web;

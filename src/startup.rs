@@ -1,0 +1,201 @@
+//! Start-up wiring: binds every listener (port 0 works, for tests), connects media, signaling and
+//! HTTP, and shuts them down in order.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use vizit_media::{MediaHandle, MediaServer, SfuOptions};
+use vizit_signaling::{SignalingState, TokenKeys};
+
+use crate::config::Settings;
+use crate::http::{self, HttpState};
+
+/// How long shutdown waits for open connections after telling them to close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Application {
+    settings: Settings,
+    http: tokio::net::TcpListener,
+    http_addr: SocketAddr,
+    https: Option<(std::net::TcpListener, axum_server::tls_rustls::RustlsConfig)>,
+    https_addr: Option<SocketAddr>,
+    media: MediaServer,
+    media_handle: MediaHandle,
+    app: Router,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let secret = settings.token_secret()?;
+        let keys = TokenKeys::new(&secret).context("auth.token_secret")?;
+
+        let options = SfuOptions::new(Vec::new())
+            .max_participants(settings.media.max_participants)
+            .ice_timeout(settings.media.ice_timeout)
+            .connect_timeout(settings.media.connect_timeout);
+        let (media, media_handle) =
+            MediaServer::bind(settings.media.udp_bind, settings.announce_ip(), options)
+                .await
+                .context("media.udp_bind")?;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let signaling = SignalingState::new(
+            media_handle.clone(),
+            keys.clone(),
+            settings.signaling.idle_timeout,
+            shutdown_rx,
+        );
+        let app = http::router(HttpState {
+            media: media_handle.clone(),
+            keys,
+            demo: settings.demo,
+            token_ttl: settings.auth.token_ttl,
+        })
+        .merge(vizit_signaling::router(signaling));
+
+        let http = tokio::net::TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("http.listen: cannot listen on {}", settings.http.listen))?;
+        let http_addr = http.local_addr()?;
+
+        let (https, https_addr) = match (&settings.tls.cert, &settings.tls.key) {
+            (Some(cert), Some(key)) => {
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .context("tls.cert / tls.key: cannot load the certificate and key")?;
+                let listener =
+                    std::net::TcpListener::bind(settings.tls.listen).with_context(|| {
+                        format!("tls.listen: cannot listen on {}", settings.tls.listen)
+                    })?;
+                listener.set_nonblocking(true)?;
+                let addr = listener.local_addr()?;
+                (Some((listener, config)), Some(addr))
+            }
+            _ => (None, None),
+        };
+
+        Ok(Application {
+            settings,
+            http,
+            http_addr,
+            https,
+            https_addr,
+            media,
+            media_handle,
+            app,
+            shutdown,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    pub fn media_addr(&self) -> SocketAddr {
+        self.media_handle.local_addr()
+    }
+
+    /// Where people reach the server: `http.public_url`, else HTTPS if on, else plain HTTP.
+    pub fn public_url(&self) -> String {
+        if !self.settings.http.public_url.is_empty() {
+            return self
+                .settings
+                .http
+                .public_url
+                .trim_end_matches('/')
+                .to_owned();
+        }
+        match self.https_addr {
+            Some(addr) => format!("https://{}", display_addr(addr)),
+            None => format!("http://{}", display_addr(self.http_addr)),
+        }
+    }
+
+    /// Serve until `stop` resolves, then drain: every participant is told, rooms close, the
+    /// listeners stop.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let media_task = tokio::spawn(self.media.run());
+
+        let mut stopping = self.shutdown.subscribe();
+        let http_app = self.app.clone();
+        let http_task = tokio::spawn(async move {
+            axum::serve(self.http, http_app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                })
+                .await
+        });
+
+        let tls_handle = axum_server::Handle::new();
+        let https_task = self.https.map(|(listener, config)| {
+            let handle = tls_handle.clone();
+            let app = self.app.clone();
+            tokio::spawn(async move {
+                axum_server::from_tcp_rustls(listener, config)
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await
+            })
+        });
+
+        stop.await;
+        info!("shutting down: closing rooms and connections");
+        // Sockets send `roomClosed` and close; then the SFU removes everyone.
+        let _ = self.shutdown.send(true);
+        self.media_handle.shutdown().await;
+        tls_handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
+
+        if tokio::time::timeout(DRAIN_TIMEOUT, http_task)
+            .await
+            .is_err()
+        {
+            warn!("HTTP connections did not close in time");
+        }
+        if let Some(task) = https_task {
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
+        }
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, media_task).await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+fn display_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

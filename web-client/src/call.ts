@@ -1,0 +1,450 @@
+/**
+ * One participant's side of a call: the signaling socket, the RTCPeerConnection to the SFU, and
+ * the connection state the user sees. Knows nothing about the DOM: it reports to a {@link CallView}.
+ *
+ * A "link" is one socket plus one peer connection. When either breaks, the session throws the
+ * whole link away and joins again with the same token on a fresh one (the server replaces the
+ * old session of the same participant), with backoff, for about two minutes. Every callback of a
+ * link checks that its link is still the current one, so a late event from a discarded socket or
+ * peer connection cannot touch the new one.
+ */
+
+import type { ConnectionState } from './messages';
+import { TEXT, errorText } from './messages';
+import {
+  FATAL_NO_RETRY,
+  FATAL_RETRY,
+  PROTOCOL_VERSION,
+  type ClientMessage,
+  type JoinedMessage,
+  type Participant,
+  type ServerMessage,
+  type TrackKind,
+} from './protocol';
+import { SignalingClient, signalingUrl } from './signaling';
+
+export interface CallView {
+  setState(state: ConnectionState): void;
+  /** The other party, or null when alone. `left` says why the previous one is gone. */
+  setRemoteParticipant(participant: Participant | null, left?: { name: string; reason: string }): void;
+  setRemoteMuted(kind: TrackKind, muted: boolean): void;
+  /** The other party's media (audio and video in one stream), or null to clear the video. */
+  setRemoteStream(stream: MediaStream | null): void;
+  setLocalMuted(kind: TrackKind, muted: boolean): void;
+  /** A sentence about the call as a whole (why it failed or ended); null clears it. */
+  setNotice(text: string | null): void;
+}
+
+/** Backoff between rejoin attempts: 1 s, 2 s, 4 s, 8 s, then 10 s. */
+const BACKOFF_FIRST_MS = 1_000;
+const BACKOFF_MAX_MS = 10_000;
+/** After this long without a working link, stop trying and say so. */
+const RECONNECT_GIVE_UP_MS = 120_000;
+/** A link that has not reached `connected` by then is treated as broken. */
+const LINK_TIMEOUT_MS = 20_000;
+/**
+ * ICE `disconnected` often heals by itself within a few seconds (a lost consent check on a busy
+ * machine or a Wi-Fi hiccup); tearing the link down at once would cost a full renegotiation.
+ */
+const DISCONNECTED_GRACE_MS = 4_000;
+
+interface Link {
+  readonly id: number;
+  readonly signaling: SignalingClient;
+  pc: RTCPeerConnection | null;
+  /** Held so it is not collected: it guarantees a transport even when we send no media. */
+  channel: RTCDataChannel | null;
+  /**
+   * SDP steps (our offers, the server's answers and offers) run one at a time, in arrival order,
+   * so a server offer is always judged against a settled signaling state.
+   */
+  sdpChain: Promise<void>;
+  linkTimer: ReturnType<typeof setTimeout> | undefined;
+  graceTimer: ReturnType<typeof setTimeout> | undefined;
+}
+
+export class CallSession {
+  private state: ConnectionState = 'connecting';
+  private link: Link | null = null;
+  private nextLinkId = 1;
+  private remote: Participant | null = null;
+  private remoteStream: MediaStream | null = null;
+  private readonly muted: Record<TrackKind, boolean> = { audio: false, video: false };
+  /** Set while recovering: when the trouble started and how many attempts were made. */
+  private recovery: { since: number; attempts: number; timer: ReturnType<typeof setTimeout> | undefined } | null =
+    null;
+
+  constructor(
+    private readonly token: string,
+    private readonly local: MediaStream,
+    private readonly view: CallView,
+  ) {
+    // A phone that regains network should not wait out the backoff.
+    window.addEventListener('online', () => this.retryNow());
+    // Closing the tab: tell the other party at once rather than after the server notices.
+    window.addEventListener('pagehide', () => {
+      if (this.isActive()) this.link?.signaling.send({ type: 'leave' });
+    });
+  }
+
+  connectionState(): ConnectionState {
+    return this.state;
+  }
+
+  peerConnection(): RTCPeerConnection | null {
+    return this.link?.pc ?? null;
+  }
+
+  hasTrack(kind: TrackKind): boolean {
+    return this.tracks(kind).length > 0;
+  }
+
+  isMuted(kind: TrackKind): boolean {
+    return this.muted[kind];
+  }
+
+  start(): void {
+    this.setState('connecting');
+    this.openLink();
+  }
+
+  /** Hang up: tell the server, release the camera and microphone, and stay ended. */
+  hangup(): void {
+    if (!this.isActive()) return;
+    this.link?.signaling.send({ type: 'leave' });
+    this.dropLink();
+    this.stopRecovery();
+    for (const track of this.local.getTracks()) track.stop();
+    this.setRemote(null);
+    this.view.setNotice(TEXT.youHungUp);
+    this.setState('ended');
+  }
+
+  /** Mute or unmute our own microphone or camera, without renegotiating. */
+  toggle(kind: TrackKind): void {
+    const tracks = this.tracks(kind);
+    if (tracks.length === 0 || !this.isActive()) return;
+    const muted = !this.muted[kind];
+    this.muted[kind] = muted;
+    // A disabled track keeps its sender: it sends silence or black frames, and unmuting is instant.
+    for (const track of tracks) track.enabled = !muted;
+    this.send({ type: 'mute', kind, muted });
+    this.view.setLocalMuted(kind, muted);
+  }
+
+  // ---- link lifecycle ------------------------------------------------------------------------
+
+  private openLink(): void {
+    this.dropLink();
+    const id = this.nextLinkId++;
+    const signaling = new SignalingClient(signalingUrl(), {
+      onOpen: () => {
+        if (this.isCurrent(id)) signaling.send({ type: 'join', version: PROTOCOL_VERSION, token: this.token });
+      },
+      onMessage: (message) => {
+        if (this.isCurrent(id)) this.handleMessage(message);
+      },
+      onLost: (reason) => {
+        if (this.isCurrent(id)) this.linkBroken(`signaling: ${reason}`);
+      },
+    });
+    this.link = {
+      id,
+      signaling,
+      pc: null,
+      channel: null,
+      sdpChain: Promise.resolve(),
+      linkTimer: setTimeout(() => {
+        if (this.isCurrent(id)) this.linkBroken('the link did not connect in time');
+      }, LINK_TIMEOUT_MS),
+      graceTimer: undefined,
+    };
+  }
+
+  /** Close the current socket and peer connection; their late events are ignored from now on. */
+  private dropLink(): void {
+    const link = this.link;
+    if (link === null) return;
+    this.link = null;
+    clearTimeout(link.linkTimer);
+    clearTimeout(link.graceTimer);
+    link.signaling.close();
+    link.channel?.close();
+    link.pc?.close();
+  }
+
+  private isCurrent(id: number): boolean {
+    return this.link !== null && this.link.id === id && this.isActive();
+  }
+
+  private isActive(): boolean {
+    return this.state !== 'ended' && this.state !== 'failed';
+  }
+
+  /** The link is unusable: drop it and join again after a backoff, or give up. */
+  private linkBroken(reason: string): void {
+    if (!this.isActive()) return;
+    console.warn(`vizit: connection lost (${reason}); reconnecting`);
+    this.dropLink();
+    // The remote media arrived over the old peer connection and is gone with it.
+    this.setRemoteStream(null);
+    this.setState('reconnecting');
+
+    const now = Date.now();
+    if (this.recovery === null) this.recovery = { since: now, attempts: 0, timer: undefined };
+    const recovery = this.recovery;
+    if (now - recovery.since > RECONNECT_GIVE_UP_MS) {
+      this.fail(TEXT.reconnectGaveUp);
+      return;
+    }
+    const delay = Math.min(BACKOFF_FIRST_MS * 2 ** recovery.attempts, BACKOFF_MAX_MS);
+    recovery.attempts += 1;
+    clearTimeout(recovery.timer);
+    recovery.timer = setTimeout(() => this.openLink(), delay);
+  }
+
+  private retryNow(): void {
+    if (this.recovery === null || !this.isActive() || this.link !== null) return;
+    clearTimeout(this.recovery.timer);
+    this.openLink();
+  }
+
+  private stopRecovery(): void {
+    if (this.recovery !== null) clearTimeout(this.recovery.timer);
+    this.recovery = null;
+  }
+
+  private fail(text: string): void {
+    this.dropLink();
+    this.stopRecovery();
+    this.setRemote(null);
+    this.view.setNotice(text);
+    this.setState('failed');
+  }
+
+  private setState(state: ConnectionState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.view.setState(state);
+  }
+
+  // ---- signaling -----------------------------------------------------------------------------
+
+  private send(message: ClientMessage): void {
+    this.link?.signaling.send(message);
+  }
+
+  private handleMessage(message: ServerMessage): void {
+    switch (message.type) {
+      case 'joined':
+        this.handleJoined(message);
+        break;
+      case 'answer':
+        this.enqueueSdp((pc) => this.handleAnswer(pc, message.sdp));
+        break;
+      case 'offer':
+        this.enqueueSdp((pc) => this.handleOffer(pc, message.sdp));
+        break;
+      case 'participantJoined':
+        this.setRemote(message.participant);
+        break;
+      case 'participantLeft':
+        if (this.remote !== null && this.remote.participantId === message.participantId) {
+          const left = { name: this.remote.name, reason: message.reason };
+          this.remote = null;
+          this.setRemoteStream(null);
+          this.view.setRemoteParticipant(null, left);
+        }
+        break;
+      case 'muteChanged':
+        if (this.remote !== null && this.remote.participantId === message.participantId) {
+          if (message.kind === 'audio') this.remote.audioMuted = message.muted;
+          else this.remote.videoMuted = message.muted;
+          this.view.setRemoteMuted(message.kind, message.muted);
+        }
+        break;
+      case 'pong':
+        break; // the signaling client already counts any frame as a sign of life
+      case 'roomClosed':
+        if (message.reason === 'serverShutdown') {
+          this.view.setNotice(TEXT.serverRestarting);
+          this.linkBroken('the server is shutting down');
+        } else {
+          this.dropLink();
+          this.stopRecovery();
+          this.setRemote(null);
+          this.view.setNotice(TEXT.roomClosed);
+          this.setState('ended');
+        }
+        break;
+      case 'error':
+        this.handleError(message.code, message.message);
+        break;
+    }
+  }
+
+  private handleJoined(message: JoinedMessage): void {
+    const link = this.link;
+    if (link === null || link.pc !== null) return;
+    this.setRemote(message.participants[0] ?? null);
+    // The new session on the server starts unmuted: restate what the user chose before the drop.
+    for (const kind of ['audio', 'video'] as const) {
+      if (this.muted[kind]) this.send({ type: 'mute', kind, muted: true });
+    }
+    link.pc = this.createPeerConnection(link);
+  }
+
+  private handleError(code: string, detail: string): void {
+    console.warn(`vizit: server error ${code}: ${detail}`);
+    if (FATAL_NO_RETRY.has(code)) {
+      this.fail(errorText(code));
+    } else if (FATAL_RETRY.has(code)) {
+      if (code === 'serverShutdown') this.view.setNotice(TEXT.serverRestarting);
+      this.linkBroken(`server error ${code}`);
+    } else if (code === 'badSdp') {
+      // Our offer was refused and the session stays as it was: leave have-local-offer so the
+      // server's own offers can be taken again.
+      this.enqueueSdp(async (pc) => {
+        if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
+      });
+    }
+    // Other non-fatal codes (badMessage, noPendingOffer, …) leave the session as it was.
+  }
+
+  // ---- WebRTC --------------------------------------------------------------------------------
+
+  private createPeerConnection(link: Link): RTCPeerConnection {
+    // No iceServers: the SFU is ICE-lite and its candidate is in its SDP.
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    // Always a data channel, so the first offer has a transport even with no camera or microphone.
+    link.channel = pc.createDataChannel('vizit');
+    for (const track of this.local.getTracks()) pc.addTrack(track, this.local);
+
+    pc.onnegotiationneeded = () => {
+      this.enqueueSdp((current) => this.makeOffer(current));
+    };
+    pc.onicecandidate = (ev) => {
+      const c = ev.candidate;
+      // A null candidate or an empty string means end of candidates; the server ignores it anyway.
+      if (c === null || c.candidate === '' || !this.isCurrent(link.id)) return;
+      this.send(c.sdpMid === null ? { type: 'candidate', candidate: c.candidate } : {
+        type: 'candidate',
+        candidate: c.candidate,
+        sdpMid: c.sdpMid,
+      });
+    };
+    pc.ontrack = (ev) => {
+      if (this.isCurrent(link.id)) this.addRemoteTrack(ev.track);
+    };
+    pc.onconnectionstatechange = () => {
+      if (this.isCurrent(link.id)) this.handlePcState(link, pc.connectionState);
+    };
+    return pc;
+  }
+
+  private handlePcState(link: Link, state: RTCPeerConnectionState): void {
+    switch (state) {
+      case 'connected':
+        clearTimeout(link.linkTimer);
+        clearTimeout(link.graceTimer);
+        link.graceTimer = undefined;
+        this.stopRecovery();
+        if (this.state === 'reconnecting') this.view.setNotice(null);
+        this.setState('connected');
+        break;
+      case 'disconnected':
+        this.setState('reconnecting');
+        clearTimeout(link.graceTimer);
+        link.graceTimer = setTimeout(() => {
+          if (this.isCurrent(link.id)) this.linkBroken('ICE stayed disconnected');
+        }, DISCONNECTED_GRACE_MS);
+        break;
+      case 'failed':
+        this.linkBroken('ICE failed');
+        break;
+      default:
+        break; // new, connecting, closed
+    }
+  }
+
+  /**
+   * Run one SDP step after the previous ones, on the current link's peer connection. A step that
+   * throws is logged: the link timer or ICE state will recover the call if it matters.
+   */
+  private enqueueSdp(step: (pc: RTCPeerConnection) => Promise<void>): void {
+    const link = this.link;
+    if (link === null) return;
+    link.sdpChain = link.sdpChain.then(async () => {
+      if (!this.isCurrent(link.id) || link.pc === null) return;
+      try {
+        await step(link.pc);
+      } catch (e) {
+        console.warn('vizit: SDP step failed', e);
+      }
+    });
+  }
+
+  private async makeOffer(pc: RTCPeerConnection): Promise<void> {
+    // Negotiation is needed again once stable; the browser will fire the event then.
+    if (pc.signalingState !== 'stable') return;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const sdp = pc.localDescription?.sdp;
+    if (sdp !== undefined) this.send({ type: 'offer', sdp });
+  }
+
+  private async handleAnswer(pc: RTCPeerConnection, sdp: string): Promise<void> {
+    if (pc.signalingState !== 'have-local-offer') {
+      console.warn(`vizit: ignoring an answer in signaling state ${pc.signalingState}`);
+      return;
+    }
+    await pc.setRemoteDescription({ type: 'answer', sdp });
+  }
+
+  private async handleOffer(pc: RTCPeerConnection, sdp: string): Promise<void> {
+    // Collision: our offer is unanswered. The server yields, answers ours and offers again later.
+    if (pc.signalingState === 'have-local-offer') return;
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    const local = pc.localDescription?.sdp;
+    if (local !== undefined) this.send({ type: 'answer', sdp: local });
+  }
+
+  // ---- remote party --------------------------------------------------------------------------
+
+  private setRemote(participant: Participant | null): void {
+    this.remote = participant === null ? null : { ...participant };
+    if (participant === null) this.setRemoteStream(null);
+    this.view.setRemoteParticipant(this.remote);
+  }
+
+  /**
+   * Collect the remote tracks into one stream we own, one track per kind. The SFU puts each track
+   * in a stream named after its participant, but building our own keeps audio and video together
+   * even if a track comes without a stream, and lets us clear it when the party leaves.
+   */
+  private addRemoteTrack(track: MediaStreamTrack): void {
+    let stream = this.remoteStream;
+    if (stream === null) {
+      stream = new MediaStream();
+      this.remoteStream = stream;
+    }
+    if (stream.getTracks().includes(track)) return;
+    for (const old of stream.getTracks()) {
+      if (old.kind === track.kind) stream.removeTrack(old);
+    }
+    stream.addTrack(track);
+    track.addEventListener('ended', () => this.remoteStream?.removeTrack(track));
+    this.view.setRemoteStream(stream);
+  }
+
+  private setRemoteStream(stream: MediaStream | null): void {
+    this.remoteStream = stream;
+    this.view.setRemoteStream(stream);
+  }
+
+  private tracks(kind: TrackKind): MediaStreamTrack[] {
+    return kind === 'audio' ? this.local.getAudioTracks() : this.local.getVideoTracks();
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Entry point of the call page (`/call?token=…`): the pre-call check of camera and microphone,
+ * then the call itself. Wires the DOM ({@link CallUi}) to the session ({@link CallSession}).
+ */
+
+import { CallSession } from './call';
+import { MicLevelMeter, acquireLocalMedia, type LocalMedia } from './media';
+import { TEXT, mediaWarning } from './messages';
+import { CallUi } from './ui';
+
+/** Hooks for the end-to-end tests (and for a curious engineer in the devtools console). */
+interface VizitDebug {
+  pc(): RTCPeerConnection | null;
+  state(): string;
+}
+
+declare global {
+  interface Window {
+    vizit: VizitDebug;
+  }
+}
+
+let session: CallSession | null = null;
+window.vizit = {
+  pc: () => session?.peerConnection() ?? null,
+  state: () => session?.connectionState() ?? 'idle',
+};
+
+async function main(): Promise<void> {
+  const ui = new CallUi();
+  const token = new URLSearchParams(window.location.search).get('token')?.trim() ?? '';
+  if (token === '') {
+    ui.showMessage(TEXT.noToken);
+    return;
+  }
+
+  ui.setPhase('precall');
+  let media: LocalMedia | null = null;
+  let meter: MicLevelMeter | null = null;
+
+  const preview = async (): Promise<void> => {
+    ui.joinButton.disabled = true;
+    ui.retryMediaButton.disabled = true;
+    ui.setPrecallStatus(TEXT.askingMedia);
+    meter?.stop();
+    meter = null;
+    for (const track of media?.stream.getTracks() ?? []) track.stop();
+
+    media = await acquireLocalMedia();
+    ui.setLocalStream(media.stream);
+    ui.setMediaWarning(mediaWarning(media));
+    const mic = media.stream.getAudioTracks()[0];
+    if (mic === undefined) {
+      ui.setMicLevel(null);
+    } else {
+      try {
+        meter = new MicLevelMeter(mic, (level) => ui.setMicLevel(level));
+      } catch (e) {
+        // No Web Audio: the call works without the meter.
+        console.warn('vizit: no microphone level meter', e);
+        ui.setMicLevel(null);
+      }
+    }
+    ui.setPrecallStatus(TEXT.ready);
+    ui.joinButton.disabled = false;
+    ui.retryMediaButton.disabled = false;
+  };
+
+  ui.retryMediaButton.addEventListener('click', () => void preview());
+
+  ui.joinButton.addEventListener('click', () => {
+    if (media === null || session !== null) return;
+    meter?.stop();
+    meter = null;
+    const stream = media.stream;
+    ui.enterCall(stream.getAudioTracks().length > 0, stream.getVideoTracks().length > 0);
+    session = new CallSession(token, stream, ui);
+    const call = session;
+    ui.toggleMic.addEventListener('click', () => call.toggle('audio'));
+    ui.toggleCamera.addEventListener('click', () => call.toggle('video'));
+    ui.hangupButton.addEventListener('click', () => call.hangup());
+    call.start();
+  });
+
+  // After the call: a fresh page is the simplest way to start over (new preview, new session).
+  ui.rejoinButton.addEventListener('click', () => window.location.reload());
+
+  await preview();
+}
+
+void main().catch((e: unknown) => {
+  console.error('vizit: the call page failed to start', e);
+});

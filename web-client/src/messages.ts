@@ -1,0 +1,158 @@
+/**
+ * Every text the user reads, in Russian, in one place. The server's `error.message` is for
+ * engineers; the page picks its own text by `code`.
+ */
+
+import type { LocalMedia, MediaProblem } from './media';
+import type { LeaveReason } from './protocol';
+
+export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'failed' | 'ended';
+
+export const STATE_TEXT: Record<ConnectionState, string> = {
+  connecting: 'Подключение…',
+  connected: 'Подключено',
+  reconnecting: 'Переподключение…',
+  failed: 'Ошибка соединения',
+  ended: 'Звонок завершён',
+};
+
+export const TEXT = {
+  noToken:
+    'В ссылке нет ключа доступа к звонку. Откройте ссылку из приглашения целиком, ' +
+    'без изменений (скопируйте её полностью, если переносили вручную).',
+  askingMedia: 'Запрашиваем доступ к камере и микрофону…',
+  ready: 'Проверьте изображение и звук, затем нажмите «Присоединиться».',
+  joining: 'Подключаемся к звонку…',
+  waiting: 'Ожидаем собеседника…',
+  youHungUp: 'Вы завершили звонок.',
+  reconnectGaveUp:
+    'Не удалось восстановить соединение. Проверьте подключение к интернету и откройте ссылку ' +
+    'на звонок ещё раз.',
+  connectTimeout: 'Сервер не отвечает.',
+  roomClosed: 'Консультация завершена.',
+  serverRestarting: 'Сервер перезапускается, подключимся снова через несколько секунд…',
+  autoplayBlocked: 'Браузер не включил звук собеседника автоматически.',
+} as const;
+
+/** Text for an `error` from the server, by its stable `code`. */
+export function errorText(code: string): string {
+  switch (code) {
+    case 'tokenExpired':
+      return 'Ссылка на звонок устарела. Попросите клинику прислать новую ссылку.';
+    case 'tokenInvalid':
+      return (
+        'Ссылка на звонок недействительна. Откройте ссылку из приглашения целиком или ' +
+        'попросите клинику прислать новую.'
+      );
+    case 'roomFull':
+      return 'В комнате уже есть два участника. Если это вы в другой вкладке — закройте её.';
+    case 'unsupportedVersion':
+      return 'Страница звонка устарела. Обновите страницу (Ctrl+F5 или потяните экран вниз на телефоне).';
+    case 'replaced':
+      return 'Вы подключились к этому звонку в другой вкладке или на другом устройстве. Здесь звонок остановлен.';
+    case 'tooLarge':
+      return 'Браузер отправил серверу слишком большое сообщение. Обновите страницу и попробуйте снова.';
+    case 'serverShutdown':
+      return 'Сервер перезапускается.';
+    case 'connectionLost':
+      return 'Связь прервалась.';
+    case 'badSdp':
+      return 'Не удалось согласовать параметры видеосвязи с сервером. Попробуйте другой браузер.';
+    case 'internal':
+      return 'Ошибка на сервере. Попробуйте подключиться позже.';
+    default:
+      return `Ошибка сервера (${code}).`;
+  }
+}
+
+/** What the page says when the other party is gone, by why they left. */
+export function leftText(name: string, reason: LeaveReason | string): string | null {
+  const who = name || 'Собеседник';
+  switch (reason) {
+    case 'replaced':
+      // They rejoined from another tab or device; a participantJoined follows at once.
+      return null;
+    case 'connectionLost':
+      return `У собеседника (${who}) прервалась связь. Ожидаем, что он переподключится…`;
+    case 'serverShutdown':
+      return `${who} отключён: сервер перезапускается.`;
+    default:
+      return `${who} покинул(а) звонок.`;
+  }
+}
+
+export function roleText(role: string): string {
+  switch (role) {
+    case 'doctor':
+      return 'Врач';
+    case 'patient':
+      return 'Пациент';
+    default:
+      return '';
+  }
+}
+
+export const REMOTE_MUTED_TEXT = {
+  audio: 'Собеседник выключил микрофон',
+  video: 'Собеседник выключил камеру',
+} as const;
+
+type Device = 'camera' | 'microphone' | 'both';
+
+const DEVICE = {
+  // [to the device (dative), the device (accusative), is busy]
+  camera: ['к камере', 'камеру', 'Камера занята'],
+  microphone: ['к микрофону', 'микрофон', 'Микрофон занят'],
+  both: ['к камере и микрофону', 'камеру и микрофон', 'Камера и микрофон заняты'],
+} as const;
+
+function problemText(device: Device, problem: MediaProblem): string {
+  const [toIt, it, busy] = DEVICE[device];
+  switch (problem) {
+    case 'denied':
+      return (
+        `Доступ ${toIt} запрещён. Нажмите на значок замка или камеры слева в адресной строке, ` +
+        'разрешите для этого сайта доступ к камере и микрофону (или сделайте это в настройках сайта ' +
+        'в браузере), затем нажмите «Проверить снова».'
+      );
+    case 'notFound':
+      return device === 'camera'
+        ? 'Камера не найдена. Подключите камеру и нажмите «Проверить снова».'
+        : device === 'microphone'
+          ? 'Микрофон не найден. Подключите микрофон или гарнитуру и нажмите «Проверить снова».'
+          : 'Камера и микрофон не найдены. Подключите их и нажмите «Проверить снова».';
+    case 'busy':
+      return (
+        `${busy} другой программой. Закройте другие приложения и вкладки, которые используют ` +
+        'камеру или микрофон (Zoom, Skype, WhatsApp и т. п.), и нажмите «Проверить снова».'
+      );
+    case 'insecure':
+      return (
+        'Браузер не даёт доступ к камере и микрофону на этой странице: она открыта не по ' +
+        'защищённому адресу (https). Откройте ссылку из приглашения без изменений.'
+      );
+    case 'unknown':
+      return `Не удалось включить ${it}. Нажмите «Проверить снова» или попробуйте другой браузер.`;
+  }
+}
+
+/** The pre-call warning about missing devices, or null when both work. */
+export function mediaWarning(media: LocalMedia): string | null {
+  const { camera, microphone } = media;
+  if (camera === null && microphone === null) return null;
+  const lines: string[] = [];
+  if (camera !== null && camera === microphone) {
+    lines.push(problemText('both', camera)); // one cause for both: say it once
+  } else {
+    if (camera !== null) lines.push(problemText('camera', camera));
+    if (microphone !== null) lines.push(problemText('microphone', microphone));
+  }
+  if (camera !== null && microphone !== null) {
+    lines.push('Вы можете присоединиться и без них: вы будете видеть и слышать собеседника, но он вас — нет.');
+  } else if (camera !== null) {
+    lines.push('Вы можете присоединиться без камеры: собеседник будет вас слышать, но не видеть.');
+  } else {
+    lines.push('Вы можете присоединиться без микрофона: собеседник будет вас видеть, но не слышать.');
+  }
+  return lines.join('\n');
+}

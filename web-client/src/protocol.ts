@@ -1,0 +1,210 @@
+/**
+ * Wire types of the Vizit signaling protocol, version 1 (docs/signaling.md), and a decoder that
+ * turns an incoming frame into a typed {@link ServerMessage} or rejects it.
+ *
+ * The decoder checks only the fields this client reads: the protocol says unknown fields are
+ * ignored, so a newer server may send more.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+export type TrackKind = 'audio' | 'video';
+
+/** `doctor` or `patient` today; kept open so a new role on the server does not break old pages. */
+export type Role = string;
+
+export interface Participant {
+  participantId: string;
+  role: Role;
+  name: string;
+  audioMuted: boolean;
+  videoMuted: boolean;
+}
+
+export type LeaveReason = 'hangup' | 'connectionLost' | 'replaced' | 'serverShutdown';
+
+export type ErrorCode =
+  | 'badMessage'
+  | 'unknownType'
+  | 'tooLarge'
+  | 'unsupportedVersion'
+  | 'tokenExpired'
+  | 'tokenInvalid'
+  | 'roomFull'
+  | 'notJoined'
+  | 'alreadyJoined'
+  | 'badSdp'
+  | 'noPendingOffer'
+  | 'connectionLost'
+  | 'replaced'
+  | 'serverShutdown'
+  | 'internal';
+
+// ---- client → server -------------------------------------------------------------------------
+
+export type ClientMessage =
+  | { type: 'join'; version: number; token: string }
+  | { type: 'offer'; sdp: string }
+  | { type: 'answer'; sdp: string }
+  | { type: 'candidate'; candidate: string; sdpMid?: string }
+  | { type: 'mute'; kind: TrackKind; muted: boolean }
+  | { type: 'ping'; nonce: number }
+  | { type: 'leave' };
+
+// ---- server → client -------------------------------------------------------------------------
+
+export interface JoinedMessage {
+  type: 'joined';
+  version: number;
+  participantId: string;
+  room: string;
+  role: Role;
+  name: string;
+  participants: Participant[];
+}
+
+export type ServerMessage =
+  | JoinedMessage
+  | { type: 'answer'; sdp: string }
+  | { type: 'offer'; sdp: string }
+  | { type: 'participantJoined'; participant: Participant }
+  // `reason` is a LeaveReason; typed open like Role so an unknown one is not a decode error.
+  | { type: 'participantLeft'; participantId: string; reason: string }
+  | { type: 'muteChanged'; participantId: string; kind: TrackKind; muted: boolean }
+  | { type: 'pong'; nonce: number }
+  | { type: 'roomClosed'; reason: string }
+  // `code` is an ErrorCode, typed open for the same reason.
+  | { type: 'error'; code: string; message: string };
+
+// ---- decoding --------------------------------------------------------------------------------
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function str(o: Json, key: string): string {
+  const v = o[key];
+  if (typeof v !== 'string') throw new TypeError(`field "${key}" is not a string`);
+  return v;
+}
+
+function num(o: Json, key: string): number {
+  const v = o[key];
+  if (typeof v !== 'number') throw new TypeError(`field "${key}" is not a number`);
+  return v;
+}
+
+function bool(o: Json, key: string): boolean {
+  const v = o[key];
+  if (typeof v !== 'boolean') throw new TypeError(`field "${key}" is not a boolean`);
+  return v;
+}
+
+/** Optional string: a missing field reads as `fallback`. */
+function optStr(o: Json, key: string, fallback: string): string {
+  return o[key] === undefined ? fallback : str(o, key);
+}
+
+function kind(o: Json): TrackKind {
+  const k = str(o, 'kind');
+  if (k !== 'audio' && k !== 'video') throw new TypeError(`unknown track kind "${k}"`);
+  return k;
+}
+
+function participant(v: unknown): Participant {
+  if (!isObject(v)) throw new TypeError('participant is not an object');
+  return {
+    participantId: str(v, 'participantId'),
+    role: optStr(v, 'role', ''),
+    name: optStr(v, 'name', ''),
+    // A server that leaves the mute flags out means "not muted".
+    audioMuted: v['audioMuted'] === undefined ? false : bool(v, 'audioMuted'),
+    videoMuted: v['videoMuted'] === undefined ? false : bool(v, 'videoMuted'),
+  };
+}
+
+export type Decoded =
+  | { ok: true; message: ServerMessage }
+  | { ok: false; reason: string };
+
+/** Decode one text frame from the server. Never throws. */
+export function decodeServerMessage(text: string): Decoded {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'not JSON' };
+  }
+  if (!isObject(raw)) return { ok: false, reason: 'not a JSON object' };
+  try {
+    const type = str(raw, 'type');
+    switch (type) {
+      case 'joined': {
+        const list = raw['participants'] ?? [];
+        if (!Array.isArray(list)) throw new TypeError('participants is not an array');
+        return {
+          ok: true,
+          message: {
+            type,
+            version: num(raw, 'version'),
+            participantId: str(raw, 'participantId'),
+            room: optStr(raw, 'room', ''),
+            role: optStr(raw, 'role', ''),
+            name: optStr(raw, 'name', ''),
+            participants: list.map(participant),
+          },
+        };
+      }
+      case 'answer':
+      case 'offer':
+        return { ok: true, message: { type, sdp: str(raw, 'sdp') } };
+      case 'participantJoined':
+        return { ok: true, message: { type, participant: participant(raw['participant']) } };
+      case 'participantLeft':
+        return {
+          ok: true,
+          message: { type, participantId: str(raw, 'participantId'), reason: optStr(raw, 'reason', 'hangup') },
+        };
+      case 'muteChanged':
+        return {
+          ok: true,
+          message: { type, participantId: str(raw, 'participantId'), kind: kind(raw), muted: bool(raw, 'muted') },
+        };
+      case 'pong':
+        return { ok: true, message: { type, nonce: num(raw, 'nonce') } };
+      case 'roomClosed':
+        return { ok: true, message: { type, reason: optStr(raw, 'reason', '') } };
+      case 'error':
+        return { ok: true, message: { type, code: str(raw, 'code'), message: optStr(raw, 'message', '') } };
+      default:
+        return { ok: false, reason: `unknown type "${type}"` };
+    }
+  } catch (e) {
+    return { ok: false, reason: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+/**
+ * Error codes after which the server closes the socket and a retry cannot help: the same token
+ * would be refused again, or another tab now owns the session.
+ */
+export const FATAL_NO_RETRY: ReadonlySet<string> = new Set<ErrorCode>([
+  'tokenExpired',
+  'tokenInvalid',
+  'roomFull',
+  'unsupportedVersion',
+  'replaced',
+  'tooLarge',
+]);
+
+/**
+ * Error codes after which the server closes the socket but a new join may well succeed: the media
+ * path dropped, or the server is restarting or overloaded.
+ */
+export const FATAL_RETRY: ReadonlySet<string> = new Set<ErrorCode>([
+  'connectionLost',
+  'serverShutdown',
+  'internal',
+]);

@@ -1,0 +1,240 @@
+/**
+ * The DOM of call.html: finds its elements by `data-testid` (the same hooks the end-to-end tests
+ * use) and renders what the session reports. The page has three phases, set on `<main
+ * data-phase>` and laid out by app.css: `precall` (camera preview and Join), `call`, and `message`
+ * (nothing to do here: no token).
+ */
+
+import type { CallView } from './call';
+import { REMOTE_MUTED_TEXT, STATE_TEXT, TEXT, leftText, roleText, type ConnectionState } from './messages';
+import type { Participant, TrackKind } from './protocol';
+
+export type Phase = 'precall' | 'call' | 'message';
+
+function byTestId<T extends HTMLElement>(root: ParentNode, id: string, type: new () => T): T {
+  const el = root.querySelector(`[data-testid="${id}"]`);
+  if (!(el instanceof type)) throw new Error(`call.html is missing the ${type.name} data-testid="${id}"`);
+  return el;
+}
+
+function formatDuration(ms: number): string {
+  const total = Math.floor(ms / 1000);
+  const mm = String(Math.floor(total / 60)).padStart(2, '0');
+  const ss = String(total % 60).padStart(2, '0');
+  return `${mm}:${ss}`;
+}
+
+export class CallUi implements CallView {
+  private readonly main: HTMLElement;
+  readonly localVideo: HTMLVideoElement;
+  private readonly remoteVideo: HTMLVideoElement;
+  private readonly micLevel: HTMLElement;
+  private readonly micLevelBar: HTMLElement;
+  private readonly mediaWarning: HTMLElement;
+  private readonly precallStatus: HTMLElement;
+  readonly joinButton: HTMLButtonElement;
+  readonly retryMediaButton: HTMLButtonElement;
+  private readonly connState: HTMLElement;
+  private readonly timer: HTMLElement;
+  private readonly remoteName: HTMLElement;
+  private readonly waiting: HTMLElement;
+  private readonly remoteMuted: Record<TrackKind, HTMLElement>;
+  private readonly notice: HTMLElement;
+  private readonly localOff: HTMLElement;
+  readonly toggleMic: HTMLButtonElement;
+  readonly toggleCamera: HTMLButtonElement;
+  readonly hangupButton: HTMLButtonElement;
+  private readonly enableSound: HTMLButtonElement;
+  readonly rejoinButton: HTMLButtonElement;
+  private readonly message: HTMLElement;
+
+  private state: ConnectionState | null = null;
+  private remote: Participant | null = null;
+  private timerStart: number | null = null;
+  private timerHandle: ReturnType<typeof setInterval> | undefined;
+
+  constructor(root: Document = document) {
+    this.main = byTestId(root, 'app', HTMLElement);
+    this.localVideo = byTestId(root, 'local-video', HTMLVideoElement);
+    this.remoteVideo = byTestId(root, 'remote-video', HTMLVideoElement);
+    this.micLevel = byTestId(root, 'mic-level', HTMLElement);
+    this.micLevelBar = byTestId(this.micLevel, 'mic-level-bar', HTMLElement);
+    this.mediaWarning = byTestId(root, 'media-warning', HTMLElement);
+    this.precallStatus = byTestId(root, 'precall-status', HTMLElement);
+    this.joinButton = byTestId(root, 'join', HTMLButtonElement);
+    this.retryMediaButton = byTestId(root, 'retry-media', HTMLButtonElement);
+    this.connState = byTestId(root, 'connection-state', HTMLElement);
+    this.timer = byTestId(root, 'call-timer', HTMLElement);
+    this.remoteName = byTestId(root, 'remote-name', HTMLElement);
+    this.waiting = byTestId(root, 'waiting', HTMLElement);
+    this.remoteMuted = {
+      audio: byTestId(root, 'remote-audio-muted', HTMLElement),
+      video: byTestId(root, 'remote-video-muted', HTMLElement),
+    };
+    this.notice = byTestId(root, 'call-notice', HTMLElement);
+    this.localOff = byTestId(root, 'local-video-off', HTMLElement);
+    this.toggleMic = byTestId(root, 'toggle-mic', HTMLButtonElement);
+    this.toggleCamera = byTestId(root, 'toggle-camera', HTMLButtonElement);
+    this.hangupButton = byTestId(root, 'hangup', HTMLButtonElement);
+    this.enableSound = byTestId(root, 'enable-sound', HTMLButtonElement);
+    this.rejoinButton = byTestId(root, 'rejoin', HTMLButtonElement);
+    this.message = byTestId(root, 'page-message', HTMLElement);
+
+    this.remoteMuted.audio.textContent = REMOTE_MUTED_TEXT.audio;
+    this.remoteMuted.video.textContent = REMOTE_MUTED_TEXT.video;
+    this.waiting.textContent = TEXT.waiting;
+    this.enableSound.addEventListener('click', () => {
+      this.remoteVideo.muted = false;
+      this.enableSound.hidden = true;
+      this.playRemote();
+    });
+  }
+
+  setPhase(phase: Phase): void {
+    this.main.dataset['phase'] = phase;
+  }
+
+  /** A page with nothing to do but read: no token. */
+  showMessage(text: string): void {
+    this.message.textContent = text;
+    this.setPhase('message');
+  }
+
+  // ---- pre-call ------------------------------------------------------------------------------
+
+  setPrecallStatus(text: string): void {
+    this.precallStatus.textContent = text;
+  }
+
+  setLocalStream(stream: MediaStream): void {
+    this.localVideo.srcObject = stream;
+    this.localOff.hidden = stream.getVideoTracks().length > 0;
+    // Autoplay of a muted video is always allowed; play() only fails if the element is replaced.
+    this.localVideo.play().catch(() => {});
+  }
+
+  setMediaWarning(text: string | null): void {
+    this.mediaWarning.textContent = text ?? '';
+    this.mediaWarning.hidden = text === null;
+    this.retryMediaButton.hidden = text === null;
+  }
+
+  /** `level` in 0..1; null when there is no microphone to measure. */
+  setMicLevel(level: number | null): void {
+    this.micLevel.hidden = level === null;
+    const value = level ?? 0;
+    this.micLevelBar.style.transform = `scaleX(${value.toFixed(3)})`;
+    this.micLevel.setAttribute('aria-valuenow', String(Math.round(value * 100)));
+  }
+
+  /** Enter the call layout. Buttons for devices we do not have are disabled, not hidden. */
+  enterCall(hasAudio: boolean, hasVideo: boolean): void {
+    this.toggleMic.disabled = !hasAudio;
+    this.toggleCamera.disabled = !hasVideo;
+    this.setPhase('call');
+  }
+
+  // ---- CallView ------------------------------------------------------------------------------
+
+  setState(state: ConnectionState): void {
+    this.state = state;
+    this.connState.dataset['state'] = state;
+    this.connState.textContent = STATE_TEXT[state];
+    this.main.dataset['state'] = state;
+    if (state === 'connected' && this.timerStart === null) this.startTimer();
+    if (state === 'ended' || state === 'failed') {
+      this.stopTimer();
+      this.toggleMic.disabled = true;
+      this.toggleCamera.disabled = true;
+      this.hangupButton.hidden = true;
+      this.rejoinButton.hidden = false;
+      this.enableSound.hidden = true;
+    }
+    this.renderRemote();
+  }
+
+  setRemoteParticipant(participant: Participant | null, left?: { name: string; reason: string }): void {
+    this.remote = participant;
+    if (participant !== null) {
+      this.setNotice(null);
+    } else if (left !== undefined) {
+      this.setNotice(leftText(left.name, left.reason));
+    }
+    this.renderRemote();
+  }
+
+  setRemoteMuted(kind: TrackKind, muted: boolean): void {
+    if (this.remote !== null) {
+      if (kind === 'audio') this.remote.audioMuted = muted;
+      else this.remote.videoMuted = muted;
+    }
+    this.renderRemote();
+  }
+
+  setRemoteStream(stream: MediaStream | null): void {
+    if (this.remoteVideo.srcObject === stream) return;
+    this.remoteVideo.srcObject = stream;
+    if (stream === null) {
+      this.enableSound.hidden = true;
+      return;
+    }
+    this.playRemote();
+  }
+
+  setLocalMuted(kind: TrackKind, muted: boolean): void {
+    const button = kind === 'audio' ? this.toggleMic : this.toggleCamera;
+    button.setAttribute('aria-pressed', String(muted));
+    if (kind === 'video') this.localOff.hidden = !muted;
+  }
+
+  setNotice(text: string | null): void {
+    this.notice.textContent = text ?? '';
+    this.notice.hidden = text === null;
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  private renderRemote(): void {
+    const live = this.state === 'connecting' || this.state === 'connected' || this.state === 'reconnecting';
+    const remote = live ? this.remote : null;
+    this.waiting.hidden = !live || this.remote !== null;
+    if (remote === null) {
+      this.remoteName.textContent = '';
+      this.remoteName.hidden = true;
+    } else {
+      const role = roleText(remote.role);
+      this.remoteName.textContent = role !== '' && remote.name !== '' ? `${remote.name} · ${role}` : remote.name || role;
+      this.remoteName.hidden = false;
+    }
+    this.remoteMuted.audio.hidden = remote === null || !remote.audioMuted;
+    this.remoteMuted.video.hidden = remote === null || !remote.videoMuted;
+  }
+
+  private playRemote(): void {
+    this.remoteVideo.play().catch((e: unknown) => {
+      // The remote video carries the remote audio, so the autoplay policy may refuse to start it
+      // before the user touched the page (a reconnect after a reload). Play it muted and offer a
+      // button: the picture at least comes back at once.
+      if (e instanceof DOMException && e.name === 'NotAllowedError' && !this.remoteVideo.muted) {
+        console.warn(`vizit: ${TEXT.autoplayBlocked}`);
+        this.remoteVideo.muted = true;
+        this.enableSound.hidden = false;
+        this.remoteVideo.play().catch(() => {});
+      }
+      // AbortError: srcObject changed while starting; the next play() covers it.
+    });
+  }
+
+  private startTimer(): void {
+    this.timerStart = Date.now();
+    this.timer.hidden = false;
+    this.timer.textContent = formatDuration(0);
+    this.timerHandle = setInterval(() => {
+      if (this.timerStart !== null) this.timer.textContent = formatDuration(Date.now() - this.timerStart);
+    }, 500);
+  }
+
+  private stopTimer(): void {
+    clearInterval(this.timerHandle);
+  }
+}
