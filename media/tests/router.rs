@@ -1,0 +1,409 @@
+//! Two in-process str0m peers connected through the SFU, driven faster than real time: no
+//! sockets, no sleeping; time is passed in.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use vizit_media::{
+    LeaveReason, ParticipantId, ParticipantInfo, ParticipantKey, Role, RoomId, Sfu, SfuOptions,
+    Signal, TrackKind,
+};
+
+const SFU_ADDR: &str = "127.0.0.1:50000";
+const STEP: Duration = Duration::from_millis(5);
+
+struct Peer {
+    name: &'static str,
+    addr: SocketAddr,
+    rtc: Rtc,
+    key: ParticipantKey,
+    audio_mid: Option<Mid>,
+    video_mid: Option<Mid>,
+    /// Muted peers stop talking: they neither send nor get polled (a vanished browser).
+    silent: bool,
+    received: Vec<(MediaKind, Vec<u8>)>,
+    keyframe_requests: usize,
+    signals: Vec<Signal>,
+    sent_frames: u64,
+}
+
+struct World {
+    now: Instant,
+    sfu: Sfu,
+    peers: Vec<Peer>,
+}
+
+impl World {
+    fn new() -> World {
+        let now = Instant::now();
+        let sfu = Sfu::new(
+            SfuOptions::new(vec![SFU_ADDR.parse().unwrap()])
+                .ice_timeout(Duration::from_secs(5))
+                .connect_timeout(Duration::from_secs(10)),
+        );
+        World {
+            now,
+            sfu,
+            peers: Vec::new(),
+        }
+    }
+
+    /// A peer joins the room and offers one audio and one video track, as a browser does.
+    fn join(&mut self, name: &'static str, port: u16, role: Role) -> usize {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let info = ParticipantInfo {
+            id: ParticipantId::new(name),
+            name: name.to_owned(),
+            role,
+            audio_muted: false,
+            video_muted: false,
+        };
+        let key = self
+            .sfu
+            .join(self.now, RoomId::new("room-1"), info)
+            .expect("room has space");
+        let mut rtc = Rtc::builder().build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(name.into()),
+            None,
+            None,
+        );
+        let video = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some(name.into()),
+            None,
+            None,
+        );
+        let (offer, pending) = api.apply().unwrap();
+        let answer = self
+            .sfu
+            .offer(self.now, key, &offer.to_sdp_string())
+            .expect("offer accepted");
+        rtc.sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .expect("answer accepted");
+        self.peers.push(Peer {
+            name,
+            addr,
+            rtc,
+            key,
+            audio_mid: Some(audio),
+            video_mid: Some(video),
+            silent: false,
+            received: Vec::new(),
+            keyframe_requests: 0,
+            signals: Vec::new(),
+            sent_frames: 0,
+        });
+        self.peers.len() - 1
+    }
+
+    fn step(&mut self) {
+        self.now += STEP;
+        let now = self.now;
+        // Peers → SFU.
+        for peer in self.peers.iter_mut().filter(|p| !p.silent) {
+            peer.rtc.handle_input(Input::Timeout(now)).unwrap();
+            loop {
+                match peer.rtc.poll_output().unwrap() {
+                    Output::Timeout(_) => break,
+                    Output::Transmit(t) => {
+                        self.sfu
+                            .handle_receive(now, t.source, t.destination, &t.contents);
+                    }
+                    Output::Event(Event::MediaData(data)) => {
+                        let kind = peer.rtc.media(data.mid).unwrap().kind();
+                        peer.received.push((kind, data.data.to_vec()));
+                    }
+                    Output::Event(Event::KeyframeRequest(_)) => peer.keyframe_requests += 1,
+                    Output::Event(_) => {}
+                }
+            }
+        }
+        self.sfu.handle_timeout(now);
+        // SFU → peers.
+        while let Some(t) = self.sfu.poll_transmit() {
+            let Some(peer) = self.peers.iter_mut().find(|p| p.addr == t.destination) else {
+                continue;
+            };
+            if peer.silent {
+                continue;
+            }
+            let receive = Receive {
+                proto: Protocol::Udp,
+                source: t.source,
+                destination: t.destination,
+                contents: t.contents.as_slice().try_into().unwrap(),
+            };
+            peer.rtc.handle_input(Input::Receive(now, receive)).unwrap();
+        }
+        // Signaling: server offers are answered at once.
+        while let Some((key, signal)) = self.sfu.poll_signal() {
+            let Some(peer) = self.peers.iter_mut().find(|p| p.key == key) else {
+                continue;
+            };
+            if let Signal::Offer(sdp) = &signal {
+                if !peer.silent {
+                    let offer = SdpOffer::from_sdp_string(sdp).unwrap();
+                    let answer = peer.rtc.sdp_api().accept_offer(offer).unwrap();
+                    self.sfu
+                        .answer(now, key, &answer.to_sdp_string())
+                        .expect("answer accepted");
+                }
+            }
+            peer.signals.push(signal);
+        }
+    }
+
+    /// Every connected, talking peer sends one 20 ms Opus frame, and a VP8 frame every 40 ms.
+    fn send_media(&mut self) {
+        let now = self.now;
+        for peer in self
+            .peers
+            .iter_mut()
+            .filter(|p| !p.silent && p.rtc.is_connected())
+        {
+            peer.sent_frames += 1;
+            let n = peer.sent_frames;
+            let audio = peer.audio_mid.unwrap();
+            let writer = peer.rtc.writer(audio).unwrap();
+            let pt = writer
+                .payload_params()
+                .find(|p| p.spec().codec == Codec::Opus)
+                .unwrap()
+                .pt();
+            writer
+                .write(
+                    pt,
+                    now,
+                    MediaTime::from_millis(n * 20),
+                    payload(peer.name, "audio", n),
+                )
+                .unwrap();
+            if n % 2 == 0 {
+                let video = peer.video_mid.unwrap();
+                let writer = peer.rtc.writer(video).unwrap();
+                let pt = writer
+                    .payload_params()
+                    .find(|p| p.spec().codec == Codec::Vp8)
+                    .unwrap()
+                    .pt();
+                // A VP8 payload header with the keyframe bit (P = 0) on every 10th frame.
+                let mut frame = payload(peer.name, "video", n);
+                frame[0] = if n % 20 == 0 { 0x10 } else { 0x11 };
+                writer
+                    .write(pt, now, MediaTime::from_90khz(n * 1800), frame)
+                    .unwrap();
+            }
+        }
+    }
+
+    fn run_for(&mut self, duration: Duration, with_media: bool) {
+        let end = self.now + duration;
+        let mut tick = 0;
+        while self.now < end {
+            self.step();
+            tick += 1;
+            if with_media && tick % 4 == 0 {
+                self.send_media();
+            }
+        }
+    }
+}
+
+fn payload(name: &str, kind: &str, n: u64) -> Vec<u8> {
+    let mut data = format!("#{name}:{kind}:{n:06}:").into_bytes();
+    data.resize(if kind == "video" { 3000 } else { 120 }, b'x');
+    data
+}
+
+#[test]
+fn audio_and_video_flow_both_ways_and_a_keyframe_is_requested_for_new_consumers() {
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40001, Role::Doctor);
+    world.run_for(Duration::from_millis(500), true);
+    let patient = world.join("patient", 40002, Role::Patient);
+    world.run_for(Duration::from_secs(3), true);
+
+    assert!(
+        world.peers[doctor]
+            .signals
+            .iter()
+            .any(|s| matches!(s, Signal::ParticipantJoined(i) if i.id.as_str() == "patient")),
+        "the doctor is told the patient joined: {:?}",
+        world.peers[doctor].signals
+    );
+    for (me, other) in [(doctor, "patient"), (patient, "doctor")] {
+        let peer = &world.peers[me];
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let frames: Vec<&Vec<u8>> = peer
+                .received
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, d)| d)
+                .collect();
+            assert!(
+                frames.len() > 10,
+                "{} got only {} {kind:?} frames",
+                peer.name,
+                frames.len()
+            );
+            let prefix = format!(
+                "#{other}:{}:",
+                if kind == MediaKind::Audio {
+                    "audio"
+                } else {
+                    "video"
+                }
+            );
+            for frame in &frames {
+                // Payload unchanged apart from the VP8 header byte we set.
+                assert_eq!(
+                    &frame[1..prefix.len()],
+                    &prefix.as_bytes()[1..],
+                    "{} got a foreign frame",
+                    peer.name
+                );
+                let expected_len = if kind == MediaKind::Audio { 120 } else { 3000 };
+                assert_eq!(frame.len(), expected_len);
+            }
+        }
+    }
+    // Each publisher's video got a keyframe request when the other side's consumer opened.
+    assert!(
+        world.peers[doctor].keyframe_requests >= 1,
+        "doctor got no keyframe request"
+    );
+    assert!(
+        world.peers[patient].keyframe_requests >= 1,
+        "patient got no keyframe request"
+    );
+
+    let metrics = world.sfu.metrics();
+    let room = &metrics.rooms[&RoomId::new("room-1")];
+    assert_eq!(room.participants, 2);
+    assert!(room.packets_in > 100 && room.packets_out > 100, "{room:?}");
+    assert!(room.keyframe_requests >= 2, "{room:?}");
+    assert_eq!(room.packets_lost, 0, "{room:?}");
+}
+
+#[test]
+fn a_silent_peer_is_removed_and_the_other_is_told() {
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40011, Role::Doctor);
+    let patient = world.join("patient", 40012, Role::Patient);
+    world.run_for(Duration::from_secs(1), true);
+    assert!(world.peers[patient].rtc.is_connected());
+
+    world.peers[patient].silent = true;
+    world.run_for(Duration::from_secs(7), true);
+
+    assert!(
+        world.peers[doctor].signals.iter().any(|s| matches!(
+            s,
+            Signal::ParticipantLeft { id, reason: LeaveReason::ConnectionLost } if id.as_str() == "patient"
+        )),
+        "doctor signals: {:?}",
+        world.peers[doctor].signals
+    );
+    assert!(
+        world.peers[patient]
+            .signals
+            .contains(&Signal::Closed(LeaveReason::ConnectionLost))
+    );
+    assert_eq!(world.sfu.metrics().total.participants, 1);
+    assert!(world.sfu.is_member(world.peers[doctor].key));
+}
+
+#[test]
+fn a_third_person_is_refused_but_a_rejoin_replaces_the_old_session() {
+    let mut world = World::new();
+    world.join("doctor", 40021, Role::Doctor);
+    let patient = world.join("patient", 40022, Role::Patient);
+    let info = |id: &str, role| ParticipantInfo {
+        id: ParticipantId::new(id),
+        name: id.to_owned(),
+        role,
+        audio_muted: false,
+        video_muted: false,
+    };
+    let refused = world.sfu.join(
+        world.now,
+        RoomId::new("room-1"),
+        info("intruder", Role::Patient),
+    );
+    assert_eq!(refused, Err(vizit_media::JoinError::RoomFull { max: 2 }));
+    // Recorders are not people: they do not take a seat.
+    world
+        .sfu
+        .join(
+            world.now,
+            RoomId::new("room-1"),
+            info("recorder", Role::Recorder),
+        )
+        .unwrap();
+
+    let old = world.peers[patient].key;
+    let new = world
+        .sfu
+        .join(
+            world.now,
+            RoomId::new("room-1"),
+            info("patient", Role::Patient),
+        )
+        .unwrap();
+    assert_ne!(old, new);
+    let mut closed_old = false;
+    while let Some((key, signal)) = world.sfu.poll_signal() {
+        if key == old && signal == Signal::Closed(LeaveReason::Replaced) {
+            closed_old = true;
+        }
+    }
+    assert!(closed_old);
+    assert!(!world.sfu.is_member(old));
+}
+
+#[test]
+fn mute_state_reaches_the_others_and_bad_sdp_is_refused_without_harm() {
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40031, Role::Doctor);
+    let patient = world.join("patient", 40032, Role::Patient);
+    world
+        .sfu
+        .set_muted(world.peers[patient].key, TrackKind::Audio, true);
+    world.step();
+    assert!(world.peers[doctor].signals.iter().any(|s| matches!(
+        s,
+        Signal::MuteChanged { id, kind: TrackKind::Audio, muted: true } if id.as_str() == "patient"
+    )));
+
+    let key = world.peers[doctor].key;
+    let now = world.now;
+    assert!(matches!(
+        world.sfu.offer(now, key, "this is not sdp"),
+        Err(vizit_media::NegotiationError::BadSdp(_))
+    ));
+    assert!(matches!(
+        world.sfu.answer(now, key, "v=0\r\n"),
+        Err(vizit_media::NegotiationError::BadSdp(_)
+            | vizit_media::NegotiationError::NoPendingOffer)
+    ));
+    // The call goes on.
+    world.run_for(Duration::from_secs(2), true);
+    assert!(
+        world.peers[doctor]
+            .received
+            .iter()
+            .any(|(k, _)| *k == MediaKind::Video)
+    );
+}
