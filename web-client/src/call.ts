@@ -33,7 +33,12 @@ export interface CallView {
   setLocalMuted(kind: TrackKind, muted: boolean): void;
   /** A sentence about the call as a whole (why it failed or ended); null clears it. */
   setNotice(text: string | null): void;
+  /** Whether joining again from this page can work once the call has ended or failed. */
+  setRejoinAllowed(allowed: boolean): void;
 }
+
+/** Codes after which the same link can never work again: offering to rejoin would only fail. */
+const NO_REJOIN: ReadonlySet<string> = new Set(['tokenExpired', 'tokenInvalid']);
 
 /** Backoff between rejoin attempts: 1 s, 2 s, 4 s, 8 s, then 10 s. */
 const BACKOFF_FIRST_MS = 1_000;
@@ -95,16 +100,8 @@ export class CallSession {
     return this.link?.pc ?? null;
   }
 
-  hasTrack(kind: TrackKind): boolean {
-    return this.tracks(kind).length > 0;
-  }
-
-  isMuted(kind: TrackKind): boolean {
-    return this.muted[kind];
-  }
-
   start(): void {
-    this.setState('connecting');
+    this.view.setState(this.state); // `connecting`: the view has not been told anything yet
     this.openLink();
   }
 
@@ -297,6 +294,7 @@ export class CallSession {
   private handleError(code: string, detail: string): void {
     console.warn(`vizit: server error ${code}: ${detail}`);
     if (FATAL_NO_RETRY.has(code)) {
+      this.view.setRejoinAllowed(!NO_REJOIN.has(code));
       this.fail(errorText(code));
     } else if (FATAL_RETRY.has(code)) {
       if (code === 'serverShutdown') this.view.setNotice(TEXT.serverRestarting);

@@ -49,6 +49,7 @@ export class CallUi implements CallView {
   private readonly message: HTMLElement;
 
   private state: ConnectionState | null = null;
+  private rejoinAllowed = true;
   private remote: Participant | null = null;
   private timerStart: number | null = null;
   private timerHandle: ReturnType<typeof setInterval> | undefined;
@@ -107,10 +108,13 @@ export class CallUi implements CallView {
   }
 
   setLocalStream(stream: MediaStream): void {
-    this.localVideo.srcObject = stream;
-    this.localOff.hidden = stream.getVideoTracks().length > 0;
-    // Autoplay of a muted video is always allowed; play() only fails if the element is replaced.
-    this.localVideo.play().catch(() => {});
+    const hasVideo = stream.getVideoTracks().length > 0;
+    this.localOff.hidden = hasVideo;
+    // Only a stream with a picture: a media element whose source never yields a frame delays the
+    // page's load event forever (the tab keeps spinning).
+    this.localVideo.srcObject = hasVideo ? stream : null;
+    // Autoplay of a muted video is always allowed; play() only fails if the source is replaced.
+    if (hasVideo) this.localVideo.play().catch(() => {});
   }
 
   setMediaWarning(text: string | null): void {
@@ -147,7 +151,7 @@ export class CallUi implements CallView {
       this.toggleMic.disabled = true;
       this.toggleCamera.disabled = true;
       this.hangupButton.hidden = true;
-      this.rejoinButton.hidden = false;
+      this.rejoinButton.hidden = !this.rejoinAllowed;
       this.enableSound.hidden = true;
     }
     this.renderRemote();
@@ -185,6 +189,10 @@ export class CallUi implements CallView {
     const button = kind === 'audio' ? this.toggleMic : this.toggleCamera;
     button.setAttribute('aria-pressed', String(muted));
     if (kind === 'video') this.localOff.hidden = !muted;
+  }
+
+  setRejoinAllowed(allowed: boolean): void {
+    this.rejoinAllowed = allowed;
   }
 
   setNotice(text: string | null): void {

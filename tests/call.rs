@@ -1,0 +1,270 @@
+//! A real Vizit on real sockets: Rust WebRTC peers (str0m) join over the WebSocket and exchange
+//! VP8/Opus over real UDP; bad input gets typed errors while other rooms keep being served.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{Peer, TestApp};
+use serde_json::json;
+use str0m::media::MediaKind;
+use vizit_signaling::CallRole;
+
+#[tokio::test]
+async fn two_peers_exchange_audio_and_video_unchanged_over_real_udp() {
+    let app = TestApp::spawn().await;
+    let mut doctor = Peer::connect(&app, "room-a", "doctor", CallRole::Doctor, true).await;
+    let mut patient = Peer::connect(&app, "room-a", "patient", CallRole::Patient, true).await;
+    tokio::join!(
+        doctor.run(Duration::from_secs(4)),
+        patient.run(Duration::from_secs(4))
+    );
+
+    for (receiver, sender) in [(&doctor, &patient), (&patient, &doctor)] {
+        let sent: HashSet<&Vec<u8>> = sender.sent.iter().map(|(_, d)| d).collect();
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let got: Vec<&Vec<u8>> = receiver
+                .received
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, d)| d)
+                .collect();
+            let minimum = if kind == MediaKind::Audio { 50 } else { 25 };
+            assert!(
+                got.len() >= minimum,
+                "{} received {} {kind:?} frames from {}, expected at least {minimum}",
+                receiver.name,
+                got.len(),
+                sender.name
+            );
+            for data in got {
+                assert!(
+                    sent.contains(data),
+                    "{} received a frame {} never sent",
+                    receiver.name,
+                    sender.name
+                );
+            }
+        }
+    }
+    assert!(
+        doctor
+            .messages
+            .iter()
+            .any(|m| m["type"] == "participantJoined"
+                && m["participant"]["participantId"] == "patient"),
+        "{:?}",
+        doctor.messages
+    );
+
+    let (status, metrics) = app.get("/metrics").await;
+    assert_eq!(status, 200);
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{room=\"room-a\"}} ")))
+            .unwrap_or_else(|| panic!("{name} for room-a missing:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("vizit_participants"), 2);
+    assert!(value("vizit_packets_in_total") > 200);
+    assert!(value("vizit_packets_out_total") > 200);
+    assert!(value("vizit_keyframe_requests_total") >= 2);
+
+    // Hanging up: the other side is told.
+    patient.ws.send(json!({"type": "leave"})).await;
+    patient.ws.expect_closed().await;
+    let left = doctor.ws.expect("participantLeft").await;
+    assert_eq!(left["participantId"], "patient");
+    assert_eq!(left["reason"], "hangup");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_receive_only_peer_gets_the_others_media() {
+    let app = TestApp::spawn().await;
+    let mut doctor = Peer::connect(&app, "room-r", "doctor", CallRole::Doctor, true).await;
+    let mut patient = Peer::connect(&app, "room-r", "patient", CallRole::Patient, false).await;
+    tokio::join!(
+        doctor.run(Duration::from_secs(3)),
+        patient.run(Duration::from_secs(3))
+    );
+    assert!(
+        patient.received.iter().any(|(k, _)| *k == MediaKind::Video),
+        "no video"
+    );
+    assert!(
+        patient.received.iter().any(|(k, _)| *k == MediaKind::Audio),
+        "no audio"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_typed_errors_and_other_rooms_keep_working() {
+    let app = TestApp::spawn().await;
+    // A healthy call in another room, which must survive everything below.
+    let mut doctor = Peer::connect(&app, "healthy", "doctor", CallRole::Doctor, true).await;
+    let mut patient = Peer::connect(&app, "healthy", "patient", CallRole::Patient, true).await;
+
+    // Malformed JSON and an unknown type: an error, the socket stays.
+    let mut ws = app.ws().await;
+    ws.send_text("{not json".into()).await;
+    ws.expect_error("badMessage").await;
+    ws.send(json!({"type": "teleport"})).await;
+    ws.expect_error("unknownType").await;
+    ws.send(json!({"type": "offer", "sdp": "v=0"})).await;
+    ws.expect_error("notJoined").await;
+    ws.assert_alive().await;
+
+    // Over the size limit: an error, then the socket closes.
+    ws.send(json!({"type": "offer", "sdp": "x".repeat(70 * 1024)}))
+        .await;
+    ws.expect_error("tooLarge").await;
+    ws.expect_closed().await;
+
+    // A token with a bad signature.
+    let mut ws = app.ws().await;
+    let other_keys = vizit_signaling::TokenKeys::new(&secrecy::SecretString::from(
+        "some-other-secret-some-other-secret-000".to_owned(),
+    ))
+    .unwrap();
+    let forged = other_keys.issue(
+        "healthy",
+        "intruder",
+        CallRole::Doctor,
+        "x",
+        Duration::from_secs(60),
+    );
+    ws.send(json!({"type": "join", "version": 1, "token": forged}))
+        .await;
+    ws.expect_error("tokenInvalid").await;
+    ws.expect_closed().await;
+
+    // An expired token.
+    let mut ws = app.ws().await;
+    let expired = app
+        .keys
+        .issue("healthy", "late", CallRole::Patient, "x", Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    ws.send(json!({"type": "join", "version": 1, "token": expired}))
+        .await;
+    ws.expect_error("tokenExpired").await;
+    ws.expect_closed().await;
+
+    // A wrong protocol version.
+    let mut ws = app.ws().await;
+    ws.send(json!({"type": "join", "version": 7, "token": app.token("x", "y", CallRole::Doctor)}))
+        .await;
+    ws.expect_error("unsupportedVersion").await;
+    ws.expect_closed().await;
+
+    // A third person in a full room.
+    let mut ws = app.ws().await;
+    ws.send(json!({"type": "join", "version": 1, "token": app.token("healthy", "third", CallRole::Patient)}))
+        .await;
+    ws.expect_error("roomFull").await;
+    ws.expect_closed().await;
+
+    // Garbage SDP: an error, the session goes on.
+    let mut ws = app.ws().await;
+    ws.join(&app.token("garbage", "g1", CallRole::Doctor)).await;
+    ws.send(json!({"type": "offer", "sdp": "v=0\r\nthis is not SDP"}))
+        .await;
+    ws.expect_error("badSdp").await;
+    ws.send(json!({"type": "answer", "sdp": "v=0"})).await;
+    let e = ws.recv().await.unwrap();
+    assert!(
+        e["code"] == "badSdp" || e["code"] == "noPendingOffer",
+        "{e}"
+    );
+    ws.send(json!({"type": "join", "version": 1, "token": app.token("garbage", "g1", CallRole::Doctor)}))
+        .await;
+    ws.expect_error("alreadyJoined").await;
+    ws.assert_alive().await;
+
+    // A socket closed in the middle of negotiation: the other side is told it left.
+    let mut first = app.ws().await;
+    first
+        .join(&app.token("midway", "m1", CallRole::Doctor))
+        .await;
+    let mut second = app.ws().await;
+    second
+        .join(&app.token("midway", "m2", CallRole::Patient))
+        .await;
+    first.expect("participantJoined").await;
+    second
+        .send(json!({"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"}))
+        .await;
+    drop(second);
+    let left = first.expect("participantLeft").await;
+    assert_eq!(left["participantId"], "m2");
+    assert_eq!(left["reason"], "connectionLost");
+
+    // The healthy room still carries media, and the server still answers.
+    tokio::join!(
+        doctor.run(Duration::from_secs(2)),
+        patient.run(Duration::from_secs(2))
+    );
+    assert!(doctor.received.iter().any(|(k, _)| *k == MediaKind::Video));
+    assert!(patient.received.iter().any(|(k, _)| *k == MediaKind::Audio));
+    assert_eq!(app.get("/healthz").await.0, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_participants_the_room_closed() {
+    let app = TestApp::spawn().await;
+    let mut ws = app.ws().await;
+    ws.join(&app.token("closing", "c1", CallRole::Doctor)).await;
+    let stop = tokio::spawn(app.stop());
+    let closed = ws.expect("roomClosed").await;
+    assert_eq!(closed["reason"], "serverShutdown");
+    ws.expect_closed().await;
+    stop.await.unwrap();
+}
+
+#[tokio::test]
+async fn rejoining_with_the_same_identity_replaces_the_old_socket() {
+    let app = TestApp::spawn().await;
+    let mut doctor = app.ws().await;
+    doctor.join(&app.token("re", "d", CallRole::Doctor)).await;
+    let mut old = app.ws().await;
+    old.join(&app.token("re", "p", CallRole::Patient)).await;
+    doctor.expect("participantJoined").await;
+
+    let mut new = app.ws().await;
+    let joined = new.join(&app.token("re", "p", CallRole::Patient)).await;
+    assert_eq!(joined["participants"][0]["participantId"], "d");
+    old.expect_error("replaced").await;
+    old.expect_closed().await;
+    let left = doctor.expect("participantLeft").await;
+    assert_eq!(left["reason"], "replaced");
+    doctor.expect("participantJoined").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pages_health_and_demo() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/healthz").await, (200, "ok\n".to_owned()));
+    let (status, page) = app.get("/call?token=x").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("data-testid=\"join\""),
+        "the built call page is embedded"
+    );
+    let (status, demo) = app.get("/demo").await;
+    assert_eq!(status, 200);
+    let token = demo
+        .split("/call?token=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a doctor link");
+    let claims = app.keys.verify(token).expect("the demo token is valid");
+    assert_eq!(claims.role, CallRole::Doctor);
+    assert_eq!(app.get("/assets/app.js").await.0, 200);
+    app.stop().await;
+}
