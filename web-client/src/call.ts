@@ -37,6 +37,14 @@ export interface CallView {
   setRejoinAllowed(allowed: boolean): void;
 }
 
+/**
+ * The other party is a person; a `recorder` participant (docs: the Room vocabulary) may also be
+ * in the Room and is not shown as the one we talk to.
+ */
+function isPerson(p: Participant): boolean {
+  return p.role !== 'recorder';
+}
+
 /** Codes after which the same link can never work again: offering to rejoin would only fail. */
 const NO_REJOIN: ReadonlySet<string> = new Set(['tokenExpired', 'tokenInvalid']);
 
@@ -243,7 +251,7 @@ export class CallSession {
         this.enqueueSdp((pc) => this.handleOffer(pc, message.sdp));
         break;
       case 'participantJoined':
-        this.setRemote(message.participant);
+        if (isPerson(message.participant)) this.setRemote(message.participant);
         break;
       case 'participantLeft':
         if (this.remote !== null && this.remote.participantId === message.participantId) {
@@ -283,7 +291,7 @@ export class CallSession {
   private handleJoined(message: JoinedMessage): void {
     const link = this.link;
     if (link === null || link.pc !== null) return;
-    this.setRemote(message.participants[0] ?? null);
+    this.setRemote(message.participants.find(isPerson) ?? null);
     // The new session on the server starts unmuted: restate what the user chose before the drop.
     for (const kind of ['audio', 'video'] as const) {
       if (this.muted[kind]) this.send({ type: 'mute', kind, muted: true });

@@ -158,7 +158,7 @@ export class CallUi implements CallView {
   }
 
   setRemoteParticipant(participant: Participant | null, left?: { name: string; reason: string }): void {
-    this.remote = participant;
+    this.remote = participant === null ? null : { ...participant }; // ours to update on muteChanged
     if (participant !== null) {
       this.setNotice(null);
     } else if (left !== undefined) {

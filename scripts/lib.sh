@@ -1,0 +1,63 @@
+# Shared helpers of the scripts; sourced, not run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=""
+# apt_install PKG... — installs only what is missing (another apt may hold the lock on a new machine).
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  if [ -z "$APT_UPDATED" ]; then
+    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+    APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "${missing[@]}"
+}
+
+# Rust ≥ 1.95 (rust-version of the workspace). Debian's cargo is too old; rustup is the way.
+ensure_rust() {
+  if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    log "Rust is not installed: installing it with rustup (https://rustup.rs)"
+    apt_install curl ca-certificates
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+}
+
+# Node.js ≥ 18 with npm, for building the call page (and the browser tests).
+ensure_node() {
+  if ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+  fi
+}
+
+# Build prerequisites of the Rust crates (aws-lc needs a C compiler; nothing else).
+ensure_build_deps() {
+  apt_install build-essential pkg-config ca-certificates
+  ensure_rust
+  ensure_node
+}
+
+# npm ci in web-client unless node_modules matches the lock file already.
+web_deps() {
+  local stamp="$ROOT/web-client/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$ROOT/web-client/package-lock.json" -nt "$stamp" ]; then
+    log "npm ci (web-client)"
+    (cd "$ROOT/web-client" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}

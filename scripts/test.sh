@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Run every test tier: formatting and lints, Rust unit + integration tests (real WebSocket, real
+# UDP), the call page's type check, and the browser end-to-end test (Chromium in a private
+# network namespace). Installs what it needs on Debian 12.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_build_deps
+apt_install chromium fonts-liberation iproute2 util-linux
+web_deps
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+log "web-client typecheck"
+(cd web-client && npm run --silent typecheck)
+log "cargo test"
+cargo test --locked --workspace
+log "browser end-to-end"
+"$ROOT/scripts/e2e.sh"
+log "all tests passed"
