@@ -39,10 +39,18 @@ ensure_rust() {
   fi
 }
 
-# Node.js ≥ 18 with npm, for building the call page (and the browser tests).
+# Node.js with npm: ≥ 18 builds the call page (Debian 12's own nodejs is 18); the browser tests
+# (playwright-core) need ≥ 20.
 ensure_node() {
+  local need="${1:-18}"
   if ! command -v npm >/dev/null 2>&1; then
     apt_install nodejs npm
+  fi
+  local have
+  have="$(node -p 'process.versions.node.split(".")[0]')"
+  if [ "$have" -lt "$need" ]; then
+    echo "Node.js $have is too old: $need or newer is needed (e.g. from nodesource.com or nvm)." >&2
+    exit 1
   fi
 }
 

@@ -5,6 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_build_deps
+ensure_node 20
 apt_install chromium fonts-liberation iproute2 util-linux
 web_deps
 

@@ -139,8 +139,12 @@ impl Default for Settings {
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Load(Box<figment::Error>),
+    #[error("configuration key `{key}`: {message}{source_hint}")]
+    Load {
+        key: String,
+        message: String,
+        source_hint: String,
+    },
     #[error("configuration key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
     #[error("cannot read or create the token secret at {path}: {source}")]
@@ -164,9 +168,7 @@ impl Settings {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment.merge(Env::prefixed("VIZIT_").split("__"));
-        let settings: Settings = figment
-            .extract()
-            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        let settings: Settings = figment.extract().map_err(load_error)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -202,13 +204,13 @@ impl Settings {
                 "must be at least 15s (clients ping every 10 s)",
             );
         }
-        if let Some(secret) = &self.auth.token_secret {
-            if secret.expose_secret().len() < vizit_signaling::MIN_SECRET_BYTES {
-                return invalid(
-                    "auth.token_secret",
-                    "must be at least 32 bytes; generate one with `openssl rand -hex 32`",
-                );
-            }
+        if let Some(secret) = &self.auth.token_secret
+            && secret.expose_secret().len() < vizit_signaling::MIN_SECRET_BYTES
+        {
+            return invalid(
+                "auth.token_secret",
+                "must be at least 32 bytes; generate one with `openssl rand -hex 32`",
+            );
         }
         match (&self.tls.cert, &self.tls.key) {
             (Some(_), None) => return invalid("tls.key", "is required when tls.cert is set"),
@@ -229,10 +231,8 @@ impl Settings {
             }
             (None, None) => {}
         }
-        if !self.http.public_url.is_empty()
-            && !(self.http.public_url.starts_with("http://")
-                || self.http.public_url.starts_with("https://"))
-        {
+        let url = &self.http.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return invalid("http.public_url", "must start with http:// or https://");
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
@@ -294,6 +294,25 @@ impl Settings {
     }
 }
 
+/// Name the key in lower case (as the file and the README write it) and where the value came from.
+fn load_error(e: figment::Error) -> ConfigError {
+    let key = e.path.join(".").to_lowercase();
+    let source_hint = e
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    ConfigError::Load {
+        key: if key.is_empty() {
+            "(top level)".into()
+        } else {
+            key
+        },
+        message: e.kind.to_string(),
+        source_hint,
+    }
+}
+
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -317,6 +336,8 @@ mod tests {
         Settings::default().validate().unwrap();
     }
 
+    // figment's Jail returns its own large error type.
+    #[allow(clippy::result_large_err)]
     #[test]
     fn file_then_environment_override_defaults_and_errors_name_the_key() {
         figment::Jail::expect_with(|jail| {

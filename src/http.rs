@@ -74,38 +74,44 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
-/// CPU time and resident memory of this process, from `/proc` (Linux).
+/// CPU time and resident memory of this process, from `/proc` (Linux; empty elsewhere).
 fn process_metrics() -> String {
     let mut out = String::new();
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-        // Fields after the command name, which is in parentheses and may contain spaces.
-        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 Hz).
-            if let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) {
-                if let (Ok(u), Ok(s)) = (u.parse::<u64>(), s.parse::<u64>()) {
-                    out.push_str(
-                        "# HELP process_cpu_seconds_total User and system CPU time spent.\n",
-                    );
-                    out.push_str("# TYPE process_cpu_seconds_total counter\n");
-                    out.push_str(&format!(
-                        "process_cpu_seconds_total {:.2}\n",
-                        (u + s) as f64 / 100.0
-                    ));
-                }
-            }
-        }
+    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 Hz on Linux); the
+    // command name before them is in parentheses and may contain spaces.
+    let cpu_ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .map(|f| f.parse().ok())
+                .collect::<Option<_>>()?;
+            Some(fields.iter().sum::<u64>())
+        });
+    if let Some(ticks) = cpu_ticks {
+        out.push_str("# HELP process_cpu_seconds_total User and system CPU time spent.\n");
+        out.push_str("# TYPE process_cpu_seconds_total counter\n");
+        out.push_str(&format!(
+            "process_cpu_seconds_total {:.2}\n",
+            ticks as f64 / 100.0
+        ));
     }
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        if let Some(kb) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            out.push_str("# HELP process_resident_memory_bytes Resident memory size.\n");
-            out.push_str("# TYPE process_resident_memory_bytes gauge\n");
-            out.push_str(&format!("process_resident_memory_bytes {}\n", kb * 1024));
-        }
+    let rss_kb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
+    if let Some(kb) = rss_kb {
+        out.push_str("# HELP process_resident_memory_bytes Resident memory size.\n");
+        out.push_str("# TYPE process_resident_memory_bytes gauge\n");
+        out.push_str(&format!("process_resident_memory_bytes {}\n", kb * 1024));
     }
     out
 }

@@ -252,12 +252,12 @@ impl Participant {
         }
         // A consumer whose source is gone is dropped if it was never negotiated, stopped if it was.
         self.consumers
-            .retain(|c| !(c.state == ConsumerState::ToOpen && !alive(c.source, c.source_mid)));
+            .retain(|c| c.state != ConsumerState::ToOpen || alive(c.source, c.source_mid));
         for consumer in &mut self.consumers {
-            if let ConsumerState::Open(mid) = consumer.state {
-                if !alive(consumer.source, consumer.source_mid) {
-                    consumer.state = ConsumerState::ToStop(mid);
-                }
+            if let ConsumerState::Open(mid) = consumer.state
+                && !alive(consumer.source, consumer.source_mid)
+            {
+                consumer.state = ConsumerState::ToStop(mid);
             }
         }
         if !self

@@ -148,6 +148,8 @@ pub struct Transmit {
 }
 
 /// Something a participant's Transport produced that concerns other participants.
+// Media frames dominate and are moved once; boxing them would allocate per frame.
+#[allow(clippy::large_enum_variant)]
 enum Propagated {
     ProducerAdded(Mid, MediaKind),
     ProducerRemoved,
@@ -483,11 +485,9 @@ impl Sfu {
             }
             room_ended = room.members.is_empty();
         }
-        if room_ended {
-            if let Some(room) = self.rooms.remove(&p.room) {
-                self.ended.add(&room.metrics);
-                info!(room = %p.room, "room ended");
-            }
+        if room_ended && let Some(room) = self.rooms.remove(&p.room) {
+            self.ended.add(&room.metrics);
+            info!(room = %p.room, "room ended");
         }
         self.drive(now);
     }
@@ -698,22 +698,24 @@ impl Sfu {
                     });
                 }
                 Ok(Output::Event(event)) => match event {
-                    Event::MediaAdded(added) => {
-                        if added.direction.is_receiving() && p.producer_mut(added.mid).is_none() {
-                            p.producers.push(Producer::new(added.mid, added.kind));
-                            out.push(Propagated::ProducerAdded(added.mid, added.kind));
-                        }
+                    Event::MediaAdded(added)
+                        if added.direction.is_receiving()
+                            && p.producer_mut(added.mid).is_none() =>
+                    {
+                        p.producers.push(Producer::new(added.mid, added.kind));
+                        out.push(Propagated::ProducerAdded(added.mid, added.kind));
                     }
                     Event::MediaChanged(changed) => {
                         let has = p.producer_mut(changed.mid).is_some();
                         if has && !changed.direction.is_receiving() {
                             p.producers.retain(|pr| pr.mid != changed.mid);
                             out.push(Propagated::ProducerRemoved);
-                        } else if !has && changed.direction.is_receiving() {
-                            if let Some(kind) = p.rtc.media(changed.mid).map(|m| m.kind()) {
-                                p.producers.push(Producer::new(changed.mid, kind));
-                                out.push(Propagated::ProducerAdded(changed.mid, kind));
-                            }
+                        } else if !has
+                            && changed.direction.is_receiving()
+                            && let Some(kind) = p.rtc.media(changed.mid).map(|m| m.kind())
+                        {
+                            p.producers.push(Producer::new(changed.mid, kind));
+                            out.push(Propagated::ProducerAdded(changed.mid, kind));
                         }
                     }
                     Event::MediaData(data) => out.push(Propagated::Media(data)),
@@ -794,10 +796,10 @@ impl Sfu {
             }
             wants_keyframe = !data.contiguous;
         }
-        if lost > 0 {
-            if let Some(room) = self.rooms.get_mut(room_id) {
-                room.metrics.packets_lost += lost;
-            }
+        if lost > 0
+            && let Some(room) = self.rooms.get_mut(room_id)
+        {
+            room.metrics.packets_lost += lost;
         }
         if wants_keyframe {
             // A gap in the video stream: the receivers cannot decode until the next keyframe.

@@ -152,14 +152,14 @@ impl World {
             let Some(peer) = self.peers.iter_mut().find(|p| p.key == key) else {
                 continue;
             };
-            if let Signal::Offer(sdp) = &signal {
-                if !peer.silent {
-                    let offer = SdpOffer::from_sdp_string(sdp).unwrap();
-                    let answer = peer.rtc.sdp_api().accept_offer(offer).unwrap();
-                    self.sfu
-                        .answer(now, key, &answer.to_sdp_string())
-                        .expect("answer accepted");
-                }
+            if let Signal::Offer(sdp) = &signal
+                && !peer.silent
+            {
+                let offer = SdpOffer::from_sdp_string(sdp).unwrap();
+                let answer = peer.rtc.sdp_api().accept_offer(offer).unwrap();
+                self.sfu
+                    .answer(now, key, &answer.to_sdp_string())
+                    .expect("answer accepted");
             }
             peer.signals.push(signal);
         }
@@ -190,7 +190,7 @@ impl World {
                     payload(peer.name, "audio", n),
                 )
                 .unwrap();
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 let video = peer.video_mid.unwrap();
                 let writer = peer.rtc.writer(video).unwrap();
                 let pt = writer
@@ -200,7 +200,7 @@ impl World {
                     .pt();
                 // A VP8 payload header with the keyframe bit (P = 0) on every 10th frame.
                 let mut frame = payload(peer.name, "video", n);
-                frame[0] = if n % 20 == 0 { 0x10 } else { 0x11 };
+                frame[0] = if n.is_multiple_of(20) { 0x10 } else { 0x11 };
                 writer
                     .write(pt, now, MediaTime::from_90khz(n * 1800), frame)
                     .unwrap();
@@ -210,11 +210,11 @@ impl World {
 
     fn run_for(&mut self, duration: Duration, with_media: bool) {
         let end = self.now + duration;
-        let mut tick = 0;
+        let mut tick = 0u32;
         while self.now < end {
             self.step();
             tick += 1;
-            if with_media && tick % 4 == 0 {
+            if with_media && tick.is_multiple_of(4) {
                 self.send_media();
             }
         }

@@ -289,9 +289,9 @@ impl Peer {
                 .unwrap();
             self.sent.push((MediaKind::Audio, data));
         }
-        if let (Some(mid), true) = (self.video, n % 2 == 0) {
+        if let (Some(mid), true) = (self.video, n.is_multiple_of(2)) {
             let mut data = frame(&self.name, "video", n, 4000);
-            data[0] = if n % 50 == 0 { 0x10 } else { 0x11 };
+            data[0] = if n.is_multiple_of(50) { 0x10 } else { 0x11 };
             let writer = self.rtc.writer(mid).unwrap();
             let pt = writer
                 .payload_params()

@@ -109,6 +109,7 @@ export class CallUi implements CallView {
 
   setLocalStream(stream: MediaStream): void {
     const hasVideo = stream.getVideoTracks().length > 0;
+    this.localOff.textContent = hasVideo ? TEXT.cameraOff : TEXT.noCamera;
     this.localOff.hidden = hasVideo;
     // Only a stream with a picture: a media element whose source never yields a frame delays the
     // page's load event forever (the tab keeps spinning).
@@ -125,7 +126,8 @@ export class CallUi implements CallView {
 
   /** `level` in 0..1; null when there is no microphone to measure. */
   setMicLevel(level: number | null): void {
-    this.micLevel.hidden = level === null;
+    // The whole row, label included: "Микрофон" next to nothing would only puzzle.
+    (this.micLevel.parentElement ?? this.micLevel).hidden = level === null;
     const value = level ?? 0;
     this.micLevelBar.style.transform = `scaleX(${value.toFixed(3)})`;
     this.micLevel.setAttribute('aria-valuenow', String(Math.round(value * 100)));
