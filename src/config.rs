@@ -282,13 +282,23 @@ impl Settings {
         if !bind.is_unspecified() {
             return bind;
         }
+        // Container and VM bridges are not reachable from other machines' browsers.
+        let virtual_bridge = |name: &str| {
+            ["docker", "br-", "veth", "virbr", "lxc", "cni", "podman"]
+                .iter()
+                .any(|p| name.starts_with(p))
+        };
         if_addrs::get_if_addrs()
             .ok()
             .and_then(|addrs| {
-                addrs.into_iter().map(|a| a.ip()).find(|ip| match ip {
-                    IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
-                    IpAddr::V6(_) => false,
-                })
+                addrs
+                    .into_iter()
+                    .filter(|a| !virtual_bridge(&a.name))
+                    .map(|a| a.ip())
+                    .find(|ip| match ip {
+                        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+                        IpAddr::V6(_) => false,
+                    })
             })
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
     }

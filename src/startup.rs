@@ -39,8 +39,15 @@ impl Application {
             .max_participants(settings.media.max_participants)
             .ice_timeout(settings.media.ice_timeout)
             .connect_timeout(settings.media.connect_timeout);
+        let announce_ip = settings.announce_ip();
+        if announce_ip.is_loopback() && settings.media.udp_bind.ip().is_unspecified() {
+            warn!(
+                "no network interface besides loopback: media is announced on {announce_ip}, which \
+                 only this machine reaches; set media.public_ip for other devices"
+            );
+        }
         let (media, media_handle) =
-            MediaServer::bind(settings.media.udp_bind, settings.announce_ip(), options)
+            MediaServer::bind(settings.media.udp_bind, announce_ip, options)
                 .await
                 .context("media.udp_bind")?;
 

@@ -164,6 +164,8 @@ pub(crate) struct Participant {
     pub pending: Option<SdpPendingOffer>,
     /// The client's first offer has been accepted: from then on the server may offer.
     pub negotiated: bool,
+    /// Consumers changed since our last offer was made: make another when none is in flight.
+    pub renegotiate: bool,
     pub joined_at: Instant,
     /// Last UDP datagram from this participant: its liveness.
     pub last_seen: Option<Instant>,
@@ -217,6 +219,7 @@ impl Participant {
     /// everything that was in it goes back to "to do".
     pub fn roll_back_pending(&mut self) {
         self.pending = None;
+        self.renegotiate = true;
         for consumer in &mut self.consumers {
             consumer.state = match consumer.state {
                 ConsumerState::Negotiating(_) => ConsumerState::ToOpen,

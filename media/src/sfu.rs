@@ -300,6 +300,7 @@ impl Sfu {
                 consumers,
                 pending: None,
                 negotiated: false,
+                renegotiate: true,
                 joined_at: now,
                 last_seen: None,
                 next_timeout: now,
@@ -480,10 +481,17 @@ impl Sfu {
                         },
                     ));
                 }
-                // Its consumers of our producers are stopped in its next offer.
-                self.dirty.push(other);
             }
             room_ended = room.members.is_empty();
+        }
+        // Their consumers of our producers are stopped in their next offers.
+        let others: Vec<_> = self
+            .rooms
+            .get(&p.room)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        for other in others {
+            self.needs_offer(other);
         }
         if room_ended && let Some(room) = self.rooms.remove(&p.room) {
             self.ended.add(&room.metrics);
@@ -636,46 +644,54 @@ impl Sfu {
         }
     }
 
-    fn drain(&mut self, key: ParticipantKey, out: &mut Vec<Propagated>) {
-        let Some(room_id) = self.participants.get(&key).map(|p| p.room.clone()) else {
+    /// Build the offer a participant's consumer changes need, if any and if none is in flight.
+    fn renegotiate(&mut self, key: ParticipantKey) {
+        let Some(room_id) = self
+            .participants
+            .get(&key)
+            .filter(|p| p.renegotiate && p.negotiated && p.pending.is_none())
+            .map(|p| p.room.clone())
+        else {
             return;
         };
-        let stream_ids: HashMap<ParticipantKey, String> = self
-            .rooms
-            .get(&room_id)
-            .map(|room| {
-                room.members
-                    .iter()
-                    .filter_map(|k| {
-                        self.participants
-                            .get(k)
-                            .map(|p| (*k, p.info.id.to_string()))
-                    })
-                    .collect()
+        let members: &[ParticipantKey] = self.rooms.get(&room_id).map_or(&[], |r| &r.members);
+        let stream_ids: HashMap<ParticipantKey, String> = members
+            .iter()
+            .filter_map(|k| {
+                self.participants
+                    .get(k)
+                    .map(|p| (*k, p.info.id.to_string()))
             })
-            .unwrap_or_default();
-        let alive: Vec<(ParticipantKey, Mid)> = self
-            .rooms
-            .get(&room_id)
-            .map(|room| {
-                room.members
-                    .iter()
-                    .filter_map(|k| self.participants.get(k))
-                    .flat_map(|p| p.producers.iter().map(|pr| (p.key, pr.mid)))
-                    .collect()
-            })
-            .unwrap_or_default();
-
-        let p = self
-            .participants
-            .get_mut(&key)
-            .expect("drain is called for members only");
+            .collect();
+        let alive: Vec<(ParticipantKey, Mid)> = members
+            .iter()
+            .filter_map(|k| self.participants.get(k))
+            .flat_map(|p| p.producers.iter().map(|pr| (p.key, pr.mid)))
+            .collect();
+        let p = self.participants.get_mut(&key).expect("checked above");
+        p.renegotiate = false;
         if let Some(offer) = p.make_offer(
             |k, mid| alive.contains(&(k, mid)),
             |k| stream_ids.get(&k).cloned(),
         ) {
             self.signals.push_back((key, Signal::Offer(offer)));
         }
+    }
+
+    /// Mark that a participant's consumers changed: its next drain offers the change.
+    fn needs_offer(&mut self, key: ParticipantKey) {
+        if let Some(p) = self.participants.get_mut(&key) {
+            p.renegotiate = true;
+            self.dirty.push(key);
+        }
+    }
+
+    fn drain(&mut self, key: ParticipantKey, out: &mut Vec<Propagated>) {
+        self.renegotiate(key);
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let room_id = p.room.clone();
         let mut bytes_out = 0u64;
         let mut packets_out = 0u64;
         loop {
@@ -760,11 +776,15 @@ impl Sfu {
                             kind,
                             state: ConsumerState::ToOpen,
                         });
-                        self.dirty.push(other);
                     }
+                    self.needs_offer(other);
                 }
             }
-            Propagated::ProducerRemoved => self.dirty.extend(others),
+            Propagated::ProducerRemoved => {
+                for other in others {
+                    self.needs_offer(other);
+                }
+            }
             Propagated::Media(data) => self.forward(now, origin, &room_id, others, data),
             Propagated::KeyframeRequest(mid) => {
                 let source = self.participants.get(&origin).and_then(|p| {

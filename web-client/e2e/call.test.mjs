@@ -5,189 +5,33 @@
 // Run inside a network namespace that has only loopback (docs: shared/TESTING.md), as root:
 //   unshare -n bash -c 'ip link set lo up; cd web-client && node --test e2e/'
 // The server binary: $VIZIT_BIN, else ../target/debug/vizit (relative to web-client/).
+// Server, browser and page helpers live in harness.mjs (shared with measure-call.mjs).
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
+import {
+  byTestId,
+  launchBrowser,
+  makeToken,
+  openCallPage,
+  received,
+  remoteVideoCleared,
+  senderTrackEnabled,
+  startVizit,
+  until,
+  waitState,
+  withDiagnostics,
+} from './harness.mjs';
 
-const WEB_CLIENT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = process.env.VIZIT_BIN ? resolve(process.env.VIZIT_BIN) : join(WEB_CLIENT, '..', 'target', 'debug', 'vizit');
 const TEST_TIMEOUT = 60_000;
 const DOCTOR = 'Доктор Иванова';
 const PATIENT = 'Пациент Петров';
 
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-];
-
-const execFileP = promisify(execFile);
-
-// ---- diagnostics ---------------------------------------------------------------------------
-
-/** Last lines of the server's stderr and of every page's console, printed when a test fails. */
-const serverLog = [];
-const consoleLog = [];
-
-function remember(list, line, max) {
-  list.push(line);
-  if (list.length > max) list.splice(0, list.length - max);
-}
-
-function dumpDiagnostics() {
-  console.log('---- server stderr (tail) ----');
-  console.log(serverLog.join('\n') || '(empty)');
-  console.log('---- browser console (tail) ----');
-  console.log(consoleLog.join('\n') || '(empty)');
-}
-
-/** Wrap a test body so that a failure prints what the server and the pages said. */
-function withDiagnostics(fn, { needs } = {}) {
-  return async (t) => {
-    // A test that builds on an earlier one fails fast, without repeating the same dump.
-    if (needs) assert.ok(needs(), 'an earlier test failed to set up the call this one needs');
-    try {
-      await fn(t);
-    } catch (e) {
-      dumpDiagnostics();
-      throw e;
-    }
-  };
-}
-
-// ---- the server ----------------------------------------------------------------------------
-
-function serverEnv(dataDir, secret) {
-  return {
-    ...process.env,
-    VIZIT_HTTP__LISTEN: '127.0.0.1:0',
-    VIZIT_MEDIA__UDP_BIND: '127.0.0.1:0',
-    VIZIT_DATA_DIR: dataDir,
-    VIZIT_AUTH__TOKEN_SECRET: secret,
-    VIZIT_DEMO: 'true',
-    RUST_LOG: 'info',
-  };
-}
-
-/** Start `vizit serve`; resolves with the base URL it prints on stdout. */
-function startServer(env) {
-  const child = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  createInterface({ input: child.stderr }).on('line', (line) => remember(serverLog, line, 200));
-  const url = new Promise((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error('the server printed no "Vizit is listening on" line in 30 s')), 30_000);
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      remember(serverLog, `[stdout] ${line}`, 200);
-      const m = /^Vizit is listening on (http:\/\/\S+?)\/?$/.exec(line.trim());
-      if (m) {
-        clearTimeout(timer);
-        resolveUrl(m[1]);
-      }
-    });
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`the server exited before listening (code ${code}, signal ${signal})`));
-    });
-  });
-  return { child, url };
-}
-
-async function stopServer(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function makeToken(env, room, name, role) {
-  const { stdout } = await execFileP(BIN, ['token', '--room', room, '--name', name, '--role', role], { env });
-  const token = stdout.trim();
-  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, `vizit token printed no JWT: ${JSON.stringify(stdout)}`);
-  return token;
-}
-
-// ---- pages ---------------------------------------------------------------------------------
-
-const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
-
-async function waitState(page, state, timeout = 30_000) {
-  await page.locator(`[data-testid="connection-state"][data-state="${state}"]`).waitFor({ state: 'visible', timeout });
-}
-
-/**
- * Poll `probe` until it returns a truthy value; returns that value. `what` names the wait in the
- * timeout error; a function is called then, so it can report the last thing it saw.
- */
-async function until(what, probe, timeout = 30_000, interval = 50) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
-    await new Promise((r) => setTimeout(r, interval));
-  }
-}
-
-/** What the page receives, from its RTCPeerConnection's stats. Runs in the page. */
-function readReceived() {
-  const video = document.querySelector('[data-testid="remote-video"]');
-  const result = { framesDecoded: 0, audioPackets: 0, videoWidth: video ? video.videoWidth : 0 };
-  const pc = window.vizit && window.vizit.pc();
-  if (!pc) return Promise.resolve(result);
-  return pc.getStats().then((stats) => {
-    stats.forEach((r) => {
-      if (r.type !== 'inbound-rtp') return;
-      const kind = r.kind || r.mediaType;
-      if (kind === 'video') result.framesDecoded += r.framesDecoded || 0;
-      if (kind === 'audio') result.audioPackets += r.packetsReceived || 0;
-    });
-    return result;
-  });
-}
-
-const received = (page) => page.evaluate(readReceived);
-
-/** True when the remote video shows no live picture any more. Runs in the page. */
-function remoteVideoCleared() {
-  const video = document.querySelector('[data-testid="remote-video"]');
-  const stream = video.srcObject;
-  return stream === null || stream.getVideoTracks().every((t) => t.readyState === 'ended');
-}
-
-/** The local track of `kind` that the page's peer connection sends, if any. Runs in the page. */
-function senderTrackEnabled(kind) {
-  const pc = window.vizit.pc();
-  const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === kind);
-  return sender ? sender.track.enabled : null;
-}
-
 // ---- the tests -----------------------------------------------------------------------------
 
 describe('Vizit call page with the real server and Chromium', () => {
-  let dataDir;
-  let server;
+  let server; // startVizit()
   let env;
   let base;
   let browser;
@@ -195,41 +39,20 @@ describe('Vizit call page with the real server and Chromium', () => {
   let patient; // page
   let callUp = false;
 
-  async function openCall(label, token, { denyMedia = false } = {}) {
-    const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
-    if (denyMedia) {
-      // As if the user had clicked "Block" in the permission prompt.
-      await context.addInitScript(() => {
-        MediaDevices.prototype.getUserMedia = () =>
-          Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
-      });
-    }
-    const page = await context.newPage();
-    page.on('console', (m) => remember(consoleLog, `[${label}] ${m.type()}: ${m.text()}`, 300));
-    page.on('pageerror', (e) => remember(consoleLog, `[${label}] pageerror: ${e.message}`, 300));
-    await page.goto(`${base}/call?token=${encodeURIComponent(token)}`);
-    // The preview is ready (media asked for) once Join is enabled.
-    await byTestId(page, 'join').waitFor({ state: 'visible', timeout: 20_000 });
-    await until(`${label}: Join enabled`, () => byTestId(page, 'join').isEnabled(), 20_000);
-    return page;
-  }
+  const openCall = (label, token, options) => openCallPage(browser, base, label, token, options);
 
   before(
     withDiagnostics(async () => {
-      assert.ok(existsSync(BIN), `no server binary at ${BIN}: build it (cargo build) or set VIZIT_BIN`);
-      dataDir = await mkdtemp(join(tmpdir(), 'vizit-e2e-'));
-      env = serverEnv(dataDir, randomBytes(32).toString('hex'));
-      server = startServer(env);
-      base = await server.url;
-      browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+      server = await startVizit();
+      ({ env, base } = server);
+      browser = await launchBrowser();
     }),
     { timeout: TEST_TIMEOUT },
   );
 
   after(async () => {
     await browser?.close().catch(() => {});
-    if (server) await stopServer(server.child);
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    if (server) await server.stop();
   });
 
   test(

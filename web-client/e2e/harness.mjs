@@ -1,0 +1,341 @@
+// Shared parts of the browser end-to-end test (call.test.mjs) and the measurement script
+// (measure-call.mjs): start and stop the real Vizit server, mint tokens, launch Debian's Chromium
+// with a fake camera and microphone, page helpers, and the diagnostics printed on failure.
+//
+// Not a test file: `node --test e2e/` only runs names like *.test.mjs, *-test.mjs, test-*.mjs.
+// The server binary: $VIZIT_BIN, else ../target/debug/vizit (relative to web-client/).
+
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+
+export const WEB_CLIENT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const BIN = process.env.VIZIT_BIN
+  ? resolve(process.env.VIZIT_BIN)
+  : join(WEB_CLIENT, '..', 'target', 'debug', 'vizit');
+export const CHROMIUM_PATH = '/usr/bin/chromium';
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+];
+
+const execFileP = promisify(execFile);
+
+// ---- diagnostics ---------------------------------------------------------------------------
+
+/** Last lines of the server's stderr and of every page's console, printed when a test fails. */
+export const serverLog = [];
+export const consoleLog = [];
+
+export function remember(list, line, max) {
+  list.push(line);
+  if (list.length > max) list.splice(0, list.length - max);
+}
+
+/** Print the tails of the server's output and the pages' consoles (to stdout unless told). */
+export function dumpDiagnostics(print = console.log) {
+  print('---- server stderr (tail) ----');
+  print(serverLog.join('\n') || '(empty)');
+  print('---- browser console (tail) ----');
+  print(consoleLog.join('\n') || '(empty)');
+}
+
+/** Wrap a test body so that a failure prints what the server and the pages said. */
+export function withDiagnostics(fn, { needs } = {}) {
+  return async (t) => {
+    // A test that builds on an earlier one fails fast, without repeating the same dump.
+    if (needs) assert.ok(needs(), 'an earlier test failed to set up the call this one needs');
+    try {
+      await fn(t);
+    } catch (e) {
+      dumpDiagnostics();
+      throw e;
+    }
+  };
+}
+
+// ---- the server ----------------------------------------------------------------------------
+
+/**
+ * The server's environment: this process's environment without any `VIZIT_*` variable (the
+ * server rejects unknown `VIZIT_` keys, and matches the prefix case-insensitively, so e.g.
+ * `VIZIT_BIN` would stop it from starting), plus the settings of a throwaway test server.
+ */
+export function serverEnv(dataDir, secret) {
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.toUpperCase().startsWith('VIZIT_')),
+  );
+  return {
+    ...inherited,
+    VIZIT_HTTP__LISTEN: '127.0.0.1:0',
+    VIZIT_MEDIA__UDP_BIND: '127.0.0.1:0',
+    VIZIT_DATA_DIR: dataDir,
+    VIZIT_AUTH__TOKEN_SECRET: secret,
+    VIZIT_DEMO: 'true',
+    VIZIT_LOG__FILTER: 'info',
+  };
+}
+
+/** Start `vizit serve`; `url` resolves with the base URL it prints on stdout. */
+export function startServer(env) {
+  const child = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  createInterface({ input: child.stderr }).on('line', (line) => remember(serverLog, line, 200));
+  const url = new Promise((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error('the server printed no "Vizit is listening on" line in 30 s')), 30_000);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      remember(serverLog, `[stdout] ${line}`, 200);
+      const m = /^Vizit is listening on (http:\/\/\S+?)\/?$/.exec(line.trim());
+      if (m) {
+        clearTimeout(timer);
+        resolveUrl(m[1]);
+      }
+    });
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`the server exited before listening (code ${code}, signal ${signal})`));
+    });
+  });
+  return { child, url };
+}
+
+/** SIGTERM, then SIGKILL after 15 s; resolves once the server has exited. */
+export async function stopServer(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * A throwaway server: a fresh data folder and token secret, listening on a free loopback port.
+ * Returns `{ env, base, child, dataDir, stop }`; `stop()` stops it and removes the folder. If it
+ * does not come up, it is cleaned up before the error is thrown.
+ */
+export async function startVizit() {
+  assert.ok(existsSync(BIN), `no server binary at ${BIN}: build it (cargo build) or set VIZIT_BIN`);
+  const dataDir = await mkdtemp(join(tmpdir(), 'vizit-e2e-'));
+  const env = serverEnv(dataDir, randomBytes(32).toString('hex'));
+  const { child, url } = startServer(env);
+  const stop = async () => {
+    await stopServer(child);
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    return { env, base: await url, child, dataDir, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** A join token from `vizit token` (same environment as the server, so the same secret). */
+export async function makeToken(env, room, name, role) {
+  const { stdout } = await execFileP(BIN, ['token', '--room', room, '--name', name, '--role', role], { env });
+  const token = stdout.trim();
+  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, `vizit token printed no JWT: ${JSON.stringify(stdout)}`);
+  return token;
+}
+
+/** A fresh room name. */
+export const newRoom = () => `e2e-${randomBytes(6).toString('hex')}`;
+
+// ---- the browser and pages -----------------------------------------------------------------
+
+/**
+ * Debian's Chromium, headless, with a fake camera and microphone that need no permission prompt.
+ * `options` go to playwright's `chromium.launch` (e.g. `handleSIGINT: false` for a script that
+ * cleans up on Ctrl-C itself: playwright's own handler exits the process at once).
+ */
+export function launchBrowser(options = {}) {
+  return chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS, ...options });
+}
+
+export const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
+
+export async function waitState(page, state, timeout = 30_000) {
+  await page.locator(`[data-testid="connection-state"][data-state="${state}"]`).waitFor({ state: 'visible', timeout });
+}
+
+/**
+ * Poll `probe` until it returns a truthy value; returns that value. `what` names the wait in the
+ * timeout error; a function is called then, so it can report the last thing it saw.
+ */
+export async function until(what, probe, timeout = 30_000, interval = 50) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+/**
+ * Open the call page for `token` in a new browser context and wait until Join is enabled (the
+ * camera and microphone have been asked for). `denyMedia`: as if the user blocked them.
+ * The page's console goes to the diagnostics, prefixed with `label`.
+ */
+export async function openCallPage(browser, base, label, token, { denyMedia = false } = {}) {
+  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+  if (denyMedia) {
+    // As if the user had clicked "Block" in the permission prompt.
+    await context.addInitScript(() => {
+      MediaDevices.prototype.getUserMedia = () =>
+        Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+    });
+  }
+  const page = await context.newPage();
+  page.on('console', (m) => remember(consoleLog, `[${label}] ${m.type()}: ${m.text()}`, 300));
+  page.on('pageerror', (e) => remember(consoleLog, `[${label}] pageerror: ${e.message}`, 300));
+  await page.goto(`${base}/call?token=${encodeURIComponent(token)}`);
+  // The preview is ready (media asked for) once Join is enabled.
+  await byTestId(page, 'join').waitFor({ state: 'visible', timeout: 20_000 });
+  await until(`${label}: Join enabled`, () => byTestId(page, 'join').isEnabled(), 20_000);
+  return page;
+}
+
+// ---- in-page probes (functions passed to page.evaluate; they run in the page) ---------------
+
+/** What the page receives, from its RTCPeerConnection's stats. Runs in the page. */
+export function readReceived() {
+  const video = document.querySelector('[data-testid="remote-video"]');
+  const result = { framesDecoded: 0, audioPackets: 0, videoWidth: video ? video.videoWidth : 0 };
+  const pc = window.vizit && window.vizit.pc();
+  if (!pc) return Promise.resolve(result);
+  return pc.getStats().then((stats) => {
+    stats.forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      const kind = r.kind || r.mediaType;
+      if (kind === 'video') result.framesDecoded += r.framesDecoded || 0;
+      if (kind === 'audio') result.audioPackets += r.packetsReceived || 0;
+    });
+    return result;
+  });
+}
+
+export const received = (page) => page.evaluate(readReceived);
+
+/**
+ * The page's inbound video, from getStats: size and frame rate of the (first) inbound video
+ * stream, and bytes and frames summed over all of them. Runs in the page.
+ */
+export function readInboundVideo() {
+  const result = { bytesReceived: 0, framesDecoded: 0, frameWidth: 0, frameHeight: 0, framesPerSecond: 0, at: Date.now() };
+  const pc = window.vizit && window.vizit.pc();
+  if (!pc) return Promise.resolve(result);
+  return pc.getStats().then((stats) => {
+    result.at = Date.now();
+    let first = true;
+    stats.forEach((r) => {
+      if (r.type !== 'inbound-rtp' || (r.kind || r.mediaType) !== 'video') return;
+      result.bytesReceived += r.bytesReceived || 0;
+      result.framesDecoded += r.framesDecoded || 0;
+      if (first) {
+        first = false;
+        result.frameWidth = r.frameWidth || 0;
+        result.frameHeight = r.frameHeight || 0;
+        result.framesPerSecond = r.framesPerSecond || 0;
+      }
+    });
+    return result;
+  });
+}
+
+/**
+ * Resolves with the wall-clock time (Date.now(), ms) at which the page's stats first show a
+ * decoded remote video frame, polling every `interval` ms for up to `timeout` ms. Runs in the
+ * page: start it before the Join click, await it after.
+ */
+export function firstDecodedFrameAt([interval, timeout]) {
+  const deadline = Date.now() + timeout;
+  return new Promise((resolvePromise, reject) => {
+    const tick = () => {
+      const pc = window.vizit && window.vizit.pc();
+      const check = pc
+        ? pc.getStats().then((stats) => {
+            let frames = 0;
+            stats.forEach((r) => {
+              if (r.type === 'inbound-rtp' && (r.kind || r.mediaType) === 'video') frames += r.framesDecoded || 0;
+            });
+            return frames > 0;
+          })
+        : Promise.resolve(false);
+      check.then(
+        (decoded) => {
+          if (decoded) resolvePromise(Date.now());
+          else if (Date.now() > deadline) reject(new Error(`no decoded remote video frame in ${timeout} ms`));
+          else setTimeout(tick, interval);
+        },
+        reject,
+      );
+    };
+    tick();
+  });
+}
+
+/** True when the remote video shows no live picture any more. Runs in the page. */
+export function remoteVideoCleared() {
+  const video = document.querySelector('[data-testid="remote-video"]');
+  const stream = video.srcObject;
+  return stream === null || stream.getVideoTracks().every((t) => t.readyState === 'ended');
+}
+
+/** The local track of `kind` that the page's peer connection sends, if any. Runs in the page. */
+export function senderTrackEnabled(kind) {
+  const pc = window.vizit.pc();
+  const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === kind);
+  return sender ? sender.track.enabled : null;
+}
+
+// ---- the server's own numbers --------------------------------------------------------------
+
+/** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ, 100 on Linux). */
+export const CLOCK_TICKS_PER_SECOND = 100;
+
+/** User + system CPU time of process `pid` (all its threads), in clock ticks. */
+export async function cpuTicks(pid) {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may contain spaces; utime and stime are
+  // fields 14 and 15, i.e. the 12th and 13th after the closing parenthesis.
+  const rest = stat.slice(stat.lastIndexOf(')') + 1).trim().split(/\s+/);
+  return Number(rest[11]) + Number(rest[12]);
+}
+
+/** The server's /metrics as text. */
+export async function fetchMetrics(base) {
+  const res = await fetch(`${base}/metrics`);
+  assert.equal(res.status, 200, `GET /metrics answered ${res.status}`);
+  return res.text();
+}
+
+/** The value of the unlabelled sample `name value` in Prometheus text (the total), or null. */
+export function metricTotal(text, name) {
+  for (const line of text.split('\n')) {
+    const m = /^(\S+)\s+(\S+)/.exec(line);
+    if (m && m[1] === name) return Number(m[2]);
+  }
+  return null;
+}
