@@ -195,6 +195,8 @@ pub struct Peer {
     /// Frames sent, by kind.
     pub sent: Vec<(MediaKind, Vec<u8>)>,
     pub messages: Vec<Value>,
+    /// The SFU's answer to our first offer.
+    pub answer_sdp: String,
     frames: u64,
 }
 
@@ -251,10 +253,12 @@ impl Peer {
             received: Vec::new(),
             sent: Vec::new(),
             messages: Vec::new(),
+            answer_sdp: String::new(),
             frames: 0,
         };
         let answer = peer.ws.expect("answer").await;
-        let answer = SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap()).unwrap();
+        peer.answer_sdp = answer["sdp"].as_str().unwrap().to_owned();
+        let answer = SdpAnswer::from_sdp_string(&peer.answer_sdp).unwrap();
         let pending = peer.pending.take().unwrap();
         peer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
         peer
