@@ -50,6 +50,32 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<Duration>,
     },
+    /// Apply pending database migrations and exit (`serve` also applies them at start).
+    Migrate,
+    /// Manage staff accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a staff account (doctor, admin, head_doctor). The password is read from standard
+    /// input (one line), so it never appears in the shell history or the process list.
+    Create {
+        /// doctor, admin or head_doctor.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Required for doctors.
+        #[arg(long)]
+        specialty: Option<String>,
+        /// The doctor's IANA time zone.
+        #[arg(long, default_value = "Europe/Moscow")]
+        time_zone: String,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -81,6 +107,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ttl.unwrap_or(settings.auth.token_ttl),
             );
             println!("{token}");
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = vizit_api::Db::connect(&settings.database_url()?, 1).await?;
+            println!("migrations applied ({:?})", db.backend);
+            Ok(())
+        }
+        Command::User(UserCommand::Create { role, email, name, specialty, time_zone }) => {
+            let role = vizit_api::domain::Role::parse(&role)
+                .filter(|r| r.is_staff())
+                .ok_or_else(|| anyhow::anyhow!("--role must be doctor, admin or head_doctor"))?;
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let db = vizit_api::Db::connect(&settings.database_url()?, 1).await?;
+            let id = vizit_api::create_staff_user(
+                &db,
+                vizit_api::NewStaff {
+                    role,
+                    email: &email,
+                    name: &name,
+                    password,
+                    specialty: specialty.as_deref(),
+                    time_zone: Some(&time_zone),
+                    bitrix_resource_id: None,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{id}");
             Ok(())
         }
     }

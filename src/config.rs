@@ -24,7 +24,42 @@ pub struct Settings {
     pub media: MediaSettings,
     pub auth: AuthSettings,
     pub signaling: SignalingSettings,
+    pub database: DatabaseSettings,
+    pub consultations: ConsultationSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path` or `postgres://user:pass@host/db`. Empty: `data_dir/vizit.db` (SQLite).
+    #[serde(serialize_with = "serialize_secret")]
+    pub url: Option<SecretString>,
+    /// Connections in the pool (SQLite uses at most 8).
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsultationSettings {
+    /// A booking not paid within this is expired and its slot released.
+    #[serde(with = "humantime_serde")]
+    pub pay_within: Duration,
+    /// The call opens this long before the slot starts.
+    #[serde(with = "humantime_serde")]
+    pub join_before: Duration,
+    /// The call closes this long after the slot ends.
+    #[serde(with = "humantime_serde")]
+    pub join_grace: Duration,
+    /// A consultation the doctor has not closed this long after its slot ended is overdue.
+    #[serde(with = "humantime_serde")]
+    pub overdue_after: Duration,
+    /// Lifetime of a login session.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// How often expiry and overdue checks run.
+    #[serde(with = "humantime_serde")]
+    pub jobs_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +164,15 @@ impl Default for Settings {
             signaling: SignalingSettings {
                 idle_timeout: Duration::from_secs(30),
             },
+            database: DatabaseSettings { url: None, max_connections: 16 },
+            consultations: ConsultationSettings {
+                pay_within: Duration::from_secs(30 * 60),
+                join_before: Duration::from_secs(15 * 60),
+                join_grace: Duration::from_secs(30 * 60),
+                overdue_after: Duration::from_secs(24 * 3600),
+                session_ttl: Duration::from_secs(12 * 3600),
+                jobs_interval: Duration::from_secs(30),
+            },
             log: LogSettings {
                 filter: "info,str0m=warn".into(),
             },
@@ -147,7 +191,7 @@ pub enum ConfigError {
     },
     #[error("configuration key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
-    #[error("cannot read or create the token secret at {path}: {source}")]
+    #[error("cannot read or create {path}: {source}")]
     Secret {
         path: PathBuf,
         source: std::io::Error,
@@ -235,6 +279,21 @@ impl Settings {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return invalid("http.public_url", "must start with http:// or https://");
         }
+        if let Some(url) = &self.database.url {
+            let url = url.expose_secret();
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+                return invalid("database.url", "must start with sqlite: or postgres://");
+            }
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.consultations.jobs_interval < Duration::from_secs(1) {
+            return invalid("consultations.jobs_interval", "must be at least 1s");
+        }
+        if self.consultations.session_ttl < Duration::from_secs(60) {
+            return invalid("consultations.session_ttl", "must be at least 1m");
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return invalid("log.filter", &e.to_string());
         }
@@ -271,6 +330,31 @@ impl Settings {
         let secret = hex::encode(bytes);
         write_private(&path, &secret).map_err(err)?;
         Ok(SecretString::from(secret))
+    }
+
+    /// The database URL: configured, or a SQLite file in the data folder.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        if let Some(url) = &self.database.url {
+            return Ok(url.expose_secret().to_owned());
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| ConfigError::Secret {
+            path: self.data_dir.clone(),
+            source,
+        })?;
+        Ok(vizit_api::db::sqlite_url(&self.data_dir.join("vizit.db")))
+    }
+
+    /// The business settings of the API.
+    pub fn api_settings(&self) -> vizit_api::ApiSettings {
+        let c = &self.consultations;
+        vizit_api::ApiSettings {
+            pay_within: c.pay_within,
+            join_before: c.join_before,
+            join_grace: c.join_grace,
+            overdue_after: c.overdue_after,
+            session_ttl: c.session_ttl,
+            demo: self.demo,
+        }
     }
 
     /// The address announced in ICE candidates.

@@ -27,6 +27,7 @@ pub struct Application {
     media: MediaServer,
     media_handle: MediaHandle,
     app: Router,
+    api: vizit_api::ApiState,
     shutdown: watch::Sender<bool>,
 }
 
@@ -51,6 +52,12 @@ impl Application {
                 .await
                 .context("media.udp_bind")?;
 
+        let db = vizit_api::Db::connect(&settings.database_url()?, settings.database.max_connections)
+            .await
+            .context("database.url")?;
+        info!(backend = ?db.backend, "database ready (migrations applied)");
+        let api = vizit_api::ApiState::new(db, keys.clone(), settings.api_settings());
+
         let (shutdown, shutdown_rx) = watch::channel(false);
         let signaling = SignalingState::new(
             media_handle.clone(),
@@ -64,7 +71,8 @@ impl Application {
             demo: settings.demo,
             token_ttl: settings.auth.token_ttl,
         })
-        .merge(vizit_signaling::router(signaling));
+        .merge(vizit_signaling::router(signaling))
+        .merge(vizit_api::router(api.clone()));
 
         let http = tokio::net::TcpListener::bind(settings.http.listen)
             .await
@@ -96,6 +104,7 @@ impl Application {
             media,
             media_handle,
             app,
+            api,
             shutdown,
         })
     }
@@ -106,6 +115,11 @@ impl Application {
 
     pub fn https_addr(&self) -> Option<SocketAddr> {
         self.https_addr
+    }
+
+    /// The business layer (database, settings), for tests and tools.
+    pub fn api(&self) -> &vizit_api::ApiState {
+        &self.api
     }
 
     pub fn media_addr(&self) -> SocketAddr {
@@ -132,11 +146,16 @@ impl Application {
     /// listeners stop.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let media_task = tokio::spawn(self.media.run());
+        let jobs_task = tokio::spawn(vizit_api::run_jobs(
+            self.api.clone(),
+            self.settings.consultations.jobs_interval,
+            self.shutdown.subscribe(),
+        ));
 
         let mut stopping = self.shutdown.subscribe();
         let http_app = self.app.clone();
         let http_task = tokio::spawn(async move {
-            axum::serve(self.http, http_app)
+            axum::serve(self.http, http_app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = stopping.wait_for(|s| *s).await;
                 })
@@ -150,7 +169,7 @@ impl Application {
             tokio::spawn(async move {
                 axum_server::from_tcp_rustls(listener, config)
                     .handle(handle)
-                    .serve(app.into_make_service())
+                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                     .await
             })
         });
@@ -172,6 +191,8 @@ impl Application {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
         }
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, media_task).await;
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, jobs_task).await;
+        self.api.db.pool.close().await;
         info!("stopped");
         Ok(())
     }

@@ -1,0 +1,1017 @@
+//! HTTP handlers under `/api/v1`: parse, authorize, call the service, map the result. No
+//! business rules here beyond who may call what.
+
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use vizit_signaling::CallRole;
+
+use crate::auth::{API_KEY_PREFIX, Caller, SESSION_PREFIX, new_secret, secret_hash, verify_password};
+use crate::domain::{ConsultationStatus, Role, SlotStatus, Transition};
+use crate::error::ApiError;
+use crate::service::{self, ConsultationRow, TransitionData, audit};
+use crate::{ApiState, now_ms};
+
+// ---- extractors that answer with problem documents ----------------------------------------
+
+/// JSON body; a malformed, mistyped or unknown-field body is a 400 problem, not axum's text.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(ApiError::bad_request("invalid_body", rejection.body_text())),
+        }
+    }
+}
+
+/// Query string; bad parameters are a 400 problem.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Params(value)),
+            Err(rejection) => Err(ApiError::bad_request("invalid_query", rejection.body_text())),
+        }
+    }
+}
+
+/// A path id must be a UUID; anything else cannot exist.
+fn id(raw: &str, what: &'static str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw).map(|u| u.to_string()).map_err(|_| ApiError::NotFound(what))
+}
+
+// ---- time and paging ----------------------------------------------------------------------
+
+pub fn to_rfc3339(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn parse_time(field: &'static str, value: &str) -> Result<i64, ApiError> {
+    OffsetDateTime::parse(value, &Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| ApiError::bad_request("invalid_time", format!("{field} must be an RFC 3339 time, e.g. 2026-12-01T09:00:00+03:00")))
+}
+
+fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(50);
+    let offset = offset.unwrap_or(0);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 200"));
+    }
+    if offset < 0 {
+        return Err(ApiError::bad_request("invalid_query", "offset must not be negative"));
+    }
+    Ok((limit, offset))
+}
+
+fn text(field: &'static str, value: &str, max: usize) -> Result<String, ApiError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > max {
+        return Err(ApiError::bad_request("invalid_field", format!("{field} must be 1 to {max} characters")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+// ---- sessions -----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    token: String,
+    expires_at: String,
+    user: UserView,
+}
+
+#[derive(Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    id: String,
+    role: Role,
+    name: String,
+}
+
+async fn create_session(state: &ApiState, user_id: &str) -> Result<(String, i64), ApiError> {
+    let token = new_secret(SESSION_PREFIX);
+    let now = now_ms();
+    let expires = now + state.settings.session_ttl.as_millis() as i64;
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(secret_hash(&token))
+        .bind(user_id)
+        .bind(now)
+        .bind(expires)
+        .execute(&state.db.pool)
+        .await?;
+    Ok((token, expires))
+}
+
+pub async fn login(
+    State(state): State<ApiState>,
+    parts: Parts,
+    Body(req): Body<LoginRequest>,
+) -> Result<Json<SessionView>, ApiError> {
+    let row = sqlx::query(
+        "SELECT id, role, name, password_hash FROM users WHERE email = $1 AND disabled_at IS NULL AND role <> 'patient'",
+    )
+    .bind(req.email.trim().to_lowercase())
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let user = row.and_then(|row| {
+        let hash: Option<String> = row.try_get("password_hash").ok()?;
+        verify_password(&req.password, &hash?).then_some(row)
+    });
+    let mut conn = state.db.pool.acquire().await?;
+    let Some(row) = user else {
+        // Same answer for an unknown e-mail and a wrong password.
+        let caller = None;
+        audit(&mut conn, caller, "session.login_failed", "user", None, json!({"ip": crate::auth::client_ip(&parts)})).await?;
+        return Err(ApiError::bad_request("wrong_credentials", "wrong e-mail or password"));
+    };
+    let id: String = row.try_get("id")?;
+    let role: String = row.try_get("role")?;
+    let (token, expires) = create_session(&state, &id).await?;
+    let caller = Caller {
+        principal: crate::auth::Principal::User {
+            id: id.clone(),
+            role: Role::parse(&role).unwrap_or(Role::Patient),
+            name: row.try_get("name")?,
+        },
+        ip: crate::auth::client_ip(&parts),
+    };
+    audit(&mut conn, Some(&caller), "session.login", "user", Some(&id), serde_json::Value::Null).await?;
+    Ok(Json(SessionView {
+        token,
+        expires_at: to_rfc3339(expires),
+        user: UserView { id, role: Role::parse(&role).unwrap_or(Role::Patient), name: row.try_get("name")? },
+    }))
+}
+
+pub async fn logout(State(state): State<ApiState>, caller: Caller, parts: Parts) -> Result<StatusCode, ApiError> {
+    let Some(secret) = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return Err(ApiError::Unauthenticated);
+    };
+    if !secret.starts_with(SESSION_PREFIX) {
+        return Err(ApiError::bad_request("not_a_session", "API keys are revoked by an admin, not logged out"));
+    }
+    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2")
+        .bind(now_ms())
+        .bind(secret_hash(secret))
+        .execute(&state.db.pool)
+        .await?;
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "session.logout", "user", caller.user_id(), serde_json::Value::Null).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn me(caller: Caller) -> Json<serde_json::Value> {
+    Json(match &caller.principal {
+        crate::auth::Principal::User { id, role, name } => json!({"kind": "user", "id": id, "role": role, "name": name}),
+        crate::auth::Principal::Service { key_id } => json!({"kind": "service", "apiKeyId": key_id}),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevLoginRequest {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Demo mode only: a patient and a session in one step, until ESIA login exists.
+pub async fn dev_login(
+    State(state): State<ApiState>,
+    parts: Parts,
+    Body(req): Body<DevLoginRequest>,
+) -> Result<Json<SessionView>, ApiError> {
+    if !state.settings.demo {
+        return Err(ApiError::NotFound("page"));
+    }
+    let name = text("name", req.name.as_deref().unwrap_or("Пациент (демо)"), 200)?;
+    let id = insert_user(&state, Role::Patient, None, None, &name, None).await?;
+    let (token, expires) = create_session(&state, &id).await?;
+    let caller = Caller {
+        principal: crate::auth::Principal::User { id: id.clone(), role: Role::Patient, name: name.clone() },
+        ip: crate::auth::client_ip(&parts),
+    };
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "session.dev_login", "user", Some(&id), serde_json::Value::Null).await?;
+    Ok(Json(SessionView { token, expires_at: to_rfc3339(expires), user: UserView { id, role: Role::Patient, name } }))
+}
+
+// ---- people -------------------------------------------------------------------------------
+
+async fn insert_user(
+    state: &ApiState,
+    role: Role,
+    email: Option<&str>,
+    password_hash: Option<&str>,
+    name: &str,
+    phone: Option<&str>,
+) -> Result<String, ApiError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO users (id, role, email, password_hash, name, phone, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&id)
+    .bind(role.as_str())
+    .bind(email.map(|e| e.trim().to_lowercase()))
+    .bind(password_hash.map(str::to_owned))
+    .bind(name)
+    .bind(phone.map(str::to_owned))
+    .bind(now_ms())
+    .execute(&state.db.pool)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            ApiError::conflict("email_taken", "a user with this e-mail exists")
+        }
+        _ => e.into(),
+    })?;
+    Ok(id)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreatePatient {
+    name: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+/// The portal registers a patient (until ESIA login lands).
+pub async fn create_patient(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Body(req): Body<CreatePatient>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    caller.require(caller.is_clinic())?;
+    let name = text("name", &req.name, 200)?;
+    if let Some(email) = &req.email
+        && (!email.contains('@') || email.len() > 254)
+    {
+        return Err(ApiError::bad_request("invalid_field", "email is not an e-mail address"));
+    }
+    let id = insert_user(&state, Role::Patient, req.email.as_deref(), None, &name, req.phone.as_deref()).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "patient.create", "user", Some(&id), serde_json::Value::Null).await?;
+    Ok((StatusCode::CREATED, Json(UserView { id, role: Role::Patient, name })))
+}
+
+/// The portal signs a patient in (it authenticated them itself).
+pub async fn patient_session(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<(StatusCode, Json<SessionView>), ApiError> {
+    caller.require(caller.is_service())?;
+    let patient = id(&raw, "patient")?;
+    let name: Option<(String,)> =
+        sqlx::query_as("SELECT name FROM users WHERE id = $1 AND role = 'patient' AND disabled_at IS NULL")
+            .bind(&patient)
+            .fetch_optional(&state.db.pool)
+            .await?;
+    let (name,) = name.ok_or(ApiError::NotFound("patient"))?;
+    let (token, expires) = create_session(&state, &patient).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "session.create", "user", Some(&patient), serde_json::Value::Null).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionView { token, expires_at: to_rfc3339(expires), user: UserView { id: patient, role: Role::Patient, name } }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateStaff {
+    role: Role,
+    email: String,
+    name: String,
+    password: String,
+    #[serde(default)]
+    specialty: Option<String>,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    bitrix_resource_id: Option<String>,
+}
+
+pub async fn create_staff(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Body(req): Body<CreateStaff>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    caller.require(caller.is(Role::Admin))?;
+    let id = crate::create_staff_user(
+        &state.db,
+        crate::NewStaff {
+            role: req.role,
+            email: &req.email,
+            name: &req.name,
+            password: &req.password,
+            specialty: req.specialty.as_deref(),
+            time_zone: req.time_zone.as_deref(),
+            bitrix_resource_id: req.bitrix_resource_id.as_deref(),
+        },
+    )
+    .await?;
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "staff.create", "user", Some(&id), json!({"role": req.role})).await?;
+    Ok((StatusCode::CREATED, Json(UserView { id, role: req.role, name: req.name.trim().to_owned() })))
+}
+
+pub async fn list_staff(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    caller.require(caller.is(Role::Admin))?;
+    let rows = sqlx::query(
+        "SELECT id, role, email, name, disabled_at FROM users WHERE role <> 'patient' ORDER BY created_at, id",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(json!({
+            "id": row.try_get::<String, _>("id")?,
+            "role": row.try_get::<String, _>("role")?,
+            "email": row.try_get::<Option<String>, _>("email")?,
+            "name": row.try_get::<String, _>("name")?,
+            "disabled": row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+        }));
+    }
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "staff.list", "user", None, serde_json::Value::Null).await?;
+    Ok(Json(out))
+}
+
+// ---- API keys -----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    name: String,
+}
+
+pub async fn create_api_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Body(req): Body<CreateApiKey>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(caller.is(Role::Admin))?;
+    let name = text("name", &req.name, 100)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let key = new_secret(API_KEY_PREFIX);
+    sqlx::query("INSERT INTO api_keys (id, name, key_hash, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&id)
+        .bind(&name)
+        .bind(secret_hash(&key))
+        .bind(now_ms())
+        .bind(caller.user_id().unwrap_or_default())
+        .execute(&state.db.pool)
+        .await?;
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "api_key.create", "api_key", Some(&id), json!({"name": name})).await?;
+    // The key itself is shown once and never stored.
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "name": name, "key": key}))))
+}
+
+pub async fn list_api_keys(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    caller.require(caller.is(Role::Admin))?;
+    let rows: Vec<(String, String, i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+            .fetch_all(&state.db.pool)
+            .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(id, name, created, revoked)| {
+                json!({"id": id, "name": name, "createdAt": to_rfc3339(created), "revokedAt": revoked.map(to_rfc3339)})
+            })
+            .collect(),
+    ))
+}
+
+pub async fn revoke_api_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(caller.is(Role::Admin))?;
+    let key = id(&raw, "API key")?;
+    let revoked = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now_ms())
+        .bind(&key)
+        .execute(&state.db.pool)
+        .await?
+        .rows_affected();
+    if revoked == 0 {
+        return Err(ApiError::NotFound("API key"));
+    }
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "api_key.revoke", "api_key", Some(&key), serde_json::Value::Null).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- doctors and slots --------------------------------------------------------------------
+
+pub async fn list_doctors(State(state): State<ApiState>, _caller: Caller) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT u.id, u.name, d.specialty, d.time_zone FROM doctors d JOIN users u ON u.id = d.user_id \
+         WHERE u.disabled_at IS NULL ORDER BY u.name, u.id",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(id, name, specialty, tz)| json!({"id": id, "name": name, "specialty": specialty, "timeZone": tz}))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotView {
+    id: String,
+    doctor_id: String,
+    starts_at: String,
+    ends_at: String,
+    time_zone: String,
+    status: SlotStatus,
+    price_kopecks: i64,
+}
+
+pub async fn free_slots(
+    State(state): State<ApiState>,
+    _caller: Caller,
+    Path(raw): Path<String>,
+    Params(q): Params<SlotQuery>,
+) -> Result<Json<Vec<SlotView>>, ApiError> {
+    let doctor = id(&raw, "doctor")?;
+    let from = q.from.as_deref().map(|v| parse_time("from", v)).transpose()?.unwrap_or_else(now_ms);
+    let to = q.to.as_deref().map(|v| parse_time("to", v)).transpose()?.unwrap_or(from + 14 * 86_400_000);
+    let exists: Option<(String,)> = sqlx::query_as("SELECT user_id FROM doctors WHERE user_id = $1")
+        .bind(&doctor)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    exists.ok_or(ApiError::NotFound("doctor"))?;
+    let rows: Vec<(String, i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT id, starts_at, ends_at, time_zone, price_kopecks FROM slots \
+         WHERE doctor_id = $1 AND status = 'free' AND starts_at >= $2 AND starts_at < $3 AND starts_at > $4 \
+         ORDER BY starts_at LIMIT 500",
+    )
+    .bind(&doctor)
+    .bind(from)
+    .bind(to)
+    .bind(now_ms())
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(id, s, e, tz, price)| SlotView {
+                id,
+                doctor_id: doctor.clone(),
+                starts_at: to_rfc3339(s),
+                ends_at: to_rfc3339(e),
+                time_zone: tz,
+                status: SlotStatus::Free,
+                price_kopecks: price,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateSlot {
+    starts_at: String,
+    ends_at: String,
+    #[serde(default)]
+    time_zone: Option<String>,
+    price_kopecks: i64,
+    #[serde(default)]
+    external_id: Option<String>,
+}
+
+/// Admins and the portal publish slots (until the Bitrix24 sync does).
+pub async fn create_slot(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    Body(req): Body<CreateSlot>,
+) -> Result<(StatusCode, Json<SlotView>), ApiError> {
+    caller.require(caller.is_clinic())?;
+    let doctor = id(&raw, "doctor")?;
+    let starts = parse_time("startsAt", &req.starts_at)?;
+    let ends = parse_time("endsAt", &req.ends_at)?;
+    if ends <= starts || ends - starts > 8 * 3_600_000 {
+        return Err(ApiError::bad_request("invalid_field", "endsAt must be after startsAt, at most 8 hours later"));
+    }
+    if !(0..=100_000_000).contains(&req.price_kopecks) {
+        return Err(ApiError::bad_request("invalid_field", "priceKopecks must be between 0 and 100000000"));
+    }
+    let tz: Option<(String,)> = sqlx::query_as("SELECT time_zone FROM doctors WHERE user_id = $1")
+        .bind(&doctor)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let (doctor_tz,) = tz.ok_or(ApiError::NotFound("doctor"))?;
+    let time_zone = match req.time_zone {
+        Some(tz) => text("timeZone", &tz, 64)?,
+        None => doctor_tz,
+    };
+    let slot_id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO slots (id, doctor_id, starts_at, ends_at, time_zone, status, price_kopecks, external_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 'free', $6, $7, $8)",
+    )
+    .bind(&slot_id)
+    .bind(&doctor)
+    .bind(starts)
+    .bind(ends)
+    .bind(&time_zone)
+    .bind(req.price_kopecks)
+    .bind(req.external_id.clone())
+    .bind(now_ms())
+    .execute(&state.db.pool)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            ApiError::conflict("slot_exists", "the doctor already has a slot at this time")
+        }
+        _ => e.into(),
+    })?;
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "slot.create", "slot", Some(&slot_id), serde_json::Value::Null).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SlotView {
+            id: slot_id,
+            doctor_id: doctor,
+            starts_at: to_rfc3339(starts),
+            ends_at: to_rfc3339(ends),
+            time_zone,
+            status: SlotStatus::Free,
+            price_kopecks: req.price_kopecks,
+        }),
+    ))
+}
+
+// ---- consultations ------------------------------------------------------------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsultationView {
+    id: String,
+    slot_id: String,
+    status: ConsultationStatus,
+    doctor: serde_json::Value,
+    patient: serde_json::Value,
+    price_kopecks: i64,
+    starts_at: String,
+    ends_at: String,
+    time_zone: String,
+    booked_at: String,
+    pay_by: String,
+    paid_at: Option<String>,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+    cancelled_at: Option<String>,
+    cancelled_by: Option<String>,
+    cancel_reason: Option<String>,
+    conclusion: Option<String>,
+    overdue: bool,
+}
+
+impl TryFrom<ConsultationRow> for ConsultationView {
+    type Error = ApiError;
+
+    fn try_from(r: ConsultationRow) -> Result<Self, ApiError> {
+        Ok(ConsultationView {
+            status: r.status()?,
+            doctor: json!({"id": r.doctor_id, "name": r.doctor_name, "specialty": r.doctor_specialty}),
+            patient: json!({"id": r.patient_id, "name": r.patient_name}),
+            id: r.id,
+            slot_id: r.slot_id,
+            price_kopecks: r.price_kopecks,
+            starts_at: to_rfc3339(r.starts_at),
+            ends_at: to_rfc3339(r.ends_at),
+            time_zone: r.time_zone,
+            booked_at: to_rfc3339(r.booked_at),
+            pay_by: to_rfc3339(r.pay_by),
+            paid_at: r.paid_at.map(to_rfc3339),
+            started_at: r.started_at.map(to_rfc3339),
+            completed_at: r.completed_at.map(to_rfc3339),
+            cancelled_at: r.cancelled_at.map(to_rfc3339),
+            cancelled_by: r.cancelled_by,
+            cancel_reason: r.cancel_reason,
+            conclusion: r.conclusion,
+            overdue: r.overdue_at.is_some(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BookRequest {
+    slot_id: String,
+    /// Only for the portal, booking on a patient's behalf.
+    #[serde(default)]
+    patient_id: Option<String>,
+}
+
+pub async fn book(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Body(req): Body<BookRequest>,
+) -> Result<(StatusCode, Json<ConsultationView>), ApiError> {
+    let patient = match (caller.role(), &req.patient_id) {
+        (Some(Role::Patient), None) => caller.user_id().unwrap_or_default().to_owned(),
+        (Some(Role::Patient), Some(_)) => {
+            return Err(ApiError::bad_request("invalid_field", "patients book for themselves; omit patientId"));
+        }
+        (None, Some(p)) => id(p, "patient")?,
+        (None, None) => return Err(ApiError::bad_request("invalid_field", "patientId is required for the portal")),
+        (Some(_), _) => return Err(ApiError::Forbidden("only patients and the portal book consultations")),
+    };
+    let slot = id(&req.slot_id, "slot")?;
+    let consultation = service::book(&state, &caller, &slot, &patient).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    let row = service::load(&mut conn, &consultation).await?.ok_or(ApiError::NotFound("consultation"))?;
+    Ok((StatusCode::CREATED, Json(row.try_into()?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsultationQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    status: Option<ConsultationStatus>,
+    #[serde(default)]
+    doctor_id: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+pub async fn list_consultations(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Params(q): Params<ConsultationQuery>,
+) -> Result<Json<Page<ConsultationView>>, ApiError> {
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let from = q.from.as_deref().map(|v| parse_time("from", v)).transpose()?.unwrap_or(i64::MIN);
+    let to = q.to.as_deref().map(|v| parse_time("to", v)).transpose()?.unwrap_or(i64::MAX);
+    let doctor = q.doctor_id.as_deref().map(|d| id(d, "doctor")).transpose()?;
+    // Patients and doctors see their own; the clinic sees all.
+    let (mine_column, mine) = match caller.role() {
+        Some(Role::Patient) => ("c.patient_id", caller.user_id().map(str::to_owned)),
+        Some(Role::Doctor) => ("c.doctor_id", caller.user_id().map(str::to_owned)),
+        _ => ("c.patient_id", None),
+    };
+    let filter = format!(
+        " WHERE c.starts_at >= $1 AND c.starts_at < $2 AND ($3 IS NULL OR c.status = $3) \
+         AND ($4 IS NULL OR c.doctor_id = $4) AND ($5 IS NULL OR {mine_column} = $5)"
+    );
+    let status = q.status.map(|s| s.as_str().to_owned());
+    let total = service::count_of(
+        &sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM consultations c{filter}")))
+            .bind(from)
+            .bind(to)
+            .bind(status.clone())
+            .bind(doctor.clone())
+            .bind(mine.clone())
+            .fetch_one(&state.db.pool)
+            .await?,
+    )?;
+    let rows = sqlx::query_as::<_, ConsultationRow>(sqlx::AssertSqlSafe(format!(
+        "{}{filter} ORDER BY c.starts_at, c.id LIMIT $6 OFFSET $7",
+        service::CONSULTATION_SELECT
+    )))
+    .bind(from)
+    .bind(to)
+    .bind(status)
+    .bind(doctor)
+    .bind(mine)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "consultation.list", "consultation", None, json!({"count": rows.len()})).await?;
+    Ok(Json(Page {
+        items: rows.into_iter().map(ConsultationView::try_from).collect::<Result<_, _>>()?,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+pub async fn get_consultation(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<ConsultationView>, ApiError> {
+    let cid = id(&raw, "consultation")?;
+    let mut conn = state.db.pool.acquire().await?;
+    let row = service::load(&mut conn, &cid)
+        .await?
+        .filter(|r| r.visible_to(&caller))
+        .ok_or(ApiError::NotFound("consultation"))?;
+    audit(&mut conn, Some(&caller), "consultation.read", "consultation", Some(&cid), serde_json::Value::Null).await?;
+    Ok(Json(row.try_into()?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    reason: String,
+}
+
+pub async fn cancel(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    Body(req): Body<CancelRequest>,
+) -> Result<Json<ConsultationView>, ApiError> {
+    caller.require(!caller.is(Role::HeadDoctor))?;
+    let cid = id(&raw, "consultation")?;
+    let reason = text("reason", &req.reason, 1000)?;
+    let by = service::cancelled_by(&caller);
+    let row = service::transition(
+        &state,
+        Some(&caller),
+        &cid,
+        Transition::Cancel(by),
+        TransitionData { reason: Some(&reason), conclusion: None },
+        |_| Ok(()),
+    )
+    .await?;
+    Ok(Json(row.try_into()?))
+}
+
+/// Until the payments issue lands, the clinic marks a booking paid.
+pub async fn mark_paid(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<ConsultationView>, ApiError> {
+    caller.require(caller.is_clinic())?;
+    let cid = id(&raw, "consultation")?;
+    let row =
+        service::transition(&state, Some(&caller), &cid, Transition::MarkPaid, TransitionData::default(), |_| Ok(()))
+            .await?;
+    Ok(Json(row.try_into()?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    conclusion: String,
+}
+
+pub async fn complete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    Body(req): Body<CompleteRequest>,
+) -> Result<Json<ConsultationView>, ApiError> {
+    caller.require(caller.is(Role::Doctor))?;
+    let cid = id(&raw, "consultation")?;
+    let conclusion = text("conclusion", &req.conclusion, 20_000)?;
+    let row = service::transition(
+        &state,
+        Some(&caller),
+        &cid,
+        Transition::Complete,
+        TransitionData { reason: None, conclusion: Some(&conclusion) },
+        |_| Ok(()),
+    )
+    .await?;
+    Ok(Json(row.try_into()?))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinView {
+    token: String,
+    call_url: String,
+    expires_at: String,
+}
+
+/// A join token for the consultation's Room: only its patient and doctor, only once paid, only
+/// in the window around the slot. The first join starts the consultation.
+pub async fn join(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<JoinView>, ApiError> {
+    let cid = id(&raw, "consultation")?;
+    let role = match caller.role() {
+        Some(Role::Patient) => CallRole::Patient,
+        Some(Role::Doctor) => CallRole::Doctor,
+        _ => return Err(ApiError::Forbidden("only the consultation's patient and doctor join the call")),
+    };
+    let mut conn = state.db.pool.acquire().await?;
+    let row = service::load(&mut conn, &cid)
+        .await?
+        .filter(|r| r.visible_to(&caller))
+        .ok_or(ApiError::NotFound("consultation"))?;
+    drop(conn);
+    match row.status()? {
+        ConsultationStatus::Paid | ConsultationStatus::InProgress => {}
+        ConsultationStatus::Booked => return Err(ApiError::conflict("not_paid", "the consultation is not paid yet")),
+        other => {
+            return Err(ApiError::conflict("consultation_closed", format!("the consultation is {}", other.as_str())));
+        }
+    }
+    let now = now_ms();
+    let opens = row.starts_at - state.settings.join_before.as_millis() as i64;
+    let closes = row.ends_at + state.settings.join_grace.as_millis() as i64;
+    if now < opens || now > closes {
+        return Err(ApiError::conflict(
+            "outside_join_window",
+            format!("the call opens at {} and closes at {}", to_rfc3339(opens), to_rfc3339(closes)),
+        ));
+    }
+    if row.status()? == ConsultationStatus::Paid {
+        // The first join starts the consultation; the other party may have just done so.
+        match service::transition(&state, Some(&caller), &cid, Transition::Start, TransitionData::default(), |_| Ok(()))
+            .await
+        {
+            Ok(_) | Err(ApiError::Transition(_) | ApiError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let ttl = std::time::Duration::from_millis((closes - now).max(60_000) as u64);
+    let name = match &caller.principal {
+        crate::auth::Principal::User { name, .. } => name.clone(),
+        crate::auth::Principal::Service { .. } => String::new(),
+    };
+    let user = caller.user_id().unwrap_or_default();
+    let token = state.keys.issue(&cid, user, role, &name, ttl);
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "consultation.join", "consultation", Some(&cid), serde_json::Value::Null).await?;
+    Ok(Json(JoinView {
+        call_url: format!("/call?token={token}"),
+        token,
+        expires_at: to_rfc3339(now + ttl.as_millis() as i64),
+    }))
+}
+
+pub async fn overdue(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Params(q): Params<ConsultationQuery>,
+) -> Result<Json<Page<ConsultationView>>, ApiError> {
+    caller.require(caller.is(Role::Admin) || caller.is(Role::HeadDoctor))?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let where_ = " WHERE c.overdue_at IS NOT NULL AND c.status IN ('paid', 'in_progress')";
+    let total = service::count_of(
+        &sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM consultations c{where_}"))).fetch_one(&state.db.pool).await?,
+    )?;
+    let rows = sqlx::query_as::<_, ConsultationRow>(sqlx::AssertSqlSafe(format!(
+        "{}{where_} ORDER BY c.ends_at, c.id LIMIT $1 OFFSET $2",
+        service::CONSULTATION_SELECT
+    )))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "consultation.list_overdue", "consultation", None, serde_json::Value::Null).await?;
+    Ok(Json(Page {
+        items: rows.into_iter().map(ConsultationView::try_from).collect::<Result<_, _>>()?,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+// ---- audit log ----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuditQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    actor_id: Option<String>,
+    #[serde(default)]
+    object_id: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+pub async fn audit_log(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Params(q): Params<AuditQuery>,
+) -> Result<Json<Page<serde_json::Value>>, ApiError> {
+    caller.require(caller.is(Role::Admin))?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let from = q.from.as_deref().map(|v| parse_time("from", v)).transpose()?.unwrap_or(i64::MIN);
+    let to = q.to.as_deref().map(|v| parse_time("to", v)).transpose()?.unwrap_or(i64::MAX);
+    let filter = " WHERE at >= $1 AND at < $2 AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR object_id = $4) \
+                  AND ($5 IS NULL OR action = $5)";
+    let total = service::count_of(
+        &sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM audit_log{filter}")))
+            .bind(from)
+            .bind(to)
+            .bind(q.actor_id.clone())
+            .bind(q.object_id.clone())
+            .bind(q.action.clone())
+            .fetch_one(&state.db.pool)
+            .await?,
+    )?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id, at, actor_kind, actor_id, actor_role, action, object_type, object_id, ip, details \
+         FROM audit_log{filter} ORDER BY id DESC LIMIT $6 OFFSET $7"
+    )))
+    .bind(from)
+    .bind(to)
+    .bind(q.actor_id)
+    .bind(q.object_id)
+    .bind(q.action)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        items.push(json!({
+            "id": row.try_get::<i64, _>("id")?,
+            "at": to_rfc3339(row.try_get::<i64, _>("at")?),
+            "actorKind": row.try_get::<String, _>("actor_kind")?,
+            "actorId": row.try_get::<Option<String>, _>("actor_id")?,
+            "actorRole": row.try_get::<Option<String>, _>("actor_role")?,
+            "action": row.try_get::<String, _>("action")?,
+            "objectType": row.try_get::<String, _>("object_type")?,
+            "objectId": row.try_get::<Option<String>, _>("object_id")?,
+            "ip": row.try_get::<Option<String>, _>("ip")?,
+            "details": row.try_get::<Option<String>, _>("details")?
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok()),
+        }));
+    }
+    let mut conn = state.db.pool.acquire().await?;
+    audit(&mut conn, Some(&caller), "audit.read", "audit_log", None, serde_json::Value::Null).await?;
+    Ok(Json(Page { items, total, limit, offset }))
+}
+
+/// Unknown paths under the API answer with a problem document too.
+pub async fn not_found() -> impl IntoResponse {
+    ApiError::NotFound("resource")
+}

@@ -1,0 +1,262 @@
+//! Test harness: the real API router on port 0, over a fresh database — a SQLite file or a new
+//! PostgreSQL database (from `VIZIT_TEST_POSTGRES_URL`, which `scripts/test.sh` sets up).
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::Executor;
+use vizit_api::domain::Role;
+use vizit_api::{ApiSettings, ApiState, Backend, Db, NewStaff};
+use vizit_signaling::TokenKeys;
+
+pub const SECRET: &str = "api-test-secret-api-test-secret-000001";
+
+/// Run a test body on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body(vizit_api::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $body(vizit_api::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+pub struct TestApi {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: ApiState,
+    pub keys: TokenKeys,
+    _cleanup: Cleanup,
+}
+
+struct Cleanup {
+    sqlite_dir: Option<std::path::PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.sqlite_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+async fn database(backend: Backend) -> (String, Cleanup) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("vizit-api-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            (vizit_api::db::sqlite_url(&dir.join("test.db")), Cleanup { sqlite_dir: Some(dir) })
+        }
+        Backend::Postgres => {
+            let admin = std::env::var("VIZIT_TEST_POSTGRES_URL").expect(
+                "VIZIT_TEST_POSTGRES_URL must name a PostgreSQL server whose role may CREATE DATABASE \
+                 (scripts/test.sh starts one); the API suite runs on both engines",
+            );
+            let name = format!("vizit_test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.expect("connect to PostgreSQL");
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
+            (format!("{base}/{name}"), Cleanup { sqlite_dir: None })
+        }
+    }
+}
+
+impl TestApi {
+    pub async fn spawn(backend: Backend) -> TestApi {
+        Self::spawn_with(backend, ApiSettings { demo: true, ..ApiSettings::default() }).await
+    }
+
+    pub async fn spawn_with(backend: Backend, settings: ApiSettings) -> TestApi {
+        let (url, cleanup) = database(backend).await;
+        let db = Db::connect(&url, 16).await.expect("database connects and migrates");
+        assert_eq!(db.backend, backend);
+        let keys = TokenKeys::new(&SecretString::from(SECRET.to_owned())).unwrap();
+        let state = ApiState::new(db, keys.clone(), settings);
+        let app = vizit_api::router(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .await
+                .unwrap()
+        });
+        TestApi {
+            base: format!("http://{addr}/api/v1"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            state,
+            keys,
+            _cleanup: cleanup,
+        }
+    }
+
+    /// A request; returns status and JSON body (problem documents included).
+    pub async fn call(&self, method: Method, path: &str, auth: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = auth {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let text = res.text().await.unwrap();
+        if status.is_client_error() || status.is_server_error() {
+            assert_eq!(content_type, "application/problem+json", "{status} {path}: {text}");
+        }
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, auth: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(auth), None).await
+    }
+
+    pub async fn post(&self, path: &str, auth: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(auth), Some(body)).await
+    }
+
+    pub async fn staff(&self, role: Role, email: &str) -> String {
+        vizit_api::create_staff_user(
+            &self.state.db,
+            NewStaff {
+                role,
+                email,
+                name: email,
+                password: "password-123456",
+                specialty: (role == Role::Doctor).then_some("Терапевт"),
+                time_zone: Some("Europe/Moscow"),
+                bitrix_resource_id: None,
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn login(&self, email: &str) -> String {
+        let (status, body) = self
+            .call(Method::POST, "/auth/login", None, Some(json!({"email": email, "password": "password-123456"})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A patient registered by the portal, with a session.
+    pub async fn patient(&self, service: &str, name: &str) -> (String, String) {
+        let (status, body) = self.post("/patients", service, json!({"name": name})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        let (status, session) = self.post(&format!("/patients/{id}/sessions"), service, json!({})).await;
+        assert_eq!(status, StatusCode::CREATED, "{session}");
+        (id, session["token"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn slot(&self, auth: &str, doctor: &str, starts_in_minutes: i64) -> String {
+        let start = time::OffsetDateTime::now_utc() + time::Duration::minutes(starts_in_minutes);
+        let end = start + time::Duration::minutes(30);
+        let fmt = &time::format_description::well_known::Rfc3339;
+        let (status, body) = self
+            .post(
+                &format!("/doctors/{doctor}/slots"),
+                auth,
+                json!({"startsAt": start.format(fmt).unwrap(), "endsAt": end.format(fmt).unwrap(), "priceKopecks": 150000}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.state.db.pool)
+            .await
+            .unwrap();
+        row.0
+    }
+}
+
+/// A clinic with an admin, a head doctor, two doctors, the portal's API key, two patients.
+pub struct Clinic {
+    pub api: TestApi,
+    pub admin: String,
+    pub head: String,
+    pub doctor: String,
+    pub doctor_id: String,
+    pub other_doctor: String,
+    pub other_doctor_id: String,
+    pub service: String,
+    pub service_key_id: String,
+    pub patient: String,
+    pub patient_id: String,
+    pub other_patient: String,
+    pub other_patient_id: String,
+}
+
+impl Clinic {
+    pub async fn new(backend: Backend) -> Clinic {
+        let api = TestApi::spawn(backend).await;
+        api.staff(Role::Admin, "admin@clinic.test").await;
+        api.staff(Role::HeadDoctor, "head@clinic.test").await;
+        let doctor_id = api.staff(Role::Doctor, "doctor@clinic.test").await;
+        let other_doctor_id = api.staff(Role::Doctor, "other-doctor@clinic.test").await;
+        let admin = api.login("admin@clinic.test").await;
+        let head = api.login("head@clinic.test").await;
+        let doctor = api.login("doctor@clinic.test").await;
+        let other_doctor = api.login("other-doctor@clinic.test").await;
+        let (status, key) = api.post("/api-keys", &admin, json!({"name": "portal"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{key}");
+        let service = key["key"].as_str().unwrap().to_owned();
+        let service_key_id = key["id"].as_str().unwrap().to_owned();
+        let (patient_id, patient) = api.patient(&service, "Пациент Петров").await;
+        let (other_patient_id, other_patient) = api.patient(&service, "Пациент Сидоров").await;
+        Clinic {
+            api,
+            admin,
+            head,
+            doctor,
+            doctor_id,
+            other_doctor,
+            other_doctor_id,
+            service,
+            service_key_id,
+            patient,
+            patient_id,
+            other_patient,
+            other_patient_id,
+        }
+    }
+
+    /// A consultation of `patient` with `doctor`, booked on a slot starting in `minutes`.
+    pub async fn booked(&self, minutes: i64) -> String {
+        let slot = self.api.slot(&self.service, &self.doctor_id, minutes).await;
+        let (status, body) = self.api.post("/consultations", &self.patient, json!({"slotId": slot})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn paid(&self, minutes: i64) -> String {
+        let id = self.booked(minutes).await;
+        let (status, body) = self.api.post(&format!("/consultations/{id}/payment"), &self.service, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        id
+    }
+}
