@@ -10,7 +10,13 @@
 use std::path::Path;
 use std::process::Command;
 
-const FILES: [&str; 3] = ["call.html", "app.js", "app.css"];
+const FILES: [&str; 5] = [
+    "call.html",
+    "app.js",
+    "app.css",
+    "consultations.html",
+    "consultations.js",
+];
 
 fn main() {
     for path in [
@@ -43,14 +49,14 @@ fn main() {
     }
 
     let dist = web.join("dist");
-    let built = FILES.iter().all(|f| dist.join(f).is_file());
-    if !built {
-        println!(
-            "cargo:warning=web-client is not built: run `npm ci` in web-client/ and build again; the call page will say so"
-        );
-    }
     for file in FILES {
         let target = out.join(file);
+        let built = dist.join(file).is_file();
+        if !built {
+            println!(
+                "cargo:warning=web-client/dist/{file} is missing: run `npm ci` in web-client/ and build again"
+            );
+        }
         if built {
             std::fs::copy(dist.join(file), &target).expect("copy a built web-client file");
         } else {

@@ -69,3 +69,35 @@ web_deps() {
     (cd "$ROOT/web-client" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }
+
+# Start Debian's PostgreSQL for the tests and export VIZIT_TEST_POSTGRES_URL (a role that may
+# create a database per test). Stopped again by stop_postgres (test.sh traps it on exit).
+PG_STARTED=""
+start_postgres() {
+  apt_install postgresql
+  local version
+  version="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
+  if [ -z "$(pg_lsclusters -h 2>/dev/null | awk -v v="$version" '$1 == v && $2 == "main"')" ]; then
+    as_root pg_createcluster "$version" main >/dev/null
+  fi
+  if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $4}' | grep -q online; then
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster "$version" main start
+    PG_STARTED="$version"
+  fi
+  as_root su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname = 'vizit_test'\"" | grep -q 1 ||
+    as_root su postgres -c "psql -qc \"CREATE ROLE vizit_test LOGIN PASSWORD 'vizit_test' CREATEDB\""
+  # Leftover per-test databases of interrupted runs.
+  as_root su postgres -c "psql -qtAc \"SELECT datname FROM pg_database WHERE datname LIKE 'vizit_test_%'\"" |
+    while read -r db; do as_root su postgres -c "dropdb --if-exists '$db'"; done
+  local port
+  port="$(pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $3}')"
+  export VIZIT_TEST_POSTGRES_URL="postgres://vizit_test:vizit_test@127.0.0.1:${port}/postgres"
+}
+
+stop_postgres() {
+  if [ -n "$PG_STARTED" ]; then
+    log "stopping PostgreSQL"
+    as_root pg_ctlcluster "$PG_STARTED" main stop || true
+  fi
+}

@@ -8,6 +8,8 @@ ensure_build_deps
 ensure_node 20
 apt_install chromium fonts-liberation iproute2 util-linux openssl
 web_deps
+start_postgres
+trap stop_postgres EXIT
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

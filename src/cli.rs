@@ -114,7 +114,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied ({:?})", db.backend);
             Ok(())
         }
-        Command::User(UserCommand::Create { role, email, name, specialty, time_zone }) => {
+        Command::User(UserCommand::Create {
+            role,
+            email,
+            name,
+            specialty,
+            time_zone,
+        }) => {
             let role = vizit_api::domain::Role::parse(&role)
                 .filter(|r| r.is_staff())
                 .ok_or_else(|| anyhow::anyhow!("--role must be doctor, admin or head_doctor"))?;

@@ -164,7 +164,10 @@ impl Default for Settings {
             signaling: SignalingSettings {
                 idle_timeout: Duration::from_secs(30),
             },
-            database: DatabaseSettings { url: None, max_connections: 16 },
+            database: DatabaseSettings {
+                url: None,
+                max_connections: 16,
+            },
             consultations: ConsultationSettings {
                 pay_within: Duration::from_secs(30 * 60),
                 join_before: Duration::from_secs(15 * 60),
@@ -281,7 +284,10 @@ impl Settings {
         }
         if let Some(url) = &self.database.url {
             let url = url.expose_secret();
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres:")
+                || url.starts_with("postgresql:"))
+            {
                 return invalid("database.url", "must start with sqlite: or postgres://");
             }
         }

@@ -28,6 +28,14 @@ pub fn router(state: HttpState) -> Router {
         .route("/call", get(call))
         .route("/demo", get(demo))
         .route(
+            "/consultations",
+            get(|| async { web::html(web::CONSULTATIONS_HTML) }),
+        )
+        .route(
+            "/assets/consultations.js",
+            get(|| async { web::asset("text/javascript; charset=utf-8", web::CONSULTATIONS_JS) }),
+        )
+        .route(
             "/assets/app.js",
             get(|| async { web::asset("text/javascript; charset=utf-8", web::APP_JS) }),
         )

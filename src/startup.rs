@@ -52,9 +52,10 @@ impl Application {
                 .await
                 .context("media.udp_bind")?;
 
-        let db = vizit_api::Db::connect(&settings.database_url()?, settings.database.max_connections)
-            .await
-            .context("database.url")?;
+        let db =
+            vizit_api::Db::connect(&settings.database_url()?, settings.database.max_connections)
+                .await
+                .context("database.url")?;
         info!(backend = ?db.backend, "database ready (migrations applied)");
         let api = vizit_api::ApiState::new(db, keys.clone(), settings.api_settings());
 
@@ -155,11 +156,14 @@ impl Application {
         let mut stopping = self.shutdown.subscribe();
         let http_app = self.app.clone();
         let http_task = tokio::spawn(async move {
-            axum::serve(self.http, http_app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stopping.wait_for(|s| *s).await;
-                })
-                .await
+            axum::serve(
+                self.http,
+                http_app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            })
+            .await
         });
 
         let tls_handle = axum_server::Handle::new();

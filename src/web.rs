@@ -6,6 +6,9 @@ use axum::response::{IntoResponse, Response};
 pub const CALL_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/web/call.html"));
 pub const APP_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/app.js"));
 pub const APP_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/app.css"));
+pub const CONSULTATIONS_HTML: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/web/consultations.html"));
+pub const CONSULTATIONS_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/consultations.js"));
 
 /// Pages carry join tokens in their URL: no caching, no referrer, nothing from elsewhere.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

@@ -1,8 +1,8 @@
 //! Authentication: staff passwords (argon2), expiring and revocable sessions for people, hashed
 //! and revocable API keys for the clinic portal. [`Caller`] is the extractor every handler uses.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -21,7 +21,8 @@ pub const API_KEY_PREFIX: &str = "vzk_";
 pub fn hash_password(password: &str) -> Result<String, ApiError> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| ApiError::Internal(anyhow::anyhow!("salt: {e}")))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("salt: {e}")))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -30,7 +31,11 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -48,7 +53,11 @@ pub fn secret_hash(secret: &str) -> String {
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    User { id: String, role: Role, name: String },
+    User {
+        id: String,
+        role: Role,
+        name: String,
+    },
     /// The clinic portal, through an API key.
     Service { key_id: String },
 }
@@ -96,7 +105,11 @@ impl Caller {
     }
 
     pub fn require(&self, allowed: bool) -> Result<(), ApiError> {
-        if allowed { Ok(()) } else { Err(ApiError::Forbidden("your role may not do this")) }
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("your role may not do this"))
+        }
     }
 }
 
@@ -111,7 +124,10 @@ pub fn client_ip(parts: &Parts) -> Option<String> {
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
         let ip = client_ip(parts);
         let header = parts
             .headers
@@ -140,19 +156,26 @@ impl FromRequestParts<ApiState> for Caller {
             return Ok(Caller {
                 principal: Principal::User {
                     id: row.try_get("id")?,
-                    role: Role::parse(&role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad role {role}")))?,
+                    role: Role::parse(&role)
+                        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad role {role}")))?,
                     name: row.try_get("name")?,
                 },
                 ip,
             });
         }
         if secret.starts_with(API_KEY_PREFIX) {
-            let row = sqlx::query("SELECT id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-                .bind(hash)
-                .fetch_optional(&state.db.pool)
-                .await?
-                .ok_or(ApiError::InvalidCredentials)?;
-            return Ok(Caller { principal: Principal::Service { key_id: row.try_get("id")? }, ip });
+            let row =
+                sqlx::query("SELECT id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+                    .bind(hash)
+                    .fetch_optional(&state.db.pool)
+                    .await?
+                    .ok_or(ApiError::InvalidCredentials)?;
+            return Ok(Caller {
+                principal: Principal::Service {
+                    key_id: row.try_get("id")?,
+                },
+                ip,
+            });
         }
         Err(ApiError::InvalidCredentials)
     }

@@ -46,14 +46,20 @@ impl Db {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(DbError::UnsupportedUrl(url.split(':').next().unwrap_or("").to_owned()));
+            return Err(DbError::UnsupportedUrl(
+                url.split(':').next().unwrap_or("").to_owned(),
+            ));
         };
         let options = AnyConnectOptions::from_str(url)
             .map_err(DbError::Connect)?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { max_connections.min(8) } else { max_connections })
+            .max_connections(if backend == Backend::Sqlite {
+                max_connections.min(8)
+            } else {
+                max_connections
+            })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {

@@ -106,13 +106,17 @@ impl ConsultationStatus {
     }
 
     pub fn parse(s: &str) -> Option<ConsultationStatus> {
-        ConsultationStatus::ALL.into_iter().find(|c| c.as_str() == s)
+        ConsultationStatus::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
     }
 
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            ConsultationStatus::Completed | ConsultationStatus::Cancelled | ConsultationStatus::Expired
+            ConsultationStatus::Completed
+                | ConsultationStatus::Cancelled
+                | ConsultationStatus::Expired
         )
     }
 }
@@ -163,7 +167,10 @@ impl Transition {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     #[error("a {from} consultation cannot be {action}")]
-    NotAllowed { from: &'static str, action: &'static str },
+    NotAllowed {
+        from: &'static str,
+        action: &'static str,
+    },
 }
 
 impl TransitionError {
@@ -212,7 +219,10 @@ mod tests {
         use ConsultationStatus as S;
         assert_eq!(next_status(S::Booked, Transition::MarkPaid), Ok(S::Paid));
         assert_eq!(next_status(S::Paid, Transition::Start), Ok(S::InProgress));
-        assert_eq!(next_status(S::InProgress, Transition::Complete), Ok(S::Completed));
+        assert_eq!(
+            next_status(S::InProgress, Transition::Complete),
+            Ok(S::Completed)
+        );
         for terminal in [S::Completed, S::Cancelled, S::Expired] {
             for t in [
                 Transition::MarkPaid,

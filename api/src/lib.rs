@@ -75,7 +75,11 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(db: Db, keys: TokenKeys, settings: ApiSettings) -> Self {
-        ApiState { db, keys, settings: Arc::new(settings) }
+        ApiState {
+            db,
+            keys,
+            settings: Arc::new(settings),
+        }
     }
 }
 
@@ -101,7 +105,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api-keys", post(r::create_api_key).get(r::list_api_keys))
         .route("/api-keys/{id}", delete(r::revoke_api_key))
         .route("/doctors", get(r::list_doctors))
-        .route("/doctors/{id}/slots", get(r::free_slots).post(r::create_slot))
+        .route(
+            "/doctors/{id}/slots",
+            get(r::free_slots).post(r::create_slot),
+        )
         .route("/consultations", post(r::book).get(r::list_consultations))
         .route("/consultations/{id}", get(r::get_consultation))
         .route("/consultations/{id}/cancel", post(r::cancel))
@@ -129,21 +136,36 @@ pub struct NewStaff<'a> {
 
 pub async fn create_staff_user(db: &Db, staff: NewStaff<'_>) -> Result<String, ApiError> {
     if staff.role == Role::Patient {
-        return Err(ApiError::bad_request("invalid_field", "patients are registered, not created as staff"));
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "patients are registered, not created as staff",
+        ));
     }
     let email = staff.email.trim().to_lowercase();
     if !email.contains('@') || email.len() > 254 {
-        return Err(ApiError::bad_request("invalid_field", "email is not an e-mail address"));
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "email is not an e-mail address",
+        ));
     }
     let name = staff.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::bad_request("invalid_field", "name must be 1 to 200 characters"));
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "name must be 1 to 200 characters",
+        ));
     }
     if staff.password.chars().count() < 10 {
-        return Err(ApiError::bad_request("weak_password", "the password must be at least 10 characters"));
+        return Err(ApiError::bad_request(
+            "weak_password",
+            "the password must be at least 10 characters",
+        ));
     }
     if staff.role == Role::Doctor && staff.specialty.is_none_or(|s| s.trim().is_empty()) {
-        return Err(ApiError::bad_request("invalid_field", "a doctor needs a specialty"));
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "a doctor needs a specialty",
+        ));
     }
     let hash = auth::hash_password(staff.password)?;
     let id = uuid::Uuid::new_v4().to_string();
@@ -177,11 +199,19 @@ pub async fn create_staff_user(db: &Db, staff: NewStaff<'_>) -> Result<String, A
 }
 
 /// Run the background jobs every `interval` until `stop` turns true.
-pub async fn run_jobs(state: ApiState, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run_jobs(
+    state: ApiState,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         match service::run_jobs(&state).await {
             Ok(report) if report != service::JobReport::default() => {
-                tracing::info!(expired = report.expired, overdue = report.overdue, "consultation jobs ran");
+                tracing::info!(
+                    expired = report.expired,
+                    overdue = report.overdue,
+                    "consultation jobs ran"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "consultation jobs failed; retrying next round"),

@@ -14,7 +14,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use vizit_signaling::CallRole;
 
-use crate::auth::{API_KEY_PREFIX, Caller, SESSION_PREFIX, new_secret, secret_hash, verify_password};
+use crate::auth::{
+    API_KEY_PREFIX, Caller, SESSION_PREFIX, new_secret, secret_hash, verify_password,
+};
 use crate::domain::{ConsultationStatus, Role, SlotStatus, Transition};
 use crate::error::ApiError;
 use crate::service::{self, ConsultationRow, TransitionData, audit};
@@ -31,6 +33,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge(crate::MAX_BODY_BYTES))
+            }
             Err(rejection) => Err(ApiError::bad_request("invalid_body", rejection.body_text())),
         }
     }
@@ -45,14 +50,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(Params(value)),
-            Err(rejection) => Err(ApiError::bad_request("invalid_query", rejection.body_text())),
+            Err(rejection) => Err(ApiError::bad_request(
+                "invalid_query",
+                rejection.body_text(),
+            )),
         }
     }
 }
 
 /// A path id must be a UUID; anything else cannot exist.
 fn id(raw: &str, what: &'static str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw).map(|u| u.to_string()).map_err(|_| ApiError::NotFound(what))
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::NotFound(what))
 }
 
 // ---- time and paging ----------------------------------------------------------------------
@@ -67,17 +77,28 @@ pub fn to_rfc3339(ms: i64) -> String {
 fn parse_time(field: &'static str, value: &str) -> Result<i64, ApiError> {
     OffsetDateTime::parse(value, &Rfc3339)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|_| ApiError::bad_request("invalid_time", format!("{field} must be an RFC 3339 time, e.g. 2026-12-01T09:00:00+03:00")))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_time",
+                format!("{field} must be an RFC 3339 time, e.g. 2026-12-01T09:00:00+03:00"),
+            )
+        })
 }
 
 fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
     let limit = limit.unwrap_or(50);
     let offset = offset.unwrap_or(0);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 200"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 200",
+        ));
     }
     if offset < 0 {
-        return Err(ApiError::bad_request("invalid_query", "offset must not be negative"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "offset must not be negative",
+        ));
     }
     Ok((limit, offset))
 }
@@ -85,7 +106,10 @@ fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError>
 fn text(field: &'static str, value: &str, max: usize) -> Result<String, ApiError> {
     let trimmed = value.trim();
     if trimmed.is_empty() || trimmed.chars().count() > max {
-        return Err(ApiError::bad_request("invalid_field", format!("{field} must be 1 to {max} characters")));
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("{field} must be 1 to {max} characters"),
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -157,8 +181,19 @@ pub async fn login(
     let Some(row) = user else {
         // Same answer for an unknown e-mail and a wrong password.
         let caller = None;
-        audit(&mut conn, caller, "session.login_failed", "user", None, json!({"ip": crate::auth::client_ip(&parts)})).await?;
-        return Err(ApiError::bad_request("wrong_credentials", "wrong e-mail or password"));
+        audit(
+            &mut conn,
+            caller,
+            "session.login_failed",
+            "user",
+            None,
+            json!({"ip": crate::auth::client_ip(&parts)}),
+        )
+        .await?;
+        return Err(ApiError::bad_request(
+            "wrong_credentials",
+            "wrong e-mail or password",
+        ));
     };
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
@@ -171,15 +206,31 @@ pub async fn login(
         },
         ip: crate::auth::client_ip(&parts),
     };
-    audit(&mut conn, Some(&caller), "session.login", "user", Some(&id), serde_json::Value::Null).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "session.login",
+        "user",
+        Some(&id),
+        serde_json::Value::Null,
+    )
+    .await?;
     Ok(Json(SessionView {
         token,
         expires_at: to_rfc3339(expires),
-        user: UserView { id, role: Role::parse(&role).unwrap_or(Role::Patient), name: row.try_get("name")? },
+        user: UserView {
+            id,
+            role: Role::parse(&role).unwrap_or(Role::Patient),
+            name: row.try_get("name")?,
+        },
     }))
 }
 
-pub async fn logout(State(state): State<ApiState>, caller: Caller, parts: Parts) -> Result<StatusCode, ApiError> {
+pub async fn logout(
+    State(state): State<ApiState>,
+    caller: Caller,
+    parts: Parts,
+) -> Result<StatusCode, ApiError> {
     let Some(secret) = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -189,7 +240,10 @@ pub async fn logout(State(state): State<ApiState>, caller: Caller, parts: Parts)
         return Err(ApiError::Unauthenticated);
     };
     if !secret.starts_with(SESSION_PREFIX) {
-        return Err(ApiError::bad_request("not_a_session", "API keys are revoked by an admin, not logged out"));
+        return Err(ApiError::bad_request(
+            "not_a_session",
+            "API keys are revoked by an admin, not logged out",
+        ));
     }
     sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2")
         .bind(now_ms())
@@ -197,14 +251,26 @@ pub async fn logout(State(state): State<ApiState>, caller: Caller, parts: Parts)
         .execute(&state.db.pool)
         .await?;
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "session.logout", "user", caller.user_id(), serde_json::Value::Null).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "session.logout",
+        "user",
+        caller.user_id(),
+        serde_json::Value::Null,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn me(caller: Caller) -> Json<serde_json::Value> {
     Json(match &caller.principal {
-        crate::auth::Principal::User { id, role, name } => json!({"kind": "user", "id": id, "role": role, "name": name}),
-        crate::auth::Principal::Service { key_id } => json!({"kind": "service", "apiKeyId": key_id}),
+        crate::auth::Principal::User { id, role, name } => {
+            json!({"kind": "user", "id": id, "role": role, "name": name})
+        }
+        crate::auth::Principal::Service { key_id } => {
+            json!({"kind": "service", "apiKeyId": key_id})
+        }
     })
 }
 
@@ -228,12 +294,32 @@ pub async fn dev_login(
     let id = insert_user(&state, Role::Patient, None, None, &name, None).await?;
     let (token, expires) = create_session(&state, &id).await?;
     let caller = Caller {
-        principal: crate::auth::Principal::User { id: id.clone(), role: Role::Patient, name: name.clone() },
+        principal: crate::auth::Principal::User {
+            id: id.clone(),
+            role: Role::Patient,
+            name: name.clone(),
+        },
         ip: crate::auth::client_ip(&parts),
     };
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "session.dev_login", "user", Some(&id), serde_json::Value::Null).await?;
-    Ok(Json(SessionView { token, expires_at: to_rfc3339(expires), user: UserView { id, role: Role::Patient, name } }))
+    audit(
+        &mut conn,
+        Some(&caller),
+        "session.dev_login",
+        "user",
+        Some(&id),
+        serde_json::Value::Null,
+    )
+    .await?;
+    Ok(Json(SessionView {
+        token,
+        expires_at: to_rfc3339(expires),
+        user: UserView {
+            id,
+            role: Role::Patient,
+            name,
+        },
+    }))
 }
 
 // ---- people -------------------------------------------------------------------------------
@@ -289,12 +375,38 @@ pub async fn create_patient(
     if let Some(email) = &req.email
         && (!email.contains('@') || email.len() > 254)
     {
-        return Err(ApiError::bad_request("invalid_field", "email is not an e-mail address"));
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "email is not an e-mail address",
+        ));
     }
-    let id = insert_user(&state, Role::Patient, req.email.as_deref(), None, &name, req.phone.as_deref()).await?;
+    let id = insert_user(
+        &state,
+        Role::Patient,
+        req.email.as_deref(),
+        None,
+        &name,
+        req.phone.as_deref(),
+    )
+    .await?;
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "patient.create", "user", Some(&id), serde_json::Value::Null).await?;
-    Ok((StatusCode::CREATED, Json(UserView { id, role: Role::Patient, name })))
+    audit(
+        &mut conn,
+        Some(&caller),
+        "patient.create",
+        "user",
+        Some(&id),
+        serde_json::Value::Null,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserView {
+            id,
+            role: Role::Patient,
+            name,
+        }),
+    ))
 }
 
 /// The portal signs a patient in (it authenticated them itself).
@@ -305,18 +417,35 @@ pub async fn patient_session(
 ) -> Result<(StatusCode, Json<SessionView>), ApiError> {
     caller.require(caller.is_service())?;
     let patient = id(&raw, "patient")?;
-    let name: Option<(String,)> =
-        sqlx::query_as("SELECT name FROM users WHERE id = $1 AND role = 'patient' AND disabled_at IS NULL")
-            .bind(&patient)
-            .fetch_optional(&state.db.pool)
-            .await?;
+    let name: Option<(String,)> = sqlx::query_as(
+        "SELECT name FROM users WHERE id = $1 AND role = 'patient' AND disabled_at IS NULL",
+    )
+    .bind(&patient)
+    .fetch_optional(&state.db.pool)
+    .await?;
     let (name,) = name.ok_or(ApiError::NotFound("patient"))?;
     let (token, expires) = create_session(&state, &patient).await?;
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "session.create", "user", Some(&patient), serde_json::Value::Null).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "session.create",
+        "user",
+        Some(&patient),
+        serde_json::Value::Null,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
-        Json(SessionView { token, expires_at: to_rfc3339(expires), user: UserView { id: patient, role: Role::Patient, name } }),
+        Json(SessionView {
+            token,
+            expires_at: to_rfc3339(expires),
+            user: UserView {
+                id: patient,
+                role: Role::Patient,
+                name,
+            },
+        }),
     ))
 }
 
@@ -355,11 +484,29 @@ pub async fn create_staff(
     )
     .await?;
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "staff.create", "user", Some(&id), json!({"role": req.role})).await?;
-    Ok((StatusCode::CREATED, Json(UserView { id, role: req.role, name: req.name.trim().to_owned() })))
+    audit(
+        &mut conn,
+        Some(&caller),
+        "staff.create",
+        "user",
+        Some(&id),
+        json!({"role": req.role}),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserView {
+            id,
+            role: req.role,
+            name: req.name.trim().to_owned(),
+        }),
+    ))
 }
 
-pub async fn list_staff(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+pub async fn list_staff(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     caller.require(caller.is(Role::Admin))?;
     let rows = sqlx::query(
         "SELECT id, role, email, name, disabled_at FROM users WHERE role <> 'patient' ORDER BY created_at, id",
@@ -377,7 +524,15 @@ pub async fn list_staff(State(state): State<ApiState>, caller: Caller) -> Result
         }));
     }
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "staff.list", "user", None, serde_json::Value::Null).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "staff.list",
+        "user",
+        None,
+        serde_json::Value::Null,
+    )
+    .await?;
     Ok(Json(out))
 }
 
@@ -407,17 +562,32 @@ pub async fn create_api_key(
         .execute(&state.db.pool)
         .await?;
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "api_key.create", "api_key", Some(&id), json!({"name": name})).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "api_key.create",
+        "api_key",
+        Some(&id),
+        json!({"name": name}),
+    )
+    .await?;
     // The key itself is shown once and never stored.
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "name": name, "key": key}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "name": name, "key": key})),
+    ))
 }
 
-pub async fn list_api_keys(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+pub async fn list_api_keys(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     caller.require(caller.is(Role::Admin))?;
-    let rows: Vec<(String, String, i64, Option<i64>)> =
-        sqlx::query_as("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
-            .fetch_all(&state.db.pool)
-            .await?;
+    let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
     Ok(Json(
         rows.into_iter()
             .map(|(id, name, created, revoked)| {
@@ -434,23 +604,35 @@ pub async fn revoke_api_key(
 ) -> Result<StatusCode, ApiError> {
     caller.require(caller.is(Role::Admin))?;
     let key = id(&raw, "API key")?;
-    let revoked = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(now_ms())
-        .bind(&key)
-        .execute(&state.db.pool)
-        .await?
-        .rows_affected();
+    let revoked =
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(&key)
+            .execute(&state.db.pool)
+            .await?
+            .rows_affected();
     if revoked == 0 {
         return Err(ApiError::NotFound("API key"));
     }
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "api_key.revoke", "api_key", Some(&key), serde_json::Value::Null).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "api_key.revoke",
+        "api_key",
+        Some(&key),
+        serde_json::Value::Null,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- doctors and slots --------------------------------------------------------------------
 
-pub async fn list_doctors(State(state): State<ApiState>, _caller: Caller) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+pub async fn list_doctors(
+    State(state): State<ApiState>,
+    _caller: Caller,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT u.id, u.name, d.specialty, d.time_zone FROM doctors d JOIN users u ON u.id = d.user_id \
          WHERE u.disabled_at IS NULL ORDER BY u.name, u.id",
@@ -492,12 +674,22 @@ pub async fn free_slots(
     Params(q): Params<SlotQuery>,
 ) -> Result<Json<Vec<SlotView>>, ApiError> {
     let doctor = id(&raw, "doctor")?;
-    let from = q.from.as_deref().map(|v| parse_time("from", v)).transpose()?.unwrap_or_else(now_ms);
-    let to = q.to.as_deref().map(|v| parse_time("to", v)).transpose()?.unwrap_or(from + 14 * 86_400_000);
-    let exists: Option<(String,)> = sqlx::query_as("SELECT user_id FROM doctors WHERE user_id = $1")
-        .bind(&doctor)
-        .fetch_optional(&state.db.pool)
-        .await?;
+    let from = q
+        .from
+        .as_deref()
+        .map(|v| parse_time("from", v))
+        .transpose()?
+        .unwrap_or_else(now_ms);
+    let to =
+        q.to.as_deref()
+            .map(|v| parse_time("to", v))
+            .transpose()?
+            .unwrap_or(from + 14 * 86_400_000);
+    let exists: Option<(String,)> =
+        sqlx::query_as("SELECT user_id FROM doctors WHERE user_id = $1")
+            .bind(&doctor)
+            .fetch_optional(&state.db.pool)
+            .await?;
     exists.ok_or(ApiError::NotFound("doctor"))?;
     let rows: Vec<(String, i64, i64, String, i64)> = sqlx::query_as(
         "SELECT id, starts_at, ends_at, time_zone, price_kopecks FROM slots \
@@ -549,10 +741,16 @@ pub async fn create_slot(
     let starts = parse_time("startsAt", &req.starts_at)?;
     let ends = parse_time("endsAt", &req.ends_at)?;
     if ends <= starts || ends - starts > 8 * 3_600_000 {
-        return Err(ApiError::bad_request("invalid_field", "endsAt must be after startsAt, at most 8 hours later"));
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "endsAt must be after startsAt, at most 8 hours later",
+        ));
     }
     if !(0..=100_000_000).contains(&req.price_kopecks) {
-        return Err(ApiError::bad_request("invalid_field", "priceKopecks must be between 0 and 100000000"));
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "priceKopecks must be between 0 and 100000000",
+        ));
     }
     let tz: Option<(String,)> = sqlx::query_as("SELECT time_zone FROM doctors WHERE user_id = $1")
         .bind(&doctor)
@@ -585,7 +783,15 @@ pub async fn create_slot(
         _ => e.into(),
     })?;
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "slot.create", "slot", Some(&slot_id), serde_json::Value::Null).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "slot.create",
+        "slot",
+        Some(&slot_id),
+        serde_json::Value::Null,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(SlotView {
@@ -671,16 +877,30 @@ pub async fn book(
     let patient = match (caller.role(), &req.patient_id) {
         (Some(Role::Patient), None) => caller.user_id().unwrap_or_default().to_owned(),
         (Some(Role::Patient), Some(_)) => {
-            return Err(ApiError::bad_request("invalid_field", "patients book for themselves; omit patientId"));
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                "patients book for themselves; omit patientId",
+            ));
         }
         (None, Some(p)) => id(p, "patient")?,
-        (None, None) => return Err(ApiError::bad_request("invalid_field", "patientId is required for the portal")),
-        (Some(_), _) => return Err(ApiError::Forbidden("only patients and the portal book consultations")),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                "patientId is required for the portal",
+            ));
+        }
+        (Some(_), _) => {
+            return Err(ApiError::Forbidden(
+                "only patients and the portal book consultations",
+            ));
+        }
     };
     let slot = id(&req.slot_id, "slot")?;
     let consultation = service::book(&state, &caller, &slot, &patient).await?;
     let mut conn = state.db.pool.acquire().await?;
-    let row = service::load(&mut conn, &consultation).await?.ok_or(ApiError::NotFound("consultation"))?;
+    let row = service::load(&mut conn, &consultation)
+        .await?
+        .ok_or(ApiError::NotFound("consultation"))?;
     Ok((StatusCode::CREATED, Json(row.try_into()?)))
 }
 
@@ -707,9 +927,22 @@ pub async fn list_consultations(
     Params(q): Params<ConsultationQuery>,
 ) -> Result<Json<Page<ConsultationView>>, ApiError> {
     let (limit, offset) = page(q.limit, q.offset)?;
-    let from = q.from.as_deref().map(|v| parse_time("from", v)).transpose()?.unwrap_or(i64::MIN);
-    let to = q.to.as_deref().map(|v| parse_time("to", v)).transpose()?.unwrap_or(i64::MAX);
-    let doctor = q.doctor_id.as_deref().map(|d| id(d, "doctor")).transpose()?;
+    let from = q
+        .from
+        .as_deref()
+        .map(|v| parse_time("from", v))
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let to =
+        q.to.as_deref()
+            .map(|v| parse_time("to", v))
+            .transpose()?
+            .unwrap_or(i64::MAX);
+    let doctor = q
+        .doctor_id
+        .as_deref()
+        .map(|d| id(d, "doctor"))
+        .transpose()?;
     // Patients and doctors see their own; the clinic sees all.
     let (mine_column, mine) = match caller.role() {
         Some(Role::Patient) => ("c.patient_id", caller.user_id().map(str::to_owned)),
@@ -722,14 +955,16 @@ pub async fn list_consultations(
     );
     let status = q.status.map(|s| s.as_str().to_owned());
     let total = service::count_of(
-        &sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM consultations c{filter}")))
-            .bind(from)
-            .bind(to)
-            .bind(status.clone())
-            .bind(doctor.clone())
-            .bind(mine.clone())
-            .fetch_one(&state.db.pool)
-            .await?,
+        &sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM consultations c{filter}"
+        )))
+        .bind(from)
+        .bind(to)
+        .bind(status.clone())
+        .bind(doctor.clone())
+        .bind(mine.clone())
+        .fetch_one(&state.db.pool)
+        .await?,
     )?;
     let rows = sqlx::query_as::<_, ConsultationRow>(sqlx::AssertSqlSafe(format!(
         "{}{filter} ORDER BY c.starts_at, c.id LIMIT $6 OFFSET $7",
@@ -745,9 +980,20 @@ pub async fn list_consultations(
     .fetch_all(&state.db.pool)
     .await?;
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "consultation.list", "consultation", None, json!({"count": rows.len()})).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "consultation.list",
+        "consultation",
+        None,
+        json!({"count": rows.len()}),
+    )
+    .await?;
     Ok(Json(Page {
-        items: rows.into_iter().map(ConsultationView::try_from).collect::<Result<_, _>>()?,
+        items: rows
+            .into_iter()
+            .map(ConsultationView::try_from)
+            .collect::<Result<_, _>>()?,
         total,
         limit,
         offset,
@@ -765,7 +1011,15 @@ pub async fn get_consultation(
         .await?
         .filter(|r| r.visible_to(&caller))
         .ok_or(ApiError::NotFound("consultation"))?;
-    audit(&mut conn, Some(&caller), "consultation.read", "consultation", Some(&cid), serde_json::Value::Null).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "consultation.read",
+        "consultation",
+        Some(&cid),
+        serde_json::Value::Null,
+    )
+    .await?;
     Ok(Json(row.try_into()?))
 }
 
@@ -790,7 +1044,10 @@ pub async fn cancel(
         Some(&caller),
         &cid,
         Transition::Cancel(by),
-        TransitionData { reason: Some(&reason), conclusion: None },
+        TransitionData {
+            reason: Some(&reason),
+            conclusion: None,
+        },
         |_| Ok(()),
     )
     .await?;
@@ -805,9 +1062,15 @@ pub async fn mark_paid(
 ) -> Result<Json<ConsultationView>, ApiError> {
     caller.require(caller.is_clinic())?;
     let cid = id(&raw, "consultation")?;
-    let row =
-        service::transition(&state, Some(&caller), &cid, Transition::MarkPaid, TransitionData::default(), |_| Ok(()))
-            .await?;
+    let row = service::transition(
+        &state,
+        Some(&caller),
+        &cid,
+        Transition::MarkPaid,
+        TransitionData::default(),
+        |_| Ok(()),
+    )
+    .await?;
     Ok(Json(row.try_into()?))
 }
 
@@ -831,7 +1094,10 @@ pub async fn complete(
         Some(&caller),
         &cid,
         Transition::Complete,
-        TransitionData { reason: None, conclusion: Some(&conclusion) },
+        TransitionData {
+            reason: None,
+            conclusion: Some(&conclusion),
+        },
         |_| Ok(()),
     )
     .await?;
@@ -857,7 +1123,11 @@ pub async fn join(
     let role = match caller.role() {
         Some(Role::Patient) => CallRole::Patient,
         Some(Role::Doctor) => CallRole::Doctor,
-        _ => return Err(ApiError::Forbidden("only the consultation's patient and doctor join the call")),
+        _ => {
+            return Err(ApiError::Forbidden(
+                "only the consultation's patient and doctor join the call",
+            ));
+        }
     };
     let mut conn = state.db.pool.acquire().await?;
     let row = service::load(&mut conn, &cid)
@@ -867,9 +1137,17 @@ pub async fn join(
     drop(conn);
     match row.status()? {
         ConsultationStatus::Paid | ConsultationStatus::InProgress => {}
-        ConsultationStatus::Booked => return Err(ApiError::conflict("not_paid", "the consultation is not paid yet")),
+        ConsultationStatus::Booked => {
+            return Err(ApiError::conflict(
+                "not_paid",
+                "the consultation is not paid yet",
+            ));
+        }
         other => {
-            return Err(ApiError::conflict("consultation_closed", format!("the consultation is {}", other.as_str())));
+            return Err(ApiError::conflict(
+                "consultation_closed",
+                format!("the consultation is {}", other.as_str()),
+            ));
         }
     }
     let now = now_ms();
@@ -878,13 +1156,24 @@ pub async fn join(
     if now < opens || now > closes {
         return Err(ApiError::conflict(
             "outside_join_window",
-            format!("the call opens at {} and closes at {}", to_rfc3339(opens), to_rfc3339(closes)),
+            format!(
+                "the call opens at {} and closes at {}",
+                to_rfc3339(opens),
+                to_rfc3339(closes)
+            ),
         ));
     }
     if row.status()? == ConsultationStatus::Paid {
         // The first join starts the consultation; the other party may have just done so.
-        match service::transition(&state, Some(&caller), &cid, Transition::Start, TransitionData::default(), |_| Ok(()))
-            .await
+        match service::transition(
+            &state,
+            Some(&caller),
+            &cid,
+            Transition::Start,
+            TransitionData::default(),
+            |_| Ok(()),
+        )
+        .await
         {
             Ok(_) | Err(ApiError::Transition(_) | ApiError::Conflict { .. }) => {}
             Err(e) => return Err(e),
@@ -898,7 +1187,15 @@ pub async fn join(
     let user = caller.user_id().unwrap_or_default();
     let token = state.keys.issue(&cid, user, role, &name, ttl);
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "consultation.join", "consultation", Some(&cid), serde_json::Value::Null).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "consultation.join",
+        "consultation",
+        Some(&cid),
+        serde_json::Value::Null,
+    )
+    .await?;
     Ok(Json(JoinView {
         call_url: format!("/call?token={token}"),
         token,
@@ -915,7 +1212,11 @@ pub async fn overdue(
     let (limit, offset) = page(q.limit, q.offset)?;
     let where_ = " WHERE c.overdue_at IS NOT NULL AND c.status IN ('paid', 'in_progress')";
     let total = service::count_of(
-        &sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM consultations c{where_}"))).fetch_one(&state.db.pool).await?,
+        &sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM consultations c{where_}"
+        )))
+        .fetch_one(&state.db.pool)
+        .await?,
     )?;
     let rows = sqlx::query_as::<_, ConsultationRow>(sqlx::AssertSqlSafe(format!(
         "{}{where_} ORDER BY c.ends_at, c.id LIMIT $1 OFFSET $2",
@@ -926,9 +1227,20 @@ pub async fn overdue(
     .fetch_all(&state.db.pool)
     .await?;
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "consultation.list_overdue", "consultation", None, serde_json::Value::Null).await?;
+    audit(
+        &mut conn,
+        Some(&caller),
+        "consultation.list_overdue",
+        "consultation",
+        None,
+        serde_json::Value::Null,
+    )
+    .await?;
     Ok(Json(Page {
-        items: rows.into_iter().map(ConsultationView::try_from).collect::<Result<_, _>>()?,
+        items: rows
+            .into_iter()
+            .map(ConsultationView::try_from)
+            .collect::<Result<_, _>>()?,
         total,
         limit,
         offset,
@@ -963,19 +1275,30 @@ pub async fn audit_log(
 ) -> Result<Json<Page<serde_json::Value>>, ApiError> {
     caller.require(caller.is(Role::Admin))?;
     let (limit, offset) = page(q.limit, q.offset)?;
-    let from = q.from.as_deref().map(|v| parse_time("from", v)).transpose()?.unwrap_or(i64::MIN);
-    let to = q.to.as_deref().map(|v| parse_time("to", v)).transpose()?.unwrap_or(i64::MAX);
+    let from = q
+        .from
+        .as_deref()
+        .map(|v| parse_time("from", v))
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let to =
+        q.to.as_deref()
+            .map(|v| parse_time("to", v))
+            .transpose()?
+            .unwrap_or(i64::MAX);
     let filter = " WHERE at >= $1 AND at < $2 AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR object_id = $4) \
                   AND ($5 IS NULL OR action = $5)";
     let total = service::count_of(
-        &sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM audit_log{filter}")))
-            .bind(from)
-            .bind(to)
-            .bind(q.actor_id.clone())
-            .bind(q.object_id.clone())
-            .bind(q.action.clone())
-            .fetch_one(&state.db.pool)
-            .await?,
+        &sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM audit_log{filter}"
+        )))
+        .bind(from)
+        .bind(to)
+        .bind(q.actor_id.clone())
+        .bind(q.object_id.clone())
+        .bind(q.action.clone())
+        .fetch_one(&state.db.pool)
+        .await?,
     )?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT id, at, actor_kind, actor_id, actor_role, action, object_type, object_id, ip, details \
@@ -1007,8 +1330,21 @@ pub async fn audit_log(
         }));
     }
     let mut conn = state.db.pool.acquire().await?;
-    audit(&mut conn, Some(&caller), "audit.read", "audit_log", None, serde_json::Value::Null).await?;
-    Ok(Json(Page { items, total, limit, offset }))
+    audit(
+        &mut conn,
+        Some(&caller),
+        "audit.read",
+        "audit_log",
+        None,
+        serde_json::Value::Null,
+    )
+    .await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
 }
 
 /// Unknown paths under the API answer with a problem document too.

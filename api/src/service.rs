@@ -19,7 +19,9 @@ pub async fn audit(
     object_id: Option<&str>,
     details: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    let (kind, id, role) = caller.map(Caller::actor).unwrap_or(("system", None, "system"));
+    let (kind, id, role) = caller
+        .map(Caller::actor)
+        .unwrap_or(("system", None, "system"));
     sqlx::query(
         "INSERT INTO audit_log (at, actor_kind, actor_id, actor_role, action, object_type, object_id, ip, details) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -45,13 +47,15 @@ pub async fn outbox(
     consultation_id: &str,
     payload: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO outbox (event, consultation_id, payload, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(event)
-        .bind(consultation_id)
-        .bind(payload.to_string())
-        .bind(now_ms())
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO outbox (event, consultation_id, payload, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(event)
+    .bind(consultation_id)
+    .bind(payload.to_string())
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -106,43 +110,59 @@ impl ConsultationRow {
     }
 }
 
-pub async fn load(conn: &mut AnyConnection, id: &str) -> Result<Option<ConsultationRow>, sqlx::Error> {
-    sqlx::query_as::<_, ConsultationRow>(sqlx::AssertSqlSafe(format!("{CONSULTATION_SELECT} WHERE c.id = $1")))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+pub async fn load(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<ConsultationRow>, sqlx::Error> {
+    sqlx::query_as::<_, ConsultationRow>(sqlx::AssertSqlSafe(format!(
+        "{CONSULTATION_SELECT} WHERE c.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Book a free slot for a patient: the slot is held and a consultation awaits payment.
-pub async fn book(state: &ApiState, caller: &Caller, slot_id: &str, patient_id: &str) -> Result<String, ApiError> {
+pub async fn book(
+    state: &ApiState,
+    caller: &Caller,
+    slot_id: &str,
+    patient_id: &str,
+) -> Result<String, ApiError> {
     let now = now_ms();
     let mut tx = state.db.begin_write().await?;
     // The write comes first, so on SQLite the transaction holds the write lock from here, and on
     // PostgreSQL a concurrent booking waits on the row and then finds it no longer free.
-    let held = sqlx::query("UPDATE slots SET status = 'held' WHERE id = $1 AND status = 'free' AND starts_at > $2")
-        .bind(slot_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let held = sqlx::query(
+        "UPDATE slots SET status = 'held' WHERE id = $1 AND status = 'free' AND starts_at > $2",
+    )
+    .bind(slot_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     if held != 1 {
-        let status: Option<(String, i64)> = sqlx::query_as("SELECT status, starts_at FROM slots WHERE id = $1")
-            .bind(slot_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let status: Option<(String, i64)> =
+            sqlx::query_as("SELECT status, starts_at FROM slots WHERE id = $1")
+                .bind(slot_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         return Err(match status {
             None => ApiError::NotFound("slot"),
             Some((_, starts_at)) if starts_at <= now => {
                 ApiError::conflict("slot_in_past", "the slot has already started")
             }
-            Some(_) => ApiError::conflict("slot_taken", "the slot is no longer free; choose another"),
+            Some(_) => {
+                ApiError::conflict("slot_taken", "the slot is no longer free; choose another")
+            }
         });
     }
-    let patient_ok: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM users WHERE id = $1 AND role = 'patient' AND disabled_at IS NULL")
-            .bind(patient_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let patient_ok: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM users WHERE id = $1 AND role = 'patient' AND disabled_at IS NULL",
+    )
+    .bind(patient_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     if patient_ok.is_none() {
         return Err(ApiError::NotFound("patient"));
     }
@@ -185,7 +205,15 @@ pub async fn book(state: &ApiState, caller: &Caller, slot_id: &str, patient_id: 
         json!({"consultationId": id, "slotId": slot_id, "doctorId": doctor_id, "patientId": patient_id, "payBy": pay_by}),
     )
     .await?;
-    audit(&mut tx, Some(caller), "consultation.book", "consultation", Some(&id), json!({"slotId": slot_id})).await?;
+    audit(
+        &mut tx,
+        Some(caller),
+        "consultation.book",
+        "consultation",
+        Some(&id),
+        json!({"slotId": slot_id}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -250,7 +278,10 @@ pub async fn transition(
     .await?
     .rows_affected();
     if updated != 1 {
-        return Err(ApiError::conflict("concurrent_change", "the consultation changed meanwhile; reload it"));
+        return Err(ApiError::conflict(
+            "concurrent_change",
+            "the consultation changed meanwhile; reload it",
+        ));
     }
     if let Some(slot_status) = slot_status {
         sqlx::query("UPDATE slots SET status = $1 WHERE id = $2 AND status <> 'blocked'")
@@ -275,7 +306,9 @@ pub async fn transition(
         json!({"from": from.as_str(), "to": to.as_str()}),
     )
     .await?;
-    let row = load(&mut tx, id).await?.ok_or(ApiError::NotFound("consultation"))?;
+    let row = load(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("consultation"))?;
     tx.commit().await?;
     Ok(row)
 }
@@ -307,12 +340,22 @@ pub struct JobReport {
 pub async fn run_jobs(state: &ApiState) -> Result<JobReport, ApiError> {
     let now = now_ms();
     let mut report = JobReport::default();
-    let unpaid: Vec<(String,)> = sqlx::query_as("SELECT id FROM consultations WHERE status = 'booked' AND pay_by < $1")
-        .bind(now)
-        .fetch_all(&state.db.pool)
-        .await?;
+    let unpaid: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM consultations WHERE status = 'booked' AND pay_by < $1")
+            .bind(now)
+            .fetch_all(&state.db.pool)
+            .await?;
     for (id,) in unpaid {
-        match transition(state, None, &id, Transition::Expire, TransitionData::default(), |_| Ok(())).await {
+        match transition(
+            state,
+            None,
+            &id,
+            Transition::Expire,
+            TransitionData::default(),
+            |_| Ok(()),
+        )
+        .await
+        {
             Ok(_) => report.expired += 1,
             // Paid or cancelled meanwhile: nothing to expire.
             Err(ApiError::Transition(_) | ApiError::Conflict { .. } | ApiError::NotFound(_)) => {}
@@ -338,8 +381,22 @@ pub async fn run_jobs(state: &ApiState) -> Result<JobReport, ApiError> {
         .await?
         .rows_affected();
         if flagged == 1 {
-            outbox(&mut tx, "consultation.overdue", &id, json!({"consultationId": id})).await?;
-            audit(&mut tx, None, "consultation.overdue", "consultation", Some(&id), serde_json::Value::Null).await?;
+            outbox(
+                &mut tx,
+                "consultation.overdue",
+                &id,
+                json!({"consultationId": id}),
+            )
+            .await?;
+            audit(
+                &mut tx,
+                None,
+                "consultation.overdue",
+                "consultation",
+                Some(&id),
+                serde_json::Value::Null,
+            )
+            .await?;
             report.overdue += 1;
         }
         tx.commit().await?;

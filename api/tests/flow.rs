@@ -16,23 +16,53 @@ async fn portal_flow(backend: vizit_api::Backend) {
     assert_eq!(doctors.as_array().unwrap().len(), 2);
 
     let slot = api.slot(&c.service, &c.doctor_id, 5).await;
-    let (status, slots) = api.get(&format!("/doctors/{}/slots", c.doctor_id), &c.patient).await;
+    let (status, slots) = api
+        .get(&format!("/doctors/{}/slots", c.doctor_id), &c.patient)
+        .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(slots.as_array().unwrap().iter().any(|s| s["id"] == slot.as_str()), "{slots}");
+    assert!(
+        slots
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == slot.as_str()),
+        "{slots}"
+    );
 
-    let (status, booked) = api.post("/consultations", &c.patient, json!({"slotId": slot})).await;
+    let (status, booked) = api
+        .post("/consultations", &c.patient, json!({"slotId": slot}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{booked}");
     assert_eq!(booked["status"], "booked");
     let id = booked["id"].as_str().unwrap().to_owned();
     // The slot is no longer offered.
-    let (_, slots) = api.get(&format!("/doctors/{}/slots", c.doctor_id), &c.other_patient).await;
-    assert!(!slots.as_array().unwrap().iter().any(|s| s["id"] == slot.as_str()));
+    let (_, slots) = api
+        .get(&format!("/doctors/{}/slots", c.doctor_id), &c.other_patient)
+        .await;
+    assert!(
+        !slots
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == slot.as_str())
+    );
 
     // Not paid: no call yet.
-    let (status, body) = api.post(&format!("/consultations/{id}/join"), &c.patient, json!({})).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("not_paid")));
+    let (status, body) = api
+        .post(&format!("/consultations/{id}/join"), &c.patient, json!({}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_paid"))
+    );
 
-    let (status, paid) = api.post(&format!("/consultations/{id}/payment"), &c.service, json!({})).await;
+    let (status, paid) = api
+        .post(
+            &format!("/consultations/{id}/payment"),
+            &c.service,
+            json!({}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{paid}");
     assert_eq!(paid["status"], "paid");
 
@@ -41,30 +71,61 @@ async fn portal_flow(backend: vizit_api::Backend) {
     assert_eq!(mine["total"], 1);
     assert_eq!(mine["items"][0]["id"], id.as_str());
 
-    let (status, join) = api.post(&format!("/consultations/{id}/join"), &c.patient, json!({})).await;
+    let (status, join) = api
+        .post(&format!("/consultations/{id}/join"), &c.patient, json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{join}");
-    let claims = c.api.keys.verify(join["token"].as_str().unwrap()).expect("a valid join token");
+    let claims = c
+        .api
+        .keys
+        .verify(join["token"].as_str().unwrap())
+        .expect("a valid join token");
     assert_eq!(claims.room, id);
     assert_eq!(claims.sub, c.patient_id);
     assert_eq!(claims.role, vizit_signaling::CallRole::Patient);
-    assert!(join["callUrl"].as_str().unwrap().starts_with("/call?token="));
-    let (status, doctor_join) = api.post(&format!("/consultations/{id}/join"), &c.doctor, json!({})).await;
+    assert!(
+        join["callUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("/call?token=")
+    );
+    let (status, doctor_join) = api
+        .post(&format!("/consultations/{id}/join"), &c.doctor, json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{doctor_join}");
-    assert_eq!(c.api.keys.verify(doctor_join["token"].as_str().unwrap()).unwrap().role, vizit_signaling::CallRole::Doctor);
+    assert_eq!(
+        c.api
+            .keys
+            .verify(doctor_join["token"].as_str().unwrap())
+            .unwrap()
+            .role,
+        vizit_signaling::CallRole::Doctor
+    );
     let (_, now) = api.get(&format!("/consultations/{id}"), &c.doctor).await;
     assert_eq!(now["status"], "in_progress");
 
     let (status, closed) = api
-        .post(&format!("/consultations/{id}/complete"), &c.doctor, json!({"conclusion": "Рекомендации даны."}))
+        .post(
+            &format!("/consultations/{id}/complete"),
+            &c.doctor,
+            json!({"conclusion": "Рекомендации даны."}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{closed}");
     assert_eq!(closed["status"], "completed");
     assert_eq!(closed["conclusion"], "Рекомендации даны.");
 
     // Every step is in the audit log, with who did it.
-    let (status, log) = api.get(&format!("/audit?objectId={id}&limit=200"), &c.admin).await;
+    let (status, log) = api
+        .get(&format!("/audit?objectId={id}&limit=200"), &c.admin)
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let actions: Vec<&str> = log["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     for action in [
         "consultation.book",
         "consultation.paid",
@@ -73,9 +134,18 @@ async fn portal_flow(backend: vizit_api::Backend) {
         "consultation.read",
         "consultation.completed",
     ] {
-        assert!(actions.contains(&action), "{action} missing from {actions:?}");
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
     }
-    assert!(log["items"].as_array().unwrap().iter().all(|e| e["ip"] == "127.0.0.1"));
+    assert!(
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["ip"] == "127.0.0.1")
+    );
 
     // …and every change produced its domain event.
     let events = c
@@ -99,20 +169,41 @@ async fn no_double_booking(backend: vizit_api::Backend) {
     let attempts = patients.iter().map(|token| {
         let api = &c.api;
         let slot = slot.clone();
-        async move { api.post("/consultations", token, json!({"slotId": slot})).await }
+        async move {
+            api.post("/consultations", token, json!({"slotId": slot}))
+                .await
+        }
     });
     let results = futures_util::future::join_all(attempts).await;
-    let created = results.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
+    let created = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
     let taken = results
         .iter()
         .filter(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "slot_taken")
         .count();
     assert_eq!(created, 1, "{results:?}");
     assert_eq!(taken, 49, "{results:?}");
-    assert_eq!(c.api.count(&format!("SELECT COUNT(*) FROM consultations WHERE slot_id = '{slot}'")).await, 1);
-    assert_eq!(c.api.count("SELECT COUNT(*) FROM outbox WHERE event = 'consultation.booked'").await, 1);
+    assert_eq!(
+        c.api
+            .count(&format!(
+                "SELECT COUNT(*) FROM consultations WHERE slot_id = '{slot}'"
+            ))
+            .await,
+        1
+    );
+    assert_eq!(
+        c.api
+            .count("SELECT COUNT(*) FROM outbox WHERE event = 'consultation.booked'")
+            .await,
+        1
+    );
 }
-on_both_databases!(fifty_simultaneous_bookings_make_one_consultation, super::no_double_booking);
+on_both_databases!(
+    fifty_simultaneous_bookings_make_one_consultation,
+    super::no_double_booking
+);
 
 async fn invalid_transitions(backend: vizit_api::Backend) {
     let c = Clinic::new(backend).await;
@@ -121,13 +212,27 @@ async fn invalid_transitions(backend: vizit_api::Backend) {
     let outbox_before = api.count("SELECT COUNT(*) FROM outbox").await;
 
     // Booked: cannot be completed.
-    let (status, body) =
-        api.post(&format!("/consultations/{booked}/complete"), &c.doctor, json!({"conclusion": "x"})).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_transition")));
+    let (status, body) = api
+        .post(
+            &format!("/consultations/{booked}/complete"),
+            &c.doctor,
+            json!({"conclusion": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("invalid_transition"))
+    );
     assert_eq!(status_of(&c, &booked).await, "booked");
 
     // Cancelled: nothing more.
-    let (status, _) = api.post(&format!("/consultations/{booked}/cancel"), &c.patient, json!({"reason": "не смогу"})).await;
+    let (status, _) = api
+        .post(
+            &format!("/consultations/{booked}/cancel"),
+            &c.patient,
+            json!({"reason": "не смогу"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let after_cancel = api.count("SELECT COUNT(*) FROM outbox").await;
     assert_eq!(after_cancel, outbox_before + 1);
@@ -136,26 +241,68 @@ async fn invalid_transitions(backend: vizit_api::Backend) {
         ("cancel", &c.patient, json!({"reason": "again"})),
         ("complete", &c.doctor, json!({"conclusion": "x"})),
     ] {
-        let (status, problem) = api.post(&format!("/consultations/{booked}/{path}"), token, body).await;
-        assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_transition")), "{path}");
+        let (status, problem) = api
+            .post(&format!("/consultations/{booked}/{path}"), token, body)
+            .await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (StatusCode::CONFLICT, Some("invalid_transition")),
+            "{path}"
+        );
     }
-    let (status, problem) = api.post(&format!("/consultations/{booked}/join"), &c.patient, json!({})).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("consultation_closed")));
+    let (status, problem) = api
+        .post(
+            &format!("/consultations/{booked}/join"),
+            &c.patient,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("consultation_closed"))
+    );
     assert_eq!(status_of(&c, &booked).await, "cancelled");
-    assert_eq!(api.count("SELECT COUNT(*) FROM outbox").await, after_cancel, "refusals write no events");
+    assert_eq!(
+        api.count("SELECT COUNT(*) FROM outbox").await,
+        after_cancel,
+        "refusals write no events"
+    );
     // The slot was released and can be booked again.
-    let (_, slots) = api.get(&format!("/doctors/{}/slots", c.doctor_id), &c.other_patient).await;
+    let (_, slots) = api
+        .get(&format!("/doctors/{}/slots", c.doctor_id), &c.other_patient)
+        .await;
     assert_eq!(slots.as_array().unwrap().len(), 1);
 
     // Paid: a patient cannot mark it paid twice, and cannot start it outside the window.
     let paid = c.paid(180).await;
-    let (status, problem) = api.post(&format!("/consultations/{paid}/payment"), &c.service, json!({})).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_transition")));
-    let (status, problem) = api.post(&format!("/consultations/{paid}/join"), &c.patient, json!({})).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("outside_join_window")));
+    let (status, problem) = api
+        .post(
+            &format!("/consultations/{paid}/payment"),
+            &c.service,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("invalid_transition"))
+    );
+    let (status, problem) = api
+        .post(
+            &format!("/consultations/{paid}/join"),
+            &c.patient,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("outside_join_window"))
+    );
     assert_eq!(status_of(&c, &paid).await, "paid");
 }
-on_both_databases!(invalid_transitions_are_refused_and_change_nothing, super::invalid_transitions);
+on_both_databases!(
+    invalid_transitions_are_refused_and_change_nothing,
+    super::invalid_transitions
+);
 
 async fn status_of(c: &Clinic, id: &str) -> String {
     let (_, body) = c.api.get(&format!("/consultations/{id}"), &c.admin).await;
@@ -172,24 +319,41 @@ async fn jobs(backend: vizit_api::Backend) {
         },
     )
     .await;
-    api.staff(vizit_api::domain::Role::Admin, "admin@clinic.test").await;
-    let doctor_id = api.staff(vizit_api::domain::Role::Doctor, "doctor@clinic.test").await;
+    api.staff(vizit_api::domain::Role::Admin, "admin@clinic.test")
+        .await;
+    let doctor_id = api
+        .staff(vizit_api::domain::Role::Doctor, "doctor@clinic.test")
+        .await;
     let admin = api.login("admin@clinic.test").await;
-    let (_, key) = api.post("/api-keys", &admin, json!({"name": "portal"})).await;
+    let (_, key) = api
+        .post("/api-keys", &admin, json!({"name": "portal"}))
+        .await;
     let service = key["key"].as_str().unwrap().to_owned();
     let (_, patient) = api.patient(&service, "П").await;
     let slot = api.slot(&service, &doctor_id, 30).await;
-    let (status, booked) = api.post("/consultations", &patient, json!({"slotId": slot})).await;
+    let (status, booked) = api
+        .post("/consultations", &patient, json!({"slotId": slot}))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let report = vizit_api::service::run_jobs(&api.state).await.unwrap();
     assert_eq!(report.expired, 1);
-    let (_, now) = api.get(&format!("/consultations/{}", booked["id"].as_str().unwrap()), &admin).await;
+    let (_, now) = api
+        .get(
+            &format!("/consultations/{}", booked["id"].as_str().unwrap()),
+            &admin,
+        )
+        .await;
     assert_eq!(now["status"], "expired");
-    let (_, slots) = api.get(&format!("/doctors/{doctor_id}/slots"), &patient).await;
+    let (_, slots) = api
+        .get(&format!("/doctors/{doctor_id}/slots"), &patient)
+        .await;
     assert_eq!(slots.as_array().unwrap().len(), 1, "the slot is free again");
     // A second pass finds nothing more to do.
-    assert_eq!(vizit_api::service::run_jobs(&api.state).await.unwrap(), Default::default());
+    assert_eq!(
+        vizit_api::service::run_jobs(&api.state).await.unwrap(),
+        Default::default()
+    );
 
     // Overdue: a paid consultation whose slot has ended (inserted directly: slots in the past
     // cannot be booked through the API).
@@ -198,7 +362,10 @@ async fn jobs(backend: vizit_api::Backend) {
     sqlx::query("INSERT INTO slots (id, doctor_id, starts_at, ends_at, time_zone, status, price_kopecks, created_at) VALUES ($1, $2, $3, $4, 'Europe/Moscow', 'booked', 0, $5)")
         .bind(&past_slot).bind(&doctor_id).bind(now_ms - 7_200_000).bind(now_ms - 3_600_000).bind(now_ms)
         .execute(&api.state.db.pool).await.unwrap();
-    let patient_id: (String,) = sqlx::query_as("SELECT id FROM users WHERE role = 'patient'").fetch_one(&api.state.db.pool).await.unwrap();
+    let patient_id: (String,) = sqlx::query_as("SELECT id FROM users WHERE role = 'patient'")
+        .fetch_one(&api.state.db.pool)
+        .await
+        .unwrap();
     let cid = uuid::Uuid::new_v4().to_string();
     sqlx::query("INSERT INTO consultations (id, slot_id, doctor_id, patient_id, status, price_kopecks, starts_at, ends_at, time_zone, booked_at, pay_by, paid_at, updated_at) VALUES ($1, $2, $3, $4, 'paid', 0, $5, $6, 'Europe/Moscow', $7, $7, $7, $7)")
         .bind(&cid).bind(&past_slot).bind(&doctor_id).bind(&patient_id.0).bind(now_ms - 7_200_000).bind(now_ms - 3_600_000).bind(now_ms - 8_000_000)
@@ -209,16 +376,30 @@ async fn jobs(backend: vizit_api::Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(overdue["total"], 1);
     assert_eq!(overdue["items"][0]["id"], cid.as_str());
-    assert_eq!(api.count("SELECT COUNT(*) FROM outbox WHERE event = 'consultation.overdue'").await, 1);
+    assert_eq!(
+        api.count("SELECT COUNT(*) FROM outbox WHERE event = 'consultation.overdue'")
+            .await,
+        1
+    );
 }
-on_both_databases!(unpaid_bookings_expire_and_unclosed_consultations_are_flagged, super::jobs);
+on_both_databases!(
+    unpaid_bookings_expire_and_unclosed_consultations_are_flagged,
+    super::jobs
+);
 
 async fn audit_log_is_append_only(backend: vizit_api::Backend) {
     let c = Clinic::new(backend).await;
-    let update = sqlx::query("UPDATE audit_log SET action = 'forged'").execute(&c.api.state.db.pool).await;
+    let update = sqlx::query("UPDATE audit_log SET action = 'forged'")
+        .execute(&c.api.state.db.pool)
+        .await;
     assert!(update.is_err(), "UPDATE of the audit log must fail");
-    let delete = sqlx::query("DELETE FROM audit_log").execute(&c.api.state.db.pool).await;
+    let delete = sqlx::query("DELETE FROM audit_log")
+        .execute(&c.api.state.db.pool)
+        .await;
     assert!(delete.is_err(), "DELETE from the audit log must fail");
     assert!(c.api.count("SELECT COUNT(*) FROM audit_log").await > 0);
 }
-on_both_databases!(the_audit_log_refuses_updates_and_deletes, super::audit_log_is_append_only);
+on_both_databases!(
+    the_audit_log_refuses_updates_and_deletes,
+    super::audit_log_is_append_only
+);

@@ -57,7 +57,12 @@ async fn database(backend: Backend) -> (String, Cleanup) {
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join(format!("vizit-api-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&dir).unwrap();
-            (vizit_api::db::sqlite_url(&dir.join("test.db")), Cleanup { sqlite_dir: Some(dir) })
+            (
+                vizit_api::db::sqlite_url(&dir.join("test.db")),
+                Cleanup {
+                    sqlite_dir: Some(dir),
+                },
+            )
         }
         Backend::Postgres => {
             let admin = std::env::var("VIZIT_TEST_POSTGRES_URL").expect(
@@ -66,8 +71,12 @@ async fn database(backend: Backend) -> (String, Cleanup) {
             );
             let name = format!("vizit_test_{}", uuid::Uuid::new_v4().simple());
             sqlx::any::install_default_drivers();
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.expect("connect to PostgreSQL");
-            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("connect to PostgreSQL");
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .unwrap();
             let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
             (format!("{base}/{name}"), Cleanup { sqlite_dir: None })
         }
@@ -76,12 +85,21 @@ async fn database(backend: Backend) -> (String, Cleanup) {
 
 impl TestApi {
     pub async fn spawn(backend: Backend) -> TestApi {
-        Self::spawn_with(backend, ApiSettings { demo: true, ..ApiSettings::default() }).await
+        Self::spawn_with(
+            backend,
+            ApiSettings {
+                demo: true,
+                ..ApiSettings::default()
+            },
+        )
+        .await
     }
 
     pub async fn spawn_with(backend: Backend, settings: ApiSettings) -> TestApi {
         let (url, cleanup) = database(backend).await;
-        let db = Db::connect(&url, 16).await.expect("database connects and migrates");
+        let db = Db::connect(&url, 16)
+            .await
+            .expect("database connects and migrates");
         assert_eq!(db.backend, backend);
         let keys = TokenKeys::new(&SecretString::from(SECRET.to_owned())).unwrap();
         let state = ApiState::new(db, keys.clone(), settings);
@@ -89,13 +107,19 @@ impl TestApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .await
-                .unwrap()
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap()
         });
         TestApi {
             base: format!("http://{addr}/api/v1"),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
             state,
             keys,
             _cleanup: cleanup,
@@ -103,7 +127,13 @@ impl TestApi {
     }
 
     /// A request; returns status and JSON body (problem documents included).
-    pub async fn call(&self, method: Method, path: &str, auth: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = auth {
             req = req.bearer_auth(token);
@@ -121,9 +151,16 @@ impl TestApi {
             .to_owned();
         let text = res.text().await.unwrap();
         if status.is_client_error() || status.is_server_error() {
-            assert_eq!(content_type, "application/problem+json", "{status} {path}: {text}");
+            assert_eq!(
+                content_type, "application/problem+json",
+                "{status} {path}: {text}"
+            );
         }
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, value)
     }
 
@@ -154,7 +191,12 @@ impl TestApi {
 
     pub async fn login(&self, email: &str) -> String {
         let (status, body) = self
-            .call(Method::POST, "/auth/login", None, Some(json!({"email": email, "password": "password-123456"})))
+            .call(
+                Method::POST,
+                "/auth/login",
+                None,
+                Some(json!({"email": email, "password": "password-123456"})),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["token"].as_str().unwrap().to_owned()
@@ -165,7 +207,9 @@ impl TestApi {
         let (status, body) = self.post("/patients", service, json!({"name": name})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let id = body["id"].as_str().unwrap().to_owned();
-        let (status, session) = self.post(&format!("/patients/{id}/sessions"), service, json!({})).await;
+        let (status, session) = self
+            .post(&format!("/patients/{id}/sessions"), service, json!({}))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{session}");
         (id, session["token"].as_str().unwrap().to_owned())
     }
@@ -222,7 +266,9 @@ impl Clinic {
         let head = api.login("head@clinic.test").await;
         let doctor = api.login("doctor@clinic.test").await;
         let other_doctor = api.login("other-doctor@clinic.test").await;
-        let (status, key) = api.post("/api-keys", &admin, json!({"name": "portal"})).await;
+        let (status, key) = api
+            .post("/api-keys", &admin, json!({"name": "portal"}))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{key}");
         let service = key["key"].as_str().unwrap().to_owned();
         let service_key_id = key["id"].as_str().unwrap().to_owned();
@@ -248,14 +294,24 @@ impl Clinic {
     /// A consultation of `patient` with `doctor`, booked on a slot starting in `minutes`.
     pub async fn booked(&self, minutes: i64) -> String {
         let slot = self.api.slot(&self.service, &self.doctor_id, minutes).await;
-        let (status, body) = self.api.post("/consultations", &self.patient, json!({"slotId": slot})).await;
+        let (status, body) = self
+            .api
+            .post("/consultations", &self.patient, json!({"slotId": slot}))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn paid(&self, minutes: i64) -> String {
         let id = self.booked(minutes).await;
-        let (status, body) = self.api.post(&format!("/consultations/{id}/payment"), &self.service, json!({})).await;
+        let (status, body) = self
+            .api
+            .post(
+                &format!("/consultations/{id}/payment"),
+                &self.service,
+                json!({}),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         id
     }
