@@ -1,6 +1,7 @@
-// Shared parts of the browser end-to-end test (call.test.mjs) and the measurement script
-// (measure-call.mjs): start and stop the real Vizit server, mint tokens, launch Debian's Chromium
-// with a fake camera and microphone, page helpers, and the diagnostics printed on failure.
+// Shared parts of the browser end-to-end tests (call.test.mjs, consultations.test.mjs) and the
+// measurement script (measure-call.mjs): start and stop the real Vizit server, mint tokens, create
+// staff accounts, launch Debian's Chromium with a fake camera and microphone, page helpers, and
+// the diagnostics printed on failure.
 //
 // Not a test file: `node --test e2e/` only runs names like *.test.mjs, *-test.mjs, test-*.mjs.
 // The server binary: $VIZIT_BIN, else ../target/debug/vizit (relative to web-client/).
@@ -157,6 +158,31 @@ export async function makeToken(env, room, name, role) {
   const token = stdout.trim();
   assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, `vizit token printed no JWT: ${JSON.stringify(stdout)}`);
   return token;
+}
+
+/**
+ * Create a staff account with `vizit user create` (same environment as the server, so the same
+ * data folder and database). The password goes in on standard input, as the CLI wants it.
+ * Resolves with the new user's id (the CLI prints it).
+ */
+export function createStaff(env, { role, email, name, specialty, timeZone }, password) {
+  const args = ['user', 'create', '--role', role, '--email', email, '--name', name];
+  if (specialty !== undefined) args.push('--specialty', specialty);
+  if (timeZone !== undefined) args.push('--time-zone', timeZone);
+  return new Promise((resolveId, reject) => {
+    const child = spawn(BIN, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      const id = stdout.trim().split('\n').pop() ?? '';
+      if (code === 0 && /^[0-9a-f-]{36}$/.test(id)) resolveId(id);
+      else reject(new Error(`vizit user create ${role} exited with ${code ?? signal}: ${stderr.trim() || stdout.trim()}`));
+    });
+    child.stdin.end(`${password}\n`);
+  });
 }
 
 /** A fresh room name. */

@@ -1,0 +1,328 @@
+/**
+ * The REST API under `/api/v1` (`api/src/routes.rs`): a small fetch wrapper that sends the
+ * session token, turns `application/problem+json` answers into {@link ApiProblem}, and checked
+ * decoders for the response bodies the page uses (camelCase, as the server writes them).
+ *
+ * Nothing here logs a request or response body: they carry tokens and personal data.
+ */
+
+export const API_BASE = '/api/v1';
+
+export type Role = 'patient' | 'doctor' | 'admin' | 'head_doctor';
+
+export type ConsultationStatus = 'booked' | 'paid' | 'in_progress' | 'completed' | 'cancelled' | 'expired';
+
+export interface User {
+  id: string;
+  role: Role;
+  name: string;
+}
+
+export interface Session {
+  token: string;
+  expiresAt: string;
+  user: User;
+}
+
+export interface Consultation {
+  id: string;
+  slotId: string;
+  status: ConsultationStatus;
+  doctor: { id: string; name: string; specialty: string };
+  patient: { id: string; name: string };
+  priceKopecks: number;
+  startsAt: string;
+  endsAt: string;
+  timeZone: string;
+  payBy: string;
+  cancelReason: string | null;
+  conclusion: string | null;
+  overdue: boolean;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface Doctor {
+  id: string;
+  name: string;
+  specialty: string;
+  timeZone: string;
+}
+
+export interface Slot {
+  id: string;
+  doctorId: string;
+  startsAt: string;
+  endsAt: string;
+  timeZone: string;
+  priceKopecks: number;
+}
+
+export interface JoinLink {
+  callUrl: string;
+}
+
+/** An error answer of the API (RFC 9457 problem document with the server's stable `code`). */
+export class ApiProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly detail: string,
+  ) {
+    super(`HTTP ${status} ${code}`);
+    this.name = 'ApiProblem';
+  }
+}
+
+/** The request never got an answer (offline, server down, connection reset). */
+export class NetworkError extends Error {
+  constructor() {
+    super('network error');
+    this.name = 'NetworkError';
+  }
+}
+
+/** The answer was not what the API documents (a proxy's error page, a newer server…). */
+export class BadResponse extends Error {
+  constructor(what: string) {
+    super(`unexpected response: ${what}`);
+    this.name = 'BadResponse';
+  }
+}
+
+// ---- decoders ------------------------------------------------------------------------------
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function obj(v: unknown, what: string): Json {
+  if (!isObject(v)) throw new BadResponse(`${what} is not an object`);
+  return v;
+}
+
+function str(o: Json, key: string): string {
+  const v = o[key];
+  if (typeof v !== 'string') throw new BadResponse(`${key} is not a string`);
+  return v;
+}
+
+function optStr(o: Json, key: string): string | null {
+  const v = o[key];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string') throw new BadResponse(`${key} is not a string`);
+  return v;
+}
+
+function num(o: Json, key: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new BadResponse(`${key} is not a number`);
+  return v;
+}
+
+function arr(v: unknown, what: string): unknown[] {
+  if (!Array.isArray(v)) throw new BadResponse(`${what} is not an array`);
+  return v;
+}
+
+const ROLES: readonly Role[] = ['patient', 'doctor', 'admin', 'head_doctor'];
+const STATUSES: readonly ConsultationStatus[] = ['booked', 'paid', 'in_progress', 'completed', 'cancelled', 'expired'];
+
+function role(o: Json, key: string): Role {
+  const v = str(o, key);
+  const found = ROLES.find((r) => r === v);
+  if (found === undefined) throw new BadResponse(`unknown role ${v}`);
+  return found;
+}
+
+function status(o: Json, key: string): ConsultationStatus {
+  const v = str(o, key);
+  const found = STATUSES.find((s) => s === v);
+  if (found === undefined) throw new BadResponse(`unknown status ${v}`);
+  return found;
+}
+
+function decodeUser(v: unknown): User {
+  const o = obj(v, 'user');
+  return { id: str(o, 'id'), role: role(o, 'role'), name: str(o, 'name') };
+}
+
+function decodeSession(v: unknown): Session {
+  const o = obj(v, 'session');
+  return { token: str(o, 'token'), expiresAt: str(o, 'expiresAt'), user: decodeUser(o['user']) };
+}
+
+/** `GET /me`: a person, or null for an API key (the portal), which this page does not serve. */
+function decodeMe(v: unknown): User | null {
+  const o = obj(v, 'me');
+  return o['kind'] === 'user' ? decodeUser(o) : null;
+}
+
+function decodeConsultation(v: unknown): Consultation {
+  const o = obj(v, 'consultation');
+  const doctor = obj(o['doctor'], 'doctor');
+  const patient = obj(o['patient'], 'patient');
+  return {
+    id: str(o, 'id'),
+    slotId: str(o, 'slotId'),
+    status: status(o, 'status'),
+    doctor: { id: str(doctor, 'id'), name: str(doctor, 'name'), specialty: str(doctor, 'specialty') },
+    patient: { id: str(patient, 'id'), name: str(patient, 'name') },
+    priceKopecks: num(o, 'priceKopecks'),
+    startsAt: str(o, 'startsAt'),
+    endsAt: str(o, 'endsAt'),
+    timeZone: str(o, 'timeZone'),
+    payBy: str(o, 'payBy'),
+    cancelReason: optStr(o, 'cancelReason'),
+    conclusion: optStr(o, 'conclusion'),
+    overdue: o['overdue'] === true,
+  };
+}
+
+function decodePage<T>(v: unknown, item: (v: unknown) => T): Page<T> {
+  const o = obj(v, 'page');
+  return {
+    items: arr(o['items'], 'items').map(item),
+    total: num(o, 'total'),
+    limit: num(o, 'limit'),
+    offset: num(o, 'offset'),
+  };
+}
+
+function decodeDoctor(v: unknown): Doctor {
+  const o = obj(v, 'doctor');
+  return { id: str(o, 'id'), name: str(o, 'name'), specialty: str(o, 'specialty'), timeZone: str(o, 'timeZone') };
+}
+
+function decodeSlot(v: unknown): Slot {
+  const o = obj(v, 'slot');
+  return {
+    id: str(o, 'id'),
+    doctorId: str(o, 'doctorId'),
+    startsAt: str(o, 'startsAt'),
+    endsAt: str(o, 'endsAt'),
+    timeZone: str(o, 'timeZone'),
+    priceKopecks: num(o, 'priceKopecks'),
+  };
+}
+
+function decodeJoin(v: unknown): JoinLink {
+  const o = obj(v, 'join');
+  const callUrl = str(o, 'callUrl');
+  // Only ever navigate within this site: the URL comes from the server, but a relative path
+  // check costs nothing and rules out "javascript:" or another origin.
+  if (!callUrl.startsWith('/call?')) throw new BadResponse('callUrl is not a call page path');
+  return { callUrl };
+}
+
+// ---- the client ----------------------------------------------------------------------------
+
+export interface ApiClientOptions {
+  /** The session token to send, or null for the unauthenticated calls. */
+  token(): string | null;
+  /** Called on any 401 answer (expired or revoked session), before the error is thrown. */
+  onUnauthorized(): void;
+}
+
+type Method = 'GET' | 'POST';
+
+export class ApiClient {
+  constructor(private readonly options: ApiClientOptions) {}
+
+  private async request(method: Method, path: string, body?: unknown): Promise<unknown> {
+    const headers: Record<string, string> = { Accept: 'application/json, application/problem+json' };
+    const token = this.options.token();
+    if (token !== null) headers['Authorization'] = `Bearer ${token}`;
+    const init: RequestInit = { method, headers, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let res: Response;
+    try {
+      res = await fetch(`${API_BASE}${path}`, init);
+    } catch {
+      throw new NetworkError();
+    }
+    if (res.status === 204) return null;
+    const text = await res.text().catch(() => {
+      throw new NetworkError();
+    });
+    let parsed: unknown = null;
+    try {
+      parsed = text === '' ? null : JSON.parse(text);
+    } catch {
+      parsed = null;
+    }
+    if (!res.ok) {
+      const p = isObject(parsed) ? parsed : {};
+      const code = typeof p['code'] === 'string' ? p['code'] : `http_${res.status}`;
+      const detail = typeof p['detail'] === 'string' ? p['detail'] : '';
+      if (res.status === 401) this.options.onUnauthorized();
+      throw new ApiProblem(res.status, code, detail);
+    }
+    if (parsed === null) throw new BadResponse(`empty or non-JSON body (HTTP ${res.status})`);
+    return parsed;
+  }
+
+  async login(email: string, password: string): Promise<Session> {
+    return decodeSession(await this.request('POST', '/auth/login', { email, password }));
+  }
+
+  async devLogin(name: string): Promise<Session> {
+    return decodeSession(await this.request('POST', '/auth/dev-login', { name }));
+  }
+
+  async logout(): Promise<void> {
+    await this.request('POST', '/auth/logout');
+  }
+
+  async me(): Promise<User | null> {
+    return decodeMe(await this.request('GET', '/me'));
+  }
+
+  async consultations(limit: number, offset: number): Promise<Page<Consultation>> {
+    const q = new URLSearchParams({ limit: String(limit), offset: String(offset) });
+    return decodePage(await this.request('GET', `/consultations?${q}`), decodeConsultation);
+  }
+
+  async overdue(limit: number): Promise<Page<Consultation>> {
+    const q = new URLSearchParams({ limit: String(limit) });
+    return decodePage(await this.request('GET', `/admin/overdue?${q}`), decodeConsultation);
+  }
+
+  async doctors(): Promise<Doctor[]> {
+    return arr(await this.request('GET', '/doctors'), 'doctors').map(decodeDoctor);
+  }
+
+  async slots(doctorId: string): Promise<Slot[]> {
+    return arr(await this.request('GET', `/doctors/${encodeURIComponent(doctorId)}/slots`), 'slots').map(decodeSlot);
+  }
+
+  async book(slotId: string): Promise<Consultation> {
+    return decodeConsultation(await this.request('POST', '/consultations', { slotId }));
+  }
+
+  async join(id: string): Promise<JoinLink> {
+    return decodeJoin(await this.request('POST', `/consultations/${encodeURIComponent(id)}/join`));
+  }
+
+  async cancel(id: string, reason: string): Promise<Consultation> {
+    return decodeConsultation(
+      await this.request('POST', `/consultations/${encodeURIComponent(id)}/cancel`, { reason }),
+    );
+  }
+
+  async complete(id: string, conclusion: string): Promise<Consultation> {
+    return decodeConsultation(
+      await this.request('POST', `/consultations/${encodeURIComponent(id)}/complete`, { conclusion }),
+    );
+  }
+}

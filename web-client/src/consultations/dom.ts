@@ -1,0 +1,50 @@
+/** Small DOM helpers. Text always goes in as text (`textContent`), never as HTML. */
+
+interface Props {
+  class?: string;
+  text?: string;
+  testid?: string;
+  attrs?: Record<string, string>;
+}
+
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Props = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  if (props.class !== undefined) el.className = props.class;
+  if (props.testid !== undefined) el.dataset['testid'] = props.testid;
+  for (const [name, value] of Object.entries(props.attrs ?? {})) el.setAttribute(name, value);
+  if (props.text !== undefined) el.textContent = props.text;
+  el.append(...children);
+  return el;
+}
+
+/** The one element with `data-testid="id"`, checked to be of the expected kind. */
+export function byTestId<T extends HTMLElement>(id: string, kind: { new (): T; prototype: T }, root: ParentNode = document): T {
+  const el = root.querySelector(`[data-testid="${id}"]`);
+  if (!(el instanceof kind)) throw new Error(`the page has no ${kind.name} [data-testid="${id}"]`);
+  return el;
+}
+
+/** Show `text` in `el`, or hide `el` when `text` is null or empty. */
+export function say(el: HTMLElement, text: string | null): void {
+  el.textContent = text ?? '';
+  el.hidden = text === null || text === '';
+}
+
+/**
+ * Make `list`'s children exactly `rows`, in order, moving only what has to move: a row that is
+ * already in place keeps its focus and whatever its user was typing.
+ */
+export function reconcile(list: HTMLElement, rows: HTMLElement[]): void {
+  const keep = new Set<Element>(rows);
+  for (const child of Array.from(list.children)) {
+    if (!keep.has(child)) child.remove();
+  }
+  rows.forEach((row, i) => {
+    const at = list.children[i] ?? null;
+    if (at !== row) list.insertBefore(row, at);
+  });
+}

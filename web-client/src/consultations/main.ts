@@ -1,0 +1,782 @@
+/**
+ * Entry point of the "my consultations" page (`/consultations`).
+ *
+ * - Not logged in: the staff login form and the demo-patient button.
+ * - Patient: their consultations (join, cancel) and booking (doctor → free slot → book).
+ * - Doctor: their consultations (join, complete with a conclusion).
+ * - Admin, head doctor: all consultations, and the overdue ones.
+ *
+ * The session token lives in sessionStorage (see `session.ts`); any 401 answer drops it and
+ * brings back the login form. Nothing is logged to the console but the kind of a failure:
+ * tokens, names and conclusions are personal data.
+ */
+
+import { ApiClient, ApiProblem, type Consultation, type Doctor, type Role, type Slot, type User } from './api';
+import { byTestId, h, reconcile, say } from './dom';
+import { clearToken, loadToken, saveToken, takeTokenFromFragment } from './session';
+import { ROLE_TEXT, STATUS_TEXT, TEXT, errorText, moment, price, slotTime } from './texts';
+
+/** Consultations per list request (the API allows up to 200). */
+const PAGE_SIZE = 100;
+/** The list refreshes itself this often while the tab is visible (e.g. to show a payment). */
+const POLL_MS = 30_000;
+const DEMO_PATIENT_NAME = 'Пациент (демо)';
+
+type View = 'loading' | 'login' | 'patient' | 'doctor' | 'clinic';
+
+const ui = {
+  portal: byTestId('portal', HTMLDivElement),
+  who: byTestId('who', HTMLSpanElement),
+  whoName: byTestId('who-name', HTMLSpanElement),
+  logout: byTestId('logout', HTMLButtonElement),
+  pageMessage: byTestId('page-message', HTMLParagraphElement),
+  loading: byTestId('loading', HTMLDivElement),
+  retry: byTestId('retry', HTMLButtonElement),
+
+  login: byTestId('login', HTMLElement),
+  loginTitle: byTestId('login', HTMLElement).querySelector('h1'),
+  loginForm: byTestId('login-form', HTMLFormElement),
+  loginEmail: byTestId('login-email', HTMLInputElement),
+  loginPassword: byTestId('login-password', HTMLInputElement),
+  loginSubmit: byTestId('login-submit', HTMLButtonElement),
+  loginError: byTestId('login-error', HTMLParagraphElement),
+  demoLogin: byTestId('demo-login', HTMLButtonElement),
+  demoError: byTestId('demo-error', HTMLParagraphElement),
+
+  listSection: byTestId('consultations-section', HTMLElement),
+  listTitle: byTestId('list-title', HTMLHeadingElement),
+  refresh: byTestId('refresh', HTMLButtonElement),
+  listStatus: byTestId('list-status', HTMLParagraphElement),
+  list: byTestId('consultations', HTMLUListElement),
+  listEmpty: byTestId('consultations-empty', HTMLParagraphElement),
+  moreWrap: byTestId('more-wrap', HTMLDivElement),
+  more: byTestId('more', HTMLButtonElement),
+
+  overdueSection: byTestId('overdue-section', HTMLElement),
+  overdueList: byTestId('overdue', HTMLUListElement),
+  overdueEmpty: byTestId('overdue-empty', HTMLParagraphElement),
+
+  bookingSection: byTestId('booking-section', HTMLElement),
+  doctorSelect: byTestId('doctor-select', HTMLSelectElement),
+  bookingStatus: byTestId('booking-status', HTMLParagraphElement),
+  bookingError: byTestId('booking-error', HTMLParagraphElement),
+  slots: byTestId('slots', HTMLUListElement),
+};
+
+// ---- state ---------------------------------------------------------------------------------
+
+let user: User | null = null;
+/** Bumped on every sign-in and sign-out: answers to requests of an earlier session are dropped. */
+let generation = 0;
+let loggingOut = false;
+
+/** The consultations loaded so far (pages 0..pages-1), by id, and the server's total. */
+let consultations = new Map<string, Consultation>();
+let total = 0;
+let pages = 1;
+/** Rendered rows by consultation id; a row is rebuilt only when its consultation changed. */
+const rows = new Map<string, HTMLLIElement>();
+/** Unsent conclusions by consultation id: a rebuilt row gets its draft back. */
+const drafts = new Map<string, string>();
+/** Consultations with a request (join, cancel, complete) in flight. */
+const busy = new Set<string>();
+
+let pollTimer: number | null = null;
+
+const api = new ApiClient({
+  token: loadToken,
+  onUnauthorized: () => {
+    if (!loggingOut) signOut(TEXT.sessionExpired);
+  },
+});
+
+const isUnauthorized = (e: unknown): boolean => e instanceof ApiProblem && e.status === 401;
+
+/** Log what kind of failure happened — never the request, the answer or the token. */
+function logFailure(what: string, e: unknown): void {
+  const kind = e instanceof ApiProblem ? `HTTP ${e.status} ${e.code}` : e instanceof Error ? e.name : 'error';
+  console.warn(`vizit: ${what} failed (${kind})`);
+}
+
+// ---- views ---------------------------------------------------------------------------------
+
+function showView(view: View): void {
+  ui.portal.dataset['view'] = view;
+  const signedIn = view === 'patient' || view === 'doctor' || view === 'clinic';
+  ui.loading.hidden = view !== 'loading';
+  ui.login.hidden = view !== 'login';
+  ui.listSection.hidden = !signedIn;
+  ui.bookingSection.hidden = view !== 'patient';
+  ui.overdueSection.hidden = view !== 'clinic';
+  ui.who.hidden = !signedIn;
+}
+
+function viewFor(role: Role): View {
+  switch (role) {
+    case 'patient':
+      return 'patient';
+    case 'doctor':
+      return 'doctor';
+    case 'admin':
+    case 'head_doctor':
+      return 'clinic';
+  }
+}
+
+function focusHeading(el: HTMLElement | null): void {
+  el?.focus({ preventScroll: false });
+}
+
+function resetSignedInState(): void {
+  stopPolling();
+  consultations = new Map();
+  total = 0;
+  pages = 1;
+  rows.clear();
+  drafts.clear();
+  busy.clear();
+  ui.list.replaceChildren();
+  ui.overdueList.replaceChildren();
+  ui.slots.replaceChildren();
+  ui.doctorSelect.replaceChildren(h('option', { text: 'Выберите врача', attrs: { value: '' } }));
+  for (const el of [ui.listStatus, ui.bookingStatus]) el.textContent = '';
+  for (const el of [ui.listEmpty, ui.overdueEmpty, ui.bookingError, ui.loginError, ui.demoError]) say(el, null);
+  ui.moreWrap.hidden = true;
+}
+
+/** `focus`: move the focus to the list's heading (after a login, not on page load). */
+function signIn(u: User, focus = true): void {
+  generation += 1;
+  resetSignedInState();
+  user = u;
+  ui.whoName.textContent = `${u.name} (${ROLE_TEXT[u.role]})`;
+  say(ui.pageMessage, null);
+  const view = viewFor(u.role);
+  ui.listTitle.textContent = view === 'clinic' ? TEXT.allConsultations : TEXT.myConsultations;
+  document.title = `${ui.listTitle.textContent} — Vizit`;
+  showView(view);
+  if (focus) focusHeading(ui.listTitle);
+  void refreshList();
+  if (view === 'patient') void loadDoctors();
+  if (view === 'clinic') void loadOverdue();
+  startPolling();
+}
+
+/** Back to the login form, with `message` (e.g. why) or none; `focus` as for {@link signIn}. */
+function signOut(message: string | null, focus = true): void {
+  generation += 1;
+  clearToken();
+  user = null;
+  resetSignedInState();
+  document.title = 'Вход — Vizit';
+  showView('login');
+  say(ui.pageMessage, message);
+  ui.demoLogin.disabled = false;
+  ui.loginSubmit.disabled = false;
+  if (focus) focusHeading(ui.loginTitle);
+}
+
+// ---- the consultations list ----------------------------------------------------------------
+
+const ACTIVE = new Set(['booked', 'paid', 'in_progress']);
+
+/** Open consultations first, soonest first; then closed ones, latest first. */
+function compare(a: Consultation, b: Consultation): number {
+  const aActive = ACTIVE.has(a.status);
+  const bActive = ACTIVE.has(b.status);
+  if (aActive !== bActive) return aActive ? -1 : 1;
+  const order = a.startsAt < b.startsAt ? -1 : a.startsAt > b.startsAt ? 1 : 0;
+  return aActive ? order : -order;
+}
+
+let listLoad: Promise<void> | null = null;
+let listAgain = false;
+
+/** Reload the list; calls during a load are folded into one more load after it. */
+function refreshList(): Promise<void> {
+  if (listLoad !== null) {
+    listAgain = true;
+    return listLoad;
+  }
+  listLoad = (async () => {
+    do {
+      listAgain = false;
+      await loadListOnce();
+    } while (listAgain);
+  })().finally(() => {
+    listLoad = null;
+  });
+  return listLoad;
+}
+
+async function loadListOnce(): Promise<void> {
+  const gen = generation;
+  if (user === null) return;
+  ui.list.setAttribute('aria-busy', 'true');
+  try {
+    const fresh = new Map<string, Consultation>();
+    let count = 0;
+    for (let p = 0; p < pages; p++) {
+      const page = await api.consultations(PAGE_SIZE, p * PAGE_SIZE);
+      if (gen !== generation) return;
+      for (const c of page.items) fresh.set(c.id, c);
+      count = page.total;
+      if ((p + 1) * PAGE_SIZE >= page.total) break;
+    }
+    consultations = fresh;
+    total = count;
+    renderList();
+    if (ui.listStatus.dataset['kind'] === 'error') setListStatus(null);
+  } catch (e) {
+    if (gen !== generation || isUnauthorized(e)) return;
+    logFailure('loading the consultations', e);
+    setListStatus(`Не удалось загрузить список. ${errorText(e)}`, 'error');
+  } finally {
+    if (gen === generation) ui.list.removeAttribute('aria-busy');
+  }
+}
+
+function setListStatus(text: string | null, kind: 'info' | 'error' = 'info'): void {
+  ui.listStatus.textContent = text ?? '';
+  ui.listStatus.dataset['kind'] = kind;
+}
+
+function renderList(): void {
+  if (user === null) return;
+  const sorted = [...consultations.values()].sort(compare);
+  const present = new Set(sorted.map((c) => c.id));
+  for (const id of [...rows.keys()]) if (!present.has(id)) rows.delete(id);
+  reconcile(ui.list, sorted.map(rowFor));
+  say(
+    ui.listEmpty,
+    sorted.length > 0 ? null : user.role === 'patient' ? TEXT.noConsultationsPatient : TEXT.noConsultations,
+  );
+  ui.moreWrap.hidden = consultations.size >= total;
+}
+
+function rowFor(c: Consultation): HTMLLIElement {
+  const sig = JSON.stringify(c);
+  const old = rows.get(c.id);
+  if (old !== undefined && old.dataset['sig'] === sig) return old;
+  const li = renderConsultation(c, 'list');
+  li.dataset['sig'] = sig;
+  rows.set(c.id, li);
+  if (busy.has(c.id)) setRowBusy(li, true);
+  return li;
+}
+
+/** Who the row is about, from the viewer's side. */
+function rowTitle(c: Consultation, role: Role): { title: string; subtitle: string } {
+  switch (role) {
+    case 'patient':
+      return { title: c.doctor.name, subtitle: c.doctor.specialty };
+    case 'doctor':
+      return { title: c.patient.name, subtitle: 'Пациент' };
+    case 'admin':
+    case 'head_doctor':
+      return { title: c.patient.name, subtitle: `Врач: ${c.doctor.name}, ${c.doctor.specialty}` };
+  }
+}
+
+function renderConsultation(c: Consultation, place: 'list' | 'overdue'): HTMLLIElement {
+  const role = user?.role ?? 'patient';
+  const prefix = place === 'list' ? 'c' : 'o';
+  const titleId = `${prefix}-${c.id}-title`;
+  const timeId = `${prefix}-${c.id}-time`;
+  const { title, subtitle } = rowTitle(c, role);
+  const { when, zone } = slotTime(c.startsAt, c.endsAt, c.timeZone);
+
+  const li = h('li', {
+    class: 'consultation',
+    testid: place === 'list' ? 'consultation' : 'overdue-consultation',
+    attrs: { 'data-consultation-id': c.id, 'data-status': c.status, 'aria-labelledby': `${titleId} ${timeId}` },
+  });
+
+  const heading = h(place === 'list' ? 'h2' : 'h3', { class: 'c-title', text: title, attrs: { id: titleId } });
+  li.append(
+    h(
+      'div',
+      { class: 'c-head' },
+      h('div', { class: 'c-who' }, heading, h('p', { class: 'c-sub', text: subtitle })),
+      h('span', {
+        class: 'status',
+        testid: 'consultation-status',
+        text: STATUS_TEXT[c.status],
+        attrs: { 'data-status': c.status },
+      }),
+    ),
+    h(
+      'p',
+      { class: 'c-time', attrs: { id: timeId } },
+      h('time', { text: when, attrs: { datetime: c.startsAt } }),
+      h('span', { class: 'zone', text: zone }),
+    ),
+  );
+
+  const meta = h('p', { class: 'c-meta' }, h('span', { text: `Стоимость: ${price(c.priceKopecks)}` }));
+  if (c.status === 'booked') {
+    meta.append(
+      h('span', {
+        class: 'c-warn',
+        text: `Оплатите до ${moment(c.payBy, c.timeZone)}, иначе запись отменится`,
+      }),
+    );
+  }
+  if (c.overdue && role !== 'patient') meta.append(h('span', { class: 'c-warn', text: 'Не закрыта вовремя' }));
+  li.append(meta);
+
+  if (c.status === 'completed' && c.conclusion !== null) {
+    li.append(
+      h(
+        'div',
+        { class: 'c-conclusion' },
+        h('p', { class: 'c-label', text: 'Заключение врача' }),
+        h('p', { class: 'c-text', testid: 'conclusion-text', text: c.conclusion }),
+      ),
+    );
+  }
+  if (c.status === 'cancelled' && c.cancelReason !== null) {
+    li.append(h('p', { class: 'c-meta', text: `Причина отмены: ${c.cancelReason}` }));
+  }
+
+  if (place === 'list') appendActions(li, c, role, titleId);
+  return li;
+}
+
+function rowError(li: HTMLElement): HTMLParagraphElement {
+  return byTestId('row-error', HTMLParagraphElement, li);
+}
+
+function setRowBusy(li: HTMLElement, on: boolean): void {
+  li.setAttribute('aria-busy', String(on));
+  for (const el of li.querySelectorAll<HTMLButtonElement | HTMLTextAreaElement>('button, textarea')) el.disabled = on;
+}
+
+function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: string): void {
+  const open = c.status === 'paid' || c.status === 'in_progress';
+  const actions = h('div', { class: 'actions' });
+  const error = h('p', { class: 'form-error', testid: 'row-error', attrs: { role: 'alert' } });
+  error.hidden = true;
+
+  if ((role === 'patient' || role === 'doctor') && open) {
+    const join = h('button', {
+      class: 'button primary',
+      testid: 'join-consultation',
+      text: 'Присоединиться к звонку',
+      attrs: { type: 'button', 'aria-describedby': titleId },
+    });
+    join.addEventListener('click', () => void joinCall(c, li));
+    actions.append(join);
+  }
+  if (role === 'patient' && (c.status === 'booked' || c.status === 'paid')) {
+    const cancel = h('button', {
+      class: 'button secondary',
+      testid: 'cancel-consultation',
+      text: 'Отменить',
+      attrs: { type: 'button', 'aria-describedby': titleId },
+    });
+    cancel.addEventListener('click', () => void cancelConsultation(c, li));
+    actions.append(cancel);
+  }
+
+  if (role === 'doctor' && open) {
+    const areaId = `c-${c.id}-conclusion`;
+    const area = h('textarea', {
+      testid: 'conclusion',
+      attrs: { id: areaId, rows: '4', maxlength: '20000', required: '' },
+    });
+    area.value = drafts.get(c.id) ?? '';
+    area.addEventListener('input', () => drafts.set(c.id, area.value));
+    const submit = h('button', {
+      class: 'button primary',
+      testid: 'complete-consultation',
+      text: 'Завершить',
+      attrs: { type: 'submit', 'aria-describedby': titleId },
+    });
+    const form = h(
+      'form',
+      { class: 'complete-form', testid: 'complete-form', attrs: { novalidate: '' } },
+      h('label', { class: 'field-label', text: 'Заключение', attrs: { for: areaId } }),
+      area,
+      h('p', { class: 'hint', text: 'Пациент увидит заключение в своём списке консультаций.' }),
+      h('div', { class: 'actions' }, submit),
+    );
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      void completeConsultation(c, li, area);
+    });
+    // Open for a call under way (or a draft); for one not started yet (a no-show to close),
+    // one click away, so a day of upcoming consultations is not a wall of text boxes.
+    const details = h(
+      'details',
+      { class: 'complete', testid: 'complete' },
+      h('summary', { text: 'Заключение и завершение' }),
+      form,
+    );
+    details.open = c.status === 'in_progress' || area.value !== '';
+    li.append(actions, error, details);
+    return;
+  }
+  if (actions.childElementCount > 0) li.append(actions);
+  li.append(error);
+}
+
+/** Run a row's action with the row disabled; a failure is shown in the row. */
+async function rowAction(c: Consultation, li: HTMLLIElement, run: () => Promise<void>): Promise<void> {
+  if (busy.has(c.id)) return;
+  const gen = generation;
+  busy.add(c.id);
+  setRowBusy(li, true);
+  say(rowError(li), null);
+  try {
+    await run();
+  } catch (e) {
+    if (gen !== generation || isUnauthorized(e)) return;
+    logFailure('a consultation action', e);
+    // The current row (it may have been rebuilt meanwhile) shows why.
+    const current = rows.get(c.id) ?? li;
+    say(rowError(current), actionErrorText(c, e));
+    // A 409 usually means the consultation moved on (paid, cancelled, started elsewhere).
+    if (e instanceof ApiProblem && e.status === 409 && e.code !== 'outside_join_window') void refreshList();
+  } finally {
+    if (gen === generation) {
+      busy.delete(c.id);
+      setRowBusy(rows.get(c.id) ?? li, false);
+    }
+  }
+}
+
+function actionErrorText(c: Consultation, e: unknown): string {
+  if (e instanceof ApiProblem && e.code === 'outside_join_window' && Date.now() > Date.parse(c.endsAt)) {
+    return 'Время консультации прошло, звонок закрыт.';
+  }
+  return errorText(e);
+}
+
+async function joinCall(c: Consultation, li: HTMLLIElement): Promise<void> {
+  await rowAction(c, li, async () => {
+    setListStatus(TEXT.joining);
+    try {
+      const { callUrl } = await api.join(c.id);
+      window.location.assign(callUrl);
+    } catch (e) {
+      setListStatus(null);
+      throw e;
+    }
+  });
+}
+
+async function cancelConsultation(c: Consultation, li: HTMLLIElement): Promise<void> {
+  const reason = window.prompt(TEXT.cancelPrompt, '');
+  if (reason === null) return;
+  if (reason.trim() === '') {
+    say(rowError(li), TEXT.cancelReasonRequired);
+    return;
+  }
+  await rowAction(c, li, async () => {
+    const updated = await api.cancel(c.id, reason.trim());
+    consultations.set(updated.id, updated);
+    renderList();
+    setListStatus(TEXT.cancelled);
+    void refreshList();
+    if (user?.role === 'patient' && ui.doctorSelect.value !== '') void loadSlots(ui.doctorSelect.value);
+  });
+}
+
+async function completeConsultation(c: Consultation, li: HTMLLIElement, area: HTMLTextAreaElement): Promise<void> {
+  const conclusion = area.value.trim();
+  if (conclusion === '') {
+    say(rowError(li), TEXT.conclusionRequired);
+    area.focus();
+    return;
+  }
+  await rowAction(c, li, async () => {
+    const updated = await api.complete(c.id, conclusion);
+    drafts.delete(c.id);
+    consultations.set(updated.id, updated);
+    renderList();
+    setListStatus(TEXT.completed);
+    void refreshList();
+  });
+}
+
+// ---- overdue (admin, head doctor) ----------------------------------------------------------
+
+async function loadOverdue(): Promise<void> {
+  const gen = generation;
+  try {
+    const page = await api.overdue(200);
+    if (gen !== generation) return;
+    ui.overdueList.replaceChildren(...page.items.map((c) => renderConsultation(c, 'overdue')));
+    say(
+      ui.overdueEmpty,
+      page.items.length === 0
+        ? TEXT.noOverdue
+        : page.total > page.items.length
+          ? `Показаны ${page.items.length} из ${page.total}.`
+          : null,
+    );
+  } catch (e) {
+    if (gen !== generation || isUnauthorized(e)) return;
+    logFailure('loading the overdue consultations', e);
+    say(ui.overdueEmpty, `Не удалось загрузить просроченные. ${errorText(e)}`);
+  }
+}
+
+// ---- booking (patients) --------------------------------------------------------------------
+
+let doctors: Doctor[] = [];
+let slotsRequest = 0;
+
+async function loadDoctors(): Promise<void> {
+  const gen = generation;
+  say(ui.bookingError, null);
+  ui.bookingStatus.textContent = TEXT.loading;
+  try {
+    const list = await api.doctors();
+    if (gen !== generation) return;
+    doctors = list;
+    const chosen = ui.doctorSelect.value;
+    ui.doctorSelect.replaceChildren(
+      h('option', { text: 'Выберите врача', attrs: { value: '' } }),
+      ...doctors.map((d) => h('option', { text: `${d.name} — ${d.specialty}`, attrs: { value: d.id } })),
+    );
+    if (doctors.some((d) => d.id === chosen)) ui.doctorSelect.value = chosen;
+    ui.bookingStatus.textContent = doctors.length === 0 ? TEXT.noDoctors : TEXT.chooseDoctor;
+    if (ui.doctorSelect.value !== '') await loadSlots(ui.doctorSelect.value);
+  } catch (e) {
+    if (gen !== generation || isUnauthorized(e)) return;
+    logFailure('loading the doctors', e);
+    ui.bookingStatus.textContent = '';
+    say(ui.bookingError, `Не удалось загрузить список врачей. ${errorText(e)}`);
+  }
+}
+
+/** Show `doctorId`'s free slots; `note` replaces the usual status line afterwards. */
+async function loadSlots(doctorId: string, note?: string): Promise<void> {
+  const gen = generation;
+  const request = ++slotsRequest;
+  if (doctorId === '') {
+    ui.slots.replaceChildren();
+    ui.bookingStatus.textContent = note ?? TEXT.chooseDoctor;
+    return;
+  }
+  ui.slots.setAttribute('aria-busy', 'true');
+  if (note === undefined) ui.bookingStatus.textContent = TEXT.loading;
+  try {
+    const slots = await api.slots(doctorId);
+    if (gen !== generation || request !== slotsRequest) return;
+    ui.slots.replaceChildren(...slots.map((s) => renderSlot(s, doctorId)));
+    ui.bookingStatus.textContent =
+      note ?? (slots.length === 0 ? TEXT.noSlots : `Свободное время у врача: ${slots.length}. Время указано по часовому поясу врача.`);
+  } catch (e) {
+    if (gen !== generation || request !== slotsRequest || isUnauthorized(e)) return;
+    logFailure('loading the slots', e);
+    ui.slots.replaceChildren();
+    ui.bookingStatus.textContent = '';
+    say(ui.bookingError, `Не удалось загрузить свободное время. ${errorText(e)}`);
+  } finally {
+    if (request === slotsRequest) ui.slots.removeAttribute('aria-busy');
+  }
+}
+
+function renderSlot(s: Slot, doctorId: string): HTMLLIElement {
+  const { when, zone } = slotTime(s.startsAt, s.endsAt, s.timeZone);
+  const timeId = `s-${s.id}-time`;
+  const button = h('button', {
+    class: 'button primary small',
+    testid: 'book-slot',
+    text: 'Записаться',
+    attrs: { type: 'button', 'aria-describedby': timeId },
+  });
+  button.addEventListener('click', () => void book(s, doctorId));
+  return h(
+    'li',
+    { class: 'slot', testid: 'slot', attrs: { 'data-slot-id': s.id } },
+    h(
+      'span',
+      { class: 'slot-when', attrs: { id: timeId } },
+      h('time', { text: when, attrs: { datetime: s.startsAt } }),
+      h('span', { class: 'zone', text: zone }),
+    ),
+    h('span', { class: 'slot-price', text: price(s.priceKopecks) }),
+    button,
+  );
+}
+
+let booking = false;
+
+async function book(s: Slot, doctorId: string): Promise<void> {
+  if (booking) return;
+  const gen = generation;
+  booking = true;
+  const buttons = [...ui.slots.querySelectorAll<HTMLButtonElement>('[data-testid="book-slot"]')];
+  for (const b of buttons) b.disabled = true;
+  say(ui.bookingError, null);
+  try {
+    const c = await api.book(s.id);
+    if (gen !== generation) return;
+    consultations.set(c.id, c);
+    total = Math.max(total, consultations.size);
+    renderList();
+    void refreshList();
+    await loadSlots(doctorId, TEXT.booked);
+  } catch (e) {
+    if (gen !== generation || isUnauthorized(e)) return;
+    logFailure('booking', e);
+    say(ui.bookingError, errorText(e));
+    if (e instanceof ApiProblem && (e.code === 'slot_taken' || e.code === 'slot_in_past' || e.code === 'not_found')) {
+      await loadSlots(doctorId, '');
+    } else {
+      for (const b of buttons) b.disabled = false;
+    }
+  } finally {
+    booking = false;
+  }
+}
+
+// ---- refreshing ----------------------------------------------------------------------------
+
+function refreshAll(): void {
+  if (user === null) return;
+  void refreshList();
+  if (user.role === 'admin' || user.role === 'head_doctor') void loadOverdue();
+}
+
+function startPolling(): void {
+  stopPolling();
+  pollTimer = window.setInterval(() => {
+    if (document.visibilityState === 'visible' && busy.size === 0 && !booking) refreshAll();
+  }, POLL_MS);
+}
+
+function stopPolling(): void {
+  if (pollTimer !== null) window.clearInterval(pollTimer);
+  pollTimer = null;
+}
+
+// ---- signing in and out --------------------------------------------------------------------
+
+/** Page load (or a new session handed over): who is logged in, if anyone? */
+async function resume(): Promise<void> {
+  if (loadToken() === null) {
+    signOut(null, false);
+    return;
+  }
+  generation += 1;
+  const gen = generation;
+  showView('loading');
+  ui.retry.hidden = true;
+  say(ui.pageMessage, null);
+  try {
+    const me = await api.me();
+    if (gen !== generation) return;
+    if (me === null) {
+      signOut(TEXT.unsupportedAccount, false);
+      return;
+    }
+    signIn(me, false);
+  } catch (e) {
+    if (gen !== generation || isUnauthorized(e)) return;
+    logFailure('checking the session', e);
+    // Keep the session: the server may be restarting or the network down for a moment.
+    say(ui.pageMessage, errorText(e));
+    ui.retry.hidden = false;
+  }
+}
+
+async function login(): Promise<void> {
+  const email = ui.loginEmail.value.trim();
+  const password = ui.loginPassword.value;
+  if (email === '' || password === '') {
+    say(ui.loginError, TEXT.emptyCredentials);
+    (email === '' ? ui.loginEmail : ui.loginPassword).focus();
+    return;
+  }
+  ui.loginSubmit.disabled = true;
+  ui.loginForm.setAttribute('aria-busy', 'true');
+  say(ui.loginError, null);
+  say(ui.pageMessage, null);
+  try {
+    const session = await api.login(email, password);
+    saveToken(session.token);
+    ui.loginPassword.value = '';
+    signIn(session.user);
+  } catch (e) {
+    logFailure('login', e);
+    say(ui.loginError, errorText(e));
+    ui.loginPassword.focus();
+  } finally {
+    ui.loginSubmit.disabled = false;
+    ui.loginForm.removeAttribute('aria-busy');
+  }
+}
+
+async function demoLogin(): Promise<void> {
+  ui.demoLogin.disabled = true;
+  say(ui.demoError, null);
+  say(ui.pageMessage, null);
+  try {
+    const session = await api.devLogin(DEMO_PATIENT_NAME);
+    saveToken(session.token);
+    signIn(session.user);
+  } catch (e) {
+    logFailure('demo login', e);
+    if (e instanceof ApiProblem && e.status === 404) {
+      // No demo mode on this server: the button has nothing to offer.
+      ui.demoLogin.hidden = true;
+      say(ui.demoError, 'Демо-вход на этом сервере выключен.');
+      return;
+    }
+    say(ui.demoError, errorText(e));
+  } finally {
+    ui.demoLogin.disabled = false;
+  }
+}
+
+async function logout(): Promise<void> {
+  ui.logout.disabled = true;
+  loggingOut = true;
+  try {
+    await api.logout();
+  } catch (e) {
+    // Expired already, or the server is unreachable: forget the session here all the same.
+    logFailure('logout', e);
+  } finally {
+    loggingOut = false;
+    ui.logout.disabled = false;
+  }
+  signOut(TEXT.loggedOut);
+}
+
+// ---- wiring --------------------------------------------------------------------------------
+
+ui.loginForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  void login();
+});
+ui.demoLogin.addEventListener('click', () => void demoLogin());
+ui.logout.addEventListener('click', () => void logout());
+ui.retry.addEventListener('click', () => void resume());
+ui.refresh.addEventListener('click', () => {
+  refreshAll();
+  if (user?.role === 'patient') void loadSlots(ui.doctorSelect.value);
+});
+ui.more.addEventListener('click', () => {
+  pages += 1;
+  void refreshList();
+});
+ui.doctorSelect.addEventListener('change', () => {
+  say(ui.bookingError, null);
+  void loadSlots(ui.doctorSelect.value);
+});
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') refreshAll();
+});
+// The portal may hand a new session over to a tab that already shows the page.
+window.addEventListener('hashchange', () => {
+  if (takeTokenFromFragment()) void resume();
+});
+
+takeTokenFromFragment();
+void resume();

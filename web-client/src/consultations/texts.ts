@@ -1,0 +1,148 @@
+/**
+ * Every text the "my consultations" page shows, in Russian, and the formatting of times and
+ * prices. The server's `detail` is for engineers; the page picks its own text by `code`.
+ */
+
+import { ApiProblem, BadResponse, NetworkError, type ConsultationStatus, type Role } from './api';
+
+export const STATUS_TEXT: Record<ConsultationStatus, string> = {
+  booked: 'Ожидает оплаты',
+  paid: 'Оплачена',
+  in_progress: 'Идёт',
+  completed: 'Завершена',
+  cancelled: 'Отменена',
+  expired: 'Не оплачена вовремя',
+};
+
+export const ROLE_TEXT: Record<Role, string> = {
+  patient: 'пациент',
+  doctor: 'врач',
+  admin: 'администратор',
+  head_doctor: 'главный врач',
+};
+
+export const TEXT = {
+  loading: 'Загрузка…',
+  sessionExpired: 'Сессия истекла, войдите снова.',
+  loggedOut: 'Вы вышли из системы.',
+  emptyCredentials: 'Введите e-mail и пароль.',
+  myConsultations: 'Мои консультации',
+  allConsultations: 'Все консультации',
+  noConsultations: 'Консультаций пока нет.',
+  noConsultationsPatient: 'Консультаций пока нет. Запишитесь к врачу ниже.',
+  noOverdue: 'Просроченных консультаций нет.',
+  noDoctors: 'Сейчас нет врачей для записи.',
+  chooseDoctor: 'Выберите врача, чтобы увидеть свободное время.',
+  noSlots: 'У этого врача нет свободного времени в ближайшие две недели. Выберите другого врача.',
+  booked: 'Вы записаны. Консультация появилась в списке выше — оплатите её до указанного времени.',
+  cancelPrompt: 'Укажите причину отмены консультации:',
+  cancelReasonRequired: 'Причина отмены обязательна — консультация не отменена.',
+  cancelled: 'Консультация отменена.',
+  conclusionRequired: 'Напишите заключение, прежде чем завершать консультацию.',
+  completed: 'Консультация завершена, заключение сохранено.',
+  joining: 'Открываем звонок…',
+  unsupportedAccount:
+    'Эта страница — для пациентов и сотрудников клиники. Войдите под своей учётной записью.',
+} as const;
+
+/** Russian text for a failed API call, by the problem's stable `code`. */
+export function errorText(e: unknown): string {
+  if (e instanceof NetworkError) {
+    return 'Нет связи с сервером. Проверьте подключение к интернету и попробуйте снова.';
+  }
+  if (e instanceof BadResponse) {
+    return 'Сервер ответил непонятно. Обновите страницу и попробуйте снова.';
+  }
+  if (!(e instanceof ApiProblem)) return 'Что-то пошло не так. Обновите страницу и попробуйте снова.';
+  switch (e.code) {
+    case 'unauthenticated':
+    case 'invalid_credentials':
+      return TEXT.sessionExpired;
+    case 'wrong_credentials':
+      return 'Неверный e-mail или пароль.';
+    case 'forbidden':
+      return 'У вашей учётной записи нет прав на это действие.';
+    case 'not_found':
+      return 'Не найдено. Возможно, запись удалена — обновите список.';
+    case 'outside_join_window':
+      return 'Звонок откроется за 15 минут до начала.';
+    case 'not_paid':
+      return 'Консультация ещё не оплачена.';
+    case 'consultation_closed':
+      return 'Консультация уже закрыта, звонок недоступен.';
+    case 'slot_taken':
+      return 'Этот слот уже занят, выберите другой.';
+    case 'slot_in_past':
+      return 'Это время уже прошло, выберите другое.';
+    case 'invalid_transition':
+    case 'concurrent_change':
+      return 'Статус консультации изменился. Обновите список и попробуйте снова.';
+    case 'not_a_session':
+      return 'Эта учётная запись не выходит из системы.';
+    case 'invalid_field':
+    case 'invalid_body':
+    case 'invalid_query':
+    case 'invalid_time':
+      return 'Сервер не принял введённые данные. Проверьте их и попробуйте снова.';
+    case 'body_too_large':
+      return 'Слишком длинный текст. Сократите его и попробуйте снова.';
+    case 'internal':
+      return 'Ошибка на сервере. Попробуйте позже.';
+    default:
+      if (e.status >= 500) return `Ошибка на сервере (${e.status}). Попробуйте позже.`;
+      return `Не удалось выполнить действие (код ошибки: ${e.code}).`;
+  }
+}
+
+// ---- times and money -----------------------------------------------------------------------
+
+const LOCALE = 'ru-RU';
+
+/** A formatter for `zone`, or for the browser's own zone if the name is unknown to it. */
+function formatter(zone: string, options: Intl.DateTimeFormatOptions): Intl.DateTimeFormat {
+  try {
+    return new Intl.DateTimeFormat(LOCALE, { ...options, timeZone: zone });
+  } catch {
+    return new Intl.DateTimeFormat(LOCALE, options);
+  }
+}
+
+/** The zone's name as people read it, e.g. «Москва, стандартное время» (zone Europe/Moscow). */
+function zoneName(at: Date, zone: string): string {
+  const part = formatter(zone, { timeZoneName: 'long' })
+    .formatToParts(at)
+    .find((p) => p.type === 'timeZoneName');
+  return part === undefined || part.value === zone ? zone : `${part.value}, ${zone}`;
+}
+
+/**
+ * A slot's time as «пт, 27 ноября 2026 г., 10:00–10:30», in the slot's own time zone, and that
+ * zone's name. Invalid times come back as the raw strings.
+ */
+export function slotTime(startsAt: string, endsAt: string, zone: string): { when: string; zone: string } {
+  const start = new Date(startsAt);
+  const end = new Date(endsAt);
+  if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) {
+    return { when: `${startsAt} – ${endsAt}`, zone };
+  }
+  const day = formatter(zone, { weekday: 'short', day: 'numeric', month: 'long', year: 'numeric' });
+  const time = formatter(zone, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  const sameDay = day.format(start) === day.format(end);
+  const when = sameDay
+    ? `${day.format(start)}, ${time.format(start)}–${time.format(end)}`
+    : `${day.format(start)}, ${time.format(start)} – ${day.format(end)}, ${time.format(end)}`;
+  return { when, zone: zoneName(start, zone) };
+}
+
+/** A moment as «27 ноября, 09:45» in `zone` (e.g. the payment deadline). */
+export function moment(at: string, zone: string): string {
+  const d = new Date(at);
+  if (Number.isNaN(d.getTime())) return at;
+  return formatter(zone, { day: 'numeric', month: 'long', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(d);
+}
+
+const RUB = new Intl.NumberFormat(LOCALE, { style: 'currency', currency: 'RUB', minimumFractionDigits: 0, maximumFractionDigits: 2 });
+
+export function price(kopecks: number): string {
+  return RUB.format(kopecks / 100);
+}
