@@ -70,7 +70,7 @@ web_deps() {
   fi
 }
 
-# Start Debian's PostgreSQL for the tests and export VIZIT_TEST_POSTGRES_URL (a role that may
+# Start Debian's PostgreSQL for the tests and export TEST_POSTGRES_URL (a role that may
 # create a database per test). Stopped again by stop_postgres (test.sh traps it on exit).
 PG_STARTED=""
 start_postgres() {
@@ -92,7 +92,7 @@ start_postgres() {
     while read -r db; do as_root su postgres -c "dropdb --if-exists '$db'"; done
   local port
   port="$(pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $3}')"
-  export VIZIT_TEST_POSTGRES_URL="postgres://vizit_test:vizit_test@127.0.0.1:${port}/postgres"
+  export TEST_POSTGRES_URL="postgres://vizit_test:vizit_test@127.0.0.1:${port}/postgres"
 }
 
 stop_postgres() {

@@ -1,8 +1,8 @@
 //! Booking throughput and latency of `POST /api/v1/consultations`, on SQLite and (when
-//! `VIZIT_TEST_POSTGRES_URL` is set) PostgreSQL. A benchmark, not a test:
+//! `TEST_POSTGRES_URL` is set) PostgreSQL. A benchmark, not a test:
 //!
 //! ```sh
-//! VIZIT_TEST_POSTGRES_URL=postgres://vizit_test:vizit_test@127.0.0.1:5432/postgres \
+//! TEST_POSTGRES_URL=postgres://vizit_test:vizit_test@127.0.0.1:5432/postgres \
 //!   cargo run --release -p vizit-api --example booking_bench -- 10 16
 //! ```
 //! Arguments: seconds (default 10), concurrent clients (default 16). Every booking is of a
@@ -28,9 +28,9 @@ async fn main() -> anyhow::Result<()> {
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
     let clients: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
     let mut targets = vec![("SQLite".to_owned(), sqlite_url())];
-    match std::env::var("VIZIT_TEST_POSTGRES_URL") {
+    match std::env::var("TEST_POSTGRES_URL") {
         Ok(admin) => targets.push(("PostgreSQL".to_owned(), postgres_url(&admin).await?)),
-        Err(_) => eprintln!("VIZIT_TEST_POSTGRES_URL is not set: PostgreSQL skipped"),
+        Err(_) => eprintln!("TEST_POSTGRES_URL is not set: PostgreSQL skipped"),
     }
     println!("| database | clients | bookings/s | p50 ms | p99 ms | max ms | non-201 |");
     println!("|---|---|---|---|---|---|---|");

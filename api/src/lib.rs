@@ -83,6 +83,22 @@ impl ApiState {
     }
 }
 
+impl ApiState {
+    /// Append one audit entry outside any transaction (reads, logins, key management).
+    pub async fn audit(
+        &self,
+        caller: Option<&auth::Caller>,
+        action: &str,
+        object_type: &str,
+        object_id: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let mut conn = self.db.pool.acquire().await?;
+        service::audit(&mut conn, caller, action, object_type, object_id, details).await?;
+        Ok(())
+    }
+}
+
 /// Milliseconds since the epoch, UTC.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

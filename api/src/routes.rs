@@ -250,16 +250,15 @@ pub async fn logout(
         .bind(secret_hash(secret))
         .execute(&state.db.pool)
         .await?;
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "session.logout",
-        "user",
-        caller.user_id(),
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "session.logout",
+            "user",
+            caller.user_id(),
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -301,16 +300,15 @@ pub async fn dev_login(
         },
         ip: crate::auth::client_ip(&parts),
     };
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "session.dev_login",
-        "user",
-        Some(&id),
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "session.dev_login",
+            "user",
+            Some(&id),
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok(Json(SessionView {
         token,
         expires_at: to_rfc3339(expires),
@@ -389,16 +387,15 @@ pub async fn create_patient(
         req.phone.as_deref(),
     )
     .await?;
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "patient.create",
-        "user",
-        Some(&id),
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "patient.create",
+            "user",
+            Some(&id),
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(UserView {
@@ -425,16 +422,15 @@ pub async fn patient_session(
     .await?;
     let (name,) = name.ok_or(ApiError::NotFound("patient"))?;
     let (token, expires) = create_session(&state, &patient).await?;
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "session.create",
-        "user",
-        Some(&patient),
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "session.create",
+            "user",
+            Some(&patient),
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(SessionView {
@@ -483,16 +479,15 @@ pub async fn create_staff(
         },
     )
     .await?;
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "staff.create",
-        "user",
-        Some(&id),
-        json!({"role": req.role}),
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "staff.create",
+            "user",
+            Some(&id),
+            json!({"role": req.role}),
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(UserView {
@@ -523,16 +518,15 @@ pub async fn list_staff(
             "disabled": row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
         }));
     }
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "staff.list",
-        "user",
-        None,
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "staff.list",
+            "user",
+            None,
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok(Json(out))
 }
 
@@ -561,16 +555,15 @@ pub async fn create_api_key(
         .bind(caller.user_id().unwrap_or_default())
         .execute(&state.db.pool)
         .await?;
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "api_key.create",
-        "api_key",
-        Some(&id),
-        json!({"name": name}),
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "api_key.create",
+            "api_key",
+            Some(&id),
+            json!({"name": name}),
+        )
+        .await?;
     // The key itself is shown once and never stored.
     Ok((
         StatusCode::CREATED,
@@ -614,16 +607,15 @@ pub async fn revoke_api_key(
     if revoked == 0 {
         return Err(ApiError::NotFound("API key"));
     }
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "api_key.revoke",
-        "api_key",
-        Some(&key),
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "api_key.revoke",
+            "api_key",
+            Some(&key),
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -782,16 +774,15 @@ pub async fn create_slot(
         }
         _ => e.into(),
     })?;
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "slot.create",
-        "slot",
-        Some(&slot_id),
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "slot.create",
+            "slot",
+            Some(&slot_id),
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(SlotView {
@@ -979,16 +970,15 @@ pub async fn list_consultations(
     .bind(offset)
     .fetch_all(&state.db.pool)
     .await?;
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "consultation.list",
-        "consultation",
-        None,
-        json!({"count": rows.len()}),
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "consultation.list",
+            "consultation",
+            None,
+            json!({"count": rows.len()}),
+        )
+        .await?;
     Ok(Json(Page {
         items: rows
             .into_iter()
@@ -1048,7 +1038,6 @@ pub async fn cancel(
             reason: Some(&reason),
             conclusion: None,
         },
-        |_| Ok(()),
     )
     .await?;
     Ok(Json(row.try_into()?))
@@ -1068,7 +1057,6 @@ pub async fn mark_paid(
         &cid,
         Transition::MarkPaid,
         TransitionData::default(),
-        |_| Ok(()),
     )
     .await?;
     Ok(Json(row.try_into()?))
@@ -1098,7 +1086,6 @@ pub async fn complete(
             reason: None,
             conclusion: Some(&conclusion),
         },
-        |_| Ok(()),
     )
     .await?;
     Ok(Json(row.try_into()?))
@@ -1171,7 +1158,6 @@ pub async fn join(
             &cid,
             Transition::Start,
             TransitionData::default(),
-            |_| Ok(()),
         )
         .await
         {
@@ -1186,16 +1172,15 @@ pub async fn join(
     };
     let user = caller.user_id().unwrap_or_default();
     let token = state.keys.issue(&cid, user, role, &name, ttl);
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "consultation.join",
-        "consultation",
-        Some(&cid),
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "consultation.join",
+            "consultation",
+            Some(&cid),
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok(Json(JoinView {
         call_url: format!("/call?token={token}"),
         token,
@@ -1226,16 +1211,15 @@ pub async fn overdue(
     .bind(offset)
     .fetch_all(&state.db.pool)
     .await?;
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "consultation.list_overdue",
-        "consultation",
-        None,
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "consultation.list_overdue",
+            "consultation",
+            None,
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok(Json(Page {
         items: rows
             .into_iter()
@@ -1329,16 +1313,15 @@ pub async fn audit_log(
                 .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok()),
         }));
     }
-    let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(&caller),
-        "audit.read",
-        "audit_log",
-        None,
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "audit.read",
+            "audit_log",
+            None,
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok(Json(Page {
         items,
         total,

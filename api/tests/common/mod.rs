@@ -1,5 +1,5 @@
 //! Test harness: the real API router on port 0, over a fresh database — a SQLite file or a new
-//! PostgreSQL database (from `VIZIT_TEST_POSTGRES_URL`, which `scripts/test.sh` sets up).
+//! PostgreSQL database (from `TEST_POSTGRES_URL`, which `scripts/test.sh` sets up).
 
 #![allow(dead_code)]
 
@@ -65,8 +65,8 @@ async fn database(backend: Backend) -> (String, Cleanup) {
             )
         }
         Backend::Postgres => {
-            let admin = std::env::var("VIZIT_TEST_POSTGRES_URL").expect(
-                "VIZIT_TEST_POSTGRES_URL must name a PostgreSQL server whose role may CREATE DATABASE \
+            let admin = std::env::var("TEST_POSTGRES_URL").expect(
+                "TEST_POSTGRES_URL must name a PostgreSQL server whose role may CREATE DATABASE \
                  (scripts/test.sh starts one); the API suite runs on both engines",
             );
             let name = format!("vizit_test_{}", uuid::Uuid::new_v4().simple());
