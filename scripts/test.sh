@@ -19,6 +19,15 @@ log "web-client typecheck"
 (cd web-client && npm run --silent typecheck)
 log "cargo test"
 cargo test --locked --workspace
+log "OpenAPI document validity (openapi-spec-validator)"
+apt_install python3-venv
+[ -x "$ROOT/.venv-test/bin/openapi-spec-validator" ] || {
+  python3 -m venv "$ROOT/.venv-test"
+  "$ROOT/.venv-test/bin/pip" install -q openapi-spec-validator
+}
+mkdir -p "$ROOT/target/openapi"
+"$ROOT/target/debug/vizit" openapi > "$ROOT/target/openapi/openapi.json"
+"$ROOT/.venv-test/bin/openapi-spec-validator" "$ROOT/target/openapi/openapi.json"
 log "browser end-to-end"
 "$ROOT/scripts/e2e.sh"
 log "all tests passed"

@@ -52,6 +52,8 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit (`serve` also applies them at start).
     Migrate,
+    /// Print the REST API's OpenAPI 3.1 document (also served at /api/v1/openapi.json).
+    Openapi,
     /// Manage staff accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -79,8 +81,17 @@ pub enum UserCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        use utoipa::OpenApi;
+        println!(
+            "{}",
+            vizit_api::openapi::ApiDoc::openapi().to_pretty_json()?
+        );
+        return Ok(());
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Openapi => unreachable!("handled above"),
         Command::Serve => serve(settings).await,
         Command::Token {
             room,

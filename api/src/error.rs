@@ -77,7 +77,7 @@ impl From<sqlx::Error> for ApiError {
 }
 
 /// RFC 9457 problem details, plus our stable `code`.
-#[derive(Debug, Serialize, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Serialize, Clone, PartialEq, serde::Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 pub mod service;
 
@@ -133,6 +134,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/consultations/{id}/complete", post(r::complete))
         .route("/admin/overdue", get(r::overdue))
         .route("/audit", get(r::audit_log))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::page))
+        .route("/docs.js", get(openapi::script))
         .fallback(r::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);

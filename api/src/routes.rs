@@ -12,13 +12,14 @@ use serde_json::json;
 use sqlx::Row;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
 use vizit_signaling::CallRole;
 
 use crate::auth::{
     API_KEY_PREFIX, Caller, SESSION_PREFIX, new_secret, secret_hash, verify_password,
 };
 use crate::domain::{ConsultationStatus, Role, SlotStatus, Transition};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::service::{self, ConsultationRow, TransitionData, audit};
 use crate::{ApiState, now_ms};
 
@@ -114,7 +115,7 @@ fn text(field: &'static str, value: &str, max: usize) -> Result<String, ApiError
     Ok(trimmed.to_owned())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -125,14 +126,14 @@ pub struct Page<T> {
 
 // ---- sessions -----------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     email: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
     token: String,
@@ -140,7 +141,7 @@ pub struct SessionView {
     user: UserView,
 }
 
-#[derive(Serialize, Clone)]
+#[derive(Serialize, ToSchema, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     id: String,
@@ -162,6 +163,7 @@ async fn create_session(state: &ApiState, user_id: &str) -> Result<(String, i64)
     Ok((token, expires))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "sessions", request_body = LoginRequest, responses((status = 200, body = SessionView), (status = 400, body = Problem), (status = 413, body = Problem)))]
 pub async fn login(
     State(state): State<ApiState>,
     parts: Parts,
@@ -226,6 +228,7 @@ pub async fn login(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "sessions", security(("bearer" = [])), responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn logout(
     State(state): State<ApiState>,
     caller: Caller,
@@ -262,18 +265,44 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn me(caller: Caller) -> Json<serde_json::Value> {
+/// Who the caller is: a person (`kind = user`) or the portal (`kind = service`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeView {
+    /// `user` or `service`.
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = MeView), (status = 401, body = Problem)))]
+pub async fn me(caller: Caller) -> Json<MeView> {
     Json(match &caller.principal {
-        crate::auth::Principal::User { id, role, name } => {
-            json!({"kind": "user", "id": id, "role": role, "name": name})
-        }
-        crate::auth::Principal::Service { key_id } => {
-            json!({"kind": "service", "apiKeyId": key_id})
-        }
+        crate::auth::Principal::User { id, role, name } => MeView {
+            kind: "user".into(),
+            id: Some(id.clone()),
+            role: Some(*role),
+            name: Some(name.clone()),
+            api_key_id: None,
+        },
+        crate::auth::Principal::Service { key_id } => MeView {
+            kind: "service".into(),
+            id: None,
+            role: None,
+            name: None,
+            api_key_id: Some(key_id.clone()),
+        },
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevLoginRequest {
     #[serde(default)]
@@ -281,6 +310,7 @@ pub struct DevLoginRequest {
 }
 
 /// Demo mode only: a patient and a session in one step, until ESIA login exists.
+#[utoipa::path(post, path = "/api/v1/auth/dev-login", tag = "sessions", request_body = DevLoginRequest, responses((status = 200, body = SessionView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 413, body = Problem)))]
 pub async fn dev_login(
     State(state): State<ApiState>,
     parts: Parts,
@@ -352,7 +382,7 @@ async fn insert_user(
     Ok(id)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreatePatient {
     name: String,
@@ -363,6 +393,7 @@ pub struct CreatePatient {
 }
 
 /// The portal registers a patient (until ESIA login lands).
+#[utoipa::path(post, path = "/api/v1/patients", tag = "people", security(("bearer" = [])), request_body = CreatePatient, responses((status = 201, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem)))]
 pub async fn create_patient(
     State(state): State<ApiState>,
     caller: Caller,
@@ -407,6 +438,7 @@ pub async fn create_patient(
 }
 
 /// The portal signs a patient in (it authenticated them itself).
+#[utoipa::path(post, path = "/api/v1/patients/{id}/sessions", tag = "people", security(("bearer" = [])), params(("id" = String, Path, description = "patient id")), responses((status = 201, body = SessionView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn patient_session(
     State(state): State<ApiState>,
     caller: Caller,
@@ -445,7 +477,7 @@ pub async fn patient_session(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateStaff {
     role: Role,
@@ -460,6 +492,7 @@ pub struct CreateStaff {
     bitrix_resource_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/staff", tag = "admin", security(("bearer" = [])), request_body = CreateStaff, responses((status = 201, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem)))]
 pub async fn create_staff(
     State(state): State<ApiState>,
     caller: Caller,
@@ -498,10 +531,22 @@ pub async fn create_staff(
     ))
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StaffView {
+    id: String,
+    role: Role,
+    email: Option<String>,
+    name: String,
+    disabled: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/staff", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = [StaffView]), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_staff(
     State(state): State<ApiState>,
     caller: Caller,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+) -> Result<Json<Vec<StaffView>>, ApiError> {
     caller.require(caller.is(Role::Admin))?;
     let rows = sqlx::query(
         "SELECT id, role, email, name, disabled_at FROM users WHERE role <> 'patient' ORDER BY created_at, id",
@@ -510,13 +555,15 @@ pub async fn list_staff(
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(json!({
-            "id": row.try_get::<String, _>("id")?,
-            "role": row.try_get::<String, _>("role")?,
-            "email": row.try_get::<Option<String>, _>("email")?,
-            "name": row.try_get::<String, _>("name")?,
-            "disabled": row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
-        }));
+        let role: String = row.try_get("role")?;
+        out.push(StaffView {
+            id: row.try_get("id")?,
+            role: Role::parse(&role)
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad role {role}")))?,
+            email: row.try_get("email")?,
+            name: row.try_get("name")?,
+            disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+        });
     }
     state
         .audit(
@@ -532,17 +579,18 @@ pub async fn list_staff(
 
 // ---- API keys -----------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     name: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "admin", security(("bearer" = [])), request_body = CreateApiKey, responses((status = 201, body = ApiKeyCreated), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem)))]
 pub async fn create_api_key(
     State(state): State<ApiState>,
     caller: Caller,
     Body(req): Body<CreateApiKey>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<ApiKeyCreated>), ApiError> {
     caller.require(caller.is(Role::Admin))?;
     let name = text("name", &req.name, 100)?;
     let id = uuid::Uuid::new_v4().to_string();
@@ -565,16 +613,33 @@ pub async fn create_api_key(
         )
         .await?;
     // The key itself is shown once and never stored.
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": id, "name": name, "key": key})),
-    ))
+    Ok((StatusCode::CREATED, Json(ApiKeyCreated { id, name, key })))
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyCreated {
+    id: String,
+    name: String,
+    /// The key itself: shown once, never stored.
+    key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    id: String,
+    name: String,
+    created_at: String,
+    revoked_at: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = [ApiKeyView]), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_api_keys(
     State(state): State<ApiState>,
     caller: Caller,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
     caller.require(caller.is(Role::Admin))?;
     let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
         "SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
@@ -583,13 +648,17 @@ pub async fn list_api_keys(
     .await?;
     Ok(Json(
         rows.into_iter()
-            .map(|(id, name, created, revoked)| {
-                json!({"id": id, "name": name, "createdAt": to_rfc3339(created), "revokedAt": revoked.map(to_rfc3339)})
+            .map(|(id, name, created, revoked)| ApiKeyView {
+                id,
+                name,
+                created_at: to_rfc3339(created),
+                revoked_at: revoked.map(to_rfc3339),
             })
             .collect(),
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path, description = "API key id")), responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn revoke_api_key(
     State(state): State<ApiState>,
     caller: Caller,
@@ -621,10 +690,21 @@ pub async fn revoke_api_key(
 
 // ---- doctors and slots --------------------------------------------------------------------
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DoctorView {
+    id: String,
+    name: String,
+    specialty: String,
+    time_zone: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/doctors", tag = "slots", security(("bearer" = [])),
+    responses((status = 200, body = [DoctorView]), (status = 401, body = Problem)))]
 pub async fn list_doctors(
     State(state): State<ApiState>,
     _caller: Caller,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+) -> Result<Json<Vec<DoctorView>>, ApiError> {
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT u.id, u.name, d.specialty, d.time_zone FROM doctors d JOIN users u ON u.id = d.user_id \
          WHERE u.disabled_at IS NULL ORDER BY u.name, u.id",
@@ -633,12 +713,18 @@ pub async fn list_doctors(
     .await?;
     Ok(Json(
         rows.into_iter()
-            .map(|(id, name, specialty, tz)| json!({"id": id, "name": name, "specialty": specialty, "timeZone": tz}))
+            .map(|(id, name, specialty, time_zone)| DoctorView {
+                id,
+                name,
+                specialty,
+                time_zone,
+            })
             .collect(),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SlotQuery {
     #[serde(default)]
@@ -647,7 +733,7 @@ pub struct SlotQuery {
     to: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SlotView {
     id: String,
@@ -659,6 +745,7 @@ pub struct SlotView {
     price_kopecks: i64,
 }
 
+#[utoipa::path(get, path = "/api/v1/doctors/{id}/slots", tag = "slots", security(("bearer" = [])), params(("id" = String, Path, description = "doctor id"), SlotQuery), responses((status = 200, body = [SlotView]), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn free_slots(
     State(state): State<ApiState>,
     _caller: Caller,
@@ -709,7 +796,7 @@ pub async fn free_slots(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateSlot {
     starts_at: String,
@@ -722,6 +809,7 @@ pub struct CreateSlot {
 }
 
 /// Admins and the portal publish slots (until the Bitrix24 sync does).
+#[utoipa::path(post, path = "/api/v1/doctors/{id}/slots", tag = "slots", security(("bearer" = [])), params(("id" = String, Path, description = "doctor id")), request_body = CreateSlot, responses((status = 201, body = SlotView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem)))]
 pub async fn create_slot(
     State(state): State<ApiState>,
     caller: Caller,
@@ -799,14 +887,29 @@ pub async fn create_slot(
 
 // ---- consultations ------------------------------------------------------------------------
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DoctorRef {
+    id: String,
+    name: String,
+    specialty: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatientRef {
+    id: String,
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsultationView {
     id: String,
     slot_id: String,
     status: ConsultationStatus,
-    doctor: serde_json::Value,
-    patient: serde_json::Value,
+    doctor: DoctorRef,
+    patient: PatientRef,
     price_kopecks: i64,
     starts_at: String,
     ends_at: String,
@@ -829,8 +932,15 @@ impl TryFrom<ConsultationRow> for ConsultationView {
     fn try_from(r: ConsultationRow) -> Result<Self, ApiError> {
         Ok(ConsultationView {
             status: r.status()?,
-            doctor: json!({"id": r.doctor_id, "name": r.doctor_name, "specialty": r.doctor_specialty}),
-            patient: json!({"id": r.patient_id, "name": r.patient_name}),
+            doctor: DoctorRef {
+                id: r.doctor_id,
+                name: r.doctor_name,
+                specialty: r.doctor_specialty,
+            },
+            patient: PatientRef {
+                id: r.patient_id,
+                name: r.patient_name,
+            },
             id: r.id,
             slot_id: r.slot_id,
             price_kopecks: r.price_kopecks,
@@ -851,7 +961,7 @@ impl TryFrom<ConsultationRow> for ConsultationView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BookRequest {
     slot_id: String,
@@ -860,6 +970,7 @@ pub struct BookRequest {
     patient_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/consultations", tag = "consultations", security(("bearer" = [])), request_body = BookRequest, responses((status = 201, body = ConsultationView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem)))]
 pub async fn book(
     State(state): State<ApiState>,
     caller: Caller,
@@ -895,7 +1006,8 @@ pub async fn book(
     Ok((StatusCode::CREATED, Json(row.try_into()?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConsultationQuery {
     #[serde(default)]
@@ -912,6 +1024,7 @@ pub struct ConsultationQuery {
     offset: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/consultations", tag = "consultations", security(("bearer" = [])), params(ConsultationQuery), responses((status = 200, body = Page<ConsultationView>), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn list_consultations(
     State(state): State<ApiState>,
     caller: Caller,
@@ -990,6 +1103,7 @@ pub async fn list_consultations(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/consultations/{id}", tag = "consultations", security(("bearer" = [])), params(("id" = String, Path, description = "consultation id")), responses((status = 200, body = ConsultationView), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_consultation(
     State(state): State<ApiState>,
     caller: Caller,
@@ -1013,12 +1127,13 @@ pub async fn get_consultation(
     Ok(Json(row.try_into()?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     reason: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/consultations/{id}/cancel", tag = "consultations", security(("bearer" = [])), params(("id" = String, Path, description = "consultation id")), request_body = CancelRequest, responses((status = 200, body = ConsultationView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem)))]
 pub async fn cancel(
     State(state): State<ApiState>,
     caller: Caller,
@@ -1044,6 +1159,7 @@ pub async fn cancel(
 }
 
 /// Until the payments issue lands, the clinic marks a booking paid.
+#[utoipa::path(post, path = "/api/v1/consultations/{id}/payment", tag = "consultations", security(("bearer" = [])), params(("id" = String, Path, description = "consultation id")), responses((status = 200, body = ConsultationView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn mark_paid(
     State(state): State<ApiState>,
     caller: Caller,
@@ -1062,12 +1178,13 @@ pub async fn mark_paid(
     Ok(Json(row.try_into()?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     conclusion: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/consultations/{id}/complete", tag = "consultations", security(("bearer" = [])), params(("id" = String, Path, description = "consultation id")), request_body = CompleteRequest, responses((status = 200, body = ConsultationView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem)))]
 pub async fn complete(
     State(state): State<ApiState>,
     caller: Caller,
@@ -1091,7 +1208,7 @@ pub async fn complete(
     Ok(Json(row.try_into()?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinView {
     token: String,
@@ -1101,6 +1218,7 @@ pub struct JoinView {
 
 /// A join token for the consultation's Room: only its patient and doctor, only once paid, only
 /// in the window around the slot. The first join starts the consultation.
+#[utoipa::path(post, path = "/api/v1/consultations/{id}/join", tag = "consultations", security(("bearer" = [])), params(("id" = String, Path, description = "consultation id")), responses((status = 200, body = JoinView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn join(
     State(state): State<ApiState>,
     caller: Caller,
@@ -1188,6 +1306,7 @@ pub async fn join(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/admin/overdue", tag = "admin", security(("bearer" = [])), params(ConsultationQuery), responses((status = 200, body = Page<ConsultationView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn overdue(
     State(state): State<ApiState>,
     caller: Caller,
@@ -1233,7 +1352,8 @@ pub async fn overdue(
 
 // ---- audit log ----------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuditQuery {
     #[serde(default)]
@@ -1252,11 +1372,29 @@ pub struct AuditQuery {
     offset: Option<i64>,
 }
 
+/// One audit log entry.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    id: i64,
+    at: String,
+    /// `user`, `api_key` or `system`.
+    actor_kind: String,
+    actor_id: Option<String>,
+    actor_role: Option<String>,
+    action: String,
+    object_type: String,
+    object_id: Option<String>,
+    ip: Option<String>,
+    details: Option<serde_json::Value>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", security(("bearer" = [])), params(AuditQuery), responses((status = 200, body = Page<AuditEntry>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn audit_log(
     State(state): State<ApiState>,
     caller: Caller,
     Params(q): Params<AuditQuery>,
-) -> Result<Json<Page<serde_json::Value>>, ApiError> {
+) -> Result<Json<Page<AuditEntry>>, ApiError> {
     caller.require(caller.is(Role::Admin))?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let from = q
@@ -1299,19 +1437,20 @@ pub async fn audit_log(
     .await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
-        items.push(json!({
-            "id": row.try_get::<i64, _>("id")?,
-            "at": to_rfc3339(row.try_get::<i64, _>("at")?),
-            "actorKind": row.try_get::<String, _>("actor_kind")?,
-            "actorId": row.try_get::<Option<String>, _>("actor_id")?,
-            "actorRole": row.try_get::<Option<String>, _>("actor_role")?,
-            "action": row.try_get::<String, _>("action")?,
-            "objectType": row.try_get::<String, _>("object_type")?,
-            "objectId": row.try_get::<Option<String>, _>("object_id")?,
-            "ip": row.try_get::<Option<String>, _>("ip")?,
-            "details": row.try_get::<Option<String>, _>("details")?
+        items.push(AuditEntry {
+            id: row.try_get("id")?,
+            at: to_rfc3339(row.try_get::<i64, _>("at")?),
+            actor_kind: row.try_get("actor_kind")?,
+            actor_id: row.try_get("actor_id")?,
+            actor_role: row.try_get("actor_role")?,
+            action: row.try_get("action")?,
+            object_type: row.try_get("object_type")?,
+            object_id: row.try_get("object_id")?,
+            ip: row.try_get("ip")?,
+            details: row
+                .try_get::<Option<String>, _>("details")?
                 .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok()),
-        }));
+        });
     }
     state
         .audit(

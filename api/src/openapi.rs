@@ -1,0 +1,151 @@
+//! The OpenAPI 3.1 document of `/api/v1`, generated from the handlers' annotations, and a small
+//! self-contained page that renders it (no CDN: it is served by Vizit itself).
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Vizit API",
+        version = "1",
+        description = "Consultations, slots, people and the audit log of a Vizit clinic. Errors are \
+                       application/problem+json documents with a stable `code`."
+    ),
+    paths(
+        routes::login, routes::logout, routes::dev_login, routes::me,
+        routes::create_patient, routes::patient_session,
+        routes::create_staff, routes::list_staff,
+        routes::create_api_key, routes::list_api_keys, routes::revoke_api_key,
+        routes::list_doctors, routes::free_slots, routes::create_slot,
+        routes::book, routes::list_consultations, routes::get_consultation, routes::cancel,
+        routes::mark_paid, routes::join, routes::complete,
+        routes::overdue, routes::audit_log,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "sessions", description = "Log in and out"),
+        (name = "people", description = "Patients registered by the portal"),
+        (name = "slots", description = "Doctors and their free slots"),
+        (name = "consultations", description = "Booking, payment, the call, closing"),
+        (name = "admin", description = "Staff, API keys, overdue consultations, audit log"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session token (vzs_…) or the portal's API key (vzk_…)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn document() -> Response {
+    let json = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+}
+
+/// `GET /api/v1/docs`: the document rendered for people.
+pub async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'",
+            ),
+        ],
+        DOCS_HTML,
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/docs.js`.
+pub async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        DOCS_JS,
+    )
+        .into_response()
+}
+
+const DOCS_HTML: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Vizit API</title><link rel="icon" href="data:,">
+<style>
+body{font:15px/1.5 system-ui,sans-serif;max-width:980px;margin:2rem auto;padding:0 1rem;color:#1d232a}
+h2{margin-top:2rem;border-bottom:1px solid #ddd}
+.op{border:1px solid #e3e6ea;border-radius:6px;margin:.6rem 0;padding:.5rem .8rem}
+.m{display:inline-block;min-width:4.2rem;font-weight:700;text-transform:uppercase}
+.get{color:#0b7a3e}.post{color:#1f5fbf}.delete{color:#b3261e}
+code,pre{font-family:ui-monospace,monospace;font-size:13px}pre{background:#f6f8fa;padding:.5rem;overflow:auto}
+summary{cursor:pointer}
+</style></head>
+<body><h1>Vizit API <small>/api/v1</small></h1>
+<p>The machine-readable document: <a href="/api/v1/openapi.json">openapi.json</a> (OpenAPI 3.1).</p>
+<div id="ops">Loading…</div>
+<script src="/api/v1/docs.js"></script></body></html>"#;
+
+const DOCS_JS: &str = r#"'use strict';
+(async () => {
+  const root = document.getElementById('ops');
+  const doc = await (await fetch('/api/v1/openapi.json')).json();
+  const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
+  const ref = (s) => s && s.$ref ? s.$ref.split('/').pop() : s && s.type === 'array' && s.items ? ref(s.items) + '[]' : s ? (s.type || 'object') : '';
+  root.textContent = '';
+  const byTag = {};
+  for (const [path, item] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(item)) {
+      const tag = (op.tags && op.tags[0]) || 'other';
+      (byTag[tag] = byTag[tag] || []).push([method, path, op]);
+    }
+  }
+  for (const tag of (doc.tags || []).map((t) => t.name).concat(Object.keys(byTag))) {
+    if (!byTag[tag]) continue;
+    const info = (doc.tags || []).find((t) => t.name === tag);
+    root.append(el('h2', '', tag + (info && info.description ? ' — ' + info.description : '')));
+    for (const [method, path, op] of byTag[tag]) {
+      const box = el('details', 'op');
+      const sum = el('summary');
+      sum.append(el('span', 'm ' + method, method), el('code', '', path));
+      if (op.summary) sum.append(' ', el('span', '', op.summary));
+      box.append(sum);
+      if (op.description) box.append(el('p', '', op.description));
+      for (const p of op.parameters || []) box.append(el('div', '', `${p.in} ${p.name}${p.required ? ' (required)' : ''}: ${ref(p.schema)}${p.description ? ' — ' + p.description : ''}`));
+      const body = op.requestBody && op.requestBody.content && op.requestBody.content['application/json'];
+      if (body) box.append(el('div', '', 'body: ' + ref(body.schema)));
+      for (const [status, r] of Object.entries(op.responses || {})) {
+        const c = r.content && (r.content['application/json'] || r.content['application/problem+json']);
+        box.append(el('div', '', `${status}: ${c ? ref(c.schema) : (r.description || '')}`));
+      }
+      root.append(box);
+    }
+  }
+  const schemas = (doc.components && doc.components.schemas) || {};
+  root.append(el('h2', '', 'Schemas'));
+  for (const [name, schema] of Object.entries(schemas)) {
+    const box = el('details', 'op');
+    box.append(el('summary', '', name), el('pre', '', JSON.stringify(schema, null, 2)));
+    root.append(box);
+  }
+})().catch((e) => { document.getElementById('ops').textContent = 'Cannot load the document: ' + e; });
+"#;

@@ -1,0 +1,454 @@
+//! The OpenAPI document is valid 3.1, names every route, and every response the tests see matches
+//! the schema it documents for that status — no undocumented field, no missing required one.
+
+mod common;
+
+use common::Clinic;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Every route of `vizit_api::router` (keep in step with lib.rs).
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/logout"),
+    ("post", "/api/v1/auth/dev-login"),
+    ("get", "/api/v1/me"),
+    ("post", "/api/v1/patients"),
+    ("post", "/api/v1/patients/{id}/sessions"),
+    ("post", "/api/v1/staff"),
+    ("get", "/api/v1/staff"),
+    ("post", "/api/v1/api-keys"),
+    ("get", "/api/v1/api-keys"),
+    ("delete", "/api/v1/api-keys/{id}"),
+    ("get", "/api/v1/doctors"),
+    ("get", "/api/v1/doctors/{id}/slots"),
+    ("post", "/api/v1/doctors/{id}/slots"),
+    ("post", "/api/v1/consultations"),
+    ("get", "/api/v1/consultations"),
+    ("get", "/api/v1/consultations/{id}"),
+    ("post", "/api/v1/consultations/{id}/cancel"),
+    ("post", "/api/v1/consultations/{id}/payment"),
+    ("post", "/api/v1/consultations/{id}/join"),
+    ("post", "/api/v1/consultations/{id}/complete"),
+    ("get", "/api/v1/admin/overdue"),
+    ("get", "/api/v1/audit"),
+];
+
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let name = r.rsplit('/').next().unwrap();
+            let target = &doc["components"]["schemas"][name];
+            assert!(!target.is_null(), "dangling $ref {r}");
+            resolve(doc, target)
+        }
+        None => schema,
+    }
+}
+
+fn type_matches(ty: &str, value: &Value) -> bool {
+    match ty {
+        "null" => value.is_null(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        other => panic!("unknown schema type {other}"),
+    }
+}
+
+/// A small JSON-Schema check, enough for what utoipa emits.
+fn check(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    let schema = resolve(doc, schema);
+    for key in ["oneOf", "anyOf"] {
+        if let Some(options) = schema.get(key).and_then(Value::as_array) {
+            return if options.iter().any(|s| check(doc, s, value, at).is_ok()) {
+                Ok(())
+            } else {
+                Err(format!("{at}: {value} matches none of {key} {options:?}"))
+            };
+        }
+    }
+    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        for s in all {
+            check(doc, s, value, at)?;
+        }
+        return Ok(());
+    }
+    if let Some(values) = schema.get("enum").and_then(Value::as_array)
+        && !values.contains(value)
+    {
+        return Err(format!("{at}: {value} is not one of {values:?}"));
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return Ok(()), // any value (e.g. free-form details)
+    };
+    if !types.iter().any(|t| type_matches(t, value)) {
+        return Err(format!("{at}: {value} is not of type {types:?}"));
+    }
+    if let (Some(object), true) = (value.as_object(), types.contains(&"object")) {
+        let properties = schema["properties"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap();
+            if !object.contains_key(name) {
+                return Err(format!("{at}: required field {name} is missing"));
+            }
+        }
+        for (name, field) in object {
+            let Some(field_schema) = properties.get(name) else {
+                return Err(format!("{at}: field {name} is not in the document"));
+            };
+            check(doc, field_schema, field, &format!("{at}.{name}"))?;
+        }
+    }
+    if let (Some(items), true) = (value.as_array(), types.contains(&"array")) {
+        for (i, item) in items.iter().enumerate() {
+            check(doc, &schema["items"], item, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+struct Conformance {
+    doc: Value,
+    checked: Vec<String>,
+}
+
+impl Conformance {
+    fn see(&mut self, method: &str, template: &str, status: StatusCode, body: &Value) {
+        let op = &self.doc["paths"][template][method];
+        assert!(!op.is_null(), "{method} {template} is not in the document");
+        let response = &op["responses"][status.as_str()];
+        assert!(
+            !response.is_null(),
+            "{method} {template} answered {status}, which the document does not list"
+        );
+        let content = &response["content"];
+        if body.is_null() {
+            assert!(
+                content.is_null(),
+                "{method} {template} {status}: documented a body, got none"
+            );
+        } else {
+            let schema = content
+                .get("application/json")
+                .or_else(|| content.get("application/problem+json"))
+                .map(|c| &c["schema"])
+                .unwrap_or_else(|| {
+                    panic!("{method} {template} {status}: no documented body for {body}")
+                });
+            if let Err(e) = check(
+                &self.doc,
+                schema,
+                body,
+                &format!("{method} {template} {status}"),
+            ) {
+                panic!("{e}");
+            }
+        }
+        self.checked.push(format!("{method} {template} {status}"));
+    }
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_and_lists_every_route() {
+    let c = Clinic::new(vizit_api::Backend::Sqlite).await;
+    let (status, doc) = c.api.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for (method, path) in ROUTES {
+        assert!(
+            !doc["paths"][path][method].is_null(),
+            "{method} {path} missing from the document"
+        );
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        ROUTES.len(),
+        "the document lists routes the router does not have"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let (status, _) = c.api.call(Method::GET, "/docs", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_response_the_tests_see_matches_the_document() {
+    let c = Clinic::new(vizit_api::Backend::Sqlite).await;
+    let api = &c.api;
+    let (_, doc) = api.call(Method::GET, "/openapi.json", None, None).await;
+    let mut seen = Conformance {
+        doc,
+        checked: Vec::new(),
+    };
+    macro_rules! see {
+        ($method:literal, $template:literal, $resp:expr) => {{
+            let (status, body) = $resp;
+            seen.see($method, $template, status, &body);
+            body
+        }};
+    }
+
+    see!(
+        "post",
+        "/api/v1/auth/login",
+        api.call(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"email": "admin@clinic.test", "password": "password-123456"}))
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/auth/login",
+        api.call(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"email": "x@y.z", "password": "wrong"}))
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/auth/dev-login",
+        api.call(
+            Method::POST,
+            "/auth/dev-login",
+            None,
+            Some(json!({"name": "Демо"}))
+        )
+        .await
+    );
+    see!("get", "/api/v1/me", api.get("/me", &c.patient).await);
+    see!("get", "/api/v1/me", api.get("/me", &c.service).await);
+    see!(
+        "get",
+        "/api/v1/me",
+        api.call(Method::GET, "/me", None, None).await
+    );
+    let patient = see!(
+        "post",
+        "/api/v1/patients",
+        api.post(
+            "/patients",
+            &c.service,
+            json!({"name": "Новый", "email": "n@example.test"})
+        )
+        .await
+    );
+    let pid = patient["id"].as_str().unwrap();
+    see!(
+        "post",
+        "/api/v1/patients/{id}/sessions",
+        api.post(&format!("/patients/{pid}/sessions"), &c.service, json!({}))
+            .await
+    );
+    see!(
+        "post",
+        "/api/v1/patients/{id}/sessions",
+        api.post(&format!("/patients/{pid}/sessions"), &c.admin, json!({}))
+            .await
+    );
+    see!("post", "/api/v1/staff", api.post("/staff", &c.admin, json!({"role": "doctor", "email": "d2@clinic.test", "name": "Д", "password": "password-123456", "specialty": "ЛОР"})).await);
+    see!("post", "/api/v1/staff", api.post("/staff", &c.admin, json!({"role": "doctor", "email": "d2@clinic.test", "name": "Д", "password": "password-123456", "specialty": "ЛОР"})).await);
+    see!("get", "/api/v1/staff", api.get("/staff", &c.admin).await);
+    let key = see!(
+        "post",
+        "/api/v1/api-keys",
+        api.post("/api-keys", &c.admin, json!({"name": "spare"}))
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/api-keys",
+        api.get("/api-keys", &c.admin).await
+    );
+    let kid = key["id"].as_str().unwrap();
+    see!(
+        "delete",
+        "/api/v1/api-keys/{id}",
+        api.call(
+            Method::DELETE,
+            &format!("/api-keys/{kid}"),
+            Some(&c.admin),
+            None
+        )
+        .await
+    );
+    see!(
+        "delete",
+        "/api/v1/api-keys/{id}",
+        api.call(
+            Method::DELETE,
+            &format!("/api-keys/{kid}"),
+            Some(&c.admin),
+            None
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/doctors",
+        api.get("/doctors", &c.patient).await
+    );
+    see!(
+        "get",
+        "/api/v1/doctors/{id}/slots",
+        api.get(&format!("/doctors/{}/slots", c.doctor_id), &c.patient)
+            .await
+    );
+    let slot = see!("post", "/api/v1/doctors/{id}/slots", api.post(&format!("/doctors/{}/slots", c.doctor_id), &c.service, json!({"startsAt": "2099-03-01T10:00:00+03:00", "endsAt": "2099-03-01T10:30:00+03:00", "priceKopecks": 150000})).await);
+    see!("post", "/api/v1/doctors/{id}/slots", api.post(&format!("/doctors/{}/slots", c.doctor_id), &c.patient, json!({"startsAt": "2099-03-01T10:00:00Z", "endsAt": "2099-03-01T10:30:00Z", "priceKopecks": 1})).await);
+    let booked = see!(
+        "post",
+        "/api/v1/consultations",
+        api.post("/consultations", &c.patient, json!({"slotId": slot["id"]}))
+            .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations",
+        api.post(
+            "/consultations",
+            &c.other_patient,
+            json!({"slotId": slot["id"]})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations",
+        api.post("/consultations", &c.patient, json!({"slotId": 1}))
+            .await
+    );
+    let id = booked["id"].as_str().unwrap();
+    see!(
+        "get",
+        "/api/v1/consultations",
+        api.get("/consultations?limit=10", &c.patient).await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}",
+        api.get(&format!("/consultations/{id}"), &c.doctor).await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}",
+        api.get(&format!("/consultations/{id}"), &c.other_patient)
+            .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/join",
+        api.post(&format!("/consultations/{id}/join"), &c.patient, json!({}))
+            .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/payment",
+        api.post(
+            &format!("/consultations/{id}/payment"),
+            &c.service,
+            json!({})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/payment",
+        api.post(
+            &format!("/consultations/{id}/payment"),
+            &c.patient,
+            json!({})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/cancel",
+        api.post(
+            &format!("/consultations/{id}/cancel"),
+            &c.patient,
+            json!({"reason": "передумал"})
+        )
+        .await
+    );
+    let soon = c.paid(5).await;
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/join",
+        api.post(&format!("/consultations/{soon}/join"), &c.doctor, json!({}))
+            .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/complete",
+        api.post(
+            &format!("/consultations/{soon}/complete"),
+            &c.doctor,
+            json!({"conclusion": "Рекомендации"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/complete",
+        api.post(
+            &format!("/consultations/{soon}/complete"),
+            &c.doctor,
+            json!({"conclusion": "Ещё раз"})
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/overdue",
+        api.get("/admin/overdue", &c.head).await
+    );
+    see!(
+        "get",
+        "/api/v1/audit",
+        api.get("/audit?limit=50", &c.admin).await
+    );
+    see!("get", "/api/v1/audit", api.get("/audit", &c.patient).await);
+    see!(
+        "post",
+        "/api/v1/auth/logout",
+        api.call(Method::POST, "/auth/logout", Some(&c.head), None)
+            .await
+    );
+
+    // Every route was exercised at least once.
+    for (method, path) in ROUTES {
+        assert!(
+            seen.checked
+                .iter()
+                .any(|c| c.starts_with(&format!("{method} {path} "))),
+            "{method} {path} was not exercised"
+        );
+    }
+}
