@@ -119,6 +119,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/patients", post(r::create_patient))
         .route("/patients/{id}/sessions", post(r::patient_session))
         .route("/staff", post(r::create_staff).get(r::list_staff))
+        .route("/staff/{id}/disable", post(r::disable_staff))
         .route("/api-keys", post(r::create_api_key).get(r::list_api_keys))
         .route("/api-keys/{id}", delete(r::revoke_api_key))
         .route("/doctors", get(r::list_doctors))

@@ -19,7 +19,7 @@ use crate::routes;
     paths(
         routes::login, routes::logout, routes::dev_login, routes::me,
         routes::create_patient, routes::patient_session,
-        routes::create_staff, routes::list_staff,
+        routes::create_staff, routes::list_staff, routes::disable_staff,
         routes::create_api_key, routes::list_api_keys, routes::revoke_api_key,
         routes::list_doctors, routes::free_slots, routes::create_slot,
         routes::book, routes::list_consultations, routes::get_consultation, routes::cancel,

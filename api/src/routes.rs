@@ -577,6 +577,55 @@ pub async fn list_staff(
     Ok(Json(out))
 }
 
+/// Disable a staff account: it can no longer log in, and its sessions end now.
+#[utoipa::path(post, path = "/api/v1/staff/{id}/disable", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "staff user id")),
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn disable_staff(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(caller.is(Role::Admin))?;
+    let user = id(&raw, "staff member")?;
+    if caller.user_id() == Some(user.as_str()) {
+        return Err(ApiError::bad_request(
+            "cannot_disable_self",
+            "an admin cannot disable their own account",
+        ));
+    }
+    let now = now_ms();
+    let mut tx = state.db.begin_write().await?;
+    let disabled = sqlx::query(
+        "UPDATE users SET disabled_at = $1 WHERE id = $2 AND role <> 'patient' AND disabled_at IS NULL",
+    )
+    .bind(now)
+    .bind(&user)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if disabled == 0 {
+        return Err(ApiError::NotFound("staff member"));
+    }
+    sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(&user)
+        .execute(&mut *tx)
+        .await?;
+    audit(
+        &mut tx,
+        Some(&caller),
+        "staff.disable",
+        "user",
+        Some(&user),
+        serde_json::Value::Null,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 // ---- API keys -----------------------------------------------------------------------------
 
 #[derive(Deserialize, ToSchema)]

@@ -35,7 +35,7 @@ fn token(c: &Clinic, role: usize) -> Option<&str> {
 struct Case {
     method: Method,
     /// `{d}` doctor, `{p}` patient, `{c}` a fresh paid consultation starting in 5 minutes, `{k}` a
-    /// fresh API key, `{n}` a two-digit number unique within the case.
+    /// fresh API key, `{s}` a fresh staff member, `{n}` a two-digit number unique within the case.
     path: &'static str,
     body: Value,
     /// Expected status per role, in the order of ROLES.
@@ -176,6 +176,13 @@ async fn every_endpoint_by_every_role(backend: vizit_api::Backend) {
                 .replace("{p}", &c.patient_id);
             if path.contains("{c}") {
                 path = path.replace("{c}", &c.paid(5).await);
+            }
+            if path.contains("{s}") {
+                let email = format!("spare{unique}@clinic.test");
+                path = path.replace(
+                    "{s}",
+                    &c.api.staff(vizit_api::domain::Role::Doctor, &email).await,
+                );
             }
             if path.contains("{k}") {
                 path = path.replace("{k}", &fresh_key(&c).await);

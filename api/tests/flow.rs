@@ -403,3 +403,55 @@ on_both_databases!(
     the_audit_log_refuses_updates_and_deletes,
     super::audit_log_is_append_only
 );
+
+async fn disabled_staff_are_locked_out(backend: vizit_api::Backend) {
+    let c = Clinic::new(backend).await;
+    let (status, _) = c.api.get("/me", &c.other_doctor).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = c
+        .api
+        .post(
+            &format!("/staff/{}/disable", c.other_doctor_id),
+            &c.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // The open session ends at once, and a new login is refused.
+    let (status, problem) = c.api.get("/me", &c.other_doctor).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
+    let (status, problem) = c
+        .api
+        .call(
+            reqwest::Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"email": "other-doctor@clinic.test", "password": "password-123456"})),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("wrong_credentials"))
+    );
+    // An admin cannot lock themselves out.
+    let (_, me) = c.api.get("/me", &c.admin).await;
+    let (status, problem) = c
+        .api
+        .post(
+            &format!("/staff/{}/disable", me["id"].as_str().unwrap()),
+            &c.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("cannot_disable_self"))
+    );
+}
+on_both_databases!(
+    disabled_staff_lose_their_sessions_and_cannot_log_in,
+    super::disabled_staff_are_locked_out
+);

@@ -17,6 +17,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/patients/{id}/sessions"),
     ("post", "/api/v1/staff"),
     ("get", "/api/v1/staff"),
+    ("post", "/api/v1/staff/{id}/disable"),
     ("post", "/api/v1/api-keys"),
     ("get", "/api/v1/api-keys"),
     ("delete", "/api/v1/api-keys/{id}"),
@@ -274,7 +275,36 @@ async fn every_response_the_tests_see_matches_the_document() {
     );
     see!("post", "/api/v1/staff", api.post("/staff", &c.admin, json!({"role": "doctor", "email": "d2@clinic.test", "name": "Д", "password": "password-123456", "specialty": "ЛОР"})).await);
     see!("post", "/api/v1/staff", api.post("/staff", &c.admin, json!({"role": "doctor", "email": "d2@clinic.test", "name": "Д", "password": "password-123456", "specialty": "ЛОР"})).await);
-    see!("get", "/api/v1/staff", api.get("/staff", &c.admin).await);
+    let staff = see!("get", "/api/v1/staff", api.get("/staff", &c.admin).await);
+    let other_doctor = staff
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["email"] == "other-doctor@clinic.test")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    see!(
+        "post",
+        "/api/v1/staff/{id}/disable",
+        api.post(
+            &format!("/staff/{other_doctor}/disable"),
+            &c.admin,
+            json!({})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/staff/{id}/disable",
+        api.post(
+            &format!("/staff/{other_doctor}/disable"),
+            &c.admin,
+            json!({})
+        )
+        .await
+    );
     let key = see!(
         "post",
         "/api/v1/api-keys",

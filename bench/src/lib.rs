@@ -1,0 +1,481 @@
+//! A load generator for Vizit's SFU.
+//!
+//! N rooms × 2 synthetic participants, each a real WebRTC peer (str0m: ICE, DTLS, SRTP) with
+//! its own UDP socket, all driven as tasks on the caller's runtime (one thread in the benchmark
+//! binary). Each publishes Opus-sized audio (50 frames/s) and VP8-sized video (a configurable
+//! bitrate and frame rate, with a bigger keyframe every 2 s) and receives the other's.
+//!
+//! Every frame carries a header — room, sender, kind, sequence number, send time — and a body
+//! derived from the sequence number, so the receiver checks that the payload arrived unchanged,
+//! counts what never arrived, and measures one-way forwarding latency on the shared host clock.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use vizit_signaling::{CallRole, TokenKeys};
+
+const MAGIC: u32 = 0x5649_5a54; // "VIZT"
+const HEADER: usize = 4 + 4 + 1 + 1 + 8 + 8;
+const AUDIO_BYTES: usize = 160;
+const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// `http://host:port` of the server.
+    pub base_url: String,
+    /// The server's `auth.token_secret`, to mint join tokens.
+    pub token_secret: String,
+    pub rooms: usize,
+    /// Sending time of each peer (after it connected).
+    pub duration: Duration,
+    /// Video bitrate per publisher, bits per second.
+    pub video_bitrate: u32,
+    pub video_fps: u32,
+}
+
+impl LoadOptions {
+    pub fn new(base_url: impl Into<String>, token_secret: impl Into<String>, rooms: usize) -> Self {
+        LoadOptions {
+            base_url: base_url.into(),
+            token_secret: token_secret.into(),
+            rooms,
+            duration: Duration::from_secs(10),
+            video_bitrate: 1_500_000,
+            video_fps: 30,
+        }
+    }
+}
+
+/// What one receiving peer saw of its one sender.
+#[derive(Debug, Default, Clone)]
+pub struct PeerStats {
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    /// Frames inside the received sequence range that never arrived.
+    pub frames_lost: u64,
+    /// Frames whose header or body did not match what the sender wrote.
+    pub corrupt: u64,
+    /// One-way latency of each received frame, microseconds.
+    pub latencies_us: Vec<u32>,
+    /// Interarrival jitter (RFC 3550 style) of video frames, microseconds.
+    pub jitter_us: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub rooms: usize,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub frames_lost: u64,
+    pub corrupt: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub jitter_ms: f64,
+    /// Peers that failed to join or connect.
+    pub failed_peers: usize,
+}
+
+impl Report {
+    pub fn loss_percent(&self) -> f64 {
+        let expected = self.frames_received + self.frames_lost;
+        if expected == 0 {
+            0.0
+        } else {
+            self.frames_lost as f64 * 100.0 / expected as f64
+        }
+    }
+}
+
+fn clock() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn micros_now() -> u64 {
+    clock().elapsed().as_micros() as u64
+}
+
+/// The frame a sender writes: header then a body derived from the sequence number.
+pub fn frame(room: u32, sender: u8, kind: u8, seq: u64, len: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(len.max(HEADER));
+    data.extend_from_slice(&MAGIC.to_be_bytes());
+    data.extend_from_slice(&room.to_be_bytes());
+    data.push(sender);
+    data.push(kind);
+    data.extend_from_slice(&seq.to_be_bytes());
+    data.extend_from_slice(&micros_now().to_be_bytes());
+    let mut x = (seq as u32).wrapping_mul(2_654_435_761) | 1;
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data.push(x as u8);
+    }
+    data
+}
+
+struct Parsed {
+    room: u32,
+    sender: u8,
+    kind: u8,
+    seq: u64,
+    sent_us: u64,
+}
+
+/// Parse and verify a received frame (`first_byte` is what the sender overwrote for VP8).
+fn parse(data: &[u8]) -> Option<Parsed> {
+    if data.len() < HEADER || u32::from_be_bytes(data[0..4].try_into().ok()?) != MAGIC {
+        return None;
+    }
+    let p = Parsed {
+        room: u32::from_be_bytes(data[4..8].try_into().ok()?),
+        sender: data[8],
+        kind: data[9],
+        seq: u64::from_be_bytes(data[10..18].try_into().ok()?),
+        sent_us: u64::from_be_bytes(data[18..26].try_into().ok()?),
+    };
+    let expected = frame(p.room, p.sender, p.kind, p.seq, data.len());
+    (expected[HEADER..] == data[HEADER..]).then_some(p)
+}
+
+/// Mint a join token the server accepts.
+fn token(keys: &TokenKeys, room: &str, participant: &str, role: CallRole) -> String {
+    keys.issue(
+        room,
+        participant,
+        role,
+        participant,
+        Duration::from_secs(3600),
+    )
+}
+
+/// Run `rooms` rooms of two publishers for `duration`; returns what the receivers saw.
+pub async fn run(options: &LoadOptions) -> anyhow::Result<Report> {
+    let keys = TokenKeys::new(&SecretString::from(options.token_secret.clone()))
+        .context("token secret")?;
+    let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut tasks = tokio::task::JoinSet::new();
+    for room in 0..options.rooms {
+        for sender in 0..2u8 {
+            let role = if sender == 0 {
+                CallRole::Doctor
+            } else {
+                CallRole::Patient
+            };
+            let room_name = format!("bench-{run_id}-{room}");
+            let token = token(&keys, &room_name, &format!("p{sender}"), role);
+            let options = options.clone();
+            tasks.spawn(async move { peer(&options, room as u32, sender, token).await });
+        }
+    }
+    let mut report = Report {
+        rooms: options.rooms,
+        ..Report::default()
+    };
+    let mut latencies = Vec::new();
+    let mut jitter = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        match result? {
+            Ok(stats) => {
+                report.frames_sent += stats.frames_sent;
+                report.frames_received += stats.frames_received;
+                report.frames_lost += stats.frames_lost;
+                report.corrupt += stats.corrupt;
+                latencies.extend(stats.latencies_us);
+                jitter.push(stats.jitter_us);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a peer failed");
+                report.failed_peers += 1;
+            }
+        }
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |v| *v as f64 / 1000.0)
+    };
+    report.p50_ms = pct(0.50);
+    report.p99_ms = pct(0.99);
+    report.max_ms = latencies.last().map_or(0.0, |v| *v as f64 / 1000.0);
+    report.jitter_ms = if jitter.is_empty() {
+        0.0
+    } else {
+        jitter.iter().sum::<f64>() / jitter.len() as f64 / 1000.0
+    };
+    Ok(report)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await? {
+            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(text.as_str())?),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => bail!("websocket: {e}"),
+            None => bail!("websocket closed"),
+        }
+    }
+}
+
+/// One participant: join, publish audio and video, receive the other's, report.
+async fn peer(
+    options: &LoadOptions,
+    room: u32,
+    me: u8,
+    token: String,
+) -> anyhow::Result<PeerStats> {
+    let ws_url = format!("{}/ws", options.base_url.replacen("http", "ws", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .context("websocket")?;
+    ws.send(Message::text(
+        json!({"type": "join", "version": 1, "token": token}).to_string(),
+    ))
+    .await?;
+    let joined = next_json(&mut ws).await?;
+    if joined["type"] != "joined" {
+        bail!("join refused: {joined}");
+    }
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = socket.local_addr()?;
+    let mut rtc = Rtc::builder().build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(addr, "udp")?);
+    let mut api = rtc.sdp_api();
+    let audio = api.add_media(
+        MediaKind::Audio,
+        Direction::SendOnly,
+        Some(format!("p{me}")),
+        None,
+        None,
+    );
+    let video = api.add_media(
+        MediaKind::Video,
+        Direction::SendOnly,
+        Some(format!("p{me}")),
+        None,
+        None,
+    );
+    let (offer, pending) = api.apply().context("offer")?;
+    ws.send(Message::text(
+        json!({"type": "offer", "sdp": offer.to_sdp_string()}).to_string(),
+    ))
+    .await?;
+    let answer = loop {
+        let message = next_json(&mut ws).await?;
+        if message["type"] == "answer" {
+            break message;
+        }
+    };
+    rtc.sdp_api().accept_answer(
+        pending,
+        SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap_or(""))?,
+    )?;
+
+    let mut stats = PeerStats::default();
+    let mut receiving = Receiving::default();
+    let mut buf = vec![0u8; 2048];
+    let video_bytes = (options.video_bitrate / 8 / options.video_fps.max(1)) as usize;
+    let video_interval = Duration::from_secs(1) / options.video_fps.max(1);
+    let connect_deadline = Instant::now() + Duration::from_secs(20);
+    let mut sending_until: Option<Instant> = None;
+    let (mut next_audio, mut next_video) = (Instant::now(), Instant::now());
+    let (mut audio_seq, mut video_seq) = (0u64, 0u64);
+    let mut drain_until = None;
+    loop {
+        let now = Instant::now();
+        if sending_until.is_none() && rtc.is_connected() {
+            sending_until = Some(now + options.duration);
+        }
+        if sending_until.is_none() && now > connect_deadline {
+            bail!("not connected after 20 s");
+        }
+        if let Some(until) = sending_until {
+            if now >= until && drain_until.is_none() {
+                // Stop sending; keep receiving what is in flight.
+                drain_until = Some(now + Duration::from_millis(700));
+            }
+            if drain_until.is_none() {
+                if now >= next_audio {
+                    audio_seq += 1;
+                    write(
+                        &mut rtc,
+                        audio,
+                        Codec::Opus,
+                        frame(room, me, 0, audio_seq, AUDIO_BYTES),
+                        audio_seq * 960,
+                    )?;
+                    next_audio += AUDIO_INTERVAL;
+                }
+                if now >= next_video {
+                    video_seq += 1;
+                    let keyframe = video_seq % (options.video_fps as u64 * 2) == 1;
+                    let len = if keyframe {
+                        video_bytes * 4
+                    } else {
+                        video_bytes
+                    };
+                    let mut data = frame(room, me, 1, video_seq, len.max(HEADER + 1));
+                    // VP8 payload header: P bit 0 marks a keyframe. Keep the magic intact by
+                    // placing it in a leading byte the receiver strips.
+                    data.insert(0, if keyframe { 0x10 } else { 0x11 });
+                    write(&mut rtc, video, Codec::Vp8, data, video_seq * 3000)?;
+                    next_video += video_interval;
+                }
+            }
+        }
+        if drain_until.is_some_and(|d| now >= d) {
+            break;
+        }
+        // Drain output.
+        let timeout = loop {
+            match rtc.poll_output()? {
+                Output::Timeout(t) => break t,
+                Output::Transmit(t) => {
+                    let _ = socket.send_to(&t.contents, t.destination).await;
+                }
+                Output::Event(Event::MediaData(data)) => {
+                    let kind = rtc.media(data.mid).map(|m| m.kind());
+                    receiving.record(room, me, kind, &data.data, &mut stats);
+                }
+                Output::Event(_) => {}
+            }
+        };
+        let wake = timeout
+            .min(next_audio)
+            .min(next_video)
+            .min(drain_until.unwrap_or(timeout));
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                let (n, source) = received?;
+                if let Ok(contents) = buf[..n].try_into() {
+                    let receive = Receive { proto: Protocol::Udp, source, destination: addr, contents };
+                    rtc.handle_input(Input::Receive(Instant::now(), receive))?;
+                }
+            }
+            message = ws.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(text.as_str())?;
+                    if value["type"] == "offer" {
+                        let offer = SdpOffer::from_sdp_string(value["sdp"].as_str().unwrap_or(""))?;
+                        let answer = rtc.sdp_api().accept_offer(offer)?;
+                        ws.send(Message::text(json!({"type": "answer", "sdp": answer.to_sdp_string()}).to_string())).await?;
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => bail!("signaling closed"),
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        rtc.handle_input(Input::Timeout(Instant::now()))?;
+    }
+    let _ = ws
+        .send(Message::text(json!({"type": "leave"}).to_string()))
+        .await;
+    stats.frames_sent = audio_seq + video_seq;
+    receiving.finish(&mut stats);
+    Ok(stats)
+}
+
+fn write(
+    rtc: &mut Rtc,
+    mid: Mid,
+    codec: Codec,
+    data: Vec<u8>,
+    rtp_time: u64,
+) -> anyhow::Result<()> {
+    let Some(writer) = rtc.writer(mid) else {
+        return Ok(());
+    };
+    let Some(pt) = writer
+        .payload_params()
+        .find(|p| p.spec().codec == codec)
+        .map(|p| p.pt())
+    else {
+        bail!("{codec:?} was not negotiated");
+    };
+    // Audio frames are 20 ms (`rtp_time` counts 48 kHz ticks); video uses the 90 kHz clock.
+    let time = if codec == Codec::Opus {
+        MediaTime::from_micros(rtp_time * 1_000_000 / 48_000)
+    } else {
+        MediaTime::from_90khz(rtp_time)
+    };
+    writer.write(pt, Instant::now(), time, data)?;
+    Ok(())
+}
+
+/// Per-kind bookkeeping of the frames received from the other participant.
+#[derive(Default)]
+struct Receiving {
+    /// (first seq, last seq, count) per kind (0 audio, 1 video).
+    seen: [Option<(u64, u64, u64)>; 2],
+    last_video: Option<(u64, u64)>,
+    jitter: f64,
+}
+
+impl Receiving {
+    fn record(
+        &mut self,
+        room: u32,
+        me: u8,
+        kind: Option<MediaKind>,
+        data: &[u8],
+        stats: &mut PeerStats,
+    ) {
+        let body = if kind == Some(MediaKind::Video) && !data.is_empty() {
+            &data[1..]
+        } else {
+            data
+        };
+        let Some(p) = parse(body).filter(|p| {
+            p.room == room
+                && p.sender != me
+                && Some(p.kind) == kind.map(|k| (k == MediaKind::Video) as u8)
+        }) else {
+            stats.corrupt += 1;
+            return;
+        };
+        let now = micros_now();
+        stats.frames_received += 1;
+        stats
+            .latencies_us
+            .push(now.saturating_sub(p.sent_us).min(u32::MAX as u64) as u32);
+        let slot = &mut self.seen[p.kind as usize];
+        *slot = Some(match *slot {
+            None => (p.seq, p.seq, 1),
+            Some((first, last, count)) => (first.min(p.seq), last.max(p.seq), count + 1),
+        });
+        if p.kind == 1 {
+            if let Some((prev_sent, prev_recv)) = self.last_video {
+                let d = (now as f64 - prev_recv as f64) - (p.sent_us as f64 - prev_sent as f64);
+                self.jitter += (d.abs() - self.jitter) / 16.0;
+            }
+            self.last_video = Some((p.sent_us, now));
+        }
+    }
+
+    fn finish(&self, stats: &mut PeerStats) {
+        for (first, last, count) in self.seen.iter().flatten() {
+            stats.frames_lost += (last - first + 1).saturating_sub(*count);
+        }
+        stats.jitter_us = self.jitter;
+    }
+}

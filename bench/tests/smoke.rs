@@ -1,0 +1,42 @@
+//! A short run of the load generator against an in-process Vizit: a few rooms for a few seconds,
+//! every frame arrives with its payload intact. Correctness, not timing.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use vizit::config::Settings;
+use vizit::startup::Application;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_rooms_exchange_every_frame_intact() {
+    let secret = "bench-smoke-secret-bench-smoke-secret-01".to_owned();
+    let data_dir = std::env::temp_dir().join(format!("vizit-bench-smoke-{}", uuid::Uuid::new_v4()));
+    let mut settings = Settings {
+        data_dir: data_dir.clone(),
+        demo: false,
+        ..Settings::default()
+    };
+    settings.http.listen = "127.0.0.1:0".parse().unwrap();
+    settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
+    settings.auth.token_secret = Some(SecretString::from(secret.clone()));
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://{}", app.http_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+
+    let mut options = vizit_bench::LoadOptions::new(base, secret, 3);
+    options.duration = Duration::from_secs(3);
+    options.video_bitrate = 500_000;
+    let report = vizit_bench::run(&options).await.unwrap();
+
+    assert_eq!(report.failed_peers, 0, "{report:?}");
+    assert_eq!(report.corrupt, 0, "{report:?}");
+    // 6 peers × 3 s × (50 audio + 30 video frames/s) ≈ 1440 sent; most arrive (frames sent before the other side's consumer opened do not count).
+    assert!(report.frames_received > 600, "{report:?}");
+    assert_eq!(report.frames_lost, 0, "{report:?}");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
