@@ -327,7 +327,11 @@ async fn peer(
                 }
                 if now >= next_video {
                     video_seq += 1;
-                    let keyframe = video_seq % (options.video_fps as u64 * 2) == 1;
+                    // Keyframes every 2 s, each peer at its own phase: browsers' keyframes are
+                    // not synchronized, and a burst from every peer at once is not a real load.
+                    let period = options.video_fps as u64 * 2;
+                    let phase = (room as u64 * 2 + me as u64) * 7919 % period;
+                    let keyframe = (video_seq + phase).is_multiple_of(period) || video_seq == 1;
                     let len = if keyframe {
                         video_bytes * 4
                     } else {

@@ -68,9 +68,8 @@ impl MediaServer {
         announce_ip: std::net::IpAddr,
         options: SfuOptions,
     ) -> Result<(MediaServer, MediaHandle), MediaServerError> {
-        let socket = UdpSocket::bind(bind)
-            .await
-            .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
+        let socket =
+            bind_udp(bind).map_err(|source| MediaServerError::Bind { addr: bind, source })?;
         let local_addr = socket
             .local_addr()
             .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
@@ -196,6 +195,34 @@ impl MediaServer {
             }
         }
     }
+}
+
+/// Kernel buffer asked for on the media socket. Every participant's media shares this one
+/// socket, and keyframes arrive in bursts: the Linux default (~208 KiB) overflows at a few dozen
+/// rooms and drops packets. The kernel caps it at `net.core.rmem_max`/`wmem_max`.
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+fn bind_udp(bind: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(bind),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer still works, it only drops sooner under load.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    let (recv, send) = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
+    if recv < SOCKET_BUFFER_BYTES {
+        warn!(
+            bytes = recv,
+            "the media socket's receive buffer is small; raise net.core.rmem_max to {SOCKET_BUFFER_BYTES} \
+             to avoid drops under load"
+        );
+    }
+    debug!(recv, send, "media socket buffers");
+    socket.set_nonblocking(true)?;
+    socket.bind(&bind.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 impl MediaHandle {
