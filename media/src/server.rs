@@ -128,6 +128,8 @@ impl MediaServer {
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
+            // Recomputed: the work above may have made a timer due now (e.g. a packet to send),
+            // and handling it in this round beats another trip through the select.
             let now = Instant::now();
             if self.sfu.poll_timeout(now) <= now {
                 self.sfu.handle_timeout(now);

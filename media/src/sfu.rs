@@ -174,6 +174,8 @@ pub struct Sfu {
     signals: VecDeque<(ParticipantKey, Signal)>,
     dirty: Vec<ParticipantKey>,
     removals: Vec<(ParticipantKey, LeaveReason)>,
+    /// Reused by `propagate`, so forwarding a frame allocates nothing.
+    scratch: Vec<ParticipantKey>,
 }
 
 impl Sfu {
@@ -198,6 +200,7 @@ impl Sfu {
             signals: VecDeque::new(),
             dirty: Vec::new(),
             removals: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -765,10 +768,13 @@ impl Sfu {
         let Some(room) = self.rooms.get(&room_id) else {
             return;
         };
-        let others: Vec<ParticipantKey> = room.others(origin).collect();
+        // A reused buffer: this runs for every media frame.
+        let mut others = std::mem::take(&mut self.scratch);
+        others.clear();
+        others.extend(room.others(origin));
         match item {
             Propagated::ProducerAdded(mid, kind) => {
-                for other in others {
+                for &other in &others {
                     if let Some(p) = self.participants.get_mut(&other) {
                         p.consumers.push(crate::participant::Consumer {
                             source: origin,
@@ -781,11 +787,11 @@ impl Sfu {
                 }
             }
             Propagated::ProducerRemoved => {
-                for other in others {
+                for &other in &others {
                     self.needs_offer(other);
                 }
             }
-            Propagated::Media(data) => self.forward(now, origin, &room_id, others, data),
+            Propagated::Media(data) => self.forward(now, origin, &room_id, &others, data),
             Propagated::KeyframeRequest(mid) => {
                 let source = self.participants.get(&origin).and_then(|p| {
                     p.consumers.iter().find_map(|c| match c.state {
@@ -798,6 +804,7 @@ impl Sfu {
                 }
             }
         }
+        self.scratch = others;
     }
 
     fn forward(
@@ -805,7 +812,7 @@ impl Sfu {
         now: Instant,
         origin: ParticipantKey,
         room_id: &RoomId,
-        others: Vec<ParticipantKey>,
+        others: &[ParticipantKey],
         data: MediaData,
     ) {
         let mut lost = 0;
@@ -825,7 +832,7 @@ impl Sfu {
             // A gap in the video stream: the receivers cannot decode until the next keyframe.
             self.request_keyframe(now, origin, data.mid);
         }
-        for other in others {
+        for &other in others {
             let Some(p) = self.participants.get_mut(&other) else {
                 continue;
             };
