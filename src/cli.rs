@@ -169,7 +169,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(addr) = app.https_addr() {
         println!("HTTPS on https://{addr}");
     }
-    println!("Media (UDP) on {}", app.media_addr());
+    println!(
+        "Media (UDP) on {}, announced to browsers as {} (media.public_ip)",
+        app.media_addr(),
+        app.media_announced()
+    );
     if demo {
         println!(
             "Try a call: open {}/demo and follow the doctor and patient links in two tabs",

@@ -127,6 +127,11 @@ impl Application {
         self.media_handle.local_addr()
     }
 
+    /// The media address announced to browsers in ICE candidates.
+    pub fn media_announced(&self) -> SocketAddr {
+        self.media_handle.announced_addr()
+    }
+
     /// Where people reach the server: `http.public_url`, else HTTPS if on, else plain HTTP.
     pub fn public_url(&self) -> String {
         if !self.settings.http.public_url.is_empty() {
