@@ -44,6 +44,19 @@ impl ApiError {
         }
     }
 
+    /// Map a unique-constraint violation to this conflict, any other database error to a 500.
+    pub fn on_unique(
+        code: &'static str,
+        message: &'static str,
+    ) -> impl FnOnce(sqlx::Error) -> ApiError {
+        move |e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                ApiError::conflict(code, message)
+            }
+            _ => e.into(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,

@@ -144,6 +144,18 @@ pub fn router(state: ApiState) -> Router {
     Router::new().nest("/api/v1", api)
 }
 
+/// An e-mail address as stored: trimmed, lower case, plausibly an address.
+pub fn normalized_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim().to_lowercase();
+    if !email.contains('@') || email.len() > 254 {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "email is not an e-mail address",
+        ));
+    }
+    Ok(email)
+}
+
 /// A staff member to create (admin API and `vizit user create`).
 pub struct NewStaff<'a> {
     pub role: Role,
@@ -162,13 +174,7 @@ pub async fn create_staff_user(db: &Db, staff: NewStaff<'_>) -> Result<String, A
             "patients are registered, not created as staff",
         ));
     }
-    let email = staff.email.trim().to_lowercase();
-    if !email.contains('@') || email.len() > 254 {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            "email is not an e-mail address",
-        ));
-    }
+    let email = normalized_email(staff.email)?;
     let name = staff.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::bad_request(
@@ -200,12 +206,7 @@ pub async fn create_staff_user(db: &Db, staff: NewStaff<'_>) -> Result<String, A
         .bind(now_ms())
         .execute(&mut *tx)
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                ApiError::conflict("email_taken", "a user with this e-mail exists")
-            }
-            _ => e.into(),
-        })?;
+        .map_err(ApiError::on_unique("email_taken", "a user with this e-mail exists"))?;
     if staff.role == Role::Doctor {
         sqlx::query("INSERT INTO doctors (user_id, specialty, bitrix_resource_id, time_zone) VALUES ($1, $2, $3, $4)")
             .bind(&id)

@@ -179,19 +179,17 @@ pub async fn login(
         let hash: Option<String> = row.try_get("password_hash").ok()?;
         verify_password(&req.password, &hash?).then_some(row)
     });
-    let mut conn = state.db.pool.acquire().await?;
     let Some(row) = user else {
         // Same answer for an unknown e-mail and a wrong password.
-        let caller = None;
-        audit(
-            &mut conn,
-            caller,
-            "session.login_failed",
-            "user",
-            None,
-            json!({"ip": crate::auth::client_ip(&parts)}),
-        )
-        .await?;
+        state
+            .audit(
+                None,
+                "session.login_failed",
+                "user",
+                None,
+                json!({"ip": crate::auth::client_ip(&parts)}),
+            )
+            .await?;
         return Err(ApiError::bad_request(
             "wrong_credentials",
             "wrong e-mail or password",
@@ -199,32 +197,31 @@ pub async fn login(
     };
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
+    let role =
+        Role::parse(&role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("bad role {role}")))?;
+    let name: String = row.try_get("name")?;
     let (token, expires) = create_session(&state, &id).await?;
     let caller = Caller {
         principal: crate::auth::Principal::User {
             id: id.clone(),
-            role: Role::parse(&role).unwrap_or(Role::Patient),
-            name: row.try_get("name")?,
+            role,
+            name: name.clone(),
         },
         ip: crate::auth::client_ip(&parts),
     };
-    audit(
-        &mut conn,
-        Some(&caller),
-        "session.login",
-        "user",
-        Some(&id),
-        serde_json::Value::Null,
-    )
-    .await?;
+    state
+        .audit(
+            Some(&caller),
+            "session.login",
+            "user",
+            Some(&id),
+            serde_json::Value::Null,
+        )
+        .await?;
     Ok(Json(SessionView {
         token,
         expires_at: to_rfc3339(expires),
-        user: UserView {
-            id,
-            role: Role::parse(&role).unwrap_or(Role::Patient),
-            name: row.try_get("name")?,
-        },
+        user: UserView { id, role, name },
     }))
 }
 
@@ -320,7 +317,7 @@ pub async fn dev_login(
         return Err(ApiError::NotFound("page"));
     }
     let name = text("name", req.name.as_deref().unwrap_or("Пациент (демо)"), 200)?;
-    let id = insert_user(&state, Role::Patient, None, None, &name, None).await?;
+    let id = insert_patient(&state, &name, None, None).await?;
     let (token, expires) = create_session(&state, &id).await?;
     let caller = Caller {
         principal: crate::auth::Principal::User {
@@ -352,33 +349,26 @@ pub async fn dev_login(
 
 // ---- people -------------------------------------------------------------------------------
 
-async fn insert_user(
+/// A patient has no password: they sign in through the portal (later ESIA) or the demo login.
+/// Staff are created by [`crate::create_staff_user`].
+async fn insert_patient(
     state: &ApiState,
-    role: Role,
-    email: Option<&str>,
-    password_hash: Option<&str>,
     name: &str,
+    email: Option<String>,
     phone: Option<&str>,
 ) -> Result<String, ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
     sqlx::query(
-        "INSERT INTO users (id, role, email, password_hash, name, phone, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO users (id, role, email, name, phone, created_at) VALUES ($1, 'patient', $2, $3, $4, $5)",
     )
     .bind(&id)
-    .bind(role.as_str())
-    .bind(email.map(|e| e.trim().to_lowercase()))
-    .bind(password_hash.map(str::to_owned))
+    .bind(email)
     .bind(name)
     .bind(phone.map(str::to_owned))
     .bind(now_ms())
     .execute(&state.db.pool)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            ApiError::conflict("email_taken", "a user with this e-mail exists")
-        }
-        _ => e.into(),
-    })?;
+    .map_err(ApiError::on_unique("email_taken", "a user with this e-mail exists"))?;
     Ok(id)
 }
 
@@ -401,23 +391,12 @@ pub async fn create_patient(
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     caller.require(caller.is_clinic())?;
     let name = text("name", &req.name, 200)?;
-    if let Some(email) = &req.email
-        && (!email.contains('@') || email.len() > 254)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            "email is not an e-mail address",
-        ));
-    }
-    let id = insert_user(
-        &state,
-        Role::Patient,
-        req.email.as_deref(),
-        None,
-        &name,
-        req.phone.as_deref(),
-    )
-    .await?;
+    let email = req
+        .email
+        .as_deref()
+        .map(crate::normalized_email)
+        .transpose()?;
+    let id = insert_patient(&state, &name, email, req.phone.as_deref()).await?;
     state
         .audit(
             Some(&caller),
@@ -905,12 +884,7 @@ pub async fn create_slot(
     .bind(now_ms())
     .execute(&state.db.pool)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            ApiError::conflict("slot_exists", "the doctor already has a slot at this time")
-        }
-        _ => e.into(),
-    })?;
+    .map_err(ApiError::on_unique("slot_exists", "the doctor already has a slot at this time"))?;
     state
         .audit(
             Some(&caller),

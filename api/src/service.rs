@@ -192,12 +192,7 @@ pub async fn book(
     .bind(now)
     .execute(&mut *tx)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            ApiError::conflict("slot_taken", "the slot is no longer free; choose another")
-        }
-        _ => e.into(),
-    })?;
+    .map_err(ApiError::on_unique("slot_taken", "the slot is no longer free; choose another"))?;
     outbox(
         &mut tx,
         "consultation.booked",
