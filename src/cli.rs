@@ -57,6 +57,27 @@ pub enum Command {
     /// Manage staff accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Run the stand-ins of external systems alone (today: Bitrix24), for tests, or to point a
+    /// staging Vizit at (set bitrix24.webhook_url and bitrix24.application_token to what this
+    /// prints). Seeded with three doctors, their weekly templates and a few bookings; edit them
+    /// through /sandbox/bitrix24 (see the sandbox crate's docs).
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// Where ONBOOKING* events go, e.g. http://127.0.0.1:8080/api/v1/integrations/bitrix24/events.
+        #[arg(long)]
+        events_url: Option<String>,
+        /// The outgoing webhook's application token (default: random, printed).
+        #[arg(long)]
+        application_token: Option<String>,
+        /// The secret part of the incoming-webhook URL (default: random, printed).
+        #[arg(long)]
+        webhook_code: Option<String>,
+        /// Start empty: no seeded doctors or bookings.
+        #[arg(long)]
+        no_seed: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +98,9 @@ pub enum UserCommand {
         /// The doctor's IANA time zone.
         #[arg(long, default_value = "Europe/Moscow")]
         time_zone: String,
+        /// The doctor's resource id in Bitrix24 (Online Booking): their slots come from there.
+        #[arg(long)]
+        bitrix_resource_id: Option<i64>,
     },
 }
 
@@ -89,9 +113,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Command::Sandbox {
+        listen,
+        events_url,
+        application_token,
+        webhook_code,
+        no_seed,
+    } = cli.command
+    {
+        return sandbox(
+            listen,
+            events_url,
+            application_token,
+            webhook_code,
+            !no_seed,
+        )
+        .await;
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Openapi => unreachable!("handled above"),
+        Command::Openapi | Command::Sandbox { .. } => unreachable!("handled above"),
         Command::Serve => serve(settings).await,
         Command::Token {
             room,
@@ -131,6 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             specialty,
             time_zone,
+            bitrix_resource_id,
         }) => {
             let role = vizit_api::domain::Role::parse(&role)
                 .filter(|r| r.is_staff())
@@ -148,7 +190,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     password,
                     specialty: specialty.as_deref(),
                     time_zone: Some(&time_zone),
-                    bitrix_resource_id: None,
+                    bitrix_resource_id: bitrix_resource_id.map(|r| r.to_string()).as_deref(),
                 },
             )
             .await
@@ -181,4 +223,40 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn sandbox(
+    listen: std::net::SocketAddr,
+    events_url: Option<String>,
+    application_token: Option<String>,
+    webhook_code: Option<String>,
+    seed: bool,
+) -> anyhow::Result<()> {
+    crate::telemetry::init("info");
+    let mut options = vizit_sandbox::Bitrix24Options {
+        event_handler: events_url,
+        seed,
+        ..Default::default()
+    };
+    if let Some(token) = application_token {
+        options.application_token = token;
+    }
+    if let Some(code) = webhook_code {
+        options.webhook_code = code;
+    }
+    let sandbox = vizit_sandbox::Sandbox::new(options);
+    let running = sandbox.start(listen).await?;
+    println!("Sandbox listening on {}", running.url());
+    println!("Bitrix24 webhook URL: {}", sandbox.bitrix24.webhook_url());
+    println!(
+        "Bitrix24 application token: {}",
+        sandbox.bitrix24.options().application_token
+    );
+    println!(
+        "State and receptionist actions: {}/sandbox/bitrix24",
+        running.url()
+    );
+    shutdown_signal().await;
+    running.stop().await;
+    Ok(())
 }

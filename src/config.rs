@@ -26,7 +26,52 @@ pub struct Settings {
     pub signaling: SignalingSettings,
     pub database: DatabaseSettings,
     pub consultations: ConsultationSettings,
+    pub bitrix24: Bitrix24Config,
+    pub sandbox: SandboxSettings,
     pub log: LogSettings,
+}
+
+/// Slots from Bitrix24 (Online Booking) and bookings pushed back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bitrix24Config {
+    /// Incoming-webhook URL `https://PORTAL/rest/USER_ID/CODE/` (scope `booking`). Unset: the
+    /// built-in sandbox in demo mode, else no integration (slots are published through the API).
+    #[serde(serialize_with = "serialize_secret")]
+    pub webhook_url: Option<SecretString>,
+    /// The outgoing webhook's application token (Bitrix24 sends it with every event).
+    #[serde(serialize_with = "serialize_secret")]
+    pub application_token: Option<SecretString>,
+    /// How often a full synchronisation runs (events trigger one sooner).
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// How far ahead slots are kept.
+    #[serde(with = "humantime_serde")]
+    pub horizon: Duration,
+    /// Only resources of this type are doctors (unset: every resource).
+    pub resource_type_id: Option<i64>,
+    /// Create a doctor (without a login) for each resource no doctor is linked to.
+    pub create_doctors: bool,
+    /// Price of a slot from Bitrix24, in kopecks.
+    pub price_kopecks: i64,
+    /// Requests sent back to back before pacing, and the sustained rate (the portal allows 50
+    /// and 2 per second per IP).
+    pub burst: f64,
+    pub requests_per_second: f64,
+    /// Timeout of one request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long a booking request waits for Bitrix24 before answering with `bookingSync: pending`.
+    #[serde(with = "humantime_serde")]
+    pub booking_wait: Duration,
+}
+
+/// The built-in stand-ins of external systems (demo mode).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Where the sandbox listens when `vizit serve` starts it (port 0: any free port).
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,6 +221,22 @@ impl Default for Settings {
                 session_ttl: Duration::from_secs(12 * 3600),
                 jobs_interval: Duration::from_secs(30),
             },
+            bitrix24: Bitrix24Config {
+                webhook_url: None,
+                application_token: None,
+                sync_interval: Duration::from_secs(60),
+                horizon: Duration::from_secs(14 * 86_400),
+                resource_type_id: None,
+                create_doctors: true,
+                price_kopecks: 150_000,
+                burst: 40.0,
+                requests_per_second: 1.8,
+                request_timeout: Duration::from_secs(15),
+                booking_wait: Duration::from_secs(5),
+            },
+            sandbox: SandboxSettings {
+                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            },
             log: LogSettings {
                 filter: "info,str0m=warn".into(),
             },
@@ -300,6 +361,40 @@ impl Settings {
         if self.consultations.session_ttl < Duration::from_secs(60) {
             return invalid("consultations.session_ttl", "must be at least 1m");
         }
+        let b = &self.bitrix24;
+        if let Some(url) = &b.webhook_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || !url.contains("/rest/")
+            {
+                return invalid(
+                    "bitrix24.webhook_url",
+                    "must be the incoming-webhook URL, https://PORTAL/rest/USER_ID/CODE/",
+                );
+            }
+        }
+        if b.sync_interval < Duration::from_secs(5) {
+            return invalid("bitrix24.sync_interval", "must be at least 5s");
+        }
+        if b.horizon < Duration::from_secs(86_400) || b.horizon > Duration::from_secs(180 * 86_400)
+        {
+            return invalid("bitrix24.horizon", "must be between 1 day and 180 days");
+        }
+        if !(0..=100_000_000).contains(&b.price_kopecks) {
+            return invalid("bitrix24.price_kopecks", "must be between 0 and 100000000");
+        }
+        if !(b.burst >= 1.0 && b.burst <= 250.0) {
+            return invalid("bitrix24.burst", "must be between 1 and 250");
+        }
+        if !(b.requests_per_second > 0.0 && b.requests_per_second <= 5.0) {
+            return invalid(
+                "bitrix24.requests_per_second",
+                "must be above 0 and at most 5",
+            );
+        }
+        if b.request_timeout < Duration::from_secs(1) {
+            return invalid("bitrix24.request_timeout", "must be at least 1s");
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return invalid("log.filter", &e.to_string());
         }
@@ -361,6 +456,27 @@ impl Settings {
             session_ttl: c.session_ttl,
             demo: self.demo,
         }
+    }
+
+    /// The Bitrix24 integration for `webhook_url` (the configured one, or the sandbox's).
+    pub fn bitrix24_settings(
+        &self,
+        webhook_url: SecretString,
+        application_token: Option<SecretString>,
+    ) -> vizit_api::integrations::bitrix24::Bitrix24Settings {
+        let b = &self.bitrix24;
+        let mut s = vizit_api::integrations::bitrix24::Bitrix24Settings::new(webhook_url);
+        s.client.burst = b.burst;
+        s.client.per_second = b.requests_per_second;
+        s.client.request_timeout = b.request_timeout;
+        s.application_token = application_token.or_else(|| b.application_token.clone());
+        s.sync_interval = b.sync_interval;
+        s.horizon = b.horizon;
+        s.resource_type_id = b.resource_type_id;
+        s.create_doctors = b.create_doctors;
+        s.price_kopecks = b.price_kopecks;
+        s.inline_timeout = b.booking_wait;
+        s
     }
 
     /// The address announced in ICE candidates.

@@ -18,6 +18,8 @@ pub struct HttpState {
     pub keys: TokenKeys,
     pub demo: bool,
     pub token_ttl: Duration,
+    /// Counters of the Bitrix24 integration, when it is on.
+    pub bitrix24: Option<std::sync::Arc<vizit_api::integrations::bitrix24::Metrics>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -71,6 +73,9 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             .into_response();
     };
     let mut body = metrics.to_prometheus();
+    if let Some(b) = &state.bitrix24 {
+        body.push_str(&b.to_prometheus());
+    }
     body.push_str(&process_metrics());
     (
         [(

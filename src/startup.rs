@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use secrecy::SecretString;
 use tokio::sync::watch;
 use tracing::{info, warn};
+use vizit_api::integrations::bitrix24::Bitrix24;
 use vizit_media::{MediaHandle, MediaServer, SfuOptions};
 use vizit_signaling::{SignalingState, TokenKeys};
 
@@ -28,6 +30,7 @@ pub struct Application {
     media_handle: MediaHandle,
     app: Router,
     api: vizit_api::ApiState,
+    sandbox: Option<(vizit_sandbox::Sandbox, vizit_sandbox::RunningSandbox)>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -57,7 +60,37 @@ impl Application {
                 .await
                 .context("database.url")?;
         info!(backend = ?db.backend, "database ready (migrations applied)");
-        let api = vizit_api::ApiState::new(db, keys.clone(), settings.api_settings());
+        let mut api = vizit_api::ApiState::new(db, keys.clone(), settings.api_settings());
+
+        // Bitrix24: the configured portal, or in demo mode the built-in sandbox.
+        let mut sandbox = None;
+        if let Some(url) = &settings.bitrix24.webhook_url {
+            if settings.bitrix24.application_token.is_none() {
+                warn!(
+                    "bitrix24.application_token is not set: ONBOOKING* events will be refused \
+                     and slots follow Bitrix24 only at each bitrix24.sync_interval"
+                );
+            }
+            api = api.with_bitrix24(Bitrix24::new(settings.bitrix24_settings(url.clone(), None)));
+        } else if settings.demo {
+            let stand_in = vizit_sandbox::Sandbox::new(vizit_sandbox::Bitrix24Options::default());
+            let running = stand_in
+                .start(settings.sandbox.listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "sandbox.listen: cannot listen on {}",
+                        settings.sandbox.listen
+                    )
+                })?;
+            let token = SecretString::from(stand_in.bitrix24.options().application_token.clone());
+            let webhook = SecretString::from(stand_in.bitrix24.webhook_url());
+            api = api.with_bitrix24(Bitrix24::new(
+                settings.bitrix24_settings(webhook, Some(token)),
+            ));
+            info!(url = %running.url(), "Bitrix24 sandbox started (demo mode): slots come from it");
+            sandbox = Some((stand_in, running));
+        }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let signaling = SignalingState::new(
@@ -71,6 +104,7 @@ impl Application {
             keys,
             demo: settings.demo,
             token_ttl: settings.auth.token_ttl,
+            bitrix24: api.bitrix24.as_ref().map(|b| b.metrics.clone()),
         })
         .merge(vizit_signaling::router(signaling))
         .merge(vizit_api::router(api.clone()));
@@ -79,6 +113,17 @@ impl Application {
             .await
             .with_context(|| format!("http.listen: cannot listen on {}", settings.http.listen))?;
         let http_addr = http.local_addr()?;
+        if let Some((stand_in, _)) = &sandbox {
+            // The sandbox's outgoing webhook points at this server's event handler.
+            let host = if http_addr.ip().is_unspecified() {
+                SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, http_addr.port()))
+            } else {
+                http_addr
+            };
+            stand_in.bitrix24.set_event_handler(Some(format!(
+                "http://{host}/api/v1/integrations/bitrix24/events"
+            )));
+        }
 
         let (https, https_addr) = match (&settings.tls.cert, &settings.tls.key) {
             (Some(cert), Some(key)) => {
@@ -106,6 +151,7 @@ impl Application {
             media_handle,
             app,
             api,
+            sandbox,
             shutdown,
         })
     }
@@ -125,6 +171,11 @@ impl Application {
 
     pub fn media_addr(&self) -> SocketAddr {
         self.media_handle.local_addr()
+    }
+
+    /// The built-in sandbox of external systems, when demo mode started it.
+    pub fn sandbox(&self) -> Option<(&vizit_sandbox::Sandbox, String)> {
+        self.sandbox.as_ref().map(|(s, r)| (s, r.url()))
     }
 
     /// The media address announced to browsers in ICE candidates.
@@ -157,6 +208,14 @@ impl Application {
             self.settings.consultations.jobs_interval,
             self.shutdown.subscribe(),
         ));
+
+        let bitrix24_task = self.api.bitrix24.clone().map(|b| {
+            tokio::spawn(vizit_api::integrations::bitrix24::run(
+                self.api.clone(),
+                b,
+                self.shutdown.subscribe(),
+            ))
+        });
 
         let mut stopping = self.shutdown.subscribe();
         let http_app = self.app.clone();
@@ -201,6 +260,12 @@ impl Application {
         }
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, media_task).await;
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, jobs_task).await;
+        if let Some(task) = bitrix24_task {
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
+        }
+        if let Some((_, running)) = self.sandbox {
+            running.stop().await;
+        }
         self.api.db.pool.close().await;
         info!("stopped");
         Ok(())

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod integrations;
 pub mod openapi;
 pub mod routes;
 pub mod service;
@@ -72,6 +73,8 @@ pub struct ApiState {
     pub db: Db,
     pub keys: TokenKeys,
     pub settings: Arc<ApiSettings>,
+    /// Slots from Bitrix24 and bookings pushed back; `None`: slots are managed through the API.
+    pub bitrix24: Option<Arc<integrations::bitrix24::Bitrix24>>,
 }
 
 impl ApiState {
@@ -80,7 +83,14 @@ impl ApiState {
             db,
             keys,
             settings: Arc::new(settings),
+            bitrix24: None,
         }
+    }
+
+    /// Turn the Bitrix24 integration on.
+    pub fn with_bitrix24(mut self, b: Arc<integrations::bitrix24::Bitrix24>) -> Self {
+        self.bitrix24 = Some(b);
+        self
     }
 }
 
@@ -110,6 +120,7 @@ pub fn now_ms() -> i64 {
 
 /// The `/api/v1` routes.
 pub fn router(state: ApiState) -> Router {
+    use integrations::bitrix24::routes as b24;
     use routes as r;
     let api = Router::new()
         .route("/auth/login", post(r::login))
@@ -133,7 +144,20 @@ pub fn router(state: ApiState) -> Router {
         .route("/consultations/{id}/payment", post(r::mark_paid))
         .route("/consultations/{id}/join", post(r::join))
         .route("/consultations/{id}/complete", post(r::complete))
+        .route("/consultations/{id}/reschedule", post(r::reschedule))
         .route("/admin/overdue", get(r::overdue))
+        .route("/admin/slot-conflicts", get(r::slot_conflicts))
+        .route("/admin/integrations/bitrix24", get(b24::status))
+        .route("/admin/integrations/bitrix24/sync", post(b24::sync_now))
+        .route(
+            "/admin/integrations/bitrix24/outbound",
+            get(b24::outbound_list),
+        )
+        .route(
+            "/admin/integrations/bitrix24/outbound/{id}/retry",
+            post(b24::outbound_retry),
+        )
+        .route("/integrations/bitrix24/events", post(b24::event))
         .route("/audit", get(r::audit_log))
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::page))

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::integrations::bitrix24::routes as b24;
 use crate::routes;
 
 #[derive(OpenApi)]
@@ -24,7 +25,9 @@ use crate::routes;
         routes::list_doctors, routes::free_slots, routes::create_slot,
         routes::book, routes::list_consultations, routes::get_consultation, routes::cancel,
         routes::mark_paid, routes::join, routes::complete,
-        routes::overdue, routes::audit_log,
+        routes::reschedule,
+        routes::overdue, routes::slot_conflicts, routes::audit_log,
+        b24::event, b24::status, b24::sync_now, b24::outbound_list, b24::outbound_retry,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -32,7 +35,8 @@ use crate::routes;
         (name = "people", description = "Patients registered by the portal"),
         (name = "slots", description = "Doctors and their free slots"),
         (name = "consultations", description = "Booking, payment, the call, closing"),
-        (name = "admin", description = "Staff, API keys, overdue consultations, audit log"),
+        (name = "admin", description = "Staff, API keys, overdue consultations, slot conflicts, audit log"),
+        (name = "integrations", description = "Bitrix24: the event handler it calls, and the state of the sync"),
     )
 )]
 pub struct ApiDoc;

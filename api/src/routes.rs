@@ -20,6 +20,7 @@ use crate::auth::{
 };
 use crate::domain::{ConsultationStatus, Role, SlotStatus, Transition};
 use crate::error::{ApiError, Problem};
+use crate::integrations::bitrix24::{self, outbound::Delivery};
 use crate::service::{self, ConsultationRow, TransitionData, audit};
 use crate::{ApiState, now_ms};
 
@@ -60,7 +61,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 }
 
 /// A path id must be a UUID; anything else cannot exist.
-fn id(raw: &str, what: &'static str) -> Result<String, ApiError> {
+pub(crate) fn id(raw: &str, what: &'static str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)
         .map(|u| u.to_string())
         .map_err(|_| ApiError::NotFound(what))
@@ -86,7 +87,7 @@ fn parse_time(field: &'static str, value: &str) -> Result<i64, ApiError> {
         })
 }
 
-fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+pub(crate) fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
     let limit = limit.unwrap_or(50);
     let offset = offset.unwrap_or(0);
     if !(1..=200).contains(&limit) {
@@ -317,7 +318,7 @@ pub async fn dev_login(
         return Err(ApiError::NotFound("page"));
     }
     let name = text("name", req.name.as_deref().unwrap_or("Пациент (демо)"), 200)?;
-    let id = insert_patient(&state, &name, None, None).await?;
+    let id = insert_patient(&state, &name, None, None, None).await?;
     let (token, expires) = create_session(&state, &id).await?;
     let caller = Caller {
         principal: crate::auth::Principal::User {
@@ -356,16 +357,18 @@ async fn insert_patient(
     name: &str,
     email: Option<String>,
     phone: Option<&str>,
+    crm_contact_id: Option<i64>,
 ) -> Result<String, ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
     sqlx::query(
-        "INSERT INTO users (id, role, email, name, phone, created_at) VALUES ($1, 'patient', $2, $3, $4, $5)",
+        "INSERT INTO users (id, role, email, name, phone, created_at, crm_contact_id) VALUES ($1, 'patient', $2, $3, $4, $5, $6)",
     )
     .bind(&id)
     .bind(email)
     .bind(name)
     .bind(phone.map(str::to_owned))
     .bind(now_ms())
+    .bind(crm_contact_id.map(|c| c.to_string()))
     .execute(&state.db.pool)
     .await
     .map_err(ApiError::on_unique("email_taken", "a user with this e-mail exists"))?;
@@ -380,6 +383,9 @@ pub struct CreatePatient {
     email: Option<String>,
     #[serde(default)]
     phone: Option<String>,
+    /// The patient's contact id in the clinic's Bitrix24 CRM: their bookings are linked to it.
+    #[serde(default)]
+    crm_contact_id: Option<i64>,
 }
 
 /// The portal registers a patient (until ESIA login lands).
@@ -396,7 +402,20 @@ pub async fn create_patient(
         .as_deref()
         .map(crate::normalized_email)
         .transpose()?;
-    let id = insert_patient(&state, &name, email, req.phone.as_deref()).await?;
+    if req.crm_contact_id.is_some_and(|c| c <= 0) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "crmContactId must be a positive Bitrix24 contact id",
+        ));
+    }
+    let id = insert_patient(
+        &state,
+        &name,
+        email,
+        req.phone.as_deref(),
+        req.crm_contact_id,
+    )
+    .await?;
     state
         .audit(
             Some(&caller),
@@ -947,6 +966,11 @@ pub struct ConsultationView {
     cancel_reason: Option<String>,
     conclusion: Option<String>,
     overdue: bool,
+    /// Where the booking stands in Bitrix24: `pending` (on its way), `synced`, `conflict`
+    /// (Bitrix24 had the time booked first), `released`; absent without the integration.
+    booking_sync: Option<String>,
+    /// Set when the booked time changed in Bitrix24 under this consultation: for the clinic.
+    slot_conflict: Option<String>,
 }
 
 impl TryFrom<ConsultationRow> for ConsultationView {
@@ -980,6 +1004,8 @@ impl TryFrom<ConsultationRow> for ConsultationView {
             cancel_reason: r.cancel_reason,
             conclusion: r.conclusion,
             overdue: r.overdue_at.is_some(),
+            booking_sync: r.external_sync,
+            slot_conflict: r.slot_conflict,
         })
     }
 }
@@ -1022,6 +1048,15 @@ pub async fn book(
     };
     let slot = id(&req.slot_id, "slot")?;
     let consultation = service::book(&state, &caller, &slot, &patient).await?;
+    // With Bitrix24 on, the booking is confirmed there first (bounded wait; if Bitrix24 is slow
+    // or down the consultation stays `bookingSync: pending` and the outbox delivers it later).
+    if let Some(Delivery::Conflict) = bitrix24::routes::deliver_inline(&state, &consultation).await
+    {
+        return Err(ApiError::conflict(
+            "slot_taken",
+            "this time was just booked at the clinic; choose another slot",
+        ));
+    }
     let mut conn = state.db.pool.acquire().await?;
     let row = service::load(&mut conn, &consultation)
         .await?
@@ -1336,8 +1371,47 @@ pub async fn overdue(
     Params(q): Params<ConsultationQuery>,
 ) -> Result<Json<Page<ConsultationView>>, ApiError> {
     caller.require(caller.is(Role::Admin) || caller.is(Role::HeadDoctor))?;
+    flagged(
+        &state,
+        &caller,
+        &q,
+        " WHERE c.overdue_at IS NOT NULL AND c.status IN ('paid', 'in_progress')",
+        "c.ends_at",
+        "consultation.list_overdue",
+    )
+    .await
+}
+
+/// Live consultations whose booked time changed in Bitrix24 under them, for the clinic to resolve
+/// (cancel, reschedule, or restore the booking in Bitrix24 — the flag then clears by itself).
+#[utoipa::path(get, path = "/api/v1/admin/slot-conflicts", tag = "admin", security(("bearer" = [])), params(ConsultationQuery), responses((status = 200, body = Page<ConsultationView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn slot_conflicts(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Params(q): Params<ConsultationQuery>,
+) -> Result<Json<Page<ConsultationView>>, ApiError> {
+    caller.require(caller.is_clinic() || caller.is(Role::HeadDoctor))?;
+    flagged(
+        &state,
+        &caller,
+        &q,
+        " WHERE c.slot_conflict_at IS NOT NULL AND c.status IN ('booked', 'paid', 'in_progress')",
+        "c.starts_at",
+        "consultation.list_slot_conflicts",
+    )
+    .await
+}
+
+/// One page of consultations matching a fixed condition, audited as `action`.
+async fn flagged(
+    state: &ApiState,
+    caller: &Caller,
+    q: &ConsultationQuery,
+    where_: &'static str,
+    order: &'static str,
+    action: &str,
+) -> Result<Json<Page<ConsultationView>>, ApiError> {
     let (limit, offset) = page(q.limit, q.offset)?;
-    let where_ = " WHERE c.overdue_at IS NOT NULL AND c.status IN ('paid', 'in_progress')";
     let total = service::count_of(
         &sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM consultations c{where_}"
@@ -1346,7 +1420,7 @@ pub async fn overdue(
         .await?,
     )?;
     let rows = sqlx::query_as::<_, ConsultationRow>(sqlx::AssertSqlSafe(format!(
-        "{}{where_} ORDER BY c.ends_at, c.id LIMIT $1 OFFSET $2",
+        "{}{where_} ORDER BY {order}, c.id LIMIT $1 OFFSET $2",
         service::CONSULTATION_SELECT
     )))
     .bind(limit)
@@ -1355,8 +1429,8 @@ pub async fn overdue(
     .await?;
     state
         .audit(
-            Some(&caller),
-            "consultation.list_overdue",
+            Some(caller),
+            action,
             "consultation",
             None,
             serde_json::Value::Null,
@@ -1371,6 +1445,58 @@ pub async fn overdue(
         limit,
         offset,
     }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RescheduleRequest {
+    slot_id: String,
+}
+
+/// Move a booked or paid consultation to another free slot of the same doctor: its patient, an
+/// admin or the portal. With Bitrix24 on, the booking there moves too; if Bitrix24 refuses the
+/// new time (booked there first) the move is undone and the answer is 409 `slot_taken`.
+#[utoipa::path(post, path = "/api/v1/consultations/{id}/reschedule", tag = "consultations", security(("bearer" = [])), params(("id" = String, Path, description = "consultation id")), request_body = RescheduleRequest, responses((status = 200, body = ConsultationView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem)))]
+pub async fn reschedule(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    Body(req): Body<RescheduleRequest>,
+) -> Result<Json<ConsultationView>, ApiError> {
+    caller.require(caller.is(Role::Patient) || caller.is_clinic())?;
+    let consultation = id(&raw, "consultation")?;
+    let slot = id(&req.slot_id, "slot")?;
+    let (row, old_slot) =
+        service::reschedule(&state, Some(&caller), &consultation, &slot, true).await?;
+    if let Some(Delivery::Conflict) = bitrix24::routes::deliver_inline(&state, &consultation).await
+    {
+        // Bitrix24 has the new time booked: go back to where it was (Bitrix24 never moved).
+        match service::reschedule(&state, None, &consultation, &old_slot, false).await {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(consultation = %consultation, error = %e, "could not undo a reschedule Bitrix24 refused");
+                bitrix24::sync::flag_conflict(
+                    &state,
+                    &consultation,
+                    "the new time is taken in Bitrix24",
+                )
+                .await?;
+            }
+        }
+        sqlx::query("UPDATE slots SET status = 'blocked' WHERE id = $1 AND status = 'free'")
+            .bind(&slot)
+            .execute(&state.db.pool)
+            .await?;
+        return Err(ApiError::conflict(
+            "slot_taken",
+            "this time was just booked at the clinic; choose another slot",
+        ));
+    }
+    let mut conn = state.db.pool.acquire().await?;
+    let row = service::load(&mut conn, &consultation)
+        .await?
+        .unwrap_or(row);
+    Ok(Json(row.try_into()?))
 }
 
 // ---- audit log ----------------------------------------------------------------------------

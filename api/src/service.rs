@@ -8,7 +8,25 @@ use sqlx::{AnyConnection, Row};
 use crate::auth::Caller;
 use crate::domain::{CancelledBy, ConsultationStatus, Role, Transition, next_status};
 use crate::error::ApiError;
+use crate::integrations::bitrix24;
 use crate::{ApiState, now_ms};
+
+/// Bookings with this doctor go to Bitrix24: the integration is on and the doctor is linked.
+async fn pushes_to_bitrix24(
+    state: &ApiState,
+    conn: &mut AnyConnection,
+    doctor_id: &str,
+) -> Result<bool, sqlx::Error> {
+    if state.bitrix24.is_none() {
+        return Ok(false);
+    }
+    let linked: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT bitrix_resource_id FROM doctors WHERE user_id = $1")
+            .bind(doctor_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(linked.is_some_and(|(r,)| r.is_some()))
+}
 
 /// Append one entry to the audit log.
 pub async fn audit(
@@ -81,6 +99,9 @@ pub struct ConsultationRow {
     pub cancel_reason: Option<String>,
     pub conclusion: Option<String>,
     pub overdue_at: Option<i64>,
+    pub external_booking_id: Option<String>,
+    pub external_sync: Option<String>,
+    pub slot_conflict: Option<String>,
     pub doctor_name: String,
     pub doctor_specialty: String,
     pub patient_name: String,
@@ -89,7 +110,7 @@ pub struct ConsultationRow {
 pub const CONSULTATION_SELECT: &str = "SELECT c.id, c.slot_id, c.doctor_id, c.patient_id, c.status, \
     c.price_kopecks, c.starts_at, c.ends_at, c.time_zone, c.booked_at, c.pay_by, c.paid_at, \
     c.started_at, c.completed_at, c.cancelled_at, c.cancelled_by, c.cancel_reason, c.conclusion, \
-    c.overdue_at, d.name AS doctor_name, dp.specialty AS doctor_specialty, p.name AS patient_name \
+    c.overdue_at, c.external_booking_id, c.external_sync, c.slot_conflict, d.name AS doctor_name, dp.specialty AS doctor_specialty, p.name AS patient_name \
     FROM consultations c JOIN users d ON d.id = c.doctor_id JOIN doctors dp ON dp.user_id = c.doctor_id \
     JOIN users p ON p.id = c.patient_id";
 
@@ -174,10 +195,11 @@ pub async fn book(
     .await?;
     let id = uuid::Uuid::new_v4().to_string();
     let pay_by = now + state.settings.pay_within.as_millis() as i64;
+    let push = pushes_to_bitrix24(state, &mut tx, &doctor_id).await?;
     sqlx::query(
         "INSERT INTO consultations (id, slot_id, doctor_id, patient_id, status, price_kopecks, starts_at, \
-         ends_at, time_zone, booked_at, pay_by, updated_at) \
-         VALUES ($1, $2, $3, $4, 'booked', $5, $6, $7, $8, $9, $10, $11)",
+         ends_at, time_zone, booked_at, pay_by, updated_at, external_sync) \
+         VALUES ($1, $2, $3, $4, 'booked', $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&id)
     .bind(slot_id)
@@ -190,9 +212,13 @@ pub async fn book(
     .bind(now)
     .bind(pay_by)
     .bind(now)
+    .bind(push.then_some("pending"))
     .execute(&mut *tx)
     .await
     .map_err(ApiError::on_unique("slot_taken", "the slot is no longer free; choose another"))?;
+    if push {
+        bitrix24::outbound::enqueue(&mut tx, &id, bitrix24::outbound::ADD).await?;
+    }
     outbox(
         &mut tx,
         "consultation.booked",
@@ -276,6 +302,12 @@ pub async fn transition(
             "the consultation changed meanwhile; reload it",
         ));
     }
+    if matches!(transition, Transition::Cancel(_) | Transition::Expire)
+        && matches!(row.external_sync.as_deref(), Some("pending" | "synced"))
+    {
+        // Free the time in Bitrix24 too (after the add, if that is still queued).
+        bitrix24::outbound::enqueue(&mut tx, id, bitrix24::outbound::DELETE).await?;
+    }
     if let Some(slot_status) = slot_status {
         sqlx::query("UPDATE slots SET status = $1 WHERE id = $2 AND status <> 'blocked'")
             .bind(slot_status)
@@ -304,6 +336,126 @@ pub async fn transition(
         .ok_or(ApiError::NotFound("consultation"))?;
     tx.commit().await?;
     Ok(row)
+}
+
+/// Move a booked or paid consultation to another free slot of the same doctor. The old slot is
+/// released, the Bitrix24 booking is moved through the outbox (unless `push` is false: undoing a
+/// move Bitrix24 refused). Returns the consultation and the slot it left.
+pub async fn reschedule(
+    state: &ApiState,
+    caller: Option<&Caller>,
+    id: &str,
+    new_slot: &str,
+    push: bool,
+) -> Result<(ConsultationRow, String), ApiError> {
+    let now = now_ms();
+    let mut tx = state.db.begin_write().await?;
+    let touched = sqlx::query("UPDATE consultations SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let row = match (touched, load(&mut tx, id).await?) {
+        (1, Some(row)) => row,
+        _ => return Err(ApiError::NotFound("consultation")),
+    };
+    if let Some(caller) = caller
+        && !row.visible_to(caller)
+    {
+        return Err(ApiError::NotFound("consultation"));
+    }
+    let status = row.status()?;
+    if !matches!(
+        status,
+        ConsultationStatus::Booked | ConsultationStatus::Paid
+    ) {
+        return Err(ApiError::conflict(
+            "invalid_transition",
+            format!("a {} consultation cannot be rescheduled", status.as_str()),
+        ));
+    }
+    if row.slot_id == new_slot {
+        return Err(ApiError::conflict(
+            "same_slot",
+            "the consultation is already at this slot",
+        ));
+    }
+    let slot_status = if status == ConsultationStatus::Paid {
+        "booked"
+    } else {
+        "held"
+    };
+    let held = sqlx::query(
+        "UPDATE slots SET status = $1 WHERE id = $2 AND doctor_id = $3 AND status = 'free' AND starts_at > $4",
+    )
+    .bind(slot_status)
+    .bind(new_slot)
+    .bind(&row.doctor_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if held != 1 {
+        let exists: Option<(String,)> = sqlx::query_as("SELECT doctor_id FROM slots WHERE id = $1")
+            .bind(new_slot)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Err(match exists {
+            Some((doctor,)) if doctor == row.doctor_id => {
+                ApiError::conflict("slot_taken", "the slot is no longer free; choose another")
+            }
+            _ => ApiError::NotFound("slot"),
+        });
+    }
+    sqlx::query("UPDATE slots SET status = 'free' WHERE id = $1 AND status IN ('held', 'booked')")
+        .bind(&row.slot_id)
+        .execute(&mut *tx)
+        .await?;
+    let (starts_at, ends_at, time_zone): (i64, i64, String) =
+        sqlx::query_as("SELECT starts_at, ends_at, time_zone FROM slots WHERE id = $1")
+            .bind(new_slot)
+            .fetch_one(&mut *tx)
+            .await?;
+    sqlx::query(
+        "UPDATE consultations SET slot_id = $1, starts_at = $2, ends_at = $3, time_zone = $4, \
+         slot_conflict_at = NULL, slot_conflict = NULL WHERE id = $5",
+    )
+    .bind(new_slot)
+    .bind(starts_at)
+    .bind(ends_at)
+    .bind(&time_zone)
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(ApiError::on_unique(
+        "slot_taken",
+        "the slot is no longer free; choose another",
+    ))?;
+    if push && matches!(row.external_sync.as_deref(), Some("pending" | "synced")) {
+        bitrix24::outbound::enqueue(&mut tx, id, bitrix24::outbound::UPDATE).await?;
+    }
+    outbox(
+        &mut tx,
+        "consultation.rescheduled",
+        id,
+        json!({"consultationId": id, "fromSlotId": row.slot_id, "toSlotId": new_slot}),
+    )
+    .await?;
+    audit(
+        &mut tx,
+        caller,
+        "consultation.reschedule",
+        "consultation",
+        Some(id),
+        json!({"fromSlotId": row.slot_id, "toSlotId": new_slot}),
+    )
+    .await?;
+    let updated = load(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("consultation"))?;
+    tx.commit().await?;
+    Ok((updated, row.slot_id))
 }
 
 /// Extra data a transition stores.
