@@ -96,13 +96,24 @@ impl TestApi {
     }
 
     pub async fn spawn_with(backend: Backend, settings: ApiSettings) -> TestApi {
+        Self::spawn_full(backend, settings, None).await
+    }
+
+    pub async fn spawn_full(
+        backend: Backend,
+        settings: ApiSettings,
+        bitrix24: Option<std::sync::Arc<vizit_api::integrations::bitrix24::Bitrix24>>,
+    ) -> TestApi {
         let (url, cleanup) = database(backend).await;
         let db = Db::connect(&url, 16)
             .await
             .expect("database connects and migrates");
         assert_eq!(db.backend, backend);
         let keys = TokenKeys::new(&SecretString::from(SECRET.to_owned())).unwrap();
-        let state = ApiState::new(db, keys.clone(), settings);
+        let mut state = ApiState::new(db, keys.clone(), settings);
+        if let Some(b) = bitrix24 {
+            state = state.with_bitrix24(b);
+        }
         let app = vizit_api::router(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -9,7 +9,7 @@
 //! | `POST /sandbox/bitrix24/bookings {name, resourceIds, datePeriod}` | book (fires `ONBOOKINGADD`; 409 if busy) |
 //! | `PUT /sandbox/bitrix24/bookings/{id}/period {from, to}` | move (fires `ONBOOKINGUPDATE`) |
 //! | `DELETE /sandbox/bitrix24/bookings/{id}` | delete (fires `ONBOOKINGDELETE`) |
-//! | `PUT /sandbox/bitrix24/fault {"mode": "none"\|"unavailable"\|"malformed"\|"wrong_shape"}` | fault injection |
+//! | `PUT /sandbox/bitrix24/fault {"mode": "none"\|"unavailable"\|"malformed"\|"wrong_shape"\|"lose_answers"}` | fault injection |
 //! | `PUT /sandbox/bitrix24/event-handler {"url": …}` | where events go (`null`: nowhere) |
 //! | `POST /sandbox/bitrix24/expire-tokens` | every OAuth access token expires now |
 

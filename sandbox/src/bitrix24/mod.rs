@@ -169,6 +169,8 @@ pub enum Fault {
     Malformed,
     /// Every REST call answers 200 with valid JSON of the wrong shape.
     WrongShape,
+    /// Calls run, but the answer is lost (504 from a proxy): the caller cannot know it worked.
+    LoseAnswers,
 }
 
 #[derive(Debug, Default)]

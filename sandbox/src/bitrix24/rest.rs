@@ -72,7 +72,7 @@ async fn rest(
     let started = now_f64();
     let fault = b.store().fault;
     match fault {
-        Fault::None => {}
+        Fault::None | Fault::LoseAnswers => {}
         Fault::Unavailable => {
             return (
                 StatusCode::BAD_GATEWAY,
@@ -141,10 +141,19 @@ async fn rest(
         }
     }
     let outcome = if method == "batch" {
+        *b.store().calls.entry("batch".to_owned()).or_default() += 1;
         batch(&b, &params, started)
     } else {
         call(&b, &method, &params)
     };
+    if fault == Fault::LoseAnswers {
+        return (
+            StatusCode::GATEWAY_TIMEOUT,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>504 Gateway Time-out</h1></body></html>",
+        )
+            .into_response();
+    }
     match outcome {
         Ok(reply) => {
             let mut body = Map::new();
