@@ -36,6 +36,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // Two TLS crypto providers are linked (aws-lc-rs for serving, ring inside reqwest): name
+        // the process default so every TLS config agrees. Already set (tests): fine.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let secret = settings.token_secret()?;
         let keys = TokenKeys::new(&secret).context("auth.token_secret")?;
 

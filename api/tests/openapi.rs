@@ -31,8 +31,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/consultations/{id}/payment"),
     ("post", "/api/v1/consultations/{id}/join"),
     ("post", "/api/v1/consultations/{id}/complete"),
+    ("post", "/api/v1/consultations/{id}/reschedule"),
     ("get", "/api/v1/admin/overdue"),
+    ("get", "/api/v1/admin/slot-conflicts"),
     ("get", "/api/v1/audit"),
+    ("post", "/api/v1/integrations/bitrix24/events"),
+    ("get", "/api/v1/admin/integrations/bitrix24"),
+    ("post", "/api/v1/admin/integrations/bitrix24/sync"),
+    ("get", "/api/v1/admin/integrations/bitrix24/outbound"),
+    (
+        "post",
+        "/api/v1/admin/integrations/bitrix24/outbound/{id}/retry",
+    ),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -465,6 +475,74 @@ async fn every_response_the_tests_see_matches_the_document() {
         api.get("/audit?limit=50", &c.admin).await
     );
     see!("get", "/api/v1/audit", api.get("/audit", &c.patient).await);
+    let later = c.booked(3 * 24 * 60).await;
+    let other_slot = api.slot(&c.service, &c.doctor_id, 3 * 24 * 60 + 60).await;
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/reschedule",
+        api.post(
+            &format!("/consultations/{later}/reschedule"),
+            &c.patient,
+            json!({"slotId": other_slot})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/reschedule",
+        api.post(
+            &format!("/consultations/{later}/reschedule"),
+            &c.patient,
+            json!({"slotId": other_slot})
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/slot-conflicts",
+        api.get("/admin/slot-conflicts", &c.admin).await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/integrations/bitrix24",
+        api.get("/admin/integrations/bitrix24", &c.admin).await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/integrations/bitrix24",
+        api.get("/admin/integrations/bitrix24", &c.patient).await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/integrations/bitrix24/sync",
+        api.post("/admin/integrations/bitrix24/sync", &c.admin, json!({}))
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/integrations/bitrix24/outbound",
+        api.get(
+            "/admin/integrations/bitrix24/outbound?status=failed",
+            &c.admin
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/integrations/bitrix24/outbound/{id}/retry",
+        api.post(
+            "/admin/integrations/bitrix24/outbound/1/retry",
+            &c.admin,
+            json!({})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/integrations/bitrix24/events",
+        api.call(Method::POST, "/integrations/bitrix24/events", None, None)
+            .await
+    );
     see!(
         "post",
         "/api/v1/auth/logout",
