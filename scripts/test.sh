@@ -6,10 +6,11 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_build_deps
 ensure_node 20
-apt_install chromium fonts-liberation iproute2 util-linux openssl
+apt_install chromium fonts-liberation iproute2 util-linux openssl curl
 web_deps
 start_postgres
-trap stop_postgres EXIT
+trap 'stop_s3; stop_postgres' EXIT
+start_s3
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -20,11 +21,6 @@ log "web-client typecheck"
 log "cargo test"
 cargo test --locked --workspace
 log "OpenAPI document validity (openapi-spec-validator)"
-apt_install python3-venv
-[ -x "$ROOT/.venv-test/bin/openapi-spec-validator" ] || {
-  python3 -m venv "$ROOT/.venv-test"
-  "$ROOT/.venv-test/bin/pip" install -q openapi-spec-validator
-}
 mkdir -p "$ROOT/target/openapi"
 "$ROOT/target/debug/vizit" openapi > "$ROOT/target/openapi/openapi.json"
 "$ROOT/.venv-test/bin/openapi-spec-validator" "$ROOT/target/openapi/openapi.json"
