@@ -355,13 +355,7 @@ async fn a_restart_resumes_pending_uploads() {
             )
             .await
             .unwrap();
-        assert_eq!(
-            spool
-                .run_once(&Confirmed::default())
-                .await
-                .unwrap(),
-            0
-        );
+        assert_eq!(spool.run_once(&Confirmed::default()).await.unwrap(), 0);
     } // "killed"
     // The next process, with S3 reachable, resumes it from the folder alone.
     let store = Arc::new(ObjectStore::s3(settings(&env("TEST_S3_ENDPOINT"), &bucket)));
@@ -397,13 +391,7 @@ async fn local_folder_store_and_key_checks() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        spool
-            .run_once(&Confirmed::default())
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(spool.run_once(&Confirmed::default()).await.unwrap(), 1);
     let path = store.local_path("recordings/c/x.webm").unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"webm bytes");
     assert_eq!(
