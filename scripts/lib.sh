@@ -127,7 +127,7 @@ start_s3() {
   AWS_ACCESS_KEY_ID=vizit-test AWS_SECRET_ACCESS_KEY=vizit-test-secret \
     "$ROOT/.venv-test/bin/weed" mini -dir="$S3_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3.port="$port" -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
-    -master.telemetry=false >"$S3_DIR.log" 2>&1 &
+    -master.telemetry=false -master.volumeSizeLimitMB=32 >"$S3_DIR.log" 2>&1 &
   S3_PID=$!
   local i
   for i in $(seq 1 60); do

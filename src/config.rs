@@ -27,6 +27,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub consultations: ConsultationSettings,
     pub bitrix24: Bitrix24Config,
+    pub recordings: RecordingsConfig,
     pub sandbox: SandboxSettings,
     pub log: LogSettings,
 }
@@ -64,6 +65,51 @@ pub struct Bitrix24Config {
     /// How long a booking request waits for Bitrix24 before answering with `bookingSync: pending`.
     #[serde(with = "humantime_serde")]
     pub booking_wait: Duration,
+}
+
+/// Where recordings are kept and for how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsConfig {
+    /// `local` (a folder, the default) or `s3`.
+    pub storage: StorageKind,
+    /// The folder of the `local` storage. Unset: `data_dir/recordings`.
+    pub local_dir: Option<PathBuf>,
+    /// Finished files wait here until the store confirms them. Unset: `data_dir/spool`.
+    pub spool_dir: Option<PathBuf>,
+    /// How long a download link works.
+    #[serde(with = "humantime_serde")]
+    pub link_ttl: Duration,
+    /// Stored recordings older than this many days are deleted, unless on legal hold (0: kept).
+    pub retention_days: u32,
+    pub s3: S3Config,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// e.g. `https://storage.yandexcloud.net`, `https://s3.ru-1.storage.selcloud.ru`; unset: AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    /// Prepended to every object key.
+    pub prefix: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores want.
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    #[serde(serialize_with = "serialize_secret")]
+    pub secret_access_key: Option<SecretString>,
+    /// `AES256` or `aws:kms` (unset: the bucket's default).
+    pub server_side_encryption: Option<String>,
+    /// Files above this go up in parts of this size (MiB, 5 to 5120).
+    pub part_size_mib: usize,
 }
 
 /// The built-in stand-ins of external systems (demo mode).
@@ -234,6 +280,24 @@ impl Default for Settings {
                 request_timeout: Duration::from_secs(15),
                 booking_wait: Duration::from_secs(5),
             },
+            recordings: RecordingsConfig {
+                storage: StorageKind::Local,
+                local_dir: None,
+                spool_dir: None,
+                link_ttl: Duration::from_secs(300),
+                retention_days: 0,
+                s3: S3Config {
+                    endpoint: None,
+                    region: "us-east-1".into(),
+                    bucket: String::new(),
+                    prefix: String::new(),
+                    path_style: true,
+                    access_key_id: None,
+                    secret_access_key: None,
+                    server_side_encryption: None,
+                    part_size_mib: 16,
+                },
+            },
             sandbox: SandboxSettings {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             },
@@ -395,6 +459,47 @@ impl Settings {
         if b.request_timeout < Duration::from_secs(1) {
             return invalid("bitrix24.request_timeout", "must be at least 1s");
         }
+        let r = &self.recordings;
+        if r.link_ttl < Duration::from_secs(10) || r.link_ttl > Duration::from_secs(7 * 86_400) {
+            return invalid(
+                "recordings.link_ttl",
+                "must be between 10s and 7 days (S3's limit)",
+            );
+        }
+        if r.storage == StorageKind::S3 {
+            if r.s3.bucket.trim().is_empty() {
+                return invalid(
+                    "recordings.s3.bucket",
+                    "is required when recordings.storage = \"s3\"",
+                );
+            }
+            if r.s3.access_key_id.is_none() || r.s3.secret_access_key.is_none() {
+                return invalid(
+                    "recordings.s3.access_key_id",
+                    "recordings.s3.access_key_id and recordings.s3.secret_access_key are required for S3",
+                );
+            }
+            if let Some(e) = &r.s3.endpoint
+                && !(e.starts_with("https://") || e.starts_with("http://"))
+            {
+                return invalid(
+                    "recordings.s3.endpoint",
+                    "must start with https:// or http://",
+                );
+            }
+        }
+        if let Some(sse) = &r.s3.server_side_encryption
+            && sse != "AES256"
+            && sse != "aws:kms"
+        {
+            return invalid(
+                "recordings.s3.server_side_encryption",
+                "must be AES256 or aws:kms",
+            );
+        }
+        if !(5..=5120).contains(&r.s3.part_size_mib) {
+            return invalid("recordings.s3.part_size_mib", "must be between 5 and 5120");
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return invalid("log.filter", &e.to_string());
         }
@@ -456,6 +561,41 @@ impl Settings {
             session_ttl: c.session_ttl,
             demo: self.demo,
         }
+    }
+
+    /// The object store recordings go to.
+    pub fn object_store(&self) -> vizit_recordings::ObjectStore {
+        let r = &self.recordings;
+        match r.storage {
+            StorageKind::Local => vizit_recordings::ObjectStore::local(
+                r.local_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("recordings")),
+            ),
+            StorageKind::S3 => vizit_recordings::ObjectStore::s3(vizit_recordings::S3Settings {
+                endpoint: r.s3.endpoint.clone(),
+                region: r.s3.region.clone(),
+                bucket: r.s3.bucket.clone(),
+                prefix: r.s3.prefix.clone(),
+                path_style: r.s3.path_style,
+                access_key_id: r.s3.access_key_id.clone().unwrap_or_default(),
+                secret_access_key: r
+                    .s3
+                    .secret_access_key
+                    .clone()
+                    .unwrap_or_else(|| SecretString::from(String::new())),
+                server_side_encryption: r.s3.server_side_encryption.clone(),
+                part_size: r.s3.part_size_mib * 1024 * 1024,
+            }),
+        }
+    }
+
+    /// The spool folder of finished recordings.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.recordings
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("spool"))
     }
 
     /// The Bitrix24 integration for `webhook_url` (the configured one, or the sandbox's).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use vizit_api::integrations::bitrix24::Bitrix24;
@@ -64,6 +64,30 @@ impl Application {
                 .context("database.url")?;
         info!(backend = ?db.backend, "database ready (migrations applied)");
         let mut api = vizit_api::ApiState::new(db, keys.clone(), settings.api_settings());
+
+        // Recordings: the object store and the spool in front of it.
+        let store = std::sync::Arc::new(settings.object_store());
+        let spool = vizit_recordings::Spool::open(settings.spool_dir(), store.clone())
+            .with_context(|| {
+                format!(
+                    "recordings.spool_dir: cannot use {}",
+                    settings.spool_dir().display()
+                )
+            })?;
+        let url_key = {
+            use sha2::Digest;
+            sha2::Sha256::digest(format!("vizit recording links|{}", secret.expose_secret()))
+                .to_vec()
+        };
+        let retention = (settings.recordings.retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(settings.recordings.retention_days) * 86_400));
+        api = api.with_recordings(std::sync::Arc::new(vizit_api::recordings::Recordings::new(
+            spool,
+            settings.recordings.link_ttl,
+            retention,
+            url_key,
+        )));
+        info!(store = %store.describe(), "recordings storage ready");
 
         // Bitrix24: the configured portal, or in demo mode the built-in sandbox.
         let mut sandbox = None;
@@ -212,6 +236,12 @@ impl Application {
             self.shutdown.subscribe(),
         ));
 
+        let spool_task = self.api.recordings.clone().map(|r| {
+            tokio::spawn(r.spool.clone().run(
+                vizit_api::recordings::CatalogueConfirm(self.api.db.clone()),
+                self.shutdown.subscribe(),
+            ))
+        });
         let bitrix24_task = self.api.bitrix24.clone().map(|b| {
             tokio::spawn(vizit_api::integrations::bitrix24::run(
                 self.api.clone(),
@@ -263,6 +293,9 @@ impl Application {
         }
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, media_task).await;
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, jobs_task).await;
+        if let Some(task) = spool_task {
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
+        }
         if let Some(task) = bitrix24_task {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
         }

@@ -21,6 +21,7 @@ pub mod domain;
 pub mod error;
 pub mod integrations;
 pub mod openapi;
+pub mod recordings;
 pub mod routes;
 pub mod service;
 
@@ -75,6 +76,8 @@ pub struct ApiState {
     pub settings: Arc<ApiSettings>,
     /// Slots from Bitrix24 and bookings pushed back; `None`: slots are managed through the API.
     pub bitrix24: Option<Arc<integrations::bitrix24::Bitrix24>>,
+    /// Recording storage (local folder or S3) and its rules; `None`: no recordings.
+    pub recordings: Option<Arc<recordings::Recordings>>,
 }
 
 impl ApiState {
@@ -84,7 +87,14 @@ impl ApiState {
             keys,
             settings: Arc::new(settings),
             bitrix24: None,
+            recordings: None,
         }
+    }
+
+    /// Turn recording storage on.
+    pub fn with_recordings(mut self, r: Arc<recordings::Recordings>) -> Self {
+        self.recordings = Some(r);
+        self
     }
 
     /// Turn the Bitrix24 integration on.
@@ -158,6 +168,10 @@ pub fn router(state: ApiState) -> Router {
             post(b24::outbound_retry),
         )
         .route("/integrations/bitrix24/events", post(b24::event))
+        .route("/recordings", get(recordings::list))
+        .route("/recordings/{id}/download", post(recordings::download))
+        .route("/recordings/{id}/file", get(recordings::file))
+        .route("/recordings/{id}/legal-hold", post(recordings::legal_hold))
         .route("/audit", get(r::audit_log))
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::page))
@@ -256,6 +270,7 @@ pub async fn run_jobs(
                 tracing::info!(
                     expired = report.expired,
                     overdue = report.overdue,
+                    recordings_deleted = report.recordings_deleted,
                     "consultation jobs ran"
                 );
             }

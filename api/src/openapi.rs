@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::integrations::bitrix24::routes as b24;
-use crate::routes;
+use crate::{recordings, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use crate::routes;
         routes::reschedule,
         routes::overdue, routes::slot_conflicts, routes::audit_log,
         b24::event, b24::status, b24::sync_now, b24::outbound_list, b24::outbound_retry,
+        recordings::list, recordings::download, recordings::file, recordings::legal_hold,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -36,6 +37,7 @@ use crate::routes;
         (name = "slots", description = "Doctors and their free slots"),
         (name = "consultations", description = "Booking, payment, the call, closing"),
         (name = "admin", description = "Staff, API keys, overdue consultations, slot conflicts, audit log"),
+        (name = "recordings", description = "Recordings of consultations: list, download links, legal hold (admins and head doctors)"),
         (name = "integrations", description = "Bitrix24: the event handler it calls, and the state of the sync"),
     )
 )]

@@ -479,6 +479,8 @@ pub fn cancelled_by(caller: &Caller) -> CancelledBy {
 pub struct JobReport {
     pub expired: usize,
     pub overdue: usize,
+    /// Recordings deleted by the retention policy.
+    pub recordings_deleted: usize,
 }
 
 /// Expire unpaid bookings (releasing their slots) and flag consultations not closed in time.
@@ -545,6 +547,7 @@ pub async fn run_jobs(state: &ApiState) -> Result<JobReport, ApiError> {
         }
         tx.commit().await?;
     }
+    report.recordings_deleted = crate::recordings::apply_retention(state).await?;
     Ok(report)
 }
 

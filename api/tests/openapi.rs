@@ -43,6 +43,10 @@ const ROUTES: &[(&str, &str)] = &[
         "post",
         "/api/v1/admin/integrations/bitrix24/outbound/{id}/retry",
     ),
+    ("get", "/api/v1/recordings"),
+    ("post", "/api/v1/recordings/{id}/download"),
+    ("get", "/api/v1/recordings/{id}/file"),
+    ("post", "/api/v1/recordings/{id}/legal-hold"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -534,6 +538,48 @@ async fn every_response_the_tests_see_matches_the_document() {
             "/admin/integrations/bitrix24/outbound/1/retry",
             &c.admin,
             json!({})
+        )
+        .await
+    );
+    let unknown = uuid::Uuid::new_v4();
+    see!(
+        "get",
+        "/api/v1/recordings",
+        api.get("/recordings", &c.admin).await
+    );
+    see!(
+        "get",
+        "/api/v1/recordings",
+        api.get("/recordings", &c.patient).await
+    );
+    see!(
+        "post",
+        "/api/v1/recordings/{id}/download",
+        api.post(
+            &format!("/recordings/{unknown}/download"),
+            &c.admin,
+            json!({})
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/recordings/{id}/file",
+        api.call(
+            Method::GET,
+            &format!("/recordings/{unknown}/file?expires=1&signature=00"),
+            None,
+            None
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/recordings/{id}/legal-hold",
+        api.post(
+            &format!("/recordings/{unknown}/legal-hold"),
+            &c.admin,
+            json!({"hold": true})
         )
         .await
     );

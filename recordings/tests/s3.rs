@@ -18,12 +18,19 @@ fn env(name: &str) -> String {
     })
 }
 
-fn settings(endpoint: &str, bucket: &str) -> S3Settings {
+/// The shared test bucket and this test's own key prefix.
+#[derive(Clone)]
+struct Place {
+    bucket: String,
+    prefix: String,
+}
+
+fn settings(endpoint: &str, place: &Place) -> S3Settings {
     S3Settings {
         endpoint: Some(endpoint.to_owned()),
         region: "us-east-1".into(),
-        bucket: bucket.to_owned(),
-        prefix: "vizit-test/".into(),
+        bucket: place.bucket.clone(),
+        prefix: place.prefix.clone(),
         path_style: true,
         access_key_id: env("TEST_S3_ACCESS_KEY"),
         secret_access_key: SecretString::from(env("TEST_S3_SECRET_KEY")),
@@ -32,19 +39,34 @@ fn settings(endpoint: &str, bucket: &str) -> S3Settings {
     }
 }
 
-/// A fresh bucket; the store for it at `endpoint` (the server itself, or a proxy in front).
-async fn bucket() -> String {
-    let name = format!("vizit-{}", uuid::Uuid::new_v4().simple());
-    let store = ObjectStore::s3(settings(&env("TEST_S3_ENDPOINT"), &name));
-    store
+/// One bucket for every test (a bucket is a SeaweedFS collection with volumes of its own; a few
+/// dozen would exhaust a small disk), and a fresh key prefix per test.
+async fn bucket() -> Place {
+    let place = Place {
+        bucket: std::env::var("TEST_S3_BUCKET").unwrap_or_else(|_| "vizit-test".into()),
+        prefix: format!("t-{}/", uuid::Uuid::new_v4().simple()),
+    };
+    let store = ObjectStore::s3(settings(&env("TEST_S3_ENDPOINT"), &place));
+    let created = store
         .s3_client()
         .unwrap()
         .create_bucket()
-        .bucket(&name)
+        .bucket(&place.bucket)
         .send()
-        .await
-        .expect("create bucket");
-    name
+        .await;
+    if let Err(e) = created {
+        let code = e
+            .as_service_error()
+            .and_then(|s| s.meta().code())
+            .unwrap_or("")
+            .to_owned();
+        assert!(
+            code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists",
+            "create bucket: {}",
+            aws_sdk_s3::error::DisplayErrorContext(&e)
+        );
+    }
+    place
 }
 
 fn temp_dir() -> std::path::PathBuf {
@@ -76,13 +98,13 @@ impl Confirm for Confirmed {
     }
 }
 
-async fn get(store: &ObjectStore, bucket: &str, key: &str) -> Vec<u8> {
+async fn get(store: &ObjectStore, place: &Place, key: &str) -> Vec<u8> {
     let out = store
         .s3_client()
         .unwrap()
         .get_object()
-        .bucket(bucket)
-        .key(format!("vizit-test/{key}"))
+        .bucket(&place.bucket)
+        .key(format!("{}{key}", place.prefix))
         .send()
         .await
         .expect("object exists");
@@ -95,8 +117,8 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_upload_is_byte_identical_and_presigned_urls_expire() {
     let _one = SERIAL.lock().await;
-    let bucket = bucket().await;
-    let store = Arc::new(ObjectStore::s3(settings(&env("TEST_S3_ENDPOINT"), &bucket)));
+    let place = bucket().await;
+    let store = Arc::new(ObjectStore::s3(settings(&env("TEST_S3_ENDPOINT"), &place)));
     let dir = temp_dir();
     let spool = Spool::open(dir.join("spool"), store.clone()).unwrap();
     let data = bytes(12 * 1024 * 1024 + 12345, 7);
@@ -121,7 +143,7 @@ async fn multipart_upload_is_byte_identical_and_presigned_urls_expire() {
         "spool emptied after confirmation"
     );
     assert_eq!(
-        get(&store, &bucket, "recordings/c1/a.webm").await,
+        get(&store, &place, "recordings/c1/a.webm").await,
         data,
         "byte-identical"
     );
@@ -163,8 +185,8 @@ async fn multipart_upload_is_byte_identical_and_presigned_urls_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_is_refused() {
     let _one = SERIAL.lock().await;
-    let bucket = bucket().await;
-    let mut s = settings(&env("TEST_S3_ENDPOINT"), &bucket);
+    let place = bucket().await;
+    let mut s = settings(&env("TEST_S3_ENDPOINT"), &place);
     s.secret_access_key = SecretString::from("not-the-secret".to_owned());
     let store = ObjectStore::s3(s);
     let dir = temp_dir();
@@ -279,11 +301,11 @@ fn upstream() -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_outage_mid_upload_then_the_upload_completes() {
     let _one = SERIAL.lock().await;
-    let bucket = bucket().await;
+    let place = bucket().await;
     // The connection is cut after ~7 MiB: the first part went up, the second did not.
     let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), upstream(), 7 * 1024 * 1024).await;
     let endpoint = format!("http://{}", proxy.addr);
-    let store = Arc::new(ObjectStore::s3(settings(&endpoint, &bucket)));
+    let store = Arc::new(ObjectStore::s3(settings(&endpoint, &place)));
     let dir = temp_dir();
     let spool = Spool::open(dir.join("spool"), store.clone()).unwrap();
     let data = bytes(16 * 1024 * 1024, 11);
@@ -327,7 +349,7 @@ async fn s3_outage_mid_upload_then_the_upload_completes() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert_eq!(get(&store, &bucket, "recordings/c2/a.webm").await, data);
+    assert_eq!(get(&store, &place, "recordings/c2/a.webm").await, data);
     assert!(spool.pending().await.unwrap().is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -335,7 +357,7 @@ async fn s3_outage_mid_upload_then_the_upload_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_pending_uploads() {
     let _one = SERIAL.lock().await;
-    let bucket = bucket().await;
+    let place = bucket().await;
     let dir = temp_dir();
     let data = bytes(6 * 1024 * 1024, 3);
     std::fs::write(dir.join("f.webm"), &data).unwrap();
@@ -344,7 +366,7 @@ async fn a_restart_resumes_pending_uploads() {
         let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", dead.local_addr().unwrap());
         drop(dead);
-        let store = Arc::new(ObjectStore::s3(settings(&endpoint, &bucket)));
+        let store = Arc::new(ObjectStore::s3(settings(&endpoint, &place)));
         let spool = Spool::open(dir.join("spool"), store).unwrap();
         spool
             .enqueue(
@@ -358,7 +380,7 @@ async fn a_restart_resumes_pending_uploads() {
         assert_eq!(spool.run_once(&Confirmed::default()).await.unwrap(), 0);
     } // "killed"
     // The next process, with S3 reachable, resumes it from the folder alone.
-    let store = Arc::new(ObjectStore::s3(settings(&env("TEST_S3_ENDPOINT"), &bucket)));
+    let store = Arc::new(ObjectStore::s3(settings(&env("TEST_S3_ENDPOINT"), &place)));
     let spool = Spool::open(dir.join("spool"), store.clone()).unwrap();
     let pending = spool.pending().await.unwrap();
     assert_eq!((pending.len(), pending[0].meta["n"].as_i64()), (1, Some(3)));
@@ -372,7 +394,7 @@ async fn a_restart_resumes_pending_uploads() {
     }
     stop.send(true).unwrap();
     runner.await.unwrap();
-    assert_eq!(get(&store, &bucket, "recordings/c3/a.webm").await, data);
+    assert_eq!(get(&store, &place, "recordings/c3/a.webm").await, data);
     let _ = std::fs::remove_dir_all(dir);
 }
 

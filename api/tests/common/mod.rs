@@ -83,6 +83,22 @@ async fn database(backend: Backend) -> (String, Cleanup) {
     }
 }
 
+/// The API router for `state` on a new port; its base URL.
+async fn serve(state: ApiState) -> String {
+    let app = vizit_api::router(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    format!("http://{addr}/api/v1")
+}
+
 impl TestApi {
     pub async fn spawn(backend: Backend) -> TestApi {
         Self::spawn_with(
@@ -114,19 +130,9 @@ impl TestApi {
         if let Some(b) = bitrix24 {
             state = state.with_bitrix24(b);
         }
-        let app = vizit_api::router(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-            .unwrap()
-        });
+        let base = serve(state.clone()).await;
         TestApi {
-            base: format!("http://{addr}/api/v1"),
+            base,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -135,6 +141,11 @@ impl TestApi {
             keys,
             _cleanup: cleanup,
         }
+    }
+
+    /// Serve `self.state` anew (after changing it), on a new port.
+    pub async fn respawn(&mut self) {
+        self.base = serve(self.state.clone()).await;
     }
 
     /// A request; returns status and JSON body (problem documents included).

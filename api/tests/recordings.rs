@@ -1,0 +1,313 @@
+//! The recordings catalogue and its admin API: local folder on both databases, S3 (SeaweedFS from
+//! `scripts/test.sh`) on SQLite.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Clinic;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::json;
+use vizit_api::recordings::{CatalogueConfirm, NewRecording, RecordingKind, Recordings, register};
+use vizit_api::{Backend, service};
+use vizit_recordings::{ObjectStore, S3Settings, Spool};
+
+fn temp_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vizit-api-rec-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A clinic whose API has recording storage on `store`, and a paid consultation.
+async fn clinic(
+    backend: Backend,
+    store: ObjectStore,
+    ttl: Duration,
+    retention: Option<Duration>,
+) -> (Clinic, Arc<Recordings>, String, std::path::PathBuf) {
+    let mut c = Clinic::new(backend).await;
+    let dir = temp_dir();
+    let spool = Spool::open(dir.join("spool"), Arc::new(store)).unwrap();
+    let rec = Arc::new(Recordings::new(
+        spool,
+        ttl,
+        retention,
+        b"test-url-key".to_vec(),
+    ));
+    c.api.state = c.api.state.clone().with_recordings(rec.clone());
+    c.api.respawn().await;
+    let consultation = c.booked(60).await;
+    (c, rec, consultation, dir)
+}
+
+async fn record(
+    c: &Clinic,
+    rec: &Recordings,
+    consultation: &str,
+    dir: &std::path::Path,
+    role: &str,
+    body: &[u8],
+) -> String {
+    let file = dir.join(format!("{role}.webm"));
+    std::fs::write(&file, body).unwrap();
+    let id = register(
+        &c.api.state,
+        NewRecording {
+            consultation_id: consultation,
+            kind: RecordingKind::Participant,
+            participant_role: Some(role),
+            file: &file,
+            content_type: "video/webm",
+            started_at: Some(vizit_api::now_ms()),
+            duration_ms: Some(5_000),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rec.spool
+            .run_once(&CatalogueConfirm(c.api.state.db.clone()))
+            .await
+            .unwrap(),
+        1
+    );
+    id
+}
+
+on_both_databases!(local_folder_recordings, super::local_folder_recordings);
+
+async fn local_folder_recordings(backend: Backend) {
+    let root = temp_dir();
+    let (c, rec, consultation, dir) = clinic(
+        backend,
+        ObjectStore::local(root.join("objects")),
+        Duration::from_secs(2),
+        Some(Duration::from_millis(1)),
+    )
+    .await;
+    let api = &c.api;
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let doctor_file = record(&c, &rec, &consultation, &dir, "doctor", &body).await;
+    let patient_file = record(&c, &rec, &consultation, &dir, "patient", b"patient track").await;
+
+    // Only admins and head doctors see the catalogue.
+    let (status, list) = api
+        .get(
+            &format!("/recordings?consultationId={consultation}"),
+            &c.admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["total"], 2);
+    let item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == doctor_file.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(item["status"], "stored");
+    assert_eq!(item["sizeBytes"], body.len() as i64);
+    assert_eq!(item["durationMs"], 5000);
+    assert_eq!(item["participantRole"], "doctor");
+    assert_eq!(item["sha256"].as_str().unwrap().len(), 64);
+    for who in [&c.patient, &c.doctor, &c.service] {
+        let (status, _) = api.get("/recordings", who).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = api
+            .post(
+                &format!("/recordings/{doctor_file}/download"),
+                who,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (status, _) = api.get("/recordings?status=stored", &c.head).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Download: a signed link to this server, byte-identical, audited.
+    let (status, link) = api
+        .post(
+            &format!("/recordings/{doctor_file}/download"),
+            &c.head,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let url = format!(
+        "{}{}",
+        api.base.trim_end_matches("/api/v1"),
+        link["url"].as_str().unwrap()
+    );
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    assert_eq!(r.bytes().await.unwrap().to_vec(), body);
+    let tampered = url.replace("signature=", "signature=00");
+    assert_eq!(
+        reqwest::get(&tampered).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let other = url.replace(&doctor_file, &patient_file);
+    assert_eq!(
+        reqwest::get(&other).await.unwrap().status(),
+        StatusCode::FORBIDDEN,
+        "a link is for one recording"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        reqwest::get(&url).await.unwrap().status(),
+        StatusCode::FORBIDDEN,
+        "the link expired"
+    );
+    let (_, audit) = api
+        .get(&format!("/audit?objectId={doctor_file}"), &c.admin)
+        .await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "recording.create",
+        "recording.stored",
+        "recording.download",
+        "recording.file_served",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+
+    // Retention: everything is "old" here; the one on legal hold stays.
+    let (status, held) = api
+        .post(
+            &format!("/recordings/{patient_file}/legal-hold"),
+            &c.admin,
+            json!({"hold": true, "reason": "жалоба пациента"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{held}");
+    assert_eq!(held["legalHold"], true);
+    let (status, _) = api
+        .post(
+            &format!("/recordings/{patient_file}/legal-hold"),
+            &c.head,
+            json!({"hold": false}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only admins set or lift holds"
+    );
+    let report = service::run_jobs(&api.state).await.unwrap();
+    assert_eq!(report.recordings_deleted, 1);
+    let (_, list) = api
+        .get(
+            &format!("/recordings?consultationId={consultation}"),
+            &c.admin,
+        )
+        .await;
+    let status_of = |id: &str| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status_of(&doctor_file), "deleted");
+    assert_eq!(status_of(&patient_file), "stored");
+    let key = format!("recordings/{consultation}/{doctor_file}.webm");
+    assert!(
+        !rec.store().local_path(&key).unwrap().exists(),
+        "the file is gone"
+    );
+    let (_, audit) = api
+        .get(
+            &format!("/audit?objectId={doctor_file}&action=recording.delete"),
+            &c.admin,
+        )
+        .await;
+    assert_eq!(audit["total"], 1);
+    let (status, problem) = api
+        .post(
+            &format!("/recordings/{doctor_file}/download"),
+            &c.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_stored"))
+    );
+    let _ = std::fs::remove_dir_all(root);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_recordings_download_through_presigned_urls() {
+    let env = |n: &str| {
+        std::env::var(n)
+            .unwrap_or_else(|_| panic!("{n} must be set (scripts/test.sh starts SeaweedFS)"))
+    };
+    let bucket = std::env::var("TEST_S3_BUCKET").unwrap_or_else(|_| "vizit-test".into());
+    let store = ObjectStore::s3(S3Settings {
+        endpoint: Some(env("TEST_S3_ENDPOINT")),
+        region: "us-east-1".into(),
+        bucket: bucket.clone(),
+        prefix: format!("api-{}/", uuid::Uuid::new_v4().simple()),
+        path_style: true,
+        access_key_id: env("TEST_S3_ACCESS_KEY"),
+        secret_access_key: SecretString::from(env("TEST_S3_SECRET_KEY")),
+        server_side_encryption: None,
+        part_size: 5 * 1024 * 1024,
+    });
+    // The shared test bucket (see recordings/tests/s3.rs); it may exist already.
+    let _ = store
+        .s3_client()
+        .unwrap()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await;
+    let (c, rec, consultation, dir) =
+        clinic(Backend::Sqlite, store, Duration::from_secs(3), None).await;
+    let body: Vec<u8> = (0..7 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let id = record(&c, &rec, &consultation, &dir, "doctor", &body).await;
+    let (status, link) = c
+        .api
+        .post(&format!("/recordings/{id}/download"), &c.admin, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let url = link["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&env("TEST_S3_ENDPOINT")) && url.contains("X-Amz-Signature"),
+        "{url}"
+    );
+    let r = reqwest::get(url).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.bytes().await.unwrap().to_vec(),
+        body,
+        "byte-identical through S3"
+    );
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    assert_eq!(
+        reqwest::get(url).await.unwrap().status(),
+        StatusCode::FORBIDDEN,
+        "presigned URL expired"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
