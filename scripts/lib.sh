@@ -58,6 +58,11 @@ ensure_node() {
 # Build prerequisites of the Rust crates (aws-lc needs a C compiler; nothing else).
 ensure_build_deps() {
   apt_install build-essential pkg-config ca-certificates
+  # GStreamer 1.22 (recordings): headers to build, plugins to run (x264enc is in -ugly,
+  # gst-discoverer-1.0 in -base-apps).
+  apt_install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps
   ensure_rust
   ensure_node
 }
