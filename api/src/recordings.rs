@@ -145,11 +145,23 @@ pub async fn register(state: &ApiState, new: NewRecording<'_>) -> Result<String,
     .await?;
     // The row is committed before the file enters the spool: a confirmation always finds it.
     tx.commit().await?;
-    let manifest = rec
+    let manifest = match rec
         .spool
         .enqueue(new.file, &key, new.content_type, json!({"recording": id}))
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("spooling recording {id}: {e}")))?;
+    {
+        Ok(m) => m,
+        Err(e) => {
+            sqlx::query("UPDATE recordings SET status = 'failed', error = $1 WHERE id = $2")
+                .bind(format!("could not enter the upload spool: {e}"))
+                .bind(&id)
+                .execute(&state.db.pool)
+                .await?;
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "spooling recording {id}: {e}"
+            )));
+        }
+    };
     sqlx::query("UPDATE recordings SET size_bytes = $1, sha256 = $2 WHERE id = $3")
         .bind(manifest.size as i64)
         .bind(&manifest.sha256)
@@ -527,7 +539,7 @@ pub struct LegalHoldRequest {
 /// Put a recording on legal hold (retention never deletes it) or release it. Admins only.
 #[utoipa::path(post, path = "/api/v1/recordings/{id}/legal-hold", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "recording id")), request_body = LegalHoldRequest,
-    responses((status = 200, body = RecordingView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = RecordingView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn legal_hold(
     State(state): State<ApiState>,
     caller: Caller,
@@ -536,6 +548,12 @@ pub async fn legal_hold(
 ) -> Result<Json<RecordingView>, ApiError> {
     caller.require(caller.is(Role::Admin))?;
     let r = load(&state, &raw).await?;
+    if req.hold && matches!(r.status.as_str(), "deleted" | "failed") {
+        return Err(ApiError::conflict(
+            "not_holdable",
+            format!("the recording is {}: there is nothing to hold", r.status),
+        ));
+    }
     let mut tx = state.db.begin_write().await?;
     sqlx::query("UPDATE recordings SET legal_hold_at = $1, legal_hold_by = $2, legal_hold_reason = $3 WHERE id = $4")
         .bind(req.hold.then(now_ms))

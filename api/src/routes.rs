@@ -1210,6 +1210,7 @@ pub async fn cancel(
         TransitionData {
             reason: Some(&reason),
             conclusion: None,
+            block_slot: false,
         },
     )
     .await?;
@@ -1260,6 +1261,7 @@ pub async fn complete(
         TransitionData {
             reason: None,
             conclusion: Some(&conclusion),
+            block_slot: false,
         },
     )
     .await?;
@@ -1467,11 +1469,12 @@ pub async fn reschedule(
     let consultation = id(&raw, "consultation")?;
     let slot = id(&req.slot_id, "slot")?;
     let (row, old_slot) =
-        service::reschedule(&state, Some(&caller), &consultation, &slot, true).await?;
+        service::reschedule(&state, Some(&caller), &consultation, &slot, true, "free").await?;
     if let Some(Delivery::Conflict) = bitrix24::routes::deliver_inline(&state, &consultation).await
     {
         // Bitrix24 has the new time booked: go back to where it was (Bitrix24 never moved).
-        match service::reschedule(&state, None, &consultation, &old_slot, false).await {
+        // The refused slot is left blocked in the same transaction (Bitrix24 has it).
+        match service::reschedule(&state, None, &consultation, &old_slot, false, "blocked").await {
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(consultation = %consultation, error = %e, "could not undo a reschedule Bitrix24 refused");
@@ -1483,10 +1486,6 @@ pub async fn reschedule(
                 .await?;
             }
         }
-        sqlx::query("UPDATE slots SET status = 'blocked' WHERE id = $1 AND status = 'free'")
-            .bind(&slot)
-            .execute(&state.db.pool)
-            .await?;
         return Err(ApiError::conflict(
             "slot_taken",
             "this time was just booked at the clinic; choose another slot",

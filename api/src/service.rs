@@ -308,6 +308,10 @@ pub async fn transition(
         // Free the time in Bitrix24 too (after the add, if that is still queued).
         bitrix24::outbound::enqueue(&mut tx, id, bitrix24::outbound::DELETE).await?;
     }
+    let slot_status = match (slot_status, transition) {
+        (Some(_), Transition::Cancel(_)) if extra.block_slot => Some("blocked"),
+        (s, _) => s,
+    };
     if let Some(slot_status) = slot_status {
         sqlx::query("UPDATE slots SET status = $1 WHERE id = $2 AND status <> 'blocked'")
             .bind(slot_status)
@@ -347,6 +351,7 @@ pub async fn reschedule(
     id: &str,
     new_slot: &str,
     push: bool,
+    left_slot_status: &str,
 ) -> Result<(ConsultationRow, String), ApiError> {
     let now = now_ms();
     let mut tx = state.db.begin_write().await?;
@@ -408,7 +413,8 @@ pub async fn reschedule(
             _ => ApiError::NotFound("slot"),
         });
     }
-    sqlx::query("UPDATE slots SET status = 'free' WHERE id = $1 AND status IN ('held', 'booked')")
+    sqlx::query("UPDATE slots SET status = $1 WHERE id = $2 AND status IN ('held', 'booked')")
+        .bind(left_slot_status)
         .bind(&row.slot_id)
         .execute(&mut *tx)
         .await?;
@@ -433,6 +439,12 @@ pub async fn reschedule(
         "the slot is no longer free; choose another",
     ))?;
     if push && matches!(row.external_sync.as_deref(), Some("pending" | "synced")) {
+        // `pending` until Bitrix24 has the new time, so a sync meanwhile does not mistake the
+        // difference for a change made in Bitrix24.
+        sqlx::query("UPDATE consultations SET external_sync = 'pending' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         bitrix24::outbound::enqueue(&mut tx, id, bitrix24::outbound::UPDATE).await?;
     }
     outbox(
@@ -463,6 +475,8 @@ pub async fn reschedule(
 pub struct TransitionData<'a> {
     pub reason: Option<&'a str>,
     pub conclusion: Option<&'a str>,
+    /// A cancellation leaves the slot blocked instead of free (the time is taken elsewhere).
+    pub block_slot: bool,
 }
 
 /// Who may cancel, as whom.

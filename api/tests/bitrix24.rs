@@ -287,7 +287,41 @@ both!(
     changes_in_bitrix24_under_a_booking_are_flagged,
     reschedule_moves_the_bitrix24_booking,
     malformed_answers_change_nothing,
+    a_disabled_doctor_does_not_stop_the_sync,
 );
+
+async fn a_disabled_doctor_does_not_stop_the_sync(backend: Backend) {
+    let env = Env::new(backend).await;
+    let a = env.doctor("Иванова Анна Петровна");
+    let b = env.doctor("Петров Сергей Иванович");
+    env.sync().await;
+    let (doctor_a, doctor_b) = (env.doctor_id(a).await, env.doctor_id(b).await);
+    assert!(!env.free_starts(&doctor_a).await.is_empty());
+    sqlx::query("UPDATE users SET disabled_at = 1 WHERE id = $1")
+        .bind(&doctor_a)
+        .execute(&env.api.state.db.pool)
+        .await
+        .unwrap();
+    // No second doctor is imported for A's resource, the sync succeeds, A offers nothing, B is
+    // still synchronised.
+    let report = env.sync().await;
+    assert_eq!(report.doctors_created, 0, "{report:?}");
+    assert!(report.slots_removed > 0);
+    assert_eq!(env.api.count("SELECT COUNT(*) FROM doctors").await, 2);
+    let free_a: i64 = env
+        .api
+        .count(&format!(
+            "SELECT COUNT(*) FROM slots WHERE doctor_id = '{doctor_a}' AND status = 'free'"
+        ))
+        .await;
+    assert_eq!(free_a, 0);
+    let first_b = env.free_starts(&doctor_b).await[0];
+    env.bx()
+        .add_booking(receptionist_booking(b, first_b, 30))
+        .unwrap();
+    env.sync().await;
+    assert!(!env.free_starts(&doctor_b).await.contains(&first_b));
+}
 
 async fn slots_follow_templates_bookings_and_paging(backend: Backend) {
     let env = Env::new(backend).await;
@@ -850,6 +884,32 @@ async fn reschedule_moves_the_bitrix24_booking(backend: Backend) {
             .from
             .timestamp,
         new_start
+    );
+    // The receptionist deleted our booking in Bitrix24: a reschedule is not undone as "taken";
+    // it stands in Vizit and the clinic sees the conflict.
+    env.bx().delete_booking(booking);
+    let (status, moved) = env
+        .api
+        .post(
+            &format!("/consultations/{id}/reschedule"),
+            &patient,
+            json!({"slotId": slots[4]["id"]}),
+        )
+        .await;
+    let calls: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT operation, status, outcome FROM outbound_calls ORDER BY id")
+            .fetch_all(&env.api.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, StatusCode::OK, "{moved} {calls:?}");
+    let (_, c) = env
+        .api
+        .get(&format!("/consultations/{id}"), &env.admin)
+        .await;
+    assert_eq!(c["slotId"], slots[4]["id"]);
+    assert!(
+        c["slotConflict"].as_str().unwrap().contains("deleted"),
+        "{c}"
     );
     // Someone else's consultation cannot be moved by this patient.
     let (_, other) = env.patient().await;

@@ -29,6 +29,10 @@ pub struct Manifest {
     pub last_error: Option<String>,
     /// Whatever the caller needs back when the upload is confirmed (e.g. the recording id).
     pub meta: serde_json::Value,
+    /// Where the file was before it entered the spool: if Vizit stopped between writing this
+    /// manifest and moving the file, the next attempt moves it.
+    #[serde(default)]
+    pub source: Option<PathBuf>,
 }
 
 /// Told when an upload is confirmed; the spool file is removed only after this succeeds.
@@ -79,8 +83,9 @@ impl Spool {
     }
 
     /// Take `file` into the spool (moved if on the same file system, else copied) for upload
-    /// under `key`. The file's size and SHA-256 are taken now; the manifest is written last
-    /// (atomically), so a crash never leaves a manifest without its data.
+    /// under `key`. The file is hashed where it is, the manifest written (atomically), and only
+    /// then is the file moved: a crash at any point leaves either the untouched file or a
+    /// manifest that finds it.
     pub async fn enqueue(
         &self,
         file: &Path,
@@ -89,13 +94,7 @@ impl Spool {
         meta: serde_json::Value,
     ) -> std::io::Result<Manifest> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let data = self.data_path(&id);
-        if tokio::fs::rename(file, &data).await.is_err() {
-            tokio::fs::copy(file, &data).await?;
-            tokio::fs::File::open(&data).await?.sync_all().await?;
-            tokio::fs::remove_file(file).await?;
-        }
-        let (sha256, size) = digests(&data).await?;
+        let (sha256, size) = digests(file).await?;
         let manifest = Manifest {
             id,
             key: key.to_owned(),
@@ -106,10 +105,32 @@ impl Spool {
             attempts: 0,
             last_error: None,
             meta,
+            source: Some(std::path::absolute(file)?),
         };
         self.save(&manifest).await?;
+        self.adopt(&manifest).await?;
         self.wake.notify_one();
         Ok(manifest)
+    }
+
+    /// Move the manifest's source file into the spool if it is not there yet.
+    async fn adopt(&self, m: &Manifest) -> std::io::Result<()> {
+        let data = self.data_path(&m.id);
+        if tokio::fs::try_exists(&data).await? {
+            return Ok(());
+        }
+        let Some(source) = &m.source else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "spooled file missing",
+            ));
+        };
+        if tokio::fs::rename(source, &data).await.is_err() {
+            tokio::fs::copy(source, &data).await?;
+            tokio::fs::File::open(&data).await?.sync_all().await?;
+            tokio::fs::remove_file(source).await?;
+        }
+        Ok(())
     }
 
     async fn save(&self, m: &Manifest) -> std::io::Result<()> {
@@ -152,6 +173,9 @@ impl Spool {
     /// Try one upload now. `Ok(true)`: stored, confirmed and removed from the spool.
     pub async fn attempt<C: Confirm>(&self, mut m: Manifest, confirm: &C) -> std::io::Result<bool> {
         let data = self.data_path(&m.id);
+        if let Err(e) = self.adopt(&m).await {
+            tracing::error!(key = %m.key, error = %e, "spooled file is missing; the upload cannot proceed");
+        }
         let outcome = self
             .store
             .put(&Upload {

@@ -117,7 +117,7 @@ fn loss_and_a_late_keyframe_still_make_a_playable_file() {
     produce(3, |video, p| {
         n += 1;
         // Every 13th packet is lost; the first 20 video packets never arrive (a late joiner).
-        if n % 13 == 0 || (video && n < 40) {
+        if n.is_multiple_of(13) || (video && n < 40) {
             return;
         }
         if video {

@@ -444,3 +444,40 @@ async fn local_folder_store_and_key_checks() {
     assert!(!path.exists());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_manifest_whose_file_was_not_moved_yet_still_uploads() {
+    // Vizit stopped between writing the manifest and moving the file into the spool.
+    let dir = temp_dir();
+    let store = Arc::new(ObjectStore::local(dir.join("objects")));
+    std::fs::create_dir_all(dir.join("spool")).unwrap();
+    std::fs::write(dir.join("left.webm"), b"finished recording").unwrap();
+    let (sha256, size) = vizit_recordings::store::digests(&dir.join("left.webm"))
+        .await
+        .unwrap();
+    let manifest = Manifest {
+        id: "m1".into(),
+        key: "recordings/c/left.webm".into(),
+        size,
+        sha256,
+        content_type: "video/webm".into(),
+        created_at_ms: 1,
+        attempts: 0,
+        last_error: None,
+        meta: serde_json::Value::Null,
+        source: Some(dir.join("left.webm")),
+    };
+    std::fs::write(
+        dir.join("spool/m1.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let spool = Spool::open(dir.join("spool"), store.clone()).unwrap();
+    assert_eq!(spool.run_once(&Confirmed::default()).await.unwrap(), 1);
+    assert_eq!(
+        std::fs::read(store.local_path("recordings/c/left.webm").unwrap()).unwrap(),
+        b"finished recording"
+    );
+    assert!(!dir.join("left.webm").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -21,8 +21,9 @@ pub const UPDATE: &str = "booking.update";
 pub const DELETE: &str = "booking.delete";
 pub const LINK_CLIENT: &str = "booking.client.set";
 
-/// A claimed call is someone else's for this long.
-const LEASE_MS: i64 = 60_000;
+/// A claimed call is someone else's for this long: longer than the slowest call can take
+/// (retries × request timeout + backoff + pacing).
+const LEASE_MS: i64 = 10 * 60_000;
 /// Longest wait between attempts.
 const MAX_BACKOFF_MS: i64 = 5 * 60_000;
 
@@ -52,6 +53,8 @@ pub enum Delivery {
     Done,
     /// Bitrix24 refused the time (1018): the consultation was cancelled or flagged.
     Conflict,
+    /// The booking is gone from Bitrix24 (moved or deleted there): the consultation was flagged.
+    Gone,
     /// Not delivered yet; will be retried.
     Pending(String),
     /// Given up (a method error no retry can fix); an admin can retry it.
@@ -69,13 +72,11 @@ struct Call {
     id: i64,
     operation: String,
     consultation_id: String,
-    attempts: i64,
 }
 
 #[derive(sqlx::FromRow)]
 struct Target {
     status: String,
-    slot_id: String,
     starts_at: i64,
     ends_at: i64,
     time_zone: String,
@@ -84,27 +85,36 @@ struct Target {
     crm_contact_id: Option<String>,
 }
 
-/// Claim a call: `attempts` counts this one. `false` if someone else holds it or it is over.
-async fn claim(state: &ApiState, id: i64) -> Result<bool, sqlx::Error> {
+/// A claimed call: the attempt number this is, and the lease that proves it is ours.
+struct Claimed {
+    attempt: i64,
+    lease: i64,
+}
+
+/// Claim a call (`due_only`: the worker respects the backoff; a waiting request does not).
+/// `None` if someone else holds it, it is not due, or it is over.
+async fn claim(state: &ApiState, id: i64, due_only: bool) -> Result<Option<Claimed>, sqlx::Error> {
     let now = now_ms();
-    Ok(sqlx::query(
+    let lease = now + LEASE_MS;
+    let row: Option<(i64,)> = sqlx::query_as(
         "UPDATE outbound_calls SET locked_until = $1, attempts = attempts + 1 \
-         WHERE id = $2 AND status = 'pending' AND (locked_until IS NULL OR locked_until < $3)",
+         WHERE id = $2 AND status = 'pending' AND (locked_until IS NULL OR locked_until < $3) \
+         AND ($4 = 0 OR next_attempt_at <= $3) RETURNING attempts",
     )
-    .bind(now + LEASE_MS)
+    .bind(lease)
     .bind(id)
     .bind(now)
-    .execute(&state.db.pool)
-    .await?
-    .rows_affected()
-        == 1)
+    .bind(i64::from(due_only))
+    .fetch_optional(&state.db.pool)
+    .await?;
+    Ok(row.map(|(attempt,)| Claimed { attempt, lease }))
 }
 
 /// Run every due call, oldest first, each consultation's calls in order. Returns how many ran.
 pub async fn deliver_due(state: &ApiState, b: &Bitrix24) -> Result<usize, sqlx::Error> {
     let now = now_ms();
     let due: Vec<Call> = sqlx::query_as(
-        "SELECT o.id, o.operation, o.consultation_id, o.attempts FROM outbound_calls o \
+        "SELECT o.id, o.operation, o.consultation_id FROM outbound_calls o \
          WHERE o.status = 'pending' AND o.next_attempt_at <= $1 AND (o.locked_until IS NULL OR o.locked_until < $2) \
          AND NOT EXISTS (SELECT 1 FROM outbound_calls e WHERE e.consultation_id = o.consultation_id \
                          AND e.status = 'pending' AND e.id < o.id) \
@@ -116,8 +126,8 @@ pub async fn deliver_due(state: &ApiState, b: &Bitrix24) -> Result<usize, sqlx::
     .await?;
     let mut ran = 0;
     for call in due {
-        if claim(state, call.id).await? {
-            run(state, b, &call, false).await?;
+        if let Some(claimed) = claim(state, call.id, true).await? {
+            run(state, b, &call, &claimed, false).await?;
             ran += 1;
         }
     }
@@ -132,7 +142,7 @@ pub async fn deliver_consultation(
     consultation: &str,
 ) -> Result<Delivery, sqlx::Error> {
     let calls: Vec<Call> = sqlx::query_as(
-        "SELECT id, operation, consultation_id, attempts FROM outbound_calls \
+        "SELECT id, operation, consultation_id FROM outbound_calls \
          WHERE consultation_id = $1 AND status = 'pending' ORDER BY id",
     )
     .bind(consultation)
@@ -140,10 +150,10 @@ pub async fn deliver_consultation(
     .await?;
     let mut last = Delivery::Done;
     for call in calls {
-        if !claim(state, call.id).await? {
+        let Some(claimed) = claim(state, call.id, false).await? else {
             return Ok(Delivery::Pending("another worker is delivering it".into()));
-        }
-        last = run(state, b, &call, true).await?;
+        };
+        last = run(state, b, &call, &claimed, true).await?;
         if last != Delivery::Done {
             break;
         }
@@ -156,15 +166,18 @@ async fn run(
     state: &ApiState,
     b: &Bitrix24,
     call: &Call,
+    claimed: &Claimed,
     inline: bool,
 ) -> Result<Delivery, sqlx::Error> {
-    let attempt = call.attempts + 1;
+    let attempt = claimed.attempt;
     let outcome = execute(state, b, call, attempt, inline).await;
     let now = now_ms();
     let (status, outcome_text, error, delivery) = match outcome {
         Ok(Delivery::Done) => ("done", Some("delivered"), None, Delivery::Done),
         Ok(Delivery::Conflict) => ("done", Some("conflict"), None, Delivery::Conflict),
-        Ok(other) => ("done", Some("skipped"), None, other),
+        Ok(Delivery::Gone) => ("done", Some("gone"), None, Delivery::Gone),
+        Ok(Delivery::Failed(e)) => ("failed", None, Some(e.clone()), Delivery::Failed(e)),
+        Ok(Delivery::Pending(e)) => ("pending", None, Some(e.clone()), Delivery::Pending(e)),
         Err(Step::B24(e)) if e.is_method_error() => {
             let text = e.to_string();
             ("failed", None, Some(text.clone()), Delivery::Failed(text))
@@ -182,7 +195,7 @@ async fn run(
     let backoff = (1000_i64 << attempt.clamp(0, 20)).min(MAX_BACKOFF_MS);
     sqlx::query(
         "UPDATE outbound_calls SET status = $1, outcome = COALESCE($2, outcome), last_error = $3, locked_until = NULL, \
-         next_attempt_at = $4, done_at = $5 WHERE id = $6",
+         next_attempt_at = $4, done_at = $5 WHERE id = $6 AND locked_until = $7",
     )
     .bind(status)
     .bind(outcome_text)
@@ -190,6 +203,7 @@ async fn run(
     .bind(now + backoff)
     .bind((status != "pending").then_some(now))
     .bind(call.id)
+    .bind(claimed.lease)
     .execute(&state.db.pool)
     .await?;
     match &delivery {
@@ -236,7 +250,7 @@ async fn execute(
     inline: bool,
 ) -> Result<Delivery, Step> {
     let target: Option<Target> = sqlx::query_as(
-        "SELECT c.status, c.slot_id, c.starts_at, c.ends_at, c.time_zone, c.external_booking_id, \
+        "SELECT c.status, c.starts_at, c.ends_at, c.time_zone, c.external_booking_id, \
          d.bitrix_resource_id, p.crm_contact_id FROM consultations c \
          JOIN doctors d ON d.user_id = c.doctor_id JOIN users p ON p.id = c.patient_id WHERE c.id = $1",
     )
@@ -280,9 +294,13 @@ async fn execute(
             let name = booking_name(id);
             let mut found = None;
             if attempt > 1 {
+                // A previous attempt may have landed, possibly at a time the consultation has
+                // since left (a reschedule): look over the whole horizon.
+                let now = now_ms() / 1000;
+                let horizon = b.settings.horizon.as_secs() as i64;
                 found = b
                     .client
-                    .bookings(period.from.timestamp, period.to.timestamp)
+                    .bookings(now - 86_400, (now + horizon).max(period.to.timestamp))
                     .await?
                     .into_iter()
                     .find(|bk| bk.name.as_deref() == Some(name.as_str()))
@@ -325,7 +343,7 @@ async fn execute(
                     Ok(Delivery::Done)
                 }
                 Err(e) if e.code() == Some("1018") => {
-                    slot_taken(state, id, &t.slot_id).await?;
+                    slot_taken(state, id).await?;
                     Ok(Delivery::Conflict)
                 }
                 Err(e) => Err(e.into()),
@@ -339,7 +357,13 @@ async fn execute(
                 return Ok(Delivery::Done);
             }
             match b.client.move_booking(booking, &period).await {
-                Ok(()) => Ok(Delivery::Done),
+                Ok(()) => {
+                    sqlx::query("UPDATE consultations SET external_sync = 'synced' WHERE id = $1 AND external_sync = 'pending'")
+                        .bind(id)
+                        .execute(&state.db.pool)
+                        .await?;
+                    Ok(Delivery::Done)
+                }
                 Err(e) if e.code() == Some("1018") => {
                     if !inline {
                         super::sync::flag_conflict(state, id, "the new time is taken in Bitrix24")
@@ -350,7 +374,7 @@ async fn execute(
                 Err(e) if e.code() == Some("1019") => {
                     super::sync::flag_conflict(state, id, "the booking was deleted in Bitrix24")
                         .await?;
-                    Ok(Delivery::Conflict)
+                    Ok(Delivery::Gone)
                 }
                 Err(e) => Err(e.into()),
             }
@@ -387,7 +411,7 @@ async fn execute(
 
 /// Bitrix24 had the time booked first: the consultation is not confirmed. It is cancelled by the
 /// clinic with a reason the patient understands, and the slot is blocked until the next sync.
-async fn slot_taken(state: &ApiState, id: &str, slot: &str) -> Result<(), Step> {
+async fn slot_taken(state: &ApiState, id: &str) -> Result<(), Step> {
     let cancelled = service::transition(
         state,
         None,
@@ -396,6 +420,7 @@ async fn slot_taken(state: &ApiState, id: &str, slot: &str) -> Result<(), Step> 
         TransitionData {
             reason: Some(SLOT_TAKEN_REASON),
             conclusion: None,
+            block_slot: true,
         },
     )
     .await;
@@ -405,10 +430,6 @@ async fn slot_taken(state: &ApiState, id: &str, slot: &str) -> Result<(), Step> 
     }
     sqlx::query("UPDATE consultations SET external_sync = 'conflict' WHERE id = $1")
         .bind(id)
-        .execute(&state.db.pool)
-        .await?;
-    sqlx::query("UPDATE slots SET status = 'blocked' WHERE id = $1 AND status = 'free'")
-        .bind(slot)
         .execute(&state.db.pool)
         .await?;
     tracing::info!(consultation = %id, "Bitrix24 had the slot booked first; the consultation was not confirmed");

@@ -98,7 +98,7 @@ async fn sync_inner(state: &ApiState, b: &Bitrix24) -> Result<SyncReport, SyncEr
     let ids: Vec<i64> = resources.iter().map(|r| r.id).collect();
     let templates = b.client.templates(&ids).await?;
 
-    let mut linked: HashMap<i64, String> = linked_doctors(state).await?;
+    let (mut linked, disabled) = linked_doctors(state).await?;
     if b.settings.create_doctors {
         let unlinked: Vec<&super::client::Resource> = resources
             .iter()
@@ -122,8 +122,8 @@ async fn sync_inner(state: &ApiState, b: &Bitrix24) -> Result<SyncReport, SyncEr
 
     let known: HashSet<i64> = ids.iter().copied().collect();
     for (resource, doctor) in &linked {
-        // A resource gone from Bitrix24 offers nothing any more.
-        let ranges = if known.contains(resource) {
+        // A resource gone from Bitrix24, or a disabled doctor, offers nothing any more.
+        let ranges = if known.contains(resource) && !disabled.contains(doctor) {
             templates.get(resource).cloned().unwrap_or_default()
         } else {
             Vec::new()
@@ -163,17 +163,27 @@ async fn sync_inner(state: &ApiState, b: &Bitrix24) -> Result<SyncReport, SyncEr
     Ok(report)
 }
 
-async fn linked_doctors(state: &ApiState) -> Result<HashMap<i64, String>, sqlx::Error> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT d.user_id, d.bitrix_resource_id FROM doctors d JOIN users u ON u.id = d.user_id \
-         WHERE d.bitrix_resource_id IS NOT NULL AND u.disabled_at IS NULL",
+/// Doctors linked to a resource (disabled ones included: their resource is not "unlinked"), and
+/// the set of those that are disabled.
+async fn linked_doctors(
+    state: &ApiState,
+) -> Result<(HashMap<i64, String>, HashSet<String>), sqlx::Error> {
+    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT d.user_id, d.bitrix_resource_id, u.disabled_at FROM doctors d JOIN users u ON u.id = d.user_id \
+         WHERE d.bitrix_resource_id IS NOT NULL",
     )
     .fetch_all(&state.db.pool)
     .await?;
-    Ok(rows
+    let disabled = rows
+        .iter()
+        .filter(|r| r.2.is_some())
+        .map(|r| r.0.clone())
+        .collect();
+    let linked = rows
         .into_iter()
-        .filter_map(|(doctor, resource)| resource.parse::<i64>().ok().map(|r| (r, doctor)))
-        .collect())
+        .filter_map(|(doctor, resource, _)| resource.parse::<i64>().ok().map(|r| (r, doctor)))
+        .collect();
+    Ok((linked, disabled))
 }
 
 /// A doctor record for a resource (no login until an admin gives one).
@@ -351,6 +361,19 @@ async fn check_consultations(
             None => b.client.booking(booking_id).await?,
         };
         let resource = resource.and_then(|r| r.parse::<i64>().ok());
+        let matches = |bk: &Option<Booking>| {
+            bk.as_ref().is_some_and(|bk| {
+                resource.is_none_or(|r| bk.resource_ids.contains(&r))
+                    && bk.date_period.from.timestamp * 1000 == starts
+                    && bk.date_period.to.timestamp * 1000 == ends
+            })
+        };
+        // The list may predate a move Vizit itself just made: look again before flagging.
+        let booking = if !matches(&booking) && by_id.contains_key(&booking_id) {
+            b.client.booking(booking_id).await?
+        } else {
+            booking
+        };
         let problem = match booking {
             None => Some("the booking was deleted in Bitrix24".to_owned()),
             Some(bk) if resource.is_some_and(|r| !bk.resource_ids.contains(&r)) => {
