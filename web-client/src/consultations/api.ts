@@ -165,6 +165,53 @@ function decodeMe(v: unknown): User | null {
   return o['kind'] === 'user' ? decodeUser(o) : null;
 }
 
+/** One recording in the clinic's catalogue (admins and head doctors). */
+export interface Recording {
+  id: string;
+  consultationId: string;
+  consultationStartsAt: string;
+  doctorName: string;
+  kind: 'participant' | 'composite';
+  participantRole: string | null;
+  status: string;
+  durationMs: number | null;
+  sizeBytes: number | null;
+  createdAt: string;
+}
+
+/** A short-lived download link. */
+export interface DownloadLink {
+  url: string;
+  expiresAt: string;
+  fileName: string;
+}
+
+function optNum(o: Json, key: string): number | null {
+  const v = o[key];
+  return typeof v === 'number' ? v : null;
+}
+
+function decodeRecording(v: unknown): Recording {
+  const o = obj(v, 'recording');
+  return {
+    id: str(o, 'id'),
+    consultationId: str(o, 'consultationId'),
+    consultationStartsAt: str(o, 'consultationStartsAt'),
+    doctorName: str(o, 'doctorName'),
+    kind: str(o, 'kind') === 'composite' ? 'composite' : 'participant',
+    participantRole: optStr(o, 'participantRole'),
+    status: str(o, 'status'),
+    durationMs: optNum(o, 'durationMs'),
+    sizeBytes: optNum(o, 'sizeBytes'),
+    createdAt: str(o, 'createdAt'),
+  };
+}
+
+function decodeLink(v: unknown): DownloadLink {
+  const o = obj(v, 'download link');
+  return { url: str(o, 'url'), expiresAt: str(o, 'expiresAt'), fileName: str(o, 'fileName') };
+}
+
 function decodeConsultation(v: unknown): Consultation {
   const o = obj(v, 'consultation');
   const doctor = obj(o['doctor'], 'doctor');
@@ -296,6 +343,15 @@ export class ApiClient {
   async overdue(limit: number): Promise<Page<Consultation>> {
     const q = new URLSearchParams({ limit: String(limit) });
     return decodePage(await this.request('GET', `/admin/overdue?${q}`), decodeConsultation);
+  }
+
+  async recordings(limit: number): Promise<Page<Recording>> {
+    const q = new URLSearchParams({ limit: String(limit) });
+    return decodePage(await this.request('GET', `/recordings?${q}`), decodeRecording);
+  }
+
+  async downloadLink(id: string): Promise<DownloadLink> {
+    return decodeLink(await this.request('POST', `/recordings/${encodeURIComponent(id)}/download`));
   }
 
   async doctors(): Promise<Doctor[]> {

@@ -11,10 +11,10 @@
  * tokens, names and conclusions are personal data.
  */
 
-import { ApiClient, ApiProblem, type Consultation, type Doctor, type Role, type Slot, type User } from './api';
+import { ApiClient, ApiProblem, type Consultation, type Doctor, type Recording, type Role, type Slot, type User } from './api';
 import { byTestId, h, reconcile, say } from './dom';
 import { clearToken, loadToken, saveToken, takeTokenFromFragment } from './session';
-import { ROLE_TEXT, STATUS_TEXT, TEXT, errorText, moment, price, slotTime } from './texts';
+import { RECORDING_STATUS_TEXT, ROLE_TEXT, STATUS_TEXT, TEXT, duration, errorText, moment, price, size, slotTime } from './texts';
 
 /** Consultations per list request (the API allows up to 200). */
 const PAGE_SIZE = 100;
@@ -55,6 +55,9 @@ const ui = {
   overdueSection: byTestId('overdue-section', HTMLElement),
   overdueList: byTestId('overdue', HTMLUListElement),
   overdueEmpty: byTestId('overdue-empty', HTMLParagraphElement),
+  recordingsSection: byTestId('recordings-section', HTMLElement),
+  recordingsList: byTestId('recordings', HTMLUListElement),
+  recordingsEmpty: byTestId('recordings-empty', HTMLParagraphElement),
 
   bookingSection: byTestId('booking-section', HTMLElement),
   doctorSelect: byTestId('doctor-select', HTMLSelectElement),
@@ -108,6 +111,7 @@ function showView(view: View): void {
   ui.listSection.hidden = !signedIn;
   ui.bookingSection.hidden = view !== 'patient';
   ui.overdueSection.hidden = view !== 'clinic';
+  ui.recordingsSection.hidden = view !== 'clinic';
   ui.who.hidden = !signedIn;
 }
 
@@ -137,10 +141,13 @@ function resetSignedInState(): void {
   busy.clear();
   ui.list.replaceChildren();
   ui.overdueList.replaceChildren();
+  ui.recordingsList.replaceChildren();
   ui.slots.replaceChildren();
   ui.doctorSelect.replaceChildren(h('option', { text: 'Выберите врача', attrs: { value: '' } }));
   for (const el of [ui.listStatus, ui.bookingStatus]) el.textContent = '';
-  for (const el of [ui.listEmpty, ui.overdueEmpty, ui.bookingError, ui.loginError, ui.demoError]) say(el, null);
+  for (const el of [ui.listEmpty, ui.overdueEmpty, ui.recordingsEmpty, ui.bookingError, ui.loginError, ui.demoError]) {
+    say(el, null);
+  }
   ui.moreWrap.hidden = true;
 }
 
@@ -158,7 +165,10 @@ function signIn(u: User, focus = true): void {
   if (focus) focusHeading(ui.listTitle);
   void refreshList();
   if (view === 'patient') void loadDoctors();
-  if (view === 'clinic') void loadOverdue();
+  if (view === 'clinic') {
+    void loadOverdue();
+    void loadRecordings();
+  }
   startPolling();
 }
 
@@ -523,6 +533,76 @@ async function loadOverdue(): Promise<void> {
   }
 }
 
+// ---- recordings (admin, head doctor) --------------------------------------------------------
+
+async function loadRecordings(): Promise<void> {
+  const gen = generation;
+  try {
+    const page = await api.recordings(100);
+    if (gen !== generation) return;
+    ui.recordingsList.replaceChildren(...page.items.map(renderRecording));
+    say(
+      ui.recordingsEmpty,
+      page.items.length === 0
+        ? TEXT.noRecordings
+        : page.total > page.items.length
+          ? `Показаны ${page.items.length} из ${page.total}.`
+          : null,
+    );
+  } catch (e) {
+    if (gen !== generation || isUnauthorized(e)) return;
+    logFailure('loading the recordings', e);
+    say(ui.recordingsEmpty, `Не удалось загрузить записи. ${errorText(e)}`);
+  }
+}
+
+function renderRecording(r: Recording): HTMLLIElement {
+  const who =
+    r.kind === 'composite' ? 'Общая запись' : r.participantRole === 'doctor' ? 'Врач' : 'Пациент';
+  const when = new Date(r.consultationStartsAt).toLocaleString('ru-RU', {
+    dateStyle: 'medium',
+    timeStyle: 'short',
+  });
+  const download = h('button', {
+    class: 'button secondary small',
+    testid: 'recording-download',
+    text: 'Скачать',
+    attrs: { type: 'button', 'aria-label': `Скачать запись: ${who}, ${when}` },
+  });
+  download.disabled = r.status !== 'stored';
+  const note = h('span', { class: 'c-meta' });
+  download.addEventListener('click', () => {
+    download.disabled = true;
+    say(note, 'Готовим ссылку…');
+    api
+      .downloadLink(r.id)
+      .then((link) => {
+        say(note, null);
+        window.location.assign(link.url);
+      })
+      .catch((e: unknown) => {
+        logFailure('getting a download link', e);
+        say(note, errorText(e));
+      })
+      .finally(() => {
+        download.disabled = r.status !== 'stored';
+      });
+  });
+  return h(
+    'li',
+    { class: 'consultation', testid: 'recording', attrs: { 'data-recording-id': r.id } },
+    h('div', { class: 'c-when', text: `${when} · ${r.doctorName}` }),
+    h(
+      'div',
+      { class: 'c-meta' },
+      h('span', { text: who }),
+      h('span', { text: ` · ${duration(r.durationMs)} · ${size(r.sizeBytes)} · ` }),
+      h('span', { testid: 'recording-status', text: RECORDING_STATUS_TEXT[r.status] ?? r.status }),
+    ),
+    h('div', { class: 'actions' }, download, note),
+  );
+}
+
 // ---- booking (patients) --------------------------------------------------------------------
 
 let doctors: Doctor[] = [];
@@ -640,7 +720,10 @@ async function book(s: Slot, doctorId: string): Promise<void> {
 function refreshAll(): void {
   if (user === null) return;
   void refreshList();
-  if (user.role === 'admin' || user.role === 'head_doctor') void loadOverdue();
+  if (user.role === 'admin' || user.role === 'head_doctor') {
+    void loadOverdue();
+    void loadRecordings();
+  }
 }
 
 function startPolling(): void {

@@ -31,6 +31,7 @@ export const TEXT = {
   noConsultations: 'Консультаций пока нет.',
   noConsultationsPatient: 'Консультаций пока нет. Запишитесь к врачу ниже.',
   noOverdue: 'Просроченных консультаций нет.',
+  noRecordings: 'Записей пока нет.',
   noDoctors: 'Сейчас нет врачей для записи.',
   chooseDoctor: 'Выберите врача, чтобы увидеть свободное время.',
   noSlots: 'У этого врача нет свободного времени в ближайшие две недели. Выберите другого врача.',
@@ -145,4 +146,29 @@ const RUB = new Intl.NumberFormat(LOCALE, { style: 'currency', currency: 'RUB', 
 
 export function price(kopecks: number): string {
   return RUB.format(kopecks / 100);
+}
+
+/** Russian text of a recording's status. */
+export const RECORDING_STATUS_TEXT: Record<string, string> = {
+  recording: 'Идёт запись',
+  processing: 'Обрабатывается',
+  uploading: 'Загружается в хранилище',
+  stored: 'Сохранена',
+  failed: 'Ошибка',
+  deleted: 'Удалена по сроку хранения',
+};
+
+/** `83 400` ms → `1:23`. */
+export function duration(ms: number | null): string {
+  if (ms === null) return '—';
+  const s = Math.round(ms / 1000);
+  const m = Math.floor(s / 60);
+  return `${m}:${String(s % 60).padStart(2, '0')}`;
+}
+
+/** Bytes → `12,3 МБ`. */
+export function size(bytes: number | null): string {
+  if (bytes === null) return '—';
+  if (bytes < 1024 * 1024) return `${Math.max(1, Math.round(bytes / 1024))} КБ`;
+  return `${(bytes / 1024 / 1024).toLocaleString('ru-RU', { maximumFractionDigits: 1 })} МБ`;
 }
