@@ -1,8 +1,9 @@
 //! Vizit's recordings: the object store (local folder or S3, [`store`]), the upload spool that
-//! survives outages and restarts ([`spool`]), and the GStreamer live path of one participant, RTP
-//! → WebM without transcoding ([`pipeline`]). Feeding it from the SFU and the composite MP4 come
-//! next (issue 4).
+//! survives outages and restarts ([`spool`]), the GStreamer live path of one participant, RTP
+//! → WebM without transcoding ([`pipeline`]), and the composite of a consultation, both parties
+//! side by side in one MP4 ([`composite`]). Feeding the live path from the SFU comes next (issue 4).
 
+pub mod composite;
 pub mod pipeline;
 pub mod spool;
 pub mod store;
