@@ -100,12 +100,20 @@ async fn demo_slots_come_from_the_bitrix24_sandbox_and_go_back() {
         assert_eq!(status, 200, "{slots}");
         slots.as_array().unwrap().clone()
     };
-    let free = slots().await;
-    assert!(
-        free.len() > 10,
-        "two weeks of a weekday template: {}",
-        free.len()
-    );
+    // The start-up sync creates the doctors first, then their slots: wait for those too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let free = loop {
+        let free = slots().await;
+        if free.len() > 10 {
+            break free;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two weeks of a weekday template, got {} slots",
+            free.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     // Seeded receptionist bookings are not offered.
     let seeded: Vec<i64> = sandbox
         .bitrix24

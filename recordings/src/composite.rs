@@ -17,7 +17,7 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use crate::pipeline::{PipelineError, init};
+use crate::pipeline::{PipelineError, init, wait_for_eos};
 
 /// Width and height of each party's tile.
 pub const TILE: (i32, i32) = (640, 480);
@@ -129,25 +129,7 @@ pub fn compose(inputs: &[Input], output: &Path, timeout: Duration) -> Result<(),
     }
 
     pipeline.set_state(gst::State::Playing).map_err(err)?;
-    let bus = pipeline.bus().ok_or_else(|| err("no bus"))?;
-    let deadline = std::time::Instant::now() + timeout;
-    let outcome = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            break Err(PipelineError::EosTimeout(timeout));
-        }
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64))
-        else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(e) => {
-                break Err(err(format!("{} ({:?})", e.error(), e.debug())));
-            }
-            _ => {}
-        }
-    };
+    let outcome = wait_for_eos(&pipeline, timeout);
     let _ = pipeline.set_state(gst::State::Null);
     outcome
 }

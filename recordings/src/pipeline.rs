@@ -150,35 +150,41 @@ impl ParticipantRecorder {
     pub fn finish(self, timeout: Duration) -> Result<Finished, PipelineError> {
         let _ = self.video.end_of_stream();
         let _ = self.audio.end_of_stream();
-        let bus = self.pipeline.bus().ok_or_else(|| gst_err("no bus"))?;
-        let deadline = std::time::Instant::now() + timeout;
-        let outcome = loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break Err(PipelineError::EosTimeout(timeout));
-            }
-            let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64))
-            else {
-                continue;
-            };
-            match msg.view() {
-                gst::MessageView::Eos(_) => break Ok(()),
-                gst::MessageView::Error(e) => {
-                    break Err(PipelineError::Gst(format!(
-                        "{} ({:?})",
-                        e.error(),
-                        e.debug()
-                    )));
-                }
-                _ => {}
-            }
-        };
+        let outcome = wait_for_eos(&self.pipeline, timeout);
         let _ = self.pipeline.set_state(gst::State::Null);
         outcome.map(|()| Finished {
             path: self.path.clone(),
             started: self.started,
             packets: self.packets,
         })
+    }
+}
+
+/// Wait (up to `timeout`) until end-of-stream reaches the bus of `pipeline`; an error message
+/// ends the wait with that error.
+pub fn wait_for_eos(pipeline: &gst::Pipeline, timeout: Duration) -> Result<(), PipelineError> {
+    let bus = pipeline.bus().ok_or_else(|| gst_err("no bus"))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(PipelineError::EosTimeout(timeout));
+        }
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64))
+        else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => return Ok(()),
+            gst::MessageView::Error(e) => {
+                return Err(PipelineError::Gst(format!(
+                    "{} ({:?})",
+                    e.error(),
+                    e.debug()
+                )));
+            }
+            _ => {}
+        }
     }
 }
 
