@@ -441,7 +441,8 @@ pub async fn download(
         })? {
         Some(url) => url,
         None => {
-            let exp = expires / 1000;
+            // Whole seconds, rounded up: a link never dies before `link_ttl`.
+            let exp = (expires + 999) / 1000;
             format!(
                 "/api/v1/recordings/{}/file?expires={exp}&signature={}",
                 r.id,

@@ -162,7 +162,7 @@ async fn local_folder_recordings(backend: Backend) {
         StatusCode::FORBIDDEN,
         "a link is for one recording"
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(
         reqwest::get(&url).await.unwrap().status(),
         StatusCode::FORBIDDEN,
