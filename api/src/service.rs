@@ -239,6 +239,26 @@ pub async fn book(
     Ok(id)
 }
 
+/// Lock a consultation for this transaction and load it: the row is touched first, so the write
+/// lock is ours before we read (see `book`). A caller who may not see it gets "not found".
+async fn lock_visible(
+    conn: &mut AnyConnection,
+    caller: Option<&Caller>,
+    id: &str,
+    now: i64,
+) -> Result<ConsultationRow, ApiError> {
+    let touched = sqlx::query("UPDATE consultations SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    match (touched, load(conn, id).await?) {
+        (1, Some(row)) if caller.is_none_or(|c| row.visible_to(c)) => Ok(row),
+        _ => Err(ApiError::NotFound("consultation")),
+    }
+}
+
 /// Apply a state transition, with its side effects on the slot, the outbox and the audit log.
 /// A caller who may not see the consultation gets "not found".
 pub async fn transition(
@@ -250,22 +270,7 @@ pub async fn transition(
 ) -> Result<ConsultationRow, ApiError> {
     let now = now_ms();
     let mut tx = state.db.begin_write().await?;
-    // Touch the row first: the write lock is ours before we read (see `book`).
-    let touched = sqlx::query("UPDATE consultations SET updated_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    let row = match (touched, load(&mut tx, id).await?) {
-        (1, Some(row)) => row,
-        _ => return Err(ApiError::NotFound("consultation")),
-    };
-    if let Some(caller) = caller
-        && !row.visible_to(caller)
-    {
-        return Err(ApiError::NotFound("consultation"));
-    }
+    let row = lock_visible(&mut tx, caller, id, now).await?;
     let from = row.status()?;
     let to = next_status(from, transition)?;
     let (column, slot_status) = match transition {
@@ -355,21 +360,7 @@ pub async fn reschedule(
 ) -> Result<(ConsultationRow, String), ApiError> {
     let now = now_ms();
     let mut tx = state.db.begin_write().await?;
-    let touched = sqlx::query("UPDATE consultations SET updated_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    let row = match (touched, load(&mut tx, id).await?) {
-        (1, Some(row)) => row,
-        _ => return Err(ApiError::NotFound("consultation")),
-    };
-    if let Some(caller) = caller
-        && !row.visible_to(caller)
-    {
-        return Err(ApiError::NotFound("consultation"));
-    }
+    let row = lock_visible(&mut tx, caller, id, now).await?;
     let status = row.status()?;
     if !matches!(
         status,
