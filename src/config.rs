@@ -71,6 +71,11 @@ pub struct Bitrix24Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingsConfig {
+    /// When calls are recorded: `auto` (as soon as both parties consent in the call page, the
+    /// default), `doctor` (both consent and the doctor starts it) or `off`.
+    pub mode: vizit_media::RecordingMode,
+    /// Files being recorded or composed. Unset: `data_dir/recording`.
+    pub work_dir: Option<PathBuf>,
     /// `local` (a folder, the default) or `s3`.
     pub storage: StorageKind,
     /// The folder of the `local` storage. Unset: `data_dir/recordings`.
@@ -281,6 +286,8 @@ impl Default for Settings {
                 booking_wait: Duration::from_secs(5),
             },
             recordings: RecordingsConfig {
+                mode: vizit_media::RecordingMode::Auto,
+                work_dir: None,
                 storage: StorageKind::Local,
                 local_dir: None,
                 spool_dir: None,
@@ -588,6 +595,14 @@ impl Settings {
                 part_size: r.s3.part_size_mib * 1024 * 1024,
             }),
         }
+    }
+
+    /// The folder of files being recorded or composed.
+    pub fn recording_work_dir(&self) -> PathBuf {
+        self.recordings
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("recording"))
     }
 
     /// The spool folder of finished recordings.

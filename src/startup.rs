@@ -19,6 +19,8 @@ use crate::http::{self, HttpState};
 
 /// How long shutdown waits for open connections after telling them to close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for recorders to finish their files.
+const RECORDER_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Application {
     settings: Settings,
@@ -28,6 +30,8 @@ pub struct Application {
     https_addr: Option<SocketAddr>,
     media: MediaServer,
     media_handle: MediaHandle,
+    room_events: tokio::sync::mpsc::UnboundedReceiver<vizit_media::RoomEvent>,
+    live: std::sync::Arc<vizit_recordings::live::LiveRecorder>,
     app: Router,
     api: vizit_api::ApiState,
     sandbox: Option<(vizit_sandbox::Sandbox, vizit_sandbox::RunningSandbox)>,
@@ -41,22 +45,6 @@ impl Application {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let secret = settings.token_secret()?;
         let keys = TokenKeys::new(&secret).context("auth.token_secret")?;
-
-        let options = SfuOptions::new(Vec::new())
-            .max_participants(settings.media.max_participants)
-            .ice_timeout(settings.media.ice_timeout)
-            .connect_timeout(settings.media.connect_timeout);
-        let announce_ip = settings.announce_ip();
-        if announce_ip.is_loopback() && settings.media.udp_bind.ip().is_unspecified() {
-            warn!(
-                "no network interface besides loopback: media is announced on {announce_ip}, which \
-                 only this machine reaches; set media.public_ip for other devices"
-            );
-        }
-        let (media, media_handle) =
-            MediaServer::bind(settings.media.udp_bind, announce_ip, options)
-                .await
-                .context("media.udp_bind")?;
 
         let db =
             vizit_api::Db::connect(&settings.database_url()?, settings.database.max_connections)
@@ -88,6 +76,46 @@ impl Application {
             url_key,
         )));
         info!(store = %store.describe(), "recordings storage ready");
+
+        let options = SfuOptions::new(Vec::new())
+            .max_participants(settings.media.max_participants)
+            .ice_timeout(settings.media.ice_timeout)
+            .connect_timeout(settings.media.connect_timeout);
+        // Recording: the SFU hands each recorded room's frames to the live recorder, which
+        // reports finished files to the catalogue.
+        let work_dir = settings.recording_work_dir();
+        let recorded = vizit_api::recordings::live::recover_interrupted(&api, &work_dir)
+            .await
+            .context("settling recordings interrupted by the last stop")?;
+        if recorded != (0, 0) {
+            info!(
+                adopted = recorded.0,
+                failed = recorded.1,
+                "interrupted recordings settled"
+            );
+        }
+        let live = vizit_recordings::live::LiveRecorder::new(
+            &work_dir,
+            std::sync::Arc::new(vizit_api::recordings::live::CatalogueSink::new(
+                api.clone(),
+                tokio::runtime::Handle::current(),
+                &work_dir,
+            )),
+        )
+        .with_context(|| format!("recordings.work_dir: cannot use {}", work_dir.display()))?;
+        let options = options.recording(settings.recordings.mode, live.clone());
+        let announce_ip = settings.announce_ip();
+        if announce_ip.is_loopback() && settings.media.udp_bind.ip().is_unspecified() {
+            warn!(
+                "no network interface besides loopback: media is announced on {announce_ip}, which \
+                 only this machine reaches; set media.public_ip for other devices"
+            );
+        }
+        let (mut media, media_handle) =
+            MediaServer::bind(settings.media.udp_bind, announce_ip, options)
+                .await
+                .context("media.udp_bind")?;
+        let room_events = media.room_events();
 
         // Bitrix24: the configured portal, or in demo mode the built-in sandbox.
         let mut sandbox = None;
@@ -176,6 +204,8 @@ impl Application {
             https_addr,
             media,
             media_handle,
+            room_events,
+            live,
             app,
             api,
             sandbox,
@@ -230,6 +260,10 @@ impl Application {
     /// listeners stop.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let media_task = tokio::spawn(self.media.run());
+        let events_task = tokio::spawn(vizit_api::recordings::live::run_room_events(
+            self.api.clone(),
+            self.room_events,
+        ));
         let jobs_task = tokio::spawn(vizit_api::run_jobs(
             self.api.clone(),
             self.settings.consultations.jobs_interval,
@@ -292,6 +326,16 @@ impl Application {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
         }
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, media_task).await;
+        // Recordings the shutdown stopped finish their files and enter the spool (which keeps
+        // them across the restart); then the room events are all stored.
+        let live = self.live.clone();
+        let finished = tokio::task::spawn_blocking(move || live.wait_idle(RECORDER_DRAIN_TIMEOUT))
+            .await
+            .unwrap_or(false);
+        if !finished {
+            warn!("recordings did not finish in time; they are settled at the next start");
+        }
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, events_task).await;
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, jobs_task).await;
         if let Some(task) = spool_task {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;

@@ -10,6 +10,8 @@
 //!   channels. No locks on the packet path.
 //! - `room.rs`, `participant.rs` — a Room (one per Consultation call) and its Participants, each
 //!   with Producers (inbound tracks) and Consumers (another participant's track forwarded to it).
+//! - `recording.rs` — consent and recording per room; the [`MediaTap`] that hands forwarded
+//!   frames to the recorder (which lives outside the SFU, behind [`TapFactory`]).
 //! - [`Metrics`] (`metrics.rs`) — counters per room and in total, rendered as Prometheus text.
 //!
 //! # Invariants
@@ -18,10 +20,13 @@
 //! - Only one SDP offer of the server is outstanding per participant; an offer from the client
 //!   while ours is outstanding wins (ours is rolled back and re-made after the answer).
 //! - Nothing per packet is logged above `trace!`.
+//! - A room is recorded only while both a doctor and a patient have consented; the media loop
+//!   never waits for the recorder.
 
 mod ids;
 mod metrics;
 mod participant;
+mod recording;
 mod room;
 mod server;
 mod sfu;
@@ -29,6 +34,10 @@ mod sfu;
 pub use ids::{ParticipantId, RoomId};
 pub use metrics::{Metrics, RoomMetrics};
 pub use participant::{ParticipantInfo, ParticipantKey, Role, TrackKind};
+pub use recording::{
+    MediaTap, RecordingError, RecordingMode, RecordingPhase, RecordingStatus, RoomEvent,
+    StopReason, TapCodec, TapFactory, TapFrame,
+};
 pub use server::{MediaHandle, MediaServer, MediaServerError};
 pub use sfu::{
     Command, JoinError, LeaveReason, NegotiationError, Sfu, SfuOptions, Signal, Transmit,

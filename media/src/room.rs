@@ -2,12 +2,14 @@
 
 use crate::RoomMetrics;
 use crate::participant::ParticipantKey;
+use crate::recording::RoomRecording;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Room {
     /// Participants in join order. A room holds few (2 people + recorders), so a Vec beats a map.
     pub members: Vec<ParticipantKey>,
     pub metrics: RoomMetrics,
+    pub recording: RoomRecording,
 }
 
 impl Room {

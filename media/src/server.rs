@@ -12,8 +12,8 @@ use tracing::{debug, info, warn};
 
 use crate::participant::ParticipantKey;
 use crate::{
-    Command, JoinError, LeaveReason, Metrics, NegotiationError, ParticipantInfo, RoomId, Sfu,
-    SfuOptions, Signal, TrackKind,
+    Command, JoinError, LeaveReason, Metrics, NegotiationError, ParticipantInfo, RoomEvent, RoomId,
+    Sfu, SfuOptions, Signal, TrackKind,
 };
 
 /// Largest datagram we accept; WebRTC keeps packets under the path MTU (~1200–1500 bytes).
@@ -50,6 +50,7 @@ pub struct MediaServer {
     destination: SocketAddr,
     commands: mpsc::Receiver<ServerCommand>,
     sessions: HashMap<ParticipantKey, mpsc::UnboundedSender<Signal>>,
+    events: Option<mpsc::UnboundedSender<RoomEvent>>,
 }
 
 /// Commands to the media node. Cheap to clone.
@@ -85,6 +86,7 @@ impl MediaServer {
                 destination: announced,
                 commands: rx,
                 sessions: HashMap::new(),
+                events: None,
             },
             MediaHandle {
                 commands: tx,
@@ -92,6 +94,14 @@ impl MediaServer {
                 announced,
             },
         ))
+    }
+
+    /// The stream of [`RoomEvent`]s (consents, recordings started and stopped). Without a call
+    /// to this they are dropped.
+    pub fn room_events(&mut self) -> mpsc::UnboundedReceiver<RoomEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.events = Some(tx);
+        rx
     }
 
     /// Run until a shutdown command (or every handle dropped). On shutdown every participant gets
@@ -194,6 +204,11 @@ impl MediaServer {
             }
             if closed || !self.sfu.is_member(key) {
                 self.sessions.remove(&key);
+            }
+        }
+        while let Some(event) = self.sfu.poll_event() {
+            if let Some(events) = &self.events {
+                let _ = events.send(event);
             }
         }
     }
@@ -324,6 +339,28 @@ impl MediaHandle {
 
     pub async fn leave(&self, key: ParticipantKey, reason: LeaveReason) {
         self.tell(Command::Leave { key, reason }).await;
+    }
+
+    /// Give (`true`) or withdraw consent to recording.
+    pub async fn consent(
+        &self,
+        key: ParticipantKey,
+        consent: bool,
+    ) -> Result<(), NegotiationError> {
+        self.request(Command::Consent { key, consent })
+            .await
+            .map(|_| ())
+    }
+
+    /// The doctor starts (`true`) or stops the recording.
+    pub async fn recording(
+        &self,
+        key: ParticipantKey,
+        start: bool,
+    ) -> Result<(), NegotiationError> {
+        self.request(Command::Recording { key, start })
+            .await
+            .map(|_| ())
     }
 
     pub async fn metrics(&self) -> Option<Metrics> {

@@ -13,6 +13,9 @@ use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
 use crate::participant::{ConsumerState, Participant, ParticipantKey, Producer};
+use crate::recording::{
+    RecordingError, RecordingMode, RecordingStatus, RoomEvent, StopReason, TapFactory, TapFrame,
+};
 use crate::room::Room;
 use crate::{Metrics, ParticipantId, ParticipantInfo, Role, RoomId, RoomMetrics, TrackKind};
 
@@ -22,7 +25,7 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Options of an [`Sfu`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SfuOptions {
     /// Addresses announced as ICE host candidates (the UDP socket's public addresses).
     pub candidates: Vec<SocketAddr>,
@@ -32,6 +35,23 @@ pub struct SfuOptions {
     pub ice_timeout: Duration,
     /// A participant whose first UDP datagram has not arrived this long after joining is removed.
     pub connect_timeout: Duration,
+    /// When rooms are recorded; without a recorder ([`SfuOptions::recorder`]) never.
+    pub recording: RecordingMode,
+    /// Opens the recorder of a room whose recording starts.
+    pub recorder: Option<Arc<dyn TapFactory>>,
+}
+
+impl std::fmt::Debug for SfuOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SfuOptions")
+            .field("candidates", &self.candidates)
+            .field("max_participants", &self.max_participants)
+            .field("ice_timeout", &self.ice_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("recording", &self.recording)
+            .field("recorder", &self.recorder.is_some())
+            .finish()
+    }
 }
 
 impl SfuOptions {
@@ -41,6 +61,24 @@ impl SfuOptions {
             max_participants: 2,
             ice_timeout: Duration::from_secs(8),
             connect_timeout: Duration::from_secs(30),
+            recording: RecordingMode::Off,
+            recorder: None,
+        }
+    }
+
+    /// Record rooms in `mode` through `recorder`.
+    pub fn recording(mut self, mode: RecordingMode, recorder: Arc<dyn TapFactory>) -> Self {
+        self.recording = mode;
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// The mode in effect: `Off` without a recorder.
+    pub fn recording_mode(&self) -> RecordingMode {
+        if self.recorder.is_some() {
+            self.recording
+        } else {
+            RecordingMode::Off
         }
     }
 
@@ -92,6 +130,8 @@ pub enum NegotiationError {
     BadCandidate(String),
     #[error("the participant is no longer in the room")]
     Gone,
+    #[error("{0}")]
+    Recording(#[from] RecordingError),
 }
 
 /// A message from the SFU to one participant's session.
@@ -109,6 +149,8 @@ pub enum Signal {
         kind: TrackKind,
         muted: bool,
     },
+    /// The room's recording state changed (sent on join, too).
+    Recording(RecordingStatus),
     /// This session was removed from its room; nothing more will follow.
     Closed(LeaveReason),
 }
@@ -136,6 +178,16 @@ pub enum Command {
     Leave {
         key: ParticipantKey,
         reason: LeaveReason,
+    },
+    /// The participant gives (`true`) or withdraws consent to recording.
+    Consent {
+        key: ParticipantKey,
+        consent: bool,
+    },
+    /// The doctor starts (`true`) or stops the recording.
+    Recording {
+        key: ParticipantKey,
+        start: bool,
     },
 }
 
@@ -172,6 +224,7 @@ pub struct Sfu {
     ended: RoomMetrics,
     transmits: VecDeque<Transmit>,
     signals: VecDeque<(ParticipantKey, Signal)>,
+    events: VecDeque<RoomEvent>,
     dirty: Vec<ParticipantKey>,
     removals: Vec<(ParticipantKey, LeaveReason)>,
     /// Reused by `propagate`, so forwarding a frame allocates nothing.
@@ -198,6 +251,7 @@ impl Sfu {
             ended: RoomMetrics::default(),
             transmits: VecDeque::new(),
             signals: VecDeque::new(),
+            events: VecDeque::new(),
             dirty: Vec::new(),
             removals: Vec::new(),
             scratch: Vec::new(),
@@ -276,6 +330,12 @@ impl Sfu {
         }
         room.members.push(key);
         room.metrics.participants = room.members.len() as u64;
+        if info.role != Role::Recorder {
+            self.signals.push_back((
+                key,
+                Signal::Recording(room.recording.status(self.options.recording_mode())),
+            ));
+        }
 
         // The newcomer consumes every producer already in the room.
         let mut consumers = Vec::new();
@@ -353,6 +413,133 @@ impl Sfu {
                 self.remove(now, key, reason);
                 Ok(None)
             }
+            Command::Consent { key, consent } => {
+                self.consent(now, key, consent)?;
+                Ok(None)
+            }
+            Command::Recording { key, start } => {
+                self.control_recording(now, key, start)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A participant gives or withdraws consent to recording. Consent is kept for the life of the
+    /// room, across reconnects of the same participant.
+    pub fn consent(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        consent: bool,
+    ) -> Result<(), RecordingError> {
+        let p = self.participants.get(&key).ok_or(RecordingError::Gone)?;
+        if p.info.role == Role::Recorder {
+            return Err(RecordingError::Gone);
+        }
+        let (room_id, id, role) = (p.room.clone(), p.info.id.clone(), p.info.role);
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return Err(RecordingError::Gone);
+        };
+        let changed = if consent {
+            room.recording.consents.insert(id.clone(), role).is_none()
+        } else {
+            room.recording.consents.remove(&id).is_some()
+        };
+        if changed {
+            self.events.push_back(RoomEvent::Consent {
+                room: room_id.clone(),
+                participant: id,
+                role,
+                consent,
+            });
+        }
+        self.update_recording(now, &room_id, StopReason::ConsentWithdrawn);
+        Ok(())
+    }
+
+    /// The doctor starts or stops the recording.
+    pub fn control_recording(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        start: bool,
+    ) -> Result<(), RecordingError> {
+        let p = self.participants.get(&key).ok_or(RecordingError::Gone)?;
+        if p.info.role != Role::Doctor {
+            return Err(RecordingError::DoctorOnly);
+        }
+        if self.options.recording_mode() == RecordingMode::Off {
+            return Err(RecordingError::Disabled);
+        }
+        let room_id = p.room.clone();
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return Err(RecordingError::Gone);
+        };
+        if start && !room.recording.both_consented() {
+            return Err(RecordingError::NoConsent);
+        }
+        room.recording.requested = Some(start);
+        self.update_recording(now, &room_id, StopReason::Stopped);
+        Ok(())
+    }
+
+    /// Start or stop a room's recording to match its consents and mode; tell the members.
+    /// `reason` is why it stops, if it does.
+    fn update_recording(&mut self, now: Instant, room_id: &RoomId, reason: StopReason) {
+        let mode = self.options.recording_mode();
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let wanted = room.recording.wanted(mode);
+        if wanted && !room.recording.active() {
+            let Some(factory) = self.options.recorder.clone() else {
+                return;
+            };
+            room.recording.session += 1;
+            let people: Vec<ParticipantInfo> = room
+                .members
+                .iter()
+                .filter_map(|k| self.participants.get(k))
+                .filter(|p| p.info.role != Role::Recorder)
+                .map(|p| p.info.clone())
+                .collect();
+            room.recording.tap = Some(factory.open(room_id, room.recording.session, &people));
+            info!(room = %room_id, session = room.recording.session, "recording started");
+            self.events.push_back(RoomEvent::RecordingStarted {
+                room: room_id.clone(),
+                session: room.recording.session,
+            });
+            // The recorder needs a keyframe of every video track to begin its files.
+            let sources: Vec<(ParticipantKey, Mid)> = room
+                .members
+                .iter()
+                .filter_map(|k| self.participants.get(k))
+                .flat_map(|p| {
+                    p.producers
+                        .iter()
+                        .filter(|pr| pr.kind == MediaKind::Video)
+                        .map(|pr| (p.key, pr.mid))
+                })
+                .collect();
+            for (source, mid) in sources {
+                self.request_keyframe(now, source, mid);
+            }
+        } else if !wanted && let Some(tap) = room.recording.tap.take() {
+            tap.close(reason);
+            info!(room = %room_id, session = room.recording.session, ?reason, "recording stopped");
+            self.events.push_back(RoomEvent::RecordingStopped {
+                room: room_id.clone(),
+                session: room.recording.session,
+                reason,
+            });
+        }
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        let status = room.recording.status(mode);
+        for &member in &room.members {
+            self.signals
+                .push_back((member, Signal::Recording(status.clone())));
         }
     }
 
@@ -496,8 +683,22 @@ impl Sfu {
         for other in others {
             self.needs_offer(other);
         }
-        if room_ended && let Some(room) = self.rooms.remove(&p.room) {
+        if room_ended && let Some(mut room) = self.rooms.remove(&p.room) {
             self.ended.add(&room.metrics);
+            if let Some(tap) = room.recording.tap.take() {
+                let reason = if reason == LeaveReason::ServerShutdown {
+                    StopReason::ServerShutdown
+                } else {
+                    StopReason::RoomEnded
+                };
+                tap.close(reason);
+                info!(room = %p.room, session = room.recording.session, ?reason, "recording stopped");
+                self.events.push_back(RoomEvent::RecordingStopped {
+                    room: p.room.clone(),
+                    session: room.recording.session,
+                    reason,
+                });
+            }
             info!(room = %p.room, "room ended");
         }
         self.drive(now);
@@ -617,6 +818,11 @@ impl Sfu {
 
     pub fn poll_signal(&mut self) -> Option<(ParticipantKey, Signal)> {
         self.signals.pop_front()
+    }
+
+    /// Consents given and recordings started or stopped, for the layer above to store.
+    pub fn poll_event(&mut self) -> Option<RoomEvent> {
+        self.events.pop_front()
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -831,6 +1037,23 @@ impl Sfu {
         if wants_keyframe {
             // A gap in the video stream: the receivers cannot decode until the next keyframe.
             self.request_keyframe(now, origin, data.mid);
+        }
+        if let (Some(room), Some(p)) = (self.rooms.get_mut(room_id), self.participants.get(&origin))
+            && let Some(tap) = room.recording.tap.as_mut()
+        {
+            tap.frame(
+                &p.info,
+                TapFrame {
+                    kind: TrackKind::from(data.params.spec().codec.kind()),
+                    codec: data.params.spec().codec.into(),
+                    arrival: data.network_time,
+                    rtp_time: data.time.numer(),
+                    clock_rate: data.time.denom(),
+                    contiguous: data.contiguous,
+                    keyframe: data.is_keyframe(),
+                    data: data.data.clone(),
+                },
+            );
         }
         for &other in others {
             let Some(p) = self.participants.get_mut(&other) else {

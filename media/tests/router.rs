@@ -4,14 +4,17 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::sync::{Arc, Mutex};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
+
 use vizit_media::{
-    LeaveReason, ParticipantId, ParticipantInfo, ParticipantKey, Role, RoomId, Sfu, SfuOptions,
-    Signal, TrackKind,
+    LeaveReason, MediaTap, ParticipantId, ParticipantInfo, ParticipantKey, RecordingError,
+    RecordingMode, RecordingPhase, Role, RoomEvent, RoomId, Sfu, SfuOptions, Signal, StopReason,
+    TapFactory, TapFrame, TrackKind,
 };
 
 const SFU_ADDR: &str = "127.0.0.1:50000";
@@ -40,12 +43,16 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with(|o| o)
+    }
+
+    fn with(options: impl FnOnce(SfuOptions) -> SfuOptions) -> World {
         let now = Instant::now();
-        let sfu = Sfu::new(
+        let sfu = Sfu::new(options(
             SfuOptions::new(vec![SFU_ADDR.parse().unwrap()])
                 .ice_timeout(Duration::from_secs(5))
                 .connect_timeout(Duration::from_secs(10)),
-        );
+        ));
         World {
             now,
             sfu,
@@ -405,5 +412,210 @@ fn mute_state_reaches_the_others_and_bad_sdp_is_refused_without_harm() {
             .received
             .iter()
             .any(|(k, _)| *k == MediaKind::Video)
+    );
+}
+
+/// What the recorder side saw: taps opened, frames per tap, how each closed.
+#[derive(Default)]
+struct Recorded {
+    opened: Vec<(RoomId, u32, Vec<ParticipantId>)>,
+    frames: Vec<(u32, ParticipantId, TapFrame)>,
+    closed: Vec<(u32, StopReason)>,
+}
+
+struct TestRecorder(Arc<Mutex<Recorded>>);
+struct TestTap(Arc<Mutex<Recorded>>, u32);
+
+impl TapFactory for TestRecorder {
+    fn open(&self, room: &RoomId, session: u32, people: &[ParticipantInfo]) -> Box<dyn MediaTap> {
+        self.0.lock().unwrap().opened.push((
+            room.clone(),
+            session,
+            people.iter().map(|p| p.id.clone()).collect(),
+        ));
+        Box::new(TestTap(self.0.clone(), session))
+    }
+}
+
+impl MediaTap for TestTap {
+    fn frame(&mut self, from: &ParticipantInfo, frame: TapFrame) {
+        self.0
+            .lock()
+            .unwrap()
+            .frames
+            .push((self.1, from.id.clone(), frame));
+    }
+    fn close(self: Box<Self>, reason: StopReason) {
+        self.0.lock().unwrap().closed.push((self.1, reason));
+    }
+}
+
+fn recording_world(mode: RecordingMode) -> (World, Arc<Mutex<Recorded>>) {
+    let recorded = Arc::new(Mutex::new(Recorded::default()));
+    let world = World::with(|o| o.recording(mode, Arc::new(TestRecorder(recorded.clone()))));
+    (world, recorded)
+}
+
+fn last_phase(peer: &Peer) -> Option<RecordingPhase> {
+    peer.signals.iter().rev().find_map(|s| match s {
+        Signal::Recording(status) => Some(status.phase),
+        _ => None,
+    })
+}
+
+fn events(world: &mut World) -> Vec<RoomEvent> {
+    std::iter::from_fn(|| world.sfu.poll_event()).collect()
+}
+
+#[test]
+fn a_room_is_recorded_only_while_both_parties_consent() {
+    let (mut world, recorded) = recording_world(RecordingMode::Auto);
+    let doctor = world.join("doctor", 40011, Role::Doctor);
+    let patient = world.join("patient", 40012, Role::Patient);
+    world.run_for(Duration::from_secs(1), true);
+    assert_eq!(
+        last_phase(&world.peers[patient]),
+        Some(RecordingPhase::AwaitingConsent),
+        "each newcomer hears the recording state"
+    );
+
+    // One consent is not enough.
+    let (dk, pk) = (world.peers[doctor].key, world.peers[patient].key);
+    world.sfu.consent(world.now, dk, true).unwrap();
+    world.run_for(Duration::from_millis(500), true);
+    assert!(recorded.lock().unwrap().opened.is_empty());
+    assert!(
+        recorded.lock().unwrap().frames.is_empty(),
+        "nothing recorded before both consent"
+    );
+
+    let requests_before = world.peers[doctor].keyframe_requests;
+    world.sfu.consent(world.now, pk, true).unwrap();
+    world.run_for(Duration::from_secs(2), true);
+    {
+        let r = recorded.lock().unwrap();
+        assert_eq!(r.opened.len(), 1);
+        assert_eq!(r.opened[0].0, RoomId::new("room-1"));
+        assert_eq!(r.opened[0].2.len(), 2, "both parties, no one else");
+        for who in ["doctor", "patient"] {
+            for kind in [TrackKind::Audio, TrackKind::Video] {
+                let frames: Vec<&TapFrame> = r
+                    .frames
+                    .iter()
+                    .filter(|(_, id, f)| id.as_str() == who && f.kind == kind)
+                    .map(|(_, _, f)| f)
+                    .collect();
+                assert!(frames.len() > 10, "{who} {kind:?}: {} frames", frames.len());
+                // The frames are the sender's own bytes, in order, on the track's clock.
+                let prefix = format!("#{who}:{}:", kind.as_str());
+                for f in &frames {
+                    assert_eq!(&f.data[1..prefix.len()], &prefix.as_bytes()[1..]);
+                }
+                assert!(frames.windows(2).all(|w| w[0].rtp_time < w[1].rtp_time));
+                let rate = if kind == TrackKind::Audio {
+                    48_000
+                } else {
+                    90_000
+                };
+                assert!(frames.iter().all(|f| f.clock_rate == rate));
+            }
+        }
+    }
+    assert!(
+        world.peers[doctor].keyframe_requests > requests_before,
+        "the recorder needs a keyframe: one was requested when recording started"
+    );
+    for p in [doctor, patient] {
+        assert_eq!(last_phase(&world.peers[p]), Some(RecordingPhase::Recording));
+    }
+    let evs = events(&mut world);
+    assert!(evs.contains(&RoomEvent::Consent {
+        room: RoomId::new("room-1"),
+        participant: ParticipantId::new("patient"),
+        role: Role::Patient,
+        consent: true
+    }));
+    assert!(evs.contains(&RoomEvent::RecordingStarted {
+        room: RoomId::new("room-1"),
+        session: 1
+    }));
+
+    // Only the doctor controls it.
+    assert_eq!(
+        world.sfu.control_recording(world.now, pk, false),
+        Err(RecordingError::DoctorOnly)
+    );
+
+    // A withdrawn consent stops it at once; nothing more reaches the recorder.
+    world.sfu.consent(world.now, pk, false).unwrap();
+    let frames_at_stop = recorded.lock().unwrap().frames.len();
+    world.run_for(Duration::from_secs(1), true);
+    {
+        let r = recorded.lock().unwrap();
+        assert_eq!(r.closed, vec![(1, StopReason::ConsentWithdrawn)]);
+        assert_eq!(r.frames.len(), frames_at_stop);
+    }
+    assert_eq!(
+        last_phase(&world.peers[doctor]),
+        Some(RecordingPhase::AwaitingConsent)
+    );
+
+    // Consent again: a new session; the room ending stops it.
+    world.sfu.consent(world.now, pk, true).unwrap();
+    world.run_for(Duration::from_millis(500), true);
+    world.sfu.remove(world.now, dk, LeaveReason::Hangup);
+    world.run_for(Duration::from_millis(200), true);
+    assert!(
+        recorded.lock().unwrap().closed.len() == 1,
+        "one party left: still recording"
+    );
+    world.sfu.remove(world.now, pk, LeaveReason::Hangup);
+    let r = recorded.lock().unwrap();
+    assert_eq!(r.opened.len(), 2);
+    assert_eq!(r.closed[1], (2, StopReason::RoomEnded));
+    assert!(r.frames.iter().any(|(s, _, _)| *s == 2));
+}
+
+#[test]
+fn in_doctor_mode_the_doctor_starts_and_stops_after_both_consent() {
+    let (mut world, recorded) = recording_world(RecordingMode::Doctor);
+    let doctor = world.join("doctor", 40021, Role::Doctor);
+    let patient = world.join("patient", 40022, Role::Patient);
+    world.run_for(Duration::from_millis(500), true);
+    let (dk, pk) = (world.peers[doctor].key, world.peers[patient].key);
+    assert_eq!(
+        world.sfu.control_recording(world.now, dk, true),
+        Err(RecordingError::NoConsent)
+    );
+    world.sfu.consent(world.now, dk, true).unwrap();
+    world.sfu.consent(world.now, pk, true).unwrap();
+    world.run_for(Duration::from_millis(300), true);
+    assert!(
+        recorded.lock().unwrap().opened.is_empty(),
+        "waits for the doctor"
+    );
+    assert_eq!(
+        last_phase(&world.peers[patient]),
+        Some(RecordingPhase::AwaitingStart)
+    );
+    world.sfu.control_recording(world.now, dk, true).unwrap();
+    world.run_for(Duration::from_secs(1), true);
+    world.sfu.control_recording(world.now, dk, false).unwrap();
+    let r = recorded.lock().unwrap();
+    assert_eq!(r.opened.len(), 1);
+    assert!(!r.frames.is_empty());
+    assert_eq!(r.closed, vec![(1, StopReason::Stopped)]);
+}
+
+#[test]
+fn without_a_recorder_nothing_is_recorded_and_the_controls_say_so() {
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40031, Role::Doctor);
+    world.run_for(Duration::from_millis(200), false);
+    let dk = world.peers[doctor].key;
+    assert_eq!(last_phase(&world.peers[doctor]), Some(RecordingPhase::Off));
+    assert_eq!(
+        world.sfu.control_recording(world.now, dk, true),
+        Err(RecordingError::Disabled)
     );
 }

@@ -4,6 +4,7 @@
 //! side by side in one MP4 ([`composite`]). Feeding the live path from the SFU comes next (issue 4).
 
 pub mod composite;
+pub mod live;
 pub mod pipeline;
 pub mod spool;
 pub mod store;

@@ -1,24 +1,33 @@
-//! The live path of one participant: their RTP as it arrives → GStreamer → one WebM file (VP8 +
+//! The live path of one participant: the frames the SFU forwards → GStreamer → one WebM file (VP8 +
 //! Opus), with no transcoding.
 //!
 //! ```text
-//! appsrc(video RTP) → rtpjitterbuffer → rtpvp8depay → queue ─┐
-//!                                                            ├→ webmmux → filesink
-//! appsrc(audio RTP) → rtpjitterbuffer → rtpopusdepay → queue ┘
+//! appsrc(video/x-vp8)  → queue ──────────────┐
+//!                                            ├→ webmmux → filesink
+//! appsrc(audio/x-opus) → opusparse → queue ──┘
 //! ```
 //!
-//! Packets are timestamped on arrival (live sources), the jitter buffers reorder and drop what is
-//! too late, the depayloader waits for a keyframe before the first video frame (so a file never
-//! starts with undecodable video) and asks for a new one after loss. Stopping sends end-of-stream
-//! into both sources and waits for it to reach the bus, so the muxer writes its index and the file
-//! is complete — a pipeline is never just killed.
+//! The SFU already runs a jitter buffer and a depacketizer per track (it forwards whole frames and
+//! answers NACKs), so the recorder takes those frames instead of re-parsing RTP: no second jitter
+//! buffer, no copy (the frame's bytes are shared with the forwarded copies). Timestamps come from
+//! the RTP clock of each track, anchored at the arrival of its first frame (so audio and video of
+//! one participant line up, and jitter does not), re-anchored if the RTP clock jumps.
+//!
+//! Video is written only from a keyframe on, and after a gap (lost packets) again only from the
+//! next keyframe (the SFU asks the sender for one at once): a file never holds undecodable frames.
+//! The muxer waits for every track it has, so the tracks are chosen when the first frames arrive:
+//! a participant without a camera gets an audio-only file rather than a stalled one.
+//!
+//! Stopping sends end-of-stream into every source and waits for it on the bus, so the muxer writes
+//! its index and the file is complete — a pipeline is never just killed.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use vizit_media::{TapCodec, TapFrame, TrackKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -26,45 +35,12 @@ pub enum PipelineError {
     Gst(String),
     #[error("the recording did not finish within {0:?} after end-of-stream")]
     EosTimeout(Duration),
+    #[error("nothing was recorded")]
+    Empty,
 }
 
 fn gst_err(e: impl std::fmt::Display) -> PipelineError {
     PipelineError::Gst(e.to_string())
-}
-
-/// RTP payload types and clock rates of the two tracks (as negotiated by the SFU).
-#[derive(Debug, Clone, Copy)]
-pub struct RtpFormats {
-    pub video_pt: u8,
-    pub audio_pt: u8,
-}
-
-impl Default for RtpFormats {
-    fn default() -> Self {
-        RtpFormats {
-            video_pt: 96,
-            audio_pt: 111,
-        }
-    }
-}
-
-/// One participant being recorded.
-pub struct ParticipantRecorder {
-    pipeline: gst::Pipeline,
-    video: gst_app::AppSrc,
-    audio: gst_app::AppSrc,
-    path: PathBuf,
-    /// Wall-clock time of the first packet, to align the participants' files later.
-    started: Option<SystemTime>,
-    packets: u64,
-}
-
-/// What a finished recording is.
-#[derive(Debug, Clone)]
-pub struct Finished {
-    pub path: PathBuf,
-    pub started: Option<SystemTime>,
-    pub packets: u64,
 }
 
 /// GStreamer is initialised once per process.
@@ -72,90 +48,286 @@ pub fn init() -> Result<(), PipelineError> {
     gst::init().map_err(gst_err)
 }
 
-impl ParticipantRecorder {
-    /// A recorder writing `path` (a `.webm`), playing and waiting for packets.
-    pub fn start(path: &Path, formats: RtpFormats) -> Result<ParticipantRecorder, PipelineError> {
-        init()?;
-        let description = format!(
-            "appsrc name=video is-live=true do-timestamp=true format=time \
-               caps=\"application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload={vpt}\" \
-             ! rtpjitterbuffer latency=300 drop-on-latency=true \
-             ! rtpvp8depay wait-for-keyframe=true request-keyframe=true \
-             ! queue max-size-time=5000000000 ! mux. \
-             appsrc name=audio is-live=true do-timestamp=true format=time \
-               caps=\"application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload={apt}\" \
-             ! rtpjitterbuffer latency=300 drop-on-latency=true \
-             ! rtpopusdepay ! opusparse \
-             ! queue max-size-time=5000000000 ! mux. \
-             webmmux name=mux streamable=false ! filesink name=sink",
-            vpt = formats.video_pt,
-            apt = formats.audio_pt,
-        );
-        let pipeline = gst::parse::launch(&description)
-            .map_err(gst_err)?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| PipelineError::Gst("not a pipeline".into()))?;
-        let sink = pipeline
-            .by_name("sink")
-            .ok_or_else(|| gst_err("no filesink"))?;
-        sink.set_property("location", path.to_string_lossy().to_string());
-        let src = |name: &str| -> Result<gst_app::AppSrc, PipelineError> {
-            pipeline
-                .by_name(name)
-                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-                .ok_or_else(|| gst_err(format!("no appsrc {name}")))
+/// How long the recorder waits for the second track before it starts the file with the tracks it
+/// has (a participant may have no camera, or no microphone).
+pub const TRACK_WAIT: Duration = Duration::from_secs(3);
+/// Frames held while waiting for the tracks; beyond this the oldest are dropped.
+const MAX_HELD: usize = 1000;
+/// An RTP clock this far from the arrival clock is re-anchored (sender restarted its track).
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(1);
+/// Bytes queued inside each source before frames are dropped (never blocks the SFU).
+const SOURCE_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Timestamping of one track.
+#[derive(Debug, Default)]
+struct Clock {
+    /// (arrival offset from the file's start, RTP time) of the anchor frame.
+    anchor: Option<(Duration, u64)>,
+    last_pts: Option<Duration>,
+}
+
+impl Clock {
+    fn pts(&mut self, arrival: Duration, rtp: u64, rate: u32) -> Duration {
+        let rate = u64::from(rate.max(1));
+        let computed = match self.anchor {
+            Some((at, first)) if rtp >= first => {
+                Some(at + Duration::from_nanos((rtp - first).saturating_mul(1_000_000_000) / rate))
+            }
+            _ => None,
         };
-        let (video, audio) = (src("video")?, src("audio")?);
-        for s in [&video, &audio] {
-            // Never block the SFU: a slow disk drops packets (the jitter buffer reports them
-            // lost) rather than back-pressuring the media loop.
-            s.set_property("block", false);
-            s.set_property("max-bytes", 8_000_000u64);
+        let mut pts = match computed {
+            Some(pts) if pts.abs_diff(arrival) <= MAX_CLOCK_SKEW => pts,
+            _ => {
+                self.anchor = Some((arrival, rtp));
+                arrival
+            }
+        };
+        // Strictly increasing per track: the muxer refuses time going back.
+        if let Some(last) = self.last_pts
+            && pts <= last
+        {
+            pts = last + Duration::from_micros(100);
         }
-        pipeline.set_state(gst::State::Playing).map_err(gst_err)?;
+        self.last_pts = Some(pts);
+        pts
+    }
+}
+
+/// Width and height of a VP8 keyframe (RFC 6386 §9.1), if `frame` is one.
+pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(i32, i32)> {
+    if frame.len() < 10 || frame[0] & 1 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = i32::from(u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff);
+    let h = i32::from(u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff);
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+struct Running {
+    pipeline: gst::Pipeline,
+    video: Option<gst_app::AppSrc>,
+    audio: Option<gst_app::AppSrc>,
+}
+
+/// One participant being recorded.
+pub struct ParticipantRecorder {
+    path: PathBuf,
+    running: Option<Running>,
+    /// Frames that arrived before the tracks were known.
+    held: Vec<TapFrame>,
+    /// When the first frame arrived (monotonic and wall clock): time zero of the file.
+    start: Option<(Instant, SystemTime)>,
+    video_size: Option<(i32, i32)>,
+    audio_seen: bool,
+    video: Clock,
+    audio: Clock,
+    /// Video frames are dropped until the next keyframe.
+    needs_keyframe: bool,
+    last_pts: Duration,
+    frames: u64,
+    dropped: u64,
+    unsupported_logged: bool,
+}
+
+/// What a finished recording is.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub path: PathBuf,
+    /// Wall-clock time of the file's time zero.
+    pub started: SystemTime,
+    pub duration: Duration,
+    pub frames: u64,
+    pub has_video: bool,
+    pub has_audio: bool,
+}
+
+impl ParticipantRecorder {
+    /// A recorder that will write `path` (a `.webm`) once the first frames arrive.
+    pub fn new(path: &Path) -> Result<ParticipantRecorder, PipelineError> {
+        init()?;
         Ok(ParticipantRecorder {
-            pipeline,
-            video,
-            audio,
             path: path.to_owned(),
-            started: None,
-            packets: 0,
+            running: None,
+            held: Vec::new(),
+            start: None,
+            video_size: None,
+            audio_seen: false,
+            video: Clock::default(),
+            audio: Clock::default(),
+            needs_keyframe: true,
+            last_pts: Duration::ZERO,
+            frames: 0,
+            dropped: 0,
+            unsupported_logged: false,
         })
     }
 
-    fn push(&mut self, src: &gst_app::AppSrc, packet: &[u8]) {
-        if self.started.is_none() {
-            self.started = Some(SystemTime::now());
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One forwarded frame. Never blocks for long: a slow disk drops frames, it does not hold
+    /// back the caller.
+    pub fn push(&mut self, frame: TapFrame) -> Result<(), PipelineError> {
+        match (frame.kind, frame.codec) {
+            (TrackKind::Video, TapCodec::Vp8) | (TrackKind::Audio, TapCodec::Opus) => {}
+            (kind, codec) => {
+                if !self.unsupported_logged {
+                    tracing::warn!(
+                        ?kind,
+                        ?codec,
+                        "this codec cannot be recorded into WebM; the track is skipped"
+                    );
+                    self.unsupported_logged = true;
+                }
+                return Ok(());
+            }
         }
-        self.packets += 1;
-        if let Err(e) = src.push_buffer(gst::Buffer::from_slice(packet.to_vec())) {
-            tracing::debug!(error = ?e, "recorder refused a packet");
+        let start = *self
+            .start
+            .get_or_insert_with(|| (frame.arrival, SystemTime::now()));
+        if frame.kind == TrackKind::Video {
+            if !frame.contiguous {
+                self.needs_keyframe = true;
+            }
+            if self.needs_keyframe {
+                let Some(size) = vp8_keyframe_size(&frame.data) else {
+                    return Ok(());
+                };
+                self.needs_keyframe = false;
+                self.video_size.get_or_insert(size);
+            }
+        } else {
+            self.audio_seen = true;
+        }
+        if self.running.is_none() {
+            let waited = frame.arrival.saturating_duration_since(start.0);
+            let both = self.video_size.is_some() && self.audio_seen;
+            if !both && waited < TRACK_WAIT {
+                if self.held.len() >= MAX_HELD {
+                    self.held.remove(0);
+                    self.dropped += 1;
+                }
+                self.held.push(frame);
+                return Ok(());
+            }
+            self.running = Some(self.launch()?);
+            for held in std::mem::take(&mut self.held) {
+                self.write(held);
+            }
+        }
+        self.write(frame);
+        Ok(())
+    }
+
+    fn launch(&self) -> Result<Running, PipelineError> {
+        let mut description =
+            String::from("webmmux name=mux streamable=false ! filesink name=sink ");
+        if let Some((w, h)) = self.video_size {
+            description.push_str(&format!(
+                "appsrc name=video is-live=true format=time \
+                   caps=\"video/x-vp8,width={w},height={h},framerate=0/1\" \
+                 ! queue max-size-time=5000000000 max-size-buffers=0 max-size-bytes=0 ! mux. "
+            ));
+        }
+        if self.audio_seen {
+            description.push_str(
+                "appsrc name=audio is-live=true format=time \
+                   caps=\"audio/x-opus,channel-mapping-family=0\" \
+                 ! opusparse ! queue max-size-time=5000000000 max-size-buffers=0 max-size-bytes=0 ! mux. ",
+            );
+        }
+        let pipeline = gst::parse::launch(&description)
+            .map_err(gst_err)?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| gst_err("not a pipeline"))?;
+        pipeline
+            .by_name("sink")
+            .ok_or_else(|| gst_err("no filesink"))?
+            .set_property("location", self.path.to_string_lossy().to_string());
+        let src = |name: &str| {
+            pipeline
+                .by_name(name)
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        };
+        let (video, audio) = (src("video"), src("audio"));
+        for s in video.iter().chain(audio.iter()) {
+            s.set_property("block", false);
+            s.set_property("max-bytes", SOURCE_QUEUE_BYTES);
+            s.set_property_from_str("leaky-type", "upstream");
+        }
+        pipeline.set_state(gst::State::Playing).map_err(gst_err)?;
+        Ok(Running {
+            pipeline,
+            video,
+            audio,
+        })
+    }
+
+    fn write(&mut self, frame: TapFrame) {
+        let Some(running) = &self.running else {
+            return;
+        };
+        let Some((start, _)) = self.start else {
+            return;
+        };
+        let (src, clock) = match frame.kind {
+            TrackKind::Video => (&running.video, &mut self.video),
+            TrackKind::Audio => (&running.audio, &mut self.audio),
+        };
+        let Some(src) = src else {
+            // A track that appeared after the file started: the file keeps the tracks it began with.
+            self.dropped += 1;
+            return;
+        };
+        let arrival = frame.arrival.saturating_duration_since(start);
+        let pts = clock.pts(arrival, frame.rtp_time, frame.clock_rate);
+        let mut buffer = gst::Buffer::from_slice(frame.data);
+        {
+            let b = buffer.get_mut().expect("a new buffer is writable");
+            b.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
+            if frame.kind == TrackKind::Video && !frame.keyframe {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        self.last_pts = self.last_pts.max(pts);
+        match src.push_buffer(buffer) {
+            Ok(_) => self.frames += 1,
+            Err(e) => {
+                self.dropped += 1;
+                tracing::debug!(error = ?e, "recorder refused a frame");
+            }
         }
     }
 
-    /// One video RTP packet (VP8), as received.
-    pub fn push_video(&mut self, packet: &[u8]) {
-        let src = self.video.clone();
-        self.push(&src, packet);
-    }
-
-    /// One audio RTP packet (Opus), as received.
-    pub fn push_audio(&mut self, packet: &[u8]) {
-        let src = self.audio.clone();
-        self.push(&src, packet);
-    }
-
-    /// End the recording: end-of-stream into both sources, wait (up to `timeout`) until the muxer
+    /// End the recording: end-of-stream into every source, wait (up to `timeout`) until the muxer
     /// has finished the file, then stop the pipeline. Blocking: call from a blocking thread.
-    pub fn finish(self, timeout: Duration) -> Result<Finished, PipelineError> {
-        let _ = self.video.end_of_stream();
-        let _ = self.audio.end_of_stream();
-        let outcome = wait_for_eos(&self.pipeline, timeout);
-        let _ = self.pipeline.set_state(gst::State::Null);
+    pub fn finish(mut self, timeout: Duration) -> Result<Finished, PipelineError> {
+        if self.running.is_none() && !self.held.is_empty() {
+            // The call ended before the wait for a second track did: record what there is.
+            self.running = Some(self.launch()?);
+            for held in std::mem::take(&mut self.held) {
+                self.write(held);
+            }
+        }
+        let (Some(running), Some((_, started))) = (self.running.take(), self.start) else {
+            return Err(PipelineError::Empty);
+        };
+        for s in running.video.iter().chain(running.audio.iter()) {
+            let _ = s.end_of_stream();
+        }
+        let outcome = wait_for_eos(&running.pipeline, timeout);
+        let _ = running.pipeline.set_state(gst::State::Null);
+        if self.dropped > 0 {
+            tracing::debug!(dropped = self.dropped, "recorder dropped frames");
+        }
         outcome.map(|()| Finished {
             path: self.path.clone(),
-            started: self.started,
-            packets: self.packets,
+            started,
+            duration: self.last_pts,
+            frames: self.frames,
+            has_video: running.video.is_some(),
+            has_audio: running.audio.is_some(),
         })
     }
 }
@@ -190,6 +362,36 @@ pub fn wait_for_eos(pipeline: &gst::Pipeline, timeout: Duration) -> Result<(), P
 
 impl Drop for ParticipantRecorder {
     fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(running) = &self.running {
+            let _ = running.pipeline.set_state(gst::State::Null);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_follow_the_rtp_clock_from_the_first_arrival() {
+        let mut c = Clock::default();
+        let ms = Duration::from_millis;
+        assert_eq!(c.pts(ms(100), 9_000, 90_000), ms(100));
+        // Jitter in arrival does not move the timestamps: 33 ms of RTP clock is 33 ms.
+        assert_eq!(c.pts(ms(160), 9_000 + 2_970, 90_000), ms(133));
+        // A jump of the RTP clock (the sender restarted) re-anchors at arrival.
+        assert_eq!(c.pts(ms(200), 5_000_000_000, 90_000), ms(200));
+        // Time never goes back.
+        assert!(c.pts(ms(150), 1, 90_000) > ms(200));
+    }
+
+    #[test]
+    fn reads_the_size_of_vp8_keyframes_only() {
+        let key = [0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
+        assert_eq!(vp8_keyframe_size(&key), Some((640, 480)));
+        let mut delta = key;
+        delta[0] |= 1;
+        assert_eq!(vp8_keyframe_size(&delta), None);
+        assert_eq!(vp8_keyframe_size(&key[..5]), None);
     }
 }

@@ -1,4 +1,4 @@
-//! The composite: two participants' WebMs (recorded from live RTP) → one MP4 with H.264 and AAC,
+//! The composite: two participants' WebMs (recorded from live frames) → one MP4 with H.264 and AAC,
 //! both parties visible side by side.
 
 mod common;
@@ -10,17 +10,14 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use vizit_recordings::composite::{Input, TILE, compose};
-use vizit_recordings::pipeline::{ParticipantRecorder, RtpFormats};
+use vizit_recordings::pipeline::ParticipantRecorder;
 
 /// Record `seconds` of a live test pattern into a WebM.
 fn record(path: &std::path::Path, pattern: &'static str, seconds: u32) {
-    let mut rec = ParticipantRecorder::start(path, RtpFormats::default()).unwrap();
-    produce(seconds, pattern, |video, p| {
-        if video {
-            rec.push_video(p)
-        } else {
-            rec.push_audio(p)
-        }
+    let mut rec = ParticipantRecorder::new(path).unwrap();
+    let start = std::time::Instant::now();
+    produce(seconds, pattern, |f| {
+        rec.push(f.tap(start, Duration::ZERO)).unwrap()
     });
     rec.finish(Duration::from_secs(10)).unwrap();
 }

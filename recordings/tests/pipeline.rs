@@ -1,71 +1,17 @@
-//! The live path: real VP8/Opus RTP (encoded by GStreamer in the test) → the participant recorder
-//! → a WebM that `gst-discoverer-1.0` reports with both streams and the expected duration.
+//! The live path: real VP8/Opus frames (encoded by GStreamer in the test), handed over as the SFU
+//! hands them → the participant recorder → a WebM that `gst-discoverer-1.0` reports with both
+//! streams and the expected duration, and that decodes to the end.
 
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{discover, duration, produce, temp_file};
-use vizit_recordings::pipeline::{ParticipantRecorder, RtpFormats};
+use common::{Encoded, discover, duration, produce, temp_file};
+use vizit_recordings::pipeline::{ParticipantRecorder, PipelineError};
 
-#[test]
-fn rtp_becomes_a_complete_webm_with_both_streams() {
-    let path = temp_file("doctor.webm");
-    let mut rec = ParticipantRecorder::start(&path, RtpFormats::default()).unwrap();
-    produce(3, "ball", |video, p| {
-        if video {
-            rec.push_video(p)
-        } else {
-            rec.push_audio(p)
-        }
-    });
-    let done = rec.finish(Duration::from_secs(10)).unwrap();
-    assert!(done.started.is_some() && done.packets > 200, "{done:?}");
-    let report = discover(&path);
-    assert!(
-        report.contains("video/x-vp8") || report.contains("VP8"),
-        "{report}"
-    );
-    assert!(
-        report.contains("audio/x-opus") || report.contains("Opus"),
-        "{report}"
-    );
-    let d = duration(&report);
-    assert!(
-        (2.5..=3.6).contains(&d),
-        "duration {d} s for 3 s of media\n{report}"
-    );
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
-}
-
-#[test]
-fn loss_and_a_late_keyframe_still_make_a_playable_file() {
-    let path = temp_file("patient.webm");
-    let mut rec = ParticipantRecorder::start(&path, RtpFormats::default()).unwrap();
-    let mut n = 0u64;
-    produce(3, "ball", |video, p| {
-        n += 1;
-        // Every 13th packet is lost; the first 20 video packets never arrive (a late joiner).
-        if n.is_multiple_of(13) || (video && n < 40) {
-            return;
-        }
-        if video {
-            rec.push_video(p)
-        } else {
-            rec.push_audio(p)
-        }
-    });
-    rec.finish(Duration::from_secs(10)).unwrap();
-    let report = discover(&path);
-    assert!(report.contains("VP8") || report.contains("vp8"), "{report}");
-    assert!(
-        report.contains("Opus") || report.contains("opus"),
-        "{report}"
-    );
-    assert!(duration(&report) > 2.0, "{report}");
-    // The file decodes to the end: play it through a fake sink.
-    let status = Command::new("gst-launch-1.0")
+fn decodes_to_the_end(path: &std::path::Path) -> bool {
+    Command::new("gst-launch-1.0")
         .args([
             "-q",
             "filesrc",
@@ -76,26 +22,132 @@ fn loss_and_a_late_keyframe_still_make_a_playable_file() {
             "fakesink",
         ])
         .status()
-        .unwrap();
-    assert!(status.success());
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn frames_become_a_complete_webm_with_both_streams() {
+    let path = temp_file("doctor.webm");
+    let mut rec = ParticipantRecorder::new(&path).unwrap();
+    let start = Instant::now();
+    produce(3, "ball", |f| {
+        rec.push(f.tap(start, Duration::ZERO)).unwrap()
+    });
+    let done = rec.finish(Duration::from_secs(10)).unwrap();
+    assert!(done.has_video && done.has_audio, "{done:?}");
+    assert!(done.frames > 200, "{done:?}");
+    let report = discover(&path);
+    assert!(
+        report.contains("video/x-vp8") || report.contains("VP8"),
+        "{report}"
+    );
+    assert!(
+        report.contains("audio/x-opus") || report.contains("Opus"),
+        "{report}"
+    );
+    assert!(report.contains("Width: 320"), "{report}");
+    let d = duration(&report);
+    assert!(
+        (2.5..=3.6).contains(&d),
+        "duration {d} s for 3 s of media\n{report}"
+    );
+    assert!(
+        (done.duration.as_secs_f64() - d).abs() < 0.5,
+        "{done:?} vs {d}"
+    );
+    assert!(decodes_to_the_end(&path));
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 #[test]
-fn a_track_that_never_arrives_does_not_hang_the_stop() {
-    // Audio only (camera off all call): the file still closes.
+fn loss_jitter_and_a_late_keyframe_still_make_a_playable_file() {
+    let path = temp_file("patient.webm");
+    let mut rec = ParticipantRecorder::new(&path).unwrap();
+    let start = Instant::now();
+    let mut frames: Vec<Encoded> = Vec::new();
+    produce(3, "ball", |f| frames.push(f));
+    let mut n = 0u64;
+    let mut after_gap = false;
+    for f in &frames {
+        n += 1;
+        // The first 10 video frames never arrive (a late joiner: the stream starts mid-GOP);
+        // every 17th frame is lost, and the frame after a loss says so (not contiguous).
+        if f.video && n < 20 {
+            continue;
+        }
+        if f.video && n.is_multiple_of(17) {
+            after_gap = true;
+            continue;
+        }
+        // Up to 40 ms of arrival jitter.
+        let mut frame = f.tap(start, Duration::from_millis(n * 7 % 40));
+        if f.video && after_gap {
+            frame.contiguous = false;
+            after_gap = false;
+        }
+        rec.push(frame).unwrap();
+    }
+    let done = rec.finish(Duration::from_secs(10)).unwrap();
+    let report = discover(&path);
+    assert!(report.contains("VP8") || report.contains("vp8"), "{report}");
+    assert!(
+        report.contains("Opus") || report.contains("opus"),
+        "{report}"
+    );
+    assert!(duration(&report) > 2.0, "{report}");
+    assert!(done.has_video);
+    assert!(decodes_to_the_end(&path), "the file decodes to the end");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn a_participant_without_a_camera_gets_an_audio_only_file() {
     let path = temp_file("audio-only.webm");
-    let mut rec = ParticipantRecorder::start(&path, RtpFormats::default()).unwrap();
-    produce(2, "ball", |video, p| {
-        if !video {
-            rec.push_audio(p)
+    let mut rec = ParticipantRecorder::new(&path).unwrap();
+    let start = Instant::now();
+    // Longer than the wait for a second track: the file starts with audio alone.
+    produce(4, "ball", |f| {
+        if !f.video {
+            rec.push(f.tap(start, Duration::ZERO)).unwrap()
         }
     });
-    rec.finish(Duration::from_secs(10)).unwrap();
+    let done = rec.finish(Duration::from_secs(10)).unwrap();
+    assert!(done.has_audio && !done.has_video, "{done:?}");
     let report = discover(&path);
     assert!(
         report.contains("Opus") || report.contains("opus"),
         "{report}"
     );
+    assert!(!report.contains("VP8"), "{report}");
+    assert!(duration(&report) > 3.0, "{report}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn a_call_shorter_than_the_track_wait_is_still_recorded() {
+    let path = temp_file("short.webm");
+    let mut rec = ParticipantRecorder::new(&path).unwrap();
+    let start = Instant::now();
+    produce(1, "ball", |f| {
+        if !f.video {
+            rec.push(f.tap(start, Duration::ZERO)).unwrap()
+        }
+    });
+    let done = rec.finish(Duration::from_secs(10)).unwrap();
+    assert!(done.has_audio, "{done:?}");
+    assert!(duration(&discover(&path)) > 0.5);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn nothing_recorded_is_an_error_not_an_empty_file() {
+    let path = temp_file("nothing.webm");
+    let rec = ParticipantRecorder::new(&path).unwrap();
+    assert!(matches!(
+        rec.finish(Duration::from_secs(1)),
+        Err(PipelineError::Empty)
+    ));
+    assert!(!path.exists());
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

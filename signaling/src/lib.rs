@@ -21,7 +21,7 @@ mod ws;
 
 pub use protocol::{
     ClientMessage, CloseReason, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, PeerView,
-    ProtocolError, ServerMessage,
+    ProtocolError, RecordingAction, ServerMessage,
 };
 pub use session::{Action, Delivery, Session, SessionState};
 pub use token::{

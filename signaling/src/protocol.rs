@@ -1,7 +1,9 @@
 //! The wire protocol, version 1 (documented with an example per message in `docs/signaling.md`).
 
 use serde::{Deserialize, Serialize};
-use vizit_media::{LeaveReason, ParticipantId, ParticipantInfo, TrackKind};
+use vizit_media::{
+    LeaveReason, ParticipantId, ParticipantInfo, RecordingMode, RecordingPhase, TrackKind,
+};
 
 use crate::token::CallRole;
 
@@ -41,7 +43,22 @@ pub enum ClientMessage {
         #[serde(default)]
         nonce: Option<u64>,
     },
+    /// Give (`true`) or withdraw (`false`) consent to the call being recorded.
+    RecordingConsent {
+        consent: bool,
+    },
+    /// The doctor starts or stops the recording.
+    Recording {
+        action: RecordingAction,
+    },
     Leave,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RecordingAction {
+    Start,
+    Stop,
 }
 
 /// The `type` of every [`ClientMessage`], to tell an unknown type from a malformed known one.
@@ -52,6 +69,8 @@ const CLIENT_TYPES: &[&str] = &[
     "candidate",
     "mute",
     "ping",
+    "recordingConsent",
+    "recording",
     "leave",
 ];
 
@@ -173,6 +192,12 @@ pub enum ServerMessage {
     RoomClosed {
         reason: CloseReason,
     },
+    /// Where the room's recording stands: on join and on every change.
+    Recording {
+        mode: RecordingMode,
+        state: RecordingPhase,
+        consented: Vec<ParticipantId>,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -203,6 +228,8 @@ pub enum ErrorCode {
     ConnectionLost,
     Replaced,
     ServerShutdown,
+    /// A recording command was refused (not the doctor, no consent, recording switched off).
+    RecordingRefused,
     Internal,
 }
 
@@ -287,6 +314,16 @@ mod tests {
                 r#"{"type":"ping","nonce":17}"#,
                 ClientMessage::Ping { nonce: Some(17) },
             ),
+            (
+                r#"{"type":"recordingConsent","consent":true}"#,
+                ClientMessage::RecordingConsent { consent: true },
+            ),
+            (
+                r#"{"type":"recording","action":"stop"}"#,
+                ClientMessage::Recording {
+                    action: RecordingAction::Stop,
+                },
+            ),
             (r#"{"type":"leave"}"#, ClientMessage::Leave),
         ];
         for (text, expected) in cases {
@@ -333,6 +370,15 @@ mod tests {
         assert_eq!(
             ServerMessage::Pong { nonce: Some(3) }.to_json(),
             r#"{"type":"pong","nonce":3}"#
+        );
+        assert_eq!(
+            ServerMessage::Recording {
+                mode: RecordingMode::Auto,
+                state: RecordingPhase::AwaitingConsent,
+                consented: vec![ParticipantId::new("p-1")],
+            }
+            .to_json(),
+            r#"{"type":"recording","mode":"auto","state":"awaitingConsent","consented":["p-1"]}"#
         );
     }
 }

@@ -4,7 +4,8 @@
 use vizit_media::{LeaveReason, ParticipantKey, Signal, TrackKind};
 
 use crate::protocol::{
-    ClientMessage, CloseReason, ErrorCode, PROTOCOL_VERSION, PeerView, ProtocolError, ServerMessage,
+    ClientMessage, CloseReason, ErrorCode, PROTOCOL_VERSION, PeerView, ProtocolError,
+    RecordingAction, ServerMessage,
 };
 use crate::token::{JoinClaims, TokenError, TokenKeys};
 
@@ -25,6 +26,10 @@ pub enum Action {
     Answer(String),
     Candidate(String),
     Mute(TrackKind, bool),
+    /// Give (`true`) or withdraw consent to recording.
+    Consent(bool),
+    /// Start (`true`) or stop the recording (the doctor).
+    Recording(bool),
     /// Hang up: leave the room and close the socket.
     Leave,
     /// Send this message (a `pong`, or an `error`); close the socket if the error is fatal.
@@ -122,6 +127,10 @@ impl Session {
                 ClientMessage::Answer { sdp } => Action::Answer(sdp),
                 ClientMessage::Candidate { candidate, .. } => Action::Candidate(candidate),
                 ClientMessage::Mute { kind, muted } => Action::Mute(kind, muted),
+                ClientMessage::RecordingConsent { consent } => Action::Consent(consent),
+                ClientMessage::Recording { action } => {
+                    Action::Recording(action == RecordingAction::Start)
+                }
                 ClientMessage::Leave => Action::Leave,
                 ClientMessage::Join { .. } | ClientMessage::Ping { .. } => {
                     unreachable!("matched above")
@@ -153,6 +162,11 @@ impl Session {
                 participant_id: id,
                 kind,
                 muted,
+            }),
+            Signal::Recording(status) => deliver(ServerMessage::Recording {
+                mode: status.mode,
+                state: status.phase,
+                consented: status.consented,
             }),
             Signal::Closed(reason) => {
                 self.state = SessionState::Closed;

@@ -245,6 +245,20 @@ async fn perform(
             }
             false
         }
+        Action::Consent(consent) => {
+            let Some(key) = key else { return false };
+            match state.media.consent(key, consent).await {
+                Ok(()) => false,
+                Err(e) => fail(outgoing, negotiation_error(e)),
+            }
+        }
+        Action::Recording(start) => {
+            let Some(key) = key else { return false };
+            match state.media.recording(key, start).await {
+                Ok(()) => false,
+                Err(e) => fail(outgoing, negotiation_error(e)),
+            }
+        }
         Action::Leave => {
             *left_on_purpose = true;
             true
@@ -265,6 +279,9 @@ fn negotiation_error(e: NegotiationError) -> ProtocolError {
             ErrorCode::NoPendingOffer,
             "there is no offer of the server to answer",
         ),
+        NegotiationError::Recording(e) => {
+            ProtocolError::new(ErrorCode::RecordingRefused, e.to_string())
+        }
         NegotiationError::Gone => {
             warn!("session outlived its participant");
             ProtocolError::new(

@@ -1,26 +1,63 @@
-//! Shared by the GStreamer tests: live VP8/Opus RTP, and what `gst-discoverer-1.0` says of a file.
+//! Shared by the GStreamer tests: live VP8/Opus frames, and what `gst-discoverer-1.0` says of a file.
 
 #![allow(dead_code)]
 
 use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use vizit_media::{TapCodec, TapFrame, TrackKind};
 use vizit_recordings::pipeline::init;
 
-/// Live VP8 and Opus RTP for `seconds`, handed to `each(is_video, packet)` as it is produced.
-pub fn produce(seconds: u32, pattern: &str, mut each: impl FnMut(bool, &[u8])) {
+/// One encoded frame of the test media.
+pub struct Encoded {
+    pub video: bool,
+    pub pts: Duration,
+    pub keyframe: bool,
+    pub data: Vec<u8>,
+}
+
+impl Encoded {
+    /// The frame as the SFU hands it to the recorder, arrived at `start + pts` (+ `delay`).
+    pub fn tap(&self, start: Instant, delay: Duration) -> TapFrame {
+        let clock_rate = if self.video { 90_000 } else { 48_000 };
+        TapFrame {
+            kind: if self.video {
+                TrackKind::Video
+            } else {
+                TrackKind::Audio
+            },
+            codec: if self.video {
+                TapCodec::Vp8
+            } else {
+                TapCodec::Opus
+            },
+            arrival: start + self.pts + delay,
+            rtp_time: 1_000_000 + self.pts.as_nanos() as u64 * clock_rate / 1_000_000_000,
+            clock_rate: clock_rate as u32,
+            contiguous: true,
+            keyframe: self.keyframe,
+            data: Arc::from(self.data.as_slice()),
+        }
+    }
+}
+
+/// `seconds` of VP8 (320×240, 30 fps, a keyframe a second) and Opus (20 ms frames), encoded by
+/// GStreamer, handed to `each` in production order.
+pub fn produce(seconds: u32, pattern: &str, mut each: impl FnMut(Encoded)) {
     init().unwrap();
     let frames = seconds * 30;
     let audio_buffers = seconds * 50;
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc is-live=true num-buffers={frames} pattern={pattern} \
            ! video/x-raw,width=320,height=240,framerate=30/1 \
-           ! vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 mtu=1200 \
+           ! vp8enc deadline=1 keyframe-max-dist=30 \
            ! appsink name=v sync=false max-buffers=1000 \
          audiotestsrc is-live=true num-buffers={audio_buffers} samplesperbuffer=960 \
-           ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=111 \
+           ! audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 \
            ! appsink name=a sync=false max-buffers=1000"
     ))
     .unwrap()
@@ -37,11 +74,16 @@ pub fn produce(seconds: u32, pattern: &str, mut each: impl FnMut(bool, &[u8])) {
     pipeline.set_state(gst::State::Playing).unwrap();
     let timeout = Some(gst::ClockTime::from_mseconds(2));
     while !(v.is_eos() && a.is_eos()) {
-        for (is_video, s) in [(true, &v), (false, &a)] {
+        for (video, s) in [(true, &v), (false, &a)] {
             if let Some(sample) = s.try_pull_sample(timeout) {
                 let buffer = sample.buffer().unwrap();
                 let map = buffer.map_readable().unwrap();
-                each(is_video, map.as_slice());
+                each(Encoded {
+                    video,
+                    pts: Duration::from_nanos(buffer.pts().map_or(0, |p| p.nseconds())),
+                    keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                    data: map.as_slice().to_vec(),
+                });
             }
         }
     }

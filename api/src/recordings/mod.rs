@@ -29,6 +29,8 @@ use crate::routes::{Body, Page, Params, id, page, to_rfc3339};
 use crate::service::audit;
 use crate::{ApiState, Db, now_ms};
 
+pub mod live;
+
 /// Storage of recordings and the rules around it.
 pub struct Recordings {
     pub spool: Arc<Spool>,
@@ -108,29 +110,72 @@ pub struct NewRecording<'a> {
 
 /// Catalogue a finished file (status `uploading`) and hand it to the spool. Returns its id.
 pub async fn register(state: &ApiState, new: NewRecording<'_>) -> Result<String, ApiError> {
-    let rec = state.recordings.as_ref().ok_or_else(|| {
-        ApiError::conflict("recordings_disabled", "recording storage is not configured")
-    })?;
+    configured(state)?;
     let id = uuid::Uuid::new_v4().to_string();
+    begin(
+        state,
+        &Begin {
+            id: &id,
+            consultation_id: new.consultation_id,
+            kind: new.kind,
+            participant_role: new.participant_role,
+            content_type: new.content_type,
+            status: RecordingStatus::Uploading,
+        },
+    )
+    .await?;
+    attach(state, &id, new.file, new.started_at, new.duration_ms).await?;
+    Ok(id)
+}
+
+/// Where a recording is in its life, as the catalogue stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingStatus {
+    Recording,
+    Processing,
+    Uploading,
+}
+
+impl RecordingStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RecordingStatus::Recording => "recording",
+            RecordingStatus::Processing => "processing",
+            RecordingStatus::Uploading => "uploading",
+        }
+    }
+}
+
+/// A recording to catalogue before its file is finished.
+pub struct Begin<'a> {
+    pub id: &'a str,
+    pub consultation_id: &'a str,
+    pub kind: RecordingKind,
+    pub participant_role: Option<&'a str>,
+    pub content_type: &'a str,
+    pub status: RecordingStatus,
+}
+
+/// Catalogue a recording whose file is still being written (`recording`) or made (`processing`).
+pub async fn begin(state: &ApiState, new: &Begin<'_>) -> Result<(), ApiError> {
     let ext = if new.content_type.contains("mp4") {
         "mp4"
     } else {
         "webm"
     };
-    let key = format!("recordings/{}/{id}.{ext}", new.consultation_id);
+    let key = format!("recordings/{}/{}.{ext}", new.consultation_id, new.id);
     let mut tx = state.db.begin_write().await?;
     sqlx::query(
         "INSERT INTO recordings (id, consultation_id, kind, participant_role, status, content_type, storage_key, \
-         started_at, duration_ms, created_at) VALUES ($1, $2, $3, $4, 'uploading', $5, $6, $7, $8, $9)",
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(&id)
+    .bind(new.id)
     .bind(new.consultation_id)
     .bind(new.kind.as_str())
     .bind(new.participant_role.map(str::to_owned))
+    .bind(new.status.as_str())
     .bind(new.content_type)
     .bind(&key)
-    .bind(new.started_at)
-    .bind(new.duration_ms)
     .bind(now_ms())
     .execute(&mut *tx)
     .await?;
@@ -139,24 +184,48 @@ pub async fn register(state: &ApiState, new: NewRecording<'_>) -> Result<String,
         None,
         "recording.create",
         "recording",
-        Some(&id),
+        Some(new.id),
         json!({"consultationId": new.consultation_id, "kind": new.kind.as_str()}),
     )
     .await?;
-    // The row is committed before the file enters the spool: a confirmation always finds it.
     tx.commit().await?;
+    Ok(())
+}
+
+/// The file of a catalogued recording is finished: hand it to the spool (status `uploading`).
+/// The file is moved into the spool.
+pub async fn attach(
+    state: &ApiState,
+    id: &str,
+    file: &Path,
+    started_at: Option<i64>,
+    duration_ms: Option<i64>,
+) -> Result<(), ApiError> {
+    let rec = configured(state)?;
+    let (key, content_type): (String, String) =
+        sqlx::query_as("SELECT storage_key, content_type FROM recordings WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .ok_or(ApiError::NotFound("recording"))?;
+    // The row names the file before the file enters the spool: a confirmation always finds it.
+    sqlx::query(
+        "UPDATE recordings SET status = 'uploading', started_at = COALESCE($1, started_at), \
+         duration_ms = COALESCE($2, duration_ms) WHERE id = $3",
+    )
+    .bind(started_at)
+    .bind(duration_ms)
+    .bind(id)
+    .execute(&state.db.pool)
+    .await?;
     let manifest = match rec
         .spool
-        .enqueue(new.file, &key, new.content_type, json!({"recording": id}))
+        .enqueue(file, &key, &content_type, json!({"recording": id}))
         .await
     {
         Ok(m) => m,
         Err(e) => {
-            sqlx::query("UPDATE recordings SET status = 'failed', error = $1 WHERE id = $2")
-                .bind(format!("could not enter the upload spool: {e}"))
-                .bind(&id)
-                .execute(&state.db.pool)
-                .await?;
+            fail(state, id, &format!("could not enter the upload spool: {e}")).await?;
             return Err(ApiError::Internal(anyhow::anyhow!(
                 "spooling recording {id}: {e}"
             )));
@@ -165,10 +234,20 @@ pub async fn register(state: &ApiState, new: NewRecording<'_>) -> Result<String,
     sqlx::query("UPDATE recordings SET size_bytes = $1, sha256 = $2 WHERE id = $3")
         .bind(manifest.size as i64)
         .bind(&manifest.sha256)
-        .bind(&id)
+        .bind(id)
         .execute(&state.db.pool)
         .await?;
-    Ok(id)
+    Ok(())
+}
+
+/// A recording could not be made: status `failed`, with the reason.
+pub async fn fail(state: &ApiState, id: &str, why: &str) -> Result<(), ApiError> {
+    sqlx::query("UPDATE recordings SET status = 'failed', error = $1 WHERE id = $2")
+        .bind(why)
+        .bind(id)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
 }
 
 /// Marks recordings `stored` when the spool has confirmed their upload.
