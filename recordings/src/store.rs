@@ -273,8 +273,14 @@ impl ObjectStore {
 }
 
 impl S3Store {
+    /// The object key under the prefix; the prefix is a folder (`clinic-1` and `clinic-1/` alike).
     fn full_key(&self, key: &str) -> String {
-        format!("{}{key}", self.settings.prefix)
+        let prefix = self.settings.prefix.trim_end_matches('/');
+        if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}/{key}")
+        }
     }
 
     fn sse(&self) -> Option<ServerSideEncryption> {

@@ -13,6 +13,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
+  api,
   byTestId,
   consoleLog,
   createStaff,
@@ -33,28 +34,6 @@ const ADMIN_PASSWORD = 'admin-password-1';
 const DOCTOR_PASSWORD = 'doctor-password-1';
 const ZONE = 'Europe/Moscow'; // the CLI's default time zone for a doctor
 const CONCLUSION = 'ОРВИ. Обильное питьё, контроль температуры, повторный приём через неделю.';
-
-// ---- the REST API from Node ------------------------------------------------------------------
-
-/**
- * Call `/api/v1{path}` and check the status. Resolves with the parsed JSON body (null for an
- * empty one). Failure messages carry the answer, never the token sent.
- */
-async function api(base, method, path, { token, body, status } = {}) {
-  const headers = { Accept: 'application/json' };
-  if (token !== undefined) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(`${base}/api/v1${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (status !== undefined) {
-    assert.equal(res.status, status, `${method} ${path} answered ${res.status}: ${text.slice(0, 500)}`);
-  }
-  return text === '' ? null : JSON.parse(text);
-}
 
 /** RFC 3339 in UTC, whole seconds. */
 const rfc3339 = (ms) => new Date(Math.ceil(ms / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');

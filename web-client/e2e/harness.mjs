@@ -131,14 +131,15 @@ export async function stopServer(child) {
 }
 
 /**
- * A throwaway server: a fresh data folder and token secret, listening on a free loopback port.
+ * A throwaway server: a fresh data folder and token secret, listening on a free loopback port;
+ * `extraEnv` adds settings (`VIZIT_…` variables).
  * Returns `{ env, base, child, dataDir, stop }`; `stop()` stops it and removes the folder. If it
  * does not come up, it is cleaned up before the error is thrown.
  */
-export async function startVizit() {
+export async function startVizit(extraEnv = {}) {
   assert.ok(existsSync(BIN), `no server binary at ${BIN}: build it (cargo build) or set VIZIT_BIN`);
   const dataDir = await mkdtemp(join(tmpdir(), 'vizit-e2e-'));
-  const env = serverEnv(dataDir, randomBytes(32).toString('hex'));
+  const env = { ...serverEnv(dataDir, randomBytes(32).toString('hex')), ...extraEnv };
   const { child, url } = startServer(env);
   const stop = async () => {
     await stopServer(child);
@@ -187,6 +188,28 @@ export function createStaff(env, { role, email, name, specialty, timeZone }, pas
 
 /** A fresh room name. */
 export const newRoom = () => `e2e-${randomBytes(6).toString('hex')}`;
+
+// ---- the REST API from Node ------------------------------------------------------------------
+
+/**
+ * Call `/api/v1{path}` and check the status. Resolves with the parsed JSON body (null for an
+ * empty one). Failure messages carry the answer, never the token sent.
+ */
+export async function api(base, method, path, { token, body, status } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(`${base}/api/v1${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (status !== undefined) {
+    assert.equal(res.status, status, `${method} ${path} answered ${res.status}: ${text.slice(0, 500)}`);
+  }
+  return text === '' ? null : JSON.parse(text);
+}
 
 // ---- the browser and pages -----------------------------------------------------------------
 

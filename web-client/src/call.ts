@@ -18,6 +18,7 @@ import {
   type ClientMessage,
   type JoinedMessage,
   type Participant,
+  type RecordingMessage,
   type ServerMessage,
   type TrackKind,
 } from './protocol';
@@ -35,6 +36,22 @@ export interface CallView {
   setNotice(text: string | null): void;
   /** Whether joining again from this page can work once the call has ended or failed. */
   setRejoinAllowed(allowed: boolean): void;
+  /** The Room's recording state, and where we stand in it. */
+  setRecording(recording: RecordingView): void;
+}
+
+/** What the call page shows about recording. */
+export interface RecordingView {
+  /** `off`, `auto` or `doctor`. */
+  mode: string;
+  /** `off`, `awaitingConsent`, `awaitingStart` or `recording`. */
+  state: string;
+  /** We have consented. */
+  mine: boolean;
+  /** The other party has consented. */
+  theirs: boolean;
+  /** We are the doctor (who may start and stop it). */
+  doctor: boolean;
 }
 
 /**
@@ -83,6 +100,11 @@ export class CallSession {
   private remote: Participant | null = null;
   private remoteStream: MediaStream | null = null;
   private readonly muted: Record<TrackKind, boolean> = { audio: false, video: false };
+  /** Our own identity in the Room, from `joined`. */
+  private me: { participantId: string; role: string } | null = null;
+  /** Our consent to recording as the user last gave it (restated after a reconnect). */
+  private consent = false;
+  private recording: RecordingMessage | null = null;
   /** Set while recovering: when the trouble started and how many attempts were made. */
   private recovery: { since: number; attempts: number; timer: ReturnType<typeof setTimeout> | undefined } | null =
     null;
@@ -135,6 +157,32 @@ export class CallSession {
     for (const track of tracks) track.enabled = !muted;
     this.send({ type: 'mute', kind, muted });
     this.view.setLocalMuted(kind, muted);
+  }
+
+  /** Give or withdraw consent to the call being recorded. */
+  setRecordingConsent(consent: boolean): void {
+    if (!this.isActive()) return;
+    this.consent = consent;
+    this.send({ type: 'recordingConsent', consent });
+  }
+
+  /** The doctor starts or stops the recording. */
+  controlRecording(start: boolean): void {
+    if (!this.isActive()) return;
+    this.send({ type: 'recording', action: start ? 'start' : 'stop' });
+  }
+
+  private showRecording(): void {
+    const r = this.recording;
+    if (r === null || this.me === null) return;
+    const me = this.me.participantId;
+    this.view.setRecording({
+      mode: r.mode,
+      state: r.state,
+      mine: r.consented.includes(me),
+      theirs: r.consented.some((id) => id !== me),
+      doctor: this.me.role === 'doctor',
+    });
   }
 
   // ---- link lifecycle ------------------------------------------------------------------------
@@ -282,6 +330,10 @@ export class CallSession {
           this.setState('ended');
         }
         break;
+      case 'recording':
+        this.recording = message;
+        this.showRecording();
+        break;
       case 'error':
         this.handleError(message.code, message.message);
         break;
@@ -292,10 +344,14 @@ export class CallSession {
     const link = this.link;
     if (link === null || link.pc !== null) return;
     this.setRemote(message.participants.find(isPerson) ?? null);
+    this.me = { participantId: message.participantId, role: message.role };
+    this.showRecording();
     // The new session on the server starts unmuted: restate what the user chose before the drop.
     for (const kind of ['audio', 'video'] as const) {
       if (this.muted[kind]) this.send({ type: 'mute', kind, muted: true });
     }
+    // A Room that ended while we were away forgot our consent: restate it (a no-op otherwise).
+    if (this.consent) this.send({ type: 'recordingConsent', consent: true });
     link.pc = this.createPeerConnection(link);
   }
 
@@ -307,6 +363,8 @@ export class CallSession {
     } else if (FATAL_RETRY.has(code)) {
       if (code === 'serverShutdown') this.view.setNotice(TEXT.serverRestarting);
       this.linkBroken(`server error ${code}`);
+    } else if (code === 'recordingRefused') {
+      this.view.setNotice(errorText(code));
     } else if (code === 'badSdp') {
       // Our offer was refused and the session stays as it was: leave have-local-offer so the
       // server's own offers can be taken again.

