@@ -20,6 +20,8 @@ pub struct HttpState {
     pub token_ttl: Duration,
     /// Counters of the Bitrix24 integration, when it is on.
     pub bitrix24: Option<std::sync::Arc<vizit_api::integrations::bitrix24::Metrics>>,
+    /// Counters of the live recorders.
+    pub recording: std::sync::Arc<vizit_recordings::live::LiveStats>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -76,6 +78,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     if let Some(b) = &state.bitrix24 {
         body.push_str(&b.to_prometheus());
     }
+    body.push_str(&state.recording.to_prometheus());
     body.push_str(&process_metrics());
     (
         [(

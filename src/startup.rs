@@ -160,6 +160,7 @@ impl Application {
             demo: settings.demo,
             token_ttl: settings.auth.token_ttl,
             bitrix24: api.bitrix24.as_ref().map(|b| b.metrics.clone()),
+            recording: live.stats.clone(),
         })
         .merge(vizit_signaling::router(signaling))
         .merge(vizit_api::router(api.clone()));

@@ -1349,7 +1349,9 @@ pub async fn join(
         crate::auth::Principal::Service { .. } => String::new(),
     };
     let user = caller.user_id().unwrap_or_default();
-    let token = state.keys.issue(&cid, user, role, &name, ttl);
+    let token = state
+        .keys
+        .issue_for_consultation(&cid, user, role, &name, ttl);
     state
         .audit(
             Some(&caller),

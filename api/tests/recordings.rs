@@ -311,3 +311,123 @@ async fn s3_recordings_download_through_presigned_urls() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+on_both_databases!(
+    interrupted_recordings_are_settled_at_start,
+    super::interrupted_recordings_are_settled_at_start
+);
+
+/// After a crash: a participant file still `recording` is adopted as it is and uploaded; one
+/// whose file is gone, and a composite still `processing`, are failed with the reason; the
+/// leftovers of composites in the making are removed.
+async fn interrupted_recordings_are_settled_at_start(backend: Backend) {
+    use vizit_api::recordings::live::recover_interrupted;
+    use vizit_api::recordings::{Begin, RecordingStatus, begin};
+    let root = temp_dir();
+    let (c, rec, consultation, dir) = clinic(
+        backend,
+        ObjectStore::local(root.join("objects")),
+        Duration::from_secs(60),
+        None,
+    )
+    .await;
+    let work = dir.join("recording");
+    std::fs::create_dir_all(&work).unwrap();
+    let ids: Vec<String> = (0..3).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for (id, kind, role, status) in [
+        (
+            &ids[0],
+            RecordingKind::Participant,
+            Some("doctor"),
+            RecordingStatus::Recording,
+        ),
+        (
+            &ids[1],
+            RecordingKind::Participant,
+            Some("patient"),
+            RecordingStatus::Recording,
+        ),
+        (
+            &ids[2],
+            RecordingKind::Composite,
+            None,
+            RecordingStatus::Processing,
+        ),
+    ] {
+        begin(
+            &c.api.state,
+            &Begin {
+                id,
+                consultation_id: &consultation,
+                kind,
+                participant_role: role,
+                content_type: if kind == RecordingKind::Composite {
+                    "video/mp4"
+                } else {
+                    "video/webm"
+                },
+                status,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // The doctor's file was being written; the patient's never began.
+    std::fs::write(work.join(format!("{}.webm", ids[0])), b"partial webm").unwrap();
+    std::fs::write(work.join(format!("{}.compose.webm", ids[0])), b"link").unwrap();
+    std::fs::write(work.join(format!("{}.mp4", ids[2])), b"half a composite").unwrap();
+
+    let settled = recover_interrupted(&c.api.state, &work).await.unwrap();
+    assert_eq!(settled, (1, 2));
+    assert_eq!(
+        rec.spool
+            .run_once(&CatalogueConfirm(c.api.state.db.clone()))
+            .await
+            .unwrap(),
+        1
+    );
+    let (status, list) = c
+        .api
+        .get(
+            &format!("/recordings?consultationId={consultation}"),
+            &c.admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let by_id = |id: &str| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let adopted = by_id(&ids[0]);
+    assert_eq!(adopted["status"], "stored", "{adopted}");
+    assert_eq!(adopted["sizeBytes"], 12);
+    assert!(
+        adopted["error"]
+            .as_str()
+            .unwrap()
+            .contains("stopped while recording")
+    );
+    for id in &ids[1..] {
+        let failed = by_id(id);
+        assert_eq!(failed["status"], "failed", "{failed}");
+        assert!(
+            failed["error"].as_str().unwrap().contains("server stopped"),
+            "{failed}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "the work folder is empty: the adopted file moved into the spool, leftovers removed"
+    );
+    // Nothing left to settle the next time.
+    assert_eq!(
+        recover_interrupted(&c.api.state, &work).await.unwrap(),
+        (0, 0)
+    );
+}

@@ -55,6 +55,9 @@ pub struct ParticipantInfo {
     pub role: Role,
     pub audio_muted: bool,
     pub video_muted: bool,
+    /// Joined a room that may be recorded (a consultation's). A room is recordable while every
+    /// person in it joined so.
+    pub recordable: bool,
 }
 
 impl fmt::Debug for ParticipantInfo {
@@ -65,6 +68,7 @@ impl fmt::Debug for ParticipantInfo {
             .field("role", &self.role)
             .field("audio_muted", &self.audio_muted)
             .field("video_muted", &self.video_muted)
+            .field("recordable", &self.recordable)
             .finish()
     }
 }

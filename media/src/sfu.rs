@@ -330,12 +330,6 @@ impl Sfu {
         }
         room.members.push(key);
         room.metrics.participants = room.members.len() as u64;
-        if info.role != Role::Recorder {
-            self.signals.push_back((
-                key,
-                Signal::Recording(room.recording.status(self.options.recording_mode())),
-            ));
-        }
 
         // The newcomer consumes every producer already in the room.
         let mut consumers = Vec::new();
@@ -369,6 +363,10 @@ impl Sfu {
                 next_timeout: now,
             },
         );
+        // Everyone hears the recording state (the newcomer may have changed whether the room
+        // may be recorded at all).
+        let room_id = self.participants[&key].room.clone();
+        self.update_recording(now, &room_id, StopReason::Stopped);
         self.dirty.push(key);
         self.drive(now);
         Ok(key)
@@ -443,6 +441,11 @@ impl Sfu {
         let changed = if consent {
             room.recording.consents.insert(id.clone(), role).is_none()
         } else {
+            // A withdrawn consent also cancels the doctor's start: consenting again does not
+            // resume recording by itself in doctor mode.
+            if room.recording.requested == Some(true) {
+                room.recording.requested = None;
+            }
             room.recording.consents.remove(&id).is_some()
         };
         if changed {
@@ -468,10 +471,11 @@ impl Sfu {
         if p.info.role != Role::Doctor {
             return Err(RecordingError::DoctorOnly);
         }
-        if self.options.recording_mode() == RecordingMode::Off {
+        let room_id = p.room.clone();
+        let mode = self.rooms.get(&room_id).map(|r| self.room_mode(r));
+        if mode.unwrap_or(RecordingMode::Off) == RecordingMode::Off {
             return Err(RecordingError::Disabled);
         }
-        let room_id = p.room.clone();
         let Some(room) = self.rooms.get_mut(&room_id) else {
             return Err(RecordingError::Gone);
         };
@@ -483,10 +487,28 @@ impl Sfu {
         Ok(())
     }
 
+    /// The recording mode of a room: the configured one, or `Off` when someone in it joined with a
+    /// token that does not allow recording (not a consultation's room).
+    fn room_mode(&self, room: &Room) -> RecordingMode {
+        let recordable = room
+            .members
+            .iter()
+            .filter_map(|k| self.participants.get(k))
+            .filter(|p| p.info.role != Role::Recorder)
+            .all(|p| p.info.recordable);
+        if recordable {
+            self.options.recording_mode()
+        } else {
+            RecordingMode::Off
+        }
+    }
+
     /// Start or stop a room's recording to match its consents and mode; tell the members.
     /// `reason` is why it stops, if it does.
     fn update_recording(&mut self, now: Instant, room_id: &RoomId, reason: StopReason) {
-        let mode = self.options.recording_mode();
+        let Some(mode) = self.rooms.get(room_id).map(|r| self.room_mode(r)) else {
+            return;
+        };
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };

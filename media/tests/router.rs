@@ -62,6 +62,11 @@ impl World {
 
     /// A peer joins the room and offers one audio and one video track, as a browser does.
     fn join(&mut self, name: &'static str, port: u16, role: Role) -> usize {
+        self.join_as(name, port, role, true)
+    }
+
+    /// `recordable`: joined with a consultation's token (the room may be recorded).
+    fn join_as(&mut self, name: &'static str, port: u16, role: Role, recordable: bool) -> usize {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let info = ParticipantInfo {
             id: ParticipantId::new(name),
@@ -69,6 +74,7 @@ impl World {
             role,
             audio_muted: false,
             video_muted: false,
+            recordable,
         };
         let key = self
             .sfu
@@ -343,6 +349,7 @@ fn a_third_person_is_refused_but_a_rejoin_replaces_the_old_session() {
         role,
         audio_muted: false,
         video_muted: false,
+        recordable: true,
     };
     let refused = world.sfu.join(
         world.now,
@@ -613,6 +620,26 @@ fn without_a_recorder_nothing_is_recorded_and_the_controls_say_so() {
     let doctor = world.join("doctor", 40031, Role::Doctor);
     world.run_for(Duration::from_millis(200), false);
     let dk = world.peers[doctor].key;
+    assert_eq!(last_phase(&world.peers[doctor]), Some(RecordingPhase::Off));
+    assert_eq!(
+        world.sfu.control_recording(world.now, dk, true),
+        Err(RecordingError::Disabled)
+    );
+}
+
+#[test]
+fn a_room_someone_joined_without_a_consultation_token_is_never_recorded() {
+    let (mut world, recorded) = recording_world(RecordingMode::Auto);
+    let doctor = world.join("doctor", 40041, Role::Doctor);
+    // The patient's token was not made for a consultation (`vizit token`).
+    let patient = world.join_as("patient", 40042, Role::Patient, false);
+    let pk = world.peers[patient].key;
+    world.run_for(Duration::from_millis(300), true);
+    let dk = world.peers[doctor].key;
+    world.sfu.consent(world.now, dk, true).unwrap();
+    world.sfu.consent(world.now, pk, true).unwrap();
+    world.run_for(Duration::from_millis(500), true);
+    assert!(recorded.lock().unwrap().opened.is_empty());
     assert_eq!(last_phase(&world.peers[doctor]), Some(RecordingPhase::Off));
     assert_eq!(
         world.sfu.control_recording(world.now, dk, true),

@@ -62,6 +62,26 @@ pub struct LiveStats {
     pub frames_dropped: AtomicU64,
 }
 
+impl LiveStats {
+    /// Prometheus text of the counters.
+    pub fn to_prometheus(&self) -> String {
+        format!(
+            "# HELP vizit_recording_rooms Rooms being recorded now.\n\
+             # TYPE vizit_recording_rooms gauge\n\
+             vizit_recording_rooms {}\n\
+             # HELP vizit_recording_frames_total Frames written by the live recorders.\n\
+             # TYPE vizit_recording_frames_total counter\n\
+             vizit_recording_frames_total {}\n\
+             # HELP vizit_recording_frames_dropped_total Frames the live recorders could not take (queue full).\n\
+             # TYPE vizit_recording_frames_dropped_total counter\n\
+             vizit_recording_frames_dropped_total {}\n",
+            self.rooms_open.load(Ordering::Relaxed),
+            self.frames.load(Ordering::Relaxed),
+            self.frames_dropped.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Opens a recorder thread per recorded room.
 pub struct LiveRecorder {
     dir: PathBuf,

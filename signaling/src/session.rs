@@ -279,6 +279,7 @@ mod tests {
             role: Role::Recorder,
             audio_muted: false,
             video_muted: false,
+            recordable: false,
         };
         assert_eq!(
             s.handle_signal(Signal::ParticipantJoined(recorder)),

@@ -65,6 +65,10 @@ pub struct JoinClaims {
     pub name: String,
     pub iat: u64,
     pub exp: u64,
+    /// The room is a consultation, which may be recorded with both parties' consent. Tokens made
+    /// for other rooms (`vizit token`) leave it out: their calls are never recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rec: bool,
 }
 
 impl fmt::Debug for JoinClaims {
@@ -127,6 +131,30 @@ impl TokenKeys {
         name: &str,
         ttl: Duration,
     ) -> String {
+        self.issue_with(room, participant, role, name, ttl, false)
+    }
+
+    /// A token for a consultation's room: its call may be recorded (with consent).
+    pub fn issue_for_consultation(
+        &self,
+        consultation: &str,
+        participant: &str,
+        role: CallRole,
+        name: &str,
+        ttl: Duration,
+    ) -> String {
+        self.issue_with(consultation, participant, role, name, ttl, true)
+    }
+
+    fn issue_with(
+        &self,
+        room: &str,
+        participant: &str,
+        role: CallRole,
+        name: &str,
+        ttl: Duration,
+        rec: bool,
+    ) -> String {
         let iat = unix_now();
         let claims = JoinClaims {
             aud: AUDIENCE.to_owned(),
@@ -136,6 +164,7 @@ impl TokenKeys {
             name: name.to_owned(),
             iat,
             exp: iat + ttl.as_secs(),
+            rec,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail")

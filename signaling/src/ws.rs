@@ -182,6 +182,7 @@ async fn perform(
                 role: claims.role.to_media(),
                 audio_muted: false,
                 video_muted: false,
+                recordable: claims.rec,
             };
             match state
                 .media

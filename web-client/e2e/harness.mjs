@@ -388,3 +388,165 @@ export function metricTotal(text, name) {
   }
   return null;
 }
+
+// ---- recorded consultations (recording.test.mjs, measure-recording.mjs) ---------------------
+
+export const WEED = join(WEB_CLIENT, '..', '.venv-test', 'bin', 'weed');
+// The namespace is the caller's own: SeaweedFS's default ports are free in it.
+export const S3_PORT = 8333;
+const MASTER_PORT = 9333;
+export const BUCKET = 'vizit-e2e';
+const S3_KEY = 'e2e-access';
+const S3_SECRET = 'e2e-secret-key';
+/** Vizit's settings for recordings in the SeaweedFS of {@link startSeaweed}. */
+export const S3_SETTINGS = {
+  VIZIT_RECORDINGS__STORAGE: 's3',
+  VIZIT_RECORDINGS__S3__ENDPOINT: `http://127.0.0.1:${S3_PORT}`,
+  VIZIT_RECORDINGS__S3__BUCKET: BUCKET,
+  VIZIT_RECORDINGS__S3__PREFIX: 'clinic-1',
+  VIZIT_RECORDINGS__S3__ACCESS_KEY_ID: S3_KEY,
+  VIZIT_RECORDINGS__S3__SECRET_ACCESS_KEY: S3_SECRET,
+};
+
+/** SeaweedFS in this namespace; resolves once its S3 port answers and the bucket exists. */
+export async function startSeaweed(dir) {
+  const child = spawn(
+    WEED,
+    [
+      'mini',
+      `-dir=${dir}`,
+      '-ip=127.0.0.1',
+      '-ip.bind=127.0.0.1',
+      `-s3.port=${S3_PORT}`,
+      '-webdav=false',
+      '-admin.ui=false',
+      '-s3.port.iceberg=0',
+      '-s3.port.lance=0',
+      '-master.telemetry=false',
+      '-master.volumeSizeLimitMB=32',
+    ],
+    {
+      env: { ...process.env, AWS_ACCESS_KEY_ID: S3_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  child.stderr.setEncoding('utf8').on('data', (d) => remember(serverLog, `[weed] ${d.trim().slice(0, 300)}`, 200));
+  await until(
+    'SeaweedFS S3 answering',
+    async () => {
+      if (child.exitCode !== null) throw new Error(`SeaweedFS exited with ${child.exitCode}`);
+      return fetch(`http://127.0.0.1:${S3_PORT}/`).then(
+        () => true,
+        () => false,
+      );
+    },
+    60_000,
+    250,
+  );
+  await until(
+    'the bucket created',
+    async () => {
+      const shell = spawn(WEED, ['shell', `-master=127.0.0.1:${MASTER_PORT}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      shell.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+      shell.stdin.end(`s3.bucket.create -name ${BUCKET}\n`);
+      await new Promise((r) => shell.once('exit', r));
+      return /created bucket|already exist/i.test(out);
+    },
+    30_000,
+    500,
+  );
+  return child;
+}
+
+
+/** Stop what {@link startSeaweed} started (SIGTERM, bounded wait). */
+export async function stopSeaweed(child) {
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+}
+
+export const CLINIC_ADMIN = { role: 'admin', email: 'admin@clinic.test', name: 'Админ' };
+export const CLINIC_DOCTOR = { role: 'doctor', email: 'doctor@clinic.test', name: 'Доктор Смирнова', specialty: 'Терапевт' };
+export const CLINIC_PASSWORD = 'recording-password-1';
+
+/** An admin and a doctor, created with the CLI; resolves with the doctor's id. */
+export async function createClinic(env) {
+  await createStaff(env, CLINIC_ADMIN, CLINIC_PASSWORD);
+  return createStaff(env, CLINIC_DOCTOR, CLINIC_PASSWORD);
+}
+
+/**
+ * A paid consultation with {@link createClinic}'s doctor whose call is open (its slot starts in
+ * two minutes), through the REST API as the portal does it. Resolves with the admin's, the
+ * patient's and the doctor's session tokens and the consultation's id.
+ */
+export async function paidConsultation(base, doctorId) {
+  const { token: adminToken } = await api(base, 'POST', '/auth/login', {
+    body: { email: CLINIC_ADMIN.email, password: CLINIC_PASSWORD },
+    status: 200,
+  });
+  const { key } = await api(base, 'POST', '/api-keys', { token: adminToken, body: { name: 'portal' }, status: 201 });
+  const { id: patientId } = await api(base, 'POST', '/patients', {
+    token: key,
+    body: { name: 'Пациент Записи' },
+    status: 201,
+  });
+  const start = Math.ceil((Date.now() + 2 * 60_000) / 1000) * 1000;
+  const { id: slotId } = await api(base, 'POST', `/doctors/${doctorId}/slots`, {
+    token: key,
+    body: {
+      startsAt: new Date(start).toISOString(),
+      endsAt: new Date(start + 30 * 60_000).toISOString(),
+      priceKopecks: 150000,
+    },
+    status: 201,
+  });
+  const { id: consultationId } = await api(base, 'POST', '/consultations', {
+    token: key,
+    body: { slotId, patientId },
+    status: 201,
+  });
+  await api(base, 'POST', `/consultations/${consultationId}/payment`, { token: key, status: 200 });
+  const { token: patientSession } = await api(base, 'POST', `/patients/${patientId}/sessions`, {
+    token: key,
+    status: 201,
+  });
+  const { token: doctorSession } = await api(base, 'POST', '/auth/login', {
+    body: { email: CLINIC_DOCTOR.email, password: CLINIC_PASSWORD },
+    status: 200,
+  });
+  return { adminToken, consultationId, patientSession, doctorSession };
+}
+
+/** Click Join on both call pages and wait until each decodes the other's video. */
+export async function joinBoth(a, b) {
+  await byTestId(a, 'join').click();
+  await byTestId(b, 'join').click();
+  await Promise.all([waitState(a, 'connected'), waitState(b, 'connected')]);
+  await until("both decode the other's video", async () => {
+    const [x, y] = await Promise.all([received(a), received(b)]);
+    return x.framesDecoded > 0 && y.framesDecoded > 0;
+  });
+}
+
+/** The consultation's recordings, as an admin sees them. */
+export async function recordingsOf(base, adminToken, consultationId) {
+  const list = await api(base, 'GET', `/recordings?consultationId=${consultationId}`, { token: adminToken, status: 200 });
+  return list.items;
+}
+
+/** gst-discoverer-1.0's report of a file. */
+export async function discover(path) {
+  const { stdout } = await execFileP('gst-discoverer-1.0', [path]);
+  return stdout;
+}
+
+/** Seconds of a gst-discoverer report's `Duration: H:MM:SS.n` line. */
+export function seconds(report) {
+  const m = /Duration:\s*(\d+):(\d+):([\d.]+)/.exec(report);
+  assert.ok(m, `no duration in:\n${report}`);
+  return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]);
+}

@@ -3,116 +3,47 @@
 // default (a local folder, served by Vizit through signed links); two Chromium pages (fake
 // camera and microphone) join a paid consultation, both consent in the call page, both see the
 // recording indicator, talk for a few seconds and hang up. Then: two participant WebMs and the
-// composite MP4 are `stored` in S3, the admin page lists them and downloads each through a
-// short-lived link (presigned S3 URL, or a signed Vizit link), and every file plays (gst-discoverer-1.0 reports the streams and
-// the duration). The patient and the doctor get 403 from the recordings API; consents, start and
+// composite MP4 are `stored`, the admin page lists them and downloads each through a
+// short-lived link (a presigned S3 URL, or a signed Vizit link), and every file plays
+// (gst-discoverer-1.0 reports the streams and the duration). The patient and the doctor get 403 from the recordings API; consents, start and
 // stop are in the audit log.
 //
 // Run like the other e2e tests (scripts/e2e.sh): inside `unshare -n`, as root. Needs SeaweedFS
 // (`.venv-test/bin/weed`, installed by scripts/test.sh) and GStreamer's gst-discoverer-1.0.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import {
-  WEB_CLIENT,
+  BUCKET,
+  S3_PORT,
+  S3_SETTINGS,
+  WEED,
   api,
   byTestId,
   consoleLog,
-  createStaff,
+  createClinic,
+  discover,
+  joinBoth,
   launchBrowser,
   openCallPage,
-  received,
+  paidConsultation,
+  recordingsOf,
   remember,
-  serverLog,
+  seconds,
+  startSeaweed,
   startVizit,
+  stopSeaweed,
   until,
   waitState,
   withDiagnostics,
 } from './harness.mjs';
 
-const execFileP = promisify(execFile);
 const TEST_TIMEOUT = 180_000;
-const WEED = join(WEB_CLIENT, '..', '.venv-test', 'bin', 'weed');
-// The namespace is the test's own: SeaweedFS's default ports are free in it.
-const S3_PORT = 8333;
-const MASTER_PORT = 9333;
-const BUCKET = 'vizit-e2e';
-const S3_KEY = 'e2e-access';
-const S3_SECRET = 'e2e-secret-key';
-const ADMIN = { role: 'admin', email: 'admin@clinic.test', name: 'Админ' };
-const DOCTOR = { role: 'doctor', email: 'doctor@clinic.test', name: 'Доктор Смирнова', specialty: 'Терапевт' };
-const PASSWORD = 'recording-password-1';
 const TALK_MS = 6_000;
-
-/** SeaweedFS in this namespace; resolves once its S3 port answers and the bucket exists. */
-async function startSeaweed(dir) {
-  const child = spawn(
-    WEED,
-    [
-      'mini',
-      `-dir=${dir}`,
-      '-ip=127.0.0.1',
-      '-ip.bind=127.0.0.1',
-      `-s3.port=${S3_PORT}`,
-      '-webdav=false',
-      '-admin.ui=false',
-      '-s3.port.iceberg=0',
-      '-s3.port.lance=0',
-      '-master.telemetry=false',
-      '-master.volumeSizeLimitMB=32',
-    ],
-    {
-      env: { ...process.env, AWS_ACCESS_KEY_ID: S3_KEY, AWS_SECRET_ACCESS_KEY: S3_SECRET },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  child.stderr.setEncoding('utf8').on('data', (d) => remember(serverLog, `[weed] ${d.trim().slice(0, 300)}`, 200));
-  await until(
-    'SeaweedFS S3 answering',
-    async () => {
-      if (child.exitCode !== null) throw new Error(`SeaweedFS exited with ${child.exitCode}`);
-      return fetch(`http://127.0.0.1:${S3_PORT}/`).then(
-        () => true,
-        () => false,
-      );
-    },
-    60_000,
-    250,
-  );
-  await until(
-    'the bucket created',
-    async () => {
-      const shell = spawn(WEED, ['shell', `-master=127.0.0.1:${MASTER_PORT}`], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      shell.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-      shell.stdin.end(`s3.bucket.create -name ${BUCKET}\n`);
-      await new Promise((r) => shell.once('exit', r));
-      return /created bucket|already exist/i.test(out);
-    },
-    30_000,
-    500,
-  );
-  return child;
-}
-
-/** gst-discoverer-1.0's report of a file. */
-async function discover(path) {
-  const { stdout } = await execFileP('gst-discoverer-1.0', [path]);
-  return stdout;
-}
-
-/** Seconds of the report's `Duration: H:MM:SS.n` line. */
-function seconds(report) {
-  const m = /Duration:\s*(\d+):(\d+):([\d.]+)/.exec(report);
-  assert.ok(m, `no duration in:\n${report}`);
-  return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]);
-}
 
 for (const storage of ['s3', 'local']) describe(`A recorded consultation (${storage} storage): consent in the call page, files stored, downloads on the admin page`, () => {
   let weed;
@@ -136,58 +67,12 @@ for (const storage of ['s3', 'local']) describe(`A recorded consultation (${stor
         weed = await startSeaweed(weedDir);
       }
       // The local folder is the embedded default: no settings at all.
-      server = await startVizit(
-        storage === 's3'
-          ? {
-              VIZIT_RECORDINGS__STORAGE: 's3',
-              VIZIT_RECORDINGS__S3__ENDPOINT: `http://127.0.0.1:${S3_PORT}`,
-              VIZIT_RECORDINGS__S3__BUCKET: BUCKET,
-              VIZIT_RECORDINGS__S3__PREFIX: 'clinic-1',
-              VIZIT_RECORDINGS__S3__ACCESS_KEY_ID: S3_KEY,
-              VIZIT_RECORDINGS__S3__SECRET_ACCESS_KEY: S3_SECRET,
-            }
-          : {},
-      );
+      server = await startVizit(storage === 's3' ? S3_SETTINGS : {});
       base = server.base;
-      await createStaff(server.env, ADMIN, PASSWORD);
-      const doctorId = await createStaff(server.env, DOCTOR, PASSWORD);
+      const doctorId = await createClinic(server.env);
       browser = await launchBrowser();
 
-      // A paid consultation whose call is open.
-      ({ token: adminToken } = await api(base, 'POST', '/auth/login', {
-        body: { email: ADMIN.email, password: PASSWORD },
-        status: 200,
-      }));
-      const { key } = await api(base, 'POST', '/api-keys', { token: adminToken, body: { name: 'portal' }, status: 201 });
-      const { id: patientId } = await api(base, 'POST', '/patients', {
-        token: key,
-        body: { name: 'Пациент Записи' },
-        status: 201,
-      });
-      const start = Math.ceil((Date.now() + 2 * 60_000) / 1000) * 1000;
-      const { id: slotId } = await api(base, 'POST', `/doctors/${doctorId}/slots`, {
-        token: key,
-        body: {
-          startsAt: new Date(start).toISOString(),
-          endsAt: new Date(start + 30 * 60_000).toISOString(),
-          priceKopecks: 150000,
-        },
-        status: 201,
-      });
-      ({ id: consultationId } = await api(base, 'POST', '/consultations', {
-        token: key,
-        body: { slotId, patientId },
-        status: 201,
-      }));
-      await api(base, 'POST', `/consultations/${consultationId}/payment`, { token: key, status: 200 });
-      ({ token: patientSession } = await api(base, 'POST', `/patients/${patientId}/sessions`, {
-        token: key,
-        status: 201,
-      }));
-      ({ token: doctorSession } = await api(base, 'POST', '/auth/login', {
-        body: { email: DOCTOR.email, password: PASSWORD },
-        status: 200,
-      }));
+      ({ adminToken, consultationId, patientSession, doctorSession } = await paidConsultation(base, doctorId));
     }),
     { timeout: TEST_TIMEOUT },
   );
@@ -195,11 +80,7 @@ for (const storage of ['s3', 'local']) describe(`A recorded consultation (${stor
   after(async () => {
     await browser?.close().catch(() => {});
     if (server) await server.stop();
-    if (weed && weed.exitCode === null) {
-      const exited = new Promise((r) => weed.once('exit', r));
-      weed.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-    }
+    await stopSeaweed(weed);
     for (const dir of [weedDir, workDir]) if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -211,25 +92,14 @@ for (const storage of ['s3', 'local']) describe(`A recorded consultation (${stor
         (await api(base, 'POST', `/consultations/${consultationId}/join`, { token: session, status: 200 })).token;
       const patient = await openCallPage(browser, base, 'patient', await joinToken(patientSession));
       const doctor = await openCallPage(browser, base, 'doctor', await joinToken(doctorSession));
-      await byTestId(patient, 'join').click();
-      await byTestId(doctor, 'join').click();
-      await Promise.all([waitState(patient, 'connected'), waitState(doctor, 'connected')]);
-      await until('both decode the other\'s video', async () => {
-        const [p, d] = await Promise.all([received(patient), received(doctor)]);
-        return p.framesDecoded > 0 && d.framesDecoded > 0;
-      });
+      await joinBoth(patient, doctor);
 
       // Both are asked; nothing is recorded yet.
       for (const page of [patient, doctor]) {
         await byTestId(page, 'recording-consent').waitFor({ state: 'visible', timeout: 15_000 });
         assert.ok(await byTestId(page, 'recording-indicator').isHidden(), 'indicator before consent');
       }
-      // Nobody may start it without consent.
-      const refused = await api(base, 'GET', `/recordings?consultationId=${consultationId}`, {
-        token: adminToken,
-        status: 200,
-      });
-      assert.equal(refused.items.length, 0, 'a recording exists before anyone consented');
+      assert.equal((await recordingsOf(base, adminToken, consultationId)).length, 0, 'recorded before consent');
 
       // The patient consents: the doctor is told, still no recording.
       await byTestId(patient, 'recording-consent').click();
@@ -240,6 +110,7 @@ for (const storage of ['s3', 'local']) describe(`A recorded consultation (${stor
         ((await byTestId(doctor, 'recording-text').textContent()) ?? '').includes('Собеседник согласен'),
       );
       assert.ok(await byTestId(doctor, 'recording-indicator').isHidden());
+      assert.equal((await recordingsOf(base, adminToken, consultationId)).length, 0, 'recorded with one consent');
 
       // The doctor consents: recording starts, both see it.
       await byTestId(doctor, 'recording-consent').click();
@@ -251,18 +122,11 @@ for (const storage of ['s3', 'local']) describe(`A recorded consultation (${stor
       assert.ok(await byTestId(patient, 'recording-stop').isHidden(), 'the patient cannot stop it');
       assert.ok(await byTestId(patient, 'recording-withdraw').isVisible(), 'the patient can withdraw');
 
-      const during = await api(base, 'GET', `/recordings?consultationId=${consultationId}`, {
-        token: adminToken,
-        status: 200,
+      // Both files are catalogued while the call goes on.
+      await until('both participant files listed as recording', async () => {
+        const list = await recordingsOf(base, adminToken, consultationId);
+        return list.length === 2 && list.every((r) => r.kind === 'participant' && r.status === 'recording');
       });
-      await until('both participant files are being recorded', async () => {
-        const list = await api(base, 'GET', `/recordings?consultationId=${consultationId}`, {
-          token: adminToken,
-          status: 200,
-        });
-        return list.items.filter((r) => r.status === 'recording').length === 2;
-      });
-      assert.ok(during.items.every((r) => r.status === 'recording'), JSON.stringify(during.items));
 
       await new Promise((r) => setTimeout(r, TALK_MS));
       await byTestId(doctor, 'hangup').click();
@@ -284,11 +148,7 @@ for (const storage of ['s3', 'local']) describe(`A recorded consultation (${stor
       await until(
         () => `three stored recordings (last: ${JSON.stringify(last.map((r) => [r.kind, r.status, r.error]))})`,
         async () => {
-          const list = await api(base, 'GET', `/recordings?consultationId=${consultationId}`, {
-            token: adminToken,
-            status: 200,
-          });
-          last = list.items;
+          last = await recordingsOf(base, adminToken, consultationId);
           assert.ok(!last.some((r) => r.status === 'failed'), `a recording failed: ${JSON.stringify(last)}`);
           return last.length === 3 && last.every((r) => r.status === 'stored');
         },
