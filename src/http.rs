@@ -22,6 +22,8 @@ pub struct HttpState {
     pub bitrix24: Option<std::sync::Arc<vizit_api::integrations::bitrix24::Metrics>>,
     /// Counters of the live recorders.
     pub recording: std::sync::Arc<vizit_recordings::live::LiveStats>,
+    /// The business layer: the demo page books a demo consultation through it.
+    pub api: vizit_api::ApiState,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -141,19 +143,31 @@ async fn demo(State(state): State<HttpState>) -> Response {
     if !state.demo {
         return (StatusCode::NOT_FOUND, "demo mode is off\n").into_response();
     }
-    let room = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let doctor = state.keys.issue(
-        &room,
-        &format!("{room}-doctor"),
+    // A real (demo) consultation, paid and about to start: its call is recorded when both
+    // consent, and its recordings appear on the admin page.
+    let call = match vizit_api::demo::demo_call(&state.api).await {
+        Ok(call) => call,
+        Err(e) => {
+            tracing::error!(error = %e, "the demo consultation could not be created");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the demo consultation could not be created; see the server log\n",
+            )
+                .into_response();
+        }
+    };
+    let doctor = state.keys.issue_for_consultation(
+        &call.consultation_id,
+        &call.doctor_id,
         CallRole::Doctor,
-        "Доктор (демо)",
+        &call.doctor_name,
         state.token_ttl,
     );
-    let patient = state.keys.issue(
-        &room,
-        &format!("{room}-patient"),
+    let patient = state.keys.issue_for_consultation(
+        &call.consultation_id,
+        &call.patient_id,
         CallRole::Patient,
-        "Пациент (демо)",
+        &call.patient_name,
         state.token_ttl,
     );
     web::html(format!(
@@ -163,14 +177,18 @@ async fn demo(State(state): State<HttpState>) -> Response {
 <link rel="stylesheet" href="/assets/app.css"></head>
 <body class="demo"><main class="demo-page">
 <h1>Демо-звонок Vizit</h1>
-<p>Создана комната <code>{room}</code>. Откройте ссылки в двух вкладках (или на двух устройствах) —
-врач и пациент увидят и услышат друг друга через SFU Vizit.</p>
+<p>Создана демо-консультация <code>{room}</code> (оплачена, начинается сейчас). Откройте ссылки в двух
+вкладках (или на двух устройствах) — врач и пациент увидят и услышат друг друга через SFU Vizit.
+Если оба согласятся на запись, звонок будет записан.</p>
 <ul>
 <li><a data-testid="demo-doctor" href="/call?token={doctor}" target="_blank" rel="noopener noreferrer">Войти как врач</a></li>
 <li><a data-testid="demo-patient" href="/call?token={patient}" target="_blank" rel="noopener noreferrer">Войти как пациент</a></li>
+<li><a data-testid="demo-admin" href="/consultations#session={admin}" target="_blank" rel="noopener noreferrer">Записи консультаций (как администратор клиники)</a></li>
 </ul>
-<p>Ссылки действуют {ttl}. <a href="/demo">Новая комната</a></p>
+<p>Ссылки действуют {ttl}. <a href="/demo">Новая консультация</a></p>
 </main></body></html>"#,
+        room = call.consultation_id,
+        admin = call.admin_session,
         ttl = humantime::format_duration(state.token_ttl),
     ))
 }

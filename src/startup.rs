@@ -161,6 +161,7 @@ impl Application {
             token_ttl: settings.auth.token_ttl,
             bitrix24: api.bitrix24.as_ref().map(|b| b.metrics.clone()),
             recording: live.stats.clone(),
+            api: api.clone(),
         })
         .merge(vizit_signaling::router(signaling))
         .merge(vizit_api::router(api.clone()));

@@ -265,6 +265,21 @@ async fn pages_health_and_demo() {
         .expect("a doctor link");
     let claims = app.keys.verify(token).expect("the demo token is valid");
     assert_eq!(claims.role, CallRole::Doctor);
+    assert!(
+        claims.rec,
+        "the demo call is a consultation's: it may be recorded"
+    );
+    // The room is a real, paid consultation with the demo doctor.
+    let consultation =
+        vizit_api::service::load(&mut app.api.db.pool.acquire().await.unwrap(), &claims.room)
+            .await
+            .unwrap()
+            .expect("the demo room is a consultation");
+    assert_eq!(consultation.status().unwrap().as_str(), "paid");
+    assert!(
+        demo.contains("/consultations#session=vzs_"),
+        "an admin link"
+    );
     assert_eq!(app.get("/assets/app.js").await.0, 200);
     app.stop().await;
 }

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod db;
+pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod integrations;

@@ -150,7 +150,10 @@ pub struct UserView {
     name: String,
 }
 
-async fn create_session(state: &ApiState, user_id: &str) -> Result<(String, i64), ApiError> {
+pub(crate) async fn create_session(
+    state: &ApiState,
+    user_id: &str,
+) -> Result<(String, i64), ApiError> {
     let token = new_secret(SESSION_PREFIX);
     let now = now_ms();
     let expires = now + state.settings.session_ttl.as_millis() as i64;
@@ -352,7 +355,7 @@ pub async fn dev_login(
 
 /// A patient has no password: they sign in through the portal (later ESIA) or the demo login.
 /// Staff are created by [`crate::create_staff_user`].
-async fn insert_patient(
+pub(crate) async fn insert_patient(
     state: &ApiState,
     name: &str,
     email: Option<String>,

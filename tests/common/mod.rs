@@ -26,6 +26,8 @@ pub const SECRET: &str = "test-secret-test-secret-test-secret-0001";
 pub struct TestApp {
     pub http: SocketAddr,
     pub keys: TokenKeys,
+    /// The business layer of the running server (its database).
+    pub api: vizit_api::ApiState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     data_dir: std::path::PathBuf,
@@ -43,6 +45,7 @@ impl TestApp {
         settings.auth.token_secret = Some(SecretString::from(SECRET.to_owned()));
         let app = Application::build(settings).await.expect("app builds");
         let http = app.http_addr();
+        let api = app.api().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
@@ -51,6 +54,7 @@ impl TestApp {
         TestApp {
             http,
             keys,
+            api,
             stop: Some(stop),
             task: Some(task),
             data_dir,

@@ -88,8 +88,8 @@ async function measure() {
   progress(`${windowSeconds} s without recording`);
   const baseline = await cpuOver(windowSeconds);
 
-  await byTestId(patient, 'recording-consent').click();
-  await byTestId(doctor, 'recording-consent').click();
+  await byTestId(patient, 'recording-consent').click({ timeout: 15_000 });
+  await byTestId(doctor, 'recording-consent').click({ timeout: 15_000 });
   const recordingSince = performance.now();
   await until('both files recording', async () => {
     const list = await recordingsOf(vizit.base, adminToken, consultationId);

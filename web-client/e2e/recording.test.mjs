@@ -227,3 +227,69 @@ for (const storage of ['s3', 'local']) describe(`A recorded consultation (${stor
     }, { needs: () => recorded }),
   );
 });
+
+describe("The README's demo: a call made from /demo ends with its recordings on the admin page", () => {
+  let server;
+  let browser;
+
+  before(
+    withDiagnostics(async () => {
+      server = await startVizit();
+      browser = await launchBrowser();
+    }),
+    { timeout: TEST_TIMEOUT },
+  );
+
+  after(async () => {
+    await browser?.close().catch(() => {});
+    if (server) await server.stop();
+  });
+
+  test(
+    'demo page → both join and consent → hang up → three recordings listed for the demo admin',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const context = await browser.newContext();
+      const demo = await context.newPage();
+      await demo.goto(`${server.base}/demo`);
+      const href = async (id) => byTestId(demo, id).getAttribute('href');
+      const tokenOf = (link) => new URL(link, server.base).searchParams.get('token');
+      const [doctorLink, patientLink, adminLink] = [await href('demo-doctor'), await href('demo-patient'), await href('demo-admin')];
+      await context.close();
+
+      const doctor = await openCallPage(browser, server.base, 'demo doctor', tokenOf(doctorLink));
+      const patient = await openCallPage(browser, server.base, 'demo patient', tokenOf(patientLink));
+      await joinBoth(doctor, patient);
+      for (const page of [doctor, patient]) await byTestId(page, 'recording-consent').click({ timeout: 15_000 });
+      for (const page of [doctor, patient]) {
+        await byTestId(page, 'recording-indicator').waitFor({ state: 'visible', timeout: 15_000 });
+      }
+      await new Promise((r) => setTimeout(r, 3_000));
+      await byTestId(doctor, 'hangup').click();
+      await byTestId(patient, 'hangup').click();
+      await doctor.context().close();
+      await patient.context().close();
+
+      const admin = await (await browser.newContext()).newPage();
+      admin.on('console', (m) => remember(consoleLog, `[demo admin] ${m.type()}: ${m.text()}`, 300));
+      await admin.goto(`${server.base}${adminLink}`);
+      const rows = admin.locator('[data-testid="recording"]');
+      // The page lists what the catalogue has; reload until all three are stored.
+      await until(
+        'three stored recordings on the demo admin page',
+        async () => {
+          await byTestId(admin, 'refresh').click();
+          await new Promise((r) => setTimeout(r, 300));
+          const texts = await rows.allTextContents();
+          return texts.length === 3 && texts.every((t) => t.includes('Сохранена'));
+        },
+        60_000,
+        1_000,
+      );
+      const texts = (await rows.allTextContents()).join('\n');
+      for (const who of ['Врач', 'Пациент', 'Общая запись']) assert.ok(texts.includes(who), texts);
+      assert.ok(await rows.first().locator('[data-testid="recording-download"]').isEnabled());
+      await admin.context().close();
+    }),
+  );
+});
