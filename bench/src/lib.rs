@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
@@ -26,18 +26,33 @@ use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use vizit_signaling::{CallRole, TokenKeys};
 
+pub mod janus;
+
 const MAGIC: u32 = 0x5649_5a54; // "VIZT"
 const HEADER: usize = 4 + 4 + 1 + 1 + 8 + 8;
 const AUDIO_BYTES: usize = 160;
 const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
 
+/// The server under load.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Vizit: `http://host:port`, and its `auth.token_secret` to mint join tokens.
+    Vizit {
+        base_url: String,
+        token_secret: String,
+    },
+    /// Janus with the VideoRoom plugin: its HTTP API, e.g. `http://10.99.0.1:8088/janus`, and
+    /// the address the participants' sockets bind (one Janus can reach: not loopback).
+    Janus {
+        url: String,
+        peer_ip: std::net::IpAddr,
+    },
+}
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// `http://host:port` of the server.
-    pub base_url: String,
-    /// The server's `auth.token_secret`, to mint join tokens.
-    pub token_secret: String,
+    pub target: Target,
     pub rooms: usize,
     /// Sending time of each peer (after it connected).
     pub duration: Duration,
@@ -48,9 +63,18 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     pub fn new(base_url: impl Into<String>, token_secret: impl Into<String>, rooms: usize) -> Self {
+        Self::for_target(
+            Target::Vizit {
+                base_url: base_url.into(),
+                token_secret: token_secret.into(),
+            },
+            rooms,
+        )
+    }
+
+    pub fn for_target(target: Target, rooms: usize) -> Self {
         LoadOptions {
-            base_url: base_url.into(),
-            token_secret: token_secret.into(),
+            target,
             rooms,
             duration: Duration::from_secs(10),
             video_bitrate: 1_500_000,
@@ -72,6 +96,8 @@ pub struct PeerStats {
     pub latencies_us: Vec<u32>,
     /// Interarrival jitter (RFC 3550 style) of video frames, microseconds.
     pub jitter_us: f64,
+    /// UDP datagrams that reached this participant's sockets from the server.
+    pub datagrams_in: u64,
 }
 
 /// The whole run.
@@ -88,6 +114,9 @@ pub struct Report {
     pub jitter_ms: f64,
     /// Peers that failed to join or connect.
     pub failed_peers: usize,
+    /// UDP datagrams the server sent to the participants (media, RTCP, ICE): the same measure
+    /// for every server.
+    pub datagrams_in: u64,
 }
 
 impl Report {
@@ -166,21 +195,48 @@ fn token(keys: &TokenKeys, room: &str, participant: &str, role: CallRole) -> Str
 
 /// Run `rooms` rooms of two publishers for `duration`; returns what the receivers saw.
 pub async fn run(options: &LoadOptions) -> anyhow::Result<Report> {
-    let keys = TokenKeys::new(&SecretString::from(options.token_secret.clone()))
-        .context("token secret")?;
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut tasks = tokio::task::JoinSet::new();
-    for room in 0..options.rooms {
-        for sender in 0..2u8 {
-            let role = if sender == 0 {
-                CallRole::Doctor
-            } else {
-                CallRole::Patient
-            };
-            let room_name = format!("bench-{run_id}-{room}");
-            let token = token(&keys, &room_name, &format!("p{sender}"), role);
-            let options = options.clone();
-            tasks.spawn(async move { peer(&options, room as u32, sender, token).await });
+    // Janus: the session that created the rooms, and the rooms, destroyed after the run.
+    let mut janus_rooms = None;
+    match &options.target {
+        Target::Vizit {
+            base_url,
+            token_secret,
+        } => {
+            let keys = TokenKeys::new(&SecretString::from(token_secret.clone()))
+                .context("token secret")?;
+            for room in 0..options.rooms {
+                for sender in 0..2u8 {
+                    let role = if sender == 0 {
+                        CallRole::Doctor
+                    } else {
+                        CallRole::Patient
+                    };
+                    let room_name = format!("bench-{run_id}-{room}");
+                    let token = token(&keys, &room_name, &format!("p{sender}"), role);
+                    let (options, base_url) = (options.clone(), base_url.clone());
+                    tasks.spawn(async move {
+                        peer(&options, &base_url, room as u32, sender, token).await
+                    });
+                }
+            }
+        }
+        Target::Janus { url, peer_ip } => {
+            let janus = janus::Janus::new(url);
+            let admin = janus.admin().await.context("Janus")?;
+            let mut ids = Vec::new();
+            for room in 0..options.rooms {
+                let id = admin.create_room().await?;
+                ids.push(id);
+                for sender in 0..2u8 {
+                    let (options, janus, ip) = (options.clone(), janus.clone(), *peer_ip);
+                    tasks.spawn(async move {
+                        janus::peer(&options, &janus, ip, id, room as u32, sender).await
+                    });
+                }
+            }
+            janus_rooms = Some((admin, ids));
         }
     }
     let mut report = Report {
@@ -196,14 +252,24 @@ pub async fn run(options: &LoadOptions) -> anyhow::Result<Report> {
                 report.frames_received += stats.frames_received;
                 report.frames_lost += stats.frames_lost;
                 report.corrupt += stats.corrupt;
+                report.datagrams_in += stats.datagrams_in;
                 latencies.extend(stats.latencies_us);
                 jitter.push(stats.jitter_us);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "a peer failed");
+                // The first failure of a step is worth seeing; the count says how many.
+                if report.failed_peers == 0 {
+                    eprintln!("a peer failed: {e:#}");
+                }
                 report.failed_peers += 1;
             }
         }
+    }
+    if let Some((admin, ids)) = janus_rooms {
+        for id in ids {
+            admin.destroy_room(id).await;
+        }
+        admin.destroy().await;
     }
     latencies.sort_unstable();
     let pct = |p: f64| {
@@ -236,14 +302,16 @@ async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
     }
 }
 
-/// One participant: join, publish audio and video, receive the other's, report.
+/// One participant on Vizit: join over the signaling WebSocket, publish audio and video, receive
+/// the other's (the server offers it when they join), report.
 async fn peer(
     options: &LoadOptions,
+    base_url: &str,
     room: u32,
     me: u8,
     token: String,
 ) -> anyhow::Result<PeerStats> {
-    let ws_url = format!("{}/ws", options.base_url.replacen("http", "ws", 1));
+    let ws_url = format!("{}/ws", base_url.replacen("http", "ws", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
         .await
         .context("websocket")?;
@@ -255,26 +323,8 @@ async fn peer(
     if joined["type"] != "joined" {
         bail!("join refused: {joined}");
     }
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
-    let addr: SocketAddr = socket.local_addr()?;
-    let mut rtc = Rtc::builder().build(Instant::now());
-    rtc.add_local_candidate(Candidate::host(addr, "udp")?);
-    let mut api = rtc.sdp_api();
-    let audio = api.add_media(
-        MediaKind::Audio,
-        Direction::SendOnly,
-        Some(format!("p{me}")),
-        None,
-        None,
-    );
-    let video = api.add_media(
-        MediaKind::Video,
-        Direction::SendOnly,
-        Some(format!("p{me}")),
-        None,
-        None,
-    );
-    let (offer, pending) = api.apply().context("offer")?;
+    let mut leg = Leg::new().await?;
+    let (mids, offer, pending) = leg.offer_senders(me)?;
     ws.send(Message::text(
         json!({"type": "offer", "sdp": offer.to_sdp_string()}).to_string(),
     ))
@@ -285,14 +335,130 @@ async fn peer(
             break message;
         }
     };
-    rtc.sdp_api().accept_answer(
+    leg.rtc.sdp_api().accept_answer(
         pending,
         SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap_or(""))?,
     )?;
+    let stats = media_loop(options, room, me, &mut [leg], mids, Some(&mut ws)).await?;
+    let _ = ws
+        .send(Message::text(json!({"type": "leave"}).to_string()))
+        .await;
+    Ok(stats)
+}
 
+/// One WebRTC transport of a participant: a str0m `Rtc` and its own UDP socket.
+pub(crate) struct Leg {
+    pub rtc: Rtc,
+    socket: UdpSocket,
+    addr: SocketAddr,
+}
+
+impl Leg {
+    pub async fn new() -> anyhow::Result<Leg> {
+        Leg::bound(std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// A transport whose socket (and ICE candidate) is on `ip`.
+    pub async fn bound(ip: std::net::IpAddr) -> anyhow::Result<Leg> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let addr: SocketAddr = socket.local_addr()?;
+        let mut rtc = Rtc::builder().build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(addr, "udp")?);
+        Ok(Leg { rtc, socket, addr })
+    }
+
+    /// Offer a send-only audio and a video track; returns their mids, the offer and the pending
+    /// change the answer completes.
+    pub fn offer_senders(
+        &mut self,
+        me: u8,
+    ) -> anyhow::Result<((Mid, Mid), SdpOffer, SdpPendingOffer)> {
+        let mut api = self.rtc.sdp_api();
+        let audio = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(format!("p{me}")),
+            None,
+            None,
+        );
+        let video = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some(format!("p{me}")),
+            None,
+            None,
+        );
+        let (offer, pending) = api.apply().context("offer")?;
+        Ok(((audio, video), offer, pending))
+    }
+
+    /// Keep this transport going (ICE, DTLS, RTCP) until `work` completes; returns its output.
+    pub async fn drive_while<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+    ) -> anyhow::Result<T> {
+        tokio::pin!(work);
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let timeout = loop {
+                match self.rtc.poll_output()? {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        let _ = self.socket.send_to(&t.contents, t.destination).await;
+                    }
+                    Output::Event(_) => {}
+                }
+            };
+            // str0m advances only on input: wake at least every 50 ms (an answer just applied
+            // starts ICE at the next timeout, which it reports as "nothing to do yet").
+            let timeout = timeout.min(Instant::now() + Duration::from_millis(50));
+            let received = tokio::select! {
+                out = &mut work => return Ok(out),
+                r = self.socket.recv_from(&mut buf) => Some(r),
+                _ = tokio::time::sleep_until(timeout.into()) => None,
+            };
+            if let Some(r) = received {
+                let (n, source) = r?;
+                self.receive(source, &buf[..n])?;
+            }
+            self.rtc.handle_input(Input::Timeout(Instant::now()))?;
+        }
+    }
+
+    fn receive(&mut self, source: SocketAddr, data: &[u8]) -> anyhow::Result<()> {
+        if let Ok(contents) = data.try_into() {
+            let receive = Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.addr,
+                contents,
+            };
+            self.rtc
+                .handle_input(Input::Receive(Instant::now(), receive))?;
+        }
+        Ok(())
+    }
+}
+
+enum Wake {
+    Udp(usize, std::io::Result<(usize, SocketAddr)>),
+    Signal(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Timer,
+}
+
+/// Send on `legs[0]` (audio and video on `mids`), receive on every leg, for `options.duration`
+/// after all legs connected; a server offer on `ws` is answered on `legs[0]`.
+pub(crate) async fn media_loop(
+    options: &LoadOptions,
+    room: u32,
+    me: u8,
+    legs: &mut [Leg],
+    (audio, video): (Mid, Mid),
+    mut ws: Option<&mut Ws>,
+) -> anyhow::Result<PeerStats> {
     let mut stats = PeerStats::default();
     let mut receiving = Receiving::default();
-    let mut buf = vec![0u8; 2048];
+    let mut bufs = [vec![0u8; 2048], vec![0u8; 2048]];
     let video_bytes = (options.video_bitrate / 8 / options.video_fps.max(1)) as usize;
     let video_interval = Duration::from_secs(1) / options.video_fps.max(1);
     let connect_deadline = Instant::now() + Duration::from_secs(20);
@@ -302,7 +468,7 @@ async fn peer(
     let mut drain_until = None;
     loop {
         let now = Instant::now();
-        if sending_until.is_none() && rtc.is_connected() {
+        if sending_until.is_none() && legs.iter().all(|l| l.rtc.is_connected()) {
             sending_until = Some(now + options.duration);
         }
         if sending_until.is_none() && now > connect_deadline {
@@ -314,10 +480,11 @@ async fn peer(
                 drain_until = Some(now + Duration::from_millis(700));
             }
             if drain_until.is_none() {
+                let rtc = &mut legs[0].rtc;
                 if now >= next_audio {
                     audio_seq += 1;
                     write(
-                        &mut rtc,
+                        rtc,
                         audio,
                         Codec::Opus,
                         frame(room, me, 0, audio_seq, AUDIO_BYTES),
@@ -341,7 +508,7 @@ async fn peer(
                     // VP8 payload header: P bit 0 marks a keyframe. Keep the magic intact by
                     // placing it in a leading byte the receiver strips.
                     data.insert(0, if keyframe { 0x10 } else { 0x11 });
-                    write(&mut rtc, video, Codec::Vp8, data, video_seq * 3000)?;
+                    write(rtc, video, Codec::Vp8, data, video_seq * 3000)?;
                     next_video += video_interval;
                 }
             }
@@ -349,51 +516,64 @@ async fn peer(
         if drain_until.is_some_and(|d| now >= d) {
             break;
         }
-        // Drain output.
-        let timeout = loop {
-            match rtc.poll_output()? {
-                Output::Timeout(t) => break t,
-                Output::Transmit(t) => {
-                    let _ = socket.send_to(&t.contents, t.destination).await;
+        // Drain every leg's output.
+        let mut wake = next_audio.min(next_video);
+        if let Some(d) = drain_until {
+            wake = wake.min(d);
+        }
+        for leg in legs.iter_mut() {
+            let timeout = loop {
+                match leg.rtc.poll_output()? {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        let _ = leg.socket.send_to(&t.contents, t.destination).await;
+                    }
+                    Output::Event(Event::MediaData(data)) => {
+                        let kind = leg.rtc.media(data.mid).map(|m| m.kind());
+                        receiving.record(room, me, kind, &data.data, &mut stats);
+                    }
+                    Output::Event(_) => {}
                 }
-                Output::Event(Event::MediaData(data)) => {
-                    let kind = rtc.media(data.mid).map(|m| m.kind());
-                    receiving.record(room, me, kind, &data.data, &mut stats);
-                }
-                Output::Event(_) => {}
+            };
+            wake = wake.min(timeout);
+        }
+        let event = {
+            let [b0, b1] = &mut bufs;
+            let second = legs.get(1).map(|l| &l.socket);
+            tokio::select! {
+                r = legs[0].socket.recv_from(b0) => Wake::Udp(0, r),
+                r = async { match second { Some(s) => s.recv_from(b1).await, None => std::future::pending().await } } => Wake::Udp(1, r),
+                m = async { match ws.as_mut() { Some(ws) => ws.next().await, None => std::future::pending().await } } => Wake::Signal(m),
+                _ = tokio::time::sleep_until(wake.into()) => Wake::Timer,
             }
         };
-        let wake = timeout
-            .min(next_audio)
-            .min(next_video)
-            .min(drain_until.unwrap_or(timeout));
-        tokio::select! {
-            received = socket.recv_from(&mut buf) => {
+        match event {
+            Wake::Udp(i, received) => {
                 let (n, source) = received?;
-                if let Ok(contents) = buf[..n].try_into() {
-                    let receive = Receive { proto: Protocol::Udp, source, destination: addr, contents };
-                    rtc.handle_input(Input::Receive(Instant::now(), receive))?;
-                }
+                stats.datagrams_in += 1;
+                legs[i].receive(source, &bufs[i][..n])?;
             }
-            message = ws.next() => match message {
-                Some(Ok(Message::Text(text))) => {
-                    let value: Value = serde_json::from_str(text.as_str())?;
-                    if value["type"] == "offer" {
-                        let offer = SdpOffer::from_sdp_string(value["sdp"].as_str().unwrap_or(""))?;
-                        let answer = rtc.sdp_api().accept_offer(offer)?;
-                        ws.send(Message::text(json!({"type": "answer", "sdp": answer.to_sdp_string()}).to_string())).await?;
+            Wake::Signal(Some(Ok(Message::Text(text)))) => {
+                let value: Value = serde_json::from_str(text.as_str())?;
+                if value["type"] == "offer" {
+                    let offer = SdpOffer::from_sdp_string(value["sdp"].as_str().unwrap_or(""))?;
+                    let answer = legs[0].rtc.sdp_api().accept_offer(offer)?;
+                    if let Some(ws) = ws.as_mut() {
+                        ws.send(Message::text(
+                            json!({"type": "answer", "sdp": answer.to_sdp_string()}).to_string(),
+                        ))
+                        .await?;
                     }
                 }
-                Some(Ok(_)) => {}
-                _ => bail!("signaling closed"),
-            },
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            Wake::Signal(Some(Ok(_))) => {}
+            Wake::Signal(_) => bail!("signaling closed"),
+            Wake::Timer => {}
         }
-        rtc.handle_input(Input::Timeout(Instant::now()))?;
+        for leg in legs.iter_mut() {
+            leg.rtc.handle_input(Input::Timeout(Instant::now()))?;
+        }
     }
-    let _ = ws
-        .send(Message::text(json!({"type": "leave"}).to_string()))
-        .await;
     stats.frames_sent = audio_seq + video_seq;
     receiving.finish(&mut stats);
     Ok(stats)

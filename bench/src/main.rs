@@ -1,22 +1,31 @@
-//! `vizit-bench`: start `vizit serve`, load it with rooms of two synthetic WebRTC peers, measure.
+//! `vizit-bench`: start `vizit serve` (and Janus, with `--janus`), load each with rooms of two
+//! synthetic WebRTC peers, measure.
 //!
 //! ```text
-//! cargo build --release -p vizit -p vizit-bench
+//! bench/run.sh --ramp 10:20:250 --seconds 8     # both servers, in a private network namespace
 //! target/release/vizit-bench --server target/release/vizit --ramp 10:10:300 --seconds 10
 //! ```
-//! Each step reports rooms, frame loss, one-way latency (p50/p99/max), the server's CPU (% of one
-//! core) and CPU µs per forwarded packet, from `/proc` and the server's `/metrics`. The ramp stops
-//! at the first step over 0.1 % loss or 50 ms p99.
+//! Each step reports, per server: rooms, frame loss, one-way latency (p50/p99/max), jitter, the
+//! server's CPU (% of one core, from `/proc`) and CPU µs per datagram it sent to the participants
+//! (counted by the generator, the same for both servers), RSS. A server's ramp stops at its first
+//! step over 0.1 % loss or 50 ms p99; the run ends when every server has stopped.
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use vizit_bench::{LoadOptions, Report, run};
+use vizit_bench::{LoadOptions, Report, Target, run};
 
 struct Args {
     server: String,
+    janus: Option<String>,
+    janus_netns: Option<String>,
+    janus_ip: String,
+    peer_ip: std::net::IpAddr,
+    keep_janus_log: bool,
+    only_janus: bool,
+    out: Option<std::path::PathBuf>,
     ramp: (usize, usize, usize),
     seconds: u64,
     bitrate: u32,
@@ -25,6 +34,13 @@ struct Args {
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         server: "target/release/vizit".into(),
+        janus: None,
+        janus_netns: None,
+        janus_ip: "10.99.0.1".into(),
+        peer_ip: std::net::Ipv4Addr::new(10, 99, 0, 2).into(),
+        keep_janus_log: false,
+        only_janus: false,
+        out: None,
         ramp: (10, 10, 300),
         seconds: 10,
         bitrate: 1_500_000,
@@ -34,6 +50,13 @@ fn parse_args() -> anyhow::Result<Args> {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--server" => args.server = value()?,
+            "--janus" => args.janus = Some(value()?),
+            "--janus-netns" => args.janus_netns = Some(value()?),
+            "--janus-ip" => args.janus_ip = value()?,
+            "--peer-ip" => args.peer_ip = value()?.parse().context("--peer-ip")?,
+            "--keep-janus-log" => args.keep_janus_log = true,
+            "--only-janus" => args.only_janus = true,
+            "--out" => args.out = Some(value()?.into()),
             "--rooms" => {
                 let n = value()?.parse()?;
                 args.ramp = (n, 1, n);
@@ -52,7 +75,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--bitrate" => args.bitrate = value()?.parse()?,
             "--help" | "-h" => {
                 println!(
-                    "vizit-bench [--server PATH] [--rooms N | --ramp START:STEP:MAX] [--seconds S] [--bitrate BPS]"
+                    "vizit-bench [--server PATH] [--janus JANUS_BIN [--janus-netns NS] [--janus-ip IP] \
+                     [--peer-ip IP] [--only-janus] [--keep-janus-log]] [--out DIR] \
+                     [--rooms N | --ramp START:STEP:MAX] [--seconds S] [--bitrate BPS]"
                 );
                 std::process::exit(0);
             }
@@ -103,29 +128,136 @@ impl Server {
             data_dir,
         })
     }
+}
 
-    /// utime + stime of the server, in seconds.
-    fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .context("stat")?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        Ok(ticks as f64 / 100.0)
-    }
+/// utime + stime of process `pid` (all threads), in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
+}
 
-    fn rss_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Janus with only the VideoRoom plugin and the HTTP transport on port 8088, ICE on its `v0`
+/// interface. Janus gathers no candidates on loopback, and answers nothing sent to an address of
+/// its own interface from the same namespace (the replies leave by `v0` and are dropped as
+/// martians), so `bench/run.sh` puts it in a network namespace of its own, joined to the
+/// generator's by a veth pair (10.99.0.1 on Janus's `v0`, 10.99.0.2 on the generator's `v1`).
+struct JanusServer {
+    child: Child,
+    keep_log: bool,
+    url: String,
+    config_dir: std::path::PathBuf,
+}
+
+impl JanusServer {
+    /// Janus `bin`, in network namespace `netns` if given (via `ip netns exec`), its HTTP API and
+    /// ICE on `ip`.
+    fn start(bin: &str, netns: Option<&str>, ip: &str) -> anyhow::Result<JanusServer> {
+        let dir = std::env::temp_dir().join(format!("vizit-bench-janus-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let lib = "/usr/lib/x86_64-linux-gnu/janus";
+        std::fs::write(
+            dir.join("janus.jcfg"),
+            format!(
+                r#"general: {{
+  configs_folder = "{dir}"
+  plugins_folder = "{lib}/plugins"
+  transports_folder = "{lib}/transports"
+  events_folder = "{lib}/events"
+  loggers_folder = "{lib}/loggers"
+  debug_level = 5
+  session_timeout = 0
+  server_name = "vizit-bench"
+}}
+nat: {{ ice_enforce_list = "v0" }}
+media: {{ rtp_port_range = "20000-40000" }}
+plugins: {{ disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_echotest.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_voicemail.so" }}
+transports: {{ disable = "libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so,libjanus_websockets.so" }}
+loggers: {{ disable = "libjanus_jsonlog.so" }}
+events: {{ broadcast = false }}
+"#,
+                dir = dir.display(),
+            ),
+        )?;
+        std::fs::write(
+            dir.join("janus.transport.http.jcfg"),
+            // Every address of Janus's namespace (binding one named address fails in Janus 1.1).
+            "general: { base_path = \"/janus\", http = true, port = 8088, https = false }\n\
+             admin: { admin_http = false }\n",
+        )?;
+        std::fs::write(dir.join("janus.plugin.videoroom.jcfg"), "general: { }\n")?;
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = command
+            .arg("-C")
+            .arg(dir.join("janus.jcfg"))
+            .arg("-F")
+            .arg(&dir)
+            .arg("--disable-colors")
+            .arg("--log-file")
+            .arg(dir.join("janus.log"))
+            .arg("--disable-stdout")
+            .stdout(match std::fs::File::create(dir.join("janus.stdout")) {
+                Ok(f) => Stdio::from(f),
+                Err(_) => Stdio::null(),
             })
-            .map_or(0.0, |kb| kb / 1024.0)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {bin}"))?;
+        let url = format!("http://{ip}:8088/janus");
+        let server = JanusServer {
+            child,
+            keep_log: false,
+            url,
+            config_dir: dir,
+        };
+        // Up when its HTTP API answers.
+        let http: std::net::SocketAddr = format!("{ip}:8088").parse().context("--janus-ip")?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(http).is_ok() {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("Janus did not open its HTTP API on {http} within 10 s")
+    }
+}
+
+impl Drop for JanusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if self.keep_log {
+            eprintln!(
+                "Janus's log: {}",
+                self.config_dir.join("janus.log").display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.config_dir);
+        }
     }
 }
 
@@ -158,48 +290,153 @@ async fn packets_out(base: &str) -> anyhow::Result<u64> {
         .map_err(Into::into)
 }
 
+/// One server under test, and whether its ramp goes on.
+struct Contender {
+    name: &'static str,
+    pid: u32,
+    target: Target,
+    /// Vizit's own /metrics (forwarded datagrams), as a cross-check.
+    metrics: Option<String>,
+    running: bool,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     // The generator runs on one thread, as the benchmark issue asks: it stays cheap.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let server = Server::start(&args.server)?;
-    println!(
-        "| rooms | loss % | p50 ms | p99 ms | max ms | jitter ms | server CPU % | CPU µs/packet | packets out/s | RSS MiB | failed peers |"
+    let vizit = if args.only_janus {
+        None
+    } else {
+        Some(Server::start(&args.server)?)
+    };
+    let janus = args
+        .janus
+        .as_deref()
+        .map(|bin| JanusServer::start(bin, args.janus_netns.as_deref(), &args.janus_ip))
+        .transpose()?
+        .map(|mut j| {
+            j.keep_log = args.keep_janus_log;
+            j
+        });
+    let mut contenders = Vec::new();
+    if let Some(v) = &vizit {
+        contenders.push(Contender {
+            name: "Vizit",
+            pid: v.child.id(),
+            target: Target::Vizit {
+                base_url: v.base.clone(),
+                token_secret: v.secret.clone(),
+            },
+            metrics: Some(v.base.clone()),
+            running: true,
+        });
+    }
+    if let Some(j) = &janus {
+        contenders.push(Contender {
+            name: "Janus",
+            pid: j.child.id(),
+            target: Target::Janus {
+                url: j.url.clone(),
+                peer_ip: args.peer_ip,
+            },
+            metrics: None,
+            running: true,
+        });
+    }
+    let mut table = String::from(
+        "| rooms | server | loss % | p50 ms | p99 ms | max ms | jitter ms | server CPU % | CPU µs/datagram | datagrams/s | RSS MiB | failed peers |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    print!("{table}");
+    let mut raw = String::new();
+    let mut held = std::collections::BTreeMap::new();
     let (start, step, max) = args.ramp;
     let mut rooms = start;
-    while rooms <= max {
-        let mut options = LoadOptions::new(server.base.clone(), server.secret.clone(), rooms);
-        options.duration = Duration::from_secs(args.seconds);
-        options.video_bitrate = args.bitrate;
-        let cpu0 = server.cpu_seconds()?;
-        let out0 = runtime.block_on(packets_out(&server.base))?;
-        let t0 = Instant::now();
-        let report: Report = runtime.block_on(run(&options))?;
-        let elapsed = t0.elapsed().as_secs_f64();
-        let cpu = server.cpu_seconds()? - cpu0;
-        let out = runtime.block_on(packets_out(&server.base))? - out0;
-        println!(
-            "| {rooms} | {:.3} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} | {} |",
-            report.loss_percent(),
-            report.p50_ms,
-            report.p99_ms,
-            report.max_ms,
-            report.jitter_ms,
-            cpu / elapsed * 100.0,
-            if out > 0 { cpu * 1e6 / out as f64 } else { 0.0 },
-            out as f64 / elapsed,
-            server.rss_mib(),
-            report.failed_peers,
-        );
-        if report.loss_percent() > 0.1 || report.p99_ms > 50.0 || report.failed_peers > 0 {
-            println!("\nstopped: over 0.1 % loss or 50 ms p99 at {rooms} rooms");
-            break;
+    while rooms <= max && contenders.iter().any(|c| c.running) {
+        for c in contenders.iter_mut().filter(|c| c.running) {
+            let mut options = LoadOptions::for_target(c.target.clone(), rooms);
+            options.duration = Duration::from_secs(args.seconds);
+            options.video_bitrate = args.bitrate;
+            let cpu0 = cpu_seconds(c.pid)?;
+            let out0 = match &c.metrics {
+                Some(base) => Some(runtime.block_on(packets_out(base))?),
+                None => None,
+            };
+            let t0 = Instant::now();
+            let report: Report = runtime.block_on(run(&options))?;
+            let elapsed = t0.elapsed().as_secs_f64();
+            let cpu = cpu_seconds(c.pid)? - cpu0;
+            let metrics_out = match (&c.metrics, out0) {
+                (Some(base), Some(out0)) => Some(runtime.block_on(packets_out(base))? - out0),
+                _ => None,
+            };
+            let datagrams = report.datagrams_in;
+            let row = format!(
+                "| {rooms} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} | {} |\n",
+                c.name,
+                report.loss_percent(),
+                report.p50_ms,
+                report.p99_ms,
+                report.max_ms,
+                report.jitter_ms,
+                cpu / elapsed * 100.0,
+                if datagrams > 0 {
+                    cpu * 1e6 / datagrams as f64
+                } else {
+                    0.0
+                },
+                datagrams as f64 / elapsed,
+                rss_mib(c.pid),
+                report.failed_peers,
+            );
+            print!("{row}");
+            table.push_str(&row);
+            raw.push_str(&format!(
+                "{{\"server\":\"{}\",\"rooms\":{rooms},\"seconds\":{elapsed:.3},\"cpu_seconds\":{cpu:.3},\"datagrams_in\":{datagrams},\"server_packets_out\":{},\"frames_sent\":{},\"frames_received\":{},\"frames_lost\":{},\"corrupt\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"jitter_ms\":{:.3},\"rss_mib\":{:.1},\"failed_peers\":{}}}\n",
+                c.name,
+                metrics_out.map_or("null".to_owned(), |n| n.to_string()),
+                report.frames_sent,
+                report.frames_received,
+                report.frames_lost,
+                report.corrupt,
+                report.p50_ms,
+                report.p99_ms,
+                report.max_ms,
+                report.jitter_ms,
+                rss_mib(c.pid),
+                report.failed_peers,
+            ));
+            if report.loss_percent() > 0.1 || report.p99_ms > 50.0 || report.failed_peers > 0 {
+                c.running = false;
+                let line = format!(
+                    "\n{}: stopped at {rooms} rooms (over 0.1 % loss, 50 ms p99, or failed peers)\n",
+                    c.name
+                );
+                print!("{line}");
+            } else {
+                held.insert(c.name, rooms);
+            }
         }
         rooms += step;
+    }
+    let mut summary =
+        String::from("\nLargest room count held (≤ 0.1 % loss, p99 ≤ 50 ms, no failed peers):\n");
+    for c in &contenders {
+        summary.push_str(&format!(
+            "- {}: {}\n",
+            c.name,
+            held.get(c.name)
+                .map_or("none".to_owned(), |n| format!("{n} rooms"))
+        ));
+    }
+    print!("{summary}");
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("results.md"), format!("{table}{summary}"))?;
+        std::fs::write(dir.join("raw.jsonl"), raw)?;
+        println!("\nwritten: {0}/results.md, {0}/raw.jsonl", dir.display());
     }
     Ok(())
 }
