@@ -333,7 +333,7 @@ async fn interrupted_recordings_are_settled_at_start(backend: Backend) {
     .await;
     let work = dir.join("recording");
     std::fs::create_dir_all(&work).unwrap();
-    let ids: Vec<String> = (0..3).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let ids: Vec<String> = (0..4).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     for (id, kind, role, status) in [
         (
             &ids[0],
@@ -352,6 +352,13 @@ async fn interrupted_recordings_are_settled_at_start(backend: Backend) {
             RecordingKind::Composite,
             None,
             RecordingStatus::Processing,
+        ),
+        // Finished, but the process stopped before the file entered the spool.
+        (
+            &ids[3],
+            RecordingKind::Composite,
+            None,
+            RecordingStatus::Uploading,
         ),
     ] {
         begin(
@@ -376,15 +383,16 @@ async fn interrupted_recordings_are_settled_at_start(backend: Backend) {
     std::fs::write(work.join(format!("{}.webm", ids[0])), b"partial webm").unwrap();
     std::fs::write(work.join(format!("{}.compose.webm", ids[0])), b"link").unwrap();
     std::fs::write(work.join(format!("{}.mp4", ids[2])), b"half a composite").unwrap();
+    std::fs::write(work.join(format!("{}.mp4", ids[3])), b"a whole composite").unwrap();
 
     let settled = recover_interrupted(&c.api.state, &work).await.unwrap();
-    assert_eq!(settled, (1, 2));
+    assert_eq!(settled, (2, 2));
     assert_eq!(
         rec.spool
             .run_once(&CatalogueConfirm(c.api.state.db.clone()))
             .await
             .unwrap(),
-        1
+        2
     );
     let (status, list) = c
         .api
@@ -412,7 +420,10 @@ async fn interrupted_recordings_are_settled_at_start(backend: Backend) {
             .unwrap()
             .contains("stopped while recording")
     );
-    for id in &ids[1..] {
+    let composite = by_id(&ids[3]);
+    assert_eq!(composite["status"], "stored", "{composite}");
+    assert_eq!(composite["sizeBytes"], 17);
+    for id in &ids[1..3] {
         let failed = by_id(id);
         assert_eq!(failed["status"], "failed", "{failed}");
         assert!(

@@ -105,6 +105,9 @@ pub(crate) struct Producer {
     pub received: u64,
     /// Loss already reported into the room counters.
     pub reported_lost: u64,
+    /// While the room is recorded: a keyframe of this track reached the recorder (until then
+    /// the recorder cannot start the video, and keyframes are asked for).
+    pub recorded_keyframe: bool,
 }
 
 impl Producer {
@@ -117,6 +120,7 @@ impl Producer {
             highest_seq: 0,
             received: 0,
             reported_lost: 0,
+            recorded_keyframe: false,
         }
     }
 

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::{ParticipantId, ParticipantInfo, Role, RoomId, TrackKind};
+use crate::{ParticipantId, ParticipantInfo, ParticipantKey, Role, RoomId, TrackKind};
 
 /// When a room is recorded (a clinic setting).
 #[derive(
@@ -90,6 +90,9 @@ impl From<str0m::format::Codec> for TapCodec {
 /// One depacketized frame of one participant's track, as forwarded.
 #[derive(Clone)]
 pub struct TapFrame {
+    /// The participant's session the frame came through: a reconnect (same participant, new
+    /// session) starts new RTP clocks and a new encoder.
+    pub transport: ParticipantKey,
     pub kind: TrackKind,
     pub codec: TapCodec,
     /// When its first packet arrived.

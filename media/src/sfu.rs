@@ -21,6 +21,8 @@ use crate::{Metrics, ParticipantId, ParticipantInfo, Role, RoomId, RoomMetrics, 
 
 /// Minimum time between two keyframe requests to the same producer.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+/// Recordings one room may start (each stop and start makes a new set of files).
+const MAX_RECORDING_SESSIONS: u32 = 20;
 /// How long the SFU sleeps when nothing has a deadline.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -513,7 +515,11 @@ impl Sfu {
             return;
         };
         let wanted = room.recording.wanted(mode);
-        if wanted && !room.recording.active() {
+        if wanted && !room.recording.active() && room.recording.session >= MAX_RECORDING_SESSIONS {
+            // Consent toggled (or start/stop pressed) over and over: each start costs a recorder
+            // and a composite. Enough is enough for one call.
+            warn!(room = %room_id, "recording restarted too often in this call; not started again");
+        } else if wanted && !room.recording.active() {
             let Some(factory) = self.options.recorder.clone() else {
                 return;
             };
@@ -531,18 +537,24 @@ impl Sfu {
                 room: room_id.clone(),
                 session: room.recording.session,
             });
-            // The recorder needs a keyframe of every video track to begin its files.
-            let sources: Vec<(ParticipantKey, Mid)> = room
-                .members
-                .iter()
-                .filter_map(|k| self.participants.get(k))
-                .flat_map(|p| {
-                    p.producers
-                        .iter()
+            // The recorder needs a keyframe of every video track to begin its files: ask now,
+            // even if a consumer asked moments ago (that keyframe may have passed before the
+            // tap existed); `forward` asks again until one reaches the recorder.
+            let members = room.members.clone();
+            let mut sources = Vec::new();
+            for key in members {
+                if let Some(p) = self.participants.get_mut(&key) {
+                    for pr in p
+                        .producers
+                        .iter_mut()
                         .filter(|pr| pr.kind == MediaKind::Video)
-                        .map(|pr| (p.key, pr.mid))
-                })
-                .collect();
+                    {
+                        pr.recorded_keyframe = false;
+                        pr.last_keyframe_request = None;
+                        sources.push((key, pr.mid));
+                    }
+                }
+            }
             for (source, mid) in sources {
                 self.request_keyframe(now, source, mid);
             }
@@ -1060,12 +1072,23 @@ impl Sfu {
             // A gap in the video stream: the receivers cannot decode until the next keyframe.
             self.request_keyframe(now, origin, data.mid);
         }
-        if let (Some(room), Some(p)) = (self.rooms.get_mut(room_id), self.participants.get(&origin))
-            && let Some(tap) = room.recording.tap.as_mut()
+        let mut recorder_needs_keyframe = false;
+        if let (Some(room), Some(p)) = (
+            self.rooms.get_mut(room_id),
+            self.participants.get_mut(&origin),
+        ) && let Some(tap) = room.recording.tap.as_mut()
         {
+            if let Some(producer) = p.producer_mut(data.mid)
+                && producer.kind == MediaKind::Video
+                && !producer.recorded_keyframe
+            {
+                producer.recorded_keyframe = data.is_keyframe();
+                recorder_needs_keyframe = !producer.recorded_keyframe;
+            }
             tap.frame(
                 &p.info,
                 TapFrame {
+                    transport: origin,
                     kind: TrackKind::from(data.params.spec().codec.kind()),
                     codec: data.params.spec().codec.into(),
                     arrival: data.network_time,
@@ -1076,6 +1099,9 @@ impl Sfu {
                     data: data.data.clone(),
                 },
             );
+        }
+        if recorder_needs_keyframe {
+            self.request_keyframe(now, origin, data.mid);
         }
         for &other in others {
             let Some(p) = self.participants.get_mut(&other) else {

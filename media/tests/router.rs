@@ -646,3 +646,20 @@ fn a_room_someone_joined_without_a_consultation_token_is_never_recorded() {
         Err(RecordingError::Disabled)
     );
 }
+
+#[test]
+fn consent_toggled_over_and_over_does_not_start_recorders_without_end() {
+    let (mut world, recorded) = recording_world(RecordingMode::Auto);
+    let doctor = world.join("doctor", 40051, Role::Doctor);
+    let patient = world.join("patient", 40052, Role::Patient);
+    world.run_for(Duration::from_millis(300), false);
+    let (dk, pk) = (world.peers[doctor].key, world.peers[patient].key);
+    world.sfu.consent(world.now, dk, true).unwrap();
+    for _ in 0..30 {
+        world.sfu.consent(world.now, pk, true).unwrap();
+        world.sfu.consent(world.now, pk, false).unwrap();
+    }
+    let r = recorded.lock().unwrap();
+    assert_eq!(r.opened.len(), 20, "at most 20 recordings per call");
+    assert_eq!(r.closed.len(), 20, "every one that started was closed");
+}

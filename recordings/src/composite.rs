@@ -41,8 +41,16 @@ fn make(name: &str) -> Result<gst::Element, PipelineError> {
     })
 }
 
-/// Compose `inputs` (at most two tiles side by side; more are laid out in a row) into `output`.
-pub fn compose(inputs: &[Input], output: &Path, timeout: Duration) -> Result<(), PipelineError> {
+/// Compose `inputs` (at most two tiles side by side; more are laid out in a row) into `output`,
+/// `length` long (the last input's end). A black picture and silence lie under the inputs for
+/// the whole length, so a call where nobody sent video (or audio) still makes a complete file —
+/// the mixers would otherwise wait for a stream that never comes.
+pub fn compose(
+    inputs: &[Input],
+    output: &Path,
+    length: Duration,
+    timeout: Duration,
+) -> Result<(), PipelineError> {
     init()?;
     if inputs.is_empty() {
         return Err(err("nothing to compose"));
@@ -81,6 +89,55 @@ pub fn compose(inputs: &[Input], output: &Path, timeout: Duration) -> Result<(),
     gst::Element::link_many([&mixer, &aconv, &aac, &aacparse, &mux]).map_err(err)?;
     mux.link(&sink).map_err(err)?;
 
+    // The base layers: black and silence for `length`.
+    let seconds = length.as_secs_f64().max(0.04);
+    let black = make("videotestsrc")?;
+    black.set_property_from_str("pattern", "black");
+    black.set_property("num-buffers", (seconds * 25.0).ceil() as i32);
+    let black_caps = make("capsfilter")?;
+    black_caps.set_property(
+        "caps",
+        gst::Caps::builder("video/x-raw")
+            .field("width", TILE.0 * inputs.len() as i32)
+            .field("height", TILE.1)
+            .field("framerate", gst::Fraction::new(25, 1))
+            .build(),
+    );
+    let silence = make("audiotestsrc")?;
+    silence.set_property_from_str("wave", "silence");
+    silence.set_property("samplesperbuffer", 960i32);
+    silence.set_property("num-buffers", (seconds * 50.0).ceil() as i32);
+    let silence_caps = make("capsfilter")?;
+    silence_caps.set_property(
+        "caps",
+        gst::Caps::builder("audio/x-raw")
+            .field("rate", 48_000i32)
+            .field("channels", 2i32)
+            .build(),
+    );
+    pipeline
+        .add_many([&black, &black_caps, &silence, &silence_caps])
+        .map_err(err)?;
+    gst::Element::link_many([&black, &black_caps]).map_err(err)?;
+    gst::Element::link_many([&silence, &silence_caps]).map_err(err)?;
+    let base = comp
+        .request_pad_simple("sink_%u")
+        .ok_or_else(|| err("no compositor pad"))?;
+    base.set_property("zorder", 0u32);
+    black_caps
+        .static_pad("src")
+        .ok_or_else(|| err("no src pad"))?
+        .link(&base)
+        .map_err(err)?;
+    let quiet = mixer
+        .request_pad_simple("sink_%u")
+        .ok_or_else(|| err("no audiomixer pad"))?;
+    silence_caps
+        .static_pad("src")
+        .ok_or_else(|| err("no src pad"))?
+        .link(&quiet)
+        .map_err(err)?;
+
     for (i, input) in inputs.iter().enumerate() {
         let src = make("filesrc")?;
         src.set_property("location", input.path.to_string_lossy().to_string());
@@ -110,6 +167,7 @@ pub fn compose(inputs: &[Input], output: &Path, timeout: Duration) -> Result<(),
                     |sink| {
                         sink.set_property("xpos", xpos);
                         sink.set_property("ypos", 0i32);
+                        sink.set_property("zorder", 1u32 + i as u32);
                     },
                 )
             } else {

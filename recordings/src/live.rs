@@ -122,6 +122,8 @@ enum Msg {
 struct ChannelTap {
     tx: SyncSender<Msg>,
     stats: Arc<LiveStats>,
+    /// Why the recording stopped, also when the channel is too full to carry the `Close`.
+    reason: Arc<Mutex<Option<StopReason>>>,
 }
 
 impl MediaTap for ChannelTap {
@@ -138,8 +140,9 @@ impl MediaTap for ChannelTap {
     }
 
     fn close(self: Box<Self>, reason: StopReason) {
-        // The channel may be full: the thread also ends when the sender is dropped, with the
-        // reason unknown (reported as the room ending).
+        // The channel may be full: the thread also ends when the sender is dropped, and then
+        // reads the reason from here.
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
         let _ = self.tx.try_send(Msg::Close(reason));
     }
 }
@@ -160,7 +163,9 @@ impl TapFactory for LiveRecorder {
         _participants: &[ParticipantInfo],
     ) -> Box<dyn MediaTap> {
         let (tx, rx) = sync_channel(QUEUE_FRAMES);
+        let reason = Arc::new(Mutex::new(None));
         let worker = Worker {
+            reason: reason.clone(),
             room: room.clone(),
             session,
             dir: self.dir.clone(),
@@ -169,23 +174,23 @@ impl TapFactory for LiveRecorder {
             tracks: HashMap::new(),
         };
         let idle = self.idle.clone();
+        let stats = self.stats.clone();
         *idle.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let spawned = std::thread::Builder::new()
             .name(format!("recorder-{session}"))
             .spawn(move || {
+                // Counted down however the thread ends, a panic included: shutdown never
+                // waits for a recorder that is gone.
+                stats.rooms_open.fetch_add(1, Ordering::Relaxed);
+                let _done = Done(idle, stats);
                 worker.run(rx);
-                let (lock, cvar) = &*idle;
-                *lock.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-                cvar.notify_all();
             });
         match spawned {
-            Ok(_) => {
-                self.stats.rooms_open.fetch_add(1, Ordering::Relaxed);
-                Box::new(ChannelTap {
-                    tx,
-                    stats: self.stats.clone(),
-                })
-            }
+            Ok(_) => Box::new(ChannelTap {
+                tx,
+                stats: self.stats.clone(),
+                reason,
+            }),
             Err(e) => {
                 *self.idle.0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
                 error!(room = %room, error = %e, "cannot start a recorder thread; this room is not recorded");
@@ -195,14 +200,31 @@ impl TapFactory for LiveRecorder {
     }
 }
 
+/// Marks a recorder thread finished when dropped.
+struct Done(Arc<(Mutex<usize>, Condvar)>, Arc<LiveStats>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.1.rooms_open.fetch_sub(1, Ordering::Relaxed);
+        let (lock, cvar) = &*self.0;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        cvar.notify_all();
+    }
+}
+
+/// How long a participant whose file could not be catalogued waits before the next try.
+const CATALOGUE_RETRY: Duration = Duration::from_secs(5);
+
 /// A participant's file: its recorder, or why it is not recorded.
 enum Slot {
     Recording(Track, Box<ParticipantRecorder>),
     Failed(Track, PipelineError),
-    Discarded,
+    /// Not catalogued (e.g. the database was busy): frames are dropped until the retry time.
+    Discarded(Instant),
 }
 
 struct Worker {
+    reason: Arc<Mutex<Option<StopReason>>>,
     room: RoomId,
     session: u32,
     dir: PathBuf,
@@ -218,7 +240,13 @@ impl Worker {
             match rx.recv() {
                 Ok(Msg::Frame(id, role, frame)) => self.frame(id, role, frame),
                 Ok(Msg::Close(reason)) => break reason,
-                Err(_) => break StopReason::RoomEnded,
+                Err(_) => {
+                    break self
+                        .reason
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or(StopReason::RoomEnded);
+                }
             }
         };
         // Frames still queued belong to the recording.
@@ -236,17 +264,23 @@ impl Worker {
                     track,
                     result: Err(e),
                 }),
-                Slot::Discarded => {}
+                Slot::Discarded(_) => {}
             }
         }
         info!(room = %self.room, session = self.session, ?reason, files = outcomes.len(),
               seconds = started.elapsed().as_secs(), "recording finished");
-        self.stats.rooms_open.fetch_sub(1, Ordering::Relaxed);
         self.sink
             .finished(&self.room, self.session, reason, outcomes);
     }
 
     fn frame(&mut self, id: ParticipantId, role: Role, frame: TapFrame) {
+        if let Some(Slot::Discarded(retry_at)) = self.tracks.get(&id) {
+            if Instant::now() < *retry_at {
+                self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.tracks.remove(&id);
+        }
         let slot = self.tracks.entry(id.clone()).or_insert_with(|| {
             let track_id = uuid::Uuid::new_v4().to_string();
             let track = Track {
@@ -258,8 +292,8 @@ impl Worker {
                 role,
             };
             if let Err(why) = self.sink.track_started(&track) {
-                warn!(room = %self.room, %why, "this participant's track is not recorded");
-                return Slot::Discarded;
+                warn!(room = %self.room, %why, "this participant's track is not recorded yet; retrying in 5 s");
+                return Slot::Discarded(Instant::now() + CATALOGUE_RETRY);
             }
             match ParticipantRecorder::new(&track.path) {
                 Ok(r) => Slot::Recording(track, Box::new(r)),

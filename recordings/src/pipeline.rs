@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use vizit_media::{TapCodec, TapFrame, TrackKind};
+use vizit_media::{ParticipantKey, TapCodec, TapFrame, TrackKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -71,6 +71,11 @@ struct Clock {
 }
 
 impl Clock {
+    /// Forget the RTP clock (a new session of the sender); time still never goes back.
+    fn reanchor(&mut self) {
+        self.anchor = None;
+    }
+
     fn pts(&mut self, arrival: Duration, rtp: u64, rate: u32) -> Duration {
         let rate = u64::from(rate.max(1));
         let computed = match self.anchor {
@@ -127,6 +132,8 @@ pub struct ParticipantRecorder {
     audio: Clock,
     /// Video frames are dropped until the next keyframe.
     needs_keyframe: bool,
+    /// The sender's session of the last frame: a reconnect restarts clocks and the encoder.
+    transport: Option<ParticipantKey>,
     last_pts: Duration,
     frames: u64,
     dropped: u64,
@@ -159,6 +166,7 @@ impl ParticipantRecorder {
             video: Clock::default(),
             audio: Clock::default(),
             needs_keyframe: true,
+            transport: None,
             last_pts: Duration::ZERO,
             frames: 0,
             dropped: 0,
@@ -187,9 +195,19 @@ impl ParticipantRecorder {
                 return Ok(());
             }
         }
+        // The wall-clock time of the frame's arrival, not of this call: the frame may have waited
+        // in the recorder's queue (the composite aligns the parties by this time).
         let start = *self
             .start
-            .get_or_insert_with(|| (frame.arrival, SystemTime::now()));
+            .get_or_insert_with(|| (frame.arrival, SystemTime::now() - frame.arrival.elapsed()));
+        if self.transport != Some(frame.transport) {
+            if self.transport.is_some() {
+                self.video.reanchor();
+                self.audio.reanchor();
+                self.needs_keyframe = true;
+            }
+            self.transport = Some(frame.transport);
+        }
         if frame.kind == TrackKind::Video {
             if !frame.contiguous {
                 self.needs_keyframe = true;

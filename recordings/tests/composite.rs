@@ -90,6 +90,7 @@ fn two_parties_side_by_side_in_one_mp4() {
             },
         ],
         &out,
+        Duration::from_millis(3300),
         Duration::from_secs(60),
     )
     .unwrap();
@@ -111,5 +112,48 @@ fn two_parties_side_by_side_in_one_mp4() {
         (left - right).abs() > 5.0,
         "two different pictures: left {left:.1}, right {right:.1}"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_call_without_any_video_still_makes_a_complete_composite() {
+    let dir = temp_file("x").parent().unwrap().to_owned();
+    let (doctor, patient) = (dir.join("doctor.webm"), dir.join("patient.webm"));
+    for path in [&doctor, &patient] {
+        // Cameras off all call: audio-only participant files.
+        let mut rec = ParticipantRecorder::new(path).unwrap();
+        let start = std::time::Instant::now();
+        produce(4, "ball", |f| {
+            if !f.video {
+                rec.push(f.tap(start, Duration::ZERO)).unwrap()
+            }
+        });
+        let done = rec.finish(Duration::from_secs(10)).unwrap();
+        assert!(!done.has_video);
+    }
+    let out = dir.join("composite.mp4");
+    compose(
+        &[
+            Input {
+                path: doctor,
+                offset: Duration::ZERO,
+            },
+            Input {
+                path: patient,
+                offset: Duration::ZERO,
+            },
+        ],
+        &out,
+        Duration::from_secs(4),
+        Duration::from_secs(60),
+    )
+    .expect("the composite finishes without any video input");
+    let report = discover(&out);
+    assert!(
+        report.contains("H.264") && report.contains("AAC"),
+        "{report}"
+    );
+    let d = duration(&report);
+    assert!((3.5..=4.6).contains(&d), "duration {d}\n{report}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -151,3 +151,37 @@ fn nothing_recorded_is_an_error_not_an_empty_file() {
     assert!(!path.exists());
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn a_reconnect_continues_the_same_file_from_the_next_keyframe() {
+    let path = temp_file("reconnect.webm");
+    let mut rec = ParticipantRecorder::new(&path).unwrap();
+    let start = Instant::now();
+    let mut frames: Vec<Encoded> = Vec::new();
+    produce(4, "ball", |f| frames.push(f));
+    for f in &frames {
+        let mut frame = f.tap(start, Duration::ZERO);
+        if f.pts >= Duration::from_secs(2) {
+            // The same participant again, through a new session: new RTP clocks (another
+            // random base), and its first video frame is not a keyframe.
+            frame.transport = vizit_media::ParticipantKey::test(2);
+            frame.rtp_time += 7_777_777;
+        }
+        if f.video && (Duration::from_millis(2000)..Duration::from_millis(2200)).contains(&f.pts) {
+            continue; // lost while reconnecting
+        }
+        rec.push(frame).unwrap();
+    }
+    let done = rec.finish(Duration::from_secs(10)).unwrap();
+    assert!(done.has_video && done.has_audio);
+    let d = duration(&discover(&path));
+    assert!(
+        (3.5..=4.6).contains(&d),
+        "one file for the whole call: {d} s"
+    );
+    assert!(
+        decodes_to_the_end(&path),
+        "the file decodes across the reconnect"
+    );
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

@@ -38,8 +38,17 @@ fn ms(t: SystemTime) -> i64 {
 pub async fn run_room_events(state: ApiState, mut events: mpsc::UnboundedReceiver<RoomEvent>) {
     while let Some(event) = events.recv().await {
         if let Err(e) = store_event(&state, &event).await {
-            // Rooms that are not consultations (`vizit token` test calls) have nothing to record.
-            debug!(error = %e, ?event, "room event not stored");
+            // Rooms that are not consultations (`vizit token` calls) have no row to refer to;
+            // anything else is evidence lost, and said loudly.
+            let text = e.to_string().to_lowercase();
+            if text.contains("foreign key") {
+                debug!(
+                    ?event,
+                    "room event of a room that is not a consultation: not stored"
+                );
+            } else {
+                warn!(error = %e, ?event, "a recording event (consent, start, stop) could not be stored");
+            }
         }
     }
 }
@@ -118,6 +127,9 @@ pub struct CatalogueSink {
     state: ApiState,
     runtime: Handle,
     work_dir: PathBuf,
+    /// One composite at a time: transcoding is the heavy part, and calls that end together must
+    /// not take the cores from the live calls.
+    composing: std::sync::Mutex<()>,
 }
 
 impl CatalogueSink {
@@ -127,6 +139,7 @@ impl CatalogueSink {
             state,
             runtime,
             work_dir: work_dir.to_owned(),
+            composing: std::sync::Mutex::new(()),
         }
     }
 
@@ -223,23 +236,27 @@ impl CatalogueSink {
         let output = self.work_dir.join(format!("{id}.mp4"));
         // Transcoding runs several times faster than real time; the bound only catches a hang.
         let timeout = Duration::from_secs(120) + length * 3;
-        let started = std::time::Instant::now();
-        let result = composite::compose(&parts, &output, timeout);
+        let result = {
+            let _turn = self.composing.lock().unwrap_or_else(|e| e.into_inner());
+            let started = std::time::Instant::now();
+            let result = composite::compose(&parts, &output, length, timeout);
+            if result.is_ok() {
+                info!(room = %room, session, seconds = length.as_secs(),
+                      took_ms = started.elapsed().as_millis() as u64, "composite made");
+            }
+            result
+        };
         for (_, _, link) in &inputs {
             let _ = std::fs::remove_file(link);
         }
         let outcome = match result {
-            Ok(()) => {
-                info!(room = %room, session, seconds = length.as_secs(),
-                      took_ms = started.elapsed().as_millis() as u64, "composite made");
-                self.runtime.block_on(attach(
-                    state,
-                    &id,
-                    &output,
-                    Some(ms(first)),
-                    Some(length.as_millis() as i64),
-                ))
-            }
+            Ok(()) => self.runtime.block_on(attach(
+                state,
+                &id,
+                &output,
+                Some(ms(first)),
+                Some(length.as_millis() as i64),
+            )),
             Err(e) => {
                 let _ = std::fs::remove_file(&output);
                 self.runtime
@@ -279,36 +296,66 @@ impl RoomSink for CatalogueSink {
 
 /// After a restart: recordings whose files were being written are adopted as they are (the file
 /// lacks its index but plays), or failed if there is no file; composites being made are failed
-/// (the participant files are stored). Returns how many were adopted and failed.
+/// (the participant files are stored); a finished file that had not yet entered the upload
+/// spool is handed to it again. One row's failure is logged and does not stop the others.
+/// Returns how many were adopted and failed.
 pub async fn recover_interrupted(
     state: &ApiState,
     work_dir: &Path,
 ) -> Result<(usize, usize), crate::error::ApiError> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT id, status FROM recordings WHERE status IN ('recording', 'processing')",
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT id, status, content_type FROM recordings \
+         WHERE status IN ('recording', 'processing', 'uploading')",
     )
     .fetch_all(&state.db.pool)
     .await?;
     let (mut adopted, mut failed) = (0, 0);
-    for (id, status) in rows {
-        let file = work_dir.join(format!("{id}.webm"));
-        let usable = status == "recording" && std::fs::metadata(&file).is_ok_and(|m| m.len() > 0);
-        if usable {
-            attach(state, &id, &file, None, None).await?;
-            sqlx::query("UPDATE recordings SET error = $1 WHERE id = $2")
-                .bind("the server stopped while recording: the file ends where it stopped")
-                .bind(&id)
-                .execute(&state.db.pool)
-                .await?;
-            adopted += 1;
+    for (id, status, content_type) in rows {
+        let ext = if content_type.contains("mp4") {
+            "mp4"
         } else {
-            let why = if status == "recording" {
-                "the server stopped while recording and no file was left"
-            } else {
-                "the server stopped while the composite was made; the participant files are kept"
-            };
-            fail(state, &id, why).await?;
-            failed += 1;
+            "webm"
+        };
+        let file = work_dir.join(format!("{id}.{ext}"));
+        let present = std::fs::metadata(&file).is_ok_and(|m| m.len() > 0);
+        let outcome = match status.as_str() {
+            // In the spool (or stored meanwhile): the uploader has it.
+            "uploading" if !present => continue,
+            "uploading" => attach(state, &id, &file, None, None).await.map(|()| true),
+            "recording" if present => {
+                let attached = attach(state, &id, &file, None, None).await;
+                match attached {
+                    Ok(()) => sqlx::query("UPDATE recordings SET error = $1 WHERE id = $2")
+                        .bind("the server stopped while recording: the file ends where it stopped")
+                        .bind(&id)
+                        .execute(&state.db.pool)
+                        .await
+                        .map(|_| true)
+                        .map_err(Into::into),
+                    Err(e) => Err(e),
+                }
+            }
+            "recording" => fail(
+                state,
+                &id,
+                "the server stopped while recording and no file was left",
+            )
+            .await
+            .map(|()| false),
+            _ => fail(
+                state,
+                &id,
+                "the server stopped while the composite was made; the participant files are kept",
+            )
+            .await
+            .map(|()| false),
+        };
+        match outcome {
+            Ok(true) => adopted += 1,
+            Ok(false) => failed += 1,
+            Err(e) => {
+                warn!(recording = %id, error = %e, "an interrupted recording could not be settled")
+            }
         }
     }
     // Leftovers of composites in the making.

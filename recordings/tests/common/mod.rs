@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use vizit_media::{TapCodec, TapFrame, TrackKind};
+use vizit_media::{ParticipantKey, TapCodec, TapFrame, TrackKind};
 use vizit_recordings::pipeline::init;
 
 /// One encoded frame of the test media.
@@ -25,6 +25,7 @@ impl Encoded {
     pub fn tap(&self, start: Instant, delay: Duration) -> TapFrame {
         let clock_rate = if self.video { 90_000 } else { 48_000 };
         TapFrame {
+            transport: ParticipantKey::test(1),
             kind: if self.video {
                 TrackKind::Video
             } else {
