@@ -392,6 +392,26 @@ impl Leg {
         Ok(((audio, video), offer, pending))
     }
 
+    /// Send what the transport has to send and hand each received media frame to `on_media`;
+    /// returns when it next needs a timeout.
+    async fn pump(
+        &mut self,
+        mut on_media: impl FnMut(Option<MediaKind>, &[u8]),
+    ) -> anyhow::Result<Instant> {
+        loop {
+            match self.rtc.poll_output()? {
+                Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) => {
+                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                }
+                Output::Event(Event::MediaData(data)) => {
+                    on_media(self.rtc.media(data.mid).map(|m| m.kind()), &data.data);
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
     /// Keep this transport going (ICE, DTLS, RTCP) until `work` completes; returns its output.
     pub async fn drive_while<T>(
         &mut self,
@@ -400,15 +420,7 @@ impl Leg {
         tokio::pin!(work);
         let mut buf = vec![0u8; 2048];
         loop {
-            let timeout = loop {
-                match self.rtc.poll_output()? {
-                    Output::Timeout(t) => break t,
-                    Output::Transmit(t) => {
-                        let _ = self.socket.send_to(&t.contents, t.destination).await;
-                    }
-                    Output::Event(_) => {}
-                }
-            };
+            let timeout = self.pump(|_, _| {}).await?;
             // str0m advances only on input: wake at least every 50 ms (an answer just applied
             // starts ICE at the next timeout, which it reports as "nothing to do yet").
             let timeout = timeout.min(Instant::now() + Duration::from_millis(50));
@@ -522,19 +534,9 @@ pub(crate) async fn media_loop(
             wake = wake.min(d);
         }
         for leg in legs.iter_mut() {
-            let timeout = loop {
-                match leg.rtc.poll_output()? {
-                    Output::Timeout(t) => break t,
-                    Output::Transmit(t) => {
-                        let _ = leg.socket.send_to(&t.contents, t.destination).await;
-                    }
-                    Output::Event(Event::MediaData(data)) => {
-                        let kind = leg.rtc.media(data.mid).map(|m| m.kind());
-                        receiving.record(room, me, kind, &data.data, &mut stats);
-                    }
-                    Output::Event(_) => {}
-                }
-            };
+            let timeout = leg
+                .pump(|kind, data| receiving.record(room, me, kind, data, &mut stats))
+                .await?;
             wake = wake.min(timeout);
         }
         let event = {

@@ -203,6 +203,18 @@ impl RoomRecording {
         }
     }
 
+    /// Stop a running recording of `room`: the tap is closed, and the event to report returned.
+    pub fn stop(&mut self, room: &RoomId, reason: StopReason) -> Option<RoomEvent> {
+        let tap = self.tap.take()?;
+        tap.close(reason);
+        tracing::info!(room = %room, session = self.session, ?reason, "recording stopped");
+        Some(RoomEvent::RecordingStopped {
+            room: room.clone(),
+            session: self.session,
+            reason,
+        })
+    }
+
     pub fn status(&self, mode: RecordingMode) -> RecordingStatus {
         let phase = if mode == RecordingMode::Off {
             RecordingPhase::Off

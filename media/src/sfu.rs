@@ -558,14 +558,8 @@ impl Sfu {
             for (source, mid) in sources {
                 self.request_keyframe(now, source, mid);
             }
-        } else if !wanted && let Some(tap) = room.recording.tap.take() {
-            tap.close(reason);
-            info!(room = %room_id, session = room.recording.session, ?reason, "recording stopped");
-            self.events.push_back(RoomEvent::RecordingStopped {
-                room: room_id.clone(),
-                session: room.recording.session,
-                reason,
-            });
+        } else if !wanted && let Some(stopped) = room.recording.stop(room_id, reason) {
+            self.events.push_back(stopped);
         }
         let Some(room) = self.rooms.get(room_id) else {
             return;
@@ -719,19 +713,13 @@ impl Sfu {
         }
         if room_ended && let Some(mut room) = self.rooms.remove(&p.room) {
             self.ended.add(&room.metrics);
-            if let Some(tap) = room.recording.tap.take() {
-                let reason = if reason == LeaveReason::ServerShutdown {
-                    StopReason::ServerShutdown
-                } else {
-                    StopReason::RoomEnded
-                };
-                tap.close(reason);
-                info!(room = %p.room, session = room.recording.session, ?reason, "recording stopped");
-                self.events.push_back(RoomEvent::RecordingStopped {
-                    room: p.room.clone(),
-                    session: room.recording.session,
-                    reason,
-                });
+            let reason = if reason == LeaveReason::ServerShutdown {
+                StopReason::ServerShutdown
+            } else {
+                StopReason::RoomEnded
+            };
+            if let Some(stopped) = room.recording.stop(&p.room, reason) {
+                self.events.push_back(stopped);
             }
             info!(room = %p.room, "room ended");
         }

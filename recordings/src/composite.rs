@@ -58,15 +58,14 @@ pub fn compose(
     let pipeline = gst::Pipeline::new();
     let comp = make("compositor")?;
     comp.set_property_from_str("background", "black");
+    // The canvas: the tiles side by side at 25 fps (the black base layer has the same caps).
+    let canvas = gst::Caps::builder("video/x-raw")
+        .field("width", TILE.0 * inputs.len() as i32)
+        .field("height", TILE.1)
+        .field("framerate", gst::Fraction::new(25, 1))
+        .build();
     let comp_caps = make("capsfilter")?;
-    comp_caps.set_property(
-        "caps",
-        gst::Caps::builder("video/x-raw")
-            .field("width", TILE.0 * inputs.len() as i32)
-            .field("height", TILE.1)
-            .field("framerate", gst::Fraction::new(25, 1))
-            .build(),
-    );
+    comp_caps.set_property("caps", &canvas);
     let vconv = make("videoconvert")?;
     let x264 = make("x264enc")?;
     x264.set_property_from_str("speed-preset", "veryfast");
@@ -95,14 +94,7 @@ pub fn compose(
     black.set_property_from_str("pattern", "black");
     black.set_property("num-buffers", (seconds * 25.0).ceil() as i32);
     let black_caps = make("capsfilter")?;
-    black_caps.set_property(
-        "caps",
-        gst::Caps::builder("video/x-raw")
-            .field("width", TILE.0 * inputs.len() as i32)
-            .field("height", TILE.1)
-            .field("framerate", gst::Fraction::new(25, 1))
-            .build(),
-    );
+    black_caps.set_property("caps", &canvas);
     let silence = make("audiotestsrc")?;
     silence.set_property_from_str("wave", "silence");
     silence.set_property("samplesperbuffer", 960i32);

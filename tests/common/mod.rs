@@ -75,11 +75,7 @@ impl TestApp {
         let (stream, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.http))
             .await
             .expect("websocket connects");
-        Ws {
-            stream,
-            recording: Vec::new(),
-            held: std::collections::VecDeque::new(),
-        }
+        Ws { stream }
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
@@ -112,10 +108,6 @@ impl Drop for TestApp {
 
 pub struct Ws {
     pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    /// `recording` status messages seen so far (state, not conversation: `recv` sets them aside).
-    pub recording: Vec<Value>,
-    /// Messages read while waiting for a recording state, for `recv` to return first.
-    held: std::collections::VecDeque<Value>,
 }
 
 impl Ws {
@@ -130,12 +122,9 @@ impl Ws {
         self.stream.send(Message::text(text)).await.expect("send");
     }
 
-    /// The next JSON message, skipping pongs and setting `recording` statuses aside; `None` when
-    /// the server closed the socket.
+    /// The next JSON message, skipping pongs and `recording` statuses (room state, not
+    /// conversation); `None` when the server closed the socket.
     pub async fn recv(&mut self) -> Option<Value> {
-        if let Some(value) = self.held.pop_front() {
-            return Some(value);
-        }
         loop {
             let next = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
                 .await
@@ -143,45 +132,12 @@ impl Ws {
             match next {
                 Some(Ok(Message::Text(text))) => {
                     let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                    if value["type"] == "recording" {
-                        self.recording.push(value);
-                    } else if value["type"] != "pong" {
+                    if value["type"] != "pong" && value["type"] != "recording" {
                         return Some(value);
                     }
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => {}
-            }
-        }
-    }
-
-    /// Wait until the room's recording is in `state` (`awaitingConsent`, `recording`, …).
-    pub async fn expect_recording(&mut self, state: &str) -> Value {
-        loop {
-            if let Some(last) = self.recording.last()
-                && last["state"] == state
-            {
-                return last.clone();
-            }
-            let next = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "recording state {state} within 10 s: {:?}",
-                        self.recording.last()
-                    )
-                });
-            match next {
-                Some(Ok(Message::Text(text))) => {
-                    let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                    if value["type"] == "recording" {
-                        self.recording.push(value);
-                    } else if value["type"] != "pong" {
-                        self.held.push_back(value);
-                    }
-                }
-                Some(Ok(_)) => {}
-                _ => panic!("socket closed, expected recording state {state}"),
             }
         }
     }

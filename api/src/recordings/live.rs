@@ -21,12 +21,9 @@ use super::{Begin, RecordingKind, RecordingStatus, attach, begin, fail};
 use crate::service::audit;
 use crate::{ApiState, now_ms};
 
+/// The catalogue's name of a party's role; recorders are not parties.
 fn role_str(role: Role) -> Option<&'static str> {
-    match role {
-        Role::Doctor => Some("doctor"),
-        Role::Patient => Some("patient"),
-        Role::Recorder => None,
-    }
+    (role != Role::Recorder).then(|| role.as_str())
 }
 
 fn ms(t: SystemTime) -> i64 {
