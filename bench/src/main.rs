@@ -346,8 +346,8 @@ fn main() -> anyhow::Result<()> {
         });
     }
     let mut table = String::from(
-        "| rooms | server | loss % | p50 ms | p99 ms | max ms | jitter ms | server CPU % | CPU µs/datagram | datagrams/s | RSS MiB | failed peers |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| rooms | server | loss % | p50 ms | p99 ms | max ms | jitter ms | server CPU % | CPU µs/datagram | datagrams/s | RSS MiB | failed peers | generator CPU % |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     print!("{table}");
     let mut raw = String::new();
@@ -360,6 +360,7 @@ fn main() -> anyhow::Result<()> {
             options.duration = Duration::from_secs(args.seconds);
             options.video_bitrate = args.bitrate;
             let cpu0 = cpu_seconds(c.pid)?;
+            let own0 = cpu_seconds(std::process::id())?;
             let out0 = match &c.metrics {
                 Some(base) => Some(runtime.block_on(packets_out(base))?),
                 None => None,
@@ -368,13 +369,14 @@ fn main() -> anyhow::Result<()> {
             let report: Report = runtime.block_on(run(&options))?;
             let elapsed = t0.elapsed().as_secs_f64();
             let cpu = cpu_seconds(c.pid)? - cpu0;
+            let own = cpu_seconds(std::process::id())? - own0;
             let metrics_out = match (&c.metrics, out0) {
                 (Some(base), Some(out0)) => Some(runtime.block_on(packets_out(base))? - out0),
                 _ => None,
             };
             let datagrams = report.datagrams_in;
             let row = format!(
-                "| {rooms} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} | {} |\n",
+                "| {rooms} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {:.0} |\n",
                 c.name,
                 report.loss_percent(),
                 report.p50_ms,
@@ -390,11 +392,12 @@ fn main() -> anyhow::Result<()> {
                 datagrams as f64 / elapsed,
                 rss_mib(c.pid),
                 report.failed_peers,
+                own / elapsed * 100.0,
             );
             print!("{row}");
             table.push_str(&row);
             raw.push_str(&format!(
-                "{{\"server\":\"{}\",\"rooms\":{rooms},\"seconds\":{elapsed:.3},\"cpu_seconds\":{cpu:.3},\"datagrams_in\":{datagrams},\"server_packets_out\":{},\"frames_sent\":{},\"frames_received\":{},\"frames_lost\":{},\"corrupt\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"jitter_ms\":{:.3},\"rss_mib\":{:.1},\"failed_peers\":{}}}\n",
+                "{{\"server\":\"{}\",\"rooms\":{rooms},\"seconds\":{elapsed:.3},\"cpu_seconds\":{cpu:.3},\"datagrams_in\":{datagrams},\"server_packets_out\":{},\"frames_sent\":{},\"frames_received\":{},\"frames_lost\":{},\"corrupt\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"jitter_ms\":{:.3},\"rss_mib\":{:.1},\"failed_peers\":{},\"generator_cpu_seconds\":{own:.3}}}\n",
                 c.name,
                 metrics_out.map_or("null".to_owned(), |n| n.to_string()),
                 report.frames_sent,

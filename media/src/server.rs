@@ -2,10 +2,12 @@
 //! [`MediaHandle`] that signaling uses to send commands.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use quinn_udp::{RecvMeta, UdpSocketState};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -18,6 +20,12 @@ use crate::{
 
 /// Largest datagram we accept; WebRTC keeps packets under the path MTU (~1200–1500 bytes).
 const MAX_DATAGRAM: usize = 2048;
+/// Datagrams read per `recvmmsg` call.
+const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
+/// Receive batches handled before timers, commands and sends get their turn.
+const RECV_ROUNDS: usize = 4;
+/// Largest GSO send: the kernel's limit is 64 segments and 64 KiB.
+const GSO_MAX_BYTES: usize = 60_000;
 /// Commands waiting for the run loop. Backpressure beyond this slows signaling, never media.
 const COMMAND_QUEUE: usize = 1024;
 
@@ -46,6 +54,8 @@ enum ServerCommand {
 pub struct MediaServer {
     sfu: Sfu,
     socket: UdpSocket,
+    /// Batched receive (`recvmmsg`, GRO) and segmentation offload (GSO) on `socket`.
+    udp: UdpSocketState,
     /// The address str0m sees as every datagram's destination: the announced candidate.
     destination: SocketAddr,
     commands: mpsc::Receiver<ServerCommand>,
@@ -71,6 +81,8 @@ impl MediaServer {
     ) -> Result<(MediaServer, MediaHandle), MediaServerError> {
         let socket =
             bind_udp(bind).map_err(|source| MediaServerError::Bind { addr: bind, source })?;
+        let udp = UdpSocketState::new((&socket).into())
+            .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
         let local_addr = socket
             .local_addr()
             .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
@@ -83,6 +95,7 @@ impl MediaServer {
             MediaServer {
                 sfu: Sfu::new(options),
                 socket,
+                udp,
                 destination: announced,
                 commands: rx,
                 sessions: HashMap::new(),
@@ -107,15 +120,25 @@ impl MediaServer {
     /// Run until a shutdown command (or every handle dropped). On shutdown every participant gets
     /// [`Signal::Closed`] with [`LeaveReason::ServerShutdown`].
     pub async fn run(mut self) {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut rx = RecvBuffers::new(&self.udp);
+        let mut tx = Vec::with_capacity(GSO_MAX_BYTES + MAX_DATAGRAM);
         let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
+        // One timer, moved when the deadline moves: a new one per wake-up costs a timer-wheel
+        // insertion and removal each time.
+        let mut deadline = self.sfu.poll_timeout(Instant::now());
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(sleep);
         loop {
-            self.flush().await;
+            self.flush(&mut tx).await;
             if let Some(reply) = shutdown_reply.take() {
                 let _ = reply.send(());
                 break;
             }
-            let deadline = self.sfu.poll_timeout(Instant::now());
+            let next = self.sfu.poll_timeout(Instant::now());
+            if next != deadline {
+                deadline = next;
+                sleep.as_mut().reset(deadline.into());
+            }
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(ServerCommand::Shutdown(reply)) => {
@@ -125,18 +148,15 @@ impl MediaServer {
                     Some(command) => self.handle_command(command),
                     None => {
                         self.sfu.close_all(Instant::now(), LeaveReason::ServerShutdown);
-                        self.flush().await;
+                        self.flush(&mut tx).await;
                         break;
                     }
                 },
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, source)) => {
-                        self.sfu.handle_receive(Instant::now(), source, self.destination, &buf[..n]);
-                    }
-                    // ICMP errors of earlier sends surface here on Linux; they concern one peer.
-                    Err(e) => debug!(error = %e, "UDP receive error"),
+                ready = self.socket.readable() => match ready {
+                    Ok(()) => self.receive(&mut rx),
+                    Err(e) => debug!(error = %e, "UDP socket not readable"),
                 },
-                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = &mut sleep => {}
             }
             // Recomputed: the work above may have made a timer due now (e.g. a packet to send),
             // and handling it in this round beats another trip through the select.
@@ -146,6 +166,44 @@ impl MediaServer {
             }
         }
         info!("media server stopped");
+    }
+
+    /// Read what the socket has queued, a batch per system call, and hand every datagram to the
+    /// SFU. Stops after [`RECV_ROUNDS`] full batches so sends and timers are not starved.
+    fn receive(&mut self, rx: &mut RecvBuffers) {
+        for _ in 0..RECV_ROUNDS {
+            let received = {
+                let mut slices: Vec<IoSliceMut<'_>> =
+                    rx.data.chunks_mut(rx.slot).map(IoSliceMut::new).collect();
+                let udp = &self.udp;
+                let socket = &self.socket;
+                socket.try_io(Interest::READABLE, || {
+                    udp.recv(socket.into(), &mut slices, &mut rx.meta)
+                })
+            };
+            let n = match received {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // ICMP errors of earlier sends surface here on Linux; they concern one peer.
+                Err(e) => {
+                    debug!(error = %e, "UDP receive error");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            for (i, meta) in rx.meta[..n].iter().enumerate() {
+                let data = &rx.data[i * rx.slot..i * rx.slot + meta.len];
+                // With GRO one buffer holds several datagrams of `stride` bytes (the last may
+                // be shorter).
+                for datagram in data.chunks(meta.stride.max(1)) {
+                    self.sfu
+                        .handle_receive(now, meta.addr, self.destination, datagram);
+                }
+            }
+            if n < rx.meta.len() {
+                return;
+            }
+        }
     }
 
     fn handle_command(&mut self, command: ServerCommand) {
@@ -183,18 +241,34 @@ impl MediaServer {
         }
     }
 
-    /// Send queued datagrams and deliver queued signals.
-    async fn flush(&mut self) {
+    /// Send queued datagrams and deliver queued signals. Consecutive datagrams to the same
+    /// peer — the packets of one video frame — leave in one system call with UDP segmentation
+    /// offload (GSO) where the kernel supports it: all but the last the same size.
+    async fn flush(&mut self, batch: &mut Vec<u8>) {
+        let mut to: Option<(SocketAddr, usize, usize)> = None; // destination, segment size, count
         while let Some(t) = self.sfu.poll_transmit() {
-            let sent = match self.socket.try_send_to(&t.contents, t.destination) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.socket.send_to(&t.contents, t.destination).await
+            let len = t.contents.len();
+            if let Some((destination, segment, count)) = to {
+                let joins = destination == t.destination
+                    && len <= segment
+                    && batch.len() == segment * count
+                    && count < self.udp.max_gso_segments()
+                    && batch.len() + len <= GSO_MAX_BYTES;
+                if !joins {
+                    send(&self.socket, &self.udp, destination, batch, segment).await;
+                    batch.clear();
+                    to = None;
                 }
-                other => other,
-            };
-            if let Err(e) = sent {
-                debug!(destination = %t.destination, error = %e, "UDP send failed");
             }
+            batch.extend_from_slice(&t.contents);
+            to = Some(match to {
+                Some((destination, segment, count)) => (destination, segment, count + 1),
+                None => (t.destination, len, 1),
+            });
+        }
+        if let Some((destination, segment, _)) = to {
+            send(&self.socket, &self.udp, destination, batch, segment).await;
+            batch.clear();
         }
         while let Some((key, signal)) = self.sfu.poll_signal() {
             let closed = matches!(signal, Signal::Closed(_));
@@ -210,6 +284,53 @@ impl MediaServer {
             if let Some(events) = &self.events {
                 let _ = events.send(event);
             }
+        }
+    }
+}
+
+/// One datagram, or several of `segment` bytes (the last may be shorter) in one GSO send.
+async fn send(
+    socket: &UdpSocket,
+    udp: &UdpSocketState,
+    destination: SocketAddr,
+    contents: &[u8],
+    segment: usize,
+) {
+    let transmit = quinn_udp::Transmit {
+        destination,
+        ecn: None,
+        contents,
+        segment_size: (contents.len() > segment).then_some(segment),
+        src_ip: None,
+    };
+    let send = || udp.send(socket.into(), &transmit);
+    let sent = match socket.try_io(Interest::WRITABLE, send) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            socket.async_io(Interest::WRITABLE, send).await
+        }
+        other => other,
+    };
+    // Other errors are logged (rate-limited) by quinn-udp and dropped: media is lossy and
+    // str0m retransmits what a peer reports missing.
+    if let Err(e) = sent {
+        debug!(%destination, error = %e, "UDP send failed");
+    }
+}
+
+/// The receive side's buffers: [`RECV_BATCH`] slots, each big enough for a GRO batch.
+struct RecvBuffers {
+    data: Vec<u8>,
+    slot: usize,
+    meta: Vec<RecvMeta>,
+}
+
+impl RecvBuffers {
+    fn new(udp: &UdpSocketState) -> RecvBuffers {
+        let slot = (MAX_DATAGRAM * udp.gro_segments()).min(u16::MAX as usize);
+        RecvBuffers {
+            data: vec![0; slot * RECV_BATCH],
+            slot,
+            meta: vec![RecvMeta::default(); RECV_BATCH],
         }
     }
 }
