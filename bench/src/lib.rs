@@ -9,8 +9,10 @@
 //! derived from the sequence number, so the receiver checks that the payload arrived unchanged,
 //! counts what never arrived, and measures one-way forwarding latency on the shared host clock.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -54,14 +56,45 @@ pub enum Target {
 pub struct LoadOptions {
     pub target: Target,
     pub rooms: usize,
-    /// Sending time of each peer (after it connected).
+    /// Sending time: every peer starts once all of them connected.
     pub duration: Duration,
     /// Video bitrate per publisher, bits per second.
     pub video_bitrate: u32,
     pub video_fps: u32,
+    /// Latency and jitter are sampled from this long after the common start: it leaves out the
+    /// first keyframes, which every peer sends at once (loss counts every frame).
+    pub warmup: Duration,
+    start: Arc<Start>,
+}
+
+/// The common start of a step: the moment the last peer connected (or failed).
+#[derive(Debug, Default)]
+struct Start {
+    arrived: Mutex<HashSet<(u32, u8)>>,
+    /// `micros_now()` of the start, `u64::MAX` until then.
+    at_us: AtomicU64,
+}
+
+impl Start {
+    /// Peer `(room, sender)` is ready (or gave up); idempotent.
+    fn arrive(&self, peer: (u32, u8), expected: usize) {
+        let mut arrived = self.arrived.lock().unwrap_or_else(|e| e.into_inner());
+        if arrived.insert(peer) && arrived.len() == expected {
+            self.at_us.store(micros_now(), Ordering::Release);
+        }
+    }
+
+    fn at_us(&self) -> Option<u64> {
+        let at = self.at_us.load(Ordering::Acquire);
+        (at != u64::MAX).then_some(at)
+    }
 }
 
 impl LoadOptions {
+    fn arrive(&self, peer: (u32, u8)) {
+        self.start.arrive(peer, self.rooms * 2);
+    }
+
     pub fn new(base_url: impl Into<String>, token_secret: impl Into<String>, rooms: usize) -> Self {
         Self::for_target(
             Target::Vizit {
@@ -79,6 +112,8 @@ impl LoadOptions {
             duration: Duration::from_secs(10),
             video_bitrate: 1_500_000,
             video_fps: 30,
+            warmup: Duration::from_secs(1),
+            start: Arc::default(),
         }
     }
 }
@@ -233,6 +268,13 @@ fn token(keys: &TokenKeys, room: &str, participant: &str, role: CallRole) -> Str
 
 /// Run `rooms` rooms of two publishers for `duration`; returns what the receivers saw.
 pub async fn run(options: &LoadOptions) -> anyhow::Result<Report> {
+    let options = &LoadOptions {
+        start: Arc::new(Start {
+            at_us: AtomicU64::new(u64::MAX),
+            ..Start::default()
+        }),
+        ..options.clone()
+    };
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut tasks = tokio::task::JoinSet::new();
     // Janus: the session that created the rooms, and the rooms, destroyed after the run.
@@ -255,7 +297,9 @@ pub async fn run(options: &LoadOptions) -> anyhow::Result<Report> {
                     let token = token(&keys, &room_name, &format!("p{sender}"), role);
                     let (options, base_url) = (options.clone(), base_url.clone());
                     tasks.spawn(async move {
-                        peer(&options, &base_url, room as u32, sender, token).await
+                        let stats = peer(&options, &base_url, room as u32, sender, token).await;
+                        options.arrive((room as u32, sender));
+                        stats
                     });
                 }
             }
@@ -270,7 +314,10 @@ pub async fn run(options: &LoadOptions) -> anyhow::Result<Report> {
                 for sender in 0..2u8 {
                     let (options, janus, ip) = (options.clone(), janus.clone(), *peer_ip);
                     tasks.spawn(async move {
-                        janus::peer(&options, &janus, ip, id, room as u32, sender).await
+                        let stats =
+                            janus::peer(&options, &janus, ip, id, room as u32, sender).await;
+                        options.arrive((room as u32, sender));
+                        stats
                     });
                 }
             }
@@ -552,7 +599,10 @@ pub(crate) async fn media_loop(
     mut ws: Option<&mut Signaling>,
 ) -> anyhow::Result<PeerStats> {
     let mut stats = PeerStats::default();
-    let mut receiving = Receiving::default();
+    let mut receiving = Receiving {
+        sample_from_us: u64::MAX,
+        ..Receiving::default()
+    };
     let mut bufs = [vec![0u8; 2048], vec![0u8; 2048]];
     let video_bytes = (options.video_bitrate / 8 / options.video_fps.max(1)) as usize;
     let video_interval = Duration::from_secs(1) / options.video_fps.max(1);
@@ -564,9 +614,17 @@ pub(crate) async fn media_loop(
     loop {
         let now = Instant::now();
         if sending_until.is_none() && legs.iter().all(|l| l.rtc.is_connected()) {
-            sending_until = Some(now + options.duration);
-        }
-        if sending_until.is_none() && now > connect_deadline {
+            options.arrive((room, me));
+            // Everyone sends from the same moment, once the last peer is connected.
+            if options.start.at_us().is_some() {
+                sending_until = Some(now + options.duration);
+                (next_audio, next_video) = (now, now);
+                receiving.sample_from_us = options
+                    .start
+                    .at_us()
+                    .map_or(0, |at| at + options.warmup.as_micros() as u64);
+            }
+        } else if sending_until.is_none() && now > connect_deadline {
             bail!("not connected after 20 s");
         }
         if let Some(until) = sending_until {
@@ -618,7 +676,11 @@ pub(crate) async fn media_loop(
             break;
         }
         // Drain every leg's output.
-        let mut wake = next_audio.min(next_video);
+        let mut wake = if sending_until.is_some() {
+            next_audio.min(next_video)
+        } else {
+            now + Duration::from_millis(20)
+        };
         if let Some(d) = drain_until {
             wake = wake.min(d);
         }
@@ -701,6 +763,8 @@ struct Receiving {
     seen: [Option<(u64, u64, u64)>; 2],
     last_video: Option<(u64, u64)>,
     jitter: f64,
+    /// Frames sent before this (`micros_now()`) are not sampled for latency and jitter.
+    sample_from_us: u64,
 }
 
 impl Receiving {
@@ -727,15 +791,18 @@ impl Receiving {
         };
         let now = micros_now();
         stats.frames_received += 1;
-        stats
-            .latencies_us
-            .push(now.saturating_sub(p.sent_us).min(u32::MAX as u64) as u32);
+        let sampled = p.sent_us >= self.sample_from_us;
+        if sampled {
+            stats
+                .latencies_us
+                .push(now.saturating_sub(p.sent_us).min(u32::MAX as u64) as u32);
+        }
         let slot = &mut self.seen[p.kind as usize];
         *slot = Some(match *slot {
             None => (p.seq, p.seq, 1),
             Some((first, last, count)) => (first.min(p.seq), last.max(p.seq), count + 1),
         });
-        if p.kind == 1 {
+        if p.kind == 1 && sampled {
             if let Some((prev_sent, prev_recv)) = self.last_video {
                 let d = (now as f64 - prev_recv as f64) - (p.sent_us as f64 - prev_sent as f64);
                 self.jitter += (d.abs() - self.jitter) / 16.0;

@@ -36,6 +36,11 @@ async fn three_rooms_exchange_every_frame_intact() {
     // 6 peers × 3 s × (50 audio + 30 video frames/s) ≈ 1440 sent; most arrive (frames sent before the other side's consumer opened do not count).
     assert!(report.frames_received > 600, "{report:?}");
     assert_eq!(report.frames_lost, 0, "{report:?}");
+    // Latency is sampled after the 1 s warm-up: the remaining 2 s gave samples.
+    assert!(
+        report.p50_ms > 0.0 && report.p99_ms >= report.p50_ms,
+        "{report:?}"
+    );
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&data_dir);
