@@ -207,22 +207,32 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     let url = format!("http://{}", app.http_addr());
     // Tests and scripts read this exact line from stdout.
-    println!("Vizit is listening on {url}");
+    announce(format_args!("Vizit is listening on {url}"));
     if let Some(addr) = app.https_addr() {
-        println!("HTTPS on https://{addr}");
+        announce(format_args!("HTTPS on https://{addr}"));
     }
-    println!(
+    announce(format_args!(
         "Media (UDP) on {}, announced to browsers as {} (media.public_ip)",
         app.media_addr(),
         app.media_announced()
-    );
+    ));
     if demo {
-        println!(
+        announce(format_args!(
             "Try a call: open {}/demo and follow the doctor and patient links in two tabs",
             app.public_url()
-        );
+        ));
     }
     app.run_until_stopped(shutdown_signal()).await
+}
+
+/// A line for whoever started the server. A reader that went away (`vizit serve | head -1`, a
+/// script that read the address it needed) must not stop the server: errors are ignored, where
+/// `println!` would panic.
+fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+    let _ = out.flush();
 }
 
 async fn sandbox(

@@ -115,14 +115,17 @@ impl Server {
             .spawn()
             .with_context(|| format!("cannot start {bin}"))?;
         let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
         let mut base = None;
-        for line in std::io::BufReader::new(stdout).lines() {
+        for line in lines.by_ref() {
             let line = line?;
             if let Some(url) = line.strip_prefix("Vizit is listening on ") {
                 base = Some(url.trim().to_owned());
                 break;
             }
         }
+        // Keep reading what the server prints after that, so it never writes to a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         let base = base.context("the server printed no listening line")?;
         Ok(Server {
             child,
@@ -131,6 +134,14 @@ impl Server {
             data_dir,
         })
     }
+}
+
+/// Send `SIGSTOP`/`SIGCONT` (`name`) to `pid`; best effort.
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// utime + stime of process `pid` (all threads), in seconds.
@@ -372,7 +383,13 @@ fn main() -> anyhow::Result<()> {
     let (start, step, max) = args.ramp;
     let mut rooms = start;
     while rooms <= max && contenders.iter().any(|c| c.running) {
+        let pids: Vec<u32> = contenders.iter().map(|c| c.pid).collect();
         for c in contenders.iter_mut().filter(|c| c.running) {
+            // Only the server under test runs: the other is frozen (SIGSTOP) for the step, so
+            // its idle loops and its clean-up of the previous step take no CPU from this one.
+            for &pid in &pids {
+                signal(pid, if pid == c.pid { "CONT" } else { "STOP" });
+            }
             let mut options = LoadOptions::for_target(c.target.clone(), rooms);
             options.duration = Duration::from_secs(args.seconds);
             options.video_bitrate = args.bitrate;
@@ -440,6 +457,9 @@ fn main() -> anyhow::Result<()> {
             }
         }
         rooms += step;
+    }
+    for c in &contenders {
+        signal(c.pid, "CONT");
     }
     let mut summary =
         String::from("\nLargest room count held (≤ 0.1 % loss, p99 ≤ 50 ms, no failed peers):\n");
