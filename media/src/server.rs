@@ -10,7 +10,7 @@ use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::participant::ParticipantKey;
 use crate::{
@@ -115,6 +115,64 @@ impl MediaServer {
         let (tx, rx) = mpsc::unbounded_channel();
         self.events = Some(tx);
         rx
+    }
+
+    /// [`MediaServer::run`] on a thread of its own with a single-threaded runtime, the socket
+    /// moved to it: the packet path never waits behind HTTP handlers, database calls or anything
+    /// else on a shared worker. The returned future resolves when the loop has ended.
+    pub fn spawn(self) -> impl Future<Output = ()> + Send + 'static {
+        let (done, finished) = oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("vizit-media".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        error!(error = %e, "cannot start the media runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let MediaServer {
+                        sfu,
+                        socket,
+                        udp,
+                        destination,
+                        commands,
+                        sessions,
+                        events,
+                    } = self;
+                    // Register the socket with this thread's reactor.
+                    let socket = match socket.into_std().and_then(UdpSocket::from_std) {
+                        Ok(socket) => socket,
+                        Err(e) => {
+                            error!(error = %e, "cannot move the media socket to its thread");
+                            return;
+                        }
+                    };
+                    MediaServer {
+                        sfu,
+                        socket,
+                        udp,
+                        destination,
+                        commands,
+                        sessions,
+                        events,
+                    }
+                    .run()
+                    .await;
+                });
+                drop(done);
+            });
+        if let Err(e) = &spawned {
+            error!(error = %e, "cannot start the media thread");
+        }
+        async move {
+            let _ = finished.await;
+        }
     }
 
     /// Run until a shutdown command (or every handle dropped). On shutdown every participant gets
