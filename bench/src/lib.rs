@@ -493,6 +493,9 @@ impl Leg {
     /// A transport whose socket (and ICE candidate) is on `ip`.
     pub async fn bound(ip: std::net::IpAddr) -> anyhow::Result<Leg> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        // Room for a burst while the generator's thread is busy elsewhere: frames lost in the
+        // generator's own socket would be charged to the server.
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
         let addr: SocketAddr = socket.local_addr()?;
         let mut rtc = Rtc::builder().build(Instant::now());
         rtc.add_local_candidate(Candidate::host(addr, "udp")?);
