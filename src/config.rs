@@ -194,6 +194,9 @@ pub struct MediaSettings {
     /// A participant whose media never arrives this long after joining is removed.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Kernel buffer (bytes) asked for each direction of the media socket; the kernel caps it
+    /// at `net.core.rmem_max` / `wmem_max`, which must then be raised to match.
+    pub socket_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +255,7 @@ impl Default for Settings {
                 max_participants: 2,
                 ice_timeout: Duration::from_secs(8),
                 connect_timeout: Duration::from_secs(30),
+                socket_buffer_bytes: vizit_media::DEFAULT_SOCKET_BUFFER,
             },
             auth: AuthSettings {
                 token_secret: None,
@@ -373,6 +377,12 @@ impl Settings {
         }
         if self.media.connect_timeout < Duration::from_secs(5) {
             return invalid("media.connect_timeout", "must be at least 5s");
+        }
+        if !(256 * 1024..=1 << 30).contains(&self.media.socket_buffer_bytes) {
+            return invalid(
+                "media.socket_buffer_bytes",
+                "must be between 262144 (256 KiB) and 1073741824 (1 GiB)",
+            );
         }
         if self.auth.token_ttl.is_zero() {
             return invalid("auth.token_ttl", "must be positive, e.g. \"2h\"");
@@ -733,6 +743,14 @@ mod tests {
             jail.set_env("VIZIT_MEDIA__MAX_PARTICIPANTS", "1");
             let e = Settings::load(None).unwrap_err().to_string();
             assert!(e.contains("media.max_participants"), "{e}");
+
+            jail.clear_env();
+            jail.set_env("VIZIT_MEDIA__SOCKET_BUFFER_BYTES", "16777216");
+            let s = Settings::load(None).expect("valid");
+            assert_eq!(s.media.socket_buffer_bytes, 16 << 20);
+            jail.set_env("VIZIT_MEDIA__SOCKET_BUFFER_BYTES", "1024");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("media.socket_buffer_bytes"), "{e}");
 
             jail.clear_env();
             jail.set_env("VIZIT_MEDIA__NO_SUCH_KEY", "1");

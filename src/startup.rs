@@ -111,10 +111,14 @@ impl Application {
                  only this machine reaches; set media.public_ip for other devices"
             );
         }
-        let (mut media, media_handle) =
-            MediaServer::bind(settings.media.udp_bind, announce_ip, options)
-                .await
-                .context("media.udp_bind")?;
+        let (mut media, media_handle) = MediaServer::bind(
+            settings.media.udp_bind,
+            announce_ip,
+            options,
+            settings.media.socket_buffer_bytes,
+        )
+        .await
+        .context("media.udp_bind")?;
         let room_events = media.room_events();
 
         // Bitrix24: the configured portal, or in demo mode the built-in sandbox.

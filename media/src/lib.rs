@@ -38,7 +38,7 @@ pub use recording::{
     MediaTap, RecordingError, RecordingMode, RecordingPhase, RecordingStatus, RoomEvent,
     StopReason, TapCodec, TapFactory, TapFrame,
 };
-pub use server::{MediaHandle, MediaServer, MediaServerError};
+pub use server::{DEFAULT_SOCKET_BUFFER, MediaHandle, MediaServer, MediaServerError};
 pub use sfu::{
     Command, JoinError, LeaveReason, NegotiationError, Sfu, SfuOptions, Signal, Transmit,
 };

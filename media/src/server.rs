@@ -73,14 +73,16 @@ pub struct MediaHandle {
 
 impl MediaServer {
     /// Bind the UDP socket. The port of `bind` may be 0; the announced candidate then uses the
-    /// port the OS chose. `announce_ip` is the address browsers send media to.
+    /// port the OS chose. `announce_ip` is the address browsers send media to. `buffer_bytes` is
+    /// the kernel buffer asked for each direction ([`DEFAULT_SOCKET_BUFFER`] is a good start).
     pub async fn bind(
         bind: SocketAddr,
         announce_ip: std::net::IpAddr,
         options: SfuOptions,
+        buffer_bytes: usize,
     ) -> Result<(MediaServer, MediaHandle), MediaServerError> {
-        let socket =
-            bind_udp(bind).map_err(|source| MediaServerError::Bind { addr: bind, source })?;
+        let socket = bind_udp(bind, buffer_bytes)
+            .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
         let udp = UdpSocketState::new((&socket).into())
             .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
         let local_addr = socket
@@ -179,7 +181,7 @@ impl MediaServer {
     /// [`Signal::Closed`] with [`LeaveReason::ServerShutdown`].
     pub async fn run(mut self) {
         let mut rx = RecvBuffers::new(&self.udp);
-        let mut tx = Vec::with_capacity(GSO_MAX_BYTES + MAX_DATAGRAM);
+        let mut tx = GsoBatch::default();
         let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
         // One timer, moved when the deadline moves: a new one per wake-up costs a timer-wheel
         // insertion and removal each time.
@@ -302,32 +304,14 @@ impl MediaServer {
     /// Send queued datagrams and deliver queued signals. Consecutive datagrams to the same
     /// peer — the packets of one video frame — leave in one system call with UDP segmentation
     /// offload (GSO) where the kernel supports it: all but the last the same size.
-    async fn flush(&mut self, batch: &mut Vec<u8>) {
-        let mut to: Option<(SocketAddr, usize, usize)> = None; // destination, segment size, count
+    async fn flush(&mut self, batch: &mut GsoBatch) {
         while let Some(t) = self.sfu.poll_transmit() {
-            let len = t.contents.len();
-            if let Some((destination, segment, count)) = to {
-                let joins = destination == t.destination
-                    && len <= segment
-                    && batch.len() == segment * count
-                    && count < self.udp.max_gso_segments()
-                    && batch.len() + len <= GSO_MAX_BYTES;
-                if !joins {
-                    send(&self.socket, &self.udp, destination, batch, segment).await;
-                    batch.clear();
-                    to = None;
-                }
+            if !batch.joins(t.destination, t.contents.len(), self.udp.max_gso_segments()) {
+                batch.send(&self.socket, &self.udp).await;
             }
-            batch.extend_from_slice(&t.contents);
-            to = Some(match to {
-                Some((destination, segment, count)) => (destination, segment, count + 1),
-                None => (t.destination, len, 1),
-            });
+            batch.push(t.destination, &t.contents);
         }
-        if let Some((destination, segment, _)) = to {
-            send(&self.socket, &self.udp, destination, batch, segment).await;
-            batch.clear();
-        }
+        batch.send(&self.socket, &self.udp).await;
         while let Some((key, signal)) = self.sfu.poll_signal() {
             let closed = matches!(signal, Signal::Closed(_));
             if let Some(session) = self.sessions.get(&key) {
@@ -346,32 +330,66 @@ impl MediaServer {
     }
 }
 
-/// One datagram, or several of `segment` bytes (the last may be shorter) in one GSO send.
-async fn send(
-    socket: &UdpSocket,
-    udp: &UdpSocketState,
-    destination: SocketAddr,
-    contents: &[u8],
-    segment: usize,
-) {
-    let transmit = quinn_udp::Transmit {
-        destination,
-        ecn: None,
-        contents,
-        segment_size: (contents.len() > segment).then_some(segment),
-        src_ip: None,
-    };
-    let send = || udp.send(socket.into(), &transmit);
-    let sent = match socket.try_io(Interest::WRITABLE, send) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            socket.async_io(Interest::WRITABLE, send).await
+/// Consecutive datagrams to one destination, sent in one system call with UDP segmentation
+/// offload: all of `segment` bytes but the last, which may be shorter.
+#[derive(Default)]
+struct GsoBatch {
+    contents: Vec<u8>,
+    /// Destination, segment size, datagrams in the batch.
+    to: Option<(SocketAddr, usize, usize)>,
+}
+
+impl GsoBatch {
+    /// Whether a datagram of `len` bytes to `destination` may be added to this batch (an empty
+    /// batch takes anything).
+    fn joins(&self, destination: SocketAddr, len: usize, max_segments: usize) -> bool {
+        match self.to {
+            None => true,
+            Some((to, segment, count)) => {
+                to == destination
+                    && len <= segment
+                    // Every datagram so far is a full segment: a shorter one ends the batch.
+                    && self.contents.len() == segment * count
+                    && count < max_segments
+                    && self.contents.len() + len <= GSO_MAX_BYTES
+            }
         }
-        other => other,
-    };
-    // Other errors are logged (rate-limited) by quinn-udp and dropped: media is lossy and
-    // str0m retransmits what a peer reports missing.
-    if let Err(e) = sent {
-        debug!(%destination, error = %e, "UDP send failed");
+    }
+
+    /// Add a datagram; the caller checked [`GsoBatch::joins`].
+    fn push(&mut self, destination: SocketAddr, datagram: &[u8]) {
+        self.contents.extend_from_slice(datagram);
+        self.to = Some(match self.to {
+            Some((to, segment, count)) => (to, segment, count + 1),
+            None => (destination, datagram.len(), 1),
+        });
+    }
+
+    /// Send the batch, if any, and empty it.
+    async fn send(&mut self, socket: &UdpSocket, udp: &UdpSocketState) {
+        let Some((destination, segment, _)) = self.to.take() else {
+            return;
+        };
+        let transmit = quinn_udp::Transmit {
+            destination,
+            ecn: None,
+            contents: &self.contents,
+            segment_size: (self.contents.len() > segment).then_some(segment),
+            src_ip: None,
+        };
+        let send = || udp.send(socket.into(), &transmit);
+        let sent = match socket.try_io(Interest::WRITABLE, send) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                socket.async_io(Interest::WRITABLE, send).await
+            }
+            other => other,
+        };
+        // Other errors are logged (rate-limited) by quinn-udp and dropped: media is lossy and
+        // str0m retransmits what a peer reports missing.
+        if let Err(e) = sent {
+            debug!(%destination, error = %e, "UDP send failed");
+        }
+        self.contents.clear();
     }
 }
 
@@ -393,26 +411,27 @@ impl RecvBuffers {
     }
 }
 
-/// Kernel buffer asked for on the media socket. Every participant's media shares this one
+/// Kernel buffer to ask for on the media socket. Every participant's media shares this one
 /// socket, and keyframes arrive in bursts: the Linux default (~208 KiB) overflows at a few dozen
 /// rooms and drops packets. The kernel caps it at `net.core.rmem_max`/`wmem_max`.
-const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
-fn bind_udp(bind: SocketAddr) -> io::Result<UdpSocket> {
+fn bind_udp(bind: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(bind),
         socket2::Type::DGRAM,
         Some(socket2::Protocol::UDP),
     )?;
     // Best effort: a smaller buffer still works, it only drops sooner under load.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_recv_buffer_size(buffer_bytes);
+    let _ = socket.set_send_buffer_size(buffer_bytes);
     let (recv, send) = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
-    if recv < SOCKET_BUFFER_BYTES {
+    // Linux reports twice what it granted (its bookkeeping overhead included).
+    if recv < buffer_bytes {
         warn!(
             bytes = recv,
-            "the media socket's receive buffer is small; raise net.core.rmem_max to {SOCKET_BUFFER_BYTES} \
-             to avoid drops under load"
+            "the media socket's receive buffer is smaller than media.socket_buffer_bytes; raise \
+             net.core.rmem_max to {buffer_bytes} to avoid drops under load"
         );
     }
     debug!(recv, send, "media socket buffers");
@@ -562,5 +581,61 @@ impl MediaHandle {
         {
             let _ = reply_rx.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(batch: &mut GsoBatch, to: SocketAddr, sizes: &[usize]) -> Vec<bool> {
+        sizes
+            .iter()
+            .map(|&len| {
+                let joins = batch.joins(to, len, 64);
+                if joins {
+                    batch.push(to, &vec![0; len]);
+                }
+                joins
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_to_one_peer_is_one_batch_ending_with_its_shorter_packet() {
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let mut batch = GsoBatch::default();
+        assert_eq!(
+            fill(&mut batch, a, &[1200, 1200, 1200, 700]),
+            [true, true, true, true]
+        );
+        assert_eq!(batch.to, Some((a, 1200, 4)));
+        assert_eq!(batch.contents.len(), 3 * 1200 + 700);
+        // After the short one nothing more joins, not even a full segment.
+        assert!(!batch.joins(a, 1200, 64));
+        assert!(!batch.joins(a, 100, 64));
+    }
+
+    #[test]
+    fn another_peer_a_bigger_packet_or_the_limits_start_a_new_batch() {
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1000".parse().unwrap(),
+            "127.0.0.1:2000".parse().unwrap(),
+        );
+        let mut batch = GsoBatch::default();
+        assert!(batch.joins(a, 500, 64));
+        batch.push(a, &[0; 500]);
+        assert!(!batch.joins(b, 500, 64), "another destination");
+        assert!(!batch.joins(a, 501, 64), "bigger than the segment");
+        assert!(batch.joins(a, 500, 64));
+        assert!(
+            !batch.joins(a, 500, 1),
+            "the kernel's segment limit (no GSO: 1)"
+        );
+
+        let mut big = GsoBatch::default();
+        let n = GSO_MAX_BYTES / 1200;
+        assert!(fill(&mut big, a, &vec![1200; n]).iter().all(|&j| j));
+        assert!(!big.joins(a, 1200, 64), "the byte limit");
     }
 }
