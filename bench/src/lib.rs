@@ -70,11 +70,20 @@ pub struct LoadOptions {
 }
 
 /// The common start of a step: the moment the last peer connected (or failed).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Start {
     arrived: Mutex<HashSet<(u32, u8)>>,
     /// `micros_now()` of the start, `u64::MAX` until then.
     at_us: AtomicU64,
+}
+
+impl Default for Start {
+    fn default() -> Start {
+        Start {
+            arrived: Mutex::default(),
+            at_us: AtomicU64::new(u64::MAX),
+        }
+    }
 }
 
 impl Start {
@@ -270,11 +279,9 @@ fn token(keys: &TokenKeys, room: &str, participant: &str, role: CallRole) -> Str
 
 /// Run `rooms` rooms of two publishers for `duration`; returns what the receivers saw.
 pub async fn run(options: &LoadOptions) -> anyhow::Result<Report> {
+    // A fresh start line for this step's peers.
     let options = &LoadOptions {
-        start: Arc::new(Start {
-            at_us: AtomicU64::new(u64::MAX),
-            ..Start::default()
-        }),
+        start: Arc::default(),
         ..options.clone()
     };
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
