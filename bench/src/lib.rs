@@ -516,20 +516,16 @@ impl Leg {
         me: u8,
     ) -> anyhow::Result<((Mid, Mid), SdpOffer, SdpPendingOffer)> {
         let mut api = self.rtc.sdp_api();
-        let audio = api.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some(format!("p{me}")),
-            None,
-            None,
-        );
-        let video = api.add_media(
-            MediaKind::Video,
-            Direction::SendOnly,
-            Some(format!("p{me}")),
-            None,
-            None,
-        );
+        let mut add = |kind| {
+            api.add_media(
+                kind,
+                Direction::SendOnly,
+                Some(format!("p{me}")),
+                None,
+                None,
+            )
+        };
+        let (audio, video) = (add(MediaKind::Audio), add(MediaKind::Video));
         let (offer, pending) = api.apply().context("offer")?;
         Ok(((audio, video), offer, pending))
     }

@@ -138,34 +138,11 @@ impl MediaServer {
                     }
                 };
                 runtime.block_on(async move {
-                    let MediaServer {
-                        sfu,
-                        socket,
-                        udp,
-                        destination,
-                        commands,
-                        sessions,
-                        events,
-                    } = self;
                     // Register the socket with this thread's reactor.
-                    let socket = match socket.into_std().and_then(UdpSocket::from_std) {
-                        Ok(socket) => socket,
-                        Err(e) => {
-                            error!(error = %e, "cannot move the media socket to its thread");
-                            return;
-                        }
-                    };
-                    MediaServer {
-                        sfu,
-                        socket,
-                        udp,
-                        destination,
-                        commands,
-                        sessions,
-                        events,
+                    match self.socket.into_std().and_then(UdpSocket::from_std) {
+                        Ok(socket) => MediaServer { socket, ..self }.run().await,
+                        Err(e) => error!(error = %e, "cannot move the media socket to its thread"),
                     }
-                    .run()
-                    .await;
                 });
                 drop(done);
             });

@@ -13,6 +13,11 @@ use vizit_recordings::composite::{Input, TILE, compose};
 use vizit_recordings::pipeline::ParticipantRecorder;
 
 /// Record `seconds` of a live test pattern into a WebM.
+/// A participant file starting `offset` after the call began.
+fn input((path, offset): (std::path::PathBuf, Duration)) -> Input {
+    Input { path, offset }
+}
+
 fn record(path: &std::path::Path, pattern: &'static str, seconds: u32) {
     let mut rec = ParticipantRecorder::new(path).unwrap();
     let start = std::time::Instant::now();
@@ -80,15 +85,10 @@ fn two_parties_side_by_side_in_one_mp4() {
     let out = dir.join("composite.mp4");
     compose(
         &[
-            Input {
-                path: doctor,
-                offset: Duration::ZERO,
-            },
-            Input {
-                path: patient,
-                offset: Duration::from_millis(300),
-            },
-        ],
+            (doctor, Duration::ZERO),
+            (patient, Duration::from_millis(300)),
+        ]
+        .map(input),
         &out,
         Duration::from_millis(3300),
         Duration::from_secs(60),
@@ -133,16 +133,7 @@ fn a_call_without_any_video_still_makes_a_complete_composite() {
     }
     let out = dir.join("composite.mp4");
     compose(
-        &[
-            Input {
-                path: doctor,
-                offset: Duration::ZERO,
-            },
-            Input {
-                path: patient,
-                offset: Duration::ZERO,
-            },
-        ],
+        &[(doctor, Duration::ZERO), (patient, Duration::ZERO)].map(input),
         &out,
         Duration::from_secs(4),
         Duration::from_secs(60),
