@@ -17,18 +17,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
+use quinn_udp::{RecvMeta, UdpSocketState};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use std::io::IoSliceMut;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use vizit_signaling::{CallRole, TokenKeys};
 
 pub mod janus;
+mod rtp;
+mod srtp;
 
 const MAGIC: u32 = 0x5649_5a54; // "VIZT"
 const HEADER: usize = 4 + 4 + 1 + 1 + 8 + 8;
@@ -144,6 +149,9 @@ pub struct PeerStats {
     pub jitter_us: f64,
     /// UDP datagrams that reached this participant's sockets from the server.
     pub datagrams_in: u64,
+    /// Media (RTP) packets from the server, and those of them that failed SRTP authentication.
+    pub media_packets_in: u64,
+    pub srtp_rejected: u64,
 }
 
 /// The whole run.
@@ -163,6 +171,11 @@ pub struct Report {
     /// UDP datagrams the server sent to the participants (media, RTCP, ICE): the same measure
     /// for every server.
     pub datagrams_in: u64,
+    /// Media (RTP) packets the server forwarded to the participants: the measure of "CPU per
+    /// forwarded packet", the same for every server.
+    pub media_packets_in: u64,
+    /// Media packets that failed SRTP authentication at the receivers.
+    pub srtp_rejected: u64,
 }
 
 impl Report {
@@ -347,6 +360,8 @@ pub async fn run(options: &LoadOptions) -> anyhow::Result<Report> {
                 report.frames_lost += stats.frames_lost;
                 report.corrupt += stats.corrupt;
                 report.datagrams_in += stats.datagrams_in;
+                report.media_packets_in += stats.media_packets_in;
+                report.srtp_rejected += stats.srtp_rejected;
                 latencies.extend(stats.latencies_us);
                 jitter.push(stats.jitter_us);
             }
@@ -485,11 +500,35 @@ async fn peer(
     Ok(stats)
 }
 
-/// One WebRTC transport of a participant: a str0m `Rtc` and its own UDP socket.
+/// One WebRTC transport of a participant: a str0m `Rtc` for ICE, DTLS and RTCP, the generator's
+/// own RTP path for the media ([`rtp::Direct`], keyed by that DTLS), and its own UDP socket.
 pub(crate) struct Leg {
     pub rtc: Rtc,
     socket: UdpSocket,
+    udp: UdpSocketState,
     addr: SocketAddr,
+    keys: Arc<srtp::KeySlot>,
+    direct: Option<rtp::Direct>,
+    /// Where str0m last sent to: the server's end of the selected ICE pair.
+    remote: Option<SocketAddr>,
+    /// The send streams, by mid, once the first frame of each was sent.
+    outgoing: Vec<(Mid, rtp::Outgoing)>,
+    batch: Vec<u8>,
+}
+
+/// Datagrams per receive system call.
+const RECV_BATCH: usize = 8;
+
+/// The receive buffers of every transport on this thread (each peer's task uses them only
+/// between two awaits): with GRO a slot holds a whole burst, too much to keep per transport.
+struct RecvBuffers {
+    data: Vec<u8>,
+    slot: usize,
+    meta: Vec<RecvMeta>,
+}
+
+thread_local! {
+    static RECV: std::cell::RefCell<Option<RecvBuffers>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Leg {
@@ -503,10 +542,24 @@ impl Leg {
         // Room for a burst while the generator's thread is busy elsewhere: frames lost in the
         // generator's own socket would be charged to the server.
         let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
+        let udp = UdpSocketState::new((&socket).into())?;
         let addr: SocketAddr = socket.local_addr()?;
-        let mut rtc = Rtc::builder().build(Instant::now());
+        let keys = Arc::new(srtp::KeySlot::default());
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(srtp::provider(keys.clone()))
+            .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(addr, "udp")?);
-        Ok(Leg { rtc, socket, addr })
+        Ok(Leg {
+            rtc,
+            socket,
+            udp,
+            addr,
+            keys,
+            direct: None,
+            remote: None,
+            outgoing: Vec::new(),
+            batch: Vec::new(),
+        })
     }
 
     /// Offer a send-only audio and a video track; returns their mids, the offer and the pending
@@ -530,8 +583,8 @@ impl Leg {
         Ok(((audio, video), offer, pending))
     }
 
-    /// Send what the transport has to send and hand each received media frame to `on_media`;
-    /// returns when it next needs a timeout.
+    /// Send what the transport has to send and hand each media frame str0m decoded (none once
+    /// the media path is up) to `on_media`; returns when it next needs a timeout.
     async fn pump(
         &mut self,
         mut on_media: impl FnMut(Option<MediaKind>, &[u8]),
@@ -540,6 +593,7 @@ impl Leg {
             match self.rtc.poll_output()? {
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
+                    self.remote = Some(t.destination);
                     let _ = self.socket.send_to(&t.contents, t.destination).await;
                 }
                 Output::Event(Event::MediaData(data)) => {
@@ -556,27 +610,186 @@ impl Leg {
         work: impl std::future::Future<Output = T>,
     ) -> anyhow::Result<T> {
         tokio::pin!(work);
-        let mut buf = vec![0u8; 2048];
         loop {
             let timeout = self.pump(|_, _| {}).await?;
             // str0m advances only on input: wake at least every 50 ms (an answer just applied
             // starts ICE at the next timeout, which it reports as "nothing to do yet").
             let timeout = timeout.min(Instant::now() + Duration::from_millis(50));
-            let received = tokio::select! {
+            let readable = tokio::select! {
                 out = &mut work => return Ok(out),
-                r = self.socket.recv_from(&mut buf) => Some(r),
+                r = self.socket.readable() => Some(r),
                 _ = tokio::time::sleep_until(timeout.into()) => None,
             };
-            if let Some(r) = received {
-                let (n, source) = r?;
-                self.receive(source, &buf[..n])?;
+            if let Some(r) = readable {
+                r?;
+                self.receive_ready(|_, _| {}, &mut 0)?;
             }
             self.rtc.handle_input(Input::Timeout(Instant::now()))?;
         }
     }
 
-    fn receive(&mut self, source: SocketAddr, data: &[u8]) -> anyhow::Result<()> {
-        if let Ok(contents) = data.try_into() {
+    /// The media path, once the DTLS handshake has exported its keys.
+    fn direct(&mut self) -> anyhow::Result<Option<&mut rtp::Direct>> {
+        if self.direct.is_none()
+            && let Some(contexts) = self.keys.srtp()?
+        {
+            let mut direct = rtp::Direct::new(contexts);
+            direct.set_kinds(kinds(&self.rtc));
+            self.direct = Some(direct);
+        }
+        Ok(self.direct.as_mut())
+    }
+
+    /// Send one frame on the track `mid`: its packets in one GSO system call where the kernel
+    /// can, as the server sends its own.
+    async fn send_frame(
+        &mut self,
+        mid: Mid,
+        kind: MediaKind,
+        frame: &[u8],
+        rtp_time: u32,
+    ) -> anyhow::Result<()> {
+        let stream = match self.outgoing.iter().position(|(m, _)| *m == mid) {
+            Some(i) => i,
+            None => {
+                let ssrc = *self
+                    .rtc
+                    .direct_api()
+                    .stream_tx_by_mid(mid, None)
+                    .context("no send stream")?
+                    .ssrc();
+                let codec = match kind {
+                    MediaKind::Audio => Codec::Opus,
+                    MediaKind::Video => Codec::Vp8,
+                };
+                let pt = self
+                    .rtc
+                    .writer(mid)
+                    .and_then(|w| {
+                        w.payload_params()
+                            .find(|p| p.spec().codec == codec)
+                            .map(|p| *p.pt())
+                    })
+                    .with_context(|| format!("{codec:?} was not negotiated"))?;
+                self.outgoing.push((
+                    mid,
+                    rtp::Outgoing {
+                        ssrc,
+                        pt,
+                        kind,
+                        index: 0,
+                    },
+                ));
+                self.outgoing.len() - 1
+            }
+        };
+        let Some(destination) = self.remote else {
+            bail!("connected without a remote address");
+        };
+        if self.direct()?.is_none() {
+            bail!("connected without SRTP keys");
+        }
+        let direct = self.direct.as_mut().expect("checked above");
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        let segment =
+            direct.packetize(&mut self.outgoing[stream].1, rtp_time, frame, &mut batch)?;
+        let max = segment * self.udp.max_gso_segments().max(1);
+        for contents in batch.chunks(max) {
+            let transmit = quinn_udp::Transmit {
+                destination,
+                ecn: None,
+                contents,
+                segment_size: (contents.len() > segment).then_some(segment),
+                src_ip: None,
+            };
+            let send = || self.udp.send((&self.socket).into(), &transmit);
+            let sent = match self.socket.try_io(Interest::WRITABLE, send) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.socket.async_io(Interest::WRITABLE, send).await
+                }
+                other => other,
+            };
+            // Like a browser's, a send that fails is a lost packet, counted by the receiver.
+            let _ = sent;
+        }
+        self.batch = batch;
+        Ok(())
+    }
+
+    /// Read every datagram queued on the socket: media through the direct path (each frame to
+    /// `on_media`), the rest to str0m; counts them into `datagrams`.
+    fn receive_ready(
+        &mut self,
+        mut on_media: impl FnMut(Option<MediaKind>, &[u8]),
+        datagrams: &mut u64,
+    ) -> anyhow::Result<()> {
+        RECV.with_borrow_mut(|rx| {
+            let rx = rx.get_or_insert_with(|| {
+                let slot = (2048 * self.udp.gro_segments()).min(u16::MAX as usize);
+                RecvBuffers {
+                    data: vec![0; slot * RECV_BATCH],
+                    slot,
+                    meta: vec![RecvMeta::default(); RECV_BATCH],
+                }
+            });
+            loop {
+                let received = {
+                    let mut slices: Vec<IoSliceMut<'_>> =
+                        rx.data.chunks_mut(rx.slot).map(IoSliceMut::new).collect();
+                    self.socket.try_io(Interest::READABLE, || {
+                        self.udp
+                            .recv((&self.socket).into(), &mut slices, &mut rx.meta)
+                    })
+                };
+                let n = match received {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                };
+                for (i, meta) in rx.meta[..n].iter().enumerate() {
+                    let data = &rx.data[i * rx.slot..i * rx.slot + meta.len];
+                    // With GRO one buffer holds several datagrams of `stride` bytes (the last
+                    // may be shorter).
+                    for datagram in data.chunks(meta.stride.max(1)) {
+                        *datagrams += 1;
+                        self.handle(meta.addr, datagram, &mut on_media)?;
+                    }
+                }
+                if n < RECV_BATCH {
+                    return Ok(());
+                }
+            }
+        })
+    }
+
+    /// One datagram: a media packet to the direct path, the rest to str0m.
+    fn handle(
+        &mut self,
+        source: SocketAddr,
+        datagram: &[u8],
+        on_media: &mut impl FnMut(Option<MediaKind>, &[u8]),
+    ) -> anyhow::Result<()> {
+        if self.direct()?.is_some() {
+            let mut received = self
+                .direct
+                .as_mut()
+                .map(|d| d.receive(datagram, |kind, frame| on_media(Some(kind), frame)));
+            if let Some(rtp::Received::UnknownPt(_)) = received {
+                // The other side's payload types may have come with a later offer.
+                let kinds = kinds(&self.rtc);
+                received = self.direct.as_mut().map(|d| {
+                    d.set_kinds(kinds);
+                    d.receive(datagram, |kind, frame| on_media(Some(kind), frame))
+                });
+            }
+            match received {
+                Some(rtp::Received::NotRtp) | None => {}
+                // Handled, or a payload type that is not media (retransmission, padding).
+                Some(_) => return Ok(()),
+            }
+        }
+        if let Ok(contents) = datagram.try_into() {
             let receive = Receive {
                 proto: Protocol::Udp,
                 source,
@@ -590,8 +803,21 @@ impl Leg {
     }
 }
 
+/// Payload type → media kind of the codecs a transport negotiated.
+fn kinds(rtc: &Rtc) -> Vec<(u8, MediaKind)> {
+    rtc.codec_config()
+        .params()
+        .iter()
+        .filter_map(|p| match p.spec().codec {
+            Codec::Opus => Some((*p.pt(), MediaKind::Audio)),
+            Codec::Vp8 => Some((*p.pt(), MediaKind::Video)),
+            _ => None,
+        })
+        .collect()
+}
+
 enum Wake {
-    Udp(usize, std::io::Result<(usize, SocketAddr)>),
+    Udp(usize, std::io::Result<()>),
     Signal(Option<anyhow::Result<Value>>),
     Timer,
 }
@@ -611,7 +837,6 @@ pub(crate) async fn media_loop(
         sample_from_us: u64::MAX,
         ..Receiving::default()
     };
-    let mut bufs = [vec![0u8; 2048], vec![0u8; 2048]];
     let video_bytes = (options.video_bitrate / 8 / options.video_fps.max(1)) as usize;
     let video_interval = Duration::from_secs(1) / options.video_fps.max(1);
     let connect_deadline = Instant::now() + Duration::from_secs(20);
@@ -648,16 +873,14 @@ pub(crate) async fn media_loop(
                 drain_until = Some(now + Duration::from_millis(700));
             }
             if drain_until.is_none() {
-                let rtc = &mut legs[0].rtc;
+                let leg = &mut legs[0];
                 if now >= next_audio {
                     audio_seq += 1;
-                    write(
-                        rtc,
-                        audio,
-                        Codec::Opus,
-                        frame(room, me, 0, audio_seq, AUDIO_BYTES, None),
-                        audio_seq * 960,
-                    )?;
+                    let data = frame(room, me, 0, audio_seq, AUDIO_BYTES, None);
+                    // 20 ms frames on the 48 kHz clock.
+                    let rtp_time = (audio_seq * 960) as u32;
+                    leg.send_frame(audio, MediaKind::Audio, &data, rtp_time)
+                        .await?;
                     next_audio += AUDIO_INTERVAL;
                 }
                 if now >= next_video {
@@ -682,7 +905,10 @@ pub(crate) async fn media_loop(
                         len,
                         Some(if keyframe { 0x10 } else { 0x11 }),
                     );
-                    write(rtc, video, Codec::Vp8, data, video_seq * 3000)?;
+                    // The 90 kHz clock.
+                    let rtp_time = (video_seq * 90_000 / options.video_fps.max(1) as u64) as u32;
+                    leg.send_frame(video, MediaKind::Video, &data, rtp_time)
+                        .await?;
                     next_video += video_interval;
                 }
             }
@@ -706,20 +932,23 @@ pub(crate) async fn media_loop(
             wake = wake.min(*due);
         }
         let event = {
-            let [b0, b1] = &mut bufs;
             let second = legs.get(1).map(|l| &l.socket);
             tokio::select! {
-                r = legs[0].socket.recv_from(b0) => Wake::Udp(0, r),
-                r = async { match second { Some(s) => s.recv_from(b1).await, None => std::future::pending().await } } => Wake::Udp(1, r),
+                r = legs[0].socket.readable() => Wake::Udp(0, r),
+                r = async { match second { Some(s) => s.readable().await, None => std::future::pending().await } } => Wake::Udp(1, r),
                 m = async { match ws.as_mut() { Some(ws) => ws.recv().await, None => std::future::pending().await } } => Wake::Signal(m),
                 _ = tokio::time::sleep_until(wake.into()) => Wake::Timer,
             }
         };
         match event {
-            Wake::Udp(i, received) => {
-                let (n, source) = received?;
-                stats.datagrams_in += 1;
-                legs[i].receive(source, &bufs[i][..n])?;
+            Wake::Udp(i, ready) => {
+                ready?;
+                let mut datagrams = 0;
+                legs[i].receive_ready(
+                    |kind, data| receiving.record(room, me, kind, data, &mut stats),
+                    &mut datagrams,
+                )?;
+                stats.datagrams_in += datagrams;
             }
             Wake::Signal(Some(Ok(value))) => {
                 if value["type"] == "offer" {
@@ -745,35 +974,12 @@ pub(crate) async fn media_loop(
         }
     }
     stats.frames_sent = audio_seq + video_seq;
+    for direct in legs.iter().filter_map(|l| l.direct.as_ref()) {
+        stats.media_packets_in += direct.received;
+        stats.srtp_rejected += direct.rejected;
+    }
     receiving.finish(&mut stats);
     Ok(stats)
-}
-
-fn write(
-    rtc: &mut Rtc,
-    mid: Mid,
-    codec: Codec,
-    data: Vec<u8>,
-    rtp_time: u64,
-) -> anyhow::Result<()> {
-    let Some(writer) = rtc.writer(mid) else {
-        return Ok(());
-    };
-    let Some(pt) = writer
-        .payload_params()
-        .find(|p| p.spec().codec == codec)
-        .map(|p| p.pt())
-    else {
-        bail!("{codec:?} was not negotiated");
-    };
-    // Audio frames are 20 ms (`rtp_time` counts 48 kHz ticks); video uses the 90 kHz clock.
-    let time = if codec == Codec::Opus {
-        MediaTime::from_micros(rtp_time * 1_000_000 / 48_000)
-    } else {
-        MediaTime::from_90khz(rtp_time)
-    };
-    writer.write(pt, Instant::now(), time, data)?;
-    Ok(())
 }
 
 /// Per-kind bookkeeping of the frames received from the other participant.

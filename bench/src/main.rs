@@ -406,7 +406,7 @@ fn main() -> anyhow::Result<()> {
         });
     }
     let mut table = String::from(
-        "| rooms | server | loss % | p50 ms | p99 ms | max ms | jitter ms | server CPU % | CPU µs/datagram | datagrams/s | RSS MiB | failed peers | generator CPU % |\n\
+        "| rooms | server | loss % | p50 ms | p99 ms | max ms | jitter ms | server CPU % | CPU µs/media packet | media packets/s | RSS MiB | failed peers | generator CPU % |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     print!("{table}");
@@ -443,6 +443,7 @@ fn main() -> anyhow::Result<()> {
                 _ => None,
             };
             let datagrams = report.datagrams_in;
+            let media = report.media_packets_in;
             let row = format!(
                 "| {rooms} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {:.0} |\n",
                 c.name,
@@ -452,12 +453,12 @@ fn main() -> anyhow::Result<()> {
                 report.max_ms,
                 report.jitter_ms,
                 cpu / elapsed * 100.0,
-                if datagrams > 0 {
-                    cpu * 1e6 / datagrams as f64
+                if media > 0 {
+                    cpu * 1e6 / media as f64
                 } else {
                     0.0
                 },
-                datagrams as f64 / elapsed,
+                media as f64 / elapsed,
                 rss_mib(c.pid),
                 report.failed_peers,
                 own / elapsed * 100.0,
@@ -465,13 +466,14 @@ fn main() -> anyhow::Result<()> {
             print!("{row}");
             table.push_str(&row);
             raw.push_str(&format!(
-                "{{\"server\":\"{}\",\"rooms\":{rooms},\"seconds\":{elapsed:.3},\"cpu_seconds\":{cpu:.3},\"datagrams_in\":{datagrams},\"server_packets_out\":{},\"frames_sent\":{},\"frames_received\":{},\"frames_lost\":{},\"corrupt\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"jitter_ms\":{:.3},\"rss_mib\":{:.1},\"failed_peers\":{},\"generator_cpu_seconds\":{own:.3},\"udp_rcvbuf_errors\":{drops}}}\n",
+                "{{\"server\":\"{}\",\"rooms\":{rooms},\"seconds\":{elapsed:.3},\"cpu_seconds\":{cpu:.3},\"datagrams_in\":{datagrams},\"media_packets_in\":{media},\"server_packets_out\":{},\"frames_sent\":{},\"frames_received\":{},\"frames_lost\":{},\"corrupt\":{},\"srtp_rejected\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"jitter_ms\":{:.3},\"rss_mib\":{:.1},\"failed_peers\":{},\"generator_cpu_seconds\":{own:.3},\"udp_rcvbuf_errors\":{drops}}}\n",
                 c.name,
                 metrics_out.map_or("null".to_owned(), |n| n.to_string()),
                 report.frames_sent,
                 report.frames_received,
                 report.frames_lost,
                 report.corrupt,
+                report.srtp_rejected,
                 report.p50_ms,
                 report.p99_ms,
                 report.max_ms,

@@ -34,6 +34,12 @@ async fn three_rooms_exchange_every_frame_intact() {
 
     assert_eq!(report.failed_peers, 0, "{report:?}");
     assert_eq!(report.corrupt, 0, "{report:?}");
+    // The generator's own SRTP (keys from str0m's DTLS) read every packet the server sent.
+    assert_eq!(report.srtp_rejected, 0, "{report:?}");
+    assert!(
+        report.media_packets_in >= report.frames_received,
+        "{report:?}"
+    );
     // 6 peers × 3 s × (50 audio + 30 video frames/s) ≈ 1440 sent; most arrive (frames sent before the other side's consumer opened do not count).
     assert!(report.frames_received > 600, "{report:?}");
     assert_eq!(report.frames_lost, 0, "{report:?}");
