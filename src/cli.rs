@@ -211,10 +211,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(addr) = app.https_addr() {
         announce(format_args!("HTTPS on https://{addr}"));
     }
+    let announced = app.media_announced();
+    let ports = match announced.as_slice() {
+        [_, _, ..] => {
+            let ports: Vec<String> = announced.iter().map(|a| a.port().to_string()).collect();
+            format!(", ports {} (one per media thread)", ports.join(", "))
+        }
+        _ => String::new(),
+    };
     announce(format_args!(
-        "Media (UDP) on {}, announced to browsers as {} (media.public_ip)",
+        "Media (UDP) on {}, announced to browsers as {} (media.public_ip){ports}",
         app.media_addr(),
-        app.media_announced()
+        announced
+            .first()
+            .map_or_else(String::new, |a| a.to_string())
     ));
     if demo {
         announce(format_args!(

@@ -181,7 +181,7 @@ pub struct TlsSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediaSettings {
-    /// The one UDP socket all participants' media goes through.
+    /// The UDP socket all participants' media goes through (the first, with several threads).
     pub udp_bind: SocketAddr,
     /// The address announced in ICE candidates (a server behind NAT announces its public IP).
     /// Unset: the bind address if it is specific, else the first non-loopback IPv4 address.
@@ -197,6 +197,9 @@ pub struct MediaSettings {
     /// Kernel buffer (bytes) asked for each direction of the media socket; the kernel caps it
     /// at `net.core.rmem_max` / `wmem_max`, which must then be raised to match.
     pub socket_buffer_bytes: usize,
+    /// Media loops, each a thread with its own UDP socket (ports `udp_bind`'s, +1, …); a room
+    /// lives in one of them. One loop uses one core.
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -256,6 +259,7 @@ impl Default for Settings {
                 ice_timeout: Duration::from_secs(8),
                 connect_timeout: Duration::from_secs(30),
                 socket_buffer_bytes: vizit_media::DEFAULT_SOCKET_BUFFER,
+                threads: 1,
             },
             auth: AuthSettings {
                 token_secret: None,
@@ -382,6 +386,17 @@ impl Settings {
             return invalid(
                 "media.socket_buffer_bytes",
                 "must be between 262144 (256 KiB) and 1073741824 (1 GiB)",
+            );
+        }
+        if !(1..=64).contains(&self.media.threads) {
+            return invalid("media.threads", "must be between 1 and 64");
+        }
+        if self.media.udp_bind.port() != 0
+            && self.media.udp_bind.port() as usize + self.media.threads - 1 > u16::MAX as usize
+        {
+            return invalid(
+                "media.threads",
+                "the media ports (media.udp_bind's and one more per thread) run past 65535",
             );
         }
         if self.auth.token_ttl.is_zero() {
@@ -751,6 +766,17 @@ mod tests {
             jail.set_env("VIZIT_MEDIA__SOCKET_BUFFER_BYTES", "1024");
             let e = Settings::load(None).unwrap_err().to_string();
             assert!(e.contains("media.socket_buffer_bytes"), "{e}");
+
+            jail.clear_env();
+            jail.set_env("VIZIT_MEDIA__THREADS", "2");
+            assert_eq!(Settings::load(None).expect("valid").media.threads, 2);
+            jail.set_env("VIZIT_MEDIA__THREADS", "0");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("media.threads"), "{e}");
+            jail.set_env("VIZIT_MEDIA__THREADS", "2");
+            jail.set_env("VIZIT_MEDIA__UDP_BIND", "0.0.0.0:65535");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("65535"), "{e}");
 
             jail.clear_env();
             jail.set_env("VIZIT_MEDIA__NO_SUCH_KEY", "1");

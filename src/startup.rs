@@ -116,6 +116,7 @@ impl Application {
             announce_ip,
             options,
             settings.media.socket_buffer_bytes,
+            settings.media.threads,
         )
         .await
         .context("media.udp_bind")?;
@@ -241,9 +242,9 @@ impl Application {
         self.sandbox.as_ref().map(|(s, r)| (s, r.url()))
     }
 
-    /// The media address announced to browsers in ICE candidates.
-    pub fn media_announced(&self) -> SocketAddr {
-        self.media_handle.announced_addr()
+    /// The media addresses announced to browsers in ICE candidates, one per media thread.
+    pub fn media_announced(&self) -> Vec<SocketAddr> {
+        self.media_handle.announced_addrs()
     }
 
     /// Where people reach the server: `http.public_url`, else HTTPS if on, else plain HTTP.

@@ -283,3 +283,62 @@ async fn pages_health_and_demo() {
     assert_eq!(app.get("/assets/app.js").await.0, 200);
     app.stop().await;
 }
+
+/// The UDP port of the host candidate in an SDP.
+fn candidate_port(sdp: &str) -> u16 {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=candidate:"))
+        .and_then(|c| c.split_whitespace().nth(5))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no candidate in {sdp}"))
+}
+
+#[tokio::test]
+async fn media_threads_each_carry_whole_rooms() {
+    let app = TestApp::spawn_with(|s| s.media.threads = 2).await;
+    let rooms = ["threads-0", "threads-1", "threads-2", "threads-3"];
+    let mut peers = Vec::new();
+    for room in rooms {
+        let doctor = Peer::connect(&app, room, "doctor", CallRole::Doctor, true).await;
+        let patient = Peer::connect(&app, room, "patient", CallRole::Patient, true).await;
+        peers.push((doctor, patient));
+    }
+    futures_util::future::join_all(
+        peers
+            .iter_mut()
+            .flat_map(|(d, p)| [d.run(Duration::from_secs(3)), p.run(Duration::from_secs(3))]),
+    )
+    .await;
+
+    let mut ports = HashSet::new();
+    for (room, (doctor, patient)) in rooms.iter().zip(&peers) {
+        // Both people of a room reach the same loop: its socket is in both answers.
+        let port = candidate_port(&doctor.answer_sdp);
+        assert_eq!(port, candidate_port(&patient.answer_sdp), "{room}");
+        ports.insert(port);
+        for (receiver, sender) in [(doctor, patient), (patient, doctor)] {
+            for kind in [MediaKind::Audio, MediaKind::Video] {
+                let got: Vec<_> = receiver
+                    .received
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .collect();
+                assert!(!got.is_empty(), "{room}: {} got no {kind:?}", receiver.name);
+                for (_, data) in got {
+                    assert!(
+                        sender.sent.iter().any(|(_, d)| d == data),
+                        "{room}: {} got a frame {} never sent",
+                        receiver.name,
+                        sender.name
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(ports.len(), 2, "the rooms are spread over both loops");
+    // The counters of both loops, in one exposition.
+    let (status, metrics) = app.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("\nvizit_rooms 4\n"), "{metrics}");
+    app.stop().await;
+}

@@ -30,6 +30,8 @@ struct Args {
     seconds: u64,
     bitrate: u32,
     threads: usize,
+    /// Vizit's `media.threads`.
+    media_threads: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -46,6 +48,7 @@ fn parse_args() -> anyhow::Result<Args> {
         seconds: 10,
         bitrate: 1_500_000,
         threads: 1,
+        media_threads: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,11 +79,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--seconds" => args.seconds = value()?.parse()?,
             "--bitrate" => args.bitrate = value()?.parse()?,
             "--threads" => args.threads = value()?.parse::<usize>()?.max(1),
+            "--media-threads" => args.media_threads = value()?.parse::<usize>()?.max(1),
             "--help" | "-h" => {
                 println!(
                     "vizit-bench [--server PATH] [--janus JANUS_BIN [--janus-netns NS] [--janus-ip IP] \
                      [--peer-ip IP] [--only-janus] [--keep-janus-log]] [--out DIR] \
-                     [--rooms N | --ramp START:STEP:MAX] [--seconds S] [--bitrate BPS] [--threads N]"
+                     [--rooms N | --ramp START:STEP:MAX] [--seconds S] [--bitrate BPS] [--threads N] [--media-threads N]"
                 );
                 std::process::exit(0);
             }
@@ -98,7 +102,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: &str) -> anyhow::Result<Server> {
+    fn start(bin: &str, media_threads: usize) -> anyhow::Result<Server> {
         let data_dir = std::env::temp_dir().join(format!("vizit-bench-{}", uuid::Uuid::new_v4()));
         let secret =
             uuid::Uuid::new_v4().simple().to_string() + &uuid::Uuid::new_v4().simple().to_string();
@@ -106,6 +110,7 @@ impl Server {
             .arg("serve")
             .env("VIZIT_HTTP__LISTEN", "127.0.0.1:0")
             .env("VIZIT_MEDIA__UDP_BIND", "127.0.0.1:0")
+            .env("VIZIT_MEDIA__THREADS", media_threads.to_string())
             .env("VIZIT_DATA_DIR", &data_dir)
             .env("VIZIT_AUTH__TOKEN_SECRET", &secret)
             .env("VIZIT_DEMO", "false")
@@ -343,7 +348,7 @@ fn main() -> anyhow::Result<()> {
     let vizit = if args.only_janus {
         None
     } else {
-        Some(Server::start(&args.server)?)
+        Some(Server::start(&args.server, args.media_threads)?)
     };
     let janus = args
         .janus

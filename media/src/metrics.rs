@@ -45,6 +45,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Add the counters of another loop of the same node (its rooms are other rooms).
+    pub(crate) fn merge(&mut self, other: Metrics) {
+        self.total.add(&other.total);
+        self.total.participants += other.total.participants;
+        self.rooms.extend(other.rooms);
+    }
+
     /// Prometheus text exposition format (version 0.0.4).
     pub fn to_prometheus(&self) -> String {
         let mut out = String::with_capacity(1024 + self.rooms.len() * 512);

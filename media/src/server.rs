@@ -1,9 +1,11 @@
-//! The I/O edge of the SFU: one UDP socket, one task that owns the [`Sfu`], and a cloneable
-//! [`MediaHandle`] that signaling uses to send commands.
+//! The I/O edge of the SFU: one or more media loops, each a thread with its own UDP socket and
+//! its own [`Sfu`], and a cloneable [`MediaHandle`] that signaling uses to send commands. A room
+//! lives in one loop, chosen by its id; a participant key names its loop.
 
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use quinn_udp::{RecvMeta, UdpSocketState};
@@ -33,6 +35,8 @@ const COMMAND_QUEUE: usize = 1024;
 pub enum MediaServerError {
     #[error("cannot bind the media UDP socket to {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
+    #[error("{threads} media threads need UDP ports {first}–{first}+{last_offset}, past 65535", last_offset = threads - 1)]
+    PortRange { first: u16, threads: usize },
 }
 
 enum ServerCommand {
@@ -50,8 +54,13 @@ enum ServerCommand {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// The media node: bind it, hand out [`MediaHandle`]s, then [`MediaServer::run`] it.
+/// The media node: bind it, hand out [`MediaHandle`]s, then [`MediaServer::spawn`] it.
 pub struct MediaServer {
+    loops: Vec<MediaLoop>,
+}
+
+/// One media loop: a socket, the [`Sfu`] of the rooms assigned to it, and its commands.
+struct MediaLoop {
     sfu: Sfu,
     socket: UdpSocket,
     /// Batched receive (`recvmmsg`, GRO) and segmentation offload (GSO) on `socket`.
@@ -66,97 +75,137 @@ pub struct MediaServer {
 /// Commands to the media node. Cheap to clone.
 #[derive(Clone)]
 pub struct MediaHandle {
+    loops: Arc<[LoopHandle]>,
+}
+
+struct LoopHandle {
     commands: mpsc::Sender<ServerCommand>,
     local_addr: SocketAddr,
     announced: SocketAddr,
 }
 
 impl MediaServer {
-    /// Bind the UDP socket. The port of `bind` may be 0; the announced candidate then uses the
-    /// port the OS chose. `announce_ip` is the address browsers send media to. `buffer_bytes` is
-    /// the kernel buffer asked for each direction ([`DEFAULT_SOCKET_BUFFER`] is a good start).
+    /// Bind `threads` media loops (at least one), each with its own UDP socket: loop `i` on port
+    /// `bind.port() + i`, or on a port the OS chooses each when `bind`'s port is 0; the announced
+    /// candidates use the ports bound. `announce_ip` is the address browsers send media to.
+    /// `buffer_bytes` is the kernel buffer asked for each direction of each socket
+    /// ([`DEFAULT_SOCKET_BUFFER`] is a good start).
     pub async fn bind(
         bind: SocketAddr,
         announce_ip: std::net::IpAddr,
         options: SfuOptions,
         buffer_bytes: usize,
+        threads: usize,
     ) -> Result<(MediaServer, MediaHandle), MediaServerError> {
-        let socket = bind_udp(bind, buffer_bytes)
-            .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
-        let udp = UdpSocketState::new((&socket).into())
-            .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
-        let local_addr = socket
-            .local_addr()
-            .map_err(|source| MediaServerError::Bind { addr: bind, source })?;
-        let announced = SocketAddr::new(announce_ip, local_addr.port());
-        let mut options = options;
-        options.candidates = vec![announced];
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        info!(%local_addr, %announced, "media UDP socket bound");
-        Ok((
-            MediaServer {
-                sfu: Sfu::new(options),
+        let threads = threads.max(1);
+        let mut loops = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let port = match bind.port() {
+                0 => 0,
+                first => u16::try_from(i)
+                    .ok()
+                    .and_then(|i| first.checked_add(i))
+                    .ok_or(MediaServerError::PortRange { first, threads })?,
+            };
+            let addr = SocketAddr::new(bind.ip(), port);
+            let bind_error = |source| MediaServerError::Bind { addr, source };
+            let socket = bind_udp(addr, buffer_bytes).map_err(bind_error)?;
+            let udp = UdpSocketState::new((&socket).into()).map_err(bind_error)?;
+            let local_addr = socket.local_addr().map_err(bind_error)?;
+            let announced = SocketAddr::new(announce_ip, local_addr.port());
+            let mut options = options.clone();
+            options.candidates = vec![announced];
+            let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+            info!(%local_addr, %announced, "media UDP socket bound");
+            loops.push(MediaLoop {
+                sfu: Sfu::new(options).with_keys(i as u64 + 1, threads as u64),
                 socket,
                 udp,
                 destination: announced,
                 commands: rx,
                 sessions: HashMap::new(),
                 events: None,
-            },
-            MediaHandle {
+            });
+            handles.push(LoopHandle {
                 commands: tx,
                 local_addr,
                 announced,
+            });
+        }
+        Ok((
+            MediaServer { loops },
+            MediaHandle {
+                loops: handles.into(),
             },
         ))
     }
 
-    /// The stream of [`RoomEvent`]s (consents, recordings started and stopped). Without a call
-    /// to this they are dropped.
+    /// The stream of [`RoomEvent`]s (consents, recordings started and stopped) of every loop.
+    /// Without a call to this they are dropped.
     pub fn room_events(&mut self) -> mpsc::UnboundedReceiver<RoomEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.events = Some(tx);
+        for media_loop in &mut self.loops {
+            media_loop.events = Some(tx.clone());
+        }
         rx
     }
 
-    /// [`MediaServer::run`] on a thread of its own with a single-threaded runtime, the socket
-    /// moved to it: the packet path never waits behind HTTP handlers, database calls or anything
-    /// else on a shared worker. The returned future resolves when the loop has ended.
+    /// Run every loop on a thread of its own ("vizit-media", "vizit-media-1", …) with a
+    /// single-threaded runtime, its socket moved to it: the packet path never waits behind HTTP
+    /// handlers, database calls, another loop or anything else on a shared worker. The returned
+    /// future resolves when every loop has ended.
     pub fn spawn(self) -> impl Future<Output = ()> + Send + 'static {
+        let finished: Vec<_> = self
+            .loops
+            .into_iter()
+            .enumerate()
+            .map(|(i, media_loop)| media_loop.spawn(i))
+            .collect();
+        async move {
+            for loop_finished in finished {
+                let _ = loop_finished.await;
+            }
+        }
+    }
+}
+
+impl MediaLoop {
+    fn spawn(self, index: usize) -> oneshot::Receiver<()> {
         let (done, finished) = oneshot::channel::<()>();
-        let spawned = std::thread::Builder::new()
-            .name("vizit-media".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        error!(error = %e, "cannot start the media runtime");
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    // Register the socket with this thread's reactor.
-                    match self.socket.into_std().and_then(UdpSocket::from_std) {
-                        Ok(socket) => MediaServer { socket, ..self }.run().await,
-                        Err(e) => error!(error = %e, "cannot move the media socket to its thread"),
-                    }
-                });
-                drop(done);
+        let name = match index {
+            0 => "vizit-media".to_owned(),
+            i => format!("vizit-media-{i}"),
+        };
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    error!(error = %e, "cannot start the media runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                // Register the socket with this thread's reactor.
+                match self.socket.into_std().and_then(UdpSocket::from_std) {
+                    Ok(socket) => MediaLoop { socket, ..self }.run().await,
+                    Err(e) => error!(error = %e, "cannot move the media socket to its thread"),
+                }
             });
+            drop(done);
+        });
         if let Err(e) = &spawned {
             error!(error = %e, "cannot start the media thread");
         }
-        async move {
-            let _ = finished.await;
-        }
+        finished
     }
 
     /// Run until a shutdown command (or every handle dropped). On shutdown every participant gets
     /// [`Signal::Closed`] with [`LeaveReason::ServerShutdown`].
-    pub async fn run(mut self) {
+    async fn run(mut self) {
         let mut rx = RecvBuffers::new(&self.udp);
         let mut tx = GsoBatch::default();
         let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
@@ -307,6 +356,13 @@ impl MediaServer {
     }
 }
 
+/// FNV-1a of the room id: a room maps to the same loop in every process and every version.
+fn room_hash(room: &RoomId) -> u64 {
+    room.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Consecutive datagrams to one destination, sent in one system call with UDP segmentation
 /// offload: all of `segment` bytes but the last, which may be shorter.
 #[derive(Default)]
@@ -418,14 +474,32 @@ fn bind_udp(bind: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> {
 }
 
 impl MediaHandle {
-    /// The socket's local address.
+    /// The first loop's socket address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.loops[0].local_addr
     }
 
-    /// The address announced to browsers as the ICE candidate.
+    /// The first loop's address announced to browsers as the ICE candidate.
     pub fn announced_addr(&self) -> SocketAddr {
-        self.announced
+        self.loops[0].announced
+    }
+
+    /// Every loop's announced address: the UDP ports browsers send media to.
+    pub fn announced_addrs(&self) -> Vec<SocketAddr> {
+        self.loops.iter().map(|l| l.announced).collect()
+    }
+
+    /// The loop of a room: the same for everyone who joins it.
+    fn loop_of_room(&self, room: &RoomId) -> &LoopHandle {
+        if self.loops.len() == 1 {
+            return &self.loops[0];
+        }
+        &self.loops[(room_hash(room) % self.loops.len() as u64) as usize]
+    }
+
+    /// The loop whose SFU handed out `key` (keys of loop `i` are `i + 1` modulo the count).
+    fn loop_of_key(&self, key: ParticipantKey) -> &LoopHandle {
+        &self.loops[(key.0.wrapping_sub(1) % self.loops.len() as u64) as usize]
     }
 
     /// Join a room. Returns the session key, the others already there, and the stream of signals
@@ -444,7 +518,8 @@ impl MediaHandle {
     > {
         let (signals, signal_rx) = mpsc::unbounded_channel();
         let (reply, reply_rx) = oneshot::channel();
-        self.commands
+        self.loop_of_room(&room)
+            .commands
             .send(ServerCommand::Join {
                 room,
                 info,
@@ -459,7 +534,8 @@ impl MediaHandle {
 
     async fn request(&self, command: Command) -> Result<Option<String>, NegotiationError> {
         let (reply, reply_rx) = oneshot::channel();
-        self.commands
+        self.loop_of_key(command.key())
+            .commands
             .send(ServerCommand::Command {
                 command,
                 reply: Some(reply),
@@ -471,6 +547,7 @@ impl MediaHandle {
 
     async fn tell(&self, command: Command) {
         if self
+            .loop_of_key(command.key())
             .commands
             .send(ServerCommand::Command {
                 command,
@@ -538,25 +615,33 @@ impl MediaHandle {
             .map(|_| ())
     }
 
+    /// The counters of every loop; `None` if the media server has stopped.
     pub async fn metrics(&self) -> Option<Metrics> {
-        let (reply, reply_rx) = oneshot::channel();
-        self.commands
-            .send(ServerCommand::Metrics(reply))
-            .await
-            .ok()?;
-        reply_rx.await.ok()
+        let mut total = Metrics::default();
+        for media_loop in self.loops.iter() {
+            let (reply, reply_rx) = oneshot::channel();
+            media_loop
+                .commands
+                .send(ServerCommand::Metrics(reply))
+                .await
+                .ok()?;
+            total.merge(reply_rx.await.ok()?);
+        }
+        Some(total)
     }
 
-    /// Tell every participant the server is stopping, close the rooms, stop the run loop.
+    /// Tell every participant the server is stopping, close the rooms, stop every loop.
     pub async fn shutdown(&self) {
-        let (reply, reply_rx) = oneshot::channel();
-        if self
-            .commands
-            .send(ServerCommand::Shutdown(reply))
-            .await
-            .is_ok()
-        {
-            let _ = reply_rx.await;
+        for media_loop in self.loops.iter() {
+            let (reply, reply_rx) = oneshot::channel();
+            if media_loop
+                .commands
+                .send(ServerCommand::Shutdown(reply))
+                .await
+                .is_ok()
+            {
+                let _ = reply_rx.await;
+            }
         }
     }
 }

@@ -193,6 +193,21 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The participant session the command is for.
+    pub fn key(&self) -> ParticipantKey {
+        match self {
+            Command::Offer { key, .. }
+            | Command::Answer { key, .. }
+            | Command::Candidate { key, .. }
+            | Command::Mute { key, .. }
+            | Command::Leave { key, .. }
+            | Command::Consent { key, .. }
+            | Command::Recording { key, .. } => *key,
+        }
+    }
+}
+
 /// A datagram to send.
 #[derive(Debug)]
 pub struct Transmit {
@@ -217,6 +232,8 @@ pub struct Sfu {
     crypto: Arc<CryptoProvider>,
     dtls_cert: DtlsCert,
     next_key: u64,
+    /// Keys go up by this much: the SFUs of one node's loops hand out disjoint keys.
+    key_step: u64,
     participants: HashMap<ParticipantKey, Participant>,
     rooms: BTreeMap<RoomId, Room>,
     /// Demultiplexing cache: once a source address was accepted by a Transport, its datagrams go
@@ -247,6 +264,7 @@ impl Sfu {
             crypto,
             dtls_cert,
             next_key: 1,
+            key_step: 1,
             participants: HashMap::new(),
             rooms: BTreeMap::new(),
             by_source: HashMap::new(),
@@ -262,6 +280,14 @@ impl Sfu {
 
     pub fn options(&self) -> &SfuOptions {
         &self.options
+    }
+
+    /// Hand out the keys `first`, `first + step`, … — one residue class per SFU of a node with
+    /// `step` loops, so a key names its loop.
+    pub(crate) fn with_keys(mut self, first: u64, step: u64) -> Self {
+        self.next_key = first.max(1);
+        self.key_step = step.max(1);
+        self
     }
 
     /// Admit a participant to a room (created on first join). A participant id already in the
@@ -300,7 +326,7 @@ impl Sfu {
         }
 
         let key = ParticipantKey(self.next_key);
-        self.next_key += 1;
+        self.next_key += self.key_step;
         let mut config = RtcConfig::new()
             .set_ice_lite(true)
             .set_crypto_provider(self.crypto.clone())

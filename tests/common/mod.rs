@@ -35,6 +35,11 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    /// A server whose settings `adjust` changes first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         let data_dir = std::env::temp_dir().join(format!("vizit-test-{}", uuid::Uuid::new_v4()));
         let mut settings = Settings {
             data_dir: data_dir.clone(),
@@ -43,6 +48,7 @@ impl TestApp {
         settings.http.listen = "127.0.0.1:0".parse().unwrap();
         settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
         settings.auth.token_secret = Some(SecretString::from(SECRET.to_owned()));
+        adjust(&mut settings);
         let app = Application::build(settings).await.expect("app builds");
         let http = app.http_addr();
         let api = app.api().clone();
