@@ -5,9 +5,10 @@
 //!   ([`str0m::Rtc`], one per Participant = one Transport). Inputs are `handle_*` calls with the
 //!   current time passed in; outputs are drained with `poll_*`. It never reads a clock or a socket,
 //!   so tests drive it faster than real time.
-//! - [`MediaServer`] (`server.rs`) — the thin I/O edge: one UDP socket for every participant, one
-//!   task that owns the [`Sfu`] by value, commands in over a channel, signals out over per-participant
-//!   channels. No locks on the packet path.
+//! - [`MediaServer`] (`server.rs`) — the thin I/O edge: one or more media loops, each a thread
+//!   with one UDP socket for its participants and its own [`Sfu`] by value, commands in over a
+//!   channel, signals out over per-participant channels. A room lives in one loop (by its id); a
+//!   participant key names its loop. No locks on the packet path.
 //! - `room.rs`, `participant.rs` — a Room (one per Consultation call) and its Participants, each
 //!   with Producers (inbound tracks) and Consumers (another participant's track forwarded to it).
 //! - `recording.rs` — consent and recording per room; the [`MediaTap`] that hands forwarded
