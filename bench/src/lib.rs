@@ -230,11 +230,18 @@ fn body(seq: u64, len: usize) -> impl Iterator<Item = &'static [u8]> {
         .chain(std::iter::once(&pattern[..(len - first) % PATTERN_LEN]))
 }
 
-/// The frame a sender writes: `prefix` (the VP8 payload header byte, which the receiver strips),
-/// then the header, then a body derived from the sequence number; `len` counts header and body.
-pub fn frame(room: u32, sender: u8, kind: u8, seq: u64, len: usize, prefix: Option<u8>) -> Vec<u8> {
+/// The frame a sender writes, into `data` (emptied first, so one buffer serves every frame of a
+/// peer): `prefix` (the VP8 payload header byte, which the receiver strips), then the header,
+/// then a body derived from the sequence number; `len` counts header and body.
+pub fn frame(
+    data: &mut Vec<u8>,
+    (room, sender, kind): (u32, u8, u8),
+    seq: u64,
+    len: usize,
+    prefix: Option<u8>,
+) {
     let len = len.max(HEADER);
-    let mut data = Vec::with_capacity(len + 1);
+    data.clear();
     data.extend(prefix);
     data.extend_from_slice(&MAGIC.to_be_bytes());
     data.extend_from_slice(&room.to_be_bytes());
@@ -245,7 +252,6 @@ pub fn frame(room: u32, sender: u8, kind: u8, seq: u64, len: usize, prefix: Opti
     for chunk in body(seq, len - HEADER) {
         data.extend_from_slice(chunk);
     }
-    data
 }
 
 struct Parsed {
@@ -844,6 +850,8 @@ pub(crate) async fn media_loop(
     let (mut next_audio, mut next_video) = (Instant::now(), Instant::now());
     let (mut audio_seq, mut video_seq) = (0u64, 0u64);
     let mut drain_until = None;
+    // The frame being sent: one buffer for all of them.
+    let mut data = Vec::new();
     // When each leg's transport next needs a timeout input.
     let mut due = vec![Instant::now(); legs.len()];
     loop {
@@ -876,7 +884,7 @@ pub(crate) async fn media_loop(
                 let leg = &mut legs[0];
                 if now >= next_audio {
                     audio_seq += 1;
-                    let data = frame(room, me, 0, audio_seq, AUDIO_BYTES, None);
+                    frame(&mut data, (room, me, 0), audio_seq, AUDIO_BYTES, None);
                     // 20 ms frames on the 48 kHz clock.
                     let rtp_time = (audio_seq * 960) as u32;
                     leg.send_frame(audio, MediaKind::Audio, &data, rtp_time)
@@ -897,14 +905,8 @@ pub(crate) async fn media_loop(
                     };
                     // VP8 payload header: P bit 0 marks a keyframe. Keep the magic intact by
                     // placing it in a leading byte the receiver strips.
-                    let data = frame(
-                        room,
-                        me,
-                        1,
-                        video_seq,
-                        len,
-                        Some(if keyframe { 0x10 } else { 0x11 }),
-                    );
+                    let prefix = Some(if keyframe { 0x10 } else { 0x11 });
+                    frame(&mut data, (room, me, 1), video_seq, len, prefix);
                     // The 90 kHz clock.
                     let rtp_time = (video_seq * 90_000 / options.video_fps.max(1) as u64) as u32;
                     leg.send_frame(video, MediaKind::Video, &data, rtp_time)

@@ -79,7 +79,9 @@ pub(crate) struct Direct {
     /// Payload type → kind, of what the other side sends.
     kinds: Vec<(u8, MediaKind)>,
     incoming: Vec<Incoming>,
+    /// Reused buffers: a decrypted payload, a VP8 payload being protected.
     plain: Vec<u8>,
+    payload: Vec<u8>,
     /// Media packets that authenticated, and those that did not.
     pub received: u64,
     pub rejected: u64,
@@ -93,6 +95,7 @@ impl Direct {
             kinds: Vec::new(),
             incoming: Vec::new(),
             plain: Vec::with_capacity(2048),
+            payload: Vec::with_capacity(2048),
             received: 0,
             rejected: 0,
         }
@@ -119,7 +122,7 @@ impl Direct {
             }
         };
         let mut segment = 0;
-        let mut payload = Vec::with_capacity(chunk + 1);
+        let payload = &mut self.payload;
         for (i, part) in frame.chunks(chunk.max(1)).enumerate() {
             let last = i + 1 == count;
             let mut header = [0u8; RTP_HEADER];
