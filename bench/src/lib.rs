@@ -25,6 +25,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::Extension;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -677,6 +678,10 @@ impl Leg {
                             .map(|p| *p.pt())
                     })
                     .with_context(|| format!("{codec:?} was not negotiated"))?;
+                let twcc_id = self
+                    .rtc
+                    .media(mid)
+                    .and_then(|m| m.remote_extmap().id_of(Extension::TransportSequenceNumber));
                 self.outgoing.push((
                     mid,
                     rtp::Outgoing {
@@ -684,6 +689,7 @@ impl Leg {
                         pt,
                         kind,
                         index: 0,
+                        twcc_id,
                     },
                 ));
                 self.outgoing.len() - 1

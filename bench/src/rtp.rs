@@ -19,6 +19,8 @@ pub(crate) struct Outgoing {
     pub kind: MediaKind,
     /// Roll-over counter and sequence number of the next packet.
     pub index: u64,
+    /// The negotiated id of the transport-wide sequence number extension, if any.
+    pub twcc_id: Option<u8>,
 }
 
 /// One incoming stream: its packet index estimate and the video frame being assembled.
@@ -82,6 +84,8 @@ pub(crate) struct Direct {
     /// Reused buffers: a decrypted payload, a VP8 payload being protected.
     plain: Vec<u8>,
     payload: Vec<u8>,
+    /// The transport-wide sequence number of the next packet (every stream of the transport).
+    twcc_seq: u16,
     /// Media packets that authenticated, and those that did not.
     pub received: u64,
     pub rejected: u64,
@@ -96,6 +100,7 @@ impl Direct {
             incoming: Vec::new(),
             plain: Vec::with_capacity(2048),
             payload: Vec::with_capacity(2048),
+            twcc_seq: 0,
             received: 0,
             rejected: 0,
         }
@@ -106,7 +111,8 @@ impl Direct {
     }
 
     /// Append the SRTP packets of one frame to `out`, all of one size but the last (one GSO
-    /// send); returns that size.
+    /// send); returns that size. Each packet carries the transport-wide sequence number, as a
+    /// browser's do, so the server sends its congestion feedback as it would to one.
     pub fn packetize(
         &mut self,
         stream: &mut Outgoing,
@@ -125,12 +131,24 @@ impl Direct {
         let payload = &mut self.payload;
         for (i, part) in frame.chunks(chunk.max(1)).enumerate() {
             let last = i + 1 == count;
-            let mut header = [0u8; RTP_HEADER];
+            let mut header = [0u8; RTP_HEADER + 8];
             header[0] = 0x80;
             header[1] = stream.pt | if last { 0x80 } else { 0 };
             header[2..4].copy_from_slice(&(stream.index as u16).to_be_bytes());
             header[4..8].copy_from_slice(&rtp_time.to_be_bytes());
             header[8..12].copy_from_slice(&stream.ssrc.to_be_bytes());
+            let header = match stream.twcc_id {
+                Some(id) => {
+                    // RFC 8285 one-byte header extension: one word, one 2-byte element.
+                    header[0] |= 0x10;
+                    header[12..16].copy_from_slice(&[0xbe, 0xde, 0, 1]);
+                    header[16] = id << 4 | 1;
+                    header[17..19].copy_from_slice(&self.twcc_seq.to_be_bytes());
+                    self.twcc_seq = self.twcc_seq.wrapping_add(1);
+                    &header[..]
+                }
+                None => &header[..RTP_HEADER],
+            };
             let body = match stream.kind {
                 MediaKind::Audio => part,
                 MediaKind::Video => {
@@ -143,7 +161,7 @@ impl Direct {
             };
             let before = out.len();
             self.tx
-                .protect(&header, body, stream.ssrc, stream.index, out)?;
+                .protect(header, body, stream.ssrc, stream.index, out)?;
             if i == 0 {
                 segment = out.len() - before;
             }
