@@ -153,6 +153,8 @@ pub struct PeerStats {
     /// Media (RTP) packets from the server, and those of them that failed SRTP authentication.
     pub media_packets_in: u64,
     pub srtp_rejected: u64,
+    /// Media sends of this participant the kernel refused.
+    pub send_errors: u64,
 }
 
 /// The whole run.
@@ -177,6 +179,8 @@ pub struct Report {
     pub media_packets_in: u64,
     /// Media packets that failed SRTP authentication at the receivers.
     pub srtp_rejected: u64,
+    /// Media sends the kernel refused at the senders (their frames count as lost).
+    pub send_errors: u64,
 }
 
 impl Report {
@@ -369,6 +373,7 @@ pub async fn run(options: &LoadOptions) -> anyhow::Result<Report> {
                 report.datagrams_in += stats.datagrams_in;
                 report.media_packets_in += stats.media_packets_in;
                 report.srtp_rejected += stats.srtp_rejected;
+                report.send_errors += stats.send_errors;
                 latencies.extend(stats.latencies_us);
                 jitter.push(stats.jitter_us);
             }
@@ -521,8 +526,12 @@ pub(crate) struct Leg {
     /// The send streams, by mid, once the first frame of each was sent.
     outgoing: Vec<(Mid, rtp::Outgoing)>,
     batch: Vec<u8>,
+    /// Media sends the kernel refused.
+    send_errors: u64,
 }
 
+/// Largest GSO send, bytes: the kernel's limit is 64 KiB per call.
+const GSO_MAX_BYTES: usize = 60_000;
 /// Datagrams per receive system call.
 const RECV_BATCH: usize = 8;
 
@@ -566,6 +575,7 @@ impl Leg {
             remote: None,
             outgoing: Vec::new(),
             batch: Vec::new(),
+            send_errors: 0,
         })
     }
 
@@ -678,10 +688,12 @@ impl Leg {
                             .map(|p| *p.pt())
                     })
                     .with_context(|| format!("{codec:?} was not negotiated"))?;
+                // One-byte header extensions carry ids 1–14 (RFC 8285).
                 let twcc_id = self
                     .rtc
                     .media(mid)
-                    .and_then(|m| m.remote_extmap().id_of(Extension::TransportSequenceNumber));
+                    .and_then(|m| m.remote_extmap().id_of(Extension::TransportSequenceNumber))
+                    .filter(|id| (1..=14).contains(id));
                 self.outgoing.push((
                     mid,
                     rtp::Outgoing {
@@ -706,8 +718,12 @@ impl Leg {
         batch.clear();
         let segment =
             direct.packetize(&mut self.outgoing[stream].1, rtp_time, frame, &mut batch)?;
-        let max = segment * self.udp.max_gso_segments().max(1);
-        for contents in batch.chunks(max) {
+        // At most the kernel's GSO limits per call: 64 segments and 64 KiB (as the server).
+        let segments = self
+            .udp
+            .max_gso_segments()
+            .clamp(1, (GSO_MAX_BYTES / segment.max(1)).max(1));
+        for contents in batch.chunks(segment.max(1) * segments) {
             let transmit = quinn_udp::Transmit {
                 destination,
                 ecn: None,
@@ -722,8 +738,11 @@ impl Leg {
                 }
                 other => other,
             };
-            // Like a browser's, a send that fails is a lost packet, counted by the receiver.
-            let _ = sent;
+            // Like a browser's, a send that fails is lost packets, which the receiver counts as
+            // lost frames; counted here too, so the table can tell whose loss it was.
+            if sent.is_err() {
+                self.send_errors += 1;
+            }
         }
         self.batch = batch;
         Ok(())
@@ -787,12 +806,19 @@ impl Leg {
                 .direct
                 .as_mut()
                 .map(|d| d.receive(datagram, |kind, frame| on_media(Some(kind), frame)));
-            if let Some(rtp::Received::UnknownPt(_)) = received {
-                // The other side's payload types may have come with a later offer.
+            if let Some(rtp::Received::UnknownPt(pt)) = received {
+                // The other side's payload types may have come with a later offer; one that is
+                // still unknown is not media (retransmission, padding) and is ignored from then.
                 let kinds = kinds(&self.rtc);
                 received = self.direct.as_mut().map(|d| {
                     d.set_kinds(kinds);
-                    d.receive(datagram, |kind, frame| on_media(Some(kind), frame))
+                    match d.receive(datagram, |kind, frame| on_media(Some(kind), frame)) {
+                        rtp::Received::UnknownPt(_) => {
+                            d.ignore(pt);
+                            rtp::Received::Done
+                        }
+                        other => other,
+                    }
                 });
             }
             match received {
@@ -982,9 +1008,12 @@ pub(crate) async fn media_loop(
         }
     }
     stats.frames_sent = audio_seq + video_seq;
-    for direct in legs.iter().filter_map(|l| l.direct.as_ref()) {
-        stats.media_packets_in += direct.received;
-        stats.srtp_rejected += direct.rejected;
+    for leg in legs.iter() {
+        stats.send_errors += leg.send_errors;
+        if let Some(direct) = &leg.direct {
+            stats.media_packets_in += direct.received;
+            stats.srtp_rejected += direct.rejected;
+        }
     }
     receiving.finish(&mut stats);
     Ok(stats)

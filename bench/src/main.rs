@@ -471,7 +471,7 @@ fn main() -> anyhow::Result<()> {
             print!("{row}");
             table.push_str(&row);
             raw.push_str(&format!(
-                "{{\"server\":\"{}\",\"rooms\":{rooms},\"seconds\":{elapsed:.3},\"cpu_seconds\":{cpu:.3},\"datagrams_in\":{datagrams},\"media_packets_in\":{media},\"server_packets_out\":{},\"frames_sent\":{},\"frames_received\":{},\"frames_lost\":{},\"corrupt\":{},\"srtp_rejected\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"jitter_ms\":{:.3},\"rss_mib\":{:.1},\"failed_peers\":{},\"generator_cpu_seconds\":{own:.3},\"udp_rcvbuf_errors\":{drops}}}\n",
+                "{{\"server\":\"{}\",\"rooms\":{rooms},\"seconds\":{elapsed:.3},\"cpu_seconds\":{cpu:.3},\"datagrams_in\":{datagrams},\"media_packets_in\":{media},\"server_packets_out\":{},\"frames_sent\":{},\"frames_received\":{},\"frames_lost\":{},\"corrupt\":{},\"srtp_rejected\":{},\"send_errors\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"jitter_ms\":{:.3},\"rss_mib\":{:.1},\"failed_peers\":{},\"generator_cpu_seconds\":{own:.3},\"udp_rcvbuf_errors\":{drops}}}\n",
                 c.name,
                 metrics_out.map_or("null".to_owned(), |n| n.to_string()),
                 report.frames_sent,
@@ -479,6 +479,7 @@ fn main() -> anyhow::Result<()> {
                 report.frames_lost,
                 report.corrupt,
                 report.srtp_rejected,
+                report.send_errors,
                 report.p50_ms,
                 report.p99_ms,
                 report.max_ms,

@@ -80,6 +80,8 @@ pub(crate) struct Direct {
     rx: Srtp,
     /// Payload type → kind, of what the other side sends.
     kinds: Vec<(u8, MediaKind)>,
+    /// Payload types of the other side that are not media.
+    ignored: Vec<u8>,
     incoming: Vec<Incoming>,
     /// Reused buffers: a decrypted payload, a VP8 payload being protected.
     plain: Vec<u8>,
@@ -97,6 +99,7 @@ impl Direct {
             tx,
             rx,
             kinds: Vec::new(),
+            ignored: Vec::new(),
             incoming: Vec::new(),
             plain: Vec::with_capacity(2048),
             payload: Vec::with_capacity(2048),
@@ -108,6 +111,11 @@ impl Direct {
 
     pub fn set_kinds(&mut self, kinds: Vec<(u8, MediaKind)>) {
         self.kinds = kinds;
+    }
+
+    /// Drop packets of payload type `pt` from now on.
+    pub fn ignore(&mut self, pt: u8) {
+        self.ignored.push(pt);
     }
 
     /// Append the SRTP packets of one frame to `out`, all of one size but the last (one GSO
@@ -130,10 +138,15 @@ impl Direct {
         let mut segment = 0;
         let payload = &mut self.payload;
         for (i, part) in frame.chunks(chunk.max(1)).enumerate() {
-            let last = i + 1 == count;
+            // The marker ends a video frame; on audio it starts a talkspurt (RFC 3551 §4.1):
+            // the stream's first packet, as it has no silences.
+            let marker = match stream.kind {
+                MediaKind::Video => i + 1 == count,
+                MediaKind::Audio => stream.index == 0,
+            };
             let mut header = [0u8; RTP_HEADER + 8];
             header[0] = 0x80;
-            header[1] = stream.pt | if last { 0x80 } else { 0 };
+            header[1] = stream.pt | if marker { 0x80 } else { 0 };
             header[2..4].copy_from_slice(&(stream.index as u16).to_be_bytes());
             header[4..8].copy_from_slice(&rtp_time.to_be_bytes());
             header[8..12].copy_from_slice(&stream.ssrc.to_be_bytes());
@@ -186,6 +199,9 @@ impl Direct {
             .find(|(pt, _)| *pt == header.pt)
             .map(|(_, k)| *k)
         else {
+            if self.ignored.contains(&header.pt) {
+                return Received::Done;
+            }
             return Received::UnknownPt(header.pt);
         };
         let slot = match self.incoming.iter().position(|s| s.ssrc == header.ssrc) {
@@ -340,6 +356,88 @@ mod tests {
         );
         // Start bit of a later partition is not a frame start.
         assert_eq!(vp8_payload(&[0x11, 5]), Some((false, &[5u8][..])));
+    }
+
+    /// A frame packetized by one end is read back whole by the other: equal segments but the
+    /// last, the marker on the last, the start bit on the first, the transport-wide sequence
+    /// number in every packet.
+    #[test]
+    fn frames_round_trip_through_packets() {
+        let ((client_tx, client_rx), (server_tx, server_rx)) =
+            crate::srtp::test_pairs(str0m::crypto::dtls::SrtpProfile::AEAD_AES_128_GCM, 56);
+        let mut sender = Direct::new((client_tx, client_rx));
+        let mut receiver = Direct::new((server_tx, server_rx));
+        receiver.set_kinds(vec![(111, MediaKind::Audio), (96, MediaKind::Video)]);
+        let mut video = Outgoing {
+            ssrc: 7,
+            pt: 96,
+            kind: MediaKind::Video,
+            index: 65534, // rolls over inside the frame
+            twcc_id: Some(3),
+        };
+        let frame: Vec<u8> = (0..2500u32).map(|i| (i * 7) as u8).collect();
+        let mut out = Vec::new();
+        let segment = sender
+            .packetize(&mut video, 9000, &frame, &mut out)
+            .unwrap();
+        // 2500 bytes → 3 packets of 834, 834 and 832 bytes of VP8 (+1 descriptor, 20 header,
+        // 16 tag).
+        assert_eq!(segment, 834 + 1 + 20 + 16);
+        assert_eq!(out.len(), 2 * segment + 832 + 1 + 20 + 16);
+        let packets: Vec<&[u8]> = out.chunks(segment).collect();
+        for (i, p) in packets.iter().enumerate() {
+            assert_eq!(p[0], 0x90, "version 2 with an extension");
+            assert_eq!(p[1] & 0x80 != 0, i == 2, "marker on the last packet only");
+            assert_eq!(
+                &p[12..17],
+                &[0xbe, 0xde, 0, 1, 0x31],
+                "one-byte extension, id 3"
+            );
+            assert_eq!(
+                u16::from_be_bytes([p[17], p[18]]),
+                i as u16,
+                "transport-wide sequence"
+            );
+        }
+        let mut got = Vec::new();
+        for p in &packets {
+            assert_eq!(
+                receiver.receive(p, |kind, data| got.push((kind, data.to_vec()))),
+                Received::Done
+            );
+        }
+        assert_eq!(got, vec![(MediaKind::Video, frame.clone())]);
+        // A lost packet loses the frame, not more.
+        let mut again = Vec::new();
+        sender
+            .packetize(&mut video, 12000, &frame, &mut again)
+            .unwrap();
+        let mut got = Vec::new();
+        for (i, p) in again.chunks(segment).enumerate() {
+            if i != 1 {
+                receiver.receive(p, |kind, data| got.push((kind, data.to_vec())));
+            }
+        }
+        assert!(got.is_empty());
+        // Audio: one packet, the marker on the stream's first.
+        let mut audio = Outgoing {
+            ssrc: 8,
+            pt: 111,
+            kind: MediaKind::Audio,
+            index: 0,
+            twcc_id: None,
+        };
+        for n in 0..2u8 {
+            let mut out = Vec::new();
+            sender
+                .packetize(&mut audio, 960, &[n; 160], &mut out)
+                .unwrap();
+            assert_eq!(out[1] & 0x80 != 0, n == 0);
+            let mut got = Vec::new();
+            receiver.receive(&out, |kind, data| got.push((kind, data.to_vec())));
+            assert_eq!(got, vec![(MediaKind::Audio, vec![n; 160])]);
+        }
+        assert_eq!((receiver.received, receiver.rejected), (7, 0));
     }
 
     #[test]

@@ -141,6 +141,25 @@ impl DtlsInstance for Capturing {
     }
 }
 
+/// The contexts of both ends of one handshake, for tests: (client's tx, rx), (server's tx, rx).
+#[cfg(test)]
+pub(crate) fn test_pairs(profile: SrtpProfile, len: usize) -> ((Srtp, Srtp), (Srtp, Srtp)) {
+    let material: Vec<u8> = (0..len as u8).collect();
+    let side = |client| Keys {
+        material: material.clone(),
+        profile,
+        client,
+    };
+    let (client, server) = (side(true), side(false));
+    let pair = |keys: &Keys| {
+        (
+            Srtp::new(keys, true).unwrap(),
+            Srtp::new(keys, false).unwrap(),
+        )
+    };
+    (pair(&client), pair(&server))
+}
+
 /// SRTP key derivation labels (RFC 3711 §4.3.1).
 const LABEL_RTP_KEY: u8 = 0;
 const LABEL_RTP_AUTH: u8 = 1;

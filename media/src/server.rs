@@ -35,8 +35,10 @@ const COMMAND_QUEUE: usize = 1024;
 pub enum MediaServerError {
     #[error("cannot bind the media UDP socket to {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("{threads} media threads need UDP ports {first}–{first}+{last_offset}, past 65535", last_offset = threads - 1)]
+    #[error("{threads} media threads from UDP port {first} need ports past 65535")]
     PortRange { first: u16, threads: usize },
+    #[error("cannot start a media thread: {0}")]
+    Thread(io::Error),
 }
 
 enum ServerCommand {
@@ -153,54 +155,47 @@ impl MediaServer {
 
     /// Run every loop on a thread of its own ("vizit-media", "vizit-media-1", …) with a
     /// single-threaded runtime, its socket moved to it: the packet path never waits behind HTTP
-    /// handlers, database calls, another loop or anything else on a shared worker. The returned
-    /// future resolves when every loop has ended.
-    pub fn spawn(self) -> impl Future<Output = ()> + Send + 'static {
-        let finished: Vec<_> = self
-            .loops
-            .into_iter()
-            .enumerate()
-            .map(|(i, media_loop)| media_loop.spawn(i))
-            .collect();
-        async move {
+    /// handlers, database calls, another loop or anything else on a shared worker. Fails if a
+    /// thread or its runtime cannot be made (the loops already started stop once the handles are
+    /// dropped); the returned future resolves when every loop has ended.
+    pub fn spawn(self) -> Result<impl Future<Output = ()> + Send + 'static, MediaServerError> {
+        let mut finished = Vec::with_capacity(self.loops.len());
+        for (i, media_loop) in self.loops.into_iter().enumerate() {
+            finished.push(media_loop.spawn(i)?);
+        }
+        Ok(async move {
             for loop_finished in finished {
                 let _ = loop_finished.await;
             }
-        }
+        })
     }
 }
 
 impl MediaLoop {
-    fn spawn(self, index: usize) -> oneshot::Receiver<()> {
+    fn spawn(self, index: usize) -> Result<oneshot::Receiver<()>, MediaServerError> {
         let (done, finished) = oneshot::channel::<()>();
         let name = match index {
             0 => "vizit-media".to_owned(),
             i => format!("vizit-media-{i}"),
         };
-        let spawned = std::thread::Builder::new().name(name).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    error!(error = %e, "cannot start the media runtime");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                // Register the socket with this thread's reactor.
-                match self.socket.into_std().and_then(UdpSocket::from_std) {
-                    Ok(socket) => MediaLoop { socket, ..self }.run().await,
-                    Err(e) => error!(error = %e, "cannot move the media socket to its thread"),
-                }
-            });
-            drop(done);
-        });
-        if let Err(e) = &spawned {
-            error!(error = %e, "cannot start the media thread");
-        }
-        finished
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(MediaServerError::Thread)?;
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                runtime.block_on(async move {
+                    // Register the socket with this thread's reactor.
+                    match self.socket.into_std().and_then(UdpSocket::from_std) {
+                        Ok(socket) => MediaLoop { socket, ..self }.run().await,
+                        Err(e) => error!(error = %e, "cannot move the media socket to its thread"),
+                    }
+                });
+                drop(done);
+            })
+            .map_err(MediaServerError::Thread)?;
+        Ok(finished)
     }
 
     /// Run until a shutdown command (or every handle dropped). On shutdown every participant gets
@@ -356,11 +351,13 @@ impl MediaLoop {
     }
 }
 
-/// FNV-1a of the room id: a room maps to the same loop in every process and every version.
+/// FNV-1a of the room id, its high half folded into the low one (FNV's low bits depend only on
+/// the bytes' low bits): a room maps to the same loop in every process and every version.
 fn room_hash(room: &RoomId) -> u64 {
-    room.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+    let h = room.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+    });
+    h ^ (h >> 32)
 }
 
 /// Consecutive datagrams to one destination, sent in one system call with UDP segmentation
@@ -477,11 +474,6 @@ impl MediaHandle {
     /// The first loop's socket address.
     pub fn local_addr(&self) -> SocketAddr {
         self.loops[0].local_addr
-    }
-
-    /// The first loop's address announced to browsers as the ICE candidate.
-    pub fn announced_addr(&self) -> SocketAddr {
-        self.loops[0].announced
     }
 
     /// Every loop's announced address: the UDP ports browsers send media to.
@@ -615,23 +607,33 @@ impl MediaHandle {
             .map(|_| ())
     }
 
-    /// The counters of every loop; `None` if the media server has stopped.
+    /// The counters of every loop that runs; `None` if none does (the media server stopped).
     pub async fn metrics(&self) -> Option<Metrics> {
-        let mut total = Metrics::default();
+        let mut replies = Vec::with_capacity(self.loops.len());
         for media_loop in self.loops.iter() {
             let (reply, reply_rx) = oneshot::channel();
-            media_loop
+            if media_loop
                 .commands
                 .send(ServerCommand::Metrics(reply))
                 .await
-                .ok()?;
-            total.merge(reply_rx.await.ok()?);
+                .is_ok()
+            {
+                replies.push(reply_rx);
+            }
         }
-        Some(total)
+        let mut total: Option<Metrics> = None;
+        for reply in replies {
+            if let Ok(metrics) = reply.await {
+                total.get_or_insert_default().merge(metrics);
+            }
+        }
+        total
     }
 
-    /// Tell every participant the server is stopping, close the rooms, stop every loop.
+    /// Tell every participant the server is stopping, close the rooms, stop every loop: every
+    /// loop is told first, then all are awaited.
     pub async fn shutdown(&self) {
+        let mut replies = Vec::with_capacity(self.loops.len());
         for media_loop in self.loops.iter() {
             let (reply, reply_rx) = oneshot::channel();
             if media_loop
@@ -640,8 +642,11 @@ impl MediaHandle {
                 .await
                 .is_ok()
             {
-                let _ = reply_rx.await;
+                replies.push(reply_rx);
             }
+        }
+        for reply in replies {
+            let _ = reply.await;
         }
     }
 }
