@@ -340,5 +340,12 @@ async fn media_threads_each_carry_whole_rooms() {
     let (status, metrics) = app.get("/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("\nvizit_rooms 4\n"), "{metrics}");
+    for loop_number in 0..2 {
+        // Two rooms of two people in each loop.
+        let rooms = format!("\nvizit_media_loop_rooms{{loop=\"{loop_number}\"}} 2\n");
+        let people = format!("\nvizit_media_loop_participants{{loop=\"{loop_number}\"}} 4\n");
+        assert!(metrics.contains(&rooms), "{metrics}");
+        assert!(metrics.contains(&people), "{metrics}");
+    }
     app.stop().await;
 }

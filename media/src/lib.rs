@@ -33,7 +33,7 @@ mod server;
 mod sfu;
 
 pub use ids::{ParticipantId, RoomId};
-pub use metrics::{Metrics, RoomMetrics};
+pub use metrics::{LoopLoad, Metrics, RoomMetrics};
 pub use participant::{ParticipantInfo, ParticipantKey, Role, TrackKind};
 pub use recording::{
     MediaTap, RecordingError, RecordingMode, RecordingPhase, RecordingStatus, RoomEvent,

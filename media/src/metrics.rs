@@ -42,11 +42,28 @@ pub struct Metrics {
     pub total: RoomMetrics,
     /// Rooms that exist now.
     pub rooms: BTreeMap<RoomId, RoomMetrics>,
+    /// Rooms and participants now in each media loop that answered, by loop number
+    /// (`media.threads`): how evenly the rooms are spread.
+    pub loops: BTreeMap<usize, LoopLoad>,
+}
+
+/// What one media loop carries now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopLoad {
+    pub rooms: u64,
+    pub participants: u64,
 }
 
 impl Metrics {
-    /// Add the counters of another loop of the same node (its rooms are other rooms).
-    pub(crate) fn merge(&mut self, other: Metrics) {
+    /// Add the counters of loop `index` of the same node (its rooms are other rooms).
+    pub(crate) fn merge(&mut self, index: usize, other: Metrics) {
+        self.loops.insert(
+            index,
+            LoopLoad {
+                rooms: other.rooms.len() as u64,
+                participants: other.total.participants,
+            },
+        );
         self.total.add(&other.total);
         self.total.participants += other.total.participants;
         self.rooms.extend(other.rooms);
@@ -61,6 +78,26 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE vizit_rooms gauge");
         let _ = writeln!(out, "vizit_rooms {}", self.rooms.len());
+        type LoopField = fn(&LoopLoad) -> u64;
+        let loop_families: [(&str, &str, LoopField); 2] = [
+            (
+                "vizit_media_loop_rooms",
+                "Rooms in each media loop (media.threads).",
+                |l| l.rooms,
+            ),
+            (
+                "vizit_media_loop_participants",
+                "Participants in each media loop (media.threads).",
+                |l| l.participants,
+            ),
+        ];
+        for (name, help, field) in loop_families.iter().filter(|_| !self.loops.is_empty()) {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (index, load) in &self.loops {
+                let _ = writeln!(out, "{name}{{loop=\"{index}\"}} {}", field(load));
+            }
+        }
 
         type Field = fn(&RoomMetrics) -> u64;
         let families: [(&str, &str, &str, Field); 7] = [
@@ -147,8 +184,23 @@ mod tests {
                 ..Default::default()
             },
         );
+        metrics.loops.insert(
+            1,
+            LoopLoad {
+                rooms: 1,
+                participants: 2,
+            },
+        );
         let text = metrics.to_prometheus();
         assert!(text.contains("\nvizit_packets_in_total 7\n"), "{text}");
+        assert!(
+            text.contains("\nvizit_media_loop_rooms{loop=\"1\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nvizit_media_loop_participants{loop=\"1\"} 2\n"),
+            "{text}"
+        );
         assert!(
             text.contains("vizit_packets_in_total{room=\"a\\\"b\"} 7\n"),
             "{text}"

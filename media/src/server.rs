@@ -610,7 +610,7 @@ impl MediaHandle {
     /// The counters of every loop that runs; `None` if none does (the media server stopped).
     pub async fn metrics(&self) -> Option<Metrics> {
         let mut replies = Vec::with_capacity(self.loops.len());
-        for media_loop in self.loops.iter() {
+        for (index, media_loop) in self.loops.iter().enumerate() {
             let (reply, reply_rx) = oneshot::channel();
             if media_loop
                 .commands
@@ -618,13 +618,13 @@ impl MediaHandle {
                 .await
                 .is_ok()
             {
-                replies.push(reply_rx);
+                replies.push((index, reply_rx));
             }
         }
         let mut total: Option<Metrics> = None;
-        for reply in replies {
+        for (index, reply) in replies {
             if let Ok(metrics) = reply.await {
-                total.get_or_insert_default().merge(metrics);
+                total.get_or_insert_default().merge(index, metrics);
             }
         }
         total

@@ -881,7 +881,12 @@ impl Sfu {
             total.participants += room.metrics.participants;
             rooms.insert(id.clone(), room.metrics.clone());
         }
-        Metrics { total, rooms }
+        Metrics {
+            total,
+            rooms,
+            // Filled by the node, which knows which loop this is.
+            loops: BTreeMap::new(),
+        }
     }
 
     /// Drain every dirty Transport, propagating what concerns the others, until all are idle.
