@@ -266,7 +266,7 @@ impl Application {
     /// Serve until `stop` resolves, then drain: every participant is told, rooms close, the
     /// listeners stop.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let media_task = tokio::spawn(self.media.spawn().context("media")?);
+        let media_task = tokio::spawn(self.media.spawn().await.context("media")?);
         let events_task = tokio::spawn(vizit_api::recordings::live::run_room_events(
             self.api.clone(),
             self.room_events,

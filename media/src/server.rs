@@ -12,7 +12,7 @@ use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::participant::ParticipantKey;
 use crate::{
@@ -155,13 +155,16 @@ impl MediaServer {
 
     /// Run every loop on a thread of its own ("vizit-media", "vizit-media-1", …) with a
     /// single-threaded runtime, its socket moved to it: the packet path never waits behind HTTP
-    /// handlers, database calls, another loop or anything else on a shared worker. Fails if a
-    /// thread or its runtime cannot be made (the loops already started stop once the handles are
-    /// dropped); the returned future resolves when every loop has ended.
-    pub fn spawn(self) -> Result<impl Future<Output = ()> + Send + 'static, MediaServerError> {
+    /// handlers, database calls, another loop or anything else on a shared worker. Resolves once
+    /// every loop runs, or fails if a thread, its runtime or its socket could not be set up (the
+    /// loops already started stop once the handles are dropped); the future it returns resolves
+    /// when every loop has ended.
+    pub async fn spawn(
+        self,
+    ) -> Result<impl Future<Output = ()> + Send + 'static, MediaServerError> {
         let mut finished = Vec::with_capacity(self.loops.len());
         for (i, media_loop) in self.loops.into_iter().enumerate() {
-            finished.push(media_loop.spawn(i)?);
+            finished.push(media_loop.spawn(i).await?);
         }
         Ok(async move {
             for loop_finished in finished {
@@ -172,29 +175,52 @@ impl MediaServer {
 }
 
 impl MediaLoop {
-    fn spawn(self, index: usize) -> Result<oneshot::Receiver<()>, MediaServerError> {
+    /// Start the loop's thread; resolves once it runs. The returned receiver resolves when it
+    /// has ended.
+    async fn spawn(self, index: usize) -> Result<oneshot::Receiver<()>, MediaServerError> {
         let (done, finished) = oneshot::channel::<()>();
+        let (started, ready) = oneshot::channel::<io::Result<()>>();
         let name = match index {
             0 => "vizit-media".to_owned(),
             i => format!("vizit-media-{i}"),
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(MediaServerError::Thread)?;
         std::thread::Builder::new()
             .name(name)
             .spawn(move || {
+                // Made here, so it is dropped here too (never inside another runtime).
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
                 runtime.block_on(async move {
                     // Register the socket with this thread's reactor.
                     match self.socket.into_std().and_then(UdpSocket::from_std) {
-                        Ok(socket) => MediaLoop { socket, ..self }.run().await,
-                        Err(e) => error!(error = %e, "cannot move the media socket to its thread"),
+                        Ok(socket) => {
+                            let _ = started.send(Ok(()));
+                            MediaLoop { socket, ..self }.run().await;
+                        }
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                        }
                     }
                 });
                 drop(done);
             })
             .map_err(MediaServerError::Thread)?;
+        match ready.await {
+            Ok(result) => result.map_err(MediaServerError::Thread)?,
+            Err(_) => {
+                return Err(MediaServerError::Thread(io::Error::other(
+                    "the media thread ended before its loop started",
+                )));
+            }
+        }
         Ok(finished)
     }
 
