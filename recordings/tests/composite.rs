@@ -12,12 +12,12 @@ use gstreamer_app as gst_app;
 use vizit_recordings::composite::{Input, TILE, compose};
 use vizit_recordings::pipeline::ParticipantRecorder;
 
-/// Record `seconds` of a live test pattern into a WebM.
 /// A participant file starting `offset` after the call began.
 fn input((path, offset): (std::path::PathBuf, Duration)) -> Input {
     Input { path, offset }
 }
 
+/// Record `seconds` of a live test pattern into a WebM.
 fn record(path: &std::path::Path, pattern: &'static str, seconds: u32) {
     let mut rec = ParticipantRecorder::new(path).unwrap();
     let start = std::time::Instant::now();
