@@ -91,7 +91,7 @@ impl Metrics {
                 |l| l.participants,
             ),
         ];
-        for (name, help, field) in loop_families.iter().filter(|_| !self.loops.is_empty()) {
+        for (name, help, field) in loop_families {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
             for (index, load) in &self.loops {

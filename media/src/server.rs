@@ -509,9 +509,6 @@ impl MediaHandle {
 
     /// The loop of a room: the same for everyone who joins it.
     fn loop_of_room(&self, room: &RoomId) -> &LoopHandle {
-        if self.loops.len() == 1 {
-            return &self.loops[0];
-        }
         &self.loops[(room_hash(room) % self.loops.len() as u64) as usize]
     }
 
@@ -633,25 +630,33 @@ impl MediaHandle {
             .map(|_| ())
     }
 
-    /// The counters of every loop that runs; `None` if none does (the media server stopped).
-    pub async fn metrics(&self) -> Option<Metrics> {
-        let mut replies = Vec::with_capacity(self.loops.len());
+    /// Send every running loop the command `ask` makes, all before waiting for any; returns
+    /// the replies that came, with the loop's number.
+    async fn ask_every_loop<T>(
+        &self,
+        ask: impl Fn(oneshot::Sender<T>) -> ServerCommand,
+    ) -> Vec<(usize, T)> {
+        let mut pending = Vec::with_capacity(self.loops.len());
         for (index, media_loop) in self.loops.iter().enumerate() {
             let (reply, reply_rx) = oneshot::channel();
-            if media_loop
-                .commands
-                .send(ServerCommand::Metrics(reply))
-                .await
-                .is_ok()
-            {
-                replies.push((index, reply_rx));
+            if media_loop.commands.send(ask(reply)).await.is_ok() {
+                pending.push((index, reply_rx));
             }
         }
-        let mut total: Option<Metrics> = None;
-        for (index, reply) in replies {
-            if let Ok(metrics) = reply.await {
-                total.get_or_insert_default().merge(index, metrics);
+        let mut replies = Vec::with_capacity(pending.len());
+        for (index, reply) in pending {
+            if let Ok(value) = reply.await {
+                replies.push((index, value));
             }
+        }
+        replies
+    }
+
+    /// The counters of every loop that runs; `None` if none does (the media server stopped).
+    pub async fn metrics(&self) -> Option<Metrics> {
+        let mut total: Option<Metrics> = None;
+        for (index, metrics) in self.ask_every_loop(ServerCommand::Metrics).await {
+            total.get_or_insert_default().merge(index, metrics);
         }
         total
     }
@@ -659,21 +664,7 @@ impl MediaHandle {
     /// Tell every participant the server is stopping, close the rooms, stop every loop: every
     /// loop is told first, then all are awaited.
     pub async fn shutdown(&self) {
-        let mut replies = Vec::with_capacity(self.loops.len());
-        for media_loop in self.loops.iter() {
-            let (reply, reply_rx) = oneshot::channel();
-            if media_loop
-                .commands
-                .send(ServerCommand::Shutdown(reply))
-                .await
-                .is_ok()
-            {
-                replies.push(reply_rx);
-            }
-        }
-        for reply in replies {
-            let _ = reply.await;
-        }
+        self.ask_every_loop(ServerCommand::Shutdown).await;
     }
 }
 
