@@ -645,8 +645,8 @@ impl Leg {
         }
     }
 
-    /// The media path, once the DTLS handshake has exported its keys.
-    fn direct(&mut self) -> anyhow::Result<Option<&mut rtp::Direct>> {
+    /// Set up the media path once the DTLS handshake has exported its keys.
+    fn start_direct(&mut self) -> anyhow::Result<()> {
         if self.direct.is_none()
             && let Some(contexts) = self.keys.srtp()?
         {
@@ -654,7 +654,7 @@ impl Leg {
             direct.set_kinds(kinds(&self.rtc));
             self.direct = Some(direct);
         }
-        Ok(self.direct.as_mut())
+        Ok(())
     }
 
     /// Send one frame on the track `mid`: its packets in one GSO system call where the kernel
@@ -710,10 +710,10 @@ impl Leg {
         let Some(destination) = self.remote else {
             bail!("connected without a remote address");
         };
-        if self.direct()?.is_none() {
+        self.start_direct()?;
+        let Some(direct) = self.direct.as_mut() else {
             bail!("connected without SRTP keys");
-        }
-        let direct = self.direct.as_mut().expect("checked above");
+        };
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
         let segment =
@@ -801,30 +801,21 @@ impl Leg {
         datagram: &[u8],
         on_media: &mut impl FnMut(Option<MediaKind>, &[u8]),
     ) -> anyhow::Result<()> {
-        if self.direct()?.is_some() {
-            let mut received = self
-                .direct
-                .as_mut()
-                .map(|d| d.receive(datagram, |kind, frame| on_media(Some(kind), frame)));
-            if let Some(rtp::Received::UnknownPt(pt)) = received {
+        self.start_direct()?;
+        if let Some(direct) = self.direct.as_mut() {
+            let mut on_frame = |kind, frame: &[u8]| on_media(Some(kind), frame);
+            let mut received = direct.receive(datagram, &mut on_frame);
+            if let rtp::Received::UnknownPt(pt) = received {
                 // The other side's payload types may have come with a later offer; one that is
                 // still unknown is not media (retransmission, padding) and is ignored from then.
-                let kinds = kinds(&self.rtc);
-                received = self.direct.as_mut().map(|d| {
-                    d.set_kinds(kinds);
-                    match d.receive(datagram, |kind, frame| on_media(Some(kind), frame)) {
-                        rtp::Received::UnknownPt(_) => {
-                            d.ignore(pt);
-                            rtp::Received::Done
-                        }
-                        other => other,
-                    }
-                });
+                direct.set_kinds(kinds(&self.rtc));
+                received = direct.receive(datagram, &mut on_frame);
+                if received == rtp::Received::UnknownPt(pt) {
+                    direct.ignore(pt);
+                }
             }
-            match received {
-                Some(rtp::Received::NotRtp) | None => {}
-                // Handled, or a payload type that is not media (retransmission, padding).
-                Some(_) => return Ok(()),
+            if received != rtp::Received::NotRtp {
+                return Ok(());
             }
         }
         if let Ok(contents) = datagram.try_into() {

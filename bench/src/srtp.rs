@@ -176,14 +176,51 @@ enum Cipher {
         salt: [u8; Aes128CmSha1_80::SALT_LEN],
         aes: Box<dyn Aes128CmSha1_80Cipher>,
     },
-    Gcm128 {
+    /// AEAD-AES-GCM with a 128- or 256-bit key: the same salt, IV and tag (RFC 7714).
+    Gcm {
         salt: [u8; AeadAes128Gcm::SALT_LEN],
-        aes: Box<dyn AeadAes128GcmCipher>,
+        aes: Gcm,
     },
-    Gcm256 {
-        salt: [u8; AeadAes256Gcm::SALT_LEN],
-        aes: Box<dyn AeadAes256GcmCipher>,
-    },
+}
+
+enum Gcm {
+    Aes128(Box<dyn AeadAes128GcmCipher>),
+    Aes256(Box<dyn AeadAes256GcmCipher>),
+}
+
+impl Gcm {
+    fn encrypt(
+        &mut self,
+        iv: &[u8; 12],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<(), str0m::crypto::CryptoError> {
+        match self {
+            Gcm::Aes128(aes) => aes.encrypt(iv, aad, input, output),
+            Gcm::Aes256(aes) => aes.encrypt(iv, aad, input, output),
+        }
+    }
+
+    fn decrypt(
+        &mut self,
+        iv: &[u8; 12],
+        aads: &[&[u8]],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, str0m::crypto::CryptoError> {
+        match self {
+            Gcm::Aes128(aes) => aes.decrypt(iv, aads, input, output),
+            Gcm::Aes256(aes) => aes.decrypt(iv, aads, input, output),
+        }
+    }
+}
+
+/// HMAC-SHA1 of the provider, for AES-CM's authentication tag.
+fn sha1_hmac(key: &[u8], payloads: &[&[u8]]) -> [u8; 20] {
+    default_provider()
+        .sha1_hmac_provider
+        .sha1_hmac(key, payloads)
 }
 
 impl Srtp {
@@ -225,20 +262,22 @@ impl Srtp {
             }
             SrtpProfile::AEAD_AES_128_GCM => {
                 let (master, master_salt) = split(AeadAes128Gcm::KEY_LEN, AeadAes128Gcm::SALT_LEN)?;
-                Cipher::Gcm128 {
+                Cipher::Gcm {
                     salt: derive(master, master_salt, LABEL_RTP_SALT),
-                    aes: srtp
-                        .aead_aes_128_gcm()
-                        .create_cipher(derive(master, master_salt, LABEL_RTP_KEY), tx),
+                    aes: Gcm::Aes128(
+                        srtp.aead_aes_128_gcm()
+                            .create_cipher(derive(master, master_salt, LABEL_RTP_KEY), tx),
+                    ),
                 }
             }
             SrtpProfile::AEAD_AES_256_GCM => {
                 let (master, master_salt) = split(AeadAes256Gcm::KEY_LEN, AeadAes256Gcm::SALT_LEN)?;
-                Cipher::Gcm256 {
+                Cipher::Gcm {
                     salt: derive(master, master_salt, LABEL_RTP_SALT),
-                    aes: srtp
-                        .aead_aes_256_gcm()
-                        .create_cipher(derive(master, master_salt, LABEL_RTP_KEY), tx),
+                    aes: Gcm::Aes256(
+                        srtp.aead_aes_256_gcm()
+                            .create_cipher(derive(master, master_salt, LABEL_RTP_KEY), tx),
+                    ),
                 }
             }
             other => anyhow::bail!("SRTP profile {other:?} is not supported"),
@@ -250,8 +289,7 @@ impl Srtp {
     pub(crate) fn overhead(&self) -> usize {
         match self.cipher {
             Cipher::Cm { .. } => Aes128CmSha1_80::HMAC_TAG_LEN,
-            Cipher::Gcm128 { .. } => AeadAes128Gcm::TAG_LEN,
-            Cipher::Gcm256 { .. } => AeadAes256Gcm::TAG_LEN,
+            Cipher::Gcm { .. } => AeadAes128Gcm::TAG_LEN,
         }
     }
 
@@ -274,17 +312,12 @@ impl Srtp {
             Cipher::Cm { auth, salt, aes } => {
                 let iv = Aes128CmSha1_80::rtp_iv(*salt, ssrc, index);
                 aes.encrypt(&iv, payload, &mut out[body..body + payload.len()])?;
-                let hmac =
-                    |k: &[u8], p: &[&[u8]]| default_provider().sha1_hmac_provider.sha1_hmac(k, p);
                 let tag_at = body + payload.len() - start;
-                Aes128CmSha1_80::rtp_hmac(hmac, auth, &mut out[start..], index, tag_at);
+                Aes128CmSha1_80::rtp_hmac(sha1_hmac, auth, &mut out[start..], index, tag_at);
             }
-            Cipher::Gcm128 { salt, aes } => {
+            Cipher::Gcm { salt, aes } => {
+                // The same IV for both key sizes (RFC 7714 §8.1).
                 let iv = AeadAes128Gcm::rtp_iv(*salt, ssrc, roc, seq);
-                aes.encrypt(&iv, header, payload, &mut out[body..])?;
-            }
-            Cipher::Gcm256 { salt, aes } => {
-                let iv = AeadAes256Gcm::rtp_iv(*salt, ssrc, roc, seq);
                 aes.encrypt(&iv, header, payload, &mut out[body..])?;
             }
         }
@@ -312,21 +345,15 @@ impl Srtp {
         let (roc, seq) = ((index >> 16) as u32, index as u16);
         match &mut self.cipher {
             Cipher::Cm { auth, salt, aes } => {
-                let hmac =
-                    |k: &[u8], p: &[&[u8]]| default_provider().sha1_hmac_provider.sha1_hmac(k, p);
                 let (signed, tag) = packet.split_at(packet.len() - overhead);
-                if !Aes128CmSha1_80::rtp_verify(hmac, auth, signed, index, tag) {
+                if !Aes128CmSha1_80::rtp_verify(sha1_hmac, auth, signed, index, tag) {
                     return None;
                 }
                 let iv = Aes128CmSha1_80::rtp_iv(*salt, ssrc, index);
                 aes.decrypt(&iv, &rest[..payload_len], out).ok()?;
             }
-            Cipher::Gcm128 { salt, aes } => {
+            Cipher::Gcm { salt, aes } => {
                 let iv = AeadAes128Gcm::rtp_iv(*salt, ssrc, roc, seq);
-                aes.decrypt(&iv, &[header], rest, out).ok()?;
-            }
-            Cipher::Gcm256 { salt, aes } => {
-                let iv = AeadAes256Gcm::rtp_iv(*salt, ssrc, roc, seq);
                 aes.decrypt(&iv, &[header], rest, out).ok()?;
             }
         }
