@@ -449,6 +449,7 @@ fn main() -> anyhow::Result<()> {
             };
             let datagrams = report.datagrams_in;
             let media = report.media_packets_in;
+            let rss = rss_mib(c.pid);
             let row = format!(
                 "| {rooms} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {:.0} |\n",
                 c.name,
@@ -464,7 +465,7 @@ fn main() -> anyhow::Result<()> {
                     0.0
                 },
                 media as f64 / elapsed,
-                rss_mib(c.pid),
+                rss,
                 report.failed_peers,
                 own / elapsed * 100.0,
             );
@@ -484,7 +485,7 @@ fn main() -> anyhow::Result<()> {
                 report.p99_ms,
                 report.max_ms,
                 report.jitter_ms,
-                rss_mib(c.pid),
+                rss,
                 report.failed_peers,
             ));
             if report.loss_percent() > 0.1 || report.p99_ms > 50.0 || report.failed_peers > 0 {
