@@ -13,6 +13,8 @@
 //!   with Producers (inbound tracks) and Consumers (another participant's track forwarded to it).
 //! - `recording.rs` — consent and recording per room; the [`MediaTap`] that hands forwarded
 //!   frames to the recorder (which lives outside the SFU, behind [`TapFactory`]).
+//! - `assembler.rs` — media is forwarded packet by packet (str0m's RTP mode); while a room is
+//!   recorded, each track's packets are also reordered and depacketized into frames for the tap.
 //! - [`Metrics`] (`metrics.rs`) — counters per room and in total, rendered as Prometheus text.
 //!
 //! # Invariants
@@ -24,6 +26,7 @@
 //! - A room is recorded only while both a doctor and a patient have consented; the media loop
 //!   never waits for the recorder.
 
+mod assembler;
 mod ids;
 mod metrics;
 mod participant;

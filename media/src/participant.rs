@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::format::PayloadParams;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
+
+use crate::assembler::FrameAssembler;
 
 use crate::{ParticipantId, RoomId};
 
@@ -108,6 +111,11 @@ pub(crate) struct Producer {
     /// While the room is recorded: a keyframe of this track reached the recorder (until then
     /// the recorder cannot start the video, and keyframes are asked for).
     pub recorded_keyframe: bool,
+    /// While the room is recorded: puts the forwarded packets together into frames.
+    pub assembler: Option<FrameAssembler>,
+    /// The codec of the last payload type seen (the sender's negotiation), so the codec list is
+    /// not searched for every packet.
+    pub last_params: Option<PayloadParams>,
 }
 
 impl Producer {
@@ -121,7 +129,19 @@ impl Producer {
             received: 0,
             reported_lost: 0,
             recorded_keyframe: false,
+            assembler: None,
+            last_params: None,
         }
+    }
+
+    /// The codec of a payload type of this track, as the sender negotiated it.
+    pub fn params(&mut self, rtc: &Rtc, pt: Pt) -> Option<PayloadParams> {
+        if let Some(params) = self.last_params.filter(|p| p.pt() == pt) {
+            return Some(params);
+        }
+        let params = rtc.codec_config().params().iter().find(|p| p.pt() == pt)?;
+        self.last_params = Some(*params);
+        Some(*params)
     }
 
     /// Account for the packets of one depacketized frame; returns newly detected lost packets.
@@ -159,6 +179,24 @@ pub(crate) struct Consumer {
     pub source_mid: Mid,
     pub kind: MediaKind,
     pub state: ConsumerState,
+    /// Subtracted from the source's extended sequence numbers: the receiver's stream starts in
+    /// the first roll-over period (its SRTP context assumes so), however long the source ran.
+    pub seq_base: Option<u64>,
+    /// The receiver's payload type for the source's last one.
+    pub pt_map: Option<(Pt, Pt)>,
+}
+
+impl Consumer {
+    pub fn new(source: ParticipantKey, source_mid: Mid, kind: MediaKind) -> Self {
+        Consumer {
+            source,
+            source_mid,
+            kind,
+            state: ConsumerState::ToOpen,
+            seq_base: None,
+            pt_map: None,
+        }
+    }
 }
 
 pub(crate) struct Participant {
@@ -206,19 +244,20 @@ impl Participant {
         {
             return false;
         }
-        let Some(mut writer) = self.rtc.writer(mid) else {
-            return false;
-        };
-        let kind = if writer.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+        // PLI where negotiated, else FIR (RFC 4585, RFC 5104), as str0m's writer chooses.
+        let params = self.rtc.codec_config().params();
+        let kind = if params.iter().any(|p| p.fb_pli()) {
             KeyframeRequestKind::Pli
-        } else if writer.is_request_keyframe_possible(KeyframeRequestKind::Fir) {
+        } else if params.iter().any(|p| p.fb_fir()) {
             KeyframeRequestKind::Fir
         } else {
             return false;
         };
-        if writer.request_keyframe(None, kind).is_err() {
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_rx_by_mid(mid, None) else {
             return false;
-        }
+        };
+        stream.request_keyframe(kind);
         producer.last_keyframe_request = Some(now);
         true
     }

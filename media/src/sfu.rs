@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::media::{MediaData, MediaKind, Mid};
+use str0m::media::{MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
-use crate::participant::{ConsumerState, Participant, ParticipantKey, Producer};
+use crate::assembler::{FrameAssembler, Packet};
+use crate::participant::{Consumer, ConsumerState, Participant, ParticipantKey, Producer};
 use crate::recording::{
     RecordingError, RecordingMode, RecordingStatus, RoomEvent, StopReason, TapFactory, TapFrame,
 };
@@ -217,12 +219,13 @@ pub struct Transmit {
 }
 
 /// Something a participant's Transport produced that concerns other participants.
-// Media frames dominate and are moved once; boxing them would allocate per frame.
+// Media packets dominate and are moved once; boxing them would allocate per packet.
 #[allow(clippy::large_enum_variant)]
 enum Propagated {
     ProducerAdded(Mid, MediaKind),
     ProducerRemoved,
-    Media(MediaData),
+    /// A media packet of the producer on this mid.
+    Rtp(Mid, RtpPacket),
     /// The receiver asked for a keyframe on one of its consumer mids.
     KeyframeRequest(Mid),
 }
@@ -334,7 +337,12 @@ impl Sfu {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            .enable_h264(true);
+            .enable_h264(true)
+            // Packets are forwarded as they come, not depacketized into frames and packetized
+            // again: each receiver's jitter buffer orders them, str0m still answers NACKs from
+            // its retransmission buffer, sends receiver and sender reports and congestion
+            // feedback. The recorder puts frames together itself (assembler.rs).
+            .set_rtp_mode(true);
         // Browsers send RTCP every second or so; a retransmission buffer of 1 s is ample for NACK.
         config = config.set_send_buffer_video(1000);
         let mut rtc = config.build(now);
@@ -364,12 +372,7 @@ impl Sfu {
         for other in room.members.iter().filter(|k| **k != key) {
             if let Some(p) = self.participants.get(other) {
                 for producer in &p.producers {
-                    consumers.push(crate::participant::Consumer {
-                        source: *other,
-                        source_mid: producer.mid,
-                        kind: producer.kind,
-                        state: ConsumerState::ToOpen,
-                    });
+                    consumers.push(Consumer::new(*other, producer.mid, producer.kind));
                 }
             }
         }
@@ -996,7 +999,12 @@ impl Sfu {
                             out.push(Propagated::ProducerAdded(changed.mid, kind));
                         }
                     }
-                    Event::MediaData(data) => out.push(Propagated::Media(data)),
+                    Event::RtpPacket(packet) => {
+                        let ssrc = packet.header.ssrc;
+                        if let Some(mid) = p.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) {
+                            out.push(Propagated::Rtp(mid, packet));
+                        }
+                    }
                     Event::KeyframeRequest(req) => out.push(Propagated::KeyframeRequest(req.mid)),
                     Event::IceConnectionStateChange(state) => {
                         debug!(participant = %p.info.id, ?state, "ICE state");
@@ -1035,12 +1043,7 @@ impl Sfu {
             Propagated::ProducerAdded(mid, kind) => {
                 for &other in &others {
                     if let Some(p) = self.participants.get_mut(&other) {
-                        p.consumers.push(crate::participant::Consumer {
-                            source: origin,
-                            source_mid: mid,
-                            kind,
-                            state: ConsumerState::ToOpen,
-                        });
+                        p.consumers.push(Consumer::new(origin, mid, kind));
                     }
                     self.needs_offer(other);
                 }
@@ -1050,7 +1053,9 @@ impl Sfu {
                     self.needs_offer(other);
                 }
             }
-            Propagated::Media(data) => self.forward(now, origin, &room_id, &others, data),
+            Propagated::Rtp(mid, packet) => {
+                self.forward(now, origin, &room_id, &others, mid, packet)
+            }
             Propagated::KeyframeRequest(mid) => {
                 let source = self.participants.get(&origin).and_then(|p| {
                     p.consumers.iter().find_map(|c| match c.state {
@@ -1072,77 +1077,127 @@ impl Sfu {
         origin: ParticipantKey,
         room_id: &RoomId,
         others: &[ParticipantKey],
-        data: MediaData,
+        mid: Mid,
+        packet: RtpPacket,
     ) {
-        let mut lost = 0;
-        let mut wants_keyframe = false;
-        if let Some(p) = self.participants.get_mut(&origin) {
-            if let Some(producer) = p.producer_mut(data.mid) {
-                lost = producer.account(**data.seq_range.start(), **data.seq_range.end());
-            }
-            wants_keyframe = !data.contiguous;
-        }
-        if lost > 0
-            && let Some(room) = self.rooms.get_mut(room_id)
-        {
-            room.metrics.packets_lost += lost;
-        }
-        if wants_keyframe {
-            // A gap in the video stream: the receivers cannot decode until the next keyframe.
-            self.request_keyframe(now, origin, data.mid);
-        }
+        let seq = *packet.seq_no;
+        let Some(p) = self.participants.get_mut(&origin) else {
+            return;
+        };
+        let Some(producer) = p.producers.iter_mut().find(|pr| pr.mid == mid) else {
+            return;
+        };
+        let Some(params) = producer.params(&p.rtc, packet.header.payload_type) else {
+            trace!(participant = %p.info.id, "a payload type the sender did not negotiate");
+            return;
+        };
+        let lost = producer.account(seq, seq);
+        let kind = producer.kind;
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        room.metrics.packets_lost += lost;
+
+        // The recorder takes whole frames.
         let mut recorder_needs_keyframe = false;
-        if let (Some(room), Some(p)) = (
-            self.rooms.get_mut(room_id),
-            self.participants.get_mut(&origin),
-        ) && let Some(tap) = room.recording.tap.as_mut()
-        {
-            if let Some(producer) = p.producer_mut(data.mid)
-                && producer.kind == MediaKind::Video
-                && !producer.recorded_keyframe
-            {
-                producer.recorded_keyframe = data.is_keyframe();
-                recorder_needs_keyframe = !producer.recorded_keyframe;
+        match room.recording.tap.as_mut() {
+            Some(tap) => {
+                let codec = params.spec().codec.into();
+                if producer.assembler.is_none() {
+                    producer.assembler = FrameAssembler::new(codec);
+                }
+                if let Some(assembler) = producer.assembler.as_mut() {
+                    let mut frames = Vec::new();
+                    assembler.push(
+                        Packet {
+                            seq,
+                            time: packet.time.numer(),
+                            marker: packet.header.marker,
+                            arrival: packet.timestamp,
+                            payload: packet.payload.clone(),
+                        },
+                        &mut frames,
+                    );
+                    for frame in frames {
+                        if kind == MediaKind::Video {
+                            // After a gap the recorder waits for a keyframe again.
+                            producer.recorded_keyframe =
+                                frame.keyframe || (producer.recorded_keyframe && frame.contiguous);
+                            recorder_needs_keyframe = !producer.recorded_keyframe;
+                        }
+                        tap.frame(
+                            &p.info,
+                            TapFrame {
+                                transport: origin,
+                                kind: TrackKind::from(kind),
+                                codec,
+                                arrival: frame.arrival,
+                                rtp_time: frame.time,
+                                clock_rate: params.spec().clock_rate.get(),
+                                contiguous: frame.contiguous,
+                                keyframe: frame.keyframe,
+                                data: frame.data,
+                            },
+                        );
+                    }
+                }
             }
-            tap.frame(
-                &p.info,
-                TapFrame {
-                    transport: origin,
-                    kind: TrackKind::from(data.params.spec().codec.kind()),
-                    codec: data.params.spec().codec.into(),
-                    arrival: data.network_time,
-                    rtp_time: data.time.numer(),
-                    clock_rate: data.time.denom(),
-                    contiguous: data.contiguous,
-                    keyframe: data.is_keyframe(),
-                    data: data.data.clone(),
-                },
-            );
+            None => {
+                producer.assembler = None;
+                producer.recorded_keyframe = false;
+            }
         }
         if recorder_needs_keyframe {
-            self.request_keyframe(now, origin, data.mid);
+            self.request_keyframe(now, origin, mid);
         }
+
+        let nackable = kind == MediaKind::Video;
         for &other in others {
-            let Some(p) = self.participants.get_mut(&other) else {
+            let Some(Participant { consumers, rtc, .. }) = self.participants.get_mut(&other) else {
                 continue;
             };
-            let Some(out_mid) = p.consumers.iter().find_map(|c| match c.state {
-                ConsumerState::Open(m) if c.source == origin && c.source_mid == data.mid => Some(m),
-                _ => None,
+            let Some(consumer) = consumers.iter_mut().find(|c| {
+                c.source == origin
+                    && c.source_mid == mid
+                    && matches!(c.state, ConsumerState::Open(_))
             }) else {
                 continue;
             };
-            let Some(writer) = p.rtc.writer(out_mid) else {
+            let ConsumerState::Open(out_mid) = consumer.state else {
                 continue;
             };
-            let Some(pt) = writer.match_params(data.params) else {
-                trace!(participant = %p.info.id, "receiver did not negotiate this codec");
+            let pt = match consumer.pt_map {
+                Some((from, to)) if from == params.pt() => to,
+                _ => {
+                    let Some(to) = rtc.codec_config().match_params(params).map(|p| p.pt()) else {
+                        trace!("receiver did not negotiate this codec");
+                        continue;
+                    };
+                    consumer.pt_map = Some((params.pt(), to));
+                    to
+                }
+            };
+            let base = *consumer.seq_base.get_or_insert(seq & !0xffff);
+            let Some(out_seq) = seq.checked_sub(base) else {
+                // A retransmission from before the receiver's first packet.
                 continue;
             };
-            if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
-                debug!(participant = %p.info.id, error = %e, "forwarding failed");
+            let mut api = rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
-            }
+            };
+            stream.write_rtp(
+                RtpWrite::new(
+                    pt,
+                    out_seq.into(),
+                    packet.header.timestamp,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(packet.header.ext_vals.clone())
+                .nackable(nackable),
+            );
             self.dirty.push(other);
         }
     }

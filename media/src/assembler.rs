@@ -1,0 +1,329 @@
+//! Frames from forwarded RTP packets, for the recorder.
+//!
+//! The SFU forwards packets as they come (str0m's RTP mode): a receiver's own jitter buffer puts
+//! them in order. The recorder takes whole frames, so while a room is recorded each of its tracks
+//! has a [`FrameAssembler`]: a small reorder buffer that waits for late and retransmitted packets,
+//! and a depacketizer (Opus: the payload is the frame; VP8 per RFC 7741; H.264 per RFC 6184).
+//! A gap that is not filled in time is skipped and the next frame is marked not contiguous (a
+//! video recorder then waits for a keyframe).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::format::CodecExtra;
+use str0m::unversioned::{Depacketizer, H264Depacketizer, Vp8Depacketizer};
+
+use crate::recording::TapCodec;
+
+/// How long a gap is waited for (a retransmission takes a round trip or two).
+const MAX_WAIT: Duration = Duration::from_millis(500);
+/// Packets held at most (~2 s of 1.5 Mbit/s video); more and the oldest gap is given up.
+const MAX_PACKETS: usize = 400;
+
+/// One RTP packet of a track, as received (sequence number and media time extended).
+#[derive(Debug, Clone)]
+pub(crate) struct Packet {
+    pub seq: u64,
+    pub time: u64,
+    pub marker: bool,
+    pub arrival: Instant,
+    pub payload: Arc<[u8]>,
+}
+
+/// One whole frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Frame {
+    pub time: u64,
+    /// When its first packet arrived.
+    pub arrival: Instant,
+    /// False when packets before it were given up.
+    pub contiguous: bool,
+    pub keyframe: bool,
+    pub data: Arc<[u8]>,
+}
+
+#[derive(Debug)]
+enum Depack {
+    /// One packet is one frame.
+    Opus,
+    Vp8(Vp8Depacketizer),
+    H264(H264Depacketizer),
+}
+
+#[derive(Debug)]
+pub(crate) struct FrameAssembler {
+    depack: Depack,
+    /// Ordered by sequence number, no duplicates.
+    packets: VecDeque<Packet>,
+    /// The first sequence number not yet consumed.
+    next: Option<u64>,
+    /// Packets were given up since the last frame.
+    gap: bool,
+}
+
+impl FrameAssembler {
+    /// An assembler for a codec the recorder takes; `None` for others.
+    pub fn new(codec: TapCodec) -> Option<Self> {
+        let depack = match codec {
+            TapCodec::Opus => Depack::Opus,
+            TapCodec::Vp8 => Depack::Vp8(Vp8Depacketizer::default()),
+            TapCodec::H264 => Depack::H264(H264Depacketizer::default()),
+            TapCodec::Other => return None,
+        };
+        Some(FrameAssembler {
+            depack,
+            packets: VecDeque::new(),
+            next: None,
+            gap: false,
+        })
+    }
+
+    /// Take one packet; returns the frames it completes, in order.
+    pub fn push(&mut self, packet: Packet, out: &mut Vec<Frame>) {
+        if self.next.is_some_and(|next| packet.seq < next) {
+            // Late: its frame was emitted or given up.
+            return;
+        }
+        if self.next.is_none() && self.packets.is_empty() && !self.is_head(&packet) {
+            // Joined mid-frame: start with the next frame.
+            return;
+        }
+        let now = packet.arrival;
+        match self.packets.binary_search_by_key(&packet.seq, |p| p.seq) {
+            Ok(_) => return,
+            Err(i) => self.packets.insert(i, packet),
+        }
+        loop {
+            if let Some(frame) = self.pop_frame() {
+                out.push(frame);
+                continue;
+            }
+            // Nothing complete at the head: give up its gap if it waited too long.
+            let Some(head) = self.packets.front() else {
+                break;
+            };
+            let overdue = now.saturating_duration_since(head.arrival) >= MAX_WAIT
+                || self.packets.len() > MAX_PACKETS;
+            if !overdue {
+                break;
+            }
+            self.skip_to_next_frame();
+        }
+    }
+
+    fn is_head(&self, p: &Packet) -> bool {
+        match &self.depack {
+            Depack::Opus => true,
+            Depack::Vp8(d) => d.is_partition_head(&p.payload),
+            Depack::H264(d) => d.is_partition_head(&p.payload),
+        }
+    }
+
+    fn is_tail(&self, p: &Packet) -> bool {
+        match &self.depack {
+            Depack::Opus => true,
+            Depack::Vp8(d) => d.is_partition_tail(p.marker, &p.payload),
+            Depack::H264(d) => d.is_partition_tail(p.marker, &p.payload),
+        }
+    }
+
+    /// The frame at the head of the buffer, if it is complete and nothing before it is missing.
+    fn pop_frame(&mut self) -> Option<Frame> {
+        let head = self.packets.front()?;
+        if self.next.is_some_and(|next| head.seq != next) || !self.is_head(head) {
+            return None;
+        }
+        let mut end = None;
+        for (i, p) in self.packets.iter().enumerate() {
+            if p.seq != head.seq + i as u64 || p.time != head.time {
+                return None;
+            }
+            if self.is_tail(p) {
+                end = Some(i);
+                break;
+            }
+        }
+        let end = end?;
+        let packets: Vec<Packet> = self.packets.drain(..=end).collect();
+        self.next = Some(packets[end].seq + 1);
+        let contiguous = !std::mem::take(&mut self.gap);
+        let first = &packets[0];
+        let (data, keyframe) = match &mut self.depack {
+            Depack::Opus => (first.payload.clone(), false),
+            Depack::Vp8(d) => depacketize(d, &packets)?,
+            Depack::H264(d) => depacketize(d, &packets)?,
+        };
+        Some(Frame {
+            time: first.time,
+            arrival: first.arrival,
+            contiguous,
+            keyframe,
+            data,
+        })
+    }
+
+    /// Give up what is missing at the head of the buffer: the packets before the first buffered
+    /// frame start, or the broken frame at the head.
+    fn skip_to_next_frame(&mut self) {
+        self.gap = true;
+        let Some(head) = self.packets.front() else {
+            return;
+        };
+        if self.next != Some(head.seq) && self.is_head(head) {
+            // What is missing lies before this frame: give that up, keep the frame.
+            self.next = Some(head.seq);
+            return;
+        }
+        // The head's frame misses a packet: drop it, and everything up to the next frame start.
+        while let Some(p) = self.packets.pop_front() {
+            self.next = Some(p.seq + 1);
+            if self.packets.front().is_some_and(|p| self.is_head(p)) {
+                break;
+            }
+        }
+    }
+}
+
+/// A frame from its packets; `None` (the frame is dropped, the next marked) if one is malformed.
+fn depacketize(d: &mut dyn Depacketizer, packets: &[Packet]) -> Option<(Arc<[u8]>, bool)> {
+    let size: usize = packets.iter().map(|p| p.payload.len()).sum();
+    let mut data = Vec::with_capacity(d.out_size_hint(size).unwrap_or(size));
+    let mut extra = CodecExtra::None;
+    for p in packets {
+        d.depacketize(&p.payload, &mut data, &mut extra).ok()?;
+    }
+    let keyframe = match extra {
+        CodecExtra::Vp8(e) => e.is_keyframe,
+        CodecExtra::H264(e) => e.is_keyframe,
+        _ => false,
+    };
+    Some((data.into(), keyframe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// VP8 payload descriptor (RFC 7741 §4.2): S bit on the first packet of a frame, partition 0.
+    /// The first payload byte of a keyframe's first packet has the P bit (0x01) clear.
+    fn vp8(start: bool, key: bool, body: &[u8]) -> Arc<[u8]> {
+        let mut p = vec![if start { 0x10 } else { 0x00 }];
+        if start {
+            // A VP8 frame header: P bit clear for a keyframe, then the start code.
+            p.extend_from_slice(&[if key { 0x00 } else { 0x01 }, 0, 0, 0x9d, 0x01, 0x2a]);
+        }
+        p.extend_from_slice(body);
+        p.into()
+    }
+
+    fn packet(seq: u64, time: u64, marker: bool, at: Instant, payload: Arc<[u8]>) -> Packet {
+        Packet {
+            seq,
+            time,
+            marker,
+            arrival: at,
+            payload,
+        }
+    }
+
+    /// Three packets of one VP8 frame at `seq`, with `time`.
+    fn frame(seq: u64, time: u64, key: bool, at: Instant) -> Vec<Packet> {
+        vec![
+            packet(seq, time, false, at, vp8(true, key, b"a")),
+            packet(seq + 1, time, false, at, vp8(false, false, b"b")),
+            packet(seq + 2, time, true, at, vp8(false, false, b"c")),
+        ]
+    }
+
+    #[test]
+    fn vp8_frames_are_put_together_in_order_even_from_reordered_packets() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new(TapCodec::Vp8).unwrap();
+        let mut out = Vec::new();
+        let mut packets = frame(100, 9000, true, t0);
+        packets.extend(frame(103, 12000, false, t0));
+        // 101 and 104 arrive last.
+        let order = [0, 2, 3, 5, 1, 4];
+        for i in order {
+            a.push(packets[i].clone(), &mut out);
+            if i == 1 {
+                assert_eq!(out.len(), 1, "the first frame completes when 101 arrives");
+            }
+        }
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].time, 9000);
+        assert!(out[0].keyframe && out[0].contiguous);
+        assert_eq!(
+            &out[0].data[..],
+            &[0x00, 0, 0, 0x9d, 0x01, 0x2a, b'a', b'b', b'c']
+        );
+        assert_eq!(out[1].time, 12000);
+        assert!(!out[1].keyframe && out[1].contiguous);
+        // A duplicate or a packet of an emitted frame changes nothing.
+        a.push(packets[1].clone(), &mut out);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn a_gap_not_filled_in_time_is_skipped_and_the_next_frame_says_so() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new(TapCodec::Vp8).unwrap();
+        let mut out = Vec::new();
+        let mut packets = frame(65_534, 0, true, t0);
+        packets.extend(frame(65_537, 3000, false, t0));
+        packets.extend(frame(65_540, 6000, false, t0 + MAX_WAIT));
+        // 65_535 (middle of the first frame) is lost.
+        for (i, p) in packets.iter().enumerate() {
+            if i != 1 {
+                a.push(p.clone(), &mut out);
+            }
+        }
+        // The first frame is broken and dropped; the second is not contiguous; the third is.
+        let times: Vec<_> = out.iter().map(|f| (f.time, f.contiguous)).collect();
+        assert_eq!(times, vec![(3000, false), (6000, true)]);
+        // The lost packet arriving now is too late.
+        a.push(packets[1].clone(), &mut out);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn while_a_gap_is_awaited_nothing_after_it_is_emitted() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new(TapCodec::Vp8).unwrap();
+        let mut out = Vec::new();
+        let packets: Vec<Packet> = frame(10, 0, true, t0)
+            .into_iter()
+            .chain(frame(13, 3000, false, t0 + Duration::from_millis(30)))
+            .collect();
+        a.push(packets[0].clone(), &mut out);
+        // The retransmission of 11 is awaited; 13..15 wait behind it.
+        for p in &packets[2..] {
+            a.push(p.clone(), &mut out);
+        }
+        assert!(out.is_empty());
+        a.push(packets[1].clone(), &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|f| f.contiguous));
+    }
+
+    #[test]
+    fn opus_packets_are_frames() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new(TapCodec::Opus).unwrap();
+        let mut out = Vec::new();
+        a.push(packet(7, 960, true, t0, Arc::from(&b"x"[..])), &mut out);
+        a.push(packet(9, 2880, false, t0, Arc::from(&b"z"[..])), &mut out);
+        a.push(packet(8, 1920, false, t0, Arc::from(&b"y"[..])), &mut out);
+        let got: Vec<_> = out.iter().map(|f| (f.time, f.data.to_vec())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (960, b"x".to_vec()),
+                (1920, b"y".to_vec()),
+                (2880, b"z".to_vec())
+            ]
+        );
+        assert!(FrameAssembler::new(TapCodec::Other).is_none());
+    }
+}
