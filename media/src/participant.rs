@@ -179,11 +179,45 @@ pub(crate) struct Consumer {
     pub source_mid: Mid,
     pub kind: MediaKind,
     pub state: ConsumerState,
-    /// Subtracted from the source's extended sequence numbers: the receiver's stream starts in
-    /// the first roll-over period (its SRTP context assumes so), however long the source ran.
-    pub seq_base: Option<u64>,
+    /// How the source's sequence numbers map onto the receiver's stream.
+    pub seq: Option<SeqMap>,
     /// The receiver's payload type for the source's last one.
     pub pt_map: Option<(Pt, Pt)>,
+}
+
+/// The receiver's stream of a consumer numbers its packets on from the source's: it starts in the
+/// first roll-over period (the receiver's SRTP context assumes so), however long the source ran,
+/// and continues without a jump if the source's stream is replaced (a new SSRC, new numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SeqMap {
+    ssrc: u32,
+    /// The source's stream before this one: its late packets are dropped.
+    replaced: Option<u32>,
+    /// Receiver's number = source's extended number − offset.
+    offset: i64,
+    /// Highest number sent to the receiver.
+    highest: u64,
+}
+
+impl SeqMap {
+    /// The receiver's sequence number for a source packet; `None` for a packet from before the
+    /// receiver's stream began (a late retransmission) or of a replaced source stream.
+    pub fn map(this: &mut Option<SeqMap>, ssrc: u32, seq: u64) -> Option<u64> {
+        let (offset, replaced, highest) = match *this {
+            Some(m) if m.ssrc == ssrc => (m.offset, m.replaced, m.highest),
+            Some(m) if m.replaced == Some(ssrc) => return None,
+            Some(m) => (seq as i64 - (m.highest as i64 + 1), Some(m.ssrc), m.highest),
+            None => ((seq & !0xffff) as i64, None, 0),
+        };
+        let out = u64::try_from(seq as i64 - offset).ok()?;
+        *this = Some(SeqMap {
+            ssrc,
+            replaced,
+            offset,
+            highest: highest.max(out),
+        });
+        Some(out)
+    }
 }
 
 impl Consumer {
@@ -193,7 +227,7 @@ impl Consumer {
             source_mid,
             kind,
             state: ConsumerState::ToOpen,
-            seq_base: None,
+            seq: None,
             pt_map: None,
         }
     }
@@ -354,6 +388,23 @@ impl TrackKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receiver_stream_starts_in_the_first_rollover_and_survives_a_new_source_stream() {
+        let mut map = None;
+        // The source ran past two roll-overs before this receiver joined.
+        assert_eq!(SeqMap::map(&mut map, 7, 2 * 65_536 + 100), Some(100));
+        assert_eq!(SeqMap::map(&mut map, 7, 2 * 65_536 + 102), Some(102));
+        // A late retransmission from before the receiver's first packet cannot be numbered.
+        assert_eq!(SeqMap::map(&mut map, 7, 2 * 65_536 - 5), None);
+        assert_eq!(SeqMap::map(&mut map, 7, 2 * 65_536 + 101), Some(101));
+        // The source's stream is replaced: numbering continues after the highest sent.
+        assert_eq!(SeqMap::map(&mut map, 9, 40_000), Some(103));
+        assert_eq!(SeqMap::map(&mut map, 9, 40_001), Some(104));
+        // A late packet of the replaced stream is dropped, not numbered anew.
+        assert_eq!(SeqMap::map(&mut map, 7, 2 * 65_536 + 103), None);
+        assert_eq!(SeqMap::map(&mut map, 9, 40_002), Some(105));
+    }
 
     #[test]
     fn loss_is_counted_once_per_missing_packet() {

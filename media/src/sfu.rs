@@ -14,7 +14,7 @@ use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
 use crate::assembler::{FrameAssembler, Packet};
-use crate::participant::{Consumer, ConsumerState, Participant, ParticipantKey, Producer};
+use crate::participant::{Consumer, ConsumerState, Participant, ParticipantKey, Producer, SeqMap};
 use crate::recording::{
     RecordingError, RecordingMode, RecordingStatus, RoomEvent, StopReason, TapFactory, TapFrame,
 };
@@ -1177,8 +1177,7 @@ impl Sfu {
                     to
                 }
             };
-            let base = *consumer.seq_base.get_or_insert(seq & !0xffff);
-            let Some(out_seq) = seq.checked_sub(base) else {
+            let Some(out_seq) = SeqMap::map(&mut consumer.seq, *packet.header.ssrc, seq) else {
                 // A retransmission from before the receiver's first packet.
                 continue;
             };

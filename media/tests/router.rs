@@ -39,6 +39,26 @@ struct World {
     now: Instant,
     sfu: Sfu,
     peers: Vec<Peer>,
+    /// Drop every n-th datagram of video size on one leg.
+    lose_every: Option<(Leg, u32)>,
+    big_datagrams: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leg {
+    ToSfu,
+    FromSfu,
+}
+
+impl World {
+    /// Whether the network loses this datagram.
+    fn lost(&mut self, leg: Leg, len: usize) -> bool {
+        let Some((_, n)) = self.lose_every.filter(|(l, _)| *l == leg && len > 1000) else {
+            return false;
+        };
+        self.big_datagrams += 1;
+        self.big_datagrams.is_multiple_of(n)
+    }
 }
 
 impl World {
@@ -57,6 +77,8 @@ impl World {
             now,
             sfu,
             peers: Vec::new(),
+            lose_every: None,
+            big_datagrams: 0,
         }
     }
 
@@ -125,14 +147,17 @@ impl World {
         self.now += STEP;
         let now = self.now;
         // Peers → SFU.
-        for peer in self.peers.iter_mut().filter(|p| !p.silent) {
+        let mut peers = std::mem::take(&mut self.peers);
+        for peer in peers.iter_mut().filter(|p| !p.silent) {
             peer.rtc.handle_input(Input::Timeout(now)).unwrap();
             loop {
                 match peer.rtc.poll_output().unwrap() {
                     Output::Timeout(_) => break,
                     Output::Transmit(t) => {
-                        self.sfu
-                            .handle_receive(now, t.source, t.destination, &t.contents);
+                        if !self.lost(Leg::ToSfu, t.contents.len()) {
+                            self.sfu
+                                .handle_receive(now, t.source, t.destination, &t.contents);
+                        }
                     }
                     Output::Event(Event::MediaData(data)) => {
                         let kind = peer.rtc.media(data.mid).unwrap().kind();
@@ -143,9 +168,13 @@ impl World {
                 }
             }
         }
+        self.peers = peers;
         self.sfu.handle_timeout(now);
         // SFU → peers.
         while let Some(t) = self.sfu.poll_transmit() {
+            if self.lost(Leg::FromSfu, t.contents.len()) {
+                continue;
+            }
             let Some(peer) = self.peers.iter_mut().find(|p| p.addr == t.destination) else {
                 continue;
             };
@@ -308,6 +337,71 @@ fn audio_and_video_flow_both_ways_and_a_keyframe_is_requested_for_new_consumers(
     assert!(room.packets_in > 100 && room.packets_out > 100, "{room:?}");
     assert!(room.keyframe_requests >= 2, "{room:?}");
     assert_eq!(room.packets_lost, 0, "{room:?}");
+}
+
+/// The frame number in a test payload (`#name:kind:000123:…`).
+fn frame_number(frame: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(&frame[1..]);
+    text.split(':').nth(2).unwrap().parse().unwrap()
+}
+
+/// Every 7th video packet is lost on one leg: to the SFU (the SFU asks the sender again and
+/// forwards the retransmission) or from it (the receiver asks the SFU, which resends from its
+/// buffer). Every frame sent arrives, whole and in order.
+fn lost_video_packets_are_resent(leg: Leg) {
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40001, Role::Doctor);
+    let patient = world.join("patient", 40002, Role::Patient);
+    world.run_for(Duration::from_secs(1), true);
+    let first_sent = world.peers[doctor]
+        .sent_frames
+        .max(world.peers[patient].sent_frames);
+    world.lose_every = Some((leg, 7));
+    world.run_for(Duration::from_secs(3), true);
+    world.lose_every = None;
+    world.run_for(Duration::from_millis(500), false);
+    assert!(
+        world.big_datagrams > 100,
+        "{} video datagrams",
+        world.big_datagrams
+    );
+
+    for (me, other) in [(doctor, patient), (patient, doctor)] {
+        let sent = world.peers[other].sent_frames;
+        let peer = &world.peers[me];
+        let numbers: Vec<u64> = peer
+            .received
+            .iter()
+            .filter(|(k, _)| *k == MediaKind::Video)
+            .map(|(_, d)| frame_number(d))
+            .filter(|n| *n > first_sent)
+            .collect();
+        // Video frames are the even numbers.
+        let expected: Vec<u64> = (first_sent + 1..=sent).filter(|n| n % 2 == 0).collect();
+        assert_eq!(
+            numbers, expected,
+            "{} missed or reordered frames",
+            peer.name
+        );
+        for (_, frame) in peer.received.iter().filter(|(k, _)| *k == MediaKind::Video) {
+            assert_eq!(frame.len(), 3000);
+        }
+    }
+    let metrics = world.sfu.metrics();
+    let lost = metrics.rooms[&RoomId::new("room-1")].packets_lost;
+    if leg == Leg::ToSfu {
+        assert!(lost > 0, "the SFU counts what the senders' network lost");
+    }
+}
+
+#[test]
+fn video_packets_lost_on_the_way_to_the_sfu_are_asked_for_again_and_forwarded() {
+    lost_video_packets_are_resent(Leg::ToSfu);
+}
+
+#[test]
+fn video_packets_lost_on_the_way_to_a_receiver_are_resent_by_the_sfu() {
+    lost_video_packets_are_resent(Leg::FromSfu);
 }
 
 #[test]
