@@ -280,8 +280,11 @@ impl MediaLoop {
     fn receive(&mut self, rx: &mut RecvBuffers) {
         for _ in 0..RECV_ROUNDS {
             let received = {
-                let mut slices: Vec<IoSliceMut<'_>> =
-                    rx.data.chunks_mut(rx.slot).map(IoSliceMut::new).collect();
+                // On the stack: no allocation per system call.
+                let mut chunks = rx.data.chunks_mut(rx.slot);
+                let mut slices: [IoSliceMut<'_>; RECV_BATCH] = std::array::from_fn(|_| {
+                    IoSliceMut::new(chunks.next().expect("RECV_BATCH slots"))
+                });
                 let udp = &self.udp;
                 let socket = &self.socket;
                 socket.try_io(Interest::READABLE, || {

@@ -249,8 +249,10 @@ pub struct Sfu {
     events: VecDeque<RoomEvent>,
     dirty: Vec<ParticipantKey>,
     removals: Vec<(ParticipantKey, LeaveReason)>,
-    /// Reused by `propagate`, so forwarding a frame allocates nothing.
+    /// Reused by `propagate`, so forwarding a packet allocates nothing.
     scratch: Vec<ParticipantKey>,
+    /// Reused by `drive`.
+    propagated: Vec<Propagated>,
 }
 
 impl Sfu {
@@ -278,6 +280,7 @@ impl Sfu {
             dirty: Vec::new(),
             removals: Vec::new(),
             scratch: Vec::new(),
+            propagated: Vec::new(),
         }
     }
 
@@ -901,11 +904,13 @@ impl Sfu {
             let Some(key) = self.dirty.pop() else {
                 break;
             };
-            let mut propagated = Vec::new();
+            // A reused buffer: media packets pass through here one by one.
+            let mut propagated = std::mem::take(&mut self.propagated);
             self.drain(key, &mut propagated);
-            for item in propagated {
+            for item in propagated.drain(..) {
                 self.propagate(now, key, item);
             }
+            self.propagated = propagated;
         }
     }
 
@@ -1153,7 +1158,13 @@ impl Sfu {
 
         let nackable = kind == MediaKind::Video;
         for &other in others {
-            let Some(Participant { consumers, rtc, .. }) = self.participants.get_mut(&other) else {
+            let Some(Participant {
+                consumers,
+                rtc,
+                next_timeout,
+                ..
+            }) = self.participants.get_mut(&other)
+            else {
                 continue;
             };
             let Some(consumer) = consumers.iter_mut().find(|c| {
@@ -1197,7 +1208,9 @@ impl Sfu {
                 .ext_vals(packet.header.ext_vals.clone())
                 .nackable(nackable),
             );
-            self.dirty.push(other);
+            // str0m sends what was written on its next timeout: make that now (the media loop
+            // handles due timers after each batch of datagrams), without a drain in between.
+            *next_timeout = now;
         }
     }
 
