@@ -14,6 +14,7 @@ use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
 use crate::assembler::{FrameAssembler, Packet};
+use crate::ids::FastMap;
 use crate::participant::{Consumer, ConsumerState, Participant, ParticipantKey, Producer, SeqMap};
 use crate::recording::{
     RecordingError, RecordingMode, RecordingStatus, RoomEvent, StopReason, TapFactory, TapFrame,
@@ -237,8 +238,8 @@ pub struct Sfu {
     next_key: u64,
     /// Keys go up by this much: the SFUs of one node's loops hand out disjoint keys.
     key_step: u64,
-    participants: HashMap<ParticipantKey, Participant>,
-    rooms: BTreeMap<RoomId, Room>,
+    participants: FastMap<ParticipantKey, Participant>,
+    rooms: FastMap<RoomId, Room>,
     /// Demultiplexing cache: once a source address was accepted by a Transport, its datagrams go
     /// straight there (verified with `Rtc::accepts` so a reused address cannot be hijacked).
     by_source: HashMap<SocketAddr, ParticipantKey>,
@@ -270,8 +271,8 @@ impl Sfu {
             dtls_cert,
             next_key: 1,
             key_step: 1,
-            participants: HashMap::new(),
-            rooms: BTreeMap::new(),
+            participants: FastMap::default(),
+            rooms: FastMap::default(),
             by_source: HashMap::new(),
             ended: RoomMetrics::default(),
             transmits: VecDeque::new(),
