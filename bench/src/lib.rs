@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use quinn_udp::{RecvMeta, UdpSocketState};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage};
+use quinn_udp::UdpSocketState;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::io::IoSliceMut;
@@ -540,7 +541,8 @@ const RECV_BATCH: usize = 8;
 struct RecvBuffers {
     data: Vec<u8>,
     slot: usize,
-    meta: Vec<RecvMeta>,
+    /// Per received buffer: length, source, GRO segment size, arrival (`micros_now()` time).
+    meta: Vec<(usize, Option<SocketAddr>, usize, u64)>,
 }
 
 thread_local! {
@@ -559,6 +561,14 @@ impl Leg {
         // generator's own socket would be charged to the server.
         let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
         let udp = UdpSocketState::new((&socket).into())?;
+        // The kernel stamps each datagram's arrival: latency is measured to the socket, not to
+        // when this (busy, low-priority) thread got round to reading it.
+        nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::ReceiveTimestampns,
+            &true,
+        )
+        .context("SO_TIMESTAMPNS")?;
         let addr: SocketAddr = socket.local_addr()?;
         let keys = Arc::new(srtp::KeySlot::default());
         let mut rtc = Rtc::builder()
@@ -604,7 +614,7 @@ impl Leg {
     /// the media path is up) to `on_media`; returns when it next needs a timeout.
     async fn pump(
         &mut self,
-        mut on_media: impl FnMut(Option<MediaKind>, &[u8]),
+        mut on_media: impl FnMut(Option<MediaKind>, &[u8], u64),
     ) -> anyhow::Result<Instant> {
         loop {
             match self.rtc.poll_output()? {
@@ -614,7 +624,8 @@ impl Leg {
                     let _ = self.socket.send_to(&t.contents, t.destination).await;
                 }
                 Output::Event(Event::MediaData(data)) => {
-                    on_media(self.rtc.media(data.mid).map(|m| m.kind()), &data.data);
+                    let kind = self.rtc.media(data.mid).map(|m| m.kind());
+                    on_media(kind, &data.data, micros_now());
                 }
                 Output::Event(_) => {}
             }
@@ -628,7 +639,7 @@ impl Leg {
     ) -> anyhow::Result<T> {
         tokio::pin!(work);
         loop {
-            let timeout = self.pump(|_, _| {}).await?;
+            let timeout = self.pump(|_, _, _| {}).await?;
             // str0m advances only on input: wake at least every 50 ms (an answer just applied
             // starts ICE at the next timeout, which it reports as "nothing to do yet").
             let timeout = timeout.min(Instant::now() + Duration::from_millis(50));
@@ -639,7 +650,7 @@ impl Leg {
             };
             if let Some(r) = readable {
                 r?;
-                self.receive_ready(|_, _| {}, &mut 0)?;
+                self.receive_ready(|_, _, _| {}, &mut 0)?;
             }
             self.rtc.handle_input(Input::Timeout(Instant::now()))?;
         }
@@ -752,7 +763,7 @@ impl Leg {
     /// `on_media`), the rest to str0m; counts them into `datagrams`.
     fn receive_ready(
         &mut self,
-        mut on_media: impl FnMut(Option<MediaKind>, &[u8]),
+        mut on_media: impl FnMut(Option<MediaKind>, &[u8], u64),
         datagrams: &mut u64,
     ) -> anyhow::Result<()> {
         RECV.with_borrow_mut(|rx| {
@@ -761,30 +772,24 @@ impl Leg {
                 RecvBuffers {
                     data: vec![0; slot * RECV_BATCH],
                     slot,
-                    meta: vec![RecvMeta::default(); RECV_BATCH],
+                    meta: Vec::with_capacity(RECV_BATCH),
                 }
             });
             loop {
-                let received = {
-                    let mut slices: Vec<IoSliceMut<'_>> =
-                        rx.data.chunks_mut(rx.slot).map(IoSliceMut::new).collect();
-                    self.socket.try_io(Interest::READABLE, || {
-                        self.udp
-                            .recv((&self.socket).into(), &mut slices, &mut rx.meta)
-                    })
-                };
+                let received = recv_stamped(&self.socket, rx);
                 let n = match received {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                     Err(e) => return Err(e.into()),
                 };
-                for (i, meta) in rx.meta[..n].iter().enumerate() {
-                    let data = &rx.data[i * rx.slot..i * rx.slot + meta.len];
+                for (i, &(len, source, stride, arrival_us)) in rx.meta.iter().enumerate() {
+                    let Some(source) = source else { continue };
+                    let data = &rx.data[i * rx.slot..i * rx.slot + len];
                     // With GRO one buffer holds several datagrams of `stride` bytes (the last
                     // may be shorter).
-                    for datagram in data.chunks(meta.stride.max(1)) {
+                    for datagram in data.chunks(stride.max(1)) {
                         *datagrams += 1;
-                        self.handle(meta.addr, datagram, &mut on_media)?;
+                        self.handle(source, datagram, arrival_us, &mut on_media)?;
                     }
                 }
                 if n < RECV_BATCH {
@@ -799,11 +804,12 @@ impl Leg {
         &mut self,
         source: SocketAddr,
         datagram: &[u8],
-        on_media: &mut impl FnMut(Option<MediaKind>, &[u8]),
+        arrival_us: u64,
+        on_media: &mut impl FnMut(Option<MediaKind>, &[u8], u64),
     ) -> anyhow::Result<()> {
         self.start_direct()?;
         if let Some(direct) = self.direct.as_mut() {
-            let mut on_frame = |kind, frame: &[u8]| on_media(Some(kind), frame);
+            let mut on_frame = |kind, frame: &[u8]| on_media(Some(kind), frame, arrival_us);
             let mut received = direct.receive(datagram, &mut on_frame);
             if let rtp::Received::UnknownPt(pt) = received {
                 // The other side's payload types may have come with a later offer; one that is
@@ -830,6 +836,59 @@ impl Leg {
         }
         Ok(())
     }
+}
+
+/// One `recvmmsg` into `rx` with each buffer's kernel arrival time (SO_TIMESTAMPNS) and GRO
+/// segment size; returns how many buffers were filled (`rx.meta`).
+fn recv_stamped(socket: &UdpSocket, rx: &mut RecvBuffers) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    socket.try_io(Interest::READABLE, || {
+        let RecvBuffers { data, slot, meta } = rx;
+        meta.clear();
+        // Made anew for every call: the kernel shrinks each header's control length to what it
+        // used, and nix does not restore it. Room for the arrival time, the GRO segment size and
+        // what quinn-udp asked the socket for (packet info, ECN).
+        let mut headers =
+            MultiHeaders::<SockaddrStorage>::preallocate(RECV_BATCH, Some(vec![0; 256]));
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = data
+            .chunks_mut(*slot)
+            .map(|c| [IoSliceMut::new(c)])
+            .collect();
+        let received = nix::sys::socket::recvmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )?;
+        // The kernel's stamps are wall-clock time; latency is measured on `micros_now()`.
+        let (wall_now, now_us) = (std::time::SystemTime::now(), micros_now());
+        for msg in received {
+            let mut stride = msg.bytes;
+            let mut arrival_us = now_us;
+            for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+                match cmsg {
+                    ControlMessageOwned::ScmTimestampns(ts) => {
+                        let at = std::time::UNIX_EPOCH + Duration::from(ts);
+                        let waited = wall_now.duration_since(at).unwrap_or_default();
+                        arrival_us = now_us.saturating_sub(waited.as_micros() as u64);
+                    }
+                    ControlMessageOwned::UdpGroSegments(size) => stride = size.max(1) as usize,
+                    _ => {}
+                }
+            }
+            let source = msg.address.and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|a| SocketAddr::from(std::net::SocketAddrV4::from(*a)))
+                    .or_else(|| {
+                        a.as_sockaddr_in6()
+                            .map(|a| SocketAddr::from(std::net::SocketAddrV6::from(*a)))
+                    })
+            });
+            meta.push((msg.bytes, source, stride, arrival_us));
+        }
+        Ok(meta.len())
+    })
 }
 
 /// Payload type → media kind of the codecs a transport negotiated.
@@ -952,7 +1011,7 @@ pub(crate) async fn media_loop(
         }
         for (leg, due) in legs.iter_mut().zip(&mut due) {
             *due = leg
-                .pump(|kind, data| receiving.record(room, me, kind, data, &mut stats))
+                .pump(|kind, data, at| receiving.record(room, me, kind, data, at, &mut stats))
                 .await?;
             wake = wake.min(*due);
         }
@@ -970,7 +1029,7 @@ pub(crate) async fn media_loop(
                 ready?;
                 let mut datagrams = 0;
                 legs[i].receive_ready(
-                    |kind, data| receiving.record(room, me, kind, data, &mut stats),
+                    |kind, data, at| receiving.record(room, me, kind, data, at, &mut stats),
                     &mut datagrams,
                 )?;
                 stats.datagrams_in += datagrams;
@@ -1028,6 +1087,7 @@ impl Receiving {
         me: u8,
         kind: Option<MediaKind>,
         data: &[u8],
+        arrival_us: u64,
         stats: &mut PeerStats,
     ) {
         let body = if kind == Some(MediaKind::Video) && !data.is_empty() {
@@ -1043,7 +1103,7 @@ impl Receiving {
             stats.corrupt += 1;
             return;
         };
-        let now = micros_now();
+        let now = arrival_us;
         stats.frames_received += 1;
         let sampled = p.sent_us >= self.sample_from_us;
         if sampled {
