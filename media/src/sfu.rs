@@ -1139,7 +1139,7 @@ impl Sfu {
                                 codec,
                                 arrival: frame.arrival,
                                 rtp_time: frame.time,
-                                clock_rate: params.spec().clock_rate.get(),
+                                clock_rate: packet.time.denom(),
                                 contiguous: frame.contiguous,
                                 keyframe: frame.keyframe,
                                 data: frame.data,
