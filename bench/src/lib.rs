@@ -866,7 +866,9 @@ fn recv_stamped(socket: &UdpSocket, rx: &mut RecvBuffers) -> std::io::Result<usi
         for msg in received {
             let mut stride = msg.bytes;
             let mut arrival_us = now_us;
-            for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+            // Truncated control data (more than expected was asked for on the socket): the
+            // datagram still counts, with the time it was read and no GRO split.
+            for cmsg in msg.cmsgs().into_iter().flatten() {
                 match cmsg {
                     ControlMessageOwned::ScmTimestampns(ts) => {
                         let at = std::time::UNIX_EPOCH + Duration::from(ts);

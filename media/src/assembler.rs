@@ -16,8 +16,10 @@ use str0m::unversioned::{Depacketizer, H264Depacketizer, Vp8Depacketizer};
 
 use crate::recording::TapCodec;
 
-/// How long a gap is waited for (a retransmission takes a round trip or two).
+/// How long a gap in video is waited for (a retransmission takes a round trip or two).
 const MAX_WAIT: Duration = Duration::from_millis(500);
+/// Audio is not retransmitted: a gap is only waited for in case of reordering.
+const MAX_WAIT_AUDIO: Duration = Duration::from_millis(60);
 /// Packets held at most (~2 s of 1.5 Mbit/s video); more and the oldest gap is given up.
 const MAX_PACKETS: usize = 400;
 
@@ -75,7 +77,8 @@ impl FrameAssembler {
             depack,
             packets: VecDeque::new(),
             next: None,
-            gap: false,
+            // What came before the first frame is unknown.
+            gap: true,
         })
     }
 
@@ -95,15 +98,24 @@ impl FrameAssembler {
             Err(i) => self.packets.insert(i, packet),
         }
         loop {
+            let held = self.packets.len();
             if let Some(frame) = self.pop_frame() {
                 out.push(frame);
+                continue;
+            }
+            if self.packets.len() != held {
+                // A malformed frame was dropped: what follows may be complete.
                 continue;
             }
             // Nothing complete at the head: give up its gap if it waited too long.
             let Some(head) = self.packets.front() else {
                 break;
             };
-            let overdue = now.saturating_duration_since(head.arrival) >= MAX_WAIT
+            let wait = match self.depack {
+                Depack::Opus => MAX_WAIT_AUDIO,
+                _ => MAX_WAIT,
+            };
+            let overdue = now.saturating_duration_since(head.arrival) >= wait
                 || self.packets.len() > MAX_PACKETS;
             if !overdue {
                 break;
@@ -112,10 +124,17 @@ impl FrameAssembler {
         }
     }
 
+    /// Whether a packet can start a frame. VP8: the start of partition 0 (RFC 7741 §4.2: S set,
+    /// PID 0). H.264 has no frame start in the payload: any NAL unit or fragment start may be
+    /// one (after a gap such a frame may lack its first NAL units; it is marked as following a
+    /// gap).
     fn is_head(&self, p: &Packet) -> bool {
         match &self.depack {
             Depack::Opus => true,
-            Depack::Vp8(d) => d.is_partition_head(&p.payload),
+            Depack::Vp8(_) => p
+                .payload
+                .first()
+                .is_some_and(|b| b & 0x10 != 0 && b & 0x07 == 0),
             Depack::H264(d) => d.is_partition_head(&p.payload),
         }
     }
@@ -147,17 +166,27 @@ impl FrameAssembler {
         let end = end?;
         let packets: Vec<Packet> = self.packets.drain(..=end).collect();
         self.next = Some(packets[end].seq + 1);
-        let contiguous = !std::mem::take(&mut self.gap);
         let first = &packets[0];
-        let (data, keyframe) = match &mut self.depack {
-            Depack::Opus => (first.payload.clone(), false),
-            Depack::Vp8(d) => depacketize(d, &packets)?,
-            Depack::H264(d) => depacketize(d, &packets)?,
+        let depacketized = match &mut self.depack {
+            Depack::Opus => Some((first.payload.clone(), false)),
+            Depack::Vp8(d) => depacketize(d, &packets),
+            Depack::H264(d) => depacketize(d, &packets),
+        };
+        let Some((data, keyframe)) = depacketized else {
+            // A malformed frame is dropped: the next one follows a gap, and no half-read
+            // fragment of this one may leak into it.
+            self.gap = true;
+            self.depack = match self.depack {
+                Depack::Opus => Depack::Opus,
+                Depack::Vp8(_) => Depack::Vp8(Vp8Depacketizer::default()),
+                Depack::H264(_) => Depack::H264(H264Depacketizer::default()),
+            };
+            return None;
         };
         Some(Frame {
             time: first.time,
             arrival: first.arrival,
-            contiguous,
+            contiguous: !std::mem::take(&mut self.gap),
             keyframe,
             data,
         })
@@ -175,10 +204,16 @@ impl FrameAssembler {
             self.next = Some(head.seq);
             return;
         }
-        // The head's frame misses a packet: drop it, and everything up to the next frame start.
+        // The head's frame misses a packet: drop it, and everything up to the start of a frame
+        // with another timestamp.
+        let broken = head.time;
         while let Some(p) = self.packets.pop_front() {
             self.next = Some(p.seq + 1);
-            if self.packets.front().is_some_and(|p| self.is_head(p)) {
+            if self
+                .packets
+                .front()
+                .is_some_and(|p| p.time != broken && self.is_head(p))
+            {
                 break;
             }
         }
@@ -253,7 +288,8 @@ mod tests {
         }
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].time, 9000);
-        assert!(out[0].keyframe && out[0].contiguous);
+        // What came before the first frame is unknown.
+        assert!(out[0].keyframe && !out[0].contiguous);
         assert_eq!(
             &out[0].data[..],
             &[0x00, 0, 0, 0x9d, 0x01, 0x2a, b'a', b'b', b'c']
@@ -304,7 +340,77 @@ mod tests {
         assert!(out.is_empty());
         a.push(packets[1].clone(), &mut out);
         assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|f| f.contiguous));
+        assert!(out[1].contiguous);
+    }
+
+    #[test]
+    fn a_malformed_frame_is_dropped_and_the_next_one_follows_a_gap() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new(TapCodec::Vp8).unwrap();
+        let mut out = Vec::new();
+        for p in frame(1, 0, true, t0) {
+            a.push(p, &mut out);
+        }
+        // A frame whose middle packet is only a descriptor byte (no payload): malformed.
+        let mut bad = frame(4, 3000, false, t0);
+        bad[1].payload = Arc::from(&[0x00u8][..]);
+        for p in bad {
+            a.push(p, &mut out);
+        }
+        for p in frame(7, 6000, false, t0)
+            .into_iter()
+            .chain(frame(10, 9000, false, t0))
+        {
+            a.push(p, &mut out);
+        }
+        let got: Vec<_> = out.iter().map(|f| (f.time, f.contiguous)).collect();
+        assert_eq!(got, vec![(0, false), (6000, false), (9000, true)]);
+    }
+
+    #[test]
+    fn a_full_buffer_gives_up_the_gap_without_waiting() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new(TapCodec::Vp8).unwrap();
+        let mut out = Vec::new();
+        for p in frame(0, 0, true, t0) {
+            a.push(p, &mut out);
+        }
+        // Packet 3 never comes; the frames behind it pile up, all arriving at once.
+        let mut seq = 4;
+        let mut time = 6000;
+        while seq < 4 + MAX_PACKETS as u64 + 3 {
+            for p in frame(seq, time, false, t0) {
+                a.push(p, &mut out);
+            }
+            seq += 3;
+            time += 3000;
+        }
+        assert!(
+            out.len() > 2,
+            "the gap was given up once the buffer was full"
+        );
+        // Frame 3000 (packets 3..5) was broken; the first after it follows a gap.
+        assert_eq!((out[1].time, out[1].contiguous), (6000, false));
+        assert!(out[2..].iter().all(|f| f.contiguous));
+        assert!(a.packets.len() <= MAX_PACKETS);
+    }
+
+    #[test]
+    fn a_lost_opus_packet_is_waited_for_only_briefly() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new(TapCodec::Opus).unwrap();
+        let mut out = Vec::new();
+        a.push(packet(1, 0, true, t0, Arc::from(&b"a"[..])), &mut out);
+        // 2 is lost; 3 arrives 20 ms later and waits; 4, 60 ms after 3, gives up the gap.
+        let t3 = t0 + Duration::from_millis(20);
+        a.push(packet(3, 1920, false, t3, Arc::from(&b"c"[..])), &mut out);
+        assert_eq!(out.len(), 1);
+        a.push(
+            packet(4, 2880, false, t3 + MAX_WAIT_AUDIO, Arc::from(&b"d"[..])),
+            &mut out,
+        );
+        let got: Vec<_> = out.iter().map(|f| (f.time, f.contiguous)).collect();
+        assert_eq!(got, vec![(0, false), (1920, false), (2880, true)]);
     }
 
     #[test]

@@ -51,8 +51,8 @@ string_id!(
 );
 
 /// A hasher for the SFU's per-packet lookups by keys the server made itself (participant keys,
-/// room ids from signed join tokens): a multiply-rotate per word (the FxHash scheme), several
-/// times cheaper than the default SipHash for short keys. Not for keys a remote peer chooses
+/// room ids from signed join tokens): a multiply-rotate per word (the FxHash scheme) and
+/// MurmurHash3's finalizer, several times cheaper than the default SipHash for short keys. Not for keys a remote peer chooses
 /// (source addresses keep SipHash, which resists hash flooding).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct FastHasher(u64);
@@ -92,7 +92,15 @@ impl Hasher for FastHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply leaves the low bits — which pick the bucket — as regular as the input's
+        // (participant keys step by the number of media loops): MurmurHash3's finalizer brings
+        // every bit into them.
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
     }
 }
 
@@ -116,6 +124,10 @@ mod tests {
         assert_ne!(hash("abcdefgh1"), hash("abcdefgh2"));
         assert_ne!(hash("abcdefgh"), hash("abcdefgh\0"));
         assert_eq!(hash(RoomId::new("room-1")), hash(RoomId::new("room-1")));
+        // Keys that step by a power of two (one media loop's keys) still spread over buckets.
+        let low: std::collections::HashSet<u64> =
+            (0..64u64).map(|i| hash(1 + i * 4) & 63).collect();
+        assert!(low.len() > 32, "{} distinct low bits of 64", low.len());
         let mut map = FastMap::default();
         for i in 0..1000u64 {
             map.insert(i, i * 2);

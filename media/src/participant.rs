@@ -116,6 +116,8 @@ pub(crate) struct Producer {
     /// The codec of the last payload type seen (the sender's negotiation), so the codec list is
     /// not searched for every packet.
     pub last_params: Option<PayloadParams>,
+    /// The SSRC of the sender's current stream on this track.
+    pub ssrc: Option<u32>,
 }
 
 impl Producer {
@@ -131,7 +133,19 @@ impl Producer {
             recorded_keyframe: false,
             assembler: None,
             last_params: None,
+            ssrc: None,
         }
+    }
+
+    /// The sender's stream is (re)started with a new SSRC: sequence numbers start anew.
+    pub fn restart(&mut self, ssrc: u32) {
+        self.ssrc = Some(ssrc);
+        self.first_seq = None;
+        self.highest_seq = 0;
+        self.received = 0;
+        self.reported_lost = 0;
+        self.assembler = None;
+        self.recorded_keyframe = false;
     }
 
     /// The codec of a payload type of this track, as the sender negotiated it.
@@ -144,7 +158,9 @@ impl Producer {
         Some(*params)
     }
 
-    /// Account for the packets of one depacketized frame; returns newly detected lost packets.
+    /// Account for received packets `first..=last` (one at a time when forwarding); returns newly
+    /// detected lost packets. A reordered packet counts as lost until it arrives, and the count
+    /// never goes back: a later gap is absorbed instead.
     pub fn account(&mut self, first: u64, last: u64) -> u64 {
         let first_seen = *self.first_seq.get_or_insert(first);
         self.received += last.saturating_sub(first) + 1;
@@ -183,6 +199,43 @@ pub(crate) struct Consumer {
     pub seq: Option<SeqMap>,
     /// The receiver's payload type for the source's last one.
     pub pt_map: Option<(Pt, Pt)>,
+    /// RTP time against wall clock of the receiver's stream, for its sender reports.
+    pub clock: StreamClock,
+}
+
+/// The RTP-time-to-wall-clock mapping of a forwarded stream, as its newest packet set it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StreamClock {
+    newest: Option<(u64, u32, Instant)>,
+}
+
+impl StreamClock {
+    /// The wall-clock time to write a packet with: its arrival if it is the newest so far;
+    /// for a late one (reordered, retransmitted) the time the newest packet's mapping gives its
+    /// RTP time, so the sender reports built from the last write do not jump back and forth.
+    pub fn wallclock(
+        &mut self,
+        seq: u64,
+        rtp_time: u32,
+        arrival: Instant,
+        clock_rate: u32,
+    ) -> Instant {
+        match self.newest {
+            Some((newest_seq, newest_time, at)) if seq < newest_seq => {
+                let behind = newest_time.wrapping_sub(rtp_time);
+                if behind > u32::MAX / 2 || clock_rate == 0 {
+                    // Not behind in RTP time after all (a timestamp jump): keep the newest's.
+                    return at;
+                }
+                let behind = std::time::Duration::from_secs_f64(behind as f64 / clock_rate as f64);
+                at.checked_sub(behind).unwrap_or(at)
+            }
+            _ => {
+                self.newest = Some((seq, rtp_time, arrival));
+                arrival
+            }
+        }
+    }
 }
 
 /// The receiver's stream of a consumer numbers its packets on from the source's: it starts in the
@@ -191,8 +244,11 @@ pub(crate) struct Consumer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SeqMap {
     ssrc: u32,
-    /// The source's stream before this one: its late packets are dropped.
-    replaced: Option<u32>,
+    /// The highest source number of the current stream.
+    source_highest: u64,
+    /// The source's stream before this one, and its highest number: its late packets are
+    /// dropped; a newer one means the sender went back to it.
+    replaced: Option<(u32, u64)>,
     /// Receiver's number = source's extended number − offset.
     offset: i64,
     /// Highest number sent to the receiver.
@@ -201,20 +257,39 @@ pub(crate) struct SeqMap {
 
 impl SeqMap {
     /// The receiver's sequence number for a source packet; `None` for a packet from before the
-    /// receiver's stream began (a late retransmission) or of a replaced source stream.
+    /// receiver's stream began (a late retransmission) or a late one of a replaced stream.
     pub fn map(this: &mut Option<SeqMap>, ssrc: u32, seq: u64) -> Option<u64> {
-        let (offset, replaced, highest) = match *this {
-            Some(m) if m.ssrc == ssrc => (m.offset, m.replaced, m.highest),
-            Some(m) if m.replaced == Some(ssrc) => return None,
-            Some(m) => (seq as i64 - (m.highest as i64 + 1), Some(m.ssrc), m.highest),
-            None => ((seq & !0xffff) as i64, None, 0),
+        let next = match *this {
+            Some(m) if m.ssrc == ssrc => SeqMap {
+                source_highest: m.source_highest.max(seq),
+                ..m
+            },
+            Some(m)
+                if m.replaced
+                    .is_some_and(|(old, highest)| old == ssrc && seq <= highest) =>
+            {
+                return None;
+            }
+            // A new stream (or back to the one before, with newer packets): number on.
+            Some(m) => SeqMap {
+                ssrc,
+                source_highest: seq,
+                replaced: Some((m.ssrc, m.source_highest)),
+                offset: seq as i64 - (m.highest as i64 + 1),
+                highest: m.highest,
+            },
+            None => SeqMap {
+                ssrc,
+                source_highest: seq,
+                replaced: None,
+                offset: (seq & !0xffff) as i64,
+                highest: 0,
+            },
         };
-        let out = u64::try_from(seq as i64 - offset).ok()?;
+        let out = u64::try_from(seq as i64 - next.offset).ok()?;
         *this = Some(SeqMap {
-            ssrc,
-            replaced,
-            offset,
-            highest: highest.max(out),
+            highest: next.highest.max(out),
+            ..next
         });
         Some(out)
     }
@@ -229,6 +304,7 @@ impl Consumer {
             state: ConsumerState::ToOpen,
             seq: None,
             pt_map: None,
+            clock: StreamClock::default(),
         }
     }
 }
@@ -402,8 +478,34 @@ mod tests {
         assert_eq!(SeqMap::map(&mut map, 9, 40_000), Some(103));
         assert_eq!(SeqMap::map(&mut map, 9, 40_001), Some(104));
         // A late packet of the replaced stream is dropped, not numbered anew.
-        assert_eq!(SeqMap::map(&mut map, 7, 2 * 65_536 + 103), None);
+        assert_eq!(SeqMap::map(&mut map, 7, 2 * 65_536 + 102), None);
         assert_eq!(SeqMap::map(&mut map, 9, 40_002), Some(105));
+        // The sender goes back to the first stream, which has moved on: numbering goes on.
+        assert_eq!(SeqMap::map(&mut map, 7, 2 * 65_536 + 500), Some(106));
+        assert_eq!(SeqMap::map(&mut map, 7, 2 * 65_536 + 501), Some(107));
+        // …and a late packet of the second one is dropped.
+        assert_eq!(SeqMap::map(&mut map, 9, 40_001), None);
+    }
+
+    #[test]
+    fn a_late_packet_maps_onto_the_newest_packets_clock() {
+        let t0 = Instant::now();
+        let mut clock = StreamClock::default();
+        assert_eq!(clock.wallclock(10, 90_000, t0, 90_000), t0);
+        let t1 = t0 + std::time::Duration::from_millis(500);
+        assert_eq!(clock.wallclock(12, 135_000, t1, 90_000), t1);
+        // Packet 11 (RTP time 0.25 s before 12's) arrives 200 ms after 12: it is written with
+        // the time 12's mapping gives it, not its arrival.
+        let late = clock.wallclock(
+            11,
+            112_500,
+            t1 + std::time::Duration::from_millis(200),
+            90_000,
+        );
+        assert_eq!(late, t1 - std::time::Duration::from_millis(250));
+        // The newest still sets the mapping.
+        let t2 = t1 + std::time::Duration::from_millis(300);
+        assert_eq!(clock.wallclock(13, 162_000, t2, 90_000), t2);
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl From<str0m::format::Codec> for TapCodec {
     }
 }
 
-/// One depacketized frame of one participant's track, as forwarded.
+/// One frame of one participant's track, put together from the forwarded packets.
 #[derive(Clone)]
 pub struct TapFrame {
     /// The participant's session the frame came through: a reconnect (same participant, new
@@ -103,7 +103,8 @@ pub struct TapFrame {
     /// False after a gap (lost packets): video cannot be decoded until the next keyframe.
     pub contiguous: bool,
     pub keyframe: bool,
-    /// The frame: shared with the forwarded copies, never copied.
+    /// The frame (Opus: the forwarded payload itself, shared; video: its packets' payloads, put
+    /// together once).
     pub data: Arc<[u8]>,
 }
 

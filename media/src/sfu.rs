@@ -9,7 +9,7 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::media::{MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
@@ -1006,8 +1006,18 @@ impl Sfu {
                         }
                     }
                     Event::RtpPacket(packet) => {
-                        let ssrc = packet.header.ssrc;
-                        if let Some(mid) = p.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) {
+                        // The producer of this SSRC: known after its first packet (asking str0m
+                        // through its direct API costs a full re-poll of the transport).
+                        let ssrc = *packet.header.ssrc;
+                        let mid = match p.producers.iter().find(|pr| pr.ssrc == Some(ssrc)) {
+                            Some(pr) => Some(pr.mid),
+                            None => p
+                                .rtc
+                                .direct_api()
+                                .stream_rx(&packet.header.ssrc)
+                                .map(|s| s.mid()),
+                        };
+                        if let Some(mid) = mid {
                             out.push(Propagated::Rtp(mid, packet));
                         }
                     }
@@ -1087,12 +1097,18 @@ impl Sfu {
         packet: RtpPacket,
     ) {
         let seq = *packet.seq_no;
+        let ssrc = *packet.header.ssrc;
         let Some(p) = self.participants.get_mut(&origin) else {
             return;
         };
         let Some(producer) = p.producers.iter_mut().find(|pr| pr.mid == mid) else {
             return;
         };
+        if producer.ssrc != Some(ssrc) {
+            // The sender's stream was replaced (new SSRC, new numbers): count and assemble
+            // afresh. Forwarding renumbers in each consumer's `SeqMap`.
+            producer.restart(ssrc);
+        }
         let Some(params) = producer.params(&p.rtc, packet.header.payload_type) else {
             trace!(participant = %p.info.id, "a payload type the sender did not negotiate");
             return;
@@ -1193,6 +1209,15 @@ impl Sfu {
                 // A retransmission from before the receiver's first packet.
                 continue;
             };
+            // str0m's sender reports map RTP time to the wall clock of the last packet written:
+            // a late packet gets the time its place in the stream implies, not its arrival.
+            let wallclock = consumer.clock.wallclock(
+                out_seq,
+                packet.header.timestamp,
+                packet.timestamp,
+                params.spec().clock_rate.get(),
+            );
+            let ext_vals = forwarded_extensions(&packet.header.ext_vals);
             let mut api = rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
@@ -1202,11 +1227,11 @@ impl Sfu {
                     pt,
                     out_seq.into(),
                     packet.header.timestamp,
-                    packet.timestamp,
+                    wallclock,
                     packet.payload.clone(),
                 )
                 .marker(packet.header.marker)
-                .ext_vals(packet.header.ext_vals.clone())
+                .ext_vals(ext_vals)
                 .nackable(nackable),
             );
             // str0m sends what was written on its next timeout: make that now (the media loop
@@ -1225,5 +1250,49 @@ impl Sfu {
             }
             self.dirty.push(source);
         }
+    }
+}
+
+/// The header extensions a forwarded packet keeps: what describes the media (audio level,
+/// video orientation, capture time…). The receiver's MID and RID are str0m's to write (until the
+/// receiver acknowledges the SSRC): the sender's would name one of the sender's m-lines — Chrome
+/// keeps putting its MID on retransmissions — and a browser demultiplexes by MID first.
+/// Transport-wide sequence numbers and send times are per hop.
+fn forwarded_extensions(source: &ExtensionValues) -> ExtensionValues {
+    let mut ext = source.clone();
+    ext.mid = None;
+    ext.rid = None;
+    ext.rid_repair = None;
+    ext.transport_cc = None;
+    ext.abs_send_time = None;
+    ext
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_packets_keep_media_extensions_but_not_the_senders_mid_or_transport_numbers() {
+        let source = ExtensionValues {
+            mid: Some(Mid::from("0")),
+            rid: Some("h".into()),
+            rid_repair: Some("h".into()),
+            transport_cc: Some(77),
+            abs_send_time: Some(Instant::now()),
+            audio_level: Some(-30),
+            voice_activity: Some(true),
+            ..Default::default()
+        };
+        let out = forwarded_extensions(&source);
+        assert_eq!(
+            (out.mid, out.rid, out.rid_repair, out.transport_cc),
+            (None, None, None, None)
+        );
+        assert!(out.abs_send_time.is_none());
+        assert_eq!(
+            (out.audio_level, out.voice_activity),
+            (Some(-30), Some(true))
+        );
     }
 }

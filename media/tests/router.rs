@@ -9,6 +9,7 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::RawPacket;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use vizit_media::{
@@ -33,6 +34,8 @@ struct Peer {
     keyframe_requests: usize,
     signals: Vec<Signal>,
     sent_frames: u64,
+    /// The MID header extension of every RTP packet received.
+    mids_in: Vec<Mid>,
 }
 
 struct World {
@@ -102,7 +105,7 @@ impl World {
             .sfu
             .join(self.now, RoomId::new("room-1"), info)
             .expect("room has space");
-        let mut rtc = Rtc::builder().build(self.now);
+        let mut rtc = Rtc::builder().enable_raw_packets(true).build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let audio = api.add_media(
@@ -139,6 +142,7 @@ impl World {
             keyframe_requests: 0,
             signals: Vec::new(),
             sent_frames: 0,
+            mids_in: Vec::new(),
         });
         self.peers.len() - 1
     }
@@ -164,6 +168,13 @@ impl World {
                         peer.received.push((kind, data.data.to_vec()));
                     }
                     Output::Event(Event::KeyframeRequest(_)) => peer.keyframe_requests += 1,
+                    Output::Event(Event::RawPacket(raw)) => {
+                        if let RawPacket::RtpRx(header, _) = *raw
+                            && let Some(mid) = header.ext_vals.mid
+                        {
+                            peer.mids_in.push(mid);
+                        }
+                    }
                     Output::Event(_) => {}
                 }
             }
@@ -402,6 +413,31 @@ fn video_packets_lost_on_the_way_to_the_sfu_are_asked_for_again_and_forwarded() 
 #[test]
 fn video_packets_lost_on_the_way_to_a_receiver_are_resent_by_the_sfu() {
     lost_video_packets_are_resent(Leg::FromSfu);
+}
+
+#[test]
+fn forwarded_packets_carry_the_receivers_mid_never_the_senders() {
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40001, Role::Doctor);
+    let patient = world.join("patient", 40002, Role::Patient);
+    // Long enough for receiver reports to acknowledge the SSRCs (str0m then stops writing its
+    // MID), and with losses on the way in, so retransmissions are forwarded too.
+    world.run_for(Duration::from_secs(1), true);
+    world.lose_every = Some((Leg::ToSfu, 7));
+    world.run_for(Duration::from_secs(4), true);
+    for me in [doctor, patient] {
+        let peer = &world.peers[me];
+        assert!(!peer.mids_in.is_empty(), "{} saw no MID at all", peer.name);
+        for mid in &peer.mids_in {
+            let receiving = peer.rtc.media(*mid).map(|m| m.direction().is_receiving());
+            assert_eq!(
+                receiving,
+                Some(true),
+                "{} got a packet with MID {mid}, not one of its receiving m-lines",
+                peer.name
+            );
+        }
+    }
 }
 
 #[test]

@@ -11,9 +11,10 @@
 //! queue per track cost a third more CPU (another thread hand-off per frame; measured with
 //! `web-client/e2e/measure-recording.mjs`: 33 → 22 ms of CPU per second per recorded room).
 //!
-//! The SFU already runs a jitter buffer and a depacketizer per track (it forwards whole frames and
-//! answers NACKs), so the recorder takes those frames instead of re-parsing RTP: no second jitter
-//! buffer, no copy (the frame's bytes are shared with the forwarded copies). Timestamps come from
+//! The SFU puts each recorded track's packets together into frames (a reorder buffer and a
+//! depacketizer per track, `media/src/assembler.rs`), so the recorder takes frames instead of
+//! re-parsing RTP in GStreamer (an Opus frame is the forwarded payload itself, shared; a video
+//! frame is one copy of its packets' payloads). Timestamps come from
 //! the RTP clock of each track, anchored at the arrival of its first frame (so audio and video of
 //! one participant line up, and jitter does not), re-anchored if the RTP clock jumps.
 //!
