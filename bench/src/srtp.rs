@@ -141,16 +141,23 @@ impl DtlsInstance for Capturing {
     }
 }
 
-/// The contexts of both ends of one handshake, for tests: (client's tx, rx), (server's tx, rx).
+/// Both ends' keys of one handshake whose keying material is `len` counting bytes, for tests:
+/// (client's, server's).
 #[cfg(test)]
-pub(crate) fn test_pairs(profile: SrtpProfile, len: usize) -> ((Srtp, Srtp), (Srtp, Srtp)) {
+fn test_keys(profile: SrtpProfile, len: usize) -> (Keys, Keys) {
     let material: Vec<u8> = (0..len as u8).collect();
     let side = |client| Keys {
         material: material.clone(),
         profile,
         client,
     };
-    let (client, server) = (side(true), side(false));
+    (side(true), side(false))
+}
+
+/// The contexts of both ends of one handshake, for tests: (client's tx, rx), (server's tx, rx).
+#[cfg(test)]
+pub(crate) fn test_pairs(profile: SrtpProfile, len: usize) -> ((Srtp, Srtp), (Srtp, Srtp)) {
+    let (client, server) = test_keys(profile, len);
     let pair = |keys: &Keys| {
         (
             Srtp::new(keys, true).unwrap(),
@@ -395,13 +402,7 @@ mod tests {
             (SrtpProfile::AEAD_AES_128_GCM, 2 * (16 + 12)),
             (SrtpProfile::AEAD_AES_256_GCM, 2 * (32 + 12)),
         ] {
-            let material: Vec<u8> = (0..len as u8).collect();
-            let side = |client| Keys {
-                material: material.clone(),
-                profile,
-                client,
-            };
-            let (client, server) = (side(true), side(false));
+            let (client, server) = test_keys(profile, len);
             let header = [0x80, 96, 0x12, 0x34, 0, 0, 0, 1, 0xca, 0xfe, 0xba, 0xbe];
             let payload = b"a frame of media";
             let index = (3u64 << 16) | 0x1234;

@@ -102,7 +102,7 @@ pub(crate) struct Producer {
     pub mid: Mid,
     pub kind: MediaKind,
     pub last_keyframe_request: Option<Instant>,
-    /// Lowest and highest RTP sequence number seen, and how many packets of complete frames arrived.
+    /// Lowest and highest RTP sequence number seen, and how many packets arrived.
     pub first_seq: Option<u64>,
     pub highest_seq: u64,
     pub received: u64,
@@ -137,15 +137,16 @@ impl Producer {
         }
     }
 
-    /// The sender's stream is (re)started with a new SSRC: sequence numbers start anew.
+    /// The sender's stream is (re)started with a new SSRC: sequence numbers start anew, and
+    /// everything counted or assembled of the old stream goes; the codec cache and the keyframe
+    /// request throttle stay.
     pub fn restart(&mut self, ssrc: u32) {
-        self.ssrc = Some(ssrc);
-        self.first_seq = None;
-        self.highest_seq = 0;
-        self.received = 0;
-        self.reported_lost = 0;
-        self.assembler = None;
-        self.recorded_keyframe = false;
+        *self = Producer {
+            ssrc: Some(ssrc),
+            last_keyframe_request: self.last_keyframe_request,
+            last_params: self.last_params,
+            ..Producer::new(self.mid, self.kind)
+        };
     }
 
     /// The codec of a payload type of this track, as the sender negotiated it.
@@ -158,13 +159,13 @@ impl Producer {
         Some(*params)
     }
 
-    /// Account for received packets `first..=last` (one at a time when forwarding); returns newly
-    /// detected lost packets. A reordered packet counts as lost until it arrives, and the count
-    /// never goes back: a later gap is absorbed instead.
-    pub fn account(&mut self, first: u64, last: u64) -> u64 {
-        let first_seen = *self.first_seq.get_or_insert(first);
-        self.received += last.saturating_sub(first) + 1;
-        self.highest_seq = self.highest_seq.max(last);
+    /// Account for one received packet; returns newly detected lost packets. A reordered packet
+    /// counts as lost until it arrives, and the count never goes back: a later gap is absorbed
+    /// instead.
+    pub fn account(&mut self, seq: u64) -> u64 {
+        let first_seen = *self.first_seq.get_or_insert(seq);
+        self.received += 1;
+        self.highest_seq = self.highest_seq.max(seq);
         let expected = self.highest_seq.saturating_sub(first_seen) + 1;
         let lost = expected.saturating_sub(self.received);
         let new = lost.saturating_sub(self.reported_lost);
@@ -512,15 +513,17 @@ mod tests {
     fn loss_is_counted_once_per_missing_packet() {
         let mid = Mid::from("0");
         let mut p = Producer::new(mid, MediaKind::Video);
-        assert_eq!(p.account(100, 102), 0);
+        // Packets `first..=last`, one by one: the loss they reveal.
+        let mut account = |first: u64, last: u64| (first..=last).map(|s| p.account(s)).sum::<u64>();
+        assert_eq!(account(100, 102), 0);
         // 103 and 104 never arrive.
-        assert_eq!(p.account(105, 105), 2);
-        assert_eq!(p.account(106, 110), 0);
+        assert_eq!(account(105, 105), 2);
+        assert_eq!(account(106, 110), 0);
         // A late retransmission of 103 fills part of the gap; the counter never goes back, and
         // the next gap (111) is absorbed by the earlier over-count instead of counted twice.
-        assert_eq!(p.account(103, 103), 0);
-        assert_eq!(p.account(112, 112), 0);
+        assert_eq!(account(103, 103), 0);
+        assert_eq!(account(112, 112), 0);
         // 113 and 114 lost: 104, 111, 113, 114 missing in all, 2 already reported.
-        assert_eq!(p.account(115, 115), 2);
+        assert_eq!(account(115, 115), 2);
     }
 }

@@ -1113,8 +1113,9 @@ impl Sfu {
             trace!(participant = %p.info.id, "a payload type the sender did not negotiate");
             return;
         };
-        let lost = producer.account(seq, seq);
+        let lost = producer.account(seq);
         let kind = producer.kind;
+        let clock_rate = packet.time.denom();
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
@@ -1155,7 +1156,7 @@ impl Sfu {
                                 codec,
                                 arrival: frame.arrival,
                                 rtp_time: frame.time,
-                                clock_rate: packet.time.denom(),
+                                clock_rate,
                                 contiguous: frame.contiguous,
                                 keyframe: frame.keyframe,
                                 data: frame.data,
@@ -1174,6 +1175,7 @@ impl Sfu {
         }
 
         let nackable = kind == MediaKind::Video;
+        let ext_vals = forwarded_extensions(&packet.header.ext_vals);
         for &other in others {
             let Some(Participant {
                 consumers,
@@ -1205,7 +1207,7 @@ impl Sfu {
                     to
                 }
             };
-            let Some(out_seq) = SeqMap::map(&mut consumer.seq, *packet.header.ssrc, seq) else {
+            let Some(out_seq) = SeqMap::map(&mut consumer.seq, ssrc, seq) else {
                 // A retransmission from before the receiver's first packet.
                 continue;
             };
@@ -1215,9 +1217,8 @@ impl Sfu {
                 out_seq,
                 packet.header.timestamp,
                 packet.timestamp,
-                params.spec().clock_rate.get(),
+                clock_rate,
             );
-            let ext_vals = forwarded_extensions(&packet.header.ext_vals);
             let mut api = rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
@@ -1231,7 +1232,7 @@ impl Sfu {
                     packet.payload.clone(),
                 )
                 .marker(packet.header.marker)
-                .ext_vals(ext_vals)
+                .ext_vals(ext_vals.clone())
                 .nackable(nackable),
             );
             // str0m sends what was written on its next timeout: make that now (the media loop
