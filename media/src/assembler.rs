@@ -46,16 +46,9 @@ pub(crate) struct Frame {
 }
 
 #[derive(Debug)]
-enum Depack {
-    /// One packet is one frame.
-    Opus,
-    Vp8(Vp8Depacketizer),
-    H264(H264Depacketizer),
-}
-
-#[derive(Debug)]
 pub(crate) struct FrameAssembler {
-    depack: Depack,
+    /// Opus (one packet is one frame), VP8 or H.264.
+    codec: TapCodec,
     /// Ordered by sequence number, no duplicates.
     packets: VecDeque<Packet>,
     /// The first sequence number not yet consumed.
@@ -67,14 +60,11 @@ pub(crate) struct FrameAssembler {
 impl FrameAssembler {
     /// An assembler for a codec the recorder takes; `None` for others.
     pub fn new(codec: TapCodec) -> Option<Self> {
-        let depack = match codec {
-            TapCodec::Opus => Depack::Opus,
-            TapCodec::Vp8 => Depack::Vp8(Vp8Depacketizer::default()),
-            TapCodec::H264 => Depack::H264(H264Depacketizer::default()),
-            TapCodec::Other => return None,
-        };
+        if codec == TapCodec::Other {
+            return None;
+        }
         Some(FrameAssembler {
-            depack,
+            codec,
             packets: VecDeque::new(),
             next: None,
             // What came before the first frame is unknown.
@@ -111,8 +101,8 @@ impl FrameAssembler {
             let Some(head) = self.packets.front() else {
                 break;
             };
-            let wait = match self.depack {
-                Depack::Opus => MAX_WAIT_AUDIO,
+            let wait = match self.codec {
+                TapCodec::Opus => MAX_WAIT_AUDIO,
                 _ => MAX_WAIT,
             };
             let overdue = now.saturating_duration_since(head.arrival) >= wait
@@ -129,22 +119,19 @@ impl FrameAssembler {
     /// one (after a gap such a frame may lack its first NAL units; it is marked as following a
     /// gap).
     fn is_head(&self, p: &Packet) -> bool {
-        match &self.depack {
-            Depack::Opus => true,
-            Depack::Vp8(_) => p
+        match self.codec {
+            TapCodec::Vp8 => p
                 .payload
                 .first()
                 .is_some_and(|b| b & 0x10 != 0 && b & 0x07 == 0),
-            Depack::H264(d) => d.is_partition_head(&p.payload),
+            TapCodec::H264 => H264Depacketizer::default().is_partition_head(&p.payload),
+            _ => true,
         }
     }
 
     fn is_tail(&self, p: &Packet) -> bool {
-        match &self.depack {
-            Depack::Opus => true,
-            Depack::Vp8(d) => d.is_partition_tail(p.marker, &p.payload),
-            Depack::H264(d) => d.is_partition_tail(p.marker, &p.payload),
-        }
+        // VP8 and H.264 alike: the marker bit ends a frame.
+        self.codec == TapCodec::Opus || p.marker
     }
 
     /// The frame at the head of the buffer, if it is complete and nothing before it is missing.
@@ -167,20 +154,15 @@ impl FrameAssembler {
         let packets: Vec<Packet> = self.packets.drain(..=end).collect();
         self.next = Some(packets[end].seq + 1);
         let first = &packets[0];
-        let depacketized = match &mut self.depack {
-            Depack::Opus => Some((first.payload.clone(), false)),
-            Depack::Vp8(d) => depacketize(d, &packets),
-            Depack::H264(d) => depacketize(d, &packets),
+        // A depacketizer per frame: no state (a half-read H.264 fragment) crosses frames.
+        let depacketized = match self.codec {
+            TapCodec::Vp8 => depacketize(&mut Vp8Depacketizer::default(), &packets),
+            TapCodec::H264 => depacketize(&mut H264Depacketizer::default(), &packets),
+            _ => Some((first.payload.clone(), false)),
         };
         let Some((data, keyframe)) = depacketized else {
-            // A malformed frame is dropped: the next one follows a gap, and no half-read
-            // fragment of this one may leak into it.
+            // A malformed frame is dropped: the next one follows a gap.
             self.gap = true;
-            self.depack = match self.depack {
-                Depack::Opus => Depack::Opus,
-                Depack::Vp8(_) => Depack::Vp8(Vp8Depacketizer::default()),
-                Depack::H264(_) => Depack::H264(H264Depacketizer::default()),
-            };
             return None;
         };
         Some(Frame {
