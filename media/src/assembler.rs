@@ -72,6 +72,10 @@ impl FrameAssembler {
         })
     }
 
+    pub fn codec(&self) -> TapCodec {
+        self.codec
+    }
+
     /// Take one packet; returns the frames it completes, in order.
     pub fn push(&mut self, packet: Packet, out: &mut Vec<Frame>) {
         if self.next.is_some_and(|next| packet.seq < next) {
@@ -87,6 +91,18 @@ impl FrameAssembler {
             Ok(_) => return,
             Err(i) => self.packets.insert(i, packet),
         }
+        self.emit(Some(now), out);
+    }
+
+    /// The track ends (the recording stops, the sender leaves or replaces its stream): give up
+    /// every gap still awaited and hand over the whole frames held behind it.
+    pub fn finish(&mut self, out: &mut Vec<Frame>) {
+        self.emit(None, out);
+    }
+
+    /// Hand over the frames complete at the head of the buffer; give up a gap at the head that
+    /// waited too long at `now` (`None`: whatever it waited).
+    fn emit(&mut self, now: Option<Instant>, out: &mut Vec<Frame>) {
         loop {
             let held = self.packets.len();
             if let Some(frame) = self.pop_frame() {
@@ -105,8 +121,10 @@ impl FrameAssembler {
                 TapCodec::Opus => MAX_WAIT_AUDIO,
                 _ => MAX_WAIT,
             };
-            let overdue = now.saturating_duration_since(head.arrival) >= wait
-                || self.packets.len() > MAX_PACKETS;
+            let overdue = now.is_none_or(|now| {
+                now.saturating_duration_since(head.arrival) >= wait
+                    || self.packets.len() > MAX_PACKETS
+            });
             if !overdue {
                 break;
             }
@@ -323,6 +341,30 @@ mod tests {
         a.push(packets[1].clone(), &mut out);
         assert_eq!(out.len(), 2);
         assert!(out[1].contiguous);
+    }
+
+    #[test]
+    fn when_the_track_ends_the_frames_behind_an_awaited_gap_are_handed_over() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new(TapCodec::Vp8).unwrap();
+        let mut out = Vec::new();
+        // Frame 0 misses its middle packet (11); frames 3000 and 6000 are whole behind it; the
+        // last frame (9000) never got its tail.
+        let mut packets: Vec<Packet> = frame(10, 0, true, t0);
+        packets.remove(1);
+        packets.extend(frame(13, 3000, false, t0));
+        packets.extend(frame(16, 6000, false, t0));
+        packets.extend(frame(19, 9000, false, t0).into_iter().take(2));
+        for p in packets {
+            a.push(p, &mut out);
+        }
+        assert!(out.is_empty(), "the gap is still awaited");
+        a.finish(&mut out);
+        let got: Vec<_> = out.iter().map(|f| (f.time, f.contiguous)).collect();
+        assert_eq!(got, vec![(3000, false), (6000, true)]);
+        // Nothing is held any more: a late packet of a finished frame is dropped.
+        a.finish(&mut out);
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

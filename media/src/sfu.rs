@@ -13,11 +13,12 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
-use crate::assembler::{FrameAssembler, Packet};
+use crate::assembler::{Frame, FrameAssembler, Packet};
 use crate::ids::FastMap;
 use crate::participant::{Consumer, ConsumerState, Participant, ParticipantKey, Producer, SeqMap};
 use crate::recording::{
-    RecordingError, RecordingMode, RecordingStatus, RoomEvent, StopReason, TapFactory, TapFrame,
+    MediaTap, RecordingError, RecordingMode, RecordingStatus, RoomEvent, StopReason, TapCodec,
+    TapFactory, TapFrame,
 };
 use crate::room::Room;
 use crate::{Metrics, ParticipantId, ParticipantInfo, Role, RoomId, RoomMetrics, TrackKind};
@@ -591,8 +592,17 @@ impl Sfu {
             for (source, mid) in sources {
                 self.request_keyframe(now, source, mid);
             }
-        } else if !wanted && let Some(stopped) = room.recording.stop(room_id, reason) {
-            self.events.push_back(stopped);
+        } else if !wanted && room.recording.active() {
+            if let Some(tap) = room.recording.tap.as_mut() {
+                for key in &room.members {
+                    if let Some(p) = self.participants.get_mut(key) {
+                        finish_tracks(tap.as_mut(), p);
+                    }
+                }
+            }
+            if let Some(stopped) = room.recording.stop(room_id, reason) {
+                self.events.push_back(stopped);
+            }
         }
         let Some(room) = self.rooms.get(room_id) else {
             return;
@@ -720,6 +730,9 @@ impl Sfu {
         }
         let mut room_ended = false;
         if let Some(room) = self.rooms.get_mut(&p.room) {
+            if let Some(tap) = room.recording.tap.as_mut() {
+                finish_tracks(tap.as_mut(), &mut p);
+            }
             room.members.retain(|k| *k != key);
             room.metrics.participants = room.members.len() as u64;
             for other in room.members.iter().copied() {
@@ -1106,7 +1119,15 @@ impl Sfu {
         };
         if producer.ssrc != Some(ssrc) {
             // The sender's stream was replaced (new SSRC, new numbers): count and assemble
-            // afresh. Forwarding renumbers in each consumer's `SeqMap`.
+            // afresh, after the recorder got what the old stream's assembler held. Forwarding
+            // renumbers in each consumer's `SeqMap`.
+            if let Some(tap) = self
+                .rooms
+                .get_mut(room_id)
+                .and_then(|r| r.recording.tap.as_mut())
+            {
+                Track::finish(tap.as_mut(), &p.info, origin, producer);
+            }
             producer.restart(ssrc);
         }
         let Some(params) = producer.params(&p.rtc, packet.header.payload_type) else {
@@ -1141,28 +1162,13 @@ impl Sfu {
                         },
                         &mut frames,
                     );
-                    for frame in frames {
-                        if kind == MediaKind::Video {
-                            // After a gap the recorder waits for a keyframe again.
-                            producer.recorded_keyframe =
-                                frame.keyframe || (producer.recorded_keyframe && frame.contiguous);
-                            recorder_needs_keyframe = !producer.recorded_keyframe;
-                        }
-                        tap.frame(
-                            &p.info,
-                            TapFrame {
-                                transport: origin,
-                                kind: TrackKind::from(kind),
-                                codec,
-                                arrival: frame.arrival,
-                                rtp_time: frame.time,
-                                clock_rate,
-                                contiguous: frame.contiguous,
-                                keyframe: frame.keyframe,
-                                data: frame.data,
-                            },
-                        );
-                    }
+                    let track = Track {
+                        from: &p.info,
+                        transport: origin,
+                        codec,
+                        clock_rate,
+                    };
+                    recorder_needs_keyframe = track.record(tap.as_mut(), producer, frames);
                 }
             }
             None => {
@@ -1251,6 +1257,78 @@ impl Sfu {
             }
             self.dirty.push(source);
         }
+    }
+}
+
+/// A participant's tracks stop being recorded: the frames their assemblers hold go to the
+/// recorder.
+fn finish_tracks(tap: &mut dyn MediaTap, p: &mut Participant) {
+    for producer in &mut p.producers {
+        Track::finish(tap, &p.info, p.key, producer);
+    }
+}
+
+/// A recorded track of a participant, as the recorder is told of its frames.
+struct Track<'a> {
+    from: &'a ParticipantInfo,
+    transport: ParticipantKey,
+    codec: TapCodec,
+    clock_rate: u32,
+}
+
+impl Track<'_> {
+    /// Hand assembled frames of `producer` to the recorder. Returns whether the recorder still
+    /// waits for a keyframe of this track (video only).
+    fn record(&self, tap: &mut dyn MediaTap, producer: &mut Producer, frames: Vec<Frame>) -> bool {
+        let mut needs_keyframe = false;
+        for frame in frames {
+            if producer.kind == MediaKind::Video {
+                // After a gap the recorder waits for a keyframe again.
+                producer.recorded_keyframe =
+                    frame.keyframe || (producer.recorded_keyframe && frame.contiguous);
+                needs_keyframe = !producer.recorded_keyframe;
+            }
+            tap.frame(
+                self.from,
+                TapFrame {
+                    transport: self.transport,
+                    kind: TrackKind::from(producer.kind),
+                    codec: self.codec,
+                    arrival: frame.arrival,
+                    rtp_time: frame.time,
+                    clock_rate: self.clock_rate,
+                    contiguous: frame.contiguous,
+                    keyframe: frame.keyframe,
+                    data: frame.data,
+                },
+            );
+        }
+        needs_keyframe
+    }
+
+    /// The track's recording ends (the recording stops, the sender leaves or replaces its
+    /// stream): the frames its assembler still holds behind a gap go to the recorder.
+    fn finish(
+        tap: &mut dyn MediaTap,
+        from: &ParticipantInfo,
+        transport: ParticipantKey,
+        producer: &mut Producer,
+    ) {
+        let Some(mut assembler) = producer.assembler.take() else {
+            return;
+        };
+        let Some(clock_rate) = producer.last_params.map(|p| p.spec().clock_rate.get()) else {
+            return;
+        };
+        let mut frames = Vec::new();
+        assembler.finish(&mut frames);
+        let track = Track {
+            from,
+            transport,
+            codec: assembler.codec(),
+            clock_rate,
+        };
+        track.record(tap, producer, frames);
     }
 }
 

@@ -45,6 +45,10 @@ struct World {
     /// Drop every n-th datagram of video size on one leg.
     lose_every: Option<(Leg, u32)>,
     big_datagrams: u32,
+    /// The next video-sized datagram from this address to the SFU is lost.
+    lose_next_video_from: Option<SocketAddr>,
+    /// Nothing the SFU sends to this address arrives (no NACK reaches that sender).
+    deaf: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +86,8 @@ impl World {
             peers: Vec::new(),
             lose_every: None,
             big_datagrams: 0,
+            lose_next_video_from: None,
+            deaf: None,
         }
     }
 
@@ -158,6 +164,10 @@ impl World {
                 match peer.rtc.poll_output().unwrap() {
                     Output::Timeout(_) => break,
                     Output::Transmit(t) => {
+                        if self.lose_next_video_from == Some(t.source) && t.contents.len() > 1000 {
+                            self.lose_next_video_from = None;
+                            continue;
+                        }
                         if !self.lost(Leg::ToSfu, t.contents.len()) {
                             self.sfu
                                 .handle_receive(now, t.source, t.destination, &t.contents);
@@ -183,7 +193,7 @@ impl World {
         self.sfu.handle_timeout(now);
         // SFU → peers.
         while let Some(t) = self.sfu.poll_transmit() {
-            if self.lost(Leg::FromSfu, t.contents.len()) {
+            if self.lost(Leg::FromSfu, t.contents.len()) || self.deaf == Some(t.destination) {
                 continue;
             }
             let Some(peer) = self.peers.iter_mut().find(|p| p.addr == t.destination) else {
@@ -711,6 +721,75 @@ fn a_room_is_recorded_only_while_both_parties_consent() {
     assert_eq!(r.opened.len(), 2);
     assert_eq!(r.closed[1], (2, StopReason::RoomEnded));
     assert!(r.frames.iter().any(|(s, _, _)| *s == 2));
+}
+
+/// A video packet is lost on its way to the SFU and never resent (the sender hears nothing of
+/// the SFU's requests). The recorder's assembler waits for it and holds the frames behind it;
+/// when the recording stops (or the sender leaves) before the wait is over, those frames are
+/// still recorded.
+fn frames_held_behind_a_gap_are_recorded_when_the_track_ends(sender_leaves: bool) {
+    let (mut world, recorded) = recording_world(RecordingMode::Auto);
+    let doctor = world.join("doctor", 40061, Role::Doctor);
+    let patient = world.join("patient", 40062, Role::Patient);
+    world.run_for(Duration::from_millis(500), true);
+    let (dk, pk) = (world.peers[doctor].key, world.peers[patient].key);
+    world.sfu.consent(world.now, dk, true).unwrap();
+    world.sfu.consent(world.now, pk, true).unwrap();
+    world.run_for(Duration::from_secs(1), true);
+    let before_loss = world.peers[doctor].sent_frames;
+    world.deaf = Some(world.peers[doctor].addr);
+    world.lose_next_video_from = Some(world.peers[doctor].addr);
+    // Well within the assembler's wait for a lost video packet (500 ms).
+    world.run_for(Duration::from_millis(300), true);
+    assert!(
+        world.lose_next_video_from.is_none(),
+        "a video packet was lost"
+    );
+    // One more step without new media: the last frame written reaches the SFU.
+    world.run_for(STEP, false);
+    let sent = world.peers[doctor].sent_frames;
+    if sender_leaves {
+        world.sfu.remove(world.now, dk, LeaveReason::Hangup);
+    } else {
+        world.sfu.consent(world.now, pk, false).unwrap();
+    }
+
+    let r = recorded.lock().unwrap();
+    if !sender_leaves {
+        assert_eq!(r.closed, vec![(1, StopReason::ConsentWithdrawn)]);
+    }
+    let video: Vec<(u64, bool)> = r
+        .frames
+        .iter()
+        .filter(|(_, id, f)| id.as_str() == "doctor" && f.kind == TrackKind::Video)
+        .map(|(_, _, f)| (frame_number(&f.data), f.contiguous))
+        .filter(|(n, _)| *n > before_loss)
+        .collect();
+    // Video frames are the even numbers; one of them lost a packet and is not recorded.
+    let expected: Vec<u64> = (before_loss + 1..=sent).filter(|n| n % 2 == 0).collect();
+    let numbers: Vec<u64> = video.iter().map(|(n, _)| *n).collect();
+    let missing: Vec<u64> = expected
+        .iter()
+        .copied()
+        .filter(|n| !numbers.contains(n))
+        .collect();
+    assert_eq!(missing.len(), 1, "recorded {numbers:?} of {expected:?}");
+    assert!(
+        numbers.last() == expected.last(),
+        "the frames behind the gap, up to the last one sent, were recorded: {numbers:?}"
+    );
+    let after_gap = video.iter().find(|(n, _)| *n > missing[0]).unwrap();
+    assert!(!after_gap.1, "the frame after the gap says it follows one");
+}
+
+#[test]
+fn frames_held_behind_a_gap_are_recorded_when_the_recording_stops() {
+    frames_held_behind_a_gap_are_recorded_when_the_track_ends(false);
+}
+
+#[test]
+fn frames_held_behind_a_gap_are_recorded_when_their_sender_leaves() {
+    frames_held_behind_a_gap_are_recorded_when_the_track_ends(true);
 }
 
 #[test]
