@@ -1,13 +1,15 @@
 //! Two in-process str0m peers connected through the SFU, driven faster than real time: no
 //! sockets, no sleeping; time is passed in.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use std::sync::{Arc, Mutex};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::format::{Codec, FormatParams};
+use str0m::media::Pt;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RawPacket;
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -15,7 +17,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use vizit_media::{
     LeaveReason, MediaTap, ParticipantId, ParticipantInfo, ParticipantKey, RecordingError,
     RecordingMode, RecordingPhase, Role, RoomEvent, RoomId, Sfu, SfuOptions, Signal, StopReason,
-    TapFactory, TapFrame, TrackKind,
+    TapCodec, TapFactory, TapFrame, TrackKind,
 };
 
 const SFU_ADDR: &str = "127.0.0.1:50000";
@@ -36,6 +38,21 @@ struct Peer {
     sent_frames: u64,
     /// The MID header extension of every RTP packet received.
     mids_in: Vec<Mid>,
+    /// The payload type of every RTP packet received.
+    pts_in: BTreeSet<Pt>,
+    /// What the peer sends its video in.
+    video_codec: Codec,
+}
+
+/// The codecs a peer offers, and how it numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codecs {
+    /// str0m's defaults (Chrome's numbering: Opus 111, VP8 96).
+    Default,
+    /// Opus and VP8 numbered as Firefox does: 109 and 120 (RTX 124).
+    FirefoxNumbers,
+    /// Opus and H.264 only.
+    H264,
 }
 
 struct World {
@@ -98,6 +115,17 @@ impl World {
 
     /// `recordable`: joined with a consultation's token (the room may be recorded).
     fn join_as(&mut self, name: &'static str, port: u16, role: Role, recordable: bool) -> usize {
+        self.join_with(name, port, role, recordable, Codecs::Default)
+    }
+
+    fn join_with(
+        &mut self,
+        name: &'static str,
+        port: u16,
+        role: Role,
+        recordable: bool,
+        codecs: Codecs,
+    ) -> usize {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let info = ParticipantInfo {
             id: ParticipantId::new(name),
@@ -111,7 +139,44 @@ impl World {
             .sfu
             .join(self.now, RoomId::new("room-1"), info)
             .expect("room has space");
-        let mut rtc = Rtc::builder().enable_raw_packets(true).build(self.now);
+        let mut config = Rtc::builder().enable_raw_packets(true);
+        let video_codec = match codecs {
+            Codecs::Default => Codec::Vp8,
+            Codecs::FirefoxNumbers => {
+                config = config.clear_codecs();
+                let opus = FormatParams {
+                    min_p_time: Some(10),
+                    use_inband_fec: Some(true),
+                    ..Default::default()
+                };
+                let c = config.codec_config();
+                c.add_config(
+                    109.into(),
+                    None,
+                    Codec::Opus,
+                    Frequency::FORTY_EIGHT_KHZ,
+                    Some(2),
+                    opus,
+                );
+                c.add_config(
+                    120.into(),
+                    Some(124.into()),
+                    Codec::Vp8,
+                    Frequency::NINETY_KHZ,
+                    None,
+                    FormatParams::default(),
+                );
+                Codec::Vp8
+            }
+            Codecs::H264 => {
+                config = config
+                    .clear_codecs()
+                    .enable_opus(true, false)
+                    .enable_h264(true);
+                Codec::H264
+            }
+        };
+        let mut rtc = config.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let audio = api.add_media(
@@ -149,6 +214,8 @@ impl World {
             signals: Vec::new(),
             sent_frames: 0,
             mids_in: Vec::new(),
+            pts_in: BTreeSet::new(),
+            video_codec,
         });
         self.peers.len() - 1
     }
@@ -179,10 +246,11 @@ impl World {
                     }
                     Output::Event(Event::KeyframeRequest(_)) => peer.keyframe_requests += 1,
                     Output::Event(Event::RawPacket(raw)) => {
-                        if let RawPacket::RtpRx(header, _) = *raw
-                            && let Some(mid) = header.ext_vals.mid
-                        {
-                            peer.mids_in.push(mid);
+                        if let RawPacket::RtpRx(header, _) = *raw {
+                            peer.pts_in.insert(header.payload_type);
+                            if let Some(mid) = header.ext_vals.mid {
+                                peer.mids_in.push(mid);
+                            }
                         }
                     }
                     Output::Event(_) => {}
@@ -255,15 +323,23 @@ impl World {
                 .unwrap();
             if n.is_multiple_of(2) {
                 let video = peer.video_mid.unwrap();
+                let codec = peer.video_codec;
                 let writer = peer.rtc.writer(video).unwrap();
                 let pt = writer
                     .payload_params()
-                    .find(|p| p.spec().codec == Codec::Vp8)
+                    .find(|p| p.spec().codec == codec)
                     .unwrap()
                     .pt();
-                // A VP8 payload header with the keyframe bit (P = 0) on every 10th frame.
-                let mut frame = payload(peer.name, "video", n);
-                frame[0] = if n.is_multiple_of(20) { 0x10 } else { 0x11 };
+                let frame = match codec {
+                    Codec::H264 => h264_frame(peer.name, n),
+                    _ => {
+                        // A VP8 payload header with the keyframe bit (P = 0) on every 10th
+                        // frame.
+                        let mut frame = payload(peer.name, "video", n);
+                        frame[0] = if n.is_multiple_of(20) { 0x10 } else { 0x11 };
+                        frame
+                    }
+                };
                 writer
                     .write(pt, now, MediaTime::from_90khz(n * 1800), frame)
                     .unwrap();
@@ -282,6 +358,27 @@ impl World {
             }
         }
     }
+}
+
+/// An H.264 access unit in Annex B form: every 10th video frame (n a multiple of 20) an IDR
+/// behind a sequence and a picture parameter set (which str0m's packetizer aggregates into one
+/// STAP-A packet), else one non-IDR slice; the slice is 3000 bytes (FU-A fragments).
+fn h264_frame(name: &str, n: u64) -> Vec<u8> {
+    const START: [u8; 4] = [0, 0, 0, 1];
+    let mut frame = Vec::new();
+    let slice = if n.is_multiple_of(20) {
+        frame.extend_from_slice(&START);
+        frame.extend_from_slice(&[0x67, 0x42, 0xe0, 0x1f, 0x8d, 0x68, 0x05]);
+        frame.extend_from_slice(&START);
+        frame.extend_from_slice(&[0x68, 0xce, 0x3c, 0x80]);
+        0x65
+    } else {
+        0x41
+    };
+    frame.extend_from_slice(&START);
+    frame.push(slice);
+    frame.extend_from_slice(&payload(name, "video", n));
+    frame
 }
 
 fn payload(name: &str, kind: &str, n: u64) -> Vec<u8> {
@@ -307,40 +404,7 @@ fn audio_and_video_flow_both_ways_and_a_keyframe_is_requested_for_new_consumers(
         world.peers[doctor].signals
     );
     for (me, other) in [(doctor, "patient"), (patient, "doctor")] {
-        let peer = &world.peers[me];
-        for kind in [MediaKind::Audio, MediaKind::Video] {
-            let frames: Vec<&Vec<u8>> = peer
-                .received
-                .iter()
-                .filter(|(k, _)| *k == kind)
-                .map(|(_, d)| d)
-                .collect();
-            assert!(
-                frames.len() > 10,
-                "{} got only {} {kind:?} frames",
-                peer.name,
-                frames.len()
-            );
-            let prefix = format!(
-                "#{other}:{}:",
-                if kind == MediaKind::Audio {
-                    "audio"
-                } else {
-                    "video"
-                }
-            );
-            for frame in &frames {
-                // Payload unchanged apart from the VP8 header byte we set.
-                assert_eq!(
-                    &frame[1..prefix.len()],
-                    &prefix.as_bytes()[1..],
-                    "{} got a foreign frame",
-                    peer.name
-                );
-                let expected_len = if kind == MediaKind::Audio { 120 } else { 3000 };
-                assert_eq!(frame.len(), expected_len);
-            }
-        }
+        assert_got_media_of(&world.peers[me], other);
     }
     // Each publisher's video got a keyframe request when the other side's consumer opened.
     assert!(
@@ -358,6 +422,178 @@ fn audio_and_video_flow_both_ways_and_a_keyframe_is_requested_for_new_consumers(
     assert!(room.packets_in > 100 && room.packets_out > 100, "{room:?}");
     assert!(room.keyframe_requests >= 2, "{room:?}");
     assert_eq!(room.packets_lost, 0, "{room:?}");
+}
+
+/// The peer got more than ten audio and ten video frames, all `other`'s, unchanged.
+fn assert_got_media_of(peer: &Peer, other: &str) {
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        let frames: Vec<&Vec<u8>> = peer
+            .received
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, d)| d)
+            .collect();
+        assert!(
+            frames.len() > 10,
+            "{} got only {} {kind:?} frames",
+            peer.name,
+            frames.len()
+        );
+        let prefix = format!(
+            "#{other}:{}:",
+            if kind == MediaKind::Audio {
+                "audio"
+            } else {
+                "video"
+            }
+        );
+        for frame in &frames {
+            // Payload unchanged apart from the VP8 header byte we set.
+            assert_eq!(
+                &frame[1..prefix.len()],
+                &prefix.as_bytes()[1..],
+                "{} got a foreign frame",
+                peer.name
+            );
+            let expected_len = if kind == MediaKind::Audio { 120 } else { 3000 };
+            assert_eq!(frame.len(), expected_len);
+        }
+    }
+}
+
+/// The payload type `peer` sends `codec` under.
+fn sending_pt(peer: &mut Peer, codec: Codec) -> Pt {
+    let mid = if codec.is_audio() {
+        peer.audio_mid
+    } else {
+        peer.video_mid
+    };
+    peer.rtc
+        .writer(mid.unwrap())
+        .unwrap()
+        .payload_params()
+        .find(|p| p.spec().codec == codec)
+        .unwrap()
+        .pt()
+}
+
+/// The patient numbers its codecs as Firefox does, the doctor as Chrome does: each gets the
+/// other's media under the payload types negotiated for its own receiving m-lines.
+#[test]
+fn a_receiver_gets_media_under_its_own_payload_types() {
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40071, Role::Doctor);
+    let patient = world.join_with(
+        "patient",
+        40072,
+        Role::Patient,
+        true,
+        Codecs::FirefoxNumbers,
+    );
+    world.run_for(Duration::from_secs(2), true);
+    for (me, other) in [(doctor, "patient"), (patient, "doctor")] {
+        assert_got_media_of(&world.peers[me], other);
+    }
+    for codec in [Codec::Opus, Codec::Vp8] {
+        let from_patient = sending_pt(&mut world.peers[patient], codec);
+        let from_doctor = sending_pt(&mut world.peers[doctor], codec);
+        assert_ne!(
+            from_patient, from_doctor,
+            "{codec:?}: the scenario needs two numberings"
+        );
+        // The doctor's receiving m-lines were offered by the SFU in the doctor's numbering:
+        // nothing arrives under the patient's.
+        let got = &world.peers[doctor].pts_in;
+        assert!(
+            got.contains(&from_doctor),
+            "{codec:?}: the doctor got {got:?}"
+        );
+        assert!(
+            !got.contains(&from_patient),
+            "{codec:?}: the doctor got {got:?}"
+        );
+    }
+}
+
+/// The `#name:video:n:` frame number inside an H.264 test frame.
+fn h264_frame_number(frame: &[u8], name: &str) -> u64 {
+    let tag = format!("#{name}:video:");
+    let at = frame
+        .windows(tag.len())
+        .position(|w| w == tag.as_bytes())
+        .expect("a tagged frame");
+    let digits = &frame[at + tag.len()..at + tag.len() + 6];
+    std::str::from_utf8(digits).unwrap().parse().unwrap()
+}
+
+/// Both sides send H.264: access units of several NAL units (a STAP-A of SPS and PPS, an IDR
+/// slice in FU-A fragments) reach the other side and the recorder byte for byte.
+#[test]
+fn h264_video_is_forwarded_and_recorded_whole() {
+    let (mut world, recorded) = recording_world(RecordingMode::Auto);
+    let doctor = world.join_with("doctor", 40081, Role::Doctor, true, Codecs::H264);
+    let patient = world.join_with("patient", 40082, Role::Patient, true, Codecs::H264);
+    world.run_for(Duration::from_millis(500), true);
+    let (dk, pk) = (world.peers[doctor].key, world.peers[patient].key);
+    world.sfu.consent(world.now, dk, true).unwrap();
+    world.sfu.consent(world.now, pk, true).unwrap();
+    world.run_for(Duration::from_secs(2), true);
+
+    for (me, other) in [(doctor, "patient"), (patient, "doctor")] {
+        let peer = &world.peers[me];
+        let video: Vec<&Vec<u8>> = peer
+            .received
+            .iter()
+            .filter(|(k, _)| *k == MediaKind::Video)
+            .map(|(_, d)| d)
+            .collect();
+        assert!(
+            video.len() > 10,
+            "{} got {} video frames",
+            peer.name,
+            video.len()
+        );
+        for frame in &video {
+            let n = h264_frame_number(frame, other);
+            assert_eq!(
+                **frame,
+                h264_frame(other, n),
+                "{} got frame {n} changed",
+                peer.name
+            );
+        }
+        assert!(
+            video.iter().any(|f| f[4] == 0x67),
+            "{} got no IDR access unit (SPS, PPS, IDR)",
+            peer.name
+        );
+    }
+
+    let r = recorded.lock().unwrap();
+    for who in ["doctor", "patient"] {
+        let video: Vec<&TapFrame> = r
+            .frames
+            .iter()
+            .filter(|(_, id, f)| id.as_str() == who && f.kind == TrackKind::Video)
+            .map(|(_, _, f)| f)
+            .collect();
+        assert!(
+            video.len() > 10,
+            "{who}: {} recorded video frames",
+            video.len()
+        );
+        for f in &video {
+            assert_eq!(f.codec, TapCodec::H264);
+            let n = h264_frame_number(&f.data, who);
+            assert_eq!(
+                *f.data,
+                *h264_frame(who, n),
+                "{who}'s frame {n} recorded changed"
+            );
+            assert_eq!(f.keyframe, n.is_multiple_of(20), "{who}'s frame {n}");
+        }
+        assert!(video.iter().any(|f| f.keyframe));
+    }
 }
 
 /// The frame number in a test payload (`#name:kind:000123:…`).
