@@ -556,19 +556,11 @@ impl Leg {
 
     /// A transport whose socket (and ICE candidate) is on `ip`.
     pub async fn bound(ip: std::net::IpAddr) -> anyhow::Result<Leg> {
-        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let socket = stamped_socket(ip).await?;
         // Room for a burst while the generator's thread is busy elsewhere: frames lost in the
         // generator's own socket would be charged to the server.
         let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
         let udp = UdpSocketState::new((&socket).into())?;
-        // The kernel stamps each datagram's arrival: latency is measured to the socket, not to
-        // when this (busy, low-priority) thread got round to reading it.
-        nix::sys::socket::setsockopt(
-            &socket,
-            nix::sys::socket::sockopt::ReceiveTimestampns,
-            &true,
-        )
-        .context("SO_TIMESTAMPNS")?;
         let addr: SocketAddr = socket.local_addr()?;
         let keys = Arc::new(srtp::KeySlot::default());
         let mut rtc = Rtc::builder()
@@ -836,6 +828,19 @@ impl Leg {
         }
         Ok(())
     }
+}
+
+/// A UDP socket on `ip` whose datagrams the kernel stamps on arrival: latency is measured to
+/// the socket, not to when the (busy, low-priority) generator thread got round to reading it.
+async fn stamped_socket(ip: std::net::IpAddr) -> anyhow::Result<UdpSocket> {
+    let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+    nix::sys::socket::setsockopt(
+        &socket,
+        nix::sys::socket::sockopt::ReceiveTimestampns,
+        &true,
+    )
+    .context("SO_TIMESTAMPNS")?;
+    Ok(socket)
 }
 
 /// One `recvmmsg` into `rx` with each buffer's kernel arrival time (SO_TIMESTAMPNS) and GRO
@@ -1132,5 +1137,71 @@ impl Receiving {
             stats.frames_lost += (last - first + 1).saturating_sub(*count);
         }
         stats.jitter_us = self.jitter;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffers() -> RecvBuffers {
+        RecvBuffers {
+            data: vec![0; 2048 * RECV_BATCH],
+            slot: 2048,
+            meta: Vec::with_capacity(RECV_BATCH),
+        }
+    }
+
+    /// Datagrams queued on a stamped socket are read in one call, each with its length, its
+    /// source and the kernel's arrival time: after it was sent, before it was read.
+    #[tokio::test]
+    async fn each_datagram_comes_with_its_source_and_kernel_arrival_time() {
+        let socket = stamped_socket(std::net::Ipv4Addr::LOCALHOST.into())
+            .await
+            .unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = socket.local_addr().unwrap();
+        let sizes = [1, 200, 1200];
+        let before_send = micros_now();
+        for len in sizes {
+            sender.send_to(&vec![7; len], to).unwrap();
+        }
+        // Read well after the arrival: the stamps must not be the reading time.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        socket.readable().await.unwrap();
+        let mut rx = buffers();
+        let before_read = micros_now();
+        let n = recv_stamped(&socket, &mut rx).unwrap();
+        assert_eq!(n, sizes.len(), "every queued datagram in one call");
+        for (&(len, source, stride, arrival_us), expected) in rx.meta.iter().zip(sizes) {
+            assert_eq!(len, expected);
+            assert_eq!(
+                stride, expected,
+                "no GRO on this socket: one datagram per buffer"
+            );
+            assert_eq!(source, Some(sender.local_addr().unwrap()));
+            assert!(
+                (before_send..before_read).contains(&arrival_us),
+                "arrival {arrival_us} µs: sent from {before_send}, read at {before_read}"
+            );
+        }
+        assert!(rx.data[2048..2048 + 200].iter().all(|b| *b == 7));
+        // Nothing more is queued.
+        let again = recv_stamped(&socket, &mut rx);
+        assert!(matches!(again, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+    }
+
+    /// Without kernel stamps a datagram counts as arriving when it was read.
+    #[tokio::test]
+    async fn without_stamps_the_reading_time_is_the_arrival() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"x", socket.local_addr().unwrap()).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        socket.readable().await.unwrap();
+        let mut rx = buffers();
+        let before_read = micros_now();
+        assert_eq!(recv_stamped(&socket, &mut rx).unwrap(), 1);
+        assert!(rx.meta[0].3 >= before_read);
     }
 }
