@@ -31,11 +31,11 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
+use vizit_media::srtp::{self, KeySlot, Srtp};
 use vizit_signaling::{CallRole, TokenKeys};
 
 pub mod janus;
 mod rtp;
-mod srtp;
 
 const MAGIC: u32 = 0x5649_5a54; // "VIZT"
 const HEADER: usize = 4 + 4 + 1 + 1 + 8 + 8;
@@ -520,7 +520,7 @@ pub(crate) struct Leg {
     socket: UdpSocket,
     udp: UdpSocketState,
     addr: SocketAddr,
-    keys: Arc<srtp::KeySlot>,
+    keys: Arc<KeySlot>,
     direct: Option<rtp::Direct>,
     /// Where str0m last sent to: the server's end of the selected ICE pair.
     remote: Option<SocketAddr>,
@@ -562,10 +562,9 @@ impl Leg {
         let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
         let udp = UdpSocketState::new((&socket).into())?;
         let addr: SocketAddr = socket.local_addr()?;
-        let keys = Arc::new(srtp::KeySlot::default());
-        let mut rtc = Rtc::builder()
-            .set_crypto_provider(srtp::provider(keys.clone()))
-            .build(Instant::now());
+        let keys = Arc::new(KeySlot::default());
+        let config = Rtc::builder().set_crypto_provider(srtp::provider());
+        let mut rtc = srtp::capture(&keys, || config.build(Instant::now()));
         rtc.add_local_candidate(Candidate::host(addr, "udp")?);
         Ok(Leg {
             rtc,
@@ -651,8 +650,16 @@ impl Leg {
     /// Set up the media path once the DTLS handshake has exported its keys.
     fn start_direct(&mut self) -> anyhow::Result<()> {
         if self.direct.is_none()
-            && let Some(contexts) = self.keys.srtp()?
+            && let Some(keys) = self.keys.keys()
         {
+            let contexts = (
+                Srtp::rtp(keys, srtp::Direction::Outbound, true),
+                Srtp::rtp(keys, srtp::Direction::Inbound, false),
+            );
+            let (Some(tx), Some(rx)) = contexts else {
+                bail!("SRTP profile {:?} is not supported", keys.profile());
+            };
+            let contexts = (tx, rx);
             let mut direct = rtp::Direct::new(contexts);
             direct.set_kinds(kinds(&self.rtc));
             self.direct = Some(direct);

@@ -1,10 +1,10 @@
 //! The generator's own RTP: frames packetized as a browser would (Opus one packet per frame, VP8
 //! split with RFC 7741 payload descriptors), protected with [`Srtp`], and the forwarded packets
-//! read back into frames. str0m keeps ICE, DTLS and RTCP (see [`crate::srtp`]).
+//! read back into frames. str0m keeps ICE, DTLS and RTCP (see `vizit_media::srtp`).
 
 use str0m::media::MediaKind;
 
-use crate::srtp::Srtp;
+use vizit_media::srtp::Srtp;
 
 /// VP8 bytes per packet: with the RTP header, the descriptor and the SRTP tag a packet stays
 /// under 1200 bytes, as browsers' do.
@@ -363,8 +363,15 @@ mod tests {
     /// number in every packet.
     #[test]
     fn frames_round_trip_through_packets() {
-        let ((client_tx, client_rx), (server_tx, server_rx)) =
-            crate::srtp::test_pairs(str0m::crypto::dtls::SrtpProfile::AEAD_AES_128_GCM, 56);
+        use vizit_media::srtp::{Direction, test_keys};
+        let (client, server) = test_keys(str0m::crypto::dtls::SrtpProfile::AEAD_AES_128_GCM, 56);
+        let pair = |keys| {
+            (
+                Srtp::rtp(keys, Direction::Outbound, true).unwrap(),
+                Srtp::rtp(keys, Direction::Inbound, false).unwrap(),
+            )
+        };
+        let ((client_tx, client_rx), (server_tx, server_rx)) = (pair(&client), pair(&server));
         let mut sender = Direct::new((client_tx, client_rx));
         let mut receiver = Direct::new((server_tx, server_rx));
         receiver.set_kinds(vec![(111, MediaKind::Audio), (96, MediaKind::Video)]);

@@ -34,6 +34,7 @@ mod recording;
 mod room;
 mod server;
 mod sfu;
+pub mod srtp;
 
 pub use ids::{ParticipantId, RoomId};
 pub use metrics::{LoopLoad, Metrics, RoomMetrics};
