@@ -200,6 +200,9 @@ pub struct MediaSettings {
     /// Media loops, each a thread with its own UDP socket (ports `udp_bind`'s, +1, …); a room
     /// lives in one of them. One loop uses one core.
     pub threads: usize,
+    /// The SFU protects and sends forwarded media itself instead of through str0m's send path
+    /// (about a quarter less CPU per packet); off falls back to str0m for everything.
+    pub fast_forwarding: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -260,6 +263,7 @@ impl Default for Settings {
                 connect_timeout: Duration::from_secs(30),
                 socket_buffer_bytes: vizit_media::DEFAULT_SOCKET_BUFFER,
                 threads: 1,
+                fast_forwarding: true,
             },
             auth: AuthSettings {
                 token_secret: None,

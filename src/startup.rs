@@ -80,7 +80,8 @@ impl Application {
         let options = SfuOptions::new(Vec::new())
             .max_participants(settings.media.max_participants)
             .ice_timeout(settings.media.ice_timeout)
-            .connect_timeout(settings.media.connect_timeout);
+            .connect_timeout(settings.media.connect_timeout)
+            .fast_forwarding(settings.media.fast_forwarding);
         // Recording: the SFU hands each recorded room's frames to the live recorder, which
         // reports finished files to the catalogue.
         let work_dir = settings.recording_work_dir();

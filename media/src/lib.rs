@@ -27,6 +27,7 @@
 //!   never waits for the recorder.
 
 mod assembler;
+mod fast;
 mod ids;
 mod metrics;
 mod participant;

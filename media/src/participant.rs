@@ -2,6 +2,8 @@
 //! tracks) and its Consumers (the other participants' tracks forwarded to it).
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::Rtc;
@@ -10,6 +12,8 @@ use str0m::format::PayloadParams;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
 
 use crate::assembler::FrameAssembler;
+use crate::fast::{FastStream, FastTransport};
+use crate::srtp::KeySlot;
 
 use crate::{ParticipantId, RoomId};
 
@@ -202,6 +206,8 @@ pub(crate) struct Consumer {
     pub pt_map: Option<(Pt, Pt)>,
     /// RTP time against wall clock of the receiver's stream, for its sender reports.
     pub clock: StreamClock,
+    /// Sent past str0m: the receiver's stream (`fast.rs`).
+    pub fast: Option<FastStream>,
 }
 
 /// The RTP-time-to-wall-clock mapping of a forwarded stream, as its newest packet set it.
@@ -306,6 +312,7 @@ impl Consumer {
             seq: None,
             pt_map: None,
             clock: StreamClock::default(),
+            fast: None,
         }
     }
 }
@@ -328,6 +335,20 @@ pub(crate) struct Participant {
     pub last_seen: Option<Instant>,
     /// When the Rtc wants its next `Input::Timeout`.
     pub next_timeout: Instant,
+    /// Filled by the DTLS handshake with the SRTP keys (fast forwarding).
+    pub keys: Arc<KeySlot>,
+    pub fast: Fast,
+    /// Where str0m sends RTP and RTCP (the selected candidate pair): (from, to).
+    pub media_to: Option<(SocketAddr, SocketAddr)>,
+}
+
+/// Fast forwarding to one receiver (`fast.rs`).
+pub(crate) enum Fast {
+    /// The SRTP keys are not there yet (or fast forwarding is off).
+    Pending,
+    Ready(Box<FastTransport>),
+    /// The keys' profile is not supported: str0m sends.
+    Off,
 }
 
 impl Participant {

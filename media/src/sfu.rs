@@ -14,13 +14,17 @@ use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
 use crate::assembler::{Frame, FrameAssembler, Packet};
+use crate::fast::{FastStream, FastTransport, Outgoing, WallClock};
 use crate::ids::FastMap;
-use crate::participant::{Consumer, ConsumerState, Participant, ParticipantKey, Producer, SeqMap};
+use crate::participant::{
+    Consumer, ConsumerState, Fast, Participant, ParticipantKey, Producer, SeqMap,
+};
 use crate::recording::{
     MediaTap, RecordingError, RecordingMode, RecordingStatus, RoomEvent, StopReason, TapCodec,
     TapFactory, TapFrame,
 };
 use crate::room::Room;
+use crate::srtp::KeySlot;
 use crate::{Metrics, ParticipantId, ParticipantInfo, Role, RoomId, RoomMetrics, TrackKind};
 
 /// Minimum time between two keyframe requests to the same producer.
@@ -45,6 +49,8 @@ pub struct SfuOptions {
     pub recording: RecordingMode,
     /// Opens the recorder of a room whose recording starts.
     pub recorder: Option<Arc<dyn TapFactory>>,
+    /// Media is protected and sent by the SFU itself, past str0m's send path (`fast.rs`).
+    pub fast_forwarding: bool,
 }
 
 impl std::fmt::Debug for SfuOptions {
@@ -56,6 +62,7 @@ impl std::fmt::Debug for SfuOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("recording", &self.recording)
             .field("recorder", &self.recorder.is_some())
+            .field("fast_forwarding", &self.fast_forwarding)
             .finish()
     }
 }
@@ -69,7 +76,14 @@ impl SfuOptions {
             connect_timeout: Duration::from_secs(30),
             recording: RecordingMode::Off,
             recorder: None,
+            fast_forwarding: true,
         }
+    }
+
+    /// Whether media is sent past str0m's send path (on by default).
+    pub fn fast_forwarding(mut self, on: bool) -> Self {
+        self.fast_forwarding = on;
+        self
     }
 
     /// Record rooms in `mode` through `recorder`.
@@ -255,6 +269,10 @@ pub struct Sfu {
     scratch: Vec<ParticipantKey>,
     /// Reused by `drive`.
     propagated: Vec<Propagated>,
+    /// Reused for the NACKs and the reported SSRCs of a receiver's RTCP.
+    feedback: (Vec<(u32, u16)>, Vec<u32>),
+    /// Reads str0m's sender report times (`fast.rs`).
+    wall_clock: WallClock,
 }
 
 impl Sfu {
@@ -282,6 +300,8 @@ impl Sfu {
             dirty: Vec::new(),
             removals: Vec::new(),
             scratch: Vec::new(),
+            feedback: (Vec::new(), Vec::new()),
+            wall_clock: WallClock::new(),
             propagated: Vec::new(),
         }
     }
@@ -335,9 +355,16 @@ impl Sfu {
 
         let key = ParticipantKey(self.next_key);
         self.next_key += self.key_step;
+        let keys = Arc::new(KeySlot::default());
+        let crypto = if self.options.fast_forwarding {
+            // Its DTLS hands over the SRTP keys: media is protected past str0m.
+            crate::srtp::provider()
+        } else {
+            self.crypto.clone()
+        };
         let mut config = RtcConfig::new()
             .set_ice_lite(true)
-            .set_crypto_provider(self.crypto.clone())
+            .set_crypto_provider(crypto)
             .set_dtls_cert(self.dtls_cert.clone())
             .clear_codecs()
             .enable_opus(true, false)
@@ -350,7 +377,7 @@ impl Sfu {
             .set_rtp_mode(true);
         // Browsers send RTCP every second or so; a retransmission buffer of 1 s is ample for NACK.
         config = config.set_send_buffer_video(1000);
-        let mut rtc = config.build(now);
+        let mut rtc = crate::srtp::capture(&keys, || config.build(now));
         for addr in &self.options.candidates {
             match Candidate::host(*addr, "udp") {
                 Ok(candidate) => {
@@ -397,6 +424,9 @@ impl Sfu {
                 joined_at: now,
                 last_seen: None,
                 next_timeout: now,
+                keys,
+                fast: Fast::Pending,
+                media_to: None,
             },
         );
         // Everyone hears the recording state (the newcomer may have changed whether the room
@@ -789,6 +819,7 @@ impl Sfu {
         contents: &[u8],
     ) -> bool {
         let len = contents.len() as u64;
+        let raw = contents;
         let Ok(contents) = contents.try_into() else {
             trace!(%source, "datagram is neither STUN, DTLS nor RTP");
             return false;
@@ -832,6 +863,37 @@ impl Sfu {
         if let Some(room) = self.rooms.get_mut(&p.room) {
             room.metrics.packets_in += 1;
             room.metrics.bytes_in += len;
+        }
+        if let Fast::Ready(fast) = &mut p.fast
+            && is_srtp(raw)
+            && is_rtcp(raw)
+        {
+            // Retransmissions of fast streams: str0m did not send those packets.
+            let (mut nacks, mut reported) = std::mem::take(&mut self.feedback);
+            nacks.clear();
+            reported.clear();
+            fast.feedback(raw, &mut nacks, &mut reported);
+            for stream in p.consumers.iter_mut().filter_map(|c| c.fast.as_mut()) {
+                if reported.contains(&stream.ssrc) {
+                    stream.acknowledge();
+                }
+            }
+            if let (false, Some((from, to))) = (nacks.is_empty(), p.media_to) {
+                for &(ssrc, seq) in &nacks {
+                    let stream = p.consumers.iter_mut().filter_map(|c| c.fast.as_mut());
+                    if let Some(datagram) = stream
+                        .filter(|s| s.ssrc == ssrc)
+                        .find_map(|s| s.resend(seq, now))
+                    {
+                        self.transmits.push_back(Transmit {
+                            source: from,
+                            destination: to,
+                            contents: datagram.to_vec(),
+                        });
+                    }
+                }
+            }
+            self.feedback = (nacks, reported);
         }
         if let Err(e) = p.rtc.handle_input(input) {
             debug!(participant = %p.info.id, error = %e, "transport failed on input");
@@ -989,12 +1051,29 @@ impl Sfu {
                     break;
                 }
                 Ok(Output::Transmit(t)) => {
+                    let mut contents: Vec<u8> = t.contents.into();
+                    if is_srtp(&contents) {
+                        // The selected pair: fast forwarding sends media where str0m does.
+                        p.media_to = Some((t.source, t.destination));
+                        if is_rtcp(&contents)
+                            && let Fast::Ready(fast) = &mut p.fast
+                        {
+                            let consumers = &p.consumers;
+                            let stream = |ssrc| {
+                                consumers
+                                    .iter()
+                                    .filter_map(|c| c.fast.as_ref())
+                                    .find(|s| s.ssrc == ssrc)
+                            };
+                            fast.rewrite_reports(&mut contents, stream, &self.wall_clock);
+                        }
+                    }
                     packets_out += 1;
-                    bytes_out += t.contents.len() as u64;
+                    bytes_out += contents.len() as u64;
                     self.transmits.push_back(Transmit {
                         source: t.source,
                         destination: t.destination,
-                        contents: t.contents.into(),
+                        contents,
                     });
                 }
                 Ok(Output::Event(event)) => match event {
@@ -1182,11 +1261,16 @@ impl Sfu {
 
         let nackable = kind == MediaKind::Video;
         let ext_vals = forwarded_extensions(&packet.header.ext_vals);
+        // Packets and bytes sent past str0m (its own are counted as they leave it).
+        let mut fast_out = (0u64, 0u64);
         for &other in others {
             let Some(Participant {
                 consumers,
                 rtc,
                 next_timeout,
+                keys,
+                fast,
+                media_to,
                 ..
             }) = self.participants.get_mut(&other)
             else {
@@ -1225,6 +1309,51 @@ impl Sfu {
                 packet.timestamp,
                 clock_rate,
             );
+            if let (true, Some((from, to))) = (self.options.fast_forwarding, *media_to) {
+                if let Fast::Pending = fast {
+                    *fast = match keys.keys().map(FastTransport::new) {
+                        None => Fast::Pending,
+                        Some(Some(ready)) => Fast::Ready(Box::new(ready)),
+                        Some(None) => {
+                            warn!("SRTP profile not supported by fast forwarding: str0m sends");
+                            Fast::Off
+                        }
+                    };
+                }
+                if let Fast::Ready(fast) = fast {
+                    if consumer.fast.as_ref().is_none_or(|s| s.mid != out_mid) {
+                        let ssrc = rtc
+                            .direct_api()
+                            .stream_tx_by_mid(out_mid, None)
+                            .map(|s| *s.ssrc());
+                        let exts = rtc.media(out_mid).map(|m| m.remote_extmap());
+                        consumer.fast = ssrc.zip(exts).map(|(ssrc, exts)| {
+                            FastStream::new(out_mid, ssrc, kind, clock_rate, exts)
+                        });
+                    }
+                    if let Some(stream) = consumer.fast.as_mut() {
+                        let outgoing = Outgoing {
+                            pt: *pt,
+                            marker: packet.header.marker,
+                            index: out_seq,
+                            time: packet.header.timestamp,
+                            wallclock,
+                            exts: &ext_vals,
+                            payload: &packet.payload,
+                        };
+                        if let Some(datagram) = fast.packet(stream, outgoing, now) {
+                            fast_out.0 += 1;
+                            fast_out.1 += datagram.len() as u64;
+                            self.transmits.push_back(Transmit {
+                                source: from,
+                                destination: to,
+                                contents: datagram,
+                            });
+                        }
+                        continue;
+                    }
+                }
+            }
             let mut api = rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
@@ -1245,6 +1374,10 @@ impl Sfu {
             // handles due timers after each batch of datagrams), without a drain in between.
             *next_timeout = now;
         }
+        if let Some(room) = self.rooms.get_mut(room_id) {
+            room.metrics.packets_out += fast_out.0;
+            room.metrics.bytes_out += fast_out.1;
+        }
     }
 
     fn request_keyframe(&mut self, now: Instant, source: ParticipantKey, mid: Mid) {
@@ -1258,6 +1391,16 @@ impl Sfu {
             self.dirty.push(source);
         }
     }
+}
+
+/// An RTP or RTCP datagram (RFC 7983: the first byte is 128–191), as opposed to STUN or DTLS.
+fn is_srtp(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|b| b >> 6 == 2)
+}
+
+/// Of RTP and RTCP datagrams, RTCP (RFC 5761 §4: the second byte is 192–223).
+fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram.get(1).is_some_and(|b| (192..=223).contains(b))
 }
 
 /// A participant's tracks stop being recorded: the frames their assemblers hold go to the

@@ -12,6 +12,7 @@ use str0m::media::Pt;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RawPacket;
+use str0m::rtp::rtcp::{Rtcp, SenderInfo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use vizit_media::{
@@ -40,8 +41,24 @@ struct Peer {
     mids_in: Vec<Mid>,
     /// The payload type of every RTP packet received.
     pts_in: BTreeSet<Pt>,
+    /// Every RTP packet received, as the peer's str0m read it.
+    rtp_in: Vec<RtpSeen>,
+    /// Every sender report received, and when.
+    reports_in: Vec<(Instant, SenderInfo)>,
     /// What the peer sends its video in.
     video_codec: Codec,
+}
+
+/// An RTP packet as a peer received it.
+#[derive(Debug, Clone)]
+struct RtpSeen {
+    at: Instant,
+    ssrc: u32,
+    pt: Pt,
+    time: u32,
+    /// It carried a transport-wide sequence number (str0m writes one into every packet).
+    transport_cc: bool,
+    mid: Option<Mid>,
 }
 
 /// The codecs a peer offers, and how it numbers them.
@@ -215,6 +232,8 @@ impl World {
             sent_frames: 0,
             mids_in: Vec::new(),
             pts_in: BTreeSet::new(),
+            rtp_in: Vec::new(),
+            reports_in: Vec::new(),
             video_codec,
         });
         self.peers.len() - 1
@@ -245,14 +264,26 @@ impl World {
                         peer.received.push((kind, data.data.to_vec()));
                     }
                     Output::Event(Event::KeyframeRequest(_)) => peer.keyframe_requests += 1,
-                    Output::Event(Event::RawPacket(raw)) => {
-                        if let RawPacket::RtpRx(header, _) = *raw {
+                    Output::Event(Event::RawPacket(raw)) => match *raw {
+                        RawPacket::RtpRx(header, _) => {
                             peer.pts_in.insert(header.payload_type);
                             if let Some(mid) = header.ext_vals.mid {
                                 peer.mids_in.push(mid);
                             }
+                            peer.rtp_in.push(RtpSeen {
+                                at: now,
+                                ssrc: *header.ssrc,
+                                pt: header.payload_type,
+                                time: header.timestamp,
+                                transport_cc: header.ext_vals.transport_cc.is_some(),
+                                mid: header.ext_vals.mid,
+                            });
                         }
-                    }
+                        RawPacket::RtcpRx(Rtcp::SenderReport(sr)) => {
+                            peer.reports_in.push((now, sr.sender_info));
+                        }
+                        _ => {}
+                    },
                     Output::Event(_) => {}
                 }
             }
@@ -593,6 +624,117 @@ fn h264_video_is_forwarded_and_recorded_whole() {
             assert_eq!(f.keyframe, n.is_multiple_of(20), "{who}'s frame {n}");
         }
         assert!(video.iter().any(|f| f.keyframe));
+    }
+}
+
+/// A call of two people, `fast` forwarding or not, with media for `seconds`.
+fn call(fast: bool, seconds: u64) -> World {
+    let mut world = World::with(|o| o.fast_forwarding(fast));
+    world.join("doctor", 40091, Role::Doctor);
+    world.join("patient", 40092, Role::Patient);
+    world.run_for(Duration::from_secs(seconds), true);
+    world
+}
+
+/// With fast forwarding the SFU protects and sends the media itself: the packets carry no
+/// transport-wide sequence number, which str0m writes into every packet it sends (checked
+/// without fast forwarding). The receiver's MID goes along until the receiver reports on the
+/// stream.
+#[test]
+fn fast_forwarded_media_leaves_past_str0m_and_names_its_mid_until_reported() {
+    // Long enough for receiver reports on audio (every 5 s) too.
+    let world = call(true, 7);
+    for peer in &world.peers {
+        let rtp = &peer.rtp_in;
+        let past_str0m = rtp.iter().filter(|r| !r.transport_cc).count();
+        assert!(
+            past_str0m * 10 > rtp.len() * 9,
+            "{}: {past_str0m} of {} packets past str0m",
+            peer.name,
+            rtp.len()
+        );
+        let ssrcs: BTreeSet<u32> = rtp.iter().map(|r| r.ssrc).collect();
+        assert_eq!(
+            ssrcs.len(),
+            2,
+            "{}: one audio and one video stream",
+            peer.name
+        );
+        for ssrc in ssrcs {
+            let stream: Vec<&RtpSeen> = rtp.iter().filter(|r| r.ssrc == ssrc).collect();
+            assert!(
+                stream[0].mid.is_some(),
+                "{}: the first packets name the MID",
+                peer.name
+            );
+            assert!(
+                stream.last().unwrap().mid.is_none(),
+                "{}: reported on, the stream is known by its SSRC",
+                peer.name
+            );
+        }
+    }
+    let world = call(false, 1);
+    for peer in &world.peers {
+        assert!(!peer.rtp_in.is_empty());
+        assert!(peer.rtp_in.iter().all(|r| r.transport_cc), "str0m sent all");
+    }
+}
+
+/// str0m knows nothing of the fast-forwarded packets, yet sends the sender reports of its
+/// streams: the SFU writes them from the packets really sent. A report's RTP time is the
+/// stream's at the report's NTP time, and its packet count is what the receiver got by then
+/// (nothing is lost here).
+#[test]
+fn sender_reports_of_fast_streams_tell_the_media_time_and_the_packets_sent() {
+    let world = call(true, 7);
+    for peer in &world.peers {
+        let clock_rate = |pt: Pt| {
+            peer.rtc
+                .codec_config()
+                .params()
+                .iter()
+                .find(|p| p.pt() == pt)
+                .map(|p| p.spec().clock_rate.get() as i64)
+                .unwrap()
+        };
+        let ssrcs: BTreeSet<u32> = peer.rtp_in.iter().map(|r| r.ssrc).collect();
+        for ssrc in ssrcs {
+            let reports: Vec<&(Instant, SenderInfo)> = peer
+                .reports_in
+                .iter()
+                .filter(|(_, info)| *info.ssrc == ssrc)
+                .collect();
+            assert!(!reports.is_empty(), "{}: no report on {ssrc}", peer.name);
+            for (at, info) in reports {
+                let before: Vec<&RtpSeen> = peer
+                    .rtp_in
+                    .iter()
+                    .filter(|r| r.ssrc == ssrc && r.at <= *at)
+                    .collect();
+                // str0m reports on its streams from the start, before any media.
+                let Some(last) = before.last() else {
+                    assert_eq!(info.sender_packet_count, 0);
+                    continue;
+                };
+                let rate = clock_rate(last.pt);
+                let elapsed = at.duration_since(last.at).as_micros() as i64;
+                let expected = last.time as i64 + elapsed * rate / 1_000_000;
+                let got = info.rtp_time.numer() as u32 as i64;
+                assert!(
+                    (got - expected).abs() <= rate / 100,
+                    "{}: report on {ssrc} says RTP time {got}, the media {expected}",
+                    peer.name
+                );
+                assert_eq!(
+                    info.sender_packet_count as usize,
+                    before.len(),
+                    "{}: packets sent on {ssrc}",
+                    peer.name
+                );
+                assert!(info.sender_octet_count as usize >= before.len() * 100);
+            }
+        }
     }
 }
 
