@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::{Codec, FormatParams};
 use str0m::media::Pt;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RawPacket;
 use str0m::rtp::rtcp::{Rtcp, SenderInfo};
@@ -47,6 +47,8 @@ struct Peer {
     reports_in: Vec<(Instant, SenderInfo)>,
     /// What the peer sends its video in.
     video_codec: Codec,
+    /// The m-line the other's video arrives on.
+    video_in: Option<Mid>,
 }
 
 /// An RTP packet as a peer received it.
@@ -235,6 +237,7 @@ impl World {
             rtp_in: Vec::new(),
             reports_in: Vec::new(),
             video_codec,
+            video_in: None,
         });
         self.peers.len() - 1
     }
@@ -261,6 +264,9 @@ impl World {
                     }
                     Output::Event(Event::MediaData(data)) => {
                         let kind = peer.rtc.media(data.mid).unwrap().kind();
+                        if kind == MediaKind::Video {
+                            peer.video_in = Some(data.mid);
+                        }
                         peer.received.push((kind, data.data.to_vec()));
                     }
                     Output::Event(Event::KeyframeRequest(_)) => peer.keyframe_requests += 1,
@@ -736,6 +742,28 @@ fn sender_reports_of_fast_streams_tell_the_media_time_and_the_packets_sent() {
             }
         }
     }
+}
+
+/// A receiver asks for a keyframe of a fast-forwarded stream (a browser does after a loss it
+/// cannot repair): str0m, which declared the stream, reads the request, and it reaches the
+/// sender.
+#[test]
+fn a_receivers_keyframe_request_reaches_the_sender() {
+    let mut world = call(true, 2);
+    let (doctor, patient) = (0, 1);
+    let before = world.peers[doctor].keyframe_requests;
+    let mid = world.peers[patient].video_in.expect("video arrived");
+    world.peers[patient]
+        .rtc
+        .direct_api()
+        .stream_rx_by_mid(mid, None)
+        .expect("the doctor's video stream")
+        .request_keyframe(KeyframeRequestKind::Pli);
+    world.run_for(Duration::from_millis(500), true);
+    assert!(
+        world.peers[doctor].keyframe_requests > before,
+        "the doctor was asked for a keyframe"
+    );
 }
 
 /// The frame number in a test payload (`#name:kind:000123:…`).

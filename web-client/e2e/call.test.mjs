@@ -15,6 +15,7 @@ import {
   launchBrowser,
   makeToken,
   openCallPage,
+  readSenderReports,
   received,
   remoteVideoCleared,
   senderTrackEnabled,
@@ -106,6 +107,48 @@ describe('Vizit call page with the real server and Chromium', () => {
       assert.ok(await byTestId(doctor, 'waiting').isHidden(), 'the doctor still sees "waiting" with the patient in');
       assert.match(await byTestId(patient, 'call-timer').textContent(), /^\d\d:\d\d$/);
       callUp = true;
+    }),
+  );
+
+  test(
+    "the browser gets the SFU's sender reports, with the packets really sent",
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      assert.ok(callUp, 'needs the call of the first test');
+      // The SFU sends media past str0m (media.fast_forwarding) and writes the sender info of
+      // str0m's reports from the packets it sent: Chromium must accept the resealed SRTCP and
+      // see counts that match what it received. Video is reported every second, audio every
+      // five.
+      for (const [page, label] of [[doctor, 'doctor'], [patient, 'patient']]) {
+        let last = null;
+        const reports = await until(
+          () => `${label}: sender reports on audio and video (last: ${JSON.stringify(last)})`,
+          async () => {
+            last = await page.evaluate(readSenderReports);
+            const ok = ['audio', 'video'].every((k) => last[k] && last[k].reportsSent >= 2);
+            return ok ? last : null;
+          },
+          30_000,
+        );
+        for (const kind of ['audio', 'video']) {
+          const r = reports[kind];
+          // The last report was made before the packets that arrived since it: it counts at most
+          // what arrived or was lost by now, and most of it.
+          assert.ok(
+            r.packetsSent <= r.packetsReceived + r.packetsLost + 5,
+            `${label} ${kind}: the report counts ${r.packetsSent} sent, ${r.packetsReceived} arrived`,
+          );
+          assert.ok(
+            r.packetsSent >= r.packetsReceived / 2,
+            `${label} ${kind}: the report counts ${r.packetsSent} sent, ${r.packetsReceived} arrived`,
+          );
+          // Its NTP time is the SFU's clock, this same machine's: within a few seconds of now.
+          assert.ok(
+            Math.abs(r.remoteTimestamp - r.now) < 10_000,
+            `${label} ${kind}: report time ${r.remoteTimestamp} vs now ${r.now}`,
+          );
+        }
+      }
     }),
   );
 

@@ -288,6 +288,33 @@ export function readReceived() {
 export const received = (page) => page.evaluate(readReceived);
 
 /**
+ * Per inbound kind ('audio', 'video'): packets received and lost, and what the sender's last
+ * RTCP sender report said (the remote-outbound-rtp stats: packets sent, reports received, its
+ * NTP time as `remoteTimestamp`), from getStats. Runs in the page.
+ */
+export function readSenderReports() {
+  const result = {};
+  const pc = window.vizit && window.vizit.pc();
+  if (!pc) return Promise.resolve(result);
+  return pc.getStats().then((stats) => {
+    stats.forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      const kind = r.kind || r.mediaType;
+      const remote = r.remoteId && stats.get(r.remoteId);
+      result[kind] = {
+        packetsReceived: r.packetsReceived || 0,
+        packetsLost: r.packetsLost || 0,
+        reportsSent: remote ? remote.reportsSent || 0 : 0,
+        packetsSent: remote ? remote.packetsSent || 0 : 0,
+        remoteTimestamp: remote ? remote.remoteTimestamp || 0 : 0,
+        now: Date.now(),
+      };
+    });
+    return result;
+  });
+}
+
+/**
  * The page's inbound video, from getStats: size and frame rate of the (first) inbound video
  * stream, and bytes and frames summed over all of them. Runs in the page.
  */
