@@ -15,32 +15,47 @@
 //!   sent, and the packet is sealed again under its own SRTCP index (the original never leaves,
 //!   so no nonce is used twice).
 //! - **Retransmissions.** Video packets are kept (the last [`RESEND_SLOTS`]); a receiver's
-//!   generic NACK for a fast stream is read from its SRTCP (str0m reads it too, for the packets
-//!   it sent itself) and the packet is sent again as it was, at most once per
-//!   [`RESEND_INTERVAL`].
+//!   generic NACK for a fast stream is read from its SRTCP and the packet is sent again as it
+//!   was (the same bytes: no index is protected twice). Bounded: at most [`MAX_NACKS`] packets
+//!   per RTCP datagram, none older than [`MAX_RESEND_AGE`], each at most once per
+//!   [`RESEND_INTERVAL`], and no more bytes than a quarter of what the stream sent (a budget).
+//!   str0m's own retransmission buffer for the stream is emptied when fast forwarding takes
+//!   it over: it would answer a NACK for a new packet with an old one of the same number.
+//!
+//! An SRTP packet index (roll-over counter and sequence number) is protected at most once per
+//! stream: a window of the last [`SENT_WINDOW`] indices refuses a second packet under the same
+//! one (with AES-GCM that would reuse a nonce).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use str0m::media::{MediaKind, Mid};
+use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues};
 
 use crate::srtp::{Direction, Keys, Srtp};
 
 /// Video packets kept for retransmission: about 2 s of 1.5 Mbit/s video.
 pub(crate) const RESEND_SLOTS: usize = 512;
-/// A packet is not sent again sooner than this after its last sending: a receiver repeats its
-/// NACK until the packet arrives, and one round trip is the least that takes.
+/// A packet is not resent again sooner than this: a receiver repeats its NACK until the packet
+/// arrives, and one round trip is the least that takes.
 pub(crate) const RESEND_INTERVAL: Duration = Duration::from_millis(10);
+/// A packet older than this is not resent: the receiver has given up on it (and asked for a
+/// keyframe).
+pub(crate) const MAX_RESEND_AGE: Duration = Duration::from_secs(1);
+/// Packets asked for in one RTCP datagram, at most (a NACK item asks for up to 17).
+pub(crate) const MAX_NACKS: usize = 128;
+/// Resent bytes per byte sent, and the allowance a stream starts with.
+const RESEND_SHARE: u64 = 4;
+const RESEND_START: u64 = 64 * 1024;
+const RESEND_MAX: u64 = 512 * 1024;
+/// Packet indices remembered per stream, to protect each at most once.
+pub(crate) const SENT_WINDOW: u64 = 1024;
 
-/// The longest header written: 12 bytes, the extension header, a MID of 16 bytes and three
-/// one-byte elements, padded.
-const HEADER_MAX: usize = 12 + 4 + 17 + 3 * 2 + 3;
+/// The longest header written: 12 bytes, the extension header, a MID of 16 bytes, three
+/// one-byte elements and the playout delay, padded.
+const HEADER_MAX: usize = 12 + 4 + 17 + 3 * 2 + 4 + 3;
 
 /// The largest datagram kept for retransmission without growing its slot (an Ethernet MTU).
 const MAX_DATAGRAM: usize = 1500;
-
-/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
-const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// A receiving transport's SRTP contexts for fast forwarding.
 pub(crate) struct FastTransport {
@@ -52,6 +67,66 @@ pub(crate) struct FastTransport {
     rtcp_in: Srtp,
     plain: Vec<u8>,
     sealed: Vec<u8>,
+}
+
+/// The packet indices a stream protected lately: a bit per index, the newest
+/// [`SENT_WINDOW`].
+#[derive(Debug, Default)]
+struct SentWindow {
+    newest: Option<u64>,
+    bits: [u64; (SENT_WINDOW / 64) as usize],
+}
+
+impl SentWindow {
+    /// Whether `index` may be protected: not protected before, and not too old to tell. Marks
+    /// it protected.
+    fn take(&mut self, index: u64) -> bool {
+        let newest = match self.newest {
+            None => {
+                self.newest = Some(index);
+                self.set(index);
+                return true;
+            }
+            Some(newest) => newest,
+        };
+        if index > newest {
+            if index - newest >= SENT_WINDOW {
+                self.bits = [0; (SENT_WINDOW / 64) as usize];
+            } else {
+                for i in newest + 1..index {
+                    self.clear(i);
+                }
+            }
+            self.newest = Some(index);
+            self.set(index);
+            return true;
+        }
+        if newest - index >= SENT_WINDOW || self.is_set(index) {
+            return false;
+        }
+        self.set(index);
+        true
+    }
+
+    fn slot(index: u64) -> (usize, u64) {
+        let i = index % SENT_WINDOW;
+        ((i / 64) as usize, 1 << (i % 64))
+    }
+
+    fn set(&mut self, index: u64) {
+        let (word, bit) = Self::slot(index);
+        self.bits[word] |= bit;
+    }
+
+    fn clear(&mut self, index: u64) {
+        let (word, bit) = Self::slot(index);
+        self.bits[word] &= !bit;
+    }
+
+    fn is_set(&self, index: u64) -> bool {
+        let (word, bit) = Self::slot(index);
+        self.bits[word] & bit != 0
+    }
 }
 
 /// One fast stream: a consumer's packets as the receiver gets them.
@@ -67,6 +142,9 @@ pub(crate) struct FastStream {
     newest: Option<(u64, u32, Instant)>,
     clock_rate: u32,
     resend: Option<Box<[Option<Kept>]>>,
+    /// Bytes that may still be resent (grows with what is sent).
+    resend_budget: u64,
+    sent: SentWindow,
     /// The receiver reported on this stream: it knows the SSRC, the MID need not be sent.
     acknowledged: bool,
 }
@@ -85,6 +163,7 @@ impl std::fmt::Debug for FastStream {
 struct Kept {
     index: u64,
     sent: Instant,
+    resent: Option<Instant>,
     datagram: Vec<u8>,
 }
 
@@ -96,6 +175,7 @@ struct Exts {
     audio_level: Option<u8>,
     video_orientation: Option<u8>,
     video_content_type: Option<u8>,
+    playout_delay: Option<u8>,
 }
 
 /// The parts of a forwarded RTP packet that go into the receiver's header.
@@ -131,6 +211,10 @@ impl FastTransport {
         packet: Outgoing<'_>,
         now: Instant,
     ) -> Option<Vec<u8>> {
+        if !stream.sent.take(packet.index) {
+            // Protected before (or too old to tell): never twice under one index.
+            return None;
+        }
         let mut header = [0u8; HEADER_MAX];
         let len = stream.header(&packet, &mut header);
         let mut datagram = Vec::with_capacity(len + packet.payload.len() + self.rtp.overhead());
@@ -145,6 +229,8 @@ impl FastTransport {
             .ok()?;
         stream.packets = stream.packets.wrapping_add(1);
         stream.octets = stream.octets.wrapping_add(packet.payload.len() as u32);
+        stream.resend_budget =
+            (stream.resend_budget + datagram.len() as u64 / RESEND_SHARE).min(RESEND_MAX);
         if stream
             .newest
             .is_none_or(|(index, _, _)| packet.index > index)
@@ -158,10 +244,12 @@ impl FastTransport {
             let kept = slot.get_or_insert_with(|| Kept {
                 index: packet.index,
                 sent: now,
+                resent: None,
                 datagram: Vec::with_capacity(MAX_DATAGRAM),
             });
             kept.index = packet.index;
             kept.sent = now;
+            kept.resent = None;
             kept.datagram.clear();
             kept.datagram.extend_from_slice(&datagram);
         }
@@ -169,12 +257,14 @@ impl FastTransport {
     }
 
     /// Write the sender info of every sender report for a fast stream in the outgoing SRTCP
-    /// `datagram` (from str0m) from the packets really sent. Returns whether it changed.
+    /// `datagram` (from str0m) from the packets really sent. str0m made its reports at `now`
+    /// (the time of the run that drains them), which is the NTP time they carry. Returns
+    /// whether it changed.
     pub fn rewrite_reports<'s>(
         &mut self,
         datagram: &mut Vec<u8>,
         stream: impl Fn(u32) -> Option<&'s FastStream>,
-        clock: &WallClock,
+        now: Instant,
     ) -> bool {
         let Some(index) = self.rtcp_open.unprotect_rtcp(datagram, &mut self.plain) else {
             return false;
@@ -189,8 +279,7 @@ impl FastTransport {
                     let word = |at: usize| {
                         u32::from_be_bytes(block[at..at + 4].try_into().expect("4 bytes"))
                     };
-                    let ntp = u64::from_be_bytes(block[8..16].try_into().expect("8 bytes"));
-                    if let Some(time) = s.rtp_time_at(clock.instant_of_ntp(ntp)) {
+                    if let Some(time) = s.rtp_time_at(now) {
                         // str0m counts what it sent itself on the stream (before the keys were
                         // there, or retransmitted from its own buffer).
                         let packets = word(20).wrapping_add(s.packets);
@@ -255,6 +344,9 @@ impl FastTransport {
             if pt == 205 && fmt == 1 && len >= 12 {
                 let ssrc = u32::from_be_bytes([block[8], block[9], block[10], block[11]]);
                 for fci in block[12..].chunks_exact(4) {
+                    if out.len() >= MAX_NACKS {
+                        break;
+                    }
                     let pid = u16::from_be_bytes([fci[0], fci[1]]);
                     let blp = u16::from_be_bytes([fci[2], fci[3]]);
                     out.push((ssrc, pid));
@@ -263,6 +355,7 @@ impl FastTransport {
                             .filter(|bit| blp & (1 << bit) != 0)
                             .map(|bit| (ssrc, pid.wrapping_add(bit + 1))),
                     );
+                    out.truncate(MAX_NACKS);
                 }
             }
             at += len;
@@ -293,11 +386,14 @@ impl FastStream {
                 audio_level: one_byte(Extension::AudioLevel),
                 video_orientation: one_byte(Extension::VideoOrientation),
                 video_content_type: one_byte(Extension::VideoContentType),
+                playout_delay: one_byte(Extension::PlayoutDelay),
             },
             packets: 0,
             octets: 0,
             newest: None,
             clock_rate,
+            resend_budget: RESEND_START,
+            sent: SentWindow::default(),
             acknowledged: false,
             resend: (kind == MediaKind::Video)
                 .then(|| std::iter::repeat_with(|| None).take(RESEND_SLOTS).collect()),
@@ -312,10 +408,18 @@ impl FastStream {
     /// The kept datagram of sequence number `seq`, if it may be sent again now.
     pub fn resend(&mut self, seq: u16, now: Instant) -> Option<&[u8]> {
         let kept = self.resend.as_mut()?[seq as usize % RESEND_SLOTS].as_mut()?;
-        if kept.index as u16 != seq || now.saturating_duration_since(kept.sent) < RESEND_INTERVAL {
+        let len = kept.datagram.len() as u64;
+        if kept.index as u16 != seq
+            || now.saturating_duration_since(kept.sent) > MAX_RESEND_AGE
+            || kept
+                .resent
+                .is_some_and(|at| now.saturating_duration_since(at) < RESEND_INTERVAL)
+            || self.resend_budget < len
+        {
             return None;
         }
-        kept.sent = now;
+        kept.resent = Some(now);
+        self.resend_budget -= len;
         Some(&kept.datagram)
     }
 
@@ -353,6 +457,16 @@ impl FastStream {
             ev.video_orientation.map(|o| o as u8),
         );
         element(self.exts.video_content_type, ev.video_content_type);
+        // Playout delay: 12-bit minimum and maximum in 10 ms units, 3 bytes.
+        let delay = ev.play_delay_min.zip(ev.play_delay_max).map(|(min, max)| {
+            let ten_ms = |t: MediaTime| (t.rebase(Frequency::HUNDREDTHS).numer().min(0xfff)) as u32;
+            (ten_ms(min) << 12 | ten_ms(max)).to_be_bytes()
+        });
+        if let (Some(id), Some(delay)) = (self.exts.playout_delay, delay) {
+            buf[at] = id << 4 | 2;
+            buf[at + 1..at + 4].copy_from_slice(&delay[1..]);
+            at += 4;
+        }
         if at == 16 {
             buf[0] = 0x80;
             return 12;
@@ -378,32 +492,300 @@ impl FastStream {
     }
 }
 
-/// The process's wall clock against its monotonic one, to read the NTP time of str0m's
-/// sender reports as an `Instant`.
-pub(crate) struct WallClock {
-    instant: Instant,
-    system: SystemTime,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::srtp::test_keys;
+    use str0m::crypto::dtls::SrtpProfile;
 
-impl WallClock {
-    pub fn new() -> WallClock {
-        WallClock {
-            instant: Instant::now(),
-            system: SystemTime::now(),
-        }
+    fn exts() -> ExtensionMap {
+        let mut map = ExtensionMap::empty();
+        map.set(1, Extension::AudioLevel);
+        map.set(3, Extension::RtpMid);
+        map.set(4, Extension::VideoOrientation);
+        map.set(6, Extension::PlayoutDelay);
+        map
     }
 
-    /// The `Instant` of a 64-bit NTP timestamp (RFC 3550 §4).
-    fn instant_of_ntp(&self, ntp: u64) -> Instant {
-        let secs = (ntp >> 32).saturating_sub(NTP_UNIX_OFFSET);
-        let nanos = ((ntp & 0xffff_ffff) * 1_000_000_000) >> 32;
-        let at = UNIX_EPOCH + Duration::new(secs, nanos as u32);
-        match at.duration_since(self.system) {
-            Ok(later) => self.instant + later,
-            Err(e) => self
-                .instant
-                .checked_sub(e.duration())
-                .unwrap_or(self.instant),
+    fn transport() -> FastTransport {
+        let (_, server) = test_keys(SrtpProfile::AEAD_AES_128_GCM, 56);
+        FastTransport::new(&server).unwrap()
+    }
+
+    fn send(
+        fast: &mut FastTransport,
+        stream: &mut FastStream,
+        index: u64,
+        ev: &ExtensionValues,
+        at: Instant,
+    ) -> Option<Vec<u8>> {
+        send_sized(fast, stream, index, ev, at, 100)
+    }
+
+    fn send_sized(
+        fast: &mut FastTransport,
+        stream: &mut FastStream,
+        index: u64,
+        ev: &ExtensionValues,
+        at: Instant,
+        size: usize,
+    ) -> Option<Vec<u8>> {
+        let payload = vec![index as u8; size];
+        let packet = Outgoing {
+            pt: 96,
+            marker: true,
+            index,
+            time: 9000,
+            wallclock: at,
+            exts: ev,
+            payload: &payload,
+        };
+        fast.packet(stream, packet, at)
+    }
+
+    /// The one-byte extension elements (id, data) of an RTP header.
+    fn elements(datagram: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        if datagram[0] & 0x10 == 0 {
+            return Vec::new();
         }
+        assert_eq!(
+            &datagram[12..14],
+            &[0xbe, 0xde],
+            "one-byte header extensions"
+        );
+        let words = u16::from_be_bytes([datagram[14], datagram[15]]) as usize;
+        let body = &datagram[16..16 + words * 4];
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < body.len() {
+            if body[at] == 0 {
+                at += 1;
+                continue;
+            }
+            let (id, len) = (body[at] >> 4, (body[at] & 0x0f) as usize + 1);
+            out.push((id, body[at + 1..at + 1 + len].to_vec()));
+            at += 1 + len;
+        }
+        out
+    }
+
+    /// An index is protected once: a second packet under it (a late packet mapped onto a number
+    /// already used) is refused, so is one too old to tell; newer and reordered ones pass.
+    #[test]
+    fn no_packet_index_is_protected_twice() {
+        let mut fast = transport();
+        let mut stream = FastStream::new(Mid::from("1"), 7, MediaKind::Audio, 48_000, &exts());
+        let ev = ExtensionValues::default();
+        let t0 = Instant::now();
+        assert!(send(&mut fast, &mut stream, 100, &ev, t0).is_some());
+        assert!(send(&mut fast, &mut stream, 102, &ev, t0).is_some());
+        assert!(
+            send(&mut fast, &mut stream, 101, &ev, t0).is_some(),
+            "reordered"
+        );
+        assert!(
+            send(&mut fast, &mut stream, 101, &ev, t0).is_none(),
+            "101 again"
+        );
+        assert!(
+            send(&mut fast, &mut stream, 100, &ev, t0).is_none(),
+            "100 again"
+        );
+        let far = 102 + SENT_WINDOW;
+        assert!(send(&mut fast, &mut stream, far, &ev, t0).is_some());
+        assert!(
+            send(&mut fast, &mut stream, 102, &ev, t0).is_none(),
+            "older than the window"
+        );
+        assert!(
+            send(&mut fast, &mut stream, far - 5, &ev, t0).is_some(),
+            "in the window"
+        );
+        assert_eq!(stream.packets, 5);
+    }
+
+    /// The header names the receiver's MID until the receiver reports on the stream, and
+    /// carries audio level, orientation and playout delay under the receiver's ids.
+    #[test]
+    fn the_header_carries_the_receivers_extension_ids_and_its_mid_until_acknowledged() {
+        let mut fast = transport();
+        let mut stream = FastStream::new(Mid::from("12"), 7, MediaKind::Video, 90_000, &exts());
+        let ev = ExtensionValues {
+            audio_level: Some(-30),
+            voice_activity: Some(true),
+            video_orientation: Some(str0m::rtp::VideoOrientation::Deg90),
+            play_delay_min: Some(MediaTime::from_millis(100)),
+            play_delay_max: Some(MediaTime::from_millis(2000)),
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let first = send(&mut fast, &mut stream, 1, &ev, t0).unwrap();
+        assert_eq!(first[1], 0x80 | 96, "marker and payload type");
+        assert_eq!(&first[8..12], &7u32.to_be_bytes());
+        assert_eq!(
+            elements(&first),
+            vec![
+                (3, b"12".to_vec()),
+                (1, vec![0x80 | 30]),
+                (4, vec![str0m::rtp::VideoOrientation::Deg90 as u8]),
+                (6, vec![0x00, 0xa0, 0xc8]),
+            ]
+        );
+        stream.acknowledge();
+        let later = send(&mut fast, &mut stream, 2, &ev, t0).unwrap();
+        assert!(
+            elements(&later).iter().all(|(id, _)| *id != 3),
+            "no MID once known"
+        );
+        let plain = send(&mut fast, &mut stream, 3, &ExtensionValues::default(), t0).unwrap();
+        assert_eq!(plain[0], 0x80, "no extension header without extensions");
+    }
+
+    /// A kept video packet is resent byte for byte on the first request, not again within the
+    /// resend interval, not once older than the resend age, and never past the stream's budget.
+    #[test]
+    fn resends_are_bounded_by_interval_age_and_budget() {
+        let mut fast = transport();
+        let mut stream = FastStream::new(Mid::from("1"), 7, MediaKind::Video, 90_000, &exts());
+        let ev = ExtensionValues::default();
+        let t0 = Instant::now();
+        let sent = send_sized(&mut fast, &mut stream, 70_000, &ev, t0, 1100).unwrap();
+        let seq = 70_000u64 as u16;
+        assert_eq!(
+            stream.resend(seq, t0),
+            Some(&sent[..]),
+            "at once, the same bytes"
+        );
+        assert_eq!(stream.resend(seq, t0 + RESEND_INTERVAL / 2), None);
+        assert!(stream.resend(seq, t0 + RESEND_INTERVAL).is_some());
+        assert_eq!(stream.resend(seq.wrapping_add(1), t0), None, "never sent");
+        assert_eq!(
+            stream.resend(seq, t0 + MAX_RESEND_AGE + Duration::from_millis(1)),
+            None,
+            "too old"
+        );
+        // A receiver that keeps asking for the same packet, every resend interval for the
+        // packet's whole resend age, runs the stream out of budget: 100 resends of 1.1 kB were
+        // asked for, the budget (the start allowance and a quarter of what was sent) allows
+        // fewer.
+        let mut resent = 0u64;
+        for i in 2..100u32 {
+            if let Some(d) = stream.resend(seq, t0 + RESEND_INTERVAL * i) {
+                resent += d.len() as u64;
+            }
+        }
+        let budget = RESEND_START + sent.len() as u64 / RESEND_SHARE;
+        assert!(resent <= budget, "{resent} bytes resent, budget {budget}");
+        // Two resends came before the loop; the last one that did not fit is at most a packet.
+        assert!(
+            resent + 3 * sent.len() as u64 > budget,
+            "{resent}: the budget, not less"
+        );
+        // Audio is not kept.
+        let mut audio = FastStream::new(Mid::from("0"), 8, MediaKind::Audio, 48_000, &exts());
+        send(&mut fast, &mut audio, 5, &ev, t0).unwrap();
+        assert_eq!(audio.resend(5, t0), None);
+    }
+
+    /// A sender report of a fast stream gets the stream's RTP time at the report's time and
+    /// the packets sent; str0m's own count is added; other streams' reports are left alone; the
+    /// packet is sealed again under its own index and the receiver can open it.
+    #[test]
+    fn sender_reports_of_fast_streams_are_rewritten_and_resealed() {
+        let (client, server) = test_keys(SrtpProfile::AEAD_AES_128_GCM, 56);
+        let mut fast = FastTransport::new(&server).unwrap();
+        let mut stream = FastStream::new(Mid::from("1"), 7, MediaKind::Audio, 48_000, &exts());
+        let t0 = Instant::now();
+        let ev = ExtensionValues::default();
+        send(&mut fast, &mut stream, 10, &ev, t0).unwrap();
+        send(&mut fast, &mut stream, 11, &ev, t0).unwrap();
+        // str0m's compound packet: a report on SSRC 7 (it sent 3 packets itself, 300 octets)
+        // and one on SSRC 8, which is not fast.
+        let report = |ssrc: u32, packets: u32, octets: u32| {
+            let mut sr = vec![0x80, 200, 0, 6];
+            sr.extend(ssrc.to_be_bytes());
+            sr.extend([0xe0, 0, 0, 0, 0, 0, 0, 0]); // NTP time: not read
+            sr.extend(0u32.to_be_bytes());
+            sr.extend(packets.to_be_bytes());
+            sr.extend(octets.to_be_bytes());
+            sr
+        };
+        let mut plain = report(7, 3, 300);
+        plain.extend(report(8, 1, 50));
+        let mut datagram = Vec::new();
+        Srtp::rtcp(&server, Direction::Outbound, true)
+            .unwrap()
+            .protect_rtcp(&plain, 42, &mut datagram)
+            .unwrap();
+        let at = t0 + Duration::from_millis(500);
+        let by_ssrc = |ssrc| (ssrc == 7).then_some(&stream);
+        assert!(fast.rewrite_reports(&mut datagram, by_ssrc, at));
+        let mut opened = Vec::new();
+        let mut receiver = Srtp::rtcp(&client, Direction::Inbound, false).unwrap();
+        assert_eq!(receiver.unprotect_rtcp(&datagram, &mut opened), Some(42));
+        let word = |at: usize| u32::from_be_bytes(opened[at..at + 4].try_into().unwrap());
+        assert_eq!(
+            word(16),
+            9000 + 24_000,
+            "RTP time half a second after the newest packet"
+        );
+        assert_eq!((word(20), word(24)), (3 + 2, 300 + 200));
+        assert_eq!(
+            &opened[28..],
+            &plain[28..],
+            "the other stream's report unchanged"
+        );
+        // A datagram without a fast stream's report is left as it was.
+        let mut other = Vec::new();
+        Srtp::rtcp(&server, Direction::Outbound, true)
+            .unwrap()
+            .protect_rtcp(&report(8, 1, 50), 43, &mut other)
+            .unwrap();
+        let before = other.clone();
+        assert!(!fast.rewrite_reports(&mut other, by_ssrc, at));
+        assert_eq!(other, before);
+    }
+
+    /// Generic NACKs are read from the receiver's SRTCP (packet id and the bitmask of the 16
+    /// after it), reports too; a datagram asks for at most MAX_NACKS packets.
+    #[test]
+    fn nacks_and_reports_are_read_from_the_receivers_rtcp() {
+        let (client, server) = test_keys(SrtpProfile::AES128_CM_SHA1_80, 60);
+        let mut fast = FastTransport::new(&server).unwrap();
+        // A receiver report on SSRC 7, then a NACK on SSRC 7: 1000, and 1002 (bit 1).
+        let mut plain = vec![0x81, 201, 0, 7, 0, 0, 0, 1];
+        plain.extend(7u32.to_be_bytes());
+        plain.extend([0u8; 20]);
+        plain.extend([0x81, 205, 0, 3, 0, 0, 0, 1]);
+        plain.extend(7u32.to_be_bytes());
+        plain.extend([0x03, 0xe8, 0x00, 0x02]);
+        let mut sealed = Vec::new();
+        Srtp::rtcp(&client, Direction::Outbound, true)
+            .unwrap()
+            .protect_rtcp(&plain, 5, &mut sealed)
+            .unwrap();
+        let (mut nacks, mut reported) = (Vec::new(), Vec::new());
+        fast.feedback(&sealed, &mut nacks, &mut reported);
+        assert_eq!(nacks, vec![(7, 1000), (7, 1002)]);
+        assert_eq!(reported, vec![7]);
+        // Forty items asking for all 17 packets each: capped.
+        let mut many = vec![0x81, 205, 0, 2 + 40, 0, 0, 0, 1];
+        many.extend(7u32.to_be_bytes());
+        for i in 0..40u16 {
+            many.extend((i * 17).to_be_bytes());
+            many.extend([0xff, 0xff]);
+        }
+        Srtp::rtcp(&client, Direction::Outbound, true)
+            .unwrap()
+            .protect_rtcp(&many, 6, &mut sealed)
+            .unwrap();
+        nacks.clear();
+        fast.feedback(&sealed, &mut nacks, &mut reported);
+        assert_eq!(nacks.len(), MAX_NACKS);
+        // Not authentic: nothing.
+        sealed[12] ^= 1;
+        nacks.clear();
+        fast.feedback(&sealed, &mut nacks, &mut reported);
+        assert!(nacks.is_empty());
     }
 }

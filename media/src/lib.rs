@@ -15,6 +15,9 @@
 //!   frames to the recorder (which lives outside the SFU, behind [`TapFactory`]).
 //! - `assembler.rs` — media is forwarded packet by packet (str0m's RTP mode); while a room is
 //!   recorded, each track's packets are also reordered and depacketized into frames for the tap.
+//! - `fast.rs`, [`srtp`] — fast forwarding: the SFU protects and sends forwarded packets itself
+//!   with the SRTP keys of each transport's DTLS handshake, writes the sender reports of those
+//!   streams into str0m's SRTCP and answers their NACKs from its own ring of sent packets.
 //! - [`Metrics`] (`metrics.rs`) — counters per room and in total, rendered as Prometheus text.
 //!
 //! # Invariants

@@ -260,6 +260,10 @@ pub(crate) struct SeqMap {
     offset: i64,
     /// Highest number sent to the receiver.
     highest: u64,
+    /// The highest number sent before the current stream began: a number the receiver has
+    /// seen, or may see, from an earlier stream. The current stream's packets map above it (a
+    /// number is never used twice: it is the SRTP packet index, with the same key).
+    floor: Option<u64>,
 }
 
 impl SeqMap {
@@ -284,6 +288,7 @@ impl SeqMap {
                 replaced: Some((m.ssrc, m.source_highest)),
                 offset: seq as i64 - (m.highest as i64 + 1),
                 highest: m.highest,
+                floor: Some(m.highest),
             },
             None => SeqMap {
                 ssrc,
@@ -291,9 +296,16 @@ impl SeqMap {
                 replaced: None,
                 offset: (seq & !0xffff) as i64,
                 highest: 0,
+                floor: None,
             },
         };
         let out = u64::try_from(seq as i64 - next.offset).ok()?;
+        if next.floor.is_some_and(|floor| out <= floor) {
+            // A late packet of the new stream, from before its first one here: its number
+            // belongs to the stream before.
+            *this = Some(next);
+            return None;
+        }
         *this = Some(SeqMap {
             highest: next.highest.max(out),
             ..next
@@ -499,6 +511,9 @@ mod tests {
         // The source's stream is replaced: numbering continues after the highest sent.
         assert_eq!(SeqMap::map(&mut map, 9, 40_000), Some(103));
         assert_eq!(SeqMap::map(&mut map, 9, 40_001), Some(104));
+        // A packet of the new stream from before its first one here (reordered at the switch)
+        // would get 102, a number (an SRTP index) the first stream used: dropped.
+        assert_eq!(SeqMap::map(&mut map, 9, 39_999), None);
         // A late packet of the replaced stream is dropped, not numbered anew.
         assert_eq!(SeqMap::map(&mut map, 7, 2 * 65_536 + 102), None);
         assert_eq!(SeqMap::map(&mut map, 9, 40_002), Some(105));

@@ -14,7 +14,7 @@ use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
 use crate::assembler::{Frame, FrameAssembler, Packet};
-use crate::fast::{FastStream, FastTransport, Outgoing, WallClock};
+use crate::fast::{FastStream, FastTransport, Outgoing};
 use crate::ids::FastMap;
 use crate::participant::{
     Consumer, ConsumerState, Fast, Participant, ParticipantKey, Producer, SeqMap,
@@ -28,6 +28,9 @@ use crate::srtp::KeySlot;
 use crate::{Metrics, ParticipantId, ParticipantInfo, Role, RoomId, RoomMetrics, TrackKind};
 
 /// Minimum time between two keyframe requests to the same producer.
+/// str0m's retransmission buffer per video send stream: packets, and how long they are kept.
+const RTX_CACHE_PACKETS: usize = 1000;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 /// Recordings one room may start (each stop and start makes a new set of files).
 const MAX_RECORDING_SESSIONS: u32 = 20;
@@ -271,8 +274,6 @@ pub struct Sfu {
     propagated: Vec<Propagated>,
     /// Reused for the NACKs and the reported SSRCs of a receiver's RTCP.
     feedback: (Vec<(u32, u16)>, Vec<u32>),
-    /// Reads str0m's sender report times (`fast.rs`).
-    wall_clock: WallClock,
 }
 
 impl Sfu {
@@ -301,7 +302,6 @@ impl Sfu {
             removals: Vec::new(),
             scratch: Vec::new(),
             feedback: (Vec::new(), Vec::new()),
-            wall_clock: WallClock::new(),
             propagated: Vec::new(),
         }
     }
@@ -376,7 +376,7 @@ impl Sfu {
             // feedback. The recorder puts frames together itself (assembler.rs).
             .set_rtp_mode(true);
         // Browsers send RTCP every second or so; a retransmission buffer of 1 s is ample for NACK.
-        config = config.set_send_buffer_video(1000);
+        config = config.set_send_buffer_video(RTX_CACHE_PACKETS);
         let mut rtc = crate::srtp::capture(&keys, || config.build(now));
         for addr in &self.options.candidates {
             match Candidate::host(*addr, "udp") {
@@ -869,6 +869,7 @@ impl Sfu {
             && is_rtcp(raw)
         {
             // Retransmissions of fast streams: str0m did not send those packets.
+            let mut resent = (0u64, 0u64);
             let (mut nacks, mut reported) = std::mem::take(&mut self.feedback);
             nacks.clear();
             reported.clear();
@@ -885,6 +886,8 @@ impl Sfu {
                         .filter(|s| s.ssrc == ssrc)
                         .find_map(|s| s.resend(seq, now))
                     {
+                        resent.0 += 1;
+                        resent.1 += datagram.len() as u64;
                         self.transmits.push_back(Transmit {
                             source: from,
                             destination: to,
@@ -894,6 +897,10 @@ impl Sfu {
                 }
             }
             self.feedback = (nacks, reported);
+            if let Some(room) = self.rooms.get_mut(&p.room) {
+                room.metrics.packets_out += resent.0;
+                room.metrics.bytes_out += resent.1;
+            }
         }
         if let Err(e) = p.rtc.handle_input(input) {
             debug!(participant = %p.info.id, error = %e, "transport failed on input");
@@ -982,7 +989,7 @@ impl Sfu {
             };
             // A reused buffer: media packets pass through here one by one.
             let mut propagated = std::mem::take(&mut self.propagated);
-            self.drain(key, &mut propagated);
+            self.drain(now, key, &mut propagated);
             for item in propagated.drain(..) {
                 self.propagate(now, key, item);
             }
@@ -1032,7 +1039,7 @@ impl Sfu {
         }
     }
 
-    fn drain(&mut self, key: ParticipantKey, out: &mut Vec<Propagated>) {
+    fn drain(&mut self, now: Instant, key: ParticipantKey, out: &mut Vec<Propagated>) {
         self.renegotiate(key);
         let Some(p) = self.participants.get_mut(&key) else {
             return;
@@ -1065,7 +1072,7 @@ impl Sfu {
                                     .filter_map(|c| c.fast.as_ref())
                                     .find(|s| s.ssrc == ssrc)
                             };
-                            fast.rewrite_reports(&mut contents, stream, &self.wall_clock);
+                            fast.rewrite_reports(&mut contents, stream, now);
                         }
                     }
                     packets_out += 1;
@@ -1322,10 +1329,13 @@ impl Sfu {
                 }
                 if let Fast::Ready(fast) = fast {
                     if consumer.fast.as_ref().is_none_or(|s| s.mid != out_mid) {
-                        let ssrc = rtc
-                            .direct_api()
-                            .stream_tx_by_mid(out_mid, None)
-                            .map(|s| *s.ssrc());
+                        let mut api = rtc.direct_api();
+                        let ssrc = api.stream_tx_by_mid(out_mid, None).map(|s| {
+                            // Emptied: str0m widens a NACK's number around its newest cached
+                            // packet and would answer a NACK for a fast packet with an old one.
+                            s.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(0.15));
+                            *s.ssrc()
+                        });
                         let exts = rtc.media(out_mid).map(|m| m.remote_extmap());
                         consumer.fast = ssrc.zip(exts).map(|(ssrc, exts)| {
                             FastStream::new(out_mid, ssrc, kind, clock_rate, exts)

@@ -63,10 +63,16 @@ thread_local! {
 /// Build an `Rtc` (in `build`) whose DTLS handshake fills `slot`. The `Rtc` must use
 /// [`provider`]: str0m makes the DTLS instance while it builds the `Rtc`, on this thread.
 pub fn capture<T>(slot: &Arc<KeySlot>, build: impl FnOnce() -> T) -> T {
+    /// Clears the hand-off however `build` ends (a panic too): no later instance takes it.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            NEXT_SLOT.with_borrow_mut(|next| *next = None);
+        }
+    }
     NEXT_SLOT.with_borrow_mut(|next| *next = Some(slot.clone()));
-    let built = build();
-    NEXT_SLOT.with_borrow_mut(|next| *next = None);
-    built
+    let _clear = Clear;
+    build()
 }
 
 /// str0m's default crypto provider, whose DTLS instances made inside [`capture`] hand over
@@ -415,7 +421,8 @@ impl Srtp {
         if plain.len() < SRTCP_HEADER_LEN {
             return Ok(());
         }
-        let e_and_index = (0x8000_0000 | (index & 0x7fff_ffff)).to_be_bytes();
+        let index = index & 0x7fff_ffff;
+        let e_and_index = (0x8000_0000 | index).to_be_bytes();
         let ssrc = u32::from_be_bytes([plain[4], plain[5], plain[6], plain[7]]);
         let (header, body) = plain.split_at(SRTCP_HEADER_LEN);
         out.extend_from_slice(header);

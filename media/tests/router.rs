@@ -668,6 +668,16 @@ fn fast_forwarded_media_leaves_past_str0m_and_names_its_mid_until_reported() {
         );
         for ssrc in ssrcs {
             let stream: Vec<&RtpSeen> = rtp.iter().filter(|r| r.ssrc == ssrc).collect();
+            // The first packet the SFU sent itself names the receiver's m-line: one it receives
+            // on (not one of its own sending ones), the video one for video.
+            let first_fast = stream.iter().find(|r| !r.transport_cc).unwrap();
+            let mid = first_fast.mid.expect("the first fast packets name the MID");
+            let own = [peer.audio_mid, peer.video_mid];
+            assert!(!own.contains(&Some(mid)), "{mid} is a sending m-line");
+            let video = peer.rtc.media(mid).map(|m| m.kind()) == Some(MediaKind::Video);
+            if video {
+                assert_eq!(Some(mid), peer.video_in, "{}: video's m-line", peer.name);
+            }
             assert!(
                 stream[0].mid.is_some(),
                 "{}: the first packets name the MID",
