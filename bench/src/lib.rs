@@ -1168,6 +1168,13 @@ mod tests {
             .unwrap();
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = socket.local_addr().unwrap();
+        // The kernel turns its receive timestamps on for the whole host when the first socket
+        // asks, from a work queue: a datagram arriving before that is stamped when read. One
+        // warm-up datagram, read, and a pause make sure stamping is on.
+        sender.send_to(b"warm-up", to).unwrap();
+        socket.readable().await.unwrap();
+        recv_stamped(&socket, &mut buffers()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let sizes = [1, 200, 1200];
         let before_send = micros_now();
         for len in sizes {
