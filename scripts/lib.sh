@@ -124,14 +124,20 @@ S3_DIR=""
 start_s3() {
   ensure_test_venv
   S3_DIR="$(mktemp -d /tmp/vizit-s3.XXXXXX)"
-  local port=8333
+  # Not SeaweedFS's default ports: the browser tests start a SeaweedFS of their own in a network
+  # namespace, with the defaults. SeaweedFS also listens on Unix sockets named after its ports in
+  # /tmp (/tmp/seaweedfs-master-grpc-19333.sock, …), which network namespaces do not separate:
+  # with the same ports the two instances' clients reach each other's master and volume server
+  # ("volume 4 not found").
+  local port=8433
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is taken: stop the other S3 server (SeaweedFS) first"
   fi
   log "starting SeaweedFS (S3 on 127.0.0.1:$port)"
   AWS_ACCESS_KEY_ID=vizit-test AWS_SECRET_ACCESS_KEY=vizit-test-secret \
     "$ROOT/.venv-test/bin/weed" mini -dir="$S3_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-    -s3.port="$port" -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+    -s3.port="$port" -master.port=9433 -volume.port=9440 -filer.port=8988 \
+    -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
     -master.telemetry=false -master.volumeSizeLimitMB=32 >"$S3_DIR.log" 2>&1 &
   S3_PID=$!
   local i
