@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues};
 
+use crate::participant::StreamClock;
 use crate::srtp::{Direction, Keys, Srtp};
 
 /// Video packets kept for retransmission: about 2 s of 1.5 Mbit/s video.
@@ -138,8 +139,6 @@ pub(crate) struct FastStream {
     /// Packets and payload octets sent, for sender reports.
     packets: u32,
     octets: u32,
-    /// The newest packet sent: its index, RTP time and the wall-clock time it stands for.
-    newest: Option<(u64, u32, Instant)>,
     clock_rate: u32,
     resend: Option<Box<[Option<Kept>]>>,
     /// Bytes that may still be resent (grows with what is sent).
@@ -185,8 +184,6 @@ pub(crate) struct Outgoing<'a> {
     /// Roll-over counter and sequence number in the receiver's stream.
     pub index: u64,
     pub time: u32,
-    /// The wall-clock time the packet's RTP time stands for.
-    pub wallclock: Instant,
     pub exts: &'a ExtensionValues,
     pub payload: &'a [u8],
 }
@@ -231,12 +228,6 @@ impl FastTransport {
         stream.octets = stream.octets.wrapping_add(packet.payload.len() as u32);
         stream.resend_budget =
             (stream.resend_budget + datagram.len() as u64 / RESEND_SHARE).min(RESEND_MAX);
-        if stream
-            .newest
-            .is_none_or(|(index, _, _)| packet.index > index)
-        {
-            stream.newest = Some((packet.index, packet.time, packet.wallclock));
-        }
         if let Some(slots) = stream.resend.as_mut() {
             let slot = &mut slots[packet.index as usize % RESEND_SLOTS];
             // Room for the largest datagram from the start: sizes vary within a frame, and a
@@ -257,13 +248,13 @@ impl FastTransport {
     }
 
     /// Write the sender info of every sender report for a fast stream in the outgoing SRTCP
-    /// `datagram` (from str0m) from the packets really sent. str0m made its reports at `now`
-    /// (the time of the run that drains them), which is the NTP time they carry. Returns
-    /// whether it changed.
+    /// `datagram` (from str0m) from the packets really sent and the stream's clock (`stream`
+    /// gives both for an SSRC). str0m made its reports at `now` (the time of the run that
+    /// drains them), which is the NTP time they carry. Returns whether it changed.
     pub fn rewrite_reports<'s>(
         &mut self,
         datagram: &mut Vec<u8>,
-        stream: impl Fn(u32) -> Option<&'s FastStream>,
+        stream: impl Fn(u32) -> Option<(&'s FastStream, &'s StreamClock)>,
         now: Instant,
     ) -> bool {
         let Some(index) = self.rtcp_open.unprotect_rtcp(datagram, &mut self.plain) else {
@@ -275,11 +266,14 @@ impl FastTransport {
             let block = &mut self.plain[at..at + len];
             if pt == 200 && len >= 28 {
                 let ssrc = u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
-                if let Some(s) = stream(ssrc) {
+                if let Some((s, clock)) = stream(ssrc) {
                     let word = |at: usize| {
                         u32::from_be_bytes(block[at..at + 4].try_into().expect("4 bytes"))
                     };
-                    if let Some(time) = s.rtp_time_at(now) {
+                    // Only once this stream sent a packet itself; before, str0m's report is its own.
+                    if let (Some(_), Some(time)) =
+                        (s.sent.newest, clock.rtp_time_at(now, s.clock_rate))
+                    {
                         // str0m counts what it sent itself on the stream (before the keys were
                         // there, or retransmitted from its own buffer).
                         let packets = word(20).wrapping_add(s.packets);
@@ -390,7 +384,6 @@ impl FastStream {
             },
             packets: 0,
             octets: 0,
-            newest: None,
             clock_rate,
             resend_budget: RESEND_START,
             sent: SentWindow::default(),
@@ -478,18 +471,6 @@ impl FastStream {
         buf[14..16].copy_from_slice(&(words as u16).to_be_bytes());
         16 + words * 4
     }
-
-    /// The RTP time of this stream at wall-clock time `at`, from its newest packet; `None`
-    /// before the first.
-    fn rtp_time_at(&self, at: Instant) -> Option<u32> {
-        let (_, time, wallclock) = self.newest?;
-        let ticks = |d: Duration| (d.as_secs_f64() * self.clock_rate as f64).round() as i64 as u32;
-        Some(if at >= wallclock {
-            time.wrapping_add(ticks(at - wallclock))
-        } else {
-            time.wrapping_sub(ticks(wallclock - at))
-        })
-    }
 }
 
 #[cfg(test)]
@@ -536,7 +517,6 @@ mod tests {
             marker: true,
             index,
             time: 9000,
-            wallclock: at,
             exts: ev,
             payload: &payload,
         };
@@ -697,8 +677,12 @@ mod tests {
         let mut stream = FastStream::new(Mid::from("1"), 7, MediaKind::Audio, 48_000, &exts());
         let t0 = Instant::now();
         let ev = ExtensionValues::default();
-        send(&mut fast, &mut stream, 10, &ev, t0).unwrap();
-        send(&mut fast, &mut stream, 11, &ev, t0).unwrap();
+        // The consumer's clock maps RTP time 9000 to t0 (both packets carry it).
+        let mut clock = StreamClock::default();
+        for index in [10, 11] {
+            clock.wallclock(index, 9000, t0, 48_000);
+            send(&mut fast, &mut stream, index, &ev, t0).unwrap();
+        }
         // str0m's compound packet: a report on SSRC 7 (it sent 3 packets itself, 300 octets)
         // and one on SSRC 8, which is not fast.
         let report = |ssrc: u32, packets: u32, octets: u32| {
@@ -718,7 +702,7 @@ mod tests {
             .protect_rtcp(&plain, 42, &mut datagram)
             .unwrap();
         let at = t0 + Duration::from_millis(500);
-        let by_ssrc = |ssrc| (ssrc == 7).then_some(&stream);
+        let by_ssrc = |ssrc| (ssrc == 7).then_some((&stream, &clock));
         assert!(fast.rewrite_reports(&mut datagram, by_ssrc, at));
         let mut opened = Vec::new();
         let mut receiver = Srtp::rtcp(&client, Direction::Inbound, false).unwrap();

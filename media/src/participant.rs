@@ -217,9 +217,10 @@ pub(crate) struct StreamClock {
 }
 
 impl StreamClock {
-    /// The wall-clock time to write a packet with: its arrival if it is the newest so far;
-    /// for a late one (reordered, retransmitted) the time the newest packet's mapping gives its
-    /// RTP time, so the sender reports built from the last write do not jump back and forth.
+    /// The wall-clock time to write a packet with: its arrival if it is newer than any so far;
+    /// for a late one (reordered, retransmitted, a duplicate) the time the newest packet's
+    /// mapping gives its RTP time, so the sender reports built from the mapping do not jump back
+    /// and forth.
     pub fn wallclock(
         &mut self,
         seq: u64,
@@ -228,7 +229,7 @@ impl StreamClock {
         clock_rate: u32,
     ) -> Instant {
         match self.newest {
-            Some((newest_seq, newest_time, at)) if seq < newest_seq => {
+            Some((newest_seq, newest_time, at)) if seq <= newest_seq => {
                 let behind = newest_time.wrapping_sub(rtp_time);
                 if behind > u32::MAX / 2 || clock_rate == 0 {
                     // Not behind in RTP time after all (a timestamp jump): keep the newest's.
@@ -242,6 +243,19 @@ impl StreamClock {
                 arrival
             }
         }
+    }
+
+    /// The stream's RTP time at wall-clock time `at`, from the newest packet's mapping; `None`
+    /// before the first packet.
+    pub fn rtp_time_at(&self, at: Instant, clock_rate: u32) -> Option<u32> {
+        let (_, time, wallclock) = self.newest?;
+        let ticks =
+            |d: std::time::Duration| (d.as_secs_f64() * clock_rate as f64).round() as i64 as u32;
+        Some(if at >= wallclock {
+            time.wrapping_add(ticks(at - wallclock))
+        } else {
+            time.wrapping_sub(ticks(wallclock - at))
+        })
     }
 }
 
@@ -540,6 +554,10 @@ mod tests {
             90_000,
         );
         assert_eq!(late, t1 - std::time::Duration::from_millis(250));
+        // A duplicate of the newest keeps the newest's time, not its own later arrival.
+        let again = t1 + std::time::Duration::from_millis(100);
+        assert_eq!(clock.wallclock(12, 135_000, again, 90_000), t1);
+        assert_eq!(clock.rtp_time_at(t1, 90_000), Some(135_000));
         // The newest still sets the mapping.
         let t2 = t1 + std::time::Duration::from_millis(300);
         assert_eq!(clock.wallclock(13, 162_000, t2, 90_000), t2);

@@ -27,10 +27,10 @@ use crate::room::Room;
 use crate::srtp::KeySlot;
 use crate::{Metrics, ParticipantId, ParticipantInfo, Role, RoomId, RoomMetrics, TrackKind};
 
-/// Minimum time between two keyframe requests to the same producer.
 /// str0m's retransmission buffer per video send stream: packets, and how long they are kept.
 const RTX_CACHE_PACKETS: usize = 1000;
 const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+/// Minimum time between two keyframe requests to the same producer.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 /// Recordings one room may start (each stop and start makes a new set of files).
 const MAX_RECORDING_SESSIONS: u32 = 20;
@@ -1062,15 +1062,28 @@ impl Sfu {
                     if is_srtp(&contents) {
                         // The selected pair: fast forwarding sends media where str0m does.
                         p.media_to = Some((t.source, t.destination));
+                        // str0m protects with the handshake's keys: they are there now.
+                        if self.options.fast_forwarding && matches!(p.fast, Fast::Pending) {
+                            p.fast = match p.keys.keys().map(FastTransport::new) {
+                                None => Fast::Pending,
+                                Some(Some(ready)) => Fast::Ready(Box::new(ready)),
+                                Some(None) => {
+                                    warn!(
+                                        "SRTP profile not supported by fast forwarding: str0m sends"
+                                    );
+                                    Fast::Off
+                                }
+                            };
+                        }
                         if is_rtcp(&contents)
                             && let Fast::Ready(fast) = &mut p.fast
                         {
                             let consumers = &p.consumers;
                             let stream = |ssrc| {
-                                consumers
-                                    .iter()
-                                    .filter_map(|c| c.fast.as_ref())
-                                    .find(|s| s.ssrc == ssrc)
+                                consumers.iter().find_map(|c| {
+                                    let s = c.fast.as_ref().filter(|s| s.ssrc == ssrc)?;
+                                    Some((s, &c.clock))
+                                })
                             };
                             fast.rewrite_reports(&mut contents, stream, now);
                         }
@@ -1275,7 +1288,6 @@ impl Sfu {
                 consumers,
                 rtc,
                 next_timeout,
-                keys,
                 fast,
                 media_to,
                 ..
@@ -1316,52 +1328,39 @@ impl Sfu {
                 packet.timestamp,
                 clock_rate,
             );
-            if let (true, Some((from, to))) = (self.options.fast_forwarding, *media_to) {
-                if let Fast::Pending = fast {
-                    *fast = match keys.keys().map(FastTransport::new) {
-                        None => Fast::Pending,
-                        Some(Some(ready)) => Fast::Ready(Box::new(ready)),
-                        Some(None) => {
-                            warn!("SRTP profile not supported by fast forwarding: str0m sends");
-                            Fast::Off
-                        }
-                    };
+            if let (Fast::Ready(fast), Some((from, to))) = (fast, *media_to) {
+                if consumer.fast.as_ref().is_none_or(|s| s.mid != out_mid) {
+                    let mut api = rtc.direct_api();
+                    let ssrc = api.stream_tx_by_mid(out_mid, None).map(|s| {
+                        // Emptied: str0m widens a NACK's number around its newest cached
+                        // packet and would answer a NACK for a fast packet with an old one.
+                        s.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(0.15));
+                        *s.ssrc()
+                    });
+                    let exts = rtc.media(out_mid).map(|m| m.remote_extmap());
+                    consumer.fast = ssrc
+                        .zip(exts)
+                        .map(|(ssrc, exts)| FastStream::new(out_mid, ssrc, kind, clock_rate, exts));
                 }
-                if let Fast::Ready(fast) = fast {
-                    if consumer.fast.as_ref().is_none_or(|s| s.mid != out_mid) {
-                        let mut api = rtc.direct_api();
-                        let ssrc = api.stream_tx_by_mid(out_mid, None).map(|s| {
-                            // Emptied: str0m widens a NACK's number around its newest cached
-                            // packet and would answer a NACK for a fast packet with an old one.
-                            s.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(0.15));
-                            *s.ssrc()
-                        });
-                        let exts = rtc.media(out_mid).map(|m| m.remote_extmap());
-                        consumer.fast = ssrc.zip(exts).map(|(ssrc, exts)| {
-                            FastStream::new(out_mid, ssrc, kind, clock_rate, exts)
+                if let Some(stream) = consumer.fast.as_mut() {
+                    let outgoing = Outgoing {
+                        pt: *pt,
+                        marker: packet.header.marker,
+                        index: out_seq,
+                        time: packet.header.timestamp,
+                        exts: &ext_vals,
+                        payload: &packet.payload,
+                    };
+                    if let Some(datagram) = fast.packet(stream, outgoing, now) {
+                        fast_out.0 += 1;
+                        fast_out.1 += datagram.len() as u64;
+                        self.transmits.push_back(Transmit {
+                            source: from,
+                            destination: to,
+                            contents: datagram,
                         });
                     }
-                    if let Some(stream) = consumer.fast.as_mut() {
-                        let outgoing = Outgoing {
-                            pt: *pt,
-                            marker: packet.header.marker,
-                            index: out_seq,
-                            time: packet.header.timestamp,
-                            wallclock,
-                            exts: &ext_vals,
-                            payload: &packet.payload,
-                        };
-                        if let Some(datagram) = fast.packet(stream, outgoing, now) {
-                            fast_out.0 += 1;
-                            fast_out.1 += datagram.len() as u64;
-                            self.transmits.push_back(Transmit {
-                                source: from,
-                                destination: to,
-                                contents: datagram,
-                            });
-                        }
-                        continue;
-                    }
+                    continue;
                 }
             }
             let mut api = rtc.direct_api();
