@@ -31,7 +31,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
-use vizit_media::srtp::{self, KeySlot, Srtp};
+use vizit_media::srtp::{self, KeySlot};
 use vizit_signaling::{CallRole, TokenKeys};
 
 pub mod janus;
@@ -652,15 +652,9 @@ impl Leg {
         if self.direct.is_none()
             && let Some(keys) = self.keys.keys()
         {
-            let contexts = (
-                Srtp::rtp(keys, srtp::Direction::Outbound, true),
-                Srtp::rtp(keys, srtp::Direction::Inbound, false),
-            );
-            let (Some(tx), Some(rx)) = contexts else {
+            let Some(mut direct) = rtp::Direct::new(keys) else {
                 bail!("SRTP profile {:?} is not supported", keys.profile());
             };
-            let contexts = (tx, rx);
-            let mut direct = rtp::Direct::new(contexts);
             direct.set_kinds(kinds(&self.rtc));
             self.direct = Some(direct);
         }

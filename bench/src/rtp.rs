@@ -4,7 +4,7 @@
 
 use str0m::media::MediaKind;
 
-use vizit_media::srtp::Srtp;
+use vizit_media::srtp::{Direction, Keys, Srtp};
 
 /// VP8 bytes per packet: with the RTP header, the descriptor and the SRTP tag a packet stays
 /// under 1200 bytes, as browsers' do.
@@ -94,8 +94,13 @@ pub(crate) struct Direct {
 }
 
 impl Direct {
-    pub fn new((tx, rx): (Srtp, Srtp)) -> Direct {
-        Direct {
+    /// The media path of a transport whose DTLS handshake exported `keys`: it protects what
+    /// this side sends and unprotects what it receives. `None` for a profile [`Srtp`] does not
+    /// know.
+    pub fn new(keys: &Keys) -> Option<Direct> {
+        let tx = Srtp::rtp(keys, Direction::Outbound, true)?;
+        let rx = Srtp::rtp(keys, Direction::Inbound, false)?;
+        Some(Direct {
             tx,
             rx,
             kinds: Vec::new(),
@@ -106,7 +111,7 @@ impl Direct {
             twcc_seq: 0,
             received: 0,
             rejected: 0,
-        }
+        })
     }
 
     pub fn set_kinds(&mut self, kinds: Vec<(u8, MediaKind)>) {
@@ -363,17 +368,10 @@ mod tests {
     /// number in every packet.
     #[test]
     fn frames_round_trip_through_packets() {
-        use vizit_media::srtp::{Direction, test_keys};
-        let (client, server) = test_keys(str0m::crypto::dtls::SrtpProfile::AEAD_AES_128_GCM, 56);
-        let pair = |keys| {
-            (
-                Srtp::rtp(keys, Direction::Outbound, true).unwrap(),
-                Srtp::rtp(keys, Direction::Inbound, false).unwrap(),
-            )
-        };
-        let ((client_tx, client_rx), (server_tx, server_rx)) = (pair(&client), pair(&server));
-        let mut sender = Direct::new((client_tx, client_rx));
-        let mut receiver = Direct::new((server_tx, server_rx));
+        let (client, server) =
+            vizit_media::srtp::test_keys(str0m::crypto::dtls::SrtpProfile::AEAD_AES_128_GCM, 56);
+        let mut sender = Direct::new(&client).unwrap();
+        let mut receiver = Direct::new(&server).unwrap();
         receiver.set_kinds(vec![(111, MediaKind::Audio), (96, MediaKind::Video)]);
         let mut video = Outgoing {
             ssrc: 7,

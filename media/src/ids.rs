@@ -52,8 +52,8 @@ string_id!(
 
 /// A hasher for the SFU's per-packet lookups by keys the server made itself (participant keys,
 /// room ids from signed join tokens): a multiply-rotate per word (the FxHash scheme) and
-/// MurmurHash3's finalizer, several times cheaper than the default SipHash for short keys. Not for keys a remote peer chooses
-/// (source addresses keep SipHash, which resists hash flooding).
+/// MurmurHash3's finalizer, several times cheaper than the default SipHash for short keys. Not
+/// for keys a remote peer chooses (source addresses keep SipHash, which resists hash flooding).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct FastHasher(u64);
 
