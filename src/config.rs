@@ -203,6 +203,10 @@ pub struct MediaSettings {
     /// The SFU protects and sends forwarded media itself instead of through str0m's send path
     /// (about a quarter less CPU per packet); off falls back to str0m for everything.
     pub fast_forwarding: bool,
+    /// With fast forwarding, the SFU also opens received media itself instead of through
+    /// str0m's receive path, and sends the congestion control feedback, NACKs and receiver
+    /// reports for it; off leaves receiving to str0m.
+    pub fast_receiving: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -264,6 +268,7 @@ impl Default for Settings {
                 socket_buffer_bytes: vizit_media::DEFAULT_SOCKET_BUFFER,
                 threads: 1,
                 fast_forwarding: true,
+                fast_receiving: true,
             },
             auth: AuthSettings {
                 token_secret: None,

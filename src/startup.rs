@@ -81,7 +81,8 @@ impl Application {
             .max_participants(settings.media.max_participants)
             .ice_timeout(settings.media.ice_timeout)
             .connect_timeout(settings.media.connect_timeout)
-            .fast_forwarding(settings.media.fast_forwarding);
+            .fast_forwarding(settings.media.fast_forwarding)
+            .fast_receiving(settings.media.fast_receiving);
         // Recording: the SFU hands each recorded room's frames to the live recorder, which
         // reports finished files to the catalogue.
         let work_dir = settings.recording_work_dir();

@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues};
 
+use crate::ingress::Ingress;
 use crate::participant::StreamClock;
+use crate::sfu::Feedback;
 use crate::srtp::{Direction, Keys, Srtp};
 
 /// Video packets kept for retransmission: about 2 s of 1.5 Mbit/s video.
@@ -255,6 +257,7 @@ impl FastTransport {
         &mut self,
         datagram: &mut Vec<u8>,
         stream: impl Fn(u32) -> Option<(&'s FastStream, &'s StreamClock)>,
+        ingress: Option<&mut Ingress>,
         now: Instant,
     ) -> bool {
         let Some(index) = self.rtcp_open.unprotect_rtcp(datagram, &mut self.plain) else {
@@ -287,6 +290,10 @@ impl FastTransport {
             }
             at += len;
         }
+        // Report blocks on what the SFU receives itself: its own numbers.
+        if let Some(ingress) = ingress {
+            changed |= ingress.rewrite_report_blocks(&mut self.plain, now);
+        }
         if !changed
             || self
                 .rtcp_seal
@@ -299,15 +306,11 @@ impl FastTransport {
         true
     }
 
-    /// What the receiver's SRTCP `datagram` says of the streams it gets: the (SSRC, sequence
-    /// number) pairs it asks to be sent again (generic NACK, RFC 4585 §6.2.1) into `nacks`, the
-    /// SSRCs it reports on (report blocks, RFC 3550 §6.4) into `reported`.
-    pub fn feedback(
-        &mut self,
-        datagram: &[u8],
-        nacks: &mut Vec<(u32, u16)>,
-        reported: &mut Vec<u32>,
-    ) {
+    /// What the participant's SRTCP `datagram` says: of the streams it gets, the (SSRC,
+    /// sequence number) pairs it asks to be sent again (generic NACK, RFC 4585 §6.2.1) and the
+    /// SSRCs it reports on (report blocks, RFC 3550 §6.4); of the streams it sends, its sender
+    /// reports (SSRC and NTP time).
+    pub fn feedback(&mut self, datagram: &[u8], feedback: &mut Feedback) {
         if self
             .rtcp_in
             .unprotect_rtcp(datagram, &mut self.plain)
@@ -315,7 +318,11 @@ impl FastTransport {
         {
             return;
         }
-        let out = nacks;
+        let Feedback {
+            nacks: out,
+            reported,
+            senders,
+        } = feedback;
         let mut at = 0;
         while let Some((pt, fmt, len)) = rtcp_header(&self.plain[at..]) {
             let block = &self.plain[at..at + len];
@@ -325,6 +332,11 @@ impl FastTransport {
                 201 => Some(8),
                 _ => None,
             };
+            if pt == 200 && len >= 16 {
+                let ssrc = u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
+                let ntp = u64::from_be_bytes(block[8..16].try_into().expect("8 bytes"));
+                senders.push((ssrc, ntp));
+            }
             if let Some(first) = blocks_at {
                 reported.extend(
                     block
@@ -359,7 +371,7 @@ impl FastTransport {
 
 /// Packet type, count/format field and length in bytes of the RTCP packet at the start of
 /// `buf`, if a whole one is there.
-fn rtcp_header(buf: &[u8]) -> Option<(u8, u8, usize)> {
+pub(crate) fn rtcp_header(buf: &[u8]) -> Option<(u8, u8, usize)> {
     if buf.len() < 4 || buf[0] >> 6 != 2 {
         return None;
     }
@@ -703,7 +715,7 @@ mod tests {
             .unwrap();
         let at = t0 + Duration::from_millis(500);
         let by_ssrc = |ssrc| (ssrc == 7).then_some((&stream, &clock));
-        assert!(fast.rewrite_reports(&mut datagram, by_ssrc, at));
+        assert!(fast.rewrite_reports(&mut datagram, by_ssrc, None, at));
         let mut opened = Vec::new();
         let mut receiver = Srtp::rtcp(&client, Direction::Inbound, false).unwrap();
         assert_eq!(receiver.unprotect_rtcp(&datagram, &mut opened), Some(42));
@@ -726,7 +738,7 @@ mod tests {
             .protect_rtcp(&report(8, 1, 50), 43, &mut other)
             .unwrap();
         let before = other.clone();
-        assert!(!fast.rewrite_reports(&mut other, by_ssrc, at));
+        assert!(!fast.rewrite_reports(&mut other, by_ssrc, None, at));
         assert_eq!(other, before);
     }
 
@@ -736,8 +748,12 @@ mod tests {
     fn nacks_and_reports_are_read_from_the_receivers_rtcp() {
         let (client, server) = test_keys(SrtpProfile::AES128_CM_SHA1_80, 60);
         let mut fast = FastTransport::new(&server).unwrap();
-        // A receiver report on SSRC 7, then a NACK on SSRC 7: 1000, and 1002 (bit 1).
-        let mut plain = vec![0x81, 201, 0, 7, 0, 0, 0, 1];
+        // A sender report of SSRC 9, a receiver report on SSRC 7, then a NACK on SSRC 7: 1000,
+        // and 1002 (bit 1).
+        let mut plain = vec![0x80, 200, 0, 6, 0, 0, 0, 9];
+        plain.extend(0x0102_0304_0506_0708u64.to_be_bytes());
+        plain.extend([0u8; 12]);
+        plain.extend([0x81, 201, 0, 7, 0, 0, 0, 1]);
         plain.extend(7u32.to_be_bytes());
         plain.extend([0u8; 20]);
         plain.extend([0x81, 205, 0, 3, 0, 0, 0, 1]);
@@ -748,10 +764,11 @@ mod tests {
             .unwrap()
             .protect_rtcp(&plain, 5, &mut sealed)
             .unwrap();
-        let (mut nacks, mut reported) = (Vec::new(), Vec::new());
-        fast.feedback(&sealed, &mut nacks, &mut reported);
-        assert_eq!(nacks, vec![(7, 1000), (7, 1002)]);
-        assert_eq!(reported, vec![7]);
+        let mut feedback = Feedback::default();
+        fast.feedback(&sealed, &mut feedback);
+        assert_eq!(feedback.nacks, vec![(7, 1000), (7, 1002)]);
+        assert_eq!(feedback.reported, vec![7]);
+        assert_eq!(feedback.senders, vec![(9, 0x0102_0304_0506_0708)]);
         // Forty items asking for all 17 packets each: capped.
         let mut many = vec![0x81, 205, 0, 2 + 40, 0, 0, 0, 1];
         many.extend(7u32.to_be_bytes());
@@ -763,13 +780,13 @@ mod tests {
             .unwrap()
             .protect_rtcp(&many, 6, &mut sealed)
             .unwrap();
-        nacks.clear();
-        fast.feedback(&sealed, &mut nacks, &mut reported);
-        assert_eq!(nacks.len(), MAX_NACKS);
+        feedback.nacks.clear();
+        fast.feedback(&sealed, &mut feedback);
+        assert_eq!(feedback.nacks.len(), MAX_NACKS);
         // Not authentic: nothing.
         sealed[12] ^= 1;
-        nacks.clear();
-        fast.feedback(&sealed, &mut nacks, &mut reported);
-        assert!(nacks.is_empty());
+        feedback.nacks.clear();
+        fast.feedback(&sealed, &mut feedback);
+        assert!(feedback.nacks.is_empty());
     }
 }

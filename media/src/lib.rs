@@ -32,6 +32,7 @@
 mod assembler;
 mod fast;
 mod ids;
+mod ingress;
 mod metrics;
 mod participant;
 mod recording;

@@ -364,6 +364,8 @@ pub(crate) struct Participant {
     /// Filled by the DTLS handshake with the SRTP keys (fast forwarding).
     pub keys: Arc<KeySlot>,
     pub fast: Fast,
+    /// Opens the participant's media past str0m (`ingress.rs`), once the keys are there.
+    pub ingress: Option<Box<crate::ingress::Ingress>>,
     /// Where str0m sends RTP and RTCP (the selected candidate pair): (from, to).
     pub media_to: Option<(SocketAddr, SocketAddr)>,
 }

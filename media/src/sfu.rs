@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::media::{MediaKind, Mid};
+use str0m::media::{MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, RtcConfig};
@@ -16,6 +16,7 @@ use tracing::{debug, info, trace, warn};
 use crate::assembler::{Frame, FrameAssembler, Packet};
 use crate::fast::{FastStream, FastTransport, Outgoing};
 use crate::ids::FastMap;
+use crate::ingress::{Header, InExts, Ingress, Opened, Refused, StreamInfo};
 use crate::participant::{
     Consumer, ConsumerState, Fast, Participant, ParticipantKey, Producer, SeqMap,
 };
@@ -54,6 +55,9 @@ pub struct SfuOptions {
     pub recorder: Option<Arc<dyn TapFactory>>,
     /// Media is protected and sent by the SFU itself, past str0m's send path (`fast.rs`).
     pub fast_forwarding: bool,
+    /// Media is opened by the SFU itself, past str0m's receive path (`ingress.rs`); only with
+    /// fast forwarding.
+    pub fast_receiving: bool,
 }
 
 impl std::fmt::Debug for SfuOptions {
@@ -66,6 +70,7 @@ impl std::fmt::Debug for SfuOptions {
             .field("recording", &self.recording)
             .field("recorder", &self.recorder.is_some())
             .field("fast_forwarding", &self.fast_forwarding)
+            .field("fast_receiving", &self.fast_receiving)
             .finish()
     }
 }
@@ -80,12 +85,20 @@ impl SfuOptions {
             recording: RecordingMode::Off,
             recorder: None,
             fast_forwarding: true,
+            fast_receiving: true,
         }
     }
 
     /// Whether media is sent past str0m's send path (on by default).
     pub fn fast_forwarding(mut self, on: bool) -> Self {
         self.fast_forwarding = on;
+        self
+    }
+
+    /// Whether media is received past str0m's receive path (on by default; needs fast
+    /// forwarding).
+    pub fn fast_receiving(mut self, on: bool) -> Self {
+        self.fast_receiving = on;
         self
     }
 
@@ -272,8 +285,37 @@ pub struct Sfu {
     scratch: Vec<ParticipantKey>,
     /// Reused by `drive`.
     propagated: Vec<Propagated>,
-    /// Reused for the NACKs and the reported SSRCs of a receiver's RTCP.
-    feedback: (Vec<(u32, u16)>, Vec<u32>),
+    /// Reused for the NACKs, the reported SSRCs and the sender reports of a participant's RTCP.
+    feedback: Feedback,
+    /// Reused for the payload of a packet the SFU opened itself, and its own RTCP.
+    payload: Vec<u8>,
+    rtcp_out: Vec<Vec<u8>>,
+}
+
+/// What a participant's SRTCP says (`FastTransport::feedback`).
+#[derive(Debug, Default)]
+pub(crate) struct Feedback {
+    /// (SSRC, sequence number) asked for again.
+    pub nacks: Vec<(u32, u16)>,
+    /// SSRCs reported on.
+    pub reported: Vec<u32>,
+    /// Sender reports: (SSRC, NTP time).
+    pub senders: Vec<(u32, u64)>,
+}
+
+/// A media packet to forward, from str0m or opened by the SFU itself.
+struct Incoming<'a> {
+    seq: u64,
+    ssrc: u32,
+    pt: Pt,
+    marker: bool,
+    timestamp: u32,
+    /// Extended RTP time.
+    time: u64,
+    arrival: Instant,
+    /// The header extension values forwarded.
+    exts: ExtensionValues,
+    payload: &'a [u8],
 }
 
 impl Sfu {
@@ -301,7 +343,9 @@ impl Sfu {
             dirty: Vec::new(),
             removals: Vec::new(),
             scratch: Vec::new(),
-            feedback: (Vec::new(), Vec::new()),
+            feedback: Feedback::default(),
+            payload: Vec::new(),
+            rtcp_out: Vec::new(),
             propagated: Vec::new(),
         }
     }
@@ -426,6 +470,7 @@ impl Sfu {
                 next_timeout: now,
                 keys,
                 fast: Fast::Pending,
+                ingress: None,
                 media_to: None,
             },
         );
@@ -864,23 +909,79 @@ impl Sfu {
             room.metrics.packets_in += 1;
             room.metrics.bytes_in += len;
         }
+        if let Some(ingress) = p.ingress.as_mut()
+            && is_srtp(raw)
+            && !is_rtcp(raw)
+        {
+            // Media opened past str0m (`ingress.rs`).
+            let opened = match ingress.open(raw, now) {
+                Err(Refused::Unknown(ssrc)) => match describe(p, raw, ssrc) {
+                    Some(info) => {
+                        let ingress = p.ingress.as_mut().expect("checked above");
+                        ingress.add(ssrc, info);
+                        ingress.open(raw, now)
+                    }
+                    None => Err(Refused::Unknown(ssrc)),
+                },
+                opened => opened,
+            };
+            let ingress = p.ingress.as_mut().expect("checked above");
+            let mut feedback = std::mem::take(&mut self.rtcp_out);
+            ingress.poll_feedback(now, &mut feedback);
+            let mut sent = (0u64, 0u64);
+            if let Some((from, to)) = p.media_to {
+                for datagram in feedback.drain(..) {
+                    sent.0 += 1;
+                    sent.1 += datagram.len() as u64;
+                    self.transmits.push_back(Transmit {
+                        source: from,
+                        destination: to,
+                        contents: datagram,
+                    });
+                }
+            }
+            feedback.clear();
+            self.rtcp_out = feedback;
+            let room_id = p.room.clone();
+            if let Some(room) = self.rooms.get_mut(&room_id) {
+                room.metrics.packets_out += sent.0;
+                room.metrics.bytes_out += sent.1;
+            }
+            match opened {
+                Ok(opened) => {
+                    let mut payload = std::mem::take(&mut self.payload);
+                    ingress.take_payload(&mut payload);
+                    self.forward_opened(now, key, &room_id, opened, &payload);
+                    self.payload = payload;
+                }
+                Err(refused) => trace!(?refused, "media packet not forwarded"),
+            }
+            self.drive(now);
+            return true;
+        }
         if let Fast::Ready(fast) = &mut p.fast
             && is_srtp(raw)
             && is_rtcp(raw)
         {
             // Retransmissions of fast streams: str0m did not send those packets.
             let mut resent = (0u64, 0u64);
-            let (mut nacks, mut reported) = std::mem::take(&mut self.feedback);
-            nacks.clear();
-            reported.clear();
-            fast.feedback(raw, &mut nacks, &mut reported);
+            let mut feedback = std::mem::take(&mut self.feedback);
+            feedback.nacks.clear();
+            feedback.reported.clear();
+            feedback.senders.clear();
+            fast.feedback(raw, &mut feedback);
             for stream in p.consumers.iter_mut().filter_map(|c| c.fast.as_mut()) {
-                if reported.contains(&stream.ssrc) {
+                if feedback.reported.contains(&stream.ssrc) {
                     stream.acknowledge();
                 }
             }
-            if let (false, Some((from, to))) = (nacks.is_empty(), p.media_to) {
-                for &(ssrc, seq) in &nacks {
+            if let Some(ingress) = p.ingress.as_mut() {
+                for &(ssrc, ntp) in &feedback.senders {
+                    ingress.sender_report(ssrc, ntp, now);
+                }
+            }
+            if let (false, Some((from, to))) = (feedback.nacks.is_empty(), p.media_to) {
+                for &(ssrc, seq) in &feedback.nacks {
                     let stream = p.consumers.iter_mut().filter_map(|c| c.fast.as_mut());
                     if let Some(datagram) = stream
                         .filter(|s| s.ssrc == ssrc)
@@ -896,7 +997,7 @@ impl Sfu {
                     }
                 }
             }
-            self.feedback = (nacks, reported);
+            self.feedback = feedback;
             if let Some(room) = self.rooms.get_mut(&p.room) {
                 room.metrics.packets_out += resent.0;
                 room.metrics.bytes_out += resent.1;
@@ -1066,7 +1167,16 @@ impl Sfu {
                         if self.options.fast_forwarding && matches!(p.fast, Fast::Pending) {
                             p.fast = match p.keys.keys().map(FastTransport::new) {
                                 None => Fast::Pending,
-                                Some(Some(ready)) => Fast::Ready(Box::new(ready)),
+                                Some(Some(ready)) => {
+                                    if self.options.fast_receiving {
+                                        p.ingress = p
+                                            .keys
+                                            .keys()
+                                            .and_then(|k| Ingress::new(k, rtcp_ssrc(), now))
+                                            .map(Box::new);
+                                    }
+                                    Fast::Ready(Box::new(ready))
+                                }
                                 Some(None) => {
                                     warn!(
                                         "SRTP profile not supported by fast forwarding: str0m sends"
@@ -1085,7 +1195,12 @@ impl Sfu {
                                     Some((s, &c.clock))
                                 })
                             };
-                            fast.rewrite_reports(&mut contents, stream, now);
+                            fast.rewrite_reports(
+                                &mut contents,
+                                stream,
+                                p.ingress.as_deref_mut(),
+                                now,
+                            );
                         }
                     }
                     packets_out += 1;
@@ -1182,7 +1297,18 @@ impl Sfu {
                 }
             }
             Propagated::Rtp(mid, packet) => {
-                self.forward(now, origin, &room_id, &others, mid, packet)
+                let incoming = Incoming {
+                    seq: *packet.seq_no,
+                    ssrc: *packet.header.ssrc,
+                    pt: packet.header.payload_type,
+                    marker: packet.header.marker,
+                    timestamp: packet.header.timestamp,
+                    time: packet.time.numer(),
+                    arrival: packet.timestamp,
+                    exts: forwarded_extensions(&packet.header.ext_vals),
+                    payload: &packet.payload,
+                };
+                self.forward(now, origin, &room_id, &others, mid, incoming)
             }
             Propagated::KeyframeRequest(mid) => {
                 let source = self.participants.get(&origin).and_then(|p| {
@@ -1199,6 +1325,48 @@ impl Sfu {
         self.scratch = others;
     }
 
+    /// Forward a packet the SFU opened itself from `origin` (`ingress.rs`).
+    fn forward_opened(
+        &mut self,
+        now: Instant,
+        origin: ParticipantKey,
+        room_id: &RoomId,
+        opened: Opened,
+        payload: &[u8],
+    ) {
+        let Some(p) = self.participants.get(&origin) else {
+            return;
+        };
+        let mut pt = Pt::from(opened.pt);
+        if opened.repaired {
+            // A retransmission: the payload type it repairs (RFC 4588 §8.1).
+            let params = p.rtc.codec_config().params();
+            match params.iter().find(|c| c.resend() == Some(pt)) {
+                Some(original) => pt = original.pt(),
+                None => return,
+            }
+        }
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        let mut others = std::mem::take(&mut self.scratch);
+        others.clear();
+        others.extend(room.others(origin));
+        let incoming = Incoming {
+            seq: opened.seq,
+            ssrc: opened.ssrc,
+            pt,
+            marker: opened.marker,
+            timestamp: opened.timestamp,
+            time: opened.time,
+            arrival: now,
+            exts: opened.exts,
+            payload,
+        };
+        self.forward(now, origin, room_id, &others, opened.mid, incoming);
+        self.scratch = others;
+    }
+
     fn forward(
         &mut self,
         now: Instant,
@@ -1206,10 +1374,10 @@ impl Sfu {
         room_id: &RoomId,
         others: &[ParticipantKey],
         mid: Mid,
-        packet: RtpPacket,
+        packet: Incoming<'_>,
     ) {
-        let seq = *packet.seq_no;
-        let ssrc = *packet.header.ssrc;
+        let seq = packet.seq;
+        let ssrc = packet.ssrc;
         let Some(p) = self.participants.get_mut(&origin) else {
             return;
         };
@@ -1229,13 +1397,13 @@ impl Sfu {
             }
             producer.restart(ssrc);
         }
-        let Some(params) = producer.params(&p.rtc, packet.header.payload_type) else {
+        let Some(params) = producer.params(&p.rtc, packet.pt) else {
             trace!(participant = %p.info.id, "a payload type the sender did not negotiate");
             return;
         };
         let lost = producer.account(seq);
         let kind = producer.kind;
-        let clock_rate = packet.time.denom();
+        let clock_rate = params.spec().clock_rate.get();
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
@@ -1254,10 +1422,10 @@ impl Sfu {
                     assembler.push(
                         Packet {
                             seq,
-                            time: packet.time.numer(),
-                            marker: packet.header.marker,
-                            arrival: packet.timestamp,
-                            payload: packet.payload.clone(),
+                            time: packet.time,
+                            marker: packet.marker,
+                            arrival: packet.arrival,
+                            payload: packet.payload.into(),
                         },
                         &mut frames,
                     );
@@ -1280,7 +1448,9 @@ impl Sfu {
         }
 
         let nackable = kind == MediaKind::Video;
-        let ext_vals = forwarded_extensions(&packet.header.ext_vals);
+        let ext_vals = &packet.exts;
+        // Written into str0m for a receiver that fast forwarding does not serve: one copy.
+        let mut shared: Option<Arc<[u8]>> = None;
         // Packets and bytes sent past str0m (its own are counted as they leave it).
         let mut fast_out = (0u64, 0u64);
         for &other in others {
@@ -1322,12 +1492,10 @@ impl Sfu {
             };
             // str0m's sender reports map RTP time to the wall clock of the last packet written:
             // a late packet gets the time its place in the stream implies, not its arrival.
-            let wallclock = consumer.clock.wallclock(
-                out_seq,
-                packet.header.timestamp,
-                packet.timestamp,
-                clock_rate,
-            );
+            let wallclock =
+                consumer
+                    .clock
+                    .wallclock(out_seq, packet.timestamp, packet.arrival, clock_rate);
             if let (Fast::Ready(fast), Some((from, to))) = (fast, *media_to) {
                 if consumer.fast.as_ref().is_none_or(|s| s.mid != out_mid) {
                     let mut api = rtc.direct_api();
@@ -1345,11 +1513,11 @@ impl Sfu {
                 if let Some(stream) = consumer.fast.as_mut() {
                     let outgoing = Outgoing {
                         pt: *pt,
-                        marker: packet.header.marker,
+                        marker: packet.marker,
                         index: out_seq,
-                        time: packet.header.timestamp,
-                        exts: &ext_vals,
-                        payload: &packet.payload,
+                        time: packet.timestamp,
+                        exts: ext_vals,
+                        payload: packet.payload,
                     };
                     if let Some(datagram) = fast.packet(stream, outgoing, now) {
                         fast_out.0 += 1;
@@ -1371,11 +1539,11 @@ impl Sfu {
                 RtpWrite::new(
                     pt,
                     out_seq.into(),
-                    packet.header.timestamp,
+                    packet.timestamp,
                     wallclock,
-                    packet.payload.clone(),
+                    shared.get_or_insert_with(|| packet.payload.into()).clone(),
                 )
-                .marker(packet.header.marker)
+                .marker(packet.marker)
                 .ext_vals(ext_vals.clone())
                 .nackable(nackable),
             );
@@ -1400,6 +1568,100 @@ impl Sfu {
             self.dirty.push(source);
         }
     }
+}
+
+/// What the SFU knows of a new SSRC of participant `p`'s media, from the first packet
+/// `packet`: str0m's streams (a producer's stream, an SSRC or repair SSRC the SDP declared, or
+/// one str0m bound), else the MID header extension (RFC 8843 §15) and the payload type.
+fn describe(p: &mut Participant, packet: &[u8], ssrc: u32) -> Option<StreamInfo> {
+    let header = Header::parse(packet)?;
+    let mut repairs = None;
+    let mut mid = p
+        .producers
+        .iter()
+        .find(|pr| pr.ssrc == Some(ssrc))
+        .map(|pr| pr.mid);
+    if mid.is_none() {
+        let mut api = p.rtc.direct_api();
+        mid = api.stream_rx(&ssrc.into()).map(|s| s.mid());
+        if mid.is_none() {
+            for pr in &p.producers {
+                if let Some(s) = api
+                    .stream_rx_by_mid(pr.mid, None)
+                    .filter(|s| s.rtx() == Some(ssrc.into()))
+                {
+                    repairs = Some(*s.ssrc());
+                    mid = Some(pr.mid);
+                    break;
+                }
+            }
+        }
+    }
+    let mut declare = false;
+    if mid.is_none() {
+        let any = p.producers.iter().find_map(|pr| p.rtc.media(pr.mid))?;
+        mid = InExts::new(any.remote_extmap()).mid_of(&header, packet);
+        declare = true;
+    }
+    let mid = mid?;
+    let producer = p.producers.iter().find(|pr| pr.mid == mid)?;
+    let kind = producer.kind;
+    let pt = Pt::from(header.pt);
+    let is_repair = p
+        .rtc
+        .codec_config()
+        .params()
+        .iter()
+        .any(|c| c.resend() == Some(pt));
+    if repairs.is_none() && is_repair {
+        repairs = producer.ssrc.or_else(|| {
+            p.rtc
+                .direct_api()
+                .stream_rx_by_mid(mid, None)
+                .map(|s| *s.ssrc())
+        });
+        // A repair stream of a stream not known yet.
+        repairs?;
+    }
+    if declare && repairs.is_none() {
+        // str0m sends the keyframe requests of the stream: it must know it.
+        p.rtc
+            .direct_api()
+            .expect_stream_rx(ssrc.into(), None, mid, None);
+    }
+    let clock_rate = p
+        .rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|c| c.pt() == pt || c.resend() == Some(pt))
+        .map(|c| c.spec().clock_rate.get())
+        .unwrap_or(match kind {
+            MediaKind::Audio => 48_000,
+            MediaKind::Video => 90_000,
+        });
+    let exts = InExts::new(p.rtc.media(mid)?.remote_extmap());
+    // A stream str0m received before: its numbers go on (the roll-over counter).
+    let highest = producer
+        .first_seq
+        .filter(|_| producer.ssrc == Some(ssrc))
+        .map(|_| producer.highest_seq);
+    Some(StreamInfo {
+        mid,
+        kind,
+        repairs,
+        clock_rate,
+        exts,
+        highest,
+    })
+}
+
+/// The SSRC of the SFU's own RTCP on a transport (`ingress.rs`): random.
+fn rtcp_ssrc() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    (hasher.finish() as u32).max(1)
 }
 
 /// An RTP or RTCP datagram (RFC 7983: the first byte is 128–191), as opposed to STUN or DTLS.

@@ -45,6 +45,10 @@ struct Peer {
     rtp_in: Vec<RtpSeen>,
     /// Every sender report received, and when.
     reports_in: Vec<(Instant, SenderInfo)>,
+    /// Every transport-wide feedback and receiver report received.
+    feedback_in: Vec<Rtcp>,
+    /// Every RTP packet sent: SSRC, sequence number, transport-wide number.
+    rtp_out: Vec<(u32, u16, Option<u16>)>,
     /// What the peer sends its video in.
     video_codec: Codec,
     /// The m-line the other's video arrives on.
@@ -236,6 +240,8 @@ impl World {
             pts_in: BTreeSet::new(),
             rtp_in: Vec::new(),
             reports_in: Vec::new(),
+            feedback_in: Vec::new(),
+            rtp_out: Vec::new(),
             video_codec,
             video_in: None,
         });
@@ -288,6 +294,14 @@ impl World {
                         RawPacket::RtcpRx(Rtcp::SenderReport(sr)) => {
                             peer.reports_in.push((now, sr.sender_info));
                         }
+                        RawPacket::RtcpRx(rtcp @ (Rtcp::Twcc(_) | Rtcp::ReceiverReport(_))) => {
+                            peer.feedback_in.push(rtcp)
+                        }
+                        RawPacket::RtpTx(header, _) => peer.rtp_out.push((
+                            *header.ssrc,
+                            *header.sequence_number(None) as u16,
+                            header.ext_vals.transport_cc,
+                        )),
                         _ => {}
                     },
                     Output::Event(_) => {}
@@ -635,7 +649,11 @@ fn h264_video_is_forwarded_and_recorded_whole() {
 
 /// A call of two people, `fast` forwarding or not, with media for `seconds`.
 fn call(fast: bool, seconds: u64) -> World {
-    let mut world = World::with(|o| o.fast_forwarding(fast));
+    call_with(|o| o.fast_forwarding(fast), seconds)
+}
+
+fn call_with(options: impl FnOnce(SfuOptions) -> SfuOptions, seconds: u64) -> World {
+    let mut world = World::with(options);
     world.join("doctor", 40091, Role::Doctor);
     world.join("patient", 40092, Role::Patient);
     world.run_for(Duration::from_secs(seconds), true);
@@ -694,6 +712,99 @@ fn fast_forwarded_media_leaves_past_str0m_and_names_its_mid_until_reported() {
     for peer in &world.peers {
         assert!(!peer.rtp_in.is_empty());
         assert!(peer.rtp_in.iter().all(|r| r.transport_cc), "str0m sent all");
+    }
+}
+
+/// With fast receiving the SFU opens the media itself, and str0m sees none of it after the
+/// first moments. The SFU's own transport-wide feedback, under an SSRC of its own, reports
+/// every packet a peer sent as received, once; its receiver reports count what arrived.
+/// Without fast receiving all feedback is str0m's.
+#[test]
+fn received_media_is_opened_past_str0m_and_the_sfu_sends_its_feedback() {
+    let world = call_with(|o| o, 4);
+    for peer in &world.peers {
+        let str0m: BTreeSet<u32> = peer.rtp_in.iter().map(|r| r.ssrc).collect();
+        let mut ours = BTreeSet::new();
+        let (mut received, mut by_str0m, mut not_received) = (Vec::new(), 0, 0);
+        let mut reports = Vec::new();
+        for rtcp in &peer.feedback_in {
+            match rtcp {
+                Rtcp::Twcc(twcc) if str0m.contains(&*twcc.sender_ssrc) => {
+                    by_str0m += twcc.status_count as usize;
+                }
+                Rtcp::Twcc(twcc) => {
+                    ours.insert(*twcc.sender_ssrc);
+                    for (seq, _, at) in twcc.clone().into_iter(world.now, 0u64.into()) {
+                        match at {
+                            Some(_) => received.push(*seq as u16),
+                            None => not_received += 1,
+                        }
+                    }
+                }
+                Rtcp::ReceiverReport(rr) if !str0m.contains(&*rr.sender_ssrc) => {
+                    ours.insert(*rr.sender_ssrc);
+                    reports.extend(rr.reports.iter().cloned());
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(ours.len(), 1, "{}: the SFU's own RTCP SSRC", peer.name);
+        let sent: Vec<u16> = peer.rtp_out.iter().filter_map(|(_, _, t)| *t).collect();
+        let unique: BTreeSet<u16> = received.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            received.len(),
+            "{}: each number once",
+            peer.name
+        );
+        assert_eq!(not_received, 0, "{}: nothing is lost here", peer.name);
+        assert!(
+            unique.len() * 10 >= sent.len() * 9 && by_str0m * 10 <= sent.len(),
+            "{}: {} of {} numbers reported by the SFU, {by_str0m} by str0m",
+            peer.name,
+            unique.len(),
+            sent.len()
+        );
+        for ssrc in peer
+            .rtp_out
+            .iter()
+            .map(|(s, _, _)| *s)
+            .collect::<BTreeSet<_>>()
+        {
+            let last_sent = peer
+                .rtp_out
+                .iter()
+                .rev()
+                .find(|(s, _, _)| *s == ssrc)
+                .unwrap()
+                .1;
+            let last = reports
+                .iter()
+                .rev()
+                .find(|r| *r.ssrc == ssrc)
+                .unwrap_or_else(|| panic!("{}: no report on {ssrc}", peer.name));
+            assert_eq!((last.fraction_lost, last.packets_lost), (0, 0));
+            let behind = last_sent.wrapping_sub(last.max_seq as u16);
+            assert!(
+                behind < 300,
+                "{}: reported {} of {last_sent}",
+                peer.name,
+                last.max_seq
+            );
+        }
+    }
+    let world = call_with(|o| o.fast_receiving(false), 2);
+    for peer in &world.peers {
+        let str0m: BTreeSet<u32> = peer.rtp_in.iter().map(|r| r.ssrc).collect();
+        let twcc = peer.feedback_in.iter().filter_map(|r| match r {
+            Rtcp::Twcc(t) => Some(*t.sender_ssrc),
+            _ => None,
+        });
+        assert!(twcc.clone().count() > 0);
+        assert!(
+            twcc.clone().all(|s| str0m.contains(&s)),
+            "str0m's feedback only"
+        );
     }
 }
 

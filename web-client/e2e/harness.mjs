@@ -341,6 +341,39 @@ export function readInboundVideo() {
 }
 
 /**
+ * The page's sending side, from its getStats (run in the page): the bandwidth its congestion
+ * controller estimates (`availableOutgoingBitrate` of the selected candidate pair, bit/s; it
+ * rises only on the receiver's transport-wide feedback), what limits its video's quality, the
+ * size it sends, and per kind what the SFU's receiver reports say (remote-inbound-rtp: round
+ * trip time, packets lost, reports received).
+ */
+export function readOutbound() {
+  const result = { availableOutgoingBitrate: 0, qualityLimitationReason: '', frameWidth: 0, frameHeight: 0, remote: {} };
+  const pc = window.vizit && window.vizit.pc();
+  if (!pc) return Promise.resolve(result);
+  return pc.getStats().then((stats) => {
+    stats.forEach((r) => {
+      if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
+        result.availableOutgoingBitrate = r.availableOutgoingBitrate || 0;
+      }
+      if (r.type === 'outbound-rtp' && (r.kind || r.mediaType) === 'video') {
+        result.qualityLimitationReason = r.qualityLimitationReason || '';
+        result.frameWidth = r.frameWidth || 0;
+        result.frameHeight = r.frameHeight || 0;
+      }
+      if (r.type === 'remote-inbound-rtp') {
+        result.remote[r.kind] = {
+          roundTripTime: r.roundTripTime,
+          packetsLost: r.packetsLost,
+          reports: r.roundTripTimeMeasurements || 0,
+        };
+      }
+    });
+    return result;
+  });
+}
+
+/**
  * Resolves with the wall-clock time (Date.now(), ms) at which the page's stats first show a
  * decoded remote video frame, polling every `interval` ms for up to `timeout` ms. Runs in the
  * page: start it before the Join click, await it after.

@@ -11,7 +11,10 @@
 // joins both, waits until both decode remote video, then over `seconds` reads:
 // - the server process's CPU time (utime + stime from /proc/<pid>/stat, all threads);
 // - the server's /metrics totals (the unlabelled vizit_packets_{in,out}_total, vizit_bytes_*);
-// - each page's inbound video from getStats (size and frame rate at the end, average bitrate).
+// - each page's inbound video from getStats (size and frame rate at the end, average bitrate);
+// - each page's sending side at the end: its bandwidth estimate, what limits its video, and
+//   what the SFU's receiver reports told it.
+// VIZIT_MEDIA__* variables of the environment go to the server (other VIZIT_ ones do not).
 // Also the time from the patient's Join click to the first decoded remote frame on each page.
 // Prints a Markdown table on stdout; progress and failure diagnostics go to stderr.
 
@@ -30,6 +33,7 @@ import {
   newRoom,
   openCallPage,
   readInboundVideo,
+  readOutbound,
   startVizit,
   waitState,
 } from './harness.mjs';
@@ -94,7 +98,11 @@ async function snapshot(pages) {
 
 async function measure() {
   progress(`server ${BIN}`);
-  vizit = await startVizit();
+  // The server's media settings may be set for the measurement (VIZIT_MEDIA__FAST_RECEIVING=false
+  // …); the harness passes no other VIZIT_ variable of this environment on.
+  const media = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('VIZIT_MEDIA__')));
+  if (Object.keys(media).length > 0) progress(`server media settings: ${JSON.stringify(media)}`);
+  vizit = await startVizit(media);
   // Our SIGINT/SIGTERM handler closes the browser and stops the server; playwright's would exit first.
   browser = await launchBrowser({ handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false });
 
@@ -126,6 +134,7 @@ async function measure() {
   const start = await snapshot(pages);
   await sleep(seconds * 1000);
   const end = await snapshot(pages);
+  const outbound = await Promise.all(pages.map((p) => p.evaluate(readOutbound)));
   if (vizit.child.exitCode !== null || vizit.child.signalCode !== null) throw new Error('the server exited during the measurement');
 
   const elapsed = (end.at - start.at) / 1000;
@@ -152,6 +161,16 @@ async function measure() {
     ['patient Join → first remote frame, doctor', `${doctorFirst - joinedAt} ms`],
     ['doctor inbound video', video(0)],
     ['patient inbound video', video(1)],
+    ...['doctor', 'patient'].map((who, i) => {
+      const o = outbound[i];
+      const remote = Object.entries(o.remote)
+        .map(([kind, r]) => `${kind}: RTT ${r.roundTripTime === undefined ? '-' : fmt(r.roundTripTime * 1000, 1) + ' ms'}, lost ${r.packetsLost}`)
+        .join('; ');
+      return [
+        `${who} sends`,
+        `${o.frameWidth}×${o.frameHeight}, limited by ${o.qualityLimitationReason || '-'}, estimate ${fmt(o.availableOutgoingBitrate / 1000, 0)} kbit/s; SFU reports ${remote || 'none'}`,
+      ];
+    }),
   ];
   const binLabel = BIN.includes('/debug/') ? 'debug build' : BIN.includes('/release/') ? 'release build' : 'build';
   console.log(`Vizit call measurement (server: ${BIN}, ${binLabel})\n`);
