@@ -50,6 +50,8 @@ pub(crate) const NACK_GIVE_UP: Duration = Duration::from_secs(1);
 const NACK_MAX: usize = 512;
 /// Receiver reports are sent this often.
 pub(crate) const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// SSRCs kept per sender, at most (the one silent the longest goes first).
+const MAX_STREAMS: usize = 16;
 /// The replay window (RFC 3711 §3.3.2 asks for at least 64).
 const REPLAY_WINDOW: u64 = 128;
 /// Statuses per transport-wide feedback packet, at most.
@@ -173,16 +175,20 @@ impl InExts {
         let mut ev = ExtensionValues::default();
         let mut twcc = None;
         for (id, v) in header.elements(packet) {
+            // Zero-length elements are allowed in the two-byte form (RFC 8285 §4.3).
+            let Some(&first) = v.first() else {
+                continue;
+            };
             let id = Some(id);
             if id == self.transport_cc && v.len() >= 2 {
                 twcc = Some(u16::from_be_bytes([v[0], v[1]]));
             } else if id == self.audio_level {
-                ev.audio_level = Some(-((v[0] & 0x7f) as i8));
-                ev.voice_activity = Some(v[0] & 0x80 != 0);
+                ev.audio_level = Some(-((first & 0x7f) as i8));
+                ev.voice_activity = Some(first & 0x80 != 0);
             } else if id == self.video_orientation {
-                ev.video_orientation = Some(VideoOrientation::from(v[0] & 3));
+                ev.video_orientation = Some(VideoOrientation::from(first & 3));
             } else if id == self.video_content_type {
-                ev.video_content_type = Some(v[0]);
+                ev.video_content_type = Some(first);
             } else if id == self.playout_delay && v.len() >= 3 {
                 let min = (v[0] as u64) << 4 | (v[1] as u64) >> 4;
                 let max = ((v[1] & 0x0f) as u64) << 8 | v[2] as u64;
@@ -212,10 +218,10 @@ pub(crate) struct StreamInfo {
 struct InStream {
     ssrc: u32,
     info: StreamInfo,
-    /// Highest extended sequence number (roll-over counter and number), and the replay window
-    /// below it: bit `i` is index `highest - i`.
-    highest: Option<u64>,
-    replay: u128,
+    /// The SRTP packets of this SSRC seen (the replay window).
+    srtp: Window,
+    /// The media packets of this stream there: its own, and those its repair stream brought.
+    media: Window,
     /// Highest extended RTP time.
     time: Option<u64>,
     stats: ReceiveStats,
@@ -223,6 +229,8 @@ struct InStream {
     missing: VecDeque<Missing>,
     /// The last sender report: the middle 32 bits of its NTP time and when it came.
     sender_report: Option<(u32, Instant)>,
+    /// When its last packet came.
+    last_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -242,7 +250,7 @@ struct ReceiveStats {
     received_prior: u64,
     /// Interarrival jitter in RTP units, ×16 (A.8).
     jitter: u64,
-    transit: Option<i64>,
+    transit: Option<u32>,
 }
 
 /// A packet opened by [`Ingress::open`]: the original media packet (a repair stream's packet
@@ -269,8 +277,10 @@ pub(crate) struct Opened {
 pub(crate) enum Refused {
     /// Not an RTP header.
     Malformed,
-    /// An SSRC the caller must first describe ([`Ingress::add`]).
+    /// An SSRC the caller must first describe ([`Ingress::open_new`]).
     Unknown(u32),
+    /// A repair stream whose media stream is not known (yet): nothing is described from it.
+    UnknownMedia(u32),
     /// Did not authenticate.
     Forged,
     /// Seen before, or too old to tell.
@@ -297,6 +307,8 @@ pub(crate) struct Ingress {
     last_report: Option<Instant>,
     /// Some stream has missing packets to ask for.
     nack_pending: bool,
+    /// When feedback is due next (kept up to date cheaply as packets arrive).
+    due: Option<Instant>,
     /// Arrival times are counted from here (the reference time of the feedback).
     zero: Instant,
     payload: Vec<u8>,
@@ -320,6 +332,7 @@ impl Ingress {
             last_twcc: None,
             last_report: None,
             nack_pending: false,
+            due: None,
             zero: now,
             payload: Vec::new(),
             plain: Vec::new(),
@@ -327,18 +340,21 @@ impl Ingress {
     }
 
     /// Describe a new SSRC of the sender.
-    pub fn add(&mut self, ssrc: u32, info: StreamInfo) {
+    fn add(&mut self, ssrc: u32, info: StreamInfo) {
         self.streams.retain(|s| s.ssrc != ssrc);
         self.streams.push(InStream {
             ssrc,
             info,
-            highest: info.highest,
-            replay: 0,
+            // str0m saw the packets before: none of them again.
+            srtp: Window::seen_up_to(info.highest),
+            media: Window::seen_up_to(info.highest),
+            last_at: None,
             time: None,
             stats: ReceiveStats::default(),
             missing: VecDeque::new(),
             sender_report: None,
         });
+        self.due_by(after(self.last_report, REPORT_INTERVAL, self.zero));
     }
 
     /// Swap the opened payload out (to forward it while the ingress is borrowed no more).
@@ -354,20 +370,25 @@ impl Ingress {
             .iter()
             .position(|s| s.ssrc == header.ssrc)
             .ok_or(Refused::Unknown(header.ssrc))?;
+        // A repair stream's media stream is there before anything of the packet is taken.
+        let media_at = match self.streams[at].info.repairs {
+            None => at,
+            Some(media) => self
+                .streams
+                .iter()
+                .position(|s| s.ssrc == media)
+                .ok_or(Refused::UnknownMedia(media))?,
+        };
         let stream = &mut self.streams[at];
-        let index = extend_seq(stream.highest, header.seq);
-        if stream.replayed(index) {
+        let index = extend_seq(stream.srtp.highest, header.seq);
+        if stream.srtp.seen(index) {
             return Err(Refused::Replayed);
         }
         self.rtp
             .unprotect(packet, header.len, header.ssrc, index, &mut self.plain)
             .ok_or(Refused::Forged)?;
-        let previous = stream.highest;
-        stream.mark(index);
-        let elapsed = now.saturating_duration_since(self.zero);
-        stream
-            .stats
-            .received(index, header.timestamp, elapsed, stream.info.clock_rate);
+        stream.srtp.mark(index);
+        stream.last_at = Some(now);
         let info = stream.info;
         let (exts, twcc) = info.exts.read(&header, packet);
         if let Some(twcc) = twcc {
@@ -378,24 +399,38 @@ impl Ingress {
             let pad = *payload.last().unwrap_or(&0) as usize;
             payload = &payload[..payload.len().saturating_sub(pad)];
         }
-        let (media_at, seq, previous) = match info.repairs {
-            None => (at, index, previous),
-            Some(media) => {
+        let seq = match info.repairs {
+            None => index,
+            Some(_) => {
                 // RTX (RFC 4588 §4): the original sequence number, then the original payload.
                 if payload.len() <= 2 {
                     return Err(Refused::Padding);
                 }
                 let original = u16::from_be_bytes([payload[0], payload[1]]);
                 payload = &payload[2..];
-                let media_at = self
-                    .streams
-                    .iter()
-                    .position(|s| s.ssrc == media)
-                    .ok_or(Refused::Unknown(media))?;
-                let highest = self.streams[media_at].highest;
-                (media_at, extend_seq(highest, original), highest)
+                extend_seq(self.streams[media_at].media.highest, original)
             }
         };
+        // A media packet the stream has (brought by a retransmission before, or Chrome probing
+        // with packets it sent): once.
+        let media = &mut self.streams[media_at];
+        if media.media.seen(seq) {
+            return Err(Refused::Replayed);
+        }
+        let previous = media.media.highest;
+        media.media.mark(seq);
+        let elapsed = now.saturating_duration_since(self.zero);
+        if info.repairs.is_some() {
+            media.stats.recovered(seq);
+            let repair = &mut self.streams[at];
+            repair
+                .stats
+                .received(index, header.timestamp, elapsed, info.clock_rate);
+        } else {
+            media
+                .stats
+                .received(index, header.timestamp, elapsed, info.clock_rate);
+        }
         if payload.is_empty() {
             return Err(Refused::Padding);
         }
@@ -409,12 +444,15 @@ impl Ingress {
         if info.repairs.is_none() {
             media.time = Some(media.time.map_or(time, |t| t.max(time)));
         }
-        if info.kind == MediaKind::Video {
-            self.nack_pending |= media.track_missing(seq, previous, now);
+        let gap = info.kind == MediaKind::Video && media.track_missing(seq, previous, now);
+        let ssrc = media.ssrc;
+        if gap {
+            self.nack_pending = true;
+            self.due_by(now);
         }
         Ok(Opened {
             mid: info.mid,
-            ssrc: media.ssrc,
+            ssrc,
             seq,
             repaired: info.repairs.is_some(),
             pt: header.pt,
@@ -425,6 +463,71 @@ impl Ingress {
         })
     }
 
+    /// Open the first packet of an SSRC the caller described: the stream is kept only if the
+    /// packet is authentic (a forged packet from a spoofed address adds nothing).
+    pub fn open_new(
+        &mut self,
+        packet: &[u8],
+        ssrc: u32,
+        info: StreamInfo,
+        now: Instant,
+    ) -> Result<Opened, Refused> {
+        if self.streams.len() >= MAX_STREAMS {
+            // The stream silent the longest goes.
+            if let Some(oldest) = self
+                .streams
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.last_at)
+                .map(|(i, _)| i)
+            {
+                self.streams.remove(oldest);
+            }
+        }
+        self.add(ssrc, info);
+        let opened = self.open(packet, now);
+        if matches!(
+            opened,
+            Err(Refused::Forged | Refused::Malformed | Refused::UnknownMedia(_))
+        ) && self
+            .streams
+            .last()
+            .is_some_and(|s| s.ssrc == ssrc && s.last_at.is_none())
+        {
+            self.streams.pop();
+        }
+        opened
+    }
+
+    /// The sender's newest main stream on `mid`, if it sent one.
+    pub fn main_stream(&self, mid: Mid) -> Option<u32> {
+        self.streams
+            .iter()
+            .filter(|s| s.info.mid == mid && s.info.repairs.is_none() && s.last_at.is_some())
+            .max_by_key(|s| s.last_at)
+            .map(|s| s.ssrc)
+    }
+
+    /// When [`Ingress::poll_feedback`] has something to send next, if ever.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// Work out [`Ingress::next_due`] afresh (after feedback was sent).
+    fn compute_due(&self) -> Option<Instant> {
+        let zero = self.zero;
+        let twcc = (!self.twcc.is_empty()).then(|| after(self.last_twcc, TWCC_INTERVAL, zero));
+        let report =
+            (!self.streams.is_empty()).then(|| after(self.last_report, REPORT_INTERVAL, zero));
+        let nack = self
+            .streams
+            .iter()
+            .flat_map(|s| s.missing.iter())
+            .map(|m| m.asked.map_or(m.since, |a| a + NACK_INTERVAL))
+            .min();
+        [twcc, report, nack].into_iter().flatten().min()
+    }
+
     /// A transport-wide number arrived.
     fn arrived(&mut self, seq: u16, now: Instant) {
         let seq = extend_seq(self.twcc_highest, seq);
@@ -433,6 +536,11 @@ impl Ingress {
             self.twcc.remove(0);
         }
         self.twcc.push((seq, now));
+        self.due_by(after(self.last_twcc, TWCC_INTERVAL, self.zero));
+    }
+
+    fn due_by(&mut self, at: Instant) {
+        self.due = Some(self.due.map_or(at, |due| due.min(at)));
     }
 
     /// A sender report on `ssrc` with NTP time `ntp` came at `now`.
@@ -445,7 +553,16 @@ impl Ingress {
     /// The SRTCP datagrams due at `now` (transport-wide feedback, NACKs, receiver reports),
     /// appended to `out`.
     pub fn poll_feedback(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
-        let due = |last: Option<Instant>, every| last.is_none_or(|l| now >= l + every);
+        if self.due.is_none_or(|due| now < due) {
+            return;
+        }
+        self.make_feedback(now, out);
+        self.due = self.compute_due();
+    }
+
+    fn make_feedback(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        let zero = self.zero;
+        let due = |last: Option<Instant>, every| now >= after(last, every, zero);
         let report = due(self.last_report, REPORT_INTERVAL) && !self.streams.is_empty();
         let twcc = due(self.last_twcc, TWCC_INTERVAL) && !self.twcc.is_empty();
         if !(report || twcc || self.nack_pending) {
@@ -549,7 +666,7 @@ impl Ingress {
             return;
         };
         // A long gap (the sender restarted its numbers): report from the first arrival.
-        let base = if first - next > TWCC_MAX_STATUSES {
+        let base = if first - next >= TWCC_MAX_STATUSES {
             first
         } else {
             next
@@ -598,7 +715,8 @@ impl Ingress {
         let media = self
             .streams
             .iter()
-            .find(|s| s.info.repairs.is_none())
+            .filter(|s| s.info.repairs.is_none())
+            .max_by_key(|s| s.last_at)
             .map_or(0, |s| s.ssrc);
         out.extend_from_slice(&media.to_be_bytes());
         out.extend_from_slice(&(base as u16).to_be_bytes());
@@ -619,6 +737,11 @@ impl Ingress {
         let words = (out.len() - start) / 4 - 1;
         out[start + 2..start + 4].copy_from_slice(&(words as u16).to_be_bytes());
     }
+}
+
+/// `every` after `last`; if never, `zero` (at once).
+fn after(last: Option<Instant>, every: Duration, zero: Instant) -> Instant {
+    last.map_or(zero, |last| last + every)
 }
 
 /// Packet status chunks for `statuses` (0 not received, 1 small delta, 2 large delta): a run
@@ -647,11 +770,28 @@ fn write_chunks(statuses: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-impl InStream {
-    fn replayed(&self, index: u64) -> bool {
+/// The highest extended sequence number (roll-over counter and number) seen, and which of
+/// the [`REPLAY_WINDOW`] below it were: bit `i` is `highest - i`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    highest: Option<u64>,
+    bits: u128,
+}
+
+impl Window {
+    /// A window whose numbers up to `highest` were all seen (by str0m).
+    fn seen_up_to(highest: Option<u64>) -> Window {
+        Window {
+            highest,
+            bits: if highest.is_some() { u128::MAX } else { 0 },
+        }
+    }
+
+    /// Seen before, or too old to tell.
+    fn seen(&self, index: u64) -> bool {
         match self.highest {
             Some(h) if index <= h => {
-                h - index >= REPLAY_WINDOW || self.replay >> (h - index) & 1 != 0
+                h - index >= REPLAY_WINDOW || self.bits >> (h - index) & 1 != 0
             }
             _ => false,
         }
@@ -659,25 +799,27 @@ impl InStream {
 
     fn mark(&mut self, index: u64) {
         match self.highest {
-            Some(h) if index <= h => self.replay |= 1 << (h - index),
+            Some(h) if index <= h => self.bits |= 1 << (h - index),
             Some(h) => {
                 let shift = index - h;
-                self.replay = if shift >= REPLAY_WINDOW {
+                self.bits = if shift >= REPLAY_WINDOW {
                     0
                 } else {
-                    self.replay << shift
+                    self.bits << shift
                 } | 1;
                 self.highest = Some(index);
             }
             None => {
-                self.replay = 1;
+                self.bits = 1;
                 self.highest = Some(index);
             }
         }
     }
+}
 
+impl InStream {
     /// Track what is missing after `seq` arrived on this (main) stream, whose highest number
-    /// was `previous`; returns whether there is something to ask for.
+    /// was `previous`; returns whether packets went missing (to be asked for at once).
     fn track_missing(&mut self, seq: u64, previous: Option<u64>, now: Instant) -> bool {
         match previous {
             Some(h) if seq > h + 1 => {
@@ -692,15 +834,16 @@ impl InStream {
                 while self.missing.len() > NACK_MAX {
                     self.missing.pop_front();
                 }
+                true
             }
             Some(h) if seq <= h => {
                 if let Ok(i) = self.missing.binary_search_by_key(&seq, |m| m.seq) {
                     self.missing.remove(i);
                 }
+                false
             }
-            _ => {}
+            _ => false,
         }
-        !self.missing.is_empty()
     }
 
     /// Append a generic NACK for the missing packets due to be asked for; returns whether some
@@ -745,7 +888,7 @@ impl InStream {
     fn report_block(&mut self, now: Instant, interval_ends: bool) -> [u8; 24] {
         let s = &mut self.stats;
         let first = s.first.unwrap_or(0);
-        let highest = self.highest.unwrap_or(first);
+        let highest = self.media.highest.unwrap_or(first);
         let expected = highest + 1 - first;
         let lost = expected as i64 - s.received as i64;
         let expected_interval = expected - s.expected_prior;
@@ -790,14 +933,20 @@ fn push_fci(out: &mut Vec<u8>, start: usize, sender: u32, media: u32, pid: u16, 
 }
 
 impl ReceiveStats {
-    fn received(&mut self, index: u64, timestamp: u32, elapsed: Duration, clock_rate: u32) {
+    /// A packet of the stream arrived (or was recovered by retransmission: it counts as
+    /// received, not for jitter).
+    fn recovered(&mut self, index: u64) {
         self.first = Some(self.first.map_or(index, |f| f.min(index)));
         self.received += 1;
-        // Jitter (A.8): transit times in RTP units.
-        let arrival = (elapsed.as_micros() as u64 * clock_rate as u64 / 1_000_000) as i64;
-        let transit = arrival - timestamp as i64;
+    }
+
+    fn received(&mut self, index: u64, timestamp: u32, elapsed: Duration, clock_rate: u32) {
+        self.recovered(index);
+        // Jitter (A.8): transit times in RTP units, modulo 2^32 as the timestamps wrap.
+        let arrival = (elapsed.as_micros() as u64 * clock_rate as u64 / 1_000_000) as u32;
+        let transit = arrival.wrapping_sub(timestamp);
         if let Some(previous) = self.transit {
-            let d = (transit - previous).unsigned_abs();
+            let d = (transit.wrapping_sub(previous) as i32).unsigned_abs() as u64;
             // J += (|D| - J) / 16, kept ×16.
             self.jitter = self.jitter + d - (self.jitter + 8) / 16;
         }
@@ -949,7 +1098,7 @@ mod tests {
     fn packets_open_once_and_forged_or_replayed_ones_do_not() {
         let mut s = setup(SrtpProfile::AEAD_AES_128_GCM, 56);
         // The stream str0m received up to 69 999 before.
-        s.ingress.streams[0].highest = Some(69_999);
+        s.ingress.streams[0].srtp = Window::seen_up_to(Some(69_999));
         let first = s.packet(AUDIO, 70_000, None, b"opus");
         let opened = s.ingress.open(&first, s.at(0)).unwrap();
         assert_eq!(
@@ -978,7 +1127,7 @@ mod tests {
             Refused::Replayed
         );
         // Across a roll-over of the sequence number.
-        s.ingress.streams[1].highest = Some(0x1_fffd);
+        s.ingress.streams[1].srtp = Window::seen_up_to(Some(0x1_fffd));
         for index in [0x1_fffe, 0x1_ffff, 0x2_0000, 0x2_0001] {
             let p = s.packet(VIDEO, index, None, b"v");
             assert_eq!(s.ingress.open(&p, s.at(5)).unwrap().seq, index);
@@ -1021,6 +1170,101 @@ mod tests {
             s.ingress.open(&padding, s.at(11)).unwrap_err(),
             Refused::Padding
         );
+    }
+
+    #[test]
+    fn a_retransmission_of_a_packet_there_is_dropped_and_an_unknown_media_stream_taints_nothing() {
+        let mut s = setup(SrtpProfile::AEAD_AES_128_GCM, 56);
+        for index in [100, 101] {
+            let p = s.packet(VIDEO, index, None, b"v");
+            s.ingress.open(&p, s.at(0)).unwrap();
+        }
+        // Chrome probes with packets it sent: once is enough.
+        let probe = s.packet(RTX, 1, Some(1), &[0, 101, b'v']);
+        assert_eq!(
+            s.ingress.open(&probe, s.at(1)).unwrap_err(),
+            Refused::Replayed
+        );
+        let rtx = s.packet(RTX, 2, Some(2), &[0, 102, b'v']);
+        assert_eq!(s.ingress.open(&rtx, s.at(2)).unwrap().seq, 102);
+        let late = s.packet(VIDEO, 102, Some(3), b"v");
+        assert_eq!(
+            s.ingress.open(&late, s.at(3)).unwrap_err(),
+            Refused::Replayed
+        );
+        // All three count for congestion control.
+        assert_eq!(twcc_of(&s.feedback(s.at(3)), s.zero).len(), 3);
+        // A repair stream of a media stream not there: refused before anything is taken.
+        let info = s.ingress.streams[2].info;
+        s.ingress.add(
+            0x5555,
+            StreamInfo {
+                repairs: Some(0x6666),
+                ..info
+            },
+        );
+        let orphan = s.packet(0x5555, 1, None, &[0, 1, b'v']);
+        assert_eq!(
+            s.ingress.open(&orphan, s.at(4)).unwrap_err(),
+            Refused::UnknownMedia(0x6666)
+        );
+        assert_eq!(s.ingress.streams[3].srtp.highest, None);
+    }
+
+    #[test]
+    fn a_new_stream_is_kept_only_if_its_first_packet_is_authentic_and_streams_are_bounded() {
+        let mut s = setup(SrtpProfile::AEAD_AES_128_GCM, 56);
+        let info = s.ingress.streams[1].info;
+        let mut forged = s.packet(0x7777, 1, None, b"v");
+        *forged.last_mut().unwrap() ^= 1;
+        let refused = s.ingress.open_new(&forged, 0x7777, info, s.at(0));
+        assert_eq!(refused.unwrap_err(), Refused::Forged);
+        assert!(s.ingress.streams.iter().all(|st| st.ssrc != 0x7777));
+        for ssrc in 0..MAX_STREAMS as u32 + 4 {
+            let p = s.packet(0x10_0000 + ssrc, 1, None, b"v");
+            s.ingress
+                .open_new(&p, 0x10_0000 + ssrc, info, s.at(ssrc as u64))
+                .unwrap();
+        }
+        assert_eq!(s.ingress.streams.len(), MAX_STREAMS);
+        assert!(
+            s.ingress
+                .streams
+                .iter()
+                .any(|st| st.ssrc == 0x10_0000 + MAX_STREAMS as u32 + 3)
+        );
+    }
+
+    #[test]
+    fn jitter_stays_small_across_a_timestamp_wrap() {
+        let mut stats = ReceiveStats::default();
+        // 20 ms audio frames at 48 kHz, on time, across 2^32.
+        for i in 0..20u64 {
+            let time = (u32::MAX - 5 * 960).wrapping_add(i as u32 * 960);
+            stats.received(i, time, Duration::from_millis(1000 + 20 * i), 48_000);
+        }
+        assert!(stats.jitter >> 4 < 48, "jitter {} ticks", stats.jitter >> 4);
+    }
+
+    #[test]
+    fn feedback_is_due_when_there_is_something_to_send() {
+        let mut s = setup(SrtpProfile::AEAD_AES_128_GCM, 56);
+        // A report on the streams is due from the start.
+        assert_eq!(s.ingress.next_due(), Some(s.zero));
+        s.feedback(s.at(0));
+        assert_eq!(s.ingress.next_due(), Some(s.at(0) + REPORT_INTERVAL));
+        let p = s.packet(VIDEO, 1, Some(1), b"v");
+        s.ingress.open(&p, s.at(10)).unwrap();
+        assert!(s.ingress.next_due().unwrap() <= s.at(10));
+        s.feedback(s.at(10));
+        // Then the next report.
+        assert_eq!(s.ingress.next_due(), Some(s.at(0) + REPORT_INTERVAL));
+        // A loss: the NACK at once, its repetition after the interval.
+        let p = s.packet(VIDEO, 3, Some(2), b"v");
+        s.ingress.open(&p, s.at(20)).unwrap();
+        assert_eq!(s.ingress.next_due(), Some(s.at(20)));
+        s.feedback(s.at(20));
+        assert_eq!(s.ingress.next_due(), Some(s.at(20) + NACK_INTERVAL));
     }
 
     #[test]
@@ -1203,6 +1447,12 @@ mod tests {
         let header = Header::parse(&two).unwrap();
         assert_eq!(exts.read(&header, &two).1, Some(0xabcd));
         assert_eq!(exts.mid_of(&header, &two), Some(Mid::from("v")));
+        // A zero-length element (allowed in this form).
+        let mut empty = vec![0x90, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0x10, 0x00, 0, 1];
+        empty.extend([1, 0, 5, 0]);
+        let header = Header::parse(&empty).unwrap();
+        let (ev, twcc) = exts.read(&header, &empty);
+        assert_eq!((ev.audio_level, twcc), (None, None));
         // An extension longer than the packet.
         let mut bad = two.clone();
         bad[15] = 9;

@@ -18,6 +18,9 @@
 //! - `fast.rs`, [`srtp`] — fast forwarding: the SFU protects and sends forwarded packets itself
 //!   with the SRTP keys of each transport's DTLS handshake, writes the sender reports of those
 //!   streams into str0m's SRTCP and answers their NACKs from its own ring of sent packets.
+//! - `ingress.rs` — fast receiving: the SFU opens received SRTP itself with the same keys and
+//!   sends the senders the feedback str0m would have (transport-wide congestion control
+//!   feedback, NACKs, receiver reports).
 //! - [`Metrics`] (`metrics.rs`) — counters per room and in total, rendered as Prometheus text.
 //!
 //! # Invariants

@@ -916,37 +916,25 @@ impl Sfu {
             // Media opened past str0m (`ingress.rs`).
             let opened = match ingress.open(raw, now) {
                 Err(Refused::Unknown(ssrc)) => match describe(p, raw, ssrc) {
-                    Some(info) => {
+                    Some((info, declare)) => {
                         let ingress = p.ingress.as_mut().expect("checked above");
-                        ingress.add(ssrc, info);
-                        ingress.open(raw, now)
+                        let opened = ingress.open_new(raw, ssrc, info, now);
+                        if declare && opened.is_ok() {
+                            declare_stream(p, ssrc, info.mid);
+                        }
+                        opened
                     }
                     None => Err(Refused::Unknown(ssrc)),
                 },
                 opened => opened,
             };
-            let ingress = p.ingress.as_mut().expect("checked above");
-            let mut feedback = std::mem::take(&mut self.rtcp_out);
-            ingress.poll_feedback(now, &mut feedback);
-            let mut sent = (0u64, 0u64);
-            if let Some((from, to)) = p.media_to {
-                for datagram in feedback.drain(..) {
-                    sent.0 += 1;
-                    sent.1 += datagram.len() as u64;
-                    self.transmits.push_back(Transmit {
-                        source: from,
-                        destination: to,
-                        contents: datagram,
-                    });
-                }
-            }
-            feedback.clear();
-            self.rtcp_out = feedback;
+            let sent = send_feedback(p, now, &mut self.rtcp_out, &mut self.transmits);
             let room_id = p.room.clone();
             if let Some(room) = self.rooms.get_mut(&room_id) {
                 room.metrics.packets_out += sent.0;
                 room.metrics.bytes_out += sent.1;
             }
+            let ingress = p.ingress.as_mut().expect("checked above");
             match opened {
                 Ok(opened) => {
                     let mut payload = std::mem::take(&mut self.payload);
@@ -1025,6 +1013,19 @@ impl Sfu {
                 self.removals.push((p.key, LeaveReason::ConnectionLost));
                 continue;
             }
+            if p.ingress
+                .as_ref()
+                .and_then(|i| i.next_due())
+                .is_some_and(|t| t <= now)
+            {
+                // Feedback on received media while none arrives (NACK retries, the last
+                // arrivals, reports).
+                let sent = send_feedback(p, now, &mut self.rtcp_out, &mut self.transmits);
+                if let Some(room) = self.rooms.get_mut(&p.room) {
+                    room.metrics.packets_out += sent.0;
+                    room.metrics.bytes_out += sent.1;
+                }
+            }
             if p.next_timeout <= now {
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                     debug!(participant = %p.info.id, error = %e, "transport failed on timeout");
@@ -1041,6 +1042,9 @@ impl Sfu {
         let mut next = now + IDLE_TIMEOUT;
         for p in self.participants.values() {
             next = next.min(p.next_timeout);
+            if let Some(due) = p.ingress.as_ref().and_then(|i| i.next_due()) {
+                next = next.min(due);
+            }
             let deadline = match p.last_seen {
                 Some(seen) => seen + self.options.ice_timeout,
                 None => p.joined_at + self.options.connect_timeout,
@@ -1172,7 +1176,11 @@ impl Sfu {
                                         p.ingress = p
                                             .keys
                                             .keys()
-                                            .and_then(|k| Ingress::new(k, rtcp_ssrc(), now))
+                                            .and_then(|k| {
+                                                // An SSRC none of str0m's streams uses.
+                                                let ssrc = *p.rtc.direct_api().new_ssrc();
+                                                Ingress::new(k, ssrc, now)
+                                            })
                                             .map(Box::new);
                                     }
                                     Fast::Ready(Box::new(ready))
@@ -1572,8 +1580,9 @@ impl Sfu {
 
 /// What the SFU knows of a new SSRC of participant `p`'s media, from the first packet
 /// `packet`: str0m's streams (a producer's stream, an SSRC or repair SSRC the SDP declared, or
-/// one str0m bound), else the MID header extension (RFC 8843 §15) and the payload type.
-fn describe(p: &mut Participant, packet: &[u8], ssrc: u32) -> Option<StreamInfo> {
+/// one str0m bound), else the MID header extension (RFC 8843 §15) and the payload type; and
+/// whether str0m must be told of the stream ([`declare_stream`]) once its packet is authentic.
+fn describe(p: &mut Participant, packet: &[u8], ssrc: u32) -> Option<(StreamInfo, bool)> {
     let header = Header::parse(packet)?;
     let mut repairs = None;
     let mut mid = p
@@ -1614,20 +1623,9 @@ fn describe(p: &mut Participant, packet: &[u8], ssrc: u32) -> Option<StreamInfo>
         .iter()
         .any(|c| c.resend() == Some(pt));
     if repairs.is_none() && is_repair {
-        repairs = producer.ssrc.or_else(|| {
-            p.rtc
-                .direct_api()
-                .stream_rx_by_mid(mid, None)
-                .map(|s| *s.ssrc())
-        });
-        // A repair stream of a stream not known yet.
-        repairs?;
-    }
-    if declare && repairs.is_none() {
-        // str0m sends the keyframe requests of the stream: it must know it.
-        p.rtc
-            .direct_api()
-            .expect_stream_rx(ssrc.into(), None, mid, None);
+        // The repair stream of the sender's newest stream on the m-line; none yet: undescribed
+        // until there is one.
+        repairs = Some(p.ingress.as_ref()?.main_stream(mid)?);
     }
     let clock_rate = p
         .rtc
@@ -1646,22 +1644,55 @@ fn describe(p: &mut Participant, packet: &[u8], ssrc: u32) -> Option<StreamInfo>
         .first_seq
         .filter(|_| producer.ssrc == Some(ssrc))
         .map(|_| producer.highest_seq);
-    Some(StreamInfo {
+    let info = StreamInfo {
         mid,
         kind,
         repairs,
         clock_rate,
         exts,
         highest,
-    })
+    };
+    Some((info, declare && repairs.is_none()))
 }
 
-/// The SSRC of the SFU's own RTCP on a transport (`ingress.rs`): random.
-fn rtcp_ssrc() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::hash::RandomState::new().build_hasher();
-    hasher.write_u64(0);
-    (hasher.finish() as u32).max(1)
+/// Tell str0m of a media stream it never saw (found by its MID header extension): str0m sends
+/// its keyframe requests. It replaces the stream str0m had on the m-line (one encoding each).
+fn declare_stream(p: &mut Participant, ssrc: u32, mid: Mid) {
+    let mut api = p.rtc.direct_api();
+    while let Some(old) = api
+        .stream_rx_by_mid(mid, None)
+        .map(|s| *s.ssrc())
+        .filter(|old| *old != ssrc)
+    {
+        api.remove_stream_rx(old.into());
+    }
+    api.expect_stream_rx(ssrc.into(), None, mid, None);
+}
+
+/// Send what participant `p`'s ingress has due at `now` (`ingress.rs`) where str0m sends its
+/// RTCP; returns the datagrams and bytes sent.
+fn send_feedback(
+    p: &mut Participant,
+    now: Instant,
+    scratch: &mut Vec<Vec<u8>>,
+    transmits: &mut VecDeque<Transmit>,
+) -> (u64, u64) {
+    let (Some(ingress), Some((from, to))) = (p.ingress.as_mut(), p.media_to) else {
+        return (0, 0);
+    };
+    scratch.clear();
+    ingress.poll_feedback(now, scratch);
+    let mut sent = (0, 0);
+    for datagram in scratch.drain(..) {
+        sent.0 += 1;
+        sent.1 += datagram.len() as u64;
+        transmits.push_back(Transmit {
+            source: from,
+            destination: to,
+            contents: datagram,
+        });
+    }
+    sent
 }
 
 /// An RTP or RTCP datagram (RFC 7983: the first byte is 128–191), as opposed to STUN or DTLS.

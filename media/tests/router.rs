@@ -47,8 +47,8 @@ struct Peer {
     reports_in: Vec<(Instant, SenderInfo)>,
     /// Every transport-wide feedback and receiver report received.
     feedback_in: Vec<Rtcp>,
-    /// Every RTP packet sent: SSRC, sequence number, transport-wide number.
-    rtp_out: Vec<(u32, u16, Option<u16>)>,
+    /// Every RTP packet sent: SSRC, sequence number, transport-wide number, when.
+    rtp_out: Vec<(u32, u16, Option<u16>, Instant)>,
     /// What the peer sends its video in.
     video_codec: Codec,
     /// The m-line the other's video arrives on.
@@ -301,6 +301,7 @@ impl World {
                             *header.ssrc,
                             *header.sequence_number(None) as u16,
                             header.ext_vals.transport_cc,
+                            now,
                         )),
                         _ => {}
                     },
@@ -726,6 +727,14 @@ fn received_media_is_opened_past_str0m_and_the_sfu_sends_its_feedback() {
         let str0m: BTreeSet<u32> = peer.rtp_in.iter().map(|r| r.ssrc).collect();
         let mut ours = BTreeSet::new();
         let (mut received, mut by_str0m, mut not_received) = (Vec::new(), 0, 0);
+        // Arrival times as the feedback tells them, against the send times (the SFU reads the
+        // packets in the step they are sent).
+        let sent_at = |n: u16| {
+            peer.rtp_out
+                .iter()
+                .find(|(_, _, t, _)| *t == Some(n))
+                .map(|(_, _, _, at)| *at)
+        };
         let mut reports = Vec::new();
         for rtcp in &peer.feedback_in {
             match rtcp {
@@ -734,11 +743,27 @@ fn received_media_is_opened_past_str0m_and_the_sfu_sends_its_feedback() {
                 }
                 Rtcp::Twcc(twcc) => {
                     ours.insert(*twcc.sender_ssrc);
+                    let mut previous: Option<(Instant, Instant)> = None;
                     for (seq, _, at) in twcc.clone().into_iter(world.now, 0u64.into()) {
-                        match at {
-                            Some(_) => received.push(*seq as u16),
-                            None => not_received += 1,
+                        let Some(at) = at else {
+                            not_received += 1;
+                            continue;
+                        };
+                        let seq = *seq as u16;
+                        let sent = sent_at(seq).unwrap_or_else(|| {
+                            panic!("{}: number {seq} reported, never sent", peer.name)
+                        });
+                        if let Some((previous_at, previous_sent)) = previous {
+                            let apart = at.saturating_duration_since(previous_at);
+                            let sent_apart = sent.saturating_duration_since(previous_sent);
+                            assert!(
+                                apart.abs_diff(sent_apart) <= Duration::from_micros(500),
+                                "{}: {seq} arrived {apart:?} after the one before, sent {sent_apart:?}",
+                                peer.name
+                            );
                         }
+                        previous = Some((at, sent));
+                        received.push(seq);
                     }
                 }
                 Rtcp::ReceiverReport(rr) if !str0m.contains(&*rr.sender_ssrc) => {
@@ -749,7 +774,7 @@ fn received_media_is_opened_past_str0m_and_the_sfu_sends_its_feedback() {
             }
         }
         assert_eq!(ours.len(), 1, "{}: the SFU's own RTCP SSRC", peer.name);
-        let sent: Vec<u16> = peer.rtp_out.iter().filter_map(|(_, _, t)| *t).collect();
+        let sent: Vec<u16> = peer.rtp_out.iter().filter_map(|(_, _, t, _)| *t).collect();
         let unique: BTreeSet<u16> = received.iter().copied().collect();
         assert_eq!(
             unique.len(),
@@ -768,14 +793,14 @@ fn received_media_is_opened_past_str0m_and_the_sfu_sends_its_feedback() {
         for ssrc in peer
             .rtp_out
             .iter()
-            .map(|(s, _, _)| *s)
+            .map(|(s, ..)| *s)
             .collect::<BTreeSet<_>>()
         {
             let last_sent = peer
                 .rtp_out
                 .iter()
                 .rev()
-                .find(|(s, _, _)| *s == ssrc)
+                .find(|(s, ..)| *s == ssrc)
                 .unwrap()
                 .1;
             let last = reports
