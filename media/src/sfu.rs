@@ -287,6 +287,11 @@ pub struct Sfu {
     propagated: Vec<Propagated>,
     /// Reused for the NACKs, the reported SSRCs and the sender reports of a participant's RTCP.
     feedback: Feedback,
+    /// The earliest of every participant's deadlines, or earlier ([`Sfu::poll_timeout`]):
+    /// lowered wherever one may move earlier, made exact by [`Sfu::handle_timeout`], which scans
+    /// them all anyway. Scanning every participant on every turn of the media loop cost 4 % of
+    /// its CPU at 200 participants.
+    deadline: Option<Instant>,
     /// Reused for the payload of a packet the SFU opened itself, and its own RTCP.
     payload: Vec<u8>,
     rtcp_out: Vec<Vec<u8>>,
@@ -341,6 +346,7 @@ impl Sfu {
             signals: VecDeque::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
+            deadline: None,
             removals: Vec::new(),
             scratch: Vec::new(),
             feedback: Feedback::default(),
@@ -453,6 +459,7 @@ impl Sfu {
             }
         }
         info!(room = %room_id, participant = %info.id, role = info.role.as_str(), %key, "participant joined");
+        lower(&mut self.deadline, now);
         self.participants.insert(
             key,
             Participant {
@@ -929,6 +936,9 @@ impl Sfu {
                 opened => opened,
             };
             let sent = send_feedback(p, now, &mut self.rtcp_out, &mut self.transmits);
+            if let Some(due) = p.ingress.as_ref().and_then(|i| i.next_due()) {
+                lower(&mut self.deadline, due);
+            }
             let room_id = p.room.clone();
             if let Some(room) = self.rooms.get_mut(&room_id) {
                 room.metrics.packets_out += sent.0;
@@ -1035,10 +1045,18 @@ impl Sfu {
             }
         }
         self.drive(now);
+        self.deadline = Some(self.earliest_deadline(now));
     }
 
     /// When [`Sfu::handle_timeout`] must be called next.
     pub fn poll_timeout(&self, now: Instant) -> Instant {
+        let idle = now + IDLE_TIMEOUT;
+        self.deadline.map_or(idle, |d| d.min(idle))
+    }
+
+    /// The earliest deadline of all participants: their transports' timers, their feedback on
+    /// received media, their silence limits.
+    fn earliest_deadline(&self, now: Instant) -> Instant {
         let mut next = now + IDLE_TIMEOUT;
         for p in self.participants.values() {
             next = next.min(p.next_timeout);
@@ -1160,6 +1178,7 @@ impl Sfu {
             match p.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
                     p.next_timeout = t;
+                    lower(&mut self.deadline, t);
                     break;
                 }
                 Ok(Output::Transmit(t)) => {
@@ -1558,6 +1577,7 @@ impl Sfu {
             // str0m sends what was written on its next timeout: make that now (the media loop
             // handles due timers after each batch of datagrams), without a drain in between.
             *next_timeout = now;
+            lower(&mut self.deadline, now);
         }
         if let Some(room) = self.rooms.get_mut(room_id) {
             room.metrics.packets_out += fast_out.0;
@@ -1576,6 +1596,11 @@ impl Sfu {
             self.dirty.push(source);
         }
     }
+}
+
+/// Move `deadline` to `to` if that is earlier.
+fn lower(deadline: &mut Option<Instant>, to: Instant) {
+    *deadline = Some(deadline.map_or(to, |d| d.min(to)));
 }
 
 /// What the SFU knows of a new SSRC of participant `p`'s media, from the first packet
