@@ -5,8 +5,9 @@
 //! SFU's CPU (bench/README.md). With the keys of the transport's DTLS handshake
 //! ([`crate::srtp`]) the SFU writes the RTP header, protects the packet and sends it at once.
 //! str0m keeps everything else: ICE, DTLS, the SDP (the send stream it declared, whose SSRC the
-//! receiver knows), receiving, keyframe requests, receiver reports. Two things str0m would do
-//! for the packets it no longer sees are done here:
+//! receiver knows), its RTCP, keyframe requests, and receiving (unless [`crate::ingress`] takes
+//! received media too). Two things str0m would do for the packets it no longer sees are done
+//! here:
 //!
 //! - **Sender reports.** str0m still sends one for each of its send streams, but it knows
 //!   nothing of the packets: its RTP time and counts would be wrong, and the receiver
