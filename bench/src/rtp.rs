@@ -4,6 +4,7 @@
 
 use str0m::media::MediaKind;
 
+use vizit_media::RtpHeader;
 use vizit_media::srtp::{Direction, Keys, Srtp};
 
 /// VP8 bytes per packet: with the RTP header, the descriptor and the SRTP tag a packet stays
@@ -265,46 +266,6 @@ impl Direct {
             }
         }
         Received::Done
-    }
-}
-
-/// The fixed part of an RTP header (RFC 3550 §5.1), with CSRCs and a header extension skipped.
-#[derive(Debug, PartialEq, Eq)]
-struct RtpHeader {
-    padding: bool,
-    marker: bool,
-    pt: u8,
-    seq: u16,
-    timestamp: u32,
-    ssrc: u32,
-    /// Header length including CSRCs and extension.
-    len: usize,
-}
-
-impl RtpHeader {
-    /// `None` for anything that is not RTP: STUN, DTLS, and RTCP (payload types 64–95 with the
-    /// marker bit, RFC 5761 §4).
-    fn parse(b: &[u8]) -> Option<RtpHeader> {
-        if b.len() < RTP_HEADER || b[0] >> 6 != 2 || (192..=223).contains(&b[1]) {
-            return None;
-        }
-        let mut len = RTP_HEADER + 4 * (b[0] & 0x0f) as usize;
-        if b[0] & 0x10 != 0 {
-            let words = u16::from_be_bytes(b.get(len + 2..len + 4)?.try_into().ok()?);
-            len += 4 + 4 * words as usize;
-        }
-        if len > b.len() {
-            return None;
-        }
-        Some(RtpHeader {
-            padding: b[0] & 0x20 != 0,
-            marker: b[1] & 0x80 != 0,
-            pt: b[1] & 0x7f,
-            seq: u16::from_be_bytes([b[2], b[3]]),
-            timestamp: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-            ssrc: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
-            len,
-        })
     }
 }
 

@@ -59,9 +59,10 @@ const TWCC_MAX_STATUSES: u64 = 2048;
 /// Arrivals kept for transport-wide feedback, at most (a second of 2 Mbit/s video).
 const TWCC_MAX_PENDING: usize = 4096;
 
-/// What a sender's RTP header says in the clear (RFC 3550 §5.1, RFC 8285).
+/// What an RTP header says in the clear (RFC 3550 §5.1, RFC 8285). Also the load generator's
+/// (`vizit-bench`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Header {
+pub struct Header {
     pub marker: bool,
     pub pt: u8,
     pub seq: u16,
@@ -76,8 +77,10 @@ pub(crate) struct Header {
 }
 
 impl Header {
+    /// `None` for anything that is not RTP: RTCP (payload types 64–95 with the marker bit, RFC
+    /// 5761 §4), STUN, DTLS, or a header longer than the packet.
     pub fn parse(packet: &[u8]) -> Option<Header> {
-        if packet.len() < 12 || packet[0] >> 6 != 2 {
+        if packet.len() < 12 || packet[0] >> 6 != 2 || (192..=223).contains(&packet[1]) {
             return None;
         }
         let csrcs = (packet[0] & 0x0f) as usize;

@@ -45,6 +45,7 @@ mod sfu;
 pub mod srtp;
 
 pub use ids::{ParticipantId, RoomId};
+pub use ingress::Header as RtpHeader;
 pub use metrics::{LoopLoad, Metrics, RoomMetrics};
 pub use participant::{ParticipantInfo, ParticipantKey, Role, TrackKind};
 pub use recording::{
