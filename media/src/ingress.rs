@@ -475,18 +475,6 @@ impl Ingress {
         info: StreamInfo,
         now: Instant,
     ) -> Result<Opened, Refused> {
-        if self.streams.len() >= MAX_STREAMS {
-            // The stream silent the longest goes.
-            if let Some(oldest) = self
-                .streams
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, s)| s.last_at)
-                .map(|(i, _)| i)
-            {
-                self.streams.remove(oldest);
-            }
-        }
         self.add(ssrc, info);
         let opened = self.open(packet, now);
         if matches!(
@@ -497,7 +485,24 @@ impl Ingress {
             .last()
             .is_some_and(|s| s.ssrc == ssrc && s.last_at.is_none())
         {
+            // Not authentic (or not to be opened yet): nothing kept, nothing evicted.
             self.streams.pop();
+            return opened;
+        }
+        if self.streams.len() > MAX_STREAMS {
+            // The stream silent the longest goes: not this one, nor a media stream that a repair
+            // stream repairs.
+            let repaired: Vec<u32> = self.streams.iter().filter_map(|s| s.info.repairs).collect();
+            if let Some(oldest) = self
+                .streams
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.ssrc != ssrc && !repaired.contains(&s.ssrc))
+                .min_by_key(|(_, s)| s.last_at)
+                .map(|(i, _)| i)
+            {
+                self.streams.remove(oldest);
+            }
         }
         opened
     }
@@ -891,7 +896,13 @@ impl InStream {
     fn report_block(&mut self, now: Instant, interval_ends: bool) -> [u8; 24] {
         let s = &mut self.stats;
         let first = s.first.unwrap_or(0);
-        let highest = self.media.highest.unwrap_or(first);
+        // A repair stream's own numbers; a media stream's include what its repair stream brought.
+        let window = if self.info.repairs.is_some() {
+            self.srtp
+        } else {
+            self.media
+        };
+        let highest = window.highest.unwrap_or(first).max(first);
         let expected = highest + 1 - first;
         let lost = expected as i64 - s.received as i64;
         let expected_interval = expected - s.expected_prior;
@@ -1223,10 +1234,15 @@ mod tests {
         let refused = s.ingress.open_new(&forged, 0x7777, info, s.at(0));
         assert_eq!(refused.unwrap_err(), Refused::Forged);
         assert!(s.ingress.streams.iter().all(|st| st.ssrc != 0x7777));
+        // Video heard long ago, its repair stream lately.
+        let video = s.packet(VIDEO, 1, None, b"v");
+        s.ingress.open(&video, s.at(0)).unwrap();
+        let rtx = s.packet(RTX, 1, None, &[0, 2, b'v']);
+        s.ingress.open(&rtx, s.at(1000)).unwrap();
         for ssrc in 0..MAX_STREAMS as u32 + 4 {
             let p = s.packet(0x10_0000 + ssrc, 1, None, b"v");
             s.ingress
-                .open_new(&p, 0x10_0000 + ssrc, info, s.at(ssrc as u64))
+                .open_new(&p, 0x10_0000 + ssrc, info, s.at(1 + ssrc as u64))
                 .unwrap();
         }
         assert_eq!(s.ingress.streams.len(), MAX_STREAMS);
@@ -1236,6 +1252,14 @@ mod tests {
                 .iter()
                 .any(|st| st.ssrc == 0x10_0000 + MAX_STREAMS as u32 + 3)
         );
+        // The video stream, which a repair stream repairs, stays.
+        assert!(s.ingress.streams.iter().any(|st| st.ssrc == VIDEO));
+        // A forged packet evicts nothing.
+        let before: Vec<u32> = s.ingress.streams.iter().map(|st| st.ssrc).collect();
+        let refused = s.ingress.open_new(&forged, 0x7777, info, s.at(100));
+        assert_eq!(refused.unwrap_err(), Refused::Forged);
+        let after: Vec<u32> = s.ingress.streams.iter().map(|st| st.ssrc).collect();
+        assert_eq!(before, after);
     }
 
     #[test]
@@ -1415,6 +1439,20 @@ mod tests {
         );
         assert_eq!(&theirs[16..20], &1009u32.to_be_bytes());
         assert_eq!(&theirs[24..32], &[0xaa; 8]);
+        // A repair stream is reported by its own numbers.
+        for index in [5000, 5001] {
+            let p = s.packet(VIDEO, index, None, b"v");
+            s.ingress.open(&p, s.at(700)).unwrap();
+        }
+        let rtx = s.packet(RTX, 40, None, &[0x13, 0x8a, b'v']);
+        assert_eq!(s.ingress.open(&rtx, s.at(701)).unwrap().seq, 5002);
+        let packets = s.feedback(s.at(1600));
+        let blocks = &packets[0].2[8..];
+        let rtx_block = blocks
+            .chunks_exact(24)
+            .find(|b| u32::from_be_bytes(b[0..4].try_into().unwrap()) == RTX)
+            .expect("a block on the repair stream");
+        assert_eq!(&rtx_block[4..12], &[0, 0, 0, 0, 0, 0, 0, 40]);
         let mut other = vec![0x81, 201, 0, 7, 0, 0, 0, 1];
         other.extend(0x7777u32.to_be_bytes());
         other.extend([0xaa; 20]);

@@ -575,6 +575,8 @@ impl Sfu {
             });
         }
         self.update_recording(now, &room_id, StopReason::ConsentWithdrawn);
+        // A recording that starts asks the senders for keyframes: out now.
+        self.drive(now);
         Ok(())
     }
 
@@ -602,6 +604,8 @@ impl Sfu {
         }
         room.recording.requested = Some(start);
         self.update_recording(now, &room_id, StopReason::Stopped);
+        // A recording that starts asks the senders for keyframes: out now.
+        self.drive(now);
         Ok(())
     }
 
@@ -911,6 +915,10 @@ impl Sfu {
             .participants
             .get_mut(&key)
             .expect("the key was found among participants");
+        if p.last_seen.is_none() {
+            // From the connect limit to the (shorter) silence limit.
+            lower(&mut self.deadline, now + self.options.ice_timeout);
+        }
         p.last_seen = Some(now);
         if let Some(room) = self.rooms.get_mut(&p.room) {
             room.metrics.packets_in += 1;
@@ -1664,10 +1672,10 @@ fn describe(p: &mut Participant, packet: &[u8], ssrc: u32) -> Option<(StreamInfo
             MediaKind::Video => 90_000,
         });
     let exts = InExts::new(p.rtc.media(mid)?.remote_extmap());
-    // A stream str0m received before: its numbers go on (the roll-over counter).
+    // A media stream str0m received before: its numbers go on (the roll-over counter).
     let highest = producer
         .first_seq
-        .filter(|_| producer.ssrc == Some(ssrc))
+        .filter(|_| producer.ssrc == Some(ssrc) && repairs.is_none())
         .map(|_| producer.highest_seq);
     let info = StreamInfo {
         mid,
