@@ -30,11 +30,13 @@
 //! [`TWCC_INTERVAL`]), so the media loop needs no timer for it.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, VideoOrientation};
 
+use crate::sfu::lower;
 use crate::srtp::{Direction, Keys, Srtp};
 
 /// Transport-wide feedback is sent this often while packets arrive.
@@ -314,8 +316,9 @@ pub(crate) struct Ingress {
     due: Option<Instant>,
     /// Arrival times are counted from here (the reference time of the feedback).
     zero: Instant,
-    payload: Vec<u8>,
+    /// The last packet opened, and where its payload is in it.
     plain: Vec<u8>,
+    payload: Range<usize>,
 }
 
 impl Ingress {
@@ -337,8 +340,8 @@ impl Ingress {
             nack_pending: false,
             due: None,
             zero: now,
-            payload: Vec::new(),
             plain: Vec::new(),
+            payload: 0..0,
         })
     }
 
@@ -357,12 +360,17 @@ impl Ingress {
             missing: VecDeque::new(),
             sender_report: None,
         });
-        self.due_by(after(self.last_report, REPORT_INTERVAL, self.zero));
+        lower(
+            &mut self.due,
+            after(self.last_report, REPORT_INTERVAL, self.zero),
+        );
     }
 
-    /// Swap the opened payload out (to forward it while the ingress is borrowed no more).
-    pub fn take_payload(&mut self, into: &mut Vec<u8>) {
-        std::mem::swap(&mut self.payload, into);
+    /// Swap the last opened packet out (to forward it while the ingress is borrowed no more):
+    /// its payload is `into[range]`, the range returned.
+    pub fn take_payload(&mut self, into: &mut Vec<u8>) -> Range<usize> {
+        std::mem::swap(&mut self.plain, into);
+        self.payload.clone()
     }
 
     /// Verify, decrypt and account for the SRTP packet `packet` that arrived at `now`.
@@ -438,10 +446,7 @@ impl Ingress {
             return Err(Refused::Padding);
         }
         let skip = payload.as_ptr() as usize - self.plain.as_ptr() as usize;
-        let len = payload.len();
-        self.payload.clear();
-        self.payload
-            .extend_from_slice(&self.plain[skip..skip + len]);
+        self.payload = skip..skip + payload.len();
         let media = &mut self.streams[media_at];
         let time = extend_time(media.time, header.timestamp);
         if info.repairs.is_none() {
@@ -451,7 +456,7 @@ impl Ingress {
         let ssrc = media.ssrc;
         if gap {
             self.nack_pending = true;
-            self.due_by(now);
+            lower(&mut self.due, now);
         }
         Ok(Opened {
             mid: info.mid,
@@ -544,11 +549,10 @@ impl Ingress {
             self.twcc.remove(0);
         }
         self.twcc.push((seq, now));
-        self.due_by(after(self.last_twcc, TWCC_INTERVAL, self.zero));
-    }
-
-    fn due_by(&mut self, at: Instant) {
-        self.due = Some(self.due.map_or(at, |due| due.min(at)));
+        lower(
+            &mut self.due,
+            after(self.last_twcc, TWCC_INTERVAL, self.zero),
+        );
     }
 
     /// A sender report on `ssrc` with NTP time `ntp` came at `now`.
@@ -1048,6 +1052,12 @@ mod tests {
         }
     }
 
+    impl Ingress {
+        fn opened_payload(&self) -> &[u8] {
+            &self.plain[self.payload.clone()]
+        }
+    }
+
     impl Setup {
         /// The sender's SRTP packet `index` on `ssrc`, with a transport-wide number.
         fn packet(&mut self, ssrc: u32, index: u64, twcc: Option<u16>, payload: &[u8]) -> Vec<u8> {
@@ -1119,7 +1129,7 @@ mod tests {
             (opened.ssrc, opened.seq, opened.repaired),
             (AUDIO, 70_000, false)
         );
-        assert_eq!(s.ingress.payload, b"opus");
+        assert_eq!(s.ingress.opened_payload(), b"opus");
         assert_eq!(
             s.ingress.open(&first, s.at(1)).unwrap_err(),
             Refused::Replayed
@@ -1162,7 +1172,7 @@ mod tests {
         let mut s = setup(SrtpProfile::AES128_CM_SHA1_80, 60);
         let p = s.packet(VIDEO, 5, None, b"vp8");
         assert_eq!(s.ingress.open(&p, s.at(0)).unwrap().seq, 5);
-        assert_eq!(s.ingress.payload, b"vp8");
+        assert_eq!(s.ingress.opened_payload(), b"vp8");
     }
 
     #[test]
@@ -1178,7 +1188,7 @@ mod tests {
             (opened.ssrc, opened.seq, opened.repaired),
             (VIDEO, 101, true)
         );
-        assert_eq!(s.ingress.payload, b"v1");
+        assert_eq!(s.ingress.opened_payload(), b"v1");
         let padding = s.packet(RTX, 8, None, &[]);
         assert_eq!(
             s.ingress.open(&padding, s.at(11)).unwrap_err(),

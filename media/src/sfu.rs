@@ -948,16 +948,13 @@ impl Sfu {
                 lower(&mut self.deadline, due);
             }
             let room_id = p.room.clone();
-            if let Some(room) = self.rooms.get_mut(&room_id) {
-                room.metrics.packets_out += sent.0;
-                room.metrics.bytes_out += sent.1;
-            }
+            count_out(&mut self.rooms, &room_id, sent);
             let ingress = p.ingress.as_mut().expect("checked above");
             match opened {
                 Ok(opened) => {
                     let mut payload = std::mem::take(&mut self.payload);
-                    ingress.take_payload(&mut payload);
-                    self.forward_opened(now, key, &room_id, opened, &payload);
+                    let range = ingress.take_payload(&mut payload);
+                    self.forward_opened(now, key, &room_id, opened, &payload[range]);
                     self.payload = payload;
                 }
                 Err(refused) => trace!(?refused, "media packet not forwarded"),
@@ -1004,10 +1001,7 @@ impl Sfu {
                 }
             }
             self.feedback = feedback;
-            if let Some(room) = self.rooms.get_mut(&p.room) {
-                room.metrics.packets_out += resent.0;
-                room.metrics.bytes_out += resent.1;
-            }
+            count_out(&mut self.rooms, &p.room, resent);
         }
         if let Err(e) = p.rtc.handle_input(input) {
             debug!(participant = %p.info.id, error = %e, "transport failed on input");
@@ -1039,10 +1033,7 @@ impl Sfu {
                 // Feedback on received media while none arrives (NACK retries, the last
                 // arrivals, reports).
                 let sent = send_feedback(p, now, &mut self.rtcp_out, &mut self.transmits);
-                if let Some(room) = self.rooms.get_mut(&p.room) {
-                    room.metrics.packets_out += sent.0;
-                    room.metrics.bytes_out += sent.1;
-                }
+                count_out(&mut self.rooms, &p.room, sent);
             }
             if p.next_timeout <= now {
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
@@ -1195,24 +1186,20 @@ impl Sfu {
                         // The selected pair: fast forwarding sends media where str0m does.
                         p.media_to = Some((t.source, t.destination));
                         // str0m protects with the handshake's keys: they are there now.
-                        if self.options.fast_forwarding && matches!(p.fast, Fast::Pending) {
-                            p.fast = match p.keys.keys().map(FastTransport::new) {
-                                None => Fast::Pending,
-                                Some(Some(ready)) => {
+                        if self.options.fast_forwarding
+                            && matches!(p.fast, Fast::Pending)
+                            && let Some(keys) = p.keys.keys()
+                        {
+                            p.fast = match FastTransport::new(keys) {
+                                Some(ready) => {
                                     if self.options.fast_receiving {
-                                        p.ingress = p
-                                            .keys
-                                            .keys()
-                                            .and_then(|k| {
-                                                // An SSRC none of str0m's streams uses.
-                                                let ssrc = *p.rtc.direct_api().new_ssrc();
-                                                Ingress::new(k, ssrc, now)
-                                            })
-                                            .map(Box::new);
+                                        // An SSRC none of str0m's streams uses.
+                                        let ssrc = *p.rtc.direct_api().new_ssrc();
+                                        p.ingress = Ingress::new(keys, ssrc, now).map(Box::new);
                                     }
                                     Fast::Ready(Box::new(ready))
                                 }
-                                Some(None) => {
+                                None => {
                                     warn!(
                                         "SRTP profile not supported by fast forwarding: str0m sends"
                                     );
@@ -1300,10 +1287,7 @@ impl Sfu {
                 }
             }
         }
-        if let Some(room) = self.rooms.get_mut(&room_id) {
-            room.metrics.packets_out += packets_out;
-            room.metrics.bytes_out += bytes_out;
-        }
+        count_out(&mut self.rooms, &room_id, (packets_out, bytes_out));
     }
 
     fn propagate(&mut self, now: Instant, origin: ParticipantKey, item: Propagated) {
@@ -1587,10 +1571,7 @@ impl Sfu {
             *next_timeout = now;
             lower(&mut self.deadline, now);
         }
-        if let Some(room) = self.rooms.get_mut(room_id) {
-            room.metrics.packets_out += fast_out.0;
-            room.metrics.bytes_out += fast_out.1;
-        }
+        count_out(&mut self.rooms, room_id, fast_out);
     }
 
     fn request_keyframe(&mut self, now: Instant, source: ParticipantKey, mid: Mid) {
@@ -1607,8 +1588,16 @@ impl Sfu {
 }
 
 /// Move `deadline` to `to` if that is earlier.
-fn lower(deadline: &mut Option<Instant>, to: Instant) {
+pub(crate) fn lower(deadline: &mut Option<Instant>, to: Instant) {
     *deadline = Some(deadline.map_or(to, |d| d.min(to)));
+}
+
+/// Count datagrams and bytes (`sent`) a room's participants were sent.
+fn count_out(rooms: &mut FastMap<RoomId, Room>, room: &RoomId, sent: (u64, u64)) {
+    if let Some(room) = rooms.get_mut(room) {
+        room.metrics.packets_out += sent.0;
+        room.metrics.bytes_out += sent.1;
+    }
 }
 
 /// What the SFU knows of a new SSRC of participant `p`'s media, from the first packet
