@@ -133,6 +133,9 @@ pub struct DatabaseSettings {
     pub url: Option<SecretString>,
     /// Connections in the pool (SQLite uses at most 8).
     pub max_connections: u32,
+    /// Domain events (the outbox) are kept this long after every subscriber has them.
+    #[serde(with = "humantime_serde")]
+    pub outbox_retention: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,6 +283,7 @@ impl Default for Settings {
             database: DatabaseSettings {
                 url: None,
                 max_connections: 16,
+                outbox_retention: Duration::from_secs(7 * 86_400),
             },
             consultations: ConsultationSettings {
                 pay_within: Duration::from_secs(30 * 60),
@@ -460,6 +464,12 @@ impl Settings {
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
         }
+        if self.database.outbox_retention < Duration::from_secs(3600) {
+            return invalid(
+                "database.outbox_retention",
+                "must be at least 1h (delivered events are kept this long for inspection)",
+            );
+        }
         if self.consultations.jobs_interval < Duration::from_secs(1) {
             return invalid("consultations.jobs_interval", "must be at least 1s");
         }
@@ -588,7 +598,9 @@ impl Settings {
             path: self.data_dir.clone(),
             source,
         })?;
-        Ok(vizit_api::db::sqlite_url(&self.data_dir.join("vizit.db")))
+        Ok(vizit_api::platform::db::sqlite_url(
+            &self.data_dir.join("vizit.db"),
+        ))
     }
 
     /// The business settings of the API.
@@ -601,6 +613,8 @@ impl Settings {
             overdue_after: c.overdue_after,
             session_ttl: c.session_ttl,
             demo: self.demo,
+            jobs_interval: c.jobs_interval,
+            outbox_retention: self.database.outbox_retention,
         }
     }
 
@@ -652,9 +666,9 @@ impl Settings {
         &self,
         webhook_url: SecretString,
         application_token: Option<SecretString>,
-    ) -> vizit_api::integrations::bitrix24::Bitrix24Settings {
+    ) -> vizit_api::slots::bitrix24::Bitrix24Settings {
         let b = &self.bitrix24;
-        let mut s = vizit_api::integrations::bitrix24::Bitrix24Settings::new(webhook_url);
+        let mut s = vizit_api::slots::bitrix24::Bitrix24Settings::new(webhook_url);
         s.client.burst = b.burst;
         s.client.per_second = b.requests_per_second;
         s.client.request_timeout = b.request_timeout;

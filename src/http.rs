@@ -19,7 +19,7 @@ pub struct HttpState {
     pub demo: bool,
     pub token_ttl: Duration,
     /// Counters of the Bitrix24 integration, when it is on.
-    pub bitrix24: Option<std::sync::Arc<vizit_api::integrations::bitrix24::Metrics>>,
+    pub bitrix24: Option<std::sync::Arc<vizit_api::slots::bitrix24::Metrics>>,
     /// Counters of the live recorders.
     pub recording: std::sync::Arc<vizit_recordings::live::LiveStats>,
     /// The business layer: the demo page books a demo consultation through it.
@@ -157,15 +157,15 @@ async fn demo(State(state): State<HttpState>) -> Response {
         }
     };
     let doctor = state.keys.issue_for_consultation(
-        &call.consultation_id,
-        &call.doctor_id,
+        call.consultation_id.as_str(),
+        call.doctor_id.as_str(),
         CallRole::Doctor,
         &call.doctor_name,
         state.token_ttl,
     );
     let patient = state.keys.issue_for_consultation(
-        &call.consultation_id,
-        &call.patient_id,
+        call.consultation_id.as_str(),
+        call.patient_id.as_str(),
         CallRole::Patient,
         &call.patient_name,
         state.token_ttl,

@@ -10,7 +10,7 @@ use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use tracing::{info, warn};
-use vizit_api::integrations::bitrix24::Bitrix24;
+use vizit_api::slots::bitrix24::Bitrix24;
 use vizit_media::{MediaHandle, MediaServer, SfuOptions};
 use vizit_signaling::{SignalingState, TokenKeys};
 
@@ -98,11 +98,13 @@ impl Application {
         }
         let live = vizit_recordings::live::LiveRecorder::new(
             &work_dir,
-            std::sync::Arc::new(vizit_api::recordings::live::CatalogueSink::new(
-                api.clone(),
-                tokio::runtime::Handle::current(),
-                &work_dir,
-            )),
+            std::sync::Arc::new(crate::calls::RecorderReports(std::sync::Arc::new(
+                vizit_api::recordings::CatalogueSink::new(
+                    api.clone(),
+                    tokio::runtime::Handle::current(),
+                    &work_dir,
+                ),
+            ))),
         )
         .with_context(|| format!("recordings.work_dir: cannot use {}", work_dir.display()))?;
         let options = options.recording(settings.recordings.mode, live.clone());
@@ -269,13 +271,19 @@ impl Application {
     /// listeners stop.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let media_task = tokio::spawn(self.media.spawn().await.context("media")?);
-        let events_task = tokio::spawn(vizit_api::recordings::live::run_room_events(
-            self.api.clone(),
+        // Media's room events, in the business layer's words, stored by it.
+        let (call_events, call_events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let forward_task = tokio::spawn(crate::calls::forward_room_events(
             self.room_events,
+            call_events,
         ));
-        let jobs_task = tokio::spawn(vizit_api::run_jobs(
+        let events_task = tokio::spawn(vizit_api::recordings::run_call_events(
             self.api.clone(),
-            self.settings.consultations.jobs_interval,
+            call_events_rx,
+        ));
+        // The outbox dispatcher and the scheduler (expiry, overdue, retention).
+        let jobs_task = tokio::spawn(vizit_api::run_workers(
+            self.api.clone(),
             self.shutdown.subscribe(),
         ));
 
@@ -286,7 +294,7 @@ impl Application {
             ))
         });
         let bitrix24_task = self.api.bitrix24.clone().map(|b| {
-            tokio::spawn(vizit_api::integrations::bitrix24::run(
+            tokio::spawn(vizit_api::slots::bitrix24::run(
                 self.api.clone(),
                 b,
                 self.shutdown.subscribe(),
@@ -344,6 +352,7 @@ impl Application {
         if !finished {
             warn!("recordings did not finish in time; they are settled at the next start");
         }
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, forward_task).await;
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, events_task).await;
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, jobs_task).await;
         if let Some(task) = spool_task {

@@ -271,7 +271,7 @@ async fn pages_health_and_demo() {
     );
     // The room is a real, paid consultation with the demo doctor.
     let consultation =
-        vizit_api::service::load(&mut app.api.db.pool.acquire().await.unwrap(), &claims.room)
+        vizit_api::consultations::load(&app.api.core(), &claims.room.parse().unwrap())
             .await
             .unwrap()
             .expect("the demo room is a consultation");

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use sqlx::Executor;
-use vizit_api::auth::{SESSION_PREFIX, new_secret, secret_hash};
 use vizit_api::domain::Role;
+use vizit_api::people::credentials::{SESSION_PREFIX, new_secret, secret_hash};
 use vizit_api::{ApiSettings, ApiState, Db, NewStaff, now_ms};
 use vizit_signaling::TokenKeys;
 
@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
 fn sqlite_url() -> String {
     let dir = std::env::temp_dir().join(format!("vizit-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    vizit_api::db::sqlite_url(&dir.join("bench.db"))
+    vizit_api::platform::db::sqlite_url(&dir.join("bench.db"))
 }
 
 async fn postgres_url(admin: &str) -> anyhow::Result<String> {
@@ -121,7 +121,7 @@ async fn run(url: &str, seconds: u64, clients: usize) -> anyhow::Result<Report> 
              VALUES ($1, $2, $3, $4, 'Europe/Moscow', 'free', 100000, $5)",
         )
         .bind(&id)
-        .bind(&doctor)
+        .bind(doctor.as_str())
         .bind(start)
         .bind(start + 30 * 60_000)
         .bind(now)

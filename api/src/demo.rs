@@ -4,22 +4,22 @@
 
 use rand::Rng;
 
-use crate::auth::{Caller, Principal};
-use crate::domain::{Role, Transition};
-use crate::error::ApiError;
-use crate::routes::{create_session, insert_patient};
-use crate::service::{self, TransitionData};
-use crate::{ApiState, NewStaff, create_staff_user, now_ms};
+use crate::consultations::{self, TransitionData};
+use crate::domain::{Caller, ConsultationId, Kopecks, Principal, Role, Transition, UserId};
+use crate::http::ApiError;
+use crate::people::{self, NewPatient, NewStaff, create_session, create_staff_user};
+use crate::slots;
+use crate::state::ApiState;
 
 const DEMO_DOCTOR: (&str, &str) = ("demo-doctor@vizit.demo", "Доктор (демо)");
 const DEMO_ADMIN: (&str, &str) = ("demo-admin@vizit.demo", "Администратор клиники (демо)");
 
 /// A paid consultation whose call is open, and who is in it.
 pub struct DemoCall {
-    pub consultation_id: String,
-    pub doctor_id: String,
+    pub consultation_id: ConsultationId,
+    pub doctor_id: UserId,
     pub doctor_name: String,
-    pub patient_id: String,
+    pub patient_id: UserId,
     pub patient_name: String,
     /// A session of the demo clinic admin, for the recordings on `/consultations`.
     pub admin_session: String,
@@ -30,12 +30,9 @@ async fn demo_staff(
     state: &ApiState,
     role: Role,
     (email, name): (&str, &str),
-) -> Result<String, ApiError> {
-    let existing: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE email = $1")
-        .bind(email)
-        .fetch_optional(&state.db.pool)
-        .await?;
-    if let Some((id,)) = existing {
+) -> Result<UserId, ApiError> {
+    let core = state.core();
+    if let Some(id) = people::service::user_by_email(&core, email).await? {
         return Ok(id);
     }
     let password: String = rand::rng()
@@ -44,7 +41,7 @@ async fn demo_staff(
         .map(char::from)
         .collect();
     match create_staff_user(
-        &state.db,
+        &core.db,
         NewStaff {
             role,
             email,
@@ -59,14 +56,10 @@ async fn demo_staff(
     {
         Ok(id) => Ok(id),
         // Two demo pages at once: the other one created it.
-        Err(ApiError::Conflict { .. }) => {
-            let (id,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = $1")
-                .bind(email)
-                .fetch_one(&state.db.pool)
-                .await?;
-            Ok(id)
-        }
-        Err(e) => Err(e),
+        Err(people::Error::EmailTaken) => people::service::user_by_email(&core, email)
+            .await?
+            .ok_or(ApiError::NotFound("demo staff member")),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -76,10 +69,20 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
     if !state.settings.demo {
         return Err(ApiError::NotFound("page"));
     }
+    let core = state.core();
     let doctor_id = demo_staff(state, Role::Doctor, DEMO_DOCTOR).await?;
     let admin_id = demo_staff(state, Role::Admin, DEMO_ADMIN).await?;
     let patient_name = "Пациент (демо)".to_owned();
-    let patient_id = insert_patient(state, &patient_name, None, None, None).await?;
+    let patient_id = people::register_patient(
+        &core,
+        NewPatient {
+            name: &patient_name,
+            email: None,
+            phone: None,
+            crm_contact_id: None,
+        },
+    )
+    .await?;
     let admin = Caller {
         principal: Principal::User {
             id: admin_id.clone(),
@@ -88,29 +91,30 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
         },
         ip: None,
     };
-    let starts = now_ms() + 60_000;
-    let slot_id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO slots (id, doctor_id, starts_at, ends_at, time_zone, status, price_kopecks, created_at) \
-         SELECT $1, user_id, $2, $3, time_zone, 'free', 0, $4 FROM doctors WHERE user_id = $5",
+    let starts = state.now() + 60_000;
+    let (slot_id, _) = slots::service::publish(
+        &core,
+        &admin,
+        slots::service::Publish {
+            doctor: &doctor_id,
+            starts_at: starts,
+            ends_at: starts + 30 * 60_000,
+            time_zone: None,
+            price: Kopecks::price(0).map_err(|e| ApiError::Internal(e.into()))?,
+            external_id: None,
+        },
     )
-    .bind(&slot_id)
-    .bind(starts)
-    .bind(starts + 30 * 60_000)
-    .bind(now_ms())
-    .bind(&doctor_id)
-    .execute(&state.db.pool)
     .await?;
-    let consultation_id = service::book(state, &admin, &slot_id, &patient_id).await?;
-    service::transition(
-        state,
+    let consultation_id = consultations::book(&core, &admin, &slot_id, &patient_id).await?;
+    consultations::transition(
+        &core,
         Some(&admin),
         &consultation_id,
         Transition::MarkPaid,
         TransitionData::default(),
     )
     .await?;
-    let (admin_session, _) = create_session(state, &admin_id).await?;
+    let (admin_session, _) = create_session(&core, &admin_id).await?;
     Ok(DemoCall {
         consultation_id,
         doctor_id,

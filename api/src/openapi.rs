@@ -6,8 +6,12 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::integrations::bitrix24::routes as b24;
-use crate::{recordings, routes};
+use crate::audit::routes as audit;
+use crate::consultations::routes as consultations;
+use crate::people::routes as people;
+use crate::recordings::routes as recordings;
+use crate::slots::bitrix24::routes as b24;
+use crate::slots::routes as slots;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,15 +22,15 @@ use crate::{recordings, routes};
                        application/problem+json documents with a stable `code`."
     ),
     paths(
-        routes::login, routes::logout, routes::dev_login, routes::me,
-        routes::create_patient, routes::patient_session,
-        routes::create_staff, routes::list_staff, routes::disable_staff,
-        routes::create_api_key, routes::list_api_keys, routes::revoke_api_key,
-        routes::list_doctors, routes::free_slots, routes::create_slot,
-        routes::book, routes::list_consultations, routes::get_consultation, routes::cancel,
-        routes::mark_paid, routes::join, routes::complete,
-        routes::reschedule,
-        routes::overdue, routes::slot_conflicts, routes::audit_log,
+        people::login, people::logout, people::dev_login, people::me,
+        people::create_patient, people::patient_session,
+        people::create_staff, people::list_staff, people::disable_staff,
+        people::create_api_key, people::list_api_keys, people::revoke_api_key,
+        slots::list_doctors, slots::free_slots, slots::create_slot,
+        consultations::book, consultations::list_consultations, consultations::get_consultation, consultations::cancel,
+        consultations::mark_paid, consultations::join, consultations::complete,
+        consultations::reschedule,
+        consultations::overdue, consultations::slot_conflicts, audit::audit_log,
         b24::event, b24::status, b24::sync_now, b24::outbound_list, b24::outbound_retry,
         recordings::list, recordings::download, recordings::file, recordings::legal_hold,
     ),

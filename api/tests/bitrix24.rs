@@ -13,9 +13,10 @@ use jiff::tz::TimeZone;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use vizit_api::integrations::bitrix24::outbound::{self, booking_name};
-use vizit_api::integrations::bitrix24::sync::{SyncError, sync};
-use vizit_api::integrations::bitrix24::{Bitrix24, Bitrix24Settings, routes as b24routes};
+use vizit_api::slots::bitrix24::events as b24events;
+use vizit_api::slots::bitrix24::outbound::{self, booking_name};
+use vizit_api::slots::bitrix24::sync::{SyncError, sync};
+use vizit_api::slots::bitrix24::{Bitrix24, Bitrix24Settings};
 use vizit_api::{ApiSettings, Backend};
 use vizit_sandbox::bitrix24::{DatePeriod, Fault, Moment, NewBooking, SlotRange};
 use vizit_sandbox::{Bitrix24Options, RunningSandbox, Sandbox};
@@ -93,7 +94,7 @@ impl Env {
         &self.sandbox.bitrix24
     }
 
-    async fn sync(&self) -> vizit_api::integrations::bitrix24::SyncReport {
+    async fn sync(&self) -> vizit_api::slots::bitrix24::SyncReport {
         sync(&self.api.state, &self.b24)
             .await
             .expect("sync succeeds")
@@ -171,13 +172,23 @@ impl Env {
         );
     }
 
+    /// One round of what the workers do: consultation events reach the Bitrix24 subscriber
+    /// (which queues its calls), and the due calls run.
+    async fn deliver_round(&self) {
+        self.api.state.outbox.dispatch_due().await.unwrap();
+        self.api
+            .state
+            .outbound
+            .deliver_due(vizit_api::slots::bitrix24::SYSTEM)
+            .await
+            .unwrap();
+    }
+
     /// Run the outbox until nothing is pending (or give up after `secs`).
     async fn drain_outbox(&self, secs: u64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
-            outbound::deliver_due(&self.api.state, &self.b24)
-                .await
-                .unwrap();
+            self.deliver_round().await;
             if self
                 .api
                 .count("SELECT COUNT(*) FROM outbound_calls WHERE status = 'pending'")
@@ -602,9 +613,7 @@ async fn bitrix24_down_during_booking_delivers_later(backend: Backend) {
         "{out}"
     );
     // Still down: another round changes nothing.
-    outbound::deliver_due(&env.api.state, &env.b24)
-        .await
-        .unwrap();
+    env.deliver_round().await;
     env.start_sandbox().await;
     env.drain_outbox(30).await;
     let bookings = env.bx().bookings();
@@ -720,7 +729,7 @@ async fn events_are_verified_deduplicated_and_converge(backend: Backend) {
             .await;
         assert_eq!(status, StatusCode::OK);
     }
-    let report = b24routes::handle_events_and_sync(&env.api.state, &env.b24)
+    let report = b24events::handle_events_and_sync(&env.api.state, &env.b24)
         .await
         .unwrap();
     assert_eq!(report.slots_removed, 1, "{report:?}");

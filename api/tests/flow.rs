@@ -336,7 +336,7 @@ async fn jobs(backend: vizit_api::Backend) {
         .await;
     assert_eq!(status, StatusCode::CREATED);
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let report = vizit_api::service::run_jobs(&api.state).await.unwrap();
+    let report = vizit_api::jobs::run_all(&api.state).await.unwrap();
     assert_eq!(report.expired, 1);
     let (_, now) = api
         .get(
@@ -351,7 +351,7 @@ async fn jobs(backend: vizit_api::Backend) {
     assert_eq!(slots.as_array().unwrap().len(), 1, "the slot is free again");
     // A second pass finds nothing more to do.
     assert_eq!(
-        vizit_api::service::run_jobs(&api.state).await.unwrap(),
+        vizit_api::jobs::run_all(&api.state).await.unwrap(),
         Default::default()
     );
 
@@ -370,7 +370,7 @@ async fn jobs(backend: vizit_api::Backend) {
     sqlx::query("INSERT INTO consultations (id, slot_id, doctor_id, patient_id, status, price_kopecks, starts_at, ends_at, time_zone, booked_at, pay_by, paid_at, updated_at) VALUES ($1, $2, $3, $4, 'paid', 0, $5, $6, 'Europe/Moscow', $7, $7, $7, $7)")
         .bind(&cid).bind(&past_slot).bind(&doctor_id).bind(&patient_id.0).bind(now_ms - 7_200_000).bind(now_ms - 3_600_000).bind(now_ms - 8_000_000)
         .execute(&api.state.db.pool).await.unwrap();
-    let report = vizit_api::service::run_jobs(&api.state).await.unwrap();
+    let report = vizit_api::jobs::run_all(&api.state).await.unwrap();
     assert_eq!(report.overdue, 1);
     let (status, overdue) = api.get("/admin/overdue", &admin).await;
     assert_eq!(status, StatusCode::OK);

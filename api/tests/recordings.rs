@@ -10,8 +10,8 @@ use common::Clinic;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::json;
+use vizit_api::Backend;
 use vizit_api::recordings::{CatalogueConfirm, NewRecording, RecordingKind, Recordings, register};
-use vizit_api::{Backend, service};
 use vizit_recordings::{ObjectStore, S3Settings, Spool};
 
 fn temp_dir() -> std::path::PathBuf {
@@ -208,7 +208,7 @@ async fn local_folder_recordings(backend: Backend) {
         StatusCode::FORBIDDEN,
         "only admins set or lift holds"
     );
-    let report = service::run_jobs(&api.state).await.unwrap();
+    let report = vizit_api::jobs::run_all(&api.state).await.unwrap();
     assert_eq!(report.recordings_deleted, 1);
     let (_, list) = api
         .get(

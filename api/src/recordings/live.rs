@@ -12,18 +12,64 @@ use serde_json::json;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
-use vizit_media::{Role, RoomEvent, RoomId, StopReason};
 use vizit_recordings::composite::{self, Input};
-use vizit_recordings::live::{RoomSink, TrackOutcome};
-use vizit_recordings::pipeline::PipelineError;
+use vizit_recordings::pipeline::{Finished, PipelineError};
 
-use super::{Begin, RecordingKind, RecordingStatus, attach, begin, fail};
-use crate::service::audit;
-use crate::{ApiState, now_ms};
+use super::catalogue::{
+    Begin, Error, RecordingKind, RecordingStatus, attach, begin, fail, interrupted, note,
+};
+use super::repo;
+use crate::platform::audit::audit;
+use crate::platform::clock::now_ms;
+use crate::state::ApiState;
 
-/// The catalogue's name of a party's role; recorders are not parties.
-fn role_str(role: Role) -> Option<&'static str> {
-    (role != Role::Recorder).then(|| role.as_str())
+/// A party of a consultation's call (recorders are not parties and never reach the catalogue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Doctor,
+    Patient,
+}
+
+impl Party {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Party::Doctor => "doctor",
+            Party::Patient => "patient",
+        }
+    }
+}
+
+/// What the live call reports about recording, in this crate's words (the binary maps the
+/// media plane's room events onto these; a Room's id is its consultation's id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// A party gave (`true`) or withdrew (`false`) consent to recording.
+    Consent {
+        consultation: String,
+        user: String,
+        party: Party,
+        consent: bool,
+    },
+    RecordingStarted {
+        consultation: String,
+        session: u32,
+    },
+    RecordingStopped {
+        consultation: String,
+        session: u32,
+        /// Why, as the media plane names it (`roomEnded`, `consentWithdrawn`, …).
+        reason: String,
+    },
+}
+
+/// One participant's file, as the recorder finished it (or failed to).
+#[derive(Debug)]
+pub struct TrackDone {
+    /// The recording's catalogue id.
+    pub id: String,
+    /// Where it was being written.
+    pub path: PathBuf,
+    pub result: Result<Finished, PipelineError>,
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -31,8 +77,8 @@ fn ms(t: SystemTime) -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Store what the media plane reports about recording until the channel closes.
-pub async fn run_room_events(state: ApiState, mut events: mpsc::UnboundedReceiver<RoomEvent>) {
+/// Store what the call reports about recording until the channel closes.
+pub async fn run_call_events(state: ApiState, mut events: mpsc::UnboundedReceiver<CallEvent>) {
     while let Some(event) = events.recv().await {
         if let Err(e) = store_event(&state, &event).await {
             // Rooms that are not consultations (`vizit token` calls) have no row to refer to;
@@ -50,29 +96,23 @@ pub async fn run_room_events(state: ApiState, mut events: mpsc::UnboundedReceive
     }
 }
 
-async fn store_event(state: &ApiState, event: &RoomEvent) -> Result<(), sqlx::Error> {
+async fn store_event(state: &ApiState, event: &CallEvent) -> Result<(), sqlx::Error> {
     let mut tx = state.db.begin_write().await?;
     match event {
-        RoomEvent::Consent {
-            room,
-            participant,
-            role,
+        CallEvent::Consent {
+            consultation,
+            user,
+            party,
             consent,
         } => {
-            let Some(role) = role_str(*role) else {
-                return Ok(());
-            };
-            sqlx::query(
-                "INSERT INTO recording_consents (id, consultation_id, user_id, role, consent, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+            repo::insert_consent(
+                &mut tx,
+                consultation,
+                user,
+                party.as_str(),
+                *consent,
+                now_ms(),
             )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(room.as_str())
-            .bind(participant.as_str())
-            .bind(role)
-            .bind(i32::from(*consent))
-            .bind(now_ms())
-            .execute(&mut *tx)
             .await?;
             let action = if *consent {
                 "recording.consent_given"
@@ -84,24 +124,27 @@ async fn store_event(state: &ApiState, event: &RoomEvent) -> Result<(), sqlx::Er
                 None,
                 action,
                 "consultation",
-                Some(room.as_str()),
-                json!({"userId": participant.as_str(), "role": role}),
+                Some(consultation),
+                json!({"userId": user, "role": party.as_str()}),
             )
             .await?;
         }
-        RoomEvent::RecordingStarted { room, session } => {
+        CallEvent::RecordingStarted {
+            consultation,
+            session,
+        } => {
             audit(
                 &mut tx,
                 None,
                 "recording.started",
                 "consultation",
-                Some(room.as_str()),
+                Some(consultation),
                 json!({"session": session}),
             )
             .await?;
         }
-        RoomEvent::RecordingStopped {
-            room,
+        CallEvent::RecordingStopped {
+            consultation,
             session,
             reason,
         } => {
@@ -110,7 +153,7 @@ async fn store_event(state: &ApiState, event: &RoomEvent) -> Result<(), sqlx::Er
                 None,
                 "recording.stopped",
                 "consultation",
-                Some(room.as_str()),
+                Some(consultation),
                 json!({"session": session, "reason": reason}),
             )
             .await?;
@@ -140,11 +183,20 @@ impl CatalogueSink {
         }
     }
 
-    fn settle(&self, room: &RoomId, session: u32, reason: StopReason, tracks: Vec<TrackOutcome>) {
+    /// The recording of `consultation` stopped and every file is finished (or failed): the
+    /// files go to the spool, and the composite is made (not while the server stops).
+    /// Runs on the recorder's thread and blocks.
+    pub fn finished(
+        &self,
+        consultation: &str,
+        session: u32,
+        server_stopping: bool,
+        tracks: Vec<TrackDone>,
+    ) {
         let state = &self.state;
         let mut inputs = Vec::new();
         for outcome in tracks {
-            let id = outcome.track.id.clone();
+            let id = outcome.id.clone();
             match outcome.result {
                 Ok(done) => {
                     // A second name for the composite: the file itself moves into the spool.
@@ -171,7 +223,7 @@ impl CatalogueSink {
                         PipelineError::Empty => "no media arrived from this participant".to_owned(),
                         other => other.to_string(),
                     };
-                    let _ = std::fs::remove_file(&outcome.track.path);
+                    let _ = std::fs::remove_file(&outcome.path);
                     if let Err(e) = self.runtime.block_on(fail(state, &id, &why)) {
                         warn!(recording = %id, error = %e, "could not mark a recording failed");
                     }
@@ -181,25 +233,25 @@ impl CatalogueSink {
         if inputs.is_empty() {
             return;
         }
-        if reason == StopReason::ServerShutdown {
+        if server_stopping {
             // Transcoding a long call would hold the shutdown; the participant files are safe.
-            info!(room = %room, "server stopping: the composite of this recording is not made");
+            info!(room = %consultation, "server stopping: the composite of this recording is not made");
             for (_, _, link) in &inputs {
                 let _ = std::fs::remove_file(link);
             }
             return;
         }
-        self.compose(room, session, inputs);
+        self.compose(consultation, session, inputs);
     }
 
-    fn compose(&self, room: &RoomId, session: u32, inputs: Vec<(SystemTime, Duration, PathBuf)>) {
+    fn compose(&self, room: &str, session: u32, inputs: Vec<(SystemTime, Duration, PathBuf)>) {
         let state = &self.state;
         let id = uuid::Uuid::new_v4().to_string();
         let begun = self.runtime.block_on(begin(
             state,
             &Begin {
                 id: &id,
-                consultation_id: room.as_str(),
+                consultation_id: room,
                 kind: RecordingKind::Composite,
                 participant_role: None,
                 content_type: "video/mp4",
@@ -266,28 +318,23 @@ impl CatalogueSink {
     }
 }
 
-impl RoomSink for CatalogueSink {
-    fn track_started(&self, track: &vizit_recordings::live::Track) -> Result<(), String> {
-        let Some(role) = role_str(track.role) else {
-            return Err("recorders are not recorded".into());
-        };
+impl CatalogueSink {
+    /// A party's file is about to begin: catalogue it (`recording`). An error discards the
+    /// track (e.g. the room is not a consultation). Runs on the recorder's thread and blocks.
+    pub fn track_started(&self, id: &str, consultation: &str, party: Party) -> Result<(), String> {
         self.runtime
             .block_on(begin(
                 &self.state,
                 &Begin {
-                    id: &track.id,
-                    consultation_id: track.room.as_str(),
+                    id,
+                    consultation_id: consultation,
                     kind: RecordingKind::Participant,
-                    participant_role: Some(role),
+                    participant_role: Some(party.as_str()),
                     content_type: "video/webm",
                     status: RecordingStatus::Recording,
                 },
             ))
             .map_err(|e| format!("not catalogued (is the room a consultation?): {e}"))
-    }
-
-    fn finished(&self, room: &RoomId, session: u32, reason: StopReason, tracks: Vec<TrackOutcome>) {
-        self.settle(room, session, reason, tracks);
     }
 }
 
@@ -299,13 +346,8 @@ impl RoomSink for CatalogueSink {
 pub async fn recover_interrupted(
     state: &ApiState,
     work_dir: &Path,
-) -> Result<(usize, usize), crate::error::ApiError> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT id, status, content_type FROM recordings \
-         WHERE status IN ('recording', 'processing', 'uploading')",
-    )
-    .fetch_all(&state.db.pool)
-    .await?;
+) -> Result<(usize, usize), Error> {
+    let rows = interrupted(state).await?;
     let (mut adopted, mut failed) = (0, 0);
     for (id, status, content_type) in rows {
         let ext = if content_type.contains("mp4") {
@@ -322,13 +364,13 @@ pub async fn recover_interrupted(
             "recording" if present => {
                 let attached = attach(state, &id, &file, None, None).await;
                 match attached {
-                    Ok(()) => sqlx::query("UPDATE recordings SET error = $1 WHERE id = $2")
-                        .bind("the server stopped while recording: the file ends where it stopped")
-                        .bind(&id)
-                        .execute(&state.db.pool)
-                        .await
-                        .map(|_| true)
-                        .map_err(Into::into),
+                    Ok(()) => note(
+                        state,
+                        &id,
+                        "the server stopped while recording: the file ends where it stopped",
+                    )
+                    .await
+                    .map(|()| true),
                     Err(e) => Err(e),
                 }
             }

@@ -40,7 +40,7 @@ pub struct TestApi {
     _cleanup: Cleanup,
 }
 
-struct Cleanup {
+pub struct Cleanup {
     sqlite_dir: Option<std::path::PathBuf>,
 }
 
@@ -52,13 +52,13 @@ impl Drop for Cleanup {
     }
 }
 
-async fn database(backend: Backend) -> (String, Cleanup) {
+pub async fn database(backend: Backend) -> (String, Cleanup) {
     match backend {
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join(format!("vizit-api-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&dir).unwrap();
             (
-                vizit_api::db::sqlite_url(&dir.join("test.db")),
+                vizit_api::platform::db::sqlite_url(&dir.join("test.db")),
                 Cleanup {
                     sqlite_dir: Some(dir),
                 },
@@ -118,7 +118,7 @@ impl TestApi {
     pub async fn spawn_full(
         backend: Backend,
         settings: ApiSettings,
-        bitrix24: Option<std::sync::Arc<vizit_api::integrations::bitrix24::Bitrix24>>,
+        bitrix24: Option<std::sync::Arc<vizit_api::slots::bitrix24::Bitrix24>>,
     ) -> TestApi {
         let (url, cleanup) = database(backend).await;
         let db = Db::connect(&url, 16)
@@ -209,6 +209,7 @@ impl TestApi {
         )
         .await
         .unwrap()
+        .to_string()
     }
 
     pub async fn login(&self, email: &str) -> String {

@@ -1,0 +1,68 @@
+//! What happened in the domain, as written to the outbox in the same transaction as the change.
+//! Subscribers (the Bitrix24 slot source today; payments and notifications next) register by
+//! these kinds.
+
+/// The kind of a domain event; its text is what the outbox stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A slot was booked: the consultation awaits payment.
+    ConsultationBooked,
+    ConsultationPaid,
+    /// Someone joined the call.
+    ConsultationStarted,
+    ConsultationCompleted,
+    ConsultationCancelled,
+    /// Not paid in time.
+    ConsultationExpired,
+    /// Moved to another slot (the payload says whether an external slot source refused it).
+    ConsultationRescheduled,
+    /// Not closed in time after its slot ended.
+    ConsultationOverdue,
+    /// Its booked time changed in the slot source under it.
+    ConsultationSlotConflict,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 9] = [
+        EventKind::ConsultationBooked,
+        EventKind::ConsultationPaid,
+        EventKind::ConsultationStarted,
+        EventKind::ConsultationCompleted,
+        EventKind::ConsultationCancelled,
+        EventKind::ConsultationExpired,
+        EventKind::ConsultationRescheduled,
+        EventKind::ConsultationOverdue,
+        EventKind::ConsultationSlotConflict,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ConsultationBooked => "consultation.booked",
+            EventKind::ConsultationPaid => "consultation.paid",
+            EventKind::ConsultationStarted => "consultation.started",
+            EventKind::ConsultationCompleted => "consultation.completed",
+            EventKind::ConsultationCancelled => "consultation.cancelled",
+            EventKind::ConsultationExpired => "consultation.expired",
+            EventKind::ConsultationRescheduled => "consultation.rescheduled",
+            EventKind::ConsultationOverdue => "consultation.overdue",
+            EventKind::ConsultationSlotConflict => "consultation.slot_conflict",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_reads_back_from_its_text() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(EventKind::parse("consultation.unknown"), None);
+    }
+}

@@ -1,0 +1,13 @@
+//! What every handler shares: [`ApiError`] as `application/problem+json` with a stable `code`,
+//! extractors that answer with problems ([`Body`], [`Params`]), paging ([`Page`]), and reading
+//! times, text and ids from requests. Imports no capability.
+
+pub mod error;
+pub mod extract;
+pub mod input;
+pub mod paging;
+
+pub use error::{ApiError, Problem};
+pub use extract::{Body, MAX_BODY_BYTES, Params, client_ip};
+pub use input::{id, normalized_email, parse_time, text, to_rfc3339};
+pub use paging::{Page, page};

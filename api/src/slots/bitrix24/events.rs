@@ -1,0 +1,149 @@
+//! `ONBOOKINGADD/UPDATE/DELETE` from Bitrix24: verified by `auth[application_token]`
+//! (constant-time), stored in the inbound store (deduplicated), answered at once; the worker
+//! later fetches the bookings they name and synchronises (events carry only an id and are never
+//! retried by Bitrix24).
+
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use super::repo;
+use super::source::{Bitrix24, SYSTEM};
+use super::sync::{SyncError, SyncReport, sync};
+use crate::platform::inbound::{NewEvent, Stored};
+use crate::state::ApiState;
+
+const EVENTS: [&str; 3] = ["ONBOOKINGADD", "ONBOOKINGUPDATE", "ONBOOKINGDELETE"];
+
+/// What became of a posted event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    Accepted,
+    Duplicate,
+    /// An event Vizit does not use.
+    Ignored,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("wrong or missing application token")]
+    Unauthenticated,
+    #[error("data[ID] must be a booking id")]
+    NoBooking,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Verify and store a form-encoded event body.
+pub async fn receive(state: &ApiState, b: &Bitrix24, body: &[u8]) -> Result<Received, EventError> {
+    let mut event = None;
+    let mut id = None;
+    let mut ts = None;
+    let mut token = None;
+    for (k, v) in form_urlencoded::parse(body) {
+        match k.as_ref() {
+            "event" => event = Some(v.into_owned()),
+            "data[ID]" => id = Some(v.into_owned()),
+            "ts" => ts = Some(v.into_owned()),
+            "auth[application_token]" => token = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let expected = b
+        .settings
+        .application_token
+        .as_ref()
+        .map(|t| t.expose_secret().as_bytes());
+    let valid = match (expected, token.as_deref()) {
+        (Some(expected), Some(given)) => bool::from(expected.ct_eq(given.as_bytes())),
+        _ => false,
+    };
+    if !valid {
+        b.metrics.event(false);
+        tracing::warn!(
+            configured = expected.is_some(),
+            "Bitrix24 event refused: wrong or missing application token"
+        );
+        return Err(EventError::Unauthenticated);
+    }
+    let event = event.unwrap_or_default().to_uppercase();
+    if !EVENTS.contains(&event.as_str()) {
+        return Ok(Received::Ignored);
+    }
+    let Some(booking) = id.as_deref().and_then(|i| i.trim().parse::<i64>().ok()) else {
+        b.metrics.event(false);
+        return Err(EventError::NoBooking);
+    };
+    let ts = ts.unwrap_or_default();
+    let booking = booking.to_string();
+    let stored = state
+        .inbound
+        .store(NewEvent {
+            system: SYSTEM,
+            dedup_key: &format!("{event}:{booking}:{ts}"),
+            event: &event,
+            object_id: Some(&booking),
+            payload: None,
+        })
+        .await?;
+    repo::event_received(&state.db.pool, state.now()).await?;
+    b.metrics.event(true);
+    match stored {
+        Stored::New(_) => {
+            b.request_sync();
+            Ok(Received::Accepted)
+        }
+        Stored::Duplicate => Ok(Received::Duplicate),
+    }
+}
+
+/// More events than this in one round are reconciled by the sync alone (no fetch each).
+const FETCH_EACH_UP_TO: usize = 10;
+
+/// Fetch the bookings events named, then synchronise; the events are marked handled with what
+/// was found (or, if that fails, released for the next round).
+pub async fn handle_events_and_sync(
+    state: &ApiState,
+    b: &Bitrix24,
+) -> Result<SyncReport, SyncError> {
+    let (events, lease) = state.inbound.claim(SYSTEM, 500).await?;
+    let run = async {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for e in &events {
+            let booking = e.object_id.as_deref().and_then(|o| o.parse::<i64>().ok());
+            let event = &e.event;
+            let outcome = match booking {
+                Some(booking) if events.len() <= FETCH_EACH_UP_TO => {
+                    match b.client.booking(booking).await? {
+                        Some(bk) => format!(
+                            "{event}: booking {} on resources {:?}",
+                            bk.id, bk.resource_ids
+                        ),
+                        None => format!(
+                            "{event}: booking {booking} is not in Bitrix24 (deleted or unknown)"
+                        ),
+                    }
+                }
+                _ => format!("{event}: reconciled by the synchronisation"),
+            };
+            outcomes.push((e.id, outcome));
+        }
+        let report = sync(state, b).await?;
+        Ok::<_, SyncError>((report, outcomes))
+    };
+    match run.await {
+        Ok((report, outcomes)) => {
+            for (id, outcome) in outcomes {
+                state.inbound.processed(id, lease, &outcome).await?;
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+            state
+                .inbound
+                .release(&ids, lease, &e.to_string(), state.now())
+                .await?;
+            Err(e)
+        }
+    }
+}
