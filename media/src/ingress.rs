@@ -1,4 +1,5 @@
-//! Fast receiving: the SFU opens a sender's SRTP itself, past str0m's receive path.
+//! The receiving half of a transport, [`Ingress`] (fast receiving; [`crate::egress`] is the
+//! sending half): the SFU opens a sender's SRTP itself, past str0m's receive path.
 //!
 //! Handing a media packet to str0m costs its SRTP and receive bookkeeping, a timer pass over
 //! the whole transport that str0m runs inside every input, and an event per packet polled out
@@ -638,7 +639,7 @@ impl Ingress {
     pub fn rewrite_report_blocks(&mut self, plain: &mut [u8], now: Instant) -> bool {
         let mut changed = false;
         let mut at = 0;
-        while let Some((pt, count, len)) = crate::fast::rtcp_header(&plain[at..]) {
+        while let Some((pt, count, len)) = crate::egress::rtcp_header(&plain[at..]) {
             let first = match pt {
                 200 => Some(28),
                 201 => Some(8),
@@ -1090,7 +1091,7 @@ mod tests {
                 self.open_rtcp.unprotect_rtcp(&sealed, &mut plain).unwrap();
                 assert_eq!(plain[1], 201, "a compound packet starts with a report");
                 let mut at = 0;
-                while let Some((pt, fmt, len)) = crate::fast::rtcp_header(&plain[at..]) {
+                while let Some((pt, fmt, len)) = crate::egress::rtcp_header(&plain[at..]) {
                     packets.push((pt, fmt, plain[at..at + len].to_vec()));
                     at += len;
                 }

@@ -15,12 +15,13 @@
 //!   frames to the recorder (which lives outside the SFU, behind [`TapFactory`]).
 //! - `assembler.rs` — media is forwarded packet by packet (str0m's RTP mode); while a room is
 //!   recorded, each track's packets are also reordered and depacketized into frames for the tap.
-//! - `fast.rs`, [`srtp`] — fast forwarding: the SFU protects and sends forwarded packets itself
-//!   with the SRTP keys of each transport's DTLS handshake, writes the sender reports of those
-//!   streams into str0m's SRTCP and answers their NACKs from its own ring of sent packets.
-//! - `ingress.rs` — fast receiving: the SFU opens received SRTP itself with the same keys and
-//!   sends the senders the feedback str0m would have (transport-wide congestion control
-//!   feedback, NACKs, receiver reports).
+//! - `egress.rs`, [`srtp`] — fast forwarding, the sending half of a transport: the SFU protects
+//!   and sends forwarded packets itself with the SRTP keys of each transport's DTLS handshake,
+//!   writes the sender reports of those streams into str0m's SRTCP and answers their NACKs from
+//!   its own ring of sent packets.
+//! - `ingress.rs` — fast receiving, the receiving half: the SFU opens received SRTP itself with
+//!   the same keys and sends the senders the feedback str0m would have (transport-wide congestion
+//!   control feedback, NACKs, receiver reports).
 //! - [`Metrics`] (`metrics.rs`) — counters per room and in total, rendered as Prometheus text.
 //!
 //! # Invariants
@@ -33,7 +34,7 @@
 //!   never waits for the recorder.
 
 mod assembler;
-mod fast;
+mod egress;
 mod ids;
 mod ingress;
 mod metrics;

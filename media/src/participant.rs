@@ -12,7 +12,7 @@ use str0m::format::PayloadParams;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
 
 use crate::assembler::FrameAssembler;
-use crate::fast::{FastStream, FastTransport};
+use crate::egress::{Egress, EgressStream};
 use crate::srtp::KeySlot;
 
 use crate::{ParticipantId, RoomId};
@@ -206,8 +206,8 @@ pub(crate) struct Consumer {
     pub pt_map: Option<(Pt, Pt)>,
     /// RTP time against wall clock of the receiver's stream, for its sender reports.
     pub clock: StreamClock,
-    /// Sent past str0m: the receiver's stream (`fast.rs`).
-    pub fast: Option<FastStream>,
+    /// Sent past str0m: the receiver's stream (`egress.rs`).
+    pub egress: Option<EgressStream>,
 }
 
 /// The RTP-time-to-wall-clock mapping of a forwarded stream, as its newest packet set it.
@@ -338,7 +338,7 @@ impl Consumer {
             seq: None,
             pt_map: None,
             clock: StreamClock::default(),
-            fast: None,
+            egress: None,
         }
     }
 }
@@ -363,18 +363,18 @@ pub(crate) struct Participant {
     pub next_timeout: Instant,
     /// Filled by the DTLS handshake with the SRTP keys (fast forwarding).
     pub keys: Arc<KeySlot>,
-    pub fast: Fast,
+    pub egress: EgressState,
     /// Opens the participant's media past str0m (`ingress.rs`), once the keys are there.
     pub ingress: Option<Box<crate::ingress::Ingress>>,
     /// Where str0m sends RTP and RTCP (the selected candidate pair): (from, to).
     pub media_to: Option<(SocketAddr, SocketAddr)>,
 }
 
-/// Fast forwarding to one receiver (`fast.rs`).
-pub(crate) enum Fast {
+/// The egress of one receiver's transport (`egress.rs`), once it can be made.
+pub(crate) enum EgressState {
     /// The SRTP keys are not there yet (or fast forwarding is off).
     Pending,
-    Ready(Box<FastTransport>),
+    Ready(Box<Egress>),
     /// The keys' profile is not supported: str0m sends.
     Off,
 }

@@ -14,11 +14,11 @@ use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
 use crate::assembler::{Frame, FrameAssembler, Packet};
-use crate::fast::{FastStream, FastTransport, Outgoing};
+use crate::egress::{Egress, EgressStream, Outgoing};
 use crate::ids::FastMap;
 use crate::ingress::{Header, InExts, Ingress, Opened, Refused, StreamInfo};
 use crate::participant::{
-    Consumer, ConsumerState, Fast, Participant, ParticipantKey, Producer, SeqMap,
+    Consumer, ConsumerState, EgressState, Participant, ParticipantKey, Producer, SeqMap,
 };
 use crate::recording::{
     MediaTap, RecordingError, RecordingMode, RecordingStatus, RoomEvent, StopReason, TapCodec,
@@ -53,7 +53,7 @@ pub struct SfuOptions {
     pub recording: RecordingMode,
     /// Opens the recorder of a room whose recording starts.
     pub recorder: Option<Arc<dyn TapFactory>>,
-    /// Media is protected and sent by the SFU itself, past str0m's send path (`fast.rs`).
+    /// Media is protected and sent by the SFU itself, past str0m's send path (`egress.rs`).
     pub fast_forwarding: bool,
     /// Media is opened by the SFU itself, past str0m's receive path (`ingress.rs`); only with
     /// fast forwarding.
@@ -297,7 +297,7 @@ pub struct Sfu {
     rtcp_out: Vec<Vec<u8>>,
 }
 
-/// What a participant's SRTCP says (`FastTransport::feedback`).
+/// What a participant's SRTCP says (`Egress::feedback`).
 #[derive(Debug, Default)]
 pub(crate) struct Feedback {
     /// (SSRC, sequence number) asked for again.
@@ -476,7 +476,7 @@ impl Sfu {
                 last_seen: None,
                 next_timeout: now,
                 keys,
-                fast: Fast::Pending,
+                egress: EgressState::Pending,
                 ingress: None,
                 media_to: None,
             },
@@ -962,18 +962,18 @@ impl Sfu {
             self.drive(now);
             return true;
         }
-        if let Fast::Ready(fast) = &mut p.fast
+        if let EgressState::Ready(egress) = &mut p.egress
             && is_srtp(raw)
             && is_rtcp(raw)
         {
-            // Retransmissions of fast streams: str0m did not send those packets.
+            // Retransmissions of egress streams: str0m did not send those packets.
             let mut resent = (0u64, 0u64);
             let mut feedback = std::mem::take(&mut self.feedback);
             feedback.nacks.clear();
             feedback.reported.clear();
             feedback.senders.clear();
-            fast.feedback(raw, &mut feedback);
-            for stream in p.consumers.iter_mut().filter_map(|c| c.fast.as_mut()) {
+            egress.feedback(raw, &mut feedback);
+            for stream in p.consumers.iter_mut().filter_map(|c| c.egress.as_mut()) {
                 if feedback.reported.contains(&stream.ssrc) {
                     stream.acknowledge();
                 }
@@ -985,7 +985,7 @@ impl Sfu {
             }
             if let (false, Some((from, to))) = (feedback.nacks.is_empty(), p.media_to) {
                 for &(ssrc, seq) in &feedback.nacks {
-                    let stream = p.consumers.iter_mut().filter_map(|c| c.fast.as_mut());
+                    let stream = p.consumers.iter_mut().filter_map(|c| c.egress.as_mut());
                     if let Some(datagram) = stream
                         .filter(|s| s.ssrc == ssrc)
                         .find_map(|s| s.resend(seq, now))
@@ -1187,37 +1187,37 @@ impl Sfu {
                         p.media_to = Some((t.source, t.destination));
                         // str0m protects with the handshake's keys: they are there now.
                         if self.options.fast_forwarding
-                            && matches!(p.fast, Fast::Pending)
+                            && matches!(p.egress, EgressState::Pending)
                             && let Some(keys) = p.keys.keys()
                         {
-                            p.fast = match FastTransport::new(keys) {
+                            p.egress = match Egress::new(keys) {
                                 Some(ready) => {
                                     if self.options.fast_receiving {
                                         // An SSRC none of str0m's streams uses.
                                         let ssrc = *p.rtc.direct_api().new_ssrc();
                                         p.ingress = Ingress::new(keys, ssrc, now).map(Box::new);
                                     }
-                                    Fast::Ready(Box::new(ready))
+                                    EgressState::Ready(Box::new(ready))
                                 }
                                 None => {
                                     warn!(
                                         "SRTP profile not supported by fast forwarding: str0m sends"
                                     );
-                                    Fast::Off
+                                    EgressState::Off
                                 }
                             };
                         }
                         if is_rtcp(&contents)
-                            && let Fast::Ready(fast) = &mut p.fast
+                            && let EgressState::Ready(egress) = &mut p.egress
                         {
                             let consumers = &p.consumers;
                             let stream = |ssrc| {
                                 consumers.iter().find_map(|c| {
-                                    let s = c.fast.as_ref().filter(|s| s.ssrc == ssrc)?;
+                                    let s = c.egress.as_ref().filter(|s| s.ssrc == ssrc)?;
                                     Some((s, &c.clock))
                                 })
                             };
-                            fast.rewrite_reports(
+                            egress.rewrite_reports(
                                 &mut contents,
                                 stream,
                                 p.ingress.as_deref_mut(),
@@ -1471,13 +1471,13 @@ impl Sfu {
         // Written into str0m for a receiver that fast forwarding does not serve: one copy.
         let mut shared: Option<Arc<[u8]>> = None;
         // Packets and bytes sent past str0m (its own are counted as they leave it).
-        let mut fast_out = (0u64, 0u64);
+        let mut egress_out = (0u64, 0u64);
         for &other in others {
             let Some(Participant {
                 consumers,
                 rtc,
                 next_timeout,
-                fast,
+                egress,
                 media_to,
                 ..
             }) = self.participants.get_mut(&other)
@@ -1515,8 +1515,8 @@ impl Sfu {
                 consumer
                     .clock
                     .wallclock(out_seq, packet.timestamp, packet.arrival, clock_rate);
-            if let (Fast::Ready(fast), Some((from, to))) = (fast, *media_to) {
-                if consumer.fast.as_ref().is_none_or(|s| s.mid != out_mid) {
+            if let (EgressState::Ready(egress), Some((from, to))) = (egress, *media_to) {
+                if consumer.egress.as_ref().is_none_or(|s| s.mid != out_mid) {
                     let mut api = rtc.direct_api();
                     let ssrc = api.stream_tx_by_mid(out_mid, None).map(|s| {
                         // Emptied: str0m widens a NACK's number around its newest cached
@@ -1525,11 +1525,11 @@ impl Sfu {
                         *s.ssrc()
                     });
                     let exts = rtc.media(out_mid).map(|m| m.remote_extmap());
-                    consumer.fast = ssrc
-                        .zip(exts)
-                        .map(|(ssrc, exts)| FastStream::new(out_mid, ssrc, kind, clock_rate, exts));
+                    consumer.egress = ssrc.zip(exts).map(|(ssrc, exts)| {
+                        EgressStream::new(out_mid, ssrc, kind, clock_rate, exts)
+                    });
                 }
-                if let Some(stream) = consumer.fast.as_mut() {
+                if let Some(stream) = consumer.egress.as_mut() {
                     let outgoing = Outgoing {
                         pt: *pt,
                         marker: packet.marker,
@@ -1538,9 +1538,9 @@ impl Sfu {
                         exts: ext_vals,
                         payload: packet.payload,
                     };
-                    if let Some(datagram) = fast.packet(stream, outgoing, now) {
-                        fast_out.0 += 1;
-                        fast_out.1 += datagram.len() as u64;
+                    if let Some(datagram) = egress.packet(stream, outgoing, now) {
+                        egress_out.0 += 1;
+                        egress_out.1 += datagram.len() as u64;
                         self.transmits.push_back(Transmit {
                             source: from,
                             destination: to,
@@ -1571,7 +1571,7 @@ impl Sfu {
             *next_timeout = now;
             lower(&mut self.deadline, now);
         }
-        count_out(&mut self.rooms, room_id, fast_out);
+        count_out(&mut self.rooms, room_id, egress_out);
     }
 
     fn request_keyframe(&mut self, now: Instant, source: ParticipantKey, mid: Mid) {

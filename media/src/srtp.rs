@@ -1,11 +1,11 @@
 //! SRTP and SRTCP keyed by str0m's DTLS handshake, for packets sent and read past str0m.
 //!
-//! str0m does ICE, DTLS, RTCP and the SDP for every transport. The SFU's fast forwarding
-//! (`sfu.rs`) and the benchmark's generator protect media themselves: pushing every packet
-//! through str0m's send path costs more than the forwarding itself. A DTLS provider that wraps
-//! str0m's own hands over the DTLS-SRTP keying material (RFC 5764) when the handshake exports
-//! it, and [`Srtp`] protects and unprotects RTP and RTCP with it exactly as RFC 3711 and RFC 7714
-//! define, using the same provider's AES ciphers (what str0m itself does).
+//! str0m does ICE, DTLS, RTCP and the SDP for every transport. The SFU's egress and ingress
+//! (`egress.rs`, `ingress.rs`) and the benchmark's generator protect and open media themselves:
+//! pushing every packet through str0m costs more than the forwarding itself. A DTLS provider
+//! that wraps str0m's own hands over the DTLS-SRTP keying material (RFC 5764) when the handshake
+//! exports it, and [`Srtp`] protects and unprotects RTP and RTCP with it exactly as RFC 3711 and
+//! RFC 7714 define, using the same provider's AES ciphers (what str0m itself does).
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};

@@ -1,4 +1,5 @@
-//! Fast forwarding: the SFU protects and sends forwarded media itself, past str0m's send path.
+//! The sending half of a transport, [`Egress`] (fast forwarding; [`crate::ingress`] is the
+//! receiving half): the SFU protects and sends forwarded media itself, past str0m's send path.
 //!
 //! Writing a packet into str0m costs a queue, its pacer, its retransmission buffer, a timer pass
 //! over the whole transport to release it and a poll per packet: more than a quarter of the
@@ -11,12 +12,12 @@
 //!
 //! - **Sender reports.** str0m still sends one for each of its send streams, but it knows
 //!   nothing of the packets: its RTP time and counts would be wrong, and the receiver
-//!   synchronises audio and video by them. Each outgoing SRTCP packet of a transport with fast
+//!   synchronises audio and video by them. Each outgoing SRTCP packet of a transport with egress
 //!   streams is opened, the sender info of their reports is written from the packets really
 //!   sent, and the packet is sealed again under its own SRTCP index (the original never leaves,
 //!   so no nonce is used twice).
 //! - **Retransmissions.** Video packets are kept (the last [`RESEND_SLOTS`]); a receiver's
-//!   generic NACK for a fast stream is read from its SRTCP and the packet is sent again as it
+//!   generic NACK for an egress stream is read from its SRTCP and the packet is sent again as it
 //!   was (the same bytes: no index is protected twice). Bounded: at most [`MAX_NACKS`] packets
 //!   per RTCP datagram, none older than [`MAX_RESEND_AGE`], each at most once per
 //!   [`RESEND_INTERVAL`], and no more bytes than a quarter of what the stream sent (a budget).
@@ -61,8 +62,8 @@ const HEADER_MAX: usize = 12 + 4 + 17 + 3 * 2 + 4 + 3;
 /// The largest datagram kept for retransmission without growing its slot (an Ethernet MTU).
 const MAX_DATAGRAM: usize = 1500;
 
-/// A receiving transport's SRTP contexts for fast forwarding.
-pub(crate) struct FastTransport {
+/// The egress of a receiver's transport: its SRTP contexts for fast forwarding.
+pub(crate) struct Egress {
     rtp: Srtp,
     /// Opens and seals again what str0m sends (its sender reports).
     rtcp_open: Srtp,
@@ -133,12 +134,12 @@ impl SentWindow {
     }
 }
 
-/// One fast stream: a consumer's packets as the receiver gets them.
-pub(crate) struct FastStream {
+/// One egress stream: a consumer's packets as the receiver gets them.
+pub(crate) struct EgressStream {
     /// The receiver's m-line and str0m's send stream on it.
     pub mid: Mid,
     pub ssrc: u32,
-    exts: Exts,
+    exts: OutExts,
     /// Packets and payload octets sent, for sender reports.
     packets: u32,
     octets: u32,
@@ -151,9 +152,9 @@ pub(crate) struct FastStream {
     acknowledged: bool,
 }
 
-impl std::fmt::Debug for FastStream {
+impl std::fmt::Debug for EgressStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FastStream")
+        f.debug_struct("EgressStream")
             .field("mid", &self.mid)
             .field("ssrc", &self.ssrc)
             .field("packets", &self.packets)
@@ -172,7 +173,7 @@ struct Kept {
 /// The one-byte header extension ids (RFC 8285) the receiver negotiated for what forwarding
 /// writes.
 #[derive(Debug, Clone, Copy, Default)]
-struct Exts {
+struct OutExts {
     mid: Option<u8>,
     audio_level: Option<u8>,
     video_orientation: Option<u8>,
@@ -191,10 +192,10 @@ pub(crate) struct Outgoing<'a> {
     pub payload: &'a [u8],
 }
 
-impl FastTransport {
+impl Egress {
     /// `None` for keys whose profile [`Srtp`] does not know.
-    pub fn new(keys: &Keys) -> Option<FastTransport> {
-        Some(FastTransport {
+    pub fn new(keys: &Keys) -> Option<Egress> {
+        Some(Egress {
             rtp: Srtp::rtp(keys, Direction::Outbound, true)?,
             rtcp_open: Srtp::rtcp(keys, Direction::Outbound, false)?,
             rtcp_seal: Srtp::rtcp(keys, Direction::Outbound, true)?,
@@ -207,7 +208,7 @@ impl FastTransport {
     /// The protected datagram of one forwarded packet on `stream`; video is kept for NACKs.
     pub fn packet(
         &mut self,
-        stream: &mut FastStream,
+        stream: &mut EgressStream,
         packet: Outgoing<'_>,
         now: Instant,
     ) -> Option<Vec<u8>> {
@@ -250,14 +251,14 @@ impl FastTransport {
         Some(datagram)
     }
 
-    /// Write the sender info of every sender report for a fast stream in the outgoing SRTCP
+    /// Write the sender info of every sender report for an egress stream in the outgoing SRTCP
     /// `datagram` (from str0m) from the packets really sent and the stream's clock (`stream`
     /// gives both for an SSRC). str0m made its reports at `now` (the time of the run that
     /// drains them), which is the NTP time they carry. Returns whether it changed.
     pub fn rewrite_reports<'s>(
         &mut self,
         datagram: &mut Vec<u8>,
-        stream: impl Fn(u32) -> Option<(&'s FastStream, &'s StreamClock)>,
+        stream: impl Fn(u32) -> Option<(&'s EgressStream, &'s StreamClock)>,
         ingress: Option<&mut Ingress>,
         now: Instant,
     ) -> bool {
@@ -380,15 +381,15 @@ pub(crate) fn rtcp_header(buf: &[u8]) -> Option<(u8, u8, usize)> {
     (len <= buf.len()).then_some((buf[1], buf[0] & 0x1f, len))
 }
 
-impl FastStream {
-    /// The fast stream of str0m's send stream `ssrc` on the receiver's m-line `mid`, whose
+impl EgressStream {
+    /// The egress stream of str0m's send stream `ssrc` on the receiver's m-line `mid`, whose
     /// header extensions the receiver negotiated in `exts`.
     pub fn new(mid: Mid, ssrc: u32, kind: MediaKind, clock_rate: u32, exts: &ExtensionMap) -> Self {
         let one_byte = |e| exts.id_of(e).filter(|id| (1..=14).contains(id));
-        FastStream {
+        EgressStream {
             mid,
             ssrc,
-            exts: Exts {
+            exts: OutExts {
                 mid: one_byte(Extension::RtpMid),
                 audio_level: one_byte(Extension::AudioLevel),
                 video_orientation: one_byte(Extension::VideoOrientation),
@@ -501,24 +502,24 @@ mod tests {
         map
     }
 
-    fn transport() -> FastTransport {
+    fn transport() -> Egress {
         let (_, server) = test_keys(SrtpProfile::AEAD_AES_128_GCM, 56);
-        FastTransport::new(&server).unwrap()
+        Egress::new(&server).unwrap()
     }
 
     fn send(
-        fast: &mut FastTransport,
-        stream: &mut FastStream,
+        egress: &mut Egress,
+        stream: &mut EgressStream,
         index: u64,
         ev: &ExtensionValues,
         at: Instant,
     ) -> Option<Vec<u8>> {
-        send_sized(fast, stream, index, ev, at, 100)
+        send_sized(egress, stream, index, ev, at, 100)
     }
 
     fn send_sized(
-        fast: &mut FastTransport,
-        stream: &mut FastStream,
+        egress: &mut Egress,
+        stream: &mut EgressStream,
         index: u64,
         ev: &ExtensionValues,
         at: Instant,
@@ -533,7 +534,7 @@ mod tests {
             exts: ev,
             payload: &payload,
         };
-        fast.packet(stream, packet, at)
+        egress.packet(stream, packet, at)
     }
 
     /// The one-byte extension elements (id, data) of an RTP header.
@@ -566,32 +567,32 @@ mod tests {
     /// already used) is refused, so is one too old to tell; newer and reordered ones pass.
     #[test]
     fn no_packet_index_is_protected_twice() {
-        let mut fast = transport();
-        let mut stream = FastStream::new(Mid::from("1"), 7, MediaKind::Audio, 48_000, &exts());
+        let mut egress = transport();
+        let mut stream = EgressStream::new(Mid::from("1"), 7, MediaKind::Audio, 48_000, &exts());
         let ev = ExtensionValues::default();
         let t0 = Instant::now();
-        assert!(send(&mut fast, &mut stream, 100, &ev, t0).is_some());
-        assert!(send(&mut fast, &mut stream, 102, &ev, t0).is_some());
+        assert!(send(&mut egress, &mut stream, 100, &ev, t0).is_some());
+        assert!(send(&mut egress, &mut stream, 102, &ev, t0).is_some());
         assert!(
-            send(&mut fast, &mut stream, 101, &ev, t0).is_some(),
+            send(&mut egress, &mut stream, 101, &ev, t0).is_some(),
             "reordered"
         );
         assert!(
-            send(&mut fast, &mut stream, 101, &ev, t0).is_none(),
+            send(&mut egress, &mut stream, 101, &ev, t0).is_none(),
             "101 again"
         );
         assert!(
-            send(&mut fast, &mut stream, 100, &ev, t0).is_none(),
+            send(&mut egress, &mut stream, 100, &ev, t0).is_none(),
             "100 again"
         );
         let far = 102 + SENT_WINDOW;
-        assert!(send(&mut fast, &mut stream, far, &ev, t0).is_some());
+        assert!(send(&mut egress, &mut stream, far, &ev, t0).is_some());
         assert!(
-            send(&mut fast, &mut stream, 102, &ev, t0).is_none(),
+            send(&mut egress, &mut stream, 102, &ev, t0).is_none(),
             "older than the window"
         );
         assert!(
-            send(&mut fast, &mut stream, far - 5, &ev, t0).is_some(),
+            send(&mut egress, &mut stream, far - 5, &ev, t0).is_some(),
             "in the window"
         );
         assert_eq!(stream.packets, 5);
@@ -601,8 +602,8 @@ mod tests {
     /// carries audio level, orientation and playout delay under the receiver's ids.
     #[test]
     fn the_header_carries_the_receivers_extension_ids_and_its_mid_until_acknowledged() {
-        let mut fast = transport();
-        let mut stream = FastStream::new(Mid::from("12"), 7, MediaKind::Video, 90_000, &exts());
+        let mut egress = transport();
+        let mut stream = EgressStream::new(Mid::from("12"), 7, MediaKind::Video, 90_000, &exts());
         let ev = ExtensionValues {
             audio_level: Some(-30),
             voice_activity: Some(true),
@@ -612,7 +613,7 @@ mod tests {
             ..Default::default()
         };
         let t0 = Instant::now();
-        let first = send(&mut fast, &mut stream, 1, &ev, t0).unwrap();
+        let first = send(&mut egress, &mut stream, 1, &ev, t0).unwrap();
         assert_eq!(first[1], 0x80 | 96, "marker and payload type");
         assert_eq!(&first[8..12], &7u32.to_be_bytes());
         assert_eq!(
@@ -625,12 +626,12 @@ mod tests {
             ]
         );
         stream.acknowledge();
-        let later = send(&mut fast, &mut stream, 2, &ev, t0).unwrap();
+        let later = send(&mut egress, &mut stream, 2, &ev, t0).unwrap();
         assert!(
             elements(&later).iter().all(|(id, _)| *id != 3),
             "no MID once known"
         );
-        let plain = send(&mut fast, &mut stream, 3, &ExtensionValues::default(), t0).unwrap();
+        let plain = send(&mut egress, &mut stream, 3, &ExtensionValues::default(), t0).unwrap();
         assert_eq!(plain[0], 0x80, "no extension header without extensions");
     }
 
@@ -638,11 +639,11 @@ mod tests {
     /// resend interval, not once older than the resend age, and never past the stream's budget.
     #[test]
     fn resends_are_bounded_by_interval_age_and_budget() {
-        let mut fast = transport();
-        let mut stream = FastStream::new(Mid::from("1"), 7, MediaKind::Video, 90_000, &exts());
+        let mut egress = transport();
+        let mut stream = EgressStream::new(Mid::from("1"), 7, MediaKind::Video, 90_000, &exts());
         let ev = ExtensionValues::default();
         let t0 = Instant::now();
-        let sent = send_sized(&mut fast, &mut stream, 70_000, &ev, t0, 1100).unwrap();
+        let sent = send_sized(&mut egress, &mut stream, 70_000, &ev, t0, 1100).unwrap();
         let seq = 70_000u64 as u16;
         assert_eq!(
             stream.resend(seq, t0),
@@ -675,29 +676,29 @@ mod tests {
             "{resent}: the budget, not less"
         );
         // Audio is not kept.
-        let mut audio = FastStream::new(Mid::from("0"), 8, MediaKind::Audio, 48_000, &exts());
-        send(&mut fast, &mut audio, 5, &ev, t0).unwrap();
+        let mut audio = EgressStream::new(Mid::from("0"), 8, MediaKind::Audio, 48_000, &exts());
+        send(&mut egress, &mut audio, 5, &ev, t0).unwrap();
         assert_eq!(audio.resend(5, t0), None);
     }
 
-    /// A sender report of a fast stream gets the stream's RTP time at the report's time and
+    /// A sender report of an egress stream gets the stream's RTP time at the report's time and
     /// the packets sent; str0m's own count is added; other streams' reports are left alone; the
     /// packet is sealed again under its own index and the receiver can open it.
     #[test]
     fn sender_reports_of_fast_streams_are_rewritten_and_resealed() {
         let (client, server) = test_keys(SrtpProfile::AEAD_AES_128_GCM, 56);
-        let mut fast = FastTransport::new(&server).unwrap();
-        let mut stream = FastStream::new(Mid::from("1"), 7, MediaKind::Audio, 48_000, &exts());
+        let mut egress = Egress::new(&server).unwrap();
+        let mut stream = EgressStream::new(Mid::from("1"), 7, MediaKind::Audio, 48_000, &exts());
         let t0 = Instant::now();
         let ev = ExtensionValues::default();
         // The consumer's clock maps RTP time 9000 to t0 (both packets carry it).
         let mut clock = StreamClock::default();
         for index in [10, 11] {
             clock.wallclock(index, 9000, t0, 48_000);
-            send(&mut fast, &mut stream, index, &ev, t0).unwrap();
+            send(&mut egress, &mut stream, index, &ev, t0).unwrap();
         }
         // str0m's compound packet: a report on SSRC 7 (it sent 3 packets itself, 300 octets)
-        // and one on SSRC 8, which is not fast.
+        // and one on SSRC 8, which is not an egress stream.
         let report = |ssrc: u32, packets: u32, octets: u32| {
             let mut sr = vec![0x80, 200, 0, 6];
             sr.extend(ssrc.to_be_bytes());
@@ -716,7 +717,7 @@ mod tests {
             .unwrap();
         let at = t0 + Duration::from_millis(500);
         let by_ssrc = |ssrc| (ssrc == 7).then_some((&stream, &clock));
-        assert!(fast.rewrite_reports(&mut datagram, by_ssrc, None, at));
+        assert!(egress.rewrite_reports(&mut datagram, by_ssrc, None, at));
         let mut opened = Vec::new();
         let mut receiver = Srtp::rtcp(&client, Direction::Inbound, false).unwrap();
         assert_eq!(receiver.unprotect_rtcp(&datagram, &mut opened), Some(42));
@@ -732,14 +733,14 @@ mod tests {
             &plain[28..],
             "the other stream's report unchanged"
         );
-        // A datagram without a fast stream's report is left as it was.
+        // A datagram without an egress stream's report is left as it was.
         let mut other = Vec::new();
         Srtp::rtcp(&server, Direction::Outbound, true)
             .unwrap()
             .protect_rtcp(&report(8, 1, 50), 43, &mut other)
             .unwrap();
         let before = other.clone();
-        assert!(!fast.rewrite_reports(&mut other, by_ssrc, None, at));
+        assert!(!egress.rewrite_reports(&mut other, by_ssrc, None, at));
         assert_eq!(other, before);
     }
 
@@ -748,7 +749,7 @@ mod tests {
     #[test]
     fn nacks_and_reports_are_read_from_the_receivers_rtcp() {
         let (client, server) = test_keys(SrtpProfile::AES128_CM_SHA1_80, 60);
-        let mut fast = FastTransport::new(&server).unwrap();
+        let mut egress = Egress::new(&server).unwrap();
         // A sender report of SSRC 9, a receiver report on SSRC 7, then a NACK on SSRC 7: 1000,
         // and 1002 (bit 1).
         let mut plain = vec![0x80, 200, 0, 6, 0, 0, 0, 9];
@@ -766,7 +767,7 @@ mod tests {
             .protect_rtcp(&plain, 5, &mut sealed)
             .unwrap();
         let mut feedback = Feedback::default();
-        fast.feedback(&sealed, &mut feedback);
+        egress.feedback(&sealed, &mut feedback);
         assert_eq!(feedback.nacks, vec![(7, 1000), (7, 1002)]);
         assert_eq!(feedback.reported, vec![7]);
         assert_eq!(feedback.senders, vec![(9, 0x0102_0304_0506_0708)]);
@@ -782,12 +783,12 @@ mod tests {
             .protect_rtcp(&many, 6, &mut sealed)
             .unwrap();
         feedback.nacks.clear();
-        fast.feedback(&sealed, &mut feedback);
+        egress.feedback(&sealed, &mut feedback);
         assert_eq!(feedback.nacks.len(), MAX_NACKS);
         // Not authentic: nothing.
         sealed[12] ^= 1;
         feedback.nacks.clear();
-        fast.feedback(&sealed, &mut feedback);
+        egress.feedback(&sealed, &mut feedback);
         assert!(feedback.nacks.is_empty());
     }
 }
