@@ -41,18 +41,19 @@ mod metrics;
 mod participant;
 mod recording;
 mod room;
+mod rtp;
 mod server;
 mod sfu;
 pub mod srtp;
 
 pub use ids::{ParticipantId, RoomId};
-pub use ingress::Header as RtpHeader;
 pub use metrics::{LoopLoad, Metrics, RoomMetrics};
 pub use participant::{ParticipantInfo, ParticipantKey, Role, TrackKind};
 pub use recording::{
     MediaTap, RecordingError, RecordingMode, RecordingPhase, RecordingStatus, RoomEvent,
     StopReason, TapCodec, TapFactory, TapFrame,
 };
+pub use rtp::Header as RtpHeader;
 pub use server::{DEFAULT_SOCKET_BUFFER, MediaHandle, MediaServer, MediaServerError};
 pub use sfu::{
     Command, JoinError, LeaveReason, NegotiationError, Sfu, SfuOptions, Signal, Transmit,

@@ -16,7 +16,7 @@ use tracing::{debug, info, trace, warn};
 use crate::assembler::{Frame, FrameAssembler, Packet};
 use crate::egress::{Egress, EgressStream, Outgoing};
 use crate::ids::FastMap;
-use crate::ingress::{Header, InExts, Ingress, Opened, Refused, StreamInfo};
+use crate::ingress::{Ingress, Opened, Refused, StreamInfo};
 use crate::participant::{
     Consumer, ConsumerState, EgressState, Participant, ParticipantKey, Producer, SeqMap,
 };
@@ -25,6 +25,7 @@ use crate::recording::{
     TapFactory, TapFrame,
 };
 use crate::room::Room;
+use crate::rtp::{Header, InExts};
 use crate::srtp::KeySlot;
 use crate::{Metrics, ParticipantId, ParticipantInfo, Role, RoomId, RoomMetrics, TrackKind};
 
