@@ -267,7 +267,7 @@ impl Egress {
         };
         let mut changed = false;
         let mut at = 0;
-        while let Some((pt, _, len)) = rtcp_header(&self.plain[at..]) {
+        while let Some((pt, _, len)) = crate::rtcp::header(&self.plain[at..]) {
             let block = &mut self.plain[at..at + len];
             if pt == 200 && len >= 28 {
                 let ssrc = u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
@@ -326,7 +326,7 @@ impl Egress {
             senders,
         } = feedback;
         let mut at = 0;
-        while let Some((pt, fmt, len)) = rtcp_header(&self.plain[at..]) {
+        while let Some((pt, fmt, len)) = crate::rtcp::header(&self.plain[at..]) {
             let block = &self.plain[at..at + len];
             // Report blocks of 24 bytes after the sender info (SR) or the sender SSRC (RR).
             let blocks_at = match pt {
@@ -369,16 +369,6 @@ impl Egress {
             at += len;
         }
     }
-}
-
-/// Packet type, count/format field and length in bytes of the RTCP packet at the start of
-/// `buf`, if a whole one is there.
-pub(crate) fn rtcp_header(buf: &[u8]) -> Option<(u8, u8, usize)> {
-    if buf.len() < 4 || buf[0] >> 6 != 2 {
-        return None;
-    }
-    let len = (u16::from_be_bytes([buf[2], buf[3]]) as usize + 1) * 4;
-    (len <= buf.len()).then_some((buf[1], buf[0] & 0x1f, len))
 }
 
 impl EgressStream {

@@ -12,17 +12,21 @@
 //!   highest one, and an index already seen, or too old to tell, is dropped.
 //! - **Retransmissions** (RFC 4588): a repair (RTX) stream's packets become the original
 //!   packets again; padding-only packets are dropped.
-//! - **Transport-wide congestion control feedback** (draft-holmer-rmcat-transport-wide-cc-
-//!   extensions-01): the arrival time of every packet, by its transport-wide number, is
-//!   reported every [`TWCC_INTERVAL`]. The sender's bandwidth estimate depends on it: without
-//!   feedback Chrome stops sending video.
-//! - **NACKs** (RFC 4585 §6.2.1) for lost video packets: at once, then every
-//!   [`NACK_INTERVAL`], at most [`NACK_TRIES`] times and for no longer than [`NACK_GIVE_UP`].
-//! - **Receiver reports** (RFC 3550 §6.4.2): every [`REPORT_INTERVAL`], from the SFU's own
+//! - **Transport-wide congestion control feedback** (`rtcp/twcc.rs`): the arrival time of
+//!   every packet, by its transport-wide number, is reported every [`TWCC_INTERVAL`]. The
+//!   sender's bandwidth estimate depends on it: without feedback Chrome stops sending video.
+//! - **NACKs** (RFC 4585 §6.2.1, `rtcp/nack.rs`) for lost video packets: at once, then every
+//!   [`NACK_INTERVAL`](crate::rtcp::nack::NACK_INTERVAL), at most
+//!   [`NACK_TRIES`](crate::rtcp::nack::NACK_TRIES) times and for no longer than
+//!   [`NACK_GIVE_UP`](crate::rtcp::nack::NACK_GIVE_UP).
+//! - **Receiver reports** (RFC 3550 §6.4.2, `rtcp/report.rs`): every [`REPORT_INTERVAL`], from the SFU's own
 //!   statistics (loss, highest number, jitter; the last sender report's time). The report
 //!   blocks str0m still writes for these streams (from the packets it saw before) are
 //!   overwritten with the same numbers in its outgoing SRTCP, so the sender never reads two
 //!   different accounts of one stream.
+//!
+//! The ingress keeps the state of each stream and decides when feedback is due; the `rtcp`
+//! modules write the packets.
 //!
 //! The SFU's own RTCP goes out under an SSRC of its own ([`Ingress::new`]), whose SRTCP index
 //! starts at 0: the nonce includes the SSRC, so it never meets one of str0m's.
@@ -30,38 +34,23 @@
 //! All feedback is made when a packet arrives (media arrives many times per
 //! [`TWCC_INTERVAL`]), so the media loop needs no timer for it.
 
-use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use str0m::media::{MediaKind, Mid};
 use str0m::rtp::ExtensionValues;
 
+use crate::rtcp::nack::NackWriter;
+use crate::rtcp::report::{REPORT_INTERVAL, ReceiveStats, rewrite_blocks, write_receiver_report};
+use crate::rtcp::twcc::{TWCC_INTERVAL, TwccWriter};
 use crate::rtp::{Header, InExts, extend_seq, extend_time};
 use crate::sfu::lower;
 use crate::srtp::{Direction, Keys, Srtp};
 
-/// Transport-wide feedback is sent this often while packets arrive.
-pub(crate) const TWCC_INTERVAL: Duration = Duration::from_millis(50);
-/// A missing video packet is asked for again this often.
-pub(crate) const NACK_INTERVAL: Duration = Duration::from_millis(30);
-/// A missing packet is asked for at most this many times.
-pub(crate) const NACK_TRIES: u8 = 8;
-/// A missing packet older than this is no longer asked for (its frame is lost; the receivers
-/// ask for a keyframe).
-pub(crate) const NACK_GIVE_UP: Duration = Duration::from_secs(1);
-/// Missing packets remembered per stream, at most.
-const NACK_MAX: usize = 512;
-/// Receiver reports are sent this often.
-pub(crate) const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// SSRCs kept per sender, at most (the one silent the longest goes first).
 const MAX_STREAMS: usize = 16;
 /// The replay window (RFC 3711 §3.3.2 asks for at least 64).
 const REPLAY_WINDOW: u64 = 128;
-/// Statuses per transport-wide feedback packet, at most.
-const TWCC_MAX_STATUSES: u64 = 2048;
-/// Arrivals kept for transport-wide feedback, at most (a second of 2 Mbit/s video).
-const TWCC_MAX_PENDING: usize = 4096;
 
 /// What the SFU knows of a sender's SSRC when it first sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +67,7 @@ pub(crate) struct StreamInfo {
 }
 
 /// One SSRC a sender sends: its numbers, replay window and statistics.
-struct InStream {
+struct IngressStream {
     ssrc: u32,
     info: StreamInfo,
     /// The SRTP packets of this SSRC seen (the replay window).
@@ -88,32 +77,12 @@ struct InStream {
     /// Highest extended RTP time.
     time: Option<u64>,
     stats: ReceiveStats,
-    /// Missing video packets (main streams only), oldest first.
-    missing: VecDeque<Missing>,
+    /// Missing video packets (main streams only) and the NACKs for them.
+    nacks: NackWriter,
     /// The last sender report: the middle 32 bits of its NTP time and when it came.
     sender_report: Option<(u32, Instant)>,
     /// When its last packet came.
     last_at: Option<Instant>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Missing {
-    seq: u64,
-    since: Instant,
-    asked: Option<Instant>,
-    tries: u8,
-}
-
-/// Receive statistics of RFC 3550 Appendix A.3 and A.8.
-#[derive(Debug, Default, Clone, Copy)]
-struct ReceiveStats {
-    first: Option<u64>,
-    received: u64,
-    expected_prior: u64,
-    received_prior: u64,
-    /// Interarrival jitter in RTP units, ×16 (A.8).
-    jitter: u64,
-    transit: Option<u32>,
 }
 
 /// A packet opened by [`Ingress::open`]: the original media packet (a repair stream's packet
@@ -159,13 +128,9 @@ pub(crate) struct Ingress {
     /// The SSRC of the SFU's own RTCP, and its SRTCP index.
     ssrc: u32,
     rtcp_index: u32,
-    streams: Vec<InStream>,
-    /// Arrivals not yet reported: (transport-wide number, extended; arrival).
-    twcc: Vec<(u64, Instant)>,
-    twcc_highest: Option<u64>,
-    /// The first number the next feedback reports.
-    twcc_next: Option<u64>,
-    twcc_count: u8,
+    streams: Vec<IngressStream>,
+    /// Arrivals not yet reported.
+    twcc: TwccWriter,
     last_twcc: Option<Instant>,
     last_report: Option<Instant>,
     /// Some stream has missing packets to ask for.
@@ -189,10 +154,7 @@ impl Ingress {
             ssrc,
             rtcp_index: 0,
             streams: Vec::new(),
-            twcc: Vec::new(),
-            twcc_highest: None,
-            twcc_next: None,
-            twcc_count: 0,
+            twcc: TwccWriter::default(),
             last_twcc: None,
             last_report: None,
             nack_pending: false,
@@ -206,7 +168,7 @@ impl Ingress {
     /// Describe a new SSRC of the sender.
     fn add(&mut self, ssrc: u32, info: StreamInfo) {
         self.streams.retain(|s| s.ssrc != ssrc);
-        self.streams.push(InStream {
+        self.streams.push(IngressStream {
             ssrc,
             info,
             // str0m saw the packets before: none of them again.
@@ -215,7 +177,7 @@ impl Ingress {
             last_at: None,
             time: None,
             stats: ReceiveStats::default(),
-            missing: VecDeque::new(),
+            nacks: NackWriter::default(),
             sender_report: None,
         });
         lower(
@@ -310,7 +272,7 @@ impl Ingress {
         if info.repairs.is_none() {
             media.time = Some(media.time.map_or(time, |t| t.max(time)));
         }
-        let gap = info.kind == MediaKind::Video && media.track_missing(seq, previous, now);
+        let gap = info.kind == MediaKind::Video && media.nacks.track(seq, previous, now);
         let ssrc = media.ssrc;
         if gap {
             self.nack_pending = true;
@@ -390,23 +352,13 @@ impl Ingress {
         let twcc = (!self.twcc.is_empty()).then(|| after(self.last_twcc, TWCC_INTERVAL, zero));
         let report =
             (!self.streams.is_empty()).then(|| after(self.last_report, REPORT_INTERVAL, zero));
-        let nack = self
-            .streams
-            .iter()
-            .flat_map(|s| s.missing.iter())
-            .map(|m| m.asked.map_or(m.since, |a| a + NACK_INTERVAL))
-            .min();
+        let nack = self.streams.iter().filter_map(|s| s.nacks.next_due()).min();
         [twcc, report, nack].into_iter().flatten().min()
     }
 
     /// A transport-wide number arrived.
     fn arrived(&mut self, seq: u16, now: Instant) {
-        let seq = extend_seq(self.twcc_highest, seq);
-        self.twcc_highest = Some(self.twcc_highest.map_or(seq, |h| h.max(seq)));
-        if self.twcc.len() >= TWCC_MAX_PENDING {
-            self.twcc.remove(0);
-        }
-        self.twcc.push((seq, now));
+        self.twcc.arrived(seq, now);
         lower(
             &mut self.due,
             after(self.last_twcc, TWCC_INTERVAL, self.zero),
@@ -447,7 +399,7 @@ impl Ingress {
         if self.nack_pending {
             self.nack_pending = false;
             for s in &mut self.streams {
-                self.nack_pending |= s.nacks(self.ssrc, now, &mut plain);
+                self.nack_pending |= s.nacks.write(self.ssrc, s.ssrc, now, &mut plain);
             }
         }
         if twcc {
@@ -471,115 +423,26 @@ impl Ingress {
     /// An RR from the SFU's SSRC: with a block per stream if `blocks` (RFC 3550 §6.4.2),
     /// else empty (it starts every compound packet, §6.1).
     fn receiver_report(&mut self, blocks: bool, now: Instant, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0x80, 201, 0, 0]);
-        out.extend_from_slice(&self.ssrc.to_be_bytes());
-        let mut count = 0u8;
-        if blocks {
-            for s in self.streams.iter_mut().filter(|s| s.stats.first.is_some()) {
-                if count == 31 {
-                    break;
-                }
-                let block = s.report_block(now, true);
-                out.extend_from_slice(&block);
-                count += 1;
-            }
-        }
-        out[start] |= count;
-        let words = (out.len() - start) / 4 - 1;
-        out[start + 2..start + 4].copy_from_slice(&(words as u16).to_be_bytes());
+        let streams: &mut [IngressStream] = if blocks { &mut self.streams } else { &mut [] };
+        let blocks = streams
+            .iter_mut()
+            .filter(|s| s.stats.started())
+            .map(|s| s.report_block(now, true));
+        write_receiver_report(self.ssrc, blocks, out);
     }
 
     /// Overwrite the report blocks on this transport's streams in a compound RTCP packet str0m
     /// made (`plain`, opened) with the SFU's numbers; keeps str0m's LSR and DLSR. Returns
     /// whether it changed.
     pub fn rewrite_report_blocks(&mut self, plain: &mut [u8], now: Instant) -> bool {
-        let mut changed = false;
-        let mut at = 0;
-        while let Some((pt, count, len)) = crate::egress::rtcp_header(&plain[at..]) {
-            let first = match pt {
-                200 => Some(28),
-                201 => Some(8),
-                _ => None,
-            };
-            if let Some(first) = first {
-                let packet = &mut plain[at..at + len];
-                for b in packet
-                    .get_mut(first..)
-                    .unwrap_or_default()
-                    .chunks_exact_mut(24)
-                    .take(count as usize)
-                {
-                    let ssrc = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                    if let Some(s) = self.streams.iter_mut().find(|s| s.ssrc == ssrc)
-                        && s.stats.first.is_some()
-                    {
-                        let ours = s.report_block(now, false);
-                        b[4..16].copy_from_slice(&ours[4..16]);
-                        changed = true;
-                    }
-                }
-            }
-            at += len;
-        }
-        changed
+        rewrite_blocks(plain, |ssrc| {
+            let s = self.streams.iter_mut().find(|s| s.ssrc == ssrc)?;
+            s.stats.started().then(|| s.report_block(now, false))
+        })
     }
 
     /// One transport-wide feedback packet for the arrivals since the last, appended to `out`.
     fn twcc_feedback(&mut self, out: &mut Vec<u8>) {
-        self.twcc.sort_unstable_by_key(|(seq, _)| *seq);
-        self.twcc.dedup_by_key(|(seq, _)| *seq);
-        // Numbers already reported (as lost) are not reported again.
-        let next = self.twcc_next.unwrap_or(self.twcc[0].0);
-        self.twcc.retain(|(seq, _)| *seq >= next);
-        let Some(&(first, first_at)) = self.twcc.first() else {
-            return;
-        };
-        // A long gap (the sender restarted its numbers): report from the first arrival.
-        let base = if first - next >= TWCC_MAX_STATUSES {
-            first
-        } else {
-            next
-        };
-        let elapsed = first_at.saturating_duration_since(self.zero);
-        // 64 ms units (24 bits); deltas in 250 µs ticks from it.
-        let reference = (elapsed.as_micros() / 64_000) as u64;
-        let mut ticks = reference as i64 * 256;
-        let mut statuses: Vec<u8> = Vec::new();
-        let mut deltas: Vec<u8> = Vec::new();
-        let mut taken = 0;
-        for &(seq, at) in &self.twcc {
-            if seq - base >= TWCC_MAX_STATUSES {
-                break;
-            }
-            let t = (at.saturating_duration_since(self.zero).as_micros() / 250) as i64;
-            let delta = t - ticks;
-            if !(-32768..=32767).contains(&delta) {
-                // Too far from the previous arrival for one feedback packet.
-                break;
-            }
-            statuses.resize((seq - base) as usize, 0);
-            if (0..=255).contains(&delta) {
-                statuses.push(1);
-                deltas.push(delta as u8);
-            } else {
-                statuses.push(2);
-                deltas.extend_from_slice(&(delta as i16).to_be_bytes());
-            }
-            ticks = t;
-            taken += 1;
-        }
-        if taken == 0 {
-            // The first arrival itself is too far from the reference: start anew next time.
-            self.twcc.clear();
-            self.twcc_next = None;
-            return;
-        }
-        self.twcc.drain(..taken);
-        self.twcc_next = Some(base + statuses.len() as u64);
-        let start = out.len();
-        out.extend_from_slice(&[0x80 | 15, 205, 0, 0]);
-        out.extend_from_slice(&self.ssrc.to_be_bytes());
         // Media source: one of the sender's SSRCs. Chrome drops transport-wide feedback whose
         // media SSRC is none of its own.
         let media = self
@@ -588,56 +451,13 @@ impl Ingress {
             .filter(|s| s.info.repairs.is_none())
             .max_by_key(|s| s.last_at)
             .map_or(0, |s| s.ssrc);
-        out.extend_from_slice(&media.to_be_bytes());
-        out.extend_from_slice(&(base as u16).to_be_bytes());
-        out.extend_from_slice(&(statuses.len() as u16).to_be_bytes());
-        out.extend_from_slice(
-            &((reference as u32 & 0xff_ffff) << 8 | self.twcc_count as u32).to_be_bytes(),
-        );
-        self.twcc_count = self.twcc_count.wrapping_add(1);
-        write_chunks(&statuses, out);
-        out.extend_from_slice(&deltas);
-        // Padded to 32 bits, the last byte counting the padding (RFC 3550 §6.4.1).
-        let pad = (4 - (out.len() - start) % 4) % 4;
-        if pad > 0 {
-            out.extend(std::iter::repeat_n(0, pad - 1));
-            out.push(pad as u8);
-            out[start] |= 0x20;
-        }
-        let words = (out.len() - start) / 4 - 1;
-        out[start + 2..start + 4].copy_from_slice(&(words as u16).to_be_bytes());
+        self.twcc.write(self.ssrc, media, self.zero, out);
     }
 }
 
 /// `every` after `last`; if never, `zero` (at once).
 fn after(last: Option<Instant>, every: Duration, zero: Instant) -> Instant {
     last.map_or(zero, |last| last + every)
-}
-
-/// Packet status chunks for `statuses` (0 not received, 1 small delta, 2 large delta): a run
-/// length chunk for a run of 7 or more, else a two-bit status vector of 7.
-fn write_chunks(statuses: &[u8], out: &mut Vec<u8>) {
-    let mut i = 0;
-    while i < statuses.len() {
-        let symbol = statuses[i];
-        let run = statuses[i..]
-            .iter()
-            .take(0x1fff)
-            .take_while(|s| **s == symbol)
-            .count();
-        if run >= 7 || i + run == statuses.len() {
-            out.extend_from_slice(&((symbol as u16) << 13 | run as u16).to_be_bytes());
-            i += run;
-        } else {
-            let mut chunk: u16 = 0b11 << 14;
-            for k in 0..7 {
-                let s = statuses.get(i + k).copied().unwrap_or(0) as u16;
-                chunk |= s << (12 - 2 * k);
-            }
-            out.extend_from_slice(&chunk.to_be_bytes());
-            i += 7;
-        }
-    }
 }
 
 /// The highest extended sequence number (roll-over counter and number) seen, and which of
@@ -687,264 +507,32 @@ impl Window {
     }
 }
 
-impl InStream {
-    /// Track what is missing after `seq` arrived on this (main) stream, whose highest number
-    /// was `previous`; returns whether packets went missing (to be asked for at once).
-    fn track_missing(&mut self, seq: u64, previous: Option<u64>, now: Instant) -> bool {
-        match previous {
-            Some(h) if seq > h + 1 => {
-                for missing in (h + 1).max(seq.saturating_sub(NACK_MAX as u64))..seq {
-                    self.missing.push_back(Missing {
-                        seq: missing,
-                        since: now,
-                        asked: None,
-                        tries: 0,
-                    });
-                }
-                while self.missing.len() > NACK_MAX {
-                    self.missing.pop_front();
-                }
-                true
-            }
-            Some(h) if seq <= h => {
-                if let Ok(i) = self.missing.binary_search_by_key(&seq, |m| m.seq) {
-                    self.missing.remove(i);
-                }
-                false
-            }
-            _ => false,
-        }
-    }
-
-    /// Append a generic NACK for the missing packets due to be asked for; returns whether some
-    /// are still missing.
-    fn nacks(&mut self, sender: u32, now: Instant, out: &mut Vec<u8>) -> bool {
-        self.missing.retain(|m| {
-            m.tries < NACK_TRIES && now.saturating_duration_since(m.since) < NACK_GIVE_UP
-        });
-        let start = out.len();
-        let mut fci: Option<(u16, u16)> = None;
-        for m in self.missing.iter_mut() {
-            if m.asked.is_some_and(|a| now < a + NACK_INTERVAL) {
-                continue;
-            }
-            m.asked = Some(now);
-            m.tries += 1;
-            let seq = m.seq as u16;
-            fci = match fci {
-                Some((pid, blp)) if seq.wrapping_sub(pid).wrapping_sub(1) < 16 => {
-                    Some((pid, blp | 1 << seq.wrapping_sub(pid).wrapping_sub(1)))
-                }
-                previous => {
-                    if let Some((pid, blp)) = previous {
-                        push_fci(out, start, sender, self.ssrc, pid, blp);
-                    }
-                    Some((seq, 0))
-                }
-            };
-        }
-        if let Some((pid, blp)) = fci {
-            push_fci(out, start, sender, self.ssrc, pid, blp);
-        }
-        if out.len() > start {
-            let words = (out.len() - start) / 4 - 1;
-            out[start + 2..start + 4].copy_from_slice(&(words as u16).to_be_bytes());
-        }
-        !self.missing.is_empty()
-    }
-
+impl IngressStream {
     /// This stream's report block (RFC 3550 §6.4.1); `interval_ends` starts a new interval for
     /// the fraction lost.
     fn report_block(&mut self, now: Instant, interval_ends: bool) -> [u8; 24] {
-        let s = &mut self.stats;
-        let first = s.first.unwrap_or(0);
         // A repair stream's own numbers; a media stream's include what its repair stream brought.
         let window = if self.info.repairs.is_some() {
             self.srtp
         } else {
             self.media
         };
-        let highest = window.highest.unwrap_or(first).max(first);
-        let expected = highest + 1 - first;
-        let lost = expected as i64 - s.received as i64;
-        let expected_interval = expected - s.expected_prior;
-        let received_interval = s.received - s.received_prior;
-        if interval_ends {
-            s.expected_prior = expected;
-            s.received_prior = s.received;
-        }
-        let lost_interval = expected_interval as i64 - received_interval as i64;
-        let fraction = if expected_interval == 0 || lost_interval <= 0 {
-            0
-        } else {
-            ((lost_interval << 8) / expected_interval as i64).min(255) as u32
-        };
-        let cumulative = lost.clamp(-0x80_0000, 0x7f_ffff) as u32 & 0xff_ffff;
-        let (lsr, dlsr) = match self.sender_report {
-            Some((lsr, at)) => (
-                lsr,
-                (now.saturating_duration_since(at).as_secs_f64() * 65536.0) as u32,
-            ),
-            None => (0, 0),
-        };
-        let mut b = [0u8; 24];
-        b[0..4].copy_from_slice(&self.ssrc.to_be_bytes());
-        b[4..8].copy_from_slice(&(fraction << 24 | cumulative).to_be_bytes());
-        b[8..12].copy_from_slice(&(highest as u32).to_be_bytes());
-        b[12..16].copy_from_slice(&((s.jitter >> 4) as u32).to_be_bytes());
-        b[16..20].copy_from_slice(&lsr.to_be_bytes());
-        b[20..24].copy_from_slice(&dlsr.to_be_bytes());
-        b
-    }
-}
-
-fn push_fci(out: &mut Vec<u8>, start: usize, sender: u32, media: u32, pid: u16, blp: u16) {
-    if out.len() == start {
-        out.extend_from_slice(&[0x80 | 1, 205, 0, 0]);
-        out.extend_from_slice(&sender.to_be_bytes());
-        out.extend_from_slice(&media.to_be_bytes());
-    }
-    out.extend_from_slice(&pid.to_be_bytes());
-    out.extend_from_slice(&blp.to_be_bytes());
-}
-
-impl ReceiveStats {
-    /// A packet of the stream arrived (or was recovered by retransmission: it counts as
-    /// received, not for jitter).
-    fn recovered(&mut self, index: u64) {
-        self.first = Some(self.first.map_or(index, |f| f.min(index)));
-        self.received += 1;
-    }
-
-    fn received(&mut self, index: u64, timestamp: u32, elapsed: Duration, clock_rate: u32) {
-        self.recovered(index);
-        // Jitter (A.8): transit times in RTP units, modulo 2^32 as the timestamps wrap.
-        let arrival = (elapsed.as_micros() as u64 * clock_rate as u64 / 1_000_000) as u32;
-        let transit = arrival.wrapping_sub(timestamp);
-        if let Some(previous) = self.transit {
-            let d = (transit.wrapping_sub(previous) as i32).unsigned_abs() as u64;
-            // J += (|D| - J) / 16, kept ×16.
-            self.jitter = self.jitter + d - (self.jitter + 8) / 16;
-        }
-        self.transit = Some(transit);
+        self.stats.block(
+            self.ssrc,
+            window.highest,
+            self.sender_report,
+            now,
+            interval_ends,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testing::*;
     use super::*;
-    use crate::srtp::test_keys;
+    use crate::rtcp::nack::NACK_INTERVAL;
     use str0m::crypto::dtls::SrtpProfile;
-    use str0m::rtp::rtcp::Twcc;
-
-    const AUDIO: u32 = 0x1111;
-    const VIDEO: u32 = 0x2222;
-    const RTX: u32 = 0x3333;
-    const OURS: u32 = 0x9999;
-    /// The sender's transport-wide number extension id.
-    const TWCC_ID: u8 = 5;
-
-    /// A sender (its SRTP and SRTCP) and the SFU's ingress of its transport.
-    struct Setup {
-        send: Srtp,
-        open_rtcp: Srtp,
-        ingress: Ingress,
-        zero: Instant,
-    }
-
-    fn setup(profile: SrtpProfile, len: usize) -> Setup {
-        let (client, server) = test_keys(profile, len);
-        let zero = Instant::now();
-        let mut ingress = Ingress::new(&server, OURS, zero).unwrap();
-        let exts = InExts {
-            transport_cc: Some(TWCC_ID),
-            audio_level: Some(1),
-            ..InExts::default()
-        };
-        let info = |kind, repairs, clock_rate| StreamInfo {
-            mid: Mid::from(if kind == MediaKind::Audio { "0" } else { "1" }),
-            kind,
-            repairs,
-            clock_rate,
-            exts,
-            highest: None,
-        };
-        ingress.add(AUDIO, info(MediaKind::Audio, None, 48_000));
-        ingress.add(VIDEO, info(MediaKind::Video, None, 90_000));
-        ingress.add(RTX, info(MediaKind::Video, Some(VIDEO), 90_000));
-        Setup {
-            send: Srtp::rtp(&client, Direction::Outbound, true).unwrap(),
-            open_rtcp: Srtp::rtcp(&client, Direction::Inbound, false).unwrap(),
-            ingress,
-            zero,
-        }
-    }
-
-    impl Ingress {
-        fn opened_payload(&self) -> &[u8] {
-            &self.plain[self.payload.clone()]
-        }
-    }
-
-    impl Setup {
-        /// The sender's SRTP packet `index` on `ssrc`, with a transport-wide number.
-        fn packet(&mut self, ssrc: u32, index: u64, twcc: Option<u16>, payload: &[u8]) -> Vec<u8> {
-            let seq = (index as u16).to_be_bytes();
-            let mut header = vec![0x80, 96, seq[0], seq[1], 0, 0, 0x10, 0];
-            header.extend(ssrc.to_be_bytes());
-            if let Some(t) = twcc {
-                header[0] |= 0x10;
-                let t = t.to_be_bytes();
-                header.extend([0xbe, 0xde, 0, 1, TWCC_ID << 4 | 1, t[0], t[1], 0]);
-            }
-            let mut out = Vec::new();
-            self.send
-                .protect(&header, payload, ssrc, index, &mut out)
-                .unwrap();
-            out
-        }
-
-        fn at(&self, ms: u64) -> Instant {
-            self.zero + Duration::from_millis(ms)
-        }
-
-        /// The RTCP packets of the feedback due at `now`: (packet type, format, bytes).
-        fn feedback(&mut self, now: Instant) -> Vec<(u8, u8, Vec<u8>)> {
-            let mut out = Vec::new();
-            self.ingress.poll_feedback(now, &mut out);
-            let mut packets = Vec::new();
-            for sealed in out {
-                let mut plain = Vec::new();
-                self.open_rtcp.unprotect_rtcp(&sealed, &mut plain).unwrap();
-                assert_eq!(plain[1], 201, "a compound packet starts with a report");
-                let mut at = 0;
-                while let Some((pt, fmt, len)) = crate::egress::rtcp_header(&plain[at..]) {
-                    packets.push((pt, fmt, plain[at..at + len].to_vec()));
-                    at += len;
-                }
-                assert_eq!(at, plain.len(), "whole RTCP packets");
-            }
-            packets
-        }
-    }
-
-    /// Transport-wide feedback, read by str0m's parser: (number, arrival).
-    fn twcc_of(packets: &[(u8, u8, Vec<u8>)], zero: Instant) -> Vec<(u64, Option<Instant>)> {
-        let (_, _, bytes) = packets
-            .iter()
-            .find(|(pt, fmt, _)| *pt == 205 && *fmt == 15)
-            .expect("transport-wide feedback");
-        let padding = if bytes[0] & 0x20 != 0 {
-            *bytes.last().unwrap() as usize
-        } else {
-            0
-        };
-        let twcc = Twcc::try_from(&bytes[4..bytes.len() - padding]).unwrap();
-        assert_eq!(*twcc.sender_ssrc, OURS);
-        twcc.into_iter(zero, 0u64.into())
-            .map(|(seq, _, at)| (*seq, at))
-            .collect()
-    }
 
     #[test]
     fn packets_open_once_and_forged_or_replayed_ones_do_not() {
@@ -1101,17 +689,6 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_small_across_a_timestamp_wrap() {
-        let mut stats = ReceiveStats::default();
-        // 20 ms audio frames at 48 kHz, on time, across 2^32.
-        for i in 0..20u64 {
-            let time = (u32::MAX - 5 * 960).wrapping_add(i as u32 * 960);
-            stats.received(i, time, Duration::from_millis(1000 + 20 * i), 48_000);
-        }
-        assert!(stats.jitter >> 4 < 48, "jitter {} ticks", stats.jitter >> 4);
-    }
-
-    #[test]
     fn feedback_is_due_when_there_is_something_to_send() {
         let mut s = setup(SrtpProfile::AEAD_AES_128_GCM, 56);
         // A report on the streams is due from the start.
@@ -1133,52 +710,6 @@ mod tests {
     }
 
     #[test]
-    fn transport_wide_feedback_reports_every_number_with_its_arrival() {
-        let mut s = setup(SrtpProfile::AEAD_AES_128_GCM, 56);
-        // Numbers 10..=30 but 13 and 20..=27 lost; 100 ms apart at first (large deltas), then
-        // 1 ms.
-        let mut arrivals = Vec::new();
-        let mut ms = 1000;
-        for n in (10u16..=30).filter(|n| *n != 13 && !(20..=27).contains(n)) {
-            ms += if n < 13 { 100 } else { 1 };
-            let ssrc = if n % 2 == 0 { AUDIO } else { VIDEO };
-            let p = s.packet(ssrc, n as u64, Some(n), b"x");
-            s.ingress.open(&p, s.at(ms)).unwrap();
-            arrivals.push((n as u64, s.at(ms)));
-        }
-        let reported = twcc_of(&s.feedback(s.at(ms)), s.zero);
-        assert_eq!(
-            reported.len(),
-            21,
-            "every number from the first to the last"
-        );
-        for (seq, at) in reported {
-            match arrivals.iter().find(|(n, _)| *n == seq) {
-                Some((_, arrived)) => {
-                    let at = at.expect("reported received");
-                    assert!(at.max(*arrived) - at.min(*arrived) < Duration::from_micros(250));
-                }
-                None => assert_eq!(at, None, "{seq} was lost"),
-            }
-        }
-        // The next feedback goes on from 31; 29 arriving late is not reported again.
-        let late = s.packet(AUDIO, 40, Some(29), b"x");
-        s.ingress.open(&late, s.at(ms + 60)).unwrap();
-        let p = s.packet(VIDEO, 32, Some(32), b"x");
-        s.ingress.open(&p, s.at(ms + 61)).unwrap();
-        let next = twcc_of(&s.feedback(s.at(ms + 61)), s.zero);
-        assert_eq!(
-            next.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-            vec![31, 32]
-        );
-        assert_eq!(next[0].1, None);
-        assert!(next[1].1.is_some());
-        // Nothing new: no transport-wide feedback.
-        let later = s.feedback(s.at(ms + 200));
-        assert!(!later.iter().any(|(pt, fmt, _)| (*pt, *fmt) == (205, 15)));
-    }
-
-    #[test]
     fn feedback_is_sent_at_most_once_per_interval() {
         let mut s = setup(SrtpProfile::AEAD_AES_128_GCM, 56);
         let p = s.packet(AUDIO, 1, Some(1), b"x");
@@ -1194,116 +725,130 @@ mod tests {
         let later = s.at(TWCC_INTERVAL.as_millis() as u64);
         assert_eq!(twcc_of(&s.feedback(later), s.zero).len(), 1);
     }
+}
 
-    #[test]
-    fn lost_video_is_asked_for_until_it_comes_or_too_often() {
-        let mut s = setup(SrtpProfile::AEAD_AES_128_GCM, 56);
-        for index in [1, 2, 5, 6] {
-            let p = s.packet(VIDEO, index, None, b"v");
-            s.ingress.open(&p, s.at(0)).unwrap();
-        }
-        let nacks = |packets: Vec<(u8, u8, Vec<u8>)>| -> Vec<(u32, u16, u16)> {
-            packets
-                .iter()
-                .filter(|(pt, fmt, _)| *pt == 205 && *fmt == 1)
-                .flat_map(|(_, _, b)| {
-                    let media = u32::from_be_bytes(b[8..12].try_into().unwrap());
-                    assert_eq!(u32::from_be_bytes(b[4..8].try_into().unwrap()), OURS);
-                    b[12..]
-                        .chunks_exact(4)
-                        .map(move |f| {
-                            let pid = u16::from_be_bytes([f[0], f[1]]);
-                            (media, pid, u16::from_be_bytes([f[2], f[3]]))
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect()
+/// A sender (its SRTP and SRTCP) and the SFU's ingress of its transport: the harness of the
+/// tests here and of the feedback the ingress writes (`rtcp/`).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::srtp::test_keys;
+    use std::time::Duration;
+    use str0m::crypto::dtls::SrtpProfile;
+    use str0m::rtp::rtcp::Twcc;
+
+    pub const AUDIO: u32 = 0x1111;
+    pub const VIDEO: u32 = 0x2222;
+    pub const RTX: u32 = 0x3333;
+    pub const OURS: u32 = 0x9999;
+    /// The sender's transport-wide number extension id.
+    const TWCC_ID: u8 = 5;
+
+    /// A sender (its SRTP and SRTCP) and the SFU's ingress of its transport.
+    pub struct Setup {
+        send: Srtp,
+        open_rtcp: Srtp,
+        pub ingress: Ingress,
+        pub zero: Instant,
+    }
+
+    pub fn setup(profile: SrtpProfile, len: usize) -> Setup {
+        let (client, server) = test_keys(profile, len);
+        let zero = Instant::now();
+        let mut ingress = Ingress::new(&server, OURS, zero).unwrap();
+        let exts = InExts {
+            transport_cc: Some(TWCC_ID),
+            audio_level: Some(1),
+            ..InExts::default()
         };
-        // 3 and 4: one item, 4 in the bitmask.
-        assert_eq!(nacks(s.feedback(s.at(0))), vec![(VIDEO, 3, 0b1)]);
-        assert!(nacks(s.feedback(s.at(1))).is_empty(), "not again so soon");
-        // 3 comes as a retransmission: 4 alone is asked for again.
-        let rtx = s.packet(RTX, 1, None, &[0, 3, b'v']);
-        s.ingress.open(&rtx, s.at(5)).unwrap();
-        let again = NACK_INTERVAL.as_millis() as u64;
-        assert_eq!(nacks(s.feedback(s.at(again))), vec![(VIDEO, 4, 0)]);
-        let mut asked = 2;
-        let mut ms = again;
-        loop {
-            ms += again;
-            if nacks(s.feedback(s.at(ms))).is_empty() {
-                break;
+        let info = |kind, repairs, clock_rate| StreamInfo {
+            mid: Mid::from(if kind == MediaKind::Audio { "0" } else { "1" }),
+            kind,
+            repairs,
+            clock_rate,
+            exts,
+            highest: None,
+        };
+        ingress.add(AUDIO, info(MediaKind::Audio, None, 48_000));
+        ingress.add(VIDEO, info(MediaKind::Video, None, 90_000));
+        ingress.add(RTX, info(MediaKind::Video, Some(VIDEO), 90_000));
+        Setup {
+            send: Srtp::rtp(&client, Direction::Outbound, true).unwrap(),
+            open_rtcp: Srtp::rtcp(&client, Direction::Inbound, false).unwrap(),
+            ingress,
+            zero,
+        }
+    }
+
+    impl Ingress {
+        pub fn opened_payload(&self) -> &[u8] {
+            &self.plain[self.payload.clone()]
+        }
+    }
+
+    impl Setup {
+        /// The sender's SRTP packet `index` on `ssrc`, with a transport-wide number.
+        pub fn packet(
+            &mut self,
+            ssrc: u32,
+            index: u64,
+            twcc: Option<u16>,
+            payload: &[u8],
+        ) -> Vec<u8> {
+            let seq = (index as u16).to_be_bytes();
+            let mut header = vec![0x80, 96, seq[0], seq[1], 0, 0, 0x10, 0];
+            header.extend(ssrc.to_be_bytes());
+            if let Some(t) = twcc {
+                header[0] |= 0x10;
+                let t = t.to_be_bytes();
+                header.extend([0xbe, 0xde, 0, 1, TWCC_ID << 4 | 1, t[0], t[1], 0]);
             }
-            asked += 1;
+            let mut out = Vec::new();
+            self.send
+                .protect(&header, payload, ssrc, index, &mut out)
+                .unwrap();
+            out
         }
-        assert_eq!(asked, NACK_TRIES as usize, "then given up");
-        // Audio is not asked for.
-        for index in [1, 4] {
-            let p = s.packet(AUDIO, index, None, b"a");
-            s.ingress.open(&p, s.at(ms)).unwrap();
+
+        pub fn at(&self, ms: u64) -> Instant {
+            self.zero + Duration::from_millis(ms)
         }
-        assert!(nacks(s.feedback(s.at(ms + 1000))).is_empty());
+
+        /// The RTCP packets of the feedback due at `now`: (packet type, format, bytes).
+        pub fn feedback(&mut self, now: Instant) -> Vec<(u8, u8, Vec<u8>)> {
+            let mut out = Vec::new();
+            self.ingress.poll_feedback(now, &mut out);
+            let mut packets = Vec::new();
+            for sealed in out {
+                let mut plain = Vec::new();
+                self.open_rtcp.unprotect_rtcp(&sealed, &mut plain).unwrap();
+                assert_eq!(plain[1], 201, "a compound packet starts with a report");
+                let mut at = 0;
+                while let Some((pt, fmt, len)) = crate::rtcp::header(&plain[at..]) {
+                    packets.push((pt, fmt, plain[at..at + len].to_vec()));
+                    at += len;
+                }
+                assert_eq!(at, plain.len(), "whole RTCP packets");
+            }
+            packets
+        }
     }
 
-    #[test]
-    fn receiver_reports_count_loss_and_answer_the_last_sender_report() {
-        let mut s = setup(SrtpProfile::AEAD_AES_128_GCM, 56);
-        for index in (1000..1010).filter(|i| *i != 1004) {
-            let p = s.packet(AUDIO, index, None, b"a");
-            s.ingress.open(&p, s.at(0)).unwrap();
-        }
-        s.ingress
-            .sender_report(AUDIO, 0x1234_5678_9abc_def0, s.at(0));
-        let packets = s.feedback(s.at(500));
-        let (_, count, rr) = &packets[0];
-        assert_eq!((*count, rr.len()), (1, 8 + 24), "one block: audio's");
-        let block = &rr[8..];
-        let word = |at: usize| u32::from_be_bytes(block[at..at + 4].try_into().unwrap());
-        assert_eq!(word(0), AUDIO);
-        assert_eq!(word(4) >> 24, 256 / 10, "fraction lost: 1 of 10");
-        assert_eq!(word(4) & 0xff_ffff, 1, "cumulative lost");
-        assert_eq!(word(8), 1009, "highest number");
-        assert_eq!(word(16), 0x5678_9abc, "the middle of the report's NTP time");
-        assert_eq!(word(20), 65536 / 2, "half a second since");
-        // str0m's report block on the stream gets the same numbers, its LSR and DLSR stay.
-        let mut theirs = vec![0x81, 201, 0, 7, 0, 0, 0, 1];
-        theirs.extend(AUDIO.to_be_bytes());
-        theirs.extend([0xaa; 20]);
-        assert!(s.ingress.rewrite_report_blocks(&mut theirs, s.at(600)));
-        assert_eq!(
-            &theirs[12..16],
-            &[0, 0, 0, 1],
-            "no loss since the last report"
-        );
-        assert_eq!(&theirs[16..20], &1009u32.to_be_bytes());
-        assert_eq!(&theirs[24..32], &[0xaa; 8]);
-        // A repair stream is reported by its own numbers.
-        for index in [5000, 5001] {
-            let p = s.packet(VIDEO, index, None, b"v");
-            s.ingress.open(&p, s.at(700)).unwrap();
-        }
-        let rtx = s.packet(RTX, 40, None, &[0x13, 0x8a, b'v']);
-        assert_eq!(s.ingress.open(&rtx, s.at(701)).unwrap().seq, 5002);
-        let packets = s.feedback(s.at(1600));
-        let blocks = &packets[0].2[8..];
-        let rtx_block = blocks
-            .chunks_exact(24)
-            .find(|b| u32::from_be_bytes(b[0..4].try_into().unwrap()) == RTX)
-            .expect("a block on the repair stream");
-        assert_eq!(&rtx_block[4..12], &[0, 0, 0, 0, 0, 0, 0, 40]);
-        let mut other = vec![0x81, 201, 0, 7, 0, 0, 0, 1];
-        other.extend(0x7777u32.to_be_bytes());
-        other.extend([0xaa; 20]);
-        assert!(!s.ingress.rewrite_report_blocks(&mut other, s.at(600)));
-    }
-
-    #[test]
-    fn status_chunks_use_runs_and_vectors() {
-        let mut out = Vec::new();
-        let mut statuses = vec![1u8; 9];
-        statuses.extend([0, 2, 1]);
-        write_chunks(&statuses, &mut out);
-        // A run of nine small deltas, then a two-bit vector of 0, 2, 1 (and padding).
-        assert_eq!(out, vec![0x20, 9, 0b1100_1001, 0]);
+    /// Transport-wide feedback, read by str0m's parser: (number, arrival).
+    pub fn twcc_of(packets: &[(u8, u8, Vec<u8>)], zero: Instant) -> Vec<(u64, Option<Instant>)> {
+        let (_, _, bytes) = packets
+            .iter()
+            .find(|(pt, fmt, _)| *pt == 205 && *fmt == 15)
+            .expect("transport-wide feedback");
+        let padding = if bytes[0] & 0x20 != 0 {
+            *bytes.last().unwrap() as usize
+        } else {
+            0
+        };
+        let twcc = Twcc::try_from(&bytes[4..bytes.len() - padding]).unwrap();
+        assert_eq!(*twcc.sender_ssrc, OURS);
+        twcc.into_iter(zero, 0u64.into())
+            .map(|(seq, _, at)| (*seq, at))
+            .collect()
     }
 }

@@ -41,6 +41,7 @@ mod metrics;
 mod participant;
 mod recording;
 mod room;
+mod rtcp;
 mod rtp;
 mod server;
 mod sfu;
