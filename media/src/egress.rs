@@ -14,15 +14,16 @@
 //!   nothing of the packets: its RTP time and counts would be wrong, and the receiver
 //!   synchronises audio and video by them. Each outgoing SRTCP packet of a transport with egress
 //!   streams is opened, the sender info of their reports is written from the packets really
-//!   sent, and the packet is sealed again under its own SRTCP index (the original never leaves,
-//!   so no nonce is used twice).
+//!   sent (`rtcp/report.rs`), and the packet is sealed again under its own SRTCP index (the
+//!   original never leaves, so no nonce is used twice).
 //! - **Retransmissions.** Video packets are kept (the last [`RESEND_SLOTS`]); a receiver's
-//!   generic NACK for an egress stream is read from its SRTCP and the packet is sent again as it
-//!   was (the same bytes: no index is protected twice). Bounded: at most [`MAX_NACKS`] packets
-//!   per RTCP datagram, none older than [`MAX_RESEND_AGE`], each at most once per
-//!   [`RESEND_INTERVAL`], and no more bytes than a quarter of what the stream sent (a budget).
-//!   str0m's own retransmission buffer for the stream is emptied when fast forwarding takes
-//!   it over: it would answer a NACK for a new packet with an old one of the same number.
+//!   generic NACK for an egress stream is read from its SRTCP (`rtcp/feedback.rs`) and the
+//!   packet is sent again as it was (the same bytes: no index is protected twice). Bounded: at
+//!   most [`MAX_NACKS`](crate::rtcp::feedback::MAX_NACKS) packets per RTCP datagram, none older
+//!   than [`MAX_RESEND_AGE`], each at most once per [`RESEND_INTERVAL`], and no more bytes than
+//!   a quarter of what the stream sent (a budget). str0m's own retransmission buffer for the
+//!   stream is emptied when fast forwarding takes it over: it would answer a NACK for a new
+//!   packet with an old one of the same number.
 //!
 //! An SRTP packet index (roll-over counter and sequence number) is protected at most once per
 //! stream: a window of the last [`SENT_WINDOW`] indices refuses a second packet under the same
@@ -33,9 +34,9 @@ use std::time::{Duration, Instant};
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues};
 
-use crate::ingress::Ingress;
 use crate::participant::StreamClock;
-use crate::sfu::Feedback;
+use crate::rtcp::feedback::Feedback;
+use crate::rtcp::report::rewrite_sender_info;
 use crate::srtp::{Direction, Keys, Srtp};
 
 /// Video packets kept for retransmission: about 2 s of 1.5 Mbit/s video.
@@ -46,8 +47,6 @@ pub(crate) const RESEND_INTERVAL: Duration = Duration::from_millis(10);
 /// A packet older than this is not resent: the receiver has given up on it (and asked for a
 /// keyframe).
 pub(crate) const MAX_RESEND_AGE: Duration = Duration::from_secs(1);
-/// Packets asked for in one RTCP datagram, at most (a NACK item asks for up to 17).
-pub(crate) const MAX_NACKS: usize = 128;
 /// Resent bytes per byte sent, and the allowance a stream starts with.
 const RESEND_SHARE: u64 = 4;
 const RESEND_START: u64 = 64 * 1024;
@@ -253,49 +252,29 @@ impl Egress {
 
     /// Write the sender info of every sender report for an egress stream in the outgoing SRTCP
     /// `datagram` (from str0m) from the packets really sent and the stream's clock (`stream`
-    /// gives both for an SSRC). str0m made its reports at `now` (the time of the run that
-    /// drains them), which is the NTP time they carry. Returns whether it changed.
+    /// gives both for an SSRC), and let `blocks` rewrite the report blocks of the opened packet
+    /// (the ingress's, on what the SFU receives itself). str0m made its reports at `now` (the
+    /// time of the run that drains them), which is the NTP time they carry. Returns whether it
+    /// changed.
     pub fn rewrite_reports<'s>(
         &mut self,
         datagram: &mut Vec<u8>,
         stream: impl Fn(u32) -> Option<(&'s EgressStream, &'s StreamClock)>,
-        ingress: Option<&mut Ingress>,
+        blocks: impl FnOnce(&mut [u8]) -> bool,
         now: Instant,
     ) -> bool {
         let Some(index) = self.rtcp_open.unprotect_rtcp(datagram, &mut self.plain) else {
             return false;
         };
-        let mut changed = false;
-        let mut at = 0;
-        while let Some((pt, _, len)) = crate::rtcp::header(&self.plain[at..]) {
-            let block = &mut self.plain[at..at + len];
-            if pt == 200 && len >= 28 {
-                let ssrc = u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
-                if let Some((s, clock)) = stream(ssrc) {
-                    let word = |at: usize| {
-                        u32::from_be_bytes(block[at..at + 4].try_into().expect("4 bytes"))
-                    };
-                    // Only once this stream sent a packet itself; before, str0m's report is its own.
-                    if let (Some(_), Some(time)) =
-                        (s.sent.newest, clock.rtp_time_at(now, s.clock_rate))
-                    {
-                        // str0m counts what it sent itself on the stream (before the keys were
-                        // there, or retransmitted from its own buffer).
-                        let packets = word(20).wrapping_add(s.packets);
-                        let octets = word(24).wrapping_add(s.octets);
-                        block[16..20].copy_from_slice(&time.to_be_bytes());
-                        block[20..24].copy_from_slice(&packets.to_be_bytes());
-                        block[24..28].copy_from_slice(&octets.to_be_bytes());
-                        changed = true;
-                    }
-                }
-            }
-            at += len;
-        }
+        let mut changed = rewrite_sender_info(&mut self.plain, |ssrc| {
+            let (s, clock) = stream(ssrc)?;
+            // Only once this stream sent a packet itself; before, str0m's report is its own.
+            s.sent.newest?;
+            let time = clock.rtp_time_at(now, s.clock_rate)?;
+            Some((time, s.packets, s.octets))
+        });
         // Report blocks on what the SFU receives itself: its own numbers.
-        if let Some(ingress) = ingress {
-            changed |= ingress.rewrite_report_blocks(&mut self.plain, now);
-        }
+        changed |= blocks(&mut self.plain);
         if !changed
             || self
                 .rtcp_seal
@@ -308,10 +287,8 @@ impl Egress {
         true
     }
 
-    /// What the participant's SRTCP `datagram` says: of the streams it gets, the (SSRC,
-    /// sequence number) pairs it asks to be sent again (generic NACK, RFC 4585 §6.2.1) and the
-    /// SSRCs it reports on (report blocks, RFC 3550 §6.4); of the streams it sends, its sender
-    /// reports (SSRC and NTP time).
+    /// What the participant's SRTCP `datagram` says ([`Feedback`]), if it is authentic:
+    /// appended to `feedback`.
     pub fn feedback(&mut self, datagram: &[u8], feedback: &mut Feedback) {
         if self
             .rtcp_in
@@ -320,54 +297,7 @@ impl Egress {
         {
             return;
         }
-        let Feedback {
-            nacks: out,
-            reported,
-            senders,
-        } = feedback;
-        let mut at = 0;
-        while let Some((pt, fmt, len)) = crate::rtcp::header(&self.plain[at..]) {
-            let block = &self.plain[at..at + len];
-            // Report blocks of 24 bytes after the sender info (SR) or the sender SSRC (RR).
-            let blocks_at = match pt {
-                200 => Some(28),
-                201 => Some(8),
-                _ => None,
-            };
-            if pt == 200 && len >= 16 {
-                let ssrc = u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
-                let ntp = u64::from_be_bytes(block[8..16].try_into().expect("8 bytes"));
-                senders.push((ssrc, ntp));
-            }
-            if let Some(first) = blocks_at {
-                reported.extend(
-                    block
-                        .get(first..)
-                        .unwrap_or_default()
-                        .chunks_exact(24)
-                        .take(fmt as usize)
-                        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-                );
-            }
-            if pt == 205 && fmt == 1 && len >= 12 {
-                let ssrc = u32::from_be_bytes([block[8], block[9], block[10], block[11]]);
-                for fci in block[12..].chunks_exact(4) {
-                    if out.len() >= MAX_NACKS {
-                        break;
-                    }
-                    let pid = u16::from_be_bytes([fci[0], fci[1]]);
-                    let blp = u16::from_be_bytes([fci[2], fci[3]]);
-                    out.push((ssrc, pid));
-                    out.extend(
-                        (0..16)
-                            .filter(|bit| blp & (1 << bit) != 0)
-                            .map(|bit| (ssrc, pid.wrapping_add(bit + 1))),
-                    );
-                    out.truncate(MAX_NACKS);
-                }
-            }
-            at += len;
-        }
+        feedback.read(&self.plain);
     }
 }
 
@@ -480,6 +410,7 @@ impl EgressStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rtcp::feedback::MAX_NACKS;
     use crate::srtp::test_keys;
     use str0m::crypto::dtls::SrtpProfile;
 
@@ -707,7 +638,7 @@ mod tests {
             .unwrap();
         let at = t0 + Duration::from_millis(500);
         let by_ssrc = |ssrc| (ssrc == 7).then_some((&stream, &clock));
-        assert!(egress.rewrite_reports(&mut datagram, by_ssrc, None, at));
+        assert!(egress.rewrite_reports(&mut datagram, by_ssrc, |_| false, at));
         let mut opened = Vec::new();
         let mut receiver = Srtp::rtcp(&client, Direction::Inbound, false).unwrap();
         assert_eq!(receiver.unprotect_rtcp(&datagram, &mut opened), Some(42));
@@ -730,7 +661,7 @@ mod tests {
             .protect_rtcp(&report(8, 1, 50), 43, &mut other)
             .unwrap();
         let before = other.clone();
-        assert!(!egress.rewrite_reports(&mut other, by_ssrc, None, at));
+        assert!(!egress.rewrite_reports(&mut other, by_ssrc, |_| false, at));
         assert_eq!(other, before);
     }
 

@@ -25,6 +25,7 @@ use crate::recording::{
     TapFactory, TapFrame,
 };
 use crate::room::Room;
+use crate::rtcp::feedback::Feedback;
 use crate::rtp::{Header, InExts};
 use crate::srtp::KeySlot;
 use crate::{Metrics, ParticipantId, ParticipantInfo, Role, RoomId, RoomMetrics, TrackKind};
@@ -296,17 +297,6 @@ pub struct Sfu {
     /// Reused for the payload of a packet the SFU opened itself, and its own RTCP.
     payload: Vec<u8>,
     rtcp_out: Vec<Vec<u8>>,
-}
-
-/// What a participant's SRTCP says (`Egress::feedback`).
-#[derive(Debug, Default)]
-pub(crate) struct Feedback {
-    /// (SSRC, sequence number) asked for again.
-    pub nacks: Vec<(u32, u16)>,
-    /// SSRCs reported on.
-    pub reported: Vec<u32>,
-    /// Sender reports: (SSRC, NTP time).
-    pub senders: Vec<(u32, u64)>,
 }
 
 /// A media packet to forward, from str0m or opened by the SFU itself.
@@ -970,9 +960,7 @@ impl Sfu {
             // Retransmissions of egress streams: str0m did not send those packets.
             let mut resent = (0u64, 0u64);
             let mut feedback = std::mem::take(&mut self.feedback);
-            feedback.nacks.clear();
-            feedback.reported.clear();
-            feedback.senders.clear();
+            feedback.clear();
             egress.feedback(raw, &mut feedback);
             for stream in p.consumers.iter_mut().filter_map(|c| c.egress.as_mut()) {
                 if feedback.reported.contains(&stream.ssrc) {
@@ -1218,12 +1206,11 @@ impl Sfu {
                                     Some((s, &c.clock))
                                 })
                             };
-                            egress.rewrite_reports(
-                                &mut contents,
-                                stream,
-                                p.ingress.as_deref_mut(),
-                                now,
-                            );
+                            let ingress = p.ingress.as_deref_mut();
+                            let blocks = |plain: &mut [u8]| {
+                                ingress.is_some_and(|i| i.rewrite_report_blocks(plain, now))
+                            };
+                            egress.rewrite_reports(&mut contents, stream, blocks, now);
                         }
                     }
                     packets_out += 1;

@@ -3,11 +3,14 @@
 //!
 //! - `twcc.rs` — transport-wide congestion control feedback ([`twcc::TwccWriter`]).
 //! - `nack.rs` — generic NACKs for lost video ([`nack::NackWriter`]).
-//! - `report.rs` — receiver reports and their statistics ([`report::ReceiveStats`]), and the
-//!   report blocks of str0m's own reports rewritten with the SFU's numbers.
+//! - `report.rs` — receiver reports and their statistics ([`report::ReceiveStats`]); str0m's
+//!   own reports rewritten with the SFU's numbers (the sender info of egress streams, the
+//!   report blocks of streams the ingress opens).
+//! - `feedback.rs` — what a participant's RTCP asks of the SFU ([`feedback::Feedback`]).
 //!
 //! Nothing here knows str0m's transports or the SRTCP keys: the callers open and seal.
 
+pub(crate) mod feedback;
 pub(crate) mod nack;
 pub(crate) mod report;
 pub(crate) mod twcc;

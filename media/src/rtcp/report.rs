@@ -155,6 +155,37 @@ pub(crate) fn rewrite_blocks(
     changed
 }
 
+/// Write the sender info (RTP time, packet and octet counts) of the sender reports in a
+/// compound RTCP packet str0m made (`plain`, opened) for the streams `sent` knows: by SSRC,
+/// the RTP time at the report's time and the packets and payload octets sent past str0m.
+/// str0m's counts are of what it sent itself on the stream (before the keys were there, or
+/// retransmitted from its own buffer): the two are added. Returns whether it changed.
+pub(crate) fn rewrite_sender_info(
+    plain: &mut [u8],
+    mut sent: impl FnMut(u32) -> Option<(u32, u32, u32)>,
+) -> bool {
+    let mut changed = false;
+    let mut at = 0;
+    while let Some((pt, _, len)) = header(&plain[at..]) {
+        let block = &mut plain[at..at + len];
+        if pt == 200 && len >= 28 {
+            let ssrc = u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
+            if let Some((time, packets, octets)) = sent(ssrc) {
+                let word =
+                    |at: usize| u32::from_be_bytes(block[at..at + 4].try_into().expect("4 bytes"));
+                let packets = word(20).wrapping_add(packets);
+                let octets = word(24).wrapping_add(octets);
+                block[16..20].copy_from_slice(&time.to_be_bytes());
+                block[20..24].copy_from_slice(&packets.to_be_bytes());
+                block[24..28].copy_from_slice(&octets.to_be_bytes());
+                changed = true;
+            }
+        }
+        at += len;
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
