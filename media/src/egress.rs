@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues};
 
-use crate::participant::StreamClock;
+use crate::clock::StreamClock;
 use crate::rtcp::feedback::Feedback;
 use crate::rtcp::report::rewrite_sender_info;
 use crate::srtp::{Direction, Keys, Srtp};

@@ -1,4 +1,6 @@
-//! Identifier newtypes. All are cheap to clone (`Arc<str>`), compare by value and never mix up.
+//! Identifiers: the string ids of rooms and participants (cheap to clone, `Arc<str>`), the
+//! SFU's own [`ParticipantKey`] of a session, and the map the SFU keys by them. They compare by
+//! value and never mix up.
 
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -49,6 +51,26 @@ string_id!(
     /// One joined identity in a Room; stable across reconnects of the same person.
     ParticipantId
 );
+
+/// Handle of one participant session inside the SFU. Unlike [`ParticipantId`] it is never reused:
+/// a participant that rejoins gets a new key, so late messages for the old session cannot leak
+/// into the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantKey(pub(crate) u64);
+
+impl ParticipantKey {
+    /// A key for tests of code above the SFU; real keys come from [`crate::Sfu::join`].
+    #[doc(hidden)]
+    pub fn test(n: u64) -> Self {
+        ParticipantKey(n)
+    }
+}
+
+impl fmt::Display for ParticipantKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
 
 /// A hasher for the SFU's per-packet lookups by keys the server made itself (participant keys,
 /// room ids from signed join tokens): a multiply-rotate per word (the FxHash scheme) and

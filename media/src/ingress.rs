@@ -40,11 +40,11 @@ use std::time::{Duration, Instant};
 use str0m::media::{MediaKind, Mid};
 use str0m::rtp::ExtensionValues;
 
+use crate::deadline::lower;
 use crate::rtcp::nack::NackWriter;
 use crate::rtcp::report::{REPORT_INTERVAL, ReceiveStats, rewrite_blocks, write_receiver_report};
 use crate::rtcp::twcc::{TWCC_INTERVAL, TwccWriter};
 use crate::rtp::{Header, InExts, extend_seq, extend_time};
-use crate::sfu::lower;
 use crate::srtp::{Direction, Keys, Srtp};
 
 /// SSRCs kept per sender, at most (the one silent the longest goes first).

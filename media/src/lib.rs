@@ -34,11 +34,16 @@
 //!   never waits for the recorder.
 
 mod assembler;
+mod clock;
+mod consumer;
+mod deadline;
 mod egress;
 mod ids;
+mod info;
 mod ingress;
 mod metrics;
 mod participant;
+mod producer;
 mod recording;
 mod room;
 mod rtcp;
@@ -47,9 +52,9 @@ mod server;
 mod sfu;
 pub mod srtp;
 
-pub use ids::{ParticipantId, RoomId};
+pub use ids::{ParticipantId, ParticipantKey, RoomId};
+pub use info::{ParticipantInfo, Role, TrackKind};
 pub use metrics::{LoopLoad, Metrics, RoomMetrics};
-pub use participant::{ParticipantInfo, ParticipantKey, Role, TrackKind};
 pub use recording::{
     MediaTap, RecordingError, RecordingMode, RecordingPhase, RecordingStatus, RoomEvent,
     StopReason, TapCodec, TapFactory, TapFrame,

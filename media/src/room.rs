@@ -1,7 +1,7 @@
 //! A Room: the live call of one Consultation, and the Router of its media.
 
 use crate::RoomMetrics;
-use crate::participant::ParticipantKey;
+use crate::ids::ParticipantKey;
 use crate::recording::RoomRecording;
 
 #[derive(Default)]

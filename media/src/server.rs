@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::participant::ParticipantKey;
+use crate::ids::ParticipantKey;
 use crate::{
     Command, JoinError, LeaveReason, Metrics, NegotiationError, ParticipantInfo, RoomEvent, RoomId,
     Sfu, SfuOptions, Signal, TrackKind,

@@ -14,12 +14,13 @@ use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
 use crate::assembler::{Frame, FrameAssembler, Packet};
+use crate::consumer::{Consumer, ConsumerState, SeqMap};
+use crate::deadline::lower;
 use crate::egress::{Egress, EgressStream, Outgoing};
-use crate::ids::FastMap;
+use crate::ids::{FastMap, ParticipantKey};
 use crate::ingress::{Ingress, Opened, Refused, StreamInfo};
-use crate::participant::{
-    Consumer, ConsumerState, EgressState, Participant, ParticipantKey, Producer, SeqMap,
-};
+use crate::participant::{EgressState, Participant};
+use crate::producer::Producer;
 use crate::recording::{
     MediaTap, RecordingError, RecordingMode, RecordingStatus, RoomEvent, StopReason, TapCodec,
     TapFactory, TapFrame,
@@ -1573,11 +1574,6 @@ impl Sfu {
             self.dirty.push(source);
         }
     }
-}
-
-/// Move `deadline` to `to` if that is earlier.
-pub(crate) fn lower(deadline: &mut Option<Instant>, to: Instant) {
-    *deadline = Some(deadline.map_or(to, |d| d.min(to)));
 }
 
 /// Count datagrams and bytes (`sent`) a room's participants were sent.
