@@ -35,6 +35,7 @@
 
 mod assembler;
 mod clock;
+mod command;
 mod consumer;
 mod deadline;
 mod egress;
@@ -42,6 +43,7 @@ mod ids;
 mod info;
 mod ingress;
 mod metrics;
+mod options;
 mod participant;
 mod producer;
 mod recording;
@@ -50,17 +52,21 @@ mod rtcp;
 mod rtp;
 mod server;
 mod sfu;
+mod signal;
 pub mod srtp;
+mod transmit;
 
+pub use command::Command;
 pub use ids::{ParticipantId, ParticipantKey, RoomId};
 pub use info::{ParticipantInfo, Role, TrackKind};
 pub use metrics::{LoopLoad, Metrics, RoomMetrics};
+pub use options::SfuOptions;
 pub use recording::{
     MediaTap, RecordingError, RecordingMode, RecordingPhase, RecordingStatus, RoomEvent,
     StopReason, TapCodec, TapFactory, TapFrame,
 };
 pub use rtp::Header as RtpHeader;
 pub use server::{DEFAULT_SOCKET_BUFFER, MediaHandle, MediaServer, MediaServerError};
-pub use sfu::{
-    Command, JoinError, LeaveReason, NegotiationError, Sfu, SfuOptions, Signal, Transmit,
-};
+pub use sfu::{JoinError, NegotiationError, Sfu};
+pub use signal::{LeaveReason, Signal};
+pub use transmit::Transmit;

@@ -14,22 +14,26 @@ use str0m::{Candidate, Event, Input, Output, RtcConfig};
 use tracing::{debug, info, trace, warn};
 
 use crate::assembler::{Frame, FrameAssembler, Packet};
+use crate::command::Command;
 use crate::consumer::{Consumer, ConsumerState, SeqMap};
 use crate::deadline::lower;
 use crate::egress::{Egress, EgressStream, Outgoing};
-use crate::ids::{FastMap, ParticipantKey};
+use crate::ids::{FastMap, ParticipantKey, RoomId};
+use crate::info::{ParticipantInfo, Role, TrackKind};
 use crate::ingress::{Ingress, Opened, Refused, StreamInfo};
+use crate::metrics::{Metrics, RoomMetrics};
+use crate::options::SfuOptions;
 use crate::participant::{EgressState, Participant};
 use crate::producer::Producer;
 use crate::recording::{
-    MediaTap, RecordingError, RecordingMode, RecordingStatus, RoomEvent, StopReason, TapCodec,
-    TapFactory, TapFrame,
+    MediaTap, RecordingError, RecordingMode, RoomEvent, StopReason, TapCodec, TapFrame,
 };
 use crate::room::Room;
 use crate::rtcp::feedback::Feedback;
 use crate::rtp::{Header, InExts};
+use crate::signal::{LeaveReason, Signal};
 use crate::srtp::KeySlot;
-use crate::{Metrics, ParticipantId, ParticipantInfo, Role, RoomId, RoomMetrics, TrackKind};
+use crate::transmit::Transmit;
 
 /// str0m's retransmission buffer per video send stream: packets, and how long they are kept.
 const RTX_CACHE_PACKETS: usize = 1000;
@@ -40,116 +44,6 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 const MAX_RECORDING_SESSIONS: u32 = 20;
 /// How long the SFU sleeps when nothing has a deadline.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Options of an [`Sfu`].
-#[derive(Clone)]
-pub struct SfuOptions {
-    /// Addresses announced as ICE host candidates (the UDP socket's public addresses).
-    pub candidates: Vec<SocketAddr>,
-    /// People per room; recorders do not count.
-    pub max_participants: usize,
-    /// A connected participant silent on UDP for this long is removed.
-    pub ice_timeout: Duration,
-    /// A participant whose first UDP datagram has not arrived this long after joining is removed.
-    pub connect_timeout: Duration,
-    /// When rooms are recorded; without a recorder ([`SfuOptions::recorder`]) never.
-    pub recording: RecordingMode,
-    /// Opens the recorder of a room whose recording starts.
-    pub recorder: Option<Arc<dyn TapFactory>>,
-    /// Media is protected and sent by the SFU itself, past str0m's send path (`egress.rs`).
-    pub fast_forwarding: bool,
-    /// Media is opened by the SFU itself, past str0m's receive path (`ingress.rs`); only with
-    /// fast forwarding.
-    pub fast_receiving: bool,
-}
-
-impl std::fmt::Debug for SfuOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SfuOptions")
-            .field("candidates", &self.candidates)
-            .field("max_participants", &self.max_participants)
-            .field("ice_timeout", &self.ice_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("recording", &self.recording)
-            .field("recorder", &self.recorder.is_some())
-            .field("fast_forwarding", &self.fast_forwarding)
-            .field("fast_receiving", &self.fast_receiving)
-            .finish()
-    }
-}
-
-impl SfuOptions {
-    pub fn new(candidates: Vec<SocketAddr>) -> Self {
-        SfuOptions {
-            candidates,
-            max_participants: 2,
-            ice_timeout: Duration::from_secs(8),
-            connect_timeout: Duration::from_secs(30),
-            recording: RecordingMode::Off,
-            recorder: None,
-            fast_forwarding: true,
-            fast_receiving: true,
-        }
-    }
-
-    /// Whether media is sent past str0m's send path (on by default).
-    pub fn fast_forwarding(mut self, on: bool) -> Self {
-        self.fast_forwarding = on;
-        self
-    }
-
-    /// Whether media is received past str0m's receive path (on by default; needs fast
-    /// forwarding).
-    pub fn fast_receiving(mut self, on: bool) -> Self {
-        self.fast_receiving = on;
-        self
-    }
-
-    /// Record rooms in `mode` through `recorder`.
-    pub fn recording(mut self, mode: RecordingMode, recorder: Arc<dyn TapFactory>) -> Self {
-        self.recording = mode;
-        self.recorder = Some(recorder);
-        self
-    }
-
-    /// The mode in effect: `Off` without a recorder.
-    pub fn recording_mode(&self) -> RecordingMode {
-        if self.recorder.is_some() {
-            self.recording
-        } else {
-            RecordingMode::Off
-        }
-    }
-
-    pub fn max_participants(mut self, n: usize) -> Self {
-        self.max_participants = n;
-        self
-    }
-
-    pub fn ice_timeout(mut self, t: Duration) -> Self {
-        self.ice_timeout = t;
-        self
-    }
-
-    pub fn connect_timeout(mut self, t: Duration) -> Self {
-        self.connect_timeout = t;
-        self
-    }
-}
-
-/// Why a participant left a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum LeaveReason {
-    /// Hung up or closed the socket.
-    Hangup,
-    /// Its media path went silent.
-    ConnectionLost,
-    /// The same participant joined again from another session.
-    Replaced,
-    /// The server is stopping.
-    ServerShutdown,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JoinError {
@@ -171,86 +65,6 @@ pub enum NegotiationError {
     Gone,
     #[error("{0}")]
     Recording(#[from] RecordingError),
-}
-
-/// A message from the SFU to one participant's session.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Signal {
-    /// A server-initiated SDP offer (another participant's tracks came or went).
-    Offer(String),
-    ParticipantJoined(ParticipantInfo),
-    ParticipantLeft {
-        id: ParticipantId,
-        reason: LeaveReason,
-    },
-    MuteChanged {
-        id: ParticipantId,
-        kind: TrackKind,
-        muted: bool,
-    },
-    /// The room's recording state changed (sent on join, too).
-    Recording(RecordingStatus),
-    /// This session was removed from its room; nothing more will follow.
-    Closed(LeaveReason),
-}
-
-/// A command to the SFU, as the I/O edge carries it from signaling.
-#[derive(Debug)]
-pub enum Command {
-    Offer {
-        key: ParticipantKey,
-        sdp: String,
-    },
-    Answer {
-        key: ParticipantKey,
-        sdp: String,
-    },
-    Candidate {
-        key: ParticipantKey,
-        candidate: String,
-    },
-    Mute {
-        key: ParticipantKey,
-        kind: TrackKind,
-        muted: bool,
-    },
-    Leave {
-        key: ParticipantKey,
-        reason: LeaveReason,
-    },
-    /// The participant gives (`true`) or withdraws consent to recording.
-    Consent {
-        key: ParticipantKey,
-        consent: bool,
-    },
-    /// The doctor starts (`true`) or stops the recording.
-    Recording {
-        key: ParticipantKey,
-        start: bool,
-    },
-}
-
-impl Command {
-    /// The participant session the command is for.
-    pub fn key(&self) -> ParticipantKey {
-        match self {
-            Command::Offer { key, .. }
-            | Command::Answer { key, .. }
-            | Command::Candidate { key, .. }
-            | Command::Mute { key, .. }
-            | Command::Leave { key, .. }
-            | Command::Consent { key, .. }
-            | Command::Recording { key, .. } => *key,
-        }
-    }
-}
-
-/// A datagram to send.
-#[derive(Debug)]
-pub struct Transmit {
-    pub source: SocketAddr,
-    pub destination: SocketAddr,
-    pub contents: Vec<u8>,
 }
 
 /// Something a participant's Transport produced that concerns other participants.

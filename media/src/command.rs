@@ -1,0 +1,56 @@
+//! What signaling asks of the SFU for one participant's session ([`Command`]).
+
+use crate::ids::ParticipantKey;
+use crate::info::TrackKind;
+use crate::signal::LeaveReason;
+
+/// A command to the SFU, as the I/O edge carries it from signaling.
+#[derive(Debug)]
+pub enum Command {
+    Offer {
+        key: ParticipantKey,
+        sdp: String,
+    },
+    Answer {
+        key: ParticipantKey,
+        sdp: String,
+    },
+    Candidate {
+        key: ParticipantKey,
+        candidate: String,
+    },
+    Mute {
+        key: ParticipantKey,
+        kind: TrackKind,
+        muted: bool,
+    },
+    Leave {
+        key: ParticipantKey,
+        reason: LeaveReason,
+    },
+    /// The participant gives (`true`) or withdraws consent to recording.
+    Consent {
+        key: ParticipantKey,
+        consent: bool,
+    },
+    /// The doctor starts (`true`) or stops the recording.
+    Recording {
+        key: ParticipantKey,
+        start: bool,
+    },
+}
+
+impl Command {
+    /// The participant session the command is for.
+    pub fn key(&self) -> ParticipantKey {
+        match self {
+            Command::Offer { key, .. }
+            | Command::Answer { key, .. }
+            | Command::Candidate { key, .. }
+            | Command::Mute { key, .. }
+            | Command::Leave { key, .. }
+            | Command::Consent { key, .. }
+            | Command::Recording { key, .. } => *key,
+        }
+    }
+}

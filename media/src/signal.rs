@@ -1,0 +1,41 @@
+//! What the SFU tells one participant's session ([`Signal`]), and why a participant left a
+//! room ([`LeaveReason`]).
+
+use crate::ids::ParticipantId;
+use crate::info::{ParticipantInfo, TrackKind};
+use crate::recording::RecordingStatus;
+
+/// A message from the SFU to one participant's session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// A server-initiated SDP offer (another participant's tracks came or went).
+    Offer(String),
+    ParticipantJoined(ParticipantInfo),
+    ParticipantLeft {
+        id: ParticipantId,
+        reason: LeaveReason,
+    },
+    MuteChanged {
+        id: ParticipantId,
+        kind: TrackKind,
+        muted: bool,
+    },
+    /// The room's recording state changed (sent on join, too).
+    Recording(RecordingStatus),
+    /// This session was removed from its room; nothing more will follow.
+    Closed(LeaveReason),
+}
+
+/// Why a participant left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LeaveReason {
+    /// Hung up or closed the socket.
+    Hangup,
+    /// Its media path went silent.
+    ConnectionLost,
+    /// The same participant joined again from another session.
+    Replaced,
+    /// The server is stopping.
+    ServerShutdown,
+}
