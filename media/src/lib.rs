@@ -38,6 +38,7 @@ mod clock;
 mod command;
 mod consumer;
 mod deadline;
+mod demux;
 mod egress;
 mod ids;
 mod info;
@@ -55,6 +56,7 @@ mod sfu;
 mod signal;
 pub mod srtp;
 mod transmit;
+mod transport;
 
 pub use command::Command;
 pub use ids::{ParticipantId, ParticipantKey, RoomId};

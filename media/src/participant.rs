@@ -1,26 +1,22 @@
-//! A Participant: one joined identity in a Room, its Transport (a [`Rtc`]), its Producers (inbound
+//! A Participant: one joined identity in a Room, its [`Transport`], its Producers (inbound
 //! tracks) and its Consumers (the other participants' tracks forwarded to it).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
-use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid};
 
 use crate::consumer::{Consumer, ConsumerState};
-use crate::egress::Egress;
 use crate::ids::{ParticipantKey, RoomId};
 use crate::info::{ParticipantInfo, TrackKind};
 use crate::producer::Producer;
-use crate::srtp::KeySlot;
+use crate::transport::Transport;
 
 pub(crate) struct Participant {
     pub key: ParticipantKey,
     pub room: RoomId,
     pub info: ParticipantInfo,
-    pub rtc: Rtc,
+    pub transport: Transport,
     pub producers: Vec<Producer>,
     pub consumers: Vec<Consumer>,
     /// Our outstanding offer, if any.
@@ -32,24 +28,6 @@ pub(crate) struct Participant {
     pub joined_at: Instant,
     /// Last UDP datagram from this participant: its liveness.
     pub last_seen: Option<Instant>,
-    /// When the Rtc wants its next `Input::Timeout`.
-    pub next_timeout: Instant,
-    /// Filled by the DTLS handshake with the SRTP keys (fast forwarding).
-    pub keys: Arc<KeySlot>,
-    pub egress: EgressState,
-    /// Opens the participant's media past str0m (`ingress.rs`), once the keys are there.
-    pub ingress: Option<Box<crate::ingress::Ingress>>,
-    /// Where str0m sends RTP and RTCP (the selected candidate pair): (from, to).
-    pub media_to: Option<(SocketAddr, SocketAddr)>,
-}
-
-/// The egress of one receiver's transport (`egress.rs`), once it can be made.
-pub(crate) enum EgressState {
-    /// The SRTP keys are not there yet (or fast forwarding is off).
-    Pending,
-    Ready(Box<Egress>),
-    /// The keys' profile is not supported: str0m sends.
-    Off,
 }
 
 impl Participant {
@@ -77,20 +55,9 @@ impl Participant {
         {
             return false;
         }
-        // PLI where negotiated, else FIR (RFC 4585, RFC 5104), as str0m's writer chooses.
-        let params = self.rtc.codec_config().params();
-        let kind = if params.iter().any(|p| p.fb_pli()) {
-            KeyframeRequestKind::Pli
-        } else if params.iter().any(|p| p.fb_fir()) {
-            KeyframeRequestKind::Fir
-        } else {
+        if !self.transport.request_keyframe(mid) {
             return false;
-        };
-        let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_rx_by_mid(mid, None) else {
-            return false;
-        };
-        stream.request_keyframe(kind);
+        }
         producer.last_keyframe_request = Some(now);
         true
     }
@@ -150,7 +117,7 @@ impl Participant {
         {
             return None;
         }
-        let mut change = self.rtc.sdp_api();
+        let mut change = self.transport.rtc.sdp_api();
         for consumer in &mut self.consumers {
             match consumer.state {
                 ConsumerState::ToOpen => {

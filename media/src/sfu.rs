@@ -10,34 +10,31 @@ use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
-use str0m::{Candidate, Event, Input, Output, RtcConfig};
+use str0m::{Candidate, Event, Input, Output};
 use tracing::{debug, info, trace, warn};
 
 use crate::assembler::{Frame, FrameAssembler, Packet};
 use crate::command::Command;
 use crate::consumer::{Consumer, ConsumerState, SeqMap};
 use crate::deadline::lower;
-use crate::egress::{Egress, EgressStream, Outgoing};
+use crate::demux::{Demux, is_rtcp, is_srtp};
+use crate::egress::Outgoing;
 use crate::ids::{FastMap, ParticipantKey, RoomId};
 use crate::info::{ParticipantInfo, Role, TrackKind};
-use crate::ingress::{Ingress, Opened, Refused, StreamInfo};
+use crate::ingress::Opened;
 use crate::metrics::{Metrics, RoomMetrics};
 use crate::options::SfuOptions;
-use crate::participant::{EgressState, Participant};
+use crate::participant::Participant;
 use crate::producer::Producer;
 use crate::recording::{
     MediaTap, RecordingError, RecordingMode, RoomEvent, StopReason, TapCodec, TapFrame,
 };
 use crate::room::Room;
 use crate::rtcp::feedback::Feedback;
-use crate::rtp::{Header, InExts};
 use crate::signal::{LeaveReason, Signal};
-use crate::srtp::KeySlot;
 use crate::transmit::Transmit;
+use crate::transport::{EgressState, Transport};
 
-/// str0m's retransmission buffer per video send stream: packets, and how long they are kept.
-const RTX_CACHE_PACKETS: usize = 1000;
-const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
 /// Minimum time between two keyframe requests to the same producer.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 /// Recordings one room may start (each stop and start makes a new set of files).
@@ -88,9 +85,8 @@ pub struct Sfu {
     key_step: u64,
     participants: FastMap<ParticipantKey, Participant>,
     rooms: FastMap<RoomId, Room>,
-    /// Demultiplexing cache: once a source address was accepted by a Transport, its datagrams go
-    /// straight there (verified with `Rtc::accepts` so a reused address cannot be hijacked).
-    by_source: HashMap<SocketAddr, ParticipantKey>,
+    /// Which participant a datagram is for.
+    demux: Demux,
     /// Counters of rooms that have ended.
     ended: RoomMetrics,
     transmits: VecDeque<Transmit>,
@@ -146,7 +142,7 @@ impl Sfu {
             key_step: 1,
             participants: FastMap::default(),
             rooms: FastMap::default(),
-            by_source: HashMap::new(),
+            demux: Demux::default(),
             ended: RoomMetrics::default(),
             transmits: VecDeque::new(),
             signals: VecDeque::new(),
@@ -211,39 +207,7 @@ impl Sfu {
 
         let key = ParticipantKey(self.next_key);
         self.next_key += self.key_step;
-        let keys = Arc::new(KeySlot::default());
-        let crypto = if self.options.fast_forwarding {
-            // Its DTLS hands over the SRTP keys: media is protected past str0m.
-            crate::srtp::provider()
-        } else {
-            self.crypto.clone()
-        };
-        let mut config = RtcConfig::new()
-            .set_ice_lite(true)
-            .set_crypto_provider(crypto)
-            .set_dtls_cert(self.dtls_cert.clone())
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_h264(true)
-            // Packets are forwarded as they come, not depacketized into frames and packetized
-            // again: each receiver's jitter buffer orders them, str0m still answers NACKs from
-            // its retransmission buffer, sends receiver and sender reports and congestion
-            // feedback. The recorder puts frames together itself (assembler.rs).
-            .set_rtp_mode(true);
-        // Browsers send RTCP every second or so; a retransmission buffer of 1 s is ample for NACK.
-        config = config.set_send_buffer_video(RTX_CACHE_PACKETS);
-        let mut rtc = crate::srtp::capture(&keys, || config.build(now));
-        for addr in &self.options.candidates {
-            match Candidate::host(*addr, "udp") {
-                Ok(candidate) => {
-                    rtc.add_local_candidate(candidate);
-                }
-                Err(e) => {
-                    warn!(%addr, error = %e, "cannot announce this address as an ICE candidate")
-                }
-            }
-        }
+        let transport = Transport::new(now, &self.options, &self.crypto, &self.dtls_cert);
 
         let room = self.rooms.entry(room_id.clone()).or_default();
         if info.role != Role::Recorder {
@@ -272,7 +236,7 @@ impl Sfu {
                 key,
                 room: room_id,
                 info,
-                rtc,
+                transport,
                 producers: Vec::new(),
                 consumers,
                 pending: None,
@@ -280,11 +244,6 @@ impl Sfu {
                 renegotiate: true,
                 joined_at: now,
                 last_seen: None,
-                next_timeout: now,
-                keys,
-                egress: EgressState::Pending,
-                ingress: None,
-                media_to: None,
             },
         );
         // Everyone hears the recording state (the newcomer may have changed whether the room
@@ -525,6 +484,7 @@ impl Sfu {
         }
         p.roll_back_pending();
         let answer = p
+            .transport
             .rtc
             .sdp_api()
             .accept_offer(offer)
@@ -549,7 +509,7 @@ impl Sfu {
             .get_mut(&key)
             .ok_or(NegotiationError::Gone)?;
         let pending = p.pending.take().ok_or(NegotiationError::NoPendingOffer)?;
-        if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
+        if let Err(e) = p.transport.rtc.sdp_api().accept_answer(pending, answer) {
             // Everything in the rejected offer is offered again.
             p.roll_back_pending();
             self.dirty.push(key);
@@ -582,7 +542,7 @@ impl Sfu {
         let text = trimmed.strip_prefix("a=").unwrap_or(trimmed);
         let parsed = Candidate::from_sdp_string(text)
             .map_err(|e| NegotiationError::BadCandidate(e.to_string()))?;
-        p.rtc.add_remote_candidate(parsed);
+        p.transport.rtc.add_remote_candidate(parsed);
         Ok(())
     }
 
@@ -614,8 +574,8 @@ impl Sfu {
         let Some(mut p) = self.participants.remove(&key) else {
             return;
         };
-        p.rtc.disconnect();
-        self.by_source.retain(|_, k| *k != key);
+        p.transport.rtc.disconnect();
+        self.demux.forget(key);
         info!(room = %p.room, participant = %p.info.id, %key, ?reason, "participant left");
         if reason != LeaveReason::Hangup {
             self.signals.push_back((key, Signal::Closed(reason)));
@@ -696,26 +656,10 @@ impl Sfu {
             },
         );
 
-        let cached = self.by_source.get(&source).copied().filter(|k| {
-            self.participants
-                .get(k)
-                .is_some_and(|p| p.rtc.accepts(&input))
-        });
-        let key = match cached {
-            Some(key) => key,
-            None => {
-                let Some(key) = self
-                    .participants
-                    .values()
-                    .find(|p| p.rtc.accepts(&input))
-                    .map(|p| p.key)
-                else {
-                    trace!(%source, "no participant accepts this datagram");
-                    return false;
-                };
-                self.by_source.insert(source, key);
-                key
-            }
+        let accepts = |p: &Participant| p.transport.rtc.accepts(&input);
+        let Some(key) = self.demux.find(source, &self.participants, accepts) else {
+            trace!(%source, "no participant accepts this datagram");
+            return false;
         };
         let p = self
             .participants
@@ -730,36 +674,23 @@ impl Sfu {
             room.metrics.packets_in += 1;
             room.metrics.bytes_in += len;
         }
-        if let Some(ingress) = p.ingress.as_mut()
-            && is_srtp(raw)
+        if is_srtp(raw)
             && !is_rtcp(raw)
+            && let Some(opened) = p.transport.open(raw, &p.producers, now)
         {
             // Media opened past str0m (`ingress.rs`).
-            let opened = match ingress.open(raw, now) {
-                Err(Refused::Unknown(ssrc)) => match describe(p, raw, ssrc) {
-                    Some((info, declare)) => {
-                        let ingress = p.ingress.as_mut().expect("checked above");
-                        let opened = ingress.open_new(raw, ssrc, info, now);
-                        if declare && opened.is_ok() {
-                            declare_stream(p, ssrc, info.mid);
-                        }
-                        opened
-                    }
-                    None => Err(Refused::Unknown(ssrc)),
-                },
-                opened => opened,
-            };
-            let sent = send_feedback(p, now, &mut self.rtcp_out, &mut self.transmits);
-            if let Some(due) = p.ingress.as_ref().and_then(|i| i.next_due()) {
+            let sent = p
+                .transport
+                .send_feedback(now, &mut self.rtcp_out, &mut self.transmits);
+            if let Some(due) = p.transport.next_feedback() {
                 lower(&mut self.deadline, due);
             }
             let room_id = p.room.clone();
             count_out(&mut self.rooms, &room_id, sent);
-            let ingress = p.ingress.as_mut().expect("checked above");
             match opened {
                 Ok(opened) => {
                     let mut payload = std::mem::take(&mut self.payload);
-                    let range = ingress.take_payload(&mut payload);
+                    let range = p.transport.take_payload(&mut payload);
                     self.forward_opened(now, key, &room_id, opened, &payload[range]);
                     self.payload = payload;
                 }
@@ -768,46 +699,20 @@ impl Sfu {
             self.drive(now);
             return true;
         }
-        if let EgressState::Ready(egress) = &mut p.egress
-            && is_srtp(raw)
+        if is_srtp(raw)
             && is_rtcp(raw)
+            && let Some(resent) = p.transport.read_rtcp(
+                raw,
+                &mut p.consumers,
+                &mut self.feedback,
+                &mut self.transmits,
+                now,
+            )
         {
             // Retransmissions of egress streams: str0m did not send those packets.
-            let mut resent = (0u64, 0u64);
-            let mut feedback = std::mem::take(&mut self.feedback);
-            feedback.clear();
-            egress.feedback(raw, &mut feedback);
-            for stream in p.consumers.iter_mut().filter_map(|c| c.egress.as_mut()) {
-                if feedback.reported.contains(&stream.ssrc) {
-                    stream.acknowledge();
-                }
-            }
-            if let Some(ingress) = p.ingress.as_mut() {
-                for &(ssrc, ntp) in &feedback.senders {
-                    ingress.sender_report(ssrc, ntp, now);
-                }
-            }
-            if let (false, Some((from, to))) = (feedback.nacks.is_empty(), p.media_to) {
-                for &(ssrc, seq) in &feedback.nacks {
-                    let stream = p.consumers.iter_mut().filter_map(|c| c.egress.as_mut());
-                    if let Some(datagram) = stream
-                        .filter(|s| s.ssrc == ssrc)
-                        .find_map(|s| s.resend(seq, now))
-                    {
-                        resent.0 += 1;
-                        resent.1 += datagram.len() as u64;
-                        self.transmits.push_back(Transmit {
-                            source: from,
-                            destination: to,
-                            contents: datagram.to_vec(),
-                        });
-                    }
-                }
-            }
-            self.feedback = feedback;
             count_out(&mut self.rooms, &p.room, resent);
         }
-        if let Err(e) = p.rtc.handle_input(input) {
+        if let Err(e) = p.transport.rtc.handle_input(input) {
             debug!(participant = %p.info.id, error = %e, "transport failed on input");
             self.removals.push((key, LeaveReason::ConnectionLost));
         }
@@ -829,18 +734,16 @@ impl Sfu {
                 self.removals.push((p.key, LeaveReason::ConnectionLost));
                 continue;
             }
-            if p.ingress
-                .as_ref()
-                .and_then(|i| i.next_due())
-                .is_some_and(|t| t <= now)
-            {
+            if p.transport.next_feedback().is_some_and(|t| t <= now) {
                 // Feedback on received media while none arrives (NACK retries, the last
                 // arrivals, reports).
-                let sent = send_feedback(p, now, &mut self.rtcp_out, &mut self.transmits);
+                let sent = p
+                    .transport
+                    .send_feedback(now, &mut self.rtcp_out, &mut self.transmits);
                 count_out(&mut self.rooms, &p.room, sent);
             }
-            if p.next_timeout <= now {
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+            if p.transport.next_timeout <= now {
+                if let Err(e) = p.transport.rtc.handle_input(Input::Timeout(now)) {
                     debug!(participant = %p.info.id, error = %e, "transport failed on timeout");
                     self.removals.push((p.key, LeaveReason::ConnectionLost));
                 }
@@ -862,8 +765,8 @@ impl Sfu {
     fn earliest_deadline(&self, now: Instant) -> Instant {
         let mut next = now + IDLE_TIMEOUT;
         for p in self.participants.values() {
-            next = next.min(p.next_timeout);
-            if let Some(due) = p.ingress.as_ref().and_then(|i| i.next_due()) {
+            next = next.min(p.transport.next_timeout);
+            if let Some(due) = p.transport.next_feedback() {
                 next = next.min(due);
             }
             let deadline = match p.last_seen {
@@ -974,60 +877,25 @@ impl Sfu {
         let mut bytes_out = 0u64;
         let mut packets_out = 0u64;
         loop {
-            if !p.rtc.is_alive() {
+            if !p.transport.rtc.is_alive() {
                 self.removals.push((key, LeaveReason::ConnectionLost));
                 break;
             }
-            match p.rtc.poll_output() {
+            match p.transport.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
-                    p.next_timeout = t;
+                    p.transport.next_timeout = t;
                     lower(&mut self.deadline, t);
                     break;
                 }
                 Ok(Output::Transmit(t)) => {
                     let mut contents: Vec<u8> = t.contents.into();
-                    if is_srtp(&contents) {
-                        // The selected pair: fast forwarding sends media where str0m does.
-                        p.media_to = Some((t.source, t.destination));
-                        // str0m protects with the handshake's keys: they are there now.
-                        if self.options.fast_forwarding
-                            && matches!(p.egress, EgressState::Pending)
-                            && let Some(keys) = p.keys.keys()
-                        {
-                            p.egress = match Egress::new(keys) {
-                                Some(ready) => {
-                                    if self.options.fast_receiving {
-                                        // An SSRC none of str0m's streams uses.
-                                        let ssrc = *p.rtc.direct_api().new_ssrc();
-                                        p.ingress = Ingress::new(keys, ssrc, now).map(Box::new);
-                                    }
-                                    EgressState::Ready(Box::new(ready))
-                                }
-                                None => {
-                                    warn!(
-                                        "SRTP profile not supported by fast forwarding: str0m sends"
-                                    );
-                                    EgressState::Off
-                                }
-                            };
-                        }
-                        if is_rtcp(&contents)
-                            && let EgressState::Ready(egress) = &mut p.egress
-                        {
-                            let consumers = &p.consumers;
-                            let stream = |ssrc| {
-                                consumers.iter().find_map(|c| {
-                                    let s = c.egress.as_ref().filter(|s| s.ssrc == ssrc)?;
-                                    Some((s, &c.clock))
-                                })
-                            };
-                            let ingress = p.ingress.as_deref_mut();
-                            let blocks = |plain: &mut [u8]| {
-                                ingress.is_some_and(|i| i.rewrite_report_blocks(plain, now))
-                            };
-                            egress.rewrite_reports(&mut contents, stream, blocks, now);
-                        }
-                    }
+                    p.transport.sent_by_str0m(
+                        &mut contents,
+                        t.source,
+                        t.destination,
+                        &p.consumers,
+                        now,
+                    );
                     packets_out += 1;
                     bytes_out += contents.len() as u64;
                     self.transmits.push_back(Transmit {
@@ -1051,7 +919,7 @@ impl Sfu {
                             out.push(Propagated::ProducerRemoved);
                         } else if !has
                             && changed.direction.is_receiving()
-                            && let Some(kind) = p.rtc.media(changed.mid).map(|m| m.kind())
+                            && let Some(kind) = p.transport.rtc.media(changed.mid).map(|m| m.kind())
                         {
                             p.producers.push(Producer::new(changed.mid, kind));
                             out.push(Propagated::ProducerAdded(changed.mid, kind));
@@ -1064,6 +932,7 @@ impl Sfu {
                         let mid = match p.producers.iter().find(|pr| pr.ssrc == Some(ssrc)) {
                             Some(pr) => Some(pr.mid),
                             None => p
+                                .transport
                                 .rtc
                                 .direct_api()
                                 .stream_rx(&packet.header.ssrc)
@@ -1084,7 +953,7 @@ impl Sfu {
                 },
                 Err(e) => {
                     debug!(participant = %p.info.id, error = %e, "transport failed");
-                    p.rtc.disconnect();
+                    p.transport.rtc.disconnect();
                     self.removals.push((key, LeaveReason::ConnectionLost));
                     break;
                 }
@@ -1162,7 +1031,7 @@ impl Sfu {
         let mut pt = Pt::from(opened.pt);
         if opened.repaired {
             // A retransmission: the payload type it repairs (RFC 4588 §8.1).
-            let params = p.rtc.codec_config().params();
+            let params = p.transport.rtc.codec_config().params();
             match params.iter().find(|c| c.resend() == Some(pt)) {
                 Some(original) => pt = original.pt(),
                 None => return,
@@ -1219,7 +1088,7 @@ impl Sfu {
             }
             producer.restart(ssrc);
         }
-        let Some(params) = producer.params(&p.rtc, packet.pt) else {
+        let Some(params) = producer.params(&p.transport.rtc, packet.pt) else {
             trace!(participant = %p.info.id, "a payload type the sender did not negotiate");
             return;
         };
@@ -1278,15 +1147,19 @@ impl Sfu {
         for &other in others {
             let Some(Participant {
                 consumers,
-                rtc,
-                next_timeout,
-                egress,
-                media_to,
+                transport,
                 ..
             }) = self.participants.get_mut(&other)
             else {
                 continue;
             };
+            let Transport {
+                rtc,
+                next_timeout,
+                egress,
+                media_to,
+                ..
+            } = transport;
             let Some(consumer) = consumers.iter_mut().find(|c| {
                 c.source == origin
                     && c.source_mid == mid
@@ -1320,17 +1193,7 @@ impl Sfu {
                     .wallclock(out_seq, packet.timestamp, packet.arrival, clock_rate);
             if let (EgressState::Ready(egress), Some((from, to))) = (egress, *media_to) {
                 if consumer.egress.as_ref().is_none_or(|s| s.mid != out_mid) {
-                    let mut api = rtc.direct_api();
-                    let ssrc = api.stream_tx_by_mid(out_mid, None).map(|s| {
-                        // Emptied: str0m widens a NACK's number around its newest cached
-                        // packet and would answer a NACK for a fast packet with an old one.
-                        s.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(0.15));
-                        *s.ssrc()
-                    });
-                    let exts = rtc.media(out_mid).map(|m| m.remote_extmap());
-                    consumer.egress = ssrc.zip(exts).map(|(ssrc, exts)| {
-                        EgressStream::new(out_mid, ssrc, kind, clock_rate, exts)
-                    });
+                    consumer.egress = Transport::egress_stream(rtc, out_mid, kind, clock_rate);
                 }
                 if let Some(stream) = consumer.egress.as_mut() {
                     let outgoing = Outgoing {
@@ -1396,133 +1259,6 @@ fn count_out(rooms: &mut FastMap<RoomId, Room>, room: &RoomId, sent: (u64, u64))
         room.metrics.packets_out += sent.0;
         room.metrics.bytes_out += sent.1;
     }
-}
-
-/// What the SFU knows of a new SSRC of participant `p`'s media, from the first packet
-/// `packet`: str0m's streams (a producer's stream, an SSRC or repair SSRC the SDP declared, or
-/// one str0m bound), else the MID header extension (RFC 8843 §15) and the payload type; and
-/// whether str0m must be told of the stream ([`declare_stream`]) once its packet is authentic.
-fn describe(p: &mut Participant, packet: &[u8], ssrc: u32) -> Option<(StreamInfo, bool)> {
-    let header = Header::parse(packet)?;
-    let mut repairs = None;
-    let mut mid = p
-        .producers
-        .iter()
-        .find(|pr| pr.ssrc == Some(ssrc))
-        .map(|pr| pr.mid);
-    if mid.is_none() {
-        let mut api = p.rtc.direct_api();
-        mid = api.stream_rx(&ssrc.into()).map(|s| s.mid());
-        if mid.is_none() {
-            for pr in &p.producers {
-                if let Some(s) = api
-                    .stream_rx_by_mid(pr.mid, None)
-                    .filter(|s| s.rtx() == Some(ssrc.into()))
-                {
-                    repairs = Some(*s.ssrc());
-                    mid = Some(pr.mid);
-                    break;
-                }
-            }
-        }
-    }
-    let mut declare = false;
-    if mid.is_none() {
-        let any = p.producers.iter().find_map(|pr| p.rtc.media(pr.mid))?;
-        mid = InExts::new(any.remote_extmap()).mid_of(&header, packet);
-        declare = true;
-    }
-    let mid = mid?;
-    let producer = p.producers.iter().find(|pr| pr.mid == mid)?;
-    let kind = producer.kind;
-    let pt = Pt::from(header.pt);
-    let is_repair = p
-        .rtc
-        .codec_config()
-        .params()
-        .iter()
-        .any(|c| c.resend() == Some(pt));
-    if repairs.is_none() && is_repair {
-        // The repair stream of the sender's newest stream on the m-line; none yet: undescribed
-        // until there is one.
-        repairs = Some(p.ingress.as_ref()?.main_stream(mid)?);
-    }
-    let clock_rate = p
-        .rtc
-        .codec_config()
-        .params()
-        .iter()
-        .find(|c| c.pt() == pt || c.resend() == Some(pt))
-        .map(|c| c.spec().clock_rate.get())
-        .unwrap_or(match kind {
-            MediaKind::Audio => 48_000,
-            MediaKind::Video => 90_000,
-        });
-    let exts = InExts::new(p.rtc.media(mid)?.remote_extmap());
-    // A media stream str0m received before: its numbers go on (the roll-over counter).
-    let highest = producer
-        .first_seq
-        .filter(|_| producer.ssrc == Some(ssrc) && repairs.is_none())
-        .map(|_| producer.highest_seq);
-    let info = StreamInfo {
-        mid,
-        kind,
-        repairs,
-        clock_rate,
-        exts,
-        highest,
-    };
-    Some((info, declare && repairs.is_none()))
-}
-
-/// Tell str0m of a media stream it never saw (found by its MID header extension): str0m sends
-/// its keyframe requests. It replaces the stream str0m had on the m-line (one encoding each).
-fn declare_stream(p: &mut Participant, ssrc: u32, mid: Mid) {
-    let mut api = p.rtc.direct_api();
-    while let Some(old) = api
-        .stream_rx_by_mid(mid, None)
-        .map(|s| *s.ssrc())
-        .filter(|old| *old != ssrc)
-    {
-        api.remove_stream_rx(old.into());
-    }
-    api.expect_stream_rx(ssrc.into(), None, mid, None);
-}
-
-/// Send what participant `p`'s ingress has due at `now` (`ingress.rs`) where str0m sends its
-/// RTCP; returns the datagrams and bytes sent.
-fn send_feedback(
-    p: &mut Participant,
-    now: Instant,
-    scratch: &mut Vec<Vec<u8>>,
-    transmits: &mut VecDeque<Transmit>,
-) -> (u64, u64) {
-    let (Some(ingress), Some((from, to))) = (p.ingress.as_mut(), p.media_to) else {
-        return (0, 0);
-    };
-    scratch.clear();
-    ingress.poll_feedback(now, scratch);
-    let mut sent = (0, 0);
-    for datagram in scratch.drain(..) {
-        sent.0 += 1;
-        sent.1 += datagram.len() as u64;
-        transmits.push_back(Transmit {
-            source: from,
-            destination: to,
-            contents: datagram,
-        });
-    }
-    sent
-}
-
-/// An RTP or RTCP datagram (RFC 7983: the first byte is 128–191), as opposed to STUN or DTLS.
-fn is_srtp(datagram: &[u8]) -> bool {
-    datagram.first().is_some_and(|b| b >> 6 == 2)
-}
-
-/// Of RTP and RTCP datagrams, RTCP (RFC 5761 §4: the second byte is 192–223).
-fn is_rtcp(datagram: &[u8]) -> bool {
-    datagram.get(1).is_some_and(|b| (192..=223).contains(b))
 }
 
 /// A participant's tracks stop being recorded: the frames their assemblers hold go to the
