@@ -44,6 +44,7 @@ mod ids;
 mod info;
 mod ingress;
 mod metrics;
+mod negotiation;
 mod options;
 mod participant;
 mod producer;
@@ -62,6 +63,7 @@ pub use command::Command;
 pub use ids::{ParticipantId, ParticipantKey, RoomId};
 pub use info::{ParticipantInfo, Role, TrackKind};
 pub use metrics::{LoopLoad, Metrics, RoomMetrics};
+pub use negotiation::NegotiationError;
 pub use options::SfuOptions;
 pub use recording::{
     MediaTap, RecordingError, RecordingMode, RecordingPhase, RecordingStatus, RoomEvent,
@@ -69,6 +71,6 @@ pub use recording::{
 };
 pub use rtp::Header as RtpHeader;
 pub use server::{DEFAULT_SOCKET_BUFFER, MediaHandle, MediaServer, MediaServerError};
-pub use sfu::{JoinError, NegotiationError, Sfu};
+pub use sfu::{JoinError, Sfu};
 pub use signal::{LeaveReason, Signal};
 pub use transmit::Transmit;

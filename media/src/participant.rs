@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
-use str0m::change::SdpPendingOffer;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{MediaKind, Mid};
 
-use crate::consumer::{Consumer, ConsumerState};
+use crate::consumer::Consumer;
 use crate::ids::{ParticipantKey, RoomId};
-use crate::info::{ParticipantInfo, TrackKind};
+use crate::info::ParticipantInfo;
+use crate::negotiation::Negotiation;
 use crate::producer::Producer;
 use crate::transport::Transport;
 
@@ -19,12 +19,8 @@ pub(crate) struct Participant {
     pub transport: Transport,
     pub producers: Vec<Producer>,
     pub consumers: Vec<Consumer>,
-    /// Our outstanding offer, if any.
-    pub pending: Option<SdpPendingOffer>,
-    /// The client's first offer has been accepted: from then on the server may offer.
-    pub negotiated: bool,
-    /// Consumers changed since our last offer was made: make another when none is in flight.
-    pub renegotiate: bool,
+    /// Where the SDP exchange of its session stands.
+    pub negotiation: Negotiation,
     pub joined_at: Instant,
     /// Last UDP datagram from this participant: its liveness.
     pub last_seen: Option<Instant>,
@@ -60,84 +56,5 @@ impl Participant {
         }
         producer.last_keyframe_request = Some(now);
         true
-    }
-
-    /// Roll back our outstanding offer (the client's offer won a collision, or its answer was bad):
-    /// everything that was in it goes back to "to do".
-    pub fn roll_back_pending(&mut self) {
-        self.pending = None;
-        self.renegotiate = true;
-        for consumer in &mut self.consumers {
-            consumer.state = match consumer.state {
-                ConsumerState::Negotiating(_) => ConsumerState::ToOpen,
-                ConsumerState::NegotiatingStop(mid) => ConsumerState::ToStop(mid),
-                other => other,
-            };
-        }
-    }
-
-    /// Our offer was answered: its changes are now in effect.
-    pub fn commit_pending(&mut self) -> Vec<(ParticipantKey, Mid)> {
-        let mut opened = Vec::new();
-        for consumer in &mut self.consumers {
-            if let ConsumerState::Negotiating(mid) = consumer.state {
-                consumer.state = ConsumerState::Open(mid);
-                opened.push((consumer.source, consumer.source_mid));
-            }
-        }
-        self.consumers
-            .retain(|c| !matches!(c.state, ConsumerState::NegotiatingStop(_)));
-        opened
-    }
-
-    /// Build our next offer if there are consumer changes and no exchange is in flight.
-    /// `alive(source, mid)` says whether a source producer still exists.
-    pub fn make_offer(
-        &mut self,
-        alive: impl Fn(ParticipantKey, Mid) -> bool,
-        stream_id: impl Fn(ParticipantKey) -> Option<String>,
-    ) -> Option<String> {
-        if !self.negotiated || self.pending.is_some() {
-            return None;
-        }
-        // A consumer whose source is gone is dropped if it was never negotiated, stopped if it was.
-        self.consumers
-            .retain(|c| c.state != ConsumerState::ToOpen || alive(c.source, c.source_mid));
-        for consumer in &mut self.consumers {
-            if let ConsumerState::Open(mid) = consumer.state
-                && !alive(consumer.source, consumer.source_mid)
-            {
-                consumer.state = ConsumerState::ToStop(mid);
-            }
-        }
-        if !self
-            .consumers
-            .iter()
-            .any(|c| matches!(c.state, ConsumerState::ToOpen | ConsumerState::ToStop(_)))
-        {
-            return None;
-        }
-        let mut change = self.transport.rtc.sdp_api();
-        for consumer in &mut self.consumers {
-            match consumer.state {
-                ConsumerState::ToOpen => {
-                    let stream = stream_id(consumer.source);
-                    let track = stream
-                        .as_ref()
-                        .map(|s| format!("{s}-{}", TrackKind::from(consumer.kind).as_str()));
-                    let mid =
-                        change.add_media(consumer.kind, Direction::SendOnly, stream, track, None);
-                    consumer.state = ConsumerState::Negotiating(mid);
-                }
-                ConsumerState::ToStop(mid) => {
-                    change.stop_media(mid);
-                    consumer.state = ConsumerState::NegotiatingStop(mid);
-                }
-                _ => {}
-            }
-        }
-        let (offer, pending) = change.apply()?;
-        self.pending = Some(pending);
-        Some(offer.to_sdp_string())
     }
 }

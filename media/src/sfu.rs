@@ -23,6 +23,7 @@ use crate::ids::{FastMap, ParticipantKey, RoomId};
 use crate::info::{ParticipantInfo, Role, TrackKind};
 use crate::ingress::Opened;
 use crate::metrics::{Metrics, RoomMetrics};
+use crate::negotiation::{Negotiation, NegotiationError};
 use crate::options::SfuOptions;
 use crate::participant::Participant;
 use crate::producer::Producer;
@@ -48,20 +49,6 @@ pub enum JoinError {
     RoomFull { max: usize },
     #[error("the media server is not running")]
     Unavailable,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NegotiationError {
-    #[error("invalid SDP: {0}")]
-    BadSdp(String),
-    #[error("no offer of the server is awaiting an answer")]
-    NoPendingOffer,
-    #[error("invalid ICE candidate: {0}")]
-    BadCandidate(String),
-    #[error("the participant is no longer in the room")]
-    Gone,
-    #[error("{0}")]
-    Recording(#[from] RecordingError),
 }
 
 /// Something a participant's Transport produced that concerns other participants.
@@ -239,9 +226,7 @@ impl Sfu {
                 transport,
                 producers: Vec::new(),
                 consumers,
-                pending: None,
-                negotiated: false,
-                renegotiate: true,
+                negotiation: Negotiation::new(),
                 joined_at: now,
                 last_seen: None,
             },
@@ -479,17 +464,12 @@ impl Sfu {
             .participants
             .get_mut(&key)
             .ok_or(NegotiationError::Gone)?;
-        if p.pending.is_some() {
+        if p.negotiation.is_pending() {
             debug!(participant = %p.info.id, "offer collision: the client's offer wins");
         }
-        p.roll_back_pending();
         let answer = p
-            .transport
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
-        p.negotiated = true;
+            .negotiation
+            .accept_offer(&mut p.transport.rtc, &mut p.consumers, offer)?;
         self.dirty.push(key);
         self.drive(now);
         Ok(answer.to_sdp_string())
@@ -508,15 +488,19 @@ impl Sfu {
             .participants
             .get_mut(&key)
             .ok_or(NegotiationError::Gone)?;
-        let pending = p.pending.take().ok_or(NegotiationError::NoPendingOffer)?;
-        if let Err(e) = p.transport.rtc.sdp_api().accept_answer(pending, answer) {
-            // Everything in the rejected offer is offered again.
-            p.roll_back_pending();
-            self.dirty.push(key);
-            self.drive(now);
-            return Err(NegotiationError::BadSdp(e.to_string()));
-        }
-        let opened = p.commit_pending();
+        let answered = p
+            .negotiation
+            .accept_answer(&mut p.transport.rtc, &mut p.consumers, answer);
+        let opened = match answered {
+            Ok(opened) => opened,
+            Err(e @ NegotiationError::NoPendingOffer) => return Err(e),
+            Err(e) => {
+                // The rejected offer was rolled back: everything in it is offered again.
+                self.dirty.push(key);
+                self.drive(now);
+                return Err(e);
+            }
+        };
         // A new consumer needs a keyframe to start decoding.
         for (source, mid) in opened {
             self.request_keyframe(now, source, mid);
@@ -831,7 +815,7 @@ impl Sfu {
         let Some(room_id) = self
             .participants
             .get(&key)
-            .filter(|p| p.renegotiate && p.negotiated && p.pending.is_none())
+            .filter(|p| p.negotiation.wants_offer())
             .map(|p| p.room.clone())
         else {
             return;
@@ -851,8 +835,9 @@ impl Sfu {
             .flat_map(|p| p.producers.iter().map(|pr| (p.key, pr.mid)))
             .collect();
         let p = self.participants.get_mut(&key).expect("checked above");
-        p.renegotiate = false;
-        if let Some(offer) = p.make_offer(
+        if let Some(offer) = p.negotiation.make_offer(
+            &mut p.transport.rtc,
+            &mut p.consumers,
             |k, mid| alive.contains(&(k, mid)),
             |k| stream_ids.get(&k).cloned(),
         ) {
@@ -863,7 +848,7 @@ impl Sfu {
     /// Mark that a participant's consumers changed: its next drain offers the change.
     fn needs_offer(&mut self, key: ParticipantKey) {
         if let Some(p) = self.participants.get_mut(&key) {
-            p.renegotiate = true;
+            p.negotiation.needs_offer();
             self.dirty.push(key);
         }
     }

@@ -1,0 +1,185 @@
+//! SDP negotiation of one participant's session through str0m's SDP API (offer/answer,
+//! RFC 3264): the client offers first; from then on the server offers whenever the
+//! participant's consumers change, one offer at a time. On a collision the client's offer wins:
+//! ours is rolled back and made again after the exchange.
+
+use str0m::Rtc;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, Mid};
+
+use crate::consumer::{Consumer, ConsumerState};
+use crate::ids::ParticipantKey;
+use crate::info::TrackKind;
+use crate::recording::RecordingError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NegotiationError {
+    #[error("invalid SDP: {0}")]
+    BadSdp(String),
+    #[error("no offer of the server is awaiting an answer")]
+    NoPendingOffer,
+    #[error("invalid ICE candidate: {0}")]
+    BadCandidate(String),
+    #[error("the participant is no longer in the room")]
+    Gone,
+    #[error("{0}")]
+    Recording(#[from] RecordingError),
+}
+
+/// Where the SDP exchange of one participant's session stands. The consumers it negotiates are
+/// the participant's (each carries the state of its m-line).
+#[derive(Debug)]
+pub(crate) struct Negotiation {
+    /// Our outstanding offer, if any.
+    pending: Option<SdpPendingOffer>,
+    /// The client's first offer has been accepted: from then on the server may offer.
+    negotiated: bool,
+    /// Consumers changed since our last offer was made: make another when none is in flight.
+    renegotiate: bool,
+}
+
+impl Negotiation {
+    /// A new session: nothing negotiated yet, the client's first offer awaited.
+    pub fn new() -> Self {
+        Negotiation {
+            pending: None,
+            negotiated: false,
+            renegotiate: true,
+        }
+    }
+
+    /// Our offer awaits the client's answer.
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The participant's consumers changed: the next offer carries the change.
+    pub fn needs_offer(&mut self) {
+        self.renegotiate = true;
+    }
+
+    /// An offer of ours is due: consumers changed since the last, the client has offered, and
+    /// no exchange is in flight.
+    pub fn wants_offer(&self) -> bool {
+        self.renegotiate && self.negotiated && self.pending.is_none()
+    }
+
+    /// The client's `offer`, applied to `rtc`: the answer. Our outstanding offer, if any, is
+    /// rolled back first.
+    pub fn accept_offer(
+        &mut self,
+        rtc: &mut Rtc,
+        consumers: &mut [Consumer],
+        offer: SdpOffer,
+    ) -> Result<SdpAnswer, NegotiationError> {
+        self.roll_back(consumers);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
+        self.negotiated = true;
+        Ok(answer)
+    }
+
+    /// The client's `answer` to our offer, applied to `rtc`: its changes take effect; returns
+    /// the consumers it opened (source and source mid). An answer str0m refuses rolls our offer
+    /// back ([`NegotiationError::BadSdp`]): everything in it is offered again.
+    pub fn accept_answer(
+        &mut self,
+        rtc: &mut Rtc,
+        consumers: &mut Vec<Consumer>,
+        answer: SdpAnswer,
+    ) -> Result<Vec<(ParticipantKey, Mid)>, NegotiationError> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or(NegotiationError::NoPendingOffer)?;
+        if let Err(e) = rtc.sdp_api().accept_answer(pending, answer) {
+            // Everything in the rejected offer is offered again.
+            self.roll_back(consumers);
+            return Err(NegotiationError::BadSdp(e.to_string()));
+        }
+        Ok(Self::commit(consumers))
+    }
+
+    /// Roll back our outstanding offer (the client's offer won a collision, or its answer was bad):
+    /// everything that was in it goes back to "to do".
+    fn roll_back(&mut self, consumers: &mut [Consumer]) {
+        self.pending = None;
+        self.renegotiate = true;
+        for consumer in consumers {
+            consumer.state = match consumer.state {
+                ConsumerState::Negotiating(_) => ConsumerState::ToOpen,
+                ConsumerState::NegotiatingStop(mid) => ConsumerState::ToStop(mid),
+                other => other,
+            };
+        }
+    }
+
+    /// Our offer was answered: its changes are now in effect.
+    fn commit(consumers: &mut Vec<Consumer>) -> Vec<(ParticipantKey, Mid)> {
+        let mut opened = Vec::new();
+        for consumer in consumers.iter_mut() {
+            if let ConsumerState::Negotiating(mid) = consumer.state {
+                consumer.state = ConsumerState::Open(mid);
+                opened.push((consumer.source, consumer.source_mid));
+            }
+        }
+        consumers.retain(|c| !matches!(c.state, ConsumerState::NegotiatingStop(_)));
+        opened
+    }
+
+    /// Build our next offer (in `rtc`, of the changes in `consumers`) if there are consumer
+    /// changes and no exchange is in flight; the changes are offered then, not again.
+    /// `alive(source, mid)` says whether a source producer still exists; `stream_id(source)`
+    /// names the media stream of a source's tracks.
+    pub fn make_offer(
+        &mut self,
+        rtc: &mut Rtc,
+        consumers: &mut Vec<Consumer>,
+        alive: impl Fn(ParticipantKey, Mid) -> bool,
+        stream_id: impl Fn(ParticipantKey) -> Option<String>,
+    ) -> Option<String> {
+        self.renegotiate = false;
+        if !self.negotiated || self.pending.is_some() {
+            return None;
+        }
+        // A consumer whose source is gone is dropped if it was never negotiated, stopped if it was.
+        consumers.retain(|c| c.state != ConsumerState::ToOpen || alive(c.source, c.source_mid));
+        for consumer in consumers.iter_mut() {
+            if let ConsumerState::Open(mid) = consumer.state
+                && !alive(consumer.source, consumer.source_mid)
+            {
+                consumer.state = ConsumerState::ToStop(mid);
+            }
+        }
+        if !consumers
+            .iter()
+            .any(|c| matches!(c.state, ConsumerState::ToOpen | ConsumerState::ToStop(_)))
+        {
+            return None;
+        }
+        let mut change = rtc.sdp_api();
+        for consumer in consumers.iter_mut() {
+            match consumer.state {
+                ConsumerState::ToOpen => {
+                    let stream = stream_id(consumer.source);
+                    let track = stream
+                        .as_ref()
+                        .map(|s| format!("{s}-{}", TrackKind::from(consumer.kind).as_str()));
+                    let mid =
+                        change.add_media(consumer.kind, Direction::SendOnly, stream, track, None);
+                    consumer.state = ConsumerState::Negotiating(mid);
+                }
+                ConsumerState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    consumer.state = ConsumerState::NegotiatingStop(mid);
+                }
+                _ => {}
+            }
+        }
+        let (offer, pending) = change.apply()?;
+        self.pending = Some(pending);
+        Some(offer.to_sdp_string())
+    }
+}
