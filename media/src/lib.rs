@@ -50,12 +50,14 @@ mod participant;
 mod producer;
 mod recording;
 mod room;
+mod router;
 mod rtcp;
 mod rtp;
 mod server;
 mod sfu;
 mod signal;
 pub mod srtp;
+mod track;
 mod transmit;
 mod transport;
 

@@ -10,6 +10,8 @@ use crate::ids::{ParticipantKey, RoomId};
 use crate::info::ParticipantInfo;
 use crate::negotiation::Negotiation;
 use crate::producer::Producer;
+use crate::recording::MediaTap;
+use crate::track::Track;
 use crate::transport::Transport;
 
 pub(crate) struct Participant {
@@ -56,5 +58,12 @@ impl Participant {
         }
         producer.last_keyframe_request = Some(now);
         true
+    }
+
+    /// Its tracks stop being recorded: the frames their assemblers hold go to the recorder.
+    pub fn finish_tracks(&mut self, tap: &mut dyn MediaTap) {
+        for producer in &mut self.producers {
+            Track::finish(tap, &self.info, self.key, producer);
+        }
     }
 }

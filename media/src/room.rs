@@ -1,4 +1,5 @@
-//! A Room: the live call of one Consultation, and the Router of its media.
+//! A Room: the live call of one Consultation: its members, counters and recording. Its media
+//! is routed by a [`Router`](crate::router::Router) made for each event.
 
 use crate::RoomMetrics;
 use crate::ids::ParticipantKey;
@@ -15,5 +16,11 @@ pub(crate) struct Room {
 impl Room {
     pub fn others(&self, key: ParticipantKey) -> impl Iterator<Item = ParticipantKey> + '_ {
         self.members.iter().copied().filter(move |k| *k != key)
+    }
+
+    /// Count datagrams and bytes (`sent`) the room's participants were sent.
+    pub fn count_out(&mut self, sent: (u64, u64)) {
+        self.metrics.packets_out += sent.0;
+        self.metrics.bytes_out += sent.1;
     }
 }

@@ -7,37 +7,31 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::media::{MediaKind, Mid, Pt};
+use str0m::media::{MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::RtpPacket;
 use str0m::{Candidate, Event, Input, Output};
 use tracing::{debug, info, trace, warn};
 
-use crate::assembler::{Frame, FrameAssembler, Packet};
 use crate::command::Command;
-use crate::consumer::{Consumer, ConsumerState, SeqMap};
+use crate::consumer::Consumer;
 use crate::deadline::lower;
 use crate::demux::{Demux, is_rtcp, is_srtp};
-use crate::egress::Outgoing;
 use crate::ids::{FastMap, ParticipantKey, RoomId};
 use crate::info::{ParticipantInfo, Role, TrackKind};
-use crate::ingress::Opened;
 use crate::metrics::{Metrics, RoomMetrics};
 use crate::negotiation::{Negotiation, NegotiationError};
 use crate::options::SfuOptions;
 use crate::participant::Participant;
 use crate::producer::Producer;
-use crate::recording::{
-    MediaTap, RecordingError, RecordingMode, RoomEvent, StopReason, TapCodec, TapFrame,
-};
+use crate::recording::{RecordingError, RecordingMode, RoomEvent, StopReason};
 use crate::room::Room;
+use crate::router::Router;
 use crate::rtcp::feedback::Feedback;
 use crate::signal::{LeaveReason, Signal};
 use crate::transmit::Transmit;
-use crate::transport::{EgressState, Transport};
+use crate::transport::Transport;
 
-/// Minimum time between two keyframe requests to the same producer.
-const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 /// Recordings one room may start (each stop and start makes a new set of files).
 const MAX_RECORDING_SESSIONS: u32 = 20;
 /// How long the SFU sleeps when nothing has a deadline.
@@ -81,8 +75,6 @@ pub struct Sfu {
     events: VecDeque<RoomEvent>,
     dirty: Vec<ParticipantKey>,
     removals: Vec<(ParticipantKey, LeaveReason)>,
-    /// Reused by `propagate`, so forwarding a packet allocates nothing.
-    scratch: Vec<ParticipantKey>,
     /// Reused by `drive`.
     propagated: Vec<Propagated>,
     /// Reused for the NACKs, the reported SSRCs and the sender reports of a participant's RTCP.
@@ -95,21 +87,6 @@ pub struct Sfu {
     /// Reused for the payload of a packet the SFU opened itself, and its own RTCP.
     payload: Vec<u8>,
     rtcp_out: Vec<Vec<u8>>,
-}
-
-/// A media packet to forward, from str0m or opened by the SFU itself.
-struct Incoming<'a> {
-    seq: u64,
-    ssrc: u32,
-    pt: Pt,
-    marker: bool,
-    timestamp: u32,
-    /// Extended RTP time.
-    time: u64,
-    arrival: Instant,
-    /// The header extension values forwarded.
-    exts: ExtensionValues,
-    payload: &'a [u8],
 }
 
 impl Sfu {
@@ -137,7 +114,6 @@ impl Sfu {
             dirty: Vec::new(),
             deadline: None,
             removals: Vec::new(),
-            scratch: Vec::new(),
             feedback: Feedback::default(),
             payload: Vec::new(),
             rtcp_out: Vec::new(),
@@ -407,32 +383,14 @@ impl Sfu {
                 room: room_id.clone(),
                 session: room.recording.session,
             });
-            // The recorder needs a keyframe of every video track to begin its files: ask now,
-            // even if a consumer asked moments ago (that keyframe may have passed before the
-            // tap existed); `forward` asks again until one reaches the recorder.
-            let members = room.members.clone();
-            let mut sources = Vec::new();
-            for key in members {
-                if let Some(p) = self.participants.get_mut(&key) {
-                    for pr in p
-                        .producers
-                        .iter_mut()
-                        .filter(|pr| pr.kind == MediaKind::Video)
-                    {
-                        pr.recorded_keyframe = false;
-                        pr.last_keyframe_request = None;
-                        sources.push((key, pr.mid));
-                    }
-                }
-            }
-            for (source, mid) in sources {
-                self.request_keyframe(now, source, mid);
+            if let Some(mut router) = self.router(room_id) {
+                router.recording_started(now);
             }
         } else if !wanted && room.recording.active() {
             if let Some(tap) = room.recording.tap.as_mut() {
                 for key in &room.members {
                     if let Some(p) = self.participants.get_mut(key) {
-                        finish_tracks(tap.as_mut(), p);
+                        p.finish_tracks(tap.as_mut());
                     }
                 }
             }
@@ -488,6 +446,7 @@ impl Sfu {
             .participants
             .get_mut(&key)
             .ok_or(NegotiationError::Gone)?;
+        let room_id = p.room.clone();
         let answered = p
             .negotiation
             .accept_answer(&mut p.transport.rtc, &mut p.consumers, answer);
@@ -502,8 +461,10 @@ impl Sfu {
             }
         };
         // A new consumer needs a keyframe to start decoding.
-        for (source, mid) in opened {
-            self.request_keyframe(now, source, mid);
+        if let Some(mut router) = self.router(&room_id) {
+            for (source, mid) in opened {
+                router.request_keyframe(now, source, mid);
+            }
         }
         self.dirty.push(key);
         self.drive(now);
@@ -567,7 +528,7 @@ impl Sfu {
         let mut room_ended = false;
         if let Some(room) = self.rooms.get_mut(&p.room) {
             if let Some(tap) = room.recording.tap.as_mut() {
-                finish_tracks(tap.as_mut(), &mut p);
+                p.finish_tracks(tap.as_mut());
             }
             room.members.retain(|k| *k != key);
             room.metrics.participants = room.members.len() as u64;
@@ -675,7 +636,9 @@ impl Sfu {
                 Ok(opened) => {
                     let mut payload = std::mem::take(&mut self.payload);
                     let range = p.transport.take_payload(&mut payload);
-                    self.forward_opened(now, key, &room_id, opened, &payload[range]);
+                    if let Some(mut router) = self.router(&room_id) {
+                        router.forward_opened(now, key, opened, &payload[range]);
+                    }
                     self.payload = payload;
                 }
                 Err(refused) => trace!(?refused, "media packet not forwarded"),
@@ -947,417 +910,37 @@ impl Sfu {
         count_out(&mut self.rooms, &room_id, (packets_out, bytes_out));
     }
 
+    /// What a participant's transport produced, routed in its room.
     fn propagate(&mut self, now: Instant, origin: ParticipantKey, item: Propagated) {
         let Some(room_id) = self.participants.get(&origin).map(|p| p.room.clone()) else {
             return;
         };
-        let Some(room) = self.rooms.get(&room_id) else {
+        let Some(mut router) = self.router(&room_id) else {
             return;
         };
-        // A reused buffer: this runs for every media frame.
-        let mut others = std::mem::take(&mut self.scratch);
-        others.clear();
-        others.extend(room.others(origin));
         match item {
-            Propagated::ProducerAdded(mid, kind) => {
-                for &other in &others {
-                    if let Some(p) = self.participants.get_mut(&other) {
-                        p.consumers.push(Consumer::new(origin, mid, kind));
-                    }
-                    self.needs_offer(other);
-                }
-            }
-            Propagated::ProducerRemoved => {
-                for &other in &others {
-                    self.needs_offer(other);
-                }
-            }
-            Propagated::Rtp(mid, packet) => {
-                let incoming = Incoming {
-                    seq: *packet.seq_no,
-                    ssrc: *packet.header.ssrc,
-                    pt: packet.header.payload_type,
-                    marker: packet.header.marker,
-                    timestamp: packet.header.timestamp,
-                    time: packet.time.numer(),
-                    arrival: packet.timestamp,
-                    exts: forwarded_extensions(&packet.header.ext_vals),
-                    payload: &packet.payload,
-                };
-                self.forward(now, origin, &room_id, &others, mid, incoming)
-            }
-            Propagated::KeyframeRequest(mid) => {
-                let source = self.participants.get(&origin).and_then(|p| {
-                    p.consumers.iter().find_map(|c| match c.state {
-                        ConsumerState::Open(m) if m == mid => Some((c.source, c.source_mid)),
-                        _ => None,
-                    })
-                });
-                if let Some((source, source_mid)) = source {
-                    self.request_keyframe(now, source, source_mid);
-                }
-            }
+            Propagated::ProducerAdded(mid, kind) => router.producer_added(origin, mid, kind),
+            Propagated::ProducerRemoved => router.producer_removed(origin),
+            Propagated::Rtp(mid, packet) => router.forward_rtp(now, origin, mid, &packet),
+            Propagated::KeyframeRequest(mid) => router.keyframe_request(now, origin, mid),
         }
-        self.scratch = others;
     }
 
-    /// Forward a packet the SFU opened itself from `origin` (`ingress.rs`).
-    fn forward_opened(
-        &mut self,
-        now: Instant,
-        origin: ParticipantKey,
-        room_id: &RoomId,
-        opened: Opened,
-        payload: &[u8],
-    ) {
-        let Some(p) = self.participants.get(&origin) else {
-            return;
-        };
-        let mut pt = Pt::from(opened.pt);
-        if opened.repaired {
-            // A retransmission: the payload type it repairs (RFC 4588 §8.1).
-            let params = p.transport.rtc.codec_config().params();
-            match params.iter().find(|c| c.resend() == Some(pt)) {
-                Some(original) => pt = original.pt(),
-                None => return,
-            }
-        }
-        let Some(room) = self.rooms.get(room_id) else {
-            return;
-        };
-        let mut others = std::mem::take(&mut self.scratch);
-        others.clear();
-        others.extend(room.others(origin));
-        let incoming = Incoming {
-            seq: opened.seq,
-            ssrc: opened.ssrc,
-            pt,
-            marker: opened.marker,
-            timestamp: opened.timestamp,
-            time: opened.time,
-            arrival: now,
-            exts: opened.exts,
-            payload,
-        };
-        self.forward(now, origin, room_id, &others, opened.mid, incoming);
-        self.scratch = others;
-    }
-
-    fn forward(
-        &mut self,
-        now: Instant,
-        origin: ParticipantKey,
-        room_id: &RoomId,
-        others: &[ParticipantKey],
-        mid: Mid,
-        packet: Incoming<'_>,
-    ) {
-        let seq = packet.seq;
-        let ssrc = packet.ssrc;
-        let Some(p) = self.participants.get_mut(&origin) else {
-            return;
-        };
-        let Some(producer) = p.producers.iter_mut().find(|pr| pr.mid == mid) else {
-            return;
-        };
-        if producer.ssrc != Some(ssrc) {
-            // The sender's stream was replaced (new SSRC, new numbers): count and assemble
-            // afresh, after the recorder got what the old stream's assembler held. Forwarding
-            // renumbers in each consumer's `SeqMap`.
-            if let Some(tap) = self
-                .rooms
-                .get_mut(room_id)
-                .and_then(|r| r.recording.tap.as_mut())
-            {
-                Track::finish(tap.as_mut(), &p.info, origin, producer);
-            }
-            producer.restart(ssrc);
-        }
-        let Some(params) = producer.params(&p.transport.rtc, packet.pt) else {
-            trace!(participant = %p.info.id, "a payload type the sender did not negotiate");
-            return;
-        };
-        let lost = producer.account(seq);
-        let kind = producer.kind;
-        let clock_rate = params.spec().clock_rate.get();
-        let Some(room) = self.rooms.get_mut(room_id) else {
-            return;
-        };
-        room.metrics.packets_lost += lost;
-
-        // The recorder takes whole frames.
-        let mut recorder_needs_keyframe = false;
-        match room.recording.tap.as_mut() {
-            Some(tap) => {
-                let codec = params.spec().codec.into();
-                if producer.assembler.is_none() {
-                    producer.assembler = FrameAssembler::new(codec);
-                }
-                if let Some(assembler) = producer.assembler.as_mut() {
-                    let mut frames = Vec::new();
-                    assembler.push(
-                        Packet {
-                            seq,
-                            time: packet.time,
-                            marker: packet.marker,
-                            arrival: packet.arrival,
-                            payload: packet.payload.into(),
-                        },
-                        &mut frames,
-                    );
-                    let track = Track {
-                        from: &p.info,
-                        transport: origin,
-                        codec,
-                        clock_rate,
-                    };
-                    recorder_needs_keyframe = track.record(tap.as_mut(), producer, frames);
-                }
-            }
-            None => {
-                producer.assembler = None;
-                producer.recorded_keyframe = false;
-            }
-        }
-        if recorder_needs_keyframe {
-            self.request_keyframe(now, origin, mid);
-        }
-
-        let nackable = kind == MediaKind::Video;
-        let ext_vals = &packet.exts;
-        // Written into str0m for a receiver that fast forwarding does not serve: one copy.
-        let mut shared: Option<Arc<[u8]>> = None;
-        // Packets and bytes sent past str0m (its own are counted as they leave it).
-        let mut egress_out = (0u64, 0u64);
-        for &other in others {
-            let Some(Participant {
-                consumers,
-                transport,
-                ..
-            }) = self.participants.get_mut(&other)
-            else {
-                continue;
-            };
-            let Transport {
-                rtc,
-                next_timeout,
-                egress,
-                media_to,
-                ..
-            } = transport;
-            let Some(consumer) = consumers.iter_mut().find(|c| {
-                c.source == origin
-                    && c.source_mid == mid
-                    && matches!(c.state, ConsumerState::Open(_))
-            }) else {
-                continue;
-            };
-            let ConsumerState::Open(out_mid) = consumer.state else {
-                continue;
-            };
-            let pt = match consumer.pt_map {
-                Some((from, to)) if from == params.pt() => to,
-                _ => {
-                    let Some(to) = rtc.codec_config().match_params(params).map(|p| p.pt()) else {
-                        trace!("receiver did not negotiate this codec");
-                        continue;
-                    };
-                    consumer.pt_map = Some((params.pt(), to));
-                    to
-                }
-            };
-            let Some(out_seq) = SeqMap::map(&mut consumer.seq, ssrc, seq) else {
-                // A retransmission from before the receiver's first packet.
-                continue;
-            };
-            // str0m's sender reports map RTP time to the wall clock of the last packet written:
-            // a late packet gets the time its place in the stream implies, not its arrival.
-            let wallclock =
-                consumer
-                    .clock
-                    .wallclock(out_seq, packet.timestamp, packet.arrival, clock_rate);
-            if let (EgressState::Ready(egress), Some((from, to))) = (egress, *media_to) {
-                if consumer.egress.as_ref().is_none_or(|s| s.mid != out_mid) {
-                    consumer.egress = Transport::egress_stream(rtc, out_mid, kind, clock_rate);
-                }
-                if let Some(stream) = consumer.egress.as_mut() {
-                    let outgoing = Outgoing {
-                        pt: *pt,
-                        marker: packet.marker,
-                        index: out_seq,
-                        time: packet.timestamp,
-                        exts: ext_vals,
-                        payload: packet.payload,
-                    };
-                    if let Some(datagram) = egress.packet(stream, outgoing, now) {
-                        egress_out.0 += 1;
-                        egress_out.1 += datagram.len() as u64;
-                        self.transmits.push_back(Transmit {
-                            source: from,
-                            destination: to,
-                            contents: datagram,
-                        });
-                    }
-                    continue;
-                }
-            }
-            let mut api = rtc.direct_api();
-            let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
-                continue;
-            };
-            stream.write_rtp(
-                RtpWrite::new(
-                    pt,
-                    out_seq.into(),
-                    packet.timestamp,
-                    wallclock,
-                    shared.get_or_insert_with(|| packet.payload.into()).clone(),
-                )
-                .marker(packet.marker)
-                .ext_vals(ext_vals.clone())
-                .nackable(nackable),
-            );
-            // str0m sends what was written on its next timeout: make that now (the media loop
-            // handles due timers after each batch of datagrams), without a drain in between.
-            *next_timeout = now;
-            lower(&mut self.deadline, now);
-        }
-        count_out(&mut self.rooms, room_id, egress_out);
-    }
-
-    fn request_keyframe(&mut self, now: Instant, source: ParticipantKey, mid: Mid) {
-        let Some(p) = self.participants.get_mut(&source) else {
-            return;
-        };
-        if p.request_keyframe(mid, now, KEYFRAME_REQUEST_INTERVAL) {
-            if let Some(room) = self.rooms.get_mut(&p.room) {
-                room.metrics.keyframe_requests += 1;
-            }
-            self.dirty.push(source);
-        }
+    /// The Router of room `room_id`, borrowing the SFU's state for one event.
+    fn router(&mut self, room_id: &RoomId) -> Option<Router<'_>> {
+        Some(Router {
+            room: self.rooms.get_mut(room_id)?,
+            participants: &mut self.participants,
+            transmits: &mut self.transmits,
+            dirty: &mut self.dirty,
+            deadline: &mut self.deadline,
+        })
     }
 }
 
 /// Count datagrams and bytes (`sent`) a room's participants were sent.
 fn count_out(rooms: &mut FastMap<RoomId, Room>, room: &RoomId, sent: (u64, u64)) {
     if let Some(room) = rooms.get_mut(room) {
-        room.metrics.packets_out += sent.0;
-        room.metrics.bytes_out += sent.1;
-    }
-}
-
-/// A participant's tracks stop being recorded: the frames their assemblers hold go to the
-/// recorder.
-fn finish_tracks(tap: &mut dyn MediaTap, p: &mut Participant) {
-    for producer in &mut p.producers {
-        Track::finish(tap, &p.info, p.key, producer);
-    }
-}
-
-/// A recorded track of a participant, as the recorder is told of its frames.
-struct Track<'a> {
-    from: &'a ParticipantInfo,
-    transport: ParticipantKey,
-    codec: TapCodec,
-    clock_rate: u32,
-}
-
-impl Track<'_> {
-    /// Hand assembled frames of `producer` to the recorder. Returns whether the recorder still
-    /// waits for a keyframe of this track (video only).
-    fn record(&self, tap: &mut dyn MediaTap, producer: &mut Producer, frames: Vec<Frame>) -> bool {
-        let mut needs_keyframe = false;
-        for frame in frames {
-            if producer.kind == MediaKind::Video {
-                // After a gap the recorder waits for a keyframe again.
-                producer.recorded_keyframe =
-                    frame.keyframe || (producer.recorded_keyframe && frame.contiguous);
-                needs_keyframe = !producer.recorded_keyframe;
-            }
-            tap.frame(
-                self.from,
-                TapFrame {
-                    transport: self.transport,
-                    kind: TrackKind::from(producer.kind),
-                    codec: self.codec,
-                    arrival: frame.arrival,
-                    rtp_time: frame.time,
-                    clock_rate: self.clock_rate,
-                    contiguous: frame.contiguous,
-                    keyframe: frame.keyframe,
-                    data: frame.data,
-                },
-            );
-        }
-        needs_keyframe
-    }
-
-    /// The track's recording ends (the recording stops, the sender leaves or replaces its
-    /// stream): the frames its assembler still holds behind a gap go to the recorder.
-    fn finish(
-        tap: &mut dyn MediaTap,
-        from: &ParticipantInfo,
-        transport: ParticipantKey,
-        producer: &mut Producer,
-    ) {
-        let Some(mut assembler) = producer.assembler.take() else {
-            return;
-        };
-        let Some(clock_rate) = producer.last_params.map(|p| p.spec().clock_rate.get()) else {
-            return;
-        };
-        let mut frames = Vec::new();
-        assembler.finish(&mut frames);
-        let track = Track {
-            from,
-            transport,
-            codec: assembler.codec(),
-            clock_rate,
-        };
-        track.record(tap, producer, frames);
-    }
-}
-
-/// The header extensions a forwarded packet keeps: what describes the media (audio level,
-/// video orientation, capture time…). The receiver's MID and RID are str0m's to write (until the
-/// receiver acknowledges the SSRC): the sender's would name one of the sender's m-lines — Chrome
-/// keeps putting its MID on retransmissions — and a browser demultiplexes by MID first.
-/// Transport-wide sequence numbers and send times are per hop.
-fn forwarded_extensions(source: &ExtensionValues) -> ExtensionValues {
-    let mut ext = source.clone();
-    ext.mid = None;
-    ext.rid = None;
-    ext.rid_repair = None;
-    ext.transport_cc = None;
-    ext.abs_send_time = None;
-    ext
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_packets_keep_media_extensions_but_not_the_senders_mid_or_transport_numbers() {
-        let source = ExtensionValues {
-            mid: Some(Mid::from("0")),
-            rid: Some("h".into()),
-            rid_repair: Some("h".into()),
-            transport_cc: Some(77),
-            abs_send_time: Some(Instant::now()),
-            audio_level: Some(-30),
-            voice_activity: Some(true),
-            ..Default::default()
-        };
-        let out = forwarded_extensions(&source);
-        assert_eq!(
-            (out.mid, out.rid, out.rid_repair, out.transport_cc),
-            (None, None, None, None)
-        );
-        assert!(out.abs_send_time.is_none());
-        assert_eq!(
-            (out.audio_level, out.voice_activity),
-            (Some(-30), Some(true))
-        );
+        room.count_out(sent);
     }
 }
