@@ -19,6 +19,7 @@ impl Room {
     }
 
     /// Count datagrams and bytes (`sent`) the room's participants were sent.
+    #[inline]
     pub fn count_out(&mut self, sent: (u64, u64)) {
         self.metrics.packets_out += sent.0;
         self.metrics.bytes_out += sent.1;

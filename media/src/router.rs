@@ -132,6 +132,7 @@ impl Router<'_> {
     }
 
     /// Forward a media packet str0m received from `origin` on its producer `mid`.
+    #[inline]
     pub fn forward_rtp(
         &mut self,
         now: Instant,
@@ -155,6 +156,7 @@ impl Router<'_> {
 
     /// Forward a packet the SFU opened itself from `origin` (`ingress.rs`), whose payload is
     /// `payload`.
+    #[inline]
     pub fn forward_opened(
         &mut self,
         now: Instant,

@@ -166,6 +166,7 @@ impl Transport {
 
     /// Open an SRTP media `packet` of the participant past str0m (`ingress.rs`), describing a
     /// new SSRC from `producers` and str0m's streams; `None` without an ingress.
+    #[inline]
     pub fn open(
         &mut self,
         packet: &[u8],
@@ -192,6 +193,7 @@ impl Transport {
     /// The buffer the last packet [`Transport::open`] opened was decrypted into, swapped with
     /// `into` (to forward it while the transport is borrowed no more): its payload is
     /// `into[range]`, the range returned.
+    #[inline]
     pub fn take_payload(&mut self, into: &mut Vec<u8>) -> Range<usize> {
         self.ingress
             .as_mut()
@@ -297,6 +299,7 @@ impl Transport {
 
     /// Send what the ingress has due at `now` (`ingress.rs`) where str0m sends its RTCP;
     /// returns the datagrams and bytes sent.
+    #[inline]
     pub fn send_feedback(
         &mut self,
         now: Instant,
@@ -322,6 +325,7 @@ impl Transport {
     }
 
     /// When the ingress has feedback due next, if ever.
+    #[inline]
     pub fn next_feedback(&self) -> Option<Instant> {
         self.ingress.as_ref().and_then(|i| i.next_due())
     }
