@@ -19,9 +19,9 @@
 //!   [`NACK_INTERVAL`](crate::rtcp::nack::NACK_INTERVAL), at most
 //!   [`NACK_TRIES`](crate::rtcp::nack::NACK_TRIES) times and for no longer than
 //!   [`NACK_GIVE_UP`](crate::rtcp::nack::NACK_GIVE_UP).
-//! - **Receiver reports** (RFC 3550 §6.4.2, `rtcp/report.rs`): every [`REPORT_INTERVAL`], from the SFU's own
-//!   statistics (loss, highest number, jitter; the last sender report's time). The report
-//!   blocks str0m still writes for these streams (from the packets it saw before) are
+//! - **Receiver reports** (RFC 3550 §6.4.2, `rtcp/report.rs`): every [`REPORT_INTERVAL`], from
+//!   the SFU's own statistics (loss, highest number, jitter; the last sender report's time). The
+//!   report blocks str0m still writes for these streams (from the packets it saw before) are
 //!   overwritten with the same numbers in its outgoing SRTCP, so the sender never reads two
 //!   different accounts of one stream.
 //!

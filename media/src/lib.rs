@@ -1,28 +1,60 @@
 //! Vizit's SFU: the media plane of a call.
 //!
 //! # Layout
-//! - [`Sfu`] (`sfu.rs`) — the sans-IO core. It owns every Room, Participant and WebRTC state machine
-//!   ([`str0m::Rtc`], one per Participant = one Transport). Inputs are `handle_*` calls with the
-//!   current time passed in; outputs are drained with `poll_*`. It never reads a clock or a socket,
-//!   so tests drive it faster than real time.
+//! The vocabulary is mediasoup's and livekit's: a **Room** (one per Consultation call) has
+//! **Participants**; each has a **Transport** (its ICE/DTLS/SRTP connection), **Producers** (its
+//! inbound tracks) and **Consumers** (another participant's Producer forwarded to it); a
+//! **Router** routes a Room's media. From the edge and the coordinator down to the leaves:
+//!
 //! - [`MediaServer`] (`server.rs`) — the thin I/O edge: one or more media loops, each a thread
 //!   with one UDP socket for its participants and its own [`Sfu`] by value, commands in over a
 //!   channel, signals out over per-participant channels. A room lives in one loop (by its id); a
 //!   participant key names its loop. No locks on the packet path.
-//! - `room.rs`, `participant.rs` — a Room (one per Consultation call) and its Participants, each
-//!   with Producers (inbound tracks) and Consumers (another participant's track forwarded to it).
-//! - `recording.rs` — consent and recording per room; the [`MediaTap`] that hands forwarded
-//!   frames to the recorder (which lives outside the SFU, behind [`TapFactory`]).
-//! - `assembler.rs` — media is forwarded packet by packet (str0m's RTP mode); while a room is
-//!   recorded, each track's packets are also reordered and depacketized into frames for the tap.
-//! - `egress.rs`, [`srtp`] — fast forwarding, the sending half of a transport: the SFU protects
-//!   and sends forwarded packets itself with the SRTP keys of each transport's DTLS handshake,
-//!   writes the sender reports of those streams into str0m's SRTCP and answers their NACKs from
-//!   its own ring of sent packets.
-//! - `ingress.rs` — fast receiving, the receiving half: the SFU opens received SRTP itself with
-//!   the same keys and sends the senders the feedback str0m would have (transport-wide congestion
-//!   control feedback, NACKs, receiver reports).
-//! - [`Metrics`] (`metrics.rs`) — counters per room and in total, rendered as Prometheus text.
+//! - [`Sfu`] (`sfu.rs`) — the sans-IO coordinator. It owns every Room and Participant of one
+//!   media loop; inputs are `handle_*` calls with the current time passed in, outputs are drained
+//!   with `poll_*`; it admits and removes participants, applies commands, drives each Transport's
+//!   str0m state machine and hands what one produces to the Router of its room. It never reads a
+//!   clock or a socket, so tests drive it faster than real time.
+//! - `router.rs` — the Router of a room: a view made per event from borrows of the room and the
+//!   participants (nothing allocated). A new Producer becomes a Consumer of every other
+//!   participant; each media packet goes to the Consumers of its Producer (payload type, numbers
+//!   and clock of each receiver; past str0m on the receiver's egress, or written into str0m) and
+//!   to the recorder; keyframe requests go back to the sender.
+//! - `participant.rs`, `room.rs` — a Participant (identity, Transport, Producers, Consumers,
+//!   negotiation, liveness) and a Room (members, counters, recording state).
+//! - `transport.rs` — a Transport: str0m's [`str0m::Rtc`] and, once its DTLS handshake has handed
+//!   over the SRTP keys ([`srtp`]), the SFU's two halves past str0m, the egress and the ingress.
+//!   The byte-level work on one connection: what str0m sends (reports rewritten), media opened
+//!   and new SSRCs described, RTCP from the participant (NACKs answered), feedback sent.
+//! - `negotiation.rs` — SDP offer/answer of a participant's session, one server offer at a time.
+//! - `track.rs`, `producer.rs`, `consumer.rs` — a recorded Track, whose frames go to the
+//!   recorder's [`MediaTap`]; a Producer (loss count, codec cache, frame assembler); a Consumer
+//!   (m-line state, renumbering `SeqMap`, egress stream).
+//! - `egress.rs` — fast forwarding, the sending half of a transport: the SFU protects and sends
+//!   forwarded packets itself, writes the sender info of their reports into str0m's SRTCP and
+//!   answers NACKs from its own ring of sent packets.
+//! - `ingress.rs` — fast receiving, the receiving half: the SFU opens received SRTP itself
+//!   (replay window, repair streams) and decides when to send the feedback str0m would have.
+//! - `rtcp/` — RTCP written and read past str0m: transport-wide congestion control feedback
+//!   (`twcc.rs`), generic NACKs (`nack.rs`), receiver reports and the rewrite of str0m's
+//!   reports (`report.rs`), what a receiver's RTCP asks (`feedback.rs`); `rtp.rs` reads RTP
+//!   headers ([`RtpHeader`]).
+//! - `assembler.rs`, `recording.rs` — while a room is recorded, each track's packets are
+//!   reordered and depacketized into frames for the tap (media is otherwise forwarded packet by
+//!   packet, str0m's RTP mode); consent and recording per room, and the recorder's interface
+//!   ([`MediaTap`], [`TapFactory`]).
+//! - The Sfu's public inputs and outputs: [`SfuOptions`] (`options.rs`), [`Command`]
+//!   (`command.rs`), [`Signal`] and [`LeaveReason`] (`signal.rs`), [`Transmit`] (`transmit.rs`).
+//! - Below them: `demux.rs` (which participant a datagram is for; SRTP or not), `ids.rs` (ids and
+//!   [`ParticipantKey`]), `info.rs` ([`ParticipantInfo`], [`Role`], [`TrackKind`]), `clock.rs`
+//!   (RTP time against wall clock of a forwarded stream), `deadline.rs`, [`Metrics`]
+//!   (`metrics.rs`, Prometheus text), [`srtp`] (SRTP and SRTCP with the DTLS handshake's keys).
+//!
+//! Imports point one way, without loops, down this order: server → sfu → router → participant
+//! → {transport, track} → {negotiation, producer, command} → {consumer, assembler, options, room,
+//! signal} → {egress, ingress, recording} → {demux, info, metrics, rtcp/feedback, rtcp/report,
+//! rtcp/twcc} → {clock, deadline, ids, rtcp, rtcp/nack, rtp, srtp, transmit}. A file imports
+//! only from groups to its right; a helper two files share lives below both.
 //!
 //! # Invariants
 //! - A participant belongs to exactly one Room; a Room exists while it has participants.

@@ -1,4 +1,6 @@
-//! The sans-IO SFU core: every Room, Participant and Transport of one media node.
+//! The sans-IO coordinator of one media loop: every Room, Participant and Transport in it.
+//! Inputs are `handle_*` calls, outputs are drained with `poll_*`; the byte-level work lives in
+//! the spokes (`transport.rs`, `router.rs`, `negotiation.rs` and below).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
