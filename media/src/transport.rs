@@ -37,10 +37,10 @@ pub(crate) struct Transport {
     /// When the Rtc wants its next `Input::Timeout`.
     pub next_timeout: Instant,
     /// Filled by the DTLS handshake with the SRTP keys (fast forwarding).
-    pub keys: Arc<KeySlot>,
+    keys: Arc<KeySlot>,
     pub egress: EgressState,
     /// Opens the participant's media past str0m (`ingress.rs`), once the keys are there.
-    pub ingress: Option<Box<Ingress>>,
+    ingress: Option<Box<Ingress>>,
     /// The ingress is made with the egress ([`SfuOptions::fast_receiving`]).
     fast_receiving: bool,
     /// Where str0m sends RTP and RTCP (the selected candidate pair): (from, to).
