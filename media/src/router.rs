@@ -122,6 +122,11 @@ impl Router<'_> {
     /// Ask `source`'s sender for a keyframe of its producer `mid`, at most once per
     /// [`KEYFRAME_REQUEST_INTERVAL`].
     pub fn request_keyframe(&mut self, now: Instant, source: ParticipantKey, mid: Mid) {
+        // The request is counted on this Router's room: the source must be one of its members.
+        debug_assert!(
+            self.room.members.contains(&source),
+            "a keyframe request routed through another room"
+        );
         let Some(p) = self.participants.get_mut(&source) else {
             return;
         };

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::repo::{self, Filter};
 use crate::domain::{Caller, Role};
-use crate::http::{ApiError, Page, Params, Problem, page, parse_time, to_rfc3339};
+use crate::http::{ApiError, Page, Params, Problem, page, time_range, to_rfc3339};
 use crate::platform::audit::audit;
 use crate::state::ApiState;
 
@@ -56,17 +56,7 @@ pub async fn audit_log(
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
     caller.require(caller.is(Role::Admin))?;
     let (limit, offset) = page(q.limit, q.offset)?;
-    let from = q
-        .from
-        .as_deref()
-        .map(|v| parse_time("from", v))
-        .transpose()?
-        .unwrap_or(i64::MIN);
-    let to =
-        q.to.as_deref()
-            .map(|v| parse_time("to", v))
-            .transpose()?
-            .unwrap_or(i64::MAX);
+    let (from, to) = time_range(q.from.as_deref(), q.to.as_deref())?;
     let filter = Filter {
         from,
         to,

@@ -14,7 +14,7 @@ use crate::domain::{
     Caller, ConsultationId, ConsultationStatus, JoinRefusal, Role, SlotId, SlotStatus, Transition,
     UserId,
 };
-use crate::http::{ApiError, Body, Page, Params, Problem, id, page, parse_time, text, to_rfc3339};
+use crate::http::{ApiError, Body, Page, Params, Problem, id, page, text, time_range, to_rfc3339};
 use crate::platform::outbound::Outcome;
 use crate::state::ApiState;
 
@@ -204,17 +204,7 @@ pub async fn list_consultations(
     Params(q): Params<ConsultationQuery>,
 ) -> Result<Json<Page<ConsultationView>>, ApiError> {
     let (limit, offset) = page(q.limit, q.offset)?;
-    let from = q
-        .from
-        .as_deref()
-        .map(|v| parse_time("from", v))
-        .transpose()?
-        .unwrap_or(i64::MIN);
-    let to =
-        q.to.as_deref()
-            .map(|v| parse_time("to", v))
-            .transpose()?
-            .unwrap_or(i64::MAX);
+    let (from, to) = time_range(q.from.as_deref(), q.to.as_deref())?;
     let doctor = q
         .doctor_id
         .as_deref()

@@ -29,6 +29,13 @@ pub fn parse_time(field: &'static str, value: &str) -> Result<i64, ApiError> {
         })
 }
 
+/// The `from`/`to` bounds of a list's filter as UTC milliseconds; a missing bound is open.
+pub fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let from = from.map(|v| parse_time("from", v)).transpose()?;
+    let to = to.map(|v| parse_time("to", v)).transpose()?;
+    Ok((from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX)))
+}
+
 /// Trimmed text of 1 to `max` characters.
 pub fn text(field: &'static str, value: &str, max: usize) -> Result<String, ApiError> {
     let trimmed = value.trim();

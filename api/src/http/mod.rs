@@ -9,5 +9,5 @@ pub mod paging;
 
 pub use error::{ApiError, Problem};
 pub use extract::{Body, MAX_BODY_BYTES, Params, client_ip};
-pub use input::{id, normalized_email, parse_time, text, to_rfc3339};
+pub use input::{id, normalized_email, parse_time, text, time_range, to_rfc3339};
 pub use paging::{Page, page};
