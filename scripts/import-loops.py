@@ -85,6 +85,10 @@ def use_paths(text):
         expand([], m.group(1))
     for m in re.finditer(r"\b((?:crate|super|self)(?:::\w+)+)", text):
         paths.append(m.group(1).split("::"))
+    # Bare paths in code (`routes::login`, `api::router(…)`): kept when their first segment is
+    # a child module (resolved by the caller).
+    for m in re.finditer(r"(?<![:\w])(\w+(?:::\w+)+)", text):
+        paths.append(m.group(1).split("::"))
     return paths
 
 

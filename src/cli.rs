@@ -57,10 +57,11 @@ pub enum Command {
     /// Manage staff accounts.
     #[command(subcommand)]
     User(UserCommand),
-    /// Run the stand-ins of external systems alone (today: Bitrix24), for tests, or to point a
-    /// staging Vizit at (set bitrix24.webhook_url and bitrix24.application_token to what this
-    /// prints). Seeded with three doctors, their weekly templates and a few bookings; edit them
-    /// through /sandbox/bitrix24 (see the sandbox crate's docs).
+    /// Run the stand-ins of external systems alone (Bitrix24, YooKassa), for tests, or to point
+    /// a staging Vizit at (set the bitrix24.* and yookassa.* keys to what this prints). Bitrix24
+    /// is seeded with three doctors, their weekly templates and a few bookings; edit them through
+    /// /sandbox/bitrix24; pay, decline and inject faults through /sandbox/yookassa (see the
+    /// sandbox crate's docs).
     Sandbox {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -77,6 +78,16 @@ pub enum Command {
         /// Start empty: no seeded doctors or bookings.
         #[arg(long)]
         no_seed: bool,
+        /// Where YooKassa notifications go, e.g.
+        /// http://127.0.0.1:8080/api/v1/integrations/yookassa/notifications.
+        #[arg(long)]
+        notification_url: Option<String>,
+        /// YooKassa's shop id (default: random, printed).
+        #[arg(long)]
+        shop_id: Option<String>,
+        /// YooKassa's secret key (default: random, printed).
+        #[arg(long)]
+        secret_key: Option<String>,
     },
 }
 
@@ -119,16 +130,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         application_token,
         webhook_code,
         no_seed,
+        notification_url,
+        shop_id,
+        secret_key,
     } = cli.command
     {
-        return sandbox(
-            listen,
-            events_url,
-            application_token,
-            webhook_code,
-            !no_seed,
-        )
-        .await;
+        let mut bitrix24 = vizit_sandbox::Bitrix24Options {
+            event_handler: events_url,
+            seed: !no_seed,
+            ..Default::default()
+        };
+        if let Some(token) = application_token {
+            bitrix24.application_token = token;
+        }
+        if let Some(code) = webhook_code {
+            bitrix24.webhook_code = code;
+        }
+        let mut yookassa = vizit_sandbox::YooKassaOptions {
+            notification_url,
+            ..Default::default()
+        };
+        if let Some(id) = shop_id {
+            yookassa.shop_id = id;
+        }
+        if let Some(key) = secret_key {
+            yookassa.secret_key = key;
+        }
+        return sandbox(listen, bitrix24, yookassa).await;
     }
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
@@ -247,24 +275,11 @@ fn announce(line: std::fmt::Arguments<'_>) {
 
 async fn sandbox(
     listen: std::net::SocketAddr,
-    events_url: Option<String>,
-    application_token: Option<String>,
-    webhook_code: Option<String>,
-    seed: bool,
+    bitrix24: vizit_sandbox::Bitrix24Options,
+    yookassa: vizit_sandbox::YooKassaOptions,
 ) -> anyhow::Result<()> {
     crate::telemetry::init("info");
-    let mut options = vizit_sandbox::Bitrix24Options {
-        event_handler: events_url,
-        seed,
-        ..Default::default()
-    };
-    if let Some(token) = application_token {
-        options.application_token = token;
-    }
-    if let Some(code) = webhook_code {
-        options.webhook_code = code;
-    }
-    let sandbox = vizit_sandbox::Sandbox::new(options);
+    let sandbox = vizit_sandbox::Sandbox::with(bitrix24, yookassa);
     let running = sandbox.start(listen).await?;
     println!("Sandbox listening on {}", running.url());
     println!("Bitrix24 webhook URL: {}", sandbox.bitrix24.webhook_url());
@@ -274,6 +289,14 @@ async fn sandbox(
     );
     println!(
         "State and receptionist actions: {}/sandbox/bitrix24",
+        running.url()
+    );
+    let y = &sandbox.yookassa;
+    println!("YooKassa API URL: {}", y.api_url());
+    println!("YooKassa shop id: {}", y.options().shop_id);
+    println!("YooKassa secret key: {}", y.options().secret_key);
+    println!(
+        "YooKassa state, payments by hand, faults: {}/sandbox/yookassa",
         running.url()
     );
     shutdown_signal().await;

@@ -1,7 +1,7 @@
 //! Local stand-ins of the external systems Vizit talks to, each speaking its vendor's documented
 //! wire format over real HTTP (see `shared/reference/integrations.md`), for development, demos and
-//! tests. Today: Bitrix24 (Online Booking, `booking.v1.*`). Later issues add YooKassa, ESIA and the
-//! messenger beside it.
+//! tests. Today: Bitrix24 (Online Booking, `booking.v1.*`) and YooKassa (API v3: payments, refunds,
+//! 54-FZ receipts, notifications). Later issues add ESIA and the messenger beside them.
 //!
 //! A [`Sandbox`] is one HTTP listener serving every stand-in; its state lives in memory and
 //! survives [`RunningSandbox::stop`] + [`Sandbox::start`] on the same address, so tests can take a
@@ -14,6 +14,8 @@
 
 pub mod bitrix24;
 pub mod php;
+pub mod spec;
+pub mod yookassa;
 
 use std::net::SocketAddr;
 
@@ -21,23 +23,33 @@ use axum::Router;
 use tokio::sync::watch;
 
 pub use bitrix24::{Bitrix24, Bitrix24Options};
+pub use yookassa::{YooKassa, YooKassaOptions};
 
 /// Every stand-in, with its state.
 #[derive(Clone)]
 pub struct Sandbox {
     pub bitrix24: Bitrix24,
+    pub yookassa: YooKassa,
 }
 
 impl Sandbox {
+    /// Bitrix24 as given, YooKassa with a fresh shop.
     pub fn new(bitrix24: Bitrix24Options) -> Sandbox {
+        Self::with(bitrix24, YooKassaOptions::default())
+    }
+
+    pub fn with(bitrix24: Bitrix24Options, yookassa: YooKassaOptions) -> Sandbox {
         Sandbox {
             bitrix24: Bitrix24::new(bitrix24),
+            yookassa: YooKassa::new(yookassa),
         }
     }
 
     /// The HTTP routes of every stand-in.
     pub fn router(&self) -> Router {
-        Router::new().merge(self.bitrix24.router())
+        Router::new()
+            .merge(bitrix24::router(&self.bitrix24))
+            .merge(yookassa::router(&self.yookassa))
     }
 
     /// Listen on `addr` (port 0 picks one) and serve until stopped.
@@ -45,6 +57,7 @@ impl Sandbox {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         self.bitrix24.set_base_url(format!("http://{addr}"));
+        self.yookassa.set_base_url(format!("http://{addr}"));
         let (stop, mut stopped) = watch::channel(false);
         let app = self.router();
         let task = tokio::spawn(async move {

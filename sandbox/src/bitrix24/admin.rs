@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{B24Error, Bitrix24, DatePeriod, Fault, NewBooking, SlotRange};
+use super::portal::{B24Error, Bitrix24, DatePeriod, Fault, NewBooking, SlotRange};
 
 pub fn router(b: Bitrix24) -> Router {
     Router::new()

@@ -2,7 +2,6 @@
 //! `/oauth/token/` (authorization code, refresh token). Codes live 30 s, access tokens 1 h,
 //! refresh tokens 180 days; REST calls then go to `/rest/{method}` with `auth=<access_token>`.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -12,62 +11,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::{B24Error, Bitrix24, random_code};
+use super::portal::{Bitrix24, random_code};
 use crate::php;
 
 const CODE_TTL: Duration = Duration::from_secs(30);
-const ACCESS_TTL: Duration = Duration::from_secs(3600);
-const REFRESH_TTL: Duration = Duration::from_secs(180 * 86_400);
-
-#[derive(Debug, Default)]
-pub(super) struct Tokens {
-    codes: HashMap<String, Instant>,
-    access: HashMap<String, Instant>,
-    refresh: HashMap<String, Instant>,
-}
-
-impl Tokens {
-    pub(super) fn check_access(&self, token: &str) -> Result<(), B24Error> {
-        let err = |code: &str, text: &str| B24Error {
-            status: 401,
-            code: Value::String(code.into()),
-            description: text.into(),
-        };
-        match self.access.get(token) {
-            Some(expires) if *expires > Instant::now() => Ok(()),
-            Some(_) => Err(err(
-                "expired_token",
-                "The access token provided has expired",
-            )),
-            None => Err(err("invalid_token", "The access token provided is invalid")),
-        }
-    }
-
-    /// For tests: make every access token expire now.
-    pub(super) fn expire_all(&mut self) {
-        let now = Instant::now();
-        for expires in self.access.values_mut() {
-            *expires = now;
-        }
-    }
-
-    fn issue(&mut self) -> Value {
-        let access = random_code(32);
-        let refresh = random_code(32);
-        let now = Instant::now();
-        self.access.insert(access.clone(), now + ACCESS_TTL);
-        self.refresh.insert(refresh.clone(), now + REFRESH_TTL);
-        json!({
-            "access_token": access,
-            "expires_in": ACCESS_TTL.as_secs(),
-            "refresh_token": refresh,
-            "scope": "booking",
-            "status": "L",
-            "user_id": 1,
-            "expires": jiff::Timestamp::now().as_second() + ACCESS_TTL.as_secs() as i64,
-        })
-    }
-}
 
 pub fn router(b: Bitrix24) -> Router {
     Router::new()

@@ -12,7 +12,7 @@ use axum::routing::any;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use super::{
+use super::portal::{
     B24Error, Bitrix24, BookingClient, DatePeriod, Fault, NewBooking, SlotRange, Store,
     update_booking, validate_range,
 };
@@ -432,7 +432,7 @@ fn dispatch(
                 .and_then(Value::as_str)
                 .map(str::to_lowercase);
             let is_main = filter.get("isMain").and_then(Value::as_str);
-            let mut items: Vec<&super::Resource> = s
+            let mut items: Vec<&super::portal::Resource> = s
                 .resources
                 .values()
                 .filter(|r| type_id.is_none_or(|t| r.type_id == t))
@@ -497,7 +497,7 @@ fn dispatch(
                     _ => return Err(B24Error::method(json!(422), "Invalid date period")),
                 }
             }
-            let mut items: Vec<&super::Booking> = s
+            let mut items: Vec<&super::portal::Booking> = s
                 .bookings
                 .values()
                 .filter(|b| window.is_none_or(|(f, t)| b.overlaps(f, t)))
@@ -518,7 +518,10 @@ fn dispatch(
                 Some((_, true)) => items.reverse(),
                 _ => {}
             }
-            let items = items.into_iter().map(super::Booking::to_json).collect();
+            let items = items
+                .into_iter()
+                .map(super::portal::Booking::to_json)
+                .collect();
             Ok(page(items, "booking", p.get("start")))
         }
         "booking.v1.booking.get" => {
@@ -538,7 +541,7 @@ fn dispatch(
                     "Required fields: resourceIds, datePeriod",
                 ));
             };
-            let id = super::add_booking(
+            let id = super::portal::add_booking(
                 s,
                 NewBooking {
                     name: fields.name.unwrap_or_default(),
@@ -596,7 +599,7 @@ struct NewBookingFields {
     date_period: Option<DatePeriod>,
 }
 
-fn resource_json(r: &super::Resource) -> Value {
+fn resource_json(r: &super::portal::Resource) -> Value {
     json!({
         "id": r.id,
         "name": r.name,
