@@ -213,6 +213,9 @@ async fn post_call(
             }
         }
     };
+    if !body.is_empty() {
+        y.state().bodies.push((route.to_owned(), parsed.clone()));
+    }
     let fingerprint = format!("{route} {}", canonical(&parsed));
     // Decided under the lock, answered after it (a guard is never held across an await).
     let replay: Option<Answer> = {

@@ -171,6 +171,8 @@ pub(super) struct State {
     next_fiscal: u64,
     base_url: String,
     requests: u64,
+    /// The body of every POST, by route, as received.
+    pub(super) bodies: Vec<(String, Value)>,
 }
 
 /// The stand-in's state. Cheap to clone.
@@ -299,6 +301,12 @@ impl YooKassa {
     /// Notifications sent so far, in the order they were sent.
     pub fn sent(&self) -> Vec<Sent> {
         self.state().sent.clone()
+    }
+
+    /// The body of every POST received, with its route (`POST /payments`…), in order — for
+    /// tests that check a client's requests against the document.
+    pub fn bodies(&self) -> Vec<(String, Value)> {
+        self.state().bodies.clone()
     }
 
     /// API calls answered so far (faults included).

@@ -1,0 +1,11 @@
+//! Wire clients of the external systems Vizit talks to. Each knows HTTP and its vendor's
+//! documented format (`shared/reference/integrations.md`), with the vendor's retry rules, and
+//! nothing of Vizit's database, state or HTTP API: the capabilities of `vizit-api` decide what to
+//! call and store what came back; this crate makes that a compile-time fact.
+//!
+//! - [`yookassa`] — YooKassa API v3: payments, refunds, receipts (54-FZ).
+//!
+//! Tests run every client against `vizit-sandbox`'s stand-in over real HTTP, and check each
+//! request it sends against the vendor's published API document.
+
+pub mod yookassa;
