@@ -92,5 +92,12 @@ pub async fn schedule(state: &ApiState) -> Result<(), sqlx::Error> {
             .every(kind, kind, state.settings.jobs_interval)
             .await?;
     }
+    if state.payments.is_some() {
+        let kind = crate::payments::reconcile::RECONCILE;
+        state
+            .scheduler
+            .every(kind, kind, state.settings.jobs_interval)
+            .await?;
+    }
     Ok(())
 }

@@ -40,6 +40,7 @@ pub mod domain;
 pub mod http;
 pub mod jobs;
 pub mod openapi;
+pub mod payments;
 pub mod people;
 pub mod platform;
 pub mod recordings;
@@ -68,6 +69,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(slots::routes())
         .merge(consultations::routes())
         .merge(recordings::routes())
+        .merge(payments::routes())
         .merge(audit::routes())
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::page))
@@ -109,6 +111,41 @@ impl ApiState {
                 b.clone(),
             )));
         self.bitrix24 = Some(b);
+        self
+    }
+}
+
+impl ApiState {
+    /// Turn online payments on: the payments subscriber hears of bookings and cancellations,
+    /// YooKassa's calls run from the outbound queue, reconciliation, free bookings and receipts
+    /// are jobs of the scheduler. Run [`payments::worker::run`] beside the other workers.
+    pub fn with_payments(mut self, p: Arc<payments::Payments>) -> Self {
+        if let Err(e) =
+            self.outbox
+                .subscribe(Arc::new(payments::subscriber::ConsultationPayments {
+                    clock: self.clock.clone(),
+                    payments: p.clone(),
+                }))
+        {
+            tracing::warn!(error = %e, "the payments subscriber is registered already");
+        }
+        self.outbound
+            .register(Arc::new(payments::calls::PaymentCalls {
+                core: self.core(),
+                payments: p.clone(),
+            }));
+        self.scheduler
+            .register(Arc::new(payments::reconcile::Reconcile {
+                core: self.core(),
+                payments: p.clone(),
+            }));
+        self.scheduler
+            .register(Arc::new(payments::reconcile::Free { core: self.core() }));
+        self.scheduler.register(Arc::new(payments::receipts::Look {
+            core: self.core(),
+            payments: p.clone(),
+        }));
+        self.payments = Some(p);
         self
     }
 }

@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::audit::routes as audit;
 use crate::consultations::routes as consultations;
+use crate::payments::routes as payments;
 use crate::people::routes as people;
 use crate::recordings::routes as recordings;
 use crate::slots::bitrix24::routes as b24;
@@ -33,6 +34,8 @@ use crate::slots::routes as slots;
         consultations::overdue, consultations::slot_conflicts, audit::audit_log,
         b24::event, b24::status, b24::sync_now, b24::outbound_list, b24::outbound_retry,
         recordings::list, recordings::download, recordings::file, recordings::legal_hold,
+        payments::checkout, payments::consultation_payments, payments::list_payments,
+        payments::list_refunds, payments::list_receipts, payments::refund, payments::notification,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -42,7 +45,8 @@ use crate::slots::routes as slots;
         (name = "consultations", description = "Booking, payment, the call, closing"),
         (name = "admin", description = "Staff, API keys, overdue consultations, slot conflicts, audit log"),
         (name = "recordings", description = "Recordings of consultations: list, download links, legal hold (admins and head doctors)"),
-        (name = "integrations", description = "Bitrix24: the event handler it calls, and the state of the sync"),
+        (name = "integrations", description = "Bitrix24: the event handler it calls, and the state of the sync; YooKassa's notifications"),
+        (name = "payments", description = "Payments through YooKassa, refunds and fiscal receipts (54-FZ)"),
     )
 )]
 pub struct ApiDoc;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use vizit_signaling::TokenKeys;
 
+use crate::payments::settings::Payments;
 use crate::platform::inbound::InboundStore;
 use crate::platform::outbox::OutboxSettings;
 use crate::platform::{Clock, Db, Outbound, Outbox, Scheduler};
@@ -81,6 +82,8 @@ pub struct ApiState {
     pub bitrix24: Option<Arc<Bitrix24>>,
     /// Recording storage (local folder or S3) and its rules; `None`: no recordings.
     pub recordings: Option<Arc<Recordings>>,
+    /// Online payments (YooKassa); `None`: the clinic marks bookings paid itself.
+    pub payments: Option<Arc<Payments>>,
 }
 
 impl ApiState {
@@ -110,6 +113,7 @@ impl ApiState {
             keys,
             bitrix24: None,
             recordings: None,
+            payments: None,
         }
     }
 

@@ -47,6 +47,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/recordings/{id}/download"),
     ("get", "/api/v1/recordings/{id}/file"),
     ("post", "/api/v1/recordings/{id}/legal-hold"),
+    ("post", "/api/v1/consultations/{id}/checkout"),
+    ("get", "/api/v1/consultations/{id}/payments"),
+    ("get", "/api/v1/admin/payments"),
+    ("get", "/api/v1/admin/refunds"),
+    ("get", "/api/v1/admin/receipts"),
+    ("post", "/api/v1/payments/{id}/refunds"),
+    ("post", "/api/v1/integrations/yookassa/notifications"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -594,6 +601,69 @@ async fn every_response_the_tests_see_matches_the_document() {
         "/api/v1/auth/logout",
         api.call(Method::POST, "/auth/logout", Some(&c.head), None)
             .await
+    );
+
+    // Payments (not configured here: the clinic marks bookings paid itself).
+    let consultation = c.booked(4 * 24 * 60).await;
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/checkout",
+        api.post(
+            &format!("/consultations/{consultation}/checkout"),
+            &c.patient,
+            json!({"email": "p@example.com"})
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}/payments",
+        api.get(
+            &format!("/consultations/{consultation}/payments"),
+            &c.patient
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/payments",
+        api.get("/admin/payments?status=succeeded", &c.admin).await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/refunds",
+        api.get("/admin/refunds", &c.head).await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/receipts",
+        api.get("/admin/receipts?overdue=true", &c.service).await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/receipts",
+        api.get("/admin/receipts", &c.patient).await
+    );
+    see!(
+        "post",
+        "/api/v1/payments/{id}/refunds",
+        api.post(
+            &format!("/payments/{unknown}/refunds"),
+            &c.admin,
+            json!({"amountKopecks": 100, "reason": "x"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/integrations/yookassa/notifications",
+        api.call(
+            Method::POST,
+            "/integrations/yookassa/notifications",
+            None,
+            None
+        )
+        .await
     );
 
     // Every route was exercised at least once.

@@ -20,7 +20,9 @@ use axum::routing::{get, post};
 
 pub use bookings::SlotBookings;
 pub use repo::ConsultationRow;
-pub use service::{Error, Move, TransitionData, book, load, transition};
+pub use service::{
+    Error, Move, Summary, TransitionData, book, load, summary, transition, visible_to,
+};
 
 use crate::state::ApiState;
 

@@ -123,7 +123,8 @@ pub async fn book(
             &mut tx,
             EventKind::ConsultationBooked.as_str(),
             Some(id.as_str()),
-            json!({"consultationId": id, "slotId": slot_id, "doctorId": slot.doctor_id, "patientId": patient, "payBy": pay_by}),
+            json!({"consultationId": id, "slotId": slot_id, "doctorId": slot.doctor_id, "patientId": patient,
+                   "payBy": pay_by, "priceKopecks": slot.price_kopecks, "startsAt": slot.starts_at}),
         )
         .await?;
     audit(
@@ -148,6 +149,36 @@ pub async fn settle(core: &Core, outbound: &Outbound, id: &ConsultationId) -> Op
         tracing::warn!(consultation = %id, error = %e, "outbox: could not deliver now; the dispatcher will");
     }
     outbound.deliver_consultation(id.as_str()).await
+}
+
+/// What other capabilities need to know of a consultation, read in their transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub status: ConsultationStatus,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub patient_id: String,
+    pub doctor_id: String,
+    pub price_kopecks: i64,
+    pub doctor_specialty: String,
+}
+
+pub async fn summary(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+) -> Result<Option<Summary>, sqlx::Error> {
+    let Some(row) = repo::load(conn, id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Summary {
+        status: row.status()?,
+        starts_at: row.starts_at,
+        ends_at: row.ends_at,
+        patient_id: row.patient_id,
+        doctor_id: row.doctor_id,
+        price_kopecks: row.price_kopecks,
+        doctor_specialty: row.doctor_specialty,
+    }))
 }
 
 pub async fn load(core: &Core, id: &ConsultationId) -> Result<Option<ConsultationRow>, Error> {
@@ -258,7 +289,8 @@ pub async fn transition(
             &mut tx,
             transition.event().as_str(),
             Some(id),
-            json!({"consultationId": id, "from": from.as_str(), "to": to.as_str(), "cancelledBy": cancelled_by}),
+            json!({"consultationId": id, "from": from.as_str(), "to": to.as_str(), "cancelledBy": cancelled_by,
+                   "startsAt": row.starts_at, "at": now}),
         )
         .await?;
     audit(

@@ -1,6 +1,5 @@
 //! What happened in the domain, as written to the outbox in the same transaction as the change.
-//! Subscribers (the Bitrix24 slot source today; payments and notifications next) register by
-//! these kinds.
+//! Subscribers (the Bitrix24 slot source, payments, notifications) register by these kinds.
 
 /// The kind of a domain event; its text is what the outbox stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,10 +19,20 @@ pub enum EventKind {
     ConsultationOverdue,
     /// Its booked time changed in the slot source under it.
     ConsultationSlotConflict,
+    /// The payment provider took the money.
+    PaymentSucceeded,
+    /// A payment attempt was canceled (declined, expired, released).
+    PaymentCanceled,
+    /// Money went back to the patient.
+    RefundSucceeded,
+    /// A receipt's fiscal data arrived (ФН, ФД, ФП): the patient is e-mailed it.
+    ReceiptRegistered,
+    /// A receipt was not registered in time: for the clinic's admins.
+    ReceiptOverdue,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::ConsultationBooked,
         EventKind::ConsultationPaid,
         EventKind::ConsultationStarted,
@@ -33,6 +42,11 @@ impl EventKind {
         EventKind::ConsultationRescheduled,
         EventKind::ConsultationOverdue,
         EventKind::ConsultationSlotConflict,
+        EventKind::PaymentSucceeded,
+        EventKind::PaymentCanceled,
+        EventKind::RefundSucceeded,
+        EventKind::ReceiptRegistered,
+        EventKind::ReceiptOverdue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +60,11 @@ impl EventKind {
             EventKind::ConsultationRescheduled => "consultation.rescheduled",
             EventKind::ConsultationOverdue => "consultation.overdue",
             EventKind::ConsultationSlotConflict => "consultation.slot_conflict",
+            EventKind::PaymentSucceeded => "payment.succeeded",
+            EventKind::PaymentCanceled => "payment.canceled",
+            EventKind::RefundSucceeded => "refund.succeeded",
+            EventKind::ReceiptRegistered => "receipt.registered",
+            EventKind::ReceiptOverdue => "receipt.overdue",
         }
     }
 

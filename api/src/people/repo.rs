@@ -141,6 +141,19 @@ pub async fn active_patient_name(
     Ok(row.map(|(n,)| n))
 }
 
+/// A person's e-mail and phone, as registered.
+pub async fn contact(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<(Option<String>, Option<String>), sqlx::Error> {
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT email, phone FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.unwrap_or_default())
+}
+
 pub async fn user_id_by_email(pool: &AnyPool, email: &str) -> Result<Option<UserId>, sqlx::Error> {
     let row: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE email = $1")
         .bind(email)

@@ -280,6 +280,15 @@ pub async fn active_patient(
     repo::active_patient_name(conn, id).await
 }
 
+/// A person's e-mail and phone (for receipts and notifications), read in the caller's
+/// transaction.
+pub async fn contact(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+) -> Result<(Option<String>, Option<String>), sqlx::Error> {
+    repo::contact(conn, id).await
+}
+
 /// The id of the user with this e-mail.
 pub async fn user_by_email(core: &Core, email: &str) -> Result<Option<UserId>, sqlx::Error> {
     repo::user_id_by_email(&core.db.pool, email).await

@@ -9,6 +9,8 @@
 //!   executor claims only its own rows, in order per (system, consultation), with a lease.
 //! - `inbound.rs` — the inbound webhook store: verified events stored, deduplicated, answered at
 //!   once and processed by a worker.
+//! - `net.rs` — address ranges and the caller's address behind trusted proxies (webhooks known
+//!   by their sender's address).
 //! - `scheduler.rs` — [`Scheduler`]: at-time and recurring jobs on the database, leased, safe
 //!   with several nodes.
 //!
@@ -20,6 +22,7 @@ pub mod clock;
 pub mod db;
 pub mod future;
 pub mod inbound;
+pub mod net;
 pub mod outbound;
 pub mod outbox;
 pub mod scheduler;

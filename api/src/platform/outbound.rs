@@ -289,8 +289,23 @@ impl Outbound {
         .await?;
         let mut last = Outcome::Done;
         for (id,) in ids {
-            let Some((call, lease)) = self.claim(id, false).await? else {
-                return Ok(Outcome::Retry("another worker is delivering it".into()));
+            let (call, lease) = loop {
+                if let Some(claimed) = self.claim(id, false).await? {
+                    break claimed;
+                }
+                // Another worker holds it (or it is over): wait for that attempt to end, then
+                // take it if it is still pending (the caller's timeout bounds the wait).
+                match self.state_of(id).await? {
+                    Some((status, _)) if status != "pending" => {
+                        return Ok(if status == "done" {
+                            Outcome::Done
+                        } else {
+                            Outcome::Failed("failed for good".into())
+                        });
+                    }
+                    None => return Ok(Outcome::Done),
+                    Some(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+                }
             };
             last = self.run(executor, &call, lease, true).await?;
             if last != Outcome::Done {
@@ -298,6 +313,14 @@ impl Outbound {
             }
         }
         Ok(last)
+    }
+
+    /// (status, locked until) of a call.
+    async fn state_of(&self, id: i64) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
+        sqlx::query_as("SELECT status, locked_until FROM outbound_calls WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await
     }
 
     /// Execute one claimed call and store how it ended (only while the lease is ours).

@@ -79,6 +79,16 @@ impl Default for OutboxSettings {
     }
 }
 
+/// What became of one delivery.
+enum Delivered {
+    /// Handed over and acknowledged now.
+    Now,
+    /// Another dispatcher delivered it meanwhile.
+    Elsewhere,
+    /// Not now (held by another node, not the head, or the subscriber failed).
+    Not,
+}
+
 /// Deliveries taken per look.
 const BATCH: i64 = 100;
 
@@ -194,20 +204,21 @@ impl Outbox {
     ) -> Result<usize, sqlx::Error> {
         let mut done = 0;
         loop {
-            let delivered = self.look(s, consultation).await?;
+            let (delivered, progress) = self.look(s, consultation).await?;
             done += delivered;
-            if delivered == 0 {
+            if !progress {
                 return Ok(done);
             }
         }
     }
 
-    /// One look: returns how many deliveries were done.
+    /// One look: (deliveries done by this look, whether anything moved — done here or, for a
+    /// consultation's look, by another dispatcher it waited for).
     async fn look(
         &self,
         s: &Arc<dyn Subscriber>,
         consultation: Option<&str>,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> Result<(usize, bool), sqlx::Error> {
         let now = self.clock.now_ms();
         let heads: Vec<(i64,)> = sqlx::query_as(
             "SELECT d.id FROM outbox_deliveries d \
@@ -225,39 +236,51 @@ impl Outbox {
         .fetch_all(&self.db.pool)
         .await?;
         let mut done = 0;
+        let mut progress = false;
         for (delivery,) in &heads {
-            if self.deliver(s, *delivery).await? {
-                done += 1;
+            match self.deliver(s, *delivery, consultation.is_some()).await? {
+                Delivered::Now => {
+                    done += 1;
+                    progress = true;
+                }
+                Delivered::Elsewhere => progress = true,
+                Delivered::Not => {}
             }
         }
-        Ok(done)
+        Ok((done, progress))
     }
 
-    /// Take one delivery and hand its event to the subscriber; true if it is done now.
-    async fn deliver(&self, s: &Arc<dyn Subscriber>, delivery: i64) -> Result<bool, sqlx::Error> {
+    /// Take one delivery and hand its event to the subscriber. `wait`: a request waits for
+    /// this consultation's events, so a delivery another dispatcher holds is waited for (on
+    /// PostgreSQL; SQLite's write lock waits anyway) rather than skipped.
+    async fn deliver(
+        &self,
+        s: &Arc<dyn Subscriber>,
+        delivery: i64,
+        wait: bool,
+    ) -> Result<Delivered, sqlx::Error> {
         let mut tx = self.db.begin_write().await?;
         // On SQLite the transaction holds the write lock already; on PostgreSQL the row lock
-        // makes the delivery ours, and a node holding it is skipped, not waited for.
-        let take = match self.db.backend {
-            Backend::Postgres => {
-                "SELECT o.id, o.event, o.consultation_id, o.payload, o.created_at, d.attempts \
-                 FROM outbox_deliveries d JOIN outbox o ON o.id = d.event_id \
-                 WHERE d.id = $1 AND d.status = 'pending' FOR UPDATE OF d SKIP LOCKED"
-            }
-            Backend::Sqlite => {
-                "SELECT o.id, o.event, o.consultation_id, o.payload, o.created_at, d.attempts \
-                 FROM outbox_deliveries d JOIN outbox o ON o.id = d.event_id \
-                 WHERE d.id = $1 AND d.status = 'pending'"
-            }
+        // makes the delivery ours, and a node holding it is skipped (or, `wait`, waited for).
+        let select = "SELECT o.id, o.event, o.consultation_id, o.payload, o.created_at, d.attempts, d.status \
+             FROM outbox_deliveries d JOIN outbox o ON o.id = d.event_id WHERE d.id = $1";
+        let lock = match (self.db.backend, wait) {
+            (Backend::Postgres, false) => " FOR UPDATE OF d SKIP LOCKED",
+            (Backend::Postgres, true) => " FOR UPDATE OF d",
+            (Backend::Sqlite, _) => "",
         };
-        type Row = (i64, String, Option<String>, String, i64, i64);
-        let row: Option<Row> = sqlx::query_as(take)
+        type Row = (i64, String, Option<String>, String, i64, i64, String);
+        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{select}{lock}")))
             .bind(delivery)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some((id, kind, consultation_id, payload, created_at, attempts)) = row else {
-            return Ok(false);
+        let Some((id, kind, consultation_id, payload, created_at, attempts, status)) = row else {
+            return Ok(Delivered::Not);
         };
+        if status != "pending" {
+            // Delivered by another dispatcher meanwhile.
+            return Ok(Delivered::Elsewhere);
+        }
         // Still the head of its consultation (checked again under the lock).
         let earlier: Option<(i64,)> = sqlx::query_as(
             "SELECT e.id FROM outbox_deliveries e WHERE e.subscriber = $1 AND e.consultation_id = $2 \
@@ -269,7 +292,7 @@ impl Outbox {
         .fetch_optional(&mut *tx)
         .await?;
         if earlier.is_some() {
-            return Ok(false);
+            return Ok(Delivered::Not);
         }
         let event = Event {
             id,
@@ -291,7 +314,7 @@ impl Outbox {
                 .await?;
                 tx.commit().await?;
                 s.delivered(&event);
-                Ok(true)
+                Ok(Delivered::Now)
             }
             Err(e) => {
                 drop(tx);
@@ -308,7 +331,7 @@ impl Outbox {
                 .bind(delivery)
                 .execute(&self.db.pool)
                 .await?;
-                Ok(false)
+                Ok(Delivered::Not)
             }
         }
     }

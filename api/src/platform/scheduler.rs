@@ -119,21 +119,7 @@ impl Scheduler {
         due_at: i64,
         payload: Option<Value>,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO scheduled_jobs (kind, job_key, due_at, payload, status, created_at) \
-             VALUES ($1, $2, $3, $4, 'pending', $5) \
-             ON CONFLICT (job_key) DO UPDATE SET kind = excluded.kind, due_at = excluded.due_at, \
-             payload = excluded.payload, status = 'pending', attempts = 0, last_error = NULL, done_at = NULL, \
-             every_ms = NULL",
-        )
-        .bind(kind)
-        .bind(key)
-        .bind(due_at)
-        .bind(payload.map(|p| p.to_string()))
-        .bind(self.clock.now_ms())
-        .execute(conn)
-        .await?;
-        Ok(())
+        schedule_at(conn, self.clock.now_ms(), kind, key, due_at, payload).await
     }
 
     /// Drop the job under `key` unless it has run; true if one was dropped.
@@ -292,4 +278,31 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// [`Scheduler::schedule`] for code that holds no scheduler (an outbox subscriber, in its
+/// delivery's transaction); `now` is the creation time.
+pub async fn schedule_at(
+    conn: &mut AnyConnection,
+    now: i64,
+    kind: &str,
+    key: &str,
+    due_at: i64,
+    payload: Option<Value>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO scheduled_jobs (kind, job_key, due_at, payload, status, created_at) \
+         VALUES ($1, $2, $3, $4, 'pending', $5) \
+         ON CONFLICT (job_key) DO UPDATE SET kind = excluded.kind, due_at = excluded.due_at, \
+         payload = excluded.payload, status = 'pending', attempts = 0, last_error = NULL, done_at = NULL, \
+         every_ms = NULL",
+    )
+    .bind(kind)
+    .bind(key)
+    .bind(due_at)
+    .bind(payload.map(|p| p.to_string()))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -120,16 +120,28 @@ impl TestApi {
         settings: ApiSettings,
         bitrix24: Option<std::sync::Arc<vizit_api::slots::bitrix24::Bitrix24>>,
     ) -> TestApi {
+        Self::spawn_configured(backend, settings, |mut state| {
+            if let Some(b) = bitrix24 {
+                state = state.with_bitrix24(b);
+            }
+            state
+        })
+        .await
+    }
+
+    /// The API over a fresh database, its state shaped by `configure` (integrations on).
+    pub async fn spawn_configured(
+        backend: Backend,
+        settings: ApiSettings,
+        configure: impl FnOnce(ApiState) -> ApiState,
+    ) -> TestApi {
         let (url, cleanup) = database(backend).await;
         let db = Db::connect(&url, 16)
             .await
             .expect("database connects and migrates");
         assert_eq!(db.backend, backend);
         let keys = TokenKeys::new(&SecretString::from(SECRET.to_owned())).unwrap();
-        let mut state = ApiState::new(db, keys.clone(), settings);
-        if let Some(b) = bitrix24 {
-            state = state.with_bitrix24(b);
-        }
+        let state = configure(ApiState::new(db, keys.clone(), settings));
         let base = serve(state.clone()).await;
         TestApi {
             base,

@@ -266,6 +266,11 @@ impl YooKassa {
         }
     }
 
+    /// Forget the faults still waiting for `route`.
+    pub fn clear_faults(&self, route: &str) {
+        self.state().faults.remove(route);
+    }
+
     pub(super) fn take_fault(&self, route: &str) -> Option<Fault> {
         self.state().faults.get_mut(route)?.pop_front()
     }
