@@ -27,6 +27,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub consultations: ConsultationSettings,
     pub bitrix24: Bitrix24Config,
+    pub yookassa: YooKassaConfig,
+    pub payments: PaymentsConfig,
     pub recordings: RecordingsConfig,
     pub sandbox: SandboxSettings,
     pub log: LogSettings,
@@ -65,6 +67,55 @@ pub struct Bitrix24Config {
     /// How long a booking request waits for Bitrix24 before answering with `bookingSync: pending`.
     #[serde(with = "humantime_serde")]
     pub booking_wait: Duration,
+}
+
+/// The YooKassa shop payments go to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YooKassaConfig {
+    /// The API base URL.
+    pub api_url: String,
+    /// The shop id. Unset (with the secret key): the built-in sandbox in demo mode, else no
+    /// online payments (the clinic marks bookings paid itself).
+    pub shop_id: Option<String>,
+    /// The shop's secret key.
+    #[serde(serialize_with = "serialize_secret")]
+    pub secret_key: Option<SecretString>,
+    /// Timeout of one request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+/// The clinic's rules for taking money online.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// The 54-FZ VAT code of a consultation: 1 без НДС (VAT-exempt medical services), 11 22 %,
+    /// 12 22/122… — the clinic's accountant decides.
+    pub vat_code: u8,
+    /// The seller's tax system code (1..6); unset: the shop's default.
+    pub tax_system_code: Option<u8>,
+    /// The receipt line (the doctor's specialty follows).
+    pub item_description: String,
+    /// Hold the money and charge it only while the booking waits for it (`true`), or charge at
+    /// once.
+    pub two_stage: bool,
+    /// A patient who cancels at least this long before the consultation is refunded.
+    #[serde(with = "humantime_serde")]
+    pub patient_refund_notice: Duration,
+    /// Payments and refunds whose state has not moved for this long are read back from YooKassa.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_after: Duration,
+    /// Addresses YooKassa sends notifications from (its published ranges).
+    pub notification_sources: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// How long a request waits for YooKassa before answering that the payment is on its way.
+    #[serde(with = "humantime_serde")]
+    pub booking_wait: Duration,
+    /// A receipt not registered this long after its payment or refund is flagged to admins.
+    #[serde(with = "humantime_serde")]
+    pub receipt_deadline: Duration,
 }
 
 /// Where recordings are kept and for how long.
@@ -306,6 +357,27 @@ impl Default for Settings {
                 request_timeout: Duration::from_secs(15),
                 booking_wait: Duration::from_secs(5),
             },
+            yookassa: YooKassaConfig {
+                api_url: "https://api.yookassa.ru/v3".into(),
+                shop_id: None,
+                secret_key: None,
+                request_timeout: Duration::from_secs(30),
+            },
+            payments: PaymentsConfig {
+                vat_code: 1,
+                tax_system_code: None,
+                item_description: "Телемедицинская консультация".into(),
+                two_stage: true,
+                patient_refund_notice: Duration::from_secs(24 * 3600),
+                reconcile_after: Duration::from_secs(3 * 60),
+                notification_sources: vizit_api::payments::YOOKASSA_SOURCES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+                trusted_proxies: Vec::new(),
+                booking_wait: Duration::from_secs(10),
+                receipt_deadline: Duration::from_secs(2 * 3600),
+            },
             recordings: RecordingsConfig {
                 mode: vizit_media::RecordingMode::Auto,
                 work_dir: None,
@@ -475,6 +547,45 @@ impl Settings {
         }
         if self.consultations.session_ttl < Duration::from_secs(60) {
             return invalid("consultations.session_ttl", "must be at least 1m");
+        }
+        let y = &self.yookassa;
+        if y.shop_id.is_some() != y.secret_key.is_some() {
+            return invalid(
+                "yookassa.shop_id",
+                "set both yookassa.shop_id and yookassa.secret_key, or neither",
+            );
+        }
+        if !(y.api_url.starts_with("https://") || y.api_url.starts_with("http://")) {
+            return invalid(
+                "yookassa.api_url",
+                "must be an http(s) URL, e.g. https://api.yookassa.ru/v3",
+            );
+        }
+        let p = &self.payments;
+        if !(1..=12).contains(&p.vat_code) {
+            return invalid("payments.vat_code", "must be 1 to 12 (YooKassa's vat_code)");
+        }
+        if p.tax_system_code.is_some_and(|t| !(1..=6).contains(&t)) {
+            return invalid("payments.tax_system_code", "must be 1 to 6");
+        }
+        if p.item_description.trim().is_empty() || p.item_description.chars().count() > 100 {
+            return invalid("payments.item_description", "must be 1 to 100 characters");
+        }
+        for (key, list) in [
+            ("payments.notification_sources", &p.notification_sources),
+            ("payments.trusted_proxies", &p.trusted_proxies),
+        ] {
+            for net in list {
+                if net.parse::<vizit_api::platform::net::IpNet>().is_err() {
+                    return invalid(
+                        key,
+                        &format!("{net:?} is not an address or a range like 185.71.76.0/27"),
+                    );
+                }
+            }
+        }
+        if p.reconcile_after < Duration::from_secs(10) {
+            return invalid("payments.reconcile_after", "must be at least 10s");
         }
         let b = &self.bitrix24;
         if let Some(url) = &b.webhook_url {
@@ -682,6 +793,44 @@ impl Settings {
         s
     }
 
+    /// The client settings of the configured YooKassa shop, if any.
+    pub fn yookassa_client(
+        &self,
+        api_url: String,
+        shop_id: String,
+        secret_key: SecretString,
+    ) -> vizit_integrations::yookassa::Settings {
+        let mut s = vizit_integrations::yookassa::Settings::new(shop_id, secret_key);
+        s.api_url = api_url;
+        s.request_timeout = self.yookassa.request_timeout;
+        s
+    }
+
+    /// The clinic's payment rules; `return_base`: where people reach Vizit.
+    pub fn payment_settings(&self, return_base: &str) -> vizit_api::payments::PaymentSettings {
+        let p = &self.payments;
+        let mut s = vizit_api::payments::PaymentSettings::new(return_base);
+        s.vat_code = p.vat_code;
+        s.tax_system_code = p.tax_system_code;
+        s.item_description = p.item_description.clone();
+        s.two_stage = p.two_stage;
+        s.patient_refund_notice = p.patient_refund_notice;
+        s.reconcile_after = p.reconcile_after;
+        s.notification_sources = p
+            .notification_sources
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        s.trusted_proxies = p
+            .trusted_proxies
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        s.inline_timeout = p.booking_wait;
+        s.receipt_deadline = p.receipt_deadline;
+        s
+    }
+
     /// The address announced in ICE candidates.
     pub fn announce_ip(&self) -> IpAddr {
         if let Some(ip) = self.media.public_ip {
@@ -753,6 +902,44 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn payment_settings_are_checked_and_name_the_key() {
+        let check = |f: &dyn Fn(&mut Settings)| {
+            let mut s = Settings::default();
+            f(&mut s);
+            s.validate().map_err(|e| e.to_string())
+        };
+        let e = check(&|s| s.yookassa.shop_id = Some("1".into())).unwrap_err();
+        assert!(
+            e.contains("yookassa.shop_id") && e.contains("secret_key"),
+            "{e}"
+        );
+        check(&|s| {
+            s.yookassa.shop_id = Some("1".into());
+            s.yookassa.secret_key = Some(SecretString::from("test_x".to_owned()));
+        })
+        .expect("both set");
+        let e = check(&|s| s.yookassa.api_url = "api.yookassa.ru".into()).unwrap_err();
+        assert!(e.contains("yookassa.api_url"), "{e}");
+        let e = check(&|s| s.payments.vat_code = 13).unwrap_err();
+        assert!(e.contains("payments.vat_code"), "{e}");
+        let e = check(&|s| s.payments.tax_system_code = Some(0)).unwrap_err();
+        assert!(e.contains("payments.tax_system_code"), "{e}");
+        let e = check(&|s| s.payments.item_description = " ".into()).unwrap_err();
+        assert!(e.contains("payments.item_description"), "{e}");
+        let e = check(&|s| s.payments.trusted_proxies = vec!["10.0.0.0/33".into()]).unwrap_err();
+        assert!(
+            e.contains("payments.trusted_proxies") && e.contains("10.0.0.0/33"),
+            "{e}"
+        );
+        let rules = Settings::default().payment_settings("https://clinic.example");
+        assert_eq!(
+            rules.notification_sources.len(),
+            vizit_api::payments::YOOKASSA_SOURCES.len(),
+            "every published range parses"
+        );
     }
 
     // figment's Jail returns its own large error type.

@@ -17,6 +17,11 @@ use vizit_signaling::{SignalingState, TokenKeys};
 use crate::config::Settings;
 use crate::http::{self, HttpState};
 
+/// The address the sandbox's YooKassa sends notifications from (a loopback address of its
+/// own, so the address check is real in demo mode too).
+const SANDBOX_SOURCE: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
 /// How long shutdown waits for open connections after telling them to close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for recorders to finish their files.
@@ -126,18 +131,32 @@ impl Application {
         .context("media.udp_bind")?;
         let room_events = media.room_events();
 
-        // Bitrix24: the configured portal, or in demo mode the built-in sandbox.
+        let http = tokio::net::TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("http.listen: cannot listen on {}", settings.http.listen))?;
+        let http_addr = http.local_addr()?;
+        // This server as the sandbox's webhooks reach it.
+        let local = if http_addr.ip().is_unspecified() {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, http_addr.port()))
+        } else {
+            http_addr
+        };
+
+        // The stand-ins of external systems, in demo mode, for what is not configured.
         let mut sandbox = None;
-        if let Some(url) = &settings.bitrix24.webhook_url {
-            if settings.bitrix24.application_token.is_none() {
-                warn!(
-                    "bitrix24.application_token is not set: ONBOOKING* events will be refused \
-                     and slots follow Bitrix24 only at each bitrix24.sync_interval"
-                );
-            }
-            api = api.with_bitrix24(Bitrix24::new(settings.bitrix24_settings(url.clone(), None)));
-        } else if settings.demo {
-            let stand_in = vizit_sandbox::Sandbox::new(vizit_sandbox::Bitrix24Options::default());
+        if settings.demo
+            && (settings.bitrix24.webhook_url.is_none() || settings.yookassa.shop_id.is_none())
+        {
+            let stand_in = vizit_sandbox::Sandbox::with(
+                vizit_sandbox::Bitrix24Options::default(),
+                vizit_sandbox::YooKassaOptions {
+                    notification_source: Some(SANDBOX_SOURCE),
+                    notification_url: Some(format!(
+                        "http://{local}/api/v1/integrations/yookassa/notifications"
+                    )),
+                    ..Default::default()
+                },
+            );
             let running = stand_in
                 .start(settings.sandbox.listen)
                 .await
@@ -147,13 +166,74 @@ impl Application {
                         settings.sandbox.listen
                     )
                 })?;
+            info!(url = %running.url(), "sandbox of external systems started (demo mode)");
+            sandbox = Some((stand_in, running));
+        }
+
+        // Bitrix24: the configured portal, or in demo mode the built-in sandbox.
+        if let Some(url) = &settings.bitrix24.webhook_url {
+            if settings.bitrix24.application_token.is_none() {
+                warn!(
+                    "bitrix24.application_token is not set: ONBOOKING* events will be refused \
+                     and slots follow Bitrix24 only at each bitrix24.sync_interval"
+                );
+            }
+            api = api.with_bitrix24(Bitrix24::new(settings.bitrix24_settings(url.clone(), None)));
+        } else if let Some((stand_in, _)) = &sandbox {
             let token = SecretString::from(stand_in.bitrix24.options().application_token.clone());
             let webhook = SecretString::from(stand_in.bitrix24.webhook_url());
             api = api.with_bitrix24(Bitrix24::new(
                 settings.bitrix24_settings(webhook, Some(token)),
             ));
-            info!(url = %running.url(), "Bitrix24 sandbox started (demo mode): slots come from it");
-            sandbox = Some((stand_in, running));
+            stand_in.bitrix24.set_event_handler(Some(format!(
+                "http://{local}/api/v1/integrations/bitrix24/events"
+            )));
+            info!("Bitrix24: the sandbox (demo mode): slots come from it");
+        }
+
+        // Payments: the configured YooKassa shop, or in demo mode the sandbox's.
+        let return_base = if settings.http.public_url.is_empty() {
+            format!("http://{}", display_addr(local))
+        } else {
+            settings.http.public_url.trim_end_matches('/').to_owned()
+        };
+        let yookassa = match (&settings.yookassa.shop_id, &settings.yookassa.secret_key) {
+            (Some(id), Some(key)) => Some((
+                settings.yookassa_client(
+                    settings.yookassa.api_url.clone(),
+                    id.clone(),
+                    key.clone(),
+                ),
+                settings.payment_settings(&return_base),
+            )),
+            _ => sandbox.as_ref().map(|(stand_in, _)| {
+                let y = &stand_in.yookassa;
+                let mut rules = settings.payment_settings(&return_base);
+                rules.notification_sources = vec![SANDBOX_SOURCE.into()];
+                (
+                    settings.yookassa_client(
+                        y.api_url(),
+                        y.options().shop_id.clone(),
+                        SecretString::from(y.options().secret_key.clone()),
+                    ),
+                    rules,
+                )
+            }),
+        };
+        if let Some((client, rules)) = yookassa {
+            if settings.yookassa.shop_id.is_some() {
+                info!(shop = %client.shop_id, api = %client.api_url, "online payments through YooKassa");
+            } else {
+                info!("YooKassa: the sandbox (demo mode): payments are taken on its test page");
+            }
+            api = api.with_payments(vizit_api::payments::Payments::new(
+                vizit_integrations::yookassa::Client::new(client),
+                rules,
+            ));
+        } else {
+            info!(
+                "no YooKassa shop configured (yookassa.shop_id): bookings are marked paid by the clinic"
+            );
         }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -174,22 +254,6 @@ impl Application {
         })
         .merge(vizit_signaling::router(signaling))
         .merge(vizit_api::router(api.clone()));
-
-        let http = tokio::net::TcpListener::bind(settings.http.listen)
-            .await
-            .with_context(|| format!("http.listen: cannot listen on {}", settings.http.listen))?;
-        let http_addr = http.local_addr()?;
-        if let Some((stand_in, _)) = &sandbox {
-            // The sandbox's outgoing webhook points at this server's event handler.
-            let host = if http_addr.ip().is_unspecified() {
-                SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, http_addr.port()))
-            } else {
-                http_addr
-            };
-            stand_in.bitrix24.set_event_handler(Some(format!(
-                "http://{host}/api/v1/integrations/bitrix24/events"
-            )));
-        }
 
         let (https, https_addr) = match (&settings.tls.cert, &settings.tls.key) {
             (Some(cert), Some(key)) => {
@@ -293,6 +357,13 @@ impl Application {
                 self.shutdown.subscribe(),
             ))
         });
+        let payments_task = self.api.payments.clone().map(|p| {
+            tokio::spawn(vizit_api::payments::worker::run(
+                self.api.clone(),
+                p,
+                self.shutdown.subscribe(),
+            ))
+        });
         let bitrix24_task = self.api.bitrix24.clone().map(|b| {
             tokio::spawn(vizit_api::slots::bitrix24::run(
                 self.api.clone(),
@@ -359,6 +430,9 @@ impl Application {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
         }
         if let Some(task) = bitrix24_task {
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
+        }
+        if let Some(task) = payments_task {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
         }
         if let Some((_, running)) = self.sandbox {

@@ -34,6 +34,14 @@ impl FromStr for IpNet {
     }
 }
 
+impl From<IpAddr> for IpNet {
+    /// The single address.
+    fn from(addr: IpAddr) -> IpNet {
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        IpNet { addr, prefix }
+    }
+}
+
 impl std::fmt::Display for IpNet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)

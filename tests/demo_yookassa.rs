@@ -1,0 +1,203 @@
+//! The README's default run takes payments on the built-in YooKassa sandbox: a patient books,
+//! asks to pay, pays on the sandbox's payment page (the form a browser posts), is sent back to
+//! Vizit, and the consultation is paid with its fiscal receipt registered — through the real
+//! binary's wiring, the sandbox's own notification and Vizit's YooKassa client.
+
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use vizit::config::Settings;
+use vizit::startup::Application;
+
+async fn json_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_payment_goes_through_the_yookassa_sandbox() {
+    let data_dir = std::env::temp_dir().join(format!("vizit-demo-pay-{}", uuid::Uuid::new_v4()));
+    let mut settings = Settings {
+        data_dir: data_dir.clone(),
+        ..Settings::default()
+    };
+    settings.http.listen = "127.0.0.1:0".parse().unwrap();
+    settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
+    settings.auth.token_secret = Some(SecretString::from(
+        "demo-secret-demo-secret-demo-secret-01".to_owned(),
+    ));
+    let app = Application::build(settings).await.expect("app builds");
+    let (sandbox, _) = app
+        .sandbox()
+        .map(|(s, u)| (s.clone(), u))
+        .expect("demo starts the sandbox");
+    let base = format!("http://{}/api/v1", app.http_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    // The payment page answers the form with a redirect back to Vizit: look at it, not follow it.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let (status, session) = json_of(
+        http.post(format!("{base}/auth/dev-login"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let token = session["token"].as_str().unwrap().to_owned();
+
+    // A free slot of a Bitrix24 doctor (the start-up sync brings them).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let slot = loop {
+        let (_, doctors) = json_of(
+            http.get(format!("{base}/doctors"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let doctor = doctors.as_array().and_then(|d| {
+            d.iter()
+                .find(|d| d["name"] == "Иванова Анна Петровна")
+                .cloned()
+        });
+        if let Some(doctor) = doctor {
+            let (_, slots) = json_of(
+                http.get(format!(
+                    "{base}/doctors/{}/slots",
+                    doctor["id"].as_str().unwrap()
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+            )
+            .await;
+            if let Some(s) = slots.as_array().and_then(|s| s.first()) {
+                break s.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no slots from the sandbox");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (status, c) = json_of(
+        http.post(format!("{base}/consultations"))
+            .bearer_auth(&token)
+            .json(&json!({"slotId": slot["id"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_owned();
+
+    // The demo patient has no contact on file: the receipt needs one.
+    let (status, problem) = json_of(
+        http.post(format!("{base}/consultations/{id}/checkout"))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["code"], "contact_required");
+
+    let (status, payment) = json_of(
+        http.post(format!("{base}/consultations/{id}/checkout"))
+            .bearer_auth(&token)
+            .json(&json!({"email": "patient@example.ru"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{payment}");
+    assert_eq!(payment["status"], "pending");
+    assert_eq!(payment["amountKopecks"], slot["priceKopecks"]);
+    let page = payment["confirmationUrl"].as_str().unwrap().to_owned();
+    let html = http.get(&page).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("1\u{a0}500,00\u{a0}₽"), "{html}");
+
+    // The patient pays; the page sends them back to Vizit's return page of this consultation.
+    let paid_at = Instant::now();
+    let r = http.post(format!("{page}/pay")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let back = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        back.ends_with(&format!("/pay/return?consultation={id}")),
+        "{back}"
+    );
+
+    // The sandbox's notification (from its own address) and the capture make it paid.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, c) = json_of(
+            http.get(format!("{base}/consultations/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if c["status"] == "paid" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never paid: {c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "paid in Vizit {} ms after «Оплатить»",
+        paid_at.elapsed().as_millis()
+    );
+    let sent = sandbox.yookassa.bodies();
+    assert!(
+        sent.iter().any(|(path, _)| path.ends_with("/capture")),
+        "two-stage payment is captured: {sent:?}"
+    );
+
+    // The receipt the sandbox registers is found and its fiscal data kept.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let receipt = loop {
+        let (_, payments) = json_of(
+            http.get(format!("{base}/consultations/{id}/payments"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let r = payments[0]["receipts"][0].clone();
+        if r["status"] == "registered" {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "receipt never registered: {payments}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(receipt["kind"], "payment");
+    assert_eq!(receipt["amountKopecks"], slot["priceKopecks"]);
+    assert!(
+        receipt["fiscalStorageNumber"]
+            .as_str()
+            .is_some_and(|s| s.len() == 16)
+    );
+
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(data_dir);
+}
