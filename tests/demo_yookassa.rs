@@ -1,7 +1,8 @@
 //! The README's default run takes payments on the built-in YooKassa sandbox: a patient books,
 //! asks to pay, pays on the sandbox's payment page (the form a browser posts), is sent back to
 //! Vizit, and the consultation is paid with its fiscal receipt registered — through the real
-//! binary's wiring, the sandbox's own notification and Vizit's YooKassa client.
+//! binary's wiring, the sandbox's own notification and Vizit's YooKassa client — and the
+//! receipt e-mail lands in the sandbox's mail capture.
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ async fn demo_payment_goes_through_the_yookassa_sandbox() {
         "demo-secret-demo-secret-demo-secret-01".to_owned(),
     ));
     let app = Application::build(settings).await.expect("app builds");
-    let (sandbox, _) = app
+    let (sandbox, sandbox_url) = app
         .sandbox()
         .map(|(s, u)| (s.clone(), u))
         .expect("demo starts the sandbox");
@@ -196,6 +197,56 @@ async fn demo_payment_goes_through_the_yookassa_sandbox() {
             .as_str()
             .is_some_and(|s| s.len() == 16)
     );
+
+    // The patient's receipt e-mail reaches the sandbox's mail capture (through SMTP), where the
+    // demo's user reads it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mail = loop {
+        let (_, mails) = json_of(
+            http.get(format!("{sandbox_url}/sandbox/mail.json"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if let Some(m) = mails.as_array().and_then(|m| m.first()) {
+            break m.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the receipt e-mail never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "receipt e-mail in the mail capture {} ms after «Оплатить»",
+        paid_at.elapsed().as_millis()
+    );
+    assert_eq!(mail["to"], json!(["patient@example.ru"]));
+    assert!(
+        mail["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("Чек об оплате")
+    );
+    let text = mail["text"].as_str().unwrap();
+    for field in [
+        "fiscalStorageNumber",
+        "fiscalDocumentNumber",
+        "fiscalAttribute",
+    ] {
+        assert!(
+            text.contains(receipt[field].as_str().unwrap()),
+            "{field} in {text}"
+        );
+    }
+    let page = http
+        .get(format!("{sandbox_url}/sandbox/mail/{}", mail["number"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("Чек об оплате"));
 
     let _ = stop.send(());
     task.await.unwrap().unwrap();

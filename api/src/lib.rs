@@ -39,6 +39,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod notifications;
 pub mod openapi;
 pub mod payments;
 pub mod people;
@@ -70,6 +71,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(consultations::routes())
         .merge(recordings::routes())
         .merge(payments::routes())
+        .merge(notifications::routes())
         .merge(audit::routes())
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::page))
@@ -146,6 +148,29 @@ impl ApiState {
             payments: p.clone(),
         }));
         self.payments = Some(p);
+        self
+    }
+}
+
+impl ApiState {
+    /// Turn e-mail on: receipts are e-mailed to patients (`receipt.registered`), messages go out
+    /// from the outbound queue. Run [`notifications::sender::run`] beside the other workers.
+    pub fn with_notifications(mut self, n: Arc<notifications::Notifications>) -> Self {
+        if let Err(e) = self
+            .outbox
+            .subscribe(Arc::new(notifications::receipt::ReceiptEmails {
+                clock: self.clock.clone(),
+                notifications: n.clone(),
+            }))
+        {
+            tracing::warn!(error = %e, "the receipt e-mail subscriber is registered already");
+        }
+        self.outbound
+            .register(Arc::new(notifications::sender::EmailCalls {
+                core: self.core(),
+                notifications: n.clone(),
+            }));
+        self.notifications = Some(n);
         self
     }
 }

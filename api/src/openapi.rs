@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::audit::routes as audit;
 use crate::consultations::routes as consultations;
+use crate::notifications::routes as notifications;
 use crate::payments::routes as payments;
 use crate::people::routes as people;
 use crate::recordings::routes as recordings;
@@ -36,6 +37,7 @@ use crate::slots::routes as slots;
         recordings::list, recordings::download, recordings::file, recordings::legal_hold,
         payments::checkout, payments::consultation_payments, payments::list_payments,
         payments::list_refunds, payments::list_receipts, payments::refund, payments::notification,
+        notifications::list_emails,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -47,6 +49,7 @@ use crate::slots::routes as slots;
         (name = "recordings", description = "Recordings of consultations: list, download links, legal hold (admins and head doctors)"),
         (name = "integrations", description = "Bitrix24: the event handler it calls, and the state of the sync; YooKassa's notifications"),
         (name = "payments", description = "Payments through YooKassa, refunds and fiscal receipts (54-FZ)"),
+        (name = "notifications", description = "Messages to patients and staff: e-mail (the receipt of each payment and refund)"),
     )
 )]
 pub struct ApiDoc;

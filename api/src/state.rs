@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use vizit_signaling::TokenKeys;
 
+use crate::notifications::Notifications;
 use crate::payments::settings::Payments;
 use crate::platform::inbound::InboundStore;
 use crate::platform::outbox::OutboxSettings;
@@ -84,6 +85,8 @@ pub struct ApiState {
     pub recordings: Option<Arc<Recordings>>,
     /// Online payments (YooKassa); `None`: the clinic marks bookings paid itself.
     pub payments: Option<Arc<Payments>>,
+    /// E-mail (SMTP); `None`: no messages are sent.
+    pub notifications: Option<Arc<Notifications>>,
 }
 
 impl ApiState {
@@ -114,6 +117,7 @@ impl ApiState {
             bitrix24: None,
             recordings: None,
             payments: None,
+            notifications: None,
         }
     }
 

@@ -54,6 +54,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/admin/receipts"),
     ("post", "/api/v1/payments/{id}/refunds"),
     ("post", "/api/v1/integrations/yookassa/notifications"),
+    ("get", "/api/v1/admin/emails"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -664,6 +665,24 @@ async fn every_response_the_tests_see_matches_the_document() {
             None
         )
         .await
+    );
+
+    // E-mail (not configured here: the list is empty, and still the clinic's only).
+    see!(
+        "get",
+        "/api/v1/admin/emails",
+        api.get("/admin/emails?kind=receipt&status=sent", &c.admin)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/emails",
+        api.get("/admin/emails?status=lost", &c.service).await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/emails",
+        api.get("/admin/emails", &c.doctor).await
     );
 
     // Every route was exercised at least once.

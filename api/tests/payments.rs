@@ -1,8 +1,9 @@
 //! Payments through YooKassa end to end, against the YooKassa stand-in over real HTTP, on SQLite
 //! and PostgreSQL, with Vizit's real workers running (outbox dispatcher, scheduler, the payments
 //! worker) and notifications arriving over HTTP from the stand-in's own address: booking makes
-//! a payment, paying makes the consultation paid, receipts are registered, cancellations refund,
-//! and the faults of issue 17 change nothing they should not.
+//! a payment, paying makes the consultation paid, receipts are registered and e-mailed to the
+//! patient through a real SMTP server (aiosmtpd), cancellations refund, and the faults of
+//! issue 17 change nothing they should not.
 
 mod common;
 
@@ -10,9 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestApi;
+use common::smtp::Smtp;
+use mail_parser::{MessageParser, MimeHeaders};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use vizit_api::notifications::{EmailSettings, Notifications};
 use vizit_api::payments::{PaymentSettings, Payments};
 use vizit_api::{ApiSettings, Backend};
 use vizit_integrations::yookassa;
@@ -24,6 +28,7 @@ const YOOKASSA_ADDRESS: &str = "127.0.0.2";
 
 struct Env {
     api: TestApi,
+    smtp: Smtp,
     sandbox: Sandbox,
     _running: RunningSandbox,
     payments: Arc<Payments>,
@@ -40,6 +45,8 @@ struct Options {
     pay_within: Duration,
     reconcile_after: Duration,
     receipt_deadline: Duration,
+    /// The mail server is up from the start.
+    smtp_up: bool,
 }
 
 impl Default for Options {
@@ -50,6 +57,7 @@ impl Default for Options {
             pay_within: Duration::from_secs(30 * 60),
             reconcile_after: Duration::from_secs(3600),
             receipt_deadline: Duration::from_secs(3600),
+            smtp_up: true,
         }
     }
 }
@@ -86,6 +94,26 @@ impl Env {
         settings.receipt_deadline = o.receipt_deadline;
         let payments = Payments::new(yookassa::Client::new(client), settings);
         let p = payments.clone();
+        let smtp = if o.smtp_up {
+            Smtp::start().await
+        } else {
+            Smtp::down()
+        };
+        let mailer = vizit_integrations::smtp::Mailer::new(&vizit_integrations::smtp::Settings {
+            url: SecretString::from(smtp.url()),
+            from: "Клиника «Здоровье» <noreply@clinic.test>".into(),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let notifications = Notifications::new(
+            mailer,
+            EmailSettings {
+                clinic_name: "ООО «Клиника Здоровье»".into(),
+                clinic_inn: Some("7700000000".into()),
+                time_zone: "Europe/Moscow".into(),
+            },
+        );
+        let n = notifications.clone();
         let api = TestApi::spawn_configured(
             backend,
             ApiSettings {
@@ -94,7 +122,7 @@ impl Env {
                 jobs_interval: Duration::from_secs(1),
                 ..ApiSettings::default()
             },
-            move |state| state.with_payments(p),
+            move |state| state.with_payments(p).with_notifications(n),
         )
         .await;
         if o.notifications {
@@ -108,6 +136,11 @@ impl Env {
         tokio::spawn(vizit_api::payments::worker::run(
             api.state.clone(),
             payments.clone(),
+            stop_rx.clone(),
+        ));
+        tokio::spawn(vizit_api::notifications::sender::run(
+            api.state.clone(),
+            notifications,
             stop_rx,
         ));
         api.staff(vizit_api::domain::Role::Admin, "admin@clinic.test")
@@ -123,6 +156,7 @@ impl Env {
         let service = key["key"].as_str().unwrap().to_owned();
         Env {
             api,
+            smtp,
             _running: running,
             sandbox,
             payments,
@@ -258,6 +292,118 @@ impl Env {
     async fn count(&self, sql: &str) -> i64 {
         self.api.count(sql).await
     }
+
+    /// The e-mails to `to` whose subject starts with `subject`, once there are `n` of them
+    /// (bounded wait), as a mail reader decodes them.
+    async fn mails(&self, to: &str, subject: &str, n: usize) -> Vec<Mail> {
+        let read = || {
+            self.smtp
+                .messages()
+                .iter()
+                .filter_map(|raw| Mail::parse(raw))
+                .filter(|m| m.to == to && m.subject.starts_with(subject))
+                .collect::<Vec<_>>()
+        };
+        for _ in 0..300 {
+            let got = read();
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{n} e-mail(s) «{subject}…» to {to} never arrived; got {}",
+            read().len()
+        );
+    }
+
+    /// The receipt of `kind` of the consultation's first payment, once registered.
+    async fn registered_receipt(&self, consultation: &str, kind: &str) -> Value {
+        let find = || async {
+            self.payments_of(consultation).await[0]["receipts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["kind"] == kind && r["status"] == "registered")
+                .cloned()
+        };
+        self.until("the receipt is registered", || async {
+            find().await.is_some()
+        })
+        .await;
+        find().await.unwrap()
+    }
+}
+
+/// An e-mail as its reader sees it.
+struct Mail {
+    to: String,
+    subject: String,
+    text: String,
+    html: String,
+    /// The inline image `cid:receipt-qr`.
+    qr: Option<Vec<u8>>,
+}
+
+impl Mail {
+    fn parse(raw: &[u8]) -> Option<Mail> {
+        let m = MessageParser::default().parse(raw)?;
+        let to = m.to()?.first()?.address()?.to_owned();
+        Some(Mail {
+            to,
+            subject: m.subject()?.to_owned(),
+            text: m.body_text(0)?.into_owned(),
+            html: m.body_html(0).map(|h| h.into_owned()).unwrap_or_default(),
+            qr: m
+                .parts
+                .iter()
+                .find(|p| p.content_id() == Some("receipt-qr"))
+                .map(|p| p.contents().to_vec()),
+        })
+    }
+
+    /// What the QR code says.
+    fn qr_text(&self) -> String {
+        let bytes = self.qr.clone().expect("a QR image");
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let (w, h) = (info.width as usize, info.height as usize);
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1, "one QR code");
+        grids[0].decode().unwrap().1
+    }
+
+    /// The receipt's fiscal fields are all in the text, and the QR code says the same.
+    fn assert_receipt(&self, receipt: &Value, total: &str, operation: u8) {
+        let (fd, fn_, fp) = (
+            receipt["fiscalDocumentNumber"].as_str().unwrap(),
+            receipt["fiscalStorageNumber"].as_str().unwrap(),
+            receipt["fiscalAttribute"].as_str().unwrap(),
+        );
+        for want in [
+            format!("ФН: {fn_}"),
+            format!("ФД: {fd}"),
+            format!("ФП: {fp}"),
+            format!("Итого: {total}"),
+            "ООО «Клиника Здоровье», ИНН 7700000000".to_owned(),
+            "Телемедицинская консультация".to_owned(),
+            "без НДС".to_owned(),
+        ] {
+            assert!(self.text.contains(&want), "{want:?} not in\n{}", self.text);
+        }
+        let qr = self.qr_text();
+        assert!(
+            qr.contains(&format!("&fn={fn_}&i={fd}&fp={fp}&n={operation}")),
+            "{qr}"
+        );
+        assert!(self.text.contains(&qr), "the QR fields are written out too");
+        assert!(self.html.contains("cid:receipt-qr"));
+        // Medical secrecy: the patient's name is not in it.
+        assert!(!self.text.contains("Петров") && !self.html.contains("Петров"));
+    }
 }
 
 impl Drop for Env {
@@ -283,6 +429,7 @@ both!(
     a_patient_without_a_contact_gives_one_at_checkout,
     free_consultations_are_paid_at_once,
     a_receipt_never_registered_is_flagged,
+    an_smtp_outage_delays_the_receipt_email_and_loses_nothing,
 );
 
 async fn pay_then_paid_then_receipt_registered(backend: Backend) {
@@ -339,6 +486,31 @@ async fn pay_then_paid_then_receipt_registered(backend: Backend) {
             "{field}: {r}"
         );
     }
+    // The patient is e-mailed the receipt, through the SMTP server.
+    let receipt = env.registered_receipt(&c, "payment").await;
+    let mail = env
+        .mails("patient@example.com", "Чек об оплате консультации", 1)
+        .await;
+    assert_eq!(mail.len(), 1);
+    mail[0].assert_receipt(&receipt, "1\u{a0}500,00\u{a0}₽", 1);
+    assert!(mail[0].text.contains("Приход"));
+    assert!(mail[0].qr_text().contains("&s=1500.00&"));
+    env.until("the receipt is marked e-mailed", || async {
+        env.registered_receipt(&c, "payment").await["emailed"] == true
+    })
+    .await;
+    let (status, emails) = env.api.get("/admin/emails?kind=receipt", &env.admin).await;
+    assert_eq!(status, StatusCode::OK, "{emails}");
+    assert_eq!(emails["total"], 1);
+    assert_eq!(emails["items"][0]["status"], "sent");
+    assert_eq!(emails["items"][0]["refId"], receipt["id"]);
+    assert_eq!(emails["items"][0]["recipient"], "patient@example.com");
+    let (status, _) = env.api.get("/admin/emails", &env.doctor).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "doctors do not read the mail log"
+    );
     // Audited, and told as events.
     assert_eq!(
         env.count("SELECT COUNT(*) FROM audit_log WHERE action = 'payment.succeeded'")
@@ -490,6 +662,11 @@ async fn cancellation_refunds_by_the_clinics_rules(backend: Backend) {
     })
     .await;
     assert_eq!(env.sandbox.yookassa.refunds().len(), 1);
+    // The refund receipt is e-mailed too («возврат прихода»).
+    let receipt = env.registered_receipt(&c, "refund").await;
+    let mail = env.mails("p@example.com", "Чек возврата оплаты", 1).await;
+    mail[0].assert_receipt(&receipt, "1\u{a0}500,00\u{a0}₽", 2);
+    assert!(mail[0].text.contains("Возврат прихода"));
 
     // The patient cancels 2 h before (the clinic's notice is 24 h): no refund; a consultation
     // starting in 3 days cancelled by the patient: refunded.
@@ -891,4 +1068,55 @@ async fn a_receipt_never_registered_is_flagged(backend: Backend) {
             .await,
         1
     );
+}
+
+async fn an_smtp_outage_delays_the_receipt_email_and_loses_nothing(backend: Backend) {
+    let mut env = Env::with(
+        backend,
+        Options {
+            smtp_up: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (_, patient) = env.patient(Some("patient@example.com")).await;
+    let c = env.book(&patient, 150_000, 120).await;
+    env.pay(&c).await;
+    env.paid(&c).await;
+    let receipt = env.registered_receipt(&c, "payment").await;
+    // The mail server is down: the e-mail waits, tried and not lost.
+    env.until("a send was tried", || async {
+        let (_, emails) = env.api.get("/admin/emails", &env.admin).await;
+        emails["items"][0]["attempts"].as_i64().unwrap_or(0) >= 1
+    })
+    .await;
+    let (_, emails) = env.api.get("/admin/emails", &env.admin).await;
+    let e = &emails["items"][0];
+    assert_eq!(e["status"], "queued", "{e}");
+    assert!(
+        e["lastError"].as_str().is_some_and(|m| !m.is_empty()),
+        "{e}"
+    );
+    assert!(
+        !e["lastError"].as_str().unwrap().contains("patient@"),
+        "no address in errors"
+    );
+    assert_eq!(
+        env.registered_receipt(&c, "payment").await["emailed"],
+        false
+    );
+
+    // Back up: delivered once, on the next try.
+    env.smtp.up().await;
+    let mail = env
+        .mails("patient@example.com", "Чек об оплате консультации", 1)
+        .await;
+    mail[0].assert_receipt(&receipt, "1\u{a0}500,00\u{a0}₽", 1);
+    env.until("the receipt is marked e-mailed", || async {
+        env.registered_receipt(&c, "payment").await["emailed"] == true
+    })
+    .await;
+    let (_, emails) = env.api.get("/admin/emails", &env.admin).await;
+    assert_eq!(emails["items"][0]["status"], "sent");
+    assert_eq!(env.smtp.messages().len(), 1, "exactly one message");
 }

@@ -4,8 +4,10 @@
 //! call and store what came back; this crate makes that a compile-time fact.
 //!
 //! - [`yookassa`] — YooKassa API v3: payments, refunds, receipts (54-FZ).
+//! - [`smtp`] — e-mail submission (SMTP, `lettre`).
 //!
 //! Tests run every client against `vizit-sandbox`'s stand-in over real HTTP, and check each
 //! request it sends against the vendor's published API document.
 
+pub mod smtp;
 pub mod yookassa;

@@ -1,7 +1,8 @@
 //! Local stand-ins of the external systems Vizit talks to, each speaking its vendor's documented
 //! wire format over real HTTP (see `shared/reference/integrations.md`), for development, demos and
-//! tests. Today: Bitrix24 (Online Booking, `booking.v1.*`) and YooKassa (API v3: payments, refunds,
-//! 54-FZ receipts, notifications). Later issues add ESIA and the messenger beside them.
+//! tests. Today: Bitrix24 (Online Booking, `booking.v1.*`), YooKassa (API v3: payments, refunds,
+//! 54-FZ receipts, notifications) and a mail capture (an SMTP server on its own port, with pages
+//! to read what it got). Later issues add ESIA and the messenger beside them.
 //!
 //! A [`Sandbox`] is one HTTP listener serving every stand-in; its state lives in memory and
 //! survives [`RunningSandbox::stop`] + [`Sandbox::start`] on the same address, so tests can take a
@@ -13,6 +14,7 @@
 //! for the real systems.
 
 pub mod bitrix24;
+pub mod mail;
 pub mod php;
 pub mod spec;
 pub mod yookassa;
@@ -23,6 +25,7 @@ use axum::Router;
 use tokio::sync::watch;
 
 pub use bitrix24::{Bitrix24, Bitrix24Options};
+pub use mail::MailCapture;
 pub use yookassa::{YooKassa, YooKassaOptions};
 
 /// Every stand-in, with its state.
@@ -30,6 +33,8 @@ pub use yookassa::{YooKassa, YooKassaOptions};
 pub struct Sandbox {
     pub bitrix24: Bitrix24,
     pub yookassa: YooKassa,
+    /// What the sandbox's SMTP server got ([`MailCapture::listen`] starts it).
+    pub mail: MailCapture,
 }
 
 impl Sandbox {
@@ -42,6 +47,7 @@ impl Sandbox {
         Sandbox {
             bitrix24: Bitrix24::new(bitrix24),
             yookassa: YooKassa::new(yookassa),
+            mail: MailCapture::new(),
         }
     }
 
@@ -50,6 +56,7 @@ impl Sandbox {
         Router::new()
             .merge(bitrix24::router(&self.bitrix24))
             .merge(yookassa::router(&self.yookassa))
+            .merge(mail::router(&self.mail))
     }
 
     /// Listen on `addr` (port 0 picks one) and serve until stopped.

@@ -29,10 +29,13 @@ pub enum EventKind {
     ReceiptRegistered,
     /// A receipt was not registered in time: for the clinic's admins.
     ReceiptOverdue,
+    /// An e-mail reached the recipient's mail server (SMTP `250`); the payload says what it was
+    /// about (`kind`, `refId`).
+    EmailSent,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::ConsultationBooked,
         EventKind::ConsultationPaid,
         EventKind::ConsultationStarted,
@@ -47,6 +50,7 @@ impl EventKind {
         EventKind::RefundSucceeded,
         EventKind::ReceiptRegistered,
         EventKind::ReceiptOverdue,
+        EventKind::EmailSent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +69,7 @@ impl EventKind {
             EventKind::RefundSucceeded => "refund.succeeded",
             EventKind::ReceiptRegistered => "receipt.registered",
             EventKind::ReceiptOverdue => "receipt.overdue",
+            EventKind::EmailSent => "email.sent",
         }
     }
 

@@ -51,6 +51,34 @@ pub async fn expect(
     Ok(())
 }
 
+/// A registered receipt and where it goes (the e-mail given for it; `None`: a phone only, to
+/// which the provider sends it), for the message that carries it to the patient.
+pub async fn for_email(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<(ReceiptRow, Option<String>)>, sqlx::Error> {
+    let Some(r) = repo::receipt(&mut *conn, id)
+        .await?
+        .filter(|r| r.status == "registered")
+    else {
+        return Ok(None);
+    };
+    let email = repo::payment(conn, &r.payment_id)
+        .await?
+        .and_then(|p| p.receipt_email);
+    Ok(Some((r, email)))
+}
+
+/// The receipt's e-mail reached the patient's mail server.
+pub async fn emailed(conn: &mut AnyConnection, id: &str, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE receipts SET emailed_at = $2 WHERE id = $1 AND emailed_at IS NULL")
+        .bind(id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The job: one look for one receipt.
 pub struct Look {
     pub core: Core,
@@ -143,7 +171,8 @@ async fn look(core: &Core, p: &Payments, id: &str) -> anyhow::Result<()> {
                         EventKind::ReceiptRegistered.as_str(),
                         consultation.as_deref(),
                         json!({"receiptId": id, "kind": wanted, "paymentId": r.payment_id,
-                               "refundId": r.refund_id}),
+                               "refundId": r.refund_id,
+                               "taxSystemCode": p.settings.tax_system_code}),
                     )
                     .await?;
                 audit(

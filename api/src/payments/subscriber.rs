@@ -1,15 +1,15 @@
 //! Payments hear of consultations through the outbox: a booked paid consultation gets a
 //! payment attempt (its create call queued), a free one is paid at once (a scheduled job: a
 //! subscriber writes only in its delivery's transaction), a cancelled or expired one releases
-//! or refunds its payment.
+//! or refunds its payment. A receipt's e-mail sent (`email.sent`) marks the receipt e-mailed.
 
 use std::sync::Arc;
 
 use serde_json::json;
 use sqlx::AnyConnection;
 
-use super::service;
 use super::settings::Payments;
+use super::{receipts, service};
 use crate::domain::EventKind;
 use crate::people;
 use crate::platform::outbox::{Event, Subscriber};
@@ -26,6 +26,15 @@ pub struct ConsultationPayments {
 
 impl ConsultationPayments {
     async fn handle_event(&self, conn: &mut AnyConnection, event: &Event) -> anyhow::Result<()> {
+        if EventKind::parse(&event.kind) == Some(EventKind::EmailSent) {
+            let p = &event.payload;
+            if let ("receipt", Some(receipt)) =
+                (p["kind"].as_str().unwrap_or_default(), p["refId"].as_str())
+            {
+                receipts::emailed(conn, receipt, event.created_at).await?;
+            }
+            return Ok(());
+        }
         let Some(consultation) = event.consultation_id.as_deref() else {
             return Ok(());
         };
@@ -89,6 +98,7 @@ impl Subscriber for ConsultationPayments {
                 EventKind::ConsultationBooked
                     | EventKind::ConsultationCancelled
                     | EventKind::ConsultationExpired
+                    | EventKind::EmailSent
             )
         )
     }

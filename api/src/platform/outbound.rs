@@ -96,7 +96,7 @@ pub trait Executor: Send + Sync + 'static {
     fn system(&self) -> &'static str;
 
     /// How long a request waits for a consultation's calls of this system before answering
-    /// that they are pending.
+    /// that they are pending; zero: requests never run them.
     fn inline_timeout(&self) -> Duration;
 
     /// Run one claimed call. `inline`: the request that queued it is waiting for the answer.
@@ -248,9 +248,14 @@ impl Outbound {
 
     /// Run a consultation's pending calls of every system now, each system's in order and
     /// within its executor's inline timeout (the request that queued them waits). The first
-    /// outcome that is not `Done`, else `Done`; `None` without executors.
+    /// outcome that is not `Done`, else `Done`; `None` without executors. Systems whose inline
+    /// timeout is zero (nobody waits for them, e.g. e-mail) are left to their workers.
     pub async fn deliver_consultation(&self, consultation: &str) -> Option<Outcome> {
-        let executors = self.executors();
+        let executors: Vec<_> = self
+            .executors()
+            .into_iter()
+            .filter(|e| !e.inline_timeout().is_zero())
+            .collect();
         if executors.is_empty() {
             return None;
         }

@@ -1,0 +1,139 @@
+//! The sender: runs the outbound queue's `smtp` calls, one message each. The server down, slow
+//! or answering `4xx` → the call is retried with backoff (the message waits, nothing is lost);
+//! `5xx` or an address no server takes → the message is `failed`, for an admin. After the
+//! server's `250` the message is `sent` and `email.sent` tells whoever cares (payments mark
+//! the receipt e-mailed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use vizit_integrations::smtp::{Email, Inline};
+
+use super::repo;
+use super::settings::{Notifications, SYSTEM};
+use crate::domain::EventKind;
+use crate::platform::BoxFuture;
+use crate::platform::outbound::{Call, Executor, Outcome};
+use crate::state::{ApiState, Core};
+
+/// How often the worker looks when nobody wakes it.
+const TICK: Duration = Duration::from_secs(2);
+
+pub struct EmailCalls {
+    pub core: Core,
+    pub notifications: Arc<Notifications>,
+}
+
+impl EmailCalls {
+    async fn send(&self, call: &Call) -> Result<Outcome, sqlx::Error> {
+        let Some(id) = call
+            .payload
+            .as_ref()
+            .and_then(|p| p["email"].as_str())
+            .map(str::to_owned)
+        else {
+            return Ok(Outcome::Failed("no e-mail named".into()));
+        };
+        let core = &self.core;
+        let mut conn = core.db.pool.acquire().await?;
+        let Some(row) = repo::email(&mut conn, &id).await? else {
+            return Ok(Outcome::Failed(format!("no e-mail {id}")));
+        };
+        drop(conn);
+        if row.status != "queued" {
+            return Ok(Outcome::Done);
+        }
+        let inline: Vec<Inline> = row
+            .images()
+            .into_iter()
+            .map(|i| Inline {
+                content_id: i.content_id,
+                content_type: if i.content_type == "image/png" {
+                    "image/png"
+                } else {
+                    "application/octet-stream"
+                },
+                bytes: i.bytes,
+            })
+            .collect();
+        let email = Email {
+            id: &row.id,
+            to: &row.recipient,
+            subject: &row.subject,
+            text: &row.text_body,
+            html: row.html_body.as_deref(),
+            inline: &inline,
+        };
+        match self.notifications.mailer.send(&email).await {
+            Ok(()) => {
+                let mut tx = core.db.begin_write().await?;
+                let message_id = format!("<{}@{}>", row.id, self.notifications.mailer.domain());
+                if repo::sent(&mut tx, &row.id, &message_id, core.now()).await? {
+                    core.outbox
+                        .emit(
+                            &mut tx,
+                            EventKind::EmailSent.as_str(),
+                            None,
+                            json!({"emailId": row.id, "kind": row.kind, "refId": row.ref_id}),
+                        )
+                        .await?;
+                }
+                tx.commit().await?;
+                core.outbox.notify();
+                tracing::info!(email = %row.id, kind = %row.kind, "e-mail sent");
+                Ok(Outcome::Done)
+            }
+            Err(e) => {
+                let give_up = !e.is_retryable();
+                repo::tried(&core.db.pool, &row.id, &e.to_string(), give_up).await?;
+                if give_up {
+                    tracing::error!(email = %row.id, kind = %row.kind, error = %e,
+                                    "an e-mail was refused for good");
+                    Ok(Outcome::Failed(e.to_string()))
+                } else {
+                    tracing::warn!(email = %row.id, error = %e, "e-mail not sent yet; retrying");
+                    Ok(Outcome::Retry(e.to_string()))
+                }
+            }
+        }
+    }
+}
+
+impl Executor for EmailCalls {
+    fn system(&self) -> &'static str {
+        SYSTEM
+    }
+
+    fn inline_timeout(&self) -> Duration {
+        // Nobody waits for an e-mail in a request.
+        Duration::ZERO
+    }
+
+    fn execute<'a>(
+        &'a self,
+        call: &'a Call,
+        _inline: bool,
+    ) -> BoxFuture<'a, Result<Outcome, sqlx::Error>> {
+        Box::pin(self.send(call))
+    }
+}
+
+/// Run until `stop` turns true.
+pub async fn run(
+    state: ApiState,
+    n: Arc<Notifications>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let wake = n.waker();
+    loop {
+        if let Err(e) = state.outbound.deliver_due(SYSTEM).await {
+            tracing::warn!(error = %e, "e-mail queue: database error; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = wake.notified() => {}
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! A real SMTP server for the tests: aiosmtpd (Python) storing what it gets in a Maildir,
+//! started and stopped by the test (so a test can have the server down and bring it back).
+//! `scripts/test.sh` installs it and names it in `TEST_AIOSMTPD`; else `aiosmtpd` on the PATH.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Smtp {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn program() -> String {
+    std::env::var("TEST_AIOSMTPD").unwrap_or_else(|_| "aiosmtpd".into())
+}
+
+impl Smtp {
+    /// A server not started yet, on a free port (the mail server is down).
+    pub fn down() -> Smtp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("vizit-smtp-{}", uuid::Uuid::new_v4()));
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        Smtp {
+            port,
+            dir,
+            child: None,
+        }
+    }
+
+    /// A running server.
+    pub async fn start() -> Smtp {
+        let mut s = Smtp::down();
+        s.up().await;
+        s
+    }
+
+    /// `smtp://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Start the server (again), on the same port and Maildir.
+    pub async fn up(&mut self) {
+        assert!(self.child.is_none(), "already up");
+        let child = Command::new(program())
+            .args(["-n", "-l", &format!("127.0.0.1:{}", self.port)])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}): the e-mail tests need a real SMTP server — \
+                     `pip install aiosmtpd`, or run scripts/test.sh, which installs it",
+                    program()
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not listen in 20 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stop the server; what it got stays readable.
+    pub fn down_now(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Every message received so far, raw.
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.dir.join(sub)) else {
+                continue;
+            };
+            let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            files.sort();
+            for f in files {
+                if let Ok(bytes) = std::fs::read(f) {
+                    out.push(bytes);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.down_now();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,82 @@
+//! The captured messages, shared by the SMTP server that adds them and the pages that show
+//! them.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Messages kept; older ones are dropped.
+const KEEP: usize = 500;
+
+/// One message as it arrived.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// 1, 2, … in arrival order.
+    pub number: u64,
+    /// The envelope (`MAIL FROM`, `RCPT TO`).
+    pub from: String,
+    pub to: Vec<String>,
+    pub raw: Vec<u8>,
+    /// Unix milliseconds.
+    pub received_at: i64,
+}
+
+#[derive(Default)]
+struct State {
+    messages: VecDeque<Captured>,
+    next: u64,
+    refusing: bool,
+}
+
+/// The captured messages; cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct MailCapture {
+    state: Arc<Mutex<State>>,
+}
+
+impl MailCapture {
+    pub fn new() -> MailCapture {
+        MailCapture::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn push(&self, from: String, to: Vec<String>, raw: Vec<u8>) {
+        let mut s = self.state();
+        s.next += 1;
+        let number = s.next;
+        s.messages.push_back(Captured {
+            number,
+            from,
+            to,
+            raw,
+            received_at: jiff::Timestamp::now().as_millisecond(),
+        });
+        while s.messages.len() > KEEP {
+            s.messages.pop_front();
+        }
+    }
+
+    /// Every kept message, oldest first.
+    pub fn messages(&self) -> Vec<Captured> {
+        self.state().messages.iter().cloned().collect()
+    }
+
+    pub fn message(&self, number: u64) -> Option<Captured> {
+        self.state()
+            .messages
+            .iter()
+            .find(|m| m.number == number)
+            .cloned()
+    }
+
+    /// Answer `451` to new messages (a mail server having trouble) until turned off.
+    pub fn set_refusing(&self, refusing: bool) {
+        self.state().refusing = refusing;
+    }
+
+    pub(super) fn refusing(&self) -> bool {
+        self.state().refusing
+    }
+}
