@@ -37,6 +37,12 @@ pub fn router(state: HttpState) -> Router {
             "/consultations",
             get(|| async { web::html(web::CONSULTATIONS_HTML) }),
         )
+        // Where YooKassa's page sends the patient back: the same page, which shows the
+        // payment's result as the API has it.
+        .route(
+            "/pay/return",
+            get(|| async { web::html(web::CONSULTATIONS_HTML) }),
+        )
         .route(
             "/assets/consultations.js",
             get(|| async { web::asset("text/javascript; charset=utf-8", web::CONSULTATIONS_JS) }),

@@ -1025,6 +1025,36 @@ async fn a_patient_without_a_contact_gives_one_at_checkout(backend: Backend) {
         .receipt
         .unwrap();
     assert_eq!(receipt["customer"], json!({"phone": "79001234567"}));
+
+    // Declined; paying again needs no second asking: the contact given stands.
+    env.sandbox
+        .yookassa
+        .decline(provider, "payment_network", "insufficient_funds")
+        .unwrap();
+    env.until("the attempt is canceled", || async {
+        env.payments_of(&c).await[0]["status"] == "canceled"
+    })
+    .await;
+    let (status, again) = env
+        .api
+        .post(&format!("/consultations/{c}/checkout"), &patient, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    let second = again["confirmationUrl"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    assert_ne!(second, provider);
+    let receipt = env
+        .sandbox
+        .yookassa
+        .payment(second)
+        .unwrap()
+        .receipt
+        .unwrap();
+    assert_eq!(receipt["customer"], json!({"phone": "79001234567"}));
 }
 
 async fn free_consultations_are_paid_at_once(backend: Backend) {

@@ -104,6 +104,21 @@ pub async fn live_payment(
 }
 
 /// Every attempt of a consultation, oldest first.
+/// The receipt contact of the consultation's latest attempt that had one.
+pub async fn last_contact(
+    conn: &mut AnyConnection,
+    consultation: &str,
+) -> Result<(Option<String>, Option<String>), sqlx::Error> {
+    let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT receipt_email, receipt_phone FROM payments WHERE consultation_id = $1 \
+         AND (receipt_email IS NOT NULL OR receipt_phone IS NOT NULL) ORDER BY created_at DESC, id LIMIT 1",
+    )
+    .bind(consultation)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.unwrap_or((None, None)))
+}
+
 pub async fn payments_of(
     pool: &AnyPool,
     consultation: &str,

@@ -592,8 +592,15 @@ pub async fn checkout(
         None => {
             let (known_email, known_phone) =
                 people::service::contact(&mut tx, &row.patient_id).await?;
-            let email = email.or(known_email);
-            let phone = phone.or(known_phone);
+            // A new attempt after a declined one: the contact given for that one still holds.
+            let (last_email, last_phone) = repo::last_contact(&mut tx, id).await?;
+            let (email, phone) = if email.is_some() || phone.is_some() {
+                (email, phone)
+            } else if known_email.is_some() || known_phone.is_some() {
+                (known_email, known_phone)
+            } else {
+                (last_email, last_phone)
+            };
             if email.is_none() && phone.is_none() {
                 return Err(Error::ContactRequired);
             }

@@ -35,6 +35,7 @@ export interface Consultation {
   endsAt: string;
   timeZone: string;
   payBy: string;
+  paidAt: string | null;
   cancelReason: string | null;
   conclusion: string | null;
   overdue: boolean;
@@ -227,6 +228,7 @@ function decodeConsultation(v: unknown): Consultation {
     endsAt: str(o, 'endsAt'),
     timeZone: str(o, 'timeZone'),
     payBy: str(o, 'payBy'),
+    paidAt: optStr(o, 'paidAt'),
     cancelReason: optStr(o, 'cancelReason'),
     conclusion: optStr(o, 'conclusion'),
     overdue: o['overdue'] === true,
@@ -267,6 +269,60 @@ function decodeJoin(v: unknown): JoinLink {
   // check costs nothing and rules out "javascript:" or another origin.
   if (!callUrl.startsWith('/call?')) throw new BadResponse('callUrl is not a call page path');
   return { callUrl };
+}
+
+/** A refund of a payment. */
+export interface Refund {
+  id: string;
+  /** creating, pending, succeeded, canceled, failed */
+  status: string;
+  amountKopecks: number;
+  createdAt: string;
+  succeededAt: string | null;
+}
+
+/** A payment attempt of a consultation (YooKassa). */
+export interface Payment {
+  id: string;
+  consultationId: string;
+  /** awaiting_contact, creating, pending, waiting_for_capture, succeeded, canceled, failed */
+  status: string;
+  amountKopecks: number;
+  refundedKopecks: number;
+  /** YooKassa's page where the patient pays, while pending. */
+  confirmationUrl: string | null;
+  cancelReason: string | null;
+  createdAt: string;
+  refunds: Refund[];
+}
+
+function decodeRefund(v: unknown): Refund {
+  const o = obj(v, 'refund');
+  return {
+    id: str(o, 'id'),
+    status: str(o, 'status'),
+    amountKopecks: num(o, 'amountKopecks'),
+    createdAt: str(o, 'createdAt'),
+    succeededAt: optStr(o, 'succeededAt'),
+  };
+}
+
+function decodePayment(v: unknown): Payment {
+  const o = obj(v, 'payment');
+  const url = optStr(o, 'confirmationUrl');
+  // The page navigates to it: a web address only, never "javascript:" or the like.
+  if (url !== null && !/^https?:\/\//.test(url)) throw new BadResponse('confirmationUrl is not an http(s) URL');
+  return {
+    id: str(o, 'id'),
+    consultationId: str(o, 'consultationId'),
+    status: str(o, 'status'),
+    amountKopecks: num(o, 'amountKopecks'),
+    refundedKopecks: num(o, 'refundedKopecks'),
+    confirmationUrl: url,
+    cancelReason: optStr(o, 'cancelReason'),
+    createdAt: str(o, 'createdAt'),
+    refunds: arr(o['refunds'], 'refunds').map(decodeRefund),
+  };
 }
 
 // ---- the client ----------------------------------------------------------------------------
@@ -373,6 +429,23 @@ export class ApiClient {
   async cancel(id: string, reason: string): Promise<Consultation> {
     return decodeConsultation(
       await this.request('POST', `/consultations/${encodeURIComponent(id)}/cancel`, { reason }),
+    );
+  }
+
+  async consultation(id: string): Promise<Consultation> {
+    return decodeConsultation(await this.request('GET', `/consultations/${encodeURIComponent(id)}`));
+  }
+
+  /** The payment to pay (made now if needed); `email` for the receipt when none is on file. */
+  async checkout(id: string, email?: string): Promise<Payment> {
+    const body = email === undefined ? {} : { email };
+    return decodePayment(await this.request('POST', `/consultations/${encodeURIComponent(id)}/checkout`, body));
+  }
+
+  /** Every payment attempt of a consultation, oldest first. */
+  async payments(id: string): Promise<Payment[]> {
+    return arr(await this.request('GET', `/consultations/${encodeURIComponent(id)}/payments`), 'payments').map(
+      decodePayment,
     );
   }
 

@@ -2,7 +2,9 @@
  * Entry point of the "my consultations" page (`/consultations`).
  *
  * - Not logged in: the staff login form and the demo-patient button.
- * - Patient: their consultations (join, cancel) and booking (doctor → free slot → book).
+ * - Patient: their consultations (pay, join, cancel; refund state) and booking (doctor → free
+ *   slot → book). Back from the payment page (`/pay/return?consultation=…`), the result as the
+ *   server has it — the redirect itself proves nothing.
  * - Doctor: their consultations (join, complete with a conclusion).
  * - Admin, head doctor: all consultations, and the overdue ones.
  *
@@ -11,16 +13,46 @@
  * tokens, names and conclusions are personal data.
  */
 
-import { ApiClient, ApiProblem, type Consultation, type Doctor, type Recording, type Role, type Slot, type User } from './api';
+import {
+  ApiClient,
+  ApiProblem,
+  type Consultation,
+  type Doctor,
+  type Payment,
+  type Recording,
+  type Role,
+  type Slot,
+  type User,
+} from './api';
 import { byTestId, h, reconcile, say } from './dom';
 import { clearToken, loadToken, saveToken, takeTokenFromFragment } from './session';
-import { RECORDING_STATUS_TEXT, ROLE_TEXT, STATUS_TEXT, TEXT, duration, errorText, moment, price, size, slotTime } from './texts';
+import {
+  RECORDING_STATUS_TEXT,
+  ROLE_TEXT,
+  STATUS_TEXT,
+  TEXT,
+  declineText,
+  duration,
+  errorText,
+  moment,
+  price,
+  size,
+  slotTime,
+} from './texts';
 
 /** Consultations per list request (the API allows up to 200). */
 const PAGE_SIZE = 100;
 /** The list refreshes itself this often while the tab is visible (e.g. to show a payment). */
 const POLL_MS = 30_000;
 const DEMO_PATIENT_NAME = 'Пациент (демо)';
+/** The result of a payment is checked this often while the bank has not answered, then less often. */
+const PAY_POLL_MS = 1_500;
+const PAY_POLL_SLOW_MS = 10_000;
+const PAY_PATIENCE_MS = 60_000;
+
+/** Back from the payment page: `/pay/return?consultation=<id>`. */
+const returnConsultation: string | null =
+  window.location.pathname === '/pay/return' ? new URLSearchParams(window.location.search).get('consultation') : null;
 
 type View = 'loading' | 'login' | 'patient' | 'doctor' | 'clinic';
 
@@ -59,6 +91,11 @@ const ui = {
   recordingsList: byTestId('recordings', HTMLUListElement),
   recordingsEmpty: byTestId('recordings-empty', HTMLParagraphElement),
 
+  payResult: byTestId('pay-result', HTMLElement),
+  payResultTitle: byTestId('pay-result-title', HTMLHeadingElement),
+  payResultState: byTestId('pay-result-state', HTMLParagraphElement),
+  payAgain: byTestId('pay-again', HTMLButtonElement),
+
   bookingSection: byTestId('booking-section', HTMLElement),
   doctorSelect: byTestId('doctor-select', HTMLSelectElement),
   bookingStatus: byTestId('booking-status', HTMLParagraphElement),
@@ -85,6 +122,9 @@ const drafts = new Map<string, string>();
 const busy = new Set<string>();
 
 let pollTimer: number | null = null;
+let payTimer: number | null = null;
+/** What each cancelled paid consultation's refund looks like, once asked (by consultation id). */
+const refundTexts = new Map<string, string>();
 
 const api = new ApiClient({
   token: loadToken,
@@ -110,6 +150,7 @@ function showView(view: View): void {
   ui.login.hidden = view !== 'login';
   ui.listSection.hidden = !signedIn;
   ui.bookingSection.hidden = view !== 'patient';
+  ui.payResult.hidden = view !== 'patient' || returnConsultation === null;
   ui.overdueSection.hidden = view !== 'clinic';
   ui.recordingsSection.hidden = view !== 'clinic';
   ui.who.hidden = !signedIn;
@@ -133,6 +174,8 @@ function focusHeading(el: HTMLElement | null): void {
 
 function resetSignedInState(): void {
   stopPolling();
+  stopPaymentResult();
+  refundTexts.clear();
   consultations = new Map();
   total = 0;
   pages = 1;
@@ -165,6 +208,7 @@ function signIn(u: User, focus = true): void {
   if (focus) focusHeading(ui.listTitle);
   void refreshList();
   if (view === 'patient') void loadDoctors();
+  if (view === 'patient' && returnConsultation !== null) startPaymentResult(focus);
   if (view === 'clinic') {
     void loadOverdue();
     void loadRecordings();
@@ -262,6 +306,16 @@ function renderList(): void {
     sorted.length > 0 ? null : user.role === 'patient' ? TEXT.noConsultationsPatient : TEXT.noConsultations,
   );
   ui.moreWrap.hidden = consultations.size >= total;
+  // The payment result stays true only while the consultation stays paid (e.g. not once the
+  // patient cancels it right after).
+  const returned = returnConsultation === null ? undefined : consultations.get(returnConsultation);
+  if (
+    returned !== undefined &&
+    ui.payResultState.dataset['state'] === 'paid' &&
+    !['paid', 'in_progress', 'completed'].includes(returned.status)
+  ) {
+    ui.payResult.hidden = true;
+  }
 }
 
 function rowFor(c: Consultation): HTMLLIElement {
@@ -348,6 +402,11 @@ function renderConsultation(c: Consultation, place: 'list' | 'overdue'): HTMLLIE
   if (c.status === 'cancelled' && c.cancelReason !== null) {
     li.append(h('p', { class: 'c-meta', text: `Причина отмены: ${c.cancelReason}` }));
   }
+  if (c.status === 'cancelled' && c.paidAt !== null && role === 'patient' && place === 'list') {
+    const refund = h('p', { class: 'c-meta', testid: 'refund-state', text: refundTexts.get(c.id) ?? TEXT.loading });
+    li.append(refund);
+    if (!refundTexts.has(c.id)) void loadRefund(c, refund);
+  }
 
   if (place === 'list') appendActions(li, c, role, titleId);
   return li;
@@ -377,6 +436,19 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
     });
     join.addEventListener('click', () => void joinCall(c, li));
     actions.append(join);
+  }
+  let payForm: HTMLFormElement | null = null;
+  if (role === 'patient' && c.status === 'booked') {
+    const pay = h('button', {
+      class: 'button primary',
+      testid: 'pay-consultation',
+      text: `Оплатить ${price(c.priceKopecks)}`,
+      attrs: { type: 'button', 'aria-describedby': titleId },
+    });
+    payForm = payContactForm(c, li, titleId);
+    const form = payForm;
+    pay.addEventListener('click', () => void payConsultation(c, li, form));
+    actions.append(pay);
   }
   if (role === 'patient' && (c.status === 'booked' || c.status === 'paid')) {
     const cancel = h('button', {
@@ -428,6 +500,7 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
     return;
   }
   if (actions.childElementCount > 0) li.append(actions);
+  if (payForm !== null) li.append(payForm);
   li.append(error);
 }
 
@@ -508,6 +581,223 @@ async function completeConsultation(c: Consultation, li: HTMLLIElement, area: HT
     setListStatus(TEXT.completed);
     void refreshList();
   });
+}
+
+// ---- payment (patients) --------------------------------------------------------------------
+
+/** The e-mail for the receipt, asked for only when the clinic has none on file. */
+function payContactForm(c: Consultation, li: HTMLLIElement, titleId: string): HTMLFormElement {
+  const inputId = `c-${c.id}-pay-email`;
+  const hintId = `${inputId}-hint`;
+  const input = h('input', {
+    testid: 'pay-email',
+    attrs: {
+      id: inputId,
+      type: 'email',
+      name: 'email',
+      autocomplete: 'email',
+      inputmode: 'email',
+      autocapitalize: 'off',
+      spellcheck: 'false',
+      required: '',
+      maxlength: '254',
+      'aria-describedby': hintId,
+    },
+  });
+  const form = h(
+    'form',
+    { class: 'pay-form', testid: 'pay-form', attrs: { novalidate: '' } },
+    h('label', { class: 'field-label', text: 'E-mail для чека', attrs: { for: inputId } }),
+    input,
+    h('p', { class: 'hint', text: TEXT.payEmailHint, attrs: { id: hintId } }),
+    h(
+      'div',
+      { class: 'actions' },
+      h('button', {
+        class: 'button primary',
+        testid: 'pay-submit',
+        text: 'Перейти к оплате',
+        attrs: { type: 'submit', 'aria-describedby': titleId },
+      }),
+    ),
+  );
+  form.hidden = true;
+  input.addEventListener('input', () => {
+    if (input.getAttribute('aria-invalid') === 'true') {
+      input.removeAttribute('aria-invalid');
+      say(rowError(li), null);
+    }
+  });
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const email = input.value.trim();
+    if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) {
+      say(rowError(li), TEXT.payEmailInvalid);
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+      return;
+    }
+    input.removeAttribute('aria-invalid');
+    void payConsultation(c, li, form, email);
+  });
+  return form;
+}
+
+/** To the payment page of `c` (YooKassa's), asking for an e-mail first if the receipt needs one. */
+async function payConsultation(c: Consultation, li: HTMLLIElement, form: HTMLFormElement, email?: string): Promise<void> {
+  let askContact = false;
+  let note: string | null = null;
+  await rowAction(c, li, async () => {
+    setListStatus(TEXT.paying);
+    let p: Payment;
+    try {
+      p = await api.checkout(c.id, email);
+    } catch (e) {
+      setListStatus(null);
+      if (e instanceof ApiProblem && e.code === 'contact_required') {
+        askContact = true;
+        return;
+      }
+      throw e;
+    }
+    if (p.status === 'pending' && p.confirmationUrl !== null) {
+      window.location.assign(p.confirmationUrl);
+      return;
+    }
+    setListStatus(null);
+    if (p.status === 'succeeded' || p.status === 'waiting_for_capture') {
+      note = TEXT.payChecking;
+      void refreshList();
+    } else {
+      // creating: YooKassa is slow or down; the payment reaches it later.
+      note = TEXT.payCreating;
+    }
+  });
+  const current = rows.get(c.id) ?? li;
+  if (askContact) {
+    const shown = current.querySelector<HTMLFormElement>('[data-testid="pay-form"]') ?? form;
+    shown.hidden = false;
+    say(rowError(current), null);
+    shown.querySelector<HTMLInputElement>('input')?.focus();
+  } else if (note !== null) {
+    say(rowError(current), note);
+  }
+}
+
+/** A cancelled paid consultation: is the money back? */
+async function loadRefund(c: Consultation, el: HTMLElement): Promise<void> {
+  const gen = generation;
+  try {
+    const payments = await api.payments(c.id);
+    if (gen !== generation) return;
+    const paid = payments.find((p) => p.status === 'succeeded');
+    let text: string = TEXT.refundNone;
+    if (paid !== undefined && paid.refunds.length > 0) {
+      const done = paid.refunds.filter((r) => r.status === 'succeeded').reduce((sum, r) => sum + r.amountKopecks, 0);
+      const going = paid.refunds.filter((r) => r.status === 'creating' || r.status === 'pending');
+      text =
+        going.length > 0
+          ? `${TEXT.refundPending}: ${price(going.reduce((sum, r) => sum + r.amountKopecks, 0))}.`
+          : `${TEXT.refundDone}: ${price(done)}.`;
+      if (going.length > 0) {
+        // Not cached: the row is built anew, and asks again, at the next refresh of the list.
+        rows.delete(c.id);
+        el.textContent = text;
+        return;
+      }
+    } else if (paid === undefined) {
+      // Paid outside Vizit (the clinic marked it): nothing to say about money here.
+      text = '';
+    }
+    refundTexts.set(c.id, text);
+    el.textContent = text;
+    el.hidden = text === '';
+  } catch (e) {
+    if (gen !== generation || isUnauthorized(e)) return;
+    logFailure('loading the refund', e);
+    el.hidden = true;
+  }
+}
+
+// ---- back from the payment page --------------------------------------------------------------
+
+function setPayState(state: 'checking' | 'paid' | 'declined' | 'closed' | 'error', text: string): void {
+  ui.payResultState.dataset['state'] = state;
+  ui.payResultState.textContent = text;
+}
+
+function stopPaymentResult(): void {
+  if (payTimer !== null) window.clearTimeout(payTimer);
+  payTimer = null;
+  ui.payAgain.hidden = true;
+}
+
+/** Show what the server says of the payment the patient comes back from, until it is settled. */
+function startPaymentResult(focus: boolean): void {
+  const id = returnConsultation;
+  if (id === null) return;
+  stopPaymentResult();
+  ui.payResult.hidden = false;
+  document.title = 'Оплата консультации — Vizit';
+  setPayState('checking', TEXT.payChecking);
+  if (focus || document.activeElement === document.body) focusHeading(ui.payResultTitle);
+  const gen = generation;
+  const started = Date.now();
+  const check = async (): Promise<void> => {
+    payTimer = null;
+    if (gen !== generation) return;
+    try {
+      const c = await api.consultation(id);
+      const payments = await api.payments(id);
+      if (gen !== generation) return;
+      const last = payments.length > 0 ? payments[payments.length - 1] : undefined;
+      if (c.status === 'paid' || c.status === 'in_progress' || c.status === 'completed') {
+        setPayState('paid', TEXT.payPaid);
+        void refreshList();
+        return;
+      }
+      if (c.status === 'cancelled' || c.status === 'expired') {
+        setPayState('closed', TEXT.payClosed);
+        return;
+      }
+      if (last !== undefined && (last.status === 'canceled' || last.status === 'failed')) {
+        setPayState('declined', `Оплата не прошла: ${declineText(last.cancelReason)}. Можно попробовать ещё раз.`);
+        ui.payAgain.hidden = false;
+        return;
+      }
+      setPayState('checking', Date.now() - started > PAY_PATIENCE_MS ? TEXT.payStillPending : TEXT.payChecking);
+    } catch (e) {
+      if (gen !== generation || isUnauthorized(e)) return;
+      logFailure('checking the payment', e);
+      if (e instanceof ApiProblem && e.status === 404) {
+        setPayState('error', TEXT.payNotFound);
+        return;
+      }
+      setPayState('error', `Не удалось проверить оплату. ${errorText(e)}`);
+    }
+    payTimer = window.setTimeout(() => void check(), Date.now() - started > PAY_PATIENCE_MS ? PAY_POLL_SLOW_MS : PAY_POLL_MS);
+  };
+  void check();
+}
+
+async function payAgain(): Promise<void> {
+  const id = returnConsultation;
+  if (id === null) return;
+  ui.payAgain.disabled = true;
+  try {
+    const p = await api.checkout(id);
+    if (p.status === 'pending' && p.confirmationUrl !== null) {
+      window.location.assign(p.confirmationUrl);
+      return;
+    }
+    setPayState('checking', p.status === 'creating' ? TEXT.payCreating : TEXT.payChecking);
+  } catch (e) {
+    if (isUnauthorized(e)) return;
+    logFailure('paying again', e);
+    setPayState('error', errorText(e));
+  } finally {
+    ui.payAgain.disabled = false;
+  }
 }
 
 // ---- overdue (admin, head doctor) ----------------------------------------------------------
@@ -743,7 +1033,7 @@ function stopPolling(): void {
 /** Page load (or a new session handed over): who is logged in, if anyone? */
 async function resume(): Promise<void> {
   if (loadToken() === null) {
-    signOut(null, false);
+    signOut(returnConsultation === null ? null : TEXT.payLoginFirst, false);
     return;
   }
   generation += 1;
@@ -841,6 +1131,7 @@ ui.loginForm.addEventListener('submit', (e) => {
 ui.demoLogin.addEventListener('click', () => void demoLogin());
 ui.logout.addEventListener('click', () => void logout());
 ui.retry.addEventListener('click', () => void resume());
+ui.payAgain.addEventListener('click', () => void payAgain());
 ui.refresh.addEventListener('click', () => {
   refreshAll();
   if (user?.role === 'patient') void loadSlots(ui.doctorSelect.value);

@@ -42,6 +42,20 @@ export const TEXT = {
   conclusionRequired: 'Напишите заключение, прежде чем завершать консультацию.',
   completed: 'Консультация завершена, заключение сохранено.',
   joining: 'Открываем звонок…',
+  paying: 'Переходим на страницу оплаты…',
+  payEmailHint: 'Чек об оплате придёт на этот адрес (так требует закон о кассовых чеках, 54-ФЗ).',
+  payEmailInvalid: 'Введите e-mail, например ivanova@mail.ru.',
+  payCreating: 'Платёж создаётся — банк отвечает медленно. Нажмите «Оплатить» ещё раз через минуту.',
+  payChecking: 'Проверяем оплату…',
+  payPaid: 'Оплачено. Консультация ждёт вас в списке ниже; чек придёт на e-mail.',
+  payStillPending:
+    'Банк ещё не подтвердил оплату. Статус обновится сам, как только подтверждение придёт; страницу можно закрыть.',
+  payClosed: 'Запись больше не ждёт оплаты: она отменена или время на оплату истекло.',
+  payLoginFirst: 'Войдите, чтобы увидеть результат оплаты: откройте Vizit по ссылке из личного кабинета клиники.',
+  payNotFound: 'Не нашли эту консультацию среди ваших. Откройте список консультаций.',
+  refundDone: 'Деньги возвращены',
+  refundPending: 'Возврат оформляется — банк зачислит деньги в течение нескольких рабочих дней',
+  refundNone: 'Возврата не было. По вопросам возврата обратитесь в клинику.',
   unsupportedAccount:
     'Эта страница — для пациентов и сотрудников клиники. Войдите под своей учётной записью.',
 } as const;
@@ -85,6 +99,16 @@ export function errorText(e: unknown): string {
     case 'invalid_query':
     case 'invalid_time':
       return 'Сервер не принял введённые данные. Проверьте их и попробуйте снова.';
+    case 'contact_required':
+      return 'Укажите e-mail для чека.';
+    case 'already_paid':
+      return 'Консультация уже оплачена.';
+    case 'not_payable':
+      return 'Эту консультацию уже нельзя оплатить: запись отменена или время на оплату истекло.';
+    case 'payments_disabled':
+      return 'Онлайн-оплата в этой клинике не подключена. Оплатите консультацию в клинике.';
+    case 'payment_provider_unavailable':
+      return 'Платёжный сервис сейчас недоступен. Попробуйте через несколько минут.';
     case 'body_too_large':
       return 'Слишком длинный текст. Сократите его и попробуйте снова.';
     case 'internal':
@@ -146,6 +170,35 @@ const RUB = new Intl.NumberFormat(LOCALE, { style: 'currency', currency: 'RUB', 
 
 export function price(kopecks: number): string {
   return RUB.format(kopecks / 100);
+}
+
+/** Why a payment did not go through (YooKassa's `cancellation_details.reason`). */
+export function declineText(reason: string | null): string {
+  switch (reason) {
+    case 'insufficient_funds':
+      return 'на карте недостаточно средств';
+    case 'expired_on_confirmation':
+      return 'время на оплату истекло';
+    case '3d_secure_failed':
+      return 'не пройдено подтверждение платежа в банке (3-D Secure)';
+    case 'card_expired':
+      return 'истёк срок действия карты';
+    case 'invalid_card_number':
+    case 'invalid_csc':
+      return 'неверные данные карты';
+    case 'fraud_suspected':
+    case 'call_issuer':
+    case 'issuer_unavailable':
+    case 'payment_method_limit_exceeded':
+    case 'payment_method_restricted':
+    case 'country_forbidden':
+      return 'банк не разрешил платёж — обратитесь в свой банк или оплатите другой картой';
+    case 'canceled_by_merchant':
+    case 'expired_on_capture':
+      return 'платёж отменён: запись больше не ждала оплаты';
+    default:
+      return 'банк отклонил платёж';
+  }
 }
 
 /** Russian text of a recording's status. */
