@@ -636,6 +636,12 @@ impl Settings {
                     "must be smtps://host:465, smtp://host:587?tls=required or smtp://host:port",
                 );
             }
+            if vizit_integrations::smtp::exposes_login(url) {
+                return invalid(
+                    "email.smtp_url",
+                    "carries a login for another host without TLS: use smtps://…:465 or add ?tls=required",
+                );
+            }
         }
         if !vizit_integrations::smtp::valid_sender(&e.from) {
             return invalid(
@@ -1028,6 +1034,16 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.contains("email.smtp_url"), "{e}");
+        let e = check(&|s| {
+            s.email.smtp_url = Some(SecretString::from(
+                "smtp://u:secret@smtp.example.ru:587".to_owned(),
+            ))
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("email.smtp_url") && e.contains("tls=required") && !e.contains("secret"),
+            "{e}"
+        );
         let e = check(&|s| s.email.from = "noreply".into()).unwrap_err();
         assert!(e.contains("email.from"), "{e}");
         let e = check(&|s| s.clinic.inn = Some("77000".into())).unwrap_err();

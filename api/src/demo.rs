@@ -92,7 +92,7 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
         ip: None,
     };
     let starts = state.now() + 60_000;
-    let (slot_id, _) = slots::service::publish(
+    let (slot_id, _, _) = slots::service::publish(
         &core,
         &admin,
         slots::service::Publish {
@@ -100,7 +100,7 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
             starts_at: starts,
             ends_at: starts + 30 * 60_000,
             time_zone: None,
-            price: Kopecks::price(0).map_err(|e| ApiError::Internal(e.into()))?,
+            price: Some(Kopecks::price(0).map_err(|e| ApiError::Internal(e.into()))?),
             external_id: None,
         },
     )

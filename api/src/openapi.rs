@@ -28,7 +28,7 @@ use crate::slots::routes as slots;
         people::create_patient, people::patient_session,
         people::create_staff, people::list_staff, people::disable_staff,
         people::create_api_key, people::list_api_keys, people::revoke_api_key,
-        slots::list_doctors, slots::free_slots, slots::create_slot,
+        slots::list_doctors, slots::set_doctor_price, slots::free_slots, slots::create_slot,
         consultations::book, consultations::list_consultations, consultations::get_consultation, consultations::cancel,
         consultations::mark_paid, consultations::join, consultations::complete,
         consultations::reschedule,
@@ -37,7 +37,7 @@ use crate::slots::routes as slots;
         recordings::list, recordings::download, recordings::file, recordings::legal_hold,
         payments::checkout, payments::consultation_payments, payments::list_payments,
         payments::list_refunds, payments::list_receipts, payments::refund, payments::notification,
-        notifications::list_emails,
+        notifications::list_emails, notifications::retry_email,
     ),
     modifiers(&BearerAuth),
     tags(

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -439,6 +440,47 @@ async fn slots_follow_templates_bookings_and_paging(backend: Backend) {
         .filter(|s| (s - moscow(0, 0)).rem_euclid(86_400) != 690 * 60)
         .collect();
     assert_eq!(env.free_starts(&doctor_a).await, expected);
+
+    // The clinic prices doctor B: B's free slots take the price at once, and so do the slots
+    // a later sync adds; doctor A keeps the configured bitrix24.price_kopecks.
+    let (status, d) = env
+        .api
+        .put(
+            &format!("/doctors/{doctor_b}/price"),
+            &env.service,
+            json!({"priceKopecks": 200_000}),
+        )
+        .await;
+    assert_eq!(
+        (status, &d["priceKopecks"]),
+        (StatusCode::OK, &json!(200_000))
+    );
+    let priced = |slots: Vec<Value>| {
+        slots
+            .iter()
+            .map(|s| s["priceKopecks"].as_i64().unwrap())
+            .collect::<HashSet<i64>>()
+    };
+    assert_eq!(
+        priced(env.free_slots(&doctor_b).await),
+        HashSet::from([200_000])
+    );
+    let before = env.free_slots(&doctor_b).await.len();
+    env.bx()
+        .set_template(
+            b,
+            vec![range(600, 780, 60, "Asia/Yekaterinburg", &["Mon", "Wed"])],
+        )
+        .unwrap();
+    let report = env.sync().await;
+    assert!(report.slots_added > 0, "{report:?}");
+    let after = env.free_slots(&doctor_b).await;
+    assert!(after.len() > before);
+    assert_eq!(priced(after), HashSet::from([200_000]));
+    assert_eq!(
+        priced(env.free_slots(&doctor_a).await),
+        HashSet::from([150_000])
+    );
 }
 
 async fn booking_reaches_bitrix24_and_cancel_releases_it(backend: Backend) {

@@ -55,6 +55,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/payments/{id}/refunds"),
     ("post", "/api/v1/integrations/yookassa/notifications"),
     ("get", "/api/v1/admin/emails"),
+    ("put", "/api/v1/doctors/{id}/price"),
+    ("post", "/api/v1/admin/emails/{id}/retry"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -667,6 +669,41 @@ async fn every_response_the_tests_see_matches_the_document() {
         .await
     );
 
+    // Prices per doctor.
+    see!(
+        "put",
+        "/api/v1/doctors/{id}/price",
+        api.call(
+            Method::PUT,
+            &format!("/doctors/{}/price", c.doctor_id),
+            Some(&c.admin),
+            Some(json!({"priceKopecks": 200000}))
+        )
+        .await
+    );
+    see!(
+        "put",
+        "/api/v1/doctors/{id}/price",
+        api.call(
+            Method::PUT,
+            &format!("/doctors/{}/price", c.doctor_id),
+            Some(&c.service),
+            Some(json!({"priceKopecks": null}))
+        )
+        .await
+    );
+    see!(
+        "put",
+        "/api/v1/doctors/{id}/price",
+        api.call(
+            Method::PUT,
+            &format!("/doctors/{}/price", c.doctor_id),
+            Some(&c.patient),
+            Some(json!({"priceKopecks": 1}))
+        )
+        .await
+    );
+
     // E-mail (not configured here: the list is empty, and still the clinic's only).
     see!(
         "get",
@@ -683,6 +720,27 @@ async fn every_response_the_tests_see_matches_the_document() {
         "get",
         "/api/v1/admin/emails",
         api.get("/admin/emails", &c.doctor).await
+    );
+
+    see!(
+        "post",
+        "/api/v1/admin/emails/{id}/retry",
+        api.post(
+            &format!("/admin/emails/{unknown}/retry"),
+            &c.admin,
+            json!({})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/emails/{id}/retry",
+        api.post(
+            &format!("/admin/emails/{unknown}/retry"),
+            &c.patient,
+            json!({})
+        )
+        .await
     );
 
     // Every route was exercised at least once.

@@ -20,8 +20,9 @@ use vizit_api::notifications::{EmailSettings, Notifications};
 use vizit_api::payments::{PaymentSettings, Payments};
 use vizit_api::{ApiSettings, Backend};
 use vizit_integrations::yookassa;
+use vizit_sandbox::mail::RunningSmtp;
 use vizit_sandbox::yookassa::{Fault, NotifyMode};
-use vizit_sandbox::{Bitrix24Options, RunningSandbox, Sandbox, YooKassaOptions};
+use vizit_sandbox::{Bitrix24Options, MailCapture, RunningSandbox, Sandbox, YooKassaOptions};
 
 /// Where the stand-in sends notifications from (Vizit accepts only this address here).
 const YOOKASSA_ADDRESS: &str = "127.0.0.2";
@@ -29,6 +30,7 @@ const YOOKASSA_ADDRESS: &str = "127.0.0.2";
 struct Env {
     api: TestApi,
     smtp: Smtp,
+    capture: Option<(MailCapture, RunningSmtp)>,
     sandbox: Sandbox,
     _running: RunningSandbox,
     payments: Arc<Payments>,
@@ -47,6 +49,8 @@ struct Options {
     receipt_deadline: Duration,
     /// The mail server is up from the start.
     smtp_up: bool,
+    /// Mail goes to the sandbox's capture (which can refuse with any code) instead of aiosmtpd.
+    capture: bool,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             reconcile_after: Duration::from_secs(3600),
             receipt_deadline: Duration::from_secs(3600),
             smtp_up: true,
+            capture: false,
         }
     }
 }
@@ -99,8 +104,19 @@ impl Env {
         } else {
             Smtp::down()
         };
+        let capture = if o.capture {
+            let c = MailCapture::new();
+            let running = c.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            Some((c, running))
+        } else {
+            None
+        };
+        let url = match &capture {
+            Some((_, running)) => running.url(),
+            None => smtp.url(),
+        };
         let mailer = vizit_integrations::smtp::Mailer::new(&vizit_integrations::smtp::Settings {
-            url: SecretString::from(smtp.url()),
+            url: SecretString::from(url),
             from: "Клиника «Здоровье» <noreply@clinic.test>".into(),
             timeout: Duration::from_secs(5),
         })
@@ -157,6 +173,7 @@ impl Env {
         Env {
             api,
             smtp,
+            capture,
             _running: running,
             sandbox,
             payments,
@@ -430,6 +447,8 @@ both!(
     free_consultations_are_paid_at_once,
     a_receipt_never_registered_is_flagged,
     an_smtp_outage_delays_the_receipt_email_and_loses_nothing,
+    prices_per_doctor_or_per_slot,
+    a_refused_email_fails_after_retries_and_an_admin_sends_it_again,
 );
 
 async fn pay_then_paid_then_receipt_registered(backend: Backend) {
@@ -950,9 +969,14 @@ async fn lost_notifications_are_reconciled_and_a_stop_before_paid_is_applied(bac
     .await;
     let (_, patient) = env.patient(Some("p@example.com")).await;
     let c = env.book(&patient, 40_000, 120).await;
+    let paid_at = std::time::Instant::now();
     env.pay(&c).await;
     // No notification ever comes; reconciliation reads the payment back.
     env.paid(&c).await;
+    eprintln!(
+        "paid through reconciliation {} ms after paying (reconcile_after 0, jobs every 1 s)",
+        paid_at.elapsed().as_millis()
+    );
     assert!(env.sandbox.yookassa.sent().is_empty());
     // A stop between "payment succeeded" and "consultation paid": the next reconciliation
     // applies it.
@@ -1149,4 +1173,240 @@ async fn an_smtp_outage_delays_the_receipt_email_and_loses_nothing(backend: Back
     let (_, emails) = env.api.get("/admin/emails", &env.admin).await;
     assert_eq!(emails["items"][0]["status"], "sent");
     assert_eq!(env.smtp.messages().len(), 1, "exactly one message");
+}
+
+async fn prices_per_doctor_or_per_slot(backend: Backend) {
+    let env = Env::new(backend).await;
+    let doctor = env.doctor_id.clone();
+    let fmt = &time::format_description::well_known::Rfc3339;
+    let at = |minutes: i64| {
+        let start = time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes);
+        let end = start + time::Duration::minutes(30);
+        (start.format(fmt).unwrap(), end.format(fmt).unwrap())
+    };
+    // Per slot (the default): a slot without a price is refused while the doctor has none.
+    let (s, e) = at(300);
+    let (status, body) = env
+        .api
+        .post(
+            &format!("/doctors/{doctor}/slots"),
+            &env.service,
+            json!({"startsAt": s, "endsAt": e}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("price_required")),
+        "{body}"
+    );
+    let free = env.slot(150_000, 400).await;
+    let (_, patient) = env.patient(Some("p@example.com")).await;
+    let booked = env.book(&patient, 90_000, 500).await;
+
+    // Per doctor: the free slot to come takes the price; the booked one keeps its own.
+    for (auth, body, want) in [
+        (&patient, json!({"priceKopecks": 1}), StatusCode::FORBIDDEN),
+        (
+            &env.doctor,
+            json!({"priceKopecks": 1}),
+            StatusCode::FORBIDDEN,
+        ),
+        (&env.service, json!({}), StatusCode::BAD_REQUEST),
+        (
+            &env.service,
+            json!({"priceKopecks": -1}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &env.service,
+            json!({"priceKopecks": "250000"}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, b) = env
+            .api
+            .put(&format!("/doctors/{doctor}/price"), auth, body)
+            .await;
+        assert_eq!(status, want, "{b}");
+    }
+    let (status, _) = env
+        .api
+        .put(
+            &format!("/doctors/{}/price", uuid::Uuid::new_v4()),
+            &env.admin,
+            json!({"priceKopecks": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, d) = env
+        .api
+        .put(
+            &format!("/doctors/{doctor}/price"),
+            &env.admin,
+            json!({"priceKopecks": 250_000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["priceKopecks"], 250_000);
+    let (_, doctors) = env.api.get("/doctors", &patient).await;
+    assert!(
+        doctors
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == doctor.as_str() && d["priceKopecks"] == 250_000)
+    );
+    let (_, slots) = env
+        .api
+        .get(&format!("/doctors/{doctor}/slots"), &patient)
+        .await;
+    let slot = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == free.as_str())
+        .unwrap();
+    assert_eq!(slot["priceKopecks"], 250_000);
+    let (_, c) = env
+        .api
+        .get(&format!("/consultations/{booked}"), &patient)
+        .await;
+    assert_eq!(c["priceKopecks"], 90_000, "a booking keeps its price");
+    assert_eq!(env.payments_of(&booked).await[0]["amountKopecks"], 90_000);
+    // Cancelled, its slot is free again, at the doctor's price now.
+    let (status, _) = env
+        .api
+        .post(
+            &format!("/consultations/{booked}/cancel"),
+            &patient,
+            json!({"reason": "передумал"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, slots) = env
+        .api
+        .get(&format!("/doctors/{doctor}/slots"), &patient)
+        .await;
+    let freed = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == c["slotId"])
+        .expect("the slot is offered again");
+    assert_eq!(freed["priceKopecks"], 250_000);
+    // A new slot without a price takes the doctor's; booking it charges that.
+    let (s, e) = at(600);
+    let (status, body) = env
+        .api
+        .post(
+            &format!("/doctors/{doctor}/slots"),
+            &env.service,
+            json!({"startsAt": s, "endsAt": e}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["priceKopecks"], 250_000);
+    let (status, c) = env
+        .api
+        .post("/consultations", &patient, json!({"slotId": body["id"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let id = c["id"].as_str().unwrap();
+    assert_eq!(env.payments_of(id).await[0]["amountKopecks"], 250_000);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM audit_log WHERE action = 'doctor.price'")
+            .await,
+        1
+    );
+    // Back to per slot.
+    let (status, d) = env
+        .api
+        .put(
+            &format!("/doctors/{doctor}/price"),
+            &env.service,
+            json!({"priceKopecks": null}),
+        )
+        .await;
+    assert_eq!((status, &d["priceKopecks"]), (StatusCode::OK, &Value::Null));
+    let (s, e) = at(700);
+    let (status, _) = env
+        .api
+        .post(
+            &format!("/doctors/{doctor}/slots"),
+            &env.service,
+            json!({"startsAt": s, "endsAt": e}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn a_refused_email_fails_after_retries_and_an_admin_sends_it_again(backend: Backend) {
+    let env = Env::with(
+        backend,
+        Options {
+            capture: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (capture, _) = env.capture.as_ref().unwrap();
+    // The mail server refuses for good (as with a wrong password or a sender not allowed).
+    capture.refuse_with(Some(550));
+    let (_, patient) = env.patient(Some("patient@example.com")).await;
+    let c = env.book(&patient, 150_000, 120).await;
+    env.pay(&c).await;
+    env.paid(&c).await;
+    env.registered_receipt(&c, "payment").await;
+    // Tried again (a 5xx may be the server's setup, fixed by an admin), then failed.
+    env.until("the e-mail is failed", || async {
+        let (_, emails) = env.api.get("/admin/emails", &env.admin).await;
+        emails["items"][0]["status"] == "failed"
+    })
+    .await;
+    let (_, emails) = env.api.get("/admin/emails?status=failed", &env.admin).await;
+    let e = &emails["items"][0];
+    assert_eq!(
+        e["attempts"],
+        vizit_api::notifications::sender::REFUSALS,
+        "{e}"
+    );
+    assert!(e["lastError"].as_str().unwrap().contains("550"), "{e}");
+    assert!(capture.messages().is_empty());
+    let id = e["id"].as_str().unwrap().to_owned();
+
+    // Only the clinic puts it back; then it goes out once the server takes mail again.
+    let (status, _) = env
+        .api
+        .post(&format!("/admin/emails/{id}/retry"), &patient, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    capture.refuse_with(None);
+    let (status, back) = env
+        .api
+        .post(&format!("/admin/emails/{id}/retry"), &env.admin, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    assert_eq!(back["status"], "queued");
+    env.until("the e-mail is sent", || async {
+        capture.messages().len() == 1
+    })
+    .await;
+    env.until("marked sent", || async {
+        let (_, emails) = env.api.get("/admin/emails", &env.admin).await;
+        emails["items"][0]["status"] == "sent"
+    })
+    .await;
+    let (status, e) = env
+        .api
+        .post(&format!("/admin/emails/{id}/retry"), &env.admin, json!({}))
+        .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_failed"))
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM audit_log WHERE action = 'email.retry'")
+            .await,
+        1
+    );
 }

@@ -55,6 +55,27 @@ pub fn valid_sender(from: &str) -> bool {
     from.parse::<Mailbox>().is_ok()
 }
 
+/// Whether the URL would send a login and password without TLS to another machine:
+/// `smtp://user:password@host` without `tls=required` (plain, or STARTTLS only if offered — which
+/// a man in the middle removes). A loopback relay is exempt: the password never leaves the host.
+pub fn exposes_login(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    if u.scheme() != "smtp" || (u.username().is_empty() && u.password().is_none()) {
+        return false;
+    }
+    let required = u.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+    let host = u.host_str().unwrap_or("");
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !required && !loopback
+}
+
 /// A settings problem, found before any message is sent.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -239,6 +260,27 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         let m = Mailer::new(&s).unwrap();
         assert!(!format!("{m:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_password_goes_to_another_host_only_over_tls() {
+        for url in [
+            "smtp://u:p@smtp.example.ru:587",
+            "smtp://u:p@smtp.example.ru:587?tls=opportunistic",
+            "smtp://u@10.0.0.5:25",
+        ] {
+            assert!(exposes_login(url), "{url}");
+        }
+        for url in [
+            "smtp://u:p@smtp.example.ru:587?tls=required",
+            "smtps://u:p@smtp.example.ru:465",
+            "smtp://smtp.example.ru:25",
+            "smtp://u:p@127.0.0.1:2525",
+            "smtp://u:p@[::1]:2525",
+            "smtp://u:p@localhost:2525",
+        ] {
+            assert!(!exposes_login(url), "{url}");
+        }
     }
 
     // The connection pool needs a Tokio runtime.

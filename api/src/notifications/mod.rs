@@ -16,12 +16,14 @@ pub mod sender;
 pub mod settings;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use settings::{EmailSettings, Notifications, SYSTEM};
 
 use crate::state::ApiState;
 
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/admin/emails", get(routes::list_emails))
+    Router::new()
+        .route("/admin/emails", get(routes::list_emails))
+        .route("/admin/emails/{id}/retry", post(routes::retry_email))
 }

@@ -113,8 +113,13 @@ pub async fn queue(
     if inserted.is_none() {
         return Ok(None);
     }
-    // Each message is its own line in the queue: one recipient's server down holds back no
-    // other message.
+    send_call(conn, &id, now).await?;
+    Ok(Some(id))
+}
+
+/// Queue the call that sends message `id`. Each message is its own line in the queue: one
+/// recipient's server down holds back no other message.
+async fn send_call(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), sqlx::Error> {
     outbound::enqueue(
         conn,
         NewCall {
@@ -126,7 +131,22 @@ pub async fn queue(
         now,
     )
     .await?;
-    Ok(Some(id))
+    Ok(())
+}
+
+/// Put a failed message back in the queue, with a new send call. False if it is not failed.
+pub async fn requeue(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE emails SET status = 'queued', last_error = NULL WHERE id = $1 AND status = 'failed'",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Ok(false);
+    }
+    send_call(conn, id, now).await?;
+    Ok(true)
 }
 
 pub async fn email(conn: &mut AnyConnection, id: &str) -> Result<Option<EmailRow>, sqlx::Error> {

@@ -1,13 +1,14 @@
 //! HTTP of notifications: the admins' list of e-mails (what was sent, what waits, what failed).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::repo::{self, EmailRow};
 use crate::domain::Caller;
 use crate::http::{ApiError, Page, Params, Problem, page, time_range, to_rfc3339};
+use crate::platform::audit::audit;
 use crate::state::ApiState;
 
 /// An e-mail, without its body (it is the patient's).
@@ -104,4 +105,48 @@ pub async fn list_emails(
         limit,
         offset,
     }))
+}
+
+/// Send a failed e-mail again (admins and the portal), e.g. once the mail settings are fixed.
+/// Audited.
+#[utoipa::path(post, path = "/api/v1/admin/emails/{id}/retry", tag = "notifications", security(("bearer" = [])),
+    params(("id" = String, Path, description = "e-mail id")),
+    responses((status = 200, body = EmailView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn retry_email(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<EmailView>, ApiError> {
+    caller.require(caller.is_clinic())?;
+    let id = uuid::Uuid::parse_str(&raw)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::NotFound("e-mail"))?;
+    let mut tx = state.db.begin_write().await?;
+    let Some(row) = repo::email(&mut tx, &id).await? else {
+        return Err(ApiError::NotFound("e-mail"));
+    };
+    if !repo::requeue(&mut tx, &id, state.now()).await? {
+        return Err(ApiError::conflict(
+            "not_failed",
+            format!("the e-mail is {}, not failed", row.status),
+        ));
+    }
+    audit(
+        &mut tx,
+        Some(&caller),
+        "email.retry",
+        "email",
+        Some(&id),
+        serde_json::json!({"kind": row.kind}),
+    )
+    .await?;
+    let row = repo::email(&mut tx, &id)
+        .await?
+        .ok_or(ApiError::NotFound("e-mail"))?;
+    tx.commit().await?;
+    if let Some(n) = &state.notifications {
+        n.wake();
+    }
+    Ok(Json(row.into()))
 }

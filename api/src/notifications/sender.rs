@@ -1,14 +1,17 @@
 //! The sender: runs the outbound queue's `smtp` calls, one message each. The server down, slow
-//! or answering `4xx` → the call is retried with backoff (the message waits, nothing is lost);
-//! `5xx` or an address no server takes → the message is `failed`, for an admin. After the
-//! server's `250` the message is `sent` and `email.sent` tells whoever cares (payments mark
-//! the receipt e-mailed).
+//! or answering `4xx` → the call is retried with backoff (the message waits, nothing is lost).
+//! A `5xx` may be the message's (a mailbox that does not exist) or the server's setup (a wrong
+//! password, a sender not allowed), which an admin fixes: it is retried too, and the message is
+//! `failed` only after [`REFUSALS`] of them; an address no server can take fails at once. An
+//! admin puts a failed message back (`POST /admin/emails/{id}/retry`). After the server's `250`
+//! the message is `sent` and `email.sent` tells whoever cares (payments mark the receipt
+//! e-mailed).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use vizit_integrations::smtp::{Email, Inline};
+use vizit_integrations::smtp::{Email, Error as SmtpError, Inline};
 
 use super::repo;
 use super::settings::{Notifications, SYSTEM};
@@ -19,6 +22,13 @@ use crate::state::{ApiState, Core};
 
 /// How often the worker looks when nobody wakes it.
 const TICK: Duration = Duration::from_secs(2);
+/// A message refused (`5xx`) this many times is failed.
+pub const REFUSALS: i64 = 5;
+/// Messages claimed at once: each may take several SMTP commands of `email.timeout`, and all
+/// must end well within the outbound lease.
+const BATCH: i64 = 2;
+/// Tries to store "sent" after the server took a message (a lost write means a second copy).
+const SENT_WRITES: u32 = 3;
 
 pub struct EmailCalls {
     pub core: Core,
@@ -26,6 +36,24 @@ pub struct EmailCalls {
 }
 
 impl EmailCalls {
+    async fn mark_sent(&self, row: &repo::EmailRow, message_id: &str) -> Result<(), sqlx::Error> {
+        let core = &self.core;
+        let mut tx = core.db.begin_write().await?;
+        if repo::sent(&mut tx, &row.id, message_id, core.now()).await? {
+            core.outbox
+                .emit(
+                    &mut tx,
+                    EventKind::EmailSent.as_str(),
+                    None,
+                    json!({"emailId": row.id, "kind": row.kind, "refId": row.ref_id}),
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        core.outbox.notify();
+        Ok(())
+    }
+
     async fn send(&self, call: &Call) -> Result<Outcome, sqlx::Error> {
         let Some(id) = call
             .payload
@@ -67,25 +95,28 @@ impl EmailCalls {
         };
         match self.notifications.mailer.send(&email).await {
             Ok(()) => {
-                let mut tx = core.db.begin_write().await?;
                 let message_id = format!("<{}@{}>", row.id, self.notifications.mailer.domain());
-                if repo::sent(&mut tx, &row.id, &message_id, core.now()).await? {
-                    core.outbox
-                        .emit(
-                            &mut tx,
-                            EventKind::EmailSent.as_str(),
-                            None,
-                            json!({"emailId": row.id, "kind": row.kind, "refId": row.ref_id}),
-                        )
-                        .await?;
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match self.mark_sent(&row, &message_id).await {
+                        Ok(()) => break,
+                        Err(e) if tries < SENT_WRITES => {
+                            tracing::warn!(email = %row.id, error = %e, "e-mail sent but not yet stored as sent; trying again");
+                            tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                tx.commit().await?;
-                core.outbox.notify();
                 tracing::info!(email = %row.id, kind = %row.kind, "e-mail sent");
                 Ok(Outcome::Done)
             }
             Err(e) => {
-                let give_up = !e.is_retryable();
+                let give_up = match &e {
+                    SmtpError::Address => true,
+                    SmtpError::Refused(_) => call.attempt >= REFUSALS,
+                    SmtpError::Unavailable(_) => false,
+                };
                 repo::tried(&core.db.pool, &row.id, &e.to_string(), give_up).await?;
                 if give_up {
                     tracing::error!(email = %row.id, kind = %row.kind, error = %e,
@@ -117,6 +148,10 @@ impl Executor for EmailCalls {
     ) -> BoxFuture<'a, Result<Outcome, sqlx::Error>> {
         Box::pin(self.send(call))
     }
+
+    fn batch(&self) -> i64 {
+        BATCH
+    }
 }
 
 /// Run until `stop` turns true.
@@ -127,8 +162,20 @@ pub async fn run(
 ) {
     let wake = n.waker();
     loop {
-        if let Err(e) = state.outbound.deliver_due(SYSTEM).await {
-            tracing::warn!(error = %e, "e-mail queue: database error; retrying");
+        // Small batches, until none is due: a stop is seen between them.
+        loop {
+            match state.outbound.deliver_due(SYSTEM).await {
+                Ok(0) => break,
+                Ok(_) if *stop.borrow() => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "e-mail queue: database error; retrying");
+                    break;
+                }
+            }
+        }
+        if *stop.borrow() {
+            break;
         }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}

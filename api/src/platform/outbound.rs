@@ -109,6 +109,12 @@ pub trait Executor: Send + Sync + 'static {
 
     /// Called once a call's outcome is stored.
     fn finished(&self, _call: &Call, _outcome: &Outcome) {}
+
+    /// Calls claimed per look, under one lease: few enough that the slowest of them all end
+    /// well within `LEASE_MS`.
+    fn batch(&self) -> i64 {
+        BATCH
+    }
 }
 
 /// One row of the queue, for admins.
@@ -190,16 +196,24 @@ impl Outbound {
         let Some(executor) = self.executor(system) else {
             return Ok(0);
         };
-        let claimed = self.claim_due(system).await?;
+        let claimed = self.claim_due(system, executor.batch()).await?;
         let ran = claimed.len();
+        // A database error on one call leaves it to its lease; the others still run.
+        let mut first_error = None;
         for (call, lease) in claimed {
-            self.run(&*executor, &call, lease, false).await?;
+            if let Err(e) = self.run(&*executor, &call, lease, false).await {
+                tracing::warn!(system, call = call.id, error = %e, "outbound call: database error; it runs again after its lease");
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(ran)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(ran),
+        }
     }
 
     /// Claim up to a batch of due calls of `system`: the head of each consultation's line.
-    async fn claim_due(&self, system: &str) -> Result<Vec<(Call, i64)>, sqlx::Error> {
+    async fn claim_due(&self, system: &str, batch: i64) -> Result<Vec<(Call, i64)>, sqlx::Error> {
         let now = self.clock.now_ms();
         let lease = now + LEASE_MS;
         let lock = match self.db.backend {
@@ -218,7 +232,7 @@ impl Outbound {
         .bind(lease)
         .bind(system)
         .bind(now)
-        .bind(BATCH)
+        .bind(batch.clamp(1, BATCH))
         .fetch_all(&self.db.pool)
         .await?;
         let mut calls: Vec<(Call, i64)> = rows.into_iter().map(|r| (r.into(), lease)).collect();
@@ -247,9 +261,11 @@ impl Outbound {
     }
 
     /// Run a consultation's pending calls of every system now, each system's in order and
-    /// within its executor's inline timeout (the request that queued them waits). The first
-    /// outcome that is not `Done`, else `Done`; `None` without executors. Systems whose inline
-    /// timeout is zero (nobody waits for them, e.g. e-mail) are left to their workers.
+    /// within its executor's inline timeout (the request that queued them waits). A refusal
+    /// (or a failure) ends it at once with that outcome; a system slow or down does not stop the
+    /// next one, and its `Retry` is returned at the end; else `Done`. `None` without executors.
+    /// Systems whose inline timeout is zero (nobody waits for them, e.g. e-mail) are left to
+    /// their workers.
     pub async fn deliver_consultation(&self, consultation: &str) -> Option<Outcome> {
         let executors: Vec<_> = self
             .executors()
@@ -259,6 +275,7 @@ impl Outbound {
         if executors.is_empty() {
             return None;
         }
+        let mut first = None;
         for executor in executors {
             let delivered = tokio::time::timeout(
                 executor.inline_timeout(),
@@ -273,11 +290,17 @@ impl Outbound {
                 }
                 Err(_) => Outcome::Retry(format!("{} did not answer in time", executor.system())),
             };
-            if outcome != Outcome::Done {
-                return Some(outcome);
+            match outcome {
+                Outcome::Done => {}
+                // Slow or down: the next system still gets its turn (a slot source down must
+                // not keep the payment page from the patient).
+                Outcome::Retry(_) => {
+                    first.get_or_insert(outcome);
+                }
+                _ => return Some(outcome),
             }
         }
-        Some(Outcome::Done)
+        Some(first.unwrap_or(Outcome::Done))
     }
 
     async fn deliver_system_consultation(

@@ -13,16 +13,17 @@ use axum::Router;
 use axum::routing::get;
 
 pub use bookings::BookedConsultations;
-pub use repo::{Slot, find, leave, set_status, take};
+pub use repo::{DoctorRow, Slot, find, leave, set_status, take};
 
 use crate::state::ApiState;
 
 pub fn routes() -> Router<ApiState> {
-    use axum::routing::post;
+    use axum::routing::{post, put};
     use bitrix24::routes as b24;
     use routes as r;
     Router::new()
         .route("/doctors", get(r::list_doctors))
+        .route("/doctors/{id}/price", put(r::set_doctor_price))
         .route(
             "/doctors/{id}/slots",
             get(r::free_slots).post(r::create_slot),

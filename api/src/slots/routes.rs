@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::repo::DoctorRow;
 use super::service::{self, Error, Publish};
 use crate::domain::{Caller, Kopecks, SlotStatus, UserId};
 use crate::http::{ApiError, Body, Params, Problem, id, parse_time, to_rfc3339};
@@ -18,6 +19,7 @@ impl From<Error> for ApiError {
             Error::BadLength => ApiError::bad_request("invalid_field", e.to_string()),
             Error::SlotExists => ApiError::conflict("slot_exists", e.to_string()),
             Error::BadTimeZone => ApiError::bad_request("invalid_field", e.to_string()),
+            Error::PriceRequired => ApiError::bad_request("price_required", e.to_string()),
             Error::Db(e) => e.into(),
         }
     }
@@ -30,6 +32,20 @@ pub struct DoctorView {
     name: String,
     specialty: String,
     time_zone: String,
+    /// The doctor's own price, when the clinic prices per doctor; `null`: each slot has its own.
+    price_kopecks: Option<i64>,
+}
+
+impl From<DoctorRow> for DoctorView {
+    fn from(d: DoctorRow) -> Self {
+        DoctorView {
+            id: d.id,
+            name: d.name,
+            specialty: d.specialty,
+            time_zone: d.time_zone,
+            price_kopecks: d.price_kopecks,
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/doctors", tag = "slots", security(("bearer" = [])),
@@ -39,16 +55,48 @@ pub async fn list_doctors(
     _caller: Caller,
 ) -> Result<Json<Vec<DoctorView>>, ApiError> {
     let rows = service::doctors(&state.core()).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|(id, name, specialty, time_zone)| DoctorView {
-                id,
-                name,
-                specialty,
-                time_zone,
-            })
-            .collect(),
-    ))
+    Ok(Json(rows.into_iter().map(DoctorView::from).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetPrice {
+    /// Kopecks, or `null` to price per slot again. Required (`null` is said, not implied).
+    #[schema(value_type = Option<i64>)]
+    price_kopecks: serde_json::Value,
+}
+
+/// Price a doctor (admins and the portal): their free slots still to come take the price at
+/// once, and so do new ones (published without a price, or from Bitrix24); booked consultations
+/// keep theirs. `null`: each slot has its own price again.
+#[utoipa::path(put, path = "/api/v1/doctors/{id}/price", tag = "slots", security(("bearer" = [])),
+    params(("id" = String, Path, description = "doctor id")), request_body = SetPrice,
+    responses((status = 200, body = DoctorView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 413, body = Problem)))]
+pub async fn set_doctor_price(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    Body(req): Body<SetPrice>,
+) -> Result<Json<DoctorView>, ApiError> {
+    caller.require(caller.is_clinic())?;
+    let doctor: UserId = id(&raw, "doctor")?;
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_field",
+            "priceKopecks must be null or between 0 and 100000000",
+        )
+    };
+    let price = match &req.price_kopecks {
+        serde_json::Value::Null => None,
+        v => Some(
+            v.as_i64()
+                .and_then(|p| Kopecks::price(p).ok())
+                .ok_or_else(bad)?,
+        ),
+    };
+    let row = service::set_price(&state.core(), &caller, &doctor, price).await?;
+    Ok(Json(row.into()))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -115,7 +163,9 @@ pub struct CreateSlot {
     ends_at: String,
     #[serde(default)]
     time_zone: Option<String>,
-    price_kopecks: i64,
+    /// The slot's price; omitted: the doctor's own (`400 price_required` if they have none).
+    #[serde(default)]
+    price_kopecks: Option<i64>,
     #[serde(default)]
     external_id: Option<String>,
 }
@@ -135,13 +185,18 @@ pub async fn create_slot(
     if !service::valid_length(starts, ends) {
         return Err(service::Error::BadLength.into());
     }
-    let price = Kopecks::price(req.price_kopecks).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_field",
-            "priceKopecks must be between 0 and 100000000",
-        )
-    })?;
-    let (slot_id, time_zone) = service::publish(
+    let price = req
+        .price_kopecks
+        .map(|p| {
+            Kopecks::price(p).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_field",
+                    "priceKopecks must be between 0 and 100000000",
+                )
+            })
+        })
+        .transpose()?;
+    let (slot_id, time_zone, price) = service::publish(
         &state.core(),
         &caller,
         Publish {
@@ -163,7 +218,7 @@ pub async fn create_slot(
             ends_at: to_rfc3339(ends),
             time_zone,
             status: SlotStatus::Free,
-            price_kopecks: req.price_kopecks,
+            price_kopecks: price,
         }),
     ))
 }

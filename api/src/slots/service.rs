@@ -1,7 +1,7 @@
 //! The rules of slots published by hand (admins and the portal); slots from Bitrix24 are the
 //! sync's (`bitrix24/sync.rs`).
 
-use super::repo::{self, NewSlot};
+use super::repo::{self, DoctorRow, NewSlot};
 use crate::domain::{Caller, Kopecks, SlotId, UserId};
 use crate::platform::audit::audit;
 use crate::state::Core;
@@ -16,6 +16,10 @@ pub enum Error {
     BadTimeZone,
     #[error("the doctor already has a slot at this time")]
     SlotExists,
+    #[error(
+        "priceKopecks is needed: the doctor has no price of their own (PUT /doctors/{{id}}/price)"
+    )]
+    PriceRequired,
     #[error(transparent)]
     Db(sqlx::Error),
 }
@@ -41,22 +45,31 @@ pub struct Publish<'a> {
     pub ends_at: i64,
     /// `None`: the doctor's.
     pub time_zone: Option<&'a str>,
-    pub price: Kopecks,
+    /// `None`: the doctor's own price.
+    pub price: Option<Kopecks>,
     pub external_id: Option<&'a str>,
 }
 
-/// Publish a free slot; returns its id and time zone.
+/// Publish a free slot; returns its id, time zone and price.
 pub async fn publish(
     core: &Core,
     caller: &Caller,
     s: Publish<'_>,
-) -> Result<(SlotId, String), Error> {
+) -> Result<(SlotId, String, i64), Error> {
     if !valid_length(s.starts_at, s.ends_at) {
         return Err(Error::BadLength);
     }
-    let doctor_tz = repo::doctor_time_zone(&core.db.pool, s.doctor)
+    let mut conn = core.db.pool.acquire().await?;
+    let doctor = repo::doctor(&mut conn, s.doctor.as_str())
         .await?
         .ok_or(Error::NoDoctor)?;
+    drop(conn);
+    let doctor_tz = doctor.time_zone;
+    let price = match (s.price, doctor.price_kopecks) {
+        (Some(p), _) => p.get(),
+        (None, Some(p)) => p,
+        (None, None) => return Err(Error::PriceRequired),
+    };
     let time_zone = match s.time_zone.map(str::trim) {
         Some(tz) if tz.is_empty() || tz.chars().count() > 64 => return Err(Error::BadTimeZone),
         Some(tz) => tz.to_owned(),
@@ -71,7 +84,8 @@ pub async fn publish(
             starts_at: s.starts_at,
             ends_at: s.ends_at,
             time_zone: &time_zone,
-            price_kopecks: s.price.get(),
+            price_kopecks: price,
+            doctors_price: s.price.is_none(),
             external_id: s.external_id,
         },
         core.now(),
@@ -91,7 +105,7 @@ pub async fn publish(
         serde_json::Value::Null,
     )
     .await?;
-    Ok((id, time_zone))
+    Ok((id, time_zone, price))
 }
 
 /// A doctor's free slots starting in [from, to) and in the future.
@@ -107,7 +121,38 @@ pub async fn free(
     Ok(repo::free_slots(&core.db.pool, doctor, from, to, core.now()).await?)
 }
 
-/// Every enabled doctor: (id, name, specialty, time zone).
-pub async fn doctors(core: &Core) -> Result<Vec<(String, String, String, String)>, Error> {
+/// Every enabled doctor.
+pub async fn doctors(core: &Core) -> Result<Vec<DoctorRow>, Error> {
     Ok(repo::doctors(&core.db.pool).await?)
+}
+
+/// The clinic prices a doctor (or stops doing so: `None`). With a price, the doctor's free
+/// slots still to come take it at once, and so does every new one; booked slots keep the price
+/// their patient booked at. Audited.
+pub async fn set_price(
+    core: &Core,
+    caller: &Caller,
+    doctor: &UserId,
+    price: Option<Kopecks>,
+) -> Result<DoctorRow, Error> {
+    let mut tx = core.db.begin_write().await?;
+    if repo::doctor(&mut tx, doctor.as_str()).await?.is_none() {
+        return Err(Error::NoDoctor);
+    }
+    let price = price.map(Kopecks::get);
+    let repriced = repo::set_doctor_price(&mut tx, doctor.as_str(), price, core.now()).await?;
+    audit(
+        &mut tx,
+        Some(caller),
+        "doctor.price",
+        "doctor",
+        Some(doctor.as_str()),
+        serde_json::json!({"priceKopecks": price, "freeSlotsRepriced": repriced}),
+    )
+    .await?;
+    let row = repo::doctor(&mut tx, doctor.as_str())
+        .await?
+        .ok_or(Error::NoDoctor)?;
+    tx.commit().await?;
+    Ok(row)
 }

@@ -208,6 +208,10 @@ impl TestApi {
         self.call(Method::POST, path, Some(auth), Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, auth: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(auth), Some(body)).await
+    }
+
     pub async fn staff(&self, role: Role, email: &str) -> String {
         vizit_api::create_staff_user(
             &self.state.db,

@@ -1,6 +1,6 @@
 //! A real SMTP server for the tests: aiosmtpd (Python) storing what it gets in a Maildir,
 //! started and stopped by the test (so a test can have the server down and bring it back).
-//! `scripts/test.sh` installs it and names it in `TEST_AIOSMTPD`; else `aiosmtpd` on the PATH.
+//! `scripts/test.sh` installs it (in `.venv-test`) and names it in `TEST_AIOSMTPD`.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -13,8 +13,16 @@ pub struct Smtp {
     child: Option<Child>,
 }
 
+/// `TEST_AIOSMTPD`, else the one `scripts/test.sh` installs, else `aiosmtpd` on the PATH.
 fn program() -> String {
-    std::env::var("TEST_AIOSMTPD").unwrap_or_else(|_| "aiosmtpd".into())
+    if let Ok(p) = std::env::var("TEST_AIOSMTPD") {
+        return p;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-test/bin/aiosmtpd");
+    if std::path::Path::new(venv).exists() {
+        return venv.into();
+    }
+    "aiosmtpd".into()
 }
 
 impl Smtp {

@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Messages kept; older ones are dropped.
+/// Messages kept, and their bytes at most; older ones are dropped.
 const KEEP: usize = 500;
+const KEEP_BYTES: usize = 64 << 20;
 
 /// One message as it arrived.
 #[derive(Debug, Clone)]
@@ -24,7 +25,8 @@ pub struct Captured {
 struct State {
     messages: VecDeque<Captured>,
     next: u64,
-    refusing: bool,
+    /// Answer new messages with this reply code (451: trouble for now; 550, 535: for good).
+    refusing: Option<u16>,
 }
 
 /// The captured messages; cheap to clone (shared).
@@ -53,8 +55,11 @@ impl MailCapture {
             raw,
             received_at: jiff::Timestamp::now().as_millisecond(),
         });
-        while s.messages.len() > KEEP {
-            s.messages.pop_front();
+        let mut bytes: usize = s.messages.iter().map(|m| m.raw.len()).sum();
+        while s.messages.len() > KEEP || (bytes > KEEP_BYTES && s.messages.len() > 1) {
+            if let Some(old) = s.messages.pop_front() {
+                bytes -= old.raw.len();
+            }
         }
     }
 
@@ -73,10 +78,15 @@ impl MailCapture {
 
     /// Answer `451` to new messages (a mail server having trouble) until turned off.
     pub fn set_refusing(&self, refusing: bool) {
-        self.state().refusing = refusing;
+        self.state().refusing = refusing.then_some(451);
     }
 
-    pub(super) fn refusing(&self) -> bool {
+    /// Answer new messages with `code` (e.g. `550`: refused for good) until `None`.
+    pub fn refuse_with(&self, code: Option<u16>) {
+        self.state().refusing = code;
+    }
+
+    pub(super) fn refusing(&self) -> Option<u16> {
         self.state().refusing
     }
 }

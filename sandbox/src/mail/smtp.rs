@@ -94,13 +94,15 @@ async fn session(capture: MailCapture, stream: TcpStream) -> std::io::Result<()>
         let text = String::from_utf8_lossy(&line);
         let command = text.trim_end();
         let upper = command.to_ascii_uppercase();
+        let refusal;
         let reply: &[u8] = if upper.starts_with("EHLO") {
             b"250-vizit-sandbox\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"
         } else if upper.starts_with("HELO") {
             b"250 vizit-sandbox\r\n"
         } else if upper.starts_with("MAIL FROM:") {
-            if capture.refusing() {
-                b"451 4.3.2 the sandbox is refusing mail (as asked)\r\n"
+            if let Some(code) = capture.refusing() {
+                refusal = format!("{code} the sandbox is refusing mail (as asked)\r\n");
+                refusal.as_bytes()
             } else {
                 from = Some(address(&command[10..]));
                 to.clear();
@@ -165,7 +167,14 @@ async fn data<R: tokio::io::AsyncBufRead + Unpin>(
     let mut too_big = false;
     loop {
         line.clear();
-        if read.read_until(b'\n', &mut line).await? == 0 {
+        // A line is at most what a message may be: a client never ending its line cannot
+        // grow it further.
+        if (&mut *read)
+            .take(MAX_MESSAGE as u64 + 2)
+            .read_until(b'\n', &mut line)
+            .await?
+            == 0
+        {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         if line == b".\r\n" || line == b".\n" {

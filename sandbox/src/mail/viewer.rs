@@ -201,9 +201,18 @@ async fn inline(
             Some(s) => format!("{}/{}", t.c_type, s),
             None => t.c_type.to_string(),
         })
-        .filter(|t| t.starts_with("image/"))
+        // Raster images only: an SVG would run its scripts on the sandbox's origin.
+        .filter(|t| matches!(t.as_str(), "image/png" | "image/jpeg" | "image/gif"))
         .unwrap_or_else(|| "application/octet-stream".into());
-    Ok(([(header::CONTENT_TYPE, kind)], part.contents().to_vec()).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, "sandbox".to_owned()),
+        ],
+        part.contents().to_vec(),
+    )
+        .into_response())
 }
 
 async fn raw(State(c): State<MailCapture>, Path(n): Path<String>) -> Result<Response, StatusCode> {

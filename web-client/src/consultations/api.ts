@@ -36,6 +36,7 @@ export interface Consultation {
   timeZone: string;
   payBy: string;
   paidAt: string | null;
+  cancelledAt: string | null;
   cancelReason: string | null;
   conclusion: string | null;
   overdue: boolean;
@@ -229,6 +230,7 @@ function decodeConsultation(v: unknown): Consultation {
     timeZone: str(o, 'timeZone'),
     payBy: str(o, 'payBy'),
     paidAt: optStr(o, 'paidAt'),
+    cancelledAt: optStr(o, 'cancelledAt'),
     cancelReason: optStr(o, 'cancelReason'),
     conclusion: optStr(o, 'conclusion'),
     overdue: o['overdue'] === true,

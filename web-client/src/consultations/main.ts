@@ -49,6 +49,8 @@ const DEMO_PATIENT_NAME = 'Пациент (демо)';
 const PAY_POLL_MS = 1_500;
 const PAY_POLL_SLOW_MS = 10_000;
 const PAY_PATIENCE_MS = 60_000;
+/** How often a refund that is still on its way is asked about again. */
+const REFUND_POLL_MS = 3_000;
 
 /** Back from the payment page: `/pay/return?consultation=<id>`. */
 const returnConsultation: string | null =
@@ -312,7 +314,7 @@ function renderList(): void {
   if (
     returned !== undefined &&
     ui.payResultState.dataset['state'] === 'paid' &&
-    !['paid', 'in_progress', 'completed'].includes(returned.status)
+    (returned.status === 'cancelled' || returned.status === 'expired')
   ) {
     ui.payResult.hidden = true;
   }
@@ -698,13 +700,18 @@ async function loadRefund(c: Consultation, el: HTMLElement): Promise<void> {
       text =
         going.length > 0
           ? `${TEXT.refundPending}: ${price(going.reduce((sum, r) => sum + r.amountKopecks, 0))}.`
-          : `${TEXT.refundDone}: ${price(done)}.`;
+          : done > 0
+            ? `${TEXT.refundDone}: ${price(done)}.`
+            : TEXT.refundFailed;
       if (going.length > 0) {
         // Not cached: the row is built anew, and asks again, at the next refresh of the list.
-        rows.delete(c.id);
-        el.textContent = text;
+        notSettled(c.id, el, text);
         return;
       }
+    } else if (paid !== undefined && recentlyCancelled(c)) {
+      // The clinic's rules may refund: the refund is created just after the cancellation.
+      notSettled(c.id, el, TEXT.refundChecking);
+      return;
     } else if (paid === undefined) {
       // Paid outside Vizit (the clinic marked it): nothing to say about money here.
       text = '';
@@ -719,11 +726,38 @@ async function loadRefund(c: Consultation, el: HTMLElement): Promise<void> {
   }
 }
 
+/** How long after a cancellation a refund may still be on its way into being. */
+const REFUND_GRACE_MS = 2 * 60_000;
+
+function recentlyCancelled(c: Consultation): boolean {
+  if (c.cancelledAt === null) return false;
+  return Date.now() - Date.parse(c.cancelledAt) < REFUND_GRACE_MS;
+}
+
+/** Show a refund state that may still change, and ask again shortly. */
+function notSettled(id: string, el: HTMLElement, text: string): void {
+  rows.delete(id);
+  el.textContent = text;
+  el.hidden = false;
+  scheduleRefundCheck();
+}
+
+let refundTimer: number | null = null;
+
+function scheduleRefundCheck(): void {
+  if (refundTimer !== null) return;
+  refundTimer = window.setTimeout(() => {
+    refundTimer = null;
+    void refreshList();
+  }, REFUND_POLL_MS);
+}
+
 // ---- back from the payment page --------------------------------------------------------------
 
 function setPayState(state: 'checking' | 'paid' | 'declined' | 'closed' | 'error', text: string): void {
-  ui.payResultState.dataset['state'] = state;
-  ui.payResultState.textContent = text;
+  // Written only on a change, so a screen reader is not told the same thing at every poll.
+  if (ui.payResultState.dataset['state'] !== state) ui.payResultState.dataset['state'] = state;
+  if (ui.payResultState.textContent !== text) ui.payResultState.textContent = text;
 }
 
 function stopPaymentResult(): void {
@@ -790,7 +824,9 @@ async function payAgain(): Promise<void> {
       window.location.assign(p.confirmationUrl);
       return;
     }
-    setPayState('checking', p.status === 'creating' ? TEXT.payCreating : TEXT.payChecking);
+    // Created but not yet answered by YooKassa: watch it as on the way back from paying.
+    startPaymentResult(false);
+    if (p.status === 'creating') setPayState('checking', TEXT.payCreating);
   } catch (e) {
     if (isUnauthorized(e)) return;
     logFailure('paying again', e);

@@ -206,7 +206,9 @@ pub async fn add_slot(
 ) -> Result<bool, sqlx::Error> {
     let n = sqlx::query(
         "INSERT INTO slots (id, doctor_id, starts_at, ends_at, time_zone, status, price_kopecks, external_id, created_at, source) \
-         VALUES ($1, $2, $3, $4, $5, 'free', $6, $7, $8, 'bitrix24') ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, 'free', \
+                 COALESCE((SELECT price_kopecks FROM doctors WHERE user_id = $2), $6), $7, $8, 'bitrix24') \
+         ON CONFLICT DO NOTHING",
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(s.doctor)
@@ -230,7 +232,9 @@ pub async fn restore_slot(
     time_zone: &str,
 ) -> Result<bool, sqlx::Error> {
     let n = sqlx::query(
-        "UPDATE slots SET status = 'free', ends_at = $1, time_zone = $2 WHERE id = $3 AND status = 'blocked'",
+        "UPDATE slots SET status = 'free', ends_at = $1, time_zone = $2, \
+         price_kopecks = COALESCE((SELECT d.price_kopecks FROM doctors d WHERE d.user_id = slots.doctor_id), price_kopecks) \
+         WHERE id = $3 AND status = 'blocked'",
     )
     .bind(ends_at)
     .bind(time_zone)

@@ -219,6 +219,7 @@ async fn apply_slots(
                         starts_at: start,
                         ends_at: end,
                         time_zone: tz,
+                        // The doctor's own price wins, if the clinic prices per doctor.
                         price_kopecks: b.settings.price_kopecks,
                         external_id: &format!("b24:{resource}:{}", slot.start),
                     },
