@@ -86,6 +86,9 @@ start_postgres() {
   if [ -z "$(pg_lsclusters -h 2>/dev/null | awk -v v="$version" '$1 == v && $2 == "main"')" ]; then
     as_root pg_createcluster "$version" main >/dev/null
   fi
+  # Each test has its own database and pool (up to 16 connections), its workers hold some, and
+  # two tests run at once per binary: 100 (the default) runs out.
+  as_root pg_conftool "$version" main set max_connections 400
   if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $4}' | grep -q online; then
     log "starting PostgreSQL $version"
     as_root pg_ctlcluster "$version" main start

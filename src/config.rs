@@ -30,6 +30,7 @@ pub struct Settings {
     pub yookassa: YooKassaConfig,
     pub payments: PaymentsConfig,
     pub email: EmailConfig,
+    pub notifications: NotificationsConfig,
     pub clinic: ClinicConfig,
     pub recordings: RecordingsConfig,
     pub sandbox: SandboxSettings,
@@ -134,6 +135,22 @@ pub struct EmailConfig {
     /// Timeout of one SMTP command.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+/// When notifications about consultations go out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Reminders to the patient and the doctor this long before a paid consultation starts
+    /// (`["24h", "15m"]`; `[]`: none).
+    pub reminders: Vec<String>,
+    /// The patient is asked for a review this long after the consultation is closed.
+    #[serde(with = "humantime_serde")]
+    pub review_after: Duration,
+    /// The doctor is asked to close the consultation this long after its slot ended (the clinic
+    /// admins and head doctors are told after `consultations.overdue_after`).
+    #[serde(with = "humantime_serde")]
+    pub close_after: Duration,
 }
 
 /// The clinic as patients see it in messages and on receipts.
@@ -413,6 +430,11 @@ impl Default for Settings {
                 from: "Vizit <noreply@vizit.localhost>".into(),
                 timeout: Duration::from_secs(30),
             },
+            notifications: NotificationsConfig {
+                reminders: vec!["24h".into(), "15m".into()],
+                review_after: Duration::from_secs(2 * 3600),
+                close_after: Duration::ZERO,
+            },
             clinic: ClinicConfig {
                 name: "Клиника".into(),
                 inn: None,
@@ -642,6 +664,9 @@ impl Settings {
                     "carries a login for another host without TLS: use smtps://…:465 or add ?tls=required",
                 );
             }
+        }
+        if let Err(e) = self.reminders() {
+            return invalid("notifications.reminders", &e);
         }
         if !vizit_integrations::smtp::valid_sender(&e.from) {
             return invalid(
@@ -892,6 +917,32 @@ impl Settings {
         }
     }
 
+    /// `notifications.reminders` as durations.
+    fn reminders(&self) -> Result<Vec<Duration>, String> {
+        self.notifications
+            .reminders
+            .iter()
+            .map(|r| {
+                let d = humantime_serde::re::humantime::parse_duration(r)
+                    .map_err(|_| format!("{r:?} is not a duration (e.g. \"24h\", \"15m\")"))?;
+                if d < Duration::from_secs(60) || d > Duration::from_secs(30 * 86_400) {
+                    return Err(format!("{r:?} must be between 1m and 30d"));
+                }
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// When notifications go out; `public_url`: where people reach Vizit (links).
+    pub fn notice_rules(&self, public_url: &str) -> vizit_api::notifications::NoticeRules {
+        vizit_api::notifications::NoticeRules {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            reminders: self.reminders().unwrap_or_default(),
+            review_after: self.notifications.review_after,
+            close_after: self.notifications.close_after,
+        }
+    }
+
     /// The clinic as messages present it.
     pub fn email_settings(&self) -> vizit_api::notifications::EmailSettings {
         vizit_api::notifications::EmailSettings {
@@ -1044,6 +1095,13 @@ mod tests {
             e.contains("email.smtp_url") && e.contains("tls=required") && !e.contains("secret"),
             "{e}"
         );
+        let e = check(&|s| s.notifications.reminders = vec!["soon".into()]).unwrap_err();
+        assert!(
+            e.contains("notifications.reminders") && e.contains("soon"),
+            "{e}"
+        );
+        let e = check(&|s| s.notifications.reminders = vec!["10s".into()]).unwrap_err();
+        assert!(e.contains("notifications.reminders"), "{e}");
         let e = check(&|s| s.email.from = "noreply".into()).unwrap_err();
         assert!(e.contains("email.from"), "{e}");
         let e = check(&|s| s.clinic.inn = Some("77000".into())).unwrap_err();

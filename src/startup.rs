@@ -271,9 +271,10 @@ impl Application {
             if settings.email.smtp_url.is_some() {
                 info!(server = %mailer.server(), from = %mailer.from(), "e-mail through SMTP");
             }
-            api = api.with_notifications(vizit_api::notifications::Notifications::new(
+            api = api.with_notifications(vizit_api::notifications::Notifications::with_rules(
                 mailer,
                 settings.email_settings(),
+                settings.notice_rules(&return_base),
             ));
         }
 

@@ -209,7 +209,14 @@ async fn demo_payment_goes_through_the_yookassa_sandbox() {
                 .unwrap(),
         )
         .await;
-        if let Some(m) = mails.as_array().and_then(|m| m.first()) {
+        // Notifications about the consultation arrive there too; the receipt is its own.
+        if let Some(m) = mails.as_array().and_then(|m| {
+            m.iter().find(|m| {
+                m["subject"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Чек об оплате"))
+            })
+        }) {
             break m.clone();
         }
         assert!(
@@ -247,6 +254,28 @@ async fn demo_payment_goes_through_the_yookassa_sandbox() {
         .unwrap();
     assert_eq!(page.status().as_u16(), 200);
     assert!(page.text().await.unwrap().contains("Чек об оплате"));
+    // And the patient was told of the payment by e-mail, into the same capture, at the address
+    // given at checkout (the booking came before any address was known).
+    let (_, mails) = json_of(
+        http.get(format!("{sandbox_url}/sandbox/mail.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let subjects: Vec<&str> = mails
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["to"] == json!(["patient@example.ru"]))
+        .filter_map(|m| m["subject"].as_str())
+        .collect();
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.starts_with("Оплата консультации получена")),
+        "no payment notification among {subjects:?}"
+    );
 
     let _ = stop.send(());
     task.await.unwrap().unwrap();

@@ -73,11 +73,16 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
     let doctor_id = demo_staff(state, Role::Doctor, DEMO_DOCTOR).await?;
     let admin_id = demo_staff(state, Role::Admin, DEMO_ADMIN).await?;
     let patient_name = "Пациент (демо)".to_owned();
+    // An address of its own, so its notifications land in the demo's mail capture.
+    let patient_email = format!(
+        "patient-{}@vizit.demo",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let patient_id = people::register_patient(
         &core,
         NewPatient {
             name: &patient_name,
-            email: None,
+            email: Some(patient_email),
             phone: None,
             crm_contact_id: None,
         },

@@ -170,6 +170,30 @@ impl ApiState {
                 core: self.core(),
                 notifications: n.clone(),
             }));
+        let notices = notifications::notices::Notices {
+            core: self.core(),
+            scheduler: self.scheduler.clone(),
+            notifications: n.clone(),
+        };
+        if let Err(e) =
+            self.outbox
+                .subscribe(Arc::new(notifications::notices::ConsultationNotices(
+                    notices.clone(),
+                )))
+        {
+            tracing::warn!(error = %e, "the notification subscriber is registered already");
+        }
+        for kind in [
+            notifications::notices::REMINDER,
+            notifications::notices::MUST_CLOSE,
+            notifications::notices::REVIEW,
+        ] {
+            self.scheduler
+                .register(Arc::new(notifications::notices::NoticeJob {
+                    kind,
+                    notices: notices.clone(),
+                }));
+        }
         self.notifications = Some(n);
         self
     }

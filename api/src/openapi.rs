@@ -38,6 +38,7 @@ use crate::slots::routes as slots;
         payments::checkout, payments::consultation_payments, payments::list_payments,
         payments::list_refunds, payments::list_receipts, payments::refund, payments::notification,
         notifications::list_emails, notifications::retry_email,
+        notifications::list_notifications, notifications::open_link,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -49,7 +50,7 @@ use crate::slots::routes as slots;
         (name = "recordings", description = "Recordings of consultations: list, download links, legal hold (admins and head doctors)"),
         (name = "integrations", description = "Bitrix24: the event handler it calls, and the state of the sync; YooKassa's notifications"),
         (name = "payments", description = "Payments through YooKassa, refunds and fiscal receipts (54-FZ)"),
-        (name = "notifications", description = "Messages to patients and staff: e-mail (the receipt of each payment and refund)"),
+        (name = "notifications", description = "Messages to patients and staff: the receipt of each payment and refund, and notifications about consultations, with their status on each channel"),
     )
 )]
 pub struct ApiDoc;

@@ -57,6 +57,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/admin/emails"),
     ("put", "/api/v1/doctors/{id}/price"),
     ("post", "/api/v1/admin/emails/{id}/retry"),
+    ("get", "/api/v1/admin/notifications"),
+    ("get", "/api/v1/notifications/open/{token}"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -741,6 +743,45 @@ async fn every_response_the_tests_see_matches_the_document() {
             json!({})
         )
         .await
+    );
+
+    // Notifications (none here; the clinic's only); a message's link, whatever it names.
+    see!(
+        "get",
+        "/api/v1/admin/notifications",
+        api.get(
+            &format!("/admin/notifications?consultationId={unknown}&limit=5"),
+            &c.admin
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/notifications",
+        api.get("/admin/notifications?limit=0", &c.service).await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/notifications",
+        api.get("/admin/notifications", &c.patient).await
+    );
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "{}/notifications/open/{}",
+            api.base,
+            "0".repeat(64)
+        ))
+        .send()
+        .await
+        .unwrap();
+    seen.see(
+        "get",
+        "/api/v1/notifications/open/{token}",
+        r.status(),
+        &Value::Null,
     );
 
     // Every route was exercised at least once.

@@ -32,10 +32,12 @@ pub enum EventKind {
     /// An e-mail reached the recipient's mail server (SMTP `250`); the payload says what it was
     /// about (`kind`, `refId`).
     EmailSent,
+    /// An e-mail was given up on (refused for good); the payload as for [`EventKind::EmailSent`].
+    EmailFailed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::ConsultationBooked,
         EventKind::ConsultationPaid,
         EventKind::ConsultationStarted,
@@ -51,6 +53,7 @@ impl EventKind {
         EventKind::ReceiptRegistered,
         EventKind::ReceiptOverdue,
         EventKind::EmailSent,
+        EventKind::EmailFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +73,7 @@ impl EventKind {
             EventKind::ReceiptRegistered => "receipt.registered",
             EventKind::ReceiptOverdue => "receipt.overdue",
             EventKind::EmailSent => "email.sent",
+            EventKind::EmailFailed => "email.failed",
         }
     }
 

@@ -70,7 +70,7 @@ fn tax_system(code: u64) -> Option<&'static str> {
 }
 
 /// HTML-escaped text.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -194,6 +194,19 @@ pub async fn tried(
     Ok(())
 }
 
+/// Given up on, in the caller's transaction. False if it was not queued.
+pub async fn give_up(conn: &mut AnyConnection, id: &str, error: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE emails SET last_error = $2, attempts = attempts + 1, status = 'failed' \
+         WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// One page of messages, newest first.
 pub async fn list(
     pool: &AnyPool,

@@ -150,3 +150,169 @@ pub async fn retry_email(
     }
     Ok(Json(row.into()))
 }
+
+/// One status a delivery was given.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    pub status: String,
+    /// Where it came from: `vizit`, `smtp` (the mail server's answer), `link` (the message's
+    /// link was opened — what "read" means on e-mail).
+    pub source: String,
+    pub at: String,
+}
+
+/// A notification on one channel.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    /// `email` (messengers to come).
+    pub channel: String,
+    /// `queued`, `sent`, `delivered`, `read` or `failed`.
+    pub status: String,
+    /// The statuses this channel can really report; any other is "not reported by this
+    /// channel" (e-mail cannot report `delivered`).
+    pub reports: Vec<String>,
+    pub detail: Option<String>,
+    pub sent_at: Option<String>,
+    pub delivered_at: Option<String>,
+    pub read_at: Option<String>,
+    pub failed_at: Option<String>,
+    pub history: Vec<StatusView>,
+}
+
+/// A notification: what, to whom, and how it went on each channel.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationView {
+    pub id: String,
+    /// `patient.booked`, `patient.paid`, `patient.cancelled`, `patient.reminder`,
+    /// `patient.review`, `doctor.must_close`, `doctor.reminder`, `doctor.cancelled`,
+    /// `admin.not_closed`, `head_doctor.not_closed`.
+    pub event: String,
+    pub recipient_id: String,
+    pub recipient_role: String,
+    pub consultation_id: Option<String>,
+    pub created_at: String,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NotificationQuery {
+    #[serde(default)]
+    consultation_id: Option<String>,
+    #[serde(default)]
+    recipient_id: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+fn reports(channel: &str) -> Vec<String> {
+    match channel {
+        super::notices::EMAIL => super::notices::EMAIL_REPORTS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Notifications with their status on each channel, newest first (admins and the portal);
+/// per consultation or per recipient.
+#[utoipa::path(get, path = "/api/v1/admin/notifications", tag = "notifications", security(("bearer" = [])),
+    params(NotificationQuery),
+    responses((status = 200, body = Page<NotificationView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list_notifications(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Params(q): Params<NotificationQuery>,
+) -> Result<Json<Page<NotificationView>>, ApiError> {
+    caller.require(caller.is_clinic())?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let (total, notices, deliveries, statuses) = super::log::list(
+        &state.db.pool,
+        q.consultation_id.as_deref(),
+        q.recipient_id.as_deref(),
+        limit,
+        offset,
+    )
+    .await?;
+    let items = notices
+        .into_iter()
+        .map(|n| NotificationView {
+            deliveries: deliveries
+                .iter()
+                .filter(|d| d.notification_id == n.id)
+                .map(|d| DeliveryView {
+                    channel: d.channel.clone(),
+                    status: d.status.clone(),
+                    reports: reports(&d.channel),
+                    detail: d.detail.clone(),
+                    sent_at: d.sent_at.map(to_rfc3339),
+                    delivered_at: d.delivered_at.map(to_rfc3339),
+                    read_at: d.read_at.map(to_rfc3339),
+                    failed_at: d.failed_at.map(to_rfc3339),
+                    history: statuses
+                        .iter()
+                        .filter(|s| s.delivery_id == d.id)
+                        .map(|s| StatusView {
+                            status: s.status.clone(),
+                            source: s.source.clone(),
+                            at: to_rfc3339(s.at),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            id: n.id,
+            event: n.event,
+            recipient_id: n.recipient_id,
+            recipient_role: n.recipient_role,
+            consultation_id: n.consultation_id,
+            created_at: to_rfc3339(n.created_at),
+        })
+        .collect();
+    Ok(Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// The link in a notification: marks it read (its recipient opened it) and leads to the
+/// consultations page. No sign-in needed: the secret names one message and reveals nothing.
+#[utoipa::path(get, path = "/api/v1/notifications/open/{token}", tag = "notifications",
+    params(("token" = String, Path, description = "the message's link secret")),
+    responses((status = 303, description = "to the consultations page")))]
+pub async fn open_link(
+    State(state): State<ApiState>,
+    Path(token): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let public = state
+        .notifications
+        .as_ref()
+        .map(|n| n.rules.public_url.trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    if token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut tx = state.db.begin_write().await?;
+        if let Some((delivery, _)) = super::log::by_token(&mut tx, &token).await? {
+            super::log::apply(
+                &mut tx,
+                &delivery,
+                super::log::Status::Read,
+                "link",
+                None,
+                state.now(),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    // Wherever it came from, the page is where the person goes (a stale link still helps).
+    Ok(axum::response::Redirect::to(&format!("{public}/consultations")).into_response())
+}

@@ -54,6 +54,25 @@ impl EmailCalls {
         Ok(())
     }
 
+    /// Given up on: stored as failed and told (a notification may try another channel).
+    async fn mark_failed(&self, row: &repo::EmailRow, error: &str) -> Result<(), sqlx::Error> {
+        let core = &self.core;
+        let mut tx = core.db.begin_write().await?;
+        if repo::give_up(&mut tx, &row.id, error).await? {
+            core.outbox
+                .emit(
+                    &mut tx,
+                    EventKind::EmailFailed.as_str(),
+                    None,
+                    json!({"emailId": row.id, "kind": row.kind, "refId": row.ref_id, "error": error}),
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        core.outbox.notify();
+        Ok(())
+    }
+
     async fn send(&self, call: &Call) -> Result<Outcome, sqlx::Error> {
         let Some(id) = call
             .payload
@@ -117,7 +136,11 @@ impl EmailCalls {
                     SmtpError::Refused(_) => call.attempt >= REFUSALS,
                     SmtpError::Unavailable(_) => false,
                 };
-                repo::tried(&core.db.pool, &row.id, &e.to_string(), give_up).await?;
+                if give_up {
+                    self.mark_failed(&row, &e.to_string()).await?;
+                } else {
+                    repo::tried(&core.db.pool, &row.id, &e.to_string(), false).await?;
+                }
                 if give_up {
                     tracing::error!(email = %row.id, kind = %row.kind, error = %e,
                                     "an e-mail was refused for good");

@@ -2,6 +2,7 @@
 //! sender worker's wake-up.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use vizit_integrations::smtp::Mailer;
@@ -30,18 +31,52 @@ impl Default for EmailSettings {
     }
 }
 
+/// When notifications about consultations go out, and where their links lead.
+#[derive(Debug, Clone)]
+pub struct NoticeRules {
+    /// Where people reach Vizit (`http://host:port`, no trailing slash): links in messages.
+    pub public_url: String,
+    /// Reminders this long before a paid consultation starts, to the patient and the doctor.
+    pub reminders: Vec<Duration>,
+    /// The request for a review goes to the patient this long after the consultation closed.
+    pub review_after: Duration,
+    /// The doctor is asked to close the consultation this long after its slot ended.
+    pub close_after: Duration,
+}
+
+impl Default for NoticeRules {
+    fn default() -> Self {
+        NoticeRules {
+            public_url: "http://127.0.0.1:8080".into(),
+            reminders: vec![Duration::from_secs(24 * 3600), Duration::from_secs(15 * 60)],
+            review_after: Duration::from_secs(2 * 3600),
+            close_after: Duration::ZERO,
+        }
+    }
+}
+
 /// The e-mail channel.
 pub struct Notifications {
     pub mailer: Mailer,
     pub settings: EmailSettings,
+    pub rules: NoticeRules,
     wake: Arc<Notify>,
 }
 
 impl Notifications {
     pub fn new(mailer: Mailer, settings: EmailSettings) -> Arc<Notifications> {
+        Self::with_rules(mailer, settings, NoticeRules::default())
+    }
+
+    pub fn with_rules(
+        mailer: Mailer,
+        settings: EmailSettings,
+        rules: NoticeRules,
+    ) -> Arc<Notifications> {
         Arc::new(Notifications {
             mailer,
             settings,
+            rules,
             wake: Arc::new(Notify::new()),
         })
     }

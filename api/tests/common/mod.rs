@@ -137,13 +137,23 @@ impl TestApi {
         settings: ApiSettings,
         configure: impl FnOnce(ApiState) -> ApiState,
     ) -> TestApi {
+        Self::spawn_clocked(backend, settings, vizit_api::Clock::system(), configure).await
+    }
+
+    /// As [`TestApi::spawn_configured`], deciding by `clock` (a manual one the test moves).
+    pub async fn spawn_clocked(
+        backend: Backend,
+        settings: ApiSettings,
+        clock: vizit_api::Clock,
+        configure: impl FnOnce(ApiState) -> ApiState,
+    ) -> TestApi {
         let (url, cleanup) = database(backend).await;
         let db = Db::connect(&url, 16)
             .await
             .expect("database connects and migrates");
         assert_eq!(db.backend, backend);
         let keys = TokenKeys::new(&SecretString::from(SECRET.to_owned())).unwrap();
-        let state = configure(ApiState::new(db, keys.clone(), settings));
+        let state = configure(ApiState::with_clock(db, keys.clone(), settings, clock));
         let base = serve(state.clone()).await;
         TestApi {
             base,

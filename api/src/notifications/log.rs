@@ -1,0 +1,412 @@
+//! The SQL of the notification log: `notifications` (one per event and recipient, by
+//! `dedup_key`), `notification_deliveries` (one per channel tried) and `notification_statuses`
+//! (each status given, with its source). A status only moves forward (see [`Status::follows`]).
+
+use sqlx::{AnyConnection, AnyPool};
+
+/// Where a message on one channel stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sent => "sent",
+            Status::Delivered => "delivered",
+            Status::Read => "read",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "queued" => Status::Queued,
+            "sent" => Status::Sent,
+            "delivered" => Status::Delivered,
+            "read" => Status::Read,
+            "failed" => Status::Failed,
+            _ => return None,
+        })
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Status::Queued | Status::Failed => 0,
+            Status::Sent => 1,
+            Status::Delivered => 2,
+            Status::Read => 3,
+        }
+    }
+
+    /// Whether a delivery at `self` moves to `next`: forward only; `failed` only from `queued`
+    /// or `sent` (a message read or delivered did not fail); a later success beats a failure (a
+    /// retry went through, a callback came late). The same status again changes nothing.
+    pub fn follows(self, next: Status) -> bool {
+        match next {
+            Status::Failed => matches!(self, Status::Queued | Status::Sent),
+            _ => next.rank() > self.rank(),
+        }
+    }
+}
+
+/// A notification to create.
+#[derive(Debug, Clone)]
+pub struct NewNotice<'a> {
+    pub event: &'a str,
+    pub recipient_id: &'a str,
+    pub recipient_role: &'a str,
+    pub consultation_id: Option<&'a str>,
+    pub dedup_key: &'a str,
+}
+
+/// Create it, in the caller's transaction. `None`: one with this key exists (nothing new).
+pub async fn create(
+    conn: &mut AnyConnection,
+    n: &NewNotice<'_>,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let row: Option<(String,)> = sqlx::query_as(
+        "INSERT INTO notifications (id, event, recipient_id, recipient_role, consultation_id, \
+         dedup_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+    )
+    .bind(&id)
+    .bind(n.event)
+    .bind(n.recipient_id)
+    .bind(n.recipient_role)
+    .bind(n.consultation_id)
+    .bind(n.dedup_key)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(id,)| id))
+}
+
+/// A delivery on `channel`, queued (or failed at once with `failed`: no address).
+pub async fn add_delivery(
+    conn: &mut AnyConnection,
+    notification: &str,
+    channel: &str,
+    open_token: Option<&str>,
+    failed: Option<&str>,
+    now: i64,
+) -> Result<String, sqlx::Error> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let status = if failed.is_some() {
+        Status::Failed
+    } else {
+        Status::Queued
+    };
+    sqlx::query(
+        "INSERT INTO notification_deliveries (id, notification_id, channel, status, open_token, \
+         detail, created_at, updated_at, failed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+    )
+    .bind(&id)
+    .bind(notification)
+    .bind(channel)
+    .bind(status.as_str())
+    .bind(open_token)
+    .bind(failed)
+    .bind(now)
+    .bind(failed.map(|_| now))
+    .execute(&mut *conn)
+    .await?;
+    history(conn, &id, status, "vizit", now).await?;
+    Ok(id)
+}
+
+/// The channel's id of the message (an e-mail's id).
+pub async fn set_ref(
+    conn: &mut AnyConnection,
+    delivery: &str,
+    ref_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE notification_deliveries SET ref_id = $2 WHERE id = $1")
+        .bind(delivery)
+        .bind(ref_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn history(
+    conn: &mut AnyConnection,
+    delivery: &str,
+    status: Status,
+    source: &str,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO notification_statuses (id, delivery_id, seq, status, source, at) VALUES ($1, $2, \
+         (SELECT COUNT(*) + 1 FROM notification_statuses WHERE delivery_id = $2), $3, $4, $5)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(delivery)
+    .bind(status.as_str())
+    .bind(source)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Give delivery `id` status `next` (from `source`) if it follows the one it has; a `read`
+/// on a channel that reports delivery marks it delivered too. False: nothing changed
+/// (unknown delivery, a repeat, or a step back).
+pub async fn apply(
+    conn: &mut AnyConnection,
+    id: &str,
+    next: Status,
+    source: &str,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let current: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM notification_deliveries WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(current) = current.and_then(|(s,)| Status::parse(&s)) else {
+        return Ok(false);
+    };
+    if !current.follows(next) {
+        return Ok(false);
+    }
+    let column = match next {
+        Status::Queued => "updated_at",
+        Status::Sent => "sent_at",
+        Status::Delivered => "delivered_at",
+        Status::Read => "read_at",
+        Status::Failed => "failed_at",
+    };
+    // Compare-and-set on the status read: a concurrent change makes this one a no-op.
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE notification_deliveries SET status = $2, {column} = COALESCE({column}, $3), \
+         updated_at = $3, detail = COALESCE($4, detail) WHERE id = $1 AND status = $5"
+    )))
+    .bind(id)
+    .bind(next.as_str())
+    .bind(now)
+    .bind(detail)
+    .bind(current.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Ok(false);
+    }
+    history(conn, id, next, source, now).await?;
+    Ok(true)
+}
+
+/// The delivery of the channel's message `ref_id`.
+pub async fn by_ref(
+    conn: &mut AnyConnection,
+    channel: &str,
+    ref_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM notification_deliveries WHERE channel = $1 AND ref_id = $2")
+            .bind(channel)
+            .bind(ref_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(id,)| id))
+}
+
+/// The delivery whose link has this secret, with its notification's consultation.
+pub async fn by_token(
+    conn: &mut AnyConnection,
+    token: &str,
+) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT d.id, n.consultation_id FROM notification_deliveries d \
+         JOIN notifications n ON n.id = d.notification_id WHERE d.open_token = $1",
+    )
+    .bind(token)
+    .fetch_optional(conn)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status::{self, *};
+
+    #[test]
+    fn a_status_only_moves_forward() {
+        let all = [Queued, Sent, Delivered, Read, Failed];
+        let allowed: Vec<(Status, Status)> = all
+            .iter()
+            .flat_map(|a| all.iter().map(move |b| (*a, *b)))
+            .filter(|(a, b)| a.follows(*b))
+            .collect();
+        assert_eq!(
+            allowed,
+            [
+                (Queued, Sent),
+                (Queued, Delivered),
+                (Queued, Read),
+                (Queued, Failed),
+                (Sent, Delivered),
+                (Sent, Read),
+                (Sent, Failed),
+                (Delivered, Read),
+                (Failed, Sent),
+                (Failed, Delivered),
+                (Failed, Read),
+            ]
+        );
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NoticeRow {
+    pub id: String,
+    pub event: String,
+    pub recipient_id: String,
+    pub recipient_role: String,
+    pub consultation_id: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub notification_id: String,
+    pub channel: String,
+    pub status: String,
+    pub detail: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+    pub failed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StatusRow {
+    pub delivery_id: String,
+    pub status: String,
+    pub source: String,
+    pub at: i64,
+}
+
+/// A page of notifications, newest first, with their deliveries and histories.
+pub async fn list(
+    pool: &AnyPool,
+    consultation: Option<&str>,
+    recipient: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(i64, Vec<NoticeRow>, Vec<DeliveryRow>, Vec<StatusRow>), sqlx::Error> {
+    let filter =
+        " WHERE ($1 IS NULL OR consultation_id = $1) AND ($2 IS NULL OR recipient_id = $2)";
+    let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM notifications{filter}"
+    )))
+    .bind(consultation.map(str::to_owned))
+    .bind(recipient.map(str::to_owned))
+    .fetch_one(pool)
+    .await?;
+    let notices: Vec<NoticeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, event, recipient_id, recipient_role, consultation_id, created_at \
+         FROM notifications{filter} ORDER BY created_at DESC, id LIMIT $3 OFFSET $4"
+    )))
+    .bind(consultation.map(str::to_owned))
+    .bind(recipient.map(str::to_owned))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let mut deliveries = Vec::new();
+    let mut statuses = Vec::new();
+    for n in &notices {
+        let d: Vec<DeliveryRow> = sqlx::query_as(
+            "SELECT id, notification_id, channel, status, detail, created_at, sent_at, \
+             delivered_at, read_at, failed_at FROM notification_deliveries \
+             WHERE notification_id = $1 ORDER BY created_at, id",
+        )
+        .bind(&n.id)
+        .fetch_all(pool)
+        .await?;
+        for one in &d {
+            let s: Vec<StatusRow> = sqlx::query_as(
+                "SELECT delivery_id, status, source, at FROM notification_statuses \
+                 WHERE delivery_id = $1 ORDER BY seq",
+            )
+            .bind(&one.id)
+            .fetch_all(pool)
+            .await?;
+            statuses.extend(s);
+        }
+        deliveries.extend(d);
+    }
+    Ok((total, notices, deliveries, statuses))
+}
+
+/// A person a notification goes to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Person {
+    pub id: String,
+    pub role: String,
+    /// Their e-mail; for a patient without one, the last e-mail they gave for a receipt.
+    pub email: Option<String>,
+}
+
+/// The consultation as notifications need it (no names, nothing medical).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Visit {
+    pub id: String,
+    pub status: String,
+    pub doctor_id: String,
+    pub patient_id: String,
+    pub price_kopecks: i64,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub time_zone: String,
+    pub pay_by: i64,
+    pub completed_at: Option<i64>,
+}
+
+pub async fn visit(conn: &mut AnyConnection, id: &str) -> Result<Option<Visit>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, status, doctor_id, patient_id, price_kopecks, starts_at, ends_at, time_zone, \
+         pay_by, completed_at FROM consultations WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+const PERSON: &str = "SELECT u.id, u.role, COALESCE(u.email, (SELECT p.receipt_email FROM payments p \
+     JOIN consultations c ON c.id = p.consultation_id WHERE c.patient_id = u.id \
+     AND p.receipt_email IS NOT NULL ORDER BY p.created_at DESC LIMIT 1)) AS email FROM users u";
+
+pub async fn person(conn: &mut AnyConnection, id: &str) -> Result<Option<Person>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{PERSON} WHERE u.id = $1 AND u.disabled_at IS NULL"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Every active person with this role (the clinic's admins, its head doctors).
+pub async fn people_with_role(
+    conn: &mut AnyConnection,
+    role: &str,
+) -> Result<Vec<Person>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{PERSON} WHERE u.role = $1 AND u.disabled_at IS NULL ORDER BY u.id"
+    )))
+    .bind(role)
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,456 @@
+//! Notifications about consultations: the outbox subscriber that turns consultation events into
+//! messages to the patient, the doctor, the clinic's admins and head doctors, and the scheduler
+//! jobs for what is due at a time (reminders, "close the consultation", the review request).
+//!
+//! Each message is one `notifications` row per cause and recipient (`dedup_key`): an event seen
+//! twice, a job run twice or by two nodes, makes one message. It is created in the transaction
+//! that acknowledges the event (or runs the job), with its e-mail and that e-mail's send call, so
+//! a crash loses or doubles nothing. The e-mail channel reports `sent` (the server's `250`, via
+//! `email.sent`), `failed` (`email.failed`) and `read` (the message's link opened); it cannot
+//! report `delivered`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use sqlx::AnyConnection;
+
+use super::log::{self, NewNotice, Person, Status, Visit};
+use super::repo::{self as emails, NewEmail};
+use super::settings::Notifications;
+use super::texts::{self, Case, Context};
+use crate::domain::EventKind;
+use crate::platform::BoxFuture;
+use crate::platform::outbox::{Event, Subscriber};
+use crate::platform::scheduler::{Due, Job, Scheduler};
+use crate::state::Core;
+
+/// The channel name of e-mail in the log.
+pub const EMAIL: &str = "email";
+/// What each channel can really report (the rest is shown as "not reported by this channel").
+pub const EMAIL_REPORTS: [&str; 3] = ["sent", "failed", "read"];
+
+pub const REMINDER: &str = "notify.reminder";
+pub const MUST_CLOSE: &str = "notify.must_close";
+pub const REVIEW: &str = "notify.review";
+
+/// The `kind` of notification e-mails in `emails`.
+pub const EMAIL_KIND: &str = "notification";
+
+/// Makes and sends notifications; shared by the subscriber and the jobs.
+#[derive(Clone)]
+pub struct Notices {
+    pub core: Core,
+    pub scheduler: Arc<Scheduler>,
+    pub notifications: Arc<Notifications>,
+}
+
+fn reminder_key(consultation: &str, before_secs: u64) -> String {
+    format!("{REMINDER}:{consultation}:{before_secs}")
+}
+
+fn must_close_key(consultation: &str) -> String {
+    format!("{MUST_CLOSE}:{consultation}")
+}
+
+fn review_key(consultation: &str) -> String {
+    format!("{REVIEW}:{consultation}")
+}
+
+impl Notices {
+    fn now(&self) -> i64 {
+        self.core.now()
+    }
+
+    /// Notify `person` of `case` about `visit`, once per `dedup`.
+    async fn notify(
+        &self,
+        conn: &mut AnyConnection,
+        case: Case,
+        person: &Person,
+        visit: &Visit,
+        expired: bool,
+        dedup: &str,
+    ) -> Result<(), sqlx::Error> {
+        let now = self.now();
+        let Some(notice) = log::create(
+            conn,
+            &NewNotice {
+                event: case.as_str(),
+                recipient_id: &person.id,
+                recipient_role: &person.role,
+                consultation_id: Some(&visit.id),
+                dedup_key: dedup,
+            },
+            now,
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        let Some(address) = person.email.as_deref() else {
+            log::add_delivery(
+                conn,
+                &notice,
+                EMAIL,
+                None,
+                Some("no e-mail address on file"),
+                now,
+            )
+            .await?;
+            tracing::warn!(notification = %notice, event = case.as_str(),
+                           "a notification has no channel that reaches its recipient");
+            return Ok(());
+        };
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let delivery = log::add_delivery(conn, &notice, EMAIL, Some(&token), None, now).await?;
+        let rules = &self.notifications.rules;
+        let link = format!(
+            "{}/api/v1/notifications/open/{token}",
+            rules.public_url.trim_end_matches('/')
+        );
+        let reference: String = visit.id.chars().take(8).collect();
+        let m = texts::render(
+            case,
+            &Context {
+                clinic: &self.notifications.settings.clinic_name,
+                starts_at: visit.starts_at,
+                time_zone: &visit.time_zone,
+                price_kopecks: visit.price_kopecks,
+                pay_by: visit.pay_by,
+                expired,
+                link: &link,
+                reference: &reference,
+            },
+        );
+        if let Some(email) = emails::queue(
+            conn,
+            NewEmail {
+                recipient: address,
+                subject: &m.subject,
+                text: &m.text,
+                html: Some(&m.html),
+                inline: &[],
+                kind: EMAIL_KIND,
+                ref_id: Some(&delivery),
+                dedup_key: &format!("{EMAIL_KIND}:{delivery}"),
+            },
+            now,
+        )
+        .await?
+        {
+            log::set_ref(conn, &delivery, &email).await?;
+        }
+        Ok(())
+    }
+
+    async fn notify_id(
+        &self,
+        conn: &mut AnyConnection,
+        case: Case,
+        person: &str,
+        visit: &Visit,
+        expired: bool,
+        dedup: &str,
+    ) -> Result<(), sqlx::Error> {
+        match log::person(conn, person).await? {
+            Some(p) => self.notify(conn, case, &p, visit, expired, dedup).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Reminders and "close it" for a paid consultation at its (current) time; offsets
+    /// already past are dropped (a reminder 24 h before a consultation booked 2 h ahead would
+    /// only confuse).
+    async fn plan(&self, conn: &mut AnyConnection, visit: &Visit) -> Result<(), sqlx::Error> {
+        let now = self.now();
+        let rules = &self.notifications.rules;
+        for before in &rules.reminders {
+            let key = reminder_key(&visit.id, before.as_secs());
+            let at = visit.starts_at - before.as_millis() as i64;
+            if at > now {
+                self.scheduler
+                    .schedule(
+                        conn,
+                        REMINDER,
+                        &key,
+                        at,
+                        Some(
+                            json!({"consultationId": visit.id, "startsAt": visit.starts_at,
+                                    "beforeSecs": before.as_secs()}),
+                        ),
+                    )
+                    .await?;
+            } else {
+                self.scheduler.cancel(conn, &key).await?;
+            }
+        }
+        self.scheduler
+            .schedule(
+                conn,
+                MUST_CLOSE,
+                &must_close_key(&visit.id),
+                visit.ends_at + rules.close_after.as_millis() as i64,
+                Some(json!({"consultationId": visit.id, "endsAt": visit.ends_at})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn unplan(&self, conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+        for before in &self.notifications.rules.reminders {
+            self.scheduler
+                .cancel(conn, &reminder_key(id, before.as_secs()))
+                .await?;
+        }
+        self.scheduler.cancel(conn, &must_close_key(id)).await?;
+        Ok(())
+    }
+
+    async fn on_event(&self, conn: &mut AnyConnection, event: &Event) -> anyhow::Result<()> {
+        let Some(kind) = EventKind::parse(&event.kind) else {
+            return Ok(());
+        };
+        if matches!(kind, EventKind::EmailSent | EventKind::EmailFailed) {
+            return self.on_email(conn, kind, &event.payload).await;
+        }
+        let Some(id) = event.consultation_id.as_deref() else {
+            return Ok(());
+        };
+        let Some(visit) = log::visit(conn, id).await? else {
+            return Ok(());
+        };
+        let (patient, doctor) = (visit.patient_id.clone(), visit.doctor_id.clone());
+        let key = |case: Case, who: &str| format!("{}:{}:{who}", case.as_str(), visit.id);
+        match kind {
+            EventKind::ConsultationBooked => {
+                let dedup = key(Case::PatientBooked, &patient);
+                self.notify_id(conn, Case::PatientBooked, &patient, &visit, false, &dedup)
+                    .await?;
+            }
+            EventKind::ConsultationPaid => {
+                let dedup = key(Case::PatientPaid, &patient);
+                self.notify_id(conn, Case::PatientPaid, &patient, &visit, false, &dedup)
+                    .await?;
+                if visit.status == "paid" {
+                    self.plan(conn, &visit).await?;
+                }
+            }
+            EventKind::ConsultationRescheduled if visit.status == "paid" => {
+                self.plan(conn, &visit).await?;
+            }
+            EventKind::ConsultationCancelled => {
+                self.unplan(conn, id).await?;
+                let dedup = key(Case::PatientCancelled, &patient);
+                self.notify_id(
+                    conn,
+                    Case::PatientCancelled,
+                    &patient,
+                    &visit,
+                    false,
+                    &dedup,
+                )
+                .await?;
+                let dedup = key(Case::DoctorCancelled, &doctor);
+                self.notify_id(conn, Case::DoctorCancelled, &doctor, &visit, false, &dedup)
+                    .await?;
+            }
+            EventKind::ConsultationExpired => {
+                self.unplan(conn, id).await?;
+                let dedup = key(Case::PatientCancelled, &patient);
+                self.notify_id(conn, Case::PatientCancelled, &patient, &visit, true, &dedup)
+                    .await?;
+            }
+            EventKind::ConsultationCompleted => {
+                self.unplan(conn, id).await?;
+                let at = visit.completed_at.unwrap_or(self.now())
+                    + self.notifications.rules.review_after.as_millis() as i64;
+                self.scheduler
+                    .schedule(
+                        conn,
+                        REVIEW,
+                        &review_key(id),
+                        at,
+                        Some(json!({"consultationId": id})),
+                    )
+                    .await?;
+            }
+            EventKind::ConsultationOverdue => {
+                for (role, case) in [
+                    ("admin", Case::AdminNotClosed),
+                    ("head_doctor", Case::HeadDoctorNotClosed),
+                ] {
+                    for person in log::people_with_role(conn, role).await? {
+                        let dedup = key(case, &person.id);
+                        self.notify(conn, case, &person, &visit, false, &dedup)
+                            .await?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The e-mail channel's report on a notification's e-mail.
+    async fn on_email(
+        &self,
+        conn: &mut AnyConnection,
+        kind: EventKind,
+        payload: &Value,
+    ) -> anyhow::Result<()> {
+        if payload["kind"].as_str() != Some(EMAIL_KIND) {
+            return Ok(());
+        }
+        let Some(delivery) = payload["refId"].as_str() else {
+            return Ok(());
+        };
+        let (status, detail) = if kind == EventKind::EmailSent {
+            (Status::Sent, None)
+        } else {
+            (Status::Failed, payload["error"].as_str())
+        };
+        log::apply(conn, delivery, status, "smtp", detail, self.now()).await?;
+        Ok(())
+    }
+
+    /// A timed notification, in its own transaction.
+    async fn on_job(&self, job: &Due) -> anyhow::Result<()> {
+        let payload = job.payload.clone().unwrap_or(Value::Null);
+        let id = payload["consultationId"]
+            .as_str()
+            .context("a notification job without a consultation")?
+            .to_owned();
+        let core = &self.core;
+        let mut tx = core.db.begin_write().await?;
+        let Some(visit) = log::visit(&mut tx, &id).await? else {
+            return Ok(());
+        };
+        let now = self.now();
+        match job.kind.as_str() {
+            REMINDER => {
+                // Dropped if the consultation moved, started, or is no longer going ahead.
+                let planned = payload["startsAt"].as_i64();
+                if visit.status == "paid"
+                    && now < visit.starts_at
+                    && planned == Some(visit.starts_at)
+                {
+                    let before = payload["beforeSecs"].as_u64().unwrap_or(0);
+                    for (case, who) in [
+                        (Case::PatientReminder, &visit.patient_id),
+                        (Case::DoctorReminder, &visit.doctor_id),
+                    ] {
+                        let dedup = format!(
+                            "{}:{}:{who}:{}:{before}",
+                            case.as_str(),
+                            visit.id,
+                            visit.starts_at
+                        );
+                        self.notify_id(&mut tx, case, who, &visit, false, &dedup)
+                            .await?;
+                    }
+                }
+            }
+            MUST_CLOSE
+                if matches!(visit.status.as_str(), "paid" | "in_progress")
+                    && payload["endsAt"].as_i64() == Some(visit.ends_at) =>
+            {
+                let dedup = format!(
+                    "{}:{}:{}:{}",
+                    Case::DoctorMustClose.as_str(),
+                    visit.id,
+                    visit.doctor_id,
+                    visit.ends_at
+                );
+                self.notify_id(
+                    &mut tx,
+                    Case::DoctorMustClose,
+                    &visit.doctor_id,
+                    &visit,
+                    false,
+                    &dedup,
+                )
+                .await?;
+            }
+            REVIEW if visit.status == "completed" => {
+                let dedup = format!(
+                    "{}:{}:{}",
+                    Case::PatientReview.as_str(),
+                    visit.id,
+                    visit.patient_id
+                );
+                self.notify_id(
+                    &mut tx,
+                    Case::PatientReview,
+                    &visit.patient_id,
+                    &visit,
+                    false,
+                    &dedup,
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        tx.commit().await?;
+        self.notifications.wake();
+        Ok(())
+    }
+}
+
+/// The outbox side.
+pub struct ConsultationNotices(pub Notices);
+
+impl Subscriber for ConsultationNotices {
+    fn name(&self) -> &'static str {
+        "notifications.consultations"
+    }
+
+    fn wants(&self, kind: &str) -> bool {
+        matches!(
+            EventKind::parse(kind),
+            Some(
+                EventKind::ConsultationBooked
+                    | EventKind::ConsultationPaid
+                    | EventKind::ConsultationRescheduled
+                    | EventKind::ConsultationCancelled
+                    | EventKind::ConsultationExpired
+                    | EventKind::ConsultationCompleted
+                    | EventKind::ConsultationOverdue
+                    | EventKind::EmailSent
+                    | EventKind::EmailFailed
+            )
+        )
+    }
+
+    fn handle<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        event: &'a Event,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.0.on_event(conn, event))
+    }
+
+    fn delivered(&self, _event: &Event) {
+        self.0.notifications.wake();
+    }
+}
+
+/// The scheduler side: one per job kind.
+pub struct NoticeJob {
+    pub kind: &'static str,
+    pub notices: Notices,
+}
+
+impl Job for NoticeJob {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn run<'a>(&'a self, job: &'a Due) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.notices.on_job(job))
+    }
+}

@@ -1,0 +1,523 @@
+//! Notifications about consultations end to end, on SQLite and PostgreSQL: Vizit's real workers
+//! (outbox dispatcher, scheduler, e-mail sender) on a clock the test moves, e-mail through a
+//! real SMTP server (aiosmtpd). Each of the consultation cases reaches its recipient once, with a
+//! working link and no medical content; statuses show in the API; cancelling removes reminders.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestApi;
+use common::smtp::Smtp;
+use mail_parser::MessageParser;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use vizit_api::domain::Role;
+use vizit_api::notifications::{EmailSettings, NoticeRules, Notifications};
+use vizit_api::{ApiSettings, Backend, Clock};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+/// Words that must never be in a notification (medical secrecy): the doctor's specialty, the
+/// conclusion and the cancellation reason the test writes, and the names of both parties.
+const SECRET_WORDS: [&str; 7] = [
+    "Кардиолог",
+    "гипертония",
+    "диагноз",
+    "Болит сердце",
+    "Пациент Петров",
+    "Доктор Айболит",
+    "заключение врача:",
+];
+
+struct Mail {
+    to: String,
+    subject: String,
+    text: String,
+    html: String,
+}
+
+struct Env {
+    api: TestApi,
+    smtp: Smtp,
+    clock: Clock,
+    stop: tokio::sync::watch::Sender<bool>,
+    admin: String,
+    service: String,
+    doctor_id: String,
+    doctor: String,
+    admin_id: String,
+    head_id: String,
+    patient_id: String,
+    patient: String,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Env {
+    async fn new(backend: Backend) -> Env {
+        let clock = Clock::manual(vizit_api::now_ms());
+        let smtp = Smtp::start().await;
+        let mailer = vizit_integrations::smtp::Mailer::new(&vizit_integrations::smtp::Settings {
+            url: SecretString::from(smtp.url()),
+            from: "Клиника «Здоровье» <noreply@clinic.test>".into(),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        // The public address is only known once the API listens: the link's host is fixed up
+        // in `open` below, the path is what is tested.
+        let notifications = Notifications::with_rules(
+            mailer,
+            EmailSettings {
+                clinic_name: "Клиника «Здоровье»".into(),
+                clinic_inn: None,
+                time_zone: "Europe/Moscow".into(),
+            },
+            NoticeRules {
+                public_url: "http://clinic.test".into(),
+                reminders: vec![Duration::from_secs(24 * 3600), Duration::from_secs(15 * 60)],
+                review_after: Duration::from_secs(2 * 3600),
+                close_after: Duration::ZERO,
+            },
+        );
+        let n = notifications.clone();
+        let api = TestApi::spawn_clocked(
+            backend,
+            ApiSettings {
+                demo: true,
+                pay_within: Duration::from_secs(30 * 60),
+                overdue_after: Duration::from_secs(3600),
+                session_ttl: Duration::from_secs(30 * 86_400),
+                jobs_interval: Duration::from_secs(1),
+                ..ApiSettings::default()
+            },
+            clock.clone(),
+            move |state| state.with_notifications(n),
+        )
+        .await;
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(vizit_api::run_workers(api.state.clone(), stop_rx.clone()));
+        tokio::spawn(vizit_api::notifications::sender::run(
+            api.state.clone(),
+            notifications,
+            stop_rx,
+        ));
+        let admin_id = api.staff(Role::Admin, "admin@clinic.test").await;
+        let head_id = api.staff(Role::HeadDoctor, "head@clinic.test").await;
+        // The name and specialty are there to be absent from every text.
+        let doctor_id = vizit_api::create_staff_user(
+            &api.state.db,
+            vizit_api::NewStaff {
+                role: Role::Doctor,
+                email: "doctor@clinic.test",
+                name: "Доктор Айболит",
+                password: "password-123456",
+                specialty: Some("Кардиолог"),
+                time_zone: Some("Europe/Moscow"),
+                bitrix_resource_id: None,
+            },
+        )
+        .await
+        .unwrap()
+        .to_string();
+        let admin = api.login("admin@clinic.test").await;
+        let doctor = api.login("doctor@clinic.test").await;
+        let (_, key) = api
+            .post("/api-keys", &admin, json!({"name": "portal"}))
+            .await;
+        let service = key["key"].as_str().unwrap().to_owned();
+        let mut env = Env {
+            api,
+            smtp,
+            clock,
+            stop,
+            admin,
+            service,
+            doctor_id,
+            doctor,
+            admin_id,
+            head_id,
+            patient_id: String::new(),
+            patient: String::new(),
+        };
+        let (id, session) = env.patient(Some("patient@example.ru")).await;
+        env.patient_id = id;
+        env.patient = session;
+        env
+    }
+
+    async fn patient(&self, email: Option<&str>) -> (String, String) {
+        let mut body = json!({"name": "Пациент Петров"});
+        if let Some(e) = email {
+            body["email"] = json!(e);
+        }
+        let (status, p) = self.api.post("/patients", &self.service, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{p}");
+        let id = p["id"].as_str().unwrap().to_owned();
+        let (_, s) = self
+            .api
+            .post(
+                &format!("/patients/{id}/sessions"),
+                &self.service,
+                json!({}),
+            )
+            .await;
+        (id, s["token"].as_str().unwrap().to_owned())
+    }
+
+    /// Book a slot starting `minutes` after the test's clock, as `patient`.
+    async fn book(&self, patient: &str, minutes: i64, price: i64) -> (String, i64) {
+        let start = self.clock.now_ms() + minutes * MIN;
+        let fmt = |ms: i64| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        };
+        let (status, slot) = self
+            .api
+            .post(
+                &format!("/doctors/{}/slots", self.doctor_id),
+                &self.service,
+                json!({"startsAt": fmt(start), "endsAt": fmt(start + 30 * MIN), "priceKopecks": price}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{slot}");
+        let (status, c) = self
+            .api
+            .post("/consultations", patient, json!({"slotId": slot["id"]}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{c}");
+        (c["id"].as_str().unwrap().to_owned(), start)
+    }
+
+    async fn mark_paid(&self, id: &str) {
+        let (status, body) = self
+            .api
+            .post(
+                &format!("/consultations/{id}/payment"),
+                &self.service,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    fn mails(&self) -> Vec<Mail> {
+        self.smtp
+            .messages()
+            .iter()
+            .filter_map(|raw| {
+                let m = MessageParser::default().parse(raw)?;
+                Some(Mail {
+                    to: m.to()?.first()?.address()?.to_owned(),
+                    subject: m.subject()?.to_owned(),
+                    text: m.body_text(0)?.into_owned(),
+                    html: m.body_html(0).map(|h| h.into_owned()).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Wait (bounded) until `n` e-mails to `to` start with `subject`; returns them.
+    async fn wait_mails(&self, to: &str, subject: &str, n: usize) -> Vec<Mail> {
+        for _ in 0..300 {
+            let found: Vec<Mail> = self
+                .mails()
+                .into_iter()
+                .filter(|m| m.to == to && m.subject.starts_with(subject))
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never arrived: {n} × {subject:?} to {to}");
+    }
+
+    fn count(&self, to: &str, subject: &str) -> usize {
+        self.mails()
+            .iter()
+            .filter(|m| m.to == to && m.subject.starts_with(subject))
+            .count()
+    }
+
+    async fn notices(&self, query: &str) -> Vec<Value> {
+        let (status, page) = self
+            .api
+            .get(&format!("/admin/notifications?{query}"), &self.admin)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page["items"].as_array().unwrap().clone()
+    }
+
+    /// Move the clock and give the workers (polling every second) time to see it.
+    async fn advance_to(&self, at: i64) {
+        self.clock.set(at);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+
+    /// Open the message's link as its recipient would: 303 to the consultations page.
+    async fn open(&self, mail: &Mail) {
+        let link = mail
+            .text
+            .split_whitespace()
+            .find(|w| w.starts_with("http://clinic.test/api/v1/notifications/open/"))
+            .expect("a sign-in link");
+        let local = link.replace("http://clinic.test/api/v1", &self.api.base);
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(&local)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            r.headers()["location"].to_str().unwrap(),
+            "http://clinic.test/consultations"
+        );
+    }
+}
+
+fn assert_clean(m: &Mail) {
+    for word in SECRET_WORDS {
+        assert!(
+            !m.text.contains(word) && !m.html.contains(word) && !m.subject.contains(word),
+            "{word:?} in {:?}:\n{}",
+            m.subject,
+            m.text
+        );
+    }
+    assert!(m.text.contains("Клиника «Здоровье»"), "{}", m.text);
+}
+
+async fn every_consultation_case_reaches_its_recipient_once(backend: Backend) {
+    let env = Env::new(backend).await;
+    let patient = "patient@example.ru";
+
+    // Booked: the patient is told, with the price and the time to pay by.
+    let (a, starts) = env.book(&env.patient, 3 * 24 * 60, 150_000).await;
+    let booked = env.wait_mails(patient, "Вы записаны", 1).await;
+    assert!(
+        booked[0].text.contains("1\u{a0}500,00\u{a0}₽"),
+        "{}",
+        booked[0].text
+    );
+    assert!(booked[0].text.contains("Оплатите"));
+    assert_clean(&booked[0]);
+
+    // Paid: told, and reminders planned for 24 h and 15 min before.
+    env.mark_paid(&a).await;
+    let paid = env
+        .wait_mails(patient, "Оплата консультации получена", 1)
+        .await;
+    assert_clean(&paid[0]);
+    env.open(&paid[0]).await;
+
+    // 24 h before: both are reminded, once.
+    env.advance_to(starts - 24 * HOUR + MIN).await;
+    let r = env.wait_mails(patient, "Напоминание об онлайн", 1).await;
+    assert_clean(&r[0]);
+    let d = env
+        .wait_mails("doctor@clinic.test", "Напоминание о консультации", 1)
+        .await;
+    assert_clean(&d[0]);
+    // 15 min before: again.
+    env.advance_to(starts - 15 * MIN + MIN).await;
+    env.wait_mails(patient, "Напоминание об онлайн", 2).await;
+    env.wait_mails("doctor@clinic.test", "Напоминание о консультации", 2)
+        .await;
+
+    // The slot ends and the consultation is not closed: the doctor is asked to close it.
+    env.advance_to(starts + 30 * MIN + MIN).await;
+    let close = env
+        .wait_mails("doctor@clinic.test", "Завершите консультацию", 1)
+        .await;
+    assert_clean(&close[0]);
+    // An hour later (overdue_after): the admin and the head doctor are told.
+    env.advance_to(starts + 30 * MIN + HOUR + 2 * MIN).await;
+    let late = env
+        .wait_mails("admin@clinic.test", "Консультация не закрыта", 1)
+        .await;
+    assert_clean(&late[0]);
+    env.wait_mails("head@clinic.test", "Консультация не закрыта", 1)
+        .await;
+
+    // Closed: two hours later the patient is asked for a review.
+    let (status, body) = env
+        .api
+        .post(
+            &format!("/consultations/{a}/complete"),
+            &env.doctor,
+            json!({"conclusion": "Диагноз: гипертония"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    env.advance_to(env.clock.now_ms() + 2 * HOUR + MIN).await;
+    let review = env.wait_mails(patient, "Как прошла консультация", 1).await;
+    assert_clean(&review[0]);
+
+    // Cancelled after paying: the patient and the doctor are told; its reminders are gone.
+    let (b, b_starts) = env.book(&env.patient, 2 * 24 * 60, 150_000).await;
+    env.mark_paid(&b).await;
+    env.wait_mails(patient, "Оплата консультации получена", 2)
+        .await;
+    let planned = env
+        .api
+        .count(&format!(
+            "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key LIKE 'notify.%:{b}%'"
+        ))
+        .await;
+    assert_eq!(planned, 3, "two reminders and the close request");
+    let (status, body) = env
+        .api
+        .post(
+            &format!("/consultations/{b}/cancel"),
+            &env.patient,
+            json!({"reason": "Болит сердце, не смогу"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cancelled = env.wait_mails(patient, "Консультация отменена", 1).await;
+    assert_clean(&cancelled[0]);
+    let doc = env
+        .wait_mails("doctor@clinic.test", "Консультация отменена", 1)
+        .await;
+    assert_clean(&doc[0]);
+    let left = env
+        .api
+        .count(&format!(
+            "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key LIKE 'notify.%:{b}%'"
+        ))
+        .await;
+    assert_eq!(left, 0, "cancelling removes its reminders");
+    env.advance_to(b_starts - 15 * MIN + MIN).await;
+    assert_eq!(
+        env.count(patient, "Напоминание об онлайн"),
+        2,
+        "no reminder of b"
+    );
+
+    // Not paid in time: the booking expires and the patient is told why.
+    let (_c, _) = env.book(&env.patient, 3 * 24 * 60, 150_000).await;
+    env.wait_mails(patient, "Вы записаны", 3).await;
+    env.advance_to(env.clock.now_ms() + 31 * MIN).await;
+    let expired = env
+        .wait_mails(patient, "Запись на консультацию отменена", 1)
+        .await;
+    assert!(expired[0].text.contains("оплата не поступила"));
+    assert_clean(&expired[0]);
+
+    // Every case once: the log has each (recipient, event) as many times as mails went out.
+    let log = env.notices(&format!("consultationId={a}")).await;
+    let mut events: Vec<(String, String)> = log
+        .iter()
+        .map(|n| {
+            (
+                n["event"].as_str().unwrap().to_owned(),
+                n["recipientId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    events.sort();
+    let mut want = vec![
+        ("admin.not_closed".to_owned(), env.admin_id.clone()),
+        ("doctor.must_close".to_owned(), env.doctor_id.clone()),
+        ("doctor.reminder".to_owned(), env.doctor_id.clone()),
+        ("doctor.reminder".to_owned(), env.doctor_id.clone()),
+        ("head_doctor.not_closed".to_owned(), env.head_id.clone()),
+        ("patient.booked".to_owned(), env.patient_id.clone()),
+        ("patient.paid".to_owned(), env.patient_id.clone()),
+        ("patient.reminder".to_owned(), env.patient_id.clone()),
+        ("patient.reminder".to_owned(), env.patient_id.clone()),
+        ("patient.review".to_owned(), env.patient_id.clone()),
+    ];
+    want.sort();
+    assert_eq!(events, want);
+    // Each went out by e-mail: sent (the server took it); the opened one read, by its link;
+    // "delivered" is not something e-mail reports.
+    for n in &log {
+        let d = &n["deliveries"][0];
+        assert_eq!(d["channel"], "email");
+        assert_eq!(d["reports"], json!(["sent", "failed", "read"]));
+        assert!(d["deliveredAt"].is_null());
+        let history: Vec<&str> = d["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["status"].as_str().unwrap())
+            .collect();
+        if n["event"] == "patient.paid" {
+            assert_eq!(d["status"], "read", "{n}");
+            assert_eq!(history, ["queued", "sent", "read"]);
+            assert_eq!(d["history"][2]["source"], "link");
+        } else {
+            assert_eq!(d["status"], "sent", "{n}");
+            assert_eq!(history, ["queued", "sent"]);
+        }
+    }
+    // Per recipient too; and only for the clinic.
+    let mine = env.notices(&format!("recipientId={}", env.admin_id)).await;
+    assert_eq!(mine.len(), 1);
+    let (status, _) = env.api.get("/admin/notifications", &env.patient).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = env.api.get("/admin/notifications", &env.doctor).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Nothing was sent twice.
+    assert_eq!(env.count(patient, "Вы записаны"), 3);
+    assert_eq!(env.count("admin@clinic.test", "Консультация не закрыта"), 1);
+}
+
+on_both_databases!(
+    every_consultation_case_reaches_its_recipient_once,
+    super::every_consultation_case_reaches_its_recipient_once
+);
+
+async fn a_patient_without_an_address_is_a_visible_failure(backend: Backend) {
+    let env = Env::new(backend).await;
+    let (_, session) = env.patient(None).await;
+    let (id, _) = env.book(&session, 3 * 24 * 60, 0).await;
+    env.mark_paid(&id).await;
+    // Booked and paid: neither can reach the patient, and the log says so.
+    let mut log = Vec::new();
+    for _ in 0..100 {
+        log = env.notices(&format!("consultationId={id}")).await;
+        if log.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(log.len(), 2, "{log:?}");
+    for n in &log {
+        let d = &n["deliveries"][0];
+        assert_eq!(d["status"], "failed", "{n}");
+        assert_eq!(d["detail"], "no e-mail address on file");
+    }
+    // A link that names no message still leads to the page, and marks nothing.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "{}/notifications/open/{}",
+            env.api.base,
+            "0".repeat(64)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
+on_both_databases!(
+    a_patient_without_an_address_is_a_visible_failure,
+    super::a_patient_without_an_address_is_a_visible_failure
+);
