@@ -449,6 +449,8 @@ both!(
     an_smtp_outage_delays_the_receipt_email_and_loses_nothing,
     prices_per_doctor_or_per_slot,
     a_refused_email_fails_after_retries_and_an_admin_sends_it_again,
+    a_checkout_before_the_booking_is_seen_makes_one_payment,
+    a_registered_phone_is_sent_as_digits,
 );
 
 async fn pay_then_paid_then_receipt_registered(backend: Backend) {
@@ -1418,5 +1420,83 @@ async fn a_refused_email_fails_after_retries_and_an_admin_sends_it_again(backend
         env.count("SELECT COUNT(*) FROM audit_log WHERE action = 'email.retry'")
             .await,
         1
+    );
+}
+
+async fn a_checkout_before_the_booking_is_seen_makes_one_payment(backend: Backend) {
+    let env = Env::new(backend).await;
+    let _ = env.stop.send(true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, patient) = env.patient(None).await;
+    let c = env.book(&patient, 40_000, 120).await;
+    // As if the booking's event had not reached the payments subscriber yet (its inline
+    // delivery failed and waits for the dispatcher): no attempt, the delivery pending.
+    let db = &env.api.state.db.pool;
+    sqlx::query("DELETE FROM payments WHERE consultation_id = $1")
+        .bind(&c)
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE outbox_deliveries SET status = 'pending', done_at = NULL \
+         WHERE subscriber = 'payments' AND consultation_id = $1",
+    )
+    .bind(&c)
+    .execute(db)
+    .await
+    .unwrap();
+    // The patient pays first.
+    let (status, p) = env
+        .api
+        .post(
+            &format!("/consultations/{c}/checkout"),
+            &patient,
+            json!({"email": "p@example.com"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    // Then the booking is seen: the subscriber finds the attempt and is done with it (it does
+    // not fail on the one-live-attempt rule and hold back the consultation's later events).
+    env.api.state.outbox.dispatch_due().await.unwrap();
+    let stuck = env
+        .api
+        .count("SELECT COUNT(*) FROM outbox_deliveries WHERE subscriber = 'payments' AND status = 'pending'")
+        .await;
+    assert_eq!(stuck, 0, "the booking's delivery went through");
+    let payments = env.payments_of(&c).await;
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0]["id"], p["id"]);
+}
+
+async fn a_registered_phone_is_sent_as_digits(backend: Backend) {
+    let env = Env::new(backend).await;
+    // Registered by the portal with a phone as people write it, and no e-mail.
+    let (status, p) = env
+        .api
+        .post(
+            "/patients",
+            &env.service,
+            json!({"name": "Пациент Петров", "phone": "+7 (900) 000-00-00"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let (_, s) = env
+        .api
+        .post(
+            &format!("/patients/{}/sessions", p["id"].as_str().unwrap()),
+            &env.service,
+            json!({}),
+        )
+        .await;
+    let c = env.book(s["token"].as_str().unwrap(), 40_000, 120).await;
+    env.until("the payment is created at YooKassa", || async {
+        env.payments_of(&c).await[0]["status"] == "pending"
+    })
+    .await;
+    let provider = env.provider_id(&c).await;
+    let at_yookassa = env.sandbox.yookassa.payment(&provider).unwrap();
+    assert_eq!(
+        at_yookassa.receipt.unwrap()["customer"]["phone"],
+        "79000000000"
     );
 }

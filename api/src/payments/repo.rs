@@ -43,14 +43,17 @@ pub struct NewPayment<'a> {
     pub receipt_phone: Option<&'a str>,
 }
 
+/// Insert an attempt. False: the consultation has a live one already (made meanwhile by the
+/// booking's subscriber or another checkout), and nothing was inserted.
 pub async fn insert_payment(
     conn: &mut AnyConnection,
     p: NewPayment<'_>,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
         "INSERT INTO payments (id, consultation_id, provider, status, amount_kopecks, idempotence_key, return_url, \
-         receipt_email, receipt_phone, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+         receipt_email, receipt_phone, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(p.id)
     .bind(p.consultation_id)
@@ -64,7 +67,7 @@ pub async fn insert_payment(
     .bind(now)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
 pub async fn payment(

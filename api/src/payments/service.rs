@@ -108,11 +108,11 @@ pub async fn start_attempt(
     email: Option<&str>,
     phone: Option<&str>,
     now: i64,
-) -> Result<String, sqlx::Error> {
+) -> Result<Option<String>, sqlx::Error> {
     let id = uuid::Uuid::new_v4().to_string();
     let key = uuid::Uuid::new_v4().to_string();
     let has_contact = email.is_some() || phone.is_some();
-    repo::insert_payment(
+    let inserted = repo::insert_payment(
         &mut *conn,
         NewPayment {
             id: &id,
@@ -132,6 +132,9 @@ pub async fn start_attempt(
         now,
     )
     .await?;
+    if !inserted {
+        return Ok(None);
+    }
     if has_contact {
         enqueue(&mut *conn, create_call(consultation, &id), now).await?;
     }
@@ -144,7 +147,19 @@ pub async fn start_attempt(
         json!({"consultationId": consultation, "amountKopecks": amount}),
     )
     .await?;
-    Ok(id)
+    Ok(Some(id))
+}
+
+/// The patient's registered contact as a receipt takes it: each part normalized, or left out
+/// if it is not valid (the patient is then asked at checkout).
+pub async fn registered_contact(
+    conn: &mut AnyConnection,
+    patient: &str,
+) -> Result<(Option<String>, Option<String>), sqlx::Error> {
+    let (email, phone) = people::service::contact(conn, patient).await?;
+    let email = contact(email.as_deref(), None).ok().and_then(|(e, _)| e);
+    let phone = contact(None, phone.as_deref()).ok().and_then(|(_, p)| p);
+    Ok((email, phone))
 }
 
 fn create_call<'a>(consultation: &'a str, payment: &str) -> NewCall<'a> {
@@ -590,8 +605,7 @@ pub async fn checkout(
     let mut tx = core.db.begin_write().await?;
     let payment = match repo::live_payment(&mut tx, id).await? {
         None => {
-            let (known_email, known_phone) =
-                people::service::contact(&mut tx, &row.patient_id).await?;
+            let (known_email, known_phone) = registered_contact(&mut tx, &row.patient_id).await?;
             // A new attempt after a declined one: the contact given for that one still holds.
             let (last_email, last_phone) = repo::last_contact(&mut tx, id).await?;
             let (email, phone) = if email.is_some() || phone.is_some() {
@@ -604,7 +618,7 @@ pub async fn checkout(
             if email.is_none() && phone.is_none() {
                 return Err(Error::ContactRequired);
             }
-            start_attempt(
+            match start_attempt(
                 &mut tx,
                 p,
                 id,
@@ -614,6 +628,24 @@ pub async fn checkout(
                 now,
             )
             .await?
+            {
+                Some(started) => started,
+                // The booking's subscriber (or another checkout) made one meanwhile: that one.
+                None => {
+                    tx.rollback().await?;
+                    let (email, phone) = (email.as_deref(), phone.as_deref());
+                    return Box::pin(checkout(
+                        core,
+                        p,
+                        outbound,
+                        caller,
+                        consultation,
+                        email,
+                        phone,
+                    ))
+                    .await;
+                }
+            }
         }
         Some(live) if live.status == "awaiting_contact" => {
             if email.is_none() && phone.is_none() {

@@ -11,7 +11,6 @@ use sqlx::AnyConnection;
 use super::settings::Payments;
 use super::{receipts, service};
 use crate::domain::EventKind;
-use crate::people;
 use crate::platform::outbox::{Event, Subscriber};
 use crate::platform::scheduler::schedule_at;
 use crate::platform::{BoxFuture, Clock};
@@ -56,7 +55,8 @@ impl ConsultationPayments {
                     return Ok(());
                 }
                 let patient = p["patientId"].as_str().unwrap_or_default();
-                let (email, phone) = people::service::contact(&mut *conn, patient).await?;
+                let (email, phone) = service::registered_contact(&mut *conn, patient).await?;
+                // None: the patient's checkout came first and made the attempt.
                 service::start_attempt(
                     conn,
                     &self.payments,

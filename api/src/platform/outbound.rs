@@ -315,37 +315,37 @@ impl Outbound {
         .bind(consultation)
         .fetch_all(&self.db.pool)
         .await?;
-        let mut last = Outcome::Done;
         for (id,) in ids {
-            let (call, lease) = loop {
-                if let Some(claimed) = self.claim(id, false).await? {
-                    break claimed;
+            let outcome = loop {
+                if let Some((call, lease)) = self.claim(id, false).await? {
+                    break self.run(executor, &call, lease, true).await?;
                 }
                 // Another worker holds it (or it is over): wait for that attempt to end, then
-                // take it if it is still pending (the caller's timeout bounds the wait).
+                // take it if it is still pending (the caller's timeout bounds the wait). An
+                // attempt that ended elsewhere ends here as it ended there.
                 match self.state_of(id).await? {
-                    Some((status, _)) if status != "pending" => {
-                        return Ok(if status == "done" {
-                            Outcome::Done
-                        } else {
-                            Outcome::Failed("failed for good".into())
-                        });
+                    Some((status, outcome)) if status != "pending" => {
+                        break match (status.as_str(), outcome.as_deref()) {
+                            ("done", Some("conflict")) => Outcome::Refused,
+                            ("done", Some("gone")) => Outcome::Gone,
+                            ("done", _) => Outcome::Done,
+                            _ => Outcome::Failed("failed for good".into()),
+                        };
                     }
-                    None => return Ok(Outcome::Done),
+                    None => break Outcome::Done,
                     Some(_) => tokio::time::sleep(Duration::from_millis(25)).await,
                 }
             };
-            last = self.run(executor, &call, lease, true).await?;
-            if last != Outcome::Done {
-                break;
+            if outcome != Outcome::Done {
+                return Ok(outcome);
             }
         }
-        Ok(last)
+        Ok(Outcome::Done)
     }
 
-    /// (status, locked until) of a call.
-    async fn state_of(&self, id: i64) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
-        sqlx::query_as("SELECT status, locked_until FROM outbound_calls WHERE id = $1")
+    /// (status, outcome) of a call.
+    async fn state_of(&self, id: i64) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+        sqlx::query_as("SELECT status, outcome FROM outbound_calls WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.db.pool)
             .await
