@@ -23,8 +23,6 @@ CREATE TABLE notification_deliveries (
     notification_id TEXT NOT NULL REFERENCES notifications (id),
     channel         TEXT NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('queued', 'sent', 'delivered', 'read', 'failed')),
-    -- The channel's own id of the message (an e-mail's id, a provider's message id).
-    ref_id          TEXT,
     -- The secret of the message's tracked link (opening it is a "read").
     open_token      TEXT UNIQUE,
     detail          TEXT,
@@ -36,7 +34,6 @@ CREATE TABLE notification_deliveries (
     failed_at       BIGINT
 );
 CREATE INDEX notification_deliveries_of ON notification_deliveries (notification_id);
-CREATE INDEX notification_deliveries_ref ON notification_deliveries (channel, ref_id);
 
 -- Every status a delivery was given, with where it came from.
 CREATE TABLE notification_statuses (

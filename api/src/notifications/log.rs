@@ -123,20 +123,6 @@ pub async fn add_delivery(
     Ok(id)
 }
 
-/// The channel's id of the message (an e-mail's id).
-pub async fn set_ref(
-    conn: &mut AnyConnection,
-    delivery: &str,
-    ref_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE notification_deliveries SET ref_id = $2 WHERE id = $1")
-        .bind(delivery)
-        .bind(ref_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 async fn history(
     conn: &mut AnyConnection,
     delivery: &str,
@@ -158,9 +144,8 @@ async fn history(
     Ok(())
 }
 
-/// Give delivery `id` status `next` (from `source`) if it follows the one it has; a `read`
-/// on a channel that reports delivery marks it delivered too. False: nothing changed
-/// (unknown delivery, a repeat, or a step back).
+/// Give delivery `id` status `next` (from `source`) if it follows the one it has. False:
+/// nothing changed (unknown delivery, a repeat, or a step back).
 pub async fn apply(
     conn: &mut AnyConnection,
     id: &str,
@@ -206,33 +191,17 @@ pub async fn apply(
     Ok(true)
 }
 
-/// The delivery of the channel's message `ref_id`.
-pub async fn by_ref(
-    conn: &mut AnyConnection,
-    channel: &str,
-    ref_id: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM notification_deliveries WHERE channel = $1 AND ref_id = $2")
-            .bind(channel)
-            .bind(ref_id)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.map(|(id,)| id))
-}
-
-/// The delivery whose link has this secret, with its notification's consultation.
+/// The delivery whose link has this secret.
 pub async fn by_token(
     conn: &mut AnyConnection,
     token: &str,
-) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT d.id, n.consultation_id FROM notification_deliveries d \
-         JOIN notifications n ON n.id = d.notification_id WHERE d.open_token = $1",
-    )
-    .bind(token)
-    .fetch_optional(conn)
-    .await
+) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM notification_deliveries WHERE open_token = $1")
+            .bind(token)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(id,)| id))
 }
 
 #[cfg(test)]
@@ -325,29 +294,29 @@ pub async fn list(
     .bind(offset)
     .fetch_all(pool)
     .await?;
-    let mut deliveries = Vec::new();
-    let mut statuses = Vec::new();
-    for n in &notices {
-        let d: Vec<DeliveryRow> = sqlx::query_as(
-            "SELECT id, notification_id, channel, status, detail, created_at, sent_at, \
-             delivered_at, read_at, failed_at FROM notification_deliveries \
-             WHERE notification_id = $1 ORDER BY created_at, id",
-        )
-        .bind(&n.id)
-        .fetch_all(pool)
-        .await?;
-        for one in &d {
-            let s: Vec<StatusRow> = sqlx::query_as(
-                "SELECT delivery_id, status, source, at FROM notification_statuses \
-                 WHERE delivery_id = $1 ORDER BY seq",
-            )
-            .bind(&one.id)
-            .fetch_all(pool)
-            .await?;
-            statuses.extend(s);
-        }
-        deliveries.extend(d);
+    if notices.is_empty() {
+        return Ok((total, notices, Vec::new(), Vec::new()));
     }
+    // The page's deliveries and their histories in one query each.
+    let ids = crate::platform::db::placeholders(1, notices.len());
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, notification_id, channel, status, detail, created_at, sent_at, delivered_at, \
+         read_at, failed_at FROM notification_deliveries WHERE notification_id IN ({ids}) \
+         ORDER BY created_at, id"
+    )));
+    for n in &notices {
+        q = q.bind(&n.id);
+    }
+    let deliveries: Vec<DeliveryRow> = q.fetch_all(pool).await?;
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT s.delivery_id, s.status, s.source, s.at FROM notification_statuses s \
+         JOIN notification_deliveries d ON d.id = s.delivery_id \
+         WHERE d.notification_id IN ({ids}) ORDER BY s.delivery_id, s.seq"
+    )));
+    for n in &notices {
+        q = q.bind(&n.id);
+    }
+    let statuses: Vec<StatusRow> = q.fetch_all(pool).await?;
     Ok((total, notices, deliveries, statuses))
 }
 

@@ -62,7 +62,9 @@ impl Notices {
         self.core.now()
     }
 
-    /// Notify `person` of `case` about `visit`, once per `dedup`.
+    /// Notify `person` of `case` about `visit`: once per case, consultation, person and
+    /// `occasion` (what a repeat of the case is for, e.g. `:<start>:<offset>` of a reminder;
+    /// empty for a case that happens once).
     async fn notify(
         &self,
         conn: &mut AnyConnection,
@@ -70,9 +72,10 @@ impl Notices {
         person: &Person,
         visit: &Visit,
         expired: bool,
-        dedup: &str,
+        occasion: &str,
     ) -> Result<(), sqlx::Error> {
         let now = self.now();
+        let dedup = format!("{}:{}:{}{occasion}", case.as_str(), visit.id, person.id);
         let Some(notice) = log::create(
             conn,
             &NewNotice {
@@ -80,7 +83,7 @@ impl Notices {
                 recipient_id: &person.id,
                 recipient_role: &person.role,
                 consultation_id: Some(&visit.id),
-                dedup_key: dedup,
+                dedup_key: &dedup,
             },
             now,
         )
@@ -127,7 +130,8 @@ impl Notices {
                 reference: &reference,
             },
         );
-        if let Some(email) = emails::queue(
+        // The e-mail's key is the new delivery's: it is always queued.
+        emails::queue(
             conn,
             NewEmail {
                 recipient: address,
@@ -141,10 +145,7 @@ impl Notices {
             },
             now,
         )
-        .await?
-        {
-            log::set_ref(conn, &delivery, &email).await?;
-        }
+        .await?;
         Ok(())
     }
 
@@ -155,10 +156,10 @@ impl Notices {
         person: &str,
         visit: &Visit,
         expired: bool,
-        dedup: &str,
+        occasion: &str,
     ) -> Result<(), sqlx::Error> {
         match log::person(conn, person).await? {
-            Some(p) => self.notify(conn, case, &p, visit, expired, dedup).await,
+            Some(p) => self.notify(conn, case, &p, visit, expired, occasion).await,
             None => Ok(()),
         }
     }
@@ -225,16 +226,13 @@ impl Notices {
             return Ok(());
         };
         let (patient, doctor) = (visit.patient_id.clone(), visit.doctor_id.clone());
-        let key = |case: Case, who: &str| format!("{}:{}:{who}", case.as_str(), visit.id);
         match kind {
             EventKind::ConsultationBooked => {
-                let dedup = key(Case::PatientBooked, &patient);
-                self.notify_id(conn, Case::PatientBooked, &patient, &visit, false, &dedup)
+                self.notify_id(conn, Case::PatientBooked, &patient, &visit, false, "")
                     .await?;
             }
             EventKind::ConsultationPaid => {
-                let dedup = key(Case::PatientPaid, &patient);
-                self.notify_id(conn, Case::PatientPaid, &patient, &visit, false, &dedup)
+                self.notify_id(conn, Case::PatientPaid, &patient, &visit, false, "")
                     .await?;
                 if visit.status == "paid" {
                     self.plan(conn, &visit).await?;
@@ -245,24 +243,14 @@ impl Notices {
             }
             EventKind::ConsultationCancelled => {
                 self.unplan(conn, id).await?;
-                let dedup = key(Case::PatientCancelled, &patient);
-                self.notify_id(
-                    conn,
-                    Case::PatientCancelled,
-                    &patient,
-                    &visit,
-                    false,
-                    &dedup,
-                )
-                .await?;
-                let dedup = key(Case::DoctorCancelled, &doctor);
-                self.notify_id(conn, Case::DoctorCancelled, &doctor, &visit, false, &dedup)
+                self.notify_id(conn, Case::PatientCancelled, &patient, &visit, false, "")
+                    .await?;
+                self.notify_id(conn, Case::DoctorCancelled, &doctor, &visit, false, "")
                     .await?;
             }
             EventKind::ConsultationExpired => {
                 self.unplan(conn, id).await?;
-                let dedup = key(Case::PatientCancelled, &patient);
-                self.notify_id(conn, Case::PatientCancelled, &patient, &visit, true, &dedup)
+                self.notify_id(conn, Case::PatientCancelled, &patient, &visit, true, "")
                     .await?;
             }
             EventKind::ConsultationCompleted => {
@@ -285,9 +273,7 @@ impl Notices {
                     ("head_doctor", Case::HeadDoctorNotClosed),
                 ] {
                     for person in log::people_with_role(conn, role).await? {
-                        let dedup = key(case, &person.id);
-                        self.notify(conn, case, &person, &visit, false, &dedup)
-                            .await?;
+                        self.notify(conn, case, &person, &visit, false, "").await?;
                     }
                 }
             }
@@ -344,13 +330,8 @@ impl Notices {
                         (Case::PatientReminder, &visit.patient_id),
                         (Case::DoctorReminder, &visit.doctor_id),
                     ] {
-                        let dedup = format!(
-                            "{}:{}:{who}:{}:{before}",
-                            case.as_str(),
-                            visit.id,
-                            visit.starts_at
-                        );
-                        self.notify_id(&mut tx, case, who, &visit, false, &dedup)
+                        let occasion = format!(":{}:{before}", visit.starts_at);
+                        self.notify_id(&mut tx, case, who, &visit, false, &occasion)
                             .await?;
                     }
                 }
@@ -359,37 +340,24 @@ impl Notices {
                 if matches!(visit.status.as_str(), "paid" | "in_progress")
                     && payload["endsAt"].as_i64() == Some(visit.ends_at) =>
             {
-                let dedup = format!(
-                    "{}:{}:{}:{}",
-                    Case::DoctorMustClose.as_str(),
-                    visit.id,
-                    visit.doctor_id,
-                    visit.ends_at
-                );
                 self.notify_id(
                     &mut tx,
                     Case::DoctorMustClose,
                     &visit.doctor_id,
                     &visit,
                     false,
-                    &dedup,
+                    &format!(":{}", visit.ends_at),
                 )
                 .await?;
             }
             REVIEW if visit.status == "completed" => {
-                let dedup = format!(
-                    "{}:{}:{}",
-                    Case::PatientReview.as_str(),
-                    visit.id,
-                    visit.patient_id
-                );
                 self.notify_id(
                     &mut tx,
                     Case::PatientReview,
                     &visit.patient_id,
                     &visit,
                     false,
-                    &dedup,
+                    "",
                 )
                 .await?;
             }

@@ -175,20 +175,13 @@ pub async fn sent(
     Ok(r.rows_affected() == 1)
 }
 
-/// A try that did not work; `give_up`: none will.
-pub async fn tried(
-    pool: &AnyPool,
-    id: &str,
-    error: &str,
-    give_up: bool,
-) -> Result<(), sqlx::Error> {
+/// A try that did not work (it will be tried again).
+pub async fn tried(pool: &AnyPool, id: &str, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE emails SET last_error = $2, attempts = attempts + 1, \
-         status = CASE WHEN $3 = 1 THEN 'failed' ELSE status END WHERE id = $1 AND status = 'queued'",
+        "UPDATE emails SET last_error = $2, attempts = attempts + 1 WHERE id = $1 AND status = 'queued'",
     )
     .bind(id)
     .bind(error)
-    .bind(i64::from(give_up))
     .execute(pool)
     .await?;
     Ok(())

@@ -300,7 +300,7 @@ pub async fn open_link(
         .unwrap_or_default();
     if token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
         let mut tx = state.db.begin_write().await?;
-        if let Some((delivery, _)) = super::log::by_token(&mut tx, &token).await? {
+        if let Some(delivery) = super::log::by_token(&mut tx, &token).await? {
             super::log::apply(
                 &mut tx,
                 &delivery,

@@ -36,40 +36,43 @@ pub struct EmailCalls {
 }
 
 impl EmailCalls {
+    /// The server took it: stored as sent and told (payments mark the receipt e-mailed).
     async fn mark_sent(&self, row: &repo::EmailRow, message_id: &str) -> Result<(), sqlx::Error> {
-        let core = &self.core;
-        let mut tx = core.db.begin_write().await?;
-        if repo::sent(&mut tx, &row.id, message_id, core.now()).await? {
-            core.outbox
-                .emit(
-                    &mut tx,
-                    EventKind::EmailSent.as_str(),
-                    None,
-                    json!({"emailId": row.id, "kind": row.kind, "refId": row.ref_id}),
-                )
-                .await?;
-        }
-        tx.commit().await?;
-        core.outbox.notify();
-        Ok(())
+        let mut tx = self.core.db.begin_write().await?;
+        let changed = repo::sent(&mut tx, &row.id, message_id, self.core.now()).await?;
+        self.tell(tx, changed, EventKind::EmailSent, row, None)
+            .await
     }
 
     /// Given up on: stored as failed and told (a notification may try another channel).
     async fn mark_failed(&self, row: &repo::EmailRow, error: &str) -> Result<(), sqlx::Error> {
-        let core = &self.core;
-        let mut tx = core.db.begin_write().await?;
-        if repo::give_up(&mut tx, &row.id, error).await? {
-            core.outbox
-                .emit(
-                    &mut tx,
-                    EventKind::EmailFailed.as_str(),
-                    None,
-                    json!({"emailId": row.id, "kind": row.kind, "refId": row.ref_id, "error": error}),
-                )
+        let mut tx = self.core.db.begin_write().await?;
+        let changed = repo::give_up(&mut tx, &row.id, error).await?;
+        self.tell(tx, changed, EventKind::EmailFailed, row, Some(error))
+            .await
+    }
+
+    /// Emit `kind` for `row` if its state `changed` in `tx`, and commit.
+    async fn tell(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        changed: bool,
+        kind: EventKind,
+        row: &repo::EmailRow,
+        error: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        if changed {
+            let mut payload = json!({"emailId": row.id, "kind": row.kind, "refId": row.ref_id});
+            if let Some(error) = error {
+                payload["error"] = json!(error);
+            }
+            self.core
+                .outbox
+                .emit(&mut tx, kind.as_str(), None, payload)
                 .await?;
         }
         tx.commit().await?;
-        core.outbox.notify();
+        self.core.outbox.notify();
         Ok(())
     }
 
@@ -138,14 +141,11 @@ impl EmailCalls {
                 };
                 if give_up {
                     self.mark_failed(&row, &e.to_string()).await?;
-                } else {
-                    repo::tried(&core.db.pool, &row.id, &e.to_string(), false).await?;
-                }
-                if give_up {
                     tracing::error!(email = %row.id, kind = %row.kind, error = %e,
                                     "an e-mail was refused for good");
                     Ok(Outcome::Failed(e.to_string()))
                 } else {
+                    repo::tried(&core.db.pool, &row.id, &e.to_string()).await?;
                     tracing::warn!(email = %row.id, error = %e, "e-mail not sent yet; retrying");
                     Ok(Outcome::Retry(e.to_string()))
                 }

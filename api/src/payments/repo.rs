@@ -167,14 +167,14 @@ pub async fn set_status(
     cancel: Option<(&str, &str)>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 6)).collect();
+    let placeholders = crate::platform::db::placeholders(6, from.len());
     let sql = format!(
         "UPDATE payments SET status = $1, cancel_party = COALESCE($2, cancel_party), \
          cancel_reason = COALESCE($3, cancel_reason), updated_at = $4, \
          succeeded_at = CASE WHEN $1 = 'succeeded' THEN $4 ELSE succeeded_at END, \
          canceled_at = CASE WHEN $1 IN ('canceled', 'failed') THEN $4 ELSE canceled_at END \
          WHERE id = $5 AND status IN ({})",
-        placeholders.join(", ")
+        placeholders
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(status)

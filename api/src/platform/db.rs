@@ -30,6 +30,14 @@ pub enum DbError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
+/// `$first, $first+1, …` for `n` values of an `IN (…)` list (bound in that order).
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A connection pool and which engine is behind it.
 #[derive(Clone, Debug)]
 pub struct Db {

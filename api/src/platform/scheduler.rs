@@ -163,14 +163,14 @@ impl Scheduler {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let placeholders: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 4)).collect();
+        let placeholders = super::db::placeholders(4, kinds.len());
         let sql = format!(
             "UPDATE scheduled_jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
                SELECT id FROM scheduled_jobs WHERE status = 'pending' AND due_at <= $2 \
                AND (locked_until IS NULL OR locked_until < $2) AND kind IN ({}) \
                ORDER BY due_at, id LIMIT $3{lock}) \
              RETURNING id, kind, job_key, due_at, every_ms, payload, attempts",
-            placeholders.join(", ")
+            placeholders
         );
         let mut query = sqlx::query_as::<_, Claimed>(sqlx::AssertSqlSafe(sql))
             .bind(lease)
