@@ -662,10 +662,7 @@ async function payConsultation(c: Consultation, li: HTMLLIElement, form: HTMLFor
       }
       throw e;
     }
-    if (p.status === 'pending' && p.confirmationUrl !== null) {
-      window.location.assign(p.confirmationUrl);
-      return;
-    }
+    if (goToPayment(p)) return;
     setListStatus(null);
     if (p.status === 'succeeded' || p.status === 'waiting_for_capture') {
       note = TEXT.payChecking;
@@ -695,7 +692,7 @@ async function loadRefund(c: Consultation, el: HTMLElement): Promise<void> {
     const paid = payments.find((p) => p.status === 'succeeded');
     let text: string = TEXT.refundNone;
     if (paid !== undefined && paid.refunds.length > 0) {
-      const done = paid.refunds.filter((r) => r.status === 'succeeded').reduce((sum, r) => sum + r.amountKopecks, 0);
+      const done = paid.refundedKopecks;
       const going = paid.refunds.filter((r) => r.status === 'creating' || r.status === 'pending');
       text =
         going.length > 0
@@ -704,13 +701,12 @@ async function loadRefund(c: Consultation, el: HTMLElement): Promise<void> {
             ? `${TEXT.refundDone}: ${price(done)}.`
             : TEXT.refundFailed;
       if (going.length > 0) {
-        // Not cached: the row is built anew, and asks again, at the next refresh of the list.
-        notSettled(c.id, el, text);
+        notSettled(c, el, text);
         return;
       }
     } else if (paid !== undefined && recentlyCancelled(c)) {
       // The clinic's rules may refund: the refund is created just after the cancellation.
-      notSettled(c.id, el, TEXT.refundChecking);
+      notSettled(c, el, TEXT.refundChecking);
       return;
     } else if (paid === undefined) {
       // Paid outside Vizit (the clinic marked it): nothing to say about money here.
@@ -734,21 +730,14 @@ function recentlyCancelled(c: Consultation): boolean {
   return Date.now() - Date.parse(c.cancelledAt) < REFUND_GRACE_MS;
 }
 
-/** Show a refund state that may still change, and ask again shortly. */
-function notSettled(id: string, el: HTMLElement, text: string): void {
-  rows.delete(id);
+/** Show a refund state that may still change (not cached), and ask about that refund again
+ * shortly, for as long as its line is on the page. */
+function notSettled(c: Consultation, el: HTMLElement, text: string): void {
   el.textContent = text;
   el.hidden = false;
-  scheduleRefundCheck();
-}
-
-let refundTimer: number | null = null;
-
-function scheduleRefundCheck(): void {
-  if (refundTimer !== null) return;
-  refundTimer = window.setTimeout(() => {
-    refundTimer = null;
-    void refreshList();
+  const gen = generation;
+  window.setTimeout(() => {
+    if (gen === generation && el.isConnected) void loadRefund(c, el);
   }, REFUND_POLL_MS);
 }
 
@@ -782,9 +771,7 @@ function startPaymentResult(focus: boolean): void {
     if (gen !== generation) return;
     try {
       const c = await api.consultation(id);
-      const payments = await api.payments(id);
       if (gen !== generation) return;
-      const last = payments.length > 0 ? payments[payments.length - 1] : undefined;
       if (c.status === 'paid' || c.status === 'in_progress' || c.status === 'completed') {
         setPayState('paid', TEXT.payPaid);
         void refreshList();
@@ -794,6 +781,10 @@ function startPaymentResult(focus: boolean): void {
         setPayState('closed', TEXT.payClosed);
         return;
       }
+      // Still booked: how did the last attempt go?
+      const payments = await api.payments(id);
+      if (gen !== generation) return;
+      const last = payments.length > 0 ? payments[payments.length - 1] : undefined;
       if (last !== undefined && (last.status === 'canceled' || last.status === 'failed')) {
         setPayState('declined', `Оплата не прошла: ${declineText(last.cancelReason)}. Можно попробовать ещё раз.`);
         ui.payAgain.hidden = false;
@@ -814,16 +805,20 @@ function startPaymentResult(focus: boolean): void {
   void check();
 }
 
+/** A payment waiting on YooKassa's page: go there. False if it is not (yet) such. */
+function goToPayment(p: Payment): boolean {
+  if (p.status !== 'pending' || p.confirmationUrl === null) return false;
+  window.location.assign(p.confirmationUrl);
+  return true;
+}
+
 async function payAgain(): Promise<void> {
   const id = returnConsultation;
   if (id === null) return;
   ui.payAgain.disabled = true;
   try {
     const p = await api.checkout(id);
-    if (p.status === 'pending' && p.confirmationUrl !== null) {
-      window.location.assign(p.confirmationUrl);
-      return;
-    }
+    if (goToPayment(p)) return;
     // Created but not yet answered by YooKassa: watch it as on the way back from paying.
     startPaymentResult(false);
     if (p.status === 'creating') setPayState('checking', TEXT.payCreating);
