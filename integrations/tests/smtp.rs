@@ -85,14 +85,14 @@ async fn a_server_refusing_or_down_is_worth_retrying() {
         .unwrap();
     let url = smtp.url();
     let m = mailer(url.clone());
-    capture.set_refusing(true);
+    capture.refuse_with(Some(451));
     let e = m.send(&email(&[])).await.unwrap_err();
     assert!(
         matches!(e, Error::Unavailable(_)) && e.is_retryable(),
         "{e}"
     );
     assert!(e.to_string().contains("451"), "{e}");
-    capture.set_refusing(false);
+    capture.refuse_with(None);
 
     smtp.stop().await;
     let e = mailer(url).send(&email(&[])).await.unwrap_err();

@@ -106,3 +106,11 @@ impl RunningSandbox {
         let _ = self.task.await;
     }
 }
+
+/// Text made safe inside HTML (elements and quoted attributes), for the stand-ins' pages.
+pub(crate) fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

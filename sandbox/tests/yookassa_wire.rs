@@ -27,6 +27,10 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_with(YooKassaOptions::default()).await
+}
+
+async fn start_with(options: YooKassaOptions) -> Env {
     let sandbox = Sandbox::with(
         Bitrix24Options {
             seed: false,
@@ -35,7 +39,7 @@ async fn start() -> Env {
         YooKassaOptions {
             receipt_delay: Duration::from_millis(300),
             notification_source: Some(SOURCE.parse().unwrap()),
-            ..Default::default()
+            ..options
         },
     );
     let running = sandbox.start("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -423,6 +427,30 @@ async fn two_stage_payments_decline_and_cancel() {
     assert_eq!(status, 200);
     assert_eq!(c["status"], "canceled");
     assert_eq!(c["cancellation_details"]["reason"], "canceled_by_merchant");
+}
+
+#[tokio::test]
+async fn a_payment_left_on_the_page_past_its_time_expires_and_is_not_declined() {
+    let env = start_with(YooKassaOptions {
+        confirmation_ttl: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let (_, p) = env.create("late-1", &payment("1500.00", true)).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        env.sandbox
+            .yookassa
+            .decline(&id, "payment_network", "insufficient_funds")
+            .is_err()
+    );
+    let p = env.payment(&id).await;
+    assert_eq!(p["status"], "canceled");
+    assert_eq!(
+        p["cancellation_details"],
+        json!({"party": "yoo_money", "reason": "expired_on_confirmation"})
+    );
 }
 
 #[tokio::test]

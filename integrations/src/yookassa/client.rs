@@ -223,25 +223,20 @@ impl Client {
 
     /// `GET /receipts?payment_id=` — the receipts of a payment (its refunds' are separate).
     pub async fn payment_receipts(&self, payment_id: &str) -> Result<Vec<Receipt>, Error> {
-        let list: ReceiptList = self
-            .call(
-                "read receipts",
-                reqwest::Method::GET,
-                &format!("/receipts?payment_id={}", segment(payment_id)),
-                None,
-                None,
-            )
-            .await?;
-        Ok(list.items)
+        self.receipts("payment_id", payment_id).await
     }
 
     /// `GET /receipts?refund_id=`.
     pub async fn refund_receipts(&self, refund_id: &str) -> Result<Vec<Receipt>, Error> {
+        self.receipts("refund_id", refund_id).await
+    }
+
+    async fn receipts(&self, by: &str, id: &str) -> Result<Vec<Receipt>, Error> {
         let list: ReceiptList = self
             .call(
                 "read receipts",
                 reqwest::Method::GET,
-                &format!("/receipts?refund_id={}", segment(refund_id)),
+                &format!("/receipts?{by}={}", segment(id)),
                 None,
                 None,
             )
@@ -261,7 +256,8 @@ impl Client {
         let url = format!("{}{path}", self.settings.api_url.trim_end_matches('/'));
         let mut wait = self.settings.backoff;
         let mut last = String::new();
-        for attempt in 1..=self.settings.max_attempts.max(1) {
+        let attempts = self.settings.max_attempts.max(1);
+        for attempt in 1..=attempts {
             let mut req = self.http.request(method.clone(), &url).basic_auth(
                 &self.settings.shop_id,
                 Some(self.settings.secret_key.expose_secret()),
@@ -284,14 +280,14 @@ impl Client {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let text = resp.text().await.unwrap_or_default();
+                    if status == 200 {
+                        return serde_json::from_str(&text).map_err(|e| Error::Malformed {
+                            operation,
+                            detail: e.to_string(),
+                        });
+                    }
                     let parsed: Option<Value> = serde_json::from_str(&text).ok();
                     match status {
-                        200 => {
-                            return serde_json::from_str(&text).map_err(|e| Error::Malformed {
-                                operation,
-                                detail: e.to_string(),
-                            });
-                        }
                         202 | 429 | 500..=599 => {
                             last = format!(
                                 "HTTP {status}{}",
@@ -322,7 +318,7 @@ impl Client {
                     }
                 }
             };
-            if attempt == self.settings.max_attempts {
+            if attempt == attempts {
                 break;
             }
             let pause = retry_after.unwrap_or(wait).min(MAX_WAIT);

@@ -76,11 +76,6 @@ impl MailCapture {
             .cloned()
     }
 
-    /// Answer `451` to new messages (a mail server having trouble) until turned off.
-    pub fn set_refusing(&self, refusing: bool) {
-        self.state().refusing = refusing.then_some(451);
-    }
-
     /// Answer new messages with `code` (e.g. `550`: refused for good) until `None`.
     pub fn refuse_with(&self, code: Option<u16>) {
         self.state().refusing = code;

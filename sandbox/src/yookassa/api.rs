@@ -13,7 +13,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::shop::{Fault, Payment, Receipt, Refund, Stored, YooKassa, object_id, timestamp};
+use super::shop::{Fault, Payment, Refund, Stored, YooKassa, object_id, timestamp};
 use super::validate::{self, Invalid};
 
 pub fn router(y: YooKassa) -> Router {
@@ -216,14 +216,14 @@ async fn post_call(
     if !body.is_empty() {
         y.state().bodies.push((route.to_owned(), parsed.clone()));
     }
-    let fingerprint = format!("{route} {}", canonical(&parsed));
+    let request = (route.to_owned(), parsed.clone());
     // Decided under the lock, answered after it (a guard is never held across an await).
     let replay: Option<Answer> = {
         let mut s = y.state();
         let ttl = y.options.idempotence_ttl;
         s.idempotence.retain(|_, v| v.at.elapsed() < ttl);
         s.idempotence.get(&key).map(|stored| {
-            if stored.fingerprint != fingerprint {
+            if stored.request != request {
                 error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
@@ -231,10 +231,7 @@ async fn post_call(
                     Some("Idempotence-Key"),
                 )
             } else {
-                (
-                    StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
-                    stored.body.clone(),
-                )
+                (StatusCode::OK, stored.body.clone())
             }
         })
     };
@@ -249,9 +246,8 @@ async fn post_call(
         y.state().idempotence.insert(
             key,
             Stored {
-                fingerprint,
+                request,
                 at: Instant::now(),
-                status: answer.0.as_u16(),
                 body: answer.1.clone(),
             },
         );
@@ -276,26 +272,6 @@ async fn get_call(
     }
     let answer = op(y);
     after(fault, answer).await
-}
-
-/// The same JSON always prints the same (keys sorted), so a repeat is recognised.
-fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(o) => {
-            let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort();
-            let inner: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", json!(k), canonical(&o[k])))
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
-    }
 }
 
 async fn create_payment(State(y): State<YooKassa>, headers: HeaderMap, body: Bytes) -> Response {
@@ -360,7 +336,7 @@ async fn capture(
 ) -> Response {
     post_call(&y, &headers, "POST /payments/{id}/capture", &body, |y, body| {
         let requested: CaptureBody = serde_json::from_value(body).unwrap_or(CaptureBody { amount: None });
-        let (payment, answer) = {
+        let answer = {
             let mut s = y.state();
             let Some(p) = s.payments.iter_mut().find(|p| p.id == id) else {
                 return not_found("Payment");
@@ -392,11 +368,9 @@ async fn capture(
             p.expires_at = None;
             let p = p.clone();
             YooKassa::issue_receipt_for_payment(&mut s, &p, p.amount);
-            let json = YooKassa::payment_json_locked(&s, &y.options, &p);
-            (p, json)
+            YooKassa::payment_json_locked(&s, &y.options, &p)
         };
         y.notify("payment.succeeded", answer.clone());
-        let _ = payment;
         (StatusCode::OK, answer)
     })
     .await
@@ -527,17 +501,7 @@ async fn create_refund(State(y): State<YooKassa>, headers: HeaderMap, body: Byte
                 pay.refunded += amount;
             }
             if let Some(r) = &receipt {
-                s.receipts.push(Receipt {
-                    id: format!("rt-{}", object_id()),
-                    kind: "refund".into(),
-                    payment_id: Some(p.id.clone()),
-                    refund_id: Some(refund.id.clone()),
-                    items: r["items"].clone(),
-                    amount,
-                    customer: r["customer"].clone(),
-                    created: Instant::now(),
-                    registered: None,
-                });
+                YooKassa::issue_receipt(&mut s, &p.id, Some(&refund.id), r, amount);
             }
             s.refunds.push(refund.clone());
             YooKassa::refund_json_locked(&s, &refund)

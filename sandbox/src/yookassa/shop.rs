@@ -149,9 +149,10 @@ pub struct Sent {
 
 #[derive(Debug)]
 pub(super) struct Stored {
-    pub(super) fingerprint: String,
+    /// The route and body of the request (a JSON map compares without regard to key order).
+    pub(super) request: (String, Value),
     pub(super) at: Instant,
-    pub(super) status: u16,
+    /// The answer (only `200`s are kept).
     pub(super) body: Value,
 }
 
@@ -359,6 +360,8 @@ impl YooKassa {
     pub fn decline(&self, id: &str, party: &str, reason: &str) -> Result<Payment, Refused> {
         let payment = {
             let mut s = self.state();
+            // One left on the page past its time expired; it is not declined now.
+            self.expire_due(&mut s);
             let p = s
                 .payments
                 .iter_mut()
@@ -453,14 +456,29 @@ impl YooKassa {
     }
 
     pub(super) fn issue_receipt_for_payment(s: &mut State, p: &Payment, amount: i64) {
-        let Some(receipt) = &p.receipt else {
-            return;
-        };
+        if let Some(receipt) = &p.receipt {
+            Self::issue_receipt(s, &p.id, None, receipt, amount);
+        }
+    }
+
+    /// A receipt of a payment (or of its refund `refund_id`), to be registered after a delay.
+    pub(super) fn issue_receipt(
+        s: &mut State,
+        payment_id: &str,
+        refund_id: Option<&str>,
+        receipt: &Value,
+        amount: i64,
+    ) {
         s.receipts.push(Receipt {
             id: format!("rt-{}", object_id()),
-            kind: "payment".into(),
-            payment_id: Some(p.id.clone()),
-            refund_id: None,
+            kind: if refund_id.is_some() {
+                "refund"
+            } else {
+                "payment"
+            }
+            .into(),
+            payment_id: Some(payment_id.to_owned()),
+            refund_id: refund_id.map(str::to_owned),
             items: receipt["items"].clone(),
             amount,
             customer: receipt["customer"].clone(),
