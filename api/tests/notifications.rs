@@ -8,10 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::TestApi;
-use common::smtp::Smtp;
-use mail_parser::MessageParser;
+use common::smtp::{Mail, Smtp};
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use vizit_api::domain::Role;
 use vizit_api::notifications::{EmailSettings, NoticeRules, Notifications};
@@ -31,13 +29,6 @@ const SECRET_WORDS: [&str; 7] = [
     "Доктор Айболит",
     "заключение врача:",
 ];
-
-struct Mail {
-    to: String,
-    subject: String,
-    text: String,
-    html: String,
-}
 
 struct Env {
     api: TestApi,
@@ -64,12 +55,7 @@ impl Env {
     async fn new(backend: Backend) -> Env {
         let clock = Clock::manual(vizit_api::now_ms());
         let smtp = Smtp::start().await;
-        let mailer = vizit_integrations::smtp::Mailer::new(&vizit_integrations::smtp::Settings {
-            url: SecretString::from(smtp.url()),
-            from: "Клиника «Здоровье» <noreply@clinic.test>".into(),
-            timeout: Duration::from_secs(5),
-        })
-        .unwrap();
+        let mailer = common::smtp::mailer(smtp.url());
         // The public address is only known once the API listens: the link's host is fixed up
         // in `open` below, the path is what is tested.
         let notifications = Notifications::with_rules(
@@ -157,18 +143,7 @@ impl Env {
         if let Some(e) = email {
             body["email"] = json!(e);
         }
-        let (status, p) = self.api.post("/patients", &self.service, body).await;
-        assert_eq!(status, StatusCode::CREATED, "{p}");
-        let id = p["id"].as_str().unwrap().to_owned();
-        let (_, s) = self
-            .api
-            .post(
-                &format!("/patients/{id}/sessions"),
-                &self.service,
-                json!({}),
-            )
-            .await;
-        (id, s["token"].as_str().unwrap().to_owned())
+        self.api.register_patient(&self.service, body).await
     }
 
     /// Book a slot starting `minutes` after the test's clock, as `patient`.
@@ -198,51 +173,17 @@ impl Env {
     }
 
     async fn mark_paid(&self, id: &str) {
-        let (status, body) = self
-            .api
-            .post(
-                &format!("/consultations/{id}/payment"),
-                &self.service,
-                json!({}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
-
-    fn mails(&self) -> Vec<Mail> {
-        self.smtp
-            .messages()
-            .iter()
-            .filter_map(|raw| {
-                let m = MessageParser::default().parse(raw)?;
-                Some(Mail {
-                    to: m.to()?.first()?.address()?.to_owned(),
-                    subject: m.subject()?.to_owned(),
-                    text: m.body_text(0)?.into_owned(),
-                    html: m.body_html(0).map(|h| h.into_owned()).unwrap_or_default(),
-                })
-            })
-            .collect()
+        self.api.mark_paid(&self.service, id).await;
     }
 
     /// Wait (bounded) until `n` e-mails to `to` start with `subject`; returns them.
     async fn wait_mails(&self, to: &str, subject: &str, n: usize) -> Vec<Mail> {
-        for _ in 0..300 {
-            let found: Vec<Mail> = self
-                .mails()
-                .into_iter()
-                .filter(|m| m.to == to && m.subject.starts_with(subject))
-                .collect();
-            if found.len() >= n {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("never arrived: {n} × {subject:?} to {to}");
+        self.smtp.wait_for(to, subject, n).await
     }
 
     fn count(&self, to: &str, subject: &str) -> usize {
-        self.mails()
+        self.smtp
+            .mails()
             .iter()
             .filter(|m| m.to == to && m.subject.starts_with(subject))
             .count()
@@ -487,15 +428,12 @@ async fn a_patient_without_an_address_is_a_visible_failure(backend: Backend) {
     let (id, _) = env.book(&session, 3 * 24 * 60, 0).await;
     env.mark_paid(&id).await;
     // Booked and paid: neither can reach the patient, and the log says so.
-    let mut log = Vec::new();
-    for _ in 0..100 {
-        log = env.notices(&format!("consultationId={id}")).await;
-        if log.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(log.len(), 2, "{log:?}");
+    let query = format!("consultationId={id}");
+    common::until("both notifications are logged", || async {
+        env.notices(&query).await.len() == 2
+    })
+    .await;
+    let log = env.notices(&query).await;
     for n in &log {
         let d = &n["deliveries"][0];
         assert_eq!(d["status"], "failed", "{n}");

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestApi;
-use common::smtp::Smtp;
-use mail_parser::{MessageParser, MimeHeaders};
+use common::smtp::{Mail, Smtp};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -115,12 +114,7 @@ impl Env {
             Some((_, running)) => running.url(),
             None => smtp.url(),
         };
-        let mailer = vizit_integrations::smtp::Mailer::new(&vizit_integrations::smtp::Settings {
-            url: SecretString::from(url),
-            from: "Клиника «Здоровье» <noreply@clinic.test>".into(),
-            timeout: Duration::from_secs(5),
-        })
-        .unwrap();
+        let mailer = common::smtp::mailer(url);
         let notifications = Notifications::new(
             mailer,
             EmailSettings {
@@ -191,18 +185,7 @@ impl Env {
         if let Some(e) = email {
             body["email"] = json!(e);
         }
-        let (status, p) = self.api.post("/patients", &self.service, body).await;
-        assert_eq!(status, StatusCode::CREATED, "{p}");
-        let id = p["id"].as_str().unwrap().to_owned();
-        let (_, s) = self
-            .api
-            .post(
-                &format!("/patients/{id}/sessions"),
-                &self.service,
-                json!({}),
-            )
-            .await;
-        (id, s["token"].as_str().unwrap().to_owned())
+        self.api.register_patient(&self.service, body).await
     }
 
     /// A slot of the doctor at this price, starting in `minutes`.
@@ -258,13 +241,7 @@ impl Env {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        for _ in 0..300 {
-            if check().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("never happened: {what}");
+        common::until(what, check).await
     }
 
     async fn paid(&self, consultation: &str) {
@@ -310,28 +287,9 @@ impl Env {
         self.api.count(sql).await
     }
 
-    /// The e-mails to `to` whose subject starts with `subject`, once there are `n` of them
-    /// (bounded wait), as a mail reader decodes them.
+    /// The e-mails to `to` whose subject starts with `subject`, once there are `n` of them.
     async fn mails(&self, to: &str, subject: &str, n: usize) -> Vec<Mail> {
-        let read = || {
-            self.smtp
-                .messages()
-                .iter()
-                .filter_map(|raw| Mail::parse(raw))
-                .filter(|m| m.to == to && m.subject.starts_with(subject))
-                .collect::<Vec<_>>()
-        };
-        for _ in 0..300 {
-            let got = read();
-            if got.len() >= n {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "{n} e-mail(s) «{subject}…» to {to} never arrived; got {}",
-            read().len()
-        );
+        self.smtp.wait_for(to, subject, n).await
     }
 
     /// The receipt of `kind` of the consultation's first payment, once registered.
@@ -352,36 +310,16 @@ impl Env {
     }
 }
 
-/// An e-mail as its reader sees it.
-struct Mail {
-    to: String,
-    subject: String,
-    text: String,
-    html: String,
-    /// The inline image `cid:receipt-qr`.
-    qr: Option<Vec<u8>>,
+/// What a receipt e-mail must hold.
+trait ReceiptMail {
+    fn qr_text(&self) -> String;
+    fn assert_receipt(&self, receipt: &Value, total: &str, operation: u8);
 }
 
-impl Mail {
-    fn parse(raw: &[u8]) -> Option<Mail> {
-        let m = MessageParser::default().parse(raw)?;
-        let to = m.to()?.first()?.address()?.to_owned();
-        Some(Mail {
-            to,
-            subject: m.subject()?.to_owned(),
-            text: m.body_text(0)?.into_owned(),
-            html: m.body_html(0).map(|h| h.into_owned()).unwrap_or_default(),
-            qr: m
-                .parts
-                .iter()
-                .find(|p| p.content_id() == Some("receipt-qr"))
-                .map(|p| p.contents().to_vec()),
-        })
-    }
-
+impl ReceiptMail for Mail {
     /// What the QR code says.
     fn qr_text(&self) -> String {
-        let bytes = self.qr.clone().expect("a QR image");
+        let bytes = self.inline("receipt-qr").expect("a QR image").to_vec();
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
@@ -1179,10 +1117,9 @@ async fn an_smtp_outage_delays_the_receipt_email_and_loses_nothing(backend: Back
     // payment are their own messages).
     let receipts = env
         .smtp
-        .messages()
+        .mails()
         .iter()
-        .filter_map(|raw| MessageParser::default().parse(raw))
-        .filter(|m| m.subject().is_some_and(|s| s.starts_with("Чек")))
+        .filter(|m| m.subject.starts_with("Чек"))
         .count();
     assert_eq!(receipts, 1, "exactly one receipt message");
 }
@@ -1471,24 +1408,14 @@ async fn a_checkout_before_the_booking_is_seen_makes_one_payment(backend: Backen
 async fn a_registered_phone_is_sent_as_digits(backend: Backend) {
     let env = Env::new(backend).await;
     // Registered by the portal with a phone as people write it, and no e-mail.
-    let (status, p) = env
+    let (_, session) = env
         .api
-        .post(
-            "/patients",
+        .register_patient(
             &env.service,
             json!({"name": "Пациент Петров", "phone": "+7 (900) 000-00-00"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{p}");
-    let (_, s) = env
-        .api
-        .post(
-            &format!("/patients/{}/sessions", p["id"].as_str().unwrap()),
-            &env.service,
-            json!({}),
-        )
-        .await;
-    let c = env.book(s["token"].as_str().unwrap(), 40_000, 120).await;
+    let c = env.book(&session, 40_000, 120).await;
     env.until("the payment is created at YooKassa", || async {
         env.payments_of(&c).await[0]["status"] == "pending"
     })

@@ -255,7 +255,12 @@ impl TestApi {
 
     /// A patient registered by the portal, with a session.
     pub async fn patient(&self, service: &str, name: &str) -> (String, String) {
-        let (status, body) = self.post("/patients", service, json!({"name": name})).await;
+        self.register_patient(service, json!({"name": name})).await
+    }
+
+    /// A patient registered by the portal as `body` says (name, e-mail, phone), with a session.
+    pub async fn register_patient(&self, service: &str, body: Value) -> (String, String) {
+        let (status, body) = self.post("/patients", service, body).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let id = body["id"].as_str().unwrap().to_owned();
         let (status, session) = self
@@ -263,6 +268,18 @@ impl TestApi {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{session}");
         (id, session["token"].as_str().unwrap().to_owned())
+    }
+
+    /// The clinic marks a consultation paid (money taken outside Vizit).
+    pub async fn mark_paid(&self, service: &str, consultation: &str) {
+        let (status, body) = self
+            .post(
+                &format!("/consultations/{consultation}/payment"),
+                service,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
 
     pub async fn slot(&self, auth: &str, doctor: &str, starts_in_minutes: i64) -> String {
@@ -355,15 +372,22 @@ impl Clinic {
 
     pub async fn paid(&self, minutes: i64) -> String {
         let id = self.booked(minutes).await;
-        let (status, body) = self
-            .api
-            .post(
-                &format!("/consultations/{id}/payment"),
-                &self.service,
-                json!({}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        self.api.mark_paid(&self.service, &id).await;
         id
     }
+}
+
+/// Wait (bounded, 30 s) until `check` holds; panics with `what` if it never does.
+pub async fn until<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
 }

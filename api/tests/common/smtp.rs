@@ -108,6 +108,85 @@ impl Smtp {
     }
 }
 
+impl Smtp {
+    /// Every message received so far, as a mail reader decodes them.
+    pub fn mails(&self) -> Vec<Mail> {
+        self.messages()
+            .iter()
+            .filter_map(|raw| Mail::parse(raw))
+            .collect()
+    }
+
+    /// The e-mails to `to` whose subject starts with `subject`, once there are `n` of them
+    /// (bounded wait); panics if they never arrive.
+    pub async fn wait_for(&self, to: &str, subject: &str, n: usize) -> Vec<Mail> {
+        let read = || {
+            self.mails()
+                .into_iter()
+                .filter(|m| m.to == to && m.subject.starts_with(subject))
+                .collect::<Vec<_>>()
+        };
+        for _ in 0..300 {
+            let got = read();
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{n} e-mail(s) «{subject}…» to {to} never arrived; got {}",
+            read().len()
+        );
+    }
+}
+
+/// Vizit's mailer for the tests' SMTP server at `url`, sending as the test clinic.
+pub fn mailer(url: String) -> vizit_integrations::smtp::Mailer {
+    vizit_integrations::smtp::Mailer::new(&vizit_integrations::smtp::Settings {
+        url: secrecy::SecretString::from(url),
+        from: "Клиника «Здоровье» <noreply@clinic.test>".into(),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap()
+}
+
+/// An e-mail as its reader sees it.
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// Inline parts by content id.
+    inline: Vec<(String, Vec<u8>)>,
+}
+
+impl Mail {
+    pub fn parse(raw: &[u8]) -> Option<Mail> {
+        use mail_parser::MimeHeaders;
+        let m = mail_parser::MessageParser::default().parse(raw)?;
+        let to = m.to()?.first()?.address()?.to_owned();
+        Some(Mail {
+            to,
+            subject: m.subject()?.to_owned(),
+            text: m.body_text(0)?.into_owned(),
+            html: m.body_html(0).map(|h| h.into_owned()).unwrap_or_default(),
+            inline: m
+                .parts
+                .iter()
+                .filter_map(|p| Some((p.content_id()?.to_owned(), p.contents().to_vec())))
+                .collect(),
+        })
+    }
+
+    /// The inline part `cid:<id>`.
+    pub fn inline(&self, id: &str) -> Option<&[u8]> {
+        self.inline
+            .iter()
+            .find(|(cid, _)| cid == id)
+            .map(|(_, b)| b.as_slice())
+    }
+}
+
 impl Drop for Smtp {
     fn drop(&mut self) {
         self.down_now();
