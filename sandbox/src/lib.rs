@@ -14,6 +14,7 @@
 //! for the real systems.
 
 pub mod bitrix24;
+mod html;
 pub mod mail;
 pub mod php;
 pub mod spec;
@@ -105,12 +106,4 @@ impl RunningSandbox {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
-}
-
-/// Text made safe inside HTML (elements and quoted attributes), for the stand-ins' pages.
-pub(crate) fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -2,7 +2,7 @@
 //! headers, the text part, the HTML part in a sandboxed frame with its inline images), the raw
 //! message (`…/raw`) and everything as JSON (`/sandbox/mail.json`).
 
-use crate::html_escape;
+use crate::html;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -70,7 +70,7 @@ fn page(title: &str, body: &str) -> Response {
              a{{color:#0b4f94}}pre{{white-space:pre-wrap;background:#f6f8fa;padding:.75rem;border-radius:.25rem}}\
              iframe{{width:100%;height:48rem;border:1px solid #ccc;border-radius:.25rem}}.note{{background:#fff3cd;border:1px solid #b58105;padding:.5rem .75rem;border-radius:.25rem}}</style>\
              </head><body><main>{body}</main></body></html>",
-            html_escape(title)
+            html::escape(title)
         ),
     )
         .into_response()
@@ -82,10 +82,10 @@ async fn list(State(c): State<MailCapture>) -> Response {
         let r = read(m);
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td><a href=\"/sandbox/mail/{}\" data-testid=\"mail-link\">{}</a></td></tr>",
-            html_escape(&r.date),
-            html_escape(&m.to.join(", ")),
+            html::escape(&r.date),
+            html::escape(&m.to.join(", ")),
             m.number,
-            html_escape(&r.subject)
+            html::escape(&r.subject)
         ));
     }
     let table = if rows.is_empty() {
@@ -133,7 +133,7 @@ async fn one(State(c): State<MailCapture>, Path(n): Path<String>) -> Result<Resp
         format!(
             "<h2>Письмо (HTML)</h2><iframe sandbox src=\"/sandbox/mail/{}/html\" title=\"Письмо: {}\"></iframe>",
             m.number,
-            html_escape(&r.subject)
+            html::escape(&r.subject)
         )
     } else {
         String::new()
@@ -146,11 +146,11 @@ async fn one(State(c): State<MailCapture>, Path(n): Path<String>) -> Result<Resp
              <tr><th scope=\"row\">Дата</th><td>{}</td></tr></tbody></table>\
              {html}<h2>Текст</h2><pre data-testid=\"mail-text\">{}</pre>\
              <p><a href=\"/sandbox/mail/{}/raw\">Исходный текст письма (.eml)</a></p>",
-            html_escape(&r.subject),
-            html_escape(&m.from),
-            html_escape(&m.to.join(", ")),
-            html_escape(&r.date),
-            html_escape(&r.text),
+            html::escape(&r.subject),
+            html::escape(&m.from),
+            html::escape(&m.to.join(", ")),
+            html::escape(&r.date),
+            html::escape(&r.text),
             m.number
         ),
     ))

@@ -1,7 +1,7 @@
 //! The `confirmation_url` page: where a person pays or is declined, in Russian, clearly marked
 //! as a test stand. Both buttons lead back to the shop's `return_url`, as YooKassa's page does.
 
-use crate::html_escape;
+use crate::html;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -53,9 +53,9 @@ async fn page(State(y): State<YooKassa>, Path(id): Path<String>) -> Response {
 <form method="post" action="/yookassa/checkout/{id}/decline"><button type="submit" class="decline" data-testid="decline">Банк отклонил оплату</button></form>
 <p><a href="{back}">Вернуться в магазин, не оплачивая</a></p>"#,
             amount = roubles(p.amount),
-            description = html_escape(description),
-            id = html_escape(&p.id),
-            back = html_escape(&p.return_url),
+            description = html::escape(description),
+            id = html::escape(&p.id),
+            back = html::escape(&p.return_url),
         )
     } else {
         let state = match p.status.as_str() {
@@ -64,7 +64,7 @@ async fn page(State(y): State<YooKassa>, Path(id): Path<String>) -> Response {
         };
         format!(
             r#"<p data-testid="state">{state}</p><p><a href="{back}">Вернуться в магазин</a></p>"#,
-            back = html_escape(&p.return_url)
+            back = html::escape(&p.return_url)
         )
     };
     Html(shell("Оплата — ЮKassa (тестовый стенд)", body)).into_response()
