@@ -106,7 +106,6 @@ pub async fn live_payment(
     .await
 }
 
-/// Every attempt of a consultation, oldest first.
 /// The receipt contact of the consultation's latest attempt that had one.
 pub async fn last_contact(
     conn: &mut AnyConnection,
@@ -122,6 +121,7 @@ pub async fn last_contact(
     Ok(row.unwrap_or((None, None)))
 }
 
+/// Every attempt of a consultation, oldest first.
 pub async fn payments_of(
     pool: &AnyPool,
     consultation: &str,
@@ -609,19 +609,6 @@ pub async fn looked(
     .bind(id)
     .execute(conn)
     .await?;
-    Ok(())
-}
-
-pub async fn receipt_emailed(
-    conn: &mut AnyConnection,
-    id: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE receipts SET emailed_at = COALESCE(emailed_at, $1) WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 

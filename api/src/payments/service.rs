@@ -163,12 +163,7 @@ pub async fn registered_contact(
 }
 
 fn create_call<'a>(consultation: &'a str, payment: &str) -> NewCall<'a> {
-    NewCall {
-        system: SYSTEM,
-        operation: CREATE,
-        consultation_id: consultation,
-        payload: Some(json!({"payment": payment})),
-    }
+    queue(CREATE, consultation, json!({"payment": payment}))
 }
 
 /// The receipt of a consultation's payment or refund (54-FZ: one line, the service).
@@ -280,13 +275,12 @@ pub async fn apply_payment(
         tx.commit().await?;
         return Ok(Applied::Unchanged);
     }
-    let consultation = consultations::summary(&mut tx, &row.consultation_id).await?;
-    let waiting = consultation
-        .as_ref()
-        .is_some_and(|c| c.status == ConsultationStatus::Booked);
     match to {
         PaymentStatus::WaitingForCapture => {
             // Charge only while the booking still waits for it; else release the hold.
+            let waiting = consultations::summary(&mut tx, &row.consultation_id)
+                .await?
+                .is_some_and(|c| c.status == ConsultationStatus::Booked);
             let (op, suffix) = if waiting {
                 (CAPTURE, "capture")
             } else {
@@ -669,9 +663,9 @@ pub async fn checkout(
     .await?;
     tx.commit().await?;
     p.wake();
-    // The create call, now (bounded): the answer carries the provider's page.
-    let _ =
-        tokio::time::timeout(p.settings.inline_timeout, outbound.deliver_consultation(id)).await;
+    // The create call, now (bounded by the executor's inline timeout): the answer carries the
+    // provider's page. Other systems' calls of the consultation are their workers'.
+    let _ = outbound.deliver(SYSTEM, id).await;
     let mut conn = core.db.pool.acquire().await?;
     repo::payment(&mut conn, &payment)
         .await?
@@ -704,11 +698,7 @@ pub async fn refund_by_admin(
     let id = add_refund(&mut tx, now, &row, amount, reason, Some(caller)).await?;
     tx.commit().await?;
     p.wake();
-    let _ = tokio::time::timeout(
-        p.settings.inline_timeout,
-        outbound.deliver_consultation(&row.consultation_id),
-    )
-    .await;
+    let _ = outbound.deliver(SYSTEM, &row.consultation_id).await;
     let mut conn = core.db.pool.acquire().await?;
     repo::refund(&mut conn, &id)
         .await?

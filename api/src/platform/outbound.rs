@@ -277,30 +277,43 @@ impl Outbound {
         }
         let mut first = None;
         for executor in executors {
-            let delivered = tokio::time::timeout(
-                executor.inline_timeout(),
-                self.deliver_system_consultation(&*executor, consultation),
-            )
-            .await;
-            let outcome = match delivered {
-                Ok(Ok(o)) => o,
-                Ok(Err(e)) => {
-                    tracing::warn!(system = executor.system(), error = %e, "outbound delivery: database error; the worker will retry");
-                    Outcome::Retry("database error".into())
-                }
-                Err(_) => Outcome::Retry(format!("{} did not answer in time", executor.system())),
-            };
-            match outcome {
+            match self.deliver_inline(&*executor, consultation).await {
                 Outcome::Done => {}
                 // Slow or down: the next system still gets its turn (a slot source down must
-                // not keep the payment page from the patient).
-                Outcome::Retry(_) => {
+                // not keep a booking's payment from being created).
+                outcome @ Outcome::Retry(_) => {
                     first.get_or_insert(outcome);
                 }
-                _ => return Some(outcome),
+                outcome => return Some(outcome),
             }
         }
         Some(first.unwrap_or(Outcome::Done))
+    }
+
+    /// Run a consultation's pending calls of one `system` now, within its executor's inline
+    /// timeout (the request that queued them waits for its own system only). `None` without
+    /// that system's executor.
+    pub async fn deliver(&self, system: &str, consultation: &str) -> Option<Outcome> {
+        let executor = self.executor(system)?;
+        Some(self.deliver_inline(&*executor, consultation).await)
+    }
+
+    /// One system's calls of a consultation, bounded by its inline timeout; a database error or
+    /// the timeout is a `Retry` (the worker takes it from there).
+    async fn deliver_inline(&self, executor: &dyn Executor, consultation: &str) -> Outcome {
+        let delivered = tokio::time::timeout(
+            executor.inline_timeout(),
+            self.deliver_system_consultation(executor, consultation),
+        )
+        .await;
+        match delivered {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                tracing::warn!(system = executor.system(), error = %e, "outbound delivery: database error; the worker will retry");
+                Outcome::Retry("database error".into())
+            }
+            Err(_) => Outcome::Retry(format!("{} did not answer in time", executor.system())),
+        }
     }
 
     async fn deliver_system_consultation(
