@@ -27,12 +27,16 @@ fn program() -> String {
 
 impl Smtp {
     /// A server not started yet, on a free port (the mail server is down).
+    ///
+    /// The port is below Linux's ephemeral range (32768–60999): while the server is down,
+    /// Vizit's connection attempts to an ephemeral port can be given that same port as their
+    /// own and connect to themselves (TCP self-connect), talking to nobody and keeping the port
+    /// from the server when it comes up.
     pub fn down() -> Smtp {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = (0..1000)
+            .map(|_| 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16)
+            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .expect("a free port below the ephemeral range");
         let dir = std::env::temp_dir().join(format!("vizit-smtp-{}", uuid::Uuid::new_v4()));
         for sub in ["tmp", "new", "cur"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
