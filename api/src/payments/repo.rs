@@ -275,26 +275,16 @@ pub async fn list_payments(
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<PaymentRow>), sqlx::Error> {
-    let filter = " WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR status = $3)";
-    let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM payments{filter}"
-    )))
-    .bind(from)
-    .bind(to)
-    .bind(status.map(str::to_owned))
-    .fetch_one(pool)
-    .await?;
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{PAYMENT}{filter} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
-    )))
-    .bind(from)
-    .bind(to)
-    .bind(status.map(str::to_owned))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
-    Ok((total, rows))
+    window(
+        pool,
+        PAYMENT,
+        "payments",
+        None,
+        (from, to),
+        status,
+        (limit, offset),
+    )
+    .await
 }
 
 // ---- refunds ------------------------------------------------------------------------------
@@ -370,16 +360,12 @@ pub async fn refund_by_provider_id(
     .await
 }
 
-pub async fn refunds_of_payment(
+/// The refunds of these payments, oldest first.
+pub async fn refunds_of_payments(
     pool: &AnyPool,
-    payment: &str,
+    payments: &[&str],
 ) -> Result<Vec<RefundRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{REFUND} WHERE payment_id = $1 ORDER BY created_at, id"
-    )))
-    .bind(payment)
-    .fetch_all(pool)
-    .await
+    of_payments(pool, REFUND, payments).await
 }
 
 /// Refunds asked for and not failed: what is promised back already.
@@ -463,6 +449,7 @@ pub async fn stale_refunds(pool: &AnyPool, before: i64) -> Result<Vec<RefundRow>
     .await
 }
 
+/// Admins' list: refunds created in [from, to), optionally of one status, newest first.
 pub async fn list_refunds(
     pool: &AnyPool,
     from: i64,
@@ -471,26 +458,16 @@ pub async fn list_refunds(
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<RefundRow>), sqlx::Error> {
-    let filter = " WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR status = $3)";
-    let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM refunds{filter}"
-    )))
-    .bind(from)
-    .bind(to)
-    .bind(status.map(str::to_owned))
-    .fetch_one(pool)
-    .await?;
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{REFUND}{filter} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
-    )))
-    .bind(from)
-    .bind(to)
-    .bind(status.map(str::to_owned))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
-    Ok((total, rows))
+    window(
+        pool,
+        REFUND,
+        "refunds",
+        None,
+        (from, to),
+        status,
+        (limit, offset),
+    )
+    .await
 }
 
 // ---- receipts -----------------------------------------------------------------------------
@@ -612,16 +589,34 @@ pub async fn looked(
     Ok(())
 }
 
-pub async fn receipts_of_payment(
+/// The receipts of these payments (and of their refunds), oldest first.
+pub async fn receipts_of_payments(
     pool: &AnyPool,
-    payment: &str,
+    payments: &[&str],
 ) -> Result<Vec<ReceiptRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{RECEIPT} WHERE payment_id = $1 ORDER BY created_at, id"
-    )))
-    .bind(payment)
-    .fetch_all(pool)
-    .await
+    of_payments(pool, RECEIPT, payments).await
+}
+
+/// `select`'s rows whose `payment_id` is one of `payments`, oldest first.
+async fn of_payments<T>(
+    pool: &AnyPool,
+    select: &str,
+    payments: &[&str],
+) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    if payments.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = crate::platform::db::placeholders(1, payments.len());
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{select} WHERE payment_id IN ({ids}) ORDER BY created_at, id"
+    )));
+    for p in payments {
+        q = q.bind(*p);
+    }
+    q.fetch_all(pool).await
 }
 
 /// Admins' list: receipts created in [from, to), optionally of one status or only flagged.
@@ -634,27 +629,58 @@ pub async fn list_receipts(
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<ReceiptRow>), sqlx::Error> {
-    let filter = " WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR status = $3) \
-                  AND ($4 = 0 OR (flagged_at IS NOT NULL AND status = 'pending'))";
-    let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM receipts{filter}"
+    window(
+        pool,
+        RECEIPT,
+        "receipts",
+        Some(flagged),
+        (from, to),
+        status,
+        (limit, offset),
+    )
+    .await
+}
+
+/// One page of `table` (read with `select`) created in [from, to), optionally of one status
+/// (and, for receipts, `flagged`: only those flagged and still pending), newest first, with
+/// the total.
+async fn window<T>(
+    pool: &AnyPool,
+    select: &str,
+    table: &str,
+    flagged: Option<bool>,
+    (from, to): (i64, i64),
+    status: Option<&str>,
+    (limit, offset): (i64, i64),
+) -> Result<(i64, Vec<T>), sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    let mut filter =
+        " WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR status = $3)".to_owned();
+    let mut next = 4;
+    if flagged.is_some() {
+        filter.push_str(" AND ($4 = 0 OR (flagged_at IS NOT NULL AND status = 'pending'))");
+        next = 5;
+    }
+    let mut count = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {table}{filter}"
     )))
     .bind(from)
     .bind(to)
-    .bind(status.map(str::to_owned))
-    .bind(i64::from(flagged))
-    .fetch_one(pool)
-    .await?;
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{RECEIPT}{filter} ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
+    .bind(status.map(str::to_owned));
+    let mut rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{select}{filter} ORDER BY created_at DESC, id LIMIT ${next} OFFSET ${}",
+        next + 1
     )))
     .bind(from)
     .bind(to)
-    .bind(status.map(str::to_owned))
-    .bind(i64::from(flagged))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
+    .bind(status.map(str::to_owned));
+    if let Some(f) = flagged {
+        count = count.bind(i64::from(f));
+        rows = rows.bind(i64::from(f));
+    }
+    let (total,): (i64,) = count.fetch_one(pool).await?;
+    let rows = rows.bind(limit).bind(offset).fetch_all(pool).await?;
     Ok((total, rows))
 }

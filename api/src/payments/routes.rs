@@ -153,23 +153,41 @@ pub struct PaymentView {
 }
 
 async fn view(state: &ApiState, row: PaymentRow) -> Result<PaymentView, ApiError> {
-    let refunds = repo::refunds_of_payment(&state.db.pool, &row.id).await?;
-    let receipts = repo::receipts_of_payment(&state.db.pool, &row.id).await?;
-    Ok(PaymentView {
-        confirmation_url: (row.status == "pending")
-            .then_some(row.confirmation_url)
-            .flatten(),
-        id: row.id,
-        consultation_id: row.consultation_id,
-        status: row.status,
-        amount_kopecks: row.amount_kopecks,
-        refunded_kopecks: row.refunded_kopecks,
-        cancel_reason: row.cancel_reason,
-        created_at: to_rfc3339(row.created_at),
-        succeeded_at: row.succeeded_at.map(to_rfc3339),
-        refunds: refunds.into_iter().map(RefundView::from).collect(),
-        receipts: receipts.into_iter().map(ReceiptView::from).collect(),
-    })
+    let mut one = views(state, vec![row]).await?;
+    Ok(one.remove(0))
+}
+
+/// Payments as shown, with their refunds and receipts (read once for all of them).
+async fn views(state: &ApiState, rows: Vec<PaymentRow>) -> Result<Vec<PaymentView>, ApiError> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let mut refunds = repo::refunds_of_payments(&state.db.pool, &ids).await?;
+    let mut receipts = repo::receipts_of_payments(&state.db.pool, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                refunds.drain(..).partition(|r| r.payment_id == row.id);
+            refunds = rest;
+            let (my_receipts, rest): (Vec<_>, Vec<_>) =
+                receipts.drain(..).partition(|r| r.payment_id == row.id);
+            receipts = rest;
+            PaymentView {
+                confirmation_url: (row.status == "pending")
+                    .then_some(row.confirmation_url)
+                    .flatten(),
+                id: row.id,
+                consultation_id: row.consultation_id,
+                status: row.status,
+                amount_kopecks: row.amount_kopecks,
+                refunded_kopecks: row.refunded_kopecks,
+                cancel_reason: row.cancel_reason,
+                created_at: to_rfc3339(row.created_at),
+                succeeded_at: row.succeeded_at.map(to_rfc3339),
+                refunds: mine.into_iter().map(RefundView::from).collect(),
+                receipts: my_receipts.into_iter().map(ReceiptView::from).collect(),
+            }
+        })
+        .collect())
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -229,11 +247,8 @@ pub async fn consultation_payments(
         .await?
         .filter(|r| consultations::visible_to(r, &caller))
         .ok_or(ApiError::NotFound("consultation"))?;
-    let mut out = Vec::new();
-    for p in repo::payments_of(&state.db.pool, &row.id).await? {
-        out.push(view(&state, p).await?);
-    }
-    Ok(Json(out))
+    let payments = repo::payments_of(&state.db.pool, &row.id).await?;
+    Ok(Json(views(&state, payments).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -274,10 +289,7 @@ pub async fn list_payments(
     let (from, to) = time_range(q.from.as_deref(), q.to.as_deref())?;
     let (total, rows) =
         repo::list_payments(&state.db.pool, from, to, q.status.as_deref(), limit, offset).await?;
-    let mut items = Vec::with_capacity(rows.len());
-    for r in rows {
-        items.push(view(&state, r).await?);
-    }
+    let items = views(&state, rows).await?;
     Ok(Json(Page {
         items,
         total,
