@@ -3,42 +3,18 @@
 //! that slot from Vizit within seconds — through the real binary's wiring and the sandbox's own
 //! outgoing events.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
+use common::{TestApp, json_of};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use vizit::config::Settings;
-use vizit::startup::Application;
-
-async fn json_of(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_slots_come_from_the_bitrix24_sandbox_and_go_back() {
-    let data_dir = std::env::temp_dir().join(format!("vizit-demo-{}", uuid::Uuid::new_v4()));
-    let mut settings = Settings {
-        data_dir: data_dir.clone(),
-        ..Settings::default()
-    };
-    assert!(settings.demo, "demo mode is the default");
-    settings.http.listen = "127.0.0.1:0".parse().unwrap();
-    settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
-    settings.auth.token_secret = Some(SecretString::from(
-        "demo-secret-demo-secret-demo-secret-01".to_owned(),
-    ));
-    let app = Application::build(settings).await.expect("app builds");
-    let (sandbox, sandbox_url) = app
-        .sandbox()
-        .map(|(s, u)| (s.clone(), u))
-        .expect("demo starts the sandbox");
-    let base = format!("http://{}/api/v1", app.http_addr());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
+    let app = TestApp::spawn_with(|s| assert!(s.demo, "demo mode is the default")).await;
+    let (sandbox, sandbox_url) = app.sandbox.clone().expect("demo starts the sandbox");
+    let base = format!("http://{}/api/v1", app.http);
     let http = reqwest::Client::new();
 
     let (status, session) = json_of(
@@ -185,7 +161,5 @@ async fn demo_slots_come_from_the_bitrix24_sandbox_and_go_back() {
         booked.elapsed().as_millis()
     );
 
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(data_dir);
+    app.stop().await;
 }

@@ -4,41 +4,18 @@
 //! binary's wiring, the sandbox's own notification and Vizit's YooKassa client — and the
 //! receipt e-mail lands in the sandbox's mail capture.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
-use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use vizit::config::Settings;
-use vizit::startup::Application;
-
-async fn json_of(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
+use common::{TestApp, json_of};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_payment_goes_through_the_yookassa_sandbox() {
-    let data_dir = std::env::temp_dir().join(format!("vizit-demo-pay-{}", uuid::Uuid::new_v4()));
-    let mut settings = Settings {
-        data_dir: data_dir.clone(),
-        ..Settings::default()
-    };
-    settings.http.listen = "127.0.0.1:0".parse().unwrap();
-    settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
-    settings.auth.token_secret = Some(SecretString::from(
-        "demo-secret-demo-secret-demo-secret-01".to_owned(),
-    ));
-    let app = Application::build(settings).await.expect("app builds");
-    let (sandbox, sandbox_url) = app
-        .sandbox()
-        .map(|(s, u)| (s.clone(), u))
-        .expect("demo starts the sandbox");
-    let base = format!("http://{}/api/v1", app.http_addr());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
+    let app = TestApp::spawn().await;
+    let (sandbox, sandbox_url) = app.sandbox.clone().expect("demo starts the sandbox");
+    let base = format!("http://{}/api/v1", app.http);
     // The payment page answers the form with a redirect back to Vizit: look at it, not follow it.
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -277,7 +254,5 @@ async fn demo_payment_goes_through_the_yookassa_sandbox() {
         "no payment notification among {subjects:?}"
     );
 
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(data_dir);
+    app.stop().await;
 }

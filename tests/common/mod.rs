@@ -28,6 +28,8 @@ pub struct TestApp {
     pub keys: TokenKeys,
     /// The business layer of the running server (its database).
     pub api: vizit_api::ApiState,
+    /// The built-in sandbox and its URL, when the settings start it (demo mode).
+    pub sandbox: Option<(vizit_sandbox::Sandbox, String)>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     data_dir: std::path::PathBuf,
@@ -52,6 +54,7 @@ impl TestApp {
         let app = Application::build(settings).await.expect("app builds");
         let http = app.http_addr();
         let api = app.api().clone();
+        let sandbox = app.sandbox().map(|(s, url)| (s.clone(), url));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
@@ -61,6 +64,7 @@ impl TestApp {
             http,
             keys,
             api,
+            sandbox,
             stop: Some(stop),
             task: Some(task),
             data_dir,
@@ -110,6 +114,12 @@ impl Drop for TestApp {
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// A response's status and JSON body (`null` if it has none).
+pub async fn json_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 pub struct Ws {
