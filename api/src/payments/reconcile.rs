@@ -70,6 +70,9 @@ pub async fn reconcile(core: &Core, p: &Payments) -> anyhow::Result<usize> {
             Ok(y) => {
                 if let service::Applied::Moved(_) = service::apply_refund(core, p, &y).await? {
                     changed += 1;
+                } else {
+                    // As for payments: look again only after another `reconcile_after`.
+                    repo::touch_refund(&core.db.pool, &r.id, core.now()).await?;
                 }
             }
             Err(e) if e.is_retryable() => return Err(e.into()),

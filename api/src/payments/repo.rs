@@ -449,6 +449,16 @@ pub async fn stale_refunds(pool: &AnyPool, before: i64) -> Result<Vec<RefundRow>
     .await
 }
 
+/// Read back and unchanged: not stale again until another `reconcile_after`.
+pub async fn touch_refund(pool: &AnyPool, id: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE refunds SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Admins' list: refunds created in [from, to), optionally of one status, newest first.
 pub async fn list_refunds(
     pool: &AnyPool,
