@@ -158,6 +158,8 @@ pub(super) struct Stored {
 
 #[derive(Debug, Default)]
 pub(super) struct State {
+    /// Where notifications go (`None`: nowhere; they are dropped).
+    pub(super) notification_url: Option<String>,
     pub(super) payments: Vec<Payment>,
     pub(super) refunds: Vec<Refund>,
     pub(super) receipts: Vec<Receipt>,
@@ -181,7 +183,9 @@ pub(super) struct State {
 pub struct YooKassa {
     state: Arc<Mutex<State>>,
     pub(super) options: Arc<YooKassaOptions>,
-    notification_url: Arc<Mutex<Option<String>>>,
+    /// The HTTP client notifications are sent with (from `notification_source` if set); `None`
+    /// if it could not be built (notifications are then dropped).
+    notifier: Option<reqwest::Client>,
 }
 
 /// Refusals of the Rust/admin API (the HTTP API answers YooKassa's error bodies instead).
@@ -219,10 +223,17 @@ pub(super) fn object_id() -> String {
 
 impl YooKassa {
     pub fn new(options: YooKassaOptions) -> YooKassa {
+        let mut notifier = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(ip) = options.notification_source {
+            notifier = notifier.local_address(ip);
+        }
         YooKassa {
-            notification_url: Arc::new(Mutex::new(options.notification_url.clone())),
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(State {
+                notification_url: options.notification_url.clone(),
+                ..State::default()
+            })),
             options: Arc::new(options),
+            notifier: notifier.build().ok(),
         }
     }
 
@@ -245,17 +256,11 @@ impl YooKassa {
 
     /// Where notifications go (`None`: nowhere; they are dropped).
     pub fn set_notification_url(&self, url: Option<String>) {
-        *self
-            .notification_url
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = url;
+        self.state().notification_url = url;
     }
 
     pub(super) fn notification_url(&self) -> Option<String> {
-        self.notification_url
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.state().notification_url.clone()
     }
 
     /// Fail the next `count` calls of `route` (`POST /payments`, `GET /payments/{id}`, …) so.
@@ -715,11 +720,7 @@ impl YooKassa {
     }
 
     async fn send(&self, n: Notification) {
-        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-        if let Some(ip) = self.options.notification_source {
-            builder = builder.local_address(ip);
-        }
-        let Ok(client) = builder.build() else {
+        let Some(client) = &self.notifier else {
             return;
         };
         let object_id = n.body["object"]["id"]
