@@ -300,6 +300,23 @@ async fn sandbox(
         "YooKassa state, payments by hand, faults: {}/sandbox/yookassa",
         running.url()
     );
+    let (m, e) = (&sandbox.max, &sandbox.edna);
+    println!("MAX API URL (max.api_url): {}", m.api_url());
+    println!("MAX bot token (max.token): {}", m.options().token);
+    println!("MAX deep links (max.link_base): {}", m.link_base());
+    println!("MAX chats: {}/sandbox/max", running.url());
+    println!("edna API URL (edna.api_url): {}", e.api_url());
+    println!("edna API key (edna.api_key): {}", e.options().api_key);
+    println!(
+        "edna cascade id (edna.cascade_id): {}",
+        e.options().cascade_id
+    );
+    println!(
+        "edna webhook header (edna.callback_header / callback_auth): {}: {}",
+        e.options().callback_header,
+        e.options().callback_value
+    );
+    println!("edna phones: {}/sandbox/edna", running.url());
     let smtp = sandbox
         .mail
         .listen(std::net::SocketAddr::from((listen.ip(), 0)))

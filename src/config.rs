@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use rand::RngCore;
@@ -31,6 +32,8 @@ pub struct Settings {
     pub payments: PaymentsConfig,
     pub email: EmailConfig,
     pub notifications: NotificationsConfig,
+    pub max: MaxConfig,
+    pub edna: EdnaConfig,
     pub clinic: ClinicConfig,
     pub recordings: RecordingsConfig,
     pub sandbox: SandboxSettings,
@@ -151,6 +154,58 @@ pub struct NotificationsConfig {
     /// admins and head doctors are told after `consultations.overdue_after`).
     #[serde(with = "humantime_serde")]
     pub close_after: Duration,
+    /// The channels notifications go by, in the order they are tried for a person who has not
+    /// chosen: `email`, `max`, `edna` (a channel not configured is skipped).
+    pub channels: Vec<String>,
+    /// A message that fails on one channel (refused, undeliverable) goes out on the next one
+    /// that reaches the person.
+    pub fallback: bool,
+}
+
+/// The clinic's MAX bot (business.max.ru).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxConfig {
+    /// The bot's token. Unset: the sandbox's bot in demo mode, else no MAX.
+    #[serde(serialize_with = "serialize_secret")]
+    pub token: Option<SecretString>,
+    pub api_url: String,
+    /// What MAX sends in `X-Max-Bot-Api-Secret` (5–256 of `A-Za-z0-9_-`); required with a
+    /// token.
+    #[serde(serialize_with = "serialize_secret")]
+    pub webhook_secret: Option<SecretString>,
+    /// Vizit's webhook as MAX reaches it (`https://…:443/api/v1/integrations/max/webhook`);
+    /// set: subscribed at start.
+    pub webhook_url: Option<String>,
+    /// The bot's username for deep links; unset: read from `GET /me` at start.
+    pub bot_name: Option<String>,
+    /// Where deep links start the bot.
+    pub link_base: String,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+/// The clinic's edna Pulse account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdnaConfig {
+    pub api_url: String,
+    /// The API key (`X-API-KEY`). Unset: the sandbox in demo mode, else no edna.
+    #[serde(serialize_with = "serialize_secret")]
+    pub api_key: Option<SecretString>,
+    /// The cascade set up in the account, and its stages in order (`whatsapp`, `viber`, `sms`).
+    pub cascade_id: Option<i64>,
+    pub stages: Vec<String>,
+    /// The header edna's webhook key comes in, and its whole expected value (`Token <key>`).
+    pub callback_header: String,
+    #[serde(serialize_with = "serialize_secret")]
+    pub callback_auth: Option<SecretString>,
+    /// A message edna reports failed goes to the next channel this long later, unless a later
+    /// stage of the cascade (SMS) delivered it meanwhile.
+    #[serde(with = "humantime_serde")]
+    pub fallback_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 /// The clinic as patients see it in messages and on receipts.
@@ -434,6 +489,27 @@ impl Default for Settings {
                 reminders: vec!["24h".into(), "15m".into()],
                 review_after: Duration::from_secs(2 * 3600),
                 close_after: Duration::ZERO,
+                channels: vec!["max".into(), "edna".into(), "email".into()],
+                fallback: true,
+            },
+            max: MaxConfig {
+                token: None,
+                api_url: "https://platform-api2.max.ru".into(),
+                webhook_secret: None,
+                webhook_url: None,
+                bot_name: None,
+                link_base: "https://max.ru".into(),
+                request_timeout: Duration::from_secs(15),
+            },
+            edna: EdnaConfig {
+                api_url: "https://app.edna.ru".into(),
+                api_key: None,
+                cascade_id: None,
+                stages: vec!["whatsapp".into(), "sms".into()],
+                callback_header: "Authorization".into(),
+                callback_auth: None,
+                fallback_after: Duration::from_secs(10 * 60),
+                request_timeout: Duration::from_secs(15),
             },
             clinic: ClinicConfig {
                 name: "Клиника".into(),
@@ -667,6 +743,69 @@ impl Settings {
         }
         if let Err(e) = self.reminders() {
             return invalid("notifications.reminders", &e);
+        }
+        let n = &self.notifications;
+        if n.channels.is_empty() {
+            return invalid(
+                "notifications.channels",
+                "name at least one of email, max, edna",
+            );
+        }
+        if let Some(c) = n
+            .channels
+            .iter()
+            .find(|c| vizit_api::notifications::channels::Channel::parse(c).is_none())
+        {
+            return invalid(
+                "notifications.channels",
+                &format!("{c:?} is not a channel: email, max or edna"),
+            );
+        }
+        let m = &self.max;
+        if m.token.is_some() {
+            let ok = m.webhook_secret.as_ref().is_some_and(|s| {
+                let s = s.expose_secret();
+                (5..=256).contains(&s.len())
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            });
+            if !ok {
+                return invalid(
+                    "max.webhook_secret",
+                    "is required with max.token: 5 to 256 of A-Z a-z 0-9 _ -",
+                );
+            }
+            if m.webhook_url
+                .as_ref()
+                .is_some_and(|u| !u.starts_with("https://"))
+            {
+                return invalid(
+                    "max.webhook_url",
+                    "must be an https:// URL on port 443 (MAX delivers nowhere else)",
+                );
+            }
+        }
+        let d = &self.edna;
+        if d.api_key.is_some() {
+            if d.cascade_id.is_none() {
+                return invalid("edna.cascade_id", "is required with edna.api_key");
+            }
+            if d.callback_auth.is_none() {
+                return invalid(
+                    "edna.callback_auth",
+                    "is required with edna.api_key (the webhook key header's value, e.g. \"Token …\"): unauthenticated status callbacks are refused",
+                );
+            }
+        }
+        if d.stages.is_empty()
+            || d.stages
+                .iter()
+                .any(|s| vizit_integrations::edna::Stage::parse(s).is_none())
+        {
+            return invalid(
+                "edna.stages",
+                "must list the cascade's stages: whatsapp, viber, sms",
+            );
         }
         if !vizit_integrations::smtp::valid_sender(&e.from) {
             return invalid(
@@ -941,6 +1080,128 @@ impl Settings {
             review_after: self.notifications.review_after,
             close_after: self.notifications.close_after,
         }
+    }
+
+    /// The messenger channels: the configured MAX bot and edna account, or the sandbox's
+    /// (`sandbox`: the running stand-in, in demo mode, for what is not configured).
+    pub async fn channels(
+        &self,
+        sandbox: Option<&vizit_sandbox::Sandbox>,
+        local: &str,
+    ) -> anyhow::Result<vizit_api::notifications::Channels> {
+        use vizit_integrations::{edna, max};
+        let order =
+            vizit_api::notifications::channels::parse_list(&self.notifications.channels.join(","));
+        let mut channels = vizit_api::notifications::Channels {
+            order,
+            fallback: self.notifications.fallback,
+            max: None,
+            edna: None,
+        };
+        let m = &self.max;
+        let max_setup = match (&m.token, sandbox) {
+            (Some(token), _) => Some((
+                m.api_url.clone(),
+                token.clone(),
+                m.webhook_secret
+                    .clone()
+                    .unwrap_or_else(|| SecretString::from(String::new())),
+                m.link_base.clone(),
+                m.webhook_url.clone(),
+            )),
+            (None, Some(s)) => Some((
+                s.max.api_url(),
+                SecretString::from(s.max.options().token.clone()),
+                SecretString::from(format!("vz_{}", uuid::Uuid::new_v4().simple())),
+                s.max.link_base(),
+                Some(format!("{local}/api/v1/integrations/max/webhook")),
+            )),
+            (None, None) => None,
+        };
+        if let Some((api_url, token, secret, link_base, webhook)) = max_setup {
+            let mut settings = max::Settings::new(token);
+            settings.api_url = api_url;
+            settings.request_timeout = m.request_timeout;
+            let client = max::Client::new(settings);
+            let bot_name = match &m.bot_name {
+                Some(b) if m.token.is_some() => b.clone(),
+                _ => client
+                    .username()
+                    .await
+                    .context("max.token: cannot read the bot (GET /me); set max.bot_name to start without it")?,
+            };
+            if let Some(url) = &webhook {
+                match client
+                    .subscribe(
+                        url,
+                        &["bot_started", "bot_stopped", "message_callback"],
+                        secret.expose_secret(),
+                    )
+                    .await
+                {
+                    Ok(()) => tracing::info!(bot = %bot_name, "MAX: webhook subscribed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "MAX: cannot subscribe the webhook; MAX links and «Прочитано» wait for it")
+                    }
+                }
+            }
+            channels.max = Some(vizit_api::notifications::MaxChannel {
+                client,
+                webhook_secret: secret,
+                bot_name,
+                link_base,
+            });
+        }
+        let d = &self.edna;
+        let stages: Vec<edna::Stage> = d
+            .stages
+            .iter()
+            .filter_map(|s| edna::Stage::parse(s))
+            .collect();
+        let edna_setup = match (&d.api_key, sandbox) {
+            (Some(key), _) => Some((
+                d.api_url.clone(),
+                key.clone(),
+                d.cascade_id.unwrap_or_default(),
+                stages,
+                d.callback_header.clone(),
+                d.callback_auth
+                    .clone()
+                    .unwrap_or_else(|| SecretString::from(String::new())),
+            )),
+            (None, Some(s)) => {
+                let o = s.edna.options();
+                s.edna
+                    .set_callback_url(Some(format!("{local}/api/v1/integrations/edna/status")));
+                Some((
+                    s.edna.api_url(),
+                    SecretString::from(o.api_key.clone()),
+                    o.cascade_id,
+                    o.stages
+                        .iter()
+                        .filter_map(|s| edna::Stage::parse(s))
+                        .collect(),
+                    o.callback_header.clone(),
+                    SecretString::from(o.callback_value.clone()),
+                ))
+            }
+            (None, None) => None,
+        };
+        if let Some((api_url, api_key, cascade_id, stages, header, auth)) = edna_setup {
+            channels.edna = Some(vizit_api::notifications::EdnaChannel {
+                client: edna::Client::new(edna::Settings {
+                    api_url,
+                    api_key,
+                    cascade_id,
+                    stages,
+                    request_timeout: d.request_timeout,
+                }),
+                callback_header: header,
+                callback_value: auth,
+                fallback_after: d.fallback_after,
+            });
+        }
+        Ok(channels)
     }
 
     /// The clinic as messages present it.

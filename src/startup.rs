@@ -149,7 +149,9 @@ impl Application {
         if settings.demo
             && (settings.bitrix24.webhook_url.is_none()
                 || settings.yookassa.shop_id.is_none()
-                || settings.email.smtp_url.is_none())
+                || settings.email.smtp_url.is_none()
+                || settings.max.token.is_none()
+                || settings.edna.api_key.is_none())
         {
             let stand_in = vizit_sandbox::Sandbox::with(
                 vizit_sandbox::Bitrix24Options::default(),
@@ -271,10 +273,20 @@ impl Application {
             if settings.email.smtp_url.is_some() {
                 info!(server = %mailer.server(), from = %mailer.from(), "e-mail through SMTP");
             }
-            api = api.with_notifications(vizit_api::notifications::Notifications::with_rules(
+            let channels = settings
+                .channels(sandbox.as_ref().map(|(s, _)| s), &format!("http://{local}"))
+                .await?;
+            if settings.max.token.is_some() {
+                info!("notifications: MAX bot configured");
+            }
+            if settings.edna.api_key.is_some() {
+                info!("notifications: edna Pulse configured");
+            }
+            api = api.with_notifications(vizit_api::notifications::Notifications::with_channels(
                 mailer,
                 settings.email_settings(),
                 settings.notice_rules(&return_base),
+                channels,
             ));
         }
 

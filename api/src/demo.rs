@@ -78,12 +78,15 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
         "patient-{}@vizit.demo",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
+    let patient_phone = format!("+7900{:07}", uuid::Uuid::new_v4().as_u128() % 10_000_000);
     let patient_id = people::register_patient(
         &core,
         NewPatient {
             name: &patient_name,
             email: Some(patient_email),
-            phone: None,
+            // A test number: its notifications go by the sandbox's edna (MAX once linked), the
+            // staff's by e-mail — the demo shows both (`/sandbox/edna`, `/sandbox/mail`).
+            phone: Some(&patient_phone),
             crm_contact_id: None,
         },
     )

@@ -183,10 +183,12 @@ impl ApiState {
         {
             tracing::warn!(error = %e, "the notification subscriber is registered already");
         }
+        notifications::messengers::register(&self, &notices);
         for kind in [
             notifications::notices::REMINDER,
             notifications::notices::MUST_CLOSE,
             notifications::notices::REVIEW,
+            notifications::notices::FALLBACK,
         ] {
             self.scheduler
                 .register(Arc::new(notifications::notices::NoticeJob {

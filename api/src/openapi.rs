@@ -39,6 +39,9 @@ use crate::slots::routes as slots;
         payments::list_refunds, payments::list_receipts, payments::refund, payments::notification,
         notifications::list_emails, notifications::retry_email,
         notifications::list_notifications, notifications::open_link,
+        notifications::resend, notifications::my_channels, notifications::choose_channels,
+        notifications::link_max, notifications::unlink_max,
+        crate::notifications::messengers::max_webhook, crate::notifications::messengers::edna_status,
     ),
     modifiers(&BearerAuth),
     tags(

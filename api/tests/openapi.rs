@@ -59,6 +59,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/admin/emails/{id}/retry"),
     ("get", "/api/v1/admin/notifications"),
     ("get", "/api/v1/notifications/open/{token}"),
+    ("post", "/api/v1/admin/notifications/{id}/resend"),
+    ("get", "/api/v1/me/notifications"),
+    ("put", "/api/v1/me/notifications"),
+    ("post", "/api/v1/me/notifications/max"),
+    ("delete", "/api/v1/me/notifications/max"),
+    ("post", "/api/v1/integrations/max/webhook"),
+    ("post", "/api/v1/integrations/edna/status"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -782,6 +789,69 @@ async fn every_response_the_tests_see_matches_the_document() {
         "/api/v1/notifications/open/{token}",
         r.status(),
         &Value::Null,
+    );
+
+    // Without e-mail configured, notification settings and the messenger webhooks are 404s;
+    // a patient may not resend (403). The configured paths are in messengers.rs.
+    see!(
+        "post",
+        "/api/v1/admin/notifications/{id}/resend",
+        api.post(
+            &format!("/admin/notifications/{}/resend", uuid::Uuid::new_v4()),
+            &c.patient,
+            json!({})
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/me/notifications",
+        api.get("/me/notifications", &c.patient).await
+    );
+    see!(
+        "put",
+        "/api/v1/me/notifications",
+        api.put("/me/notifications", &c.patient, json!({"channels": null}))
+            .await
+    );
+    see!(
+        "post",
+        "/api/v1/me/notifications/max",
+        api.post("/me/notifications/max", &c.patient, json!({}))
+            .await
+    );
+    see!(
+        "delete",
+        "/api/v1/me/notifications/max",
+        api.call(
+            Method::DELETE,
+            "/me/notifications/max",
+            Some(&c.patient),
+            None
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/integrations/max/webhook",
+        api.call(
+            Method::POST,
+            "/integrations/max/webhook",
+            None,
+            Some(json!({}))
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/integrations/edna/status",
+        api.call(
+            Method::POST,
+            "/integrations/edna/status",
+            None,
+            Some(json!({}))
+        )
+        .await
     );
 
     // Every route was exercised at least once.

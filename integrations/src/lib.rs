@@ -5,9 +5,13 @@
 //!
 //! - [`yookassa`] — YooKassa API v3: payments, refunds, receipts (54-FZ).
 //! - [`smtp`] — e-mail submission (SMTP, `lettre`).
+//! - [`max`] — the MAX Bot API (messages with buttons, callback answers, webhook subscription).
+//! - [`edna`] — edna Pulse (cascade messages: a messenger, then SMS; status callbacks).
 //!
 //! Tests run every client against `vizit-sandbox`'s stand-in over real HTTP, and check each
 //! request it sends against the vendor's published API document.
 
+pub mod edna;
+pub mod max;
 pub mod smtp;
 pub mod yookassa;

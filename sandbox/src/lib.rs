@@ -1,8 +1,9 @@
 //! Local stand-ins of the external systems Vizit talks to, each speaking its vendor's documented
 //! wire format over real HTTP (see `shared/reference/integrations.md`), for development, demos and
 //! tests. Today: Bitrix24 (Online Booking, `booking.v1.*`), YooKassa (API v3: payments, refunds,
-//! 54-FZ receipts, notifications) and a mail capture (an SMTP server on its own port, with pages
-//! to read what it got). Later issues add ESIA and the messenger beside them.
+//! 54-FZ receipts, notifications), the MAX Bot API and edna Pulse (messages, their statuses and
+//! the recipient's phone as a page) and a mail capture (an SMTP server on its own port, with
+//! pages to read what it got). A later issue adds ESIA beside them.
 //!
 //! A [`Sandbox`] is one HTTP listener serving every stand-in; its state lives in memory and
 //! survives [`RunningSandbox::stop`] + [`Sandbox::start`] on the same address, so tests can take a
@@ -14,8 +15,11 @@
 //! for the real systems.
 
 pub mod bitrix24;
+pub mod edna;
+pub mod hooks;
 mod html;
 pub mod mail;
+pub mod max;
 pub mod php;
 pub mod spec;
 pub mod yookassa;
@@ -26,7 +30,9 @@ use axum::Router;
 use tokio::sync::watch;
 
 pub use bitrix24::{Bitrix24, Bitrix24Options};
+pub use edna::{Edna, EdnaOptions};
 pub use mail::MailCapture;
+pub use max::{Max, MaxOptions};
 pub use yookassa::{YooKassa, YooKassaOptions};
 
 /// Every stand-in, with its state.
@@ -34,6 +40,8 @@ pub use yookassa::{YooKassa, YooKassaOptions};
 pub struct Sandbox {
     pub bitrix24: Bitrix24,
     pub yookassa: YooKassa,
+    pub max: Max,
+    pub edna: Edna,
     /// What the sandbox's SMTP server got ([`MailCapture::listen`] starts it).
     pub mail: MailCapture,
 }
@@ -48,6 +56,8 @@ impl Sandbox {
         Sandbox {
             bitrix24: Bitrix24::new(bitrix24),
             yookassa: YooKassa::new(yookassa),
+            max: Max::new(MaxOptions::default()),
+            edna: Edna::new(EdnaOptions::default()),
             mail: MailCapture::new(),
         }
     }
@@ -57,6 +67,8 @@ impl Sandbox {
         Router::new()
             .merge(bitrix24::router(&self.bitrix24))
             .merge(yookassa::router(&self.yookassa))
+            .merge(max::router(&self.max))
+            .merge(edna::router(&self.edna))
             .merge(mail::router(&self.mail))
     }
 
@@ -66,6 +78,8 @@ impl Sandbox {
         let addr = listener.local_addr()?;
         self.bitrix24.set_base_url(format!("http://{addr}"));
         self.yookassa.set_base_url(format!("http://{addr}"));
+        self.max.set_base_url(format!("http://{addr}"));
+        self.edna.set_base_url(format!("http://{addr}"));
         let (stop, mut stopped) = watch::channel(false);
         let app = self.router();
         let task = tokio::spawn(async move {

@@ -64,6 +64,8 @@ pub struct NewNotice<'a> {
     pub recipient_role: &'a str,
     pub consultation_id: Option<&'a str>,
     pub dedup_key: &'a str,
+    /// What a fallback needs to write it again (`{"expired": true}`).
+    pub context: Option<&'a str>,
 }
 
 /// Create it, in the caller's transaction. `None`: one with this key exists (nothing new).
@@ -75,7 +77,7 @@ pub async fn create(
     let id = uuid::Uuid::new_v4().to_string();
     let row: Option<(String,)> = sqlx::query_as(
         "INSERT INTO notifications (id, event, recipient_id, recipient_role, consultation_id, \
-         dedup_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         dedup_key, created_at, context) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
     )
     .bind(&id)
@@ -85,6 +87,7 @@ pub async fn create(
     .bind(n.consultation_id)
     .bind(n.dedup_key)
     .bind(now)
+    .bind(n.context)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|(id,)| id))
@@ -107,7 +110,8 @@ pub async fn add_delivery(
     };
     sqlx::query(
         "INSERT INTO notification_deliveries (id, notification_id, channel, status, open_token, \
-         detail, created_at, updated_at, failed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+         detail, created_at, updated_at, failed_at, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, \
+         (SELECT COUNT(*) + 1 FROM notification_deliveries WHERE notification_id = $2))",
     )
     .bind(&id)
     .bind(notification)
@@ -189,6 +193,90 @@ pub async fn apply(
     }
     history(conn, id, next, source, now).await?;
     Ok(true)
+}
+
+/// What a messenger delivery carries: where to, and the text (never medical).
+pub async fn set_payload(
+    conn: &mut AnyConnection,
+    id: &str,
+    address: &str,
+    body: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE notification_deliveries SET address = $2, body = $3 WHERE id = $1")
+        .bind(id)
+        .bind(address)
+        .bind(body)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The provider's id of the message (MAX `mid`).
+pub async fn set_provider_id(
+    conn: &mut AnyConnection,
+    id: &str,
+    provider_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE notification_deliveries SET provider_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(provider_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A delivery as a channel's sender needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Outgoing {
+    pub id: String,
+    pub notification_id: String,
+    pub channel: String,
+    pub status: String,
+    pub address: Option<String>,
+    pub body: Option<String>,
+}
+
+pub async fn outgoing(conn: &mut AnyConnection, id: &str) -> Result<Option<Outgoing>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, notification_id, channel, status, address, body FROM notification_deliveries \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A notification and its deliveries so far, for a fallback or a resend.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Notice {
+    pub id: String,
+    pub event: String,
+    pub recipient_id: String,
+    pub consultation_id: Option<String>,
+    pub context: Option<String>,
+}
+
+pub async fn notice(conn: &mut AnyConnection, id: &str) -> Result<Option<Notice>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, event, recipient_id, consultation_id, context FROM notifications WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// (channel, status) of each delivery of notification `id`.
+pub async fn deliveries_of(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT channel, status FROM notification_deliveries WHERE notification_id = $1 \
+         ORDER BY created_at, seq, id",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await
 }
 
 /// The delivery whose link has this secret.
@@ -302,7 +390,7 @@ pub async fn list(
     let mut q = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, notification_id, channel, status, detail, created_at, sent_at, delivered_at, \
          read_at, failed_at FROM notification_deliveries WHERE notification_id IN ({ids}) \
-         ORDER BY created_at, id"
+         ORDER BY created_at, seq, id"
     )));
     for n in &notices {
         q = q.bind(&n.id);
@@ -327,6 +415,11 @@ pub struct Person {
     pub role: String,
     /// Their e-mail; for a patient without one, the last e-mail they gave for a receipt.
     pub email: Option<String>,
+    pub phone: Option<String>,
+    /// Their MAX user id, if they linked MAX.
+    pub max_id: Option<String>,
+    /// Their choice of channels (`max,email`), if any.
+    pub channels: Option<String>,
 }
 
 /// The consultation as notifications need it (no names, nothing medical).
@@ -356,7 +449,10 @@ pub async fn visit(conn: &mut AnyConnection, id: &str) -> Result<Option<Visit>, 
 
 const PERSON: &str = "SELECT u.id, u.role, COALESCE(u.email, (SELECT p.receipt_email FROM payments p \
      JOIN consultations c ON c.id = p.consultation_id WHERE c.patient_id = u.id \
-     AND p.receipt_email IS NOT NULL ORDER BY p.created_at DESC LIMIT 1)) AS email FROM users u";
+     AND p.receipt_email IS NOT NULL ORDER BY p.created_at DESC LIMIT 1)) AS email, u.phone, \
+     (SELECT l.address FROM messenger_links l WHERE l.user_id = u.id AND l.channel = 'max') AS max_id, \
+     (SELECT n.channels FROM notification_preferences n WHERE n.user_id = u.id) AS channels \
+     FROM users u";
 
 pub async fn person(conn: &mut AnyConnection, id: &str) -> Result<Option<Person>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

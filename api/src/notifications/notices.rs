@@ -5,9 +5,11 @@
 //! Each message is one `notifications` row per cause and recipient (`dedup_key`): an event seen
 //! twice, a job run twice or by two nodes, makes one message. It is created in the transaction
 //! that acknowledges the event (or runs the job), with its e-mail and that e-mail's send call, so
-//! a crash loses or doubles nothing. The e-mail channel reports `sent` (the server's `250`, via
-//! `email.sent`), `failed` (`email.failed`) and `read` (the message's link opened); it cannot
-//! report `delivered`.
+//! a crash loses or doubles nothing. It goes out on the first channel of its recipient's order
+//! that reaches them (`channels.rs`); a channel that fails passes it to the next one
+//! ([`Notices::fall_back`]). E-mail reports `sent` (the server's `250`, via `email.sent`),
+//! `failed` (`email.failed`) and `read` (the message's link opened); MAX and edna are in
+//! `messengers.rs`.
 
 use std::sync::Arc;
 
@@ -15,24 +17,28 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
+use super::channels::{self, Channel};
 use super::log::{self, NewNotice, Person, Status, Visit};
 use super::repo::{self as emails, NewEmail};
 use super::settings::Notifications;
 use super::texts::{self, Case, Context};
 use crate::domain::EventKind;
 use crate::platform::BoxFuture;
+use crate::platform::outbound::{self, NewCall};
 use crate::platform::outbox::{Event, Subscriber};
 use crate::platform::scheduler::{Due, Job, Scheduler};
 use crate::state::Core;
 
-/// The channel name of e-mail in the log.
-pub const EMAIL: &str = "email";
-/// What each channel can really report (the rest is shown as "not reported by this channel").
-pub const EMAIL_REPORTS: [&str; 3] = ["sent", "failed", "read"];
+/// Why a notification went nowhere.
+pub const NO_CHANNEL: &str =
+    "no channel reaches the recipient (no e-mail, no phone, no linked MAX account)";
 
 pub const REMINDER: &str = "notify.reminder";
 pub const MUST_CLOSE: &str = "notify.must_close";
 pub const REVIEW: &str = "notify.review";
+/// A delivery edna reported failed falls back after `edna.fallback_after` (a later stage of
+/// its cascade may still deliver it).
+pub const FALLBACK: &str = "notify.fallback";
 
 /// The `kind` of notification e-mails in `emails`.
 pub const EMAIL_KIND: &str = "notification";
@@ -76,6 +82,7 @@ impl Notices {
     ) -> Result<(), sqlx::Error> {
         let now = self.now();
         let dedup = format!("{}:{}:{}{occasion}", case.as_str(), visit.id, person.id);
+        let context = expired.then(|| json!({"expired": true}).to_string());
         let Some(notice) = log::create(
             conn,
             &NewNotice {
@@ -84,6 +91,7 @@ impl Notices {
                 recipient_role: &person.role,
                 consultation_id: Some(&visit.id),
                 dedup_key: &dedup,
+                context: context.as_deref(),
             },
             now,
         )
@@ -91,26 +99,66 @@ impl Notices {
         else {
             return Ok(());
         };
-        let Some(address) = person.email.as_deref() else {
-            log::add_delivery(
-                conn,
-                &notice,
-                EMAIL,
-                None,
-                Some("no e-mail address on file"),
-                now,
-            )
+        self.dispatch(conn, &notice, case, person, visit, expired, &[], None)
             .await?;
-            tracing::warn!(notification = %notice, event = case.as_str(),
-                           "a notification has no channel that reaches its recipient");
-            return Ok(());
+        Ok(())
+    }
+
+    /// The channels tried for `person`, in order: their choice among the clinic's channels,
+    /// else the clinic's order.
+    pub fn order_for(&self, person: &Person) -> Vec<Channel> {
+        let enabled = self.notifications.channels.enabled();
+        let chosen: Vec<Channel> = person
+            .channels
+            .as_deref()
+            .map(channels::parse_list)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| enabled.contains(c))
+            .collect();
+        if chosen.is_empty() { enabled } else { chosen }
+    }
+
+    /// Send notification `notice` on the first channel of `person`'s order that is not in
+    /// `tried` and reaches them (or on `only`). Returns the channel, if one did.
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch(
+        &self,
+        conn: &mut AnyConnection,
+        notice: &str,
+        case: Case,
+        person: &Person,
+        visit: &Visit,
+        expired: bool,
+        tried: &[Channel],
+        only: Option<Channel>,
+    ) -> Result<Option<Channel>, sqlx::Error> {
+        let now = self.now();
+        let order = match only {
+            Some(c) => vec![c],
+            None => self.order_for(person),
+        };
+        let next = order
+            .iter()
+            .filter(|c| !tried.contains(c))
+            .find_map(|c| address(person, *c).map(|a| (*c, a)));
+        let Some((channel, address)) = next else {
+            if tried.is_empty() {
+                let channel = order.first().copied().unwrap_or(Channel::Email);
+                log::add_delivery(conn, notice, channel.as_str(), None, Some(NO_CHANNEL), now)
+                    .await?;
+                tracing::warn!(notification = %notice, event = case.as_str(),
+                               "a notification has no channel that reaches its recipient");
+            }
+            return Ok(None);
         };
         let token = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
-        let delivery = log::add_delivery(conn, &notice, EMAIL, Some(&token), None, now).await?;
+        let delivery =
+            log::add_delivery(conn, notice, channel.as_str(), Some(&token), None, now).await?;
         let rules = &self.notifications.rules;
         let link = format!(
             "{}/api/v1/notifications/open/{token}",
@@ -130,23 +178,97 @@ impl Notices {
                 reference: &reference,
             },
         );
-        // The e-mail's key is the new delivery's: it is always queued.
-        emails::queue(
-            conn,
-            NewEmail {
-                recipient: address,
-                subject: &m.subject,
-                text: &m.text,
-                html: Some(&m.html),
-                inline: &[],
-                kind: EMAIL_KIND,
-                ref_id: Some(&delivery),
-                dedup_key: &format!("{EMAIL_KIND}:{delivery}"),
-            },
-            now,
-        )
-        .await?;
-        Ok(())
+        match channel {
+            Channel::Email => {
+                // The e-mail's key is the new delivery's: it is always queued.
+                emails::queue(
+                    conn,
+                    NewEmail {
+                        recipient: &address,
+                        subject: &m.subject,
+                        text: &m.text,
+                        html: Some(&m.html),
+                        inline: &[],
+                        kind: EMAIL_KIND,
+                        ref_id: Some(&delivery),
+                        dedup_key: &format!("{EMAIL_KIND}:{delivery}"),
+                    },
+                    now,
+                )
+                .await?;
+            }
+            Channel::Max | Channel::Edna => {
+                let body = json!({"text": m.chat, "action": m.action, "link": link,
+                                  "sms": m.chat_with_link(&link), "read": token});
+                log::set_payload(conn, &delivery, &address, &body.to_string()).await?;
+                outbound::enqueue(
+                    conn,
+                    NewCall {
+                        system: channel.system(),
+                        operation: "send",
+                        consultation_id: &format!("{}:{delivery}", channel.as_str()),
+                        payload: Some(json!({"delivery": delivery})),
+                    },
+                    now,
+                )
+                .await?;
+            }
+        }
+        Ok(Some(channel))
+    }
+
+    /// Delivery `delivery` failed: its notification goes out on the next channel that reaches
+    /// its recipient — if the clinic falls back, and no other delivery of it is under way or
+    /// through.
+    pub async fn fall_back(
+        &self,
+        conn: &mut AnyConnection,
+        delivery: &str,
+    ) -> Result<Option<Channel>, sqlx::Error> {
+        if !self.notifications.channels.fallback {
+            return Ok(None);
+        }
+        let Some(d) = log::outgoing(conn, delivery).await? else {
+            return Ok(None);
+        };
+        let all = log::deliveries_of(conn, &d.notification_id).await?;
+        if all
+            .iter()
+            .any(|(_, status)| status != Status::Failed.as_str())
+        {
+            return Ok(None);
+        }
+        let tried: Vec<Channel> = all.iter().filter_map(|(c, _)| Channel::parse(c)).collect();
+        self.again(conn, &d.notification_id, &tried, None).await
+    }
+
+    /// Send notification `id` again: on `only`, or on the first channel not in `tried`.
+    pub async fn again(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        tried: &[Channel],
+        only: Option<Channel>,
+    ) -> Result<Option<Channel>, sqlx::Error> {
+        let Some(n) = log::notice(conn, id).await? else {
+            return Ok(None);
+        };
+        let (Some(case), Some(consultation)) = (Case::parse(&n.event), n.consultation_id) else {
+            return Ok(None);
+        };
+        let (Some(person), Some(visit)) = (
+            log::person(conn, &n.recipient_id).await?,
+            log::visit(conn, &consultation).await?,
+        ) else {
+            return Ok(None);
+        };
+        let expired = n
+            .context
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Value>(c).ok())
+            .is_some_and(|c| c["expired"].as_bool() == Some(true));
+        self.dispatch(conn, id, case, &person, &visit, expired, tried, only)
+            .await
     }
 
     async fn notify_id(
@@ -300,13 +422,27 @@ impl Notices {
         } else {
             (Status::Failed, payload["error"].as_str())
         };
-        log::apply(conn, delivery, status, "smtp", detail, self.now()).await?;
+        if log::apply(conn, delivery, status, "smtp", detail, self.now()).await?
+            && status == Status::Failed
+        {
+            self.fall_back(conn, delivery).await?;
+        }
         Ok(())
     }
 
     /// A timed notification, in its own transaction.
     async fn on_job(&self, job: &Due) -> anyhow::Result<()> {
         let payload = job.payload.clone().unwrap_or(Value::Null);
+        if job.kind == FALLBACK {
+            let delivery = payload["delivery"]
+                .as_str()
+                .context("a fallback job without a delivery")?;
+            let mut tx = self.core.db.begin_write().await?;
+            self.fall_back(&mut tx, delivery).await?;
+            tx.commit().await?;
+            self.notifications.wake();
+            return Ok(());
+        }
         let id = payload["consultationId"]
             .as_str()
             .context("a notification job without a consultation")?
@@ -420,5 +556,14 @@ impl Job for NoticeJob {
 
     fn run<'a>(&'a self, job: &'a Due) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.notices.on_job(job))
+    }
+}
+
+/// Where `person` is reached on `channel`, if they are.
+fn address(person: &Person, channel: Channel) -> Option<String> {
+    match channel {
+        Channel::Email => person.email.clone(),
+        Channel::Max => person.max_id.clone(),
+        Channel::Edna => person.phone.as_deref().and_then(channels::phone_digits),
     }
 }

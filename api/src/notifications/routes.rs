@@ -157,7 +157,8 @@ pub async fn retry_email(
 pub struct StatusView {
     pub status: String,
     /// Where it came from: `vizit`, `smtp` (the mail server's answer), `link` (the message's
-    /// link was opened — what "read" means on e-mail).
+    /// link was opened), `max` (the MAX API took it), `max.button` («Прочитано» pressed),
+    /// `edna` (edna's status callback).
     pub source: String,
     pub at: String,
 }
@@ -166,12 +167,14 @@ pub struct StatusView {
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
-    /// `email` (messengers to come).
+    pub id: String,
+    /// `email`, `max` or `edna`.
     pub channel: String,
     /// `queued`, `sent`, `delivered`, `read` or `failed`.
     pub status: String,
     /// The statuses this channel can really report; any other is "not reported by this
-    /// channel" (e-mail cannot report `delivered`).
+    /// channel" (neither e-mail nor MAX can report `delivered`; their `read` is an explicit
+    /// action of the recipient: the link opened, «Прочитано» pressed).
     pub reports: Vec<String>,
     pub detail: Option<String>,
     pub sent_at: Option<String>,
@@ -212,13 +215,9 @@ pub struct NotificationQuery {
 }
 
 fn reports(channel: &str) -> Vec<String> {
-    match channel {
-        super::notices::EMAIL => super::notices::EMAIL_REPORTS
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
-        _ => Vec::new(),
-    }
+    super::channels::Channel::parse(channel)
+        .map(|c| c.reports().iter().map(|s| s.as_str().to_owned()).collect())
+        .unwrap_or_default()
 }
 
 /// Notifications with their status on each channel, newest first (admins and the portal);
@@ -248,6 +247,7 @@ pub async fn list_notifications(
                 .iter()
                 .filter(|d| d.notification_id == n.id)
                 .map(|d| DeliveryView {
+                    id: d.id.clone(),
                     channel: d.channel.clone(),
                     status: d.status.clone(),
                     reports: reports(&d.channel),
@@ -315,4 +315,296 @@ pub async fn open_link(
     }
     // Wherever it came from, the page is where the person goes (a stale link still helps).
     Ok(axum::response::Redirect::to(&format!("{public}/consultations")).into_response())
+}
+
+/// One channel as a person sees it on their notification settings.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelView {
+    pub channel: super::channels::Channel,
+    /// The clinic sends by it.
+    pub enabled: bool,
+    /// It reaches this person (an e-mail, a phone, a linked MAX account).
+    pub reachable: bool,
+    /// What it can report: `sent`, `delivered`, `read`, `failed`.
+    pub reports: Vec<String>,
+    /// What `read` means on it.
+    pub read_means: String,
+}
+
+/// A person's notification channels.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MyChannels {
+    /// Every channel, with what it can do for this person.
+    pub channels: Vec<ChannelView>,
+    /// The order messages are tried in for this person (a failure falls back to the next if
+    /// `fallback`).
+    pub order: Vec<super::channels::Channel>,
+    /// The person chose the order (false: the clinic's).
+    pub chosen: bool,
+    pub fallback: bool,
+    /// When their MAX account was linked, if it is.
+    pub max_linked_at: Option<String>,
+}
+
+async fn my_view(
+    state: &ApiState,
+    n: &std::sync::Arc<super::Notifications>,
+    user: &str,
+) -> Result<MyChannels, ApiError> {
+    use super::channels::Channel;
+    let mut conn = state.db.pool.acquire().await?;
+    let person = super::log::person(&mut conn, user)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    let link = super::channels::link(&mut conn, user, Channel::Max).await?;
+    let notices = notices_of(state, n);
+    let enabled = n.channels.enabled();
+    let channels = Channel::ALL
+        .into_iter()
+        .map(|c| ChannelView {
+            channel: c,
+            enabled: enabled.contains(&c),
+            reachable: match c {
+                Channel::Email => person.email.is_some(),
+                Channel::Max => person.max_id.is_some(),
+                Channel::Edna => person
+                    .phone
+                    .as_deref()
+                    .and_then(super::channels::phone_digits)
+                    .is_some(),
+            },
+            reports: c.reports().iter().map(|s| s.as_str().to_owned()).collect(),
+            read_means: c.read_means().to_owned(),
+        })
+        .collect();
+    Ok(MyChannels {
+        channels,
+        order: notices.order_for(&person),
+        chosen: person.channels.is_some(),
+        fallback: n.channels.fallback,
+        max_linked_at: link.map(|(_, at)| to_rfc3339(at)),
+    })
+}
+
+fn notices_of(
+    state: &ApiState,
+    n: &std::sync::Arc<super::Notifications>,
+) -> super::notices::Notices {
+    super::notices::Notices {
+        core: state.core(),
+        scheduler: state.scheduler.clone(),
+        notifications: n.clone(),
+    }
+}
+
+fn signed_in(caller: &Caller) -> Result<String, ApiError> {
+    caller
+        .user_id()
+        .map(str::to_owned)
+        .ok_or(ApiError::Forbidden(
+            "only a signed-in person has notification settings",
+        ))
+}
+
+fn configured(state: &ApiState) -> Result<std::sync::Arc<super::Notifications>, ApiError> {
+    state
+        .notifications
+        .clone()
+        .ok_or(ApiError::NotFound("notifications (no e-mail configured)"))
+}
+
+/// The caller's notification channels (any signed-in person).
+#[utoipa::path(get, path = "/api/v1/me/notifications", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, body = MyChannels), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn my_channels(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<MyChannels>, ApiError> {
+    let user = signed_in(&caller)?;
+    let n = configured(&state)?;
+    Ok(Json(my_view(&state, &n, &user).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChooseChannels {
+    /// The channels wanted, in order (each one the clinic sends by); `null`: the clinic's order.
+    pub channels: Option<Vec<super::channels::Channel>>,
+}
+
+/// Choose the caller's channels and their order. Audited.
+#[utoipa::path(put, path = "/api/v1/me/notifications", tag = "notifications", security(("bearer" = [])),
+    request_body = ChooseChannels,
+    responses((status = 200, body = MyChannels), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn choose_channels(
+    State(state): State<ApiState>,
+    caller: Caller,
+    crate::http::Body(body): crate::http::Body<ChooseChannels>,
+) -> Result<Json<MyChannels>, ApiError> {
+    let user = signed_in(&caller)?;
+    let n = configured(&state)?;
+    let enabled = n.channels.enabled();
+    if let Some(list) = &body.channels {
+        if list.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                "channels: name at least one, or null for the clinic's order",
+            ));
+        }
+        if let Some(c) = list.iter().find(|c| !enabled.contains(c)) {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                format!("channels: the clinic does not send by {}", c.as_str()),
+            ));
+        }
+    }
+    let mut tx = state.db.begin_write().await?;
+    super::channels::set_preference(&mut tx, &user, body.channels.as_deref(), state.now()).await?;
+    audit(
+        &mut tx,
+        Some(&caller),
+        "notifications.channels",
+        "user",
+        Some(&user),
+        serde_json::json!({"channels": body.channels.as_deref().map(super::channels::format_list)}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(my_view(&state, &n, &user).await?))
+}
+
+/// A link that connects the caller's MAX account.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaxLink {
+    /// Open it in MAX and press «Начать»: the bot's deep link with a single-use code.
+    pub url: String,
+    pub expires_at: String,
+}
+
+/// Start linking the caller's MAX account: a deep link to the clinic's bot (30 minutes, single
+/// use; a new one replaces the old).
+#[utoipa::path(post, path = "/api/v1/me/notifications/max", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, body = MaxLink), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn link_max(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<MaxLink>, ApiError> {
+    let user = signed_in(&caller)?;
+    let n = configured(&state)?;
+    let Some(max) = &n.channels.max else {
+        return Err(ApiError::NotFound("MAX integration"));
+    };
+    let expires = state.now() + super::messengers::LINK_TTL_MS;
+    let mut tx = state.db.begin_write().await?;
+    let code =
+        super::channels::new_code(&mut tx, &user, super::channels::Channel::Max, expires).await?;
+    tx.commit().await?;
+    Ok(Json(MaxLink {
+        url: vizit_integrations::max::deep_link(&max.link_base, &max.bot_name, &code),
+        expires_at: to_rfc3339(expires),
+    }))
+}
+
+/// Disconnect the caller's MAX account. Audited.
+#[utoipa::path(delete, path = "/api/v1/me/notifications/max", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, body = MyChannels), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn unlink_max(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<MyChannels>, ApiError> {
+    let user = signed_in(&caller)?;
+    let n = configured(&state)?;
+    let mut tx = state.db.begin_write().await?;
+    let removed =
+        super::channels::unlink(&mut tx, super::channels::Channel::Max, Some(&user), None).await?;
+    if removed > 0 {
+        audit(
+            &mut tx,
+            Some(&caller),
+            "notifications.max_unlinked",
+            "user",
+            Some(&user),
+            serde_json::json!({}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Json(my_view(&state, &n, &user).await?))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Resend {
+    /// The channel to send it by; unset: the recipient's first channel that reaches them.
+    #[serde(default)]
+    pub channel: Option<super::channels::Channel>,
+}
+
+/// The new delivery of a resent notification.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Resent {
+    pub channel: super::channels::Channel,
+}
+
+/// Send a notification again (admins and the portal), e.g. after a patient linked MAX or
+/// corrected their e-mail. A new delivery with its own status. Audited.
+#[utoipa::path(post, path = "/api/v1/admin/notifications/{id}/resend", tag = "notifications", security(("bearer" = [])),
+    params(("id" = String, Path, description = "notification id")), request_body = Resend,
+    responses((status = 200, body = Resent), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn resend(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Resent>, ApiError> {
+    caller.require(caller.is_clinic())?;
+    let n = configured(&state)?;
+    let id = uuid::Uuid::parse_str(&raw)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::NotFound("notification"))?;
+    let only = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<Resend>(&body)
+            .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?
+            .channel
+    };
+    if let Some(c) = only
+        && !n.channels.enabled().contains(&c)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("channel: the clinic does not send by {}", c.as_str()),
+        ));
+    }
+    let mut tx = state.db.begin_write().await?;
+    if super::log::notice(&mut tx, &id).await?.is_none() {
+        return Err(ApiError::NotFound("notification"));
+    }
+    let Some(channel) = notices_of(&state, &n)
+        .again(&mut tx, &id, &[], only)
+        .await?
+    else {
+        return Err(ApiError::conflict(
+            "unreachable",
+            "no channel reaches the recipient (no e-mail, phone or linked MAX account), or the consultation is gone",
+        ));
+    };
+    audit(
+        &mut tx,
+        Some(&caller),
+        "notification.resend",
+        "notification",
+        Some(&id),
+        serde_json::json!({"channel": channel.as_str()}),
+    )
+    .await?;
+    tx.commit().await?;
+    n.wake();
+    Ok(Json(Resent { channel }))
 }

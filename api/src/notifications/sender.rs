@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::json;
 use vizit_integrations::smtp::{Email, Error as SmtpError, Inline};
 
+use super::channels::Channel;
 use super::repo;
 use super::settings::{Notifications, SYSTEM};
 use crate::domain::EventKind;
@@ -177,23 +178,41 @@ impl Executor for EmailCalls {
     }
 }
 
-/// Run until `stop` turns true.
+/// Run until `stop` turns true: e-mail and the messengers' calls, and the messengers' stored
+/// webhooks.
 pub async fn run(
     state: ApiState,
     n: Arc<Notifications>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let wake = n.waker();
+    let notices = super::notices::Notices {
+        core: state.core(),
+        scheduler: state.scheduler.clone(),
+        notifications: n.clone(),
+    };
+    let mut systems = vec![SYSTEM];
+    if n.channels.max.is_some() {
+        systems.push(Channel::Max.system());
+    }
+    if n.channels.edna.is_some() {
+        systems.push(Channel::Edna.system());
+    }
     loop {
-        // Small batches, until none is due: a stop is seen between them.
-        loop {
-            match state.outbound.deliver_due(SYSTEM).await {
-                Ok(0) => break,
-                Ok(_) if *stop.borrow() => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "e-mail queue: database error; retrying");
-                    break;
+        if let Err(e) = super::messengers::handle_inbound(&state, &notices).await {
+            tracing::warn!(error = %e, "messenger webhooks: database error; retrying");
+        }
+        for system in &systems {
+            // Small batches, until none is due: a stop is seen between them.
+            loop {
+                match state.outbound.deliver_due(system).await {
+                    Ok(0) => break,
+                    Ok(_) if *stop.borrow() => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, system, "notification queue: database error; retrying");
+                        break;
+                    }
                 }
             }
         }

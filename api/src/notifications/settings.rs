@@ -4,8 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use tokio::sync::Notify;
 use vizit_integrations::smtp::Mailer;
+use vizit_integrations::{edna, max};
+
+use super::channels::Channel;
 
 /// The `system` of e-mail rows in the outbound queue.
 pub const SYSTEM: &str = "smtp";
@@ -55,11 +59,69 @@ impl Default for NoticeRules {
     }
 }
 
-/// The e-mail channel.
+/// The MAX bot notifications go through.
+pub struct MaxChannel {
+    pub client: max::Client,
+    /// What MAX sends in `X-Max-Bot-Api-Secret` (set with the subscription).
+    pub webhook_secret: SecretString,
+    /// The bot's username and where deep links start it (`https://max.ru`).
+    pub bot_name: String,
+    pub link_base: String,
+}
+
+/// The edna Pulse account notifications go through.
+pub struct EdnaChannel {
+    pub client: edna::Client,
+    /// The header edna's webhook key comes in, and its whole value (`Token <key>`).
+    pub callback_header: String,
+    pub callback_value: SecretString,
+    /// A message edna reports failed falls back this long later, unless a later stage of the
+    /// cascade (SMS) delivered it meanwhile.
+    pub fallback_after: Duration,
+}
+
+/// Which channels go out, in which order.
+pub struct Channels {
+    /// The clinic's order; a channel not listed is not used.
+    pub order: Vec<Channel>,
+    /// A message that fails on one channel is sent on the next one that reaches its recipient.
+    pub fallback: bool,
+    pub max: Option<MaxChannel>,
+    pub edna: Option<EdnaChannel>,
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Channels {
+            order: vec![Channel::Email],
+            fallback: true,
+            max: None,
+            edna: None,
+        }
+    }
+}
+
+impl Channels {
+    /// The channels configured, in the clinic's order.
+    pub fn enabled(&self) -> Vec<Channel> {
+        self.order
+            .iter()
+            .copied()
+            .filter(|c| match c {
+                Channel::Email => true,
+                Channel::Max => self.max.is_some(),
+                Channel::Edna => self.edna.is_some(),
+            })
+            .collect()
+    }
+}
+
+/// The channels of notifications and what messages say.
 pub struct Notifications {
     pub mailer: Mailer,
     pub settings: EmailSettings,
     pub rules: NoticeRules,
+    pub channels: Channels,
     wake: Arc<Notify>,
 }
 
@@ -73,10 +135,20 @@ impl Notifications {
         settings: EmailSettings,
         rules: NoticeRules,
     ) -> Arc<Notifications> {
+        Self::with_channels(mailer, settings, rules, Channels::default())
+    }
+
+    pub fn with_channels(
+        mailer: Mailer,
+        settings: EmailSettings,
+        rules: NoticeRules,
+        channels: Channels,
+    ) -> Arc<Notifications> {
         Arc::new(Notifications {
             mailer,
             settings,
             rules,
+            channels,
             wake: Arc::new(Notify::new()),
         })
     }
@@ -88,5 +160,13 @@ impl Notifications {
 
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn e_mail_calls_are_the_smtp_system() {
+        assert_eq!(super::Channel::Email.system(), super::SYSTEM);
     }
 }

@@ -79,12 +79,23 @@ pub struct Context<'a> {
     pub reference: &'a str,
 }
 
-/// A message, ready for e-mail.
+/// A message, ready for e-mail (`subject`, `text`, `html`) and messengers (`chat`, with
+/// `action` as the label of its link).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// The clinic and what happened, without the link (a messenger puts it in a button).
+    pub chat: String,
+    pub action: String,
+}
+
+impl Message {
+    /// The messenger text with the link written out (SMS has no buttons).
+    pub fn chat_with_link(&self, link: &str) -> String {
+        format!("{}\n\n{}: {link}", self.chat, self.action)
+    }
 }
 
 const MONTHS: [&str; 12] = [
@@ -256,11 +267,14 @@ pub fn render(case: Case, ctx: &Context<'_>) -> Message {
          автоматически, отвечать на него не нужно.</p></body></html>",
         esc(ctx.clinic)
     ));
+    let chat = format!("{}\n\n{}", ctx.clinic, lines.join("\n"));
     let subject = format!("{subject} — {}", ctx.clinic);
     Message {
         subject,
         text,
         html,
+        chat,
+        action: action.to_owned(),
     }
 }
 
@@ -307,6 +321,9 @@ mod tests {
             );
             assert!(m.html.contains("y=&lt;2&gt;"), "{case:?}: link escaped");
             assert_eq!(Case::parse(case.as_str()), Some(case));
+            assert!(m.chat.contains("18 декабря 2026 г. в 17:30"), "{case:?}");
+            assert!(!m.chat.contains("open/t"), "{case:?}: the link is a button");
+            assert!(m.chat_with_link("L").ends_with(": L"), "{case:?}");
         }
         let booked = render(Case::PatientBooked, &ctx());
         assert!(booked.text.contains("1\u{a0}500,00\u{a0}₽"));
