@@ -170,11 +170,7 @@ impl ApiState {
                 core: self.core(),
                 notifications: n.clone(),
             }));
-        let notices = notifications::notices::Notices {
-            core: self.core(),
-            scheduler: self.scheduler.clone(),
-            notifications: n.clone(),
-        };
+        let notices = notifications::notices::Notices::of(&self, &n);
         if let Err(e) =
             self.outbox
                 .subscribe(Arc::new(notifications::notices::ConsultationNotices(

@@ -104,12 +104,12 @@ impl Env {
         )
         .await;
         // Subscribed through the real client call, as `vizit serve` does.
-        let max_client = {
-            let mut s = max::Settings::new(sandbox.max.options().token.clone().into());
-            s.api_url = sandbox.max.api_url();
-            max::Client::new(s)
-        };
-        max_client
+        notifications
+            .channels
+            .max
+            .as_ref()
+            .unwrap()
+            .client
             .subscribe(
                 &format!("{}/integrations/max/webhook", api.base),
                 &["bot_started", "bot_stopped", "message_callback"],
@@ -154,24 +154,13 @@ impl Env {
     /// Book a free slot `minutes` ahead as `patient`: `patient.booked` and `patient.paid`.
     async fn book(&self, patient: &str, minutes: i64) -> String {
         let start = self.clock.now_ms() + minutes * MIN;
-        let fmt = |ms: i64| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-                .unwrap()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap()
-        };
-        let (status, slot) = self
+        let slot = self
             .api
-            .post(
-                &format!("/doctors/{}/slots", self.doctor_id),
-                &self.service,
-                json!({"startsAt": fmt(start), "endsAt": fmt(start + 30 * MIN), "priceKopecks": 150_000}),
-            )
+            .slot_at(&self.service, &self.doctor_id, start, 150_000)
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{slot}");
         let (status, c) = self
             .api
-            .post("/consultations", patient, json!({"slotId": slot["id"]}))
+            .post("/consultations", patient, json!({"slotId": slot}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{c}");
         c["id"].as_str().unwrap().to_owned()

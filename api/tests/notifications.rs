@@ -149,24 +149,13 @@ impl Env {
     /// Book a slot starting `minutes` after the test's clock, as `patient`.
     async fn book(&self, patient: &str, minutes: i64, price: i64) -> (String, i64) {
         let start = self.clock.now_ms() + minutes * MIN;
-        let fmt = |ms: i64| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-                .unwrap()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap()
-        };
-        let (status, slot) = self
+        let slot = self
             .api
-            .post(
-                &format!("/doctors/{}/slots", self.doctor_id),
-                &self.service,
-                json!({"startsAt": fmt(start), "endsAt": fmt(start + 30 * MIN), "priceKopecks": price}),
-            )
+            .slot_at(&self.service, &self.doctor_id, start, price)
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{slot}");
         let (status, c) = self
             .api
-            .post("/consultations", patient, json!({"slotId": slot["id"]}))
+            .post("/consultations", patient, json!({"slotId": slot}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{c}");
         (c["id"].as_str().unwrap().to_owned(), start)

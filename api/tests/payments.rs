@@ -190,19 +190,10 @@ impl Env {
 
     /// A slot of the doctor at this price, starting in `minutes`.
     async fn slot(&self, price: i64, minutes: i64) -> String {
-        let start = time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes);
-        let end = start + time::Duration::minutes(30);
-        let fmt = &time::format_description::well_known::Rfc3339;
-        let (status, body) = self
-            .api
-            .post(
-                &format!("/doctors/{}/slots", self.doctor_id),
-                &self.service,
-                json!({"startsAt": start.format(fmt).unwrap(), "endsAt": end.format(fmt).unwrap(), "priceKopecks": price}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["id"].as_str().unwrap().to_owned()
+        let start = vizit_api::now_ms() + minutes * 60_000;
+        self.api
+            .slot_at(&self.service, &self.doctor_id, start, price)
+            .await
     }
 
     async fn book(&self, patient: &str, price: i64, minutes: i64) -> String {

@@ -102,11 +102,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(settings: Settings) -> Client {
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .user_agent(concat!("Vizit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a TLS backend is compiled in");
+        let http = crate::http::client(settings.request_timeout);
         Client { http, settings }
     }
 
@@ -153,11 +149,7 @@ impl Client {
             .await
             .map_err(|e| Error::Unavailable {
                 operation: OP,
-                detail: if e.is_timeout() {
-                    "no answer in time".into()
-                } else {
-                    "cannot connect".into()
-                },
+                detail: crate::http::no_answer(&e),
             })?;
         let status = resp.status().as_u16();
         let v: Value = resp.json().await.unwrap_or(Value::Null);

@@ -12,6 +12,7 @@
 //! request it sends against the vendor's published API document.
 
 pub mod edna;
+mod http;
 pub mod max;
 pub mod smtp;
 pub mod yookassa;

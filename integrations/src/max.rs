@@ -138,11 +138,7 @@ struct SentBody {
 
 impl Client {
     pub fn new(settings: Settings) -> Client {
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .user_agent(concat!("Vizit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a TLS backend is compiled in");
+        let http = crate::http::client(settings.request_timeout);
         Client { http, settings }
     }
 
@@ -239,11 +235,7 @@ impl Client {
         }
         let resp = req.send().await.map_err(|e| Error::Unavailable {
             operation,
-            detail: if e.is_timeout() {
-                "no answer in time".into()
-            } else {
-                "cannot connect".into()
-            },
+            detail: crate::http::no_answer(&e),
         })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|_| Error::Unavailable {

@@ -23,7 +23,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 use vizit_integrations::edna::{Callback, Reported};
 use vizit_integrations::max::Button;
 
@@ -32,7 +31,7 @@ use super::log::{self, Status};
 use super::notices::{FALLBACK, Notices};
 use crate::http::ApiError;
 use crate::platform::BoxFuture;
-use crate::platform::inbound::{NewEvent, Stored};
+use crate::platform::inbound::{NewEvent, Stored, same_secret};
 use crate::platform::outbound::{self, Call, Executor, NewCall, Outcome};
 use crate::state::ApiState;
 
@@ -233,10 +232,6 @@ impl Executor for MessengerCalls {
     }
 }
 
-fn same(expected: &str, given: Option<&str>) -> bool {
-    given.is_some_and(|g| bool::from(expected.as_bytes().ct_eq(g.as_bytes())))
-}
-
 /// `POST /api/v1/integrations/max/webhook`: an update from MAX. Verified, stored, answered.
 #[utoipa::path(post, path = "/api/v1/integrations/max/webhook", tag = "notifications",
     request_body(content = String, description = "a MAX `Update`", content_type = "application/json"),
@@ -259,7 +254,7 @@ pub async fn max_webhook(
     let given = headers
         .get("x-max-bot-api-secret")
         .and_then(|v| v.to_str().ok());
-    if !same(max.webhook_secret.expose_secret(), given) {
+    if !same_secret(max.webhook_secret.expose_secret(), given) {
         tracing::warn!("a MAX update with a wrong or missing secret was refused");
         return Err(ApiError::Unauthenticated);
     }
@@ -325,7 +320,7 @@ pub async fn edna_status(
     let given = headers
         .get(edna.callback_header.as_str())
         .and_then(|v| v.to_str().ok());
-    if !same(edna.callback_value.expose_secret(), given) {
+    if !same_secret(edna.callback_value.expose_secret(), given) {
         tracing::warn!("an edna status callback with a wrong or missing key was refused");
         return Err(ApiError::Unauthenticated);
     }

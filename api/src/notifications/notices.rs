@@ -27,7 +27,7 @@ use crate::platform::BoxFuture;
 use crate::platform::outbound::{self, NewCall};
 use crate::platform::outbox::{Event, Subscriber};
 use crate::platform::scheduler::{Due, Job, Scheduler};
-use crate::state::Core;
+use crate::state::{ApiState, Core};
 
 /// Why a notification went nowhere.
 pub const NO_CHANNEL: &str =
@@ -64,6 +64,15 @@ fn review_key(consultation: &str) -> String {
 }
 
 impl Notices {
+    /// Over `state`'s database, clock and scheduler.
+    pub fn of(state: &ApiState, notifications: &Arc<Notifications>) -> Notices {
+        Notices {
+            core: state.core(),
+            scheduler: state.scheduler.clone(),
+            notifications: notifications.clone(),
+        }
+    }
+
     fn now(&self) -> i64 {
         self.core.now()
     }
@@ -560,7 +569,7 @@ impl Job for NoticeJob {
 }
 
 /// Where `person` is reached on `channel`, if they are.
-fn address(person: &Person, channel: Channel) -> Option<String> {
+pub fn address(person: &Person, channel: Channel) -> Option<String> {
     match channel {
         Channel::Email => person.email.clone(),
         Channel::Max => person.max_id.clone(),

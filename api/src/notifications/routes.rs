@@ -359,22 +359,14 @@ async fn my_view(
         .await?
         .ok_or(ApiError::NotFound("user"))?;
     let link = super::channels::link(&mut conn, user, Channel::Max).await?;
-    let notices = notices_of(state, n);
+    let notices = super::notices::Notices::of(state, n);
     let enabled = n.channels.enabled();
     let channels = Channel::ALL
         .into_iter()
         .map(|c| ChannelView {
             channel: c,
             enabled: enabled.contains(&c),
-            reachable: match c {
-                Channel::Email => person.email.is_some(),
-                Channel::Max => person.max_id.is_some(),
-                Channel::Edna => person
-                    .phone
-                    .as_deref()
-                    .and_then(super::channels::phone_digits)
-                    .is_some(),
-            },
+            reachable: super::notices::address(&person, c).is_some(),
             reports: c.reports().iter().map(|s| s.as_str().to_owned()).collect(),
             read_means: c.read_means().to_owned(),
         })
@@ -386,17 +378,6 @@ async fn my_view(
         fallback: n.channels.fallback,
         max_linked_at: link.map(|(_, at)| to_rfc3339(at)),
     })
-}
-
-fn notices_of(
-    state: &ApiState,
-    n: &std::sync::Arc<super::Notifications>,
-) -> super::notices::Notices {
-    super::notices::Notices {
-        core: state.core(),
-        scheduler: state.scheduler.clone(),
-        notifications: n.clone(),
-    }
 }
 
 fn signed_in(caller: &Caller) -> Result<String, ApiError> {
@@ -586,7 +567,7 @@ pub async fn resend(
     if super::log::notice(&mut tx, &id).await?.is_none() {
         return Err(ApiError::NotFound("notification"));
     }
-    let Some(channel) = notices_of(&state, &n)
+    let Some(channel) = super::notices::Notices::of(&state, &n)
         .again(&mut tx, &id, &[], only)
         .await?
     else {

@@ -186,11 +186,7 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let wake = n.waker();
-    let notices = super::notices::Notices {
-        core: state.core(),
-        scheduler: state.scheduler.clone(),
-        notifications: n.clone(),
-    };
+    let notices = super::notices::Notices::of(&state, &n);
     let mut systems = vec![SYSTEM];
     if n.channels.max.is_some() {
         systems.push(Channel::Max.system());

@@ -6,6 +6,13 @@
 
 use super::{Backend, Clock, Db};
 
+/// Whether a webhook's secret (`given`, from a header or a field) is the `expected` one,
+/// compared in constant time; none given is not the one.
+pub fn same_secret(expected: &str, given: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    given.is_some_and(|g| bool::from(expected.as_bytes().ct_eq(g.as_bytes())))
+}
+
 /// A verified event to store.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {

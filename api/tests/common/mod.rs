@@ -283,14 +283,23 @@ impl TestApi {
     }
 
     pub async fn slot(&self, auth: &str, doctor: &str, starts_in_minutes: i64) -> String {
-        let start = time::OffsetDateTime::now_utc() + time::Duration::minutes(starts_in_minutes);
-        let end = start + time::Duration::minutes(30);
-        let fmt = &time::format_description::well_known::Rfc3339;
+        let start = vizit_api::now_ms() + starts_in_minutes * 60_000;
+        self.slot_at(auth, doctor, start, 150_000).await
+    }
+
+    /// A 30-minute slot of `doctor` at `price`, starting at `start` (UTC milliseconds).
+    pub async fn slot_at(&self, auth: &str, doctor: &str, start: i64, price: i64) -> String {
+        let fmt = |ms: i64| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        };
         let (status, body) = self
             .post(
                 &format!("/doctors/{doctor}/slots"),
                 auth,
-                json!({"startsAt": start.format(fmt).unwrap(), "endsAt": end.format(fmt).unwrap(), "priceKopecks": 150000}),
+                json!({"startsAt": fmt(start), "endsAt": fmt(start + 30 * 60_000), "priceKopecks": price}),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");

@@ -120,11 +120,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 impl Client {
     pub fn new(settings: Settings) -> Client {
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .user_agent(concat!("Vizit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a TLS backend is compiled in");
+        let http = crate::http::client(settings.request_timeout);
         Client { http, settings }
     }
 

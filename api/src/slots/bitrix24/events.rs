@@ -4,12 +4,11 @@
 //! retried by Bitrix24).
 
 use secrecy::ExposeSecret;
-use subtle::ConstantTimeEq;
 
 use super::repo;
 use super::source::{Bitrix24, SYSTEM};
 use super::sync::{SyncError, SyncReport, sync};
-use crate::platform::inbound::{NewEvent, Stored};
+use crate::platform::inbound::{NewEvent, Stored, same_secret};
 use crate::state::ApiState;
 
 const EVENTS: [&str; 3] = ["ONBOOKINGADD", "ONBOOKINGUPDATE", "ONBOOKINGDELETE"];
@@ -52,11 +51,8 @@ pub async fn receive(state: &ApiState, b: &Bitrix24, body: &[u8]) -> Result<Rece
         .settings
         .application_token
         .as_ref()
-        .map(|t| t.expose_secret().as_bytes());
-    let valid = match (expected, token.as_deref()) {
-        (Some(expected), Some(given)) => bool::from(expected.ct_eq(given.as_bytes())),
-        _ => false,
-    };
+        .map(|t| t.expose_secret());
+    let valid = expected.is_some_and(|e| same_secret(e, token.as_deref()));
     if !valid {
         b.metrics.event(false);
         tracing::warn!(
