@@ -17,7 +17,7 @@ pub(crate) fn phone_page(stand: &str, title: &str, body: &str) -> axum::response
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 26rem; margin: 1rem auto; padding: 0 1rem; color: #1a1a1a; background: #f4f5f7; }}
 .test {{ background: #fff3cd; border: 1px solid #b58105; padding: .5rem .75rem; border-radius: .25rem; }}
-.msg {{ background: #fff; border-radius: .75rem; padding: .75rem; margin: .75rem 0; box-shadow: 0 1px 2px #0002; white-space: pre-wrap; }}
+.msg {{ background: #fff; border-radius: .75rem; padding: .75rem; margin: .75rem 0; box-shadow: 0 1px 2px #0002; white-space: pre-wrap; overflow-wrap: anywhere; }}
 .msg time {{ display: block; color: #555; font-size: .8rem; margin-top: .25rem; }}
 .meta {{ color: #555; font-size: .85rem; }}
 .buttons {{ display: flex; flex-wrap: wrap; gap: .5rem; margin-top: .5rem; }}

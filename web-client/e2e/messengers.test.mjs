@@ -1,0 +1,147 @@
+// The messenger side of notifications as a demo user sees it: `vizit serve` in its default demo
+// mode (the built-in MAX and edna Pulse sandboxes), Debian's Chromium, a desktop and a phone
+// viewport. The demo consultation's notices reach the demo patient's phone on the edna sandbox,
+// where opening one reports it read; a patient links MAX through the bot's deep link, gets the
+// next notice in the chat and presses «Прочитано». Every page is checked with axe-core and
+// photographed into target/e2e-screens.
+
+import assert from 'node:assert/strict';
+import { mkdir, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { WEB_CLIENT, api, byTestId, launchBrowser, startVizit, until, withDiagnostics } from './harness.mjs';
+
+const TEST_TIMEOUT = 120_000;
+/** The sandbox on a fixed port of its own (the payment test has 18190). */
+const SANDBOX = '127.0.0.1:18191';
+const SCREENS = join(WEB_CLIENT, '..', 'target', 'e2e-screens');
+const AXE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+const VIEWPORTS = {
+  desktop: { viewport: { width: 1280, height: 900 } },
+  phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
+};
+
+async function check(page, name) {
+  await mkdir(SCREENS, { recursive: true });
+  await page.screenshot({ path: join(SCREENS, `${name}.png`), fullPage: true });
+  await page.addScriptTag({ content: AXE });
+  const violations = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  assert.deepEqual(violations, [], `accessibility of ${name}`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  assert.equal(overflow, false, `${name} scrolls sideways`);
+}
+
+async function sandboxState(stand) {
+  const res = await fetch(`http://${SANDBOX}/sandbox/${stand}/state.json`);
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }, () => {
+  let server;
+  let browser;
+
+  before(async () => {
+    server = await startVizit({ VIZIT_SANDBOX__LISTEN: SANDBOX });
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  for (const kind of Object.keys(VIEWPORTS)) {
+    test(
+      `the demo patient's phone shows the notices, and reading one reports it read (${kind})`,
+      { timeout: TEST_TIMEOUT },
+      withDiagnostics(async () => {
+        const before = (await sandboxState('edna')).messages.length;
+        // The demo page books and confirms a consultation for a new demo patient with a phone.
+        const demo = await fetch(`${server.base}/demo`);
+        assert.equal(demo.status, 200);
+        let message;
+        await until('the confirmation reaches the phone', async () => {
+          const list = (await sandboxState('edna')).messages.slice(before);
+          message = list.find((m) => m.text.includes('подтверждена') && m.statuses.includes('DELIVERED'));
+          return message !== undefined;
+        }, 30_000, 200);
+        assert.ok(!message.text.includes('Пациент'), `no name in the text: ${message.text}`);
+        const context = await browser.newContext({ ...VIEWPORTS[kind], bypassCSP: true, locale: 'ru-RU' });
+        const page = await context.newPage();
+        await page.goto(`http://${SANDBOX}/sandbox/edna/phones/${message.phone}`);
+        const card = page.locator('[data-testid="message"]', { hasText: 'подтверждена' });
+        await card.waitFor({ state: 'visible' });
+        await check(page, `edna-phone-${kind}`);
+        await card.getByRole('button', { name: 'Прочитать в мессенджере' }).click();
+        await page.locator('[data-testid="message"]', { hasText: 'READ' }).first().waitFor({ state: 'visible' });
+        await check(page, `edna-phone-read-${kind}`);
+        await context.close();
+      }),
+    );
+
+    test(
+      `a patient links MAX and presses «Прочитано» under the next notice (${kind})`,
+      { timeout: TEST_TIMEOUT },
+      withDiagnostics(async () => {
+        const context = await browser.newContext({ ...VIEWPORTS[kind], bypassCSP: true, locale: 'ru-RU' });
+        const page = await context.newPage();
+        await page.goto(`${server.base}/consultations`);
+        await byTestId(page, 'demo-login').click();
+        await byTestId(page, 'booking-section').waitFor({ state: 'visible' });
+        const token = await page.evaluate(() => sessionStorage.getItem('vizit.session'));
+        assert.ok(token, 'the page keeps a session');
+        const link = await api(server.base, 'POST', '/me/notifications/max', { token, body: {}, status: 200 });
+        assert.match(link.url, new RegExp(`^http://${SANDBOX.replace(/\./g, '\\.')}/max-app/`));
+
+        // The deep link opens the bot's start page; «Начать» links the account.
+        await page.goto(link.url);
+        await byTestId(page, 'start').waitFor({ state: 'visible' });
+        await check(page, `max-start-${kind}`);
+        await byTestId(page, 'start').click();
+        await page.waitForURL(/\/sandbox\/max\/chats\/\d+$/);
+        const chat = page.url();
+        await until('the bot greets', async () => {
+          await page.reload();
+          return (await page.locator('[data-testid="message"]', { hasText: 'MAX подключён' }).count()) === 1;
+        }, 30_000, 300);
+        const me = await api(server.base, 'GET', '/me/notifications', { token, status: 200 });
+        assert.ok(me.maxLinkedAt, JSON.stringify(me));
+        assert.equal(me.order[0], 'max');
+
+        // The next notice goes by MAX: the patient books a consultation.
+        await page.goto(`${server.base}/consultations`);
+        await byTestId(page, 'booking-section').waitFor({ state: 'visible' });
+        const select = byTestId(page, 'doctor-select');
+        await until('the Bitrix24 doctors', async () => (await select.locator('option').count()) > 1, 30_000, 200);
+        const doctor = await select.locator('option', { hasText: 'Иванова Анна Петровна' }).getAttribute('value');
+        await select.selectOption(doctor);
+        await byTestId(page, 'book-slot').first().waitFor({ state: 'visible', timeout: 30_000 });
+        await byTestId(page, 'book-slot').first().click();
+        await page.locator('[data-testid="consultation"][data-status="booked"]').first().waitFor({ state: 'visible' });
+
+        await page.goto(chat);
+        const notice = page.locator('[data-testid="message"]', { hasText: 'Вы записаны' });
+        await until('the booking notice reaches the chat', async () => {
+          await page.reload();
+          return (await notice.count()) === 1;
+        }, 30_000, 300);
+        await check(page, `max-chat-${kind}`);
+        const answered = (await sandboxState('max')).answers.length;
+        await notice.getByRole('button', { name: 'Прочитано' }).click();
+        await until('the press is answered', async () => (await sandboxState('max')).answers.length > answered, 30_000, 200);
+        const answers = (await sandboxState('max')).answers;
+        assert.equal(answers.at(-1).notification, 'Спасибо, отмечено как прочитанное.');
+        await context.close();
+      }),
+    );
+  }
+});
