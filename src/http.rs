@@ -24,6 +24,9 @@ pub struct HttpState {
     pub recording: std::sync::Arc<vizit_recordings::live::LiveStats>,
     /// The business layer: the demo page books a demo consultation through it.
     pub api: vizit_api::ApiState,
+    /// The built-in sandbox's URL, when demo mode started it: the demo page links its pages
+    /// (where the demo's notifications arrive).
+    pub sandbox_url: Option<String>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -191,10 +194,17 @@ async fn demo(State(state): State<HttpState>) -> Response {
 <li><a data-testid="demo-patient" href="/call?token={patient}" target="_blank" rel="noopener noreferrer">Войти как пациент</a></li>
 <li><a data-testid="demo-admin" href="/consultations#session={admin}" target="_blank" rel="noopener noreferrer">Записи консультаций (как администратор клиники)</a></li>
 </ul>
-<p>Ссылки действуют {ttl}. <a href="/demo">Новая консультация</a></p>
+{notices}<p>Ссылки действуют {ttl}. <a href="/demo">Новая консультация</a></p>
 </main></body></html>"#,
         room = call.consultation_id,
         admin = call.admin_session,
         ttl = humantime::format_duration(state.token_ttl),
+        notices = state.sandbox_url.as_deref().map(|s| format!(
+            r#"<p>Уведомления о консультации приходят на тестовые стенды: пациенту — на телефон
+(<a data-testid="demo-edna" href="{s}/sandbox/edna">SMS и мессенджеры, edna</a>; после подключения MAX —
+<a data-testid="demo-max" href="{s}/sandbox/max">чаты MAX</a>), врачу и администраторам —
+<a data-testid="demo-mail" href="{s}/sandbox/mail">письма</a>.</p>
+"#
+        )).unwrap_or_default(),
     ))
 }

@@ -305,6 +305,7 @@ impl Application {
             bitrix24: api.bitrix24.as_ref().map(|b| b.metrics.clone()),
             recording: live.stats.clone(),
             api: api.clone(),
+            sandbox_url: sandbox.as_ref().map(|(_, running)| running.url()),
         })
         .merge(vizit_signaling::router(signaling))
         .merge(vizit_api::router(api.clone()));

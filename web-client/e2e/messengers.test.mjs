@@ -65,9 +65,14 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
       { timeout: TEST_TIMEOUT },
       withDiagnostics(async () => {
         const before = (await sandboxState('edna')).messages.length;
-        // The demo page books and confirms a consultation for a new demo patient with a phone.
-        const demo = await fetch(`${server.base}/demo`);
-        assert.equal(demo.status, 200);
+        const context = await browser.newContext({ ...VIEWPORTS[kind], bypassCSP: true, locale: 'ru-RU' });
+        const page = await context.newPage();
+        // The demo page books and confirms a consultation for a new demo patient with a phone,
+        // and links the sandbox pages where its notices arrive.
+        await page.goto(`${server.base}/demo`);
+        await check(page, `demo-page-${kind}`);
+        await byTestId(page, 'demo-edna').click();
+        await page.waitForURL(`http://${SANDBOX}/sandbox/edna`);
         let message;
         await until('the confirmation reaches the phone', async () => {
           const list = (await sandboxState('edna')).messages.slice(before);
@@ -75,9 +80,9 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
           return message !== undefined;
         }, 30_000, 200);
         assert.ok(!message.text.includes('Пациент'), `no name in the text: ${message.text}`);
-        const context = await browser.newContext({ ...VIEWPORTS[kind], bypassCSP: true, locale: 'ru-RU' });
-        const page = await context.newPage();
-        await page.goto(`http://${SANDBOX}/sandbox/edna/phones/${message.phone}`);
+        await page.reload();
+        await check(page, `edna-index-${kind}`);
+        await page.getByRole('link', { name: `+${message.phone}` }).click();
         const card = page.locator('[data-testid="message"]', { hasText: 'подтверждена' });
         await card.waitFor({ state: 'visible' });
         await check(page, `edna-phone-${kind}`);
