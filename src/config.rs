@@ -35,6 +35,7 @@ pub struct Settings {
     pub max: MaxConfig,
     pub edna: EdnaConfig,
     pub clinic: ClinicConfig,
+    pub documents: DocumentsConfig,
     pub recordings: RecordingsConfig,
     pub sandbox: SandboxSettings,
     pub log: LogSettings,
@@ -218,6 +219,24 @@ pub struct ClinicConfig {
     pub inn: Option<String>,
     /// The zone times in messages are written in (IANA name).
     pub time_zone: String,
+}
+
+/// Questionnaires and patients' requests to delete their documents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentsConfig {
+    /// Questionnaires every consultation gets when booked: `symptoms`, `anamnesis` (`[]`: only
+    /// those the doctor assigns).
+    pub assign_on_booking: Vec<String>,
+    /// A deletion request is answered within this many working days (152-FZ: 10)…
+    pub answer_within_days: u32,
+    /// …extendable once by this many, with a reason (152-FZ: 5).
+    pub extension_days: u32,
+    /// Extra days off of the clinic's calendar (`YYYY-MM-DD`: the government's transfers of a
+    /// year); the Labour Code's holidays and weekends are days off already.
+    pub days_off: Vec<String>,
+    /// Weekend days that are working days (a transferred Saturday), `YYYY-MM-DD`.
+    pub working_days: Vec<String>,
 }
 
 /// Where recordings are kept and for how long.
@@ -515,6 +534,13 @@ impl Default for Settings {
                 name: "Клиника".into(),
                 inn: None,
                 time_zone: "Europe/Moscow".into(),
+            },
+            documents: DocumentsConfig {
+                assign_on_booking: vec!["symptoms".into()],
+                answer_within_days: 10,
+                extension_days: 5,
+                days_off: Vec::new(),
+                working_days: Vec::new(),
             },
             recordings: RecordingsConfig {
                 mode: vizit_media::RecordingMode::Auto,
@@ -828,6 +854,30 @@ impl Settings {
                 "must be an IANA time zone, e.g. Europe/Moscow",
             );
         }
+        let d = &self.documents;
+        if d.assign_on_booking
+            .iter()
+            .any(|k| vizit_api::documents::Kind::parse(k).is_none())
+        {
+            return invalid(
+                "documents.assign_on_booking",
+                "must list symptoms and/or anamnesis",
+            );
+        }
+        if !(1..=30).contains(&d.answer_within_days) {
+            return invalid("documents.answer_within_days", "must be 1 to 30");
+        }
+        if d.extension_days > 30 {
+            return invalid("documents.extension_days", "must be 0 to 30");
+        }
+        for (key, days) in [
+            ("documents.days_off", &d.days_off),
+            ("documents.working_days", &d.working_days),
+        ] {
+            if days.iter().any(|s| s.parse::<jiff::civil::Date>().is_err()) {
+                return invalid(key, "must be dates, YYYY-MM-DD");
+            }
+        }
         let b = &self.bitrix24;
         if let Some(url) = &b.webhook_url {
             let url = url.expose_secret();
@@ -967,6 +1017,27 @@ impl Settings {
             demo: self.demo,
             jobs_interval: c.jobs_interval,
             outbox_retention: self.database.outbox_retention,
+            documents: self.document_settings(),
+        }
+    }
+
+    /// The rules of questionnaires and deletion requests (lists checked by `validate`).
+    pub fn document_settings(&self) -> vizit_api::documents::DocumentSettings {
+        let d = &self.documents;
+        let dates = |list: &[String]| list.iter().filter_map(|s| s.parse().ok()).collect();
+        vizit_api::documents::DocumentSettings {
+            assign_on_booking: d
+                .assign_on_booking
+                .iter()
+                .filter_map(|k| vizit_api::documents::Kind::parse(k))
+                .collect(),
+            answer_within_days: d.answer_within_days,
+            extension_days: d.extension_days,
+            calendar: vizit_api::documents::Calendar {
+                time_zone: self.clinic.time_zone.clone(),
+                days_off: dates(&d.days_off),
+                working: dates(&d.working_days),
+            },
         }
     }
 

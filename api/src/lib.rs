@@ -36,6 +36,7 @@
 pub mod audit;
 pub mod consultations;
 pub mod demo;
+pub mod documents;
 pub mod domain;
 pub mod http;
 pub mod jobs;
@@ -72,6 +73,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(recordings::routes())
         .merge(payments::routes())
         .merge(notifications::routes())
+        .merge(documents::routes())
         .merge(audit::routes())
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::page))

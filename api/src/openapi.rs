@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::audit::routes as audit;
 use crate::consultations::routes as consultations;
+use crate::documents::routes as documents;
 use crate::notifications::routes as notifications;
 use crate::payments::routes as payments;
 use crate::people::routes as people;
@@ -42,6 +43,9 @@ use crate::slots::routes as slots;
         notifications::resend, notifications::my_channels, notifications::choose_channels,
         notifications::link_max, notifications::unlink_max,
         crate::notifications::messengers::max_webhook, crate::notifications::messengers::edna_status,
+        documents::of_consultation, documents::assign, documents::get, documents::save,
+        documents::mine, documents::forms, documents::publish, documents::request_deletion,
+        documents::my_requests, documents::requests, documents::answer, documents::extend,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -53,6 +57,7 @@ use crate::slots::routes as slots;
         (name = "recordings", description = "Recordings of consultations: list, download links, legal hold (admins and head doctors)"),
         (name = "integrations", description = "Bitrix24: the event handler it calls, and the state of the sync; YooKassa's notifications"),
         (name = "payments", description = "Payments through YooKassa, refunds and fiscal receipts (54-FZ)"),
+        (name = "documents", description = "Questionnaires of a consultation (versioned forms, filled in by the patient, read by the doctor) and patients' requests to delete their medical documents"),
         (name = "notifications", description = "Messages to patients and staff: the receipt of each payment and refund, and notifications about consultations, with their status on each channel"),
     )
 )]

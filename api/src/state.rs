@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use vizit_signaling::TokenKeys;
 
+use crate::documents::{self, DocumentSettings};
 use crate::notifications::Notifications;
 use crate::payments::settings::Payments;
 use crate::platform::inbound::InboundStore;
@@ -37,6 +38,8 @@ pub struct ApiSettings {
     pub jobs_interval: Duration,
     /// Domain events are kept this long after every subscriber has them.
     pub outbox_retention: Duration,
+    /// Questionnaires and deletion requests.
+    pub documents: DocumentSettings,
 }
 
 impl Default for ApiSettings {
@@ -50,6 +53,7 @@ impl Default for ApiSettings {
             demo: false,
             jobs_interval: Duration::from_secs(30),
             outbox_retention: Duration::from_secs(7 * 86_400),
+            documents: DocumentSettings::default(),
         }
     }
 }
@@ -105,7 +109,7 @@ impl ApiState {
                 ..OutboxSettings::default()
             },
         ));
-        ApiState {
+        let state = ApiState {
             outbound: Arc::new(Outbound::new(db.clone(), clock.clone())),
             inbound: Arc::new(InboundStore::new(db.clone(), clock.clone())),
             scheduler: Arc::new(Scheduler::new(db.clone(), clock.clone())),
@@ -118,7 +122,19 @@ impl ApiState {
             recordings: None,
             payments: None,
             notifications: None,
+        };
+        // Documents are always on: questionnaires on booking, deletion deadlines.
+        let core = state.core();
+        if let Err(e) = state
+            .outbox
+            .subscribe(Arc::new(documents::AssignOnBooking(core.clone())))
+        {
+            tracing::warn!(error = %e, "the documents subscriber is registered already");
         }
+        state
+            .scheduler
+            .register(Arc::new(documents::OverdueJob(core)));
+        state
     }
 
     pub fn core(&self) -> Core {

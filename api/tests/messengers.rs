@@ -97,6 +97,12 @@ impl Env {
                 demo: true,
                 session_ttl: Duration::from_secs(30 * 86_400),
                 jobs_interval: Duration::from_secs(1),
+                // The channels are under test here, one message per booking: no questionnaire
+                // on booking (the documents' cases are in notifications.rs).
+                documents: vizit_api::documents::DocumentSettings {
+                    assign_on_booking: Vec::new(),
+                    ..Default::default()
+                },
                 ..ApiSettings::default()
             },
             clock.clone(),

@@ -366,6 +366,11 @@ async fn every_consultation_case_reaches_its_recipient_once(backend: Backend) {
         ("head_doctor.not_closed".to_owned(), env.head_id.clone()),
         ("patient.booked".to_owned(), env.patient_id.clone()),
         ("patient.paid".to_owned(), env.patient_id.clone()),
+        // Assigned on booking (documents' default): see the documents' test.
+        (
+            "patient.questionnaire_symptoms".to_owned(),
+            env.patient_id.clone(),
+        ),
         ("patient.reminder".to_owned(), env.patient_id.clone()),
         ("patient.reminder".to_owned(), env.patient_id.clone()),
         ("patient.review".to_owned(), env.patient_id.clone()),
@@ -416,10 +421,11 @@ async fn a_patient_without_an_address_is_a_visible_failure(backend: Backend) {
     let (_, session) = env.patient(None).await;
     let (id, _) = env.book(&session, 3 * 24 * 60, 0).await;
     env.mark_paid(&id).await;
-    // Booked and paid: neither can reach the patient, and the log says so.
+    // Booked (with its questionnaire) and paid: none can reach the patient, and the log says
+    // so.
     let query = format!("consultationId={id}");
-    common::until("both notifications are logged", || async {
-        env.notices(&query).await.len() == 2
+    common::until("the three notifications are logged", || async {
+        env.notices(&query).await.len() == 3
     })
     .await;
     let log = env.notices(&query).await;
@@ -447,4 +453,302 @@ async fn a_patient_without_an_address_is_a_visible_failure(backend: Backend) {
 on_both_databases!(
     a_patient_without_an_address_is_a_visible_failure,
     super::a_patient_without_an_address_is_a_visible_failure
+);
+
+/// Words that name a document: never in a notification either (the text says "анкета").
+const DOCUMENT_WORDS: [&str; 4] = ["анамнез", "Анамнез", "жалоб", "симптом"];
+
+fn assert_no_document_names(m: &Mail) {
+    assert_clean(m);
+    for word in DOCUMENT_WORDS {
+        assert!(
+            !m.text.contains(word) && !m.html.contains(word) && !m.subject.contains(word),
+            "{word:?} in {:?}",
+            m.subject
+        );
+    }
+}
+
+/// The documents' cases: questionnaires (assigned on booking and by the doctor) to the patient,
+/// a deletion request and its passed deadline to the admins, its answer and extension to the
+/// patient — each once, each without medical content; and the documents flows behind them.
+async fn document_cases_reach_their_recipients_once(backend: Backend) {
+    let env = Env::new(backend).await;
+    let patient = "patient@example.ru";
+
+    // Booked: the symptoms questionnaire comes with it (the default), and the patient is asked.
+    let (a, _) = env.book(&env.patient, 3 * 24 * 60, 0).await;
+    let ask = env.wait_mails(patient, "Заполните анкету", 1).await;
+    assert_no_document_names(&ask[0]);
+    assert!(ask[0].text.contains("заполните, пожалуйста, анкету"));
+    // The doctor asks for the anamnesis too: a second message.
+    let (status, anamnesis) = env
+        .api
+        .post(
+            &format!("/consultations/{a}/questionnaires"),
+            &env.doctor,
+            json!({"kind": "anamnesis"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{anamnesis}");
+    let asks = env.wait_mails(patient, "Заполните анкету", 2).await;
+    assert_no_document_names(&asks[1]);
+
+    // The patient fills the symptoms in: a draft, then a submission; the doctor reads it.
+    let (status, list) = env.api.get("/me/questionnaires", &env.patient).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let symptoms = items.iter().find(|q| q["kind"] == "symptoms").unwrap();
+    let sid = symptoms["id"].as_str().unwrap();
+    assert_eq!(symptoms["status"], "assigned");
+    assert!(symptoms["assignedBy"].is_null(), "assigned on booking");
+    let (status, draft) = env
+        .api
+        .put(
+            &format!("/questionnaires/{sid}"),
+            &env.patient,
+            json!({"answers": {"complaints": "Болит сердце"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{draft}");
+    assert_eq!(draft["status"], "draft");
+    let (status, refused) = env
+        .api
+        .put(
+            &format!("/questionnaires/{sid}"),
+            &env.patient,
+            json!({"answers": {"complaints": "Болит сердце"}, "submit": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("answers.since")
+    );
+    let (status, done) = env
+        .api
+        .put(
+            &format!("/questionnaires/{sid}"),
+            &env.patient,
+            json!({"answers": {"complaints": "Болит сердце", "since": "Сегодня",
+                               "temperature": 37.4}, "submit": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "submitted");
+    assert!(done["readAt"].is_null());
+    // The admin sees that it exists, not what it says; the doctor reads it, and that shows.
+    let (_, seen) = env
+        .api
+        .get(&format!("/consultations/{a}/questionnaires"), &env.admin)
+        .await;
+    assert!(
+        seen["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|q| q["answers"].is_null())
+    );
+    let (_, read) = env
+        .api
+        .get(&format!("/consultations/{a}/questionnaires"), &env.doctor)
+        .await;
+    let read = read["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["id"] == sid)
+        .unwrap()
+        .clone();
+    assert_eq!(read["answers"]["complaints"], "Болит сердце");
+    assert_eq!(read["answers"]["temperature"], 37.4);
+    let (_, mine) = env
+        .api
+        .get(&format!("/questionnaires/{sid}"), &env.patient)
+        .await;
+    assert!(mine["readAt"].is_string(), "{mine}");
+
+    // The patient asks to delete their documents: the admins are told, with the deadline.
+    let (status, request) = env
+        .api
+        .post(
+            "/me/deletion-requests",
+            &env.patient,
+            json!({"comment": "Болит сердце — удалите всё"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    let rid = request["id"].as_str().unwrap().to_owned();
+    let told = env
+        .wait_mails("admin@clinic.test", "Запрос пациента на удаление", 1)
+        .await;
+    assert_no_document_names(&told[0]);
+    assert!(told[0].text.contains(&rid[..8]), "{}", told[0].text);
+    assert_eq!(env.count("head@clinic.test", "Запрос пациента"), 0);
+
+    // Nobody answers by the deadline (10 working days): flagged, and the admins told once.
+    let due = vizit_api::http::parse_time("dueAt", request["dueAt"].as_str().unwrap()).unwrap();
+    assert!(
+        due - env.clock.now_ms() >= 14 * 24 * HOUR - 24 * HOUR,
+        "{request}"
+    );
+    env.advance_to(due + MIN).await;
+    let late = env
+        .wait_mails("admin@clinic.test", "Срок ответа на запрос истёк", 1)
+        .await;
+    assert_no_document_names(&late[0]);
+    let (_, overdue) = env
+        .api
+        .get("/admin/deletion-requests?overdue=true", &env.admin)
+        .await;
+    assert_eq!(overdue["total"], 1, "{overdue}");
+    assert_eq!(overdue["items"][0]["overdue"], true);
+
+    // Answered: done, the anamnesis kept under a legal hold; the patient is told.
+    let aid = anamnesis["id"].as_str().unwrap();
+    let (status, answered) = env
+        .api
+        .post(
+            &format!("/admin/deletion-requests/{rid}/answer"),
+            &env.admin,
+            json!({"outcome": "done", "keep": [{"questionnaireId": aid,
+                   "reason": "Медицинская документация: 323-ФЗ, ст. 22"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answered}");
+    assert_eq!(answered["status"], "done");
+    assert_eq!(answered["overdue"], false);
+    assert_eq!(answered["act"]["deleted"][0]["document"]["id"], sid);
+    assert_eq!(answered["act"]["kept"][0]["document"]["id"], aid);
+    let answer = env.wait_mails(patient, "Ответ на ваш запрос", 1).await;
+    assert_no_document_names(&answer[0]);
+    let (_, gone) = env
+        .api
+        .get(&format!("/questionnaires/{sid}"), &env.doctor)
+        .await;
+    assert_eq!(gone["status"], "deleted");
+    assert!(gone["answers"].is_null());
+    let stored = env
+        .api
+        .count(&format!(
+            "SELECT COUNT(*) FROM questionnaires WHERE id = '{sid}' AND answers IS NULL"
+        ))
+        .await;
+    assert_eq!(stored, 1, "the answers are really gone");
+    let (_, kept) = env
+        .api
+        .get(&format!("/questionnaires/{aid}"), &env.patient)
+        .await;
+    assert_eq!(
+        kept["legalHold"],
+        "Медицинская документация: 323-ФЗ, ст. 22"
+    );
+    let audited = env
+        .api
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE object_id IN ('{sid}', '{rid}') AND action IN \
+             ('questionnaire.submitted', 'questionnaire.read', 'deletion_request.created', \
+              'deletion_request.overdue', 'questionnaire.deleted', 'deletion_request.answered')"
+        ))
+        .await;
+    // Submitted, read twice (by the doctor, then by the patient), requested, overdue,
+    // deleted, answered.
+    assert_eq!(audited, 7, "every step is in the audit log");
+
+    // A second request: extended with a reason (the patient told), then refused in time.
+    let (status, second) = env
+        .api
+        .post("/me/deletion-requests", &env.patient, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let rid2 = second["id"].as_str().unwrap();
+    let (status, extended) = env
+        .api
+        .post(
+            &format!("/admin/deletion-requests/{rid2}/extend"),
+            &env.admin,
+            json!({"reason": "Нужно поднять архив"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{extended}");
+    assert!(extended["dueAt"].as_str() > second["dueAt"].as_str());
+    let longer = env
+        .wait_mails(patient, "Срок ответа на ваш запрос продлён", 1)
+        .await;
+    assert_no_document_names(&longer[0]);
+    let (status, refused) = env
+        .api
+        .post(
+            &format!("/admin/deletion-requests/{rid2}/answer"),
+            &env.admin,
+            json!({"outcome": "refused",
+                   "reason": "Документы хранятся 25 лет (приказ Минздрава)"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refused}");
+    env.wait_mails(patient, "Ответ на ваш запрос", 2).await;
+    // Answered in time, it will never be flagged: its deadline job is gone.
+    let planned = env
+        .api
+        .count(&format!(
+            "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key = 'documents.deletion_overdue:{rid2}'"
+        ))
+        .await;
+    assert_eq!(planned, 0, "an answered request is never overdue");
+
+    // Each case once, by recipient; the request cases have no consultation.
+    let admin_log = env.notices(&format!("recipientId={}", env.admin_id)).await;
+    let mut events: Vec<&str> = admin_log
+        .iter()
+        .map(|n| n["event"].as_str().unwrap())
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            "admin.deletion_overdue",
+            "admin.deletion_request",
+            "admin.deletion_request"
+        ]
+    );
+    assert!(admin_log.iter().all(|n| n["consultationId"].is_null()));
+    let patient_log = env
+        .notices(&format!("recipientId={}", env.patient_id))
+        .await;
+    let mut events: Vec<&str> = patient_log
+        .iter()
+        .map(|n| n["event"].as_str().unwrap())
+        .filter(|e| e.contains("questionnaire") || e.contains("deletion"))
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            "patient.deletion_answered",
+            "patient.deletion_answered",
+            "patient.deletion_extended",
+            "patient.questionnaire_anamnesis",
+            "patient.questionnaire_symptoms",
+        ]
+    );
+    // The booking was never paid (no payments here) and expired meanwhile: once a consultation
+    // is closed, its questionnaires no longer change.
+    let (status, closed) = env
+        .api
+        .put(
+            &format!("/questionnaires/{aid}"),
+            &env.patient,
+            json!({"answers": {"allergy": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{closed}");
+    assert_eq!(closed["code"], "consultation_closed");
+}
+
+on_both_databases!(
+    document_cases_reach_their_recipients_once,
+    super::document_cases_reach_their_recipients_once
 );

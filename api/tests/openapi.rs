@@ -66,6 +66,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/me/notifications/max"),
     ("post", "/api/v1/integrations/max/webhook"),
     ("post", "/api/v1/integrations/edna/status"),
+    ("get", "/api/v1/consultations/{id}/questionnaires"),
+    ("post", "/api/v1/consultations/{id}/questionnaires"),
+    ("get", "/api/v1/questionnaires/{id}"),
+    ("put", "/api/v1/questionnaires/{id}"),
+    ("get", "/api/v1/me/questionnaires"),
+    ("get", "/api/v1/admin/questionnaire-forms"),
+    ("post", "/api/v1/admin/questionnaire-forms/{kind}"),
+    ("post", "/api/v1/me/deletion-requests"),
+    ("get", "/api/v1/me/deletion-requests"),
+    ("get", "/api/v1/admin/deletion-requests"),
+    ("post", "/api/v1/admin/deletion-requests/{id}/answer"),
+    ("post", "/api/v1/admin/deletion-requests/{id}/extend"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -408,6 +420,304 @@ async fn every_response_the_tests_see_matches_the_document() {
             .await
     );
     let id = booked["id"].as_str().unwrap();
+
+    // Documents: a questionnaire assigned, filled in, read; the forms; a deletion request.
+    let q = see!(
+        "post",
+        "/api/v1/consultations/{id}/questionnaires",
+        api.post(
+            &format!("/consultations/{id}/questionnaires"),
+            &c.doctor,
+            json!({"kind": "anamnesis"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/questionnaires",
+        api.post(
+            &format!("/consultations/{id}/questionnaires"),
+            &c.doctor,
+            json!({"kind": "anamnesis"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/questionnaires",
+        api.post(
+            &format!("/consultations/{id}/questionnaires"),
+            &c.patient,
+            json!({"kind": "symptoms"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/consultations/{id}/questionnaires",
+        api.post(
+            &format!("/consultations/{id}/questionnaires"),
+            &c.doctor,
+            json!({"kind": "dreams"})
+        )
+        .await
+    );
+    let qid = q["id"].as_str().unwrap();
+    see!(
+        "put",
+        "/api/v1/questionnaires/{id}",
+        api.put(
+            &format!("/questionnaires/{qid}"),
+            &c.patient,
+            json!({"answers": {"allergy": false}, "submit": true})
+        )
+        .await
+    );
+    see!(
+        "put",
+        "/api/v1/questionnaires/{id}",
+        api.put(
+            &format!("/questionnaires/{qid}"),
+            &c.patient,
+            json!({"answers": {"allergy": "нет"}})
+        )
+        .await
+    );
+    see!(
+        "put",
+        "/api/v1/questionnaires/{id}",
+        api.put(
+            &format!("/questionnaires/{qid}"),
+            &c.doctor,
+            json!({"answers": {}})
+        )
+        .await
+    );
+    see!(
+        "put",
+        "/api/v1/questionnaires/{id}",
+        api.put(
+            &format!("/questionnaires/{qid}"),
+            &c.other_patient,
+            json!({"answers": {}})
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/questionnaires/{id}",
+        api.get(&format!("/questionnaires/{qid}"), &c.doctor).await
+    );
+    see!(
+        "get",
+        "/api/v1/questionnaires/{id}",
+        api.get(&format!("/questionnaires/{qid}"), &c.other_patient)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}/questionnaires",
+        api.get(&format!("/consultations/{id}/questionnaires"), &c.admin)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}/questionnaires",
+        api.get(
+            &format!("/consultations/{id}/questionnaires"),
+            &c.other_doctor
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/me/questionnaires",
+        api.get("/me/questionnaires", &c.patient).await
+    );
+    see!(
+        "get",
+        "/api/v1/me/questionnaires",
+        api.get("/me/questionnaires", &c.doctor).await
+    );
+    let forms = see!(
+        "get",
+        "/api/v1/admin/questionnaire-forms",
+        api.get("/admin/questionnaire-forms", &c.doctor).await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/questionnaire-forms",
+        api.get("/admin/questionnaire-forms", &c.patient).await
+    );
+    let symptoms = forms["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "symptoms")
+        .unwrap()
+        .clone();
+    see!(
+        "post",
+        "/api/v1/admin/questionnaire-forms/{kind}",
+        api.post(
+            "/admin/questionnaire-forms/symptoms",
+            &c.admin,
+            json!({"title": symptoms["title"], "questions": symptoms["questions"]})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/questionnaire-forms/{kind}",
+        api.post(
+            "/admin/questionnaire-forms/symptoms",
+            &c.admin,
+            json!({"title": "", "questions": []})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/questionnaire-forms/{kind}",
+        api.post(
+            "/admin/questionnaire-forms/symptoms",
+            &c.doctor,
+            json!({"title": "x", "questions": []})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/questionnaire-forms/{kind}",
+        api.post(
+            "/admin/questionnaire-forms/dreams",
+            &c.admin,
+            json!({"title": "x", "questions": []})
+        )
+        .await
+    );
+    let request = see!(
+        "post",
+        "/api/v1/me/deletion-requests",
+        api.post(
+            "/me/deletion-requests",
+            &c.patient,
+            json!({"comment": "Удалите, пожалуйста"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/me/deletion-requests",
+        api.post("/me/deletion-requests", &c.patient, json!({}))
+            .await
+    );
+    see!(
+        "post",
+        "/api/v1/me/deletion-requests",
+        api.post("/me/deletion-requests", &c.doctor, json!({}))
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/me/deletion-requests",
+        api.get("/me/deletion-requests", &c.patient).await
+    );
+    see!(
+        "get",
+        "/api/v1/me/deletion-requests",
+        api.get("/me/deletion-requests?status=lost", &c.patient)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/me/deletion-requests",
+        api.get("/me/deletion-requests", &c.admin).await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/deletion-requests",
+        api.get("/admin/deletion-requests?status=pending", &c.admin)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/admin/deletion-requests",
+        api.get("/admin/deletion-requests", &c.patient).await
+    );
+    let rid = request["id"].as_str().unwrap();
+    see!(
+        "post",
+        "/api/v1/admin/deletion-requests/{id}/extend",
+        api.post(
+            &format!("/admin/deletion-requests/{rid}/extend"),
+            &c.admin,
+            json!({"reason": "Нужно запросить архив"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/deletion-requests/{id}/extend",
+        api.post(
+            &format!("/admin/deletion-requests/{rid}/extend"),
+            &c.admin,
+            json!({"reason": "Ещё раз"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/deletion-requests/{id}/answer",
+        api.post(
+            &format!("/admin/deletion-requests/{rid}/answer"),
+            &c.admin,
+            json!({"outcome": "refused"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/deletion-requests/{id}/answer",
+        api.post(
+            &format!("/admin/deletion-requests/{rid}/answer"),
+            &c.admin,
+            json!({"outcome": "done", "keep": [{"questionnaireId": qid,
+                   "reason": "323-ФЗ ст. 22: медицинская документация"}]})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/deletion-requests/{id}/answer",
+        api.post(
+            &format!("/admin/deletion-requests/{rid}/answer"),
+            &c.admin,
+            json!({"outcome": "done"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/deletion-requests/{id}/extend",
+        api.post(
+            &format!("/admin/deletion-requests/{rid}/extend"),
+            &c.patient,
+            json!({"reason": "x"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/admin/deletion-requests/{id}/answer",
+        api.post(
+            &format!("/admin/deletion-requests/{}/answer", uuid::Uuid::new_v4()),
+            &c.admin,
+            json!({"outcome": "done"})
+        )
+        .await
+    );
+
     see!(
         "get",
         "/api/v1/consultations",

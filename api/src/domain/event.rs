@@ -34,10 +34,20 @@ pub enum EventKind {
     EmailSent,
     /// An e-mail was given up on (refused for good); the payload as for [`EventKind::EmailSent`].
     EmailFailed,
+    /// Questionnaires were assigned to a consultation (`questionnaires`: their ids and kinds).
+    QuestionnaireAssigned,
+    /// A patient asked to delete their medical documents (`requestId`, `dueAt`).
+    DeletionRequested,
+    /// The clinic answered a deletion request (`outcome`: done or refused).
+    DeletionAnswered,
+    /// The clinic extended a deletion request's deadline (`dueAt`).
+    DeletionExtended,
+    /// A deletion request was not answered by its deadline.
+    DeletionOverdue,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::ConsultationBooked,
         EventKind::ConsultationPaid,
         EventKind::ConsultationStarted,
@@ -54,6 +64,11 @@ impl EventKind {
         EventKind::ReceiptOverdue,
         EventKind::EmailSent,
         EventKind::EmailFailed,
+        EventKind::QuestionnaireAssigned,
+        EventKind::DeletionRequested,
+        EventKind::DeletionAnswered,
+        EventKind::DeletionExtended,
+        EventKind::DeletionOverdue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +89,11 @@ impl EventKind {
             EventKind::ReceiptOverdue => "receipt.overdue",
             EventKind::EmailSent => "email.sent",
             EventKind::EmailFailed => "email.failed",
+            EventKind::QuestionnaireAssigned => "questionnaire.assigned",
+            EventKind::DeletionRequested => "deletion.requested",
+            EventKind::DeletionAnswered => "deletion.answered",
+            EventKind::DeletionExtended => "deletion.extended",
+            EventKind::DeletionOverdue => "deletion.overdue",
         }
     }
 

@@ -1,6 +1,7 @@
-//! Notifications about consultations: the outbox subscriber that turns consultation events into
-//! messages to the patient, the doctor, the clinic's admins and head doctors, and the scheduler
-//! jobs for what is due at a time (reminders, "close the consultation", the review request).
+//! Notifications about consultations and documents: the outbox subscriber that turns their
+//! events into messages to the patient, the doctor, the clinic's admins and head doctors
+//! (questionnaires to fill in, deletion requests and their answers), and the scheduler jobs for
+//! what is due at a time (reminders, "close the consultation", the review request).
 //!
 //! Each message is one `notifications` row per cause and recipient (`dedup_key`): an event seen
 //! twice, a job run twice or by two nodes, makes one message. It is created in the transaction
@@ -40,6 +41,93 @@ pub const REVIEW: &str = "notify.review";
 /// its cascade may still deliver it).
 pub const FALLBACK: &str = "notify.fallback";
 
+/// What a notification is about, as its text needs it: a consultation, or a patient's request
+/// to delete their documents (which has no consultation).
+#[derive(Debug, Clone)]
+pub struct About {
+    /// The consultation's or the request's id: in the dedup key, its start is the reference.
+    pub id: String,
+    pub consultation_id: Option<String>,
+    /// The time the text names (the consultation's start, the request's deadline…).
+    pub at: i64,
+    pub time_zone: String,
+    pub price_kopecks: i64,
+    pub pay_by: i64,
+    /// Cancelled for want of payment.
+    pub expired: bool,
+    /// Questionnaires the message asks to fill in.
+    pub count: usize,
+}
+
+impl About {
+    pub fn visit(v: &Visit) -> About {
+        About {
+            id: v.id.clone(),
+            consultation_id: Some(v.id.clone()),
+            at: v.starts_at,
+            time_zone: v.time_zone.clone(),
+            price_kopecks: v.price_kopecks,
+            pay_by: v.pay_by,
+            expired: false,
+            count: 0,
+        }
+    }
+
+    fn expired(self) -> About {
+        About {
+            expired: true,
+            ..self
+        }
+    }
+
+    /// A request (`id`) at time `at` of the clinic's zone.
+    fn request(id: &str, at: i64, time_zone: &str) -> About {
+        About {
+            id: id.to_owned(),
+            consultation_id: None,
+            at,
+            time_zone: time_zone.to_owned(),
+            price_kopecks: 0,
+            pay_by: 0,
+            expired: false,
+            count: 0,
+        }
+    }
+
+    /// What a fallback or a resend needs to write the message again, beyond the consultation.
+    fn context(&self) -> Option<String> {
+        let mut c = serde_json::Map::new();
+        if self.expired {
+            c.insert("expired".into(), json!(true));
+        }
+        if self.count > 0 {
+            c.insert("count".into(), json!(self.count));
+        }
+        if self.consultation_id.is_none() {
+            c.insert("request".into(), json!(self.id));
+            c.insert("at".into(), json!(self.at));
+            c.insert("timeZone".into(), json!(self.time_zone));
+        }
+        (!c.is_empty()).then(|| Value::Object(c).to_string())
+    }
+
+    fn with(self, context: &Value) -> About {
+        About {
+            expired: context["expired"].as_bool() == Some(true),
+            count: context["count"].as_u64().unwrap_or(0) as usize,
+            ..self
+        }
+    }
+
+    fn of_request(context: &Value) -> Option<About> {
+        Some(About::request(
+            context["request"].as_str()?,
+            context["at"].as_i64()?,
+            context["timeZone"].as_str()?,
+        ))
+    }
+}
+
 /// The `kind` of notification e-mails in `emails`.
 pub const EMAIL_KIND: &str = "notification";
 
@@ -77,28 +165,27 @@ impl Notices {
         self.core.now()
     }
 
-    /// Notify `person` of `case` about `visit`: once per case, consultation, person and
-    /// `occasion` (what a repeat of the case is for, e.g. `:<start>:<offset>` of a reminder;
-    /// empty for a case that happens once).
+    /// Notify `person` of `case` about `about`: once per case, consultation (or request),
+    /// person and `occasion` (what a repeat of the case is for, e.g. `:<start>:<offset>` of a
+    /// reminder; empty for a case that happens once).
     async fn notify(
         &self,
         conn: &mut AnyConnection,
         case: Case,
         person: &Person,
-        visit: &Visit,
-        expired: bool,
+        about: &About,
         occasion: &str,
     ) -> Result<(), sqlx::Error> {
         let now = self.now();
-        let dedup = format!("{}:{}:{}{occasion}", case.as_str(), visit.id, person.id);
-        let context = expired.then(|| json!({"expired": true}).to_string());
+        let dedup = format!("{}:{}:{}{occasion}", case.as_str(), about.id, person.id);
+        let context = about.context();
         let Some(notice) = log::create(
             conn,
             &NewNotice {
                 event: case.as_str(),
                 recipient_id: &person.id,
                 recipient_role: &person.role,
-                consultation_id: Some(&visit.id),
+                consultation_id: about.consultation_id.as_deref(),
                 dedup_key: &dedup,
                 context: context.as_deref(),
             },
@@ -108,7 +195,7 @@ impl Notices {
         else {
             return Ok(());
         };
-        self.dispatch(conn, &notice, case, person, visit, expired, &[], None)
+        self.dispatch(conn, &notice, case, person, about, &[], None)
             .await?;
         Ok(())
     }
@@ -137,8 +224,7 @@ impl Notices {
         notice: &str,
         case: Case,
         person: &Person,
-        visit: &Visit,
-        expired: bool,
+        about: &About,
         tried: &[Channel],
         only: Option<Channel>,
     ) -> Result<Option<Channel>, sqlx::Error> {
@@ -173,16 +259,17 @@ impl Notices {
             "{}/api/v1/notifications/open/{token}",
             rules.public_url.trim_end_matches('/')
         );
-        let reference: String = visit.id.chars().take(8).collect();
+        let reference: String = about.id.chars().take(8).collect();
         let m = texts::render(
             case,
             &Context {
                 clinic: &self.notifications.settings.clinic_name,
-                starts_at: visit.starts_at,
-                time_zone: &visit.time_zone,
-                price_kopecks: visit.price_kopecks,
-                pay_by: visit.pay_by,
-                expired,
+                starts_at: about.at,
+                time_zone: &about.time_zone,
+                price_kopecks: about.price_kopecks,
+                pay_by: about.pay_by,
+                expired: about.expired,
+                count: about.count,
                 link: &link,
                 reference: &reference,
             },
@@ -262,21 +349,28 @@ impl Notices {
         let Some(n) = log::notice(conn, id).await? else {
             return Ok(None);
         };
-        let (Some(case), Some(consultation)) = (Case::parse(&n.event), n.consultation_id) else {
+        let Some(case) = Case::parse(&n.event) else {
             return Ok(None);
         };
-        let (Some(person), Some(visit)) = (
-            log::person(conn, &n.recipient_id).await?,
-            log::visit(conn, &consultation).await?,
-        ) else {
+        let Some(person) = log::person(conn, &n.recipient_id).await? else {
             return Ok(None);
         };
-        let expired = n
+        let context = n
             .context
             .as_deref()
             .and_then(|c| serde_json::from_str::<Value>(c).ok())
-            .is_some_and(|c| c["expired"].as_bool() == Some(true));
-        self.dispatch(conn, id, case, &person, &visit, expired, tried, only)
+            .unwrap_or(Value::Null);
+        let about = match n.consultation_id {
+            Some(consultation) => match log::visit(conn, &consultation).await? {
+                Some(visit) => About::visit(&visit).with(&context),
+                None => return Ok(None),
+            },
+            None => match About::of_request(&context) {
+                Some(about) => about,
+                None => return Ok(None),
+            },
+        };
+        self.dispatch(conn, id, case, &person, &about, tried, only)
             .await
     }
 
@@ -285,12 +379,11 @@ impl Notices {
         conn: &mut AnyConnection,
         case: Case,
         person: &str,
-        visit: &Visit,
-        expired: bool,
+        about: &About,
         occasion: &str,
     ) -> Result<(), sqlx::Error> {
         match log::person(conn, person).await? {
-            Some(p) => self.notify(conn, case, &p, visit, expired, occasion).await,
+            Some(p) => self.notify(conn, case, &p, about, occasion).await,
             None => Ok(()),
         }
     }
@@ -350,6 +443,15 @@ impl Notices {
         if matches!(kind, EventKind::EmailSent | EventKind::EmailFailed) {
             return self.on_email(conn, kind, &event.payload).await;
         }
+        if matches!(
+            kind,
+            EventKind::DeletionRequested
+                | EventKind::DeletionAnswered
+                | EventKind::DeletionExtended
+                | EventKind::DeletionOverdue
+        ) {
+            return self.on_request(conn, kind, &event.payload).await;
+        }
         let Some(id) = event.consultation_id.as_deref() else {
             return Ok(());
         };
@@ -359,11 +461,17 @@ impl Notices {
         let (patient, doctor) = (visit.patient_id.clone(), visit.doctor_id.clone());
         match kind {
             EventKind::ConsultationBooked => {
-                self.notify_id(conn, Case::PatientBooked, &patient, &visit, false, "")
-                    .await?;
+                self.notify_id(
+                    conn,
+                    Case::PatientBooked,
+                    &patient,
+                    &About::visit(&visit),
+                    "",
+                )
+                .await?;
             }
             EventKind::ConsultationPaid => {
-                self.notify_id(conn, Case::PatientPaid, &patient, &visit, false, "")
+                self.notify_id(conn, Case::PatientPaid, &patient, &About::visit(&visit), "")
                     .await?;
                 if visit.status == "paid" {
                     self.plan(conn, &visit).await?;
@@ -374,15 +482,33 @@ impl Notices {
             }
             EventKind::ConsultationCancelled => {
                 self.unplan(conn, id).await?;
-                self.notify_id(conn, Case::PatientCancelled, &patient, &visit, false, "")
-                    .await?;
-                self.notify_id(conn, Case::DoctorCancelled, &doctor, &visit, false, "")
-                    .await?;
+                self.notify_id(
+                    conn,
+                    Case::PatientCancelled,
+                    &patient,
+                    &About::visit(&visit),
+                    "",
+                )
+                .await?;
+                self.notify_id(
+                    conn,
+                    Case::DoctorCancelled,
+                    &doctor,
+                    &About::visit(&visit),
+                    "",
+                )
+                .await?;
             }
             EventKind::ConsultationExpired => {
                 self.unplan(conn, id).await?;
-                self.notify_id(conn, Case::PatientCancelled, &patient, &visit, true, "")
-                    .await?;
+                self.notify_id(
+                    conn,
+                    Case::PatientCancelled,
+                    &patient,
+                    &About::visit(&visit).expired(),
+                    "",
+                )
+                .await?;
             }
             EventKind::ConsultationCompleted => {
                 self.unplan(conn, id).await?;
@@ -398,17 +524,81 @@ impl Notices {
                     )
                     .await?;
             }
+            EventKind::QuestionnaireAssigned
+                if matches!(visit.status.as_str(), "booked" | "paid" | "in_progress") =>
+            {
+                // One message for the questionnaires assigned together; its case is the
+                // symptoms one if it is among them. The text names no document.
+                let list = event.payload["questionnaires"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let Some(first) = list.first().and_then(|q| q["id"].as_str()) else {
+                    return Ok(());
+                };
+                let case = if list.iter().any(|q| q["kind"] == "symptoms") {
+                    Case::PatientSymptoms
+                } else {
+                    Case::PatientAnamnesis
+                };
+                let about = About {
+                    count: list.len(),
+                    ..About::visit(&visit)
+                };
+                self.notify_id(conn, case, &patient, &about, &format!(":{first}"))
+                    .await?;
+            }
             EventKind::ConsultationOverdue => {
                 for (role, case) in [
                     ("admin", Case::AdminNotClosed),
                     ("head_doctor", Case::HeadDoctorNotClosed),
                 ] {
                     for person in log::people_with_role(conn, role).await? {
-                        self.notify(conn, case, &person, &visit, false, "").await?;
+                        self.notify(conn, case, &person, &About::visit(&visit), "")
+                            .await?;
                     }
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A patient's request to delete their documents: the clinic's admins are told of it and of
+    /// its deadline passing, the patient of the answer and of an extension.
+    async fn on_request(
+        &self,
+        conn: &mut AnyConnection,
+        kind: EventKind,
+        payload: &Value,
+    ) -> anyhow::Result<()> {
+        let (Some(request), Some(at)) = (
+            payload["requestId"].as_str(),
+            payload["dueAt"]
+                .as_i64()
+                .or_else(|| payload["createdAt"].as_i64()),
+        ) else {
+            return Ok(());
+        };
+        let about = About::request(request, at, &self.notifications.settings.time_zone);
+        let (case, to_admins) = match kind {
+            EventKind::DeletionRequested => (Case::AdminDeletionRequest, true),
+            EventKind::DeletionOverdue => (Case::AdminDeletionOverdue, true),
+            EventKind::DeletionAnswered => (Case::PatientDeletionAnswered, false),
+            _ => (Case::PatientDeletionExtended, false),
+        };
+        // An extension repeats per deadline; the rest happen once per request.
+        let occasion = match kind {
+            EventKind::DeletionExtended | EventKind::DeletionOverdue => format!(":{at}"),
+            _ => String::new(),
+        };
+        if to_admins {
+            for person in log::people_with_role(conn, "admin").await? {
+                self.notify(conn, case, &person, &about, &occasion).await?;
+            }
+        } else if let Some(patient) = payload["patientId"].as_str() {
+            self.notify_id(conn, case, patient, &about, &occasion)
+                .await?;
         }
         Ok(())
     }
@@ -476,7 +666,7 @@ impl Notices {
                         (Case::DoctorReminder, &visit.doctor_id),
                     ] {
                         let occasion = format!(":{}:{before}", visit.starts_at);
-                        self.notify_id(&mut tx, case, who, &visit, false, &occasion)
+                        self.notify_id(&mut tx, case, who, &About::visit(&visit), &occasion)
                             .await?;
                     }
                 }
@@ -489,8 +679,7 @@ impl Notices {
                     &mut tx,
                     Case::DoctorMustClose,
                     &visit.doctor_id,
-                    &visit,
-                    false,
+                    &About::visit(&visit),
                     &format!(":{}", visit.ends_at),
                 )
                 .await?;
@@ -500,8 +689,7 @@ impl Notices {
                     &mut tx,
                     Case::PatientReview,
                     &visit.patient_id,
-                    &visit,
-                    false,
+                    &About::visit(&visit),
                     "",
                 )
                 .await?;
@@ -533,6 +721,11 @@ impl Subscriber for ConsultationNotices {
                     | EventKind::ConsultationExpired
                     | EventKind::ConsultationCompleted
                     | EventKind::ConsultationOverdue
+                    | EventKind::QuestionnaireAssigned
+                    | EventKind::DeletionRequested
+                    | EventKind::DeletionAnswered
+                    | EventKind::DeletionExtended
+                    | EventKind::DeletionOverdue
                     | EventKind::EmailSent
                     | EventKind::EmailFailed
             )

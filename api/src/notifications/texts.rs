@@ -10,7 +10,9 @@ use jiff::tz::TimeZone;
 
 use super::receipt::{esc, roubles};
 
-/// What happened, to whom: the 10 consultation cases (documents add theirs).
+/// What happened, to whom: the 10 consultation cases, the 2 questionnaire cases and the 4 of
+/// deletion requests (the request and its deadline passing to admins; the answer and an
+/// extension to the patient).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Case {
     PatientBooked,
@@ -23,10 +25,16 @@ pub enum Case {
     DoctorCancelled,
     AdminNotClosed,
     HeadDoctorNotClosed,
+    PatientSymptoms,
+    PatientAnamnesis,
+    AdminDeletionRequest,
+    AdminDeletionOverdue,
+    PatientDeletionAnswered,
+    PatientDeletionExtended,
 }
 
 impl Case {
-    pub const ALL: [Case; 10] = [
+    pub const ALL: [Case; 16] = [
         Case::PatientBooked,
         Case::PatientPaid,
         Case::PatientCancelled,
@@ -37,6 +45,12 @@ impl Case {
         Case::DoctorCancelled,
         Case::AdminNotClosed,
         Case::HeadDoctorNotClosed,
+        Case::PatientSymptoms,
+        Case::PatientAnamnesis,
+        Case::AdminDeletionRequest,
+        Case::AdminDeletionOverdue,
+        Case::PatientDeletionAnswered,
+        Case::PatientDeletionExtended,
     ];
 
     /// Its name in the log and the API: `recipient.what`.
@@ -52,6 +66,12 @@ impl Case {
             Case::DoctorCancelled => "doctor.cancelled",
             Case::AdminNotClosed => "admin.not_closed",
             Case::HeadDoctorNotClosed => "head_doctor.not_closed",
+            Case::PatientSymptoms => "patient.questionnaire_symptoms",
+            Case::PatientAnamnesis => "patient.questionnaire_anamnesis",
+            Case::AdminDeletionRequest => "admin.deletion_request",
+            Case::AdminDeletionOverdue => "admin.deletion_overdue",
+            Case::PatientDeletionAnswered => "patient.deletion_answered",
+            Case::PatientDeletionExtended => "patient.deletion_extended",
         }
     }
 
@@ -64,7 +84,8 @@ impl Case {
 #[derive(Debug, Clone)]
 pub struct Context<'a> {
     pub clinic: &'a str,
-    /// The consultation's start, UTC milliseconds, and the zone its times are written in.
+    /// The consultation's start (a request's deadline, or its time for an answer), UTC
+    /// milliseconds, and the zone its times are written in.
     pub starts_at: i64,
     pub time_zone: &'a str,
     /// The patient pays this much (0: free).
@@ -77,6 +98,8 @@ pub struct Context<'a> {
     pub link: &'a str,
     /// A short reference of the consultation for staff (the start of its id).
     pub reference: &'a str,
+    /// Questionnaires the message asks to fill in.
+    pub count: usize,
 }
 
 /// A message, ready for e-mail (`subject`, `text`, `html`) and messengers (`chat`, with
@@ -229,6 +252,56 @@ pub fn render(case: Case, ctx: &Context<'_>) -> Message {
             )],
             "Открыть консультации",
         ),
+        Case::PatientSymptoms | Case::PatientAnamnesis => (
+            "Заполните анкету перед консультацией".into(),
+            vec![if ctx.count > 1 {
+                format!(
+                    "Перед онлайн-консультацией {at} заполните, пожалуйста, анкеты в личном \
+                     кабинете ({}): врач прочитает их заранее.",
+                    ctx.count
+                )
+            } else {
+                format!(
+                    "Перед онлайн-консультацией {at} заполните, пожалуйста, анкету в личном \
+                     кабинете: врач прочитает её заранее."
+                )
+            }],
+            "Заполнить анкету",
+        ),
+        Case::AdminDeletionRequest => (
+            "Запрос пациента на удаление документов".into(),
+            vec![format!(
+                "Поступил запрос пациента на удаление медицинских документов (№ {}). Ответ \
+                 нужно дать до {at}.",
+                ctx.reference
+            )],
+            "Открыть запросы",
+        ),
+        Case::AdminDeletionOverdue => (
+            "Срок ответа на запрос истёк".into(),
+            vec![format!(
+                "Срок ответа на запрос пациента об удалении документов (№ {}) истёк {at}, \
+                 а ответа нет.",
+                ctx.reference
+            )],
+            "Открыть запросы",
+        ),
+        Case::PatientDeletionAnswered => (
+            "Ответ на ваш запрос".into(),
+            vec![format!(
+                "Клиника ответила на ваш запрос от {at} (№ {}). Ответ — в личном кабинете.",
+                ctx.reference
+            )],
+            "Открыть личный кабинет",
+        ),
+        Case::PatientDeletionExtended => (
+            "Срок ответа на ваш запрос продлён".into(),
+            vec![format!(
+                "Срок ответа на ваш запрос (№ {}) продлён до {at}. Причина — в личном кабинете.",
+                ctx.reference
+            )],
+            "Открыть личный кабинет",
+        ),
         Case::AdminNotClosed | Case::HeadDoctorNotClosed => (
             "Консультация не закрыта вовремя".into(),
             vec![format!(
@@ -293,6 +366,7 @@ mod tests {
             expired: false,
             link: "https://clinic.example/api/v1/notifications/open/t?x=1&y=<2>",
             reference: "abcd1234",
+            count: 1,
         }
     }
 

@@ -124,12 +124,7 @@ impl Scheduler {
 
     /// Drop the job under `key` unless it has run; true if one was dropped.
     pub async fn cancel(&self, conn: &mut AnyConnection, key: &str) -> Result<bool, sqlx::Error> {
-        let n = sqlx::query("DELETE FROM scheduled_jobs WHERE job_key = $1 AND status = 'pending'")
-            .bind(key)
-            .execute(conn)
-            .await?
-            .rows_affected();
-        Ok(n == 1)
+        cancel_job(conn, key).await
     }
 
     /// Keep a recurring job of `kind` under `key`: due now if new, then `every` after each run.
@@ -282,6 +277,16 @@ impl Scheduler {
 
 /// [`Scheduler::schedule`] for code that holds no scheduler (an outbox subscriber, in its
 /// delivery's transaction); `now` is the creation time.
+/// Drop the job under `key` unless it has run, in the caller's transaction; true if one was.
+pub async fn cancel_job(conn: &mut AnyConnection, key: &str) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query("DELETE FROM scheduled_jobs WHERE job_key = $1 AND status = 'pending'")
+        .bind(key)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
 pub async fn schedule_at(
     conn: &mut AnyConnection,
     now: i64,

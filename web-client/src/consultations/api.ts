@@ -327,6 +327,147 @@ function decodePayment(v: unknown): Payment {
   };
 }
 
+// ---- documents -----------------------------------------------------------------------------
+
+export type QuestionType = 'text' | 'line' | 'choice' | 'multi' | 'yes_no' | 'number' | 'date';
+export type QuestionnaireKind = 'symptoms' | 'anamnesis';
+export type QuestionnaireStatus = 'assigned' | 'draft' | 'submitted' | 'deleted';
+export type Answer = string | number | boolean | string[];
+
+export interface Question {
+  id: string;
+  label: string;
+  type: QuestionType;
+  required: boolean;
+  options: string[];
+  min: number | null;
+  max: number | null;
+  hint: string | null;
+}
+
+/** A questionnaire of a consultation, with the form version it was assigned with. */
+export interface Questionnaire {
+  id: string;
+  consultationId: string;
+  kind: QuestionnaireKind;
+  status: QuestionnaireStatus;
+  title: string;
+  questions: Question[];
+  /** Null for whoever may not read them (a clinic admin) and once deleted. */
+  answers: Record<string, Answer> | null;
+  editable: boolean;
+  consultationStartsAt: string;
+  timeZone: string;
+  submittedAt: string | null;
+  readAt: string | null;
+  legalHold: string | null;
+}
+
+/** A patient's request to delete their medical documents. */
+export interface DeletionRequest {
+  id: string;
+  patient: { id: string; name: string };
+  comment: string | null;
+  status: 'pending' | 'done' | 'refused';
+  createdAt: string;
+  dueAt: string;
+  /** The clinic's zone: the deadline's day is in it. */
+  timeZone: string;
+  overdue: boolean;
+  extensionReason: string | null;
+  answeredAt: string | null;
+  answer: string | null;
+  deleted: number;
+  kept: { kind: string; reason: string }[];
+}
+
+const QUESTION_TYPES: readonly QuestionType[] = ['text', 'line', 'choice', 'multi', 'yes_no', 'number', 'date'];
+
+function oneOf<T extends string>(o: Json, key: string, allowed: readonly T[]): T {
+  const v = str(o, key);
+  const found = allowed.find((a) => a === v);
+  if (found === undefined) throw new BadResponse(`unknown ${key} ${v}`);
+  return found;
+}
+
+function decodeQuestion(v: unknown): Question {
+  const o = obj(v, 'question');
+  const options = o['options'] === undefined ? [] : arr(o['options'], 'options').map(String);
+  return {
+    id: str(o, 'id'),
+    label: str(o, 'label'),
+    type: oneOf(o, 'type', QUESTION_TYPES),
+    required: o['required'] === true,
+    options,
+    min: optNum(o, 'min'),
+    max: optNum(o, 'max'),
+    hint: optStr(o, 'hint'),
+  };
+}
+
+function decodeAnswers(v: unknown): Record<string, Answer> | null {
+  if (v === undefined || v === null) return null;
+  const o = obj(v, 'answers');
+  const out: Record<string, Answer> = {};
+  for (const [key, value] of Object.entries(o)) {
+    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') out[key] = value;
+    else if (Array.isArray(value)) out[key] = value.map(String);
+  }
+  return out;
+}
+
+function decodeQuestionnaire(v: unknown): Questionnaire {
+  const o = obj(v, 'questionnaire');
+  const form = obj(o['form'], 'form');
+  return {
+    id: str(o, 'id'),
+    consultationId: str(o, 'consultationId'),
+    kind: oneOf(o, 'kind', ['symptoms', 'anamnesis'] as const),
+    status: oneOf(o, 'status', ['assigned', 'draft', 'submitted', 'deleted'] as const),
+    title: str(form, 'title'),
+    questions: arr(form['questions'], 'questions').map(decodeQuestion),
+    answers: decodeAnswers(o['answers']),
+    editable: o['editable'] === true,
+    consultationStartsAt: str(o, 'consultationStartsAt'),
+    timeZone: str(o, 'timeZone'),
+    submittedAt: optStr(o, 'submittedAt'),
+    readAt: optStr(o, 'readAt'),
+    legalHold: optStr(o, 'legalHold'),
+  };
+}
+
+function decodeDeletionRequest(v: unknown): DeletionRequest {
+  const o = obj(v, 'deletion request');
+  const patient = obj(o['patient'], 'patient');
+  const act = isObject(o['act']) ? o['act'] : null;
+  const kept =
+    act === null
+      ? []
+      : arr(act['kept'], 'kept').map((k) => {
+          const ko = obj(k, 'kept');
+          return { kind: str(obj(ko['document'], 'document'), 'kind'), reason: str(ko, 'reason') };
+        });
+  return {
+    id: str(o, 'id'),
+    patient: { id: str(patient, 'id'), name: str(patient, 'name') },
+    comment: optStr(o, 'comment'),
+    status: oneOf(o, 'status', ['pending', 'done', 'refused'] as const),
+    createdAt: str(o, 'createdAt'),
+    dueAt: str(o, 'dueAt'),
+    timeZone: str(o, 'timeZone'),
+    overdue: o['overdue'] === true,
+    extensionReason: optStr(o, 'extensionReason'),
+    answeredAt: optStr(o, 'answeredAt'),
+    answer: optStr(o, 'answer'),
+    deleted: act === null ? 0 : arr(act['deleted'], 'deleted').length,
+    kept,
+  };
+}
+
+function decodeQuestionnaires(v: unknown): Questionnaire[] {
+  return arr(obj(v, 'list')['items'], 'items').map(decodeQuestionnaire);
+}
+
 // ---- the client ----------------------------------------------------------------------------
 
 export interface ApiClientOptions {
@@ -336,7 +477,7 @@ export interface ApiClientOptions {
   onUnauthorized(): void;
 }
 
-type Method = 'GET' | 'POST';
+type Method = 'GET' | 'POST' | 'PUT';
 
 export class ApiClient {
   constructor(private readonly options: ApiClientOptions) {}
@@ -448,6 +589,59 @@ export class ApiClient {
   async payments(id: string): Promise<Payment[]> {
     return arr(await this.request('GET', `/consultations/${encodeURIComponent(id)}/payments`), 'payments').map(
       decodePayment,
+    );
+  }
+
+  /** The patient's questionnaires, the newest consultation first. */
+  async myQuestionnaires(): Promise<Questionnaire[]> {
+    return decodeQuestionnaires(await this.request('GET', '/me/questionnaires'));
+  }
+
+  /** A consultation's questionnaires (the doctor's read of submitted answers is recorded). */
+  async questionnairesOf(consultationId: string): Promise<Questionnaire[]> {
+    return decodeQuestionnaires(
+      await this.request('GET', `/consultations/${encodeURIComponent(consultationId)}/questionnaires`),
+    );
+  }
+
+  async assignQuestionnaire(consultationId: string, kind: QuestionnaireKind): Promise<Questionnaire> {
+    return decodeQuestionnaire(
+      await this.request('POST', `/consultations/${encodeURIComponent(consultationId)}/questionnaires`, { kind }),
+    );
+  }
+
+  /** Save a draft, or submit (every required question answered). */
+  async saveQuestionnaire(id: string, answers: Record<string, Answer>, submit: boolean): Promise<Questionnaire> {
+    return decodeQuestionnaire(
+      await this.request('PUT', `/questionnaires/${encodeURIComponent(id)}`, { answers, submit }),
+    );
+  }
+
+  async myDeletionRequests(): Promise<DeletionRequest[]> {
+    return decodePage(await this.request('GET', '/me/deletion-requests?limit=20'), decodeDeletionRequest).items;
+  }
+
+  async requestDeletion(comment: string): Promise<DeletionRequest> {
+    const body = comment === '' ? {} : { comment };
+    return decodeDeletionRequest(await this.request('POST', '/me/deletion-requests', body));
+  }
+
+  /** The clinic's list: pending first, the nearest deadline first. */
+  async deletionRequests(limit: number): Promise<Page<DeletionRequest>> {
+    const q = new URLSearchParams({ limit: String(limit) });
+    return decodePage(await this.request('GET', `/admin/deletion-requests?${q}`), decodeDeletionRequest);
+  }
+
+  async answerDeletion(id: string, outcome: 'done' | 'refused', reason: string): Promise<DeletionRequest> {
+    const body = reason === '' ? { outcome } : { outcome, reason };
+    return decodeDeletionRequest(
+      await this.request('POST', `/admin/deletion-requests/${encodeURIComponent(id)}/answer`, body),
+    );
+  }
+
+  async extendDeletion(id: string, reason: string): Promise<DeletionRequest> {
+    return decodeDeletionRequest(
+      await this.request('POST', `/admin/deletion-requests/${encodeURIComponent(id)}/extend`, { reason }),
     );
   }
 

@@ -25,6 +25,7 @@ import {
   type User,
 } from './api';
 import { byTestId, h, reconcile, say } from './dom';
+import { initDocuments, questionnairePanel, refreshDocuments, resetDocuments, showDocuments } from './documents';
 import { clearToken, loadToken, saveToken, takeTokenFromFragment } from './session';
 import {
   RECORDING_STATUS_TEXT,
@@ -194,6 +195,7 @@ function resetSignedInState(): void {
     say(el, null);
   }
   ui.moreWrap.hidden = true;
+  resetDocuments();
 }
 
 /** `focus`: move the focus to the list's heading (after a login, not on page load). */
@@ -215,6 +217,7 @@ function signIn(u: User, focus = true): void {
     void loadOverdue();
     void loadRecordings();
   }
+  showDocuments(u.role);
   startPolling();
 }
 
@@ -224,6 +227,7 @@ function signOut(message: string | null, focus = true): void {
   clearToken();
   user = null;
   resetSignedInState();
+  showDocuments(null);
   document.title = 'Вход — Vizit';
   showView('login');
   say(ui.pageMessage, message);
@@ -463,6 +467,11 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
     actions.append(cancel);
   }
 
+  // Doctors and head doctors read the consultation's questionnaires (the doctor may ask for one).
+  const documents = role === 'doctor' || role === 'head_doctor' ? questionnairePanel(c, titleId) : [];
+  actions.append(...documents.slice(0, 1));
+  const panel = documents[1] ?? null;
+
   if (role === 'doctor' && open) {
     const areaId = `c-${c.id}-conclusion`;
     const area = h('textarea', {
@@ -498,10 +507,13 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
       form,
     );
     details.open = c.status === 'in_progress' || area.value !== '';
-    li.append(actions, error, details);
+    li.append(actions);
+    if (panel !== null) li.append(panel);
+    li.append(error, details);
     return;
   }
   if (actions.childElementCount > 0) li.append(actions);
+  if (panel !== null) li.append(panel);
   if (payForm !== null) li.append(payForm);
   li.append(error);
 }
@@ -1045,6 +1057,7 @@ function refreshAll(): void {
     void loadOverdue();
     void loadRecordings();
   }
+  refreshDocuments(user.role);
 }
 
 function startPolling(): void {
@@ -1155,6 +1168,7 @@ async function logout(): Promise<void> {
 
 // ---- wiring --------------------------------------------------------------------------------
 
+initDocuments({ api, generation: () => generation, logFailure });
 ui.loginForm.addEventListener('submit', (e) => {
   e.preventDefault();
   void login();

@@ -168,6 +168,13 @@ export function moment(at: string, zone: string): string {
   return formatter(zone, { day: 'numeric', month: 'long', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(d);
 }
 
+/** The day of `at` in `zone`, e.g. «21 декабря»; `ms` earlier (a deadline at midnight is the day before's end). */
+export function day(at: string, zone: string, ms = 0): string {
+  const d = new Date(Date.parse(at) - ms);
+  if (Number.isNaN(d.getTime())) return at;
+  return formatter(zone, { day: 'numeric', month: 'long' }).format(d);
+}
+
 const RUB = new Intl.NumberFormat(LOCALE, { style: 'currency', currency: 'RUB', minimumFractionDigits: 0, maximumFractionDigits: 2 });
 
 export function price(kopecks: number): string {
