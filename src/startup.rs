@@ -58,7 +58,8 @@ impl Application {
                 .await
                 .context("database.url")?;
         info!(backend = ?db.backend, "database ready (migrations applied)");
-        let mut api = vizit_api::ApiState::new(db, keys.clone(), settings.api_settings());
+        let mut api =
+            vizit_api::ApiState::new(db, keys.clone(), settings.api_settings()).with_documents();
 
         // Recordings: the object store and the spool in front of it.
         let store = std::sync::Arc::new(settings.object_store());

@@ -11,7 +11,7 @@
 //!   importing each other: the outbox (domain events to subscribers), the outbound queue (calls
 //!   to external systems), the inbound webhook store, the scheduler.
 //! - `people/`, `slots/` (with `slots/bitrix24/`, the Bitrix24 slot source),
-//!   `consultations/`, `recordings/`, `audit/` — each with `routes.rs` (parse, authorize, call
+//!   `consultations/`, `recordings/`, `payments/`, `notifications/`, `documents/`, `audit/` — each with `routes.rs` (parse, authorize, call
 //!   the service, map its error), `service.rs` (the rules, with an error enum of its own) and
 //!   `repo.rs` (its SQL), and a `routes()` in its `mod.rs`.
 //! - `state.rs` — [`ApiState`], [`ApiSettings`], and [`state::Core`] (what services run on).
@@ -90,6 +90,22 @@ async fn not_found() -> impl IntoResponse {
 }
 
 impl ApiState {
+    /// Turn documents' background parts on: questionnaires assigned on booking (an outbox
+    /// subscriber) and deletion requests flagged at their deadline (a scheduler job). Every
+    /// node calls it before serving, so no booking misses its questionnaires.
+    pub fn with_documents(self) -> Self {
+        let core = self.core();
+        if let Err(e) = self
+            .outbox
+            .subscribe(Arc::new(documents::AssignOnBooking(core.clone())))
+        {
+            tracing::warn!(error = %e, "the documents subscriber is registered already");
+        }
+        self.scheduler
+            .register(Arc::new(documents::OverdueJob(core)));
+        self
+    }
+
     /// Turn recording storage on.
     pub fn with_recordings(mut self, r: Arc<recordings::Recordings>) -> Self {
         self.recordings = Some(r);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use vizit_signaling::TokenKeys;
 
-use crate::documents::{self, DocumentSettings};
+use crate::documents::settings::DocumentSettings;
 use crate::notifications::Notifications;
 use crate::payments::settings::Payments;
 use crate::platform::inbound::InboundStore;
@@ -109,7 +109,7 @@ impl ApiState {
                 ..OutboxSettings::default()
             },
         ));
-        let state = ApiState {
+        ApiState {
             outbound: Arc::new(Outbound::new(db.clone(), clock.clone())),
             inbound: Arc::new(InboundStore::new(db.clone(), clock.clone())),
             scheduler: Arc::new(Scheduler::new(db.clone(), clock.clone())),
@@ -122,19 +122,7 @@ impl ApiState {
             recordings: None,
             payments: None,
             notifications: None,
-        };
-        // Documents are always on: questionnaires on booking, deletion deadlines.
-        let core = state.core();
-        if let Err(e) = state
-            .outbox
-            .subscribe(Arc::new(documents::AssignOnBooking(core.clone())))
-        {
-            tracing::warn!(error = %e, "the documents subscriber is registered already");
         }
-        state
-            .scheduler
-            .register(Arc::new(documents::OverdueJob(core)));
-        state
     }
 
     pub fn core(&self) -> Core {

@@ -3,8 +3,9 @@
 //!
 //! - `forms.rs` — what a form is, the built-in ones, the checks of forms and answers.
 //! - `days.rs` — working days, for a request's deadline.
-//! - `service.rs` — the rules; `repo.rs` — the SQL; `routes.rs` — the HTTP.
-//! - Here: the settings, the outbox subscriber that assigns questionnaires on booking, and the
+//! - `service.rs` — the rules; `repo.rs` — the SQL; `routes.rs` — the HTTP;
+//!   `settings.rs` — the clinic's rules.
+//! - Here: the outbox subscriber that assigns questionnaires on booking, and the
 //!   scheduler job that flags a request not answered by its deadline.
 //!
 //! Notifications hear of `questionnaire.assigned` and the `deletion.*` events; nothing here
@@ -15,6 +16,7 @@ pub mod forms;
 pub mod repo;
 pub mod routes;
 pub mod service;
+pub mod settings;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -22,35 +24,13 @@ use sqlx::AnyConnection;
 
 pub use days::Calendar;
 pub use forms::Kind;
+pub use settings::DocumentSettings;
 
 use crate::domain::EventKind;
 use crate::platform::BoxFuture;
 use crate::platform::outbox::{Event, Subscriber};
 use crate::platform::scheduler::{Due, Job};
 use crate::state::Core;
-
-/// The clinic's rules for documents.
-#[derive(Debug, Clone)]
-pub struct DocumentSettings {
-    /// Questionnaires every consultation gets when it is booked.
-    pub assign_on_booking: Vec<Kind>,
-    /// A deletion request is answered within this many working days…
-    pub answer_within_days: u32,
-    /// …extendable once by this many, with a reason.
-    pub extension_days: u32,
-    pub calendar: Calendar,
-}
-
-impl Default for DocumentSettings {
-    fn default() -> Self {
-        DocumentSettings {
-            assign_on_booking: vec![Kind::Symptoms],
-            answer_within_days: 10,
-            extension_days: 5,
-            calendar: Calendar::default(),
-        }
-    }
-}
 
 pub fn routes() -> axum::Router<crate::state::ApiState> {
     use routes as r;

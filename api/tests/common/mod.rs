@@ -153,7 +153,8 @@ impl TestApi {
             .expect("database connects and migrates");
         assert_eq!(db.backend, backend);
         let keys = TokenKeys::new(&SecretString::from(SECRET.to_owned())).unwrap();
-        let state = configure(ApiState::with_clock(db, keys.clone(), settings, clock));
+        let state =
+            configure(ApiState::with_clock(db, keys.clone(), settings, clock).with_documents());
         let base = serve(state.clone()).await;
         TestApi {
             base,
