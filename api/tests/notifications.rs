@@ -30,6 +30,37 @@ const SECRET_WORDS: [&str; 7] = [
     "заключение врача:",
 ];
 
+/// The notifications of every node: e-mail through the test's SMTP server. The public address
+/// is only known once the API listens: the link's host is fixed up in `open` below, the path is
+/// what is tested.
+fn notifications(smtp: String) -> std::sync::Arc<Notifications> {
+    Notifications::with_rules(
+        common::smtp::mailer(smtp),
+        EmailSettings {
+            clinic_name: "Клиника «Здоровье»".into(),
+            clinic_inn: None,
+            time_zone: "Europe/Moscow".into(),
+        },
+        NoticeRules {
+            public_url: "http://clinic.test".into(),
+            reminders: vec![Duration::from_secs(24 * 3600), Duration::from_secs(15 * 60)],
+            review_after: Duration::from_secs(2 * 3600),
+            close_after: Duration::ZERO,
+        },
+    )
+}
+
+fn settings() -> ApiSettings {
+    ApiSettings {
+        demo: true,
+        pay_within: Duration::from_secs(30 * 60),
+        overdue_after: Duration::from_secs(3600),
+        session_ttl: Duration::from_secs(30 * 86_400),
+        jobs_interval: Duration::from_secs(1),
+        ..ApiSettings::default()
+    }
+}
+
 struct Env {
     api: TestApi,
     smtp: Smtp,
@@ -55,37 +86,11 @@ impl Env {
     async fn new(backend: Backend) -> Env {
         let clock = Clock::manual(vizit_api::now_ms());
         let smtp = Smtp::start().await;
-        let mailer = common::smtp::mailer(smtp.url());
-        // The public address is only known once the API listens: the link's host is fixed up
-        // in `open` below, the path is what is tested.
-        let notifications = Notifications::with_rules(
-            mailer,
-            EmailSettings {
-                clinic_name: "Клиника «Здоровье»".into(),
-                clinic_inn: None,
-                time_zone: "Europe/Moscow".into(),
-            },
-            NoticeRules {
-                public_url: "http://clinic.test".into(),
-                reminders: vec![Duration::from_secs(24 * 3600), Duration::from_secs(15 * 60)],
-                review_after: Duration::from_secs(2 * 3600),
-                close_after: Duration::ZERO,
-            },
-        );
+        let notifications = notifications(smtp.url());
         let n = notifications.clone();
-        let api = TestApi::spawn_clocked(
-            backend,
-            ApiSettings {
-                demo: true,
-                pay_within: Duration::from_secs(30 * 60),
-                overdue_after: Duration::from_secs(3600),
-                session_ttl: Duration::from_secs(30 * 86_400),
-                jobs_interval: Duration::from_secs(1),
-                ..ApiSettings::default()
-            },
-            clock.clone(),
-            move |state| state.with_notifications(n),
-        )
+        let api = TestApi::spawn_clocked(backend, settings(), clock.clone(), move |state| {
+            state.with_notifications(n)
+        })
         .await;
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(vizit_api::run_workers(api.state.clone(), stop_rx.clone()));
@@ -752,3 +757,85 @@ on_both_databases!(
     document_cases_reach_their_recipients_once,
     super::document_cases_reach_their_recipients_once
 );
+
+/// Two Vizit nodes on one PostgreSQL database — each with its own pool, outbox dispatcher,
+/// scheduler and e-mail sender — and the reminders of many consultations due at the same
+/// moment: each reminder goes out once, and each message exists once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_never_send_a_reminder_twice() {
+    let env = Env::new(Backend::Postgres).await;
+    let db = vizit_api::Db::connect(&env.api.db_url, 8)
+        .await
+        .expect("the second node connects");
+    let n2 = notifications(env.smtp.url());
+    let node2 =
+        vizit_api::ApiState::with_clock(db, env.api.keys.clone(), settings(), env.clock.clone())
+            .with_documents()
+            .with_notifications(n2.clone());
+    tokio::spawn(vizit_api::run_workers(node2.clone(), env.stop.subscribe()));
+    tokio::spawn(vizit_api::notifications::sender::run(
+        node2,
+        n2,
+        env.stop.subscribe(),
+    ));
+
+    // Ten paid consultations, back to back, three days ahead.
+    const N: i64 = 10;
+    let mut last = 0;
+    for i in 0..N {
+        let (id, start) = env.book(&env.patient, 3 * 24 * 60 + i * 30, 0).await;
+        env.mark_paid(&id).await;
+        last = start;
+    }
+    env.wait_mails(
+        "patient@example.ru",
+        "Запись на консультацию подтверждена",
+        N as usize,
+    )
+    .await;
+    // Every 24-hour reminder is due at once, before both nodes.
+    env.advance_to(last - 24 * HOUR + MIN).await;
+    env.wait_mails("patient@example.ru", "Напоминание об онлайн", N as usize)
+        .await;
+    env.wait_mails(
+        "doctor@clinic.test",
+        "Напоминание о консультации",
+        N as usize,
+    )
+    .await;
+    // Give both nodes time to do anything twice, then count.
+    env.advance_to(env.clock.now_ms() + MIN).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.count("patient@example.ru", "Напоминание об онлайн"),
+        N as usize
+    );
+    assert_eq!(
+        env.count("doctor@clinic.test", "Напоминание о консультации"),
+        N as usize
+    );
+    let messages = env
+        .api
+        .count("SELECT COUNT(*) FROM notifications WHERE event IN ('patient.reminder', 'doctor.reminder')")
+        .await;
+    assert_eq!(messages, 2 * N);
+    let emails = env
+        .api
+        .count(
+            "SELECT COUNT(*) FROM emails e JOIN notification_deliveries d ON d.id = e.ref_id \
+             JOIN notifications n ON n.id = d.notification_id \
+             WHERE n.event IN ('patient.reminder', 'doctor.reminder')",
+        )
+        .await;
+    assert_eq!(emails, 2 * N, "one e-mail per message");
+    // Each due reminder job ran once, on one node (a second run would have counted).
+    let runs = env
+        .api
+        .count(&format!(
+            "SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM scheduled_jobs WHERE kind = 'notify.reminder' \
+             AND status = 'done' AND job_key LIKE 'notify.reminder:%:{}'",
+            24 * 3600
+        ))
+        .await;
+    assert_eq!(runs, N, "one run per reminder job");
+}

@@ -10,13 +10,25 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { WEB_CLIENT, api, byTestId, launchBrowser, startVizit, until, withDiagnostics } from './harness.mjs';
+import {
+  WEB_CLIENT,
+  api,
+  byTestId,
+  createStaff,
+  launchBrowser,
+  startVizit,
+  until,
+  withDiagnostics,
+} from './harness.mjs';
 
 const TEST_TIMEOUT = 120_000;
 /** The sandbox on a fixed port of its own (the payment test has 18190). */
 const SANDBOX = '127.0.0.1:18191';
 const SCREENS = join(WEB_CLIENT, '..', 'target', 'e2e-screens');
 const AXE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+const ADMIN = { role: 'admin', email: 'admin@clinic.test', name: 'Админ' };
+const ADMIN_PASSWORD = 'admin-password-1';
 
 const VIEWPORTS = {
   desktop: { viewport: { width: 1280, height: 900 } },
@@ -51,6 +63,7 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
 
   before(async () => {
     server = await startVizit({ VIZIT_SANDBOX__LISTEN: SANDBOX });
+    await createStaff(server.env, ADMIN, ADMIN_PASSWORD);
     browser = await launchBrowser();
   });
 
@@ -104,11 +117,24 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
         await byTestId(page, 'booking-section').waitFor({ state: 'visible' });
         const token = await page.evaluate(() => sessionStorage.getItem('vizit.session'));
         assert.ok(token, 'the page keeps a session');
-        const link = await api(server.base, 'POST', '/me/notifications/max', { token, body: {}, status: 200 });
-        assert.match(link.url, new RegExp(`^http://${SANDBOX.replace(/\./g, '\\.')}/max-app/`));
+        // The patient's notification settings: MAX not linked yet; «Подключить MAX» gives the
+        // bot's deep link.
+        const settings = byTestId(page, 'notify-section');
+        await settings.waitFor({ state: 'visible' });
+        await settings.locator('[data-testid="notify-channel"][data-channel="max"]').waitFor({ state: 'visible' });
+        assert.match(
+          await settings.locator('[data-testid="notify-channel"][data-channel="max"]').textContent(),
+          /Не подключено/,
+        );
+        await check(page, `notify-settings-${kind}`);
+        await settings.getByRole('button', { name: 'Подключить MAX' }).click();
+        const open = settings.getByRole('link', { name: 'Открыть бота в MAX' });
+        await open.waitFor({ state: 'visible' });
+        const url = await open.getAttribute('href');
+        assert.match(url, new RegExp(`^http://${SANDBOX.replace(/\./g, '\\.')}/max-app/`));
 
         // The deep link opens the bot's start page; «Начать» links the account.
-        await page.goto(link.url);
+        await page.goto(url);
         await byTestId(page, 'start').waitFor({ state: 'visible' });
         await check(page, `max-start-${kind}`);
         await byTestId(page, 'start').click();
@@ -145,6 +171,36 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
         await until('the press is answered', async () => (await sandboxState('max')).answers.length > answered, 30_000, 200);
         const answers = (await sandboxState('max')).answers;
         assert.equal(answers.at(-1).notification, 'Спасибо, отмечено как прочитанное.');
+
+        // The patient's page says MAX is linked and first.
+        await page.goto(`${server.base}/consultations`);
+        await byTestId(page, 'max-linked').waitFor({ state: 'visible' });
+        const first = page.locator('[data-testid="notify-channel"]').first();
+        assert.equal(await first.getAttribute('data-channel'), 'max');
+
+        // The clinic admin's log: the booking notice went by MAX and was read by the button;
+        // delivery is "not reported" (MAX cannot), not a made-up time.
+        const { token: adminToken } = await api(server.base, 'POST', '/auth/login', {
+          body: { email: ADMIN.email, password: ADMIN_PASSWORD },
+          status: 200,
+        });
+        const adminPage = await context.newPage();
+        await adminPage.goto(`${server.base}/consultations#session=${adminToken}`);
+        const log = byTestId(adminPage, 'notices-section');
+        await log.waitFor({ state: 'visible' });
+        const booked = log.locator('[data-testid="notice"][data-event="patient.booked"]', {
+          has: adminPage.locator('[data-testid="delivery"][data-channel="max"] [data-testid="delivery-read"]', {
+            hasNotText: '—',
+          }),
+        });
+        await until('the read booking notice is in the log', async () => {
+          if ((await booked.count()) > 0) return true;
+          await byTestId(adminPage, 'refresh').click();
+          return false;
+        }, 30_000, 500);
+        const delivery = booked.first().locator('[data-testid="delivery"][data-channel="max"]');
+        assert.equal((await delivery.locator('[data-testid="delivery-delivered"]').textContent()).trim(), 'канал не сообщает');
+        await check(adminPage, `notices-admin-${kind}`);
         await context.close();
       }),
     );

@@ -36,6 +36,8 @@ macro_rules! on_both_databases {
 
 pub struct TestApi {
     pub base: String,
+    /// The database's URL (a second node may connect to it).
+    pub db_url: String,
     pub http: reqwest::Client,
     pub state: ApiState,
     pub keys: TokenKeys,
@@ -158,6 +160,7 @@ impl TestApi {
         let base = serve(state.clone()).await;
         TestApi {
             base,
+            db_url: url,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()

@@ -468,6 +468,88 @@ function decodeQuestionnaires(v: unknown): Questionnaire[] {
   return arr(obj(v, 'list')['items'], 'items').map(decodeQuestionnaire);
 }
 
+// ---- notifications -------------------------------------------------------------------------
+
+export type Channel = 'email' | 'max' | 'edna';
+const CHANNELS: readonly Channel[] = ['email', 'max', 'edna'];
+
+/** A person's notification channels. */
+export interface MyChannels {
+  channels: { channel: Channel; enabled: boolean; reachable: boolean; reports: string[] }[];
+  order: Channel[];
+  chosen: boolean;
+  fallback: boolean;
+  maxLinkedAt: string | null;
+}
+
+/** A notification on one channel, with what the channel can report. */
+export interface Delivery {
+  channel: string;
+  status: string;
+  reports: string[];
+  detail: string | null;
+  sentAt: string | null;
+  deliveredAt: string | null;
+  readAt: string | null;
+}
+
+export interface Notice {
+  id: string;
+  event: string;
+  recipientRole: string;
+  consultationId: string | null;
+  createdAt: string;
+  deliveries: Delivery[];
+}
+
+function channel(v: unknown): Channel {
+  const found = CHANNELS.find((c) => c === v);
+  if (found === undefined) throw new BadResponse(`unknown channel ${String(v)}`);
+  return found;
+}
+
+function decodeMyChannels(v: unknown): MyChannels {
+  const o = obj(v, 'channels');
+  return {
+    channels: arr(o['channels'], 'channels').map((c) => {
+      const co = obj(c, 'channel');
+      return {
+        channel: channel(co['channel']),
+        enabled: co['enabled'] === true,
+        reachable: co['reachable'] === true,
+        reports: arr(co['reports'], 'reports').map(String),
+      };
+    }),
+    order: arr(o['order'], 'order').map(channel),
+    chosen: o['chosen'] === true,
+    fallback: o['fallback'] === true,
+    maxLinkedAt: optStr(o, 'maxLinkedAt'),
+  };
+}
+
+function decodeNotice(v: unknown): Notice {
+  const o = obj(v, 'notification');
+  return {
+    id: str(o, 'id'),
+    event: str(o, 'event'),
+    recipientRole: str(o, 'recipientRole'),
+    consultationId: optStr(o, 'consultationId'),
+    createdAt: str(o, 'createdAt'),
+    deliveries: arr(o['deliveries'], 'deliveries').map((d) => {
+      const dob = obj(d, 'delivery');
+      return {
+        channel: str(dob, 'channel'),
+        status: str(dob, 'status'),
+        reports: arr(dob['reports'], 'reports').map(String),
+        detail: optStr(dob, 'detail'),
+        sentAt: optStr(dob, 'sentAt'),
+        deliveredAt: optStr(dob, 'deliveredAt'),
+        readAt: optStr(dob, 'readAt'),
+      };
+    }),
+  };
+}
+
 // ---- the client ----------------------------------------------------------------------------
 
 export interface ApiClientOptions {
@@ -477,7 +559,7 @@ export interface ApiClientOptions {
   onUnauthorized(): void;
 }
 
-type Method = 'GET' | 'POST' | 'PUT';
+type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 export class ApiClient {
   constructor(private readonly options: ApiClientOptions) {}
@@ -643,6 +725,33 @@ export class ApiClient {
     return decodeDeletionRequest(
       await this.request('POST', `/admin/deletion-requests/${encodeURIComponent(id)}/extend`, { reason }),
     );
+  }
+
+  /** The caller's notification channels (404 when the clinic sends no notifications). */
+  async myChannels(): Promise<MyChannels> {
+    return decodeMyChannels(await this.request('GET', '/me/notifications'));
+  }
+
+  /** Choose the channels in order; null: the clinic's order. */
+  async chooseChannels(channels: Channel[] | null): Promise<MyChannels> {
+    return decodeMyChannels(await this.request('PUT', '/me/notifications', { channels }));
+  }
+
+  /** A deep link to the clinic's MAX bot that links the caller's account. */
+  async linkMax(): Promise<{ url: string; expiresAt: string }> {
+    const o = obj(await this.request('POST', '/me/notifications/max', {}), 'link');
+    return { url: str(o, 'url'), expiresAt: str(o, 'expiresAt') };
+  }
+
+  async unlinkMax(): Promise<MyChannels> {
+    return decodeMyChannels(await this.request('DELETE', '/me/notifications/max'));
+  }
+
+  /** The clinic's notification log, newest first; of one consultation if given. */
+  async notices(consultationId: string | null, limit: number): Promise<Page<Notice>> {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (consultationId !== null) q.set('consultationId', consultationId);
+    return decodePage(await this.request('GET', `/admin/notifications?${q}`), decodeNotice);
   }
 
   async complete(id: string, conclusion: string): Promise<Consultation> {

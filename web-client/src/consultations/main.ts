@@ -26,6 +26,7 @@ import {
 } from './api';
 import { byTestId, h, reconcile, say } from './dom';
 import { initDocuments, questionnairePanel, refreshDocuments, resetDocuments, showDocuments } from './documents';
+import { initNotices, refreshNotices, resetNotices, showConsultationLog, showNotices } from './notices';
 import { clearToken, loadToken, saveToken, takeTokenFromFragment } from './session';
 import {
   RECORDING_STATUS_TEXT,
@@ -196,6 +197,7 @@ function resetSignedInState(): void {
   }
   ui.moreWrap.hidden = true;
   resetDocuments();
+  resetNotices();
 }
 
 /** `focus`: move the focus to the list's heading (after a login, not on page load). */
@@ -218,6 +220,7 @@ function signIn(u: User, focus = true): void {
     void loadRecordings();
   }
   showDocuments(u.role);
+  showNotices(u.role);
   startPolling();
 }
 
@@ -228,6 +231,7 @@ function signOut(message: string | null, focus = true): void {
   user = null;
   resetSignedInState();
   showDocuments(null);
+  showNotices(null);
   document.title = 'Вход — Vizit';
   showView('login');
   say(ui.pageMessage, message);
@@ -471,6 +475,16 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
   const documents = role === 'doctor' || role === 'head_doctor' ? questionnairePanel(c, titleId) : [];
   actions.append(...documents.slice(0, 1));
   const panel = documents[1] ?? null;
+  if (role === 'admin') {
+    const log = h('button', {
+      class: 'button secondary',
+      testid: 'show-notices',
+      text: 'Уведомления',
+      attrs: { type: 'button', 'aria-describedby': titleId },
+    });
+    log.addEventListener('click', () => showConsultationLog(c.id));
+    actions.append(log);
+  }
 
   if (role === 'doctor' && open) {
     const areaId = `c-${c.id}-conclusion`;
@@ -1058,6 +1072,7 @@ function refreshAll(): void {
     void loadRecordings();
   }
   refreshDocuments(user.role);
+  refreshNotices(user.role);
 }
 
 function startPolling(): void {
@@ -1169,6 +1184,7 @@ async function logout(): Promise<void> {
 // ---- wiring --------------------------------------------------------------------------------
 
 initDocuments({ api, generation: () => generation, logFailure });
+initNotices({ api, generation: () => generation, logFailure });
 ui.loginForm.addEventListener('submit', (e) => {
   e.preventDefault();
   void login();
