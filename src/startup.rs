@@ -269,8 +269,8 @@ impl Application {
             }
         };
         if let Some(url) = smtp_url {
-            let mailer = vizit_integrations::smtp::Mailer::new(&settings.smtp(url))
-                .context("email.smtp_url / email.from")?;
+            let mailer = vizit_integrations::smtp::Mailer::new(&settings.smtp(url)?)
+                .context("email.smtp_url / email.from / email.dkim")?;
             if settings.email.smtp_url.is_some() {
                 info!(server = %mailer.server(), from = %mailer.from(), "e-mail through SMTP");
             }

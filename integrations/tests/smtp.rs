@@ -15,6 +15,7 @@ fn mailer(url: String) -> Mailer {
         url: SecretString::from(url),
         from: "Клиника «Здоровье» <noreply@clinic.example>".into(),
         timeout: Duration::from_secs(5),
+        dkim: None,
     })
     .unwrap()
 }
@@ -113,4 +114,101 @@ async fn an_address_no_server_takes_is_refused_for_good() {
     assert!(matches!(e, Error::Address) && !e.is_retryable(), "{e}");
     // The address itself is personal data: it is not in the error.
     assert!(!e.to_string().contains("patient"));
+}
+
+/// A DKIM-signed message verifies with dkimpy (an independent implementation) against the key's
+/// DNS record; the same message with its subject changed does not.
+#[tokio::test]
+async fn dkim_signatures_verify_and_tampering_breaks_them() {
+    let python = std::env::var("TEST_PYTHON")
+        .expect("TEST_PYTHON must name a Python with dkimpy (scripts/test.sh sets it up)");
+    let dir = std::env::temp_dir().join(format!("vizit-dkim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let public = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(public.status.success());
+    // The DNS record carries the PEM's base64 body.
+    let body: String = String::from_utf8_lossy(&public.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let record = format!("v=DKIM1; k=rsa; p={body}");
+
+    let capture = MailCapture::new();
+    let smtp = capture
+        .listen("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let m = Mailer::new(&Settings {
+        url: SecretString::from(smtp.url()),
+        from: "Клиника «Здоровье» <noreply@clinic.example>".into(),
+        timeout: Duration::from_secs(5),
+        dkim: Some(vizit_integrations::smtp::Dkim {
+            domain: "clinic.example".into(),
+            selector: "vizit2026".into(),
+            algorithm: vizit_integrations::smtp::DkimAlgorithm::Rsa,
+            private_key: SecretString::from(std::fs::read_to_string(&key).unwrap()),
+        }),
+    })
+    .unwrap();
+    m.send(&email(&[])).await.unwrap();
+    let raw = capture.messages()[0].raw.clone();
+    assert!(
+        String::from_utf8_lossy(&raw).contains("d=clinic.example"),
+        "the message is signed"
+    );
+
+    let verify = |message: &[u8]| {
+        let file = dir.join("message.eml");
+        std::fs::write(&file, message).unwrap();
+        let out = std::process::Command::new(&python)
+            .arg("-c")
+            .arg(
+                "import dkim, sys\n\
+                 record = sys.argv[2].encode()\n\
+                 def dns(name, timeout=5):\n\
+                 \x20   return record if name == b'vizit2026._domainkey.clinic.example.' else None\n\
+                 print(dkim.verify(open(sys.argv[1], 'rb').read(), dnsfunc=dns))",
+            )
+            .arg(&file)
+            .arg(&record)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(verify(&raw), "True");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let tampered = text.replacen("Subject: ", "Subject: Re: ", 1);
+    assert_ne!(tampered, text);
+    assert_eq!(verify(tampered.as_bytes()), "False");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A key that is not a key is refused before anything is sent.
+    let bad = vizit_integrations::smtp::Dkim {
+        domain: "clinic.example".into(),
+        selector: "vizit2026".into(),
+        algorithm: vizit_integrations::smtp::DkimAlgorithm::Rsa,
+        private_key: SecretString::from("not a key".to_owned()),
+    };
+    assert!(bad.check().is_err());
 }

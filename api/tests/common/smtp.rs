@@ -150,6 +150,7 @@ pub fn mailer(url: String) -> vizit_integrations::smtp::Mailer {
         url: secrecy::SecretString::from(url),
         from: "Клиника «Здоровье» <noreply@clinic.test>".into(),
         timeout: Duration::from_secs(5),
+        dkim: None,
     })
     .unwrap()
 }
