@@ -261,18 +261,25 @@ impl Application {
                 mail_capture = Some(smtp);
                 Some(url)
             }
-            (None, None) => {
-                warn!(
-                    "no SMTP server configured (email.smtp_url): receipts and notices are not e-mailed"
-                );
-                None
-            }
+            (None, None) => None,
         };
-        if let Some(url) = smtp_url {
-            let mailer = vizit_integrations::smtp::Mailer::new(&settings.smtp(url)?)
-                .context("email.smtp_url / email.from / email.dkim")?;
-            if settings.email.smtp_url.is_some() {
-                info!(server = %mailer.server(), from = %mailer.from(), "e-mail through SMTP");
+        let mailer = match smtp_url {
+            Some(url) => {
+                let mailer = vizit_integrations::smtp::Mailer::new(&settings.smtp(url)?)
+                    .context("email.smtp_url / email.from / email.dkim")?;
+                if settings.email.smtp_url.is_some() {
+                    info!(server = %mailer.server(), from = %mailer.from(), "e-mail through SMTP");
+                }
+                Some(mailer)
+            }
+            None => None,
+        };
+        let messengers = settings.max.token.is_some() || settings.edna.api_key.is_some();
+        if mailer.is_some() || messengers {
+            if mailer.is_none() {
+                warn!(
+                    "no SMTP server configured (email.smtp_url): notifications go by messenger only, receipts are not e-mailed"
+                );
             }
             let channels = settings
                 .channels(sandbox.as_ref().map(|(s, _)| s), &format!("http://{local}"))
@@ -283,12 +290,18 @@ impl Application {
             if settings.edna.api_key.is_some() {
                 info!("notifications: edna Pulse configured");
             }
-            api = api.with_notifications(vizit_api::notifications::Notifications::with_channels(
-                mailer,
-                settings.email_settings(),
-                settings.notice_rules(&return_base),
-                channels,
-            ));
+            api = api.with_notifications(
+                vizit_api::notifications::Notifications::with_optional_email(
+                    mailer,
+                    settings.email_settings(),
+                    settings.notice_rules(&return_base),
+                    channels,
+                ),
+            );
+        } else {
+            warn!(
+                "no SMTP server and no messenger configured (email.smtp_url, max.token, edna.api_key): no receipts or notifications are sent"
+            );
         }
 
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -44,6 +44,11 @@ impl Drop for Env {
 
 impl Env {
     async fn new(backend: Backend) -> Env {
+        Self::with_email(backend, true).await
+    }
+
+    /// As [`Env::new`]; `email`: whether Vizit has an SMTP server.
+    async fn with_email(backend: Backend, email: bool) -> Env {
         let clock = Clock::manual(vizit_api::now_ms());
         let smtp = Smtp::start().await;
         let sandbox = Sandbox::new(Bitrix24Options::default());
@@ -75,8 +80,8 @@ impl Env {
                 fallback_after: Duration::from_secs(600),
             }),
         };
-        let notifications = Notifications::with_channels(
-            common::smtp::mailer(smtp.url()),
+        let notifications = Notifications::with_optional_email(
+            email.then(|| common::smtp::mailer(smtp.url())),
             EmailSettings {
                 clinic_name: "Клиника «Здоровье»".into(),
                 clinic_inn: None,
@@ -592,4 +597,57 @@ async fn undeliverable_and_unavailable_channels_fall_back(backend: Backend) {
 on_both_databases!(
     undeliverable_and_unavailable_channels_fall_back,
     super::undeliverable_and_unavailable_channels_fall_back
+);
+
+/// Without an SMTP server the messengers still carry notifications: e-mail is not a channel
+/// (not offered, not choosable), a patient only e-mail reaches gets a visible failure.
+async fn messengers_carry_notifications_without_an_smtp_server(backend: Backend) {
+    let env = Env::with_email(backend, false).await;
+    let (_, by_phone) = env
+        .patient(
+            json!({"name": "Пациент Петров", "email": "p@example.ru", "phone": "+7 900 000-00-03"}),
+        )
+        .await;
+    let (status, me) = env.api.get("/me/notifications", &by_phone).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["order"], json!(["max", "edna"]));
+    let email = me["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "email")
+        .unwrap()
+        .clone();
+    assert_eq!(email["enabled"], false);
+    let (status, refused) = env
+        .api
+        .put(
+            "/me/notifications",
+            &by_phone,
+            json!({"channels": ["email"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+
+    // The phone's owner is told by edna (MAX is not linked).
+    let c = env.book(&by_phone, 3 * 24 * 60).await;
+    let d = env.deliveries(&c, "patient.booked", 1, "delivered").await;
+    assert_eq!(d[0]["channel"], "edna");
+
+    // E-mail only: nothing reaches them, and the log says so; no e-mail was tried.
+    let (_, by_mail) = env
+        .patient(json!({"name": "Пациент Иванов", "email": "i@example.ru"}))
+        .await;
+    let c = env.book(&by_mail, 4 * 24 * 60).await;
+    let d = env.deliveries(&c, "patient.booked", 1, "failed").await;
+    assert_eq!(
+        d[0]["detail"],
+        vizit_api::notifications::notices::NO_CHANNEL
+    );
+    assert!(env.smtp.mails().is_empty());
+}
+
+on_both_databases!(
+    messengers_carry_notifications_without_an_smtp_server,
+    super::messengers_carry_notifications_without_an_smtp_server
 );

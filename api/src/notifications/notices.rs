@@ -203,7 +203,7 @@ impl Notices {
     /// The channels tried for `person`, in order: their choice among the clinic's channels,
     /// else the clinic's order.
     pub fn order_for(&self, person: &Person) -> Vec<Channel> {
-        let enabled = self.notifications.channels.enabled();
+        let enabled = self.notifications.enabled();
         let chosen: Vec<Channel> = person
             .channels
             .as_deref()

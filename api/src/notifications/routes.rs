@@ -362,7 +362,7 @@ async fn my_view(
         .ok_or(ApiError::NotFound("user"))?;
     let link = super::channels::link(&mut conn, user, Channel::Max).await?;
     let notices = super::notices::Notices::of(state, n);
-    let enabled = n.channels.enabled();
+    let enabled = n.enabled();
     let channels = Channel::ALL
         .into_iter()
         .map(|c| ChannelView {
@@ -428,7 +428,7 @@ pub async fn choose_channels(
 ) -> Result<Json<MyChannels>, ApiError> {
     let user = signed_in(&caller)?;
     let n = configured(&state)?;
-    let enabled = n.channels.enabled();
+    let enabled = n.enabled();
     if let Some(list) = &body.channels {
         if list.is_empty() {
             return Err(ApiError::bad_request(
@@ -558,7 +558,7 @@ pub async fn resend(
             .channel
     };
     if let Some(c) = only
-        && !n.channels.enabled().contains(&c)
+        && !n.enabled().contains(&c)
     {
         return Err(ApiError::bad_request(
             "invalid_field",

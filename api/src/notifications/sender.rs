@@ -116,9 +116,15 @@ impl EmailCalls {
             html: row.html_body.as_deref(),
             inline: &inline,
         };
-        match self.notifications.mailer.send(&email).await {
+        let Some(mailer) = &self.notifications.mailer else {
+            // No SMTP server: nothing will ever send it; say so (a notification falls back).
+            self.mark_failed(&row, NO_SMTP).await?;
+            tracing::error!(email = %row.id, kind = %row.kind, "an e-mail cannot be sent: {NO_SMTP}");
+            return Ok(Outcome::Failed(NO_SMTP.into()));
+        };
+        match mailer.send(&email).await {
             Ok(()) => {
-                let message_id = format!("<{}@{}>", row.id, self.notifications.mailer.domain());
+                let message_id = format!("<{}@{}>", row.id, mailer.domain());
                 let mut tries = 0;
                 loop {
                     tries += 1;
@@ -177,6 +183,9 @@ impl Executor for EmailCalls {
         BATCH
     }
 }
+
+/// Why an e-mail fails when Vizit has no SMTP server.
+pub const NO_SMTP: &str = "no SMTP server is configured (email.smtp_url)";
 
 /// Run until `stop` turns true: e-mail and the messengers' calls, and the messengers' stored
 /// webhooks.

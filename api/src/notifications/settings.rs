@@ -118,7 +118,9 @@ impl Channels {
 
 /// The channels of notifications and what messages say.
 pub struct Notifications {
-    pub mailer: Mailer,
+    /// `None`: no SMTP server — e-mail is not a channel, and an e-mail queued anyway (a
+    /// receipt) fails visibly.
+    pub mailer: Option<Mailer>,
     pub settings: EmailSettings,
     pub rules: NoticeRules,
     pub channels: Channels,
@@ -144,6 +146,17 @@ impl Notifications {
         rules: NoticeRules,
         channels: Channels,
     ) -> Arc<Notifications> {
+        Self::with_optional_email(Some(mailer), settings, rules, channels)
+    }
+
+    /// As [`Notifications::with_channels`], with or without an SMTP server (the messengers
+    /// alone carry notifications without one).
+    pub fn with_optional_email(
+        mailer: Option<Mailer>,
+        settings: EmailSettings,
+        rules: NoticeRules,
+        channels: Channels,
+    ) -> Arc<Notifications> {
         Arc::new(Notifications {
             mailer,
             settings,
@@ -151,6 +164,16 @@ impl Notifications {
             channels,
             wake: Arc::new(Notify::new()),
         })
+    }
+
+    /// The channels that go out, in the clinic's order: those configured, and e-mail only with
+    /// an SMTP server.
+    pub fn enabled(&self) -> Vec<Channel> {
+        self.channels
+            .enabled()
+            .into_iter()
+            .filter(|c| *c != Channel::Email || self.mailer.is_some())
+            .collect()
     }
 
     /// Wake the sender (a message queued).
