@@ -7,11 +7,13 @@
 //! - [`smtp`] — e-mail submission (SMTP, `lettre`).
 //! - [`max`] — the MAX Bot API (messages with buttons, callback answers, webhook subscription).
 //! - [`edna`] — edna Pulse (cascade messages: a messenger, then SMS; status callbacks).
+//! - [`esia`] — ESIA (Gosuslugi): GOST-signed authorization and token requests, the person.
 //!
 //! Tests run every client against `vizit-sandbox`'s stand-in over real HTTP, and check each
 //! request it sends against the vendor's published API document.
 
 pub mod edna;
+pub mod esia;
 mod http;
 pub mod max;
 pub mod smtp;

@@ -2,8 +2,9 @@
 //! wire format over real HTTP (see `shared/reference/integrations.md`), for development, demos and
 //! tests. Today: Bitrix24 (Online Booking, `booking.v1.*`), YooKassa (API v3: payments, refunds,
 //! 54-FZ receipts, notifications), the MAX Bot API and edna Pulse (messages, their statuses and
-//! the recipient's phone as a page) and a mail capture (an SMTP server on its own port, with
-//! pages to read what it got). A later issue adds ESIA beside them.
+//! the recipient's phone as a page), ESIA (the Gosuslugi login page, GOST-signed token requests
+//! checked, the person's data) and a mail capture (an SMTP server on its own port, with pages to
+//! read what it got).
 //!
 //! A [`Sandbox`] is one HTTP listener serving every stand-in; its state lives in memory and
 //! survives [`RunningSandbox::stop`] + [`Sandbox::start`] on the same address, so tests can take a
@@ -16,6 +17,7 @@
 
 pub mod bitrix24;
 pub mod edna;
+pub mod esia;
 pub mod hooks;
 mod html;
 pub mod mail;
@@ -31,6 +33,7 @@ use tokio::sync::watch;
 
 pub use bitrix24::{Bitrix24, Bitrix24Options};
 pub use edna::{Edna, EdnaOptions};
+pub use esia::Esia;
 pub use mail::MailCapture;
 pub use max::{Max, MaxOptions};
 pub use yookassa::{YooKassa, YooKassaOptions};
@@ -42,6 +45,8 @@ pub struct Sandbox {
     pub yookassa: YooKassa,
     pub max: Max,
     pub edna: Edna,
+    /// ESIA (Gosuslugi): login page, tokens, the person (needs OpenSSL with the GOST engine).
+    pub esia: Esia,
     /// What the sandbox's SMTP server got ([`MailCapture::listen`] starts it).
     pub mail: MailCapture,
 }
@@ -58,6 +63,7 @@ impl Sandbox {
             yookassa: YooKassa::new(yookassa),
             max: Max::new(MaxOptions::default()),
             edna: Edna::new(EdnaOptions::default()),
+            esia: Esia::new(),
             mail: MailCapture::new(),
         }
     }
@@ -69,6 +75,7 @@ impl Sandbox {
             .merge(yookassa::router(&self.yookassa))
             .merge(max::router(&self.max))
             .merge(edna::router(&self.edna))
+            .merge(esia::router(&self.esia))
             .merge(mail::router(&self.mail))
     }
 
@@ -80,6 +87,7 @@ impl Sandbox {
         self.yookassa.set_base_url(format!("http://{addr}"));
         self.max.set_base_url(format!("http://{addr}"));
         self.edna.set_base_url(format!("http://{addr}"));
+        self.esia.set_base_url(format!("http://{addr}"));
         let (stop, mut stopped) = watch::channel(false);
         let app = self.router();
         let task = tokio::spawn(async move {

@@ -1,0 +1,617 @@
+//! A stand-in of ESIA (Gosuslugi), under `/esia` (ESIA's own paths after it):
+//! - `GET /esia/aas/oauth2/v2/ac` checks the request (a registered client and `redirect_uri`,
+//!   `response_type=code`, the timestamp, the certificate hash, the GOST signature of
+//!   `client_id + scope + scope_org + timestamp + state + redirect_uri`) and shows the login page
+//!   — Russian, in the manner of the state login page, marked as a test stand — with the test
+//!   persons and «Отказаться»;
+//! - choosing a person redirects to `redirect_uri?code=…&state=…`; refusing, to
+//!   `?error=access_denied&error_description=ESIA-007059: …&state=…`;
+//! - `POST /esia/aas/oauth2/v3/te` makes the checks of `check.rs` and answers with signed JWTs
+//!   (RS256: the access token with `urn:esia:sbj_id` and `scope` as `x?oid=N`, the id_token), a
+//!   refresh token, and the `state` it was sent;
+//! - `GET /esia/rs/prns/{oid}` (with `embed`) gives the person, only what the scopes allow;
+//! - `GET /esia/idp/ext/Logout?client_id=…&redirect_url=…` ends the session.
+//!
+//! Admin: `GET /sandbox/esia/state.json`; `Esia::register` binds a client's certificate.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use axum::extract::{Form, Path, Query, State as AxumState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Value, json};
+
+pub mod check;
+pub mod persons;
+
+pub use check::{Refusal, Registered, check_token_request, verify_gost};
+
+use crate::html::escape;
+use persons::Person;
+
+/// The code lives this long (ESIA: minutes).
+const CODE_TTL_MS: i64 = 5 * 60_000;
+/// Tokens live an hour, as ESIA's do.
+const TOKEN_TTL_S: i64 = 3600;
+
+#[derive(Debug, Clone)]
+struct Pending {
+    client_id: String,
+    redirect_uri: String,
+    state: String,
+    scope: String,
+}
+
+#[derive(Debug, Clone)]
+struct Grant {
+    client_id: String,
+    oid: u64,
+    scope: String,
+    redirect_uri: String,
+    issued_at: i64,
+    used: bool,
+}
+
+#[derive(Default)]
+struct State {
+    base_url: String,
+    clients: HashMap<String, Registered>,
+    pending: HashMap<String, Pending>,
+    codes: HashMap<String, Grant>,
+    /// Refusals of token requests, newest last (for tests and the state page).
+    refusals: Vec<String>,
+    logouts: u64,
+}
+
+/// The JWT key of the stand (RSA, made with OpenSSL at start).
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_pem: String,
+}
+
+/// The stand-in. Cheap to clone.
+#[derive(Clone)]
+pub struct Esia {
+    state: Arc<Mutex<State>>,
+    /// Made on first use (an RSA key takes OpenSSL a moment; most sandboxes never sign in).
+    keys: Arc<OnceLock<Option<Keys>>>,
+    dir: Arc<PathBuf>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn openssl(args: &[&str], dir: &std::path::Path) -> Result<Vec<u8>, String> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("openssl: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+impl Esia {
+    /// The stand; its JWT key is made with OpenSSL when first needed (without OpenSSL the
+    /// stand answers token requests with an error that says so).
+    pub fn new() -> Esia {
+        let dir =
+            std::env::temp_dir().join(format!("vizit-esia-{}", uuid::Uuid::new_v4().simple()));
+        Esia {
+            state: Arc::new(Mutex::new(State::default())),
+            keys: Arc::new(OnceLock::new()),
+            dir: Arc::new(dir),
+        }
+    }
+
+    fn keys(&self) -> Option<&Keys> {
+        self.keys
+            .get_or_init(|| {
+                let dir = self.dir.as_path();
+                let made = std::fs::create_dir_all(dir)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        openssl(&["genrsa", "-traditional", "-out", "jwt.pem", "2048"], dir)?;
+                        let private = std::fs::read(dir.join("jwt.pem")).map_err(|e| e.to_string())?;
+                        let public = openssl(&["rsa", "-in", "jwt.pem", "-pubout"], dir)?;
+                        Ok(Keys {
+                            encoding: EncodingKey::from_rsa_pem(&private).map_err(|e| e.to_string())?,
+                            decoding: DecodingKey::from_rsa_pem(&public).map_err(|e| e.to_string())?,
+                            public_pem: String::from_utf8_lossy(&public).into_owned(),
+                        })
+                    });
+                match made {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sandbox ESIA: no JWT key (is OpenSSL installed?)");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_base_url(&self, url: String) {
+        self.lock().base_url = url;
+    }
+
+    /// ESIA's base URL on the stand (`…/esia`).
+    pub fn base_url(&self) -> String {
+        format!("{}/esia", self.lock().base_url)
+    }
+
+    /// The `iss` of the stand's tokens.
+    pub fn issuer(&self) -> String {
+        format!("{}/", self.base_url())
+    }
+
+    /// The public key the stand's tokens verify with (PEM), if it has one.
+    pub fn token_key_pem(&self) -> Option<String> {
+        self.keys().map(|k| k.public_pem.clone())
+    }
+
+    /// Bind a client (its mnemonic, certificate PEM and redirect URIs), as the technology portal
+    /// does. Errors if the certificate cannot be read by OpenSSL's GOST engine.
+    pub fn register(
+        &self,
+        client_id: &str,
+        certificate_pem: &str,
+        redirect_uris: Vec<String>,
+    ) -> Result<(), String> {
+        let name = format!("{}.pem", uuid::Uuid::new_v4().simple());
+        std::fs::create_dir_all(self.dir.as_path()).map_err(|e| e.to_string())?;
+        let cert = self.dir.join(&name);
+        std::fs::write(&cert, certificate_pem).map_err(|e| e.to_string())?;
+        let der = openssl(&["x509", "-in", &name, "-outform", "DER"], &self.dir)?;
+        let public = openssl(
+            &["x509", "-engine", "gost", "-in", &name, "-pubkey", "-noout"],
+            &self.dir,
+        )?;
+        let public_key_file = self.dir.join(format!("{name}.pub"));
+        std::fs::write(&public_key_file, public).map_err(|e| e.to_string())?;
+        self.lock().clients.insert(
+            client_id.to_owned(),
+            Registered {
+                client_id: client_id.to_owned(),
+                certificate_der: der,
+                public_key_file,
+                redirect_uris,
+            },
+        );
+        Ok(())
+    }
+
+    /// The token requests refused so far (`ESIA-0070xx: …`).
+    pub fn refusals(&self) -> Vec<String> {
+        self.lock().refusals.clone()
+    }
+
+    /// The codes issued and not used.
+    pub fn unused_codes(&self) -> usize {
+        self.lock().codes.values().filter(|g| !g.used).count()
+    }
+}
+
+impl Default for Esia {
+    fn default() -> Self {
+        Esia::new()
+    }
+}
+
+pub fn router(e: &Esia) -> Router {
+    Router::new()
+        .route("/esia/aas/oauth2/v2/ac", get(authorize))
+        .route("/esia/aas/oauth2/v2/ac/login", post(login))
+        .route("/esia/aas/oauth2/v3/te", post(token))
+        .route("/esia/rs/prns/{oid}", get(person))
+        .route("/esia/idp/ext/Logout", get(logout))
+        .route("/sandbox/esia/state.json", get(state_json))
+        .with_state(e.clone())
+}
+
+fn with_query(url: &str, params: &[(&str, &str)]) -> String {
+    let mut out = url.to_owned();
+    let mut sep = if url.contains('?') { '&' } else { '?' };
+    for (k, v) in params {
+        out.push(sep);
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>());
+        sep = '&';
+    }
+    out
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        r#"<!doctype html>
+<html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title><link rel="icon" href="data:,">
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 0; color: #0b1f33; background: #eef2f7; }}
+header {{ background: #fff; border-bottom: 1px solid #d5dde6; padding: .75rem 1rem; font-weight: 700; color: #0d4cd3; }}
+main {{ max-width: 30rem; margin: 1.5rem auto; padding: 0 1rem; }}
+.card {{ background: #fff; border-radius: .75rem; padding: 1.25rem; box-shadow: 0 1px 3px #0b1f3322; }}
+.test {{ background: #fff3cd; border: 1px solid #8a6100; color: #4d3600; padding: .5rem .75rem; border-radius: .375rem; }}
+h1 {{ font-size: 1.35rem; margin: 0 0 .75rem; }}
+.person {{ display: block; width: 100%; text-align: left; font-size: 1rem; margin: .5rem 0; padding: .75rem 1rem;
+  border: 1px solid #0d4cd3; border-radius: .5rem; background: #fff; color: #0b1f33; cursor: pointer; }}
+.person span {{ display: block; color: #4a5a6a; font-size: .875rem; margin-top: .25rem; }}
+.person:focus-visible, .refuse:focus-visible {{ outline: 3px solid #0d4cd3; outline-offset: 2px; }}
+.refuse {{ margin-top: 1rem; font-size: 1rem; padding: .6rem 1rem; border-radius: .5rem; border: 1px solid #4a5a6a; background: #fff; color: #0b1f33; cursor: pointer; }}
+.error {{ color: #a40000; }}
+</style></head>
+<body><header>Госуслуги · тестовый стенд</header><main><div class="card">
+<h1>{title}</h1>
+<p class="test" role="note">Тестовый стенд ЕСИА (песочница Vizit): не настоящие Госуслуги, данные вымышлены.</p>
+{body}
+</div></main></body></html>"#
+    ))
+}
+
+fn refused_page(status: StatusCode, r: &Refusal) -> Response {
+    (
+        status,
+        page(
+            "Ошибка запроса",
+            &format!(
+                "<p class=\"error\" data-testid=\"esia-error\">{}</p>",
+                escape(&r.description())
+            ),
+        ),
+    )
+        .into_response()
+}
+
+async fn authorize(
+    AxumState(e): AxumState<Esia>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    for p in [
+        "client_id",
+        "client_certificate_hash",
+        "client_secret",
+        "redirect_uri",
+        "scope",
+        "response_type",
+        "state",
+        "timestamp",
+    ] {
+        if get(p).is_empty() {
+            return refused_page(StatusCode::BAD_REQUEST, &check::missing(p));
+        }
+    }
+    let Some(client) = e.lock().clients.get(get("client_id")).cloned() else {
+        return refused_page(StatusCode::BAD_REQUEST, &check::unauthorized());
+    };
+    if !client
+        .redirect_uris
+        .iter()
+        .any(|u| u == get("redirect_uri"))
+    {
+        return refused_page(StatusCode::BAD_REQUEST, &check::redirect_not_registered());
+    }
+    // From here on, refusals go back to the client, as ESIA's do.
+    let back = |r: Refusal| -> Response {
+        Redirect::to(&with_query(
+            get("redirect_uri"),
+            &[
+                ("error", r.error),
+                ("error_description", &r.description()),
+                ("state", get("state")),
+            ],
+        ))
+        .into_response()
+    };
+    if get("response_type") != "code" {
+        return back(Refusal::new(
+            "unsupported_response_type",
+            "ESIA-007003",
+            "response_type must be code",
+        ));
+    }
+    let signed = format!(
+        "{}{}{}{}{}{}",
+        get("client_id"),
+        get("scope"),
+        get("scope_org"),
+        get("timestamp"),
+        get("state"),
+        get("redirect_uri")
+    );
+    let verdict = {
+        let q = q.clone();
+        tokio::task::spawn_blocking(move || check::secret(&q, &client, &signed)).await
+    };
+    match verdict {
+        Ok(Ok(())) => {}
+        Ok(Err(r)) => return back(r),
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "the check panicked").into_response(),
+    }
+    let request = uuid::Uuid::new_v4().simple().to_string();
+    e.lock().pending.insert(
+        request.clone(),
+        Pending {
+            client_id: get("client_id").to_owned(),
+            redirect_uri: get("redirect_uri").to_owned(),
+            state: get("state").to_owned(),
+            scope: get("scope").to_owned(),
+        },
+    );
+    let mut body = String::from(
+        "<p>Выберите тестового пользователя, от имени которого войти. Система запрашивает доступ к данным: ",
+    );
+    body.push_str(&escape(get("scope")));
+    body.push_str(".</p>");
+    for p in persons::all() {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/esia/aas/oauth2/v2/ac/login\">\
+             <input type=\"hidden\" name=\"request\" value=\"{request}\">\
+             <input type=\"hidden\" name=\"oid\" value=\"{}\">\
+             <button class=\"person\" type=\"submit\" data-testid=\"esia-person\" data-oid=\"{}\">{} {} {}<span>{}</span></button></form>",
+            p.oid,
+            p.oid,
+            escape(p.last_name),
+            escape(p.first_name),
+            escape(p.middle_name.unwrap_or("")),
+            escape(p.about),
+        ));
+    }
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"/esia/aas/oauth2/v2/ac/login\">\
+         <input type=\"hidden\" name=\"request\" value=\"{request}\">\
+         <input type=\"hidden\" name=\"oid\" value=\"refuse\">\
+         <button class=\"refuse\" type=\"submit\" data-testid=\"esia-refuse\">Отказаться</button></form>"
+    ));
+    page("Вход через Госуслуги", &body).into_response()
+}
+
+async fn login(AxumState(e): AxumState<Esia>, Form(f): Form<HashMap<String, String>>) -> Response {
+    let request = f.get("request").cloned().unwrap_or_default();
+    let Some(p) = e.lock().pending.remove(&request) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            page(
+                "Ошибка запроса",
+                "<p class=\"error\">Запрос устарел: начните вход заново.</p>",
+            ),
+        )
+            .into_response();
+    };
+    let oid = f.get("oid").map(String::as_str).unwrap_or_default();
+    let Some(person) = persons::all()
+        .into_iter()
+        .find(|x| x.oid.to_string() == oid)
+    else {
+        return Redirect::to(&with_query(
+            &p.redirect_uri,
+            &[
+                ("error", "access_denied"),
+                (
+                    "error_description",
+                    "ESIA-007059: The user denied access to the resources",
+                ),
+                ("state", &p.state),
+            ],
+        ))
+        .into_response();
+    };
+    let code = uuid::Uuid::new_v4().simple().to_string();
+    e.lock().codes.insert(
+        code.clone(),
+        Grant {
+            client_id: p.client_id,
+            oid: person.oid,
+            scope: p.scope,
+            redirect_uri: p.redirect_uri.clone(),
+            issued_at: now_ms(),
+            used: false,
+        },
+    );
+    Redirect::to(&with_query(
+        &p.redirect_uri,
+        &[("code", &code), ("state", &p.state)],
+    ))
+    .into_response()
+}
+
+fn token_error(r: &Refusal, state: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": r.error, "error_description": r.description(), "state": state})),
+    )
+        .into_response()
+}
+
+async fn token(AxumState(e): AxumState<Esia>, Form(f): Form<HashMap<String, String>>) -> Response {
+    let state = f.get("state").cloned().unwrap_or_default();
+    let Some(keys) = e.keys() else {
+        return token_error(
+            &Refusal::new("server_error", "ESIA-007099", "the stand has no key"),
+            &state,
+        );
+    };
+    let client_id = f.get("client_id").cloned().unwrap_or_default();
+    let Some(client) = e.lock().clients.get(&client_id).cloned() else {
+        let r = check::unauthorized();
+        e.lock().refusals.push(r.description());
+        return token_error(&r, &state);
+    };
+    let form = f.clone();
+    let verdict =
+        tokio::task::spawn_blocking(move || check::check_token_request(&form, &client, |_| true))
+            .await;
+    let code = f.get("code").cloned().unwrap_or_default();
+    let checked = match verdict {
+        Ok(r) => r,
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "the check panicked").into_response(),
+    };
+    // The code: this client's, for this redirect_uri, in time, once.
+    let grant = checked.and_then(|()| {
+        let mut s = e.lock();
+        match s.codes.get_mut(&code) {
+            Some(g)
+                if !g.used
+                    && g.client_id == client_id
+                    && f.get("redirect_uri") == Some(&g.redirect_uri)
+                    && now_ms() - g.issued_at < CODE_TTL_MS =>
+            {
+                g.used = true;
+                Ok(g.clone())
+            }
+            _ => Err(check::bad_code()),
+        }
+    });
+    let grant = match grant {
+        Ok(g) => g,
+        Err(r) => {
+            e.lock().refusals.push(r.description());
+            return token_error(&r, &state);
+        }
+    };
+    let now = now_ms() / 1000;
+    let issuer = e.issuer();
+    let sid = uuid::Uuid::new_v4().to_string();
+    let scope = grant
+        .scope
+        .split_whitespace()
+        .map(|s| {
+            if s == "openid" {
+                s.to_owned()
+            } else {
+                format!("{s}?oid={}", grant.oid)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut header = Header::new(Algorithm::RS256);
+    header.typ = Some("JWT".into());
+    let access = json!({"nbf": now, "iat": now, "exp": now + TOKEN_TTL_S, "iss": issuer,
+        "scope": scope, "urn:esia:sid": sid, "urn:esia:sbj_id": grant.oid, "client_id": client_id});
+    let person = persons::all().into_iter().find(|p| p.oid == grant.oid);
+    let trusted = person.as_ref().is_some_and(|p| p.trusted);
+    let mut subject = json!({"urn:esia:sbj:typ": "P", "urn:esia:sbj:oid": grant.oid,
+        "urn:esia:sbj:nam": format!("OID.{}", grant.oid)});
+    if trusted {
+        subject["urn:esia:sbj:is_tru"] = json!(true);
+    }
+    let id = json!({"aud": client_id, "sub": grant.oid, "nbf": now, "iat": now, "exp": now + TOKEN_TTL_S,
+        "auth_time": now, "amr": "PWD", "urn:esia:amd": "PWD", "iss": e.issuer(), "urn:esia:sid": sid,
+        "urn:esia:sbj": subject});
+    let (Ok(access_token), Ok(id_token)) = (
+        jsonwebtoken::encode(&header, &access, &keys.encoding),
+        jsonwebtoken::encode(&header, &id, &keys.encoding),
+    ) else {
+        return token_error(
+            &Refusal::new("server_error", "ESIA-007099", "cannot sign"),
+            &state,
+        );
+    };
+    Json(json!({"access_token": access_token, "id_token": id_token,
+        "refresh_token": uuid::Uuid::new_v4().to_string(), "expires_in": TOKEN_TTL_S,
+        "state": state, "token_type": "Bearer"}))
+    .into_response()
+}
+
+async fn person(
+    AxumState(e): AxumState<Esia>,
+    Path(oid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let unauthorized = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"code": "ESIA-005011", "message": "Access token is invalid or expired"})),
+        )
+            .into_response()
+    };
+    let Some(keys) = e.keys() else {
+        return unauthorized();
+    };
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return unauthorized();
+    };
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[e.issuer()]);
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp", "iss"]);
+    let Ok(data) = jsonwebtoken::decode::<Value>(token, &keys.decoding, &validation) else {
+        return unauthorized();
+    };
+    let claims = data.claims;
+    if claims["urn:esia:sbj_id"].as_u64().map(|o| o.to_string()) != Some(oid.clone()) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"code": "ESIA-005015", "message": "Access to the resource is denied"})),
+        )
+            .into_response();
+    }
+    let scopes: Vec<String> = claims["scope"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|s| s.split('?').next().unwrap_or(s).to_owned())
+        .collect();
+    let Some(p): Option<Person> = persons::all()
+        .into_iter()
+        .find(|p| p.oid.to_string() == oid)
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"code": "ESIA-005004", "message": "Not found"})),
+        )
+            .into_response();
+    };
+    let embed = q.get("embed").map(String::as_str).unwrap_or_default();
+    Json(persons::view(&p, &scopes, embed, &e.base_url())).into_response()
+}
+
+async fn logout(
+    AxumState(e): AxumState<Esia>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let client = q.get("client_id").map(String::as_str).unwrap_or_default();
+    if !e.lock().clients.contains_key(client) {
+        return refused_page(StatusCode::BAD_REQUEST, &check::unauthorized());
+    }
+    e.lock().logouts += 1;
+    match q.get("redirect_url") {
+        Some(url) => Redirect::to(url).into_response(),
+        None => page("Вы вышли", "<p>Сеанс на тестовом стенде завершён.</p>").into_response(),
+    }
+}
+
+async fn state_json(AxumState(e): AxumState<Esia>) -> Json<Value> {
+    let s = e.lock();
+    Json(json!({
+        "clients": s.clients.keys().collect::<Vec<_>>(),
+        "persons": persons::all().iter().map(|p| json!({"oid": p.oid, "name": format!("{} {}", p.last_name, p.first_name), "trusted": p.trusted})).collect::<Vec<_>>(),
+        "codesIssued": s.codes.len(),
+        "codesUnused": s.codes.values().filter(|g| !g.used).count(),
+        "refusals": s.refusals,
+        "logouts": s.logouts,
+    }))
+}
