@@ -193,10 +193,27 @@ pub async fn assign(
     Ok((StatusCode::CREATED, Json(questionnaire_view(row, &caller))))
 }
 
-fn questionnaire_id(raw: &str) -> Result<String, ApiError> {
+/// A path's id of `what` (a UUID, canonical); anything else names nothing: "`what` not found".
+fn uuid_id(raw: &str, what: &'static str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)
         .map(|u| u.to_string())
-        .map_err(|_| ApiError::NotFound("questionnaire"))
+        .map_err(|_| ApiError::NotFound(what))
+}
+
+fn questionnaire_id(raw: &str) -> Result<String, ApiError> {
+    uuid_id(raw, "questionnaire")
+}
+
+/// Optional text: absent or blank is none, else 1 to `max` characters.
+fn optional_text(
+    field: &'static str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| text(field, v, max))
+        .transpose()
 }
 
 #[utoipa::path(get, path = "/api/v1/questionnaires/{id}", tag = "documents", security(("bearer" = [])),
@@ -418,12 +435,7 @@ pub async fn request_deletion(
     caller: Caller,
     Body(req): Body<DeletionRequestBody>,
 ) -> Result<(StatusCode, Json<DeletionRequestView>), ApiError> {
-    let comment = req
-        .comment
-        .as_deref()
-        .filter(|c| !c.trim().is_empty())
-        .map(|c| text("comment", c, 2000))
-        .transpose()?;
+    let comment = optional_text("comment", req.comment.as_deref(), 2000)?;
     let row = service::request_deletion(&state.core(), &caller, comment.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(request_view(&state, row))))
 }
@@ -542,12 +554,7 @@ pub async fn answer(
 ) -> Result<Json<DeletionRequestView>, ApiError> {
     caller.require(caller.is_clinic())?;
     let rid = request_id(&raw)?;
-    let reason = req
-        .reason
-        .as_deref()
-        .filter(|r| !r.trim().is_empty())
-        .map(|r| text("reason", r, 2000))
-        .transpose()?;
+    let reason = optional_text("reason", req.reason.as_deref(), 2000)?;
     let mut keep = Vec::new();
     for k in &req.keep {
         let qid = questionnaire_id(&k.questionnaire_id).map_err(|_| {
@@ -579,9 +586,7 @@ pub async fn answer(
 }
 
 fn request_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.to_string())
-        .map_err(|_| ApiError::NotFound("deletion request"))
+    uuid_id(raw, "deletion request")
 }
 
 #[derive(Deserialize, ToSchema)]

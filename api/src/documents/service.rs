@@ -467,6 +467,26 @@ pub enum Answer<'a> {
     },
 }
 
+/// Request `id`, still pending, for the clinic to act on.
+async fn pending_request(
+    conn: &mut AnyConnection,
+    caller: &Caller,
+    id: &str,
+) -> Result<RequestRow, Error> {
+    if !caller.is_clinic() {
+        return Err(Error::Forbidden(
+            "deletion requests are for the clinic's admins",
+        ));
+    }
+    let req = repo::request(conn, id)
+        .await?
+        .ok_or(Error::NotFound("deletion request"))?;
+    if req.status != "pending" {
+        return Err(Error::Answered);
+    }
+    Ok(req)
+}
+
 /// The clinic answers a pending request; the destruction act says what went and what stayed.
 pub async fn answer(
     core: &Core,
@@ -474,19 +494,9 @@ pub async fn answer(
     id: &str,
     answer: Answer<'_>,
 ) -> Result<RequestRow, Error> {
-    if !caller.is_clinic() {
-        return Err(Error::Forbidden(
-            "deletion requests are for the clinic's admins",
-        ));
-    }
     let now = core.now();
     let mut tx = core.db.begin_write().await?;
-    let req = repo::request(&mut tx, id)
-        .await?
-        .ok_or(Error::NotFound("deletion request"))?;
-    if req.status != "pending" {
-        return Err(Error::Answered);
-    }
+    let req = pending_request(&mut tx, caller, id).await?;
     let (status, text, act) = match answer {
         Answer::Refused { reason } => ("refused", Some(reason), json!({"deleted": [], "kept": []})),
         Answer::Done { note, keep } => {
@@ -575,19 +585,9 @@ pub async fn extend(
     id: &str,
     reason: &str,
 ) -> Result<RequestRow, Error> {
-    if !caller.is_clinic() {
-        return Err(Error::Forbidden(
-            "deletion requests are for the clinic's admins",
-        ));
-    }
     let now = core.now();
     let mut tx = core.db.begin_write().await?;
-    let req = repo::request(&mut tx, id)
-        .await?
-        .ok_or(Error::NotFound("deletion request"))?;
-    if req.status != "pending" {
-        return Err(Error::Answered);
-    }
+    let req = pending_request(&mut tx, caller, id).await?;
     let due_at = due(core, req.due_at - 1, core.settings.documents.extension_days);
     if !repo::extend(&mut tx, id, due_at, reason, now).await? {
         return Err(Error::ExtendedAlready);
