@@ -8,14 +8,12 @@
 // Run like the other e2e tests (see consultations.test.mjs), inside a network namespace.
 
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  WEB_CLIENT,
+  VIEWPORTS,
   api,
   byTestId,
+  checkPage,
   createClinic,
   launchBrowser,
   paidConsultation,
@@ -27,30 +25,7 @@ import {
 const TEST_TIMEOUT = 120_000;
 /** The sandbox on a port of its own (payments have 18190, messengers 18191). */
 const SANDBOX = '127.0.0.1:18192';
-const SCREENS = join(WEB_CLIENT, '..', 'target', 'e2e-screens');
-const AXE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const COMPLAINT = 'Сухой кашель третий день, по ночам сильнее';
-
-const VIEWPORTS = {
-  desktop: { viewport: { width: 1280, height: 900 } },
-  phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
-};
-
-async function check(page, name) {
-  await mkdir(SCREENS, { recursive: true });
-  await page.screenshot({ path: join(SCREENS, `${name}.png`), fullPage: true });
-  await page.addScriptTag({ content: AXE });
-  const violations = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations
-      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  });
-  assert.deepEqual(violations, [], `accessibility of ${name}`);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
-  assert.equal(overflow, false, `${name} scrolls sideways`);
-}
 
 /** The consultations page signed in with `session`, handed over in the fragment as the portal does. */
 async function signedIn(browser, kind, base, session) {
@@ -93,7 +68,7 @@ describe('questionnaires and deletion requests on the page', { timeout: TEST_TIM
           return false;
         }, 30_000, 500);
         assert.equal((await item.locator('[data-testid="questionnaire-status"]').textContent()).trim(), 'Не заполнена');
-        await check(page, `questionnaire-list-${kind}`);
+        await checkPage(page, `questionnaire-list-${kind}`);
 
         // Submitting with nothing answered: the required questions say so, nothing is sent.
         await item.getByRole('button', { name: 'Заполнить' }).click();
@@ -102,7 +77,7 @@ describe('questionnaires and deletion requests on the page', { timeout: TEST_TIM
         await form.getByRole('button', { name: 'Отправить врачу' }).click();
         const errors = form.locator('[data-testid="answer-error"]:visible');
         await until('the required questions are marked', async () => (await errors.count()) === 2);
-        await check(page, `questionnaire-errors-${kind}`);
+        await checkPage(page, `questionnaire-errors-${kind}`);
 
         // Answered as a person would: the complaint, when it started, the temperature with a comma.
         await form.getByLabel('Что вас беспокоит? (обязательно)').fill(COMPLAINT);
@@ -115,7 +90,7 @@ describe('questionnaires and deletion requests on the page', { timeout: TEST_TIM
         const sent = page.locator('[data-testid="questionnaire"][data-status="submitted"]');
         await sent.waitFor({ state: 'visible' });
         assert.match(await sent.locator('[data-testid="questionnaire-saved"]').textContent(), /отправлена врачу/);
-        await check(page, `questionnaire-sent-${kind}`);
+        await checkPage(page, `questionnaire-sent-${kind}`);
 
         // The doctor opens the patient's questionnaires on the consultation.
         const doctor = await signedIn(browser, kind, server.base, doctorSession);
@@ -125,7 +100,7 @@ describe('questionnaires and deletion requests on the page', { timeout: TEST_TIM
         await answers.getByText(COMPLAINT).waitFor({ state: 'visible' });
         assert.match(await answers.textContent(), /37\.4/);
         assert.match(await answers.textContent(), /1–3 дня назад/);
-        await check(doctor.page, `questionnaire-doctor-${kind}`);
+        await checkPage(doctor.page, `questionnaire-doctor-${kind}`);
         // …and asks for the anamnesis too.
         await row.getByRole('button', { name: /анамнез/ }).click();
         await row.locator('[data-testid="doctor-questionnaire"][data-kind="anamnesis"]').waitFor({ state: 'visible' });
@@ -159,13 +134,13 @@ describe('questionnaires and deletion requests on the page', { timeout: TEST_TIM
         await mine.waitFor({ state: 'visible' });
         assert.match(await mine.locator('[data-testid="request-due"]').textContent(), /^Ответ до /);
         assert.equal(await byTestId(page, 'deletion-form').isVisible(), false, 'one request at a time');
-        await check(page, `deletion-patient-${kind}`);
+        await checkPage(page, `deletion-patient-${kind}`);
 
         const admin = await signedIn(browser, kind, server.base, adminToken);
         const request = admin.page.locator('[data-testid="admin-deletion-request"][data-status="pending"]').first();
         await request.waitFor({ state: 'visible' });
         assert.match(await request.textContent(), /Прошу удалить мои анкеты/);
-        await check(admin.page, `deletion-admin-${kind}`);
+        await checkPage(admin.page, `deletion-admin-${kind}`);
         // A refusal needs a reason.
         await request.getByRole('button', { name: 'Отказать' }).click();
         await request.locator('[data-testid="request-error"]').waitFor({ state: 'visible' });
@@ -176,7 +151,7 @@ describe('questionnaires and deletion requests on the page', { timeout: TEST_TIM
         await until('the answer is saved', async () =>
           /пациент уведомлён/.test((await byTestId(admin.page, 'deletion-admin-status').textContent()) ?? ''),
         );
-        await check(admin.page, `deletion-admin-answered-${kind}`);
+        await checkPage(admin.page, `deletion-admin-answered-${kind}`);
         await admin.context.close();
 
         await page.reload();
@@ -184,7 +159,7 @@ describe('questionnaires and deletion requests on the page', { timeout: TEST_TIM
         await answered.waitFor({ state: 'visible' });
         assert.match(await answered.locator('[data-testid="request-answer"]').textContent(), /25 лет/);
         assert.equal(await byTestId(page, 'deletion-form').isVisible(), true, 'a new request may be made');
-        await check(page, `deletion-patient-answered-${kind}`);
+        await checkPage(page, `deletion-patient-answered-${kind}`);
         await context.close();
       }),
     );

@@ -1,6 +1,7 @@
 // Shared parts of the browser end-to-end tests (call.test.mjs, consultations.test.mjs) and the
 // measurement script (measure-call.mjs): start and stop the real Vizit server, mint tokens, create
-// staff accounts, launch Debian's Chromium with a fake camera and microphone, page helpers, and
+// staff accounts, launch Debian's Chromium with a fake camera and microphone, page helpers (and
+// checkPage: screenshot, axe-core, no sideways scrolling, in VIEWPORTS), and
 // the diagnostics printed on failure.
 //
 // Not a test file: `node --test e2e/` only runs names like *.test.mjs, *-test.mjs, test-*.mjs.
@@ -10,7 +11,8 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -609,4 +611,38 @@ export function seconds(report) {
   const m = /Duration:\s*(\d+):(\d+):([\d.]+)/.exec(report);
   assert.ok(m, `no duration in:\n${report}`);
   return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]);
+}
+
+// ---- pages as people see them ----------------------------------------------------------------
+
+/** The two viewports pages are checked in: a desktop, and a phone. */
+export const VIEWPORTS = {
+  desktop: { viewport: { width: 1280, height: 900 } },
+  phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
+};
+
+/** Where the screenshots go (to be looked at). */
+export const SCREENS = join(WEB_CLIENT, '..', 'target', 'e2e-screens');
+
+let axeSource = null;
+
+/**
+ * Photograph the whole page into SCREENS/`name`.png, and fail on serious or critical axe-core
+ * violations and on sideways scrolling. The context needs `bypassCSP` (axe is injected).
+ */
+export async function checkPage(page, name) {
+  await mkdir(SCREENS, { recursive: true });
+  await page.screenshot({ path: join(SCREENS, `${name}.png`), fullPage: true });
+  axeSource ??= await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  await page.addScriptTag({ content: axeSource });
+  const violations = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  assert.deepEqual(violations, [], `accessibility of ${name}`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  assert.equal(overflow, false, `${name} scrolls sideways`);
 }

@@ -6,14 +6,12 @@
 // photographed into target/e2e-screens.
 
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  WEB_CLIENT,
+  VIEWPORTS,
   api,
   byTestId,
+  checkPage,
   createStaff,
   launchBrowser,
   startVizit,
@@ -24,32 +22,9 @@ import {
 const TEST_TIMEOUT = 120_000;
 /** The sandbox on a fixed port of its own (the payment test has 18190). */
 const SANDBOX = '127.0.0.1:18191';
-const SCREENS = join(WEB_CLIENT, '..', 'target', 'e2e-screens');
-const AXE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const ADMIN = { role: 'admin', email: 'admin@clinic.test', name: 'Админ' };
 const ADMIN_PASSWORD = 'admin-password-1';
-
-const VIEWPORTS = {
-  desktop: { viewport: { width: 1280, height: 900 } },
-  phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
-};
-
-async function check(page, name) {
-  await mkdir(SCREENS, { recursive: true });
-  await page.screenshot({ path: join(SCREENS, `${name}.png`), fullPage: true });
-  await page.addScriptTag({ content: AXE });
-  const violations = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations
-      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  });
-  assert.deepEqual(violations, [], `accessibility of ${name}`);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
-  assert.equal(overflow, false, `${name} scrolls sideways`);
-}
 
 async function sandboxState(stand) {
   const res = await fetch(`http://${SANDBOX}/sandbox/${stand}/state.json`);
@@ -83,7 +58,7 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
         // The demo page books and confirms a consultation for a new demo patient with a phone,
         // and links the sandbox pages where its notices arrive.
         await page.goto(`${server.base}/demo`);
-        await check(page, `demo-page-${kind}`);
+        await checkPage(page, `demo-page-${kind}`);
         await byTestId(page, 'demo-edna').click();
         await page.waitForURL(`http://${SANDBOX}/sandbox/edna`);
         let message;
@@ -94,14 +69,14 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
         }, 30_000, 200);
         assert.ok(!message.text.includes('Пациент'), `no name in the text: ${message.text}`);
         await page.reload();
-        await check(page, `edna-index-${kind}`);
+        await checkPage(page, `edna-index-${kind}`);
         await page.getByRole('link', { name: `+${message.phone}` }).click();
         const card = page.locator('[data-testid="message"]', { hasText: 'подтверждена' });
         await card.waitFor({ state: 'visible' });
-        await check(page, `edna-phone-${kind}`);
+        await checkPage(page, `edna-phone-${kind}`);
         await card.getByRole('button', { name: 'Прочитать в мессенджере' }).click();
         await page.locator('[data-testid="message"]', { hasText: 'READ' }).first().waitFor({ state: 'visible' });
-        await check(page, `edna-phone-read-${kind}`);
+        await checkPage(page, `edna-phone-read-${kind}`);
         await context.close();
       }),
     );
@@ -126,7 +101,7 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
           await settings.locator('[data-testid="notify-channel"][data-channel="max"]').textContent(),
           /Не подключено/,
         );
-        await check(page, `notify-settings-${kind}`);
+        await checkPage(page, `notify-settings-${kind}`);
         await settings.getByRole('button', { name: 'Подключить MAX' }).click();
         const open = settings.getByRole('link', { name: 'Открыть бота в MAX' });
         await open.waitFor({ state: 'visible' });
@@ -136,7 +111,7 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
         // The deep link opens the bot's start page; «Начать» links the account.
         await page.goto(url);
         await byTestId(page, 'start').waitFor({ state: 'visible' });
-        await check(page, `max-start-${kind}`);
+        await checkPage(page, `max-start-${kind}`);
         await byTestId(page, 'start').click();
         await page.waitForURL(/\/sandbox\/max\/chats\/\d+$/);
         const chat = page.url();
@@ -165,7 +140,7 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
           await page.reload();
           return (await notice.count()) === 1;
         }, 30_000, 300);
-        await check(page, `max-chat-${kind}`);
+        await checkPage(page, `max-chat-${kind}`);
         const answered = (await sandboxState('max')).answers.length;
         await notice.getByRole('button', { name: 'Прочитано' }).click();
         await until('the press is answered', async () => (await sandboxState('max')).answers.length > answered, 30_000, 200);
@@ -200,7 +175,7 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
         }, 30_000, 500);
         const delivery = booked.first().locator('[data-testid="delivery"][data-channel="max"]');
         assert.equal((await delivery.locator('[data-testid="delivery-delivered"]').textContent()).trim(), 'канал не сообщает');
-        await check(adminPage, `notices-admin-${kind}`);
+        await checkPage(adminPage, `notices-admin-${kind}`);
         await context.close();
       }),
     );
