@@ -34,6 +34,7 @@ pub struct Settings {
     pub notifications: NotificationsConfig,
     pub max: MaxConfig,
     pub edna: EdnaConfig,
+    pub esia: EsiaConfig,
     pub clinic: ClinicConfig,
     pub documents: DocumentsConfig,
     pub recordings: RecordingsConfig,
@@ -230,6 +231,69 @@ pub struct EdnaConfig {
     pub fallback_after: Duration,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+}
+
+/// Patients' sign-in through ESIA (Gosuslugi); docs/esia.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsiaConfig {
+    /// The information system's mnemonic. Unset: ESIA sign-in is off (in demo mode: the
+    /// sandbox's ESIA with a generated GOST certificate).
+    pub client_id: Option<String>,
+    /// `https://esia.gosuslugi.ru` (production) or `https://esia-portal1.test.gosuslugi.ru`.
+    pub base_url: String,
+    /// `iss` of ESIA's tokens: `http://esia.gosuslugi.ru/` (http, trailing slash).
+    pub issuer: String,
+    /// The system's certificate registered with ESIA (PEM or DER): `client_certificate_hash`.
+    pub certificate: Option<PathBuf>,
+    /// ESIA's public keys or certificates (PEM) its RS256 tokens verify with.
+    pub token_keys: Vec<PathBuf>,
+    /// The scopes asked for: only those the clinic is approved for.
+    pub scope: String,
+    /// Scopes a sign-in must be granted.
+    pub required_scopes: Vec<String>,
+    /// Let unconfirmed ESIA accounts register and sign in.
+    pub allow_unconfirmed: bool,
+    /// Send a PKCE challenge (S256).
+    pub pkce: bool,
+    /// "Выйти" ends the ESIA session too.
+    pub logout_with_esia: bool,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// The version of the consent texts (recorded with each consent; change it with the texts).
+    pub consent_version: String,
+    /// The clinic's public offer and personal data policy (built-in texts when unset).
+    pub offer_url: Option<String>,
+    pub policy_url: Option<String>,
+    pub signer: EsiaSignerConfig,
+}
+
+/// Who signs ESIA requests: `command` (CryptoPro or another certified tool; production),
+/// `http` (a signing service: DSS, an HSM's gateway), `openssl` (OpenSSL's GOST engine;
+/// development and tests only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsiaSignerConfig {
+    pub kind: String,
+    /// `command`: the program and its arguments (the bytes on stdin, the signature on stdout).
+    pub command: Vec<String>,
+    /// `command` and `http`: how the signature is written (`raw`, `base64`, `hex`).
+    pub output: String,
+    /// Reverse the signature's bytes (CryptoPro writes them little-endian).
+    pub reverse: bool,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// `openssl`: the `gost2012_256` private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// `http`: the service's URL, what it is sent (`data` or `digest`), the field names.
+    pub url: Option<String>,
+    pub input: String,
+    pub input_field: Option<String>,
+    pub signature_field: Option<String>,
+    /// `http`: a header that authorizes the request, and its value (a secret).
+    pub auth_header: Option<String>,
+    #[serde(serialize_with = "serialize_secret")]
+    pub auth_value: Option<SecretString>,
 }
 
 /// The clinic as patients see it in messages and on receipts.
@@ -554,6 +618,37 @@ impl Default for Settings {
                 fallback_after: Duration::from_secs(10 * 60),
                 request_timeout: Duration::from_secs(15),
             },
+            esia: EsiaConfig {
+                client_id: None,
+                base_url: "https://esia.gosuslugi.ru".into(),
+                issuer: "http://esia.gosuslugi.ru/".into(),
+                certificate: None,
+                token_keys: Vec::new(),
+                scope: "openid fullname birthdate gender snils id_doc medical_doc email mobile"
+                    .into(),
+                required_scopes: vec!["openid".into(), "fullname".into(), "birthdate".into()],
+                allow_unconfirmed: false,
+                pkce: true,
+                logout_with_esia: true,
+                request_timeout: Duration::from_secs(15),
+                consent_version: "2026-12-01".into(),
+                offer_url: None,
+                policy_url: None,
+                signer: EsiaSignerConfig {
+                    kind: "command".into(),
+                    command: Vec::new(),
+                    output: "raw".into(),
+                    reverse: false,
+                    timeout: Duration::from_secs(10),
+                    key_file: None,
+                    url: None,
+                    input: "data".into(),
+                    input_field: None,
+                    signature_field: None,
+                    auth_header: None,
+                    auth_value: None,
+                },
+            },
             clinic: ClinicConfig {
                 name: "Клиника".into(),
                 inn: None,
@@ -736,6 +831,7 @@ impl Settings {
         if self.consultations.session_ttl < Duration::from_secs(60) {
             return invalid("consultations.session_ttl", "must be at least 1m");
         }
+        self.validate_esia()?;
         let y = &self.yookassa;
         if y.shop_id.is_some() != y.secret_key.is_some() {
             return invalid(
@@ -1047,6 +1143,130 @@ impl Settings {
     }
 
     /// The business settings of the API.
+    fn validate_esia(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        let e = &self.esia;
+        if e.client_id.is_none() {
+            return Ok(());
+        }
+        for (key, url) in [("esia.base_url", &e.base_url), ("esia.issuer", &e.issuer)] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return invalid(key, "must be an http(s) URL".into());
+            }
+        }
+        match &e.certificate {
+            None => {
+                return invalid(
+                    "esia.certificate",
+                    "is required with esia.client_id: the certificate registered with ESIA".into(),
+                );
+            }
+            Some(p) if !p.is_file() => {
+                return invalid(
+                    "esia.certificate",
+                    format!("{} is not a readable file", p.display()),
+                );
+            }
+            _ => {}
+        }
+        if e.token_keys.is_empty() {
+            return invalid(
+                "esia.token_keys",
+                "name ESIA's public key or certificate (PEM) its tokens are checked with".into(),
+            );
+        }
+        if let Some(p) = e.token_keys.iter().find(|p| !p.is_file()) {
+            return invalid(
+                "esia.token_keys",
+                format!("{} is not a readable file", p.display()),
+            );
+        }
+        if !e.scope.split_whitespace().any(|s| s == "openid") {
+            return invalid("esia.scope", "must include openid".into());
+        }
+        if let Some(s) = e
+            .required_scopes
+            .iter()
+            .find(|r| !e.scope.split_whitespace().any(|s| s == r.as_str()))
+        {
+            return invalid("esia.required_scopes", format!("{s} is not in esia.scope"));
+        }
+        let s = &e.signer;
+        if !matches!(s.output.as_str(), "raw" | "base64" | "hex") {
+            return invalid("esia.signer.output", "must be raw, base64 or hex".into());
+        }
+        if s.timeout.is_zero() {
+            return invalid("esia.signer.timeout", "must be positive".into());
+        }
+        match s.kind.as_str() {
+            "command" if s.command.is_empty() => invalid(
+                "esia.signer.command",
+                "name the signing program and its arguments (e.g. CryptoPro's csptest)".into(),
+            ),
+            "openssl" if s.key_file.as_ref().is_none_or(|p| !p.is_file()) => invalid(
+                "esia.signer.key_file",
+                "must be a readable gost2012_256 private key (PEM)".into(),
+            ),
+            "http" if s.url.as_ref().is_none_or(|u| !u.starts_with("http")) => invalid(
+                "esia.signer.url",
+                "must be the signing service's http(s) URL".into(),
+            ),
+            "http" if !matches!(s.input.as_str(), "data" | "digest") => {
+                invalid("esia.signer.input", "must be data or digest".into())
+            }
+            "command" | "openssl" | "http" => Ok(()),
+            _ => invalid(
+                "esia.signer.kind",
+                "must be command, http or openssl".into(),
+            ),
+        }
+    }
+
+    /// The signer of ESIA requests as configured.
+    pub fn esia_signer(&self) -> std::sync::Arc<dyn vizit_integrations::esia::signer::Signer> {
+        use vizit_integrations::esia::signer::{CommandSigner, HttpInput, HttpSigner, Output};
+        let s = &self.esia.signer;
+        let output = match s.output.as_str() {
+            "base64" => Output::Base64,
+            "hex" => Output::Hex,
+            _ => Output::Raw,
+        };
+        match s.kind.as_str() {
+            "openssl" => {
+                let mut c = CommandSigner::openssl_gost(s.key_file.clone().unwrap_or_default());
+                c.timeout = s.timeout;
+                std::sync::Arc::new(c)
+            }
+            "http" => {
+                let mut h = HttpSigner::new(
+                    s.url.clone().unwrap_or_default(),
+                    s.auth_header.clone().zip(s.auth_value.clone()),
+                    if s.input == "digest" {
+                        HttpInput::Digest
+                    } else {
+                        HttpInput::Data
+                    },
+                    s.reverse,
+                    s.timeout,
+                );
+                if let Some(f) = &s.input_field {
+                    h.input_field = f.clone();
+                }
+                if let Some(f) = &s.signature_field {
+                    h.signature_field = f.clone();
+                }
+                std::sync::Arc::new(h)
+            }
+            _ => std::sync::Arc::new(CommandSigner {
+                program: s.command.first().cloned().unwrap_or_default().into(),
+                args: s.command.iter().skip(1).cloned().collect(),
+                output,
+                reverse: s.reverse,
+                timeout: s.timeout,
+            }),
+        }
+    }
+
     pub fn api_settings(&self) -> vizit_api::ApiSettings {
         let c = &self.consultations;
         vizit_api::ApiSettings {

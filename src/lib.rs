@@ -15,6 +15,7 @@
 pub mod calls;
 pub mod cli;
 pub mod config;
+pub mod esia;
 pub mod http;
 pub mod startup;
 pub mod telemetry;

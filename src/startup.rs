@@ -152,7 +152,8 @@ impl Application {
                 || settings.yookassa.shop_id.is_none()
                 || settings.email.smtp_url.is_none()
                 || settings.max.token.is_none()
-                || settings.edna.api_key.is_none())
+                || settings.edna.api_key.is_none()
+                || settings.esia.client_id.is_none())
         {
             let stand_in = vizit_sandbox::Sandbox::with(
                 vizit_sandbox::Bitrix24Options::default(),
@@ -241,6 +242,14 @@ impl Application {
             info!(
                 "no YooKassa shop configured (yookassa.shop_id): bookings are marked paid by the clinic"
             );
+        }
+
+        // Patients' sign-in: the configured ESIA, or in demo mode the sandbox's.
+        if let Some(esia) =
+            crate::esia::esia_login(&settings, sandbox.as_ref().map(|(s, _)| s), &return_base)
+                .await?
+        {
+            api = api.with_esia(esia);
         }
 
         // E-mail: the configured SMTP server, or in demo mode the sandbox's mail capture.

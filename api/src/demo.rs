@@ -87,7 +87,7 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
             // A test number: its notifications go by the sandbox's edna (MAX once linked), the
             // staff's by e-mail — the demo shows both (`/sandbox/edna`, `/sandbox/mail`).
             phone: Some(&patient_phone),
-            crm_contact_id: None,
+            ..NewPatient::default()
         },
     )
     .await?;
@@ -98,6 +98,7 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
             name: DEMO_ADMIN.1.to_owned(),
         },
         ip: None,
+        via: Some("demo".into()),
     };
     let starts = state.now() + 60_000;
     let (slot_id, _, _) = slots::service::publish(
@@ -122,7 +123,7 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
         TransitionData::default(),
     )
     .await?;
-    let (admin_session, _) = create_session(&core, &admin_id).await?;
+    let (admin_session, _) = create_session(&core, &admin_id, "demo").await?;
     Ok(DemoCall {
         consultation_id,
         doctor_id,

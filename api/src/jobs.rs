@@ -15,6 +15,10 @@ use crate::state::{ApiState, Core};
 pub const EXPIRE_UNPAID: &str = "consultations.expire_unpaid";
 pub const FLAG_OVERDUE: &str = "consultations.flag_overdue";
 pub const RETENTION: &str = "recordings.retention";
+pub const IDENTITY_PURGE: &str = "identity.purge";
+
+/// ESIA sign-ins and registrations nobody finished are forgotten after this.
+const UNFINISHED_SIGN_INS: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Summary of one pass of every job.
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -58,6 +62,10 @@ impl Sweep {
                 "recordings deleted by retention",
                 recordings::apply_retention(&self.db, self.recordings.as_deref()).await?,
             ),
+            IDENTITY_PURGE => (
+                "unfinished ESIA sign-ins forgotten",
+                crate::identity::purge(&self.core, UNFINISHED_SIGN_INS).await? as usize,
+            ),
             other => anyhow::bail!("no sweep named {other}"),
         };
         if n > 0 {
@@ -80,7 +88,7 @@ impl Job for Sweep {
 /// Register the periodic jobs' code with the scheduler and keep one recurring job of each, every
 /// `settings.jobs_interval`.
 pub async fn schedule(state: &ApiState) -> Result<(), sqlx::Error> {
-    for kind in [EXPIRE_UNPAID, FLAG_OVERDUE, RETENTION] {
+    for kind in [EXPIRE_UNPAID, FLAG_OVERDUE, RETENTION, IDENTITY_PURGE] {
         state.scheduler.register(Arc::new(Sweep {
             kind,
             core: state.core(),

@@ -10,8 +10,9 @@
 //! - `platform/` — the database, the clock, the audit writer, and how capabilities talk without
 //!   importing each other: the outbox (domain events to subscribers), the outbound queue (calls
 //!   to external systems), the inbound webhook store, the scheduler.
-//! - `people/`, `slots/` (with `slots/bitrix24/`, the Bitrix24 slot source),
-//!   `consultations/`, `recordings/`, `payments/`, `notifications/`, `documents/`, `audit/` — each with `routes.rs` (parse, authorize, call
+//! - `people/`, `identity/` (ESIA sign-in, personal data, consents), `slots/` (with
+//!   `slots/bitrix24/`, the Bitrix24 slot source), `consultations/`, `recordings/`,
+//!   `payments/`, `notifications/`, `documents/`, `audit/` — each with `routes.rs` (parse, authorize, call
 //!   the service, map its error), `service.rs` (the rules, with an error enum of its own) and
 //!   `repo.rs` (its SQL), and a `routes()` in its `mod.rs`.
 //! - `state.rs` — [`ApiState`], [`ApiSettings`], and [`state::Core`] (what services run on).
@@ -20,7 +21,7 @@
 //!   the background workers ([`run_workers`]). `jobs.rs`: the periodic jobs; `demo.rs`: demo
 //!   mode; `openapi.rs`: the document, which names every capability's handlers.
 //!
-//! Capabilities are layered people → slots → consultations → recordings; a capability calls
+//! Capabilities are layered people → identity → slots → consultations → recordings; a capability calls
 //! a lower one through what its `mod.rs` exports, and hears of a higher one only through domain
 //! events on the outbox or a small trait the lower one defines (slots'
 //! [`slots::BookedConsultations`]). `api` does not depend on the media plane: the binary maps
@@ -39,6 +40,7 @@ pub mod demo;
 pub mod documents;
 pub mod domain;
 pub mod http;
+pub mod identity;
 pub mod jobs;
 pub mod notifications;
 pub mod openapi;
@@ -74,14 +76,17 @@ pub fn router(state: ApiState) -> Router {
         .merge(payments::routes())
         .merge(notifications::routes())
         .merge(documents::routes())
+        .merge(identity::routes())
         .merge(audit::routes())
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::page))
         .route("/docs.js", get(openapi::script))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state);
-    Router::new().nest("/api/v1", api)
+        .with_state(state.clone());
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(identity::pages().with_state(state))
 }
 
 /// Unknown paths under the API answer with a problem document too.
@@ -103,6 +108,12 @@ impl ApiState {
         }
         self.scheduler
             .register(Arc::new(documents::OverdueJob(core)));
+        self
+    }
+
+    /// Turn patients' sign-in through ESIA on.
+    pub fn with_esia(mut self, e: Arc<identity::EsiaLogin>) -> Self {
+        self.esia = Some(e);
         self
     }
 

@@ -9,6 +9,7 @@ use utoipa::{Modify, OpenApi};
 use crate::audit::routes as audit;
 use crate::consultations::routes as consultations;
 use crate::documents::routes as documents;
+use crate::identity::routes as identity;
 use crate::notifications::routes as notifications;
 use crate::payments::routes as payments;
 use crate::people::routes as people;
@@ -32,7 +33,8 @@ use crate::slots::routes as slots;
         slots::list_doctors, slots::set_doctor_price, slots::free_slots, slots::create_slot,
         consultations::book, consultations::list_consultations, consultations::get_consultation, consultations::cancel,
         consultations::mark_paid, consultations::join, consultations::complete,
-        consultations::reschedule,
+        consultations::reschedule, consultations::identifications, consultations::patient_data,
+        identity::options, identity::mine, identity::patients,
         consultations::overdue, consultations::slot_conflicts, audit::audit_log,
         b24::event, b24::status, b24::sync_now, b24::outbound_list, b24::outbound_retry,
         recordings::list, recordings::download, recordings::file, recordings::legal_hold,
@@ -74,7 +76,9 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A session token (vzs_…) or the portal's API key (vzk_…)",
+                        "A session token (vzs_…) or the portal's API key (vzk_…). A browser that \
+                         signed in through ESIA (/login/esia) sends its session as the \
+                         `vizit_session` cookie instead (writes only from Vizit's own pages)",
                     ))
                     .build(),
             ),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use vizit_signaling::TokenKeys;
 
 use crate::documents::settings::DocumentSettings;
+use crate::identity::EsiaLogin;
 use crate::notifications::Notifications;
 use crate::payments::settings::Payments;
 use crate::platform::inbound::InboundStore;
@@ -91,6 +92,8 @@ pub struct ApiState {
     pub payments: Option<Arc<Payments>>,
     /// E-mail (SMTP); `None`: no messages are sent.
     pub notifications: Option<Arc<Notifications>>,
+    /// Patients' sign-in through ESIA; `None`: patients come through the portal only.
+    pub esia: Option<Arc<EsiaLogin>>,
 }
 
 impl ApiState {
@@ -122,6 +125,7 @@ impl ApiState {
             recordings: None,
             payments: None,
             notifications: None,
+            esia: None,
         }
     }
 

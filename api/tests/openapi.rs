@@ -78,6 +78,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/admin/deletion-requests"),
     ("post", "/api/v1/admin/deletion-requests/{id}/answer"),
     ("post", "/api/v1/admin/deletion-requests/{id}/extend"),
+    ("get", "/api/v1/auth/options"),
+    ("get", "/api/v1/me/personal-data"),
+    ("get", "/api/v1/patients/{id}/personal-data"),
+    ("get", "/api/v1/consultations/{id}/identifications"),
+    ("get", "/api/v1/consultations/{id}/patient-data"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -739,6 +744,63 @@ async fn every_response_the_tests_see_matches_the_document() {
         "/api/v1/consultations/{id}/join",
         api.post(&format!("/consultations/{id}/join"), &c.patient, json!({}))
             .await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}/identifications",
+        api.get(&format!("/consultations/{id}/identifications"), &c.doctor)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}/identifications",
+        api.get(&format!("/consultations/{id}/identifications"), &c.patient)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}/patient-data",
+        api.get(&format!("/consultations/{id}/patient-data"), &c.doctor)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}/patient-data",
+        api.get(&format!("/consultations/{id}/patient-data"), &c.patient)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/auth/options",
+        api.call(Method::GET, "/auth/options", None, None).await
+    );
+    see!(
+        "get",
+        "/api/v1/me/personal-data",
+        api.get("/me/personal-data", &c.patient).await
+    );
+    see!(
+        "get",
+        "/api/v1/me/personal-data",
+        api.get("/me/personal-data", &c.doctor).await
+    );
+    see!(
+        "get",
+        "/api/v1/patients/{id}/personal-data",
+        api.get(
+            &format!("/patients/{}/personal-data", c.patient_id),
+            &c.admin
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/patients/{id}/personal-data",
+        api.get(
+            &format!("/patients/{}/personal-data", c.patient_id),
+            &c.doctor
+        )
+        .await
     );
     see!(
         "post",

@@ -321,7 +321,7 @@ async fn the_client_signs_in_a_person_at_the_sandbox() {
 
     let state = uuid::Uuid::new_v4().to_string();
     let url = esia
-        .authorize_url(&state, vizit_api_free_now())
+        .authorize_url(&state, None, vizit_api_free_now())
         .await
         .unwrap();
     assert!(
@@ -354,7 +354,10 @@ async fn the_client_signs_in_a_person_at_the_sandbox() {
     assert_eq!(q["state"], state);
     let code = q["code"].clone();
 
-    let tokens = esia.exchange(&code, vizit_api_free_now()).await.unwrap();
+    let tokens = esia
+        .exchange(&code, None, vizit_api_free_now())
+        .await
+        .unwrap();
     let claims: serde_json::Value = {
         use base64::Engine as _;
         let payload = tokens.access_token.split('.').nth(1).unwrap();
@@ -381,7 +384,7 @@ async fn the_client_signs_in_a_person_at_the_sandbox() {
 
     // The code is used: ESIA-007006. Someone else's oid with this token: refused.
     let again = esia
-        .exchange(&code, vizit_api_free_now())
+        .exchange(&code, None, vizit_api_free_now())
         .await
         .unwrap_err();
     assert_eq!(again.esia_code(), Some("ESIA-007006"), "{again}");
@@ -394,7 +397,7 @@ async fn the_client_signs_in_a_person_at_the_sandbox() {
     // A person who refuses: access_denied with the state.
     let state = uuid::Uuid::new_v4().to_string();
     let url = esia
-        .authorize_url(&state, vizit_api_free_now())
+        .authorize_url(&state, None, vizit_api_free_now())
         .await
         .unwrap();
     let html = http.get(&url).send().await.unwrap().text().await.unwrap();
@@ -429,7 +432,7 @@ async fn the_client_signs_in_a_person_at_the_sandbox() {
         std::sync::Arc::new(CommandSigner::openssl_gost(other.key.clone())),
     );
     let url = forged
-        .authorize_url("s", vizit_api_free_now())
+        .authorize_url("s", None, vizit_api_free_now())
         .await
         .unwrap();
     let r = http.get(&url).send().await.unwrap();

@@ -34,6 +34,11 @@ pub fn routes() -> Router<ApiState> {
         .route("/consultations/{id}/cancel", post(r::cancel))
         .route("/consultations/{id}/payment", post(r::mark_paid))
         .route("/consultations/{id}/join", post(r::join))
+        .route(
+            "/consultations/{id}/identifications",
+            get(r::identifications),
+        )
+        .route("/consultations/{id}/patient-data", get(r::patient_data))
         .route("/consultations/{id}/complete", post(r::complete))
         .route("/consultations/{id}/reschedule", post(r::reschedule))
         .route("/admin/overdue", get(r::overdue))

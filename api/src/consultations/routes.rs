@@ -15,6 +15,7 @@ use crate::domain::{
     UserId,
 };
 use crate::http::{ApiError, Body, Page, Params, Problem, id, page, text, time_range, to_rfc3339};
+use crate::identity::{self, IdentificationView, PersonalDataView};
 use crate::platform::outbound::Outcome;
 use crate::state::ApiState;
 
@@ -330,6 +331,35 @@ pub struct JoinView {
     token: String,
     call_url: String,
     expires_at: String,
+}
+
+/// How each party was identified when joining the call (ESIA `oid` and trust, or the kind of
+/// session), oldest first: the consultation's doctor, head doctors, admins and the portal.
+#[utoipa::path(get, path = "/api/v1/consultations/{id}/identifications", tag = "consultations", security(("bearer" = [])), params(("id" = String, Path, description = "consultation id")), responses((status = 200, body = [IdentificationView]), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn identifications(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<Vec<IdentificationView>>, ApiError> {
+    caller.require(!caller.is(Role::Patient))?;
+    let cid: ConsultationId = id(&raw, "consultation")?;
+    service::get(&state.core(), &caller, &cid).await?;
+    Ok(Json(
+        identity::identifications_of(&state, cid.as_str()).await?,
+    ))
+}
+
+/// The patient's data from ESIA for the consultation's doctor (the read is audited).
+#[utoipa::path(get, path = "/api/v1/consultations/{id}/patient-data", tag = "consultations", security(("bearer" = [])), params(("id" = String, Path, description = "consultation id")), responses((status = 200, body = PersonalDataView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn patient_data(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<PersonalDataView>, ApiError> {
+    caller.require(caller.is(Role::Doctor) || caller.is(Role::HeadDoctor))?;
+    let cid: ConsultationId = id(&raw, "consultation")?;
+    let row = service::get(&state.core(), &caller, &cid).await?;
+    identity::for_doctor(&state, &caller, &row.patient_id).await
 }
 
 /// A join token for the consultation's Room: only its patient and doctor, only once paid, only

@@ -501,6 +501,10 @@ pub async fn join(
         serde_json::Value::Null,
     )
     .await?;
+    drop(conn);
+    // How this party was identified (ESIA oid and trust, or the kind of session): the
+    // telemedicine procedure wants it on the consultation's record.
+    crate::identity::record_identification(core, caller, id.as_str()).await?;
     Ok((token, now + ttl.as_millis() as i64))
 }
 

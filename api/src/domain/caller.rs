@@ -21,6 +21,9 @@ pub struct Caller {
     pub principal: Principal,
     /// The caller's address, for the audit log.
     pub ip: Option<String>,
+    /// How the person's session was opened (`password`, `portal`, `esia`, `demo`); None for
+    /// API keys and sessions from before this was recorded.
+    pub via: Option<String>,
 }
 
 /// The caller's role may not do this.

@@ -8,6 +8,7 @@ pub mod consultation;
 pub mod event;
 pub mod ids;
 pub mod money;
+pub mod personal;
 pub mod role;
 pub mod slot;
 

@@ -2,11 +2,13 @@
 //! extractors that answer with problems ([`Body`], [`Params`]), paging ([`Page`]), and reading
 //! times, text and ids from requests. Imports no capability.
 
+pub mod cookies;
 pub mod error;
 pub mod extract;
 pub mod input;
 pub mod paging;
 
+pub use cookies::{SESSION_COOKIE, cookie, same_origin, set_cookie};
 pub use error::{ApiError, Problem};
 pub use extract::{Body, MAX_BODY_BYTES, Params, client_ip};
 pub use input::{id, normalized_email, parse_time, text, time_range, to_rfc3339};

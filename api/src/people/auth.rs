@@ -1,6 +1,8 @@
 //! Authentication: every request's `Authorization: Bearer …` (a session token of a person, or
-//! the portal's API key) becomes the [`Caller`] the rules read; sessions expire and are
-//! revocable, keys are revocable.
+//! the portal's API key) — or, without one, the session cookie of a browser that signed in
+//! through ESIA — becomes the [`Caller`] the rules read; sessions expire and are revocable,
+//! keys are revocable. A cookie-authenticated request that changes something must come from
+//! Vizit's own pages.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -8,7 +10,7 @@ use axum::http::request::Parts;
 
 use super::service::{self, Error};
 use crate::domain::Caller;
-use crate::http::{ApiError, client_ip};
+use crate::http::{ApiError, SESSION_COOKIE, client_ip, cookie, same_origin};
 use crate::state::ApiState;
 
 impl FromRequestParts<ApiState> for Caller {
@@ -19,18 +21,26 @@ impl FromRequestParts<ApiState> for Caller {
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
         let ip = client_ip(parts);
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthenticated)?
-            .to_str()
-            .map_err(|_| ApiError::InvalidCredentials)?;
-        let secret = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .ok_or(ApiError::InvalidCredentials)?;
-        match service::authenticate(&state.core(), secret).await {
-            Ok(principal) => Ok(Caller { principal, ip }),
+        let secret = match parts.headers.get(header::AUTHORIZATION) {
+            Some(header) => header
+                .to_str()
+                .map_err(|_| ApiError::InvalidCredentials)?
+                .strip_prefix("Bearer ")
+                .map(|s| s.trim().to_owned())
+                .ok_or(ApiError::InvalidCredentials)?,
+            None => {
+                let secret =
+                    cookie(&parts.headers, SESSION_COOKIE).ok_or(ApiError::Unauthenticated)?;
+                if !same_origin(parts) {
+                    return Err(ApiError::Forbidden(
+                        "a request with the session cookie must come from Vizit's own pages",
+                    ));
+                }
+                secret
+            }
+        };
+        match service::authenticate(&state.core(), &secret).await {
+            Ok((principal, via)) => Ok(Caller { principal, ip, via }),
             Err(Error::InvalidCredentials) => Err(ApiError::InvalidCredentials),
             Err(e) => Err(ApiError::Internal(e.into())),
         }

@@ -17,8 +17,9 @@ use axum::Router;
 use axum::routing::{delete, get, post};
 
 pub use service::{
-    Error, NewPatient, NewStaff, create_session, create_staff_user, import_doctor,
-    normalized_email, register_patient,
+    Error, NewPatient, NewStaff, PatientRecord, complete_patient, create_session,
+    create_staff_user, import_doctor, insert_patient, normalized_email, patients_matching,
+    register_patient, user_by_email,
 };
 
 use crate::state::ApiState;

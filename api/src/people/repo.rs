@@ -40,9 +40,9 @@ pub async fn session_user(
     pool: &AnyPool,
     token_hash: &str,
     now: i64,
-) -> Result<Option<(UserId, Role, String)>, sqlx::Error> {
+) -> Result<Option<(UserId, Role, String, Option<String>)>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT u.id, u.role, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
+        "SELECT u.id, u.role, u.name, s.method FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
          AND u.disabled_at IS NULL",
     )
@@ -55,6 +55,7 @@ pub async fn session_user(
             UserId::from_stored(row.try_get("id")?),
             role_of(&row.try_get::<String, _>("role")?)?,
             row.try_get("name")?,
+            row.try_get("method")?,
         ))
     })
     .transpose()
@@ -77,12 +78,14 @@ pub async fn insert_session(
     pool: &AnyPool,
     token_hash: &str,
     user: &UserId,
+    method: &str,
     now: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, method, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(token_hash)
         .bind(user.as_str())
+        .bind(method)
         .bind(now)
         .bind(expires_at)
         .execute(pool)
@@ -100,21 +103,27 @@ pub async fn revoke_session(pool: &AnyPool, token_hash: &str, now: i64) -> Resul
 }
 
 /// A new patient.
+#[derive(Default)]
 pub struct NewPatient<'a> {
     pub name: &'a str,
     pub email: Option<String>,
     pub phone: Option<&'a str>,
     pub crm_contact_id: Option<i64>,
+    /// 11 digits, checked.
+    pub snils: Option<String>,
+    /// `yyyy-mm-dd`.
+    pub birth_date: Option<String>,
 }
 
 pub async fn insert_patient(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     id: &UserId,
     p: NewPatient<'_>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO users (id, role, email, name, phone, created_at, crm_contact_id) VALUES ($1, 'patient', $2, $3, $4, $5, $6)",
+        "INSERT INTO users (id, role, email, name, phone, created_at, crm_contact_id, snils, birth_date) \
+         VALUES ($1, 'patient', $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id.as_str())
     .bind(p.email)
@@ -122,7 +131,67 @@ pub async fn insert_patient(
     .bind(p.phone.map(str::to_owned))
     .bind(now)
     .bind(p.crm_contact_id.map(|c| c.to_string()))
-    .execute(pool)
+    .bind(p.snils)
+    .bind(p.birth_date)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An enabled patient the clinic registered, as candidates for linking an ESIA account.
+pub struct PatientRecord {
+    pub id: UserId,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub snils: Option<String>,
+    pub birth_date: Option<String>,
+}
+
+/// Enabled patients with this SNILS, or with this birth date.
+pub async fn patients_matching(
+    conn: &mut AnyConnection,
+    snils: Option<&str>,
+    birth_date: Option<&str>,
+) -> Result<Vec<PatientRecord>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, name, email, phone, snils, birth_date FROM users \
+         WHERE role = 'patient' AND disabled_at IS NULL \
+         AND ((snils IS NOT NULL AND snils = $1) OR (birth_date IS NOT NULL AND birth_date = $2)) \
+         ORDER BY created_at LIMIT 50",
+    )
+    .bind(snils.map(str::to_owned))
+    .bind(birth_date.map(str::to_owned))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(PatientRecord {
+                id: UserId::from_stored(r.try_get("id")?),
+                name: r.try_get("name")?,
+                email: r.try_get("email")?,
+                phone: r.try_get("phone")?,
+                snils: r.try_get("snils")?,
+                birth_date: r.try_get("birth_date")?,
+            })
+        })
+        .collect()
+}
+
+/// Fill a patient's verified identifiers where the record has none (an ESIA sign-in).
+pub async fn complete_patient(
+    conn: &mut AnyConnection,
+    id: &UserId,
+    snils: Option<&str>,
+    birth_date: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET snils = COALESCE(snils, $2), birth_date = COALESCE(birth_date, $3) WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(snils.map(str::to_owned))
+    .bind(birth_date.map(str::to_owned))
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -3,15 +3,20 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::credentials::SESSION_PREFIX;
 use super::service::{self, Error, NewPatient, NewStaff};
+use crate::domain::personal::snils_digits;
 use crate::domain::{ApiKeyId, Caller, Principal, Role, UserId};
-use crate::http::{ApiError, Body, Problem, client_ip, id, normalized_email, text, to_rfc3339};
+use crate::http::{
+    ApiError, Body, Problem, SESSION_COOKIE, client_ip, cookie, id, normalized_email, set_cookie,
+    text, to_rfc3339,
+};
 use crate::state::ApiState;
 
 impl From<Error> for ApiError {
@@ -77,18 +82,21 @@ pub async fn login(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "sessions", security(("bearer" = [])), responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem)))]
+/// End the session: the bearer token's, or the session cookie's (which is then deleted).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "sessions", security(("bearer" = [])), responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn logout(
     State(state): State<ApiState>,
     caller: Caller,
     parts: Parts,
-) -> Result<StatusCode, ApiError> {
-    let Some(secret) = parts
+) -> Result<Response, ApiError> {
+    let bearer = parts
         .headers
-        .get(axum::http::header::AUTHORIZATION)
+        .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
-    else {
+        .map(|s| s.trim().to_owned());
+    let from_cookie = bearer.is_none();
+    let Some(secret) = bearer.or_else(|| cookie(&parts.headers, SESSION_COOKIE)) else {
         return Err(ApiError::Unauthenticated);
     };
     if !secret.starts_with(SESSION_PREFIX) {
@@ -97,8 +105,18 @@ pub async fn logout(
             "API keys are revoked by an admin, not logged out",
         ));
     }
-    service::logout(&state.core(), &caller, secret).await?;
-    Ok(StatusCode::NO_CONTENT)
+    service::logout(&state.core(), &caller, &secret).await?;
+    if from_cookie {
+        return Ok((
+            StatusCode::NO_CONTENT,
+            [(
+                header::SET_COOKIE,
+                set_cookie(SESSION_COOKIE, "", "/", 0, false),
+            )],
+        )
+            .into_response());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Who the caller is: a person (`kind = user`) or the portal (`kind = service`).
@@ -115,6 +133,9 @@ pub struct MeView {
     name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key_id: Option<String>,
+    /// How the session was opened: `password`, `portal`, `esia`, `demo`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("bearer" = [])),
@@ -127,6 +148,7 @@ pub async fn me(caller: Caller) -> Json<MeView> {
             role: Some(*role),
             name: Some(name.clone()),
             api_key_id: None,
+            via: caller.via.clone(),
         },
         Principal::Service { key_id } => MeView {
             kind: "service".into(),
@@ -134,6 +156,7 @@ pub async fn me(caller: Caller) -> Json<MeView> {
             role: None,
             name: None,
             api_key_id: Some(key_id.to_string()),
+            via: None,
         },
     })
 }
@@ -181,6 +204,14 @@ pub struct CreatePatient {
     /// The patient's contact id in the clinic's Bitrix24 CRM: their bookings are linked to it.
     #[serde(default)]
     crm_contact_id: Option<i64>,
+    /// SNILS as the clinic verified it (`112-233-445 95` or 11 digits): a patient who later
+    /// signs in through ESIA with the same SNILS is linked to this record.
+    #[serde(default)]
+    snils: Option<String>,
+    /// `yyyy-mm-dd`, as the clinic verified it: with the name and a confirmed phone or e-mail,
+    /// another way to link an ESIA sign-in to this record.
+    #[serde(default)]
+    birth_date: Option<String>,
 }
 
 /// The portal registers a patient (until ESIA login lands).
@@ -199,6 +230,27 @@ pub async fn create_patient(
             "crmContactId must be a positive Bitrix24 contact id",
         ));
     }
+    let snils = req
+        .snils
+        .as_deref()
+        .map(|s| {
+            snils_digits(s).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_field",
+                    "snils is not a valid SNILS (11 digits with a correct check number)",
+                )
+            })
+        })
+        .transpose()?;
+    let birth_date = req
+        .birth_date
+        .as_deref()
+        .map(|d| {
+            jiff::civil::Date::strptime("%Y-%m-%d", d.trim())
+                .map(|d| d.to_string())
+                .map_err(|_| ApiError::bad_request("invalid_field", "birthDate must be yyyy-mm-dd"))
+        })
+        .transpose()?;
     let id = service::create_patient(
         &state.core(),
         &caller,
@@ -207,6 +259,8 @@ pub async fn create_patient(
             email,
             phone: req.phone.as_deref(),
             crm_contact_id: req.crm_contact_id,
+            snils,
+            birth_date,
         },
     )
     .await?;

@@ -7,7 +7,7 @@ use super::credentials::{
     API_KEY_PREFIX, SESSION_PREFIX, hash_password, new_secret, secret_hash, verify_password,
 };
 use super::repo::{self, DoctorRow, NewStaffRow};
-pub use super::repo::{NewPatient, StaffRow};
+pub use super::repo::{NewPatient, PatientRecord, StaffRow};
 use crate::domain::{ApiKeyId, Caller, Principal, Role, UserId};
 use crate::platform::audit::audit;
 use crate::platform::{Db, now_ms};
@@ -170,10 +170,43 @@ pub async fn import_doctor(
 /// A patient has no password: they sign in through the portal (later ESIA) or the demo login.
 pub async fn register_patient(core: &Core, p: NewPatient<'_>) -> Result<UserId, Error> {
     let id = UserId::new();
-    repo::insert_patient(&core.db.pool, &id, p, core.now())
+    let mut conn = core.db.pool.acquire().await?;
+    repo::insert_patient(&mut conn, &id, p, core.now())
         .await
         .map_err(email_taken)?;
     Ok(id)
+}
+
+/// A new patient in the caller's transaction (ESIA registration).
+pub async fn insert_patient(
+    conn: &mut sqlx::AnyConnection,
+    p: NewPatient<'_>,
+    now: i64,
+) -> Result<UserId, Error> {
+    let id = UserId::new();
+    repo::insert_patient(conn, &id, p, now)
+        .await
+        .map_err(email_taken)?;
+    Ok(id)
+}
+
+/// Enabled patients with this SNILS or birth date (candidates for linking an ESIA account).
+pub async fn patients_matching(
+    conn: &mut sqlx::AnyConnection,
+    snils: Option<&str>,
+    birth_date: Option<&str>,
+) -> Result<Vec<PatientRecord>, sqlx::Error> {
+    repo::patients_matching(conn, snils, birth_date).await
+}
+
+/// Fill in a patient's SNILS and birth date where the record has none.
+pub async fn complete_patient(
+    conn: &mut sqlx::AnyConnection,
+    id: &UserId,
+    snils: Option<&str>,
+    birth_date: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    repo::complete_patient(conn, id, snils, birth_date).await
 }
 
 /// The portal registers a patient (audited as theirs).
@@ -206,13 +239,11 @@ pub async fn dev_login(
         core,
         NewPatient {
             name,
-            email: None,
-            phone: None,
-            crm_contact_id: None,
+            ..NewPatient::default()
         },
     )
     .await?;
-    let (token, expires) = create_session(core, &id).await?;
+    let (token, expires) = create_session(core, &id, "demo").await?;
     let caller = Caller {
         principal: Principal::User {
             id: id.clone(),
@@ -220,6 +251,7 @@ pub async fn dev_login(
             name: name.to_owned(),
         },
         ip,
+        via: Some("demo".into()),
     };
     let mut conn = core.db.pool.acquire().await?;
     audit(
@@ -294,29 +326,35 @@ pub async fn user_by_email(core: &Core, email: &str) -> Result<Option<UserId>, s
     repo::user_id_by_email(&core.db.pool, email).await
 }
 
-/// A new session for a user: the token (shown once) and when it expires.
-pub async fn create_session(core: &Core, user: &UserId) -> Result<(String, i64), sqlx::Error> {
+/// A new session for a user, opened `via` (`password`, `portal`, `esia`, `demo`): the token
+/// (shown once) and when it expires.
+pub async fn create_session(
+    core: &Core,
+    user: &UserId,
+    via: &str,
+) -> Result<(String, i64), sqlx::Error> {
     let token = new_secret(SESSION_PREFIX);
     let now = core.now();
     let expires = now + core.settings.session_ttl.as_millis() as i64;
-    repo::insert_session(&core.db.pool, &secret_hash(&token), user, now, expires).await?;
+    repo::insert_session(&core.db.pool, &secret_hash(&token), user, via, now, expires).await?;
     Ok((token, expires))
 }
 
-/// Who a bearer secret belongs to: a session's person or an API key.
-pub async fn authenticate(core: &Core, secret: &str) -> Result<Principal, Error> {
+/// Who a bearer secret belongs to: a session's person (and how the session was opened) or an
+/// API key.
+pub async fn authenticate(core: &Core, secret: &str) -> Result<(Principal, Option<String>), Error> {
     let hash = secret_hash(secret);
     if secret.starts_with(SESSION_PREFIX) {
-        let (id, role, name) = repo::session_user(&core.db.pool, &hash, core.now())
+        let (id, role, name, via) = repo::session_user(&core.db.pool, &hash, core.now())
             .await?
             .ok_or(Error::InvalidCredentials)?;
-        return Ok(Principal::User { id, role, name });
+        return Ok((Principal::User { id, role, name }, via));
     }
     if secret.starts_with(API_KEY_PREFIX) {
         let key_id = repo::api_key_by_hash(&core.db.pool, &hash)
             .await?
             .ok_or(Error::InvalidCredentials)?;
-        return Ok(Principal::Service { key_id });
+        return Ok((Principal::Service { key_id }, None));
     }
     Err(Error::InvalidCredentials)
 }
@@ -349,7 +387,7 @@ pub async fn login(
         .await?;
         return Err(Error::WrongCredentials);
     };
-    let (token, expires) = create_session(core, &user.id).await?;
+    let (token, expires) = create_session(core, &user.id, "password").await?;
     let caller = Caller {
         principal: Principal::User {
             id: user.id.clone(),
@@ -357,6 +395,7 @@ pub async fn login(
             name: user.name,
         },
         ip,
+        via: Some("password".into()),
     };
     let mut conn = core.db.pool.acquire().await?;
     audit(
@@ -396,7 +435,7 @@ pub async fn patient_session(
         .await?
         .ok_or(Error::NotFound("patient"))?;
     drop(conn);
-    let (token, expires) = create_session(core, patient).await?;
+    let (token, expires) = create_session(core, patient, "portal").await?;
     let mut conn = core.db.pool.acquire().await?;
     audit(
         &mut conn,

@@ -32,6 +32,99 @@ pub fn certificate_hash(pem_or_der: &[u8]) -> Option<String> {
     der_of(pem_or_der).map(|der| streebog256_hex(&der))
 }
 
+/// A `gost2012_256` key and a self-signed certificate for it, made with OpenSSL's GOST engine
+/// in `dir` (kept if there already): for development and the demo, never production (ESIA
+/// wants a certificate from an accredited CA, the key in a certified provider). Returns the
+/// key file and the certificate (PEM). Blocking: it runs `openssl`.
+pub fn development_certificate(
+    dir: &std::path::Path,
+    subject: &str,
+) -> Result<(std::path::PathBuf, Vec<u8>), String> {
+    let key = dir.join("esia-key.pem");
+    let cert = dir.join("esia-cert.pem");
+    if !(key.is_file() && cert.is_file()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let run = |args: &[&str]| -> Result<(), String> {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .map_err(|e| format!("openssl: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "openssl {}: {}",
+                    args.first().unwrap_or(&""),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        run(&[
+            "genpkey",
+            "-engine",
+            "gost",
+            "-algorithm",
+            "gost2012_256",
+            "-pkeyopt",
+            "paramset:A",
+            "-out",
+            "esia-key.pem",
+        ])?;
+        run(&[
+            "req",
+            "-engine",
+            "gost",
+            "-new",
+            "-x509",
+            "-key",
+            "esia-key.pem",
+            "-out",
+            "esia-cert.pem",
+            "-days",
+            "3650",
+            "-subj",
+            subject,
+            "-md_gost12_256",
+        ])?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+    let pem = std::fs::read(&cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+    Ok((key, pem))
+}
+
+/// A public key (PEM) for RS256 checks from a file holding one, or a certificate (its key is
+/// read out with `openssl x509 -pubkey`). Blocking.
+pub fn public_key_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    if text.contains("PUBLIC KEY-----") {
+        return Ok(bytes);
+    }
+    let mut args = vec!["x509", "-pubkey", "-noout", "-in"];
+    let p = path.to_string_lossy().into_owned();
+    args.push(&p);
+    if !text.contains("-----BEGIN") {
+        args.extend(["-inform", "DER"]);
+    }
+    let out = std::process::Command::new("openssl")
+        .args(&args)
+        .output()
+        .map_err(|e| format!("openssl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{}: neither a public key nor a certificate: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

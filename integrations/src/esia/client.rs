@@ -87,15 +87,25 @@ impl Esia {
         format!("{}{path}", self.settings.base_url.trim_end_matches('/'))
     }
 
-    /// Where to send the patient's browser; `state` binds the answer to this browser.
-    pub async fn authorize_url(&self, state: &str, now_ms: i64) -> Result<String, Error> {
+    /// Where to send the patient's browser; `state` binds the answer to this browser, and
+    /// `code_challenge` (PKCE, S256; not part of the signed string) binds the code to it too.
+    pub async fn authorize_url(
+        &self,
+        state: &str,
+        code_challenge: Option<&str>,
+        now_ms: i64,
+    ) -> Result<String, Error> {
         let c = &self.settings.client;
         let ts = request::timestamp(now_ms);
         let sig = self
             .signer
             .sign(request::authorize_string(c, &ts, state).as_bytes())
             .await?;
-        let params = request::authorize_params(c, &ts, state, &request::secret(&sig));
+        let mut params = request::authorize_params(c, &ts, state, &request::secret(&sig));
+        if let Some(challenge) = code_challenge {
+            params.push(("code_challenge", challenge.to_owned()));
+            params.push(("code_challenge_method", "S256".into()));
+        }
         let mut url = reqwest::Url::parse(&self.url("/aas/oauth2/v2/ac"))
             .map_err(|e| Error::Malformed(format!("base_url: {e}")))?;
         url.query_pairs_mut()
@@ -103,8 +113,14 @@ impl Esia {
         Ok(url.into())
     }
 
-    /// Exchange the code from the redirect for tokens (a new `state`, echoed back).
-    pub async fn exchange(&self, code: &str, now_ms: i64) -> Result<Tokens, Error> {
+    /// Exchange the code from the redirect for tokens (a new `state`, echoed back), with the
+    /// PKCE `code_verifier` when the authorization sent a challenge.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        code_verifier: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Tokens, Error> {
         let c = &self.settings.client;
         let ts = request::timestamp(now_ms);
         let state = uuid::Uuid::new_v4().to_string();
@@ -112,7 +128,10 @@ impl Esia {
             .signer
             .sign(request::token_string(c, &ts, &state, code).as_bytes())
             .await?;
-        let form = request::token_form(c, code, &ts, &state, &request::secret(&sig));
+        let mut form = request::token_form(c, code, &ts, &state, &request::secret(&sig));
+        if let Some(verifier) = code_verifier {
+            form.push(("code_verifier", verifier.to_owned()));
+        }
         let res = self
             .http
             .post(self.url("/aas/oauth2/v3/te"))

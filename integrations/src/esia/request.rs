@@ -81,6 +81,13 @@ pub fn secret(signature: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
 }
 
+/// PKCE's `code_challenge` for a `code_verifier` (RFC 7636, S256): base64url of its SHA-256.
+pub fn pkce_challenge(verifier: &str) -> String {
+    use sha2::Digest as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
 /// The query of v2/ac.
 pub fn authorize_params(
     c: &Client,
@@ -161,5 +168,10 @@ mod tests {
             "VIZIT01openid fullnameTShttps://clinic.example/esia/callbackC"
         );
         assert_eq!(secret(&[0xfb, 0xff]), "-_8");
+        // RFC 7636, appendix B.
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K9uvhCz-ftGM-y9MTqmNzqG0GI"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGEdRxE0bo"
+        );
     }
 }

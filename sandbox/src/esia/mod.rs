@@ -12,7 +12,13 @@
 //! - `GET /esia/rs/prns/{oid}` (with `embed`) gives the person, only what the scopes allow;
 //! - `GET /esia/idp/ext/Logout?client_id=…&redirect_url=…` ends the session.
 //!
-//! Admin: `GET /sandbox/esia/state.json`; `Esia::register` binds a client's certificate.
+//! PKCE: a `code_challenge` (S256) sent to v2/ac makes v3/te require the matching
+//! `code_verifier`.
+//!
+//! Admin: `GET /sandbox/esia/state.json`; `Esia::register` binds a client's certificate;
+//! faults of the next token answer ([`TokenFault`], `POST /sandbox/esia/faults
+//! {"token": "unavailable|garbage|otherKey|wrongIssuer|wrongAudience|expired|narrowScope"}`), and
+//! [`Esia::expire_codes`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -45,6 +51,7 @@ struct Pending {
     redirect_uri: String,
     state: String,
     scope: String,
+    code_challenge: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +62,27 @@ struct Grant {
     redirect_uri: String,
     issued_at: i64,
     used: bool,
+    code_challenge: Option<String>,
+}
+
+/// What goes wrong with the next token answer (tests of a client's checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TokenFault {
+    /// HTTP 503, as ESIA's front answers in maintenance.
+    Unavailable,
+    /// HTTP 200 with an HTML page instead of JSON.
+    Garbage,
+    /// Tokens signed by a key that is not the stand's.
+    OtherKey,
+    /// Tokens with another `iss`.
+    WrongIssuer,
+    /// An id_token for another system (`aud`) and an access token with its `client_id`.
+    WrongAudience,
+    /// Tokens that expired an hour ago.
+    Expired,
+    /// Only `openid` granted, whatever was asked.
+    NarrowScope,
 }
 
 #[derive(Default)]
@@ -66,6 +94,7 @@ struct State {
     /// Refusals of token requests, newest last (for tests and the state page).
     refusals: Vec<String>,
     logouts: u64,
+    token_faults: std::collections::VecDeque<TokenFault>,
 }
 
 /// The JWT key of the stand (RSA, made with OpenSSL at start).
@@ -81,6 +110,8 @@ pub struct Esia {
     state: Arc<Mutex<State>>,
     /// Made on first use (an RSA key takes OpenSSL a moment; most sandboxes never sign in).
     keys: Arc<OnceLock<Option<Keys>>>,
+    /// A key that is not the stand's ([`TokenFault::OtherKey`]).
+    other_key: Arc<OnceLock<Option<Keys>>>,
     dir: Arc<PathBuf>,
 }
 
@@ -113,35 +144,39 @@ impl Esia {
         Esia {
             state: Arc::new(Mutex::new(State::default())),
             keys: Arc::new(OnceLock::new()),
+            other_key: Arc::new(OnceLock::new()),
             dir: Arc::new(dir),
         }
     }
 
     fn keys(&self) -> Option<&Keys> {
-        self.keys
-            .get_or_init(|| {
-                let dir = self.dir.as_path();
-                let made = std::fs::create_dir_all(dir)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| {
-                        openssl(&["genrsa", "-traditional", "-out", "jwt.pem", "2048"], dir)?;
-                        let private = std::fs::read(dir.join("jwt.pem")).map_err(|e| e.to_string())?;
-                        let public = openssl(&["rsa", "-in", "jwt.pem", "-pubout"], dir)?;
-                        Ok(Keys {
-                            encoding: EncodingKey::from_rsa_pem(&private).map_err(|e| e.to_string())?,
-                            decoding: DecodingKey::from_rsa_pem(&public).map_err(|e| e.to_string())?,
-                            public_pem: String::from_utf8_lossy(&public).into_owned(),
-                        })
-                    });
-                match made {
-                    Ok(k) => Some(k),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "sandbox ESIA: no JWT key (is OpenSSL installed?)");
-                        None
-                    }
+        self.make_keys(&self.keys, "jwt.pem")
+    }
+
+    fn make_keys<'a>(&self, cell: &'a OnceLock<Option<Keys>>, file: &str) -> Option<&'a Keys> {
+        cell.get_or_init(|| {
+            let dir = self.dir.as_path();
+            let made = std::fs::create_dir_all(dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    openssl(&["genrsa", "-traditional", "-out", file, "2048"], dir)?;
+                    let private = std::fs::read(dir.join(file)).map_err(|e| e.to_string())?;
+                    let public = openssl(&["rsa", "-in", file, "-pubout"], dir)?;
+                    Ok(Keys {
+                        encoding: EncodingKey::from_rsa_pem(&private).map_err(|e| e.to_string())?,
+                        decoding: DecodingKey::from_rsa_pem(&public).map_err(|e| e.to_string())?,
+                        public_pem: String::from_utf8_lossy(&public).into_owned(),
+                    })
+                });
+            match made {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sandbox ESIA: no JWT key (is OpenSSL installed?)");
+                    None
                 }
-            })
-            .as_ref()
+            }
+        })
+        .as_ref()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -207,6 +242,23 @@ impl Esia {
     pub fn unused_codes(&self) -> usize {
         self.lock().codes.values().filter(|g| !g.used).count()
     }
+
+    /// The next token answer goes wrong this way.
+    pub fn fail_next_token(&self, fault: TokenFault) {
+        self.lock().token_faults.push_back(fault);
+    }
+
+    /// Every code issued so far is out of time (as if the patient came back too late).
+    pub fn expire_codes(&self) {
+        for g in self.lock().codes.values_mut() {
+            g.issued_at -= CODE_TTL_MS;
+        }
+    }
+
+    /// How many logouts the stand has seen.
+    pub fn logouts(&self) -> u64 {
+        self.lock().logouts
+    }
 }
 
 impl Default for Esia {
@@ -223,6 +275,7 @@ pub fn router(e: &Esia) -> Router {
         .route("/esia/rs/prns/{oid}", get(person))
         .route("/esia/idp/ext/Logout", get(logout))
         .route("/sandbox/esia/state.json", get(state_json))
+        .route("/sandbox/esia/faults", post(faults))
         .with_state(e.clone())
 }
 
@@ -354,6 +407,7 @@ async fn authorize(
             redirect_uri: get("redirect_uri").to_owned(),
             state: get("state").to_owned(),
             scope: get("scope").to_owned(),
+            code_challenge: q.get("code_challenge").cloned(),
         },
     );
     let mut body = String::from(
@@ -424,6 +478,7 @@ async fn login(AxumState(e): AxumState<Esia>, Form(f): Form<HashMap<String, Stri
             redirect_uri: p.redirect_uri.clone(),
             issued_at: now_ms(),
             used: false,
+            code_challenge: p.code_challenge,
         },
     );
     Redirect::to(&with_query(
@@ -480,15 +535,66 @@ async fn token(AxumState(e): AxumState<Esia>, Form(f): Form<HashMap<String, Stri
             _ => Err(check::bad_code()),
         }
     });
-    let grant = match grant {
+    // PKCE: the verifier of the challenge the authorization carried.
+    let grant = grant.and_then(|g| match &g.code_challenge {
+        Some(challenge)
+            if f.get("code_verifier").map(|v| pkce_s256(v)).as_ref() != Some(challenge) =>
+        {
+            Err(Refusal::new(
+                "invalid_grant",
+                "ESIA-007039",
+                "code_verifier does not match code_challenge",
+            ))
+        }
+        _ => Ok(g),
+    });
+    let mut grant = match grant {
         Ok(g) => g,
         Err(r) => {
             e.lock().refusals.push(r.description());
             return token_error(&r, &state);
         }
     };
-    let now = now_ms() / 1000;
-    let issuer = e.issuer();
+    let fault = e.lock().token_faults.pop_front();
+    match fault {
+        Some(TokenFault::Unavailable) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Temporarily Unavailable",
+            )
+                .into_response();
+        }
+        Some(TokenFault::Garbage) => {
+            return Html("<html><body>Технические работы</body></html>").into_response();
+        }
+        _ => {}
+    }
+    let now = now_ms() / 1000
+        - if fault == Some(TokenFault::Expired) {
+            2 * TOKEN_TTL_S
+        } else {
+            0
+        };
+    let issuer = if fault == Some(TokenFault::WrongIssuer) {
+        "http://esia.example/".to_owned()
+    } else {
+        e.issuer()
+    };
+    let audience = if fault == Some(TokenFault::WrongAudience) {
+        "OTHER01".to_owned()
+    } else {
+        client_id.clone()
+    };
+    let keys = match fault {
+        Some(TokenFault::OtherKey) => match e.make_keys(&e.other_key, "other.pem") {
+            Some(k) => k,
+            None => keys,
+        },
+        _ => keys,
+    };
+    if fault == Some(TokenFault::NarrowScope) {
+        grant.scope = "openid".into();
+    }
     let sid = uuid::Uuid::new_v4().to_string();
     let scope = grant
         .scope
@@ -505,7 +611,7 @@ async fn token(AxumState(e): AxumState<Esia>, Form(f): Form<HashMap<String, Stri
     let mut header = Header::new(Algorithm::RS256);
     header.typ = Some("JWT".into());
     let access = json!({"nbf": now, "iat": now, "exp": now + TOKEN_TTL_S, "iss": issuer,
-        "scope": scope, "urn:esia:sid": sid, "urn:esia:sbj_id": grant.oid, "client_id": client_id});
+        "scope": scope, "urn:esia:sid": sid, "urn:esia:sbj_id": grant.oid, "client_id": audience});
     let person = persons::all().into_iter().find(|p| p.oid == grant.oid);
     let trusted = person.as_ref().is_some_and(|p| p.trusted);
     let mut subject = json!({"urn:esia:sbj:typ": "P", "urn:esia:sbj:oid": grant.oid,
@@ -513,8 +619,8 @@ async fn token(AxumState(e): AxumState<Esia>, Form(f): Form<HashMap<String, Stri
     if trusted {
         subject["urn:esia:sbj:is_tru"] = json!(true);
     }
-    let id = json!({"aud": client_id, "sub": grant.oid, "nbf": now, "iat": now, "exp": now + TOKEN_TTL_S,
-        "auth_time": now, "amr": "PWD", "urn:esia:amd": "PWD", "iss": e.issuer(), "urn:esia:sid": sid,
+    let id = json!({"aud": audience, "sub": grant.oid, "nbf": now, "iat": now, "exp": now + TOKEN_TTL_S,
+        "auth_time": now, "amr": "PWD", "urn:esia:amd": "PWD", "iss": issuer, "urn:esia:sid": sid,
         "urn:esia:sbj": subject});
     let (Ok(access_token), Ok(id_token)) = (
         jsonwebtoken::encode(&header, &access, &keys.encoding),
@@ -602,6 +708,24 @@ async fn logout(
         Some(url) => Redirect::to(url).into_response(),
         None => page("Вы вышли", "<p>Сеанс на тестовом стенде завершён.</p>").into_response(),
     }
+}
+
+/// PKCE S256: base64url of the verifier's SHA-256.
+fn pkce_s256(verifier: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
+#[derive(serde::Deserialize)]
+struct FaultBody {
+    token: TokenFault,
+}
+
+async fn faults(AxumState(e): AxumState<Esia>, Json(f): Json<FaultBody>) -> StatusCode {
+    e.fail_next_token(f.token);
+    StatusCode::NO_CONTENT
 }
 
 async fn state_json(AxumState(e): AxumState<Esia>) -> Json<Value> {

@@ -94,7 +94,7 @@ pub fn all() -> Vec<Person> {
             birth_date: "09.01.1958",
             gender: "F",
             trusted: true,
-            snils: Some("987-654-321 00"),
+            snils: Some("987-654-321 83"),
             passport: Some(("4602", "111222", "01.02.2003", "ОВД г. Подольска")),
             oms: Some("5099887766554433"),
             email: None,
