@@ -58,6 +58,8 @@ ensure_node() {
 # Build prerequisites of the Rust crates (aws-lc needs a C compiler; nothing else).
 ensure_build_deps() {
   apt_install build-essential pkg-config ca-certificates
+  # OpenSSL's GOST engine: the demo signs its ESIA requests with a generated GOST certificate.
+  apt_install openssl libengine-gost-openssl
   # GStreamer 1.22 (recordings): headers to build, plugins to run (x264enc is in -ugly,
   # gst-discoverer-1.0 in -base-apps).
   apt_install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \

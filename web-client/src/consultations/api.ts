@@ -16,6 +16,35 @@ export interface User {
   id: string;
   role: Role;
   name: string;
+  /** How the session was opened (`esia`, `password`, `portal`, `demo`), when known. */
+  via?: string;
+}
+
+/** How one may sign in on this server. */
+export interface AuthOptions {
+  esia: boolean;
+  devLogin: boolean;
+}
+
+/** What ESIA gave about the signed-in patient («Мои данные»). */
+export interface PersonalData {
+  data: {
+    lastName: string | null;
+    firstName: string | null;
+    middleName: string | null;
+    birthDate: string | null;
+    gender: string | null;
+    snils: string | null;
+    trusted: boolean;
+    email: string | null;
+    mobile: string | null;
+    omsPolicy: string | null;
+    passport: { series: string; number: string; issueDate: string | null; issuedBy: string | null } | null;
+    address: string | null;
+  };
+  scopes: string[];
+  fetchedAt: string;
+  consents: { kind: string; version: string; givenAt: string }[];
 }
 
 export interface Session {
@@ -164,7 +193,45 @@ function decodeSession(v: unknown): Session {
 /** `GET /me`: a person, or null for an API key (the portal), which this page does not serve. */
 function decodeMe(v: unknown): User | null {
   const o = obj(v, 'me');
-  return o['kind'] === 'user' ? decodeUser(o) : null;
+  if (o['kind'] !== 'user') return null;
+  const via = optStr(o, 'via');
+  return via === null ? decodeUser(o) : { ...decodeUser(o), via };
+}
+
+function decodeAuthOptions(v: unknown): AuthOptions {
+  const o = obj(v, 'auth options');
+  return { esia: o['esia'] === true, devLogin: o['devLogin'] === true };
+}
+
+function decodePersonalData(v: unknown): PersonalData {
+  const o = obj(v, 'personal data');
+  const d = obj(o['data'], 'data');
+  const p = d['passport'] === undefined || d['passport'] === null ? null : obj(d['passport'], 'passport');
+  return {
+    data: {
+      lastName: optStr(d, 'lastName'),
+      firstName: optStr(d, 'firstName'),
+      middleName: optStr(d, 'middleName'),
+      birthDate: optStr(d, 'birthDate'),
+      gender: optStr(d, 'gender'),
+      snils: optStr(d, 'snils'),
+      trusted: d['trusted'] === true,
+      email: optStr(d, 'email'),
+      mobile: optStr(d, 'mobile'),
+      omsPolicy: optStr(d, 'omsPolicy'),
+      passport:
+        p === null
+          ? null
+          : { series: str(p, 'series'), number: str(p, 'number'), issueDate: optStr(p, 'issueDate'), issuedBy: optStr(p, 'issuedBy') },
+      address: optStr(d, 'address'),
+    },
+    scopes: arr(o['scopes'], 'scopes').filter((s): s is string => typeof s === 'string'),
+    fetchedAt: str(o, 'fetchedAt'),
+    consents: arr(o['consents'], 'consents').map((c) => {
+      const x = obj(c, 'consent');
+      return { kind: str(x, 'kind'), version: str(x, 'version'), givenAt: str(x, 'givenAt') };
+    }),
+  };
 }
 
 /** One recording in the clinic's catalogue (admins and head doctors). */
@@ -568,7 +635,9 @@ export class ApiClient {
     const headers: Record<string, string> = { Accept: 'application/json, application/problem+json' };
     const token = this.options.token();
     if (token !== null) headers['Authorization'] = `Bearer ${token}`;
-    const init: RequestInit = { method, headers, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' };
+    // Without a token the browser's session cookie (a sign-in through ESIA) goes instead.
+    const credentials: RequestCredentials = token === null ? 'same-origin' : 'omit';
+    const init: RequestInit = { method, headers, cache: 'no-store', credentials, referrerPolicy: 'no-referrer' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -614,6 +683,20 @@ export class ApiClient {
 
   async me(): Promise<User | null> {
     return decodeMe(await this.request('GET', '/me'));
+  }
+
+  async authOptions(): Promise<AuthOptions> {
+    return decodeAuthOptions(await this.request('GET', '/auth/options'));
+  }
+
+  /** «Мои данные»; null when the patient did not come through ESIA. */
+  async personalData(): Promise<PersonalData | null> {
+    try {
+      return decodePersonalData(await this.request('GET', '/me/personal-data'));
+    } catch (e) {
+      if (e instanceof ApiProblem && e.status === 404) return null;
+      throw e;
+    }
   }
 
   async consultations(limit: number, offset: number): Promise<Page<Consultation>> {

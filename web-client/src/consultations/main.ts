@@ -1,14 +1,16 @@
 /**
  * Entry point of the "my consultations" page (`/consultations`).
  *
- * - Not logged in: the staff login form and the demo-patient button.
+ * - Not logged in: «Войти через Госуслуги» (when the server has it), the staff login form and
+ *   the demo-patient button.
  * - Patient: their consultations (pay, join, cancel; refund state) and booking (doctor → free
  *   slot → book). Back from the payment page (`/pay/return?consultation=…`), the result as the
  *   server has it — the redirect itself proves nothing.
  * - Doctor: their consultations (join, complete with a conclusion).
  * - Admin, head doctor: all consultations, and the overdue ones.
  *
- * The session token lives in sessionStorage (see `session.ts`); any 401 answer drops it and
+ * The session token lives in sessionStorage (see `session.ts`) — or, after a sign-in through
+ * ESIA, in an HttpOnly cookie the page never sees; any 401 answer drops it and
  * brings back the login form. Nothing is logged to the console but the kind of a failure:
  * tokens, names and conclusions are personal data.
  */
@@ -26,6 +28,7 @@ import {
 } from './api';
 import { byTestId, h, reconcile, say } from './dom';
 import { initDocuments, questionnairePanel, refreshDocuments, resetDocuments, showDocuments } from './documents';
+import { initIdentity, showIdentity, showLoginOptions } from './identity';
 import { initNotices, refreshNotices, resetNotices, showConsultationLog, showNotices } from './notices';
 import { clearToken, loadToken, saveToken, takeTokenFromFragment } from './session';
 import {
@@ -130,10 +133,13 @@ let payTimer: number | null = null;
 /** What each cancelled paid consultation's refund looks like, once asked (by consultation id). */
 const refundTexts = new Map<string, string>();
 
+/** Page load without a token: asking whether a session cookie is there; a 401 is no news. */
+let probing = false;
+
 const api = new ApiClient({
   token: loadToken,
   onUnauthorized: () => {
-    if (!loggingOut) signOut(TEXT.sessionExpired);
+    if (!loggingOut && !probing) signOut(TEXT.sessionExpired);
   },
 });
 
@@ -221,6 +227,7 @@ function signIn(u: User, focus = true): void {
   }
   showDocuments(u.role);
   showNotices(u.role);
+  void showIdentity(u);
   startPolling();
 }
 
@@ -232,6 +239,8 @@ function signOut(message: string | null, focus = true): void {
   resetSignedInState();
   showDocuments(null);
   showNotices(null);
+  void showIdentity(null);
+  void showLoginOptions();
   document.title = 'Вход — Vizit';
   showView('login');
   say(ui.pageMessage, message);
@@ -1092,6 +1101,24 @@ function stopPolling(): void {
 /** Page load (or a new session handed over): who is logged in, if anyone? */
 async function resume(): Promise<void> {
   if (loadToken() === null) {
+    // A browser back from Gosuslugi holds its session as a cookie.
+    generation += 1;
+    const gen = generation;
+    showView('loading');
+    probing = true;
+    try {
+      const me = await api.me();
+      if (gen !== generation) return;
+      if (me !== null) {
+        signIn(me, false);
+        return;
+      }
+    } catch (e) {
+      if (gen !== generation) return;
+      if (!isUnauthorized(e)) logFailure('checking the session cookie', e);
+    } finally {
+      probing = false;
+    }
     signOut(returnConsultation === null ? null : TEXT.payLoginFirst, false);
     return;
   }
@@ -1169,6 +1196,7 @@ async function demoLogin(): Promise<void> {
 async function logout(): Promise<void> {
   ui.logout.disabled = true;
   loggingOut = true;
+  const viaEsia = user?.via === 'esia';
   try {
     await api.logout();
   } catch (e) {
@@ -1179,12 +1207,15 @@ async function logout(): Promise<void> {
     ui.logout.disabled = false;
   }
   signOut(TEXT.loggedOut);
+  // Signed in through Gosuslugi: end that session too (the server knows whether the clinic wants it).
+  if (viaEsia) window.location.assign('/login/esia/logout');
 }
 
 // ---- wiring --------------------------------------------------------------------------------
 
 initDocuments({ api, generation: () => generation, logFailure });
 initNotices({ api, generation: () => generation, logFailure });
+initIdentity({ api, generation: () => generation, logFailure });
 ui.loginForm.addEventListener('submit', (e) => {
   e.preventDefault();
   void login();
