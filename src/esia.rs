@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use jsonwebtoken::DecodingKey;
 use tracing::{info, warn};
 use vizit_api::identity::EsiaLogin;
+use vizit_api::identity::tokens::TokenKey;
 use vizit_integrations::esia::cert::{certificate_hash, development_certificate, public_key_pem};
 use vizit_integrations::esia::client::{Esia, Settings as ClientSettings};
 use vizit_integrations::esia::request::Client;
@@ -22,7 +22,7 @@ fn login(
     settings: &Settings,
     client: Esia,
     issuer: String,
-    keys: Vec<DecodingKey>,
+    keys: Vec<TokenKey>,
     public: &str,
 ) -> EsiaLogin {
     let e = &settings.esia;
@@ -55,11 +55,13 @@ pub async fn esia_login(
         let hash =
             certificate_hash(&bytes).context("esia.certificate: not a PEM or DER certificate")?;
         let mut keys = Vec::new();
+        let key_dir = settings.data_dir.join("esia-keys");
         for path in &e.token_keys {
             let pem = public_key_pem(path).map_err(|m| anyhow::anyhow!("esia.token_keys: {m}"))?;
-            keys.push(DecodingKey::from_rsa_pem(&pem).with_context(|| {
-                format!("esia.token_keys: {} is not an RSA key", path.display())
-            })?);
+            keys.push(
+                TokenKey::from_pem(&pem, &key_dir)
+                    .map_err(|m| anyhow::anyhow!("esia.token_keys: {}: {m}", path.display()))?,
+            );
         }
         let client = Esia::new(
             ClientSettings {
@@ -118,7 +120,8 @@ pub async fn esia_login(
             return Ok(None);
         }
     };
-    let key = DecodingKey::from_rsa_pem(pem.as_bytes()).context("the sandbox's token key")?;
+    let key = TokenKey::from_pem(pem.as_bytes(), &settings.data_dir.join("esia-keys"))
+        .map_err(|m| anyhow::anyhow!("the sandbox's token key: {m}"))?;
     let client = Esia::new(
         ClientSettings {
             base_url: sandbox.esia.base_url(),

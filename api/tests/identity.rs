@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vizit_api::domain::Role;
 use vizit_api::identity::EsiaLogin;
+use vizit_api::identity::tokens::TokenKey;
 use vizit_api::{ApiSettings, Backend};
 use vizit_integrations::esia::cert::{certificate_hash, development_certificate};
 use vizit_integrations::esia::client::{Esia, Settings};
@@ -53,6 +54,8 @@ struct Setup {
     signer: Option<Arc<dyn Signer>>,
     allow_unconfirmed: bool,
     esia_url: Option<String>,
+    /// ESIA signs its tokens with GOST R 34.10-2012 instead of RS256.
+    gost_tokens: bool,
 }
 
 impl Stand {
@@ -74,6 +77,9 @@ impl Stand {
                 vec![REDIRECT.into()],
             )
             .unwrap();
+        if setup.gost_tokens {
+            sandbox.esia.use_gost_tokens().unwrap();
+        }
         let token_key = sandbox.esia.token_key_pem().expect("the stand's key");
         let client = Esia::new(
             Settings {
@@ -95,7 +101,7 @@ impl Stand {
         let mut login = EsiaLogin::new(
             client,
             sandbox.esia.issuer(),
-            vec![jsonwebtoken::DecodingKey::from_rsa_pem(token_key.as_bytes()).unwrap()],
+            vec![TokenKey::from_pem(token_key.as_bytes(), &dir).unwrap()],
         );
         login.allow_unconfirmed = setup.allow_unconfirmed;
         let login = Arc::new(login);
@@ -707,6 +713,41 @@ async fn callback_faults() {
         "{:?}",
         s.sandbox.esia.refusals()
     );
+}
+
+/// ESIA that signs its tokens with GOST R 34.10-2012 (`GOST3410_2012_256`): Vizit checks them
+/// with OpenSSL's GOST engine and ESIA's GOST key, and refuses another key's, another issuer's
+/// and expired ones as it does RS256 tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gost_signed_tokens() {
+    let s = Stand::with(
+        Backend::Sqlite,
+        Setup {
+            gost_tokens: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (session, asked) = s.sign_in(IVANOVA).await;
+    assert!(asked);
+    let (_, me) = s.as_browser(reqwest::Method::GET, "/me", &session).await;
+    assert_eq!(me["via"], "esia");
+    let before = s_counts(&s).await;
+    for fault in [
+        TokenFault::OtherKey,
+        TokenFault::WrongIssuer,
+        TokenFault::WrongAudience,
+        TokenFault::Expired,
+    ] {
+        let (nonce, url) = s.start().await;
+        let back = s.at_esia(&url, PETROV).await;
+        s.sandbox.esia.fail_next_token(fault);
+        s.refused(s.callback(&back, Some(&nonce)).await, "token", before)
+            .await;
+    }
+    // Known again: straight in with a good GOST token.
+    let (_, asked) = s.sign_in(IVANOVA).await;
+    assert!(!asked);
 }
 
 async fn s_counts(s: &Stand) -> (i64, i64) {

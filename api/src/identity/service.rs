@@ -223,7 +223,8 @@ pub async fn finish(
             issuer: &esia.issuer,
             client_id,
         },
-    )?;
+    )
+    .await?;
     let missing: Vec<String> = esia
         .required_scopes
         .iter()

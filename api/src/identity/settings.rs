@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::DecodingKey;
 use vizit_integrations::esia::client::Esia;
+
+use super::tokens::TokenKey;
 
 /// The consents registration asks for, each recorded separately with its text's version.
 pub const CONSENT_KINDS: [&str; 3] = ["personal_data", "health_data", "offer"];
@@ -15,8 +16,8 @@ pub struct EsiaLogin {
     pub client: Esia,
     /// `iss` of ESIA's tokens (`http://esia.gosuslugi.ru/`: http, trailing slash).
     pub issuer: String,
-    /// ESIA's public keys for RS256 tokens (more than one during a rotation).
-    pub token_keys: Vec<DecodingKey>,
+    /// ESIA's public keys, RSA or GOST (more than one during a rotation).
+    pub token_keys: Vec<TokenKey>,
     /// Scopes a sign-in must be granted (the rest of the configured scope is optional).
     pub required_scopes: Vec<String>,
     /// Let unconfirmed (`trusted: false`) accounts register and sign in.
@@ -39,7 +40,7 @@ pub struct EsiaLogin {
 }
 
 impl EsiaLogin {
-    pub fn new(client: Esia, issuer: String, token_keys: Vec<DecodingKey>) -> EsiaLogin {
+    pub fn new(client: Esia, issuer: String, token_keys: Vec<TokenKey>) -> EsiaLogin {
         EsiaLogin {
             client,
             issuer,

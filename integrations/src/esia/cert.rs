@@ -111,10 +111,19 @@ pub fn public_key_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
     if !text.contains("-----BEGIN") {
         args.extend(["-inform", "DER"]);
     }
-    let out = std::process::Command::new("openssl")
-        .args(&args)
-        .output()
-        .map_err(|e| format!("openssl: {e}"))?;
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .map_err(|e| format!("openssl: {e}"))
+    };
+    let mut out = run(&args)?;
+    if !out.status.success() {
+        // A GOST certificate needs the GOST engine to be read.
+        let mut gost = vec!["x509", "-engine", "gost"];
+        gost.extend_from_slice(&args[1..]);
+        out = run(&gost)?;
+    }
     if !out.status.success() {
         return Err(format!(
             "{}: neither a public key nor a certificate: {}",

@@ -95,6 +95,18 @@ struct State {
     refusals: Vec<String>,
     logouts: u64,
     token_faults: std::collections::VecDeque<TokenFault>,
+    /// Tokens are GOST3410_2012_256 (signed by OpenSSL's GOST engine), not RS256.
+    gost: Option<GostKeys>,
+    /// GOST access tokens issued (the stand reads them back by lookup).
+    gost_issued: HashMap<String, Value>,
+}
+
+/// The stand's GOST token keys: its own, and another ([`TokenFault::OtherKey`]).
+#[derive(Clone)]
+struct GostKeys {
+    key: PathBuf,
+    other: PathBuf,
+    public_pem: String,
 }
 
 /// The JWT key of the stand (RSA, made with OpenSSL at start).
@@ -199,7 +211,43 @@ impl Esia {
 
     /// The public key the stand's tokens verify with (PEM), if it has one.
     pub fn token_key_pem(&self) -> Option<String> {
+        if let Some(g) = &self.lock().gost {
+            return Some(g.public_pem.clone());
+        }
         self.keys().map(|k| k.public_pem.clone())
+    }
+
+    /// Sign tokens with GOST R 34.10-2012 (`alg: GOST3410_2012_256`), as production ESIA does
+    /// for systems that chose it. Makes the keys with OpenSSL's GOST engine (blocking).
+    pub fn use_gost_tokens(&self) -> Result<(), String> {
+        let dir = self.dir.as_path();
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        for name in ["gost-jwt.pem", "gost-other.pem"] {
+            openssl(
+                &[
+                    "genpkey",
+                    "-engine",
+                    "gost",
+                    "-algorithm",
+                    "gost2012_256",
+                    "-pkeyopt",
+                    "paramset:A",
+                    "-out",
+                    name,
+                ],
+                dir,
+            )?;
+        }
+        let public = openssl(
+            &["pkey", "-engine", "gost", "-in", "gost-jwt.pem", "-pubout"],
+            dir,
+        )?;
+        self.lock().gost = Some(GostKeys {
+            key: dir.join("gost-jwt.pem"),
+            other: dir.join("gost-other.pem"),
+            public_pem: String::from_utf8_lossy(&public).into_owned(),
+        });
+        Ok(())
     }
 
     /// Bind a client (its mnemonic, certificate PEM and redirect URIs), as the technology portal
@@ -622,10 +670,30 @@ async fn token(AxumState(e): AxumState<Esia>, Form(f): Form<HashMap<String, Stri
     let id = json!({"aud": audience, "sub": grant.oid, "nbf": now, "iat": now, "exp": now + TOKEN_TTL_S,
         "auth_time": now, "amr": "PWD", "urn:esia:amd": "PWD", "iss": issuer, "urn:esia:sid": sid,
         "urn:esia:sbj": subject});
-    let (Ok(access_token), Ok(id_token)) = (
-        jsonwebtoken::encode(&header, &access, &keys.encoding),
-        jsonwebtoken::encode(&header, &id, &keys.encoding),
-    ) else {
+    let gost = e.lock().gost.clone();
+    let signed = match gost {
+        Some(g) => {
+            let key = if fault == Some(TokenFault::OtherKey) {
+                g.other
+            } else {
+                g.key
+            };
+            let (a, i) = (access.clone(), id.clone());
+            tokio::task::spawn_blocking(move || {
+                Ok::<_, String>((gost_jwt(&key, &a)?, gost_jwt(&key, &i)?))
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .inspect(|(a, _)| {
+                e.lock().gost_issued.insert(a.clone(), access.clone());
+            })
+        }
+        None => jsonwebtoken::encode(&header, &access, &keys.encoding)
+            .and_then(|a| Ok((a, jsonwebtoken::encode(&header, &id, &keys.encoding)?)))
+            .map_err(|e| e.to_string()),
+    };
+    let Ok((access_token, id_token)) = signed else {
         return token_error(
             &Refusal::new("server_error", "ESIA-007099", "cannot sign"),
             &state,
@@ -664,10 +732,18 @@ async fn person(
     validation.set_issuer(&[e.issuer()]);
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp", "iss"]);
-    let Ok(data) = jsonwebtoken::decode::<Value>(token, &keys.decoding, &validation) else {
-        return unauthorized();
+    let issuer = e.issuer();
+    let issued = e.lock().gost_issued.get(token).cloned();
+    let gost_claims = issued.filter(|c| {
+        c["exp"].as_i64().is_some_and(|exp| exp > now_ms() / 1000) && c["iss"] == json!(issuer)
+    });
+    let claims = match gost_claims {
+        Some(c) => c,
+        None => match jsonwebtoken::decode::<Value>(token, &keys.decoding, &validation) {
+            Ok(data) => data.claims,
+            Err(_) => return unauthorized(),
+        },
     };
-    let claims = data.claims;
     if claims["urn:esia:sbj_id"].as_u64().map(|o| o.to_string()) != Some(oid.clone()) {
         return (
             StatusCode::FORBIDDEN,
@@ -708,6 +784,38 @@ async fn logout(
         Some(url) => Redirect::to(url).into_response(),
         None => page("Вы вышли", "<p>Сеанс на тестовом стенде завершён.</p>").into_response(),
     }
+}
+
+/// A JWT signed with GOST R 34.10-2012 (256) by OpenSSL's GOST engine.
+fn gost_jwt(key: &std::path::Path, claims: &Value) -> Result<String, String> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = json!({"alg": "GOST3410_2012_256", "typ": "JWT", "sbt": "access", "ver": 1});
+    let signed = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-engine", "gost", "-md_gost12_256", "-sign"])
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("openssl: {e}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(signed.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    Ok(format!("{signed}.{}", b64.encode(&out.stdout)))
 }
 
 /// PKCE S256: base64url of the verifier's SHA-256.
