@@ -1149,6 +1149,14 @@ impl Settings {
         if e.client_id.is_none() {
             return Ok(());
         }
+        if self.http.public_url.is_empty() {
+            return invalid(
+                "http.public_url",
+                "is required with esia.client_id: ESIA sends patients back to \
+                 PUBLIC_URL/login/esia/callback, registered exactly so (use https)"
+                    .into(),
+            );
+        }
         for (key, url) in [("esia.base_url", &e.base_url), ("esia.issuer", &e.issuer)] {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return invalid(key, "must be an http(s) URL".into());
@@ -1275,6 +1283,7 @@ impl Settings {
             join_grace: c.join_grace,
             overdue_after: c.overdue_after,
             session_ttl: c.session_ttl,
+            secure_cookies: self.http.public_url.starts_with("https://"),
             demo: self.demo,
             jobs_interval: c.jobs_interval,
             outbox_retention: self.database.outbox_retention,

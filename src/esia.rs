@@ -32,7 +32,6 @@ fn login(
     l.pkce = e.pkce;
     l.logout_with_esia = e.logout_with_esia;
     l.public_url = public.to_owned();
-    l.secure_cookies = public.starts_with("https://");
     l.consent_version = e.consent_version.clone();
     l.offer_url = e.offer_url.clone();
     l.policy_url = e.policy_url.clone();

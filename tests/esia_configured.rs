@@ -51,8 +51,16 @@ async fn a_configured_esia_with_a_command_signer_signs_patients_in() {
     std::fs::write(&token_key, esia.esia.token_key_pem().unwrap()).unwrap();
 
     let (base, issuer) = (esia.esia.base_url(), esia.esia.issuer());
+    // ESIA needs the public URL before the start: a free port, taken again by the server.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let app = TestApp::spawn_with(|s| {
         s.demo = false;
+        s.http.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        s.http.public_url = format!("http://127.0.0.1:{port}");
         s.esia.client_id = Some("CLINIC01".into());
         s.esia.base_url = base;
         s.esia.issuer = issuer;

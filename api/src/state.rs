@@ -33,6 +33,8 @@ pub struct ApiSettings {
     pub overdue_after: Duration,
     /// Lifetime of a login session.
     pub session_ttl: Duration,
+    /// Vizit is reached over HTTPS: cookies are `Secure` and `__Host-` prefixed.
+    pub secure_cookies: bool,
     /// Demo mode: dev login for patients.
     pub demo: bool,
     /// How often the periodic jobs (expiry, overdue, retention) run.
@@ -51,6 +53,7 @@ impl Default for ApiSettings {
             join_grace: Duration::from_secs(30 * 60),
             overdue_after: Duration::from_secs(24 * 3600),
             session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
             demo: false,
             jobs_interval: Duration::from_secs(30),
             outbox_retention: Duration::from_secs(7 * 86_400),

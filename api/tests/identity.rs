@@ -37,6 +37,9 @@ struct Stand {
     root: String,
     http: reqwest::Client,
     _dir: tempdir::Dir,
+    /// The cookies' names: `__Host-` prefixed behind TLS.
+    nonce_name: &'static str,
+    session_name: &'static str,
 }
 
 mod tempdir {
@@ -56,6 +59,8 @@ struct Setup {
     esia_url: Option<String>,
     /// ESIA signs its tokens with GOST R 34.10-2012 instead of RS256.
     gost_tokens: bool,
+    /// Vizit is reached over HTTPS (`secure_cookies`).
+    secure: bool,
 }
 
 impl Stand {
@@ -109,6 +114,7 @@ impl Stand {
             backend,
             ApiSettings {
                 demo: true,
+                secure_cookies: setup.secure,
                 ..ApiSettings::default()
             },
             move |s| s.with_esia(login),
@@ -126,6 +132,16 @@ impl Stand {
                 .build()
                 .unwrap(),
             _dir: tempdir::Dir(dir),
+            nonce_name: if setup.secure {
+                "__Host-vizit_esia"
+            } else {
+                "vizit_esia"
+            },
+            session_name: if setup.secure {
+                "__Host-vizit_session"
+            } else {
+                "vizit_session"
+            },
         }
     }
 
@@ -161,7 +177,7 @@ impl Stand {
             "{:?}",
             res.text().await
         );
-        let nonce = Self::set_cookie(&res, "vizit_esia").expect("the nonce cookie");
+        let nonce = Self::set_cookie(&res, self.nonce_name).expect("the nonce cookie");
         (nonce, Self::location(&res))
     }
 
@@ -199,7 +215,7 @@ impl Stand {
             .expect("our redirect_uri");
         let mut req = self.http.get(format!("{}{path}", self.root));
         if let Some(n) = nonce {
-            req = req.header("cookie", format!("vizit_esia={n}"));
+            req = req.header("cookie", format!("{}={n}", self.nonce_name));
         }
         req.send().await.unwrap()
     }
@@ -221,7 +237,7 @@ impl Stand {
         }
         self.http
             .post(format!("{}/login/esia/consents", self.root))
-            .header("cookie", format!("vizit_esia={nonce}"))
+            .header("cookie", format!("{}={nonce}", self.nonce_name))
             .form(&form)
             .send()
             .await
@@ -239,7 +255,7 @@ impl Stand {
             "{:?}",
             res.text().await
         );
-        if let Some(session) = Self::set_cookie(&res, "vizit_session") {
+        if let Some(session) = Self::set_cookie(&res, self.session_name) {
             assert_eq!(Self::location(&res), "/consultations");
             return (session, false);
         }
@@ -251,7 +267,7 @@ impl Stand {
         let page = self
             .http
             .get(format!("{}{to}", self.root))
-            .header("cookie", format!("vizit_esia={nonce}"))
+            .header("cookie", format!("{}={nonce}", self.nonce_name))
             .send()
             .await
             .unwrap();
@@ -278,13 +294,13 @@ impl Stand {
             .get_all("set-cookie")
             .iter()
             .map(|v| v.to_str().unwrap().to_owned())
-            .find(|c| c.starts_with("vizit_session="))
+            .find(|c| c.starts_with(&format!("{}=", self.session_name)))
             .expect("a session cookie");
         assert!(
             cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
             "{cookie}"
         );
-        (Self::set_cookie(&res, "vizit_session").unwrap(), true)
+        (Self::set_cookie(&res, self.session_name).unwrap(), true)
     }
 
     /// An API call as the browser with its session cookie (same-origin).
@@ -297,7 +313,7 @@ impl Stand {
         let res = self
             .http
             .request(method, format!("{}{path}", self.api.base))
-            .header("cookie", format!("vizit_session={session}"))
+            .header("cookie", format!("{}={session}", self.session_name))
             .header("sec-fetch-site", "same-origin")
             .send()
             .await
@@ -323,7 +339,7 @@ impl Stand {
     /// A failure page: its reason, and nothing was created.
     async fn refused(&self, res: reqwest::Response, reason: &str, before: (i64, i64)) {
         assert!(res.status().is_client_error() || res.status().is_server_error());
-        assert!(Self::set_cookie(&res, "vizit_session").is_none());
+        assert!(Self::set_cookie(&res, self.session_name).is_none());
         let html = res.text().await.unwrap();
         assert!(
             html.contains(&format!("data-reason=\"{reason}\"")),
@@ -498,12 +514,12 @@ async fn links_on_verified_matches_only(backend: Backend) {
         (status, bad["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_field"))
     );
-    // SNILS.
+    // SNILS (and the birth date agrees; the name is written otherwise).
     let (kuznetsova, _) = s
         .api
         .register_patient(
             &portal,
-            json!({"name": "О. В. Кузнецова", "snils": "987-654-321 83"}),
+            json!({"name": "О. В. Кузнецова", "snils": "987-654-321 83", "birthDate": "1958-01-09"}),
         )
         .await;
     // Name + birth date + the phone ESIA confirmed.
@@ -512,6 +528,15 @@ async fn links_on_verified_matches_only(backend: Backend) {
         .register_patient(
             &portal,
             json!({"name": "Петров Сергей Иванович", "birthDate": "1972-11-02", "phone": "8 911 222-33-44"}),
+        )
+        .await;
+    // Ivanova's SNILS typed into someone else's record (another name and birth date): a SNILS
+    // alone hands nobody's record over.
+    let (child, _) = s
+        .api
+        .register_patient(
+            &portal,
+            json!({"name": "Чужой Ребёнок", "snils": "112-233-445 95", "birthDate": "2015-05-05"}),
         )
         .await;
     // The same e-mail as ESIA's, but another person's name: not linked.
@@ -541,6 +566,7 @@ async fn links_on_verified_matches_only(backend: Backend) {
     let (session, _) = s.sign_in(IVANOVA).await;
     let (_, me) = s.as_browser(reqwest::Method::GET, "/me", &session).await;
     assert_ne!(me["id"], other.as_str(), "a weak match is never merged");
+    assert_ne!(me["id"], child.as_str(), "a SNILS alone is not a match");
     assert_eq!(s.patients().await, before + 1);
     // The e-mail stays with the record that had it.
     assert_eq!(
@@ -750,6 +776,60 @@ async fn gost_signed_tokens() {
     assert!(!asked);
 }
 
+/// Behind TLS the cookies are `__Host-` prefixed and `Secure` (no sibling subdomain can plant
+/// or shadow them); the plain name is not believed there, nor is a cookie sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_cookies_are_host_prefixed() {
+    let s = Stand::with(
+        Backend::Sqlite,
+        Setup {
+            secure: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let res = s
+        .http
+        .get(format!("{}/login/esia", s.root))
+        .send()
+        .await
+        .unwrap();
+    let set: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        set.iter().any(|c| c.starts_with("__Host-vizit_esia=")
+            && c.contains("Path=/;")
+            && c.contains("; Secure")),
+        "{set:?}"
+    );
+    let (session, _) = s.sign_in(PETROV).await;
+    let (status, _) = s.as_browser(reqwest::Method::GET, "/me", &session).await;
+    assert_eq!(status, StatusCode::OK);
+    let plain = s
+        .http
+        .get(format!("{}/me", s.api.base))
+        .header("cookie", format!("vizit_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+    let twice = s
+        .http
+        .get(format!("{}/me", s.api.base))
+        .header(
+            "cookie",
+            format!("__Host-vizit_session={session}; __Host-vizit_session=vzs_planted"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), StatusCode::UNAUTHORIZED);
+}
+
 async fn s_counts(s: &Stand) -> (i64, i64) {
     (s.patients().await, s.sessions().await)
 }
@@ -877,13 +957,14 @@ async fn identification_per_consultation() {
     assert_eq!(status, StatusCode::OK, "{ids}");
     let ids = ids.as_array().unwrap();
     assert_eq!(ids.len(), 2);
-    assert_eq!(ids[0]["role"], "patient");
-    assert_eq!(ids[0]["method"], "esia");
-    assert_eq!(ids[0]["esiaOid"], IVANOVA);
-    assert_eq!(ids[0]["trusted"], true);
-    assert_eq!(ids[1]["role"], "doctor");
-    assert_eq!(ids[1]["method"], "password");
-    assert!(ids[1].get("esiaOid").is_none());
+    // Both joined within the same millisecond, perhaps: find each by role.
+    let of = |role: &str| ids.iter().find(|i| i["role"] == role).unwrap().clone();
+    let (patient, doc) = (of("patient"), of("doctor"));
+    assert_eq!(patient["method"], "esia");
+    assert_eq!(patient["esiaOid"], IVANOVA);
+    assert_eq!(patient["trusted"], true);
+    assert_eq!(doc["method"], "password");
+    assert!(doc.get("esiaOid").is_none());
     // The patient does not read the list; the doctor reads the patient's data (audited).
     let (status, _) = s
         .as_browser(

@@ -5,20 +5,32 @@
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 
-/// The session of a browser that signed in through ESIA.
-pub const SESSION_COOKIE: &str = "vizit_session";
+/// The session of a browser that signed in through ESIA: behind TLS `__Host-` prefixed, so no
+/// other host of the domain (a sibling subdomain) can set or shadow it.
+pub fn session_cookie(secure: bool) -> &'static str {
+    if secure {
+        "__Host-vizit_session"
+    } else {
+        "vizit_session"
+    }
+}
 
-/// The value of cookie `name` in the request, if any.
+/// The value of cookie `name` in the request, if it is there exactly once (a second one was
+/// planted by someone else: neither is believed).
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_owned());
+    let first = found.next()?;
+    if found.next().is_some() || first.is_empty() {
+        return None;
+    }
+    Some(first)
 }
 
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, for `path`, living `max_age_s` (0: delete).
@@ -43,9 +55,13 @@ pub fn same_origin(parts: &Parts) -> bool {
     match h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         None => true,
         Some(origin) => {
-            let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+            // HTTP/2 carries the host as the URI's authority, not a Host header.
+            let host = h
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()));
             let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-            host.is_some() && origin_host == host
+            host.is_some_and(|h| origin_host.is_some_and(|o| o.eq_ignore_ascii_case(h)))
         }
     }
 }
@@ -59,9 +75,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, "a=1; vizit_session=s-abc".parse().unwrap());
         h.append(header::COOKIE, "b=2".parse().unwrap());
-        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("s-abc"));
+        assert_eq!(cookie(&h, session_cookie(false)).as_deref(), Some("s-abc"));
         assert_eq!(cookie(&h, "b").as_deref(), Some("2"));
         assert_eq!(cookie(&h, "c"), None);
+        // A second one, planted: neither is believed.
+        h.append(header::COOKIE, "vizit_session=s-planted".parse().unwrap());
+        assert_eq!(cookie(&h, session_cookie(false)), None);
     }
 
     #[test]

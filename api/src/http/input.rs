@@ -1,5 +1,6 @@
-//! Reading what a request says: times in RFC 3339, bounded text, ids, e-mail addresses. Each
-//! refusal is a 400 (or, for an id, a 404) that says what would be right.
+//! Reading what a request says: times in RFC 3339, bounded text, ids, e-mail addresses (and
+//! text made safe for HTML). Each refusal is a 400 (or, for an id, a 404) that says what would
+//! be right.
 
 use std::str::FromStr;
 
@@ -64,4 +65,20 @@ pub fn normalized_email(email: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(email)
+}
+
+/// Text for HTML: `& < > " '` escaped (pages and e-mails Vizit renders itself).
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -8,8 +8,8 @@ pub mod extract;
 pub mod input;
 pub mod paging;
 
-pub use cookies::{SESSION_COOKIE, cookie, same_origin, set_cookie};
+pub use cookies::{cookie, same_origin, session_cookie, set_cookie};
 pub use error::{ApiError, Problem};
 pub use extract::{Body, MAX_BODY_BYTES, Params, client_ip};
-pub use input::{id, normalized_email, parse_time, text, time_range, to_rfc3339};
+pub use input::{escape_html, id, normalized_email, parse_time, text, time_range, to_rfc3339};
 pub use paging::{Page, page};

@@ -14,30 +14,21 @@ use serde::Deserialize;
 use super::person::PersonalData;
 use super::service::{self, Callback, Consents, Failure, Finished};
 use super::settings::EsiaLogin;
-use crate::http::{SESSION_COOKIE, client_ip, cookie, set_cookie};
+use crate::http::{client_ip, cookie, escape_html as escape, session_cookie, set_cookie};
 use crate::state::ApiState;
 
-/// The browser's half of a sign-in in progress.
-const NONCE_COOKIE: &str = "vizit_esia";
-const NONCE_PATH: &str = "/login/esia";
+/// The browser's half of a sign-in in progress: its cookie's name and path (behind TLS
+/// `__Host-` prefixed, which wants the path `/`).
+fn nonce_cookie(secure: bool) -> (&'static str, &'static str) {
+    if secure {
+        ("__Host-vizit_esia", "/")
+    } else {
+        ("vizit_esia", "/login/esia")
+    }
+}
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
@@ -179,10 +170,20 @@ fn esia(state: &ApiState) -> Option<&EsiaLogin> {
     state.esia.as_deref()
 }
 
+#[derive(Deserialize)]
+pub struct StartQuery {
+    #[serde(default)]
+    hop: Option<String>,
+}
+
 /// `GET /login/esia`: a fresh sign-in, the browser sent to ESIA. A browser that came by
 /// another name of this server (`localhost` for `127.0.0.1`) is first sent to the name ESIA
 /// returns to, so its cookies are there when it comes back.
-pub async fn start(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+pub async fn start(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<StartQuery>,
+) -> Response {
     let Some(esia) = esia(&state) else {
         return off();
     };
@@ -191,38 +192,46 @@ pub async fn start(State(state): State<ApiState>, headers: HeaderMap) -> Respons
         .split_once("://")
         .and_then(|(_, rest)| rest.split('/').next());
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    // Once only: behind a proxy that rewrites Host the names never agree, and a second hop
+    // would loop.
     if let (Some(want), Some(have)) = (public_host, host)
         && !want.eq_ignore_ascii_case(have)
+        && q.hop.is_none()
     {
-        return redirect(&format!("{public}/login/esia"), &[]);
+        return redirect(&format!("{public}/login/esia?hop=1"), &[]);
     }
     match service::start(&state.core(), esia).await {
         Ok(s) => redirect(
             &s.url,
-            &[set_cookie(
-                NONCE_COOKIE,
-                &s.nonce,
-                NONCE_PATH,
-                esia.flow_ttl.as_secs(),
-                esia.secure_cookies,
-            )],
+            &[{
+                let secure = state.settings.secure_cookies;
+                let (name, path) = nonce_cookie(secure);
+                set_cookie(name, &s.nonce, path, esia.flow_ttl.as_secs(), secure)
+            }],
         ),
         Err(f) => failed(&f),
     }
 }
 
-fn session_cookie(state: &ApiState, esia: &EsiaLogin, token: &str) -> String {
+fn new_session(state: &ApiState, token: &str) -> String {
+    let secure = state.settings.secure_cookies;
     set_cookie(
-        SESSION_COOKIE,
+        session_cookie(secure),
         token,
         "/",
         state.settings.session_ttl.as_secs(),
-        esia.secure_cookies,
+        secure,
     )
 }
 
-fn forget_nonce(esia: &EsiaLogin) -> String {
-    set_cookie(NONCE_COOKIE, "", NONCE_PATH, 0, esia.secure_cookies)
+fn forget_nonce(state: &ApiState) -> String {
+    let secure = state.settings.secure_cookies;
+    let (name, path) = nonce_cookie(secure);
+    set_cookie(name, "", path, 0, secure)
+}
+
+fn nonce_of(state: &ApiState, headers: &HeaderMap) -> Option<String> {
+    cookie(headers, nonce_cookie(state.settings.secure_cookies).0)
 }
 
 /// `GET /login/esia/callback`: ESIA's redirect with `code` and `state` (or `error`).
@@ -234,11 +243,11 @@ pub async fn callback(
     let Some(esia) = esia(&state) else {
         return off();
     };
-    let nonce = cookie(&parts.headers, NONCE_COOKIE);
+    let nonce = nonce_of(&state, &parts.headers);
     match service::finish(&state.core(), esia, cb, nonce.as_deref(), client_ip(&parts)).await {
         Ok(Finished::Session { token, .. }) => redirect(
             "/consultations",
-            &[session_cookie(&state, esia, &token), forget_nonce(esia)],
+            &[new_session(&state, &token), forget_nonce(&state)],
         ),
         Ok(Finished::Consents { registration }) => {
             redirect(&format!("/login/esia/consents?r={registration}"), &[])
@@ -334,7 +343,7 @@ pub async fn consents_page(
     let Some(esia) = esia(&state) else {
         return off();
     };
-    let nonce = cookie(&headers, NONCE_COOKIE);
+    let nonce = nonce_of(&state, &headers);
     match service::pending(&state.core(), esia, &q.r, nonce.as_deref()).await {
         Ok(p) => page(
             StatusCode::OK,
@@ -368,11 +377,11 @@ pub async fn consents_submit(
     let Some(esia) = esia(&state) else {
         return off();
     };
-    let nonce = cookie(&parts.headers, NONCE_COOKIE);
+    let nonce = nonce_of(&state, &parts.headers);
     let core = state.core();
     if f.action == "decline" {
         return match service::decline(&core, esia, &f.r, nonce.as_deref()).await {
-            Ok(()) => redirect_page_declined(esia),
+            Ok(()) => redirect_page_declined(&state),
             Err(e) => failed(&e),
         };
     }
@@ -394,7 +403,7 @@ pub async fn consents_submit(
     {
         Ok((token, _)) => redirect(
             "/consultations",
-            &[session_cookie(&state, esia, &token), forget_nonce(esia)],
+            &[new_session(&state, &token), forget_nonce(&state)],
         ),
         Err(Failure::Consents) => match service::pending(&core, esia, &f.r, nonce.as_deref()).await
         {
@@ -416,14 +425,14 @@ pub async fn consents_submit(
     }
 }
 
-fn redirect_page_declined(esia: &EsiaLogin) -> Response {
+fn redirect_page_declined(state: &ApiState) -> Response {
     let mut res = page(
         StatusCode::OK,
         "Регистрация отменена",
         r#"<p data-testid="consents-declined">Вы отказались от регистрации. Данные, полученные с Госуслуг, удалены.</p>
 <p class="actions"><a class="button secondary" href="/consultations">На главную</a></p>"#,
     );
-    if let Ok(v) = forget_nonce(esia).parse() {
+    if let Ok(v) = forget_nonce(state).parse() {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
     res

@@ -250,7 +250,8 @@ pub async fn insert_consent(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO consents (id, user_id, kind, version, given_at, ip) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO consents (id, user_id, kind, version, given_at, ip) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (user_id, kind, version) WHERE withdrawn_at IS NULL DO NOTHING",
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(user.as_str())

@@ -146,27 +146,37 @@ pub enum Finished {
     Consents { registration: String },
 }
 
-/// A verified match among the patients the clinic registered, or None.
+/// A verified match among the patients the clinic registered (with whether it is disabled),
+/// or None.
 fn verified_match(
     p: &PersonalData,
     candidates: &[PatientRecord],
-) -> Option<(UserId, &'static str)> {
-    let same = |a: &str, b: &str| a.trim().to_lowercase() == b.trim().to_lowercase();
+) -> Option<(UserId, &'static str, bool)> {
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+            .replace('ё', "е")
+    };
+    let same = |a: &str, b: &str| norm(a) == norm(b);
     let name = p.full_name();
-    let found: Vec<(UserId, &'static str)> = candidates
+    let found: Vec<(UserId, &'static str, bool)> = candidates
         .iter()
         .filter_map(|c| {
-            if let (Some(a), Some(b)) = (&p.snils, &c.snils) {
-                // A SNILS identifies: equal is a match, different is not this person.
-                return (a == b).then(|| (c.id.clone(), "snils"));
-            }
             let name_ok = name.as_deref().is_some_and(|n| same(n, &c.name));
             let birth_ok = p.birth_date.is_some() && p.birth_date == c.birth_date;
+            if let (Some(a), Some(b)) = (&p.snils, &c.snils) {
+                // The same SNILS, and the record's name or birth date agrees: a SNILS typed
+                // into the wrong record (a parent's into a child's) does not hand it over.
+                return (a == b && (name_ok || birth_ok))
+                    .then(|| (c.id.clone(), "snils", c.disabled));
+            }
             let email_ok = matches!((&p.email, &c.email), (Some(a), Some(b)) if same(a, b));
             let phone_ok =
                 matches!((&p.mobile, &c.phone), (Some(a), Some(b)) if person::same_phone(a, b));
             (name_ok && birth_ok && (email_ok || phone_ok))
-                .then(|| (c.id.clone(), "name_birth_date_contact"))
+                .then(|| (c.id.clone(), "name_birth_date_contact", c.disabled))
         })
         .collect();
     // Two records that both match are for the clinic to sort out, not for a guess.
@@ -238,7 +248,14 @@ pub async fn finish(
         .client
         .person(&verified.oid, &tokens.access_token)
         .await
-        .map_err(esia_failure)?;
+        .map_err(|e| match e {
+            // The person endpoint refusing a token it has just issued is ESIA misbehaving.
+            EsiaError::Refused { .. } => Failure::Unavailable(format!(
+                "the person endpoint refused: {}",
+                e.esia_code().unwrap_or("no code")
+            )),
+            e => esia_failure(e),
+        })?;
     drop(tokens);
     let data = person::parse(&raw).map_err(Failure::Person)?;
     drop(raw);
@@ -255,9 +272,11 @@ pub async fn finish(
         if disabled {
             return Err(Failure::Disabled);
         }
+        // Consents to the current texts: a new version asks again.
         let given: Vec<String> = repo::consents(&mut tx, user.as_str())
             .await?
             .into_iter()
+            .filter(|(_, version, _)| *version == esia.consent_version)
             .map(|(kind, _, _)| kind)
             .collect();
         if CONSENT_KINDS.iter().all(|k| given.iter().any(|g| g == k)) {
@@ -294,6 +313,15 @@ pub async fn finish(
     .await?;
     tx.commit().await?;
     Ok(Finished::Consents { registration })
+}
+
+/// Another tab registered the same person a moment earlier: this one starts again (and then
+/// signs in to that record).
+fn raced(e: sqlx::Error) -> Failure {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Failure::State,
+        _ => e.into(),
+    }
 }
 
 fn patient_caller(user: &UserId, name: &str, ip: Option<String>) -> Caller {
@@ -352,6 +380,7 @@ pub async fn pending(
     Ok(Pending { data, known })
 }
 
+/// The clinic's record to link, on a verified match; a disabled one is refused.
 async fn link_target(
     conn: &mut sqlx::AnyConnection,
     data: &PersonalData,
@@ -361,6 +390,10 @@ async fn link_target(
     }
     let mut candidates =
         people::patients_matching(conn, data.snils.as_deref(), data.birth_date.as_deref()).await?;
+    if candidates.len() > people::MAX_CANDIDATES {
+        // So many share the birth date that "exactly one matches" cannot be known.
+        return Ok(None);
+    }
     // A record linked to another ESIA account already is someone else's.
     let mut free = Vec::with_capacity(candidates.len());
     for c in candidates.drain(..) {
@@ -368,7 +401,11 @@ async fn link_target(
             free.push(c);
         }
     }
-    Ok(verified_match(data, &free))
+    match verified_match(data, &free) {
+        Some((_, _, true)) => Err(Failure::Disabled),
+        Some((user, how, false)) => Ok(Some((user, how))),
+        None => Ok(None),
+    }
 }
 
 /// The patient's answer on the consent page: each consent (kind → given).
@@ -420,7 +457,9 @@ pub async fn register(
                         data.birth_date.as_deref(),
                     )
                     .await?;
-                    repo::insert_account(&mut tx, &row.oid, &user, row.trusted, how, now).await?;
+                    repo::insert_account(&mut tx, &row.oid, &user, row.trusted, how, now)
+                        .await
+                        .map_err(raced)?;
                     let name = data.full_name().unwrap_or_default();
                     (user, name, "identity.link", json!({"by": how}))
                 }
@@ -431,9 +470,7 @@ pub async fn register(
                     // A weak match (an e-mail or phone another record has) never merges: the
                     // new record goes without the contact the other one holds.
                     let email = match &data.email {
-                        Some(e) if people::user_by_email(core, e).await?.is_none() => {
-                            Some(e.clone())
-                        }
+                        Some(e) if !people::email_in_use(&mut tx, e).await? => Some(e.clone()),
                         _ => None,
                     };
                     let user = people::insert_patient(
@@ -458,7 +495,8 @@ pub async fn register(
                         "registration",
                         now,
                     )
-                    .await?;
+                    .await
+                    .map_err(raced)?;
                     (user, name, "patient.register", json!({"via": "esia"}))
                 }
             }

@@ -28,8 +28,6 @@ pub struct EsiaLogin {
     pub logout_with_esia: bool,
     /// Where people reach Vizit (`https://clinic.example`), for ESIA's logout redirect.
     pub public_url: String,
-    /// Cookies are `Secure` (Vizit is reached over HTTPS).
-    pub secure_cookies: bool,
     /// The version of the consent texts shown at registration (recorded with each consent).
     pub consent_version: String,
     /// The clinic's public offer and personal data policy, linked from the consents.
@@ -50,7 +48,6 @@ impl EsiaLogin {
             pkce: true,
             logout_with_esia: true,
             public_url: String::new(),
-            secure_cookies: false,
             consent_version: "2026-12-01".into(),
             offer_url: None,
             policy_url: None,

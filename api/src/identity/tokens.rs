@@ -288,13 +288,22 @@ pub async fn verify(
         return Err(TokenError::Audience);
     }
     let oid = oid_of(access.get("urn:esia:sbj_id")).ok_or(TokenError::NoSubject)?;
-    let scopes = access
+    let mut scopes = Vec::new();
+    for s in access
         .get("scope")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .split_whitespace()
-        .map(|s| s.split('?').next().unwrap_or(s).to_owned())
-        .collect();
+    {
+        let (name, suffix) = s.split_once('?').unwrap_or((s, ""));
+        // `fullname?oid=N` is granted about person N: it must be this token's person.
+        if let Some(of) = suffix.strip_prefix("oid=")
+            && of != oid
+        {
+            return Err(TokenError::NoSubject);
+        }
+        scopes.push(name.to_owned());
+    }
     let trusted = match id_token {
         None => None,
         Some(t) => {

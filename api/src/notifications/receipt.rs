@@ -69,21 +69,7 @@ fn tax_system(code: u64) -> Option<&'static str> {
     })
 }
 
-/// HTML-escaped text.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use crate::http::escape_html as esc;
 
 /// One line of the receipt, as shown.
 struct Line {

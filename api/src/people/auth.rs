@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 
 use super::service::{self, Error};
 use crate::domain::Caller;
-use crate::http::{ApiError, SESSION_COOKIE, client_ip, cookie, same_origin};
+use crate::http::{ApiError, client_ip, cookie, same_origin, session_cookie};
 use crate::state::ApiState;
 
 impl FromRequestParts<ApiState> for Caller {
@@ -29,8 +29,8 @@ impl FromRequestParts<ApiState> for Caller {
                 .map(|s| s.trim().to_owned())
                 .ok_or(ApiError::InvalidCredentials)?,
             None => {
-                let secret =
-                    cookie(&parts.headers, SESSION_COOKIE).ok_or(ApiError::Unauthenticated)?;
+                let name = session_cookie(state.settings.secure_cookies);
+                let secret = cookie(&parts.headers, name).ok_or(ApiError::Unauthenticated)?;
                 if !same_origin(parts) {
                     return Err(ApiError::Forbidden(
                         "a request with the session cookie must come from Vizit's own pages",

@@ -17,9 +17,9 @@ use axum::Router;
 use axum::routing::{delete, get, post};
 
 pub use service::{
-    Error, NewPatient, NewStaff, PatientRecord, complete_patient, create_session,
-    create_staff_user, import_doctor, insert_patient, normalized_email, patients_matching,
-    register_patient, user_by_email,
+    Error, MAX_CANDIDATES, NewPatient, NewStaff, PatientRecord, complete_patient, create_session,
+    create_staff_user, email_in_use, import_doctor, insert_patient, normalized_email,
+    patients_matching, register_patient, user_by_email,
 };
 
 use crate::state::ApiState;

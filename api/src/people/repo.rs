@@ -146,19 +146,24 @@ pub struct PatientRecord {
     pub phone: Option<String>,
     pub snils: Option<String>,
     pub birth_date: Option<String>,
+    pub disabled: bool,
 }
 
-/// Enabled patients with this SNILS, or with this birth date.
+/// At most this many candidates are read; more means the match is not for a machine to make.
+pub const MAX_CANDIDATES: usize = 500;
+
+/// Patients (disabled ones too) with this SNILS, or with this birth date — at most
+/// [`MAX_CANDIDATES`] + 1.
 pub async fn patients_matching(
     conn: &mut AnyConnection,
     snils: Option<&str>,
     birth_date: Option<&str>,
 ) -> Result<Vec<PatientRecord>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, name, email, phone, snils, birth_date FROM users \
-         WHERE role = 'patient' AND disabled_at IS NULL \
+        "SELECT id, name, email, phone, snils, birth_date, disabled_at FROM users \
+         WHERE role = 'patient' \
          AND ((snils IS NOT NULL AND snils = $1) OR (birth_date IS NOT NULL AND birth_date = $2)) \
-         ORDER BY created_at LIMIT 50",
+         ORDER BY created_at LIMIT 501",
     )
     .bind(snils.map(str::to_owned))
     .bind(birth_date.map(str::to_owned))
@@ -173,6 +178,7 @@ pub async fn patients_matching(
                 phone: r.try_get("phone")?,
                 snils: r.try_get("snils")?,
                 birth_date: r.try_get("birth_date")?,
+                disabled: r.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
             })
         })
         .collect()
@@ -221,6 +227,15 @@ pub async fn contact(
             .fetch_optional(conn)
             .await?;
     Ok(row.unwrap_or_default())
+}
+
+/// Whether a user has this e-mail, in the caller's transaction.
+pub async fn email_in_use(conn: &mut AnyConnection, email: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE email = $1")
+        .bind(email)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
 }
 
 pub async fn user_id_by_email(pool: &AnyPool, email: &str) -> Result<Option<UserId>, sqlx::Error> {

@@ -14,7 +14,7 @@ use super::service::{self, Error, NewPatient, NewStaff};
 use crate::domain::personal::snils_digits;
 use crate::domain::{ApiKeyId, Caller, Principal, Role, UserId};
 use crate::http::{
-    ApiError, Body, Problem, SESSION_COOKIE, client_ip, cookie, id, normalized_email, set_cookie,
+    ApiError, Body, Problem, client_ip, cookie, id, normalized_email, session_cookie, set_cookie,
     text, to_rfc3339,
 };
 use crate::state::ApiState;
@@ -82,7 +82,7 @@ pub async fn login(
     }))
 }
 
-/// End the session: the bearer token's, or the session cookie's (which is then deleted).
+/// End the session: the bearer token's and the session cookie's (which is then deleted).
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "sessions", security(("bearer" = [])), responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn logout(
     State(state): State<ApiState>,
@@ -95,8 +95,10 @@ pub async fn logout(
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(|s| s.trim().to_owned());
-    let from_cookie = bearer.is_none();
-    let Some(secret) = bearer.or_else(|| cookie(&parts.headers, SESSION_COOKIE)) else {
+    let secure = state.settings.secure_cookies;
+    let name = session_cookie(secure);
+    let from_cookie = cookie(&parts.headers, name);
+    let Some(secret) = bearer.clone().or_else(|| from_cookie.clone()) else {
         return Err(ApiError::Unauthenticated);
     };
     if !secret.starts_with(SESSION_PREFIX) {
@@ -106,17 +108,18 @@ pub async fn logout(
         ));
     }
     service::logout(&state.core(), &caller, &secret).await?;
-    if from_cookie {
-        return Ok((
-            StatusCode::NO_CONTENT,
-            [(
-                header::SET_COOKIE,
-                set_cookie(SESSION_COOKIE, "", "/", 0, false),
-            )],
-        )
-            .into_response());
+    let Some(cookie_secret) = from_cookie else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    // A browser with both (a staff login over a patient's cookie) leaves with neither.
+    if bearer.is_some() && cookie_secret.starts_with(SESSION_PREFIX) && cookie_secret != secret {
+        service::logout(&state.core(), &caller, &cookie_secret).await?;
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, set_cookie(name, "", "/", 0, secure))],
+    )
+        .into_response())
 }
 
 /// Who the caller is: a person (`kind = user`) or the portal (`kind = service`).

@@ -7,7 +7,7 @@ use super::credentials::{
     API_KEY_PREFIX, SESSION_PREFIX, hash_password, new_secret, secret_hash, verify_password,
 };
 use super::repo::{self, DoctorRow, NewStaffRow};
-pub use super::repo::{NewPatient, PatientRecord, StaffRow};
+pub use super::repo::{MAX_CANDIDATES, NewPatient, PatientRecord, StaffRow};
 use crate::domain::{ApiKeyId, Caller, Principal, Role, UserId};
 use crate::platform::audit::audit;
 use crate::platform::{Db, now_ms};
@@ -197,6 +197,14 @@ pub async fn patients_matching(
     birth_date: Option<&str>,
 ) -> Result<Vec<PatientRecord>, sqlx::Error> {
     repo::patients_matching(conn, snils, birth_date).await
+}
+
+/// Whether a user has this e-mail, in the caller's transaction.
+pub async fn email_in_use(
+    conn: &mut sqlx::AnyConnection,
+    email: &str,
+) -> Result<bool, sqlx::Error> {
+    repo::email_in_use(conn, email).await
 }
 
 /// Fill in a patient's SNILS and birth date where the record has none.

@@ -1200,8 +1200,15 @@ async function logout(): Promise<void> {
   try {
     await api.logout();
   } catch (e) {
-    // Expired already, or the server is unreachable: forget the session here all the same.
+    // Expired already, or the server is unreachable: forget the session here all the same —
+    // unless it is a cookie the page cannot forget, which would sign the person in again.
     logFailure('logout', e);
+    if (viaEsia && !isUnauthorized(e)) {
+      loggingOut = false;
+      ui.logout.disabled = false;
+      say(ui.pageMessage, `${TEXT.logoutFailed} ${errorText(e)}`);
+      return;
+    }
   } finally {
     loggingOut = false;
     ui.logout.disabled = false;

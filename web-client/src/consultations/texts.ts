@@ -25,6 +25,7 @@ export const TEXT = {
   loading: 'Загрузка…',
   sessionExpired: 'Сессия истекла, войдите снова.',
   loggedOut: 'Вы вышли из системы.',
+  logoutFailed: 'Выйти не удалось, попробуйте ещё раз.',
   emptyCredentials: 'Введите e-mail и пароль.',
   myConsultations: 'Мои консультации',
   allConsultations: 'Все консультации',
