@@ -515,3 +515,139 @@ async fn a_signing_service_signs_over_http() {
         Err(SignError::Unavailable(_))
     ));
 }
+
+/// The stand as a standalone `vizit sandbox` serves it: a client registers its certificate over
+/// HTTP (as on the technology portal), signs in a person with contacts and documents in scope,
+/// and reads the collections without `embed` (links, followed one by one) and with it.
+#[tokio::test]
+async fn the_stand_registers_clients_over_http_and_serves_collections() {
+    let k = keys();
+    let sandbox = vizit_sandbox::Sandbox::new(vizit_sandbox::Bitrix24Options::default());
+    let running = sandbox.start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = "https://clinic.example/esia/callback".to_owned();
+    let register = |pem: String| {
+        http.post(format!("{}/sandbox/esia/clients", running.url()))
+            .json(&serde_json::json!({"clientId": "VIZIT01", "certificatePem": pem, "redirectUris": [redirect.clone()]}))
+            .send()
+    };
+    let bad = register("not a certificate".into()).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let ok = register(String::from_utf8_lossy(&k.cert_pem).into_owned())
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 204);
+
+    let mut c = client(&k);
+    c.scope = "openid fullname email mobile id_doc medical_doc addresses".into();
+    let esia = Esia::new(
+        Settings {
+            base_url: sandbox.esia.base_url(),
+            client: c,
+            timeout: Duration::from_secs(10),
+        },
+        std::sync::Arc::new(CommandSigner::openssl_gost(k.key.clone())),
+    );
+    let url = esia
+        .authorize_url("s-1", None, vizit_api_free_now())
+        .await
+        .unwrap();
+    let html = http.get(&url).send().await.unwrap().text().await.unwrap();
+    let request = html
+        .split("name=\"request\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let chosen = http
+        .post(format!(
+            "{}/aas/oauth2/v2/ac/login",
+            sandbox.esia.base_url()
+        ))
+        .form(&[("request", request.as_str()), ("oid", "1000300001")])
+        .send()
+        .await
+        .unwrap();
+    let back = reqwest::Url::parse(chosen.headers()["location"].to_str().unwrap()).unwrap();
+    let q: HashMap<String, String> = back.query_pairs().into_owned().collect();
+    let tokens = esia
+        .exchange(&q["code"], None, vizit_api_free_now())
+        .await
+        .unwrap();
+    let get = |path: String| {
+        http.get(format!("{}{path}", sandbox.esia.base_url()))
+            .bearer_auth(&tokens.access_token)
+            .send()
+    };
+    // Links without embed, each one readable.
+    let ctts: serde_json::Value = get("/rs/prns/1000300001/ctts".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ctts["size"], 2);
+    let link = ctts["elements"][0].as_str().unwrap().to_owned();
+    assert!(link.starts_with(&format!(
+        "{}/rs/prns/1000300001/ctts/",
+        sandbox.esia.base_url()
+    )));
+    let one: serde_json::Value = http
+        .get(&link)
+        .bearer_auth(&tokens.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["type"], "EML");
+    assert_eq!(one["value"], "ivanova@example.ru");
+    // The elements inline with embed.
+    let docs: serde_json::Value = get("/rs/prns/1000300001/docs?embed=(elements)".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> = docs["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["RF_PASSPORT", "MDCL_PLCY"]);
+    let addrs: serde_json::Value = get("/rs/prns/1000300001/addrs?embed=(elements)".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(addrs["elements"][0]["type"], "PRG");
+    // Someone else's collection, an unknown collection, an unknown element.
+    assert_eq!(
+        get("/rs/prns/1000300002/ctts".into())
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        get("/rs/prns/1000300001/vhls".into())
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        get("/rs/prns/1000300001/ctts/1".into())
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    running.stop().await;
+}

@@ -170,8 +170,8 @@ mod tests {
         assert_eq!(secret(&[0xfb, 0xff]), "-_8");
         // RFC 7636, appendix B.
         assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mB92K9uvhCz-ftGM-y9MTqmNzqG0GI"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGEdRxE0bo"
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 }

@@ -9,13 +9,16 @@
 //! - `POST /esia/aas/oauth2/v3/te` makes the checks of `check.rs` and answers with signed JWTs
 //!   (RS256: the access token with `urn:esia:sbj_id` and `scope` as `x?oid=N`, the id_token), a
 //!   refresh token, and the `state` it was sent;
-//! - `GET /esia/rs/prns/{oid}` (with `embed`) gives the person, only what the scopes allow;
+//! - `GET /esia/rs/prns/{oid}` (with `embed`) gives the person, only what the scopes allow, and
+//!   `/rs/prns/{oid}/{ctts|docs|addrs}` (links, or the elements with `?embed=(elements)`) and
+//!   `/…/{id}` its collections;
 //! - `GET /esia/idp/ext/Logout?client_id=…&redirect_url=…` ends the session.
 //!
 //! PKCE: a `code_challenge` (S256) sent to v2/ac makes v3/te require the matching
 //! `code_verifier`.
 //!
-//! Admin: `GET /sandbox/esia/state.json`; `Esia::register` binds a client's certificate;
+//! Admin: `GET /sandbox/esia/state.json`; `Esia::register` (or `POST /sandbox/esia/clients
+//! {"clientId", "certificatePem", "redirectUris"}`) binds a client's certificate;
 //! faults of the next token answer ([`TokenFault`], `POST /sandbox/esia/faults
 //! {"token": "unavailable|garbage|otherKey|wrongIssuer|wrongAudience|expired|narrowScope"}`), and
 //! [`Esia::expire_codes`].
@@ -321,6 +324,9 @@ pub fn router(e: &Esia) -> Router {
         .route("/esia/aas/oauth2/v2/ac/login", post(login))
         .route("/esia/aas/oauth2/v3/te", post(token))
         .route("/esia/rs/prns/{oid}", get(person))
+        .route("/esia/rs/prns/{oid}/{collection}", get(collection))
+        .route("/esia/rs/prns/{oid}/{collection}/{id}", get(element))
+        .route("/sandbox/esia/clients", post(register_client))
         .route("/esia/idp/ext/Logout", get(logout))
         .route("/sandbox/esia/state.json", get(state_json))
         .route("/sandbox/esia/faults", post(faults))
@@ -705,29 +711,29 @@ async fn token(AxumState(e): AxumState<Esia>, Form(f): Form<HashMap<String, Stri
     .into_response()
 }
 
-async fn person(
-    AxumState(e): AxumState<Esia>,
-    Path(oid): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"code": code, "message": message}))).into_response()
+}
+
+/// The person a bearer token may read, with the scopes it grants; or ESIA's refusal.
+fn reader(
+    e: &Esia,
+    oid: &str,
+    headers: &HeaderMap,
+) -> Result<(Person, Vec<String>), Box<Response>> {
     let unauthorized = || {
-        (
+        Box::new(refusal(
             StatusCode::UNAUTHORIZED,
-            Json(json!({"code": "ESIA-005011", "message": "Access token is invalid or expired"})),
-        )
-            .into_response()
+            "ESIA-005011",
+            "Access token is invalid or expired",
+        ))
     };
-    let Some(keys) = e.keys() else {
-        return unauthorized();
-    };
-    let Some(token) = headers
+    let keys = e.keys().ok_or_else(unauthorized)?;
+    let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return unauthorized();
-    };
+        .ok_or_else(unauthorized)?;
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[e.issuer()]);
     validation.validate_aud = false;
@@ -739,17 +745,23 @@ async fn person(
     });
     let claims = match gost_claims {
         Some(c) => c,
-        None => match jsonwebtoken::decode::<Value>(token, &keys.decoding, &validation) {
-            Ok(data) => data.claims,
-            Err(_) => return unauthorized(),
-        },
+        None => {
+            jsonwebtoken::decode::<Value>(token, &keys.decoding, &validation)
+                .map_err(|_| unauthorized())?
+                .claims
+        }
     };
-    if claims["urn:esia:sbj_id"].as_u64().map(|o| o.to_string()) != Some(oid.clone()) {
-        return (
+    if claims["urn:esia:sbj_id"]
+        .as_u64()
+        .map(|o| o.to_string())
+        .as_deref()
+        != Some(oid)
+    {
+        return Err(Box::new(refusal(
             StatusCode::FORBIDDEN,
-            Json(json!({"code": "ESIA-005015", "message": "Access to the resource is denied"})),
-        )
-            .into_response();
+            "ESIA-005015",
+            "Access to the resource is denied",
+        )));
     }
     let scopes: Vec<String> = claims["scope"]
         .as_str()
@@ -757,18 +769,128 @@ async fn person(
         .split_whitespace()
         .map(|s| s.split('?').next().unwrap_or(s).to_owned())
         .collect();
-    let Some(p): Option<Person> = persons::all()
+    let p = persons::all()
         .into_iter()
         .find(|p| p.oid.to_string() == oid)
-    else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"code": "ESIA-005004", "message": "Not found"})),
-        )
-            .into_response();
+        .ok_or_else(|| Box::new(not_found()))?;
+    Ok((p, scopes))
+}
+
+fn not_found() -> Response {
+    refusal(StatusCode::NOT_FOUND, "ESIA-005004", "Not found")
+}
+
+async fn person(
+    AxumState(e): AxumState<Esia>,
+    Path(oid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (p, scopes) = match reader(&e, &oid, &headers) {
+        Ok(r) => r,
+        Err(refused) => return *refused,
     };
     let embed = q.get("embed").map(String::as_str).unwrap_or_default();
     Json(persons::view(&p, &scopes, embed, &e.base_url())).into_response()
+}
+
+/// The person's field for a collection's short name in its URL.
+fn collection_field(name: &str) -> Option<&'static str> {
+    match name {
+        "ctts" => Some("contacts"),
+        "docs" => Some("documents"),
+        "addrs" => Some("addresses"),
+        _ => None,
+    }
+}
+
+/// `GET /rs/prns/{oid}/{ctts|docs|addrs}`: links to the elements, or the elements themselves
+/// with `?embed=(elements)` — what the scopes allow.
+async fn collection(
+    AxumState(e): AxumState<Esia>,
+    Path((oid, name)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (p, scopes) = match reader(&e, &oid, &headers) {
+        Ok(r) => r,
+        Err(refused) => return *refused,
+    };
+    let Some(field) = collection_field(&name) else {
+        return not_found();
+    };
+    let embed = if q.get("embed").is_some_and(|v| v.contains("elements")) {
+        format!("({field}.elements)")
+    } else {
+        String::new()
+    };
+    match persons::view(&p, &scopes, &embed, &e.base_url()).get(field) {
+        Some(c) => Json(c.clone()).into_response(),
+        None => refusal(
+            StatusCode::FORBIDDEN,
+            "ESIA-005015",
+            "Access to the resource is denied",
+        ),
+    }
+}
+
+/// `GET /rs/prns/{oid}/{ctts|docs|addrs}/{id}`: one element.
+async fn element(
+    AxumState(e): AxumState<Esia>,
+    Path((oid, name, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (p, scopes) = match reader(&e, &oid, &headers) {
+        Ok(r) => r,
+        Err(refused) => return *refused,
+    };
+    let Some(field) = collection_field(&name) else {
+        return not_found();
+    };
+    persons::view(&p, &scopes, &format!("({field}.elements)"), &e.base_url())
+        .get(field)
+        .and_then(|c| c["elements"].as_array())
+        .and_then(|list| {
+            list.iter()
+                .find(|el| el["id"].as_u64().map(|n| n.to_string()).as_deref() == Some(id.as_str()))
+                .cloned()
+        })
+        .map(|el| Json(el).into_response())
+        .unwrap_or_else(not_found)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientBody {
+    client_id: String,
+    certificate_pem: String,
+    redirect_uris: Vec<String>,
+}
+
+/// `POST /sandbox/esia/clients`: what the technology portal does — bind a system's mnemonic to
+/// its certificate and redirect URIs (a Vizit pointed at a standalone `vizit sandbox`).
+async fn register_client(AxumState(e): AxumState<Esia>, Json(b): Json<ClientBody>) -> Response {
+    if b.client_id.trim().is_empty() || b.redirect_uris.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "clientId and redirectUris are required",
+        )
+            .into_response();
+    }
+    let stand = e.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        stand.register(&b.client_id, &b.certificate_pem, b.redirect_uris)
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(m)) => (
+            StatusCode::BAD_REQUEST,
+            format!("the certificate is not usable: {m}"),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn logout(
