@@ -34,7 +34,7 @@ use crate::slots::routes as slots;
         consultations::book, consultations::list_consultations, consultations::get_consultation, consultations::cancel,
         consultations::mark_paid, consultations::join, consultations::complete,
         consultations::reschedule, consultations::identifications, consultations::patient_data,
-        identity::options, identity::mine, identity::patients,
+        identity::auth_options, identity::my_personal_data, identity::patient_personal_data,
         consultations::overdue, consultations::slot_conflicts, audit::audit_log,
         b24::event, b24::status, b24::sync_now, b24::outbound_list, b24::outbound_retry,
         recordings::list, recordings::download, recordings::file, recordings::legal_hold,

@@ -34,9 +34,12 @@ use crate::state::ApiState;
 pub fn routes() -> Router<ApiState> {
     use routes as r;
     Router::new()
-        .route("/auth/options", get(r::options))
-        .route("/me/personal-data", get(r::mine))
-        .route("/patients/{id}/personal-data", get(r::patients))
+        .route("/auth/options", get(r::auth_options))
+        .route("/me/personal-data", get(r::my_personal_data))
+        .route(
+            "/patients/{id}/personal-data",
+            get(r::patient_personal_data),
+        )
 }
 
 /// The browser's pages (at the root).

@@ -24,7 +24,7 @@ pub struct AuthOptions {
 
 #[utoipa::path(get, path = "/api/v1/auth/options", tag = "sessions",
     responses((status = 200, body = AuthOptions)))]
-pub async fn options(State(state): State<ApiState>) -> Json<AuthOptions> {
+pub async fn auth_options(State(state): State<ApiState>) -> Json<AuthOptions> {
     Json(AuthOptions {
         esia: state.esia.is_some(),
         dev_login: state.settings.demo,
@@ -78,7 +78,7 @@ fn view(d: MyData) -> PersonalDataView {
 #[utoipa::path(get, path = "/api/v1/me/personal-data", tag = "people", security(("bearer" = [])),
     responses((status = 200, body = PersonalDataView), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn mine(
+pub async fn my_personal_data(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<PersonalDataView>, ApiError> {
@@ -96,7 +96,7 @@ pub async fn mine(
     params(("id" = String, Path, description = "patient id")),
     responses((status = 200, body = PersonalDataView), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn patients(
+pub async fn patient_personal_data(
     State(state): State<ApiState>,
     caller: Caller,
     Path(raw): Path<String>,
