@@ -20,6 +20,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Development/demo mode: `GET /demo` mints a room with doctor and patient links.
     pub demo: bool,
+    /// Let demo mode listen beyond loopback (anyone who reaches `/demo` gets a clinic-admin
+    /// session): refused unless this is set, and loudly logged when it is.
+    pub allow_public_demo: bool,
     pub http: HttpSettings,
     pub tls: TlsSettings,
     pub media: MediaSettings,
@@ -512,6 +515,7 @@ impl Default for Settings {
         Settings {
             data_dir: PathBuf::from("data"),
             demo: true,
+            allow_public_demo: false,
             http: HttpSettings {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
                 public_url: String::new(),
@@ -830,6 +834,19 @@ impl Settings {
         }
         if self.consultations.session_ttl < Duration::from_secs(60) {
             return invalid("consultations.session_ttl", "must be at least 1m");
+        }
+        if self.demo && !self.allow_public_demo {
+            let public_http = !self.http.listen.ip().is_loopback();
+            let public_tls = self.tls.cert.is_some() && !self.tls.listen.ip().is_loopback();
+            if public_http || public_tls || !url_is_loopback(&self.http.public_url) {
+                return invalid(
+                    "demo",
+                    "demo mode hands anyone who opens /demo a clinic-admin session, so it serves \
+                     loopback only (http.listen, tls.listen with tls.cert, http.public_url): set \
+                     demo = false for a real deployment, or allow_public_demo = true to expose \
+                     the demo on purpose",
+                );
+            }
         }
         self.validate_esia()?;
         let y = &self.yookassa;
@@ -1677,9 +1694,60 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Whether `url` (empty: none) names this machine's loopback.
+fn url_is_loopback(url: &str) -> bool {
+    if url.is_empty() {
+        return true;
+    }
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demo_mode_stays_on_loopback_unless_allowed() {
+        let check = |f: &dyn Fn(&mut Settings)| {
+            let mut s = Settings::default();
+            f(&mut s);
+            s.validate().map_err(|e| e.to_string())
+        };
+        check(&|s| s.http.public_url = "http://localhost:8080".into()).expect("loopback");
+        check(&|s| s.http.public_url = "http://[::1]:8080".into()).expect("loopback v6");
+        for case in [
+            &(|s: &mut Settings| s.http.listen = "0.0.0.0:8080".parse().unwrap())
+                as &dyn Fn(&mut Settings),
+            &|s: &mut Settings| s.http.public_url = "https://vizit.clinic.example".into(),
+            &|s: &mut Settings| {
+                s.tls.cert = Some("/etc/hostname".into());
+                s.tls.key = Some("/etc/hostname".into());
+            },
+        ] {
+            let e = check(case).unwrap_err();
+            assert!(
+                e.contains("`demo`") && e.contains("allow_public_demo"),
+                "{e}"
+            );
+            check(&|s| {
+                case(s);
+                s.allow_public_demo = true;
+            })
+            .expect("allowed on purpose");
+            check(&|s| {
+                case(s);
+                s.demo = false;
+            })
+            .expect("not a demo");
+        }
+    }
 
     #[test]
     fn defaults_are_valid() {

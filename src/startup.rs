@@ -145,6 +145,13 @@ impl Application {
             http_addr
         };
 
+        if settings.demo && settings.allow_public_demo {
+            warn!(
+                "DEMO MODE IS REACHABLE BEYOND LOOPBACK (allow_public_demo = true): anyone who opens \
+                 /demo gets a clinic-admin session. Never do this with real patients' data."
+            );
+        }
+
         // The stand-ins of external systems, in demo mode, for what is not configured.
         let mut sandbox = None;
         if settings.demo
