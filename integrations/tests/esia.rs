@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use vizit_integrations::esia::cert::{certificate_hash, streebog256_hex};
+use vizit_integrations::esia::cert::{certificate_hash, development_certificate, streebog256_hex};
 use vizit_integrations::esia::client::{Esia, Settings};
 use vizit_integrations::esia::request::{self, Client};
 use vizit_integrations::esia::signer::{CommandSigner, Output, SignError, Signer};
@@ -48,53 +48,34 @@ fn openssl(args: &[&str], dir: &Path) {
 fn keys() -> Keys {
     let dir =
         std::env::temp_dir().join(format!("vizit-esia-keys-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (key, _) = development_certificate(&dir, "/CN=Vizit test/O=Clinic").unwrap();
     openssl(
         &[
-            "genpkey",
+            "x509",
             "-engine",
             "gost",
-            "-algorithm",
-            "gost2012_256",
-            "-pkeyopt",
-            "paramset:A",
+            "-in",
+            "esia-cert.pem",
+            "-pubkey",
+            "-noout",
             "-out",
-            "key.pem",
+            "pub.pem",
         ],
         &dir,
     );
     openssl(
         &[
-            "req",
-            "-engine",
-            "gost",
-            "-new",
-            "-x509",
-            "-key",
-            "key.pem",
+            "x509",
+            "-in",
+            "esia-cert.pem",
+            "-outform",
+            "DER",
             "-out",
-            "cert.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=Vizit test/O=Clinic",
-            "-md_gost12_256",
+            "cert.der",
         ],
         &dir,
     );
-    openssl(
-        &[
-            "x509", "-engine", "gost", "-in", "cert.pem", "-pubkey", "-noout", "-out", "pub.pem",
-        ],
-        &dir,
-    );
-    openssl(
-        &[
-            "x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der",
-        ],
-        &dir,
-    );
-    let cert_pem = std::fs::read(dir.join("cert.pem")).unwrap();
+    let cert_pem = std::fs::read(dir.join("esia-cert.pem")).unwrap();
     let registered = Registered {
         client_id: "VIZIT01".into(),
         certificate_der: std::fs::read(dir.join("cert.der")).unwrap(),
@@ -102,7 +83,7 @@ fn keys() -> Keys {
         redirect_uris: vec!["https://clinic.example/esia/callback".into()],
     };
     Keys {
-        key: dir.join("key.pem"),
+        key,
         dir,
         cert_pem,
         registered,
