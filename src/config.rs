@@ -483,6 +483,13 @@ pub struct AuthSettings {
     /// Lifetime of tokens minted by `vizit token` and the demo page.
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
+    /// Failed password logins of one account (e-mail) within `login_window`, then `429`.
+    pub login_failures_per_account: u32,
+    /// Failed password logins from one client address within `login_window`, then `429`.
+    pub login_failures_per_address: u32,
+    /// The window failed logins are counted in; a locked-out caller waits for its end.
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -539,6 +546,9 @@ impl Default for Settings {
             auth: AuthSettings {
                 token_secret: None,
                 token_ttl: Duration::from_secs(2 * 3600),
+                login_failures_per_account: 10,
+                login_failures_per_address: 50,
+                login_window: Duration::from_secs(15 * 60),
             },
             signaling: SignalingSettings {
                 idle_timeout: Duration::from_secs(30),
@@ -773,6 +783,15 @@ impl Settings {
         }
         if self.auth.token_ttl.is_zero() {
             return invalid("auth.token_ttl", "must be positive, e.g. \"2h\"");
+        }
+        if self.auth.login_failures_per_account == 0 {
+            return invalid("auth.login_failures_per_account", "must be at least 1");
+        }
+        if self.auth.login_failures_per_address == 0 {
+            return invalid("auth.login_failures_per_address", "must be at least 1");
+        }
+        if self.auth.login_window < Duration::from_secs(1) {
+            return invalid("auth.login_window", "must be at least 1s, e.g. \"15m\"");
         }
         if self.signaling.idle_timeout < Duration::from_secs(15) {
             return invalid(
@@ -1305,6 +1324,12 @@ impl Settings {
             jobs_interval: c.jobs_interval,
             outbox_retention: self.database.outbox_retention,
             documents: self.document_settings(),
+            login_limits: vizit_api::people::guard::LoginLimits {
+                failures_per_account: self.auth.login_failures_per_account,
+                failures_per_address: self.auth.login_failures_per_address,
+                window: self.auth.login_window,
+                ..Default::default()
+            },
         }
     }
 

@@ -14,6 +14,7 @@ use crate::documents::settings::DocumentSettings;
 use crate::identity::EsiaLogin;
 use crate::notifications::Notifications;
 use crate::payments::settings::Payments;
+use crate::people::guard::{LoginGuard, LoginLimits};
 use crate::platform::inbound::InboundStore;
 use crate::platform::outbox::OutboxSettings;
 use crate::platform::{Clock, Db, Outbound, Outbox, Scheduler};
@@ -43,6 +44,8 @@ pub struct ApiSettings {
     pub outbox_retention: Duration,
     /// Questionnaires and deletion requests.
     pub documents: DocumentSettings,
+    /// Password logins: failures allowed per account and address, hashing in flight.
+    pub login_limits: LoginLimits,
 }
 
 impl Default for ApiSettings {
@@ -58,6 +61,7 @@ impl Default for ApiSettings {
             jobs_interval: Duration::from_secs(30),
             outbox_retention: Duration::from_secs(7 * 86_400),
             documents: DocumentSettings::default(),
+            login_limits: LoginLimits::default(),
         }
     }
 }
@@ -69,6 +73,7 @@ pub struct Core {
     pub clock: Clock,
     pub settings: Arc<ApiSettings>,
     pub outbox: Arc<Outbox>,
+    pub logins: Arc<LoginGuard>,
 }
 
 impl Core {
@@ -83,6 +88,8 @@ pub struct ApiState {
     pub clock: Clock,
     pub settings: Arc<ApiSettings>,
     pub outbox: Arc<Outbox>,
+    /// Password logins' rate limits and hashing slots.
+    pub logins: Arc<LoginGuard>,
     pub outbound: Arc<Outbound>,
     pub inbound: Arc<InboundStore>,
     pub scheduler: Arc<Scheduler>,
@@ -116,6 +123,7 @@ impl ApiState {
             },
         ));
         ApiState {
+            logins: Arc::new(LoginGuard::new(settings.login_limits.clone())),
             outbound: Arc::new(Outbound::new(db.clone(), clock.clone())),
             inbound: Arc::new(InboundStore::new(db.clone(), clock.clone())),
             scheduler: Arc::new(Scheduler::new(db.clone(), clock.clone())),
@@ -138,6 +146,7 @@ impl ApiState {
             clock: self.clock.clone(),
             settings: self.settings.clone(),
             outbox: self.outbox.clone(),
+            logins: self.logins.clone(),
         }
     }
 

@@ -385,3 +385,95 @@ async fn bad_input(backend: vizit_api::Backend) {
     );
 }
 on_both_databases!(bad_input_gets_problem_documents_never_500, super::bad_input);
+
+on_both_databases!(
+    password_guessing_is_locked_out_with_429,
+    super::password_guessing
+);
+async fn password_guessing(backend: vizit_api::Backend) {
+    use vizit_api::ApiSettings;
+    use vizit_api::people::guard::LoginLimits;
+    let clock = vizit_api::Clock::manual(1_800_000_000_000);
+    let api = common::TestApi::spawn_clocked(
+        backend,
+        ApiSettings {
+            login_limits: LoginLimits {
+                failures_per_account: 3,
+                failures_per_address: 5,
+                window: std::time::Duration::from_secs(600),
+                hashing_slots: 2,
+            },
+            ..ApiSettings::default()
+        },
+        clock.clone(),
+        |s| s,
+    )
+    .await;
+    api.staff(vizit_api::domain::Role::Admin, "admin@clinic.test")
+        .await;
+    let attempt = |email: &'static str, password: &'static str| {
+        let http = api.http.clone();
+        let url = format!("{}/auth/login", api.base);
+        async move {
+            let res = http
+                .post(url)
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            let status = res.status();
+            let body: Value = res.json().await.unwrap();
+            (
+                status,
+                body["code"].as_str().unwrap_or("").to_owned(),
+                retry,
+            )
+        }
+    };
+    let checks = || api.state.logins.checks();
+
+    // Wrong passwords: refused, each after a real check.
+    for _ in 0..3 {
+        let (status, code, retry) = attempt("admin@clinic.test", "guess-guess-guess").await;
+        assert_eq!(
+            (status, code.as_str(), retry),
+            (StatusCode::BAD_REQUEST, "wrong_credentials", None)
+        );
+    }
+    assert_eq!(checks(), 3);
+    // The account is locked: even the right password gets 429, without a check.
+    let (status, code, retry) = attempt("admin@clinic.test", "password-123456").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(code, "too_many_attempts");
+    assert_eq!(retry, Some(600));
+    assert_eq!(checks(), 3, "a locked login checks no password");
+
+    // An unknown e-mail costs the same check as a wrong password (no staff enumeration by time).
+    let (status, code, _) = attempt("nobody@clinic.test", "guess-guess-guess").await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "wrong_credentials")
+    );
+    assert_eq!(checks(), 4);
+    // One more failure from this address locks it for every e-mail.
+    attempt("someone@clinic.test", "guess-guess-guess").await;
+    let (status, _, retry) = attempt("third@clinic.test", "guess").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.is_some_and(|s| s > 0 && s <= 600), "{retry:?}");
+
+    // The window passes: the right password works again.
+    clock.advance(601_000);
+    let (status, _, _) = attempt("admin@clinic.test", "password-123456").await;
+    assert_eq!(status, StatusCode::OK);
+    let failed = api
+        .count("SELECT COUNT(*) FROM audit_log WHERE action = 'session.login_failed'")
+        .await;
+    assert_eq!(
+        failed, 5,
+        "each failure is audited; refusals before a check are not"
+    );
+}

@@ -25,6 +25,12 @@ pub enum ApiError {
     TooLarge(usize),
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// Too many attempts: a `429` with `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        retry_after_secs: u64,
+        message: String,
+    },
     /// An external system failed (a 502: the request was fine, the dependency was not).
     #[error("{message}")]
     Upstream { code: &'static str, message: String },
@@ -68,6 +74,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } | ApiError::Transition(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,6 +90,7 @@ impl ApiError {
             | ApiError::Conflict { code, .. }
             | ApiError::Upstream { code, .. } => code,
             ApiError::TooLarge(_) => "body_too_large",
+            ApiError::TooManyRequests { .. } => "too_many_attempts",
             ApiError::Transition(e) => e.code(),
             ApiError::Internal(_) => "internal",
         }
@@ -134,11 +142,20 @@ impl IntoResponse for ApiError {
             detail: self.to_string(),
         };
         let body = serde_json::to_string(&problem).expect("problems serialize");
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_secs.into());
+        }
+        response
     }
 }

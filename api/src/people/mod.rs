@@ -5,10 +5,12 @@
 //! - `service.rs` — the rules (who may be created with what, logins, sessions, keys).
 //! - `repo.rs` — the SQL of `users`, `doctors`, `sessions`, `api_keys`.
 //! - `credentials.rs` — argon2 passwords and hashed random secrets.
+//! - `guard.rs` — login rate limits, and password checks off the async workers.
 //! - `auth.rs` — the [`crate::domain::Caller`] extractor.
 
 mod auth;
 pub mod credentials;
+pub mod guard;
 mod repo;
 pub mod routes;
 pub mod service;

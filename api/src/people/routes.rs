@@ -26,6 +26,10 @@ impl From<Error> for ApiError {
             Error::WeakPassword => ApiError::bad_request("weak_password", e.to_string()),
             Error::EmailTaken => ApiError::conflict("email_taken", e.to_string()),
             Error::WrongCredentials => ApiError::bad_request("wrong_credentials", e.to_string()),
+            Error::TooManyAttempts(secs) => ApiError::TooManyRequests {
+                retry_after_secs: secs,
+                message: e.to_string(),
+            },
             Error::NotFound(what) => ApiError::NotFound(what),
             Error::CannotDisableSelf => ApiError::bad_request("cannot_disable_self", e.to_string()),
             Error::InvalidCredentials => ApiError::InvalidCredentials,
@@ -60,7 +64,7 @@ pub struct UserView {
     name: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "sessions", request_body = LoginRequest, responses((status = 200, body = SessionView), (status = 400, body = Problem), (status = 413, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "sessions", request_body = LoginRequest, responses((status = 200, body = SessionView), (status = 400, body = Problem), (status = 413, body = Problem), (status = 429, body = Problem, headers(("Retry-After" = u64, description = "Seconds until logins are accepted again")))))]
 pub async fn login(
     State(state): State<ApiState>,
     parts: Parts,

@@ -3,9 +3,7 @@
 
 use serde_json::json;
 
-use super::credentials::{
-    API_KEY_PREFIX, SESSION_PREFIX, hash_password, new_secret, secret_hash, verify_password,
-};
+use super::credentials::{API_KEY_PREFIX, SESSION_PREFIX, new_secret, secret_hash};
 use super::repo::{self, DoctorRow, NewStaffRow};
 pub use super::repo::{MAX_CANDIDATES, NewPatient, PatientRecord, StaffRow};
 use crate::domain::{ApiKeyId, Caller, Principal, Role, UserId};
@@ -23,6 +21,9 @@ pub enum Error {
     EmailTaken,
     #[error("wrong e-mail or password")]
     WrongCredentials,
+    /// Too many failed logins for the account or from the address: retry after these seconds.
+    #[error("too many failed logins; try again in {0} s")]
+    TooManyAttempts(u64),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("an admin cannot disable their own account")]
@@ -90,7 +91,7 @@ pub async fn create_staff_user(db: &Db, staff: NewStaff<'_>) -> Result<UserId, E
     if staff.role == Role::Doctor && staff.specialty.is_none_or(|s| s.trim().is_empty()) {
         return Err(Error::InvalidField("a doctor needs a specialty".into()));
     }
-    let hash = hash_password(staff.password)?;
+    let hash = super::guard::hash_password_off_thread(staff.password).await?;
     let id = UserId::new();
     let mut tx = db.begin_write().await?;
     repo::insert_staff(
@@ -368,21 +369,31 @@ pub async fn authenticate(core: &Core, secret: &str) -> Result<(Principal, Optio
 }
 
 /// Check a staff member's password; a failure is audited and says the same for an unknown
-/// e-mail and a wrong password.
+/// e-mail and a wrong password, after the same work. Too many failures for the account or from
+/// the address refuse the login before any check ([`Error::TooManyAttempts`]).
 pub async fn login(
     core: &Core,
     email: &str,
     password: &str,
     ip: Option<String>,
 ) -> Result<(Caller, String, i64), Error> {
-    let user = repo::staff_by_email(&core.db.pool, &email.trim().to_lowercase())
-        .await?
-        .filter(|u| {
-            u.password_hash
-                .as_deref()
-                .is_some_and(|h| verify_password(password, h))
-        });
+    let account = email.trim().to_lowercase();
+    let guard = &core.logins;
+    if let Err(locked) = guard.check(&account, ip.as_deref(), core.now()) {
+        return Err(Error::TooManyAttempts(locked.retry_after_secs));
+    }
+    let found = repo::staff_by_email(&core.db.pool, &account).await?;
+    let hash = found.as_ref().and_then(|u| u.password_hash.as_deref());
+    let verified = guard.verify(password, hash).await;
+    let user = found.filter(|_| verified);
     let Some(user) = user else {
+        if guard.failed(&account, ip.as_deref(), core.now()) {
+            // Once per lockout; the account is not named (the audit log has the attempts).
+            tracing::warn!(
+                ip = ip.as_deref().unwrap_or("-"),
+                "password logins locked out for a while"
+            );
+        }
         let mut conn = core.db.pool.acquire().await?;
         audit(
             &mut conn,
@@ -395,6 +406,7 @@ pub async fn login(
         .await?;
         return Err(Error::WrongCredentials);
     };
+    guard.succeeded(&account);
     let (token, expires) = create_session(core, &user.id, "password").await?;
     let caller = Caller {
         principal: Principal::User {

@@ -104,6 +104,8 @@ export class ApiProblem extends Error {
     readonly status: number,
     readonly code: string,
     readonly detail: string,
+    /** Seconds to wait before trying again (a `429`'s `Retry-After`). */
+    readonly retryAfter: number | null = null,
   ) {
     super(`HTTP ${status} ${code}`);
     this.name = 'ApiProblem';
@@ -663,7 +665,8 @@ export class ApiClient {
       const code = typeof p['code'] === 'string' ? p['code'] : `http_${res.status}`;
       const detail = typeof p['detail'] === 'string' ? p['detail'] : '';
       if (res.status === 401) this.options.onUnauthorized();
-      throw new ApiProblem(res.status, code, detail);
+      const retry = Number.parseInt(res.headers.get('retry-after') ?? '', 10);
+      throw new ApiProblem(res.status, code, detail, Number.isFinite(retry) ? retry : null);
     }
     if (parsed === null) throw new BadResponse(`empty or non-JSON body (HTTP ${res.status})`);
     return parsed;

@@ -78,6 +78,10 @@ export function errorText(e: unknown): string {
       return TEXT.sessionExpired;
     case 'wrong_credentials':
       return 'Неверный e-mail или пароль.';
+    case 'too_many_attempts': {
+      const minutes = Math.max(1, Math.ceil((e.retryAfter ?? 60) / 60));
+      return `Слишком много неудачных попыток входа. Попробуйте снова через ${minutes} мин.`;
+    }
     case 'forbidden':
       return 'У вашей учётной записи нет прав на это действие.';
     case 'not_found':
