@@ -498,6 +498,13 @@ pub struct SignalingSettings {
     /// A WebSocket silent this long is closed (clients ping every 10 s).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A WebSocket that has not joined a room this long after opening is closed.
+    #[serde(with = "humantime_serde")]
+    pub join_timeout: Duration,
+    /// Open WebSockets in total; more get `503`.
+    pub max_sockets: usize,
+    /// Open WebSockets per client address; more get `429`.
+    pub max_sockets_per_address: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -552,6 +559,9 @@ impl Default for Settings {
             },
             signaling: SignalingSettings {
                 idle_timeout: Duration::from_secs(30),
+                join_timeout: Duration::from_secs(10),
+                max_sockets: 10_000,
+                max_sockets_per_address: 100,
             },
             database: DatabaseSettings {
                 url: None,
@@ -798,6 +808,18 @@ impl Settings {
                 "signaling.idle_timeout",
                 "must be at least 15s (clients ping every 10 s)",
             );
+        }
+        if self.signaling.join_timeout < Duration::from_secs(1) {
+            return invalid(
+                "signaling.join_timeout",
+                "must be at least 1s, e.g. \"10s\"",
+            );
+        }
+        if self.signaling.max_sockets == 0 {
+            return invalid("signaling.max_sockets", "must be at least 1");
+        }
+        if self.signaling.max_sockets_per_address == 0 {
+            return invalid("signaling.max_sockets_per_address", "must be at least 1");
         }
         if let Some(secret) = &self.auth.token_secret
             && secret.expose_secret().len() < vizit_signaling::MIN_SECRET_BYTES

@@ -326,7 +326,13 @@ impl Application {
             keys.clone(),
             settings.signaling.idle_timeout,
             shutdown_rx,
-        );
+        )
+        .with_limits(vizit_signaling::SocketLimits {
+            join_timeout: settings.signaling.join_timeout,
+            max_sockets: settings.signaling.max_sockets,
+            max_sockets_per_address: settings.signaling.max_sockets_per_address,
+            ..Default::default()
+        });
         let app = http::router(HttpState {
             media: media_handle.clone(),
             keys,

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{Peer, TestApp};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use str0m::media::MediaKind;
 use vizit_signaling::CallRole;
@@ -347,5 +348,171 @@ async fn media_threads_each_carry_whole_rooms() {
         assert!(metrics.contains(&rooms), "{metrics}");
         assert!(metrics.contains(&people), "{metrics}");
     }
+    app.stop().await;
+}
+
+/// A WebSocket upgrade's HTTP status when the server refuses it.
+async fn refused_upgrade(app: &TestApp) -> u16 {
+    match tokio_tungstenite::connect_async(format!("ws://{}/ws", app.http)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("refused otherwise: {e}"),
+        Ok(_) => panic!("the upgrade was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn sockets_that_never_join_are_closed_whatever_they_send() {
+    let app = TestApp::spawn_with(|s| {
+        s.signaling.join_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut idle = app.ws().await;
+    // Pings would once have kept it open for ever.
+    let pinging = async {
+        for nonce in 0..100 {
+            idle.send(json!({"type": "ping", "nonce": nonce})).await;
+            let reply = idle.stream.next().await;
+            match reply {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                    let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+                    if v["type"] == "error" {
+                        return v;
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("still open after 10 s of pings");
+    };
+    let error = pinging.await;
+    assert_eq!(error["code"], "joinTimeout");
+    idle.expect_closed().await;
+
+    // A socket that joins in time stays.
+    let mut ws = app.ws().await;
+    ws.join(&app.token("in-time", "d", CallRole::Doctor)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ws.assert_alive().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sockets_are_capped_per_address_and_in_total() {
+    let app = TestApp::spawn_with(|s| {
+        s.signaling.max_sockets_per_address = 2;
+    })
+    .await;
+    let first = app.ws().await;
+    let mut second = app.ws().await;
+    assert_eq!(refused_upgrade(&app).await, 429);
+    drop(first);
+    // The slot frees once the server sees the close.
+    common::eventually("a freed slot", || async {
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", app.http))
+            .await
+            .is_ok()
+    })
+    .await;
+    second.assert_alive().await;
+    app.stop().await;
+
+    let app = TestApp::spawn_with(|s| {
+        s.signaling.max_sockets = 3;
+    })
+    .await;
+    let _open = [app.ws().await, app.ws().await, app.ws().await];
+    assert_eq!(refused_upgrade(&app).await, 503);
+    assert_eq!(
+        app.get("/healthz").await.0,
+        200,
+        "plain HTTP is still served"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_messages_closes_the_socket_and_spares_the_room() {
+    let app = TestApp::spawn().await;
+    let mut doctor = app.ws().await;
+    doctor
+        .join(&app.token("flood", "d", CallRole::Doctor))
+        .await;
+    let mut patient = app.ws().await;
+    patient
+        .join(&app.token("flood", "p", CallRole::Patient))
+        .await;
+    doctor.expect("participantJoined").await;
+    for i in 0..1000 {
+        let sent = patient
+            .stream
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                json!({"type": "mute", "kind": "audio", "muted": i % 2 == 0}).to_string(),
+            ))
+            .await;
+        if sent.is_err() {
+            break;
+        }
+    }
+    // The patient gets the error (after the mute echoes it may not read) and is closed…
+    loop {
+        match patient.recv().await {
+            Some(m) if m["type"] == "error" => {
+                assert_eq!(m["code"], "tooManyMessages");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("closed without the error"),
+        }
+    }
+    patient.expect_closed().await;
+    // …and the doctor hears far fewer than a thousand mute changes, then that the patient left.
+    let mut changes = 0;
+    loop {
+        let m = doctor.recv().await.expect("the doctor stays");
+        if m["type"] == "muteChanged" {
+            changes += 1;
+        } else {
+            assert_eq!(m["type"], "participantLeft", "{m}");
+            break;
+        }
+    }
+    assert!(changes <= 250, "{changes} mute changes passed");
+    doctor.assert_alive().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ice_candidates_are_bounded_per_participant() {
+    let app = TestApp::spawn().await;
+    let mut ws = app.ws().await;
+    ws.join(&app.token("candidates", "d", CallRole::Doctor))
+        .await;
+    let candidate = |i: u32| {
+        format!(
+            "candidate:{i} 1 udp 2122260223 192.0.2.1 {} typ host",
+            40000 + i
+        )
+    };
+    // An offer carrying a thousand: refused as a whole, the session goes on.
+    let mut offer = String::from("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n");
+    for i in 0..1000 {
+        offer.push_str(&format!("a={}\r\n", candidate(i)));
+    }
+    ws.send(json!({"type": "offer", "sdp": offer})).await;
+    ws.expect_error("tooManyCandidates").await;
+    ws.assert_alive().await;
+    // Trickled: the first 64 distinct ones are taken (repeats count once), the 65th is not.
+    for i in 0..64 {
+        ws.send(json!({"type": "candidate", "candidate": candidate(i)}))
+            .await;
+        ws.send(json!({"type": "candidate", "candidate": candidate(i)}))
+            .await;
+    }
+    ws.assert_alive().await;
+    ws.send(json!({"type": "candidate", "candidate": candidate(64)}))
+        .await;
+    ws.expect_error("tooManyCandidates").await;
+    ws.assert_alive().await;
     app.stop().await;
 }

@@ -115,6 +115,8 @@ impl Server {
             .env("VIZIT_AUTH__TOKEN_SECRET", &secret)
             .env("VIZIT_DEMO", "false")
             .env("VIZIT_LOG__FILTER", "warn")
+            // Every simulated participant connects from loopback.
+            .env("VIZIT_SIGNALING__MAX_SOCKETS_PER_ADDRESS", "10000")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,5 +1,8 @@
 //! What signaling asks of the SFU for one participant's session ([`Command`]).
 
+use str0m::change::{SdpAnswer, SdpOffer};
+
+use crate::candidates::Parsed;
 use crate::ids::ParticipantKey;
 use crate::info::TrackKind;
 use crate::signal::LeaveReason;
@@ -7,13 +10,15 @@ use crate::signal::LeaveReason;
 /// A command to the SFU, as the I/O edge carries it from signaling.
 #[derive(Debug)]
 pub enum Command {
+    /// The client's offer, parsed before it reaches the media loop.
     Offer {
         key: ParticipantKey,
-        sdp: String,
+        offer: Box<Parsed<SdpOffer>>,
     },
+    /// The client's answer to our offer, parsed before it reaches the media loop.
     Answer {
         key: ParticipantKey,
-        sdp: String,
+        answer: Box<Parsed<SdpAnswer>>,
     },
     Candidate {
         key: ParticipantKey,
@@ -29,15 +34,9 @@ pub enum Command {
         reason: LeaveReason,
     },
     /// The participant gives (`true`) or withdraws consent to recording.
-    Consent {
-        key: ParticipantKey,
-        consent: bool,
-    },
+    Consent { key: ParticipantKey, consent: bool },
     /// The doctor starts (`true`) or stops the recording.
-    Recording {
-        key: ParticipantKey,
-        start: bool,
-    },
+    Recording { key: ParticipantKey, start: bool },
 }
 
 impl Command {

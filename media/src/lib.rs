@@ -66,6 +66,7 @@
 //!   never waits for the recorder.
 
 mod assembler;
+mod candidates;
 mod clock;
 mod command;
 mod consumer;
@@ -93,6 +94,7 @@ mod track;
 mod transmit;
 mod transport;
 
+pub use candidates::{MAX_REMOTE_CANDIDATES, Parsed};
 pub use command::Command;
 pub use ids::{ParticipantId, ParticipantKey, RoomId};
 pub use info::{ParticipantInfo, Role, TrackKind};
@@ -104,7 +106,7 @@ pub use recording::{
     StopReason, TapCodec, TapFactory, TapFrame,
 };
 pub use rtp::Header as RtpHeader;
-pub use server::{DEFAULT_SOCKET_BUFFER, MediaHandle, MediaServer, MediaServerError};
+pub use server::{DEFAULT_SOCKET_BUFFER, MediaHandle, MediaServer, MediaServerError, SIGNAL_QUEUE};
 pub use sfu::{JoinError, Sfu};
 pub use signal::{LeaveReason, Signal};
 pub use transmit::Transmit;

@@ -20,6 +20,8 @@ pub enum NegotiationError {
     NoPendingOffer,
     #[error("invalid ICE candidate: {0}")]
     BadCandidate(String),
+    #[error("more than {max} ICE candidates")]
+    TooManyCandidates { max: usize },
     #[error("the participant is no longer in the room")]
     Gone,
     #[error("{0}")]

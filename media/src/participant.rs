@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use str0m::media::{MediaKind, Mid};
 
+use crate::candidates::RemoteCandidates;
 use crate::consumer::Consumer;
 use crate::ids::{ParticipantKey, RoomId};
 use crate::info::ParticipantInfo;
@@ -23,6 +24,8 @@ pub(crate) struct Participant {
     pub consumers: Vec<Consumer>,
     /// Where the SDP exchange of its session stands.
     pub negotiation: Negotiation,
+    /// The remote ICE candidates it gave (bounded).
+    pub remote_candidates: RemoteCandidates,
     pub joined_at: Instant,
     /// Last UDP datagram from this participant: its liveness.
     pub last_seen: Option<Instant>,

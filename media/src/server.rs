@@ -14,6 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::candidates::Parsed;
 use crate::ids::ParticipantKey;
 use crate::{
     Command, JoinError, LeaveReason, Metrics, NegotiationError, ParticipantInfo, RoomEvent, RoomId,
@@ -45,7 +46,7 @@ enum ServerCommand {
     Join {
         room: RoomId,
         info: ParticipantInfo,
-        signals: mpsc::UnboundedSender<Signal>,
+        signals: mpsc::Sender<Signal>,
         reply: oneshot::Sender<Result<(ParticipantKey, Vec<ParticipantInfo>), JoinError>>,
     },
     Command {
@@ -55,6 +56,9 @@ enum ServerCommand {
     Metrics(oneshot::Sender<Metrics>),
     Shutdown(oneshot::Sender<()>),
 }
+
+/// Signals waiting for one session's socket; a session this far behind is removed.
+pub const SIGNAL_QUEUE: usize = 256;
 
 /// The media node: bind it, hand out [`MediaHandle`]s, then [`MediaServer::spawn`] it.
 pub struct MediaServer {
@@ -70,7 +74,7 @@ struct MediaLoop {
     /// The address str0m sees as every datagram's destination: the announced candidate.
     destination: SocketAddr,
     commands: mpsc::Receiver<ServerCommand>,
-    sessions: HashMap<ParticipantKey, mpsc::UnboundedSender<Signal>>,
+    sessions: HashMap<ParticipantKey, mpsc::Sender<Signal>>,
     events: Option<mpsc::UnboundedSender<RoomEvent>>,
 }
 
@@ -362,14 +366,32 @@ impl MediaLoop {
             batch.push(t.destination, &t.contents);
         }
         batch.send(&self.socket, &self.udp).await;
-        while let Some((key, signal)) = self.sfu.poll_signal() {
-            let closed = matches!(signal, Signal::Closed(_));
-            if let Some(session) = self.sessions.get(&key) {
-                // A session that went away is cleaned up below; its signals have no reader.
-                let _ = session.send(signal);
+        loop {
+            let mut behind = Vec::new();
+            while let Some((key, signal)) = self.sfu.poll_signal() {
+                let closed = matches!(signal, Signal::Closed(_));
+                if let Some(session) = self.sessions.get(&key) {
+                    // A session that went away is cleaned up below; its signals have no reader.
+                    if let Err(mpsc::error::TrySendError::Full(_)) = session.try_send(signal) {
+                        behind.push(key);
+                    }
+                }
+                if closed || !self.sfu.is_member(key) {
+                    self.sessions.remove(&key);
+                }
             }
-            if closed || !self.sfu.is_member(key) {
-                self.sessions.remove(&key);
+            if behind.is_empty() {
+                break;
+            }
+            // A session that does not take its signals (its client stopped reading) is not
+            // buffered for without limit: it is dropped (its socket sees the channel close)
+            // and the others are told it left, which the next round delivers.
+            for key in behind {
+                if self.sessions.remove(&key).is_some() {
+                    warn!(%key, "a session fell behind on its signals: removed");
+                    self.sfu
+                        .remove(Instant::now(), key, LeaveReason::ConnectionLost);
+                }
             }
         }
         while let Some(event) = self.sfu.poll_event() {
@@ -526,15 +548,8 @@ impl MediaHandle {
         &self,
         room: RoomId,
         info: ParticipantInfo,
-    ) -> Result<
-        (
-            ParticipantKey,
-            Vec<ParticipantInfo>,
-            mpsc::UnboundedReceiver<Signal>,
-        ),
-        JoinError,
-    > {
-        let (signals, signal_rx) = mpsc::unbounded_channel();
+    ) -> Result<(ParticipantKey, Vec<ParticipantInfo>, mpsc::Receiver<Signal>), JoinError> {
+        let (signals, signal_rx) = mpsc::channel(SIGNAL_QUEUE);
         let (reply, reply_rx) = oneshot::channel();
         self.loop_of_room(&room)
             .commands
@@ -584,13 +599,18 @@ impl MediaHandle {
         key: ParticipantKey,
         sdp: String,
     ) -> Result<String, NegotiationError> {
-        self.request(Command::Offer { key, sdp })
+        // Parsed here, on the caller's task: the media loop only applies it.
+        let offer = Box::new(Parsed::offer(&sdp)?);
+        self.request(Command::Offer { key, offer })
             .await?
             .ok_or_else(|| NegotiationError::BadSdp("no answer was produced".into()))
     }
 
     pub async fn answer(&self, key: ParticipantKey, sdp: String) -> Result<(), NegotiationError> {
-        self.request(Command::Answer { key, sdp }).await.map(|_| ())
+        let answer = Box::new(Parsed::answer(&sdp)?);
+        self.request(Command::Answer { key, answer })
+            .await
+            .map(|_| ())
     }
 
     pub async fn candidate(

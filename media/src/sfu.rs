@@ -15,6 +15,7 @@ use str0m::rtp::RtpPacket;
 use str0m::{Candidate, Event, Input, Output};
 use tracing::{debug, info, trace, warn};
 
+use crate::candidates::{Parsed, RemoteCandidates};
 use crate::command::Command;
 use crate::consumer::Consumer;
 use crate::deadline::lower;
@@ -205,6 +206,7 @@ impl Sfu {
                 producers: Vec::new(),
                 consumers,
                 negotiation: Negotiation::new(),
+                remote_candidates: RemoteCandidates::default(),
                 joined_at: now,
                 last_seen: None,
             },
@@ -246,8 +248,8 @@ impl Sfu {
         command: Command,
     ) -> Result<Option<String>, NegotiationError> {
         match command {
-            Command::Offer { key, sdp } => self.offer(now, key, &sdp).map(Some),
-            Command::Answer { key, sdp } => self.answer(now, key, &sdp).map(|()| None),
+            Command::Offer { key, offer } => self.accept_offer(now, key, *offer).map(Some),
+            Command::Answer { key, answer } => self.accept_answer(now, key, *answer).map(|()| None),
             Command::Candidate { key, candidate } => self.candidate(key, &candidate).map(|()| None),
             Command::Mute { key, kind, muted } => {
                 self.set_muted(key, kind, muted);
@@ -418,12 +420,23 @@ impl Sfu {
         key: ParticipantKey,
         sdp: &str,
     ) -> Result<String, NegotiationError> {
-        let offer =
-            SdpOffer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
+        self.accept_offer(now, key, Parsed::offer(sdp)?)
+    }
+
+    /// [`Sfu::offer`] of an offer parsed already (off the media loop).
+    pub fn accept_offer(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        offer: Parsed<SdpOffer>,
+    ) -> Result<String, NegotiationError> {
         let p = self
             .participants
             .get_mut(&key)
             .ok_or(NegotiationError::Gone)?;
+        p.remote_candidates
+            .admit(offer.candidates.iter().map(String::as_str))?;
+        let offer = offer.sdp;
         if p.negotiation.is_pending() {
             debug!(participant = %p.info.id, "offer collision: the client's offer wins");
         }
@@ -442,12 +455,24 @@ impl Sfu {
         key: ParticipantKey,
         sdp: &str,
     ) -> Result<(), NegotiationError> {
-        let answer =
-            SdpAnswer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
+        self.accept_answer(now, key, Parsed::answer(sdp)?)
+    }
+
+    /// [`Sfu::answer`] of an answer parsed already (off the media loop).
+    pub fn accept_answer(
+        &mut self,
+        now: Instant,
+        key: ParticipantKey,
+        answer: Parsed<SdpAnswer>,
+    ) -> Result<(), NegotiationError> {
         let p = self
             .participants
             .get_mut(&key)
             .ok_or(NegotiationError::Gone)?;
+        // Refused: our offer stays outstanding; the client may answer again within the bound.
+        p.remote_candidates
+            .admit(answer.candidates.iter().map(String::as_str))?;
+        let answer = answer.sdp;
         let room_id = p.room.clone();
         let answered = p
             .negotiation
@@ -489,6 +514,7 @@ impl Sfu {
         let text = trimmed.strip_prefix("a=").unwrap_or(trimmed);
         let parsed = Candidate::from_sdp_string(text)
             .map_err(|e| NegotiationError::BadCandidate(e.to_string()))?;
+        p.remote_candidates.admit([text])?;
         p.transport.rtc.add_remote_candidate(parsed);
         Ok(())
     }
@@ -497,10 +523,15 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
-        match kind {
-            TrackKind::Audio => p.info.audio_muted = muted,
-            TrackKind::Video => p.info.video_muted = muted,
+        let state = match kind {
+            TrackKind::Audio => &mut p.info.audio_muted,
+            TrackKind::Video => &mut p.info.video_muted,
+        };
+        if *state == muted {
+            // Nothing changed: the others are not told again.
+            return;
         }
+        *state = muted;
         let id = p.info.id.clone();
         if let Some(room) = self.rooms.get(&p.room) {
             for other in room.others(key) {

@@ -230,6 +230,12 @@ pub enum ErrorCode {
     ServerShutdown,
     /// A recording command was refused (not the doctor, no consent, recording switched off).
     RecordingRefused,
+    /// The socket did not join within the server's join timeout.
+    JoinTimeout,
+    /// The client sent messages faster than the server accepts them.
+    TooManyMessages,
+    /// An offer or trickled candidates went over the server's bound on ICE candidates.
+    TooManyCandidates,
     Internal,
 }
 
@@ -246,6 +252,8 @@ impl ErrorCode {
                 | ErrorCode::ConnectionLost
                 | ErrorCode::Replaced
                 | ErrorCode::ServerShutdown
+                | ErrorCode::JoinTimeout
+                | ErrorCode::TooManyMessages
                 | ErrorCode::Internal
         )
     }

@@ -1,12 +1,16 @@
 //! The WebSocket endpoint: drives one [`Session`] per socket against the media node.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
@@ -23,6 +27,66 @@ use crate::protocol::{
 use crate::session::{Action, Session};
 use crate::token::TokenKeys;
 
+/// Bounds on the sockets of `GET /ws`, so that no one can hold the server's memory or sockets
+/// without joining a call.
+#[derive(Debug, Clone)]
+pub struct SocketLimits {
+    /// A socket that has not joined a room this long after opening is closed (`joinTimeout`),
+    /// whatever it sends meanwhile.
+    pub join_timeout: Duration,
+    /// Open sockets in total; beyond it an upgrade gets `503`.
+    pub max_sockets: usize,
+    /// Open sockets per client address; beyond it an upgrade gets `429`.
+    pub max_sockets_per_address: usize,
+    /// Messages a client may send in a burst…
+    pub message_burst: u32,
+    /// …refilled at this many per second; a client past it gets `tooManyMessages` and is closed.
+    pub messages_per_second: u32,
+    /// A frame the client does not take within this (it stopped reading) closes the socket.
+    pub send_timeout: Duration,
+}
+
+impl Default for SocketLimits {
+    fn default() -> Self {
+        SocketLimits {
+            join_timeout: Duration::from_secs(10),
+            max_sockets: 10_000,
+            max_sockets_per_address: 100,
+            message_burst: 200,
+            messages_per_second: 20,
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Open sockets, in total and per address.
+#[derive(Default)]
+struct OpenSockets {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// One open socket's place in [`OpenSockets`]; freed when dropped.
+struct SocketSlot {
+    open: Arc<Mutex<OpenSockets>>,
+    address: Option<IpAddr>,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("open sockets");
+        open.total -= 1;
+        if let Some(a) = self.address
+            && let Some(n) = open.by_address.get_mut(&a)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.by_address.remove(&a);
+            }
+        }
+    }
+}
+
 /// What the WebSocket endpoint needs.
 #[derive(Clone)]
 pub struct SignalingState {
@@ -30,6 +94,8 @@ pub struct SignalingState {
     keys: Arc<TokenKeys>,
     idle_timeout: Duration,
     shutdown: watch::Receiver<bool>,
+    limits: Arc<SocketLimits>,
+    open: Arc<Mutex<OpenSockets>>,
 }
 
 impl SignalingState {
@@ -45,6 +111,110 @@ impl SignalingState {
             keys: Arc::new(keys),
             idle_timeout,
             shutdown,
+            limits: Arc::new(SocketLimits::default()),
+            open: Arc::default(),
+        }
+    }
+
+    /// The same state with these socket limits.
+    pub fn with_limits(mut self, limits: SocketLimits) -> Self {
+        self.limits = Arc::new(limits);
+        self
+    }
+
+    /// Sockets open now.
+    pub fn open_sockets(&self) -> usize {
+        self.open.lock().expect("open sockets").total
+    }
+
+    /// A place for a new socket from `address`, or why not.
+    fn admit(&self, address: Option<IpAddr>) -> Result<SocketSlot, Refusal> {
+        let mut open = self.open.lock().expect("open sockets");
+        if open.total >= self.limits.max_sockets {
+            return Err(Refusal::Full);
+        }
+        if let Some(a) = address {
+            let n = open.by_address.entry(a).or_default();
+            if *n >= self.limits.max_sockets_per_address {
+                return Err(Refusal::TooManyFromAddress);
+            }
+            *n += 1;
+        }
+        open.total += 1;
+        Ok(SocketSlot {
+            open: self.open.clone(),
+            address,
+        })
+    }
+}
+
+/// Why a socket was not opened.
+enum Refusal {
+    Full,
+    TooManyFromAddress,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, text) = match self {
+            Refusal::Full => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many open calls on this server; try again shortly\n",
+            ),
+            Refusal::TooManyFromAddress => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many open calls from this address\n",
+            ),
+        };
+        (status, [(axum::http::header::RETRY_AFTER, "5")], text).into_response()
+    }
+}
+
+/// The client's address, when the server was started with connect info.
+struct ClientAddress(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(a)| a.ip()),
+        ))
+    }
+}
+
+/// A token bucket over the messages of one socket.
+struct MessageBudget {
+    tokens: f64,
+    burst: f64,
+    per_second: f64,
+    last: tokio::time::Instant,
+}
+
+impl MessageBudget {
+    fn new(limits: &SocketLimits) -> Self {
+        MessageBudget {
+            tokens: limits.message_burst as f64,
+            burst: limits.message_burst as f64,
+            per_second: limits.messages_per_second as f64,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Take one message's worth; false when the client is over its budget.
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -54,17 +224,31 @@ pub fn router(state: SignalingState) -> Router {
     Router::new().route("/ws", get(upgrade)).with_state(state)
 }
 
-async fn upgrade(State(state): State<SignalingState>, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<SignalingState>,
+    ClientAddress(address): ClientAddress,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let slot = match state.admit(address) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            debug!("WebSocket refused: too many open");
+            return refused.into_response();
+        }
+    };
     // Frames up to 1 MiB are read so that a merely large one gets a typed `tooLarge` error;
     // the protocol limit itself is MAX_MESSAGE_BYTES.
     ws.max_message_size(1024 * 1024)
         .max_frame_size(1024 * 1024)
-        .on_upgrade(move |socket| run(socket, state))
+        .on_upgrade(move |socket| async move {
+            run(socket, state).await;
+            drop(slot);
+        })
 }
 
 struct Joined {
     key: vizit_media::ParticipantKey,
-    signals: mpsc::UnboundedReceiver<Signal>,
+    signals: mpsc::Receiver<Signal>,
 }
 
 async fn run(socket: WebSocket, state: SignalingState) {
@@ -73,6 +257,8 @@ async fn run(socket: WebSocket, state: SignalingState) {
     let mut joined: Option<Joined> = None;
     let mut shutdown = state.shutdown.clone();
     let mut left_on_purpose = false;
+    let join_deadline = tokio::time::Instant::now() + state.limits.join_timeout;
+    let mut budget = MessageBudget::new(&state.limits);
     let span = info_span!(
         "ws",
         room = tracing::field::Empty,
@@ -81,6 +267,7 @@ async fn run(socket: WebSocket, state: SignalingState) {
 
     async {
         loop {
+            let awaiting_join = joined.is_none();
             let signal = async {
                 match joined.as_mut() {
                     Some(j) => j.signals.recv().await,
@@ -94,6 +281,11 @@ async fn run(socket: WebSocket, state: SignalingState) {
                     outgoing.push(ServerMessage::RoomClosed { reason: CloseReason::ServerShutdown });
                     close = true;
                 }
+                _ = tokio::time::sleep_until(join_deadline), if awaiting_join => {
+                    debug!("socket did not join in time");
+                    outgoing.push(ProtocolError::new(ErrorCode::JoinTimeout, "join within a few seconds of opening the socket").to_message());
+                    close = true;
+                }
                 signal = signal => match signal {
                     Some(signal) => {
                         let delivery = session.handle_signal(signal);
@@ -105,8 +297,10 @@ async fn run(socket: WebSocket, state: SignalingState) {
                         }
                     }
                     None => {
+                        // The media server dropped this session: it fell behind on its
+                        // messages, or the server is stopping.
                         joined = None;
-                        outgoing.push(ProtocolError::new(ErrorCode::Internal, "the media server stopped").to_message());
+                        outgoing.push(ProtocolError::new(ErrorCode::ConnectionLost, "the server dropped this session; join again").to_message());
                         close = true;
                     }
                 },
@@ -116,6 +310,10 @@ async fn run(socket: WebSocket, state: SignalingState) {
                         break;
                     }
                     Ok(None) | Ok(Some(Err(_))) => break,
+                    Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if !budget.take() => {
+                        outgoing.push(ProtocolError::new(ErrorCode::TooManyMessages, "too many messages; slow down").to_message());
+                        close = true;
+                    }
                     Ok(Some(Ok(Message::Text(text)))) => {
                         let action = session.handle_text(text.as_str(), &state.keys);
                         close = perform(action, &state, &mut session, &mut joined, &mut outgoing, &mut left_on_purpose).await;
@@ -129,15 +327,24 @@ async fn run(socket: WebSocket, state: SignalingState) {
                     Ok(Some(Ok(_))) => {} // ping/pong frames are answered by the library
                 },
             }
+            let send_timeout = state.limits.send_timeout;
+            let mut stalled = false;
             for message in outgoing {
-                if sink.send(Message::Text(Utf8Bytes::from(message.to_json()))).await.is_err() {
+                let sent = tokio::time::timeout(send_timeout, sink.send(Message::Text(Utf8Bytes::from(message.to_json())))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    // Gone, or not reading: a client that does not take its messages is dropped.
+                    stalled = sent.is_err();
                     close = true;
                     break;
                 }
             }
+            if stalled {
+                debug!("client stopped reading its socket");
+                break;
+            }
             if close {
-                let _ = sink
-                    .send(Message::Close(Some(CloseFrame { code: 1000, reason: Utf8Bytes::from_static("bye") })))
+                let _ = tokio::time::timeout(send_timeout, sink
+                    .send(Message::Close(Some(CloseFrame { code: 1000, reason: Utf8Bytes::from_static("bye") }))))
                     .await;
                 break;
             }
@@ -272,6 +479,10 @@ fn negotiation_error(e: NegotiationError) -> ProtocolError {
         NegotiationError::BadSdp(why) => {
             ProtocolError::new(ErrorCode::BadSdp, format!("the SDP was refused: {why}"))
         }
+        NegotiationError::TooManyCandidates { max } => ProtocolError::new(
+            ErrorCode::TooManyCandidates,
+            format!("more than {max} ICE candidates; the extra ones were not taken"),
+        ),
         NegotiationError::BadCandidate(why) => ProtocolError::new(
             ErrorCode::BadMessage,
             format!("the ICE candidate was refused: {why}"),

@@ -185,18 +185,23 @@ impl Ws {
         assert!(self.recv().await.is_none(), "the socket should be closed");
     }
 
-    /// The socket is still served: a ping gets its pong.
+    /// The socket is still served: a ping gets its pong (room `recording` statuses aside).
     pub async fn assert_alive(&mut self) {
         self.send(json!({"type": "ping", "nonce": 99})).await;
-        let next = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
-            .await
-            .expect("pong within 10 s");
-        match next {
-            Some(Ok(Message::Text(text))) => {
-                let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                assert_eq!(value, json!({"type": "pong", "nonce": 99}));
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
+                .await
+                .expect("pong within 10 s");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(text.as_str()).unwrap();
+                    if value["type"] != "recording" {
+                        assert_eq!(value, json!({"type": "pong", "nonce": 99}));
+                        return;
+                    }
+                }
+                other => panic!("expected a pong, got {other:?}"),
             }
-            other => panic!("expected a pong, got {other:?}"),
         }
     }
 }
@@ -391,4 +396,19 @@ pub fn frame(name: &str, kind: &str, n: u64, len: usize) -> Vec<u8> {
         data.push(x as u8);
     }
     data
+}
+
+/// Wait until `check` holds, polling for up to 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within 10 s: {what}");
 }

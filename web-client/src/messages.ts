@@ -84,6 +84,9 @@ export function errorText(code: string): string {
       return 'Не удалось согласовать параметры видеосвязи с сервером. Попробуйте другой браузер.';
     case 'internal':
       return 'Ошибка на сервере. Попробуйте подключиться позже.';
+    case 'joinTimeout':
+    case 'tooManyMessages':
+      return 'Сервер прервал соединение. Подключаемся заново…';
     default:
       return `Ошибка сервера (${code}).`;
   }

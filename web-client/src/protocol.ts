@@ -39,6 +39,9 @@ export type ErrorCode =
   | 'replaced'
   | 'serverShutdown'
   | 'recordingRefused'
+  | 'joinTimeout'
+  | 'tooManyMessages'
+  | 'tooManyCandidates'
   | 'internal';
 
 // ---- client → server -------------------------------------------------------------------------
@@ -230,5 +233,7 @@ export const FATAL_NO_RETRY: ReadonlySet<string> = new Set<ErrorCode>([
 export const FATAL_RETRY: ReadonlySet<string> = new Set<ErrorCode>([
   'connectionLost',
   'serverShutdown',
+  'joinTimeout',
+  'tooManyMessages',
   'internal',
 ]);

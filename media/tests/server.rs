@@ -1,0 +1,73 @@
+//! The media server behind its handle: sessions that stop taking their signals.
+
+use std::time::Duration;
+
+use vizit_media::{
+    LeaveReason, MediaServer, ParticipantId, ParticipantInfo, Role, RoomId, SIGNAL_QUEUE,
+    SfuOptions, Signal, TrackKind,
+};
+
+fn person(id: &str, role: Role) -> ParticipantInfo {
+    ParticipantInfo {
+        id: ParticipantId::new(id),
+        name: id.into(),
+        role,
+        audio_muted: false,
+        video_muted: false,
+        recordable: false,
+    }
+}
+
+#[tokio::test]
+async fn a_session_that_does_not_take_its_signals_is_removed_not_buffered() {
+    let (server, media) = MediaServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1".parse().unwrap(),
+        SfuOptions::new(vec!["127.0.0.1:9".parse().unwrap()]),
+        1 << 16,
+        1,
+    )
+    .await
+    .unwrap();
+    let running = tokio::spawn(server.spawn().await.unwrap());
+    let room = RoomId::new("flood");
+    let (doctor, _, mut doctor_signals) = media
+        .join(room.clone(), person("d", Role::Doctor))
+        .await
+        .unwrap();
+    // The patient's session never reads its signals.
+    let (_patient, _, _patient_signals) = media
+        .join(room.clone(), person("p", Role::Patient))
+        .await
+        .unwrap();
+    loop {
+        match doctor_signals.recv().await {
+            Some(Signal::ParticipantJoined(p)) => break assert_eq!(p.id, ParticipantId::new("p")),
+            Some(_) => {}
+            None => panic!("the doctor's session closed"),
+        }
+    }
+
+    // The same state again tells nobody anything.
+    for _ in 0..10 * SIGNAL_QUEUE {
+        media.mute(doctor, TrackKind::Audio, false).await;
+    }
+    // Each change is a signal to the patient, whose queue fills.
+    for i in 0..2 * SIGNAL_QUEUE {
+        media.mute(doctor, TrackKind::Audio, i % 2 == 0).await;
+    }
+    let left = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match doctor_signals.recv().await {
+                Some(Signal::ParticipantLeft { id, reason }) => return (id, reason),
+                Some(_) => {}
+                None => panic!("the doctor's session closed"),
+            }
+        }
+    })
+    .await
+    .expect("the patient is removed");
+    assert_eq!(left, (ParticipantId::new("p"), LeaveReason::ConnectionLost));
+    media.shutdown().await;
+    running.await.unwrap();
+}
