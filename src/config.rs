@@ -430,6 +430,15 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// The URL people reach Vizit at (used in printed links). Empty: derived from the listener.
     pub public_url: String,
+    /// A request's headers (and a TLS handshake) must arrive within this.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive whole within this (`408`).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Connections served at once per listener; more wait until one closes. Lowered at start
+    /// to fit the open-file limit.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -533,6 +542,9 @@ impl Default for Settings {
             http: HttpSettings {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
                 public_url: String::new(),
+                header_read_timeout: Duration::from_secs(10),
+                body_read_timeout: Duration::from_secs(30),
+                max_connections: 10_000,
             },
             tls: TlsSettings {
                 listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8443)),
@@ -793,6 +805,21 @@ impl Settings {
         }
         if self.auth.token_ttl.is_zero() {
             return invalid("auth.token_ttl", "must be positive, e.g. \"2h\"");
+        }
+        if self.http.header_read_timeout < Duration::from_secs(1) {
+            return invalid(
+                "http.header_read_timeout",
+                "must be at least 1s, e.g. \"10s\"",
+            );
+        }
+        if self.http.body_read_timeout < Duration::from_secs(1) {
+            return invalid(
+                "http.body_read_timeout",
+                "must be at least 1s, e.g. \"30s\"",
+            );
+        }
+        if self.http.max_connections == 0 {
+            return invalid("http.max_connections", "must be at least 1");
         }
         if self.auth.login_failures_per_account == 0 {
             return invalid("auth.login_failures_per_account", "must be at least 1");

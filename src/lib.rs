@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod esia;
 pub mod http;
+pub mod serve;
 pub mod startup;
 pub mod telemetry;
 pub mod web;

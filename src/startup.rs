@@ -31,7 +31,8 @@ pub struct Application {
     settings: Settings,
     http: tokio::net::TcpListener,
     http_addr: SocketAddr,
-    https: Option<(std::net::TcpListener, axum_server::tls_rustls::RustlsConfig)>,
+    https: Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>,
+    limits: std::sync::Arc<crate::serve::ServeLimits>,
     https_addr: Option<SocketAddr>,
     media: MediaServer,
     media_handle: MediaHandle,
@@ -345,19 +346,30 @@ impl Application {
         })
         .merge(vizit_signaling::router(signaling))
         .merge(vizit_api::router(api.clone()));
+        let limits = std::sync::Arc::new(crate::serve::ServeLimits {
+            header_read_timeout: settings.http.header_read_timeout,
+            body_read_timeout: settings.http.body_read_timeout,
+            max_connections: fit_connections(
+                settings.http.max_connections,
+                settings.tls.cert.is_some(),
+            ),
+            max_body_bytes: vizit_api::MAX_BODY_BYTES,
+        });
+        let app = crate::serve::guard_bodies(app, limits.clone());
 
         let (https, https_addr) = match (&settings.tls.cert, &settings.tls.key) {
             (Some(cert), Some(key)) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                     .await
                     .context("tls.cert / tls.key: cannot load the certificate and key")?;
-                let listener =
-                    std::net::TcpListener::bind(settings.tls.listen).with_context(|| {
+                let listener = tokio::net::TcpListener::bind(settings.tls.listen)
+                    .await
+                    .with_context(|| {
                         format!("tls.listen: cannot listen on {}", settings.tls.listen)
                     })?;
-                listener.set_nonblocking(true)?;
                 let addr = listener.local_addr()?;
-                (Some((listener, config)), Some(addr))
+                let acceptor = tokio_rustls::TlsAcceptor::from(config.get_inner());
+                (Some((listener, acceptor)), Some(addr))
             }
             _ => (None, None),
         };
@@ -373,6 +385,7 @@ impl Application {
             room_events,
             live,
             app,
+            limits,
             api,
             sandbox,
             mail_capture,
@@ -476,29 +489,23 @@ impl Application {
             ))
         });
 
-        let mut stopping = self.shutdown.subscribe();
-        let http_app = self.app.clone();
-        let http_task = tokio::spawn(async move {
-            axum::serve(
-                self.http,
-                http_app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stopping.wait_for(|s| *s).await;
-            })
-            .await
-        });
-
-        let tls_handle = axum_server::Handle::new();
-        let https_task = self.https.map(|(listener, config)| {
-            let handle = tls_handle.clone();
-            let app = self.app.clone();
-            tokio::spawn(async move {
-                axum_server::from_tcp_rustls(listener, config)
-                    .handle(handle)
-                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
-            })
+        let http_task = tokio::spawn(crate::serve::serve(
+            self.http,
+            None,
+            self.app.clone(),
+            self.limits.clone(),
+            self.shutdown.subscribe(),
+            DRAIN_TIMEOUT,
+        ));
+        let https_task = self.https.map(|(listener, acceptor)| {
+            tokio::spawn(crate::serve::serve(
+                listener,
+                Some(acceptor),
+                self.app.clone(),
+                self.limits.clone(),
+                self.shutdown.subscribe(),
+                DRAIN_TIMEOUT,
+            ))
         });
 
         stop.await;
@@ -506,16 +513,10 @@ impl Application {
         // Sockets send `roomClosed` and close; then the SFU removes everyone.
         let _ = self.shutdown.send(true);
         self.media_handle.shutdown().await;
-        tls_handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
-
-        if tokio::time::timeout(DRAIN_TIMEOUT, http_task)
-            .await
-            .is_err()
-        {
-            warn!("HTTP connections did not close in time");
-        }
+        // The listeners wait for their connections up to DRAIN_TIMEOUT themselves.
+        let _ = http_task.await;
         if let Some(task) = https_task {
-            let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
+            let _ = task.await;
         }
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, media_task).await;
         // Recordings the shutdown stopped finish their files and enter the spool (which keeps
@@ -554,6 +555,37 @@ impl Application {
     }
 }
 
+/// Raise the open-file limit to the hard limit, and lower `wanted` connections per listener to
+/// what fits in it (with room for WebSockets, the database, recordings and the listeners).
+fn fit_connections(wanted: usize, tls: bool) -> usize {
+    let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+    let limit = if soft < hard {
+        match rlimit::Resource::NOFILE.set(hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    let listeners = if tls { 2 } else { 1 };
+    // A quarter for everything else, the rest shared by the listeners.
+    let fits = usize::try_from(limit).unwrap_or(usize::MAX) / 4 * 3 / listeners;
+    if wanted > fits {
+        warn!(
+            wanted,
+            fits,
+            open_files = limit,
+            "http.max_connections lowered to fit the open-file limit; raise it (ulimit -n, LimitNOFILE=) for more"
+        );
+        fits.max(16)
+    } else {
+        wanted
+    }
+}
+
 fn display_addr(addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
         format!("localhost:{}", addr.port())
@@ -581,5 +613,25 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_raised_and_connections_fit_in_it() {
+        let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+        rlimit::Resource::NOFILE.set(hard.min(512), hard).unwrap();
+        let fitted = fit_connections(usize::MAX, true);
+        let (soft, _) = rlimit::Resource::NOFILE.get().unwrap();
+        assert_eq!(soft, hard, "raised to the hard limit");
+        let hard = usize::try_from(hard).unwrap_or(usize::MAX);
+        assert!(
+            fitted >= 16 && fitted <= hard / 4 * 3 / 2,
+            "{fitted} of {hard}"
+        );
+        assert_eq!(fit_connections(100, false), 100.min(hard / 4 * 3));
     }
 }

@@ -516,3 +516,114 @@ async fn ice_candidates_are_bounded_per_participant() {
     ws.assert_alive().await;
     app.stop().await;
 }
+
+/// Read from `stream` until the server closes it; what it sent.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection within 10 s")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn slow_and_oversized_requests_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(|s| {
+        s.http.header_read_timeout = Duration::from_secs(1);
+        s.http.body_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // Headers that never end: the connection is closed.
+    let mut slow_headers = tokio::net::TcpStream::connect(app.http).await.unwrap();
+    slow_headers
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    read_until_closed(&mut slow_headers).await;
+    // A connection that sends nothing at all, too.
+    let mut silent = tokio::net::TcpStream::connect(app.http).await.unwrap();
+    read_until_closed(&mut silent).await;
+    // And a kept-alive connection that asks nothing more.
+    let mut idle = tokio::net::TcpStream::connect(app.http).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let response = read_until_closed(&mut idle).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    // A body that never completes: 408, a problem document.
+    let mut slow_body = tokio::net::TcpStream::connect(app.http).await.unwrap();
+    slow_body
+        .write_all(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":")
+        .await
+        .unwrap();
+    let response = read_until_closed(&mut slow_body).await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("application/problem+json"), "{response}");
+    assert!(response.contains("\"code\":\"body_timeout\""), "{response}");
+
+    // A declared body over the limit: 413 at once, before any of it is sent.
+    let mut big = tokio::net::TcpStream::connect(app.http).await.unwrap();
+    big.write_all(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n")
+        .await
+        .unwrap();
+    let response = read_until_closed(&mut big).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(
+        response.contains("\"code\":\"body_too_large\""),
+        "{response}"
+    );
+
+    // The same over the limit without a length (chunked): 413, a problem document too.
+    let chunked = reqwest::Client::new()
+        .post(format!(
+            "http://{}/api/v1/integrations/yookassa/notifications",
+            app.http
+        ))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            (0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])),
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status().as_u16(), 413);
+    assert_eq!(
+        chunked.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(app.get("/healthz").await.0, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_one() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(|s| {
+        s.http.max_connections = 2;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(app.http).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        held.push(c);
+    }
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/healthz", app.http);
+    let waiting = tokio::time::timeout(Duration::from_secs(2), client.get(&url).send()).await;
+    assert!(waiting.is_err(), "served beyond the cap: {waiting:?}");
+    // One of the two goes away: the next request is served.
+    drop(held.pop());
+    let served = tokio::time::timeout(Duration::from_secs(10), client.get(&url).send())
+        .await
+        .expect("served once a connection closed")
+        .unwrap();
+    assert_eq!(served.status().as_u16(), 200);
+    drop(held);
+    app.stop().await;
+}

@@ -59,6 +59,7 @@ async fn serves_https_with_the_configured_certificate_and_plain_http_beside_it()
     settings.tls.cert = Some(dir.join("cert.pem"));
     settings.tls.key = Some(dir.join("key.pem"));
     settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
+    settings.http.header_read_timeout = std::time::Duration::from_secs(1);
     settings.validate().unwrap();
     let app = Application::build(settings).await.unwrap();
     let https = app.https_addr().expect("an HTTPS listener");
@@ -93,11 +94,31 @@ async fn serves_https_with_the_configured_certificate_and_plain_http_beside_it()
     tls.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("ok\n"), "{response}");
+    // Browsers are told to keep to HTTPS.
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{response}"
+    );
+
+    // A connection that never starts its TLS handshake is closed (tls handshakes share the
+    // header read timeout).
+    let mut silent = tokio::net::TcpStream::connect(https).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("closed by the server");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 
     let plain = reqwest::get(format!("http://{http}/healthz"))
         .await
         .unwrap();
     assert_eq!(plain.status().as_u16(), 200);
+    assert!(
+        plain.headers().get("strict-transport-security").is_none(),
+        "plain HTTP does not send HSTS"
+    );
 
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();

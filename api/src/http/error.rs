@@ -23,6 +23,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// The request body did not arrive whole within this.
+    #[error("the request body did not arrive within {0:?}")]
+    RequestTimeout(std::time::Duration),
     #[error(transparent)]
     Transition(#[from] TransitionError),
     /// Too many attempts: a `429` with `Retry-After`.
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } | ApiError::Transition(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,6 +94,7 @@ impl ApiError {
             | ApiError::Conflict { code, .. }
             | ApiError::Upstream { code, .. } => code,
             ApiError::TooLarge(_) => "body_too_large",
+            ApiError::RequestTimeout(_) => "body_timeout",
             ApiError::TooManyRequests { .. } => "too_many_attempts",
             ApiError::Transition(e) => e.code(),
             ApiError::Internal(_) => "internal",
