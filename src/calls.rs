@@ -100,6 +100,78 @@ impl RoomSink for RecorderReports {
     }
 }
 
+/// Asks the business layer at every join whether a consultation's token still admits its
+/// holder (tokens of other rooms, minted by `vizit token`, are not consultations'). If the
+/// database cannot answer, the signed, time-limited token is trusted: a call is not refused
+/// because of an outage.
+pub struct ConsultationAdmission(pub vizit_api::ApiState);
+
+impl vizit_signaling::Admission for ConsultationAdmission {
+    fn admit<'a>(
+        &'a self,
+        claims: &'a vizit_signaling::JoinClaims,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if !claims.rec {
+                return Ok(());
+            }
+            match vizit_api::consultations::admits_call(&self.0.core(), &claims.room, &claims.sub)
+                .await
+            {
+                Ok(verdict) => verdict.map_err(str::to_owned),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check a join against its consultation; admitted on the token");
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+/// Ends a consultation's live room when it is cancelled, closed or expires: both parties get
+/// `roomClosed {reason: "callEnded"}` (an outbox subscriber, so no change is missed).
+pub struct RoomCloser(pub vizit_media::MediaHandle);
+
+impl vizit_api::platform::outbox::Subscriber for RoomCloser {
+    fn name(&self) -> &'static str {
+        "calls.end_room"
+    }
+
+    fn wants(&self, kind: &str) -> bool {
+        use vizit_api::domain::event::EventKind;
+        matches!(
+            EventKind::parse(kind),
+            Some(
+                EventKind::ConsultationCancelled
+                    | EventKind::ConsultationCompleted
+                    | EventKind::ConsultationExpired
+            )
+        )
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _conn: &'a mut sqlx::AnyConnection,
+        event: &'a vizit_api::platform::outbox::Event,
+    ) -> vizit_api::platform::BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            if let Some(consultation) = &event.consultation_id {
+                let ended = self
+                    .0
+                    .close_room(
+                        RoomId::new(consultation.as_str()),
+                        vizit_media::LeaveReason::CallEnded,
+                    )
+                    .await;
+                if ended > 0 {
+                    tracing::info!(room = %consultation, participants = ended, "consultation ended: its call was closed");
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,7 @@ pub enum Command {
     Serve,
     /// Print a signed join token for one participant of a room (until the API mints them).
     ///
-    /// Open the call as <server>/call?token=<the printed token>.
+    /// Open the call as <server>/call#token=<the printed token>.
     Token {
         /// Room id (one per consultation).
         #[arg(long)]

@@ -190,8 +190,8 @@ async fn demo(State(state): State<HttpState>) -> Response {
 вкладках (или на двух устройствах) — врач и пациент увидят и услышат друг друга через SFU Vizit.
 Если оба согласятся на запись, звонок будет записан.</p>
 <ul>
-<li><a data-testid="demo-doctor" href="/call?token={doctor}" target="_blank" rel="noopener noreferrer">Войти как врач</a></li>
-<li><a data-testid="demo-patient" href="/call?token={patient}" target="_blank" rel="noopener noreferrer">Войти как пациент</a></li>
+<li><a data-testid="demo-doctor" href="/call#token={doctor}" target="_blank" rel="noopener noreferrer">Войти как врач</a></li>
+<li><a data-testid="demo-patient" href="/call#token={patient}" target="_blank" rel="noopener noreferrer">Войти как пациент</a></li>
 <li><a data-testid="demo-admin" href="/consultations#session={admin}" target="_blank" rel="noopener noreferrer">Записи консультаций (как администратор клиники)</a></li>
 </ul>
 {notices}<p>Ссылки действуют {ttl}. <a href="/demo">Новая консультация</a></p>

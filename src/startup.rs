@@ -333,7 +333,19 @@ impl Application {
             max_sockets: settings.signaling.max_sockets,
             max_sockets_per_address: settings.signaling.max_sockets_per_address,
             ..Default::default()
-        });
+        })
+        .with_admission(std::sync::Arc::new(crate::calls::ConsultationAdmission(
+            api.clone(),
+        )));
+        // Cancelled, closed or expired consultations end their live calls.
+        if let Err(e) = api
+            .outbox
+            .subscribe(std::sync::Arc::new(crate::calls::RoomCloser(
+                media_handle.clone(),
+            )))
+        {
+            warn!(error = %e, "the call-ending subscriber is registered already");
+        }
         let app = http::router(HttpState {
             media: media_handle.clone(),
             keys,

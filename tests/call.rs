@@ -260,7 +260,7 @@ async fn pages_health_and_demo() {
     let (status, demo) = app.get("/demo").await;
     assert_eq!(status, 200);
     let token = demo
-        .split("/call?token=")
+        .split("/call#token=")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .expect("a doctor link");
@@ -625,5 +625,87 @@ async fn connections_beyond_the_cap_wait_for_a_free_one() {
         .unwrap();
     assert_eq!(served.status().as_u16(), 200);
     drop(held);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_consultation_ends_its_call_and_its_tokens_stop_admitting() {
+    use vizit_api::consultations::{TransitionData, transition};
+    use vizit_api::domain::{CancelledBy, Transition};
+    let app = TestApp::spawn().await;
+    let tokens = |call: &vizit_api::demo::DemoCall| {
+        (
+            app.keys.issue_for_consultation(
+                call.consultation_id.as_str(),
+                call.doctor_id.as_str(),
+                CallRole::Doctor,
+                "Врач",
+                Duration::from_secs(600),
+            ),
+            app.keys.issue_for_consultation(
+                call.consultation_id.as_str(),
+                call.patient_id.as_str(),
+                CallRole::Patient,
+                "Пациент",
+                Duration::from_secs(600),
+            ),
+        )
+    };
+
+    // A live call; the clinic cancels the consultation.
+    let call = vizit_api::demo::demo_call(&app.api).await.unwrap();
+    let (doctor_token, patient_token) = tokens(&call);
+    let mut doctor = app.ws().await;
+    doctor.join(&doctor_token).await;
+    let mut patient = app.ws().await;
+    patient.join(&patient_token).await;
+    doctor.expect("participantJoined").await;
+    transition(
+        &app.api.core(),
+        None,
+        &call.consultation_id,
+        Transition::Cancel(CancelledBy::Clinic),
+        TransitionData::default(),
+    )
+    .await
+    .unwrap();
+    for ws in [&mut doctor, &mut patient] {
+        let closed = loop {
+            let m = ws.recv().await.expect("told before the socket closes");
+            if m["type"] == "roomClosed" {
+                break m;
+            }
+            assert_eq!(m["type"], "participantLeft", "{m}");
+        };
+        assert_eq!(closed["reason"], "callEnded");
+        ws.expect_closed().await;
+    }
+    // The tokens, still within their lifetime, no longer admit.
+    let mut again = app.ws().await;
+    again
+        .send(json!({"type": "join", "version": 1, "token": patient_token}))
+        .await;
+    let refused = again.expect_error("callUnavailable").await;
+    assert!(
+        refused["message"].as_str().unwrap().contains("cancelled"),
+        "{refused}"
+    );
+    again.expect_closed().await;
+
+    // A doctor disabled after the token was issued cannot join either; the patient still can.
+    let call = vizit_api::demo::demo_call(&app.api).await.unwrap();
+    let (doctor_token, patient_token) = tokens(&call);
+    sqlx::query("UPDATE users SET disabled_at = 1 WHERE id = $1")
+        .bind(call.doctor_id.as_str())
+        .execute(&app.api.db.pool)
+        .await
+        .unwrap();
+    let mut doctor = app.ws().await;
+    doctor
+        .send(json!({"type": "join", "version": 1, "token": doctor_token}))
+        .await;
+    doctor.expect_error("callUnavailable").await;
+    let mut patient = app.ws().await;
+    patient.join(&patient_token).await;
     app.stop().await;
 }

@@ -87,7 +87,7 @@ async fn portal_flow(backend: vizit_api::Backend) {
         join["callUrl"]
             .as_str()
             .unwrap()
-            .starts_with("/call?token=")
+            .starts_with("/call#token=")
     );
     let (status, doctor_join) = api
         .post(&format!("/consultations/{id}/join"), &c.doctor, json!({}))

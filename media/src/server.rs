@@ -54,6 +54,12 @@ enum ServerCommand {
         reply: Option<oneshot::Sender<Result<Option<String>, NegotiationError>>>,
     },
     Metrics(oneshot::Sender<Metrics>),
+    /// Remove everyone in a room; replies how many left.
+    CloseRoom {
+        room: RoomId,
+        reason: LeaveReason,
+        reply: oneshot::Sender<usize>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -351,6 +357,13 @@ impl MediaLoop {
             ServerCommand::Metrics(reply) => {
                 let _ = reply.send(self.sfu.metrics());
             }
+            ServerCommand::CloseRoom {
+                room,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.sfu.close_room(now, &room, reason));
+            }
             ServerCommand::Shutdown(_) => unreachable!("handled in run"),
         }
     }
@@ -368,6 +381,7 @@ impl MediaLoop {
         batch.send(&self.socket, &self.udp).await;
         loop {
             let mut behind = Vec::new();
+            let mut gone = Vec::new();
             while let Some((key, signal)) = self.sfu.poll_signal() {
                 let closed = matches!(signal, Signal::Closed(_));
                 if let Some(session) = self.sessions.get(&key) {
@@ -376,9 +390,15 @@ impl MediaLoop {
                         behind.push(key);
                     }
                 }
-                if closed || !self.sfu.is_member(key) {
+                if closed {
                     self.sessions.remove(&key);
+                } else if !self.sfu.is_member(key) {
+                    // Removed, but its own `Closed` may still be queued behind this signal.
+                    gone.push(key);
                 }
+            }
+            for key in gone {
+                self.sessions.remove(&key);
             }
             if behind.is_empty() {
                 break;
@@ -682,6 +702,25 @@ impl MediaHandle {
             total.get_or_insert_default().merge(index, metrics);
         }
         total
+    }
+
+    /// End a room: everyone in it is removed and told `reason`. Returns how many were in it (0
+    /// for a room that is not live, or when the media server is gone).
+    pub async fn close_room(&self, room: RoomId, reason: LeaveReason) -> usize {
+        let (reply, reply_rx) = oneshot::channel();
+        let sent = self
+            .loop_of_room(&room)
+            .commands
+            .send(ServerCommand::CloseRoom {
+                room,
+                reason,
+                reply,
+            })
+            .await;
+        if sent.is_err() {
+            return 0;
+        }
+        reply_rx.await.unwrap_or(0)
     }
 
     /// Tell every participant the server is stopping, close the rooms, stop every loop: every

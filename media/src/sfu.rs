@@ -603,6 +603,20 @@ impl Sfu {
     }
 
     /// Remove everyone (server shutdown).
+    /// Remove everyone in `room` (recorders too), each told `reason`. Returns how many left.
+    pub fn close_room(&mut self, now: Instant, room: &RoomId, reason: LeaveReason) -> usize {
+        let keys: Vec<_> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| &p.room == room)
+            .map(|(key, _)| *key)
+            .collect();
+        for &key in &keys {
+            self.remove(now, key, reason);
+        }
+        keys.len()
+    }
+
     pub fn close_all(&mut self, now: Instant, reason: LeaveReason) {
         let keys: Vec<_> = self.participants.keys().copied().collect();
         for key in keys {

@@ -27,4 +27,4 @@ pub use session::{Action, Delivery, Session, SessionState};
 pub use token::{
     AUDIENCE, CallRole, JoinClaims, KeyError, MIN_SECRET_BYTES, TokenError, TokenKeys,
 };
-pub use ws::{SignalingState, SocketLimits, router};
+pub use ws::{Admission, SignalingState, SocketLimits, router};

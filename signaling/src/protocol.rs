@@ -149,6 +149,8 @@ impl PeerView {
 #[serde(rename_all = "camelCase")]
 pub enum CloseReason {
     ServerShutdown,
+    /// The consultation was cancelled or closed: there is nothing to rejoin.
+    CallEnded,
 }
 
 /// A message to the browser.
@@ -236,6 +238,9 @@ pub enum ErrorCode {
     TooManyMessages,
     /// An offer or trickled candidates went over the server's bound on ICE candidates.
     TooManyCandidates,
+    /// The token is valid but no longer admits anyone: the consultation was cancelled or
+    /// closed, or the account was disabled.
+    CallUnavailable,
     Internal,
 }
 
@@ -252,6 +257,7 @@ impl ErrorCode {
                 | ErrorCode::ConnectionLost
                 | ErrorCode::Replaced
                 | ErrorCode::ServerShutdown
+                | ErrorCode::CallUnavailable
                 | ErrorCode::JoinTimeout
                 | ErrorCode::TooManyMessages
                 | ErrorCode::Internal

@@ -174,6 +174,9 @@ impl Session {
                     LeaveReason::ServerShutdown => ServerMessage::RoomClosed {
                         reason: CloseReason::ServerShutdown,
                     },
+                    LeaveReason::CallEnded => ServerMessage::RoomClosed {
+                        reason: CloseReason::CallEnded,
+                    },
                     LeaveReason::Replaced => ProtocolError::new(
                         ErrorCode::Replaced,
                         "the same participant joined from another tab or device",

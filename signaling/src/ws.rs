@@ -87,6 +87,17 @@ impl Drop for SocketSlot {
     }
 }
 
+/// Asked at every join (a rejoin included) whether a verified token still admits its holder:
+/// the business layer knows when a consultation was cancelled or closed, or an account
+/// disabled, after the token was issued.
+pub trait Admission: Send + Sync + 'static {
+    /// `Err` says why not, in words for the client.
+    fn admit<'a>(
+        &'a self,
+        claims: &'a crate::token::JoinClaims,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>>;
+}
+
 /// What the WebSocket endpoint needs.
 #[derive(Clone)]
 pub struct SignalingState {
@@ -96,6 +107,7 @@ pub struct SignalingState {
     shutdown: watch::Receiver<bool>,
     limits: Arc<SocketLimits>,
     open: Arc<Mutex<OpenSockets>>,
+    admission: Option<Arc<dyn Admission>>,
 }
 
 impl SignalingState {
@@ -113,7 +125,14 @@ impl SignalingState {
             shutdown,
             limits: Arc::new(SocketLimits::default()),
             open: Arc::default(),
+            admission: None,
         }
+    }
+
+    /// The same state asking `admission` at every join.
+    pub fn with_admission(mut self, admission: Arc<dyn Admission>) -> Self {
+        self.admission = Some(admission);
+        self
     }
 
     /// The same state with these socket limits.
@@ -383,6 +402,15 @@ async fn perform(
         Action::Join(claims) => {
             tracing::Span::current().record("room", claims.room.as_str());
             tracing::Span::current().record("participant", claims.sub.as_str());
+            if let Some(admission) = &state.admission
+                && let Err(why) = admission.admit(&claims).await
+            {
+                info!("join refused: the token no longer admits");
+                return fail(
+                    outgoing,
+                    ProtocolError::new(ErrorCode::CallUnavailable, why),
+                );
+            }
             let info = ParticipantInfo {
                 id: ParticipantId::new(claims.sub.as_str()),
                 name: claims.name.clone(),

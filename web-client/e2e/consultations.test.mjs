@@ -70,7 +70,8 @@ const storedSession = (page) => page.evaluate(() => window.sessionStorage.getIte
 
 /** On the call page (after a Join on /consultations): wait for the preview, then Join. */
 async function joinOnCallPage(page, label) {
-  await page.waitForURL((url) => url.pathname === '/call' && url.searchParams.has('token'), { timeout: 15_000 });
+  // The page takes the token out of the address bar once loaded.
+  await page.waitForURL((url) => url.pathname === '/call' && !url.href.includes('token'), { timeout: 15_000 });
   await byTestId(page, 'join').waitFor({ state: 'visible', timeout: 20_000 });
   await until(`${label}: Join enabled on the call page`, () => byTestId(page, 'join').isEnabled(), 20_000);
   await byTestId(page, 'join').click();

@@ -261,7 +261,9 @@ export async function openCallPage(browser, base, label, token, { denyMedia = fa
   const page = await context.newPage();
   page.on('console', (m) => remember(consoleLog, `[${label}] ${m.type()}: ${m.text()}`, 300));
   page.on('pageerror', (e) => remember(consoleLog, `[${label}] pageerror: ${e.message}`, 300));
-  await page.goto(`${base}/call?token=${encodeURIComponent(token)}`);
+  await page.goto(`${base}/call#token=${encodeURIComponent(token)}`);
+  // The token leaves the address bar (and so the history) at once.
+  await until(`${label}: token out of the address bar`, async () => !page.url().includes('token'), 5_000);
   // The preview is ready (media asked for) once Join is enabled.
   await byTestId(page, 'join').waitFor({ state: 'visible', timeout: 20_000 });
   await until(`${label}: Join enabled`, () => byTestId(page, 'join').isEnabled(), 20_000);

@@ -253,7 +253,7 @@ describe("The README's demo: a call made from /demo ends with its recordings on 
       const demo = await context.newPage();
       await demo.goto(`${server.base}/demo`);
       const href = async (id) => byTestId(demo, id).getAttribute('href');
-      const tokenOf = (link) => new URL(link, server.base).searchParams.get('token');
+      const tokenOf = (link) => new URLSearchParams(new URL(link, server.base).hash.slice(1)).get('token');
       const [doctorLink, patientLink, adminLink] = [await href('demo-doctor'), await href('demo-patient'), await href('demo-admin')];
       await context.close();
 

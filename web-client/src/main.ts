@@ -1,5 +1,5 @@
 /**
- * Entry point of the call page (`/call?token=…`): the pre-call check of camera and microphone,
+ * Entry point of the call page (`/call#token=…`): the pre-call check of camera and microphone,
  * then the call itself. Wires the DOM ({@link CallUi}) to the session ({@link CallSession}).
  */
 
@@ -26,9 +26,38 @@ window.vizit = {
   state: () => session?.connectionState() ?? 'idle',
 };
 
+const TOKEN_KEY = 'vizit.callToken';
+
+/**
+ * The join token: from the link (`#token=…`, or `?token=…` of older links), then kept in this
+ * tab's sessionStorage (a reload still works) and taken out of the address bar at once, so it
+ * stays in neither the browser's history nor a shared screenshot.
+ */
+function takeToken(): string {
+  const url = new URL(window.location.href);
+  const fromHash = new URLSearchParams(url.hash.replace(/^#/, '')).get('token')?.trim() ?? '';
+  const fromQuery = url.searchParams.get('token')?.trim() ?? '';
+  const fresh = fromHash !== '' ? fromHash : fromQuery;
+  if (fresh !== '') {
+    try {
+      sessionStorage.setItem(TOKEN_KEY, fresh);
+    } catch {
+      // Storage off: the call works, a reload asks for the link again.
+    }
+    url.searchParams.delete('token');
+    history.replaceState(null, '', url.pathname + url.search);
+    return fresh;
+  }
+  try {
+    return sessionStorage.getItem(TOKEN_KEY)?.trim() ?? '';
+  } catch {
+    return '';
+  }
+}
+
 async function main(): Promise<void> {
   const ui = new CallUi();
-  const token = new URLSearchParams(window.location.search).get('token')?.trim() ?? '';
+  const token = takeToken();
   if (token === '') {
     ui.showMessage(TEXT.noToken);
     return;

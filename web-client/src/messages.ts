@@ -29,7 +29,7 @@ export const TEXT = {
   reconnectGaveUp:
     'Не удалось восстановить соединение. Проверьте подключение к интернету и откройте ссылку ' +
     'на звонок ещё раз.',
-  roomClosed: 'Консультация завершена.',
+  roomClosed: 'Консультация завершена или отменена — звонок закрыт.',
   serverRestarting: 'Сервер перезапускается, подключимся снова через несколько секунд…',
   autoplayBlocked: 'Браузер не включил звук собеседника автоматически.',
 } as const;
@@ -84,6 +84,11 @@ export function errorText(code: string): string {
       return 'Не удалось согласовать параметры видеосвязи с сервером. Попробуйте другой браузер.';
     case 'internal':
       return 'Ошибка на сервере. Попробуйте подключиться позже.';
+    case 'callUnavailable':
+      return (
+        'Подключиться нельзя: консультация отменена или завершена, либо учётная запись ' +
+        'отключена. Если это ошибка, свяжитесь с клиникой.'
+      );
     case 'joinTimeout':
     case 'tooManyMessages':
       return 'Сервер прервал соединение. Подключаемся заново…';
@@ -98,6 +103,9 @@ export function leftText(name: string, reason: LeaveReason | string): string | n
   switch (reason) {
     case 'replaced':
       // They rejoined from another tab or device; a participantJoined follows at once.
+      return null;
+    case 'callEnded':
+      // The room closes for this side too; roomClosed follows at once.
       return null;
     case 'connectionLost':
       return `У собеседника (${who}) прервалась связь. Ожидаем, что он переподключится…`;

@@ -21,7 +21,12 @@ export interface Participant {
   videoMuted: boolean;
 }
 
-export type LeaveReason = 'hangup' | 'connectionLost' | 'replaced' | 'serverShutdown';
+export type LeaveReason =
+  | 'hangup'
+  | 'connectionLost'
+  | 'replaced'
+  | 'serverShutdown'
+  | 'callEnded';
 
 export type ErrorCode =
   | 'badMessage'
@@ -42,6 +47,7 @@ export type ErrorCode =
   | 'joinTimeout'
   | 'tooManyMessages'
   | 'tooManyCandidates'
+  | 'callUnavailable'
   | 'internal';
 
 // ---- client → server -------------------------------------------------------------------------
@@ -224,6 +230,7 @@ export const FATAL_NO_RETRY: ReadonlySet<string> = new Set<ErrorCode>([
   'unsupportedVersion',
   'replaced',
   'tooLarge',
+  'callUnavailable',
 ]);
 
 /**

@@ -382,7 +382,7 @@ pub async fn join(
     };
     let (token, expires) = service::join(&state.core(), &state.keys, &caller, &cid, role).await?;
     Ok(Json(JoinView {
-        call_url: format!("/call?token={token}"),
+        call_url: format!("/call#token={token}"),
         token,
         expires_at: to_rfc3339(expires),
     }))

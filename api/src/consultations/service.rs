@@ -508,6 +508,40 @@ pub async fn join(
     Ok((token, now + ttl.as_millis() as i64))
 }
 
+/// Whether a join token issued earlier still admits `participant` to the call of consultation
+/// `id`: they must be its doctor or patient with an enabled account, and the consultation paid
+/// or in progress (not cancelled, closed or expired since). `Ok(Err(why))` is a refusal in
+/// words for the client.
+pub async fn admits_call(
+    core: &Core,
+    id: &str,
+    participant: &str,
+) -> anyhow::Result<Result<(), &'static str>> {
+    let mut conn = core.db.pool.acquire().await?;
+    let Some(row) = repo::load(&mut conn, id).await? else {
+        return Ok(Err("the consultation does not exist"));
+    };
+    drop(conn);
+    if row.doctor_id != participant && row.patient_id != participant {
+        return Ok(Err("this link is not for a party of the consultation"));
+    }
+    match row.status().map_err(|e| anyhow::anyhow!("{e}"))? {
+        ConsultationStatus::Paid | ConsultationStatus::InProgress => {}
+        ConsultationStatus::Completed => return Ok(Err("the consultation is closed")),
+        ConsultationStatus::Cancelled => return Ok(Err("the consultation was cancelled")),
+        ConsultationStatus::Expired | ConsultationStatus::Booked => {
+            return Ok(Err("the consultation is not paid"));
+        }
+    }
+    if !crate::people::account_enabled(core, participant)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        return Ok(Err("the account is disabled"));
+    }
+    Ok(Ok(()))
+}
+
 /// One page of the consultations the caller may see (the read is audited).
 pub async fn list(
     core: &Core,

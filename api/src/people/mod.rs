@@ -19,9 +19,9 @@ use axum::Router;
 use axum::routing::{delete, get, post};
 
 pub use service::{
-    Error, MAX_CANDIDATES, NewPatient, NewStaff, PatientRecord, complete_patient, create_session,
-    create_staff_user, email_in_use, import_doctor, insert_patient, normalized_email,
-    patients_matching, register_patient, user_by_email,
+    Error, MAX_CANDIDATES, NewPatient, NewStaff, PatientRecord, account_enabled, complete_patient,
+    create_session, create_staff_user, email_in_use, import_doctor, insert_patient,
+    normalized_email, patients_matching, register_patient, user_by_email,
 };
 
 use crate::state::ApiState;

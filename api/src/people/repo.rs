@@ -202,6 +202,16 @@ pub async fn complete_patient(
     Ok(())
 }
 
+/// Whether a user exists and is not disabled.
+pub async fn is_enabled(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.is_some())
+}
+
 /// The name of an enabled patient.
 pub async fn active_patient_name(
     conn: &mut AnyConnection,

@@ -368,6 +368,12 @@ pub async fn authenticate(core: &Core, secret: &str) -> Result<(Principal, Optio
     Err(Error::InvalidCredentials)
 }
 
+/// Whether the user `id` exists and is not disabled.
+pub async fn account_enabled(core: &Core, id: &str) -> Result<bool, Error> {
+    let mut conn = core.db.pool.acquire().await?;
+    Ok(repo::is_enabled(&mut conn, id).await?)
+}
+
 /// Check a staff member's password; a failure is audited and says the same for an unknown
 /// e-mail and a wrong password, after the same work. Too many failures for the account or from
 /// the address refuse the login before any check ([`Error::TooManyAttempts`]).

@@ -338,7 +338,7 @@ function decodeJoin(v: unknown): JoinLink {
   const callUrl = str(o, 'callUrl');
   // Only ever navigate within this site: the URL comes from the server, but a relative path
   // check costs nothing and rules out "javascript:" or another origin.
-  if (!callUrl.startsWith('/call?')) throw new BadResponse('callUrl is not a call page path');
+  if (!callUrl.startsWith('/call#') && !callUrl.startsWith('/call?')) throw new BadResponse('callUrl is not a call page path');
   return { callUrl };
 }
 
