@@ -28,6 +28,7 @@ pub struct Settings {
     pub media: MediaSettings,
     pub auth: AuthSettings,
     pub signaling: SignalingSettings,
+    pub metrics: MetricsSettings,
     pub database: DatabaseSettings,
     pub consultations: ConsultationSettings,
     pub bitrix24: Bitrix24Config,
@@ -503,6 +504,16 @@ pub struct AuthSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Bearer token `GET /metrics` requires. Unset: only clients on loopback may read it.
+    #[serde(serialize_with = "serialize_secret")]
+    pub token: Option<SecretString>,
+    /// A series per live room, labelled with its id (a consultation's id). Off: totals only.
+    pub per_room: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SignalingSettings {
     /// A WebSocket silent this long is closed (clients ping every 10 s).
     #[serde(with = "humantime_serde")]
@@ -568,6 +579,10 @@ impl Default for Settings {
                 login_failures_per_account: 10,
                 login_failures_per_address: 50,
                 login_window: Duration::from_secs(15 * 60),
+            },
+            metrics: MetricsSettings {
+                token: None,
+                per_room: false,
             },
             signaling: SignalingSettings {
                 idle_timeout: Duration::from_secs(30),
@@ -834,6 +849,14 @@ impl Settings {
             return invalid(
                 "signaling.idle_timeout",
                 "must be at least 15s (clients ping every 10 s)",
+            );
+        }
+        if let Some(token) = &self.metrics.token
+            && token.expose_secret().len() < 16
+        {
+            return invalid(
+                "metrics.token",
+                "must be at least 16 characters; generate one with `openssl rand -hex 16`",
             );
         }
         if self.signaling.join_timeout < Duration::from_secs(1) {

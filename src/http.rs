@@ -27,6 +27,8 @@ pub struct HttpState {
     /// The built-in sandbox's URL, when demo mode started it: the demo page links its pages
     /// (where the demo's notifications arrive).
     pub sandbox_url: Option<String>,
+    /// Who may read `/metrics`, and whether it has per-room series.
+    pub metrics: crate::config::MetricsSettings,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -77,7 +79,34 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn metrics(State(state): State<HttpState>) -> Response {
+/// `/metrics`: with `metrics.token`, for its bearer only; without, for loopback clients only
+/// (a Prometheus on the same host); nobody else learns the load or, with `metrics.per_room`,
+/// the ids of live consultations.
+async fn metrics(
+    State(state): State<HttpState>,
+    headers: axum::http::HeaderMap,
+    connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+) -> Response {
+    let allowed = match &state.metrics.token {
+        Some(token) => {
+            use secrecy::ExposeSecret;
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            vizit_api::platform::inbound::same_secret(token.expose_secret(), given)
+        }
+        None => connect
+            .is_some_and(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip().is_loopback()),
+    };
+    if !allowed {
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "metrics are for loopback clients or the bearer of metrics.token\n",
+        )
+            .into_response();
+    }
     let Some(metrics) = state.media.metrics().await else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -85,7 +114,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         )
             .into_response();
     };
-    let mut body = metrics.to_prometheus();
+    let mut body = metrics.to_prometheus(state.metrics.per_room);
     if let Some(b) = &state.bitrix24 {
         body.push_str(&b.to_prometheus());
     }

@@ -8,7 +8,8 @@
 //! - a request's body must arrive whole within `http.body_read_timeout` (`408`), and no larger
 //!   than [`vizit_api::MAX_BODY_BYTES`]: a `Content-Length` above it is refused before a byte of
 //!   the body is read (`413`); both answers are problem documents;
-//! - the HTTPS listener adds `Strict-Transport-Security`.
+//! - every response says `X-Content-Type-Options: nosniff`; the HTTPS listener adds
+//!   `Strict-Transport-Security`.
 //!
 //! On stop the listeners close, and open requests get the drain time to finish.
 
@@ -206,6 +207,11 @@ fn service_for(
         let mut app = app.clone();
         async move {
             let mut response = app.call(request.map(Body::new)).await?;
+            // No response is to be sniffed into another type than it says.
+            response
+                .headers_mut()
+                .entry(header::X_CONTENT_TYPE_OPTIONS)
+                .or_insert(HeaderValue::from_static("nosniff"));
             if https {
                 response
                     .headers_mut()

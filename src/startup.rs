@@ -51,6 +51,7 @@ impl Application {
         // Two TLS crypto providers are linked (aws-lc-rs for serving, ring inside reqwest): name
         // the process default so every TLS config agrees. Already set (tests): fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        keep_data_private(&settings);
         let secret = settings.token_secret()?;
         let keys = TokenKeys::new(&secret).context("auth.token_secret")?;
 
@@ -355,6 +356,7 @@ impl Application {
             recording: live.stats.clone(),
             api: api.clone(),
             sandbox_url: sandbox.as_ref().map(|(_, running)| running.url()),
+            metrics: settings.metrics.clone(),
         })
         .merge(vizit_signaling::router(signaling))
         .merge(vizit_api::router(api.clone()));
@@ -564,6 +566,25 @@ impl Application {
         self.api.db.pool.close().await;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Vizit's files hold medical data and secrets: whatever the umask it was started with, what
+/// it creates from now on is readable by its own user only (umask 077), and the data folder and
+/// the folders of recordings, made by an earlier version perhaps, are closed to others (0700).
+fn keep_data_private(settings: &Settings) {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let mut folders = vec![settings.data_dir.clone()];
+    folders.extend(settings.recordings.local_dir.clone());
+    folders.extend(settings.recordings.work_dir.clone());
+    folders.extend(settings.recordings.spool_dir.clone());
+    for folder in folders {
+        if let Err(e) = std::fs::create_dir_all(&folder).and_then(|()| {
+            std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700))
+        }) {
+            warn!(folder = %folder.display(), error = %e, "cannot make the folder private (0700)");
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use vizit_signaling::CallRole;
 
 #[tokio::test]
 async fn two_peers_exchange_audio_and_video_unchanged_over_real_udp() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|s| s.metrics.per_room = true).await;
     let mut doctor = Peer::connect(&app, "room-a", "doctor", CallRole::Doctor, true).await;
     let mut patient = Peer::connect(&app, "room-a", "patient", CallRole::Patient, true).await;
     tokio::join!(
@@ -281,7 +281,57 @@ async fn pages_health_and_demo() {
         demo.contains("/consultations#session=vzs_"),
         "an admin link"
     );
+    // Whoever opens /demo gets that admin session: it sees the clinic's consultations but may
+    // not create staff or API keys.
+    let admin = demo
+        .split("/consultations#session=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("http://{}/api/v1{path}", app.http);
+    let listed = http
+        .get(api("/consultations"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+    for (path, body) in [
+        (
+            "/staff",
+            json!({"role": "admin", "email": "x@example.test", "name": "X", "password": "password-123456"}),
+        ),
+        ("/api-keys", json!({"name": "portal"})),
+    ] {
+        let refused = http
+            .post(api(path))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status().as_u16(), 403, "{path}");
+        let problem: serde_json::Value = refused.json().await.unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains("demo"),
+            "{problem}"
+        );
+    }
     assert_eq!(app.get("/assets/app.js").await.0, 200);
+    // Security headers: nothing is sniffed into another type; the API's docs page may not be
+    // framed and may show its own icon.
+    let health = reqwest::get(format!("http://{}/healthz", app.http))
+        .await
+        .unwrap();
+    assert_eq!(health.headers()["x-content-type-options"], "nosniff");
+    let docs = reqwest::get(format!("http://{}/api/v1/docs", app.http))
+        .await
+        .unwrap();
+    let csp = docs.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("img-src 'self' data:"), "{csp}");
+    assert_eq!(docs.headers()["cache-control"], "no-store");
     app.stop().await;
 }
 
@@ -707,5 +757,55 @@ async fn a_cancelled_consultation_ends_its_call_and_its_tokens_stop_admitting() 
     doctor.expect_error("callUnavailable").await;
     let mut patient = app.ws().await;
     patient.join(&patient_token).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_and_name_rooms_only_when_asked() {
+    let app = TestApp::spawn_with(|s| {
+        s.metrics.token = Some(secrecy::SecretString::from(
+            "metrics-token-0123456789".to_owned(),
+        ));
+    })
+    .await;
+    let mut ws = app.ws().await;
+    ws.join(&app.token("counted", "d", CallRole::Doctor)).await;
+    let url = format!("http://{}/metrics", app.http);
+    let http = reqwest::Client::new();
+    let anonymous = http.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 403);
+    let wrong = http.get(&url).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 403);
+    let text = http
+        .get(&url)
+        .bearer_auth("metrics-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("\nvizit_rooms 1\n"), "{text}");
+    assert!(text.contains("\nvizit_participants 1\n"), "{text}");
+    assert!(
+        !text.contains("counted"),
+        "no room id without metrics.per_room: {text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn data_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let app = TestApp::spawn().await;
+    // A write, so the database has its WAL.
+    vizit_api::demo::demo_call(&app.api).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(app.data_dir()), 0o700);
+    for name in ["vizit.db", "vizit.db-wal"] {
+        let path = app.data_dir().join(name);
+        assert_eq!(mode(&path) & 0o077, 0, "{name} is {:o}", mode(&path));
+    }
     app.stop().await;
 }

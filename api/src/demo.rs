@@ -98,7 +98,7 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
             name: DEMO_ADMIN.1.to_owned(),
         },
         ip: None,
-        via: Some("demo".into()),
+        via: Some(crate::domain::caller::DEMO_SESSION.into()),
     };
     let starts = state.now() + 60_000;
     let (slot_id, _, _) = slots::service::publish(
@@ -123,7 +123,8 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
         TransitionData::default(),
     )
     .await?;
-    let (admin_session, _) = create_session(&core, &admin_id, "demo").await?;
+    let (admin_session, _) =
+        create_session(&core, &admin_id, crate::domain::caller::DEMO_SESSION).await?;
     Ok(DemoCall {
         consultation_id,
         doctor_id,

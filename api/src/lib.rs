@@ -83,10 +83,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/docs.js", get(openapi::script))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(not_stored))
         .with_state(state.clone());
     Router::new()
         .nest("/api/v1", api)
         .merge(identity::pages().with_state(state))
+}
+
+/// The API's answers are personal and medical data: no cache, shared or private, keeps them
+/// (a handler that means otherwise sets its own `Cache-Control`).
+async fn not_stored(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Unknown paths under the API answer with a problem document too.

@@ -49,7 +49,7 @@ use crate::slots::routes as slots;
         documents::mine, documents::forms, documents::publish, documents::request_deletion,
         documents::my_requests, documents::requests, documents::answer, documents::extend,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemContent),
     tags(
         (name = "sessions", description = "Log in and out"),
         (name = "people", description = "Patients registered by the portal"),
@@ -86,6 +86,36 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every error response is an `application/problem+json` document: the handlers' annotations
+/// name the `Problem` schema, this names its media type.
+struct ProblemContent;
+
+impl Modify for ProblemContent {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let is_error = status.parse::<u16>().is_ok_and(|s| s >= 400);
+                    if let (true, utoipa::openapi::RefOr::T(response)) = (is_error, response)
+                        && let Some(content) = response.content.shift_remove("application/json")
+                    {
+                        response
+                            .content
+                            .insert("application/problem+json".to_owned(), content);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /api/v1/openapi.json`.
 pub async fn document() -> Response {
     let json = ApiDoc::openapi()
@@ -101,8 +131,10 @@ pub async fn page() -> Response {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'",
+                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                 img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
             ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         DOCS_HTML,
     )

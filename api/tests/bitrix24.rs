@@ -734,6 +734,40 @@ async fn events_are_verified_deduplicated_and_converge(backend: Backend) {
         ))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A good token with an implausible time (part of the deduplication key): 400, not stored.
+    let now = env.api.state.now() / 1000;
+    let week_ago = now - 8 * 86_400;
+    for ts in [
+        "1".to_owned(),
+        "9".repeat(10_000),
+        week_ago.to_string(),
+        "-5".into(),
+        String::new(),
+    ] {
+        let (status, _) = env
+            .event(&format!(
+                "event=ONBOOKINGADD&data[ID]=1&ts={ts}&auth[application_token]={TOKEN}"
+            ))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "ts={}",
+            &ts[..ts.len().min(20)]
+        );
+    }
+    let (status, _) = env
+        .event(&format!(
+            "event=ONBOOKINGADD&data[ID]=1&auth[application_token]={TOKEN}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no ts");
+    assert_eq!(
+        env.api
+            .count("SELECT COUNT(*) FROM integration_events")
+            .await,
+        0
+    );
 
     // A receptionist books the first slot; the event arrives (twice).
     let booking = env
@@ -741,7 +775,7 @@ async fn events_are_verified_deduplicated_and_converge(backend: Backend) {
         .add_booking(receptionist_booking(a, first, 30))
         .unwrap();
     let body = format!(
-        "event=ONBOOKINGADD&event_handler_id=7&data%5BID%5D={booking}&ts=1751285594&auth%5Bdomain%5D=x&auth%5Bapplication_token%5D={TOKEN}"
+        "event=ONBOOKINGADD&event_handler_id=7&data%5BID%5D={booking}&ts={now}&auth%5Bdomain%5D=x&auth%5Bapplication_token%5D={TOKEN}"
     );
     let (status, text) = env.event(&body).await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, "accepted"));
@@ -766,7 +800,8 @@ async fn events_are_verified_deduplicated_and_converge(backend: Backend) {
     ] {
         let (status, _) = env
             .event(&format!(
-                "event={event}&data[ID]={id}&ts=1751285600&auth[application_token]={TOKEN}"
+                "event={event}&data[ID]={id}&ts={}&auth[application_token]={TOKEN}",
+                now + 6
             ))
             .await;
         assert_eq!(status, StatusCode::OK);

@@ -651,3 +651,64 @@ on_both_databases!(
     messengers_carry_notifications_without_an_smtp_server,
     super::messengers_carry_notifications_without_an_smtp_server
 );
+
+on_both_databases!(
+    mangled_webhook_bodies_never_fail_the_server,
+    super::mangled_webhook_bodies
+);
+/// MAX's updates and edna's status callbacks, authenticated but mangled (bounded fuzzing, see
+/// `vizit-fuzzkit`): each is answered with a 2xx or a 4xx problem, never a 5xx, and the
+/// server goes on answering.
+async fn mangled_webhook_bodies(backend: Backend) {
+    use std::sync::{Arc, Mutex};
+    let env = Env::new(backend).await;
+    let http = reqwest::Client::new();
+    let o = env.sandbox.edna.options();
+    let targets = [
+        (
+            "max-webhook",
+            format!("{}/integrations/max/webhook", env.api.base),
+            ("X-Max-Bot-Api-Secret".to_owned(), SECRET.to_owned()),
+            json!({"update_type": "message_callback", "timestamp": 1_765_000_000_000_i64,
+                   "callback": {"callback_id": "c1", "payload": "read:x", "user": {"user_id": 42}}})
+            .to_string(),
+        ),
+        (
+            "edna-status",
+            format!("{}/integrations/edna/status", env.api.base),
+            (o.callback_header.clone(), o.callback_value.clone()),
+            json!({"requestId": "r1", "status": "DELIVERED", "statusAt": "2026-12-07T10:00:00Z"})
+                .to_string(),
+        ),
+    ];
+    for (name, url, (header, value), seed) in targets {
+        // The fuzzer's target is synchronous: the requests are collected, then sent.
+        let inputs = Arc::new(Mutex::new(Vec::new()));
+        let collect = inputs.clone();
+        vizit_fuzzkit::Fuzz::new(name, &[seed.as_bytes()])
+            .iterations(20)
+            .run(move |body| collect.lock().unwrap().push(body.to_vec()));
+        let inputs = std::mem::take(&mut *inputs.lock().unwrap());
+        for body in inputs {
+            let r = http
+                .post(&url)
+                .header(header.as_str(), value.as_str())
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                !r.status().is_server_error(),
+                "{name}: {} for {:?}",
+                r.status(),
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    let (status, _) = env
+        .api
+        .call(reqwest::Method::GET, "/auth/options", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

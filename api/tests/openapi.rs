@@ -188,12 +188,21 @@ impl Conformance {
                 "{method} {template} {status}: documented a body, got none"
             );
         } else {
+            // The helper checked what the server sent: a problem document for every error,
+            // JSON otherwise. The document must say the same.
+            let media_type = if status.is_client_error() || status.is_server_error() {
+                "application/problem+json"
+            } else {
+                "application/json"
+            };
             let schema = content
-                .get("application/json")
-                .or_else(|| content.get("application/problem+json"))
+                .get(media_type)
                 .map(|c| &c["schema"])
                 .unwrap_or_else(|| {
-                    panic!("{method} {template} {status}: no documented body for {body}")
+                    panic!(
+                        "{method} {template} {status}: no {media_type} body documented for {body} \
+                         (documented: {content})"
+                    )
                 });
             if let Err(e) = check(
                 &self.doc,
@@ -425,6 +434,11 @@ async fn every_response_the_tests_see_matches_the_document() {
             .await
     );
     let id = booked["id"].as_str().unwrap();
+    see!(
+        "get",
+        "/api/v1/consultations",
+        api.get("/consultations?doctorId=not-an-id", &c.admin).await
+    );
 
     // Documents: a questionnaire assigned, filled in, read; the forms; a deletion request.
     let q = see!(
@@ -942,6 +956,12 @@ async fn every_response_the_tests_see_matches_the_document() {
         "get",
         "/api/v1/recordings",
         api.get("/recordings", &c.patient).await
+    );
+    see!(
+        "get",
+        "/api/v1/recordings",
+        api.get("/recordings?consultationId=not-an-id", &c.admin)
+            .await
     );
     see!(
         "post",

@@ -73,6 +73,8 @@ mod consumer;
 mod deadline;
 mod demux;
 mod egress;
+#[cfg(test)]
+mod fuzz;
 mod ids;
 mod info;
 mod ingress;

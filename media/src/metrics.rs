@@ -69,8 +69,9 @@ impl Metrics {
         self.rooms.extend(other.rooms);
     }
 
-    /// Prometheus text exposition format (version 0.0.4).
-    pub fn to_prometheus(&self) -> String {
+    /// Prometheus text exposition format (version 0.0.4): totals and per-loop gauges, and with
+    /// `per_room` a series per room (labelled with the room id, which is a consultation's id).
+    pub fn to_prometheus(&self, per_room: bool) -> String {
         let mut out = String::with_capacity(1024 + self.rooms.len() * 512);
         let _ = writeln!(
             out,
@@ -148,7 +149,7 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {}", field(&self.total));
-            for (room, m) in &self.rooms {
+            for (room, m) in self.rooms.iter().filter(|_| per_room) {
                 let _ = writeln!(
                     out,
                     "{name}{{room=\"{}\"}} {}",
@@ -191,7 +192,7 @@ mod tests {
                 participants: 2,
             },
         );
-        let text = metrics.to_prometheus();
+        let text = metrics.to_prometheus(true);
         assert!(text.contains("\nvizit_packets_in_total 7\n"), "{text}");
         assert!(
             text.contains("\nvizit_media_loop_rooms{loop=\"1\"} 1\n"),
@@ -210,5 +211,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("vizit_rooms 1\n"), "{text}");
+        // Without per-room series, no room id appears.
+        let text = metrics.to_prometheus(false);
+        assert!(text.contains("\nvizit_packets_in_total 7\n"), "{text}");
+        assert!(!text.contains("room=\""), "{text}");
     }
 }

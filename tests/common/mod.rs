@@ -71,6 +71,11 @@ impl TestApp {
         }
     }
 
+    /// The server's data folder.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
     pub fn token(&self, room: &str, participant: &str, role: CallRole) -> String {
         self.keys.issue(
             room,

@@ -198,7 +198,7 @@ pub struct ConsultationQuery {
     offset: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/consultations", tag = "consultations", security(("bearer" = [])), params(ConsultationQuery), responses((status = 200, body = Page<ConsultationView>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/consultations", tag = "consultations", security(("bearer" = [])), params(ConsultationQuery), responses((status = 200, body = Page<ConsultationView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem, description = "`doctorId` is not a doctor's id")))]
 pub async fn list_consultations(
     State(state): State<ApiState>,
     caller: Caller,

@@ -16,6 +16,9 @@ pub enum Principal {
     Service { key_id: ApiKeyId },
 }
 
+/// How the demo page's sessions are opened (`sessions.via`).
+pub const DEMO_SESSION: &str = "demo";
+
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Principal,
@@ -77,6 +80,18 @@ impl Caller {
             Principal::User { id, role, .. } => ("user", Some(id.as_str()), role.as_str()),
             Principal::Service { key_id } => ("api_key", Some(key_id.as_str()), "service"),
         }
+    }
+
+    /// An admin who may manage accounts: create and disable staff, issue and revoke API keys.
+    /// The demo page's admin session may not (demo mode hands it to whoever opens `/demo`).
+    pub fn require_account_admin(&self) -> Result<(), Forbidden> {
+        self.require(self.is(Role::Admin))?;
+        if self.via.as_deref() == Some(DEMO_SESSION) {
+            return Err(Forbidden(
+                "the demo's admin session may not manage staff or API keys",
+            ));
+        }
+        Ok(())
     }
 
     pub fn require(&self, allowed: bool) -> Result<(), Forbidden> {

@@ -30,9 +30,10 @@ use super::channels::{self, Channel};
 use super::log::{self, Status};
 use super::notices::{FALLBACK, Notices};
 use crate::http::ApiError;
-use crate::platform::BoxFuture;
 use crate::platform::inbound::{NewEvent, Stored, same_secret};
 use crate::platform::outbound::{self, Call, Executor, NewCall, Outcome};
+use crate::platform::throttle::REFUSAL_LOG_EVERY;
+use crate::platform::{BoxFuture, Throttle};
 use crate::state::ApiState;
 
 /// Tries of a message while its channel is down before it counts as failed (and falls back).
@@ -255,7 +256,13 @@ pub async fn max_webhook(
         .get("x-max-bot-api-secret")
         .and_then(|v| v.to_str().ok());
     if !same_secret(max.webhook_secret.expose_secret(), given) {
-        tracing::warn!("a MAX update with a wrong or missing secret was refused");
+        static REFUSED: Throttle = Throttle::new(REFUSAL_LOG_EVERY);
+        if let Some(more) = REFUSED.allow() {
+            tracing::warn!(
+                refused_since_last = more,
+                "a MAX update with a wrong or missing secret was refused"
+            );
+        }
         return Err(ApiError::Unauthenticated);
     }
     let v: Value = serde_json::from_slice(&body)
@@ -321,7 +328,13 @@ pub async fn edna_status(
         .get(edna.callback_header.as_str())
         .and_then(|v| v.to_str().ok());
     if !same_secret(edna.callback_value.expose_secret(), given) {
-        tracing::warn!("an edna status callback with a wrong or missing key was refused");
+        static REFUSED: Throttle = Throttle::new(REFUSAL_LOG_EVERY);
+        if let Some(more) = REFUSED.allow() {
+            tracing::warn!(
+                refused_since_last = more,
+                "an edna status callback with a wrong or missing key was refused"
+            );
+        }
         return Err(ApiError::Unauthenticated);
     }
     let cb: Callback = serde_json::from_slice(&body)

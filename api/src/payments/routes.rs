@@ -418,7 +418,11 @@ pub async fn notification(
         .and_then(|h| h.to_str().ok());
     let source = peer.map(|ip| net::client_address(ip, forwarded, &p.settings.trusted_proxies));
     if !source.is_some_and(|ip| net::any_contains(&p.settings.notification_sources, ip)) {
-        tracing::warn!(source = ?source, "a YooKassa notification from an address YooKassa does not send from; ignored");
+        static REFUSED: crate::platform::Throttle =
+            crate::platform::Throttle::new(crate::platform::throttle::REFUSAL_LOG_EVERY);
+        if let Some(more) = REFUSED.allow() {
+            tracing::warn!(source = ?source, refused_since_last = more, "a YooKassa notification from an address YooKassa does not send from; ignored");
+        }
         return Err(ApiError::Forbidden(
             "notifications are accepted from YooKassa's addresses only",
         ));

@@ -326,7 +326,7 @@ pub async fn create_staff(
     caller: Caller,
     Body(req): Body<CreateStaff>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    caller.require(caller.is(Role::Admin))?;
+    caller.require_account_admin()?;
     let id = service::create_staff(
         &state.core(),
         &caller,
@@ -392,7 +392,7 @@ pub async fn disable_staff(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(caller.is(Role::Admin))?;
+    caller.require_account_admin()?;
     let user: UserId = id(&raw, "staff member")?;
     service::disable_staff(&state.core(), &caller, &user).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -412,7 +412,7 @@ pub async fn create_api_key(
     caller: Caller,
     Body(req): Body<CreateApiKey>,
 ) -> Result<(StatusCode, Json<ApiKeyCreated>), ApiError> {
-    caller.require(caller.is(Role::Admin))?;
+    caller.require_account_admin()?;
     let name = text("name", &req.name, 100)?;
     let (id, key) = service::create_api_key(&state.core(), &caller, &name).await?;
     // The key itself is shown once and never stored.
@@ -450,7 +450,7 @@ pub async fn list_api_keys(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
-    caller.require(caller.is(Role::Admin))?;
+    caller.require_account_admin()?;
     let rows = service::list_api_keys(&state.core()).await?;
     Ok(Json(
         rows.into_iter()
@@ -470,7 +470,7 @@ pub async fn revoke_api_key(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(caller.is(Role::Admin))?;
+    caller.require_account_admin()?;
     let key: ApiKeyId = id(&raw, "API key")?;
     service::revoke_api_key(&state.core(), &caller, &key).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -252,7 +252,7 @@ pub async fn dev_login(
         },
     )
     .await?;
-    let (token, expires) = create_session(core, &id, "demo").await?;
+    let (token, expires) = create_session(core, &id, crate::domain::caller::DEMO_SESSION).await?;
     let caller = Caller {
         principal: Principal::User {
             id: id.clone(),
@@ -260,7 +260,7 @@ pub async fn dev_login(
             name: name.to_owned(),
         },
         ip,
-        via: Some("demo".into()),
+        via: Some(crate::domain::caller::DEMO_SESSION.into()),
     };
     let mut conn = core.db.pool.acquire().await?;
     audit(

@@ -13,6 +13,8 @@
 //!   by their sender's address).
 //! - `scheduler.rs` — [`Scheduler`]: at-time and recurring jobs on the database, leased, safe
 //!   with several nodes.
+//! - `throttle.rs` — [`Throttle`]: one log line per interval for what outsiders can trigger at
+//!   will (refused webhooks).
 //!
 //! Nothing here names a capability: capabilities depend on the platform, never the reverse.
 
@@ -26,6 +28,7 @@ pub mod net;
 pub mod outbound;
 pub mod outbox;
 pub mod scheduler;
+pub mod throttle;
 
 pub use backoff::backoff_ms;
 pub use clock::{Clock, now_ms};
@@ -34,3 +37,4 @@ pub use future::BoxFuture;
 pub use outbound::Outbound;
 pub use outbox::Outbox;
 pub use scheduler::Scheduler;
+pub use throttle::Throttle;

@@ -108,7 +108,7 @@ impl From<RecordingRow> for RecordingView {
 }
 
 #[utoipa::path(get, path = "/api/v1/recordings", tag = "recordings", security(("bearer" = [])), params(RecordingQuery),
-    responses((status = 200, body = Page<RecordingView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = Page<RecordingView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem, description = "`consultationId` is not a consultation's id")))]
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,

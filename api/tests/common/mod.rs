@@ -199,6 +199,14 @@ impl TestApi {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        // Personal and medical data: never kept in a cache.
+        assert_eq!(
+            res.headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+            Some("no-store"),
+            "{status} {path}"
+        );
         let text = res.text().await.unwrap();
         if status.is_client_error() || status.is_server_error() {
             assert_eq!(
@@ -209,7 +217,18 @@ impl TestApi {
         let value = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
+            match serde_json::from_str(&text) {
+                Ok(value) => {
+                    if status.is_success() {
+                        assert!(
+                            content_type.starts_with("application/json"),
+                            "{status} {path}: JSON sent as {content_type}"
+                        );
+                    }
+                    value
+                }
+                Err(_) => Value::String(text),
+            }
         };
         (status, value)
     }

@@ -28,6 +28,8 @@ pub enum EventError {
     Unauthenticated,
     #[error("data[ID] must be a booking id")]
     NoBooking,
+    #[error("ts must be the event's time in seconds since the epoch, within the last week")]
+    BadTimestamp,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -55,10 +57,15 @@ pub async fn receive(state: &ApiState, b: &Bitrix24, body: &[u8]) -> Result<Rece
     let valid = expected.is_some_and(|e| same_secret(e, token.as_deref()));
     if !valid {
         b.metrics.event(false);
-        tracing::warn!(
-            configured = expected.is_some(),
-            "Bitrix24 event refused: wrong or missing application token"
-        );
+        static REFUSED: crate::platform::Throttle =
+            crate::platform::Throttle::new(crate::platform::throttle::REFUSAL_LOG_EVERY);
+        if let Some(more) = REFUSED.allow() {
+            tracing::warn!(
+                configured = expected.is_some(),
+                refused_since_last = more,
+                "Bitrix24 event refused: wrong or missing application token"
+            );
+        }
         return Err(EventError::Unauthenticated);
     }
     let event = event.unwrap_or_default().to_uppercase();
@@ -69,7 +76,12 @@ pub async fn receive(state: &ApiState, b: &Bitrix24, body: &[u8]) -> Result<Rece
         b.metrics.event(false);
         return Err(EventError::NoBooking);
     };
-    let ts = ts.unwrap_or_default();
+    // The event's time is part of its deduplication key: only a plausible one is stored (events
+    // may arrive late through Bitrix24's queue, not by a week).
+    let Some(ts) = ts.filter(|t| plausible_ts(t, state.now())) else {
+        b.metrics.event(false);
+        return Err(EventError::BadTimestamp);
+    };
     let booking = booking.to_string();
     let stored = state
         .inbound
@@ -90,6 +102,17 @@ pub async fn receive(state: &ApiState, b: &Bitrix24, body: &[u8]) -> Result<Rece
         }
         Stored::Duplicate => Ok(Received::Duplicate),
     }
+}
+
+/// `ts`: decimal seconds since the epoch, from a week ago to an hour ahead (clock skew).
+fn plausible_ts(ts: &str, now_ms: i64) -> bool {
+    const WEEK: i64 = 7 * 86_400;
+    ts.len() <= 12
+        && ts.bytes().all(|b| b.is_ascii_digit())
+        && ts.parse::<i64>().is_ok_and(|t| {
+            let now = now_ms / 1000;
+            (now - WEEK..=now + 3600).contains(&t)
+        })
 }
 
 /// More events than this in one round are reconciled by the sync alone (no fetch each).

@@ -47,6 +47,9 @@ pub async fn event(State(state): State<ApiState>, body: Bytes) -> Result<Respons
             "invalid_body",
             "data[ID] must be a booking id",
         )),
+        Err(e @ EventError::BadTimestamp) => {
+            Err(ApiError::bad_request("invalid_body", e.to_string()))
+        }
         Err(EventError::Db(e)) => Err(e.into()),
     }
 }
