@@ -13,7 +13,7 @@ trap 'stop_s3; stop_postgres' EXIT
 start_s3
 
 log "no import loops between the files of any crate"
-for crate in src api/src media/src signaling/src recordings/src sandbox/src bench/src integrations/src; do
+for crate in src api/src media/src signaling/src recordings/src sandbox/src bench/src integrations/src fuzzkit/src; do
   python3 scripts/import-loops.py "$crate"
 done
 log "cargo fmt --check"
