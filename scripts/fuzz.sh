@@ -8,4 +8,5 @@ echo "fuzzing: $FUZZ_ITERATIONS iterations per target, seed $FUZZ_SEED"
 cargo test --release -p vizit-media fuzz
 cargo test --release -p vizit-media --test router mangled
 cargo test --release -p vizit-signaling --test fuzz
+cargo test --release -p vizit-api --test messengers mangled_webhook_bodies_never_fail_the_server::sqlite
 echo "no crash (seed $FUZZ_SEED)"

@@ -440,6 +440,9 @@ pub struct HttpSettings {
     /// Connections served at once per listener; more wait until one closes. Lowered at start
     /// to fit the open-file limit.
     pub max_connections: usize,
+    /// Reverse proxies (addresses or ranges) whose `X-Forwarded-For` names the client: the
+    /// login limits per address then count the client's address, not the proxy's.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -556,6 +559,7 @@ impl Default for Settings {
                 header_read_timeout: Duration::from_secs(10),
                 body_read_timeout: Duration::from_secs(30),
                 max_connections: 10_000,
+                trusted_proxies: Vec::new(),
             },
             tls: TlsSettings {
                 listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8443)),
@@ -966,6 +970,7 @@ impl Settings {
         for (key, list) in [
             ("payments.notification_sources", &p.notification_sources),
             ("payments.trusted_proxies", &p.trusted_proxies),
+            ("http.trusted_proxies", &self.http.trusted_proxies),
         ] {
             for net in list {
                 if net.parse::<vizit_api::platform::net::IpNet>().is_err() {
@@ -1236,6 +1241,11 @@ impl Settings {
         Ok(SecretString::from(secret))
     }
 
+    /// `http.public_url` names a host beyond loopback.
+    pub fn public_url_is_public(&self) -> bool {
+        !url_is_loopback(&self.http.public_url)
+    }
+
     /// The database URL: configured, or a SQLite file in the data folder.
     pub fn database_url(&self) -> Result<String, ConfigError> {
         if let Some(url) = &self.database.url {
@@ -1402,6 +1412,12 @@ impl Settings {
                 window: self.auth.login_window,
                 ..Default::default()
             },
+            trusted_proxies: self
+                .http
+                .trusted_proxies
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
         }
     }
 

@@ -29,6 +29,9 @@ pub struct HttpState {
     pub sandbox_url: Option<String>,
     /// Who may read `/metrics`, and whether it has per-room series.
     pub metrics: crate::config::MetricsSettings,
+    /// `http.public_url` names a host beyond loopback (Vizit is reached through a proxy or
+    /// from outside): `/metrics` then always needs its token.
+    pub public: bool,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -80,8 +83,9 @@ async fn healthz() -> &'static str {
 }
 
 /// `/metrics`: with `metrics.token`, for its bearer only; without, for loopback clients only
-/// (a Prometheus on the same host); nobody else learns the load or, with `metrics.per_room`,
-/// the ids of live consultations.
+/// (a Prometheus on the same host) while `http.public_url` is not public, and never for a
+/// request a proxy forwarded; nobody else learns the load or, with `metrics.per_room`, the ids
+/// of live consultations.
 async fn metrics(
     State(state): State<HttpState>,
     headers: axum::http::HeaderMap,
@@ -96,16 +100,32 @@ async fn metrics(
                 .and_then(|v| v.strip_prefix("Bearer "));
             vizit_api::platform::inbound::same_secret(token.expose_secret(), given)
         }
-        None => connect
-            .is_some_and(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip().is_loopback()),
+        // Loopback, and not a request a reverse proxy on this host passed on: behind one every
+        // request comes from loopback, so a forwarded one, or any while `http.public_url` is
+        // public, needs the token.
+        None => {
+            let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"]
+                .iter()
+                .any(|h| headers.contains_key(*h));
+            let local = connect.is_some_and(|axum::Extension(axum::extract::ConnectInfo(a))| {
+                a.ip().to_canonical().is_loopback()
+            });
+            local && !forwarded && !state.public
+        }
     };
     if !allowed {
-        return (
-            StatusCode::FORBIDDEN,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "metrics are for loopback clients or the bearer of metrics.token\n",
-        )
-            .into_response();
+        let (status, text) = if state.metrics.token.is_some() {
+            (
+                StatusCode::UNAUTHORIZED,
+                "metrics need the bearer token of metrics.token\n",
+            )
+        } else {
+            (
+                StatusCode::FORBIDDEN,
+                "metrics are for local clients; set metrics.token to read them from elsewhere\n",
+            )
+        };
+        return (status, [(header::WWW_AUTHENTICATE, "Bearer")], text).into_response();
     }
     let Some(metrics) = state.media.metrics().await else {
         return (

@@ -3,8 +3,9 @@
 //!
 //! - at most `http.max_connections` connections at once per listener (more wait in the kernel's
 //!   backlog until one closes);
-//! - a request's headers must arrive within `http.header_read_timeout` (and a TLS handshake, or
-//!   a new connection's first byte, within the same), or the connection is closed;
+//! - a new connection's TLS handshake and first request (its headers) must arrive within
+//!   `http.header_read_timeout`, and later requests' headers within the same (hyper's timer),
+//!   or the connection is closed;
 //! - a request's body must arrive whole within `http.body_read_timeout` (`408`), and no larger
 //!   than [`vizit_api::MAX_BODY_BYTES`]: a `Content-Length` above it is refused before a byte of
 //!   the body is read (`413`); both answers are problem documents;
@@ -129,52 +130,41 @@ pub async fn serve(
             () = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service_for(app.clone(), remote, https);
+        // Set when the connection's first request has arrived whole (its headers, that is).
+        let first_request = Arc::new(tokio::sync::Notify::new());
+        let service = service_for(app.clone(), remote, https, first_request.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let handshake_timeout = limits.header_read_timeout;
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match tls {
-                None => {
-                    // hyper's timer starts with the first byte: a connection that sends none
-                    // is closed here.
-                    let mut byte = [0u8; 1];
-                    let first =
-                        tokio::time::timeout(handshake_timeout, stream.peek(&mut byte)).await;
-                    if !matches!(first, Ok(Ok(1))) {
-                        debug!("no request on a new connection in time");
-                        return;
-                    }
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    let _ = watcher.watch(conn).await;
-                }
+            let deadline = tokio::time::Instant::now() + handshake_timeout;
+            let conn = match tls {
+                None => builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned(),
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(
-                        handshake_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            debug!(error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!("TLS handshake not finished in time");
-                            return;
-                        }
-                    };
+                    let stream =
+                        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!("TLS handshake not finished in time");
+                                return;
+                            }
+                        };
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
-                    let _ = watcher.watch(conn).await;
+                    // Two arms, two types: box both.
+                    return serve_watched(watcher.watch(conn), deadline, first_request).await;
                 }
-            }
+            };
+            serve_watched(watcher.watch(conn), deadline, first_request).await;
         });
     }
     drop(listener);
@@ -184,6 +174,26 @@ pub async fn serve(
     {
         warn!("HTTP connections did not close in time");
     }
+}
+
+/// Serve one connection; if its first request has not arrived whole by `deadline` (a client
+/// that connects and sends nothing, half a request, or an HTTP/2 preface and no more), drop it.
+/// Later requests are timed by hyper (HTTP/1's header read timeout covers idle keep-alive).
+async fn serve_watched<F: Future>(
+    conn: F,
+    deadline: tokio::time::Instant,
+    first_request: Arc<tokio::sync::Notify>,
+) {
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = &mut conn => return,
+        () = first_request.notified() => {}
+        () = tokio::time::sleep_until(deadline) => {
+            debug!("no complete request on a new connection in time");
+            return;
+        }
+    }
+    let _ = conn.await;
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -196,6 +206,7 @@ fn service_for(
     app: Router,
     remote: SocketAddr,
     https: bool,
+    first_request: Arc<tokio::sync::Notify>,
 ) -> impl hyper::service::Service<
     Request<hyper::body::Incoming>,
     Response = Response,
@@ -204,6 +215,7 @@ fn service_for(
 > + Clone {
     hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
+        first_request.notify_one();
         let mut app = app.clone();
         async move {
             let mut response = app.call(request.map(Body::new)).await?;

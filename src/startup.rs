@@ -52,6 +52,12 @@ impl Application {
         // the process default so every TLS config agrees. Already set (tests): fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         keep_data_private(&settings);
+        let (max_sockets, max_connections) = fit_connections(
+            raise_open_files(),
+            settings.signaling.max_sockets,
+            settings.http.max_connections,
+            settings.tls.cert.is_some(),
+        );
         let secret = settings.token_secret()?;
         let keys = TokenKeys::new(&secret).context("auth.token_secret")?;
 
@@ -331,7 +337,7 @@ impl Application {
         )
         .with_limits(vizit_signaling::SocketLimits {
             join_timeout: settings.signaling.join_timeout,
-            max_sockets: settings.signaling.max_sockets,
+            max_sockets,
             max_sockets_per_address: settings.signaling.max_sockets_per_address,
             ..Default::default()
         })
@@ -357,16 +363,14 @@ impl Application {
             api: api.clone(),
             sandbox_url: sandbox.as_ref().map(|(_, running)| running.url()),
             metrics: settings.metrics.clone(),
+            public: settings.public_url_is_public(),
         })
         .merge(vizit_signaling::router(signaling))
         .merge(vizit_api::router(api.clone()));
         let limits = std::sync::Arc::new(crate::serve::ServeLimits {
             header_read_timeout: settings.http.header_read_timeout,
             body_read_timeout: settings.http.body_read_timeout,
-            max_connections: fit_connections(
-                settings.http.max_connections,
-                settings.tls.cert.is_some(),
-            ),
+            max_connections,
             max_body_bytes: vizit_api::MAX_BODY_BYTES,
         });
         let app = crate::serve::guard_bodies(app, limits.clone());
@@ -588,35 +592,45 @@ fn keep_data_private(settings: &Settings) {
     }
 }
 
-/// Raise the open-file limit to the hard limit, and lower `wanted` connections per listener to
-/// what fits in it (with room for WebSockets, the database, recordings and the listeners).
-fn fit_connections(wanted: usize, tls: bool) -> usize {
+/// Raise the open-file limit to the hard limit; returns the limit in force.
+fn raise_open_files() -> u64 {
     let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
-    let limit = if soft < hard {
-        match rlimit::Resource::NOFILE.set(hard, hard) {
-            Ok(()) => hard,
-            Err(e) => {
-                warn!(error = %e, soft, hard, "cannot raise the open-file limit");
-                soft
-            }
-        }
-    } else {
-        soft
-    };
-    let listeners = if tls { 2 } else { 1 };
-    // A quarter for everything else, the rest shared by the listeners.
-    let fits = usize::try_from(limit).unwrap_or(usize::MAX) / 4 * 3 / listeners;
-    if wanted > fits {
-        warn!(
-            wanted,
-            fits,
-            open_files = limit,
-            "http.max_connections lowered to fit the open-file limit; raise it (ulimit -n, LimitNOFILE=) for more"
-        );
-        fits.max(16)
-    } else {
-        wanted
+    if soft >= hard {
+        return soft;
     }
+    match rlimit::Resource::NOFILE.set(hard, hard) {
+        Ok(()) => hard,
+        Err(e) => {
+            warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            soft
+        }
+    }
+}
+
+/// Open connections that fit in the open-file `limit`: a quarter is kept for everything else
+/// (database, recordings, listeners), the rest shared half and half by the WebSockets and the
+/// HTTP listeners. Returns (WebSockets, connections per listener), each lowered with a warning
+/// when the configured number does not fit.
+fn fit_connections(limit: u64, sockets: usize, per_listener: usize, tls: bool) -> (usize, usize) {
+    let budget = usize::try_from(limit).unwrap_or(usize::MAX) / 4 * 3 / 2;
+    let listeners = if tls { 2 } else { 1 };
+    let fit = |wanted: usize, fits: usize, key: &str| {
+        if wanted > fits {
+            warn!(
+                wanted,
+                fits,
+                open_files = limit,
+                "{key} lowered to fit the open-file limit; raise it (ulimit -n, LimitNOFILE=) for more"
+            );
+            fits.max(16)
+        } else {
+            wanted
+        }
+    };
+    (
+        fit(sockets, budget, "signaling.max_sockets"),
+        fit(per_listener, budget / listeners, "http.max_connections"),
+    )
 }
 
 fn display_addr(addr: SocketAddr) -> String {
@@ -657,14 +671,12 @@ mod tests {
     fn the_open_file_limit_is_raised_and_connections_fit_in_it() {
         let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
         rlimit::Resource::NOFILE.set(hard.min(512), hard).unwrap();
-        let fitted = fit_connections(usize::MAX, true);
+        assert_eq!(raise_open_files(), hard);
         let (soft, _) = rlimit::Resource::NOFILE.get().unwrap();
         assert_eq!(soft, hard, "raised to the hard limit");
-        let hard = usize::try_from(hard).unwrap_or(usize::MAX);
-        assert!(
-            fitted >= 16 && fitted <= hard / 4 * 3 / 2,
-            "{fitted} of {hard}"
-        );
-        assert_eq!(fit_connections(100, false), 100.min(hard / 4 * 3));
+        // 1,024 open files: 384 for WebSockets, 192 per listener with two.
+        assert_eq!(fit_connections(1024, 10_000, 10_000, true), (384, 192));
+        assert_eq!(fit_connections(1024, 100, 100, false), (100, 100));
+        assert_eq!(fit_connections(8, 100, 100, false), (16, 16));
     }
 }

@@ -596,6 +596,10 @@ async fn slow_and_oversized_requests_are_cut_off() {
     // A connection that sends nothing at all, too.
     let mut silent = tokio::net::TcpStream::connect(app.http).await.unwrap();
     read_until_closed(&mut silent).await;
+    // And one that sends only the start of an HTTP/2 preface.
+    let mut preface = tokio::net::TcpStream::connect(app.http).await.unwrap();
+    preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    read_until_closed(&mut preface).await;
     // And a kept-alive connection that asks nothing more.
     let mut idle = tokio::net::TcpStream::connect(app.http).await.unwrap();
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -773,9 +777,9 @@ async fn metrics_need_the_token_and_name_rooms_only_when_asked() {
     let url = format!("http://{}/metrics", app.http);
     let http = reqwest::Client::new();
     let anonymous = http.get(&url).send().await.unwrap();
-    assert_eq!(anonymous.status().as_u16(), 403);
+    assert_eq!(anonymous.status().as_u16(), 401);
     let wrong = http.get(&url).bearer_auth("nope").send().await.unwrap();
-    assert_eq!(wrong.status().as_u16(), 403);
+    assert_eq!(wrong.status().as_u16(), 401);
     let text = http
         .get(&url)
         .bearer_auth("metrics-token-0123456789")
@@ -806,6 +810,25 @@ async fn data_files_are_private_whatever_the_umask() {
     for name in ["vizit.db", "vizit.db-wal"] {
         let path = app.data_dir().join(name);
         assert_eq!(mode(&path) & 0o077, 0, "{name} is {:o}", mode(&path));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_token_metrics_are_for_local_unforwarded_clients() {
+    let app = TestApp::spawn().await;
+    let url = format!("http://{}/metrics", app.http);
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(&url).send().await.unwrap().status().as_u16(), 200);
+    // What a reverse proxy on this host passes on comes from loopback too: refused.
+    for header in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+        let forwarded = http
+            .get(&url)
+            .header(header, "203.0.113.9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forwarded.status().as_u16(), 403, "{header}");
     }
     app.stop().await;
 }

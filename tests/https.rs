@@ -111,6 +111,17 @@ async fn serves_https_with_the_configured_certificate_and_plain_http_beside_it()
         .expect("closed by the server");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 
+    // Nor one that completes the handshake and then sends no request.
+    let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+    let mut quiet = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), quiet.read(&mut buf))
+        .await
+        .expect("closed by the server");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
     let plain = reqwest::get(format!("http://{http}/healthz"))
         .await
         .unwrap();

@@ -46,6 +46,8 @@ pub struct ApiSettings {
     pub documents: DocumentSettings,
     /// Password logins: failures allowed per account and address, hashing in flight.
     pub login_limits: LoginLimits,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for the limits per address).
+    pub trusted_proxies: Vec<crate::platform::net::IpNet>,
 }
 
 impl Default for ApiSettings {
@@ -62,6 +64,7 @@ impl Default for ApiSettings {
             outbox_retention: Duration::from_secs(7 * 86_400),
             documents: DocumentSettings::default(),
             login_limits: LoginLimits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -477,3 +477,44 @@ async fn password_guessing(backend: vizit_api::Backend) {
         "each failure is audited; refusals before a check are not"
     );
 }
+
+on_both_databases!(
+    behind_a_trusted_proxy_each_client_has_its_own_limit,
+    super::behind_a_proxy
+);
+async fn behind_a_proxy(backend: vizit_api::Backend) {
+    use vizit_api::ApiSettings;
+    use vizit_api::people::guard::LoginLimits;
+    let api = common::TestApi::spawn_with(
+        backend,
+        ApiSettings {
+            login_limits: LoginLimits {
+                failures_per_account: 100,
+                failures_per_address: 2,
+                window: std::time::Duration::from_secs(600),
+                hashing_slots: 2,
+            },
+            trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+            ..ApiSettings::default()
+        },
+    )
+    .await;
+    let attempt = |client: &'static str| {
+        let http = api.http.clone();
+        let url = format!("{}/auth/login", api.base);
+        async move {
+            http.post(url)
+                .header("x-forwarded-for", client)
+                .json(&json!({"email": "x@clinic.test", "password": "guess-guess"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(attempt("203.0.113.1").await, StatusCode::BAD_REQUEST);
+    assert_eq!(attempt("203.0.113.1").await, StatusCode::BAD_REQUEST);
+    assert_eq!(attempt("203.0.113.1").await, StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy is not locked out with the first.
+    assert_eq!(attempt("203.0.113.2").await, StatusCode::BAD_REQUEST);
+}

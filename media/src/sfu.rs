@@ -46,7 +46,13 @@ pub enum JoinError {
     RoomFull { max: usize },
     #[error("the media server is not running")]
     Unavailable,
+    /// The room was ended ([`LeaveReason::CallEnded`]): nobody joins it again.
+    #[error("the call has ended")]
+    Ended,
 }
+
+/// Rooms ended lately, remembered so that a join racing the end cannot reopen one.
+const ENDED_REMEMBERED: usize = 10_000;
 
 /// Something a participant's Transport produced that concerns other participants.
 // Media packets dominate and are moved once; boxing them would allocate per packet.
@@ -69,6 +75,9 @@ pub struct Sfu {
     key_step: u64,
     participants: FastMap<ParticipantKey, Participant>,
     rooms: FastMap<RoomId, Room>,
+    /// Rooms ended ([`Sfu::close_room`] with [`LeaveReason::CallEnded`]), oldest first.
+    ended_rooms: std::collections::HashSet<RoomId>,
+    ended_order: VecDeque<RoomId>,
     /// Which participant a datagram is for.
     demux: Demux,
     /// Counters of rooms that have ended.
@@ -109,6 +118,8 @@ impl Sfu {
             key_step: 1,
             participants: FastMap::default(),
             rooms: FastMap::default(),
+            ended_rooms: Default::default(),
+            ended_order: VecDeque::new(),
             demux: Demux::default(),
             ended: RoomMetrics::default(),
             transmits: VecDeque::new(),
@@ -144,6 +155,9 @@ impl Sfu {
         room_id: RoomId,
         info: ParticipantInfo,
     ) -> Result<ParticipantKey, JoinError> {
+        if self.ended_rooms.contains(&room_id) {
+            return Err(JoinError::Ended);
+        }
         let existing = self.rooms.get(&room_id).and_then(|room| {
             room.members.iter().copied().find(|k| {
                 self.participants
@@ -605,6 +619,14 @@ impl Sfu {
     /// Remove everyone (server shutdown).
     /// Remove everyone in `room` (recorders too), each told `reason`. Returns how many left.
     pub fn close_room(&mut self, now: Instant, room: &RoomId, reason: LeaveReason) -> usize {
+        if reason == LeaveReason::CallEnded && self.ended_rooms.insert(room.clone()) {
+            self.ended_order.push_back(room.clone());
+            if self.ended_order.len() > ENDED_REMEMBERED
+                && let Some(oldest) = self.ended_order.pop_front()
+            {
+                self.ended_rooms.remove(&oldest);
+            }
+        }
         let keys: Vec<_> = self
             .participants
             .iter()

@@ -38,6 +38,6 @@ pub enum LeaveReason {
     Replaced,
     /// The server is stopping.
     ServerShutdown,
-    /// The consultation was cancelled or closed (or an account disabled): the room is over.
+    /// The consultation was cancelled, closed or expired: the room is over for good.
     CallEnded,
 }

@@ -445,6 +445,10 @@ async fn perform(
                         format!("the room already has {max} participants"),
                     ),
                 ),
+                Err(JoinError::Ended) => fail(
+                    outgoing,
+                    ProtocolError::new(ErrorCode::CallUnavailable, "the consultation has ended"),
+                ),
                 Err(JoinError::Unavailable) => fail(
                     outgoing,
                     ProtocolError::new(ErrorCode::Internal, "the media server is not available"),

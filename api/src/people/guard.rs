@@ -49,7 +49,7 @@ pub struct Locked {
     pub retry_after_secs: u64,
 }
 
-/// Past this many tracked keys, expired windows are swept on the next failure.
+/// Past this many tracked keys, expired windows are swept (at most once a minute).
 const SWEEP_ABOVE: usize = 10_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -60,8 +60,32 @@ struct Window {
 
 #[derive(Default)]
 struct Counters {
+    /// Per account and address.
+    pairs: HashMap<String, Window>,
+    /// Per account, across addresses.
     accounts: HashMap<String, Window>,
+    /// Per address, across accounts.
     addresses: HashMap<String, Window>,
+    /// No sweep before this (so a crowd of keys costs a scan a minute, not one per attempt).
+    next_sweep_ms: i64,
+}
+
+impl Counters {
+    /// Forget windows that ended, when there are many.
+    fn sweep(&mut self, now_ms: i64, window_ms: i64) {
+        let tracked = self.pairs.len() + self.accounts.len() + self.addresses.len();
+        if tracked <= SWEEP_ABOVE || now_ms < self.next_sweep_ms {
+            return;
+        }
+        for map in [&mut self.pairs, &mut self.accounts, &mut self.addresses] {
+            map.retain(|_, w| now_ms < w.started_ms + window_ms);
+        }
+        self.next_sweep_ms = now_ms + 60_000;
+    }
+}
+
+fn pair_key(account: &str, address: Option<&str>) -> String {
+    format!("{account}\u{0}{}", address.unwrap_or(""))
 }
 
 pub struct LoginGuard {
@@ -83,10 +107,21 @@ impl LoginGuard {
         }
     }
 
-    /// Whether this account or address is locked out at `now_ms`.
-    pub fn check(&self, account: &str, address: Option<&str>, now_ms: i64) -> Result<(), Locked> {
-        let counters = self.counters.lock().expect("login counters");
+    /// Take one attempt for this account from this address at `now_ms`, or refuse it. The
+    /// attempt counts as a failure from the start (so parallel guesses cannot all pass the
+    /// check before the first one fails); [`LoginGuard::succeeded`] gives it back.
+    ///
+    /// Failures are counted per account *and address* (`failures_per_account`), per address
+    /// across accounts (`failures_per_address`), and per account across addresses (ten times
+    /// `failures_per_account`): a guesser at one address cannot lock the account's owner out,
+    /// while guessing one account from many addresses is still bounded.
+    pub fn reserve(&self, account: &str, address: Option<&str>, now_ms: i64) -> Result<(), Locked> {
+        let mut counters = self.counters.lock().expect("login counters");
         let window_ms = self.window_ms();
+        let pair = pair_key(account, address);
+        let account_max = self.limits.failures_per_account;
+        let overall_max = account_max.saturating_mul(10);
+        let address_max = self.limits.failures_per_address;
         let locked = |map: &HashMap<String, Window>, key: &str, max: u32| {
             map.get(key).and_then(|w| {
                 let ends = w.started_ms + window_ms;
@@ -95,36 +130,25 @@ impl LoginGuard {
                 })
             })
         };
-        let by_account = locked(
-            &counters.accounts,
-            account,
-            self.limits.failures_per_account,
-        );
-        let by_address =
-            address.and_then(|a| locked(&counters.addresses, a, self.limits.failures_per_address));
-        match (by_account, by_address) {
-            (Some(a), Some(b)) => Err(if a.retry_after_secs >= b.retry_after_secs {
-                a
-            } else {
-                b
-            }),
-            (Some(l), None) | (None, Some(l)) => Err(l),
-            (None, None) => Ok(()),
+        let refusal = [
+            locked(&counters.pairs, &pair, account_max),
+            locked(&counters.accounts, account, overall_max),
+            address.and_then(|a| locked(&counters.addresses, a, address_max)),
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|l| l.retry_after_secs);
+        if let Some(locked) = refusal {
+            return Err(locked);
         }
-    }
-
-    /// Count a failed login; returns whether it locked the account or the address just now.
-    pub fn failed(&self, account: &str, address: Option<&str>, now_ms: i64) -> bool {
-        let mut counters = self.counters.lock().expect("login counters");
-        let window_ms = self.window_ms();
+        counters.sweep(now_ms, window_ms);
         let Counters {
+            pairs,
             accounts,
             addresses,
+            ..
         } = &mut *counters;
-        let count = |map: &mut HashMap<String, Window>, key: &str, max: u32| {
-            if map.len() > SWEEP_ABOVE {
-                map.retain(|_, w| now_ms < w.started_ms + window_ms);
-            }
+        let count = |map: &mut HashMap<String, Window>, key: &str| {
             let w = map.entry(key.to_owned()).or_insert(Window {
                 started_ms: now_ms,
                 failures: 0,
@@ -136,22 +160,29 @@ impl LoginGuard {
                 };
             }
             w.failures += 1;
-            w.failures == max
         };
-        let account_locked = count(accounts, account, self.limits.failures_per_account);
-        let address_locked =
-            address.is_some_and(|a| count(addresses, a, self.limits.failures_per_address));
-        account_locked || address_locked
+        count(pairs, &pair);
+        count(accounts, account);
+        if let Some(a) = address {
+            count(addresses, a);
+        }
+        Ok(())
     }
 
-    /// A successful login clears its account's failures (not its address's: one right
-    /// password does not license guessing at other accounts).
-    pub fn succeeded(&self, account: &str) {
-        self.counters
-            .lock()
-            .expect("login counters")
-            .accounts
-            .remove(account);
+    /// The reserved attempt was the right password: it is given back to the account and the
+    /// address, and the account's failures from this address are forgotten.
+    pub fn succeeded(&self, account: &str, address: Option<&str>) {
+        let mut counters = self.counters.lock().expect("login counters");
+        counters.pairs.remove(&pair_key(account, address));
+        let refund = |map: &mut HashMap<String, Window>, key: &str| {
+            if let Some(w) = map.get_mut(key) {
+                w.failures = w.failures.saturating_sub(1);
+            }
+        };
+        refund(&mut counters.accounts, account);
+        if let Some(a) = address {
+            refund(&mut counters.addresses, a);
+        }
     }
 
     /// Check `password` against `hash`, or against a dummy hash when there is none (the same
@@ -227,62 +258,71 @@ mod tests {
     }
 
     #[test]
-    fn an_account_locks_after_its_failures_until_the_window_ends() {
+    fn an_account_locks_for_its_guesser_until_the_window_ends() {
         let g = guard(3, 100);
-        for i in 0..2 {
-            assert!(!g.failed("a@x", Some("1.1.1.1"), i));
-            assert_eq!(g.check("a@x", Some("1.1.1.1"), i), Ok(()));
+        for i in 0..3 {
+            assert_eq!(g.reserve("a@x", Some("1.1.1.1"), i), Ok(()));
         }
-        assert!(g.failed("a@x", Some("2.2.2.2"), 10_000));
-        // Locked whichever address asks, until the window of the first failure ends; another
-        // account is not.
+        // Locked for that address, until the window of the first attempt ends…
         assert_eq!(
-            g.check("a@x", Some("3.3.3.3"), 10_000),
+            g.reserve("a@x", Some("1.1.1.1"), 10_000),
             Err(Locked {
                 retry_after_secs: 50
             })
         );
         assert_eq!(
-            g.check("a@x", None, 59_001),
+            g.reserve("a@x", Some("1.1.1.1"), 59_001),
             Err(Locked {
                 retry_after_secs: 1
             })
         );
-        assert_eq!(g.check("b@x", Some("1.1.1.1"), 10_000), Ok(()));
+        // …not for the owner at another address, nor for another account.
+        assert_eq!(g.reserve("a@x", Some("2.2.2.2"), 10_000), Ok(()));
+        assert_eq!(g.reserve("b@x", Some("1.1.1.1"), 10_000), Ok(()));
         // The window ends: a fresh start.
-        assert_eq!(g.check("a@x", None, 60_000), Ok(()));
-        assert!(!g.failed("a@x", None, 60_000));
-        assert_eq!(g.check("a@x", None, 60_001), Ok(()));
+        assert_eq!(g.reserve("a@x", Some("1.1.1.1"), 60_000), Ok(()));
     }
 
     #[test]
-    fn an_address_locks_across_accounts_and_success_clears_only_the_account() {
-        let g = guard(100, 3);
-        g.failed("a@x", Some("9.9.9.9"), 0);
-        g.failed("b@x", Some("9.9.9.9"), 0);
-        assert!(g.failed("c@x", Some("9.9.9.9"), 0));
-        assert!(g.check("d@x", Some("9.9.9.9"), 1).is_err());
-        assert_eq!(g.check("d@x", Some("8.8.8.8"), 1), Ok(()));
-        g.succeeded("c@x");
-        assert!(g.check("c@x", Some("9.9.9.9"), 1).is_err());
+    fn parallel_attempts_cannot_all_pass_the_check() {
+        // Reserved before the password is checked: the fourth of four at once is refused.
+        let g = guard(3, 100);
+        let outcomes: Vec<_> = (0..4)
+            .map(|_| g.reserve("a@x", Some("1.1.1.1"), 0))
+            .collect();
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 3);
+    }
 
+    #[test]
+    fn an_account_guessed_from_many_addresses_locks_at_ten_times_the_limit() {
         let g = guard(2, 100);
-        g.failed("a@x", None, 0);
-        g.succeeded("a@x");
-        assert!(
-            !g.failed("a@x", None, 0),
-            "success forgot the first failure"
-        );
+        for i in 0..20 {
+            assert_eq!(g.reserve("a@x", Some(&format!("10.0.0.{i}")), 0), Ok(()));
+        }
+        assert!(g.reserve("a@x", Some("10.0.1.1"), 0).is_err());
+    }
+
+    #[test]
+    fn an_address_locks_across_accounts_and_success_gives_the_attempt_back() {
+        let g = guard(100, 3);
+        for account in ["a@x", "b@x", "c@x"] {
+            g.reserve(account, Some("9.9.9.9"), 0).unwrap();
+        }
+        assert!(g.reserve("d@x", Some("9.9.9.9"), 1).is_err());
+        assert_eq!(g.reserve("d@x", Some("8.8.8.8"), 1), Ok(()));
+        g.succeeded("c@x", Some("9.9.9.9"));
+        assert_eq!(g.reserve("d@x", Some("9.9.9.9"), 1), Ok(()));
     }
 
     #[test]
     fn expired_windows_are_swept_when_many_keys_are_tracked() {
         let g = guard(5, 5);
         for i in 0..=SWEEP_ABOVE {
-            g.failed(&format!("{i}@x"), None, 0);
+            g.reserve(&format!("{i}@x"), None, 0).unwrap();
         }
-        g.failed("late@x", None, 120_000);
-        assert_eq!(g.counters.lock().unwrap().accounts.len(), 1);
+        g.reserve("late@x", None, 120_000).unwrap();
+        let c = g.counters.lock().unwrap();
+        assert_eq!((c.pairs.len(), c.accounts.len()), (1, 1));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -14,8 +14,8 @@ use super::service::{self, Error, NewPatient, NewStaff};
 use crate::domain::personal::snils_digits;
 use crate::domain::{ApiKeyId, Caller, Principal, Role, UserId};
 use crate::http::{
-    ApiError, Body, Problem, client_ip, cookie, id, normalized_email, session_cookie, set_cookie,
-    text, to_rfc3339,
+    ApiError, Body, Problem, client_ip, client_ip_behind, cookie, id, normalized_email,
+    session_cookie, set_cookie, text, to_rfc3339,
 };
 use crate::state::ApiState;
 
@@ -70,8 +70,10 @@ pub async fn login(
     parts: Parts,
     Body(req): Body<LoginRequest>,
 ) -> Result<Json<SessionView>, ApiError> {
+    // Behind a reverse proxy the limits per address count the client's, not the proxy's.
+    let ip = client_ip_behind(&parts, &state.settings.trusted_proxies);
     let (caller, token, expires) =
-        service::login(&state.core(), &req.email, &req.password, client_ip(&parts)).await?;
+        service::login(&state.core(), &req.email, &req.password, ip).await?;
     let Principal::User { id, role, name } = caller.principal else {
         return Err(ApiError::Internal(anyhow::anyhow!("a login is a person")));
     };

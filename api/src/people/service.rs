@@ -384,8 +384,12 @@ pub async fn login(
     ip: Option<String>,
 ) -> Result<(Caller, String, i64), Error> {
     let account = email.trim().to_lowercase();
+    if account.len() > 254 {
+        // No staff e-mail is this long (RFC 5321): nothing to check, nothing to keep.
+        return Err(Error::WrongCredentials);
+    }
     let guard = &core.logins;
-    if let Err(locked) = guard.check(&account, ip.as_deref(), core.now()) {
+    if let Err(locked) = guard.reserve(&account, ip.as_deref(), core.now()) {
         return Err(Error::TooManyAttempts(locked.retry_after_secs));
     }
     let found = repo::staff_by_email(&core.db.pool, &account).await?;
@@ -393,13 +397,6 @@ pub async fn login(
     let verified = guard.verify(password, hash).await;
     let user = found.filter(|_| verified);
     let Some(user) = user else {
-        if guard.failed(&account, ip.as_deref(), core.now()) {
-            // Once per lockout; the account is not named (the audit log has the attempts).
-            tracing::warn!(
-                ip = ip.as_deref().unwrap_or("-"),
-                "password logins locked out for a while"
-            );
-        }
         let mut conn = core.db.pool.acquire().await?;
         audit(
             &mut conn,
@@ -412,7 +409,7 @@ pub async fn login(
         .await?;
         return Err(Error::WrongCredentials);
     };
-    guard.succeeded(&account);
+    guard.succeeded(&account, ip.as_deref());
     let (token, expires) = create_session(core, &user.id, "password").await?;
     let caller = Caller {
         principal: Principal::User {
