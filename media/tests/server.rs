@@ -18,8 +18,8 @@ fn person(id: &str, role: Role) -> ParticipantInfo {
     }
 }
 
-#[tokio::test]
-async fn a_session_that_does_not_take_its_signals_is_removed_not_buffered() {
+/// A media server on loopback, running.
+async fn media_server() -> (tokio::task::JoinHandle<()>, vizit_media::MediaHandle) {
     let (server, media) = MediaServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1".parse().unwrap(),
@@ -29,7 +29,12 @@ async fn a_session_that_does_not_take_its_signals_is_removed_not_buffered() {
     )
     .await
     .unwrap();
-    let running = tokio::spawn(server.spawn().await.unwrap());
+    (tokio::spawn(server.spawn().await.unwrap()), media)
+}
+
+#[tokio::test]
+async fn a_session_that_does_not_take_its_signals_is_removed_not_buffered() {
+    let (running, media) = media_server().await;
     let room = RoomId::new("flood");
     let (doctor, _, mut doctor_signals) = media
         .join(room.clone(), person("d", Role::Doctor))
@@ -82,16 +87,7 @@ async fn a_session_that_does_not_take_its_signals_is_removed_not_buffered() {
 
 #[tokio::test]
 async fn an_ended_room_cannot_be_joined_again() {
-    let (server, media) = MediaServer::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1".parse().unwrap(),
-        SfuOptions::new(vec!["127.0.0.1:9".parse().unwrap()]),
-        1 << 16,
-        1,
-    )
-    .await
-    .unwrap();
-    let running = tokio::spawn(server.spawn().await.unwrap());
+    let (running, media) = media_server().await;
     let room = RoomId::new("ended");
     // Ended before anyone got in (a join racing the cancellation): still refused after.
     assert_eq!(
