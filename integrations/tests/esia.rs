@@ -119,6 +119,36 @@ async fn form(
         .collect()
 }
 
+/// A person picks `oid` on the stand's login page at `url`: where ESIA sends the browser back,
+/// and that address's query.
+async fn choose_on_stand(
+    http: &reqwest::Client,
+    stand: &str,
+    url: &str,
+    oid: &str,
+) -> (reqwest::Url, HashMap<String, String>) {
+    let login = http.get(url).send().await.unwrap();
+    assert_eq!(login.status(), 200);
+    let html = login.text().await.unwrap();
+    assert!(html.contains("Тестовый стенд ЕСИА"), "{html}");
+    let request = html
+        .split("name=\"request\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let chosen = http
+        .post(format!("{stand}/aas/oauth2/v2/ac/login"))
+        .form(&[("request", request.as_str()), ("oid", oid)])
+        .send()
+        .await
+        .unwrap();
+    assert!(chosen.status().is_redirection());
+    let back = reqwest::Url::parse(chosen.headers()["location"].to_str().unwrap()).unwrap();
+    let q = back.query_pairs().into_owned().collect();
+    (back, q)
+}
+
 fn vizit_api_free_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -309,29 +339,8 @@ async fn the_client_signs_in_a_person_at_the_sandbox() {
         url.contains("timestamp=") && url.contains("client_certificate_hash="),
         "{url}"
     );
-    let login = http.get(&url).send().await.unwrap();
-    assert_eq!(login.status(), 200);
-    let html = login.text().await.unwrap();
-    assert!(html.contains("Тестовый стенд ЕСИА"), "{html}");
-    let request = html
-        .split("name=\"request\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_owned();
-    let chosen = http
-        .post(format!(
-            "{}/aas/oauth2/v2/ac/login",
-            sandbox.esia.base_url()
-        ))
-        .form(&[("request", request.as_str()), ("oid", "1000300001")])
-        .send()
-        .await
-        .unwrap();
-    assert!(chosen.status().is_redirection());
-    let back = reqwest::Url::parse(chosen.headers()["location"].to_str().unwrap()).unwrap();
+    let (back, q) = choose_on_stand(&http, &sandbox.esia.base_url(), &url, "1000300001").await;
     assert!(back.as_str().starts_with(&redirect));
-    let q: HashMap<String, String> = back.query_pairs().into_owned().collect();
     assert_eq!(q["state"], state);
     let code = q["code"].clone();
 
@@ -381,24 +390,7 @@ async fn the_client_signs_in_a_person_at_the_sandbox() {
         .authorize_url(&state, None, vizit_api_free_now())
         .await
         .unwrap();
-    let html = http.get(&url).send().await.unwrap().text().await.unwrap();
-    let request = html
-        .split("name=\"request\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_owned();
-    let refused = http
-        .post(format!(
-            "{}/aas/oauth2/v2/ac/login",
-            sandbox.esia.base_url()
-        ))
-        .form(&[("request", request.as_str()), ("oid", "refuse")])
-        .send()
-        .await
-        .unwrap();
-    let back = reqwest::Url::parse(refused.headers()["location"].to_str().unwrap()).unwrap();
-    let q: HashMap<String, String> = back.query_pairs().into_owned().collect();
+    let (_, q) = choose_on_stand(&http, &sandbox.esia.base_url(), &url, "refuse").await;
     assert_eq!(q["error"], "access_denied");
     assert_eq!(q["state"], state);
 
@@ -536,24 +528,7 @@ async fn the_stand_registers_clients_over_http_and_serves_collections() {
         .authorize_url("s-1", None, vizit_api_free_now())
         .await
         .unwrap();
-    let html = http.get(&url).send().await.unwrap().text().await.unwrap();
-    let request = html
-        .split("name=\"request\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_owned();
-    let chosen = http
-        .post(format!(
-            "{}/aas/oauth2/v2/ac/login",
-            sandbox.esia.base_url()
-        ))
-        .form(&[("request", request.as_str()), ("oid", "1000300001")])
-        .send()
-        .await
-        .unwrap();
-    let back = reqwest::Url::parse(chosen.headers()["location"].to_str().unwrap()).unwrap();
-    let q: HashMap<String, String> = back.query_pairs().into_owned().collect();
+    let (_, q) = choose_on_stand(&http, &sandbox.esia.base_url(), &url, "1000300001").await;
     let tokens = esia
         .exchange(&q["code"], None, vizit_api_free_now())
         .await
