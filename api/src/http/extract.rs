@@ -45,8 +45,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// The caller's address, when the server was started with connect info.
-/// The client's address: the connection's peer, or behind `trusted` reverse proxies the last
+/// The client's address, when the server was started with connect info: the connection's peer, or behind `trusted` reverse proxies the last
 /// address in `X-Forwarded-For` that is not one of them.
 pub fn client_ip_behind(parts: &Parts, trusted: &[crate::platform::net::IpNet]) -> Option<String> {
     let peer = parts
@@ -60,9 +59,7 @@ pub fn client_ip_behind(parts: &Parts, trusted: &[crate::platform::net::IpNet]) 
     Some(crate::platform::net::client_address(peer, forwarded, trusted).to_string())
 }
 
+/// The connection's peer (no proxy trusted).
 pub fn client_ip(parts: &Parts) -> Option<String> {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|axum::extract::ConnectInfo(addr)| addr.ip().to_string())
+    client_ip_behind(parts, &[])
 }
