@@ -135,11 +135,11 @@ pub async fn serve(
         let service = service_for(app.clone(), remote, https, first_request.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let handshake_timeout = limits.header_read_timeout;
+        let first_request_timeout = limits.header_read_timeout;
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let deadline = tokio::time::Instant::now() + handshake_timeout;
+            let deadline = tokio::time::Instant::now() + first_request_timeout;
             let conn = match tls {
                 None => builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -160,7 +160,7 @@ pub async fn serve(
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
-                    // Two arms, two types: box both.
+                    // A TLS connection is another type than a plain one: served in its arm.
                     return serve_watched(watcher.watch(conn), deadline, first_request).await;
                 }
             };
