@@ -32,6 +32,8 @@ pub struct HttpState {
     /// `http.public_url` names a host beyond loopback (Vizit is reached through a proxy or
     /// from outside): `/metrics` then always needs its token.
     pub public: bool,
+    /// The signaling endpoint's state, for its open sockets.
+    pub signaling: vizit_signaling::SignalingState,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -139,6 +141,12 @@ async fn metrics(
         body.push_str(&b.to_prometheus());
     }
     body.push_str(&state.recording.to_prometheus());
+    body.push_str(&format!(
+        "# HELP vizit_signaling_sockets Open signaling WebSockets, joined or not.\n\
+         # TYPE vizit_signaling_sockets gauge\n\
+         vizit_signaling_sockets {}\n",
+        state.signaling.open_sockets()
+    ));
     body.push_str(&process_metrics());
     (
         [(

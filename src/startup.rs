@@ -364,6 +364,7 @@ impl Application {
             sandbox_url: sandbox.as_ref().map(|(_, running)| running.url()),
             metrics: settings.metrics.clone(),
             public: settings.public_url_is_public(),
+            signaling: signaling.clone(),
         })
         .merge(vizit_signaling::router(signaling))
         .merge(vizit_api::router(api.clone()));

@@ -791,6 +791,7 @@ async fn metrics_need_the_token_and_name_rooms_only_when_asked() {
         .unwrap();
     assert!(text.contains("\nvizit_rooms 1\n"), "{text}");
     assert!(text.contains("\nvizit_participants 1\n"), "{text}");
+    assert!(text.contains("\nvizit_signaling_sockets 1\n"), "{text}");
     assert!(
         !text.contains("counted"),
         "no room id without metrics.per_room: {text}"

@@ -36,11 +36,14 @@ use vizit_signaling::{CallRole, TokenKeys};
 
 pub mod janus;
 mod rtp;
+pub mod soak;
 
 const MAGIC: u32 = 0x5649_5a54; // "VIZT"
 const HEADER: usize = 4 + 4 + 1 + 1 + 8 + 8;
 const AUDIO_BYTES: usize = 160;
 const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
+/// A `ping` on the signaling socket this often.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The server under load.
 #[derive(Debug, Clone)]
@@ -73,6 +76,9 @@ pub struct LoadOptions {
     /// transient of the generator's own str0m peers (~2.5 s of p99 spikes, the same against
     /// Vizit and Janus).
     pub warmup: Duration,
+    /// A peer ends with `leave` (hangs up); without, it just closes its socket (a dropped
+    /// connection, as when a phone loses its network).
+    pub hang_up: bool,
     start: Arc<Start>,
 }
 
@@ -131,6 +137,7 @@ impl LoadOptions {
             video_bitrate: 1_500_000,
             video_fps: 30,
             warmup: Duration::from_secs(3),
+            hang_up: true,
             start: Arc::default(),
         }
     }
@@ -509,7 +516,9 @@ async fn peer(
         SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap_or(""))?,
     )?;
     let stats = media_loop(options, room, me, &mut [leg], mids, Some(&mut ws)).await?;
-    let _ = ws.send(json!({"type": "leave"})).await;
+    if options.hang_up {
+        let _ = ws.send(json!({"type": "leave"})).await;
+    }
     Ok(stats)
 }
 
@@ -944,8 +953,17 @@ pub(crate) async fn media_loop(
     let mut data = Vec::new();
     // When each leg's transport next needs a timeout input.
     let mut due = vec![Instant::now(); legs.len()];
+    // The signaling socket is kept alive as the protocol asks (the server closes one that is
+    // silent for `signaling.idle_timeout`, 30 s by default).
+    let mut next_ping = Instant::now() + PING_INTERVAL;
     loop {
         let now = Instant::now();
+        if now >= next_ping {
+            if let Some(ws) = ws.as_mut() {
+                ws.send(json!({"type": "ping"})).await?;
+            }
+            next_ping = now + PING_INTERVAL;
+        }
         if sending_until.is_none() && legs.iter().all(|l| l.rtc.is_connected()) {
             options.arrive((room, me));
             // Everyone sends from the same moment, once the last peer is connected.
@@ -1013,7 +1031,8 @@ pub(crate) async fn media_loop(
             next_audio.min(next_video)
         } else {
             now + Duration::from_millis(20)
-        };
+        }
+        .min(next_ping);
         if let Some(d) = drain_until {
             wake = wake.min(d);
         }

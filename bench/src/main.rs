@@ -32,6 +32,10 @@ struct Args {
     threads: usize,
     /// Vizit's `media.threads`.
     media_threads: usize,
+    /// A soak run of this long instead of the ramp (Vizit only).
+    soak: Option<Duration>,
+    call_seconds: (u64, u64),
+    sample_seconds: u64,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -49,6 +53,9 @@ fn parse_args() -> anyhow::Result<Args> {
         bitrate: 1_500_000,
         threads: 1,
         media_threads: 1,
+        soak: None,
+        call_seconds: (20, 90),
+        sample_seconds: 60,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -80,11 +87,26 @@ fn parse_args() -> anyhow::Result<Args> {
             "--bitrate" => args.bitrate = value()?.parse()?,
             "--threads" => args.threads = value()?.parse::<usize>()?.max(1),
             "--media-threads" => args.media_threads = value()?.parse::<usize>()?.max(1),
+            "--soak" => {
+                args.soak = Some(Duration::from_secs(value()?.parse::<u64>()? * 60));
+            }
+            "--call-seconds" => {
+                let v: Vec<u64> = value()?
+                    .split(':')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+                let [min, max] = v[..] else {
+                    bail!("--call-seconds MIN:MAX")
+                };
+                args.call_seconds = (min.max(4), max.max(min.max(4)));
+            }
+            "--sample-seconds" => args.sample_seconds = value()?.parse::<u64>()?.max(1),
             "--help" | "-h" => {
                 println!(
                     "vizit-bench [--server PATH] [--janus JANUS_BIN [--janus-netns NS] [--janus-ip IP] \
                      [--peer-ip IP] [--only-janus] [--keep-janus-log]] [--out DIR] \
-                     [--rooms N | --ramp START:STEP:MAX] [--seconds S] [--bitrate BPS] [--threads N] [--media-threads N]"
+                     [--rooms N | --ramp START:STEP:MAX] [--seconds S] [--bitrate BPS] [--threads N] [--media-threads N] \
+                     [--soak MINUTES [--call-seconds MIN:MAX] [--sample-seconds S]]"
                 );
                 std::process::exit(0);
             }
@@ -330,6 +352,131 @@ async fn packets_out(base: &str) -> anyhow::Result<u64> {
         .map_err(Into::into)
 }
 
+/// The highest resident memory of `pid` while a step runs: sampled every 100 ms by a thread of
+/// its own (after the step the peers have left and the allocator may have returned memory).
+struct PeakRss {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<f64>,
+}
+
+impl PeakRss {
+    fn start(pid: u32) -> PeakRss {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak: f64 = 0.0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_mib(pid));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak.max(rss_mib(pid))
+        });
+        PeakRss { stop, thread }
+    }
+
+    fn finish(self) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(0.0)
+    }
+}
+
+/// A soak run against Vizit: a table row every sample, then the gauges once every call ended.
+fn soak(args: &Args, server: &Server, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let pid = server.child.id();
+    let options = vizit_bench::soak::SoakOptions {
+        base_url: server.base.clone(),
+        token_secret: server.secret.clone(),
+        rooms: args.ramp.2,
+        duration: args.soak.unwrap_or_default(),
+        call_min: Duration::from_secs(args.call_seconds.0),
+        call_max: Duration::from_secs(args.call_seconds.1),
+        video_bitrate: args.bitrate,
+        sample_every: Duration::from_secs(args.sample_seconds),
+    };
+    let mut table = format!(
+        "Soak: {} calls at a time for {} min, calls of {}–{} s, a third with a rejoin after \
+         `leave` and a third after a dropped socket.\n\n\
+         | minute | calls started | calls ended | rejoins (leave / drop) | failed peers | rooms | participants | sockets | RSS MiB | server CPU % |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+        options.rooms,
+        options.duration.as_secs() / 60,
+        args.call_seconds.0,
+        args.call_seconds.1,
+    );
+    print!("{table}");
+    let mut cpu_then = (cpu_seconds(pid)?, Instant::now());
+    let mut rows = String::new();
+    let mut rss_series = Vec::new();
+    let totals = runtime.block_on(vizit_bench::soak::soak(&options, |elapsed, t| {
+        let cpu_now = (cpu_seconds(pid).unwrap_or(cpu_then.0), Instant::now());
+        let cpu = (cpu_now.0 - cpu_then.0) / cpu_now.1.duration_since(cpu_then.1).as_secs_f64();
+        cpu_then = cpu_now;
+        let [rooms, participants, sockets, rss] = vizit_bench::soak::gauges(&server.base).unwrap_or([f64::NAN; 4]);
+        rss_series.push((elapsed.as_secs_f64() / 60.0, rss));
+        let row = format!(
+            "| {:.1} | {} | {} | {} / {} | {} | {rooms} | {participants} | {sockets} | {rss:.0} | {:.1} |\n",
+            elapsed.as_secs_f64() / 60.0,
+            t.calls_started,
+            t.calls_ended,
+            t.rejoins_after_leave,
+            t.rejoins_after_drop,
+            t.failed_peers,
+            cpu * 100.0,
+        );
+        print!("{row}");
+        rows.push_str(&row);
+    }))?;
+    table.push_str(&rows);
+    // Every call has ended: the server must let go of everything within its timeouts.
+    let mut last = [f64::NAN; 4];
+    for _ in 0..60 {
+        last = vizit_bench::soak::gauges(&server.base)?;
+        if last[..3].iter().all(|v| *v == 0.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let [rooms, participants, sockets, rss] = last;
+    // Growth while loaded: from the first sample after a tenth of the run to the last sample.
+    let warm = rss_series
+        .iter()
+        .find(|(minute, _)| *minute * 60.0 >= options.duration.as_secs_f64() / 10.0)
+        .copied();
+    let growth = match (warm, rss_series.last()) {
+        (Some((m0, r0)), Some(&(m1, r1))) if m1 > m0 => format!(
+            "{:+.0} MiB from minute {m0:.0} to minute {m1:.0} ({:+.1} MiB per hour)",
+            r1 - r0,
+            (r1 - r0) / (m1 - m0) * 60.0
+        ),
+        _ => "too short to tell".to_owned(),
+    };
+    let summary = format!(
+        "\nCalls: {} started, {} ended; rejoins: {} after `leave`, {} after a dropped socket; \
+         failed peers: {}; frames sent {}, received {}, corrupt {}.\n\
+         Loaded RSS growth: {growth}.\n\
+         After the last call: rooms {rooms}, participants {participants}, signaling sockets \
+         {sockets}, RSS {rss:.0} MiB.\n",
+        totals.calls_started,
+        totals.calls_ended,
+        totals.rejoins_after_leave,
+        totals.rejoins_after_drop,
+        totals.failed_peers,
+        totals.frames_sent,
+        totals.frames_received,
+        totals.corrupt,
+    );
+    print!("{summary}");
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("soak.md"), format!("{table}{summary}"))?;
+        println!("\nwritten: {}/soak.md", dir.display());
+    }
+    if rooms != 0.0 || participants != 0.0 || sockets != 0.0 {
+        bail!("the server kept rooms, participants or sockets after every call ended");
+    }
+    Ok(())
+}
+
 /// One server under test, and whether its ramp goes on.
 struct Contender {
     name: &'static str,
@@ -387,6 +534,12 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
     };
+    if args.soak.is_some() {
+        let server = vizit
+            .as_ref()
+            .context("a soak runs against Vizit, not --only-janus")?;
+        return soak(&args, server, &runtime);
+    }
     let mut contenders = Vec::new();
     if let Some(v) = &vizit {
         contenders.push(Contender {
@@ -440,7 +593,9 @@ fn main() -> anyhow::Result<()> {
                 None => None,
             };
             let t0 = Instant::now();
+            let peak = PeakRss::start(c.pid);
             let report: Report = runtime.block_on(run(&options))?;
+            let rss = peak.finish();
             let elapsed = t0.elapsed().as_secs_f64();
             let cpu = cpu_seconds(c.pid)? - cpu0;
             let own = cpu_seconds(std::process::id())? - own0;
@@ -451,7 +606,6 @@ fn main() -> anyhow::Result<()> {
             };
             let datagrams = report.datagrams_in;
             let media = report.media_packets_in;
-            let rss = rss_mib(c.pid);
             let row = format!(
                 "| {rooms} | {} | {:.3} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {:.0} |\n",
                 c.name,

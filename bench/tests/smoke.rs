@@ -52,3 +52,67 @@ async fn three_rooms_exchange_every_frame_intact() {
     server.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// The soak tooling against an in-process Vizit, briefly: calls that end with `leave`, with a
+/// rejoin after `leave` and with a rejoin after a dropped socket all complete, and once they
+/// have ended the server holds no room, participant or signaling socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_leaves_nothing_behind() {
+    let secret = "bench-soak-secret-bench-soak-secret-0001".to_owned();
+    let data_dir = std::env::temp_dir().join(format!("vizit-bench-soak-{}", uuid::Uuid::new_v4()));
+    let mut settings = Settings {
+        data_dir: data_dir.clone(),
+        demo: false,
+        ..Settings::default()
+    };
+    settings.http.listen = "127.0.0.1:0".parse().unwrap();
+    settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
+    settings.auth.token_secret = Some(SecretString::from(secret.clone()));
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://{}", app.http_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+
+    let options = vizit_bench::soak::SoakOptions {
+        base_url: base.clone(),
+        token_secret: secret,
+        rooms: 3,
+        duration: Duration::from_secs(4),
+        call_min: Duration::from_secs(4),
+        call_max: Duration::from_secs(5),
+        video_bitrate: 300_000,
+        sample_every: Duration::from_secs(1),
+    };
+    let mut busiest = 0.0f64;
+    let totals = vizit_bench::soak::soak(&options, |_, _| {
+        if let Ok([_, participants, _, _]) = vizit_bench::soak::gauges(&base) {
+            busiest = busiest.max(participants);
+        }
+    })
+    .await
+    .unwrap();
+    assert!(totals.calls_started >= 3, "{totals:?}");
+    assert_eq!(totals.calls_ended, totals.calls_started, "{totals:?}");
+    assert!(totals.rejoins_after_leave >= 1, "{totals:?}");
+    assert!(totals.rejoins_after_drop >= 1, "{totals:?}");
+    assert_eq!(totals.failed_peers, 0, "{totals:?}");
+    assert_eq!(totals.corrupt, 0, "{totals:?}");
+    assert!(totals.frames_received > 0, "{totals:?}");
+    assert!(busiest >= 2.0, "the calls were seen live: {busiest}");
+    // Everything is released: at once for a `leave`, within the signaling's notice of a closed
+    // socket for a drop.
+    let mut last = [f64::NAN; 4];
+    for _ in 0..60 {
+        last = vizit_bench::soak::gauges(&base).unwrap();
+        if last[..3] == [0.0; 3] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(last[..3], [0.0; 3], "rooms, participants, sockets left");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

@@ -16,7 +16,8 @@
 //!   streams is opened, the sender info of their reports is written from the packets really
 //!   sent (`rtcp/report.rs`), and the packet is sealed again under its own SRTCP index (the
 //!   original never leaves, so no nonce is used twice).
-//! - **Retransmissions.** Video packets are kept (the last [`RESEND_SLOTS`]); a receiver's
+//! - **Retransmissions.** Video packets are kept ([`crate::resend`]: the last second, in
+//!   memory that follows the bitrate); a receiver's
 //!   generic NACK for an egress stream is read from its SRTCP (`rtcp/feedback.rs`) and the
 //!   packet is sent again as it was (the same bytes: no index is protected twice). Bounded: at
 //!   most [`MAX_NACKS`](crate::rtcp::feedback::MAX_NACKS) packets per RTCP datagram, none older
@@ -29,24 +30,17 @@
 //! stream: a window of the last [`SENT_WINDOW`] indices refuses a second packet under the same
 //! one (with AES-GCM that would reuse a nonce).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues};
 
 use crate::clock::StreamClock;
+use crate::resend::ResendBuffer;
 use crate::rtcp::feedback::Feedback;
 use crate::rtcp::report::rewrite_sender_info;
 use crate::srtp::{Direction, Keys, Srtp};
 
-/// Video packets kept for retransmission: about 2 s of 1.5 Mbit/s video.
-pub(crate) const RESEND_SLOTS: usize = 512;
-/// A packet is not resent again sooner than this: a receiver repeats its NACK until the packet
-/// arrives, and one round trip is the least that takes.
-pub(crate) const RESEND_INTERVAL: Duration = Duration::from_millis(10);
-/// A packet older than this is not resent: the receiver has given up on it (and asked for a
-/// keyframe).
-pub(crate) const MAX_RESEND_AGE: Duration = Duration::from_secs(1);
 /// Resent bytes per byte sent, and the allowance a stream starts with.
 const RESEND_SHARE: u64 = 4;
 const RESEND_START: u64 = 64 * 1024;
@@ -57,9 +51,6 @@ pub(crate) const SENT_WINDOW: u64 = 1024;
 /// The longest header written: 12 bytes, the extension header, a MID of 16 bytes, three
 /// one-byte elements and the playout delay, padded.
 const HEADER_MAX: usize = 12 + 4 + 17 + 3 * 2 + 4 + 3;
-
-/// The largest datagram kept for retransmission without growing its slot (an Ethernet MTU).
-const MAX_DATAGRAM: usize = 1500;
 
 /// The egress of a receiver's transport: its SRTP contexts for fast forwarding.
 pub(crate) struct Egress {
@@ -143,7 +134,9 @@ pub(crate) struct EgressStream {
     packets: u32,
     octets: u32,
     clock_rate: u32,
-    resend: Option<Box<[Option<Kept>]>>,
+    /// Video only: `keep` and, from the first packet, its kept packets.
+    keep: bool,
+    resend: Option<Box<ResendBuffer>>,
     /// Bytes that may still be resent (grows with what is sent).
     resend_budget: u64,
     sent: SentWindow,
@@ -159,14 +152,6 @@ impl std::fmt::Debug for EgressStream {
             .field("packets", &self.packets)
             .finish_non_exhaustive()
     }
-}
-
-/// A sent video packet, kept for retransmission.
-struct Kept {
-    index: u64,
-    sent: Instant,
-    resent: Option<Instant>,
-    datagram: Vec<u8>,
 }
 
 /// The one-byte header extension ids (RFC 8285) the receiver negotiated for what forwarding
@@ -231,21 +216,11 @@ impl Egress {
         stream.octets = stream.octets.wrapping_add(packet.payload.len() as u32);
         stream.resend_budget =
             (stream.resend_budget + datagram.len() as u64 / RESEND_SHARE).min(RESEND_MAX);
-        if let Some(slots) = stream.resend.as_mut() {
-            let slot = &mut slots[packet.index as usize % RESEND_SLOTS];
-            // Room for the largest datagram from the start: sizes vary within a frame, and a
-            // slot that grew packet by packet would reallocate all the time.
-            let kept = slot.get_or_insert_with(|| Kept {
-                index: packet.index,
-                sent: now,
-                resent: None,
-                datagram: Vec::with_capacity(MAX_DATAGRAM),
-            });
-            kept.index = packet.index;
-            kept.sent = now;
-            kept.resent = None;
-            kept.datagram.clear();
-            kept.datagram.extend_from_slice(&datagram);
+        if stream.keep {
+            stream
+                .resend
+                .get_or_insert_with(|| Box::new(ResendBuffer::new(now)))
+                .keep(packet.index, &datagram, now);
         }
         Some(datagram)
     }
@@ -322,8 +297,8 @@ impl EgressStream {
             resend_budget: RESEND_START,
             sent: SentWindow::default(),
             acknowledged: false,
-            resend: (kind == MediaKind::Video)
-                .then(|| std::iter::repeat_with(|| None).take(RESEND_SLOTS).collect()),
+            keep: kind == MediaKind::Video,
+            resend: None,
         }
     }
 
@@ -334,20 +309,9 @@ impl EgressStream {
 
     /// The kept datagram of sequence number `seq`, if it may be sent again now.
     pub fn resend(&mut self, seq: u16, now: Instant) -> Option<&[u8]> {
-        let kept = self.resend.as_mut()?[seq as usize % RESEND_SLOTS].as_mut()?;
-        let len = kept.datagram.len() as u64;
-        if kept.index as u16 != seq
-            || now.saturating_duration_since(kept.sent) > MAX_RESEND_AGE
-            || kept
-                .resent
-                .is_some_and(|at| now.saturating_duration_since(at) < RESEND_INTERVAL)
-            || self.resend_budget < len
-        {
-            return None;
-        }
-        kept.resent = Some(now);
-        self.resend_budget -= len;
-        Some(&kept.datagram)
+        self.resend
+            .as_mut()?
+            .resend(seq, now, &mut self.resend_budget)
     }
 
     /// The RTP header of `packet` in this stream, into `buf`; returns its length.
@@ -410,8 +374,10 @@ impl EgressStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resend::{MAX_RESEND_AGE, RESEND_INTERVAL};
     use crate::rtcp::feedback::MAX_NACKS;
     use crate::srtp::test_keys;
+    use std::time::Duration;
     use str0m::crypto::dtls::SrtpProfile;
 
     fn exts() -> ExtensionMap {

@@ -84,6 +84,7 @@ mod options;
 mod participant;
 mod producer;
 mod recording;
+mod resend;
 mod room;
 mod router;
 mod rtcp;

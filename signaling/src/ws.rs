@@ -27,6 +27,11 @@ use crate::protocol::{
 use crate::session::{Action, Session};
 use crate::token::TokenKeys;
 
+/// Bytes read from a socket at a time. tungstenite's default (128 KiB) is allocated and zeroed
+/// for every socket — a quarter of a 1:1 call's memory for two sockets that carry a few
+/// kilobytes of SDP and small messages; a longer message is read in several reads.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Bounds on the sockets of `GET /ws`, so that no one can hold the server's memory or sockets
 /// without joining a call.
 #[derive(Debug, Clone)]
@@ -259,6 +264,7 @@ async fn upgrade(
     // the protocol limit itself is MAX_MESSAGE_BYTES.
     ws.max_message_size(1024 * 1024)
         .max_frame_size(1024 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             run(socket, state).await;
             drop(slot);
