@@ -437,12 +437,19 @@ fn soak(args: &Args, server: &Server, runtime: &tokio::runtime::Runtime) -> anyh
         std::thread::sleep(Duration::from_millis(500));
     }
     let [rooms, participants, sockets, rss] = last;
-    // Growth while loaded: from the first sample after a tenth of the run to the last sample.
+    // Growth while loaded: from the first sample after a tenth of the run to the last one
+    // before new calls stopped (after that the calls wind down).
+    let loaded_until = options.duration.as_secs_f64() / 60.0;
     let warm = rss_series
         .iter()
-        .find(|(minute, _)| *minute * 60.0 >= options.duration.as_secs_f64() / 10.0)
+        .find(|(minute, _)| *minute >= loaded_until / 10.0)
         .copied();
-    let growth = match (warm, rss_series.last()) {
+    let slack = args.sample_seconds as f64 / 120.0;
+    let last = rss_series
+        .iter()
+        .rev()
+        .find(|(m, _)| *m <= loaded_until + slack);
+    let growth = match (warm, last) {
         (Some((m0, r0)), Some(&(m1, r1))) if m1 > m0 => format!(
             "{:+.0} MiB from minute {m0:.0} to minute {m1:.0} ({:+.1} MiB per hour)",
             r1 - r0,
