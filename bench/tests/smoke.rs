@@ -7,26 +7,55 @@ use secrecy::SecretString;
 use vizit::config::Settings;
 use vizit::startup::Application;
 
+/// An in-process Vizit on loopback with its own data folder and token secret, stopped by
+/// [`Server::stop`].
+struct Server {
+    base: String,
+    secret: String,
+    data_dir: std::path::PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let secret = "bench-smoke-secret-bench-smoke-secret-01".to_owned();
+        let data_dir =
+            std::env::temp_dir().join(format!("vizit-bench-smoke-{}", uuid::Uuid::new_v4()));
+        let mut settings = Settings {
+            data_dir: data_dir.clone(),
+            demo: false,
+            ..Settings::default()
+        };
+        settings.http.listen = "127.0.0.1:0".parse().unwrap();
+        settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
+        settings.auth.token_secret = Some(SecretString::from(secret.clone()));
+        let app = Application::build(settings).await.unwrap();
+        let base = format!("http://{}", app.http_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            base,
+            secret,
+            data_dir,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_rooms_exchange_every_frame_intact() {
-    let secret = "bench-smoke-secret-bench-smoke-secret-01".to_owned();
-    let data_dir = std::env::temp_dir().join(format!("vizit-bench-smoke-{}", uuid::Uuid::new_v4()));
-    let mut settings = Settings {
-        data_dir: data_dir.clone(),
-        demo: false,
-        ..Settings::default()
-    };
-    settings.http.listen = "127.0.0.1:0".parse().unwrap();
-    settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
-    settings.auth.token_secret = Some(SecretString::from(secret.clone()));
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://{}", app.http_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-
-    let mut options = vizit_bench::LoadOptions::new(base, secret, 3);
+    let server = Server::start().await;
+    let mut options = vizit_bench::LoadOptions::new(server.base.clone(), server.secret.clone(), 3);
     options.duration = Duration::from_secs(3);
     options.warmup = Duration::from_secs(1);
     options.video_bitrate = 500_000;
@@ -48,9 +77,7 @@ async fn three_rooms_exchange_every_frame_intact() {
         report.p50_ms > 0.0 && report.p99_ms >= report.p50_ms,
         "{report:?}"
     );
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(&data_dir);
+    server.stop().await;
 }
 
 /// The soak tooling against an in-process Vizit, briefly: calls that end with `leave`, with a
@@ -58,26 +85,11 @@ async fn three_rooms_exchange_every_frame_intact() {
 /// have ended the server holds no room, participant or signaling socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_soak_leaves_nothing_behind() {
-    let secret = "bench-soak-secret-bench-soak-secret-0001".to_owned();
-    let data_dir = std::env::temp_dir().join(format!("vizit-bench-soak-{}", uuid::Uuid::new_v4()));
-    let mut settings = Settings {
-        data_dir: data_dir.clone(),
-        demo: false,
-        ..Settings::default()
-    };
-    settings.http.listen = "127.0.0.1:0".parse().unwrap();
-    settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
-    settings.auth.token_secret = Some(SecretString::from(secret.clone()));
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://{}", app.http_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-
+    let server = Server::start().await;
+    let base = server.base.clone();
     let options = vizit_bench::soak::SoakOptions {
         base_url: base.clone(),
-        token_secret: secret,
+        token_secret: server.secret.clone(),
         rooms: 3,
         duration: Duration::from_secs(4),
         call_min: Duration::from_secs(4),
@@ -112,7 +124,5 @@ async fn a_short_soak_leaves_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(last[..3], [0.0; 3], "rooms, participants, sockets left");
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(&data_dir);
+    server.stop().await;
 }
