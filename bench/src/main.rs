@@ -332,24 +332,9 @@ impl Drop for Server {
 }
 
 /// The server's total forwarded datagrams, from `/metrics`.
-async fn packets_out(base: &str) -> anyhow::Result<u64> {
-    let host = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(host).await?;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(
-            format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("vizit_packets_out_total "))
-        .context("no vizit_packets_out_total")?
-        .trim()
-        .parse()
-        .map_err(Into::into)
+fn packets_out(base: &str) -> anyhow::Result<u64> {
+    let text = vizit_bench::soak::metrics(base)?;
+    Ok(vizit_bench::soak::metric(&text, "vizit_packets_out_total")? as u64)
 }
 
 /// The highest resident memory of `pid` while a step runs: sampled every 100 ms by a thread of
@@ -428,15 +413,8 @@ fn soak(args: &Args, server: &Server, runtime: &tokio::runtime::Runtime) -> anyh
     }))?;
     table.push_str(&rows);
     // Every call has ended: the server must let go of everything within its timeouts.
-    let mut last = [f64::NAN; 4];
-    for _ in 0..60 {
-        last = vizit_bench::soak::gauges(&server.base)?;
-        if last[..3].iter().all(|v| *v == 0.0) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let [rooms, participants, sockets, rss] = last;
+    let [rooms, participants, sockets, rss] =
+        runtime.block_on(vizit_bench::soak::settled(&server.base))?;
     // Growth while loaded: from the first sample after a tenth of the run to the last one
     // before new calls stopped (after that the calls wind down).
     let loaded_until = options.duration.as_secs_f64() / 60.0;
@@ -596,7 +574,7 @@ fn main() -> anyhow::Result<()> {
             let own0 = cpu_seconds(std::process::id())?;
             let drops0 = udp_rcvbuf_errors();
             let out0 = match &c.metrics {
-                Some(base) => Some(runtime.block_on(packets_out(base))?),
+                Some(base) => Some(packets_out(base)?),
                 None => None,
             };
             let t0 = Instant::now();
@@ -608,7 +586,7 @@ fn main() -> anyhow::Result<()> {
             let own = cpu_seconds(std::process::id())? - own0;
             let drops = udp_rcvbuf_errors() - drops0;
             let metrics_out = match (&c.metrics, out0) {
-                (Some(base), Some(out0)) => Some(runtime.block_on(packets_out(base))? - out0),
+                (Some(base), Some(out0)) => Some(packets_out(base)? - out0),
                 _ => None,
             };
             let datagrams = report.datagrams_in;

@@ -158,9 +158,8 @@ pub async fn soak(
     Ok(counts.totals())
 }
 
-/// The server's gauges from `/metrics` (blocking; loopback, no TLS): rooms, participants, open
-/// signaling sockets, and resident memory in MiB.
-pub fn gauges(base: &str) -> anyhow::Result<[f64; 4]> {
+/// `GET /metrics` of a Vizit on `base` (blocking; loopback, no TLS): its text.
+pub fn metrics(base: &str) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     let host = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host)?;
@@ -171,20 +170,43 @@ pub fn gauges(base: &str) -> anyhow::Result<[f64; 4]> {
     )?;
     let mut text = String::new();
     stream.read_to_string(&mut text)?;
-    let value = |name: &str| -> anyhow::Result<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .with_context(|| format!("no {name} in /metrics"))?
-            .trim()
-            .parse()
-            .map_err(Into::into)
-    };
+    Ok(text)
+}
+
+/// The value of the series `name` (no labels) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> anyhow::Result<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .with_context(|| format!("no {name} in /metrics"))?
+        .trim()
+        .parse()
+        .map_err(Into::into)
+}
+
+/// The server's gauges: rooms, participants, open signaling sockets, and resident memory in
+/// MiB.
+pub fn gauges(base: &str) -> anyhow::Result<[f64; 4]> {
+    let text = metrics(base)?;
     Ok([
-        value("vizit_rooms")?,
-        value("vizit_participants")?,
-        value("vizit_signaling_sockets")?,
-        value("process_resident_memory_bytes")? / 1024.0 / 1024.0,
+        metric(&text, "vizit_rooms")?,
+        metric(&text, "vizit_participants")?,
+        metric(&text, "vizit_signaling_sockets")?,
+        metric(&text, "process_resident_memory_bytes")? / 1024.0 / 1024.0,
     ])
+}
+
+/// The gauges once rooms, participants and sockets are all zero, or as they are after 30 s:
+/// the server releases a dropped socket's participant within its timeouts, not at once.
+pub async fn settled(base: &str) -> anyhow::Result<[f64; 4]> {
+    let mut last = gauges(base)?;
+    for _ in 0..60 {
+        if last[..3] == [0.0; 3] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        last = gauges(base)?;
+    }
+    Ok(last)
 }
 
 /// One call of `length`: the doctor stays throughout, the patient as `patient` says.

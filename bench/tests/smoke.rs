@@ -115,14 +115,7 @@ async fn a_short_soak_leaves_nothing_behind() {
     assert!(busiest >= 2.0, "the calls were seen live: {busiest}");
     // Everything is released: at once for a `leave`, within the signaling's notice of a closed
     // socket for a drop.
-    let mut last = [f64::NAN; 4];
-    for _ in 0..60 {
-        last = vizit_bench::soak::gauges(&base).unwrap();
-        if last[..3] == [0.0; 3] {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let last = vizit_bench::soak::settled(&base).await.unwrap();
     assert_eq!(last[..3], [0.0; 3], "rooms, participants, sockets left");
     server.stop().await;
 }
