@@ -307,6 +307,13 @@ impl EgressStream {
         self.acknowledged = true;
     }
 
+    /// The m-line went `inactive`: nothing is resent from it, and when a new source takes it
+    /// over, its packets name the MID again until the receiver reports on the stream.
+    pub fn release(&mut self) {
+        self.resend = None;
+        self.acknowledged = false;
+    }
+
     /// The kept datagram of sequence number `seq`, if it may be sent again now.
     pub fn resend(&mut self, seq: u16, now: Instant) -> Option<&[u8]> {
         self.resend

@@ -89,7 +89,7 @@ impl Negotiation {
     pub fn accept_answer(
         &mut self,
         rtc: &mut Rtc,
-        consumers: &mut Vec<Consumer>,
+        consumers: &mut [Consumer],
         answer: SdpAnswer,
     ) -> Result<Vec<(ParticipantKey, Mid)>, NegotiationError> {
         let pending = self
@@ -105,29 +105,40 @@ impl Negotiation {
     }
 
     /// Roll back our outstanding offer (the client's offer won a collision, or its answer was bad):
-    /// everything that was in it goes back to "to do".
+    /// everything that was in it goes back to "to do". (A direction str0m set takes effect in
+    /// its next SDP anyway; offered again, it is simply unchanged.)
     fn roll_back(&mut self, consumers: &mut [Consumer]) {
         self.pending = None;
         self.renegotiate = true;
         for consumer in consumers {
             consumer.state = match consumer.state {
                 ConsumerState::Negotiating(_) => ConsumerState::ToOpen,
+                ConsumerState::NegotiatingResume(mid) => ConsumerState::ToResume(mid),
                 ConsumerState::NegotiatingStop(mid) => ConsumerState::ToStop(mid),
                 other => other,
             };
         }
     }
 
-    /// Our offer was answered: its changes are now in effect.
-    fn commit(consumers: &mut Vec<Consumer>) -> Vec<(ParticipantKey, Mid)> {
+    /// Our offer was answered (or needed no answer): its changes are now in effect. Returns the
+    /// consumers it opened.
+    fn commit(consumers: &mut [Consumer]) -> Vec<(ParticipantKey, Mid)> {
         let mut opened = Vec::new();
         for consumer in consumers.iter_mut() {
-            if let ConsumerState::Negotiating(mid) = consumer.state {
-                consumer.state = ConsumerState::Open(mid);
-                opened.push((consumer.source, consumer.source_mid));
+            match consumer.state {
+                ConsumerState::Negotiating(mid) | ConsumerState::NegotiatingResume(mid) => {
+                    consumer.state = ConsumerState::Open(mid);
+                    opened.push((consumer.source, consumer.source_mid));
+                }
+                ConsumerState::NegotiatingStop(mid) => {
+                    consumer.state = ConsumerState::Idle(mid);
+                    if let Some(egress) = consumer.egress.as_mut() {
+                        egress.release();
+                    }
+                }
+                _ => {}
             }
         }
-        consumers.retain(|c| !matches!(c.state, ConsumerState::NegotiatingStop(_)));
         opened
     }
 
@@ -135,31 +146,40 @@ impl Negotiation {
     /// changes and no exchange is in flight; the changes are offered then, not again.
     /// `alive(source, mid)` says whether a source producer still exists; `stream_id(source)`
     /// names the media stream of a source's tracks.
+    ///
+    /// A consumer whose source is gone has its m-line turned `inactive`; a new consumer takes
+    /// over a line of its kind that was made for its stream (the same participant, rejoined)
+    /// before any new m-line is added. Changes str0m applies without an offer (a line already
+    /// in the direction wanted) take effect at once: those consumers are in `opened`.
     pub fn make_offer(
         &mut self,
         rtc: &mut Rtc,
         consumers: &mut Vec<Consumer>,
         alive: impl Fn(ParticipantKey, Mid) -> bool,
         stream_id: impl Fn(ParticipantKey) -> Option<String>,
-    ) -> Option<String> {
+    ) -> MadeOffer {
         self.renegotiate = false;
         if !self.negotiated || self.pending.is_some() {
-            return None;
+            return MadeOffer::default();
         }
-        // A consumer whose source is gone is dropped if it was never negotiated, stopped if it was.
+        // A consumer whose source is gone is dropped if it has no m-line, else its line is
+        // turned off.
         consumers.retain(|c| c.state != ConsumerState::ToOpen || alive(c.source, c.source_mid));
         for consumer in consumers.iter_mut() {
-            if let ConsumerState::Open(mid) = consumer.state
+            if let ConsumerState::Open(mid) | ConsumerState::ToResume(mid) = consumer.state
                 && !alive(consumer.source, consumer.source_mid)
             {
                 consumer.state = ConsumerState::ToStop(mid);
             }
         }
-        if !consumers
-            .iter()
-            .any(|c| matches!(c.state, ConsumerState::ToOpen | ConsumerState::ToStop(_)))
-        {
-            return None;
+        Self::recycle(consumers, &stream_id);
+        if !consumers.iter().any(|c| {
+            matches!(
+                c.state,
+                ConsumerState::ToOpen | ConsumerState::ToResume(_) | ConsumerState::ToStop(_)
+            )
+        }) {
+            return MadeOffer::default();
         }
         let mut change = rtc.sdp_api();
         for consumer in consumers.iter_mut() {
@@ -169,19 +189,84 @@ impl Negotiation {
                     let track = stream
                         .as_ref()
                         .map(|s| format!("{s}-{}", TrackKind::from(consumer.kind).as_str()));
-                    let mid =
-                        change.add_media(consumer.kind, Direction::SendOnly, stream, track, None);
+                    let mid = change.add_media(
+                        consumer.kind,
+                        Direction::SendOnly,
+                        stream.clone(),
+                        track,
+                        None,
+                    );
+                    consumer.line_stream = stream;
                     consumer.state = ConsumerState::Negotiating(mid);
                 }
+                ConsumerState::ToResume(mid) => {
+                    change.set_direction(mid, Direction::SendOnly);
+                    consumer.state = ConsumerState::NegotiatingResume(mid);
+                }
                 ConsumerState::ToStop(mid) => {
-                    change.stop_media(mid);
+                    change.set_direction(mid, Direction::Inactive);
                     consumer.state = ConsumerState::NegotiatingStop(mid);
                 }
                 _ => {}
             }
         }
-        let (offer, pending) = change.apply()?;
-        self.pending = Some(pending);
-        Some(offer.to_sdp_string())
+        match change.apply() {
+            Some((offer, pending)) => {
+                self.pending = Some(pending);
+                MadeOffer {
+                    sdp: Some(offer.to_sdp_string()),
+                    opened: Vec::new(),
+                }
+            }
+            // Every line was in the direction wanted already (set before a rolled-back offer:
+            // str0m's answer to the client's offer carried it).
+            None => MadeOffer {
+                sdp: None,
+                opened: Self::commit(consumers),
+            },
+        }
     }
+
+    /// Each new consumer takes over a free m-line (its source gone) of its kind made for its
+    /// source's stream, if there is one; the line's old consumer goes.
+    fn recycle(
+        consumers: &mut Vec<Consumer>,
+        stream_id: &impl Fn(ParticipantKey) -> Option<String>,
+    ) {
+        let mut i = 0;
+        while i < consumers.len() {
+            if consumers[i].state != ConsumerState::ToOpen {
+                i += 1;
+                continue;
+            }
+            let stream = stream_id(consumers[i].source);
+            let kind = consumers[i].kind;
+            let free = consumers.iter().position(|c| {
+                matches!(c.state, ConsumerState::Idle(_) | ConsumerState::ToStop(_))
+                    && c.kind == kind
+                    && stream.is_some()
+                    && c.line_stream == stream
+            });
+            let Some(free) = free else {
+                i += 1;
+                continue;
+            };
+            let line = consumers.remove(free);
+            if free < i {
+                i -= 1;
+            }
+            let mid = line.state.mid().expect("a free line has a mid");
+            consumers[i].take_over(line);
+            consumers[i].state = ConsumerState::ToResume(mid);
+            i += 1;
+        }
+    }
+}
+
+/// What [`Negotiation::make_offer`] made: an offer for the client, and the consumers opened
+/// without one.
+#[derive(Debug, Default)]
+pub(crate) struct MadeOffer {
+    pub sdp: Option<String>,
+    pub opened: Vec<(ParticipantKey, Mid)>,
 }

@@ -843,7 +843,7 @@ impl Sfu {
     }
 
     /// Build the offer a participant's consumer changes need, if any and if none is in flight.
-    fn renegotiate(&mut self, key: ParticipantKey) {
+    fn renegotiate(&mut self, now: Instant, key: ParticipantKey) {
         let Some(room_id) = self
             .participants
             .get(&key)
@@ -867,13 +867,22 @@ impl Sfu {
             .flat_map(|p| p.producers.iter().map(|pr| (p.key, pr.mid)))
             .collect();
         let p = self.participants.get_mut(&key).expect("checked above");
-        if let Some(offer) = p.negotiation.make_offer(
+        let made = p.negotiation.make_offer(
             &mut p.transport.rtc,
             &mut p.consumers,
             |k, mid| alive.contains(&(k, mid)),
             |k| stream_ids.get(&k).cloned(),
-        ) {
+        );
+        if let Some(offer) = made.sdp {
             self.signals.push_back((key, Signal::Offer(offer)));
+        }
+        // A taken-over line that needed no offer: its new source is asked for a keyframe.
+        if !made.opened.is_empty()
+            && let Some(mut router) = self.router(&room_id)
+        {
+            for (source, mid) in made.opened {
+                router.request_keyframe(now, source, mid);
+            }
         }
     }
 
@@ -886,7 +895,7 @@ impl Sfu {
     }
 
     fn drain(&mut self, now: Instant, key: ParticipantKey, out: &mut Vec<Propagated>) {
-        self.renegotiate(key);
+        self.renegotiate(now, key);
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };

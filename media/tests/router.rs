@@ -1091,6 +1091,73 @@ fn a_third_person_is_refused_but_a_rejoin_replaces_the_old_session() {
     assert!(!world.sfu.is_member(old));
 }
 
+/// The server's newest offer to `peer`.
+fn last_offer(peer: &Peer) -> &str {
+    peer.signals
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            Signal::Offer(sdp) => Some(sdp.as_str()),
+            _ => None,
+        })
+        .expect("the server made an offer")
+}
+
+fn m_lines(sdp: &str) -> usize {
+    sdp.lines().filter(|l| l.starts_with("m=")).count()
+}
+
+#[test]
+fn a_hundred_rejoins_of_one_party_leave_the_others_sdp_the_size_of_one() {
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40041, Role::Doctor);
+    world.join("patient", 41000, Role::Patient);
+    world.run_for(Duration::from_secs(1), true);
+    assert_got_media_of(&world.peers[doctor], "patient");
+    let first = last_offer(&world.peers[doctor]).to_owned();
+    // The doctor's two lines and the patient's two, forwarded.
+    assert_eq!(m_lines(&first), 4, "{first}");
+    let video_mid = world.peers[doctor].video_in.expect("video arrived");
+
+    for round in 1..=100u16 {
+        // The patient's tab is replaced by a new session of the same participant (a reload, a
+        // network change): the old one vanishes, the new one joins from another port.
+        let old = world.peers.len() - 1;
+        world.peers.remove(old);
+        world.join("patient", 41000 + round, Role::Patient);
+        world.peers[doctor].received.clear();
+        world.run_for(Duration::from_millis(600), true);
+        let offer = last_offer(&world.peers[doctor]);
+        assert_eq!(m_lines(offer), 4, "rejoin {round}: {offer}");
+        assert!(
+            offer.len() <= first.len() + 64,
+            "rejoin {round}: the offer grew from {} to {} bytes",
+            first.len(),
+            offer.len()
+        );
+    }
+    // The doctor's session lived through it all, and the last session's media arrives on the
+    // m-line the first one's did.
+    assert!(world.sfu.is_member(world.peers[doctor].key));
+    assert!(
+        !world.peers[doctor]
+            .signals
+            .iter()
+            .any(|s| matches!(s, Signal::Closed(_))),
+        "the doctor's session was closed"
+    );
+    assert_got_media_of(&world.peers[doctor], "patient");
+    assert_eq!(world.peers[doctor].video_in, Some(video_mid));
+    // Every rejoin turned the lines off and on again: the SDP says so.
+    let offers = world.peers[doctor]
+        .signals
+        .iter()
+        .filter(|s| matches!(s, Signal::Offer(_)))
+        .count();
+    assert!(offers >= 200, "{offers} offers for 100 rejoins");
+    assert_eq!(world.sfu.metrics().total.participants, 2);
+}
+
 #[test]
 fn mute_state_reaches_the_others_and_bad_sdp_is_refused_without_harm() {
     let mut world = World::new();

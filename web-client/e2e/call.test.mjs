@@ -220,6 +220,49 @@ describe('Vizit call page with the real server and Chromium', () => {
   );
 
   test(
+    'the patient comes back three times: the doctor sees them again on the same m-lines',
+    { timeout: TEST_TIMEOUT * 2 },
+    withDiagnostics(async () => {
+      // What the doctor's peer connection has: transceivers and m-lines of the remote SDP.
+      const shape = () =>
+        doctor.evaluate(() => {
+          const pc = window.vizit.pc();
+          return {
+            transceivers: pc.getTransceivers().length,
+            mLines: pc.remoteDescription.sdp.split('\r\n').filter((l) => l.startsWith('m=')).length,
+          };
+        });
+      let first = null;
+      for (let round = 1; round <= 3; round++) {
+        const before = (await received(doctor)).framesDecoded;
+        // «Подключиться снова» reloads the page (the token is kept in the tab): Join again.
+        await byTestId(patient, 'rejoin').click();
+        await byTestId(patient, 'join').waitFor({ state: 'visible', timeout: 20_000 });
+        await until('Join enabled again', () => byTestId(patient, 'join').isEnabled(), 20_000);
+        await byTestId(patient, 'join').click();
+        await waitState(patient, 'connected');
+        await byTestId(doctor, 'waiting').waitFor({ state: 'hidden', timeout: 15_000 });
+        let last = null;
+        await until(
+          () => `round ${round}: the doctor decodes the patient's video again (before: ${before}, last: ${JSON.stringify(last)})`,
+          async () => {
+            last = await received(doctor);
+            return last.framesDecoded > before + 10 && last.videoWidth > 0;
+          },
+          45_000,
+        );
+        const now = await shape();
+        first ??= now;
+        assert.deepEqual(now, first, `round ${round}: the doctor's session grew`);
+        await byTestId(patient, 'hangup').click();
+        await waitState(patient, 'ended', 10_000);
+        await byTestId(doctor, 'waiting').waitFor({ state: 'visible', timeout: 15_000 });
+      }
+      assert.equal(await doctor.evaluate(() => window.vizit.state()), 'connected', 'the doctor lost the call');
+    }, { needs: () => callUp }),
+  );
+
+  test(
     'receive-only join works when the camera is not available',
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {

@@ -166,13 +166,16 @@ describe('paying for a consultation', { timeout: TEST_TIMEOUT * 3 }, () => {
       const refund = paid.locator('[data-testid="refund-state"]');
       // The page follows the refund by itself (no «Обновить»): it is created just after the
       // cancellation and settles a moment later.
+      // What the row said last, for the message if it never says «возвращены».
+      let seen = null;
       await until(
-        'the refund shown as done',
+        () => `the refund shown as done (the row last showed ${JSON.stringify(seen)})`,
         async () => {
           const text = (await refund.count()) > 0 ? await refund.innerText() : '';
+          seen = { status: await paid.getAttribute('data-status').catch(() => null), refund: text };
           return /^Деньги возвращены: 1\s500\s₽\.$/.test(text);
         },
-        30_000,
+        60_000,
         500,
       );
       assert.ok(await byTestId(page, 'pay-result').isHidden(), 'no stale «Оплачено» once cancelled');

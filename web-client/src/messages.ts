@@ -74,8 +74,6 @@ export function errorText(code: string): string {
       return 'Вы подключились к этому звонку в другой вкладке или на другом устройстве. Здесь звонок остановлен.';
     case 'recordingRefused':
       return RECORDING_TEXT.refused;
-    case 'tooLarge':
-      return 'Браузер отправил серверу слишком большое сообщение. Обновите страницу и попробуйте снова.';
     case 'serverShutdown':
       return 'Сервер перезапускается.';
     case 'connectionLost':
@@ -91,6 +89,7 @@ export function errorText(code: string): string {
       );
     case 'joinTimeout':
     case 'tooManyMessages':
+    case 'tooLarge':
       return 'Сервер прервал соединение. Подключаемся заново…';
     default:
       return `Ошибка сервера (${code}).`;

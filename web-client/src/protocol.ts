@@ -229,7 +229,6 @@ export const FATAL_NO_RETRY: ReadonlySet<string> = new Set<ErrorCode>([
   'roomFull',
   'unsupportedVersion',
   'replaced',
-  'tooLarge',
   'callUnavailable',
 ]);
 
@@ -239,6 +238,9 @@ export const FATAL_NO_RETRY: ReadonlySet<string> = new Set<ErrorCode>([
  */
 export const FATAL_RETRY: ReadonlySet<string> = new Set<ErrorCode>([
   'connectionLost',
+  // A message too large for the server (an SDP grown by some browser's renegotiations): a new
+  // session starts with a small one.
+  'tooLarge',
   'serverShutdown',
   'joinTimeout',
   'tooManyMessages',
