@@ -22,14 +22,21 @@ pub const MAX_REMOTE_CANDIDATES: usize = 64;
 pub struct Parsed<T> {
     pub sdp: T,
     pub candidates: Vec<String>,
+    /// An offer's payload types, per m-line (empty for an answer): its answer lists no others.
+    pub formats: Vec<Vec<u8>>,
 }
 
 impl Parsed<SdpOffer> {
     pub fn offer(sdp: &str) -> Result<Self, NegotiationError> {
         let candidates = candidate_lines(sdp)?;
+        let formats = crate::negotiation::offered_formats(sdp);
         let sdp =
             SdpOffer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
-        Ok(Parsed { sdp, candidates })
+        Ok(Parsed {
+            sdp,
+            candidates,
+            formats,
+        })
     }
 }
 
@@ -38,7 +45,11 @@ impl Parsed<SdpAnswer> {
         let candidates = candidate_lines(sdp)?;
         let sdp =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
-        Ok(Parsed { sdp, candidates })
+        Ok(Parsed {
+            sdp,
+            candidates,
+            formats: Vec::new(),
+        })
     }
 }
 

@@ -62,8 +62,9 @@ pub(crate) struct Consumer {
     pub line_stream: Option<String>,
     /// How the source's sequence numbers map onto the receiver's stream.
     pub seq: Option<SeqMap>,
-    /// The receiver's payload type for the source's last one.
-    pub pt_map: Option<(Pt, Pt)>,
+    /// The receiver's payload type for the source's last one; `None` if the receiver did not
+    /// accept its codec (nothing is forwarded; both were told once).
+    pub pt_map: Option<(Pt, Option<Pt>)>,
     /// RTP time against wall clock of the receiver's stream, for its sender reports.
     pub clock: StreamClock,
     /// Sent past str0m: the receiver's stream (`egress.rs`).

@@ -111,5 +111,5 @@ pub use recording::{
 pub use rtp::Header as RtpHeader;
 pub use server::{DEFAULT_SOCKET_BUFFER, MediaHandle, MediaServer, MediaServerError, SIGNAL_QUEUE};
 pub use sfu::{JoinError, Sfu};
-pub use signal::{LeaveReason, Signal};
+pub use signal::{CodecMismatch, LeaveReason, Signal};
 pub use transmit::Transmit;

@@ -270,3 +270,120 @@ pub(crate) struct MadeOffer {
     pub sdp: Option<String>,
     pub opened: Vec<(ParticipantKey, Mid)>,
 }
+
+/// The payload types of each m-line of `sdp`, in order (non-numeric formats, such as a data
+/// channel's, are left out).
+pub(crate) fn offered_formats(sdp: &str) -> Vec<Vec<u8>> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("m="))
+        .map(|m| {
+            m.split(' ')
+                .skip(3)
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .collect()
+}
+
+/// `answer` with each m-line narrowed to the payload types of the offer's m-line at its place
+/// (`offered`, from [`offered_formats`]).
+///
+/// str0m fixes an m-line's payload types at its first negotiation and answers every later
+/// offer with all of them, even those the offer left out, which RFC 3264 §6.1 forbids. A
+/// browser then keeps sending the first listed: a client could never switch codecs by
+/// offering again (as the call page does when the other party cannot decode its video). The
+/// m-line and the `rtpmap`, `fmtp` and `rtcp-fb` lines of the formats left out are removed; an
+/// m-line that would keep none is left as it is.
+pub(crate) fn narrow_answer(answer: &str, offered: &[Vec<u8>]) -> String {
+    let mut out = String::with_capacity(answer.len());
+    let mut section: Option<usize> = None;
+    let mut dropped: Vec<u8> = Vec::new();
+    for line in answer.split_inclusive('\n') {
+        let text = line.trim_end();
+        if let Some(m) = text.strip_prefix("m=") {
+            let index = section.map_or(0, |i| i + 1);
+            section = Some(index);
+            dropped.clear();
+            let mut fields = m.split(' ');
+            let head: Vec<&str> = fields.by_ref().take(3).collect();
+            let formats: Vec<&str> = fields.collect();
+            let allowed = |f: &&str| {
+                f.parse::<u8>().map_or(true, |pt| {
+                    offered.get(index).is_none_or(|o| o.contains(&pt))
+                })
+            };
+            let kept: Vec<&str> = formats.iter().copied().filter(allowed).collect();
+            if kept.is_empty() || kept.len() == formats.len() {
+                out.push_str(line);
+                continue;
+            }
+            dropped = formats
+                .iter()
+                .filter(|f| !allowed(f))
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            out.push_str("m=");
+            out.push_str(&head.join(" "));
+            for f in kept {
+                out.push(' ');
+                out.push_str(f);
+            }
+            out.push_str(&line[text.len()..]);
+            continue;
+        }
+        if !dropped.is_empty() && format_of(text).is_some_and(|pt| dropped.contains(&pt)) {
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// The payload type an `rtpmap`, `fmtp` or `rtcp-fb` line is about.
+fn format_of(line: &str) -> Option<u8> {
+    ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+        .iter()
+        .find_map(|prefix| line.strip_prefix(prefix))?
+        .split([' ', '\t'])
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_lists_only_the_formats_of_the_offer() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\na=mid:0\r\n\
+                     m=video 9 UDP/TLS/RTP/SAVPF 102 103\r\na=mid:1\r\n\
+                     m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+        let offered = offered_formats(offer);
+        assert_eq!(offered, vec![vec![111, 63], vec![102, 103], vec![]]);
+        let answer = "v=0\r\n\
+                      m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+                      m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\na=mid:1\r\n\
+                      a=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack\r\na=rtpmap:97 rtx/90000\r\n\
+                      a=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\na=rtcp-fb:102 nack pli\r\n\
+                      a=fmtp:102 packetization-mode=1\r\na=rtpmap:103 rtx/90000\r\n\
+                      a=fmtp:103 apt=102\r\na=rtcp-fb:* transport-cc\r\n\
+                      m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:5000\r\n";
+        let narrowed = narrow_answer(answer, &offered);
+        assert_eq!(
+            narrowed,
+            "v=0\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 102 103\r\na=mid:1\r\n\
+             a=rtpmap:102 H264/90000\r\na=rtcp-fb:102 nack pli\r\n\
+             a=fmtp:102 packetization-mode=1\r\na=rtpmap:103 rtx/90000\r\n\
+             a=fmtp:103 apt=102\r\na=rtcp-fb:* transport-cc\r\n\
+             m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:5000\r\n"
+        );
+        // An answer already within the offer is returned as it was.
+        assert_eq!(narrow_answer(&narrowed, &offered), narrowed);
+        // An m-line the offer shares nothing with is not emptied.
+        let lone = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
+        assert_eq!(narrow_answer(lone, &[vec![102]]), lone);
+    }
+}

@@ -13,9 +13,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::Rtc;
+use str0m::format::{Codec, CodecConfig, PayloadParams};
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
-use tracing::trace;
+use tracing::{debug, trace};
 
 use crate::assembler::{FrameAssembler, Packet};
 use crate::consumer::{Consumer, ConsumerState, SeqMap};
@@ -42,6 +44,46 @@ pub(crate) struct Router<'a> {
     pub dirty: &'a mut Vec<ParticipantKey>,
     /// The SFU's earliest deadline, lowered when str0m is to send at once.
     pub deadline: &'a mut Option<Instant>,
+    /// Tracks found in a codec their receiver did not accept, for the SFU to tell both.
+    pub mismatches: &'a mut Vec<Mismatch>,
+}
+
+/// A track sent in a codec its receiver did not accept (found on its first packet in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mismatch {
+    pub sender: ParticipantKey,
+    pub receiver: ParticipantKey,
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub accepts: Vec<Codec>,
+}
+
+/// The receiver's payload type for what the sender sends in `sent`, among those the receiver
+/// accepted on its m-line `mid`; `None` if it accepted no such codec.
+fn receiver_pt(rtc: &Rtc, mid: Mid, sent: PayloadParams) -> Option<Pt> {
+    let accepted = rtc.media(mid)?.remote_pts();
+    let config = CodecConfig::new_from_payload_params(
+        rtc.codec_config()
+            .params()
+            .iter()
+            .filter(|p| accepted.contains(&p.pt()))
+            .copied()
+            .collect(),
+    );
+    config.match_params(sent).map(|p| p.pt())
+}
+
+/// The codecs the receiver accepted on its m-line `mid`, in its order, each once.
+fn accepted_codecs(rtc: &Rtc, mid: Mid) -> Vec<Codec> {
+    let mut codecs = Vec::new();
+    for pt in rtc.media(mid).map_or(&[][..], |m| m.remote_pts()) {
+        if let Some(p) = rtc.codec_config().params().iter().find(|p| p.pt() == *pt)
+            && !codecs.contains(&p.spec().codec)
+        {
+            codecs.push(p.spec().codec);
+        }
+    }
+    codecs
 }
 
 /// A media packet to forward, from str0m or opened by the SFU itself.
@@ -297,13 +339,23 @@ impl Router<'_> {
             let pt = match consumer.pt_map {
                 Some((from, to)) if from == params.pt() => to,
                 _ => {
-                    let Some(to) = rtc.codec_config().match_params(params).map(|p| p.pt()) else {
-                        trace!("receiver did not negotiate this codec");
-                        continue;
-                    };
+                    let to = receiver_pt(rtc, out_mid, params);
                     consumer.pt_map = Some((params.pt(), to));
+                    if to.is_none() {
+                        debug!(%out_mid, codec = %params.spec().codec, "the receiver did not accept this codec");
+                        self.mismatches.push(Mismatch {
+                            sender: origin,
+                            receiver: other,
+                            kind,
+                            codec: params.spec().codec,
+                            accepts: accepted_codecs(rtc, out_mid),
+                        });
+                    }
                     to
                 }
+            };
+            let Some(pt) = pt else {
+                continue;
             };
             let Some(out_seq) = SeqMap::map(&mut consumer.seq, ssrc, seq) else {
                 // A retransmission from before the receiver's first packet.

@@ -23,15 +23,15 @@ use crate::demux::{Demux, is_rtcp, is_srtp};
 use crate::ids::{FastMap, ParticipantKey, RoomId};
 use crate::info::{ParticipantInfo, Role, TrackKind};
 use crate::metrics::{Metrics, RoomMetrics};
-use crate::negotiation::{Negotiation, NegotiationError};
+use crate::negotiation::{Negotiation, NegotiationError, narrow_answer};
 use crate::options::SfuOptions;
 use crate::participant::Participant;
 use crate::producer::Producer;
 use crate::recording::{RecordingError, RecordingMode, RoomEvent, StopReason};
 use crate::room::Room;
-use crate::router::Router;
+use crate::router::{Mismatch, Router};
 use crate::rtcp::feedback::Feedback;
-use crate::signal::{LeaveReason, Signal};
+use crate::signal::{CodecMismatch, LeaveReason, Signal};
 use crate::transmit::Transmit;
 use crate::transport::Transport;
 
@@ -89,6 +89,8 @@ pub struct Sfu {
     removals: Vec<(ParticipantKey, LeaveReason)>,
     /// Reused by `drive`.
     propagated: Vec<Propagated>,
+    /// Tracks in a codec their receiver did not accept, found by forwarding, to tell both.
+    mismatches: Vec<Mismatch>,
     /// Reused for the NACKs, the reported SSRCs and the sender reports of a participant's RTCP.
     feedback: Feedback,
     /// The earliest of every participant's deadlines, or earlier ([`Sfu::poll_timeout`]):
@@ -132,6 +134,7 @@ impl Sfu {
             payload: Vec::new(),
             rtcp_out: Vec::new(),
             propagated: Vec::new(),
+            mismatches: Vec::new(),
         }
     }
 
@@ -450,6 +453,7 @@ impl Sfu {
             .ok_or(NegotiationError::Gone)?;
         p.remote_candidates
             .admit(offer.candidates.iter().map(String::as_str))?;
+        let formats = offer.formats;
         let offer = offer.sdp;
         if p.negotiation.is_pending() {
             debug!(participant = %p.info.id, "offer collision: the client's offer wins");
@@ -459,7 +463,7 @@ impl Sfu {
             .accept_offer(&mut p.transport.rtc, &mut p.consumers, offer)?;
         self.dirty.push(key);
         self.drive(now);
-        Ok(answer.to_sdp_string())
+        Ok(narrow_answer(&answer.to_sdp_string(), &formats))
     }
 
     /// The client's answer to our offer.
@@ -799,7 +803,40 @@ impl Sfu {
     }
 
     pub fn poll_signal(&mut self) -> Option<(ParticipantKey, Signal)> {
+        if !self.mismatches.is_empty() {
+            self.tell_mismatches();
+        }
         self.signals.pop_front()
+    }
+
+    /// Each track forwarding found in a codec its receiver did not accept: both parties are
+    /// told (once per track and codec: the consumer remembers it).
+    fn tell_mismatches(&mut self) {
+        for m in std::mem::take(&mut self.mismatches) {
+            let (Some(sender), Some(receiver)) = (
+                self.participants.get(&m.sender),
+                self.participants.get(&m.receiver),
+            ) else {
+                continue;
+            };
+            // Recorders are not shown to people (they take what is sent anyway).
+            if receiver.info.role == Role::Recorder {
+                continue;
+            }
+            let told = CodecMismatch {
+                kind: m.kind.into(),
+                sender: sender.info.id.clone(),
+                receiver: receiver.info.id.clone(),
+                codec: m.codec.to_string(),
+                receiver_accepts: m.accepts.iter().map(ToString::to_string).collect(),
+            };
+            warn!(sender = %told.sender, receiver = %told.receiver, codec = %told.codec,
+                  accepts = ?told.receiver_accepts, "a track's codec is not accepted by its receiver");
+            self.signals
+                .push_back((m.sender, Signal::CodecMismatch(told.clone())));
+            self.signals
+                .push_back((m.receiver, Signal::CodecMismatch(told)));
+        }
     }
 
     /// Consents given and recordings started or stopped, for the layer above to store.
@@ -1012,6 +1049,7 @@ impl Sfu {
             transmits: &mut self.transmits,
             dirty: &mut self.dirty,
             deadline: &mut self.deadline,
+            mismatches: &mut self.mismatches,
         })
     }
 }

@@ -24,6 +24,22 @@ pub enum Signal {
     Recording(RecordingStatus),
     /// This session was removed from its room; nothing more will follow.
     Closed(LeaveReason),
+    /// A track cannot reach a receiver: it is sent in a codec the receiver did not accept.
+    /// Told to both, once per track and codec.
+    CodecMismatch(CodecMismatch),
+}
+
+/// One party sends a track in a codec the other did not accept: nothing of it is forwarded
+/// until the sender switches to one of `receiver_accepts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecMismatch {
+    pub kind: TrackKind,
+    pub sender: ParticipantId,
+    pub receiver: ParticipantId,
+    /// The codec sent, by its SDP name (`VP8`, `H264`, `opus`).
+    pub codec: String,
+    /// The codecs of this kind the receiver accepted, by their SDP names.
+    pub receiver_accepts: Vec<String>,
 }
 
 /// Why a participant left a room.

@@ -16,9 +16,9 @@ use str0m::rtp::rtcp::{Rtcp, SenderInfo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use vizit_media::{
-    LeaveReason, MediaTap, ParticipantId, ParticipantInfo, ParticipantKey, RecordingError,
-    RecordingMode, RecordingPhase, Role, RoomEvent, RoomId, Sfu, SfuOptions, Signal, StopReason,
-    TapCodec, TapFactory, TapFrame, TrackKind,
+    CodecMismatch, LeaveReason, MediaTap, ParticipantId, ParticipantInfo, ParticipantKey,
+    RecordingError, RecordingMode, RecordingPhase, Role, RoomEvent, RoomId, Sfu, SfuOptions,
+    Signal, StopReason, TapCodec, TapFactory, TapFrame, TrackKind,
 };
 
 const SFU_ADDR: &str = "127.0.0.1:50000";
@@ -577,6 +577,79 @@ fn a_receiver_gets_media_under_its_own_payload_types() {
             "{codec:?}: the doctor got {got:?}"
         );
     }
+}
+
+/// A receiver that takes only H.264 faces a VP8 sender: nothing the receiver did not accept is
+/// sent to it, both are told which codec failed and what the receiver takes, and once the
+/// sender switches to one of those (it negotiated H.264 too), the video arrives.
+#[test]
+fn a_codec_the_receiver_cannot_take_is_named_to_both_until_the_sender_switches() {
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40091, Role::Doctor);
+    let patient = world.join_with("patient", 40092, Role::Patient, true, Codecs::H264);
+    world.run_for(Duration::from_secs(2), true);
+    let video_from_doctor = |world: &World| {
+        world.peers[patient]
+            .received
+            .iter()
+            .filter(|(k, _)| *k == MediaKind::Video)
+            .count()
+    };
+    assert_eq!(
+        video_from_doctor(&world),
+        0,
+        "VP8 decoded by an H.264-only peer"
+    );
+    let vp8 = sending_pt(&mut world.peers[doctor], Codec::Vp8);
+    assert!(
+        world.peers[patient].pts_in.iter().all(|pt| *pt != vp8),
+        "the patient was sent VP8's payload type it never accepted: {:?}",
+        world.peers[patient].pts_in
+    );
+    let expected = CodecMismatch {
+        kind: TrackKind::Video,
+        sender: ParticipantId::new("doctor"),
+        receiver: ParticipantId::new("patient"),
+        codec: "VP8".into(),
+        receiver_accepts: vec!["H264".into()],
+    };
+    for peer in [doctor, patient] {
+        let told: Vec<&CodecMismatch> = world.peers[peer]
+            .signals
+            .iter()
+            .filter_map(|s| match s {
+                Signal::CodecMismatch(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        // Once, not once per packet.
+        assert_eq!(told, vec![&expected], "{}", world.peers[peer].name);
+    }
+    // Audio was never in question.
+    assert!(
+        world.peers[patient]
+            .received
+            .iter()
+            .any(|(k, _)| *k == MediaKind::Audio)
+    );
+
+    // The sender switches to a codec the receiver takes: the video arrives.
+    world.peers[doctor].video_codec = Codec::H264;
+    world.run_for(Duration::from_secs(2), true);
+    assert!(
+        video_from_doctor(&world) > 10,
+        "no H.264 video after the switch"
+    );
+    // The patient's own H.264 reached the doctor all along.
+    let h264_at_doctor = world.peers[doctor]
+        .received
+        .iter()
+        .filter(|(k, f)| *k == MediaKind::Video && h264_frame_number(f, "patient") > 0)
+        .count();
+    assert!(
+        h264_at_doctor > 10,
+        "{h264_at_doctor} H.264 frames reached the doctor"
+    );
 }
 
 /// The `#name:video:n:` frame number inside an H.264 test frame.

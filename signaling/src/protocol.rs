@@ -194,6 +194,15 @@ pub enum ServerMessage {
     RoomClosed {
         reason: CloseReason,
     },
+    /// A track is sent in a codec its receiver did not accept: nothing of it is forwarded
+    /// until the sender switches to one of `receiver_accepts`. Sent to both.
+    CodecMismatch {
+        kind: TrackKind,
+        sender: ParticipantId,
+        receiver: ParticipantId,
+        codec: String,
+        receiver_accepts: Vec<String>,
+    },
     /// Where the room's recording stands: on join and on every change.
     Recording {
         mode: RecordingMode,
@@ -393,6 +402,17 @@ mod tests {
             }
             .to_json(),
             r#"{"type":"recording","mode":"auto","state":"awaitingConsent","consented":["p-1"]}"#
+        );
+        assert_eq!(
+            ServerMessage::CodecMismatch {
+                kind: TrackKind::Video,
+                sender: ParticipantId::new("d-1"),
+                receiver: ParticipantId::new("p-1"),
+                codec: "VP8".into(),
+                receiver_accepts: vec!["H264".into()],
+            }
+            .to_json(),
+            r#"{"type":"codecMismatch","kind":"video","sender":"d-1","receiver":"p-1","codec":"VP8","receiverAccepts":["H264"]}"#
         );
     }
 }

@@ -163,6 +163,13 @@ impl Session {
                 kind,
                 muted,
             }),
+            Signal::CodecMismatch(m) => deliver(ServerMessage::CodecMismatch {
+                kind: m.kind,
+                sender: m.sender,
+                receiver: m.receiver,
+                codec: m.codec,
+                receiver_accepts: m.receiver_accepts,
+            }),
             Signal::Recording(status) => deliver(ServerMessage::Recording {
                 mode: status.mode,
                 state: status.phase,

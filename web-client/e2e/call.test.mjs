@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
   byTestId,
+  consoleLog,
   launchBrowser,
   makeToken,
   openCallPage,
@@ -302,6 +303,87 @@ describe('Vizit call page with the real server and Chromium', () => {
       await byTestId(pat2, 'hangup').click();
       await byTestId(doc2, 'hangup').click();
       await Promise.all([doc2.context().close(), pat2.context().close()]);
+    }),
+  );
+
+  test(
+    "a receiver that takes only H.264 gets the other party's video once their page switches to it",
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const room = `e2e-${randomBytes(6).toString('hex')}`;
+      const [doctorToken, patientToken] = await Promise.all([
+        makeToken(env, room, DOCTOR, 'doctor'),
+        makeToken(env, room, PATIENT, 'patient'),
+      ]);
+      // The patient's browser answers the server's video lines with H.264 only (as a browser
+      // without VP8 would); the doctor's Chromium sends VP8 first, as it does by default.
+      const h264Only = () => {
+        const answer = RTCPeerConnection.prototype.createAnswer;
+        RTCPeerConnection.prototype.createAnswer = function (...args) {
+          const h264 = RTCRtpReceiver.getCapabilities('video').codecs.filter((c) =>
+            /^video\/(h264|rtx)$/i.test(c.mimeType),
+          );
+          for (const t of this.getTransceivers()) {
+            if (t.receiver.track.kind === 'video' && t.sender.track === null) t.setCodecPreferences(h264);
+          }
+          return answer.apply(this, args);
+        };
+      };
+      const [doc3, pat3] = await Promise.all([
+        openCall('doctor-3', doctorToken),
+        openCall('patient-3', patientToken, { init: h264Only }),
+      ]);
+      await byTestId(doc3, 'join').click();
+      await byTestId(pat3, 'join').click();
+      await Promise.all([waitState(doc3, 'connected'), waitState(pat3, 'connected')]);
+
+      // The codec of the video each page receives, and how many frames it decoded.
+      const inboundVideo = (page) =>
+        page.evaluate(async () => {
+          const stats = await window.vizit.pc().getStats();
+          let out = { codec: null, framesDecoded: 0 };
+          stats.forEach((r) => {
+            if (r.type === 'inbound-rtp' && r.kind === 'video' && (r.framesDecoded ?? 0) > 0) {
+              out = { codec: stats.get(r.codecId)?.mimeType ?? null, framesDecoded: r.framesDecoded };
+            }
+          });
+          return out;
+        });
+      let last = null;
+      await until(
+        () => `the H.264-only patient to decode the doctor's video (last: ${JSON.stringify(last)})`,
+        async () => {
+          last = await inboundVideo(pat3);
+          last.doctorSends = await doc3.evaluate(async () => {
+            const stats = await window.vizit.pc().getStats();
+            const out = [];
+            stats.forEach((r) => {
+              if (r.type === 'outbound-rtp' && r.kind === 'video') out.push(stats.get(r.codecId)?.mimeType ?? null);
+            });
+            return out;
+          });
+          return last.framesDecoded > 10;
+        },
+        45_000,
+      );
+      assert.equal(last.codec, 'video/H264');
+      // The doctor was told, and switched: its page logged the mismatch.
+      assert.ok(
+        consoleLog.some((l) => l.startsWith('[doctor-3]') && l.includes('is VP8; ') && l.includes('takes H264')),
+        "the doctor's page was not told of the mismatch",
+      );
+      // The doctor still gets the patient's video as the patient sends it.
+      await until("the doctor decodes the patient's video", async () => (await inboundVideo(doc3)).framesDecoded > 10, 45_000);
+      // The patient was told while the video could not arrive; the notice went when it did.
+      assert.ok(
+        consoleLog.some((l) => l.startsWith('[patient-3]') && l.includes('is VP8; ')),
+        "the patient's page was not told of the mismatch",
+      );
+      assert.ok(!(await byTestId(pat3, 'call-notice').textContent()).includes('формате'), 'a stale codec notice');
+
+      await byTestId(pat3, 'hangup').click();
+      await byTestId(doc3, 'hangup').click();
+      await Promise.all([doc3.context().close(), pat3.context().close()]);
     }),
   );
 

@@ -246,11 +246,14 @@ export async function until(what, probe, timeout = 30_000, interval = 50) {
 
 /**
  * Open the call page for `token` in a new browser context and wait until Join is enabled (the
- * camera and microphone have been asked for). `denyMedia`: as if the user blocked them.
+ * camera and microphone have been asked for). `denyMedia`: as if the user blocked them; `init`: a
+ * function run in the page before its scripts.
  * The page's console goes to the diagnostics, prefixed with `label`.
  */
-export async function openCallPage(browser, base, label, token, { denyMedia = false } = {}) {
+export async function openCallPage(browser, base, label, token, { denyMedia = false, init = null } = {}) {
   const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+  // A script run in the page before its own (to make the browser behave like another one).
+  if (init !== null) await context.addInitScript(init);
   if (denyMedia) {
     // As if the user had clicked "Block" in the permission prompt.
     await context.addInitScript(() => {

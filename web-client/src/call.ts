@@ -16,6 +16,7 @@ import {
   FATAL_RETRY,
   PROTOCOL_VERSION,
   type ClientMessage,
+  type CodecMismatchMessage,
   type JoinedMessage,
   type Participant,
   type RecordingMessage,
@@ -105,6 +106,8 @@ export class CallSession {
   /** Our consent to recording as the user last gave it (restated after a reconnect). */
   private consent = false;
   private recording: RecordingMessage | null = null;
+  /** The notice shown is about a codec of the other party's this browser did not accept. */
+  private codecNotice = false;
   /** Set while recovering: when the trouble started and how many attempts were made. */
   private recovery: { since: number; attempts: number; timer: ReturnType<typeof setTimeout> | undefined } | null =
     null;
@@ -334,6 +337,9 @@ export class CallSession {
         this.recording = message;
         this.showRecording();
         break;
+      case 'codecMismatch':
+        this.handleCodecMismatch(message);
+        break;
       case 'error':
         this.handleError(message.code, message.message);
         break;
@@ -353,6 +359,32 @@ export class CallSession {
     // A Room that ended while we were away forgot our consent: restate it (a no-op otherwise).
     if (this.consent) this.send({ type: 'recordingConsent', consent: true });
     link.pc = this.createPeerConnection(link);
+  }
+
+  /**
+   * A track the other party cannot decode. Ours: send it again in a codec they take (only those
+   * in our codec preferences, then a new offer), or say why it cannot be done. Theirs: say so;
+   * their page switches.
+   */
+  private handleCodecMismatch(m: CodecMismatchMessage): void {
+    const me = this.me?.participantId;
+    console.warn(`vizit: ${m.kind} from ${m.sender} is ${m.codec}; ${m.receiver} takes ${m.receiverAccepts.join(', ')}`);
+    if (m.receiver === me) {
+      this.view.setNotice(TEXT.codecMine(m.kind));
+      this.codecNotice = true;
+      return;
+    }
+    if (m.sender !== me) return;
+    this.enqueueSdp(async (pc) => {
+      const transceiver = pc.getTransceivers().find((t) => t.sender.track?.kind === m.kind && t.direction !== 'stopped');
+      const preferences = codecsFor(m.kind, m.receiverAccepts);
+      if (transceiver === undefined || preferences.length === 0) {
+        this.view.setNotice(TEXT.codecTheirs(m.kind));
+        return;
+      }
+      transceiver.setCodecPreferences(preferences);
+      await this.makeOffer(pc);
+    });
   }
 
   private handleError(code: string, detail: string): void {
@@ -500,6 +532,11 @@ export class CallSession {
     }
     stream.addTrack(track);
     track.addEventListener('ended', () => this.remoteStream?.removeTrack(track));
+    // Media arrives (again): a codec notice about the other party's track is out of date.
+    track.addEventListener('unmute', () => {
+      if (this.codecNotice) this.view.setNotice(null);
+      this.codecNotice = false;
+    });
     this.view.setRemoteStream(stream);
   }
 
@@ -511,4 +548,23 @@ export class CallSession {
   private tracks(kind: TrackKind): MediaStreamTrack[] {
     return kind === 'audio' ? this.local.getAudioTracks() : this.local.getVideoTracks();
   }
+}
+
+/** Helpers of a codec (retransmission, redundancy, error correction), not codecs of their own. */
+const CODEC_HELPERS = new Set(['rtx', 'red', 'ulpfec', 'flexfec-03']);
+
+/**
+ * This browser's codec preferences for sending `kind` only in `accepted` (SDP names, e.g. H264):
+ * the capabilities it can both send and receive of those codecs, with their helpers; empty if it
+ * sends none of them.
+ */
+function codecsFor(kind: TrackKind, accepted: string[]): RTCRtpCodec[] {
+  const name = (c: RTCRtpCodec): string => c.mimeType.slice(c.mimeType.indexOf('/') + 1).toLowerCase();
+  const wanted = new Set(accepted.map((c) => c.toLowerCase()));
+  const sendable = new Set((RTCRtpSender.getCapabilities(kind)?.codecs ?? []).map(name));
+  // Preferences are checked against what the browser receives (the transceiver is sendrecv).
+  const receivable = RTCRtpReceiver.getCapabilities(kind)?.codecs ?? [];
+  const chosen = receivable.filter((c) => wanted.has(name(c)) && sendable.has(name(c)));
+  if (chosen.length === 0) return [];
+  return [...chosen, ...receivable.filter((c) => CODEC_HELPERS.has(name(c)))];
 }

@@ -32,6 +32,16 @@ export const TEXT = {
   roomClosed: 'Консультация завершена или отменена — звонок закрыт.',
   serverRestarting: 'Сервер перезапускается, подключимся снова через несколько секунд…',
   autoplayBlocked: 'Браузер не включил звук собеседника автоматически.',
+  /** Our track is in a codec the other party cannot take, and this browser has none it takes. */
+  codecTheirs: (kind: 'audio' | 'video'): string =>
+    `Устройство собеседника не может показать ${kind === 'video' ? 'ваше видео' : 'передать ваш звук'}: ` +
+    'ваш браузер не поддерживает ни один подходящий формат. Попробуйте подключиться из Chrome, ' +
+    'Firefox или Safari последней версии.',
+  /** The other party's track is in a codec this browser did not accept. */
+  codecMine: (kind: 'audio' | 'video'): string =>
+    `Ваш браузер не может ${kind === 'video' ? 'показать видео' : 'воспроизвести звук'} собеседника в ` +
+    'его формате. Ждём, пока устройство собеседника переключится на подходящий; если не поможет — ' +
+    'откройте звонок в Chrome, Firefox или Safari последней версии.',
 } as const;
 
 /** Texts of the recording panel. */

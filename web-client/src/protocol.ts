@@ -85,6 +85,16 @@ export interface RecordingMessage {
   consented: string[];
 }
 
+/** A track is sent in a codec its receiver did not accept (told to both). */
+export interface CodecMismatchMessage {
+  type: 'codecMismatch';
+  kind: TrackKind;
+  sender: string;
+  receiver: string;
+  codec: string;
+  receiverAccepts: string[];
+}
+
 export type ServerMessage =
   | JoinedMessage
   | { type: 'answer'; sdp: string }
@@ -95,6 +105,7 @@ export type ServerMessage =
   | { type: 'muteChanged'; participantId: string; kind: TrackKind; muted: boolean }
   | { type: 'pong'; nonce: number }
   | { type: 'roomClosed'; reason: string }
+  | CodecMismatchMessage
   | RecordingMessage
   // `code` is an ErrorCode, typed open for the same reason.
   | { type: 'error'; code: string; message: string };
@@ -207,6 +218,23 @@ export function decodeServerMessage(text: string): Decoded {
         return {
           ok: true,
           message: { type, mode: str(raw, 'mode'), state: str(raw, 'state'), consented: consented as string[] },
+        };
+      }
+      case 'codecMismatch': {
+        const accepts = raw['receiverAccepts'] ?? [];
+        if (!Array.isArray(accepts) || !accepts.every((c) => typeof c === 'string')) {
+          throw new TypeError('receiverAccepts is not an array of strings');
+        }
+        return {
+          ok: true,
+          message: {
+            type,
+            kind: kind(raw),
+            sender: str(raw, 'sender'),
+            receiver: str(raw, 'receiver'),
+            codec: str(raw, 'codec'),
+            receiverAccepts: accepts as string[],
+          },
         };
       }
       case 'error':
