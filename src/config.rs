@@ -528,6 +528,10 @@ pub struct SignalingSettings {
     pub max_sockets: usize,
     /// Open WebSockets per client address; more get `429`.
     pub max_sockets_per_address: usize,
+    /// A call's WebSocket lost without `leave` keeps its participant in the call this long,
+    /// for the page to `resume` on a new socket (media goes on meanwhile).
+    #[serde(with = "humantime_serde")]
+    pub resume_grace: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -593,6 +597,7 @@ impl Default for Settings {
                 join_timeout: Duration::from_secs(10),
                 max_sockets: 10_000,
                 max_sockets_per_address: 100,
+                resume_grace: Duration::from_secs(15),
             },
             database: DatabaseSettings {
                 url: None,
@@ -867,6 +872,14 @@ impl Settings {
             return invalid(
                 "signaling.join_timeout",
                 "must be at least 1s, e.g. \"10s\"",
+            );
+        }
+        if self.signaling.resume_grace < Duration::from_secs(1)
+            || self.signaling.resume_grace > Duration::from_secs(300)
+        {
+            return invalid(
+                "signaling.resume_grace",
+                "must be between 1s and 5m, e.g. \"15s\"",
             );
         }
         if self.signaling.max_sockets == 0 {

@@ -339,6 +339,7 @@ impl Application {
             join_timeout: settings.signaling.join_timeout,
             max_sockets,
             max_sockets_per_address: settings.signaling.max_sockets_per_address,
+            resume_grace: settings.signaling.resume_grace,
             ..Default::default()
         })
         .with_admission(std::sync::Arc::new(crate::calls::ConsultationAdmission(

@@ -105,7 +105,8 @@ async fn a_receive_only_peer_gets_the_others_media() {
 
 #[tokio::test]
 async fn bad_input_gets_typed_errors_and_other_rooms_keep_working() {
-    let app = TestApp::spawn().await;
+    // A short grace for resuming a lost socket (the default is 15 s), for the midway case.
+    let app = TestApp::spawn_with(|s| s.signaling.resume_grace = Duration::from_secs(1)).await;
     // A healthy call in another room, which must survive everything below.
     let mut doctor = Peer::connect(&app, "healthy", "doctor", CallRole::Doctor, true).await;
     let mut patient = Peer::connect(&app, "healthy", "patient", CallRole::Patient, true).await;
@@ -186,7 +187,8 @@ async fn bad_input_gets_typed_errors_and_other_rooms_keep_working() {
     ws.expect_error("alreadyJoined").await;
     ws.assert_alive().await;
 
-    // A socket closed in the middle of negotiation: the other side is told it left.
+    // A socket closed in the middle of negotiation: once the grace for a resume is over, the
+    // other side is told it left.
     let mut first = app.ws().await;
     first
         .join(&app.token("midway", "m1", CallRole::Doctor))
@@ -244,6 +246,106 @@ async fn rejoining_with_the_same_identity_replaces_the_old_socket() {
     let left = doctor.expect("participantLeft").await;
     assert_eq!(left["reason"], "replaced");
     doctor.expect("participantJoined").await;
+    app.stop().await;
+}
+
+/// Media frames `peer` received from the other party so far.
+fn frames_in(peer: &Peer) -> usize {
+    peer.received.len()
+}
+
+#[tokio::test]
+async fn a_lost_socket_is_resumed_on_a_new_one_while_the_media_goes_on() {
+    let app = TestApp::spawn_with(|s| s.signaling.resume_grace = Duration::from_secs(3)).await;
+    let room = "room-resume";
+    let mut doctor = Peer::connect(&app, room, "doctor", CallRole::Doctor, true).await;
+    let mut patient = Peer::connect(&app, room, "patient", CallRole::Patient, true).await;
+    tokio::join!(
+        doctor.run(Duration::from_secs(2)),
+        patient.run(Duration::from_secs(2))
+    );
+    assert_eq!(patient.joined["resumeGraceMs"], 3000);
+    let first = patient.joined["resumeToken"].as_str().unwrap().to_owned();
+    assert!(first.len() >= 32, "{first}");
+    let resume = |resume_token: &str, participant: &str, role| {
+        json!({"type": "resume", "version": 1, "token": app.token(room, participant, role),
+               "resumeToken": resume_token})
+    };
+
+    // 1. The patient's network changed: a new socket resumes while the old one (a dead TCP
+    //    connection, as far as the server knows) is still open. The old one is closed.
+    let mut old = std::mem::replace(&mut patient.ws, app.ws().await);
+    patient
+        .ws
+        .send(resume(&first, "patient", CallRole::Patient))
+        .await;
+    let resumed = patient.ws.expect("resumed").await;
+    assert_eq!(resumed["participantId"], "patient");
+    let second = resumed["resumeToken"].as_str().unwrap().to_owned();
+    assert_ne!(second, first, "a resume token is good once");
+    old.expect_closed().await;
+
+    // 2. The socket drops without `leave`; the media goes on meanwhile, and a third socket
+    //    takes the parked session back.
+    drop(std::mem::replace(&mut patient.ws, app.ws().await));
+    let before = (frames_in(&doctor), frames_in(&patient));
+    tokio::join!(
+        doctor.run(Duration::from_secs(1)),
+        patient.run(Duration::from_secs(1))
+    );
+    assert!(
+        frames_in(&doctor) > before.0 + 20 && frames_in(&patient) > before.1 + 20,
+        "the media stopped while the socket was down"
+    );
+    patient
+        .ws
+        .send(resume(&second, "patient", CallRole::Patient))
+        .await;
+    let third = patient.ws.expect("resumed").await["resumeToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The session works on the new socket, and the doctor never saw the patient leave.
+    patient
+        .ws
+        .send(json!({"type": "mute", "kind": "audio", "muted": true}))
+        .await;
+    let muted = doctor.ws.expect("muteChanged").await;
+    assert_eq!(muted["participantId"], "patient");
+    assert!(
+        !doctor
+            .messages
+            .iter()
+            .any(|m| m["type"] == "participantLeft"),
+        "{:?}",
+        doctor.messages
+    );
+
+    // A spent token is refused, without closing the socket (it may `join` instead); so is a
+    // live token presented with another participant's join token, which stays the patient's.
+    let mut replay = app.ws().await;
+    replay
+        .send(resume(&first, "patient", CallRole::Patient))
+        .await;
+    replay.expect_error("resumeFailed").await;
+    replay.assert_alive().await;
+    let mut other = app.ws().await;
+    other.send(resume(&third, "doctor", CallRole::Doctor)).await;
+    other.expect_error("resumeFailed").await;
+    patient.ws.assert_alive().await;
+
+    // 3. Lost for good: after the grace the patient leaves and the doctor is told; the token
+    //    no longer resumes anything.
+    drop(std::mem::replace(&mut patient.ws, app.ws().await));
+    let left = doctor.ws.expect("participantLeft").await;
+    assert_eq!(left["participantId"], "patient");
+    assert_eq!(left["reason"], "connectionLost");
+    patient
+        .ws
+        .send(resume(&third, "patient", CallRole::Patient))
+        .await;
+    patient.ws.expect_error("resumeFailed").await;
     app.stop().await;
 }
 

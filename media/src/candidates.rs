@@ -22,20 +22,24 @@ pub const MAX_REMOTE_CANDIDATES: usize = 64;
 pub struct Parsed<T> {
     pub sdp: T,
     pub candidates: Vec<String>,
-    /// An offer's payload types, per m-line (empty for an answer): its answer lists no others.
+    /// The payload types of each m-line: an answer lists no others, nor does a later offer.
     pub formats: Vec<Vec<u8>>,
+    /// The client's ICE username fragment (`a=ice-ufrag`): a new one is an ICE restart.
+    pub ufrag: Option<String>,
 }
 
 impl Parsed<SdpOffer> {
     pub fn offer(sdp: &str) -> Result<Self, NegotiationError> {
         let candidates = candidate_lines(sdp)?;
         let formats = crate::negotiation::offered_formats(sdp);
+        let ufrag = ufrag(sdp);
         let sdp =
             SdpOffer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
         Ok(Parsed {
             sdp,
             candidates,
             formats,
+            ufrag,
         })
     }
 }
@@ -43,14 +47,24 @@ impl Parsed<SdpOffer> {
 impl Parsed<SdpAnswer> {
     pub fn answer(sdp: &str) -> Result<Self, NegotiationError> {
         let candidates = candidate_lines(sdp)?;
+        let ufrag = ufrag(sdp);
+        let sdp_text = sdp;
         let sdp =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
         Ok(Parsed {
             sdp,
             candidates,
-            formats: Vec::new(),
+            formats: crate::negotiation::offered_formats(sdp_text),
+            ufrag,
         })
     }
+}
+
+/// The first `a=ice-ufrag` of `sdp` (with BUNDLE, one for all its m-lines).
+fn ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .map(|u| u.trim().to_owned())
 }
 
 /// The distinct `a=candidate` lines of `sdp`; too many is an error without parsing further.
@@ -73,9 +87,24 @@ fn candidate_lines(sdp: &str) -> Result<Vec<String>, NegotiationError> {
 #[derive(Debug, Default)]
 pub(crate) struct RemoteCandidates {
     seen: HashSet<String>,
+    /// The ICE username fragment of the candidates in `seen`.
+    ufrag: Option<String>,
 }
 
 impl RemoteCandidates {
+    /// The client's SDP carries ICE username fragment `ufrag`: a new one (an ICE restart, as
+    /// after a change of network) starts a new generation of candidates, and the old ones no
+    /// longer count against the bound. (str0m drops them with the old credentials.)
+    pub fn generation(&mut self, ufrag: Option<&str>) {
+        let Some(ufrag) = ufrag else { return };
+        if self.ufrag.as_deref() != Some(ufrag) {
+            if self.ufrag.is_some() {
+                self.seen.clear();
+            }
+            self.ufrag = Some(ufrag.to_owned());
+        }
+    }
+
     /// Admit `candidates` (lines without `a=`): all of them, or none if they would pass the
     /// bound. Ones given before count once.
     pub fn admit<'a>(
@@ -122,6 +151,27 @@ mod tests {
         // The same line repeated (a candidate in every bundled m-line) counts once.
         let repeated = format!("v=0\r\n{}", format!("a={}\r\n", line(1)).repeat(500));
         assert_eq!(candidate_lines(&repeated).unwrap(), vec![line(1)]);
+    }
+
+    #[test]
+    fn an_ice_restart_starts_the_bound_afresh() {
+        let mut remote = RemoteCandidates::default();
+        let all: Vec<String> = (0..MAX_REMOTE_CANDIDATES).map(line).collect();
+        remote.generation(Some("aaaa"));
+        remote.admit(all.iter().map(String::as_str)).unwrap();
+        let one_more = line(MAX_REMOTE_CANDIDATES);
+        // The same credentials (a renegotiation): still bounded.
+        remote.generation(Some("aaaa"));
+        remote.generation(None);
+        assert!(remote.admit([one_more.as_str()]).is_err());
+        // New credentials: the old generation no longer counts.
+        remote.generation(Some("bbbb"));
+        remote.admit(all.iter().map(String::as_str)).unwrap();
+        assert!(remote.admit([one_more.as_str()]).is_err());
+        assert_eq!(
+            ufrag("v=0\r\na=ice-ufrag:Xy9z\r\na=ice-ufrag:other\r\n").as_deref(),
+            Some("Xy9z")
+        );
     }
 
     #[test]

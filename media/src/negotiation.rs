@@ -38,6 +38,9 @@ pub(crate) struct Negotiation {
     negotiated: bool,
     /// Consumers changed since our last offer was made: make another when none is in flight.
     renegotiate: bool,
+    /// The payload types the client last gave each m-line (in its latest offer or answer):
+    /// our offers list no others on those lines (see [`narrow_answer`]).
+    formats: Vec<Vec<u8>>,
 }
 
 impl Negotiation {
@@ -47,6 +50,7 @@ impl Negotiation {
             pending: None,
             negotiated: false,
             renegotiate: true,
+            formats: Vec::new(),
         }
     }
 
@@ -73,6 +77,7 @@ impl Negotiation {
         rtc: &mut Rtc,
         consumers: &mut [Consumer],
         offer: SdpOffer,
+        formats: Vec<Vec<u8>>,
     ) -> Result<SdpAnswer, NegotiationError> {
         self.roll_back(consumers);
         let answer = rtc
@@ -80,6 +85,7 @@ impl Negotiation {
             .accept_offer(offer)
             .map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
         self.negotiated = true;
+        self.formats = formats;
         Ok(answer)
     }
 
@@ -91,6 +97,7 @@ impl Negotiation {
         rtc: &mut Rtc,
         consumers: &mut [Consumer],
         answer: SdpAnswer,
+        formats: Vec<Vec<u8>>,
     ) -> Result<Vec<(ParticipantKey, Mid)>, NegotiationError> {
         let pending = self
             .pending
@@ -101,6 +108,7 @@ impl Negotiation {
             self.roll_back(consumers);
             return Err(NegotiationError::BadSdp(e.to_string()));
         }
+        self.formats = formats;
         Ok(Self::commit(consumers))
     }
 
@@ -214,7 +222,9 @@ impl Negotiation {
             Some((offer, pending)) => {
                 self.pending = Some(pending);
                 MadeOffer {
-                    sdp: Some(offer.to_sdp_string()),
+                    // The client's lines as it last gave them (str0m would list every format
+                    // they were first negotiated with); the new lines as str0m made them.
+                    sdp: Some(narrow_answer(&offer.to_sdp_string(), &self.formats)),
                     opened: Vec::new(),
                 }
             }
@@ -286,7 +296,8 @@ pub(crate) fn offered_formats(sdp: &str) -> Vec<Vec<u8>> {
 }
 
 /// `answer` with each m-line narrowed to the payload types of the offer's m-line at its place
-/// (`offered`, from [`offered_formats`]).
+/// (`offered`, from [`offered_formats`]); m-lines past the end of `offered` are left as they are.
+/// Also used on our own offers, with the formats the client last gave each m-line.
 ///
 /// str0m fixes an m-line's payload types at its first negotiation and answers every later
 /// offer with all of them, even those the offer left out, which RFC 3264 §6.1 forbids. A

@@ -451,6 +451,8 @@ impl Sfu {
             .participants
             .get_mut(&key)
             .ok_or(NegotiationError::Gone)?;
+        // An offer with new ICE credentials (a restart) starts the bound afresh.
+        p.remote_candidates.generation(offer.ufrag.as_deref());
         p.remote_candidates
             .admit(offer.candidates.iter().map(String::as_str))?;
         let formats = offer.formats;
@@ -458,9 +460,12 @@ impl Sfu {
         if p.negotiation.is_pending() {
             debug!(participant = %p.info.id, "offer collision: the client's offer wins");
         }
-        let answer = p
-            .negotiation
-            .accept_offer(&mut p.transport.rtc, &mut p.consumers, offer)?;
+        let answer = p.negotiation.accept_offer(
+            &mut p.transport.rtc,
+            &mut p.consumers,
+            offer,
+            formats.clone(),
+        )?;
         self.dirty.push(key);
         self.drive(now);
         Ok(narrow_answer(&answer.to_sdp_string(), &formats))
@@ -490,11 +495,12 @@ impl Sfu {
         // Refused: our offer stays outstanding; the client may answer again within the bound.
         p.remote_candidates
             .admit(answer.candidates.iter().map(String::as_str))?;
+        let formats = answer.formats;
         let answer = answer.sdp;
         let room_id = p.room.clone();
-        let answered = p
-            .negotiation
-            .accept_answer(&mut p.transport.rtc, &mut p.consumers, answer);
+        let answered =
+            p.negotiation
+                .accept_answer(&mut p.transport.rtc, &mut p.consumers, answer, formats);
         let opened = match answered {
             Ok(opened) => opened,
             Err(e @ NegotiationError::NoPendingOffer) => return Err(e),

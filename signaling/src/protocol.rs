@@ -24,6 +24,13 @@ pub enum ClientMessage {
         version: u32,
         token: String,
     },
+    /// Take the session of a lost socket back (`resumeToken` from `joined` or `resumed`), on a
+    /// new socket, instead of joining anew. The join token is checked again.
+    Resume {
+        version: u32,
+        token: String,
+        resume_token: String,
+    },
     Offer {
         sdp: String,
     },
@@ -64,6 +71,7 @@ pub enum RecordingAction {
 /// The `type` of every [`ClientMessage`], to tell an unknown type from a malformed known one.
 const CLIENT_TYPES: &[&str] = &[
     "join",
+    "resume",
     "offer",
     "answer",
     "candidate",
@@ -168,6 +176,18 @@ pub enum ServerMessage {
         role: CallRole,
         name: String,
         participants: Vec<PeerView>,
+        /// Presented by `resume` on a new socket, it takes this session back if the socket
+        /// is lost; good once, for `resume_grace_ms` after the loss.
+        resume_token: String,
+        resume_grace_ms: u64,
+    },
+    /// The session of a lost socket is back on this one. Messages the server had for it
+    /// meanwhile follow.
+    Resumed {
+        participant_id: ParticipantId,
+        /// The next resume token (the one presented is spent).
+        resume_token: String,
+        resume_grace_ms: u64,
     },
     Answer {
         sdp: String,
@@ -250,6 +270,9 @@ pub enum ErrorCode {
     /// The token is valid but no longer admits anyone: the consultation was cancelled or
     /// closed, or the account was disabled.
     CallUnavailable,
+    /// A `resume` found no session to take back (unknown, spent or expired resume token, or
+    /// one of another participant): `join` instead, on the same socket.
+    ResumeFailed,
     Internal,
 }
 

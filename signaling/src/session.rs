@@ -22,6 +22,8 @@ pub enum SessionState {
 pub enum Action {
     /// Admit the verified participant to its room.
     Join(JoinClaims),
+    /// Give the verified participant the session parked under this resume token.
+    Resume(JoinClaims, String),
     Offer(String),
     Answer(String),
     Candidate(String),
@@ -94,27 +96,26 @@ impl Session {
             )),
             (_, ClientMessage::Ping { nonce }) => Action::Reply(ServerMessage::Pong { nonce }),
             (SessionState::AwaitingJoin, ClientMessage::Join { version, token }) => {
-                if version != PROTOCOL_VERSION {
-                    return error(ProtocolError::new(
-                        ErrorCode::UnsupportedVersion,
-                        format!(
-                            "this server speaks protocol version {PROTOCOL_VERSION}, not {version}"
-                        ),
-                    ));
-                }
-                match keys.verify(&token) {
+                match verify(version, &token, keys) {
                     Ok(claims) => Action::Join(claims),
-                    Err(TokenError::Expired) => error(ProtocolError::new(
-                        ErrorCode::TokenExpired,
-                        "the join token has expired; ask for a new link",
-                    )),
-                    Err(TokenError::Invalid(why)) => error(ProtocolError::new(
-                        ErrorCode::TokenInvalid,
-                        format!("the join token is invalid ({why})"),
-                    )),
+                    Err(e) => error(e),
                 }
             }
-            (SessionState::Joined(_), ClientMessage::Join { .. }) => error(ProtocolError::new(
+            (
+                SessionState::AwaitingJoin,
+                ClientMessage::Resume {
+                    version,
+                    token,
+                    resume_token,
+                },
+            ) => match verify(version, &token, keys) {
+                Ok(claims) => Action::Resume(claims, resume_token),
+                Err(e) => error(e),
+            },
+            (
+                SessionState::Joined(_),
+                ClientMessage::Join { .. } | ClientMessage::Resume { .. },
+            ) => error(ProtocolError::new(
                 ErrorCode::AlreadyJoined,
                 "this socket has already joined a room",
             )),
@@ -132,7 +133,9 @@ impl Session {
                     Action::Recording(action == RecordingAction::Start)
                 }
                 ClientMessage::Leave => Action::Leave,
-                ClientMessage::Join { .. } | ClientMessage::Ping { .. } => {
+                ClientMessage::Join { .. }
+                | ClientMessage::Resume { .. }
+                | ClientMessage::Ping { .. } => {
                     unreachable!("matched above")
                 }
             },
@@ -202,6 +205,26 @@ impl Session {
             }
         }
     }
+}
+
+/// The claims of a join token presented with protocol `version`, or the error for the client.
+fn verify(version: u32, token: &str, keys: &TokenKeys) -> Result<JoinClaims, ProtocolError> {
+    if version != PROTOCOL_VERSION {
+        return Err(ProtocolError::new(
+            ErrorCode::UnsupportedVersion,
+            format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+        ));
+    }
+    keys.verify(token).map_err(|e| match e {
+        TokenError::Expired => ProtocolError::new(
+            ErrorCode::TokenExpired,
+            "the join token has expired; ask for a new link",
+        ),
+        TokenError::Invalid(why) => ProtocolError::new(
+            ErrorCode::TokenInvalid,
+            format!("the join token is invalid ({why})"),
+        ),
+    })
 }
 
 fn error(e: ProtocolError) -> Action {

@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 use vizit_media::{
     JoinError, LeaveReason, MediaHandle, NegotiationError, ParticipantId, ParticipantInfo, RoomId,
@@ -25,7 +25,7 @@ use crate::protocol::{
     ServerMessage,
 };
 use crate::session::{Action, Session};
-use crate::token::TokenKeys;
+use crate::token::{JoinClaims, TokenKeys};
 
 /// Bytes read from a socket at a time. tungstenite's default (128 KiB) is allocated and zeroed
 /// for every socket — a quarter of a 1:1 call's memory for two sockets that carry a few
@@ -49,6 +49,9 @@ pub struct SocketLimits {
     pub messages_per_second: u32,
     /// A frame the client does not take within this (it stopped reading) closes the socket.
     pub send_timeout: Duration,
+    /// A joined socket lost without `leave` keeps its participant in the Room this long, for a
+    /// `resume` on a new socket; then the participant leaves (`connectionLost`).
+    pub resume_grace: Duration,
 }
 
 impl Default for SocketLimits {
@@ -60,6 +63,7 @@ impl Default for SocketLimits {
             message_burst: 200,
             messages_per_second: 20,
             send_timeout: Duration::from_secs(10),
+            resume_grace: Duration::from_secs(15),
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct SignalingState {
     limits: Arc<SocketLimits>,
     open: Arc<Mutex<OpenSockets>>,
     admission: Option<Arc<dyn Admission>>,
+    /// Joined sessions by resume token: on a socket, or parked after its loss.
+    sessions: Arc<Mutex<HashMap<String, Holder>>>,
 }
 
 impl SignalingState {
@@ -131,6 +137,7 @@ impl SignalingState {
             limits: Arc::new(SocketLimits::default()),
             open: Arc::default(),
             admission: None,
+            sessions: Arc::default(),
         }
     }
 
@@ -144,6 +151,16 @@ impl SignalingState {
     pub fn with_limits(mut self, limits: SocketLimits) -> Self {
         self.limits = Arc::new(limits);
         self
+    }
+
+    /// Sessions whose socket was lost, waiting for a `resume`.
+    pub fn parked_sessions(&self) -> usize {
+        self.sessions
+            .lock()
+            .expect("sessions")
+            .values()
+            .filter(|h| matches!(h, Holder::Parked(_)))
+            .count()
     }
 
     /// Sockets open now.
@@ -271,17 +288,139 @@ async fn upgrade(
         })
 }
 
+/// A session in a Room: what moves from a lost socket to the one that resumes it.
 struct Joined {
     key: vizit_media::ParticipantKey,
     signals: mpsc::Receiver<Signal>,
+    room: String,
+    participant: String,
+    /// The token that takes this session to another socket (one use).
+    resume_token: String,
+}
+
+/// Who holds a joined session, by its resume token.
+enum Holder {
+    /// A socket: a `resume` asks it to hand the session over (its TCP connection may be dead
+    /// without its knowing yet, as after a phone's change of network).
+    Live {
+        room: String,
+        participant: String,
+        ask: oneshot::Sender<oneshot::Sender<Joined>>,
+    },
+    /// No socket: its participant stays in the Room until a `resume` or the grace's end.
+    Parked(Joined),
+}
+
+/// A new resume token: 244 random bits.
+fn new_resume_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+impl SignalingState {
+    /// Register `joined` as held by the calling socket: returns where a `resume` on another
+    /// socket asks for it.
+    fn hold(&self, joined: &Joined) -> oneshot::Receiver<oneshot::Sender<Joined>> {
+        let (ask, rx) = oneshot::channel();
+        self.sessions.lock().expect("sessions").insert(
+            joined.resume_token.clone(),
+            Holder::Live {
+                room: joined.room.clone(),
+                participant: joined.participant.clone(),
+                ask,
+            },
+        );
+        rx
+    }
+
+    /// The session of `resume_token` for `claims`' participant, from the socket or the parking
+    /// that holds it; `None` if there is none (unknown, spent, expired, or another's).
+    async fn take(&self, resume_token: &str, claims: &JoinClaims) -> Option<Joined> {
+        // Twice: a socket that ended between our asking and its answer has parked it.
+        for _ in 0..2 {
+            let ask = {
+                let mut sessions = self.sessions.lock().expect("sessions");
+                let (room, participant) = match sessions.get(resume_token)? {
+                    Holder::Live {
+                        room, participant, ..
+                    } => (room, participant),
+                    Holder::Parked(j) => (&j.room, &j.participant),
+                };
+                if *room != claims.room || *participant != claims.sub {
+                    // Another participant's token: it stays theirs.
+                    return None;
+                }
+                match sessions.remove(resume_token)? {
+                    Holder::Parked(j) => return Some(j),
+                    Holder::Live { ask, .. } => ask,
+                }
+            };
+            let (reply, answer) = oneshot::channel();
+            if ask.send(reply).is_err() {
+                continue;
+            }
+            if let Ok(Ok(j)) = tokio::time::timeout(Duration::from_secs(2), answer).await {
+                return Some(j);
+            }
+        }
+        None
+    }
+
+    /// The socket of `joined` was lost: keep its participant in the Room for the grace, then
+    /// let it leave unless a `resume` took the session.
+    fn park(&self, joined: Joined) {
+        let token = joined.resume_token.clone();
+        let grace = self.limits.resume_grace;
+        info!(?grace, "socket lost: the session waits for a resume");
+        self.sessions
+            .lock()
+            .expect("sessions")
+            .insert(token.clone(), Holder::Parked(joined));
+        let state = self.clone();
+        tokio::spawn(
+            async move {
+                tokio::time::sleep(grace).await;
+                let expired = {
+                    let mut sessions = state.sessions.lock().expect("sessions");
+                    match sessions.remove(&token) {
+                        Some(Holder::Parked(j)) => Some(j),
+                        Some(live @ Holder::Live { .. }) => {
+                            sessions.insert(token, live);
+                            None
+                        }
+                        None => None,
+                    }
+                };
+                if let Some(j) = expired {
+                    info!("no resume within the grace: the participant leaves");
+                    state.media.leave(j.key, LeaveReason::ConnectionLost).await;
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// The session of `resume_token` ends for good on its socket.
+    fn forget(&self, resume_token: &str) {
+        self.sessions.lock().expect("sessions").remove(resume_token);
+    }
 }
 
 async fn run(socket: WebSocket, state: SignalingState) {
     let (mut sink, mut stream) = socket.split();
     let mut session = Session::new();
     let mut joined: Option<Joined> = None;
+    // Where a `resume` on another socket asks for this socket's session.
+    let mut handover: Option<oneshot::Receiver<oneshot::Sender<Joined>>> = None;
+    // The resume token this socket registered its session under.
+    let mut held: Option<String> = None;
     let mut shutdown = state.shutdown.clone();
     let mut left_on_purpose = false;
+    // The socket went away (not closed by us): the session may be resumed elsewhere.
+    let mut lost = false;
     let join_deadline = tokio::time::Instant::now() + state.limits.join_timeout;
     let mut budget = MessageBudget::new(&state.limits);
     let span = info_span!(
@@ -299,12 +438,38 @@ async fn run(socket: WebSocket, state: SignalingState) {
                     None => std::future::pending().await,
                 }
             };
+            let asked = async {
+                match handover.as_mut() {
+                    Some(rx) => rx.await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let mut outgoing: Vec<ServerMessage> = Vec::new();
             let mut close = false;
             tokio::select! {
                 _ = async { let _ = shutdown.wait_for(|stopping| *stopping).await; } => {
                     outgoing.push(ServerMessage::RoomClosed { reason: CloseReason::ServerShutdown });
                     close = true;
+                }
+                reply = asked => {
+                    handover = None;
+                    if let (Some(reply), Some(j)) = (reply, joined.take()) {
+                        match reply.send(j) {
+                            Ok(()) => {
+                                // The same participant resumed on another socket: this one is
+                                // stale (its TCP connection was probably dead already).
+                                info!("session taken over by a resume on another socket");
+                                held = None;
+                                session.close();
+                                close = true;
+                            }
+                            Err(j) => {
+                                // The resume gave up waiting: keep the session here.
+                                handover = Some(state.hold(&j));
+                                joined = Some(j);
+                            }
+                        }
+                    }
                 }
                 _ = tokio::time::sleep_until(join_deadline), if awaiting_join => {
                     debug!("socket did not join in time");
@@ -332,23 +497,36 @@ async fn run(socket: WebSocket, state: SignalingState) {
                 frame = tokio::time::timeout(state.idle_timeout, stream.next()) => match frame {
                     Err(_) => {
                         debug!("socket idle for too long");
+                        lost = true;
                         break;
                     }
-                    Ok(None) | Ok(Some(Err(_))) => break,
+                    Ok(None) | Ok(Some(Err(_))) => {
+                        lost = true;
+                        break;
+                    }
                     Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if !budget.take() => {
                         outgoing.push(ProtocolError::new(ErrorCode::TooManyMessages, "too many messages; slow down").to_message());
                         close = true;
                     }
                     Ok(Some(Ok(Message::Text(text)))) => {
                         let action = session.handle_text(text.as_str(), &state.keys);
+                        let was_joined = joined.is_some();
                         close = perform(action, &state, &mut session, &mut joined, &mut outgoing, &mut left_on_purpose).await;
+                        if !was_joined && let Some(j) = &joined {
+                            handover = Some(state.hold(j));
+                            held = Some(j.resume_token.clone());
+                        }
                     }
                     Ok(Some(Ok(Message::Binary(bytes)))) => {
                         let code = if bytes.len() > MAX_MESSAGE_BYTES { ErrorCode::TooLarge } else { ErrorCode::BadMessage };
                         outgoing.push(ProtocolError::new(code, "binary frames are not part of the protocol; send JSON text").to_message());
                         close = code.is_fatal();
                     }
-                    Ok(Some(Ok(Message::Close(_)))) => break,
+                    Ok(Some(Ok(Message::Close(_)))) => {
+                        // Closed without `leave`: as good as lost.
+                        lost = true;
+                        break;
+                    }
                     Ok(Some(Ok(_))) => {} // ping/pong frames are answered by the library
                 },
             }
@@ -374,9 +552,25 @@ async fn run(socket: WebSocket, state: SignalingState) {
                 break;
             }
         }
+        if joined.is_none()
+            && let Some(token) = held.take()
+        {
+            // Closed by the SFU: nothing to resume.
+            state.forget(&token);
+        }
         if let Some(j) = joined.take() {
-            let reason = if left_on_purpose { LeaveReason::Hangup } else { LeaveReason::ConnectionLost };
-            state.media.leave(j.key, reason).await;
+            if let Some(reply) = handover.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                // A resume on another socket asked for it as this one ended.
+                if let Err(j) = reply.send(j) {
+                    state.park(j);
+                }
+            } else if lost && !left_on_purpose && !*shutdown.borrow() {
+                state.park(j);
+            } else {
+                state.forget(&j.resume_token);
+                let reason = if left_on_purpose { LeaveReason::Hangup } else { LeaveReason::ConnectionLost };
+                state.media.leave(j.key, reason).await;
+            }
         }
         session.close();
     }
@@ -432,7 +626,14 @@ async fn perform(
             {
                 Ok((key, peers, signals)) => {
                     session.joined(key);
-                    *joined = Some(Joined { key, signals });
+                    let resume_token = new_resume_token();
+                    *joined = Some(Joined {
+                        key,
+                        signals,
+                        room: claims.room.clone(),
+                        participant: claims.sub.clone(),
+                        resume_token: resume_token.clone(),
+                    });
                     info!(role = ?claims.role, "joined");
                     outgoing.push(ServerMessage::Joined {
                         version: PROTOCOL_VERSION,
@@ -441,6 +642,8 @@ async fn perform(
                         role: claims.role,
                         name: claims.name,
                         participants: peers.iter().filter_map(PeerView::from_info).collect(),
+                        resume_token,
+                        resume_grace_ms: state.limits.resume_grace.as_millis() as u64,
                     });
                     false
                 }
@@ -460,6 +663,39 @@ async fn perform(
                     ProtocolError::new(ErrorCode::Internal, "the media server is not available"),
                 ),
             }
+        }
+        Action::Resume(claims, resume_token) => {
+            tracing::Span::current().record("room", claims.room.as_str());
+            tracing::Span::current().record("participant", claims.sub.as_str());
+            if let Some(admission) = &state.admission
+                && let Err(why) = admission.admit(&claims).await
+            {
+                info!("resume refused: the token no longer admits");
+                return fail(
+                    outgoing,
+                    ProtocolError::new(ErrorCode::CallUnavailable, why),
+                );
+            }
+            let Some(mut taken) = state.take(&resume_token, &claims).await else {
+                info!("resume refused: no session to take back");
+                return fail(
+                    outgoing,
+                    ProtocolError::new(
+                        ErrorCode::ResumeFailed,
+                        "no session to resume (the resume token is unknown, spent or expired); join instead",
+                    ),
+                );
+            };
+            session.joined(taken.key);
+            taken.resume_token = new_resume_token();
+            info!("resumed on a new socket");
+            outgoing.push(ServerMessage::Resumed {
+                participant_id: ParticipantId::new(claims.sub.as_str()),
+                resume_token: taken.resume_token.clone(),
+                resume_grace_ms: state.limits.resume_grace.as_millis() as u64,
+            });
+            *joined = Some(taken);
+            false
         }
         Action::Offer(sdp) => {
             let Some(key) = key else { return false };

@@ -228,6 +228,8 @@ pub struct Peer {
     pub messages: Vec<Value>,
     /// The SFU's answer to our first offer.
     pub answer_sdp: String,
+    /// The server's `joined`.
+    pub joined: Value,
     frames: u64,
 }
 
@@ -242,7 +244,7 @@ impl Peer {
         publish: bool,
     ) -> Peer {
         let mut ws = app.ws().await;
-        ws.join(&app.token(room, name, role)).await;
+        let joined = ws.join(&app.token(room, name, role)).await;
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let mut rtc = Rtc::builder().build(Instant::now());
@@ -285,6 +287,7 @@ impl Peer {
             sent: Vec::new(),
             messages: Vec::new(),
             answer_sdp: String::new(),
+            joined,
             frames: 0,
         };
         let answer = peer.ws.expect("answer").await;

@@ -388,6 +388,67 @@ describe('Vizit call page with the real server and Chromium', () => {
   );
 
   test(
+    'the socket drops mid-call: the session resumes on a new one and the media never stops',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const room = `e2e-${randomBytes(6).toString('hex')}`;
+      const [doctorToken, patientToken] = await Promise.all([
+        makeToken(env, room, DOCTOR, 'doctor'),
+        makeToken(env, room, PATIENT, 'patient'),
+      ]);
+      // The page's sockets, so the test can drop one as a lost network would.
+      const keepSockets = () => {
+        const Native = window.WebSocket;
+        window.__sockets = [];
+        window.WebSocket = class extends Native {
+          constructor(...args) {
+            super(...args);
+            window.__sockets.push(this);
+          }
+        };
+      };
+      const [doc4, pat4] = await Promise.all([
+        openCall('doctor-4', doctorToken),
+        openCall('patient-4', patientToken, { init: keepSockets }),
+      ]);
+      await byTestId(doc4, 'join').click();
+      await byTestId(pat4, 'join').click();
+      await Promise.all([waitState(doc4, 'connected'), waitState(pat4, 'connected')]);
+      await until('the doctor decodes the patient', async () => (await received(doc4)).framesDecoded > 10, 45_000);
+      await pat4.evaluate(() => {
+        window.__pc = window.vizit.pc();
+      });
+
+      const before = (await received(doc4)).framesDecoded;
+      const droppedAt = Date.now();
+      await pat4.evaluate(() => window.__sockets.at(-1).close());
+      await until(
+        'the patient resumes its session',
+        () => consoleLog.some((l) => l.startsWith('[patient-4]') && l.includes('session resumed')),
+        20_000,
+      );
+      console.log(`session resumed ${Date.now() - droppedAt} ms after the socket dropped`);
+      await until('the doctor keeps decoding the patient', async () => (await received(doc4)).framesDecoded > before + 25, 20_000);
+      // The same peer connection, a second socket, and nobody left.
+      assert.equal(await pat4.evaluate(() => window.vizit.pc() === window.__pc), true, 'a new peer connection');
+      assert.equal(await pat4.evaluate(() => window.__sockets.length), 2);
+      assert.equal(await pat4.evaluate(() => window.vizit.state()), 'connected');
+      assert.ok(await byTestId(doc4, 'waiting').isHidden(), 'the doctor was shown the patient leaving');
+      assert.ok(
+        !consoleLog.some((l) => l.startsWith('[patient-4]') && l.includes('reconnecting')),
+        'the patient rejoined from scratch',
+      );
+      // The session is live on the new socket: a mute reaches the doctor.
+      await byTestId(pat4, 'toggle-mic').click();
+      await byTestId(doc4, 'remote-audio-muted').waitFor({ state: 'visible', timeout: 10_000 });
+
+      await byTestId(pat4, 'hangup').click();
+      await byTestId(doc4, 'hangup').click();
+      await Promise.all([doc4.context().close(), pat4.context().close()]);
+    }),
+  );
+
+  test(
     'the server counts the media it received',
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {

@@ -77,11 +77,16 @@ const LINK_TIMEOUT_MS = 20_000;
  * ICE `disconnected` often heals by itself within a few seconds (a lost consent check on a busy
  * machine or a Wi-Fi hiccup); tearing the link down at once would cost a full renegotiation.
  */
-const DISCONNECTED_GRACE_MS = 4_000;
+const DISCONNECTED_GRACE_MS = 2_000;
+/** An ICE restart that has not reconnected by then gives way to a full rejoin. */
+const ICE_RESTART_TIMEOUT_MS = 10_000;
+/** Between attempts to open a socket that resumes the session. */
+const RESUME_RETRY_MS = 1_000;
 
 interface Link {
   readonly id: number;
-  readonly signaling: SignalingClient;
+  /** The socket of the session; replaced when a lost one is resumed on a new socket. */
+  signaling: SignalingClient;
   pc: RTCPeerConnection | null;
   /** Held so it is not collected: it guarantees a transport even when we send no media. */
   channel: RTCDataChannel | null;
@@ -92,6 +97,12 @@ interface Link {
   sdpChain: Promise<void>;
   linkTimer: ReturnType<typeof setTimeout> | undefined;
   graceTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set while an ICE restart is under way: when it gives way to a full rejoin. */
+  restartTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set while the session is being resumed on a new socket. */
+  resumeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The session's resume token (from `joined`/`resumed`) and how long the server waits. */
+  resume: { token: string; graceMs: number } | null;
 }
 
 export class CallSession {
@@ -198,10 +209,10 @@ export class CallSession {
         if (this.isCurrent(id)) signaling.send({ type: 'join', version: PROTOCOL_VERSION, token: this.token });
       },
       onMessage: (message) => {
-        if (this.isCurrent(id)) this.handleMessage(message);
+        if (this.isCurrent(id) && this.link?.signaling === signaling) this.handleMessage(message);
       },
       onLost: (reason) => {
-        if (this.isCurrent(id)) this.linkBroken(`signaling: ${reason}`);
+        if (this.isCurrent(id) && this.link?.signaling === signaling) this.signalingLost(`signaling: ${reason}`);
       },
     });
     this.link = {
@@ -214,7 +225,90 @@ export class CallSession {
         if (this.isCurrent(id)) this.linkBroken('the link did not connect in time');
       }, LINK_TIMEOUT_MS),
       graceTimer: undefined,
+      restartTimer: undefined,
+      resumeTimer: undefined,
+      resume: null,
     };
+  }
+
+  /**
+   * The socket is gone. A session whose media is up (or being restored) is resumed on a new
+   * socket while the server keeps it; before that, or without a resume token, join again.
+   */
+  private signalingLost(reason: string): void {
+    const link = this.link;
+    if (link === null) return;
+    const resume = link.resume;
+    if (link.pc === null || resume === null) {
+      this.linkBroken(reason);
+      return;
+    }
+    console.warn(`vizit: ${reason}; resuming the session on a new socket`);
+    link.resume = null; // good once
+    const deadline = Date.now() + resume.graceMs;
+    const open = (): void => {
+      link.resumeTimer = undefined;
+      if (!this.isCurrent(link.id)) return;
+      if (Date.now() > deadline) {
+        this.linkBroken('the session could not be resumed in time');
+        return;
+      }
+      const signaling: SignalingClient = new SignalingClient(signalingUrl(), {
+        onOpen: () => {
+          if (this.isCurrent(link.id) && link.signaling === signaling) {
+            signaling.send({ type: 'resume', version: PROTOCOL_VERSION, token: this.token, resumeToken: resume.token });
+          }
+        },
+        onMessage: (message) => {
+          if (this.isCurrent(link.id) && link.signaling === signaling) this.handleMessage(message);
+        },
+        onLost: (why) => {
+          if (!this.isCurrent(link.id) || link.signaling !== signaling) return;
+          if (link.resume !== null) {
+            // Resumed, then lost again: resume again with the new token.
+            this.signalingLost(`signaling: ${why}`);
+          } else {
+            link.resumeTimer = setTimeout(open, RESUME_RETRY_MS);
+          }
+        },
+      });
+      link.signaling = signaling;
+    };
+    open();
+  }
+
+  /** The session is back on a new socket: restate what may have been lost meanwhile. */
+  private handleResumed(token: string, graceMs: number): void {
+    const link = this.link;
+    if (link === null) return;
+    link.resume = { token, graceMs };
+    console.info('vizit: session resumed on a new socket');
+    for (const kind of ['audio', 'video'] as const) this.send({ type: 'mute', kind, muted: this.muted[kind] });
+    if (this.consent) this.send({ type: 'recordingConsent', consent: true });
+    const pc = link.pc;
+    if (pc === null) return;
+    this.enqueueSdp(async (current) => {
+      // An offer sent while the socket was down never arrived: send it again.
+      const local = current.localDescription;
+      if (current.signalingState === 'have-local-offer' && local !== null) {
+        this.send({ type: 'offer', sdp: local.sdp });
+      }
+    });
+    if (pc.iceConnectionState === 'disconnected' || pc.iceConnectionState === 'failed') this.restartIce(link, pc);
+  }
+
+  /**
+   * Ask for new ICE credentials and candidates (a network change or a loss): the media path is
+   * found again without a new session. If it does not reconnect in time, join again.
+   */
+  private restartIce(link: Link, pc: RTCPeerConnection): void {
+    if (link.restartTimer !== undefined) return;
+    console.warn('vizit: restarting ICE');
+    link.restartTimer = setTimeout(() => {
+      link.restartTimer = undefined;
+      if (this.isCurrent(link.id) && pc.connectionState !== 'connected') this.linkBroken('the ICE restart did not reconnect');
+    }, ICE_RESTART_TIMEOUT_MS);
+    pc.restartIce();
   }
 
   /** Close the current socket and peer connection; their late events are ignored from now on. */
@@ -224,6 +318,8 @@ export class CallSession {
     this.link = null;
     clearTimeout(link.linkTimer);
     clearTimeout(link.graceTimer);
+    clearTimeout(link.restartTimer);
+    clearTimeout(link.resumeTimer);
     link.signaling.close();
     link.channel?.close();
     link.pc?.close();
@@ -295,6 +391,9 @@ export class CallSession {
       case 'joined':
         this.handleJoined(message);
         break;
+      case 'resumed':
+        this.handleResumed(message.resumeToken, message.resumeGraceMs);
+        break;
       case 'answer':
         this.enqueueSdp((pc) => this.handleAnswer(pc, message.sdp));
         break;
@@ -349,6 +448,7 @@ export class CallSession {
   private handleJoined(message: JoinedMessage): void {
     const link = this.link;
     if (link === null || link.pc !== null) return;
+    link.resume = message.resumeToken === '' ? null : { token: message.resumeToken, graceMs: message.resumeGraceMs };
     this.setRemote(message.participants.find(isPerson) ?? null);
     this.me = { participantId: message.participantId, role: message.role };
     this.showRecording();
@@ -395,6 +495,9 @@ export class CallSession {
     } else if (FATAL_RETRY.has(code)) {
       if (code === 'serverShutdown') this.view.setNotice(TEXT.serverRestarting);
       this.linkBroken(`server error ${code}`);
+    } else if (code === 'resumeFailed') {
+      // The server no longer has the session (the grace ran out): join anew.
+      this.linkBroken('the session could not be resumed');
     } else if (code === 'recordingRefused') {
       this.view.setNotice(errorText(code));
     } else if (code === 'badSdp') {
@@ -433,17 +536,19 @@ export class CallSession {
       if (this.isCurrent(link.id)) this.addRemoteTrack(ev.track);
     };
     pc.onconnectionstatechange = () => {
-      if (this.isCurrent(link.id)) this.handlePcState(link, pc.connectionState);
+      if (this.isCurrent(link.id)) this.handlePcState(link, pc, pc.connectionState);
     };
     return pc;
   }
 
-  private handlePcState(link: Link, state: RTCPeerConnectionState): void {
+  private handlePcState(link: Link, pc: RTCPeerConnection, state: RTCPeerConnectionState): void {
     switch (state) {
       case 'connected':
         clearTimeout(link.linkTimer);
         clearTimeout(link.graceTimer);
+        clearTimeout(link.restartTimer);
         link.graceTimer = undefined;
+        link.restartTimer = undefined;
         this.stopRecovery();
         if (this.state === 'reconnecting') this.view.setNotice(null);
         this.setState('connected');
@@ -452,11 +557,14 @@ export class CallSession {
         this.setState('reconnecting');
         clearTimeout(link.graceTimer);
         link.graceTimer = setTimeout(() => {
-          if (this.isCurrent(link.id)) this.linkBroken('ICE stayed disconnected');
+          link.graceTimer = undefined;
+          if (this.isCurrent(link.id) && link.pc === pc && pc.connectionState !== 'connected') this.restartIce(link, pc);
         }, DISCONNECTED_GRACE_MS);
         break;
       case 'failed':
-        this.linkBroken('ICE failed');
+        // iOS Safari may go to `failed` without `disconnected` first.
+        this.setState('reconnecting');
+        this.restartIce(link, pc);
         break;
       default:
         break; // new, connecting, closed

@@ -48,12 +48,14 @@ export type ErrorCode =
   | 'tooManyMessages'
   | 'tooManyCandidates'
   | 'callUnavailable'
+  | 'resumeFailed'
   | 'internal';
 
 // ---- client → server -------------------------------------------------------------------------
 
 export type ClientMessage =
   | { type: 'join'; version: number; token: string }
+  | { type: 'resume'; version: number; token: string; resumeToken: string }
   | { type: 'offer'; sdp: string }
   | { type: 'answer'; sdp: string }
   | { type: 'candidate'; candidate: string; sdpMid?: string }
@@ -73,6 +75,9 @@ export interface JoinedMessage {
   role: Role;
   name: string;
   participants: Participant[];
+  /** Takes the session to a new socket if this one is lost (empty from an older server). */
+  resumeToken: string;
+  resumeGraceMs: number;
 }
 
 /** Where the Room's recording stands (docs/signaling.md `recording`). */
@@ -106,6 +111,7 @@ export type ServerMessage =
   | { type: 'pong'; nonce: number }
   | { type: 'roomClosed'; reason: string }
   | CodecMismatchMessage
+  | { type: 'resumed'; participantId: string; resumeToken: string; resumeGraceMs: number }
   | RecordingMessage
   // `code` is an ErrorCode, typed open for the same reason.
   | { type: 'error'; code: string; message: string };
@@ -188,9 +194,21 @@ export function decodeServerMessage(text: string): Decoded {
             role: optStr(raw, 'role', ''),
             name: optStr(raw, 'name', ''),
             participants: list.map(participant),
+            resumeToken: optStr(raw, 'resumeToken', ''),
+            resumeGraceMs: typeof raw['resumeGraceMs'] === 'number' ? raw['resumeGraceMs'] : 0,
           },
         };
       }
+      case 'resumed':
+        return {
+          ok: true,
+          message: {
+            type,
+            participantId: str(raw, 'participantId'),
+            resumeToken: str(raw, 'resumeToken'),
+            resumeGraceMs: num(raw, 'resumeGraceMs'),
+          },
+        };
       case 'answer':
       case 'offer':
         return { ok: true, message: { type, sdp: str(raw, 'sdp') } };
