@@ -574,7 +574,7 @@ impl Default for Settings {
                 udp_bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 50000)),
                 public_ip: None,
                 max_participants: 2,
-                ice_timeout: Duration::from_secs(8),
+                ice_timeout: Duration::from_secs(15),
                 connect_timeout: Duration::from_secs(30),
                 socket_buffer_bytes: vizit_media::DEFAULT_SOCKET_BUFFER,
                 threads: 1,

@@ -48,7 +48,7 @@ impl SfuOptions {
         SfuOptions {
             candidates,
             max_participants: 2,
-            ice_timeout: Duration::from_secs(8),
+            ice_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(30),
             recording: RecordingMode::Off,
             recorder: None,

@@ -10,9 +10,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { spawn as spawnChild } from 'node:child_process';
 import {
   byTestId,
   consoleLog,
+  serverLog,
   launchBrowser,
   makeToken,
   openCallPage,
@@ -445,6 +447,104 @@ describe('Vizit call page with the real server and Chromium', () => {
       await byTestId(pat4, 'hangup').click();
       await byTestId(doc4, 'hangup').click();
       await Promise.all([doc4.context().close(), pat4.context().close()]);
+    }),
+  );
+
+  test(
+    'the media path is cut for 5 s, then the patient changes network: the call goes on in the same session',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const room = `e2e-${randomBytes(6).toString('hex')}`;
+      const [doctorToken, patientToken] = await Promise.all([
+        makeToken(env, room, DOCTOR, 'doctor'),
+        makeToken(env, room, PATIENT, 'patient'),
+      ]);
+      const [doc5, pat5] = await Promise.all([openCall('doctor-5', doctorToken), openCall('patient-5', patientToken)]);
+      await byTestId(doc5, 'join').click();
+      await byTestId(pat5, 'join').click();
+      await Promise.all([waitState(doc5, 'connected'), waitState(pat5, 'connected')]);
+      for (const page of [doc5, pat5]) {
+        await until('video decoded', async () => (await received(page)).framesDecoded > 10, 45_000);
+        await page.evaluate(() => {
+          window.__pc = window.vizit.pc();
+        });
+      }
+      // The SFU's UDP port, from what the server printed.
+      const media = serverLog.map((l) => /Media \(UDP\) on [\d.]+:(\d+)/.exec(l)).find((m) => m !== null);
+      assert.ok(media, 'the server did not print its media port');
+      const port = media[1];
+      const nftRun = (script) =>
+        new Promise((resolveRun, rejectRun) => {
+          const child = spawnChild('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+          let err = '';
+          child.stderr.on('data', (d) => (err += d));
+          child.on('error', rejectRun);
+          child.on('exit', (code) => (code === 0 ? resolveRun() : rejectRun(new Error(`nft failed: ${err}`))));
+          child.stdin.end(script);
+        });
+      const before = await Promise.all([doc5, pat5].map(async (p) => (await received(p)).framesDecoded));
+      // Every datagram to or from the SFU is dropped (both pages; signaling is TCP and stays).
+      await nftRun(
+        `table inet cut {\n chain out {\n type filter hook output priority 0;\n udp dport ${port} drop\n udp sport ${port} drop\n }\n}\n`,
+      );
+      const cutAt = Date.now();
+      await until('a page notices the cut', async () => (await pat5.evaluate(() => window.vizit.state())) === 'reconnecting', 15_000, 100);
+      const noticed = Date.now() - cutAt;
+      await new Promise((r) => setTimeout(r, Math.max(0, 5_000 - (Date.now() - cutAt))));
+      await nftRun('delete table inet cut\n');
+      const restoredAt = Date.now();
+      await Promise.all([waitState(doc5, 'connected', 20_000), waitState(pat5, 'connected', 20_000)]);
+      await Promise.all(
+        [doc5, pat5].map((p, i) =>
+          until('video decoded again', async () => (await received(p)).framesDecoded > before[i] + 10, 20_000, 100),
+        ),
+      );
+      console.log(
+        `5 s cut: noticed after ${noticed} ms; both decoding again ${Date.now() - restoredAt} ms after the path came back`,
+      );
+      // Healed by ICE's own checks or by a restart, but in the same session: no rejoin.
+      for (const [label, page] of [['doctor-5', doc5], ['patient-5', pat5]]) {
+        assert.equal(await page.evaluate(() => window.vizit.pc() === window.__pc), true, `${label}: a new peer connection`);
+        assert.ok(!consoleLog.some((l) => l.startsWith(`[${label}]`) && l.includes('reconnecting')), `${label}: rejoined from scratch`);
+      }
+      assert.ok(!serverLog.some((l) => l.includes(room) && l.includes('participant left')), 'a participant left the room');
+
+      // A change of network: the patient's address stops working for good (its UDP port is
+      // blocked from now on). Only an ICE restart, with new candidates, gets the call back.
+      const localPort = await pat5.evaluate(async () => {
+        const stats = await window.vizit.pc().getStats();
+        let port = null;
+        stats.forEach((r) => {
+          if (r.type === 'transport' && r.selectedCandidatePairId) {
+            const pair = stats.get(r.selectedCandidatePairId);
+            port = stats.get(pair.localCandidateId)?.port ?? null;
+          }
+        });
+        return port;
+      });
+      assert.ok(localPort, 'no selected candidate pair on the patient');
+      const again = (await received(doc5)).framesDecoded;
+      await nftRun(
+        `table inet moved {\n chain out {\n type filter hook output priority 0;\n udp sport ${localPort} drop\n udp dport ${localPort} drop\n }\n}\n`,
+      );
+      const movedAt = Date.now();
+      await until(
+        'the patient restarts ICE',
+        () => consoleLog.some((l) => l.startsWith('[patient-5]') && l.includes('restarting ICE')),
+        20_000,
+        100,
+      );
+      await waitState(pat5, 'connected', 20_000);
+      await until('the doctor decodes the patient again', async () => (await received(doc5)).framesDecoded > again + 10, 20_000, 100);
+      console.log(`network change: the doctor decodes the patient again ${Date.now() - movedAt} ms after the old address died`);
+      assert.equal(await pat5.evaluate(() => window.vizit.pc() === window.__pc), true, 'a new peer connection after the restart');
+      assert.ok(!consoleLog.some((l) => l.startsWith('[patient-5]') && l.includes('reconnecting')), 'rejoined from scratch');
+      assert.ok(!serverLog.some((l) => l.includes(room) && l.includes('participant left')), 'a participant left the room');
+      await nftRun('delete table inet moved\n');
+
+      await byTestId(pat5, 'hangup').click();
+      await byTestId(doc5, 'hangup').click();
+      await Promise.all([doc5.context().close(), pat5.context().close()]);
     }),
   );
 

@@ -74,10 +74,11 @@ const RECONNECT_GIVE_UP_MS = 120_000;
 /** A link that has not reached `connected` by then is treated as broken. */
 const LINK_TIMEOUT_MS = 20_000;
 /**
- * ICE `disconnected` often heals by itself within a few seconds (a lost consent check on a busy
- * machine or a Wi-Fi hiccup); tearing the link down at once would cost a full renegotiation.
+ * ICE `disconnected` often heals by itself (a lost consent check on a busy machine, a Wi-Fi
+ * hiccup), but Chromium takes ~5 s to report it at all: a restart (one offer, same session) is
+ * cheap, so it follows after a short wait. A change of network then recovers in ~8 s.
  */
-const DISCONNECTED_GRACE_MS = 2_000;
+const DISCONNECTED_GRACE_MS = 1_000;
 /** An ICE restart that has not reconnected by then gives way to a full rejoin. */
 const ICE_RESTART_TIMEOUT_MS = 10_000;
 /** Between attempts to open a socket that resumes the session. */
