@@ -28,6 +28,7 @@ pub struct Settings {
     pub media: MediaSettings,
     pub auth: AuthSettings,
     pub signaling: SignalingSettings,
+    pub turn: TurnSettings,
     pub metrics: MetricsSettings,
     pub database: DatabaseSettings,
     pub consultations: ConsultationSettings,
@@ -534,6 +535,25 @@ pub struct SignalingSettings {
     pub resume_grace: Duration,
 }
 
+/// A TURN server (coturn) for networks that let no UDP through, or only a web proxy or TLS:
+/// every join gets short-lived credentials for it (the TURN REST API scheme: docs/turn.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnSettings {
+    /// The server's URLs as the browser uses them, e.g.
+    /// `["turn:turn.clinic.ru:3478?transport=udp", "turns:turn.clinic.ru:443?transport=tcp"]`.
+    /// Empty: no TURN (calls go to the SFU directly).
+    pub urls: Vec<String>,
+    /// coturn's `static-auth-secret` (`use-auth-secret`).
+    #[serde(serialize_with = "serialize_secret")]
+    pub secret: Option<SecretString>,
+    /// How long the credentials of one join are good: long enough for a consultation (coturn
+    /// checks them again when the browser refreshes its allocation), short enough that leaked
+    /// ones soon die.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
@@ -598,6 +618,11 @@ impl Default for Settings {
                 max_sockets: 10_000,
                 max_sockets_per_address: 100,
                 resume_grace: Duration::from_secs(15),
+            },
+            turn: TurnSettings {
+                urls: Vec::new(),
+                secret: None,
+                ttl: Duration::from_secs(3 * 3600),
             },
             database: DatabaseSettings {
                 url: None,
@@ -881,6 +906,34 @@ impl Settings {
                 "signaling.resume_grace",
                 "must be between 1s and 5m, e.g. \"15s\"",
             );
+        }
+        if let Some(bad) = self.turn.urls.iter().find(|u| {
+            !(u.starts_with("turn:") || u.starts_with("turns:") || u.starts_with("stun:"))
+        }) {
+            return invalid(
+                "turn.urls",
+                &format!(
+                    "{bad:?} is not a TURN URL; e.g. \"turns:turn.clinic.ru:443?transport=tcp\""
+                ),
+            );
+        }
+        match (&self.turn.secret, self.turn.urls.is_empty()) {
+            (None, false) => {
+                return invalid(
+                    "turn.secret",
+                    "is needed with turn.urls: coturn's static-auth-secret (use-auth-secret)",
+                );
+            }
+            (Some(secret), _) if secret.expose_secret().len() < 16 => {
+                return invalid(
+                    "turn.secret",
+                    "must be at least 16 characters; generate one with `openssl rand -hex 32`",
+                );
+            }
+            _ => {}
+        }
+        if self.turn.ttl < Duration::from_secs(60) {
+            return invalid("turn.ttl", "must be at least 1m, e.g. \"3h\"");
         }
         if self.signaling.max_sockets == 0 {
             return invalid("signaling.max_sockets", "must be at least 1");
@@ -1878,6 +1931,38 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn turn_settings_are_checked_and_name_the_key() {
+        let check = |f: &dyn Fn(&mut Settings)| {
+            let mut s = Settings::default();
+            f(&mut s);
+            s.validate().map_err(|e| e.to_string())
+        };
+        let urls = || vec!["turns:turn.clinic.ru:443?transport=tcp".to_owned()];
+        let e = check(&|s| s.turn.urls = urls()).unwrap_err();
+        assert!(e.contains("turn.secret"), "{e}");
+        let e = check(&|s| {
+            s.turn.urls = urls();
+            s.turn.secret = Some(SecretString::from("short".to_owned()));
+        })
+        .unwrap_err();
+        assert!(e.contains("turn.secret") && e.contains("16"), "{e}");
+        let e = check(&|s| {
+            s.turn.urls = vec!["turn.clinic.ru:443".into()];
+            s.turn.secret = Some(SecretString::from("0123456789abcdef".to_owned()));
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("turn.urls") && e.contains("turn.clinic.ru:443"),
+            "{e}"
+        );
+        check(&|s| {
+            s.turn.urls = urls();
+            s.turn.secret = Some(SecretString::from("0123456789abcdef".to_owned()));
+        })
+        .expect("a TURN server with its secret");
     }
 
     #[test]

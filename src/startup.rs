@@ -329,7 +329,7 @@ impl Application {
         }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let signaling = SignalingState::new(
+        let mut signaling = SignalingState::new(
             media_handle.clone(),
             keys.clone(),
             settings.signaling.idle_timeout,
@@ -345,6 +345,14 @@ impl Application {
         .with_admission(std::sync::Arc::new(crate::calls::ConsultationAdmission(
             api.clone(),
         )));
+        if let (false, Some(secret)) = (settings.turn.urls.is_empty(), &settings.turn.secret) {
+            info!(urls = ?settings.turn.urls, ttl = ?settings.turn.ttl, "TURN: each join gets credentials");
+            signaling = signaling.with_turn(vizit_signaling::Turn::new(
+                settings.turn.urls.clone(),
+                secret.clone(),
+                settings.turn.ttl,
+            ));
+        }
         // Cancelled, closed or expired consultations end their live calls.
         if let Err(e) = api
             .outbox

@@ -350,6 +350,51 @@ async fn a_lost_socket_is_resumed_on_a_new_one_while_the_media_goes_on() {
 }
 
 #[tokio::test]
+async fn each_join_gets_short_lived_turn_credentials() {
+    let url = "turns:turn.example:443?transport=tcp";
+    let app = TestApp::spawn_with(|s| {
+        s.turn.urls = vec![url.to_owned()];
+        s.turn.secret = Some(secrecy::SecretString::from(
+            "0123456789abcdef0123".to_owned(),
+        ));
+        s.turn.ttl = Duration::from_secs(600);
+    })
+    .await;
+    let mut ws = app.ws().await;
+    let joined = ws
+        .join(&app.token("turn-room", "d-1", CallRole::Doctor))
+        .await;
+    let servers = joined["iceServers"].as_array().expect("iceServers");
+    assert_eq!(servers.len(), 1, "{joined}");
+    assert_eq!(servers[0]["urls"], json!([url]));
+    // `<expiry>:<participant>`, the expiry `turn.ttl` from now (TURN REST API scheme; the
+    // password's HMAC is checked in signaling's unit test against openssl).
+    let username = servers[0]["username"].as_str().unwrap();
+    let (expiry, participant) = username.split_once(':').unwrap();
+    assert_eq!(participant, "d-1");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!(
+        (now + 590..=now + 610).contains(&expiry),
+        "{expiry} vs {now}"
+    );
+    assert_eq!(servers[0]["credential"].as_str().unwrap().len(), 28);
+    app.stop().await;
+
+    // Without a TURN server: none.
+    let app = TestApp::spawn().await;
+    let mut ws = app.ws().await;
+    let joined = ws
+        .join(&app.token("turn-room", "d-1", CallRole::Doctor))
+        .await;
+    assert_eq!(joined["iceServers"], json!([]));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn pages_health_and_demo() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get("/healthz").await, (200, "ok\n".to_owned()));

@@ -6,17 +6,21 @@
 //! - `token.rs` — join tokens ([`TokenKeys`]): HS256 JWTs naming room, participant, role, name.
 //! - `session.rs` — the per-connection state machine ([`Session`]) without sockets: client frame →
 //!   [`Action`], SFU signal → message. Unit-tested here.
-//! - `ws.rs` — `GET /ws`: drives a Session against a [`vizit_media::MediaHandle`].
+//! - `ws.rs` — `GET /ws`: drives a Session against a [`vizit_media::MediaHandle`]; parks the
+//!   session of a lost socket for a `resume`.
+//! - `turn.rs` — short-lived TURN credentials per join ([`Turn`]).
 //!
 //! # Invariants
 //! - Every client mistake is answered with a typed `error {code, message}`; fatal ones then close
 //!   the socket. A socket is never dropped silently.
-//! - A socket that closes takes its participant out of the room; the others are told why.
+//! - A socket closed with `leave` takes its participant out of the room at once; one lost
+//!   without it does when the grace for a `resume` ends. The others are told why.
 //! - Tokens, SDP and names never appear in logs at info or above.
 
 mod protocol;
 mod session;
 mod token;
+mod turn;
 mod ws;
 
 pub use protocol::{
@@ -27,4 +31,5 @@ pub use session::{Action, Delivery, Session, SessionState};
 pub use token::{
     AUDIENCE, CallRole, JoinClaims, KeyError, MIN_SECRET_BYTES, TokenError, TokenKeys,
 };
+pub use turn::{IceServer, Turn};
 pub use ws::{Admission, SignalingState, SocketLimits, router};

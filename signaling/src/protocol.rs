@@ -6,6 +6,7 @@ use vizit_media::{
 };
 
 use crate::token::CallRole;
+use crate::turn::IceServer;
 
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -180,6 +181,9 @@ pub enum ServerMessage {
         /// is lost; good once, for `resume_grace_ms` after the loss.
         resume_token: String,
         resume_grace_ms: u64,
+        /// TURN servers with this join's credentials, for `RTCPeerConnection` (empty without
+        /// TURN).
+        ice_servers: Vec<IceServer>,
     },
     /// The session of a lost socket is back on this one. Messages the server had for it
     /// meanwhile follow.

@@ -26,6 +26,7 @@ use crate::protocol::{
 };
 use crate::session::{Action, Session};
 use crate::token::{JoinClaims, TokenKeys};
+use crate::turn::Turn;
 
 /// Bytes read from a socket at a time. tungstenite's default (128 KiB) is allocated and zeroed
 /// for every socket — a quarter of a 1:1 call's memory for two sockets that carry a few
@@ -119,6 +120,8 @@ pub struct SignalingState {
     admission: Option<Arc<dyn Admission>>,
     /// Joined sessions by resume token: on a socket, or parked after its loss.
     sessions: Arc<Mutex<HashMap<String, Holder>>>,
+    /// A TURN server to give each join credentials for.
+    turn: Option<Arc<Turn>>,
 }
 
 impl SignalingState {
@@ -138,7 +141,14 @@ impl SignalingState {
             open: Arc::default(),
             admission: None,
             sessions: Arc::default(),
+            turn: None,
         }
+    }
+
+    /// The same state giving each join credentials for this TURN server.
+    pub fn with_turn(mut self, turn: Turn) -> Self {
+        self.turn = Some(Arc::new(turn));
+        self
     }
 
     /// The same state asking `admission` at every join.
@@ -644,6 +654,11 @@ async fn perform(
                         participants: peers.iter().filter_map(PeerView::from_info).collect(),
                         resume_token,
                         resume_grace_ms: state.limits.resume_grace.as_millis() as u64,
+                        ice_servers: state
+                            .turn
+                            .iter()
+                            .map(|t| t.credentials(&claims.sub, std::time::SystemTime::now()))
+                            .collect(),
                     });
                     false
                 }

@@ -11,7 +11,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { spawn as spawnChild } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
+  SCREENS,
   byTestId,
   consoleLog,
   serverLog,
@@ -30,6 +33,18 @@ import {
 } from './harness.mjs';
 
 const TEST_TIMEOUT = 60_000;
+
+/** Apply an nftables script (the tests run as root in their own network namespace). */
+function nftRun(script) {
+  return new Promise((resolveRun, rejectRun) => {
+    const child = spawnChild('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', rejectRun);
+    child.on('exit', (code) => (code === 0 ? resolveRun() : rejectRun(new Error(`nft failed: ${err}`))));
+    child.stdin.end(script);
+  });
+}
 const DOCTOR = 'Доктор Иванова';
 const PATIENT = 'Пациент Петров';
 
@@ -473,15 +488,6 @@ describe('Vizit call page with the real server and Chromium', () => {
       const media = serverLog.map((l) => /Media \(UDP\) on [\d.]+:(\d+)/.exec(l)).find((m) => m !== null);
       assert.ok(media, 'the server did not print its media port');
       const port = media[1];
-      const nftRun = (script) =>
-        new Promise((resolveRun, rejectRun) => {
-          const child = spawnChild('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-          let err = '';
-          child.stderr.on('data', (d) => (err += d));
-          child.on('error', rejectRun);
-          child.on('exit', (code) => (code === 0 ? resolveRun() : rejectRun(new Error(`nft failed: ${err}`))));
-          child.stdin.end(script);
-        });
       const before = await Promise.all([doc5, pat5].map(async (p) => (await received(p)).framesDecoded));
       // Every datagram to or from the SFU is dropped (both pages; signaling is TCP and stays).
       await nftRun(
@@ -545,6 +551,59 @@ describe('Vizit call page with the real server and Chromium', () => {
       await byTestId(pat5, 'hangup').click();
       await byTestId(doc5, 'hangup').click();
       await Promise.all([doc5.context().close(), pat5.context().close()]);
+    }),
+  );
+
+  test(
+    'a 30 s outage: the page offers «Переподключиться», and both rejoin when the network is back',
+    { timeout: TEST_TIMEOUT * 2 },
+    withDiagnostics(async () => {
+      const room = `e2e-${randomBytes(6).toString('hex')}`;
+      const [doctorToken, patientToken] = await Promise.all([
+        makeToken(env, room, DOCTOR, 'doctor'),
+        makeToken(env, room, PATIENT, 'patient'),
+      ]);
+      const [doc6, pat6] = await Promise.all([openCall('doctor-6', doctorToken), openCall('patient-6', patientToken)]);
+      await byTestId(doc6, 'join').click();
+      await byTestId(pat6, 'join').click();
+      await Promise.all([waitState(doc6, 'connected'), waitState(pat6, 'connected')]);
+      await until('video decoded', async () => (await received(doc6)).framesDecoded > 10, 45_000);
+      const media = serverLog.map((l) => /Media \(UDP\) on [\d.]+:(\d+)/.exec(l)).find((m) => m !== null);
+      const httpPort = new URL(base).port;
+      // Nothing gets through: neither media nor the pages' sockets (open or new).
+      await nftRun(
+        `table inet outage {\n chain out {\n type filter hook output priority 0;\n` +
+          ` udp dport ${media[1]} drop\n udp sport ${media[1]} drop\n` +
+          ` tcp dport ${httpPort} drop\n tcp sport ${httpPort} drop\n }\n}\n`,
+      );
+      const cutAt = Date.now();
+      try {
+        await waitState(pat6, 'reconnecting', 20_000);
+        await byTestId(pat6, 'reconnect-now').waitFor({ state: 'visible', timeout: 25_000 });
+        assert.equal(await byTestId(pat6, 'connection-state').textContent(), 'Переподключение…');
+        await mkdir(SCREENS, { recursive: true });
+        await pat6.screenshot({ path: join(SCREENS, 'call-reconnecting-desktop.png') });
+        await new Promise((r) => setTimeout(r, Math.max(0, 30_000 - (Date.now() - cutAt))));
+      } finally {
+        await nftRun('delete table inet outage\n');
+      }
+      const backAt = Date.now();
+      // The patient does not wait for the next attempt; the doctor's page retries by itself.
+      await byTestId(pat6, 'reconnect-now').click();
+      await Promise.all([waitState(doc6, 'connected', 30_000), waitState(pat6, 'connected', 30_000)]);
+      // New peer connections (the old sessions were removed): their frames count from zero.
+      await Promise.all(
+        [doc6, pat6].map((p) => until('video decoded after the outage', async () => (await received(p)).framesDecoded > 10, 30_000, 100)),
+      );
+      console.log(`30 s outage: both decoding again ${Date.now() - backAt} ms after the network came back`);
+      await until("the doctor sees the patient's name again", async () =>
+        (await byTestId(doc6, 'remote-name').textContent()).includes(PATIENT),
+      );
+      assert.ok(await byTestId(pat6, 'reconnect-now').isHidden(), '«Переподключиться» still shown');
+
+      await byTestId(pat6, 'hangup').click();
+      await byTestId(doc6, 'hangup').click();
+      await Promise.all([doc6.context().close(), pat6.context().close()]);
     }),
   );
 

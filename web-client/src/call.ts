@@ -120,6 +120,10 @@ export class CallSession {
   private recording: RecordingMessage | null = null;
   /** The notice shown is about a codec of the other party's this browser did not accept. */
   private codecNotice = false;
+  /** TURN servers with this join's credentials, from `joined`. */
+  private iceServers: RTCIceServer[] = [];
+  /** A direct attempt failed: the next links go through the TURN server only. */
+  private relayOnly = false;
   /** Set while recovering: when the trouble started and how many attempts were made. */
   private recovery: { since: number; attempts: number; timer: ReturnType<typeof setTimeout> | undefined } | null =
     null;
@@ -160,6 +164,13 @@ export class CallSession {
     this.setRemote(null);
     this.view.setNotice(TEXT.youHungUp);
     this.setState('ended');
+  }
+
+  /** The user will not wait any longer: drop the link being recovered and join again now. */
+  reconnectNow(): void {
+    if (!this.isActive() || this.state !== 'reconnecting') return;
+    this.linkBroken('the user asked to reconnect');
+    this.retryNow();
   }
 
   /** Mute or unmute our own microphone or camera, without renegotiating. */
@@ -223,7 +234,9 @@ export class CallSession {
       channel: null,
       sdpChain: Promise.resolve(),
       linkTimer: setTimeout(() => {
-        if (this.isCurrent(id)) this.linkBroken('the link did not connect in time');
+        if (!this.isCurrent(id)) return;
+        this.preferRelay();
+        this.linkBroken('the link did not connect in time');
       }, LINK_TIMEOUT_MS),
       graceTimer: undefined,
       restartTimer: undefined,
@@ -298,6 +311,13 @@ export class CallSession {
     if (pc.iceConnectionState === 'disconnected' || pc.iceConnectionState === 'failed') this.restartIce(link, pc);
   }
 
+  /** A direct path failed: if there is a TURN server, the next attempts use only it. */
+  private preferRelay(): void {
+    if (this.relayOnly || this.iceServers.length === 0) return;
+    console.warn('vizit: no direct path to the server; going through the TURN server only');
+    this.relayOnly = true;
+  }
+
   /**
    * Ask for new ICE credentials and candidates (a network change or a loss): the media path is
    * found again without a new session. If it does not reconnect in time, join again.
@@ -307,7 +327,10 @@ export class CallSession {
     console.warn('vizit: restarting ICE');
     link.restartTimer = setTimeout(() => {
       link.restartTimer = undefined;
-      if (this.isCurrent(link.id) && pc.connectionState !== 'connected') this.linkBroken('the ICE restart did not reconnect');
+      if (this.isCurrent(link.id) && pc.connectionState !== 'connected') {
+        this.preferRelay();
+        this.linkBroken('the ICE restart did not reconnect');
+      }
     }, ICE_RESTART_TIMEOUT_MS);
     pc.restartIce();
   }
@@ -450,6 +473,7 @@ export class CallSession {
     const link = this.link;
     if (link === null || link.pc !== null) return;
     link.resume = message.resumeToken === '' ? null : { token: message.resumeToken, graceMs: message.resumeGraceMs };
+    this.iceServers = message.iceServers;
     this.setRemote(message.participants.find(isPerson) ?? null);
     this.me = { participantId: message.participantId, role: message.role };
     this.showRecording();
@@ -514,8 +538,14 @@ export class CallSession {
   // ---- WebRTC --------------------------------------------------------------------------------
 
   private createPeerConnection(link: Link): RTCPeerConnection {
-    // No iceServers: the SFU is ICE-lite and its candidate is in its SDP.
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    // The SFU is ICE-lite and its candidates are in its SDP; a TURN server, when the clinic has
+    // one, is for networks that let no UDP through (or only through a proxy or TLS).
+    const pc = new RTCPeerConnection({
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+      iceServers: this.iceServers,
+      iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
+    });
     // Always a data channel, so the first offer has a transport even with no camera or microphone.
     link.channel = pc.createDataChannel('vizit');
     for (const track of this.local.getTracks()) pc.addTrack(track, this.local);

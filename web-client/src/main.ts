@@ -108,6 +108,7 @@ async function main(): Promise<void> {
     ui.toggleMic.addEventListener('click', () => call.toggle('audio'));
     ui.toggleCamera.addEventListener('click', () => call.toggle('video'));
     ui.hangupButton.addEventListener('click', () => call.hangup());
+    ui.reconnectButton.addEventListener('click', () => call.reconnectNow());
     ui.recConsent.addEventListener('click', () => call.setRecordingConsent(true));
     ui.recWithdraw.addEventListener('click', () => call.setRecordingConsent(false));
     ui.recStart.addEventListener('click', () => call.controlRecording(true));

@@ -78,6 +78,15 @@ export interface JoinedMessage {
   /** Takes the session to a new socket if this one is lost (empty from an older server). */
   resumeToken: string;
   resumeGraceMs: number;
+  /** TURN servers with this join's credentials (empty without TURN). */
+  iceServers: IceServer[];
+}
+
+/** An `RTCIceServer` as the server gives it. */
+export interface IceServer {
+  urls: string[];
+  username: string;
+  credential: string;
 }
 
 /** Where the Room's recording stands (docs/signaling.md `recording`). */
@@ -165,6 +174,19 @@ function participant(v: unknown): Participant {
   };
 }
 
+function iceServers(v: unknown): IceServer[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new TypeError('iceServers is not an array');
+  return v.map((s: unknown) => {
+    if (!isObject(s)) throw new TypeError('an ICE server is not an object');
+    const urls = s['urls'];
+    if (!Array.isArray(urls) || !urls.every((u) => typeof u === 'string')) {
+      throw new TypeError('an ICE server has no urls');
+    }
+    return { urls: urls as string[], username: str(s, 'username'), credential: str(s, 'credential') };
+  });
+}
+
 export type Decoded =
   | { ok: true; message: ServerMessage }
   | { ok: false; reason: string };
@@ -196,6 +218,7 @@ export function decodeServerMessage(text: string): Decoded {
             participants: list.map(participant),
             resumeToken: optStr(raw, 'resumeToken', ''),
             resumeGraceMs: typeof raw['resumeGraceMs'] === 'number' ? raw['resumeGraceMs'] : 0,
+            iceServers: iceServers(raw['iceServers']),
           },
         };
       }

@@ -32,6 +32,9 @@ function formatDuration(ms: number): string {
   return `${mm}:${ss}`;
 }
 
+/** How long «Переподключение…» is shown before the page offers to try again at once. */
+const RECONNECT_BUTTON_AFTER_MS = 10_000;
+
 export class CallUi implements CallView {
   private readonly main: HTMLElement;
   readonly localVideo: HTMLVideoElement;
@@ -54,6 +57,9 @@ export class CallUi implements CallView {
   readonly hangupButton: HTMLButtonElement;
   private readonly enableSound: HTMLButtonElement;
   readonly rejoinButton: HTMLButtonElement;
+  /** Shown after a while of «Переподключение…»: try again now instead of waiting. */
+  readonly reconnectButton: HTMLButtonElement;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly message: HTMLElement;
   private readonly recIndicator: HTMLElement;
   private readonly recPanel: HTMLElement;
@@ -98,6 +104,7 @@ export class CallUi implements CallView {
     this.hangupButton = byTestId(root, 'hangup', HTMLButtonElement);
     this.enableSound = byTestId(root, 'enable-sound', HTMLButtonElement);
     this.rejoinButton = byTestId(root, 'rejoin', HTMLButtonElement);
+    this.reconnectButton = byTestId(root, 'reconnect-now', HTMLButtonElement);
     this.message = byTestId(root, 'page-message', HTMLElement);
     this.recIndicator = byTestId(root, 'recording-indicator', HTMLElement);
     this.recPanel = byTestId(root, 'recording-panel', HTMLElement);
@@ -183,6 +190,15 @@ export class CallUi implements CallView {
   // ---- CallView ------------------------------------------------------------------------------
 
   setState(state: ConnectionState): void {
+    if (state !== 'reconnecting' || this.state !== 'reconnecting') {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectButton.hidden = true;
+      if (state === 'reconnecting') {
+        this.reconnectTimer = setTimeout(() => {
+          this.reconnectButton.hidden = false;
+        }, RECONNECT_BUTTON_AFTER_MS);
+      }
+    }
     this.state = state;
     this.connState.dataset['state'] = state;
     this.connState.textContent = STATE_TEXT[state];
