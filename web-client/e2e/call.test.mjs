@@ -10,12 +10,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { spawn as spawnChild } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   SCREENS,
   byTestId,
+  nft,
   consoleLog,
   serverLog,
   launchBrowser,
@@ -34,17 +34,6 @@ import {
 
 const TEST_TIMEOUT = 60_000;
 
-/** Apply an nftables script (the tests run as root in their own network namespace). */
-function nftRun(script) {
-  return new Promise((resolveRun, rejectRun) => {
-    const child = spawnChild('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', rejectRun);
-    child.on('exit', (code) => (code === 0 ? resolveRun() : rejectRun(new Error(`nft failed: ${err}`))));
-    child.stdin.end(script);
-  });
-}
 const DOCTOR = 'Доктор Иванова';
 const PATIENT = 'Пациент Петров';
 
@@ -60,6 +49,34 @@ describe('Vizit call page with the real server and Chromium', () => {
   let callUp = false;
 
   const openCall = (label, token, options) => openCallPage(browser, base, label, token, options);
+
+  /**
+   * A doctor's page and a patient's (`patientOptions` for openCallPage) in a new room, both
+   * joined and connected; the pages' labels end in `-${label}`.
+   */
+  const startCall = async (label, patientOptions = {}) => {
+    const room = `e2e-${randomBytes(6).toString('hex')}`;
+    const [doctorToken, patientToken] = await Promise.all([
+      makeToken(env, room, DOCTOR, 'doctor'),
+      makeToken(env, room, PATIENT, 'patient'),
+    ]);
+    const [doc, pat] = await Promise.all([
+      openCall(`doctor-${label}`, doctorToken),
+      openCall(`patient-${label}`, patientToken, patientOptions),
+    ]);
+    await byTestId(doc, 'join').click();
+    await byTestId(pat, 'join').click();
+    await Promise.all([waitState(doc, 'connected'), waitState(pat, 'connected')]);
+    return { room, doc, pat, patientToken };
+  };
+
+  /** Both hang up and their pages close. */
+  const endCall = async (doc, pat) => {
+    await byTestId(pat, 'hangup').click();
+    await byTestId(doc, 'hangup').click();
+    await Promise.all([doc.context().close(), pat.context().close()]);
+  };
+
 
   before(
     withDiagnostics(async () => {
@@ -317,9 +334,7 @@ describe('Vizit call page with the real server and Chromium', () => {
         (await byTestId(doc2, 'remote-name').textContent()).includes(PATIENT),
       );
 
-      await byTestId(pat2, 'hangup').click();
-      await byTestId(doc2, 'hangup').click();
-      await Promise.all([doc2.context().close(), pat2.context().close()]);
+      await endCall(doc2, pat2);
     }),
   );
 
@@ -327,11 +342,6 @@ describe('Vizit call page with the real server and Chromium', () => {
     "a receiver that takes only H.264 gets the other party's video once their page switches to it",
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {
-      const room = `e2e-${randomBytes(6).toString('hex')}`;
-      const [doctorToken, patientToken] = await Promise.all([
-        makeToken(env, room, DOCTOR, 'doctor'),
-        makeToken(env, room, PATIENT, 'patient'),
-      ]);
       // The patient's browser answers the server's video lines with H.264 only (as a browser
       // without VP8 would); the doctor's Chromium sends VP8 first, as it does by default.
       const h264Only = () => {
@@ -346,13 +356,7 @@ describe('Vizit call page with the real server and Chromium', () => {
           return answer.apply(this, args);
         };
       };
-      const [doc3, pat3] = await Promise.all([
-        openCall('doctor-3', doctorToken),
-        openCall('patient-3', patientToken, { init: h264Only }),
-      ]);
-      await byTestId(doc3, 'join').click();
-      await byTestId(pat3, 'join').click();
-      await Promise.all([waitState(doc3, 'connected'), waitState(pat3, 'connected')]);
+      const { doc: doc3, pat: pat3 } = await startCall('3', { init: h264Only });
 
       // The codec of the video each page receives, and how many frames it decoded.
       const inboundVideo = (page) =>
@@ -398,9 +402,7 @@ describe('Vizit call page with the real server and Chromium', () => {
       );
       assert.ok(!(await byTestId(pat3, 'call-notice').textContent()).includes('формате'), 'a stale codec notice');
 
-      await byTestId(pat3, 'hangup').click();
-      await byTestId(doc3, 'hangup').click();
-      await Promise.all([doc3.context().close(), pat3.context().close()]);
+      await endCall(doc3, pat3);
     }),
   );
 
@@ -408,11 +410,6 @@ describe('Vizit call page with the real server and Chromium', () => {
     'the socket drops mid-call: the session resumes on a new one and the media never stops',
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {
-      const room = `e2e-${randomBytes(6).toString('hex')}`;
-      const [doctorToken, patientToken] = await Promise.all([
-        makeToken(env, room, DOCTOR, 'doctor'),
-        makeToken(env, room, PATIENT, 'patient'),
-      ]);
       // The page's sockets, so the test can drop one as a lost network would.
       const keepSockets = () => {
         const Native = window.WebSocket;
@@ -424,13 +421,7 @@ describe('Vizit call page with the real server and Chromium', () => {
           }
         };
       };
-      const [doc4, pat4] = await Promise.all([
-        openCall('doctor-4', doctorToken),
-        openCall('patient-4', patientToken, { init: keepSockets }),
-      ]);
-      await byTestId(doc4, 'join').click();
-      await byTestId(pat4, 'join').click();
-      await Promise.all([waitState(doc4, 'connected'), waitState(pat4, 'connected')]);
+      const { doc: doc4, pat: pat4 } = await startCall('4', { init: keepSockets });
       await until('the doctor decodes the patient', async () => (await received(doc4)).framesDecoded > 10, 45_000);
       await pat4.evaluate(() => {
         window.__pc = window.vizit.pc();
@@ -459,9 +450,7 @@ describe('Vizit call page with the real server and Chromium', () => {
       await byTestId(pat4, 'toggle-mic').click();
       await byTestId(doc4, 'remote-audio-muted').waitFor({ state: 'visible', timeout: 10_000 });
 
-      await byTestId(pat4, 'hangup').click();
-      await byTestId(doc4, 'hangup').click();
-      await Promise.all([doc4.context().close(), pat4.context().close()]);
+      await endCall(doc4, pat4);
     }),
   );
 
@@ -469,15 +458,7 @@ describe('Vizit call page with the real server and Chromium', () => {
     'the media path is cut for 5 s, then the patient changes network: the call goes on in the same session',
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {
-      const room = `e2e-${randomBytes(6).toString('hex')}`;
-      const [doctorToken, patientToken] = await Promise.all([
-        makeToken(env, room, DOCTOR, 'doctor'),
-        makeToken(env, room, PATIENT, 'patient'),
-      ]);
-      const [doc5, pat5] = await Promise.all([openCall('doctor-5', doctorToken), openCall('patient-5', patientToken)]);
-      await byTestId(doc5, 'join').click();
-      await byTestId(pat5, 'join').click();
-      await Promise.all([waitState(doc5, 'connected'), waitState(pat5, 'connected')]);
+      const { room, doc: doc5, pat: pat5 } = await startCall('5');
       for (const page of [doc5, pat5]) {
         await until('video decoded', async () => (await received(page)).framesDecoded > 10, 45_000);
         await page.evaluate(() => {
@@ -485,19 +466,17 @@ describe('Vizit call page with the real server and Chromium', () => {
         });
       }
       // The SFU's UDP port, from what the server printed.
-      const media = serverLog.map((l) => /Media \(UDP\) on [\d.]+:(\d+)/.exec(l)).find((m) => m !== null);
-      assert.ok(media, 'the server did not print its media port');
-      const port = media[1];
+      const port = server.mediaPort;
       const before = await Promise.all([doc5, pat5].map(async (p) => (await received(p)).framesDecoded));
       // Every datagram to or from the SFU is dropped (both pages; signaling is TCP and stays).
-      await nftRun(
+      await nft(
         `table inet cut {\n chain out {\n type filter hook output priority 0;\n udp dport ${port} drop\n udp sport ${port} drop\n }\n}\n`,
       );
       const cutAt = Date.now();
       await until('a page notices the cut', async () => (await pat5.evaluate(() => window.vizit.state())) === 'reconnecting', 15_000, 100);
       const noticed = Date.now() - cutAt;
       await new Promise((r) => setTimeout(r, Math.max(0, 5_000 - (Date.now() - cutAt))));
-      await nftRun('delete table inet cut\n');
+      await nft('delete table inet cut\n');
       const restoredAt = Date.now();
       await Promise.all([waitState(doc5, 'connected', 20_000), waitState(pat5, 'connected', 20_000)]);
       await Promise.all(
@@ -530,7 +509,7 @@ describe('Vizit call page with the real server and Chromium', () => {
       });
       assert.ok(localPort, 'no selected candidate pair on the patient');
       const again = (await received(doc5)).framesDecoded;
-      await nftRun(
+      await nft(
         `table inet moved {\n chain out {\n type filter hook output priority 0;\n udp sport ${localPort} drop\n udp dport ${localPort} drop\n }\n}\n`,
       );
       const movedAt = Date.now();
@@ -546,11 +525,9 @@ describe('Vizit call page with the real server and Chromium', () => {
       assert.equal(await pat5.evaluate(() => window.vizit.pc() === window.__pc), true, 'a new peer connection after the restart');
       assert.ok(!consoleLog.some((l) => l.startsWith('[patient-5]') && l.includes('reconnecting')), 'rejoined from scratch');
       assert.ok(!serverLog.some((l) => l.includes(room) && l.includes('participant left')), 'a participant left the room');
-      await nftRun('delete table inet moved\n');
+      await nft('delete table inet moved\n');
 
-      await byTestId(pat5, 'hangup').click();
-      await byTestId(doc5, 'hangup').click();
-      await Promise.all([doc5.context().close(), pat5.context().close()]);
+      await endCall(doc5, pat5);
     }),
   );
 
@@ -558,22 +535,14 @@ describe('Vizit call page with the real server and Chromium', () => {
     'a 30 s outage: the page offers «Переподключиться», and both rejoin when the network is back',
     { timeout: TEST_TIMEOUT * 2 },
     withDiagnostics(async () => {
-      const room = `e2e-${randomBytes(6).toString('hex')}`;
-      const [doctorToken, patientToken] = await Promise.all([
-        makeToken(env, room, DOCTOR, 'doctor'),
-        makeToken(env, room, PATIENT, 'patient'),
-      ]);
-      const [doc6, pat6] = await Promise.all([openCall('doctor-6', doctorToken), openCall('patient-6', patientToken)]);
-      await byTestId(doc6, 'join').click();
-      await byTestId(pat6, 'join').click();
-      await Promise.all([waitState(doc6, 'connected'), waitState(pat6, 'connected')]);
+      const { doc: doc6, pat: pat6 } = await startCall('6');
       await until('video decoded', async () => (await received(doc6)).framesDecoded > 10, 45_000);
-      const media = serverLog.map((l) => /Media \(UDP\) on [\d.]+:(\d+)/.exec(l)).find((m) => m !== null);
+      const port = server.mediaPort;
       const httpPort = new URL(base).port;
       // Nothing gets through: neither media nor the pages' sockets (open or new).
-      await nftRun(
+      await nft(
         `table inet outage {\n chain out {\n type filter hook output priority 0;\n` +
-          ` udp dport ${media[1]} drop\n udp sport ${media[1]} drop\n` +
+          ` udp dport ${port} drop\n udp sport ${port} drop\n` +
           ` tcp dport ${httpPort} drop\n tcp sport ${httpPort} drop\n }\n}\n`,
       );
       const cutAt = Date.now();
@@ -585,7 +554,7 @@ describe('Vizit call page with the real server and Chromium', () => {
         await pat6.screenshot({ path: join(SCREENS, 'call-reconnecting-desktop.png') });
         await new Promise((r) => setTimeout(r, Math.max(0, 30_000 - (Date.now() - cutAt))));
       } finally {
-        await nftRun('delete table inet outage\n');
+        await nft('delete table inet outage\n');
       }
       const backAt = Date.now();
       // The patient does not wait for the next attempt; the doctor's page retries by itself.
@@ -601,9 +570,31 @@ describe('Vizit call page with the real server and Chromium', () => {
       );
       assert.ok(await byTestId(pat6, 'reconnect-now').isHidden(), '«Переподключиться» still shown');
 
-      await byTestId(pat6, 'hangup').click();
-      await byTestId(doc6, 'hangup').click();
-      await Promise.all([doc6.context().close(), pat6.context().close()]);
+      await endCall(doc6, pat6);
+    }),
+  );
+
+  test(
+    'a tab replaced by the same person on another device says so and ends calmly',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const { doc: doc7, pat: pat7, patientToken } = await startCall('7');
+      await until('the doctor decodes the patient', async () => (await received(doc7)).framesDecoded > 10, 45_000);
+      const before = (await received(doc7)).framesDecoded;
+      const other = await openCall('patient-7-phone', patientToken);
+      await byTestId(other, 'join').click();
+      await waitState(other, 'connected');
+      await waitState(pat7, 'ended', 15_000);
+      assert.equal(await byTestId(pat7, 'connection-state').textContent(), 'Звонок завершён');
+      assert.match(await byTestId(pat7, 'call-notice').textContent(), /Вы подключились с другого устройства/);
+      await until(
+        'the doctor decodes the patient on the new device',
+        async () => (await received(doc7)).framesDecoded > before + 10,
+        45_000,
+      );
+      assert.equal(await doc7.evaluate(() => window.vizit.state()), 'connected');
+      await endCall(doc7, other);
+      await pat7.context().close();
     }),
   );
 

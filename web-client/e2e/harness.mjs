@@ -96,10 +96,15 @@ export function serverEnv(dataDir, secret) {
   };
 }
 
-/** Start `vizit serve`; `url` resolves with the base URL it prints on stdout. */
+/**
+ * Start `vizit serve`; `url` resolves with the base URL it prints on stdout, `mediaPort` with
+ * the SFU's UDP port (the line after it).
+ */
 export function startServer(env) {
   const child = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   createInterface({ input: child.stderr }).on('line', (line) => remember(serverLog, line, 200));
+  let gotMediaPort;
+  const mediaPort = new Promise((r) => (gotMediaPort = r));
   const url = new Promise((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error('the server printed no "Vizit is listening on" line in 30 s')), 30_000);
     createInterface({ input: child.stdout }).on('line', (line) => {
@@ -109,6 +114,8 @@ export function startServer(env) {
         clearTimeout(timer);
         resolveUrl(m[1]);
       }
+      const media = /^Media \(UDP\) on [\d.]+:(\d+)/.exec(line.trim());
+      if (media) gotMediaPort(Number(media[1]));
     });
     child.once('error', (e) => {
       clearTimeout(timer);
@@ -119,7 +126,7 @@ export function startServer(env) {
       reject(new Error(`the server exited before listening (code ${code}, signal ${signal})`));
     });
   });
-  return { child, url };
+  return { child, url, mediaPort };
 }
 
 /** SIGTERM, then SIGKILL after 15 s; resolves once the server has exited. */
@@ -135,20 +142,23 @@ export async function stopServer(child) {
 /**
  * A throwaway server: a fresh data folder and token secret, listening on a free loopback port;
  * `extraEnv` adds settings (`VIZIT_…` variables).
- * Returns `{ env, base, child, dataDir, stop }`; `stop()` stops it and removes the folder. If it
- * does not come up, it is cleaned up before the error is thrown.
+ * Returns `{ env, base, mediaPort, child, dataDir, stop }`; `stop()` stops it and removes the
+ * folder. If it does not come up, it is cleaned up before the error is thrown.
  */
 export async function startVizit(extraEnv = {}) {
   assert.ok(existsSync(BIN), `no server binary at ${BIN}: build it (cargo build) or set VIZIT_BIN`);
   const dataDir = await mkdtemp(join(tmpdir(), 'vizit-e2e-'));
   const env = { ...serverEnv(dataDir, randomBytes(32).toString('hex')), ...extraEnv };
-  const { child, url } = startServer(env);
+  const { child, url, mediaPort } = startServer(env);
   const stop = async () => {
     await stopServer(child);
     await rm(dataDir, { recursive: true, force: true });
   };
   try {
-    return { env, base: await url, child, dataDir, stop };
+    const base = await url;
+    const port = await Promise.race([mediaPort, new Promise((r) => setTimeout(() => r(null), 5_000))]);
+    assert.ok(port, 'the server printed no "Media (UDP) on" line');
+    return { env, base, mediaPort: port, child, dataDir, stop };
   } catch (e) {
     await stop();
     throw e;
@@ -625,6 +635,21 @@ export const VIEWPORTS = {
   desktop: { viewport: { width: 1280, height: 900 } },
   phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
 };
+
+/**
+ * Apply an nftables script: the browser tests run as root in their own network namespace, so
+ * they may drop traffic between the pages and the server (a cut link, a network without UDP).
+ */
+export function nft(script) {
+  return new Promise((resolveRun, rejectRun) => {
+    const child = spawn('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', rejectRun);
+    child.on('exit', (code) => (code === 0 ? resolveRun() : rejectRun(new Error(`nft failed: ${err}`))));
+    child.stdin.end(script);
+  });
+}
 
 /** Where the screenshots go (to be looked at). */
 export const SCREENS = join(WEB_CLIENT, '..', 'target', 'e2e-screens');

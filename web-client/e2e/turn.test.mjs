@@ -21,10 +21,10 @@ import {
   byTestId,
   launchBrowser,
   makeToken,
+  nft,
   openCallPage,
   received,
   remember,
-  serverLog,
   startVizit,
   until,
   waitState,
@@ -39,17 +39,6 @@ const TURNS_PORT = 5349;
 /** coturn relays from these ports: the only datagrams the SFU may exchange with. */
 const RELAY_PORTS = [49160, 49200];
 
-/** Apply an nftables script (the test runs as root in its own network namespace). */
-function nft(script) {
-  return new Promise((resolveRun, rejectRun) => {
-    const child = spawn('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', rejectRun);
-    child.on('exit', (code) => (code === 0 ? resolveRun() : rejectRun(new Error(`nft failed: ${err}`))));
-    child.stdin.end(script);
-  });
-}
 
 /** Drop UDP between the browsers and the SFU (but coturn's relay), and `extra` rules. */
 function block(sfuPort, extra) {
@@ -141,9 +130,7 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
         VIZIT_TURN__URLS: `["turn:127.0.0.1:${TURN_PORT}?transport=tcp", "turns:127.0.0.1:${TURNS_PORT}?transport=tcp"]`,
         VIZIT_TURN__SECRET: SECRET,
       });
-      const media = serverLog.map((l) => /Media \(UDP\) on [\d.]+:(\d+)/.exec(l)).find((m) => m !== null);
-      assert.ok(media, 'the server did not print its media port');
-      sfuPort = Number(media[1]);
+      sfuPort = server.mediaPort;
       // coturn's certificate is self-signed: the browser is told to accept it (as it would a
       // clinic's real one).
       browser = await launchBrowser({ args: [...CHROMIUM_ARGS, '--ignore-certificate-errors'] });

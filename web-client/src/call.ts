@@ -390,12 +390,13 @@ export class CallSession {
     this.recovery = null;
   }
 
-  private fail(text: string): void {
+  /** Stop for good with `text`: `failed`, or `ended` when nothing went wrong (another tab took over). */
+  private fail(text: string, state: 'failed' | 'ended' = 'failed'): void {
     this.dropLink();
     this.stopRecovery();
     this.setRemote(null);
     this.view.setNotice(text);
-    this.setState('failed');
+    this.setState(state);
   }
 
   private setState(state: ConnectionState): void {
@@ -516,7 +517,8 @@ export class CallSession {
     console.warn(`vizit: server error ${code}: ${detail}`);
     if (FATAL_NO_RETRY.has(code)) {
       this.view.setRejoinAllowed(!NO_REJOIN.has(code));
-      this.fail(errorText(code));
+      // The same person joined from another device or tab: the call goes on there.
+      this.fail(errorText(code), code === 'replaced' ? 'ended' : 'failed');
     } else if (FATAL_RETRY.has(code)) {
       if (code === 'serverShutdown') this.view.setNotice(TEXT.serverRestarting);
       this.linkBroken(`server error ${code}`);

@@ -81,7 +81,7 @@ export function errorText(code: string): string {
     case 'unsupportedVersion':
       return 'Страница звонка устарела. Обновите страницу (Ctrl+F5 или потяните экран вниз на телефоне).';
     case 'replaced':
-      return 'Вы подключились к этому звонку в другой вкладке или на другом устройстве. Здесь звонок остановлен.';
+      return 'Вы подключились с другого устройства или из другой вкладки: звонок продолжается там.';
     case 'recordingRefused':
       return RECORDING_TEXT.refused;
     case 'serverShutdown':
