@@ -610,16 +610,8 @@ async fn perform(
             fatal
         }
         Action::Join(claims) => {
-            tracing::Span::current().record("room", claims.room.as_str());
-            tracing::Span::current().record("participant", claims.sub.as_str());
-            if let Some(admission) = &state.admission
-                && let Err(why) = admission.admit(&claims).await
-            {
-                info!("join refused: the token no longer admits");
-                return fail(
-                    outgoing,
-                    ProtocolError::new(ErrorCode::CallUnavailable, why),
-                );
+            if let Err(e) = admitted(state, &claims, "join").await {
+                return fail(outgoing, e);
             }
             let info = ParticipantInfo {
                 id: ParticipantId::new(claims.sub.as_str()),
@@ -680,16 +672,8 @@ async fn perform(
             }
         }
         Action::Resume(claims, resume_token) => {
-            tracing::Span::current().record("room", claims.room.as_str());
-            tracing::Span::current().record("participant", claims.sub.as_str());
-            if let Some(admission) = &state.admission
-                && let Err(why) = admission.admit(&claims).await
-            {
-                info!("resume refused: the token no longer admits");
-                return fail(
-                    outgoing,
-                    ProtocolError::new(ErrorCode::CallUnavailable, why),
-                );
+            if let Err(e) = admitted(state, &claims, "resume").await {
+                return fail(outgoing, e);
             }
             let Some(mut taken) = state.take(&resume_token, &claims).await else {
                 info!("resume refused: no session to take back");
@@ -761,6 +745,24 @@ async fn perform(
             true
         }
     }
+}
+
+/// Name the socket's span after the verified token, and ask the business layer whether the token
+/// still admits its holder (`what`: "join" or "resume", for the log).
+async fn admitted(
+    state: &SignalingState,
+    claims: &JoinClaims,
+    what: &str,
+) -> Result<(), ProtocolError> {
+    tracing::Span::current().record("room", claims.room.as_str());
+    tracing::Span::current().record("participant", claims.sub.as_str());
+    if let Some(admission) = &state.admission
+        && let Err(why) = admission.admit(claims).await
+    {
+        info!("{what} refused: the token no longer admits");
+        return Err(ProtocolError::new(ErrorCode::CallUnavailable, why));
+    }
+    Ok(())
 }
 
 fn negotiation_error(e: NegotiationError) -> ProtocolError {
