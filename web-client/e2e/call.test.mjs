@@ -473,10 +473,14 @@ describe('Vizit call page with the real server and Chromium', () => {
         `table inet cut {\n chain out {\n type filter hook output priority 0;\n udp dport ${port} drop\n udp sport ${port} drop\n }\n}\n`,
       );
       const cutAt = Date.now();
-      await until('a page notices the cut', async () => (await pat5.evaluate(() => window.vizit.state())) === 'reconnecting', 15_000, 100);
-      const noticed = Date.now() - cutAt;
-      await new Promise((r) => setTimeout(r, Math.max(0, 5_000 - (Date.now() - cutAt))));
-      await nft('delete table inet cut\n');
+      let noticed;
+      try {
+        await until('a page notices the cut', async () => (await pat5.evaluate(() => window.vizit.state())) === 'reconnecting', 15_000, 100);
+        noticed = Date.now() - cutAt;
+        await new Promise((r) => setTimeout(r, Math.max(0, 5_000 - (Date.now() - cutAt))));
+      } finally {
+        await nft('delete table inet cut\n');
+      }
       const restoredAt = Date.now();
       await Promise.all([waitState(doc5, 'connected', 20_000), waitState(pat5, 'connected', 20_000)]);
       await Promise.all(
@@ -513,19 +517,22 @@ describe('Vizit call page with the real server and Chromium', () => {
         `table inet moved {\n chain out {\n type filter hook output priority 0;\n udp sport ${localPort} drop\n udp dport ${localPort} drop\n }\n}\n`,
       );
       const movedAt = Date.now();
-      await until(
-        'the patient restarts ICE',
-        () => consoleLog.some((l) => l.startsWith('[patient-5]') && l.includes('restarting ICE')),
-        20_000,
-        100,
-      );
-      await waitState(pat5, 'connected', 20_000);
-      await until('the doctor decodes the patient again', async () => (await received(doc5)).framesDecoded > again + 10, 20_000, 100);
-      console.log(`network change: the doctor decodes the patient again ${Date.now() - movedAt} ms after the old address died`);
-      assert.equal(await pat5.evaluate(() => window.vizit.pc() === window.__pc), true, 'a new peer connection after the restart');
-      assert.ok(!consoleLog.some((l) => l.startsWith('[patient-5]') && l.includes('reconnecting')), 'rejoined from scratch');
-      assert.ok(!serverLog.some((l) => l.includes(room) && l.includes('participant left')), 'a participant left the room');
-      await nft('delete table inet moved\n');
+      try {
+        await until(
+          'the patient restarts ICE',
+          () => consoleLog.some((l) => l.startsWith('[patient-5]') && l.includes('restarting ICE')),
+          20_000,
+          100,
+        );
+        await waitState(pat5, 'connected', 20_000);
+        await until('the doctor decodes the patient again', async () => (await received(doc5)).framesDecoded > again + 10, 20_000, 100);
+        console.log(`network change: the doctor decodes the patient again ${Date.now() - movedAt} ms after the old address died`);
+        assert.equal(await pat5.evaluate(() => window.vizit.pc() === window.__pc), true, 'a new peer connection after the restart');
+        assert.ok(!consoleLog.some((l) => l.startsWith('[patient-5]') && l.includes('reconnecting')), 'rejoined from scratch');
+        assert.ok(!serverLog.some((l) => l.includes(room) && l.includes('participant left')), 'a participant left the room');
+      } finally {
+        await nft('delete table inet moved\n');
+      }
 
       await endCall(doc5, pat5);
     }),
