@@ -1892,13 +1892,15 @@ fn url_is_loopback(url: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The defaults changed by `f`, validated: the error in words.
+    fn check(f: &dyn Fn(&mut Settings)) -> Result<(), String> {
+        let mut s = Settings::default();
+        f(&mut s);
+        s.validate().map_err(|e| e.to_string())
+    }
+
     #[test]
     fn demo_mode_stays_on_loopback_unless_allowed() {
-        let check = |f: &dyn Fn(&mut Settings)| {
-            let mut s = Settings::default();
-            f(&mut s);
-            s.validate().map_err(|e| e.to_string())
-        };
         check(&|s| s.http.public_url = "http://localhost:8080".into()).expect("loopback");
         check(&|s| s.http.public_url = "http://[::1]:8080".into()).expect("loopback v6");
         for case in [
@@ -1935,11 +1937,6 @@ mod tests {
 
     #[test]
     fn turn_settings_are_checked_and_name_the_key() {
-        let check = |f: &dyn Fn(&mut Settings)| {
-            let mut s = Settings::default();
-            f(&mut s);
-            s.validate().map_err(|e| e.to_string())
-        };
         let urls = || vec!["turns:turn.clinic.ru:443?transport=tcp".to_owned()];
         let e = check(&|s| s.turn.urls = urls()).unwrap_err();
         assert!(e.contains("turn.secret"), "{e}");
@@ -1967,11 +1964,6 @@ mod tests {
 
     #[test]
     fn payment_settings_are_checked_and_name_the_key() {
-        let check = |f: &dyn Fn(&mut Settings)| {
-            let mut s = Settings::default();
-            f(&mut s);
-            s.validate().map_err(|e| e.to_string())
-        };
         let e = check(&|s| s.yookassa.shop_id = Some("1".into())).unwrap_err();
         assert!(
             e.contains("yookassa.shop_id") && e.contains("secret_key"),

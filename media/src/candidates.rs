@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use str0m::change::{SdpAnswer, SdpOffer};
 
-use crate::negotiation::NegotiationError;
+use crate::negotiation::{NegotiationError, formats_of};
 
 /// Distinct remote ICE candidates one participant may give.
 pub const MAX_REMOTE_CANDIDATES: usize = 64;
@@ -31,7 +31,7 @@ pub struct Parsed<T> {
 impl Parsed<SdpOffer> {
     pub fn offer(sdp: &str) -> Result<Self, NegotiationError> {
         let candidates = candidate_lines(sdp)?;
-        let formats = crate::negotiation::offered_formats(sdp);
+        let formats = formats_of(sdp);
         let ufrag = ufrag(sdp);
         let sdp =
             SdpOffer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
@@ -47,14 +47,14 @@ impl Parsed<SdpOffer> {
 impl Parsed<SdpAnswer> {
     pub fn answer(sdp: &str) -> Result<Self, NegotiationError> {
         let candidates = candidate_lines(sdp)?;
+        let formats = formats_of(sdp);
         let ufrag = ufrag(sdp);
-        let sdp_text = sdp;
         let sdp =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
         Ok(Parsed {
             sdp,
             candidates,
-            formats: crate::negotiation::offered_formats(sdp_text),
+            formats,
             ufrag,
         })
     }

@@ -39,7 +39,7 @@ pub(crate) struct Negotiation {
     /// Consumers changed since our last offer was made: make another when none is in flight.
     renegotiate: bool,
     /// The payload types the client last gave each m-line (in its latest offer or answer):
-    /// our offers list no others on those lines (see [`narrow_answer`]).
+    /// our offers list no others on those lines (see [`narrow`]).
     formats: Vec<Vec<u8>>,
 }
 
@@ -70,15 +70,16 @@ impl Negotiation {
         self.renegotiate && self.negotiated && self.pending.is_none()
     }
 
-    /// The client's `offer`, applied to `rtc`: the answer. Our outstanding offer, if any, is
-    /// rolled back first.
+    /// The client's `offer` (with the payload types of its m-lines, [`formats_of`]), applied to
+    /// `rtc`: the answer's SDP, listing only formats of the offer ([`narrow`]). Our outstanding
+    /// offer, if any, is rolled back first.
     pub fn accept_offer(
         &mut self,
         rtc: &mut Rtc,
         consumers: &mut [Consumer],
         offer: SdpOffer,
         formats: Vec<Vec<u8>>,
-    ) -> Result<SdpAnswer, NegotiationError> {
+    ) -> Result<String, NegotiationError> {
         self.roll_back(consumers);
         let answer = rtc
             .sdp_api()
@@ -86,7 +87,7 @@ impl Negotiation {
             .map_err(|e| NegotiationError::BadSdp(e.to_string()))?;
         self.negotiated = true;
         self.formats = formats;
-        Ok(answer)
+        Ok(narrow(&answer.to_sdp_string(), &self.formats))
     }
 
     /// The client's `answer` to our offer, applied to `rtc`: its changes take effect; returns
@@ -224,7 +225,7 @@ impl Negotiation {
                 MadeOffer {
                     // The client's lines as it last gave them (str0m would list every format
                     // they were first negotiated with); the new lines as str0m made them.
-                    sdp: Some(narrow_answer(&offer.to_sdp_string(), &self.formats)),
+                    sdp: Some(narrow(&offer.to_sdp_string(), &self.formats)),
                     opened: Vec::new(),
                 }
             }
@@ -283,7 +284,7 @@ pub(crate) struct MadeOffer {
 
 /// The payload types of each m-line of `sdp`, in order (non-numeric formats, such as a data
 /// channel's, are left out).
-pub(crate) fn offered_formats(sdp: &str) -> Vec<Vec<u8>> {
+pub(crate) fn formats_of(sdp: &str) -> Vec<Vec<u8>> {
     sdp.lines()
         .filter_map(|l| l.trim().strip_prefix("m="))
         .map(|m| {
@@ -296,7 +297,7 @@ pub(crate) fn offered_formats(sdp: &str) -> Vec<Vec<u8>> {
 }
 
 /// `answer` with each m-line narrowed to the payload types of the offer's m-line at its place
-/// (`offered`, from [`offered_formats`]); m-lines past the end of `offered` are left as they are.
+/// (`offered`, from [`formats_of`]); m-lines past the end of `offered` are left as they are.
 /// Also used on our own offers, with the formats the client last gave each m-line.
 ///
 /// str0m fixes an m-line's payload types at its first negotiation and answers every later
@@ -305,7 +306,7 @@ pub(crate) fn offered_formats(sdp: &str) -> Vec<Vec<u8>> {
 /// offering again (as the call page does when the other party cannot decode its video). The
 /// m-line and the `rtpmap`, `fmtp` and `rtcp-fb` lines of the formats left out are removed; an
 /// m-line that would keep none is left as it is.
-pub(crate) fn narrow_answer(answer: &str, offered: &[Vec<u8>]) -> String {
+pub(crate) fn narrow(answer: &str, offered: &[Vec<u8>]) -> String {
     let mut out = String::with_capacity(answer.len());
     let mut section: Option<usize> = None;
     let mut dropped: Vec<u8> = Vec::new();
@@ -370,7 +371,7 @@ mod tests {
         let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\na=mid:0\r\n\
                      m=video 9 UDP/TLS/RTP/SAVPF 102 103\r\na=mid:1\r\n\
                      m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
-        let offered = offered_formats(offer);
+        let offered = formats_of(offer);
         assert_eq!(offered, vec![vec![111, 63], vec![102, 103], vec![]]);
         let answer = "v=0\r\n\
                       m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
@@ -380,7 +381,7 @@ mod tests {
                       a=fmtp:102 packetization-mode=1\r\na=rtpmap:103 rtx/90000\r\n\
                       a=fmtp:103 apt=102\r\na=rtcp-fb:* transport-cc\r\n\
                       m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:5000\r\n";
-        let narrowed = narrow_answer(answer, &offered);
+        let narrowed = narrow(answer, &offered);
         assert_eq!(
             narrowed,
             "v=0\r\n\
@@ -392,9 +393,9 @@ mod tests {
              m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:5000\r\n"
         );
         // An answer already within the offer is returned as it was.
-        assert_eq!(narrow_answer(&narrowed, &offered), narrowed);
+        assert_eq!(narrow(&narrowed, &offered), narrowed);
         // An m-line the offer shares nothing with is not emptied.
         let lone = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
-        assert_eq!(narrow_answer(lone, &[vec![102]]), lone);
+        assert_eq!(narrow(lone, &[vec![102]]), lone);
     }
 }

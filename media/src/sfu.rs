@@ -23,7 +23,7 @@ use crate::demux::{Demux, is_rtcp, is_srtp};
 use crate::ids::{FastMap, ParticipantKey, RoomId};
 use crate::info::{ParticipantInfo, Role, TrackKind};
 use crate::metrics::{Metrics, RoomMetrics};
-use crate::negotiation::{Negotiation, NegotiationError, narrow_answer};
+use crate::negotiation::{Negotiation, NegotiationError};
 use crate::options::SfuOptions;
 use crate::participant::Participant;
 use crate::producer::Producer;
@@ -460,15 +460,12 @@ impl Sfu {
         if p.negotiation.is_pending() {
             debug!(participant = %p.info.id, "offer collision: the client's offer wins");
         }
-        let answer = p.negotiation.accept_offer(
-            &mut p.transport.rtc,
-            &mut p.consumers,
-            offer,
-            formats.clone(),
-        )?;
+        let answer =
+            p.negotiation
+                .accept_offer(&mut p.transport.rtc, &mut p.consumers, offer, formats)?;
         self.dirty.push(key);
         self.drive(now);
-        Ok(narrow_answer(&answer.to_sdp_string(), &formats))
+        Ok(answer)
     }
 
     /// The client's answer to our offer.
@@ -511,12 +508,7 @@ impl Sfu {
                 return Err(e);
             }
         };
-        // A new consumer needs a keyframe to start decoding.
-        if let Some(mut router) = self.router(&room_id) {
-            for (source, mid) in opened {
-                router.request_keyframe(now, source, mid);
-            }
-        }
+        self.keyframes_for(now, &room_id, opened);
         self.dirty.push(key);
         self.drive(now);
         Ok(())
@@ -919,11 +911,23 @@ impl Sfu {
         if let Some(offer) = made.sdp {
             self.signals.push_back((key, Signal::Offer(offer)));
         }
-        // A taken-over line that needed no offer: its new source is asked for a keyframe.
-        if !made.opened.is_empty()
-            && let Some(mut router) = self.router(&room_id)
-        {
-            for (source, mid) in made.opened {
+        // A taken-over line that needed no offer.
+        self.keyframes_for(now, &room_id, made.opened);
+    }
+
+    /// Consumers just opened (source and source mid) need a keyframe to start decoding: their
+    /// sources are asked.
+    fn keyframes_for(
+        &mut self,
+        now: Instant,
+        room_id: &RoomId,
+        opened: Vec<(ParticipantKey, Mid)>,
+    ) {
+        if opened.is_empty() {
+            return;
+        }
+        if let Some(mut router) = self.router(room_id) {
+            for (source, mid) in opened {
                 router.request_keyframe(now, source, mid);
             }
         }

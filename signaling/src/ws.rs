@@ -393,18 +393,10 @@ impl SignalingState {
         tokio::spawn(
             async move {
                 tokio::time::sleep(grace).await;
-                let expired = {
-                    let mut sessions = state.sessions.lock().expect("sessions");
-                    match sessions.remove(&token) {
-                        Some(Holder::Parked(j)) => Some(j),
-                        Some(live @ Holder::Live { .. }) => {
-                            sessions.insert(token, live);
-                            None
-                        }
-                        None => None,
-                    }
-                };
-                if let Some(j) = expired {
+                // Still parked, or taken by a resume (which holds it under a new token: a
+                // token is never held again once parked).
+                let expired = state.sessions.lock().expect("sessions").remove(&token);
+                if let Some(Holder::Parked(j)) = expired {
                     info!("no resume within the grace: the participant leaves");
                     state.media.leave(j.key, LeaveReason::ConnectionLost).await;
                 }
@@ -425,8 +417,6 @@ async fn run(socket: WebSocket, state: SignalingState) {
     let mut joined: Option<Joined> = None;
     // Where a `resume` on another socket asks for this socket's session.
     let mut handover: Option<oneshot::Receiver<oneshot::Sender<Joined>>> = None;
-    // The resume token this socket registered its session under.
-    let mut held: Option<String> = None;
     let mut shutdown = state.shutdown.clone();
     let mut left_on_purpose = false;
     // The socket went away (not closed by us): the session may be resumed elsewhere.
@@ -469,7 +459,6 @@ async fn run(socket: WebSocket, state: SignalingState) {
                                 // The same participant resumed on another socket: this one is
                                 // stale (its TCP connection was probably dead already).
                                 info!("session taken over by a resume on another socket");
-                                held = None;
                                 session.close();
                                 close = true;
                             }
@@ -491,15 +480,19 @@ async fn run(socket: WebSocket, state: SignalingState) {
                         let delivery = session.handle_signal(signal);
                         outgoing.extend(delivery.message);
                         if delivery.close {
-                            // The SFU already removed us.
-                            joined = None;
+                            // The SFU already removed us: nothing to leave or resume.
+                            if let Some(j) = joined.take() {
+                                state.forget(&j.resume_token);
+                            }
                             close = true;
                         }
                     }
                     None => {
                         // The media server dropped this session: it fell behind on its
                         // messages, or the server is stopping.
-                        joined = None;
+                        if let Some(j) = joined.take() {
+                            state.forget(&j.resume_token);
+                        }
                         outgoing.push(ProtocolError::new(ErrorCode::ConnectionLost, "the server dropped this session; join again").to_message());
                         close = true;
                     }
@@ -524,7 +517,6 @@ async fn run(socket: WebSocket, state: SignalingState) {
                         close = perform(action, &state, &mut session, &mut joined, &mut outgoing, &mut left_on_purpose).await;
                         if !was_joined && let Some(j) = &joined {
                             handover = Some(state.hold(j));
-                            held = Some(j.resume_token.clone());
                         }
                     }
                     Ok(Some(Ok(Message::Binary(bytes)))) => {
@@ -561,12 +553,6 @@ async fn run(socket: WebSocket, state: SignalingState) {
                     .await;
                 break;
             }
-        }
-        if joined.is_none()
-            && let Some(token) = held.take()
-        {
-            // Closed by the SFU: nothing to resume.
-            state.forget(&token);
         }
         if let Some(j) = joined.take() {
             if let Some(reply) = handover.as_mut().and_then(|rx| rx.try_recv().ok()) {

@@ -187,46 +187,47 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
     await Promise.all([doctor.context().close(), patient.context().close()]);
   }
 
+  /**
+   * A call while `blocked` rules drop traffic (and UDP between the pages and the SFU, but
+   * coturn's relay); none: nothing is dropped. Both pages must end up on `expected`; the time
+   * from Join to connected is printed as `what`.
+   */
+  async function callThrough(label, blocked, expected, what) {
+    if (blocked !== null) await block(sfuPort, blocked);
+    try {
+      const c = await call(label);
+      for (const page of [c.doctor, c.patient]) assert.deepEqual(await path(page), expected);
+      console.log(`${what}: connected ${c.connectedMs} ms after Join`);
+      await hangUp(c);
+    } finally {
+      if (blocked !== null) await unblock();
+    }
+  }
+
   test(
     'each join gets TURN credentials; with UDP open the call goes direct',
     { timeout: TEST_TIMEOUT },
-    diagnosed(async () => {
-      const c = await call('udp');
-      for (const page of [c.doctor, c.patient]) assert.deepEqual(await path(page), { type: 'host', relayProtocol: null });
-      console.log(`direct UDP: connected ${c.connectedMs} ms after Join`);
-      await hangUp(c);
-    }),
+    diagnosed(() => callThrough('udp', null, { type: 'host', relayProtocol: null }, 'direct UDP')),
   );
 
   test(
     'no UDP to the SFU nor to the TURN server: the call goes through TURN over TCP',
     { timeout: TEST_TIMEOUT },
-    diagnosed(async () => {
-      await block(sfuPort, [`udp dport ${TURN_PORT} drop`]);
-      try {
-        const c = await call('tcp');
-        for (const page of [c.doctor, c.patient]) assert.deepEqual(await path(page), { type: 'relay', relayProtocol: 'tcp' });
-        console.log(`TURN over TCP: connected ${c.connectedMs} ms after Join`);
-        await hangUp(c);
-      } finally {
-        await unblock();
-      }
-    }),
+    diagnosed(() =>
+      callThrough('tcp', [`udp dport ${TURN_PORT} drop`], { type: 'relay', relayProtocol: 'tcp' }, 'TURN over TCP'),
+    ),
   );
 
   test(
     'only TLS to the TURN server gets through: the call goes through TURN over TLS',
     { timeout: TEST_TIMEOUT },
-    diagnosed(async () => {
-      await block(sfuPort, [`udp dport ${TURN_PORT} drop`, `tcp dport ${TURN_PORT} drop`]);
-      try {
-        const c = await call('tls');
-        for (const page of [c.doctor, c.patient]) assert.deepEqual(await path(page), { type: 'relay', relayProtocol: 'tls' });
-        console.log(`TURN over TLS: connected ${c.connectedMs} ms after Join`);
-        await hangUp(c);
-      } finally {
-        await unblock();
-      }
-    }),
+    diagnosed(() =>
+      callThrough(
+        'tls',
+        [`udp dport ${TURN_PORT} drop`, `tcp dport ${TURN_PORT} drop`],
+        { type: 'relay', relayProtocol: 'tls' },
+        'TURN over TLS',
+      ),
+    ),
   );
 });

@@ -216,17 +216,9 @@ export class CallSession {
   private openLink(): void {
     this.dropLink();
     const id = this.nextLinkId++;
-    const signaling = new SignalingClient(signalingUrl(), {
-      onOpen: () => {
-        if (this.isCurrent(id)) signaling.send({ type: 'join', version: PROTOCOL_VERSION, token: this.token });
-      },
-      onMessage: (message) => {
-        if (this.isCurrent(id) && this.link?.signaling === signaling) this.handleMessage(message);
-      },
-      onLost: (reason) => {
-        if (this.isCurrent(id) && this.link?.signaling === signaling) this.signalingLost(`signaling: ${reason}`);
-      },
-    });
+    const signaling = this.openSocket(id, { type: 'join', version: PROTOCOL_VERSION, token: this.token }, (why) =>
+      this.signalingLost(`signaling: ${why}`),
+    );
     this.link = {
       id,
       signaling,
@@ -243,6 +235,26 @@ export class CallSession {
       resumeTimer: undefined,
       resume: null,
     };
+  }
+
+  /**
+   * A socket for link `linkId` that sends `hello` once open; its messages and its loss (`lost`)
+   * count only while it is the link's current socket.
+   */
+  private openSocket(linkId: number, hello: ClientMessage, lost: (why: string) => void): SignalingClient {
+    const mine = (): boolean => this.isCurrent(linkId) && this.link?.signaling === signaling;
+    const signaling: SignalingClient = new SignalingClient(signalingUrl(), {
+      onOpen: () => {
+        if (mine()) signaling.send(hello);
+      },
+      onMessage: (message) => {
+        if (mine()) this.handleMessage(message);
+      },
+      onLost: (why) => {
+        if (mine()) lost(why);
+      },
+    });
+    return signaling;
   }
 
   /**
@@ -267,26 +279,15 @@ export class CallSession {
         this.linkBroken('the session could not be resumed in time');
         return;
       }
-      const signaling: SignalingClient = new SignalingClient(signalingUrl(), {
-        onOpen: () => {
-          if (this.isCurrent(link.id) && link.signaling === signaling) {
-            signaling.send({ type: 'resume', version: PROTOCOL_VERSION, token: this.token, resumeToken: resume.token });
-          }
-        },
-        onMessage: (message) => {
-          if (this.isCurrent(link.id) && link.signaling === signaling) this.handleMessage(message);
-        },
-        onLost: (why) => {
-          if (!this.isCurrent(link.id) || link.signaling !== signaling) return;
-          if (link.resume !== null) {
-            // Resumed, then lost again: resume again with the new token.
-            this.signalingLost(`signaling: ${why}`);
-          } else {
-            link.resumeTimer = setTimeout(open, RESUME_RETRY_MS);
-          }
-        },
+      const hello: ClientMessage = { type: 'resume', version: PROTOCOL_VERSION, token: this.token, resumeToken: resume.token };
+      link.signaling = this.openSocket(link.id, hello, (why) => {
+        if (link.resume !== null) {
+          // Resumed, then lost again: resume again with the new token.
+          this.signalingLost(`signaling: ${why}`);
+        } else {
+          link.resumeTimer = setTimeout(open, RESUME_RETRY_MS);
+        }
       });
-      link.signaling = signaling;
     };
     open();
   }
@@ -591,7 +592,7 @@ export class CallSession {
         clearTimeout(link.graceTimer);
         link.graceTimer = setTimeout(() => {
           link.graceTimer = undefined;
-          if (this.isCurrent(link.id) && link.pc === pc && pc.connectionState !== 'connected') this.restartIce(link, pc);
+          if (this.isCurrent(link.id) && pc.connectionState !== 'connected') this.restartIce(link, pc);
         }, DISCONNECTED_GRACE_MS);
         break;
       case 'failed':

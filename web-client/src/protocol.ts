@@ -139,6 +139,15 @@ function str(o: Json, key: string): string {
   return v;
 }
 
+/** An array of strings; absent, an empty one. */
+function strings(o: Json, key: string): string[] {
+  const v = o[key] ?? [];
+  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) {
+    throw new TypeError(`${key} is not an array of strings`);
+  }
+  return v as string[];
+}
+
 function num(o: Json, key: string): number {
   const v = o[key];
   if (typeof v !== 'number') throw new TypeError(`field "${key}" is not a number`);
@@ -251,21 +260,12 @@ export function decodeServerMessage(text: string): Decoded {
         return { ok: true, message: { type, nonce: num(raw, 'nonce') } };
       case 'roomClosed':
         return { ok: true, message: { type, reason: optStr(raw, 'reason', '') } };
-      case 'recording': {
-        const consented = raw['consented'] ?? [];
-        if (!Array.isArray(consented) || !consented.every((c) => typeof c === 'string')) {
-          throw new TypeError('consented is not an array of strings');
-        }
+      case 'recording':
         return {
           ok: true,
-          message: { type, mode: str(raw, 'mode'), state: str(raw, 'state'), consented: consented as string[] },
+          message: { type, mode: str(raw, 'mode'), state: str(raw, 'state'), consented: strings(raw, 'consented') },
         };
-      }
-      case 'codecMismatch': {
-        const accepts = raw['receiverAccepts'] ?? [];
-        if (!Array.isArray(accepts) || !accepts.every((c) => typeof c === 'string')) {
-          throw new TypeError('receiverAccepts is not an array of strings');
-        }
+      case 'codecMismatch':
         return {
           ok: true,
           message: {
@@ -274,10 +274,9 @@ export function decodeServerMessage(text: string): Decoded {
             sender: str(raw, 'sender'),
             receiver: str(raw, 'receiver'),
             codec: str(raw, 'codec'),
-            receiverAccepts: accepts as string[],
+            receiverAccepts: strings(raw, 'receiverAccepts'),
           },
         };
-      }
       case 'error':
         return { ok: true, message: { type, code: str(raw, 'code'), message: optStr(raw, 'message', '') } };
       default:
