@@ -255,6 +255,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .first()
             .map_or_else(String::new, |a| a.to_string())
     ));
+    let tcp: Vec<String> = app.media_tcp().iter().map(|a| a.to_string()).collect();
+    if !tcp.is_empty() {
+        announce(format_args!(
+            "ICE-TCP on {} (media.tcp, media.tcp_port), for networks without UDP",
+            tcp.join(", ")
+        ));
+    }
     if demo {
         announce(format_args!(
             "Try a call: open {}/demo and follow the doctor and patient links in two tabs",

@@ -486,6 +486,23 @@ pub struct MediaSettings {
     /// str0m's receive path, and sends the congestion control feedback, NACKs and receiver
     /// reports for it; off leaves receiving to str0m.
     pub fast_receiving: bool,
+    /// ICE over TCP (RFC 6544): each media loop also listens on TCP and announces a passive TCP
+    /// candidate, for networks that let no UDP through.
+    pub tcp: bool,
+    /// The first loop's ICE-TCP port (+1 per further thread). Unset: each loop's UDP port.
+    /// 443 reaches through most firewalls when nothing else on the address uses it.
+    pub tcp_port: Option<u16>,
+}
+
+impl MediaSettings {
+    /// Whether and where the media loops listen for ICE-TCP.
+    pub fn ice_tcp(&self) -> vizit_media::IceTcp {
+        match (self.tcp, self.tcp_port) {
+            (false, _) => vizit_media::IceTcp::Off,
+            (true, None) => vizit_media::IceTcp::UdpPorts,
+            (true, Some(port)) => vizit_media::IceTcp::From(port),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -600,6 +617,8 @@ impl Default for Settings {
                 threads: 1,
                 fast_forwarding: true,
                 fast_receiving: true,
+                tcp: true,
+                tcp_port: None,
             },
             auth: AuthSettings {
                 token_secret: None,
@@ -850,6 +869,14 @@ impl Settings {
             return invalid(
                 "media.threads",
                 "the media ports (media.udp_bind's and one more per thread) run past 65535",
+            );
+        }
+        if let Some(port) = self.media.tcp_port.filter(|&p| p != 0)
+            && port as usize + self.media.threads - 1 > u16::MAX as usize
+        {
+            return invalid(
+                "media.tcp_port",
+                "the ICE-TCP ports (this one and one more per thread) run past 65535",
             );
         }
         if self.auth.token_ttl.is_zero() {
@@ -1897,6 +1924,23 @@ mod tests {
         let mut s = Settings::default();
         f(&mut s);
         s.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ice_tcp_is_on_by_default_on_the_udp_ports_and_its_port_range_is_checked() {
+        let s = Settings::default();
+        assert_eq!(s.media.ice_tcp(), vizit_media::IceTcp::UdpPorts);
+        let mut off = s.clone();
+        off.media.tcp = false;
+        off.media.tcp_port = Some(443);
+        assert_eq!(off.media.ice_tcp(), vizit_media::IceTcp::Off);
+        check(&|s| s.media.tcp_port = Some(443)).expect("443");
+        let e = check(&|s| {
+            s.media.tcp_port = Some(65535);
+            s.media.threads = 2;
+        })
+        .unwrap_err();
+        assert!(e.contains("media.tcp_port"), "{e}");
     }
 
     #[test]

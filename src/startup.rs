@@ -137,9 +137,10 @@ impl Application {
             options,
             settings.media.socket_buffer_bytes,
             settings.media.threads,
+            settings.media.ice_tcp(),
         )
         .await
-        .context("media.udp_bind")?;
+        .context("media.udp_bind, media.tcp_port")?;
         let room_events = media.room_events();
 
         let http = tokio::net::TcpListener::bind(settings.http.listen)
@@ -451,6 +452,11 @@ impl Application {
     /// The media addresses announced to browsers in ICE candidates, one per media thread.
     pub fn media_announced(&self) -> Vec<SocketAddr> {
         self.media_handle.announced_addrs()
+    }
+
+    /// Where the media threads listen for ICE-TCP, one per thread (none with `media.tcp` off).
+    pub fn media_tcp(&self) -> Vec<SocketAddr> {
+        self.media_handle.tcp_local_addrs()
     }
 
     /// Where people reach the server: `http.public_url`, else HTTPS if on, else plain HTTP.

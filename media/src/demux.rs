@@ -5,29 +5,31 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::ids::{FastMap, ParticipantKey};
+use crate::transmit::Protocol;
 
-/// Demultiplexing cache: once a source address was accepted by a Transport, its datagrams go
-/// straight there (verified with `Rtc::accepts` so a reused address cannot be hijacked).
-/// Source addresses are the peers' choice: SipHash, which resists hash flooding.
+/// Demultiplexing cache: once a source (protocol and address) was accepted by a Transport, its
+/// datagrams go straight there (verified with `Rtc::accepts` so a reused address cannot be
+/// hijacked). Source addresses are the peers' choice: SipHash, which resists hash flooding.
 #[derive(Debug, Default)]
 pub(crate) struct Demux {
-    by_source: HashMap<SocketAddr, ParticipantKey>,
+    by_source: HashMap<(Protocol, SocketAddr), ParticipantKey>,
 }
 
 impl Demux {
-    /// The participant whose transport accepts a datagram from `source` (`accepts` asks it):
-    /// the one that took the last datagram from there if it still does, else the first that
-    /// does, remembered.
+    /// The participant whose transport accepts a datagram from `source` over `proto` (`accepts`
+    /// asks it): the one that took the last datagram from there if it still does, else the
+    /// first that does, remembered.
     #[inline]
     pub fn find<P>(
         &mut self,
+        proto: Protocol,
         source: SocketAddr,
         participants: &FastMap<ParticipantKey, P>,
         accepts: impl Fn(&P) -> bool,
     ) -> Option<ParticipantKey> {
         let cached = self
             .by_source
-            .get(&source)
+            .get(&(proto, source))
             .copied()
             .filter(|k| participants.get(k).is_some_and(&accepts));
         if cached.is_some() {
@@ -37,7 +39,7 @@ impl Demux {
             .iter()
             .find(|(_, p)| accepts(p))
             .map(|(k, _)| *k)?;
-        self.by_source.insert(source, key);
+        self.by_source.insert((proto, source), key);
         Some(key)
     }
 

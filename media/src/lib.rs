@@ -7,9 +7,10 @@
 //! **Router** routes a Room's media. From the edge and the coordinator down to the leaves:
 //!
 //! - [`MediaServer`] (`server.rs`) — the thin I/O edge: one or more media loops, each a thread
-//!   with one UDP socket for its participants and its own [`Sfu`] by value, commands in over a
-//!   channel, signals out over per-participant channels. A room lives in one loop (by its id); a
-//!   participant key names its loop. No locks on the packet path.
+//!   with one UDP socket (and an ICE-TCP listener, `ice_tcp.rs`) for its participants and its
+//!   own [`Sfu`] by value, commands in over a channel, signals out over per-participant channels.
+//!   A room lives in one loop (by its id); a participant key names its loop. No locks on the
+//!   packet path.
 //! - [`Sfu`] (`sfu.rs`) — the sans-IO coordinator. It owns every Room and Participant of one
 //!   media loop; inputs are `handle_*` calls with the current time passed in, outputs are drained
 //!   with `poll_*`; it admits and removes participants, applies commands, drives each Transport's
@@ -53,7 +54,7 @@
 //! Imports point one way, without loops, down this order: server → sfu → router → participant
 //! → {transport, track} → {negotiation, producer, command} → {consumer, assembler, options, room,
 //! signal} → {egress, ingress, recording} → {demux, info, metrics, rtcp/feedback, rtcp/report,
-//! rtcp/twcc} → {clock, deadline, ids, rtcp, rtcp/nack, rtp, srtp, transmit}. A file imports
+//! rtcp/twcc} → {clock, deadline, ice_tcp, ids, rtcp, rtcp/nack, rtp, srtp, transmit}. A file imports
 //! only from groups to its right; a helper two files share lives below both.
 //!
 //! # Invariants
@@ -75,6 +76,7 @@ mod demux;
 mod egress;
 #[cfg(test)]
 mod fuzz;
+mod ice_tcp;
 mod ids;
 mod info;
 mod ingress;
@@ -109,7 +111,9 @@ pub use recording::{
     StopReason, TapCodec, TapFactory, TapFrame,
 };
 pub use rtp::Header as RtpHeader;
-pub use server::{DEFAULT_SOCKET_BUFFER, MediaHandle, MediaServer, MediaServerError, SIGNAL_QUEUE};
+pub use server::{
+    DEFAULT_SOCKET_BUFFER, IceTcp, MediaHandle, MediaServer, MediaServerError, SIGNAL_QUEUE,
+};
 pub use sfu::{JoinError, Sfu};
 pub use signal::{CodecMismatch, LeaveReason, Signal};
-pub use transmit::Transmit;
+pub use transmit::{Protocol, Transmit};

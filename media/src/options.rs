@@ -11,11 +11,14 @@ use crate::recording::{RecordingMode, TapFactory};
 pub struct SfuOptions {
     /// Addresses announced as ICE host candidates (the UDP socket's public addresses).
     pub candidates: Vec<SocketAddr>,
+    /// Addresses announced as passive ICE-TCP host candidates (RFC 6544): browsers whose
+    /// network lets no UDP through connect there, datagrams framed as RFC 4571 says.
+    pub tcp_candidates: Vec<SocketAddr>,
     /// People per room; recorders do not count.
     pub max_participants: usize,
-    /// A connected participant silent on UDP for this long is removed.
+    /// A connected participant whose media path is silent this long is removed.
     pub ice_timeout: Duration,
-    /// A participant whose first UDP datagram has not arrived this long after joining is removed.
+    /// A participant whose first datagram has not arrived this long after joining is removed.
     pub connect_timeout: Duration,
     /// When rooms are recorded; without a recorder ([`SfuOptions::recorder`]) never.
     pub recording: RecordingMode,
@@ -32,6 +35,7 @@ impl std::fmt::Debug for SfuOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SfuOptions")
             .field("candidates", &self.candidates)
+            .field("tcp_candidates", &self.tcp_candidates)
             .field("max_participants", &self.max_participants)
             .field("ice_timeout", &self.ice_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -47,6 +51,7 @@ impl SfuOptions {
     pub fn new(candidates: Vec<SocketAddr>) -> Self {
         SfuOptions {
             candidates,
+            tcp_candidates: Vec::new(),
             max_participants: 2,
             ice_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(30),

@@ -367,7 +367,7 @@ impl Router<'_> {
                 consumer
                     .clock
                     .wallclock(out_seq, packet.timestamp, packet.arrival, clock_rate);
-            if let (EgressState::Ready(egress), Some((from, to))) = (egress, *media_to) {
+            if let (EgressState::Ready(egress), Some(route)) = (egress, *media_to) {
                 if consumer.egress.as_ref().is_none_or(|s| s.mid != out_mid) {
                     consumer.egress = Transport::egress_stream(rtc, out_mid, kind, clock_rate);
                 }
@@ -383,11 +383,7 @@ impl Router<'_> {
                     if let Some(datagram) = egress.packet(stream, outgoing, now) {
                         egress_out.0 += 1;
                         egress_out.1 += datagram.len() as u64;
-                        self.transmits.push_back(Transmit {
-                            source: from,
-                            destination: to,
-                            contents: datagram,
-                        });
+                        self.transmits.push_back(route.transmit(datagram));
                     }
                     continue;
                 }

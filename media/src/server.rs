@@ -1,6 +1,7 @@
-//! The I/O edge of the SFU: one or more media loops, each a thread with its own UDP socket and
-//! its own [`Sfu`], and a cloneable [`MediaHandle`] that signaling uses to send commands. A room
-//! lives in one loop, chosen by its id; a participant key names its loop.
+//! The I/O edge of the SFU: one or more media loops, each a thread with its own UDP socket (and
+//! ICE-TCP listener, `ice_tcp.rs`) and its own [`Sfu`], and a cloneable [`MediaHandle`] that
+//! signaling uses to send commands. A room lives in one loop, chosen by its id; a participant key
+//! names its loop.
 
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
@@ -15,7 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::candidates::Parsed;
+use crate::ice_tcp::{TcpIn, TcpSide};
 use crate::ids::ParticipantKey;
+use crate::transmit::Protocol;
 use crate::{
     Command, JoinError, LeaveReason, Metrics, NegotiationError, ParticipantInfo, RoomEvent, RoomId,
     Sfu, SfuOptions, Signal, TrackKind,
@@ -36,7 +39,9 @@ const COMMAND_QUEUE: usize = 1024;
 pub enum MediaServerError {
     #[error("cannot bind the media UDP socket to {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("{threads} media threads from UDP port {first} need ports past 65535")]
+    #[error("cannot listen for ICE-TCP on {addr}: {source}")]
+    BindTcp { addr: SocketAddr, source: io::Error },
+    #[error("{threads} media threads from port {first} need ports past 65535")]
     PortRange { first: u16, threads: usize },
     #[error("cannot start a media thread: {0}")]
     Thread(io::Error),
@@ -79,6 +84,8 @@ struct MediaLoop {
     udp: UdpSocketState,
     /// The address str0m sees as every datagram's destination: the announced candidate.
     destination: SocketAddr,
+    /// The ICE-TCP listener and its announced address, until the loop's thread takes them.
+    tcp_listener: Option<(std::net::TcpListener, SocketAddr)>,
     commands: mpsc::Receiver<ServerCommand>,
     sessions: HashMap<ParticipantKey, mpsc::Sender<Signal>>,
     events: Option<mpsc::UnboundedSender<RoomEvent>>,
@@ -94,6 +101,17 @@ struct LoopHandle {
     commands: mpsc::Sender<ServerCommand>,
     local_addr: SocketAddr,
     announced: SocketAddr,
+    tcp_local_addr: Option<SocketAddr>,
+}
+
+/// Whether and where each media loop listens for ICE over TCP (passive candidates, RFC 6544).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceTcp {
+    Off,
+    /// Each loop on the port number of its UDP socket.
+    UdpPorts,
+    /// Loop `i` on this port + `i`; 0: a port the OS chooses, each.
+    From(u16),
 }
 
 impl MediaServer {
@@ -101,25 +119,21 @@ impl MediaServer {
     /// `bind.port() + i`, or on a port the OS chooses each when `bind`'s port is 0; the announced
     /// candidates use the ports bound. `announce_ip` is the address browsers send media to.
     /// `buffer_bytes` is the kernel buffer asked for each direction of each socket
-    /// ([`DEFAULT_SOCKET_BUFFER`] is a good start).
+    /// ([`DEFAULT_SOCKET_BUFFER`] is a good start). With `tcp` each loop also listens for ICE
+    /// over TCP on `bind`'s address and announces a passive TCP candidate.
     pub async fn bind(
         bind: SocketAddr,
         announce_ip: std::net::IpAddr,
         options: SfuOptions,
         buffer_bytes: usize,
         threads: usize,
+        tcp: IceTcp,
     ) -> Result<(MediaServer, MediaHandle), MediaServerError> {
         let threads = threads.max(1);
         let mut loops = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
-            let port = match bind.port() {
-                0 => 0,
-                first => u16::try_from(i)
-                    .ok()
-                    .and_then(|i| first.checked_add(i))
-                    .ok_or(MediaServerError::PortRange { first, threads })?,
-            };
+            let port = loop_port(bind.port(), i, threads)?;
             let addr = SocketAddr::new(bind.ip(), port);
             let bind_error = |source| MediaServerError::Bind { addr, source };
             let socket = bind_udp(addr, buffer_bytes).map_err(bind_error)?;
@@ -128,6 +142,25 @@ impl MediaServer {
             let announced = SocketAddr::new(announce_ip, local_addr.port());
             let mut options = options.clone();
             options.candidates = vec![announced];
+            let tcp_port = match tcp {
+                IceTcp::Off => None,
+                IceTcp::UdpPorts => Some(local_addr.port()),
+                IceTcp::From(first) => Some(loop_port(first, i, threads)?),
+            };
+            let tcp_listener = match tcp_port {
+                None => None,
+                Some(port) => {
+                    let addr = SocketAddr::new(bind.ip(), port);
+                    let bind_error = |source| MediaServerError::BindTcp { addr, source };
+                    let listener = crate::ice_tcp::bind(addr).map_err(bind_error)?;
+                    let local = listener.local_addr().map_err(bind_error)?;
+                    let announced = SocketAddr::new(announce_ip, local.port());
+                    options.tcp_candidates = vec![announced];
+                    info!(local_addr = %local, %announced, "ICE-TCP listener bound");
+                    Some((listener, announced))
+                }
+            };
+            let tcp_local_addr = tcp_listener.as_ref().and_then(|(l, _)| l.local_addr().ok());
             let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
             info!(%local_addr, %announced, "media UDP socket bound");
             loops.push(MediaLoop {
@@ -135,6 +168,7 @@ impl MediaServer {
                 socket,
                 udp,
                 destination: announced,
+                tcp_listener,
                 commands: rx,
                 sessions: HashMap::new(),
                 events: None,
@@ -143,6 +177,7 @@ impl MediaServer {
                 commands: tx,
                 local_addr,
                 announced,
+                tcp_local_addr,
             });
         }
         Ok((
@@ -237,6 +272,19 @@ impl MediaLoop {
     /// Run until a shutdown command (or every handle dropped). On shutdown every participant gets
     /// [`Signal::Closed`] with [`LeaveReason::ServerShutdown`].
     async fn run(mut self) {
+        let (mut tcp, mut tcp_frames) = match self.tcp_listener.take() {
+            None => (None, None),
+            Some((listener, announced)) => match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    let (side, frames) = TcpSide::new(listener, announced);
+                    (Some(side), Some(frames))
+                }
+                Err(e) => {
+                    warn!(error = %e, "ICE-TCP listener unusable: UDP only");
+                    (None, None)
+                }
+            },
+        };
         let mut rx = RecvBuffers::new(&self.udp);
         let mut tx = GsoBatch::default();
         let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
@@ -246,7 +294,7 @@ impl MediaLoop {
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::pin!(sleep);
         loop {
-            self.flush(&mut tx).await;
+            self.flush(&mut tx, tcp.as_mut()).await;
             if let Some(reply) = shutdown_reply.take() {
                 let _ = reply.send(());
                 break;
@@ -265,7 +313,7 @@ impl MediaLoop {
                     Some(command) => self.handle_command(command),
                     None => {
                         self.sfu.close_all(Instant::now(), LeaveReason::ServerShutdown);
-                        self.flush(&mut tx).await;
+                        self.flush(&mut tx, tcp.as_mut()).await;
                         break;
                     }
                 },
@@ -273,6 +321,20 @@ impl MediaLoop {
                     Ok(()) => self.receive(&mut rx),
                     Err(e) => debug!(error = %e, "UDP socket not readable"),
                 },
+                accepted = accept_tcp(tcp.as_ref()) => match accepted {
+                    Ok((stream, peer)) => {
+                        if let Some(tcp) = tcp.as_mut() {
+                            tcp.accept(stream, peer);
+                        }
+                    }
+                    // Out of descriptors, or a connection reset before it was taken.
+                    Err(e) => debug!(error = %e, "ICE-TCP accept failed"),
+                },
+                Some(first) = frame_tcp(tcp_frames.as_mut()) => {
+                    if let (Some(tcp), Some(frames)) = (tcp.as_mut(), tcp_frames.as_mut()) {
+                        self.receive_tcp(tcp, frames, first);
+                    }
+                }
                 _ = &mut sleep => {}
             }
             // Recomputed: the work above may have made a timer due now (e.g. a packet to send),
@@ -316,12 +378,40 @@ impl MediaLoop {
                 // With GRO one buffer holds several datagrams of `stride` bytes (the last may
                 // be shorter).
                 for datagram in data.chunks(meta.stride.max(1)) {
-                    self.sfu
-                        .handle_receive(now, meta.addr, self.destination, datagram);
+                    self.sfu.handle_receive(
+                        now,
+                        Protocol::Udp,
+                        meta.addr,
+                        self.destination,
+                        datagram,
+                    );
                 }
             }
             if n < rx.meta.len() {
                 return;
+            }
+        }
+    }
+
+    /// Hand the SFU `first` and what else the ICE-TCP readers have queued (a bounded number, so
+    /// UDP, timers and commands get their turn); close the connections it refuses.
+    fn receive_tcp(&mut self, tcp: &mut TcpSide, frames: &mut mpsc::Receiver<TcpIn>, first: TcpIn) {
+        let now = Instant::now();
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(event) = next.take() {
+            match event {
+                TcpIn::Frame(peer, frame) => {
+                    let taken =
+                        self.sfu
+                            .handle_receive(now, Protocol::Tcp, peer, tcp.destination, &frame);
+                    tcp.taken(peer, taken);
+                }
+                TcpIn::Closed(peer) => tcp.close(peer),
+            }
+            handled += 1;
+            if handled < RECV_BATCH * RECV_ROUNDS {
+                next = frames.try_recv().ok();
             }
         }
     }
@@ -371,8 +461,14 @@ impl MediaLoop {
     /// Send queued datagrams and deliver queued signals. Consecutive datagrams to the same
     /// peer — the packets of one video frame — leave in one system call with UDP segmentation
     /// offload (GSO) where the kernel supports it: all but the last the same size.
-    async fn flush(&mut self, batch: &mut GsoBatch) {
+    async fn flush(&mut self, batch: &mut GsoBatch, mut tcp: Option<&mut TcpSide>) {
         while let Some(t) = self.sfu.poll_transmit() {
+            if t.proto != Protocol::Udp {
+                if let Some(tcp) = tcp.as_deref_mut() {
+                    tcp.send(t.destination, t.contents);
+                }
+                continue;
+            }
             if !batch.joins(t.destination, t.contents.len(), self.udp.max_gso_segments()) {
                 batch.send(&self.socket, &self.udp).await;
             }
@@ -419,6 +515,33 @@ impl MediaLoop {
                 let _ = events.send(event);
             }
         }
+    }
+}
+
+/// The port of loop `i` of `threads` from the first loop's `first` (0: the OS chooses, each).
+fn loop_port(first: u16, i: usize, threads: usize) -> Result<u16, MediaServerError> {
+    match first {
+        0 => Ok(0),
+        first => u16::try_from(i)
+            .ok()
+            .and_then(|i| first.checked_add(i))
+            .ok_or(MediaServerError::PortRange { first, threads }),
+    }
+}
+
+/// The next ICE-TCP connection; never, without ICE-TCP.
+async fn accept_tcp(tcp: Option<&TcpSide>) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match tcp {
+        Some(tcp) => tcp.listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next frame or close from an ICE-TCP connection; never, without ICE-TCP.
+async fn frame_tcp(frames: Option<&mut mpsc::Receiver<TcpIn>>) -> Option<TcpIn> {
+    match frames {
+        Some(frames) => frames.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -550,6 +673,11 @@ impl MediaHandle {
     /// Every loop's announced address: the UDP ports browsers send media to.
     pub fn announced_addrs(&self) -> Vec<SocketAddr> {
         self.loops.iter().map(|l| l.announced).collect()
+    }
+
+    /// Every loop's ICE-TCP listening address (none without ICE-TCP).
+    pub fn tcp_local_addrs(&self) -> Vec<SocketAddr> {
+        self.loops.iter().filter_map(|l| l.tcp_local_addr).collect()
     }
 
     /// The loop of a room: the same for everyone who joins it.

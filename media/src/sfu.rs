@@ -32,7 +32,7 @@ use crate::room::Room;
 use crate::router::{Mismatch, Router};
 use crate::rtcp::feedback::Feedback;
 use crate::signal::{CodecMismatch, LeaveReason, Signal};
-use crate::transmit::Transmit;
+use crate::transmit::{Route, Transmit};
 use crate::transport::Transport;
 
 /// Recordings one room may start (each stop and start makes a new set of files).
@@ -648,10 +648,13 @@ impl Sfu {
         }
     }
 
-    /// A datagram arrived on the SFU's socket. Returns whether a participant accepted it.
+    /// A datagram arrived on the SFU's UDP socket (`proto` [`Protocol::Udp`]), or a frame on an
+    /// ICE-TCP connection from `source` ([`Protocol::Tcp`]). Returns whether a participant
+    /// accepted it.
     pub fn handle_receive(
         &mut self,
         now: Instant,
+        proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
         contents: &[u8],
@@ -665,7 +668,7 @@ impl Sfu {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination,
                 contents,
@@ -673,7 +676,7 @@ impl Sfu {
         );
 
         let accepts = |p: &Participant| p.transport.rtc.accepts(&input);
-        let Some(key) = self.demux.find(source, &self.participants, accepts) else {
+        let Some(key) = self.demux.find(proto, source, &self.participants, accepts) else {
             trace!(%source, "no participant accepts this datagram");
             return false;
         };
@@ -962,20 +965,16 @@ impl Sfu {
                 }
                 Ok(Output::Transmit(t)) => {
                     let mut contents: Vec<u8> = t.contents.into();
-                    p.transport.sent_by_str0m(
-                        &mut contents,
-                        t.source,
-                        t.destination,
-                        &p.consumers,
-                        now,
-                    );
-                    packets_out += 1;
-                    bytes_out += contents.len() as u64;
-                    self.transmits.push_back(Transmit {
+                    let route = Route {
+                        proto: t.proto,
                         source: t.source,
                         destination: t.destination,
-                        contents,
-                    });
+                    };
+                    p.transport
+                        .sent_by_str0m(&mut contents, route, &p.consumers, now);
+                    packets_out += 1;
+                    bytes_out += contents.len() as u64;
+                    self.transmits.push_back(route.transmit(contents));
                 }
                 Ok(Output::Event(event)) => match event {
                     Event::MediaAdded(added)

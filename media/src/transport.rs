@@ -6,13 +6,13 @@
 //! coordinator's (`sfu.rs`).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::net::TcpType;
 use str0m::{Candidate, Rtc, RtcConfig};
 use tracing::warn;
 
@@ -25,7 +25,7 @@ use crate::producer::Producer;
 use crate::rtcp::feedback::Feedback;
 use crate::rtp::{Header, InExts};
 use crate::srtp::KeySlot;
-use crate::transmit::Transmit;
+use crate::transmit::{Route, Transmit};
 
 /// str0m's retransmission buffer per video send stream: packets, and how long they are kept.
 const RTX_CACHE_PACKETS: usize = 1000;
@@ -43,8 +43,8 @@ pub(crate) struct Transport {
     ingress: Option<Box<Ingress>>,
     /// The ingress is made with the egress ([`SfuOptions::fast_receiving`]).
     fast_receiving: bool,
-    /// Where str0m sends RTP and RTCP (the selected candidate pair): (from, to).
-    pub media_to: Option<(SocketAddr, SocketAddr)>,
+    /// Where str0m sends RTP and RTCP: the selected candidate pair.
+    pub media_to: Option<Route>,
 }
 
 /// The egress of one receiver's transport (`egress.rs`), once it can be made.
@@ -57,7 +57,8 @@ pub(crate) enum EgressState {
 }
 
 impl Transport {
-    /// An ICE-lite transport announcing `options.candidates`, with the node's DTLS certificate.
+    /// An ICE-lite transport announcing `options.candidates` (UDP) and `options.tcp_candidates`
+    /// (passive TCP, RFC 6544), with the node's DTLS certificate.
     pub fn new(
         now: Instant,
         options: &SfuOptions,
@@ -87,8 +88,16 @@ impl Transport {
         // Browsers send RTCP every second or so; a retransmission buffer of 1 s is ample for NACK.
         config = config.set_send_buffer_video(RTX_CACHE_PACKETS);
         let mut rtc = crate::srtp::capture(&keys, || config.build(now));
-        for addr in &options.candidates {
-            match Candidate::host(*addr, "udp") {
+        let udp = options
+            .candidates
+            .iter()
+            .map(|&addr| (addr, Candidate::host(addr, "udp")));
+        let tcp = options.tcp_candidates.iter().map(|&addr| {
+            let passive = Candidate::builder().tcp().host(addr);
+            (addr, passive.tcptype(TcpType::Passive).build())
+        });
+        for (addr, candidate) in udp.chain(tcp) {
+            match candidate {
                 Ok(candidate) => {
                     rtc.add_local_candidate(candidate);
                 }
@@ -112,15 +121,14 @@ impl Transport {
         }
     }
 
-    /// str0m sends `contents` from `source` to `destination`: its first SRTP tells where media
+    /// str0m sends `contents` on `route`: its first SRTP tells where media
     /// goes and that the keys are there (the egress and the ingress are made), and the sender
     /// and receiver reports in its SRTCP get the SFU's numbers for the streams past str0m
     /// (`consumers` hold the egress streams).
     pub fn sent_by_str0m(
         &mut self,
         contents: &mut Vec<u8>,
-        source: SocketAddr,
-        destination: SocketAddr,
+        route: Route,
         consumers: &[Consumer],
         now: Instant,
     ) {
@@ -128,7 +136,7 @@ impl Transport {
             return;
         }
         // The selected pair: fast forwarding sends media where str0m does.
-        self.media_to = Some((source, destination));
+        self.media_to = Some(route);
         // str0m protects with the handshake's keys: they are there now.
         if matches!(self.egress, EgressState::Pending)
             && let Some(keys) = self.keys.keys()
@@ -306,7 +314,7 @@ impl Transport {
         scratch: &mut Vec<Vec<u8>>,
         transmits: &mut VecDeque<Transmit>,
     ) -> (u64, u64) {
-        let (Some(ingress), Some((from, to))) = (self.ingress.as_mut(), self.media_to) else {
+        let (Some(ingress), Some(route)) = (self.ingress.as_mut(), self.media_to) else {
             return (0, 0);
         };
         scratch.clear();
@@ -315,11 +323,7 @@ impl Transport {
         for datagram in scratch.drain(..) {
             sent.0 += 1;
             sent.1 += datagram.len() as u64;
-            transmits.push_back(Transmit {
-                source: from,
-                destination: to,
-                contents: datagram,
-            });
+            transmits.push_back(route.transmit(datagram));
         }
         sent
     }
@@ -358,7 +362,7 @@ impl Transport {
                 ingress.sender_report(ssrc, ntp, now);
             }
         }
-        if let (false, Some((from, to))) = (feedback.nacks.is_empty(), self.media_to) {
+        if let (false, Some(route)) = (feedback.nacks.is_empty(), self.media_to) {
             for &(ssrc, seq) in &feedback.nacks {
                 let stream = consumers.iter_mut().filter_map(|c| c.egress.as_mut());
                 if let Some(datagram) = stream
@@ -367,11 +371,7 @@ impl Transport {
                 {
                     resent.0 += 1;
                     resent.1 += datagram.len() as u64;
-                    transmits.push_back(Transmit {
-                        source: from,
-                        destination: to,
-                        contents: datagram.to_vec(),
-                    });
+                    transmits.push_back(route.transmit(datagram.to_vec()));
                 }
             }
         }

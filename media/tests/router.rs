@@ -1,7 +1,7 @@
 //! Two in-process str0m peers connected through the SFU, driven faster than real time: no
 //! sockets, no sleeping; time is passed in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::{Codec, FormatParams};
 use str0m::media::Pt;
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::RawPacket;
 use str0m::rtp::rtcp::{Rtcp, SenderInfo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -94,6 +94,10 @@ struct World {
     mangle: Option<vizit_fuzzkit::Rng>,
     /// Mangled datagrams delivered.
     mangled: u64,
+    /// Peers joining from now on have an active ICE-TCP candidate instead of a UDP one.
+    tcp: bool,
+    /// The protocols of what the SFU sent.
+    protos_out: HashSet<Protocol>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +139,8 @@ impl World {
             deaf: None,
             mangle: None,
             mangled: 0,
+            tcp: false,
+            protos_out: HashSet::new(),
         }
     }
 
@@ -207,7 +213,13 @@ impl World {
             }
         };
         let mut rtc = config.build(self.now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let candidate = if self.tcp {
+            let active = Candidate::builder().tcp().host(addr);
+            active.tcptype(TcpType::Active).build().unwrap()
+        } else {
+            Candidate::host(addr, "udp").unwrap()
+        };
+        rtc.add_local_candidate(candidate);
         let mut api = rtc.sdp_api();
         let audio = api.add_media(
             MediaKind::Audio,
@@ -271,12 +283,18 @@ impl World {
                             continue;
                         }
                         if !self.lost(Leg::ToSfu, t.contents.len()) {
-                            self.sfu
-                                .handle_receive(now, t.source, t.destination, &t.contents);
+                            self.sfu.handle_receive(
+                                now,
+                                t.proto,
+                                t.source,
+                                t.destination,
+                                &t.contents,
+                            );
                         }
                         if let Some(rng) = &mut self.mangle {
                             let bad = vizit_fuzzkit::mutate(rng, &t.contents, b"", 1500);
-                            self.sfu.handle_receive(now, t.source, t.destination, &bad);
+                            self.sfu
+                                .handle_receive(now, t.proto, t.source, t.destination, &bad);
                             self.mangled += 1;
                         }
                     }
@@ -325,6 +343,7 @@ impl World {
         self.sfu.handle_timeout(now);
         // SFU → peers.
         while let Some(t) = self.sfu.poll_transmit() {
+            self.protos_out.insert(t.proto);
             if self.lost(Leg::FromSfu, t.contents.len()) || self.deaf == Some(t.destination) {
                 continue;
             }
@@ -335,7 +354,7 @@ impl World {
                 continue;
             }
             let receive = Receive {
-                proto: Protocol::Udp,
+                proto: t.proto,
                 source: t.source,
                 destination: t.destination,
                 contents: t.contents.as_slice().try_into().unwrap(),
@@ -486,6 +505,25 @@ fn audio_and_video_flow_both_ways_and_a_keyframe_is_requested_for_new_consumers(
     assert!(room.packets_in > 100 && room.packets_out > 100, "{room:?}");
     assert!(room.keyframe_requests >= 2, "{room:?}");
     assert_eq!(room.packets_lost, 0, "{room:?}");
+}
+
+/// A network that lets no UDP through: the SFU announces only a passive TCP candidate (RFC
+/// 6544) and the peers connect from active ones; everything goes both ways framed on TCP.
+#[test]
+fn a_call_goes_over_ice_tcp_when_only_tcp_is_announced() {
+    let mut world = World::with(|mut o| {
+        o.candidates.clear();
+        o.tcp_candidates = vec![SFU_ADDR.parse().unwrap()];
+        o
+    });
+    world.tcp = true;
+    let doctor = world.join("doctor", 40011, Role::Doctor);
+    let patient = world.join("patient", 40012, Role::Patient);
+    world.run_for(Duration::from_secs(3), true);
+    for (me, other) in [(doctor, "patient"), (patient, "doctor")] {
+        assert_got_media_of(&world.peers[me], other);
+    }
+    assert_eq!(world.protos_out, HashSet::from([Protocol::Tcp]));
 }
 
 /// The peer got more than ten audio and ten video frames, all `other`'s, unchanged.

@@ -26,6 +26,7 @@ async fn media_server() -> (tokio::task::JoinHandle<()>, vizit_media::MediaHandl
         SfuOptions::new(vec!["127.0.0.1:9".parse().unwrap()]),
         1 << 16,
         1,
+        vizit_media::IceTcp::UdpPorts,
     )
     .await
     .unwrap();

@@ -1,9 +1,11 @@
-// End-to-end: a call through a TURN server when the network lets no UDP reach the SFU. Debian's
-// coturn runs in the test's network namespace with `use-auth-secret`; Vizit is configured with
-// its URLs and shared secret and gives each join short-lived credentials (TURN REST API scheme).
-// nftables drops every datagram between the browsers and the SFU except those of coturn's relay,
-// and every datagram to coturn itself: the pages must reach coturn over TCP, then over TLS only.
-// The time from «Присоединиться» to connected is printed for a direct UDP call and both relays.
+// End-to-end: a call when the network lets no UDP reach the SFU — over ICE-TCP to the SFU
+// itself, or through a TURN server. Debian's coturn runs in the test's network namespace with
+// `use-auth-secret`; Vizit is configured with its URLs and shared secret and gives each join
+// short-lived credentials (TURN REST API scheme). nftables drops every datagram between the
+// browsers and the SFU except those of coturn's relay; then, in turn, everything to coturn (the
+// pages must use the SFU's passive TCP candidate), or the SFU's TCP port and every datagram to
+// coturn (the pages must reach coturn over TCP, then over TLS only). The time from
+// «Присоединиться» to connected is printed for a direct UDP call, ICE-TCP and both relays.
 //
 // Run like the other browser tests: scripts/e2e.sh (a network namespace with only loopback).
 
@@ -167,7 +169,10 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
     return { connectedMs, doctor, patient };
   }
 
-  /** The selected candidate pair's local candidate: its type and, for a relay, how it reaches TURN. */
+  /**
+   * The selected candidate pair's local candidate: its type, protocol and, for a relay, how it
+   * reaches TURN.
+   */
   const path = (page) =>
     page.evaluate(async () => {
       const stats = await window.vizit.pc().getStats();
@@ -175,7 +180,11 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
       stats.forEach((r) => {
         if (r.type === 'transport' && r.selectedCandidatePairId) {
           const local = stats.get(stats.get(r.selectedCandidatePairId).localCandidateId);
-          out = { type: local.candidateType, relayProtocol: local.relayProtocol ?? null };
+          out = {
+            type: local.candidateType,
+            protocol: local.protocol,
+            relayProtocol: local.relayProtocol ?? null,
+          };
         }
       });
       return out;
@@ -207,14 +216,36 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
   test(
     'each join gets TURN credentials; with UDP open the call goes direct',
     { timeout: TEST_TIMEOUT },
-    diagnosed(() => callThrough('udp', null, { type: 'host', relayProtocol: null }, 'direct UDP')),
+    diagnosed(() =>
+      callThrough('udp', null, { type: 'host', protocol: 'udp', relayProtocol: null }, 'direct UDP'),
+    ),
   );
 
   test(
-    'no UDP to the SFU nor to the TURN server: the call goes through TURN over TCP',
+    'no UDP to the SFU and no TURN server reachable: the call goes over ICE-TCP to the SFU',
     { timeout: TEST_TIMEOUT },
     diagnosed(() =>
-      callThrough('tcp', [`udp dport ${TURN_PORT} drop`], { type: 'relay', relayProtocol: 'tcp' }, 'TURN over TCP'),
+      callThrough(
+        'ice-tcp',
+        [`udp dport ${TURN_PORT} drop`, `tcp dport ${TURN_PORT} drop`, `tcp dport ${TURNS_PORT} drop`],
+        // Chromium announces its active TCP candidate with port 9 (RFC 6544): the connection's
+        // real port makes the local end peer-reflexive.
+        { type: 'prflx', protocol: 'tcp', relayProtocol: null },
+        'ICE-TCP',
+      ),
+    ),
+  );
+
+  test(
+    'no UDP to the SFU nor to the TURN server, no ICE-TCP: the call goes through TURN over TCP',
+    { timeout: TEST_TIMEOUT },
+    diagnosed(() =>
+      callThrough(
+        'tcp',
+        [`tcp dport ${sfuPort} drop`, `udp dport ${TURN_PORT} drop`],
+        { type: 'relay', protocol: 'udp', relayProtocol: 'tcp' },
+        'TURN over TCP',
+      ),
     ),
   );
 
@@ -224,8 +255,8 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
     diagnosed(() =>
       callThrough(
         'tls',
-        [`udp dport ${TURN_PORT} drop`, `tcp dport ${TURN_PORT} drop`],
-        { type: 'relay', relayProtocol: 'tls' },
+        [`tcp dport ${sfuPort} drop`, `udp dport ${TURN_PORT} drop`, `tcp dport ${TURN_PORT} drop`],
+        { type: 'relay', protocol: 'udp', relayProtocol: 'tls' },
         'TURN over TLS',
       ),
     ),
