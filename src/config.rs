@@ -550,6 +550,9 @@ pub struct SignalingSettings {
     /// for the page to `resume` on a new socket (media goes on meanwhile).
     #[serde(with = "humantime_serde")]
     pub resume_grace: Duration,
+    /// A patient's join waits in a waiting room until the doctor admits them (once per
+    /// consultation); off: patients go straight into the call.
+    pub waiting_room: bool,
 }
 
 /// A TURN server (coturn) for networks that let no UDP through, or only a web proxy or TLS:
@@ -637,6 +640,7 @@ impl Default for Settings {
                 max_sockets: 10_000,
                 max_sockets_per_address: 100,
                 resume_grace: Duration::from_secs(15),
+                waiting_room: true,
             },
             turn: TurnSettings {
                 urls: Vec::new(),

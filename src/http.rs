@@ -228,6 +228,7 @@ async fn demo(State(state): State<HttpState>) -> Response {
         CallRole::Doctor,
         &call.doctor_name,
         state.token_ttl,
+        call.starts_at.max(0) as u64,
     );
     let patient = state.keys.issue_for_consultation(
         call.consultation_id.as_str(),
@@ -235,6 +236,7 @@ async fn demo(State(state): State<HttpState>) -> Response {
         CallRole::Patient,
         &call.patient_name,
         state.token_ttl,
+        call.starts_at.max(0) as u64,
     );
     web::html(format!(
         r#"<!doctype html>

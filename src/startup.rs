@@ -343,6 +343,7 @@ impl Application {
             resume_grace: settings.signaling.resume_grace,
             ..Default::default()
         })
+        .with_waiting_room(settings.signaling.waiting_room)
         .with_admission(std::sync::Arc::new(crate::calls::ConsultationAdmission(
             api.clone(),
         )));

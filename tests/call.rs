@@ -842,6 +842,7 @@ async fn a_cancelled_consultation_ends_its_call_and_its_tokens_stop_admitting() 
                 CallRole::Doctor,
                 "Врач",
                 Duration::from_secs(600),
+                call.starts_at as u64,
             ),
             app.keys.issue_for_consultation(
                 call.consultation_id.as_str(),
@@ -849,6 +850,7 @@ async fn a_cancelled_consultation_ends_its_call_and_its_tokens_stop_admitting() 
                 CallRole::Patient,
                 "Пациент",
                 Duration::from_secs(600),
+                call.starts_at as u64,
             ),
         )
     };
@@ -978,5 +980,128 @@ async fn without_a_token_metrics_are_for_local_unforwarded_clients() {
             .unwrap();
         assert_eq!(forwarded.status().as_u16(), 403, "{header}");
     }
+    app.stop().await;
+}
+
+/// With the waiting room on, a patient's join waits — nothing of theirs reaches the call — until
+/// the room's doctor admits them; then they go straight in on every later join. A patient and
+/// another room's doctor cannot admit, a patient who gives up leaves the doctor's list.
+#[tokio::test]
+async fn a_patient_waits_in_the_waiting_room_until_the_doctor_admits_them() {
+    let app = TestApp::spawn_with(|s| s.signaling.waiting_room = true).await;
+    let join = |token: String| json!({"type": "join", "version": 1, "token": token});
+
+    let mut patient = app.ws().await;
+    patient
+        .send(join(app.token("room-w", "patient", CallRole::Patient)))
+        .await;
+    let waiting = patient.expect("waitingRoom").await;
+    assert!(
+        waiting.get("startsAt").is_none(),
+        "not a consultation: {waiting}"
+    );
+    patient.send(json!({"type": "offer", "sdp": "v=0"})).await;
+    patient.expect_error("inWaitingRoom").await;
+    patient.assert_alive().await;
+
+    // Another room's doctor cannot let them in.
+    let mut stranger = app.ws().await;
+    stranger
+        .join(&app.token("room-x", "doctor-x", CallRole::Doctor))
+        .await;
+    stranger
+        .send(json!({"type": "admit", "participantId": "patient"}))
+        .await;
+    stranger.expect_error("notWaiting").await;
+
+    // The doctor comes: the patient is not in the room, but on the list.
+    let mut doctor = app.ws().await;
+    let joined = doctor
+        .join(&app.token("room-w", "doctor", CallRole::Doctor))
+        .await;
+    assert_eq!(joined["participants"], json!([]), "{joined}");
+    let list = doctor.expect("waiting").await;
+    assert_eq!(
+        list["participants"][0]["participantId"], "patient",
+        "{list}"
+    );
+    assert_eq!(list["participants"][0]["name"], "patient", "{list}");
+    assert!(list["participants"][0]["since"].as_u64().unwrap() > 0);
+
+    // A second patient waits, then gives up: off the list again.
+    let mut quitter = app.ws().await;
+    quitter
+        .send(join(app.token("room-w", "patient-2", CallRole::Patient)))
+        .await;
+    quitter.expect("waitingRoom").await;
+    let list = doctor.expect("waiting").await;
+    assert_eq!(list["participants"].as_array().unwrap().len(), 2, "{list}");
+    quitter.send(json!({"type": "leave"})).await;
+    quitter.expect_closed().await;
+    let list = doctor.expect("waiting").await;
+    assert_eq!(list["participants"].as_array().unwrap().len(), 1, "{list}");
+
+    doctor
+        .send(json!({"type": "admit", "participantId": "patient"}))
+        .await;
+    let joined = patient.expect("joined").await;
+    assert_eq!(
+        joined["participants"][0]["participantId"], "doctor",
+        "{joined}"
+    );
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.push(doctor.recv().await.expect("the doctor is told"));
+    }
+    assert!(
+        seen.iter()
+            .any(|m| m["type"] == "participantJoined"
+                && m["participant"]["participantId"] == "patient"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|m| m["type"] == "waiting" && m["participants"] == json!([])),
+        "{seen:?}"
+    );
+
+    // In the call, a patient still cannot admit anyone.
+    patient
+        .send(json!({"type": "admit", "participantId": "patient-2"}))
+        .await;
+    patient.expect_error("forbidden").await;
+    patient.assert_alive().await;
+
+    // Admitted once: a reload goes straight in.
+    patient.send(json!({"type": "leave"})).await;
+    patient.expect_closed().await;
+    let mut again = app.ws().await;
+    again
+        .join(&app.token("room-w", "patient", CallRole::Patient))
+        .await;
+    app.stop().await;
+}
+
+/// A consultation's token tells the waiting patient when the consultation starts.
+#[tokio::test]
+async fn a_consultation_patient_waits_with_its_start_time() {
+    let app = TestApp::spawn_with(|s| s.signaling.waiting_room = true).await;
+    let call = vizit_api::demo::demo_call(&app.api)
+        .await
+        .expect("demo call");
+    let token = app.keys.issue_for_consultation(
+        call.consultation_id.as_str(),
+        call.patient_id.as_str(),
+        CallRole::Patient,
+        "Пациент",
+        Duration::from_secs(600),
+        call.starts_at as u64,
+    );
+    let mut patient = app.ws().await;
+    patient
+        .send(json!({"type": "join", "version": 1, "token": token}))
+        .await;
+    let waiting = patient.expect("waitingRoom").await;
+    assert_eq!(waiting["startsAt"], call.starts_at, "{waiting}");
     app.stop().await;
 }

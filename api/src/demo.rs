@@ -21,6 +21,8 @@ pub struct DemoCall {
     pub doctor_name: String,
     pub patient_id: UserId,
     pub patient_name: String,
+    /// When the consultation starts, Unix milliseconds.
+    pub starts_at: i64,
     /// A session of the demo clinic admin, for the recordings on `/consultations`.
     pub admin_session: String,
 }
@@ -131,6 +133,7 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
         doctor_name: DEMO_DOCTOR.1.to_owned(),
         patient_id,
         patient_name,
+        starts_at: starts,
         admin_session,
     })
 }

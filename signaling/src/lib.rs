@@ -9,6 +9,8 @@
 //! - `ws.rs` — `GET /ws`: drives a Session against a [`vizit_media::MediaHandle`]; parks the
 //!   session of a lost socket for a `resume`.
 //! - `turn.rs` — short-lived TURN credentials per join ([`Turn`]).
+//! - `lobby.rs` — the waiting room: a patient's join waits there until a doctor of the room
+//!   admits them ([`WaiterView`] is how the doctor sees them).
 //!
 //! # Invariants
 //! - Every client mistake is answered with a typed `error {code, message}`; fatal ones then close
@@ -16,13 +18,17 @@
 //! - A socket closed with `leave` takes its participant out of the room at once; one lost
 //!   without it does when the grace for a `resume` ends. The others are told why.
 //! - Tokens, SDP and names never appear in logs at info or above.
+//! - With the waiting room on, a patient reaches the media node only once a doctor of the room
+//!   admitted them; a patient never admits anyone.
 
+mod lobby;
 mod protocol;
 mod session;
 mod token;
 mod turn;
 mod ws;
 
+pub use lobby::WaiterView;
 pub use protocol::{
     ClientMessage, CloseReason, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, PeerView,
     ProtocolError, RecordingAction, ServerMessage,

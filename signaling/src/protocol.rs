@@ -5,6 +5,7 @@ use vizit_media::{
     LeaveReason, ParticipantId, ParticipantInfo, RecordingMode, RecordingPhase, TrackKind,
 };
 
+use crate::lobby::WaiterView;
 use crate::token::CallRole;
 use crate::turn::IceServer;
 
@@ -59,6 +60,10 @@ pub enum ClientMessage {
     Recording {
         action: RecordingAction,
     },
+    /// The doctor lets a patient out of the waiting room into the call.
+    Admit {
+        participant_id: String,
+    },
     Leave,
 }
 
@@ -80,6 +85,7 @@ const CLIENT_TYPES: &[&str] = &[
     "ping",
     "recordingConsent",
     "recording",
+    "admit",
     "leave",
 ];
 
@@ -185,6 +191,18 @@ pub enum ServerMessage {
         /// TURN).
         ice_servers: Vec<IceServer>,
     },
+    /// The patient's join waits for the doctor to admit them (the waiting room): nothing of
+    /// theirs reaches anyone meanwhile. `joined` follows on admission.
+    WaitingRoom {
+        /// When the consultation is booked to start, Unix milliseconds (consultations only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        starts_at: Option<u64>,
+    },
+    /// To the doctor: who waits in the waiting room, longest first; after `joined` when anyone
+    /// does, and on every change.
+    Waiting {
+        participants: Vec<WaiterView>,
+    },
     /// The session of a lost socket is back on this one. Messages the server had for it
     /// meanwhile follow.
     Resumed {
@@ -277,6 +295,12 @@ pub enum ErrorCode {
     /// A `resume` found no session to take back (unknown, spent or expired resume token, or
     /// one of another participant): `join` instead, on the same socket.
     ResumeFailed,
+    /// The caller's role may not do this (a patient admitting someone).
+    Forbidden,
+    /// `admit` named nobody who waits in the waiting room.
+    NotWaiting,
+    /// The message needs a call, and the socket is still in the waiting room.
+    InWaitingRoom,
     Internal,
 }
 
@@ -374,6 +398,12 @@ mod tests {
                     action: RecordingAction::Stop,
                 },
             ),
+            (
+                r#"{"type":"admit","participantId":"p-1"}"#,
+                ClientMessage::Admit {
+                    participant_id: "p-1".into(),
+                },
+            ),
             (r#"{"type":"leave"}"#, ClientMessage::Leave),
         ];
         for (text, expected) in cases {
@@ -440,6 +470,24 @@ mod tests {
             }
             .to_json(),
             r#"{"type":"codecMismatch","kind":"video","sender":"d-1","receiver":"p-1","codec":"VP8","receiverAccepts":["H264"]}"#
+        );
+        assert_eq!(
+            ServerMessage::WaitingRoom {
+                starts_at: Some(1_800_000_000_000)
+            }
+            .to_json(),
+            r#"{"type":"waitingRoom","startsAt":1800000000000}"#
+        );
+        assert_eq!(
+            ServerMessage::Waiting {
+                participants: vec![WaiterView {
+                    participant_id: ParticipantId::new("p-1"),
+                    name: "Пациент".into(),
+                    since: 5,
+                }]
+            }
+            .to_json(),
+            r#"{"type":"waiting","participants":[{"participantId":"p-1","name":"Пациент","since":5}]}"#
         );
     }
 }

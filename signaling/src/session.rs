@@ -13,6 +13,8 @@ use crate::token::{JoinClaims, TokenError, TokenKeys};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionState {
     AwaitingJoin,
+    /// In the waiting room: a verified join the doctor has not admitted yet.
+    Waiting,
     Joined(ParticipantKey),
     Closed,
 }
@@ -32,6 +34,8 @@ pub enum Action {
     Consent(bool),
     /// Start (`true`) or stop the recording (the doctor).
     Recording(bool),
+    /// Let this participant out of the waiting room (the doctor).
+    Admit(String),
     /// Hang up: leave the room and close the socket.
     Leave,
     /// Send this message (a `pong`, or an `error`); close the socket if the error is fatal.
@@ -79,6 +83,11 @@ impl Session {
         self.state = SessionState::Joined(key);
     }
 
+    /// The join waits in the waiting room.
+    pub fn waiting(&mut self) {
+        self.state = SessionState::Waiting;
+    }
+
     pub fn close(&mut self) {
         self.state = SessionState::Closed;
     }
@@ -113,7 +122,7 @@ impl Session {
                 Err(e) => error(e),
             },
             (
-                SessionState::Joined(_),
+                SessionState::Joined(_) | SessionState::Waiting,
                 ClientMessage::Join { .. } | ClientMessage::Resume { .. },
             ) => error(ProtocolError::new(
                 ErrorCode::AlreadyJoined,
@@ -122,6 +131,11 @@ impl Session {
             (SessionState::AwaitingJoin, _) => error(ProtocolError::new(
                 ErrorCode::NotJoined,
                 "send \"join\" with a token first",
+            )),
+            (SessionState::Waiting, ClientMessage::Leave) => Action::Leave,
+            (SessionState::Waiting, _) => error(ProtocolError::new(
+                ErrorCode::InWaitingRoom,
+                "you are in the waiting room: the doctor has not admitted you yet",
             )),
             (SessionState::Joined(_), message) => match message {
                 ClientMessage::Offer { sdp } => Action::Offer(sdp),
@@ -132,6 +146,7 @@ impl Session {
                 ClientMessage::Recording { action } => {
                     Action::Recording(action == RecordingAction::Start)
                 }
+                ClientMessage::Admit { participant_id } => Action::Admit(participant_id),
                 ClientMessage::Leave => Action::Leave,
                 ClientMessage::Join { .. }
                 | ClientMessage::Resume { .. }
@@ -272,6 +287,32 @@ mod tests {
             Action::Reply(ServerMessage::Pong { nonce: Some(5) })
         );
         assert_eq!(s.state(), &SessionState::AwaitingJoin);
+    }
+
+    #[test]
+    fn in_the_waiting_room_only_ping_and_leave() {
+        let k = keys();
+        let mut s = Session::new();
+        s.waiting();
+        for text in [
+            r#"{"type":"offer","sdp":"v=0"}"#,
+            r#"{"type":"mute","kind":"audio","muted":true}"#,
+            r#"{"type":"admit","participantId":"p"}"#,
+        ] {
+            assert_eq!(
+                code_of(s.handle_text(text, &k)),
+                ErrorCode::InWaitingRoom,
+                "{text}"
+            );
+        }
+        let token = k.issue("r", "p", CallRole::Patient, "P", Duration::from_secs(60));
+        let join = format!(r#"{{"type":"join","version":1,"token":"{token}"}}"#);
+        assert_eq!(code_of(s.handle_text(&join, &k)), ErrorCode::AlreadyJoined);
+        assert_eq!(
+            s.handle_text(r#"{"type":"ping"}"#, &k),
+            Action::Reply(ServerMessage::Pong { nonce: None })
+        );
+        assert_eq!(s.handle_text(r#"{"type":"leave"}"#, &k), Action::Leave);
     }
 
     #[test]

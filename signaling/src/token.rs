@@ -69,6 +69,10 @@ pub struct JoinClaims {
     /// for other rooms (`vizit token`) leave it out: their calls are never recorded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rec: bool,
+    /// When the consultation is booked to start, Unix milliseconds: the waiting room counts
+    /// down to it. Consultations' tokens only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts: Option<u64>,
 }
 
 impl fmt::Debug for JoinClaims {
@@ -131,10 +135,11 @@ impl TokenKeys {
         name: &str,
         ttl: Duration,
     ) -> String {
-        self.issue_with(room, participant, role, name, ttl, false)
+        self.issue_with(room, participant, role, name, ttl, None)
     }
 
-    /// A token for a consultation's room: its call may be recorded (with consent).
+    /// A token for a consultation's room, booked to start at `starts` (Unix milliseconds): its
+    /// call may be recorded (with consent).
     pub fn issue_for_consultation(
         &self,
         consultation: &str,
@@ -142,10 +147,12 @@ impl TokenKeys {
         role: CallRole,
         name: &str,
         ttl: Duration,
+        starts: u64,
     ) -> String {
-        self.issue_with(consultation, participant, role, name, ttl, true)
+        self.issue_with(consultation, participant, role, name, ttl, Some(starts))
     }
 
+    /// `starts`: a consultation's (recordable) room.
     fn issue_with(
         &self,
         room: &str,
@@ -153,7 +160,7 @@ impl TokenKeys {
         role: CallRole,
         name: &str,
         ttl: Duration,
-        rec: bool,
+        starts: Option<u64>,
     ) -> String {
         let iat = unix_now();
         let claims = JoinClaims {
@@ -164,7 +171,8 @@ impl TokenKeys {
             name: name.to_owned(),
             iat,
             exp: iat + ttl.as_secs(),
-            rec,
+            rec: starts.is_some(),
+            starts,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail")

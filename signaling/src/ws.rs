@@ -20,12 +20,13 @@ use vizit_media::{
     Signal,
 };
 
+use crate::lobby::{Entry, Lobby, WaitTicket, WaiterView};
 use crate::protocol::{
     CloseReason, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, PeerView, ProtocolError,
     ServerMessage,
 };
 use crate::session::{Action, Session};
-use crate::token::{JoinClaims, TokenKeys};
+use crate::token::{CallRole, JoinClaims, TokenKeys};
 use crate::turn::Turn;
 
 /// Bytes read from a socket at a time. tungstenite's default (128 KiB) is allocated and zeroed
@@ -122,6 +123,8 @@ pub struct SignalingState {
     sessions: Arc<Mutex<HashMap<String, Holder>>>,
     /// A TURN server to give each join credentials for.
     turn: Option<Arc<Turn>>,
+    /// The waiting room, when patients wait to be admitted.
+    lobby: Option<Arc<Lobby>>,
 }
 
 impl SignalingState {
@@ -142,7 +145,15 @@ impl SignalingState {
             admission: None,
             sessions: Arc::default(),
             turn: None,
+            lobby: None,
         }
+    }
+
+    /// The same state with (`true`) or without a waiting room: with it, a patient's join waits
+    /// until a doctor of the room admits them.
+    pub fn with_waiting_room(mut self, on: bool) -> Self {
+        self.lobby = on.then(Arc::default);
+        self
     }
 
     /// The same state giving each join credentials for this TURN server.
@@ -304,8 +315,17 @@ struct Joined {
     signals: mpsc::Receiver<Signal>,
     room: String,
     participant: String,
+    role: CallRole,
     /// The token that takes this session to another socket (one use).
     resume_token: String,
+}
+
+/// A socket's part in the waiting room: the patient's join waiting for admission, or the
+/// doctor's view of who waits.
+#[derive(Default)]
+struct Lobbying {
+    waiting: Option<(JoinClaims, WaitTicket)>,
+    list: Option<watch::Receiver<Vec<WaiterView>>>,
 }
 
 /// Who holds a joined session, by its resume token.
@@ -415,6 +435,7 @@ async fn run(socket: WebSocket, state: SignalingState) {
     let (mut sink, mut stream) = socket.split();
     let mut session = Session::new();
     let mut joined: Option<Joined> = None;
+    let mut lobbying = Lobbying::default();
     // Where a `resume` on another socket asks for this socket's session.
     let mut handover: Option<oneshot::Receiver<oneshot::Sender<Joined>>> = None;
     let mut shutdown = state.shutdown.clone();
@@ -431,7 +452,19 @@ async fn run(socket: WebSocket, state: SignalingState) {
 
     async {
         loop {
-            let awaiting_join = joined.is_none();
+            let awaiting_join = joined.is_none() && lobbying.waiting.is_none();
+            let admitted_now = async {
+                match lobbying.waiting.as_mut() {
+                    Some((_, ticket)) => (&mut ticket.admitted).await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let list_changed = async {
+                match lobbying.list.as_mut() {
+                    Some(list) => list.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let signal = async {
                 match joined.as_mut() {
                     Some(j) => j.signals.recv().await,
@@ -468,6 +501,25 @@ async fn run(socket: WebSocket, state: SignalingState) {
                                 joined = Some(j);
                             }
                         }
+                    }
+                }
+                admitted = admitted_now => match (admitted, lobbying.waiting.take()) {
+                    (true, Some((claims, _ticket))) => {
+                        info!("admitted from the waiting room");
+                        close = join_media(&state, claims, &mut session, &mut joined, &mut lobbying, &mut outgoing).await;
+                        if let Some(j) = &joined {
+                            handover = Some(state.hold(j));
+                        }
+                    }
+                    _ => {
+                        outgoing.push(ProtocolError::new(ErrorCode::Internal, "the waiting room was closed; join again").to_message());
+                        close = true;
+                    }
+                },
+                changed = list_changed => {
+                    match (changed, lobbying.list.as_mut()) {
+                        (true, Some(list)) => outgoing.push(ServerMessage::Waiting { participants: list.borrow_and_update().clone() }),
+                        _ => lobbying.list = None,
                     }
                 }
                 _ = tokio::time::sleep_until(join_deadline), if awaiting_join => {
@@ -514,7 +566,7 @@ async fn run(socket: WebSocket, state: SignalingState) {
                     Ok(Some(Ok(Message::Text(text)))) => {
                         let action = session.handle_text(text.as_str(), &state.keys);
                         let was_joined = joined.is_some();
-                        close = perform(action, &state, &mut session, &mut joined, &mut outgoing, &mut left_on_purpose).await;
+                        close = perform(action, &state, &mut session, &mut joined, &mut lobbying, &mut outgoing, &mut left_on_purpose).await;
                         if !was_joined && let Some(j) = &joined {
                             handover = Some(state.hold(j));
                         }
@@ -580,6 +632,7 @@ async fn perform(
     state: &SignalingState,
     session: &mut Session,
     joined: &mut Option<Joined>,
+    lobbying: &mut Lobbying,
     outgoing: &mut Vec<ServerMessage>,
     left_on_purpose: &mut bool,
 ) -> bool {
@@ -599,63 +652,18 @@ async fn perform(
             if let Err(e) = admitted(state, &claims, "join").await {
                 return fail(outgoing, e);
             }
-            let info = ParticipantInfo {
-                id: ParticipantId::new(claims.sub.as_str()),
-                name: claims.name.clone(),
-                role: claims.role.to_media(),
-                audio_muted: false,
-                video_muted: false,
-                recordable: claims.rec,
-            };
-            match state
-                .media
-                .join(RoomId::new(claims.room.as_str()), info)
-                .await
+            if let (Some(lobby), CallRole::Patient) = (&state.lobby, claims.role)
+                && let Entry::Wait(ticket) = lobby.enter(&claims.room, &claims.sub, &claims.name)
             {
-                Ok((key, peers, signals)) => {
-                    session.joined(key);
-                    let resume_token = new_resume_token();
-                    *joined = Some(Joined {
-                        key,
-                        signals,
-                        room: claims.room.clone(),
-                        participant: claims.sub.clone(),
-                        resume_token: resume_token.clone(),
-                    });
-                    info!(role = ?claims.role, "joined");
-                    outgoing.push(ServerMessage::Joined {
-                        version: PROTOCOL_VERSION,
-                        participant_id: ParticipantId::new(claims.sub.as_str()),
-                        room: claims.room,
-                        role: claims.role,
-                        name: claims.name,
-                        participants: peers.iter().filter_map(PeerView::from_info).collect(),
-                        resume_token,
-                        resume_grace_ms: state.limits.resume_grace.as_millis() as u64,
-                        ice_servers: state
-                            .turn
-                            .iter()
-                            .map(|t| t.credentials(&claims.sub, std::time::SystemTime::now()))
-                            .collect(),
-                    });
-                    false
-                }
-                Err(JoinError::RoomFull { max }) => fail(
-                    outgoing,
-                    ProtocolError::new(
-                        ErrorCode::RoomFull,
-                        format!("the room already has {max} participants"),
-                    ),
-                ),
-                Err(JoinError::Ended) => fail(
-                    outgoing,
-                    ProtocolError::new(ErrorCode::CallUnavailable, "the consultation has ended"),
-                ),
-                Err(JoinError::Unavailable) => fail(
-                    outgoing,
-                    ProtocolError::new(ErrorCode::Internal, "the media server is not available"),
-                ),
+                info!("waiting to be admitted");
+                session.waiting();
+                outgoing.push(ServerMessage::WaitingRoom {
+                    starts_at: claims.starts,
+                });
+                lobbying.waiting = Some((claims, ticket));
+                return false;
             }
+            join_media(state, claims, session, joined, lobbying, outgoing).await
         }
         Action::Resume(claims, resume_token) => {
             if let Err(e) = admitted(state, &claims, "resume").await {
@@ -679,6 +687,9 @@ async fn perform(
                 resume_token: taken.resume_token.clone(),
                 resume_grace_ms: state.limits.resume_grace.as_millis() as u64,
             });
+            if taken.role == CallRole::Doctor {
+                watch_lobby(state, &taken.room, lobbying, outgoing);
+            }
             *joined = Some(taken);
             false
         }
@@ -726,11 +737,136 @@ async fn perform(
                 Err(e) => fail(outgoing, negotiation_error(e)),
             }
         }
+        Action::Admit(participant) => {
+            let Some(j) = joined.as_ref() else {
+                return false;
+            };
+            if j.role != CallRole::Doctor {
+                info!("admit refused: not the doctor");
+                return fail(
+                    outgoing,
+                    ProtocolError::new(ErrorCode::Forbidden, "only the doctor admits patients"),
+                );
+            }
+            let admitted = state
+                .lobby
+                .as_ref()
+                .is_some_and(|lobby| lobby.admit(&j.room, &participant));
+            if admitted {
+                info!("admitted a patient from the waiting room");
+                false
+            } else {
+                fail(
+                    outgoing,
+                    ProtocolError::new(
+                        ErrorCode::NotWaiting,
+                        "nobody of that id waits in this room's waiting room",
+                    ),
+                )
+            }
+        }
         Action::Leave => {
             *left_on_purpose = true;
             true
         }
     }
+}
+
+/// Take the verified participant into its Room on the media node (past the waiting room, if
+/// any): `joined`, and for a doctor with a waiting room, who waits. Returns whether the socket
+/// must close.
+async fn join_media(
+    state: &SignalingState,
+    claims: JoinClaims,
+    session: &mut Session,
+    joined: &mut Option<Joined>,
+    lobbying: &mut Lobbying,
+    outgoing: &mut Vec<ServerMessage>,
+) -> bool {
+    let fail = |outgoing: &mut Vec<ServerMessage>, e: ProtocolError| {
+        let fatal = e.code.is_fatal();
+        outgoing.push(e.to_message());
+        fatal
+    };
+    let info = ParticipantInfo {
+        id: ParticipantId::new(claims.sub.as_str()),
+        name: claims.name.clone(),
+        role: claims.role.to_media(),
+        audio_muted: false,
+        video_muted: false,
+        recordable: claims.rec,
+    };
+    match state
+        .media
+        .join(RoomId::new(claims.room.as_str()), info)
+        .await
+    {
+        Ok((key, peers, signals)) => {
+            session.joined(key);
+            let resume_token = new_resume_token();
+            *joined = Some(Joined {
+                key,
+                signals,
+                room: claims.room.clone(),
+                participant: claims.sub.clone(),
+                role: claims.role,
+                resume_token: resume_token.clone(),
+            });
+            info!(role = ?claims.role, "joined");
+            let room = claims.room.clone();
+            outgoing.push(ServerMessage::Joined {
+                version: PROTOCOL_VERSION,
+                participant_id: ParticipantId::new(claims.sub.as_str()),
+                room: claims.room,
+                role: claims.role,
+                name: claims.name,
+                participants: peers.iter().filter_map(PeerView::from_info).collect(),
+                resume_token,
+                resume_grace_ms: state.limits.resume_grace.as_millis() as u64,
+                ice_servers: state
+                    .turn
+                    .iter()
+                    .map(|t| t.credentials(&claims.sub, std::time::SystemTime::now()))
+                    .collect(),
+            });
+            if claims.role == CallRole::Doctor {
+                watch_lobby(state, &room, lobbying, outgoing);
+            }
+            false
+        }
+        Err(JoinError::RoomFull { max }) => fail(
+            outgoing,
+            ProtocolError::new(
+                ErrorCode::RoomFull,
+                format!("the room already has {max} participants"),
+            ),
+        ),
+        Err(JoinError::Ended) => fail(
+            outgoing,
+            ProtocolError::new(ErrorCode::CallUnavailable, "the consultation has ended"),
+        ),
+        Err(JoinError::Unavailable) => fail(
+            outgoing,
+            ProtocolError::new(ErrorCode::Internal, "the media server is not available"),
+        ),
+    }
+}
+
+/// A doctor's socket watches the room's waiting room (if there is one): who waits now, if
+/// anyone, then every change.
+fn watch_lobby(
+    state: &SignalingState,
+    room: &str,
+    lobbying: &mut Lobbying,
+    outgoing: &mut Vec<ServerMessage>,
+) {
+    let Some(lobby) = &state.lobby else { return };
+    let mut list = lobby.watch(room);
+    let now = list.borrow_and_update().clone();
+    if !now.is_empty() {
+        outgoing.push(ServerMessage::Waiting { participants: now });
+    }
+    lobbying.list = Some(list);
 }
 
 /// Name the socket's span after the verified token, and ask the business layer whether the token

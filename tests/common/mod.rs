@@ -50,6 +50,8 @@ impl TestApp {
         settings.http.listen = "127.0.0.1:0".parse().unwrap();
         settings.media.udp_bind = "127.0.0.1:0".parse().unwrap();
         settings.auth.token_secret = Some(SecretString::from(SECRET.to_owned()));
+        // Patients go straight into calls here; the waiting room's own tests turn it on.
+        settings.signaling.waiting_room = false;
         adjust(&mut settings);
         let app = Application::build(settings).await.expect("app builds");
         let http = app.http_addr();

@@ -93,6 +93,8 @@ export function serverEnv(dataDir, secret) {
     VIZIT_AUTH__TOKEN_SECRET: secret,
     VIZIT_DEMO: 'true',
     VIZIT_LOG__FILTER: 'info',
+    // Patients go straight into calls here; waiting.test.mjs turns the waiting room on.
+    VIZIT_SIGNALING__WAITING_ROOM: 'false',
   };
 }
 

@@ -22,6 +22,7 @@ import {
   type RecordingMessage,
   type ServerMessage,
   type TrackKind,
+  type Waiter,
 } from './protocol';
 import { SignalingClient, signalingUrl } from './signaling';
 
@@ -39,6 +40,10 @@ export interface CallView {
   setRejoinAllowed(allowed: boolean): void;
   /** The Room's recording state, and where we stand in it. */
   setRecording(recording: RecordingView): void;
+  /** In the waiting room (state `waiting`): when the consultation is booked to start, if known. */
+  setLobbyStart(startsAt: number | null): void;
+  /** The doctor's list of who waits to be admitted. */
+  setWaitingList(waiting: Waiter[]): void;
 }
 
 /** What the call page shows about recording. */
@@ -198,6 +203,12 @@ export class CallSession {
     this.send({ type: 'recording', action: start ? 'start' : 'stop' });
   }
 
+  /** The doctor lets a patient out of the waiting room into the call. */
+  admit(participantId: string): void {
+    if (!this.isActive()) return;
+    this.send({ type: 'admit', participantId });
+  }
+
   private showRecording(): void {
     const r = this.recording;
     if (r === null || this.me === null) return;
@@ -225,16 +236,23 @@ export class CallSession {
       pc: null,
       channel: null,
       sdpChain: Promise.resolve(),
-      linkTimer: setTimeout(() => {
-        if (!this.isCurrent(id)) return;
-        this.preferRelay();
-        this.linkBroken('the link did not connect in time');
-      }, LINK_TIMEOUT_MS),
+      linkTimer: undefined,
       graceTimer: undefined,
       restartTimer: undefined,
       resumeTimer: undefined,
       resume: null,
     };
+    this.armLinkTimer(this.link);
+  }
+
+  /** A link that has not connected within LINK_TIMEOUT_MS of this is broken. */
+  private armLinkTimer(link: Link): void {
+    clearTimeout(link.linkTimer);
+    link.linkTimer = setTimeout(() => {
+      if (!this.isCurrent(link.id)) return;
+      this.preferRelay();
+      this.linkBroken('the link did not connect in time');
+    }, LINK_TIMEOUT_MS);
   }
 
   /**
@@ -465,6 +483,21 @@ export class CallSession {
       case 'codecMismatch':
         this.handleCodecMismatch(message);
         break;
+      case 'waitingRoom': {
+        // However long the doctor takes is not a broken link.
+        const link = this.link;
+        if (link !== null) {
+          clearTimeout(link.linkTimer);
+          link.linkTimer = undefined;
+        }
+        this.stopRecovery();
+        this.view.setLobbyStart(message.startsAt);
+        this.setState('waiting');
+        break;
+      }
+      case 'waiting':
+        this.view.setWaitingList(message.participants);
+        break;
       case 'error':
         this.handleError(message.code, message.message);
         break;
@@ -474,6 +507,13 @@ export class CallSession {
   private handleJoined(message: JoinedMessage): void {
     const link = this.link;
     if (link === null || link.pc !== null) return;
+    if (link.linkTimer === undefined) {
+      // Admitted from the waiting room: the media must now connect in time.
+      this.armLinkTimer(link);
+      this.setState('connecting');
+    }
+    // The server lists who waits afresh after `joined`, if anyone does.
+    this.view.setWaitingList([]);
     link.resume = message.resumeToken === '' ? null : { token: message.resumeToken, graceMs: message.resumeGraceMs };
     this.iceServers = message.iceServers;
     this.setRemote(message.participants.find(isPerson) ?? null);
@@ -526,7 +566,7 @@ export class CallSession {
     } else if (code === 'resumeFailed') {
       // The server no longer has the session (the grace ran out): join anew.
       this.linkBroken('the session could not be resumed');
-    } else if (code === 'recordingRefused') {
+    } else if (code === 'recordingRefused' || code === 'notWaiting' || code === 'forbidden') {
       this.view.setNotice(errorText(code));
     } else if (code === 'badSdp') {
       // Our offer was refused and the session stays as it was: leave have-local-offer so the

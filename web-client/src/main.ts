@@ -113,6 +113,7 @@ async function main(): Promise<void> {
     ui.recWithdraw.addEventListener('click', () => call.setRecordingConsent(false));
     ui.recStart.addEventListener('click', () => call.controlRecording(true));
     ui.recStop.addEventListener('click', () => call.controlRecording(false));
+    ui.onAdmit = (participantId) => call.admit(participantId);
     call.start();
   });
 

@@ -6,10 +6,11 @@
 import type { LocalMedia, MediaProblem } from './media';
 import type { LeaveReason } from './protocol';
 
-export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'failed' | 'ended';
+export type ConnectionState = 'connecting' | 'waiting' | 'connected' | 'reconnecting' | 'failed' | 'ended';
 
 export const STATE_TEXT: Record<ConnectionState, string> = {
   connecting: 'Подключение…',
+  waiting: 'Зал ожидания',
   connected: 'Подключено',
   reconnecting: 'Переподключение…',
   failed: 'Ошибка соединения',
@@ -23,6 +24,21 @@ export const TEXT = {
   askingMedia: 'Запрашиваем доступ к камере и микрофону…',
   ready: 'Проверьте изображение и звук, затем нажмите «Присоединиться».',
   waiting: 'Ожидаем собеседника…',
+  lobby: 'Врач скоро подключит вас. Не закрывайте страницу: звонок начнётся здесь.',
+  /** Until the consultation's booked start. */
+  lobbyCountdown: (ms: number): string => {
+    const minutes = Math.floor(ms / 60_000);
+    const seconds = Math.floor((ms % 60_000) / 1000);
+    return `До начала консультации ${minutes}:${String(seconds).padStart(2, '0')}`;
+  },
+  lobbyDue: 'Время консультации наступило.',
+  waitingListTitle: 'В зале ожидания',
+  admit: 'Впустить',
+  /** How long someone has waited. */
+  waitedFor: (ms: number): string => {
+    const minutes = Math.floor(ms / 60_000);
+    return minutes < 1 ? 'ждёт меньше минуты' : `ждёт ${minutes} мин`;
+  },
   cameraOff: 'Камера выключена',
   noCamera: 'Без камеры',
   youHungUp: 'Вы завершили звонок.',
@@ -92,6 +108,10 @@ export function errorText(code: string): string {
       return 'Не удалось согласовать параметры видеосвязи с сервером. Попробуйте другой браузер.';
     case 'internal':
       return 'Ошибка на сервере. Попробуйте подключиться позже.';
+    case 'forbidden':
+      return 'Это действие доступно только врачу.';
+    case 'notWaiting':
+      return 'Пациент уже не ждёт в зале ожидания.';
     case 'callUnavailable':
       return (
         'Подключиться нельзя: консультация отменена или завершена, либо учётная запись ' +

@@ -49,6 +49,9 @@ export type ErrorCode =
   | 'tooManyCandidates'
   | 'callUnavailable'
   | 'resumeFailed'
+  | 'forbidden'
+  | 'notWaiting'
+  | 'inWaitingRoom'
   | 'internal';
 
 // ---- client → server -------------------------------------------------------------------------
@@ -63,6 +66,7 @@ export type ClientMessage =
   | { type: 'ping'; nonce: number }
   | { type: 'recordingConsent'; consent: boolean }
   | { type: 'recording'; action: 'start' | 'stop' }
+  | { type: 'admit'; participantId: string }
   | { type: 'leave' };
 
 // ---- server → client -------------------------------------------------------------------------
@@ -99,6 +103,14 @@ export interface RecordingMessage {
   consented: string[];
 }
 
+/** Someone in the waiting room, as the doctor sees them. */
+export interface Waiter {
+  participantId: string;
+  name: string;
+  /** When they started waiting, Unix milliseconds. */
+  since: number;
+}
+
 /** A track is sent in a codec its receiver did not accept (told to both). */
 export interface CodecMismatchMessage {
   type: 'codecMismatch';
@@ -121,6 +133,10 @@ export type ServerMessage =
   | { type: 'roomClosed'; reason: string }
   | CodecMismatchMessage
   | { type: 'resumed'; participantId: string; resumeToken: string; resumeGraceMs: number }
+  /** Our join waits for the doctor; `startsAt` (Unix ms) is when the consultation is booked. */
+  | { type: 'waitingRoom'; startsAt: number | null }
+  /** To the doctor: who waits now. */
+  | { type: 'waiting'; participants: Waiter[] }
   | RecordingMessage
   // `code` is an ErrorCode, typed open for the same reason.
   | { type: 'error'; code: string; message: string };
@@ -277,6 +293,25 @@ export function decodeServerMessage(text: string): Decoded {
             receiverAccepts: strings(raw, 'receiverAccepts'),
           },
         };
+      case 'waitingRoom':
+        return {
+          ok: true,
+          message: { type, startsAt: raw['startsAt'] === undefined ? null : num(raw, 'startsAt') },
+        };
+      case 'waiting': {
+        const list = raw['participants'];
+        if (!Array.isArray(list)) throw new TypeError('participants is not an array');
+        return {
+          ok: true,
+          message: {
+            type,
+            participants: list.map((w: unknown) => {
+              if (!isObject(w)) throw new TypeError('a waiting participant is not an object');
+              return { participantId: str(w, 'participantId'), name: optStr(w, 'name', ''), since: num(w, 'since') };
+            }),
+          },
+        };
+      }
       case 'error':
         return { ok: true, message: { type, code: str(raw, 'code'), message: optStr(raw, 'message', '') } };
       default:

@@ -15,7 +15,7 @@ import {
   roleText,
   type ConnectionState,
 } from './messages';
-import type { Participant, TrackKind } from './protocol';
+import type { Participant, TrackKind, Waiter } from './protocol';
 
 export type Phase = 'precall' | 'call' | 'message';
 
@@ -49,6 +49,15 @@ export class CallUi implements CallView {
   private readonly timer: HTMLElement;
   private readonly remoteName: HTMLElement;
   private readonly waiting: HTMLElement;
+  private readonly lobbyCountdown: HTMLElement;
+  private lobbyStart: number | null = null;
+  private lobbyTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly waitingList: HTMLElement;
+  private readonly waitingItems: HTMLElement;
+  private waiters: Waiter[] = [];
+  private waitersTimer: ReturnType<typeof setInterval> | undefined;
+  /** The doctor lets this participant in (set by the page). */
+  onAdmit: (participantId: string) => void = () => {};
   private readonly remoteMuted: Record<TrackKind, HTMLElement>;
   private readonly notice: HTMLElement;
   private readonly localOff: HTMLElement;
@@ -93,6 +102,9 @@ export class CallUi implements CallView {
     this.timer = byTestId(root, 'call-timer', HTMLElement);
     this.remoteName = byTestId(root, 'remote-name', HTMLElement);
     this.waiting = byTestId(root, 'waiting', HTMLElement);
+    this.lobbyCountdown = byTestId(root, 'lobby-countdown', HTMLElement);
+    this.waitingList = byTestId(root, 'waiting-list', HTMLElement);
+    this.waitingItems = byTestId(this.waitingList, 'waiting-items', HTMLElement);
     this.remoteMuted = {
       audio: byTestId(root, 'remote-audio-muted', HTMLElement),
       video: byTestId(root, 'remote-video-muted', HTMLElement),
@@ -214,6 +226,21 @@ export class CallUi implements CallView {
     }
     this.renderRemote();
     this.renderRecording();
+    this.renderLobby();
+    if (state === 'ended' || state === 'failed') this.setWaitingList([]);
+  }
+
+  setLobbyStart(startsAt: number | null): void {
+    this.lobbyStart = startsAt;
+    this.renderLobby();
+  }
+
+  setWaitingList(waiting: Waiter[]): void {
+    this.waiters = waiting;
+    this.renderWaitingList();
+    clearInterval(this.waitersTimer);
+    // «ждёт N мин» moves on by itself.
+    if (waiting.length > 0) this.waitersTimer = setInterval(() => this.renderWaitingList(), 30_000);
   }
 
   setRemoteParticipant(participant: Participant | null, left?: { name: string; reason: string }): void {
@@ -308,10 +335,58 @@ export class CallUi implements CallView {
     this.recStop.hidden = !show.stop;
   }
 
+  /** The patient's waiting room: the text in the video area and the countdown to the start. */
+  private renderLobby(): void {
+    const inLobby = this.state === 'waiting';
+    const start = this.lobbyStart;
+    const tick = (): void => {
+      if (start === null) return;
+      const left = start - Date.now();
+      this.lobbyCountdown.textContent = left > 0 ? TEXT.lobbyCountdown(left) : TEXT.lobbyDue;
+    };
+    clearInterval(this.lobbyTimer);
+    this.lobbyCountdown.hidden = !inLobby || start === null;
+    if (inLobby && start !== null) {
+      tick();
+      this.lobbyTimer = setInterval(tick, 1000);
+    }
+  }
+
+  private renderWaitingList(): void {
+    this.waitingList.hidden = this.waiters.length === 0;
+    const now = Date.now();
+    this.waitingItems.replaceChildren(
+      ...this.waiters.map((w) => {
+        const item = document.createElement('li');
+        item.className = 'lobby-item';
+        const name = document.createElement('span');
+        name.className = 'lobby-name';
+        name.textContent = w.name || roleText('patient');
+        const since = document.createElement('span');
+        since.className = 'lobby-since';
+        since.textContent = TEXT.waitedFor(now - w.since);
+        const admit = document.createElement('button');
+        admit.type = 'button';
+        admit.className = 'button primary';
+        admit.dataset['testid'] = 'admit';
+        admit.dataset['participant'] = w.participantId;
+        admit.textContent = TEXT.admit;
+        admit.setAttribute('aria-label', `${TEXT.admit}: ${name.textContent}`);
+        admit.addEventListener('click', () => {
+          admit.disabled = true;
+          this.onAdmit(w.participantId);
+        });
+        item.append(name, since, admit);
+        return item;
+      }),
+    );
+  }
+
   private renderRemote(): void {
     const live = this.state === 'connecting' || this.state === 'connected' || this.state === 'reconnecting';
     const remote = live ? this.remote : null;
-    this.waiting.hidden = !live || this.remote !== null;
+    this.waiting.textContent = this.state === 'waiting' ? TEXT.lobby : TEXT.waiting;
+    this.waiting.hidden = !(live || this.state === 'waiting') || this.remote !== null;
     if (remote === null) {
       this.remoteName.textContent = '';
       this.remoteName.hidden = true;

@@ -490,6 +490,7 @@ pub async fn join(
         role,
         caller.name(),
         ttl,
+        row.starts_at.max(0) as u64,
     );
     let mut conn = core.db.pool.acquire().await?;
     audit(
