@@ -484,6 +484,19 @@ impl Drop for Signaling {
     }
 }
 
+/// As the doctor: let in whoever a `waiting` message lists (the waiting room).
+async fn admit_waiting(ws: &mut Signaling, message: &Value) -> anyhow::Result<()> {
+    if message["type"] != "waiting" {
+        return Ok(());
+    }
+    let waiting = message["participants"].as_array().into_iter().flatten();
+    for id in waiting.filter_map(|w| w["participantId"].as_str()) {
+        ws.send(json!({"type": "admit", "participantId": id}))
+            .await?;
+    }
+    Ok(())
+}
+
 /// One participant on Vizit: join over the signaling WebSocket, publish audio and video, receive
 /// the other's (the server offers it when they join), report.
 async fn peer(
@@ -497,7 +510,11 @@ async fn peer(
     let mut ws = Signaling::connect(&ws_url).await?;
     ws.send(json!({"type": "join", "version": 1, "token": token}))
         .await?;
-    let joined = ws.next_json().await?;
+    let mut joined = ws.next_json().await?;
+    if joined["type"] == "waitingRoom" {
+        // The waiting room (on by default): the room's doctor peer admits us.
+        joined = ws.next_json().await?;
+    }
     if joined["type"] != "joined" {
         bail!("join refused: {joined}");
     }
@@ -510,6 +527,7 @@ async fn peer(
         if message["type"] == "answer" {
             break message;
         }
+        admit_waiting(&mut ws, &message).await?;
     };
     leg.rtc.sdp_api().accept_answer(
         pending,
@@ -1062,6 +1080,9 @@ pub(crate) async fn media_loop(
                 stats.datagrams_in += datagrams;
             }
             Wake::Signal(Some(Ok(value))) => {
+                if let Some(ws) = ws.as_mut() {
+                    admit_waiting(ws, &value).await?;
+                }
                 if value["type"] == "offer" {
                     let offer = SdpOffer::from_sdp_string(value["sdp"].as_str().unwrap_or(""))?;
                     let answer = legs[0].rtc.sdp_api().accept_offer(offer)?;
