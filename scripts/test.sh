@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_build_deps
 ensure_node 20
-apt_install chromium fonts-liberation iproute2 util-linux openssl curl libengine-gost-openssl nftables coturn
+apt_install chromium fonts-liberation iproute2 util-linux openssl curl libengine-gost-openssl nftables coturn firefox-esr
 web_deps
 start_postgres
 trap 'stop_s3; stop_postgres' EXIT
