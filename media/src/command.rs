@@ -37,6 +37,8 @@ pub enum Command {
     Consent { key: ParticipantKey, consent: bool },
     /// The doctor starts (`true`) or stops the recording.
     Recording { key: ParticipantKey, start: bool },
+    /// The participant starts (`true`) or stops showing its screen.
+    ScreenShare { key: ParticipantKey, sharing: bool },
 }
 
 impl Command {
@@ -49,7 +51,8 @@ impl Command {
             | Command::Mute { key, .. }
             | Command::Leave { key, .. }
             | Command::Consent { key, .. }
-            | Command::Recording { key, .. } => *key,
+            | Command::Recording { key, .. }
+            | Command::ScreenShare { key, .. } => *key,
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct ParticipantInfo {
     pub role: Role,
     pub audio_muted: bool,
     pub video_muted: bool,
+    /// Shows its screen: its next video track besides the camera's is the screen.
+    pub screen_sharing: bool,
     /// Joined a room that may be recorded (a consultation's). A room is recordable while every
     /// person in it joined so.
     pub recordable: bool,
@@ -74,6 +76,7 @@ impl fmt::Debug for ParticipantInfo {
             .field("role", &self.role)
             .field("audio_muted", &self.audio_muted)
             .field("video_muted", &self.video_muted)
+            .field("screen_sharing", &self.screen_sharing)
             .field("recordable", &self.recordable)
             .finish()
     }

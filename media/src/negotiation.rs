@@ -3,9 +3,11 @@
 //! participant's consumers change, one offer at a time. On a collision the client's offer wins:
 //! ours is rolled back and made again after the exchange.
 
+use std::collections::HashMap;
+
 use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, Mid};
+use str0m::media::{Direction, MediaKind, Mid};
 
 use crate::consumer::{Consumer, ConsumerState};
 use crate::ids::ParticipantKey;
@@ -190,14 +192,24 @@ impl Negotiation {
         }) {
             return MadeOffer::default();
         }
+        // Lines made so far per stream and kind: a stream's second video line (a screen besides
+        // the camera) needs a track id of its own (browsers refuse a repeated `a=msid`).
+        let mut lines: HashMap<(Option<String>, MediaKind), usize> = HashMap::new();
+        for c in consumers.iter().filter(|c| c.state.mid().is_some()) {
+            *lines.entry((c.line_stream.clone(), c.kind)).or_default() += 1;
+        }
         let mut change = rtc.sdp_api();
         for consumer in consumers.iter_mut() {
             match consumer.state {
                 ConsumerState::ToOpen => {
                     let stream = stream_id(consumer.source);
-                    let track = stream
-                        .as_ref()
-                        .map(|s| format!("{s}-{}", TrackKind::from(consumer.kind).as_str()));
+                    let made = lines.entry((stream.clone(), consumer.kind)).or_default();
+                    let kind = TrackKind::from(consumer.kind).as_str();
+                    let track = stream.as_ref().map(|s| match *made {
+                        0 => format!("{s}-{kind}"),
+                        n => format!("{s}-{kind}-{n}"),
+                    });
+                    *made += 1;
                     let mid = change.add_media(
                         consumer.kind,
                         Direction::SendOnly,

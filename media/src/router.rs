@@ -245,6 +245,17 @@ impl Router<'_> {
         let Some(p) = self.participants.get_mut(&origin) else {
             return;
         };
+        // The recorder takes a participant's first track of each kind: the camera's, not a
+        // screen shown besides it (two pictures in one recorded track would be neither).
+        let kind_of = |mid| {
+            p.producers
+                .iter()
+                .find(|pr| pr.mid == mid)
+                .map(|pr| pr.kind)
+        };
+        let recorded = kind_of(mid)
+            .and_then(|kind| p.producers.iter().find(|pr| pr.kind == kind))
+            .is_some_and(|first| first.mid == mid);
         let Some(producer) = p.producers.iter_mut().find(|pr| pr.mid == mid) else {
             return;
         };
@@ -268,7 +279,7 @@ impl Router<'_> {
 
         // The recorder takes whole frames.
         let mut recorder_needs_keyframe = false;
-        match self.room.recording.tap.as_mut() {
+        match self.room.recording.tap.as_mut().filter(|_| recorded) {
             Some(tap) => {
                 let codec = params.spec().codec.into();
                 if producer.assembler.is_none() {

@@ -775,6 +775,11 @@ impl MediaHandle {
         self.tell(Command::Mute { key, kind, muted }).await;
     }
 
+    /// The participant starts or stops showing its screen.
+    pub async fn screen_share(&self, key: ParticipantKey, sharing: bool) {
+        self.tell(Command::ScreenShare { key, sharing }).await;
+    }
+
     pub async fn leave(&self, key: ParticipantKey, reason: LeaveReason) {
         self.tell(Command::Leave { key, reason }).await;
     }

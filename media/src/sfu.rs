@@ -284,6 +284,10 @@ impl Sfu {
                 self.control_recording(now, key, start)?;
                 Ok(None)
             }
+            Command::ScreenShare { key, sharing } => {
+                self.set_screen_sharing(key, sharing);
+                Ok(None)
+            }
         }
     }
 
@@ -533,6 +537,27 @@ impl Sfu {
         p.remote_candidates.admit([text])?;
         p.transport.rtc.add_remote_candidate(parsed);
         Ok(())
+    }
+
+    /// A participant starts or stops showing its screen: the others are told (a change only).
+    pub fn set_screen_sharing(&mut self, key: ParticipantKey, sharing: bool) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if p.info.screen_sharing == sharing {
+            return;
+        }
+        p.info.screen_sharing = sharing;
+        let id = p.info.id.clone();
+        if let Some(room) = self.rooms.get(&p.room) {
+            for other in room.others(key) {
+                let signal = Signal::ScreenShareChanged {
+                    id: id.clone(),
+                    sharing,
+                };
+                self.signals.push_back((other, signal));
+            }
+        }
     }
 
     pub fn set_muted(&mut self, key: ParticipantKey, kind: TrackKind, muted: bool) {

@@ -20,6 +20,11 @@ pub enum Signal {
         kind: TrackKind,
         muted: bool,
     },
+    /// Another participant started or stopped showing its screen.
+    ScreenShareChanged {
+        id: ParticipantId,
+        sharing: bool,
+    },
     /// The room's recording state changed (sent on join, too).
     Recording(RecordingStatus),
     /// This session was removed from its room; nothing more will follow.

@@ -169,6 +169,7 @@ impl World {
             role,
             audio_muted: false,
             video_muted: false,
+            screen_sharing: false,
             recordable,
         };
         let key = self
@@ -1164,6 +1165,7 @@ fn a_third_person_is_refused_but_a_rejoin_replaces_the_old_session() {
         role,
         audio_muted: false,
         video_muted: false,
+        screen_sharing: false,
         recordable: true,
     };
     let refused = world.sfu.join(
@@ -1638,5 +1640,43 @@ fn mangled_datagrams_from_the_participants_harm_nothing() {
     assert_eq!(
         world.sfu.metrics().rooms[&RoomId::new("room-1")].participants,
         2
+    );
+}
+
+/// Showing the screen is told to the other party, once per change, and is part of what a
+/// newcomer learns of the sharer.
+#[test]
+fn screen_sharing_is_told_to_the_other_party_once_per_change() {
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40201, Role::Doctor);
+    let patient = world.join("patient", 40202, Role::Patient);
+    world.run_for(Duration::from_millis(500), true);
+    let key = world.peers[doctor].key;
+    for sharing in [true, true, false] {
+        world.sfu.set_screen_sharing(key, sharing);
+    }
+    world.run_for(Duration::from_millis(50), false);
+    let told: Vec<bool> = world.peers[patient]
+        .signals
+        .iter()
+        .filter_map(|s| match s {
+            Signal::ScreenShareChanged { id, sharing } if id.as_str() == "doctor" => Some(*sharing),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, [true, false]);
+    assert!(
+        !world.peers[doctor]
+            .signals
+            .iter()
+            .any(|s| matches!(s, Signal::ScreenShareChanged { .. })),
+        "the sharer is not told of itself"
+    );
+    world.sfu.set_screen_sharing(key, true);
+    let infos = world.sfu.peers_of(world.peers[patient].key);
+    assert!(
+        infos
+            .iter()
+            .any(|i| i.id.as_str() == "doctor" && i.screen_sharing)
     );
 }

@@ -14,6 +14,7 @@ fn person(id: &str, role: Role) -> ParticipantInfo {
         role,
         audio_muted: false,
         video_muted: false,
+        screen_sharing: false,
         recordable: false,
     }
 }

@@ -60,6 +60,11 @@ pub enum ClientMessage {
     Recording {
         action: RecordingAction,
     },
+    /// Start (`true`) or stop showing the screen: the next video track the client adds besides
+    /// its camera's is the screen.
+    ScreenShare {
+        sharing: bool,
+    },
     /// The doctor lets a patient out of the waiting room into the call.
     Admit {
         participant_id: String,
@@ -85,6 +90,7 @@ const CLIENT_TYPES: &[&str] = &[
     "ping",
     "recordingConsent",
     "recording",
+    "screenShare",
     "admit",
     "leave",
 ];
@@ -144,6 +150,8 @@ pub struct PeerView {
     pub name: String,
     pub audio_muted: bool,
     pub video_muted: bool,
+    /// Shows its screen (as a second video track).
+    pub screen_sharing: bool,
 }
 
 impl PeerView {
@@ -155,6 +163,7 @@ impl PeerView {
             name: info.name.clone(),
             audio_muted: info.audio_muted,
             video_muted: info.video_muted,
+            screen_sharing: info.screen_sharing,
         })
     }
 }
@@ -228,6 +237,11 @@ pub enum ServerMessage {
         participant_id: ParticipantId,
         kind: TrackKind,
         muted: bool,
+    },
+    /// Another participant started or stopped showing its screen.
+    ScreenShareChanged {
+        participant_id: ParticipantId,
+        sharing: bool,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -403,6 +417,10 @@ mod tests {
                 ClientMessage::Admit {
                     participant_id: "p-1".into(),
                 },
+            ),
+            (
+                r#"{"type":"screenShare","sharing":true}"#,
+                ClientMessage::ScreenShare { sharing: true },
             ),
             (r#"{"type":"leave"}"#, ClientMessage::Leave),
         ];

@@ -36,6 +36,8 @@ pub enum Action {
     Recording(bool),
     /// Let this participant out of the waiting room (the doctor).
     Admit(String),
+    /// Start (`true`) or stop showing the screen.
+    ScreenShare(bool),
     /// Hang up: leave the room and close the socket.
     Leave,
     /// Send this message (a `pong`, or an `error`); close the socket if the error is fatal.
@@ -147,6 +149,7 @@ impl Session {
                     Action::Recording(action == RecordingAction::Start)
                 }
                 ClientMessage::Admit { participant_id } => Action::Admit(participant_id),
+                ClientMessage::ScreenShare { sharing } => Action::ScreenShare(sharing),
                 ClientMessage::Leave => Action::Leave,
                 ClientMessage::Join { .. }
                 | ClientMessage::Resume { .. }
@@ -181,6 +184,12 @@ impl Session {
                 kind,
                 muted,
             }),
+            Signal::ScreenShareChanged { id, sharing } => {
+                deliver(ServerMessage::ScreenShareChanged {
+                    participant_id: id,
+                    sharing,
+                })
+            }
             Signal::CodecMismatch(m) => deliver(ServerMessage::CodecMismatch {
                 kind: m.kind,
                 sender: m.sender,
@@ -353,6 +362,7 @@ mod tests {
             role: Role::Recorder,
             audio_muted: false,
             video_muted: false,
+            screen_sharing: false,
             recordable: false,
         };
         assert_eq!(

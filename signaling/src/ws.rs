@@ -737,6 +737,12 @@ async fn perform(
                 Err(e) => fail(outgoing, negotiation_error(e)),
             }
         }
+        Action::ScreenShare(sharing) => {
+            if let Some(key) = key {
+                state.media.screen_share(key, sharing).await;
+            }
+            false
+        }
         Action::Admit(participant) => {
             let Some(j) = joined.as_ref() else {
                 return false;
@@ -794,6 +800,7 @@ async fn join_media(
         role: claims.role.to_media(),
         audio_muted: false,
         video_muted: false,
+        screen_sharing: false,
         recordable: claims.rec,
     };
     match state

@@ -606,6 +606,80 @@ describe('Vizit call page with the real server and Chromium', () => {
   );
 
   test(
+    'the doctor shows the screen: the patient sees it large beside the camera, then it goes',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const room = `e2e-${randomBytes(6).toString('hex')}`;
+      const [doctorToken, patientToken] = await Promise.all([
+        makeToken(env, room, DOCTOR, 'doctor'),
+        makeToken(env, room, PATIENT, 'patient'),
+      ]);
+      // Headless Chromium has no screen to capture: the page's getDisplayMedia gets a moving
+      // 1280×720 picture, as the fake camera stands in for a camera.
+      const fakeScreen = () => {
+        navigator.mediaDevices.getDisplayMedia = async () => {
+          const canvas = document.createElement('canvas');
+          canvas.width = 1280;
+          canvas.height = 720;
+          const ctx = canvas.getContext('2d');
+          let n = 0;
+          setInterval(() => {
+            n += 1;
+            ctx.fillStyle = `hsl(${(n * 7) % 360} 50% 35%)`;
+            ctx.fillRect(0, 0, 1280, 720);
+            ctx.fillStyle = '#fff';
+            ctx.font = '64px sans-serif';
+            ctx.fillText(`Результаты анализов ${n}`, 80, 360);
+          }, 100);
+          return canvas.captureStream(10);
+        };
+      };
+      const doc = await openCall('doctor-screen', doctorToken, { init: fakeScreen });
+      const pat = await openCall('patient-screen', patientToken);
+      await byTestId(doc, 'join').click();
+      await byTestId(pat, 'join').click();
+      await Promise.all([waitState(doc, 'connected'), waitState(pat, 'connected')]);
+      const screen = () =>
+        pat.evaluate(() => {
+          const v = document.querySelector('[data-testid="remote-screen"]');
+          return { shown: !v.hidden, width: v.videoWidth };
+        });
+      const transceivers = () => doc.evaluate(() => window.vizit.pc().getTransceivers().length);
+      const share = byTestId(doc, 'toggle-screen');
+      assert.equal(await share.isVisible(), true, 'a desktop browser offers to show the screen');
+
+      await share.click();
+      await until('the patient sees the screen', async () => (await screen()).width === 1280, 30_000);
+      // Both pictures keep coming: two video streams decoded, each well past its first frames.
+      const decoding = () =>
+        pat.evaluate(async () => {
+          const stats = await window.vizit.pc().getStats();
+          let n = 0;
+          stats.forEach((r) => {
+            if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 20) n += 1;
+          });
+          return n;
+        });
+      await until('the camera and the screen are both decoded', async () => (await decoding()) >= 2, 30_000);
+      assert.equal(await share.getAttribute('aria-pressed'), 'true');
+      // The camera goes on, as a tile: its own picture, not the screen's.
+      const camera = await pat.evaluate(() => document.querySelector('[data-testid="remote-video"]').videoWidth);
+      assert.ok(camera > 0 && camera !== 1280, `the camera tile is ${camera} px wide`);
+      await mkdir(SCREENS, { recursive: true });
+      await pat.screenshot({ path: join(SCREENS, 'call-screen-share-desktop.png') });
+      const withScreen = await transceivers();
+
+      await share.click();
+      await until('the screen is gone', async () => !(await screen()).shown, 15_000);
+      // Shown again: the same transceiver carries it, the SDP does not grow.
+      await share.click();
+      await until('the screen is back', async () => (await screen()).shown && (await screen()).width === 1280, 30_000);
+      assert.equal(await transceivers(), withScreen);
+      await endCall(doc, pat);
+    }),
+  );
+
+  test(
     'the server counts the media it received',
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {

@@ -44,6 +44,10 @@ export interface CallView {
   setLobbyStart(startsAt: number | null): void;
   /** The doctor's list of who waits to be admitted. */
   setWaitingList(waiting: Waiter[]): void;
+  /** The other party's screen, or null when they show none. */
+  setRemoteScreen(stream: MediaStream | null): void;
+  /** Whether we show our screen. */
+  setScreenSharing(sharing: boolean): void;
 }
 
 /** What the call page shows about recording. */
@@ -129,6 +133,12 @@ export class CallSession {
   private iceServers: RTCIceServer[] = [];
   /** A direct attempt failed: the next links go through the TURN server only. */
   private relayOnly = false;
+  /** Our screen, while we show it. */
+  private screen: MediaStreamTrack | null = null;
+  /** The transceiver that sends it on the current peer connection. */
+  private screenTransceiver: RTCRtpTransceiver | null = null;
+  /** What each of the other party's video tracks is: the first the camera, a later one the screen. */
+  private readonly remoteVideo = new Map<MediaStreamTrack, 'camera' | 'screen'>();
   /** Set while recovering: when the trouble started and how many attempts were made. */
   private recovery: { since: number; attempts: number; timer: ReturnType<typeof setTimeout> | undefined } | null =
     null;
@@ -166,6 +176,7 @@ export class CallSession {
     this.dropLink();
     this.stopRecovery();
     for (const track of this.local.getTracks()) track.stop();
+    this.stopScreenShare();
     this.setRemote(null);
     this.view.setNotice(TEXT.youHungUp);
     this.setState('ended');
@@ -201,6 +212,71 @@ export class CallSession {
   controlRecording(start: boolean): void {
     if (!this.isActive()) return;
     this.send({ type: 'recording', action: start ? 'start' : 'stop' });
+  }
+
+  /** Whether this browser can show its screen (desktop browsers). */
+  static canShareScreen(): boolean {
+    return typeof navigator.mediaDevices?.getDisplayMedia === 'function';
+  }
+
+  /**
+   * Show our screen as a second video track (the other party sees it large), or stop. The
+   * browser asks the user what to show; a refusal leaves everything as it was.
+   */
+  async toggleScreenShare(): Promise<void> {
+    if (!this.isActive()) return;
+    if (this.screen !== null) {
+      this.stopScreenShare();
+      return;
+    }
+    let stream: MediaStream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch (e) {
+      console.warn('vizit: no screen to show', e);
+      return;
+    }
+    const track = stream.getVideoTracks()[0];
+    if (track === undefined || !this.isActive()) {
+      for (const t of stream.getTracks()) t.stop();
+      return;
+    }
+    // The browser's own «Stop sharing» bar ends the track.
+    track.addEventListener('ended', () => {
+      if (this.screen === track) this.stopScreenShare();
+    });
+    this.screen = track;
+    // Told before the track arrives, so the other page knows the new video is the screen.
+    this.send({ type: 'screenShare', sharing: true });
+    const pc = this.link?.pc;
+    if (pc) this.sendScreen(pc, track);
+    this.view.setScreenSharing(true);
+  }
+
+  private stopScreenShare(): void {
+    const track = this.screen;
+    if (track === null) return;
+    this.screen = null;
+    track.stop();
+    this.send({ type: 'screenShare', sharing: false });
+    const transceiver = this.screenTransceiver;
+    if (transceiver !== null && transceiver.currentDirection !== 'stopped') {
+      // Kept, inactive, for the next time: the SDP does not grow with every share.
+      void transceiver.sender.replaceTrack(null);
+      transceiver.direction = 'inactive';
+    }
+    this.view.setScreenSharing(false);
+  }
+
+  /** Send `track` (our screen) on `pc`: on its screen transceiver if it has one, else a new one. */
+  private sendScreen(pc: RTCPeerConnection, track: MediaStreamTrack): void {
+    const transceiver = this.screenTransceiver;
+    if (transceiver !== null && pc.getTransceivers().includes(transceiver)) {
+      void transceiver.sender.replaceTrack(track);
+      transceiver.direction = 'sendonly';
+    } else {
+      this.screenTransceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [new MediaStream([track])] });
+    }
   }
 
   /** The doctor lets a patient out of the waiting room into the call. */
@@ -452,7 +528,14 @@ export class CallSession {
           const left = { name: this.remote.name, reason: message.reason };
           this.remote = null;
           this.setRemoteStream(null);
+          this.view.setRemoteScreen(null);
           this.view.setRemoteParticipant(null, left);
+        }
+        break;
+      case 'screenShareChanged':
+        if (this.remote !== null && this.remote.participantId === message.participantId) {
+          this.remote.screenSharing = message.sharing;
+          if (!message.sharing) this.view.setRemoteScreen(null);
         }
         break;
       case 'muteChanged':
@@ -525,6 +608,7 @@ export class CallSession {
     }
     // A Room that ended while we were away forgot our consent: restate it (a no-op otherwise).
     if (this.consent) this.send({ type: 'recordingConsent', consent: true });
+    if (this.screen !== null) this.send({ type: 'screenShare', sharing: true });
     link.pc = this.createPeerConnection(link);
   }
 
@@ -592,6 +676,10 @@ export class CallSession {
     // Always a data channel, so the first offer has a transport even with no camera or microphone.
     link.channel = pc.createDataChannel('vizit');
     for (const track of this.local.getTracks()) pc.addTrack(track, this.local);
+    // After the camera: the other page takes the later video track for the screen.
+    this.screenTransceiver = null;
+    this.remoteVideo.clear();
+    if (this.screen !== null) this.sendScreen(pc, this.screen);
 
     pc.onnegotiationneeded = () => {
       this.enqueueSdp((current) => this.makeOffer(current));
@@ -694,6 +782,7 @@ export class CallSession {
   private setRemote(participant: Participant | null): void {
     this.remote = participant === null ? null : { ...participant };
     if (participant === null) this.setRemoteStream(null);
+    if (participant === null || !participant.screenSharing) this.view.setRemoteScreen(null);
     this.view.setRemoteParticipant(this.remote);
   }
 
@@ -703,6 +792,18 @@ export class CallSession {
    * even if a track comes without a stream, and lets us clear it when the party leaves.
    */
   private addRemoteTrack(track: MediaStreamTrack): void {
+    if (track.kind === 'video') {
+      let role = this.remoteVideo.get(track);
+      if (role === undefined) {
+        const camera = [...this.remoteVideo].some(([t, r]) => r === 'camera' && t.readyState === 'live');
+        role = this.remote?.screenSharing === true && camera ? 'screen' : 'camera';
+        this.remoteVideo.set(track, role);
+      }
+      if (role === 'screen') {
+        this.view.setRemoteScreen(new MediaStream([track]));
+        return;
+      }
+    }
     let stream = this.remoteStream;
     if (stream === null) {
       stream = new MediaStream();

@@ -102,7 +102,7 @@ async function main(): Promise<void> {
     meter?.stop();
     meter = null;
     const stream = media.stream;
-    ui.enterCall(stream.getAudioTracks().length > 0, stream.getVideoTracks().length > 0);
+    ui.enterCall(stream.getAudioTracks().length > 0, stream.getVideoTracks().length > 0, CallSession.canShareScreen());
     session = new CallSession(token, stream, ui);
     const call = session;
     ui.toggleMic.addEventListener('click', () => call.toggle('audio'));
@@ -114,6 +114,7 @@ async function main(): Promise<void> {
     ui.recStart.addEventListener('click', () => call.controlRecording(true));
     ui.recStop.addEventListener('click', () => call.controlRecording(false));
     ui.onAdmit = (participantId) => call.admit(participantId);
+    ui.screenButton.addEventListener('click', () => void call.toggleScreenShare());
     call.start();
   });
 

@@ -33,6 +33,10 @@ export const TEXT = {
   },
   lobbyDue: 'Время консультации наступило.',
   waitingListTitle: 'В зале ожидания',
+  /** To the doctor, alone in the call while a patient waits. */
+  patientWaits: 'Пациент ждёт в зале ожидания: нажмите «Впустить», чтобы начать консультацию.',
+  shareScreen: 'Показать экран',
+  stopSharing: 'Остановить показ',
   admit: 'Впустить',
   /** How long someone has waited. */
   waitedFor: (ms: number): string => {

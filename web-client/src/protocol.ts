@@ -19,6 +19,8 @@ export interface Participant {
   name: string;
   audioMuted: boolean;
   videoMuted: boolean;
+  /** Shows its screen: a second video track besides the camera's. */
+  screenSharing: boolean;
 }
 
 export type LeaveReason =
@@ -67,6 +69,7 @@ export type ClientMessage =
   | { type: 'recordingConsent'; consent: boolean }
   | { type: 'recording'; action: 'start' | 'stop' }
   | { type: 'admit'; participantId: string }
+  | { type: 'screenShare'; sharing: boolean }
   | { type: 'leave' };
 
 // ---- server → client -------------------------------------------------------------------------
@@ -129,6 +132,7 @@ export type ServerMessage =
   // `reason` is a LeaveReason; typed open like Role so an unknown one is not a decode error.
   | { type: 'participantLeft'; participantId: string; reason: string }
   | { type: 'muteChanged'; participantId: string; kind: TrackKind; muted: boolean }
+  | { type: 'screenShareChanged'; participantId: string; sharing: boolean }
   | { type: 'pong'; nonce: number }
   | { type: 'roomClosed'; reason: string }
   | CodecMismatchMessage
@@ -196,6 +200,7 @@ function participant(v: unknown): Participant {
     // A server that leaves the mute flags out means "not muted".
     audioMuted: v['audioMuted'] === undefined ? false : bool(v, 'audioMuted'),
     videoMuted: v['videoMuted'] === undefined ? false : bool(v, 'videoMuted'),
+    screenSharing: v['screenSharing'] === undefined ? false : bool(v, 'screenSharing'),
   };
 }
 
@@ -272,6 +277,8 @@ export function decodeServerMessage(text: string): Decoded {
           ok: true,
           message: { type, participantId: str(raw, 'participantId'), kind: kind(raw), muted: bool(raw, 'muted') },
         };
+      case 'screenShareChanged':
+        return { ok: true, message: { type, participantId: str(raw, 'participantId'), sharing: bool(raw, 'sharing') } };
       case 'pong':
         return { ok: true, message: { type, nonce: num(raw, 'nonce') } };
       case 'roomClosed':

@@ -64,6 +64,8 @@ export class CallUi implements CallView {
   readonly toggleMic: HTMLButtonElement;
   readonly toggleCamera: HTMLButtonElement;
   readonly hangupButton: HTMLButtonElement;
+  readonly screenButton: HTMLButtonElement;
+  private readonly remoteScreen: HTMLVideoElement;
   private readonly enableSound: HTMLButtonElement;
   readonly rejoinButton: HTMLButtonElement;
   /** Shown after a while of «Переподключение…»: try again now instead of waiting. */
@@ -114,6 +116,8 @@ export class CallUi implements CallView {
     this.toggleMic = byTestId(root, 'toggle-mic', HTMLButtonElement);
     this.toggleCamera = byTestId(root, 'toggle-camera', HTMLButtonElement);
     this.hangupButton = byTestId(root, 'hangup', HTMLButtonElement);
+    this.screenButton = byTestId(root, 'toggle-screen', HTMLButtonElement);
+    this.remoteScreen = byTestId(root, 'remote-screen', HTMLVideoElement);
     this.enableSound = byTestId(root, 'enable-sound', HTMLButtonElement);
     this.rejoinButton = byTestId(root, 'rejoin', HTMLButtonElement);
     this.reconnectButton = byTestId(root, 'reconnect-now', HTMLButtonElement);
@@ -192,10 +196,14 @@ export class CallUi implements CallView {
     this.micLevel.setAttribute('aria-valuenow', String(Math.round(value * 100)));
   }
 
-  /** Enter the call layout. Buttons for devices we do not have are disabled, not hidden. */
-  enterCall(hasAudio: boolean, hasVideo: boolean): void {
+  /**
+   * Enter the call layout. Buttons for devices we do not have are disabled, not hidden; showing
+   * the screen is offered where the browser can (desktop browsers).
+   */
+  enterCall(hasAudio: boolean, hasVideo: boolean, canShareScreen: boolean): void {
     this.toggleMic.disabled = !hasAudio;
     this.toggleCamera.disabled = !hasVideo;
+    this.screenButton.hidden = !canShareScreen;
     this.setPhase('call');
   }
 
@@ -220,6 +228,7 @@ export class CallUi implements CallView {
       this.stopTimer();
       this.toggleMic.disabled = true;
       this.toggleCamera.disabled = true;
+      this.screenButton.disabled = true;
       this.hangupButton.hidden = true;
       this.rejoinButton.hidden = !this.rejoinAllowed;
       this.enableSound.hidden = true;
@@ -230,6 +239,23 @@ export class CallUi implements CallView {
     if (state === 'ended' || state === 'failed') this.setWaitingList([]);
   }
 
+  setRemoteScreen(stream: MediaStream | null): void {
+    const remote = this.remoteScreen.parentElement;
+    if (remote !== null) remote.dataset['screen'] = stream === null ? 'off' : 'on';
+    this.remoteScreen.hidden = stream === null;
+    if (this.remoteScreen.srcObject === stream) return;
+    this.remoteScreen.srcObject = stream;
+    if (stream !== null) this.remoteScreen.play().catch(() => {});
+  }
+
+  setScreenSharing(sharing: boolean): void {
+    const text = sharing ? TEXT.stopSharing : TEXT.shareScreen;
+    this.screenButton.setAttribute('aria-pressed', String(sharing));
+    this.screenButton.title = text;
+    const label = this.screenButton.querySelector('.control-label');
+    if (label !== null) label.textContent = text;
+  }
+
   setLobbyStart(startsAt: number | null): void {
     this.lobbyStart = startsAt;
     this.renderLobby();
@@ -238,6 +264,7 @@ export class CallUi implements CallView {
   setWaitingList(waiting: Waiter[]): void {
     this.waiters = waiting;
     this.renderWaitingList();
+    this.renderRemote();
     clearInterval(this.waitersTimer);
     // «ждёт N мин» moves on by itself.
     if (waiting.length > 0) this.waitersTimer = setInterval(() => this.renderWaitingList(), 30_000);
@@ -385,7 +412,8 @@ export class CallUi implements CallView {
   private renderRemote(): void {
     const live = this.state === 'connecting' || this.state === 'connected' || this.state === 'reconnecting';
     const remote = live ? this.remote : null;
-    this.waiting.textContent = this.state === 'waiting' ? TEXT.lobby : TEXT.waiting;
+    this.waiting.textContent =
+      this.state === 'waiting' ? TEXT.lobby : this.waiters.length > 0 ? TEXT.patientWaits : TEXT.waiting;
     this.waiting.hidden = !(live || this.state === 'waiting') || this.remote !== null;
     if (remote === null) {
       this.remoteName.textContent = '';
