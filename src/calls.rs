@@ -128,9 +128,13 @@ impl vizit_signaling::Admission for ConsultationAdmission {
     }
 }
 
-/// Ends a consultation's live room when it is cancelled, closed or expires: both parties get
-/// `roomClosed {reason: "callEnded"}` (an outbox subscriber, so no change is missed).
-pub struct RoomCloser(pub vizit_media::MediaHandle);
+/// Ends a consultation's live room when it is cancelled, closed or expires: both parties, and a
+/// patient still in the waiting room, get `roomClosed {reason: "callEnded"}` (an outbox
+/// subscriber, so no change is missed).
+pub struct RoomCloser(
+    pub vizit_media::MediaHandle,
+    pub vizit_signaling::SignalingState,
+);
 
 impl vizit_api::platform::outbox::Subscriber for RoomCloser {
     fn name(&self) -> &'static str {
@@ -156,6 +160,7 @@ impl vizit_api::platform::outbox::Subscriber for RoomCloser {
     ) -> vizit_api::platform::BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             if let Some(consultation) = &event.consultation_id {
+                self.1.close_waiting_room(consultation.as_str());
                 let ended = self
                     .0
                     .close_room(

@@ -360,6 +360,7 @@ impl Application {
             .outbox
             .subscribe(std::sync::Arc::new(crate::calls::RoomCloser(
                 media_handle.clone(),
+                signaling.clone(),
             )))
         {
             warn!(error = %e, "the call-ending subscriber is registered already");

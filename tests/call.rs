@@ -1082,9 +1082,13 @@ async fn a_patient_waits_in_the_waiting_room_until_the_doctor_admits_them() {
     app.stop().await;
 }
 
-/// A consultation's token tells the waiting patient when the consultation starts.
+/// A consultation's token tells the waiting patient when the consultation starts; a second tab
+/// of the same patient takes the wait over (`replaced`), and a cancelled consultation ends it
+/// (`roomClosed`).
 #[tokio::test]
-async fn a_consultation_patient_waits_with_its_start_time() {
+async fn a_consultation_patient_waits_with_its_start_time_until_it_is_cancelled() {
+    use vizit_api::consultations::{TransitionData, transition};
+    use vizit_api::domain::{CancelledBy, Transition};
     let app = TestApp::spawn_with(|s| s.signaling.waiting_room = true).await;
     let call = vizit_api::demo::demo_call(&app.api)
         .await
@@ -1103,5 +1107,26 @@ async fn a_consultation_patient_waits_with_its_start_time() {
         .await;
     let waiting = patient.expect("waitingRoom").await;
     assert_eq!(waiting["startsAt"], call.starts_at, "{waiting}");
+
+    let mut second_tab = app.ws().await;
+    second_tab
+        .send(json!({"type": "join", "version": 1, "token": token}))
+        .await;
+    second_tab.expect("waitingRoom").await;
+    patient.expect_error("replaced").await;
+    patient.expect_closed().await;
+
+    transition(
+        &app.api.core(),
+        None,
+        &call.consultation_id,
+        Transition::Cancel(CancelledBy::Clinic),
+        TransitionData::default(),
+    )
+    .await
+    .unwrap();
+    let closed = second_tab.expect("roomClosed").await;
+    assert_eq!(closed["reason"], "callEnded");
+    second_tab.expect_closed().await;
     app.stop().await;
 }

@@ -20,7 +20,9 @@ use tokio::task::AbortHandle;
 use tracing::{debug, trace};
 
 /// Connections per media loop, accepted or not.
-pub(crate) const MAX_CONNECTIONS: usize = 4096;
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
+/// Connections per client address, accepted or not (a clinic's NAT may hold a few dozen calls).
+pub(crate) const MAX_PER_ADDRESS: usize = 32;
 /// Connections per client address whose first frame the SFU has not accepted yet.
 pub(crate) const MAX_PENDING_PER_ADDRESS: usize = 8;
 /// Largest frame taken: WebRTC keeps its datagrams under the path MTU, as over UDP.
@@ -39,14 +41,23 @@ const RECEIVE_QUEUE: usize = 1024;
 /// Frames one write gathers at most.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
+/// Which connection an event is of: its peer's address, and a number of its own (a new
+/// connection from the same address and port is another one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnId {
+    pub peer: SocketAddr,
+    serial: u64,
+}
+
 /// What a connection's reader hands the loop.
 pub(crate) enum TcpIn {
-    Frame(SocketAddr, Vec<u8>),
+    Frame(ConnId, Vec<u8>),
     /// The peer closed, sent something that is not a frame, or was silent too long.
-    Closed(SocketAddr),
+    Closed(ConnId),
 }
 
 struct Connection {
+    serial: u64,
     out: mpsc::Sender<Vec<u8>>,
     /// The SFU took a frame of it: a participant's path.
     accepted: bool,
@@ -60,6 +71,7 @@ pub(crate) struct TcpSide {
     pub destination: SocketAddr,
     incoming: mpsc::Sender<TcpIn>,
     connections: HashMap<SocketAddr, Connection>,
+    next_serial: u64,
 }
 
 impl TcpSide {
@@ -71,6 +83,7 @@ impl TcpSide {
             destination,
             incoming,
             connections: HashMap::new(),
+            next_serial: 0,
         };
         (side, frames)
     }
@@ -78,23 +91,34 @@ impl TcpSide {
     /// A connection came in: keep it (a reader and a writer task on the current runtime) unless
     /// the loop or its address has too many.
     pub fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let pending_here = self
-            .connections
-            .iter()
-            .filter(|(addr, c)| !c.accepted && addr.ip() == peer.ip())
-            .count();
-        if self.connections.len() >= MAX_CONNECTIONS || pending_here >= MAX_PENDING_PER_ADDRESS {
+        let (mut here, mut pending_here) = (0, 0);
+        for c in self.connections.iter().filter(|(a, _)| a.ip() == peer.ip()) {
+            here += 1;
+            pending_here += usize::from(!c.1.accepted);
+        }
+        if self.connections.len() >= MAX_CONNECTIONS
+            || here >= MAX_PER_ADDRESS
+            || pending_here >= MAX_PENDING_PER_ADDRESS
+        {
             debug!(%peer, "ICE-TCP connection refused: too many");
             return;
         }
+        self.next_serial += 1;
+        let id = ConnId {
+            peer,
+            serial: self.next_serial,
+        };
+        // The one before from the same address and port is gone (its events are stale).
+        self.close(peer);
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let (out, queue) = mpsc::channel(SEND_QUEUE);
-        let reader = tokio::spawn(read_frames(read, peer, self.incoming.clone()));
+        let reader = tokio::spawn(read_frames(read, id, self.incoming.clone()));
         tokio::spawn(write_frames(write, queue, peer));
         self.connections.insert(
             peer,
             Connection {
+                serial: id.serial,
                 out,
                 accepted: false,
                 reader: reader.abort_handle(),
@@ -102,16 +126,35 @@ impl TcpSide {
         );
     }
 
-    /// The SFU took (`true`) or refused a frame from `peer`. A connection none of whose frames
-    /// was ever taken is closed at its first refusal.
-    pub fn taken(&mut self, peer: SocketAddr, taken: bool) {
-        match self.connections.get_mut(&peer) {
+    /// Whether `id` is the connection from its address now (not one closed since).
+    pub fn current(&self, id: ConnId) -> bool {
+        self.connections
+            .get(&id.peer)
+            .is_some_and(|c| c.serial == id.serial)
+    }
+
+    /// The SFU took (`true`) or refused a frame of connection `id`. A connection none of whose
+    /// frames was ever taken is closed at its first refusal.
+    pub fn taken(&mut self, id: ConnId, taken: bool) {
+        let peer = id.peer;
+        match self
+            .connections
+            .get_mut(&peer)
+            .filter(|c| c.serial == id.serial)
+        {
             Some(c) if taken => c.accepted = true,
             Some(c) if !c.accepted => {
                 debug!(%peer, "ICE-TCP connection closed: its first frame was refused");
                 self.close(peer);
             }
             _ => {}
+        }
+    }
+
+    /// Connection `id` ended (its reader said so): forget it, unless a newer one took its place.
+    pub fn ended(&mut self, id: ConnId) {
+        if self.current(id) {
+            self.close(id.peer);
         }
     }
 
@@ -164,7 +207,8 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Read frames until the peer closes, breaks the framing or falls silent; then say so.
-async fn read_frames(read: OwnedReadHalf, peer: SocketAddr, to_loop: mpsc::Sender<TcpIn>) {
+async fn read_frames(read: OwnedReadHalf, id: ConnId, to_loop: mpsc::Sender<TcpIn>) {
+    let peer = id.peer;
     let mut read = BufReader::new(read);
     let mut limit = FIRST_FRAME;
     loop {
@@ -180,11 +224,11 @@ async fn read_frames(read: OwnedReadHalf, peer: SocketAddr, to_loop: mpsc::Sende
             }
         };
         limit = IDLE;
-        if to_loop.send(TcpIn::Frame(peer, frame)).await.is_err() {
+        if to_loop.send(TcpIn::Frame(id, frame)).await.is_err() {
             return;
         }
     }
-    let _ = to_loop.send(TcpIn::Closed(peer)).await;
+    let _ = to_loop.send(TcpIn::Closed(id)).await;
 }
 
 /// One RFC 4571 frame: a 16-bit big-endian length, then that many bytes.
@@ -253,6 +297,13 @@ mod tests {
         (side, frames, addr)
     }
 
+    fn id_of(side: &TcpSide, peer: SocketAddr) -> ConnId {
+        ConnId {
+            peer,
+            serial: side.connections[&peer].serial,
+        }
+    }
+
     async fn connect(side: &mut TcpSide, addr: SocketAddr) -> (TcpStream, SocketAddr) {
         let client = TcpStream::connect(addr).await.unwrap();
         let (stream, peer) = side.listener.accept().await.unwrap();
@@ -272,13 +323,13 @@ mod tests {
         for expected in [vec![1, 2, 3], vec![9, 8]] {
             match frames.recv().await.unwrap() {
                 TcpIn::Frame(from, frame) => {
-                    assert_eq!(from, peer);
+                    assert_eq!(from.peer, peer);
                     assert_eq!(frame, expected);
                 }
                 TcpIn::Closed(_) => panic!("closed"),
             }
         }
-        side.taken(peer, true);
+        side.taken(id_of(&side, peer), true);
         side.send(peer, vec![7; 300]);
         side.send(peer, vec![5]);
         let mut got = vec![0; 2 + 300 + 2 + 1];
@@ -295,7 +346,7 @@ mod tests {
             let (mut client, peer) = connect(&mut side, addr).await;
             client.write_all(&bad).await.unwrap();
             match frames.recv().await.unwrap() {
-                TcpIn::Closed(from) => assert_eq!(from, peer),
+                TcpIn::Closed(from) => assert_eq!(from.peer, peer),
                 TcpIn::Frame(..) => panic!("{bad:?} taken as a frame"),
             }
         }
@@ -305,19 +356,35 @@ mod tests {
     async fn a_refused_first_frame_closes_the_connection_a_taken_one_keeps_it() {
         let (mut side, _frames, addr) = side().await;
         let (mut refused, peer) = connect(&mut side, addr).await;
-        side.taken(peer, false);
+        side.taken(id_of(&side, peer), false);
         let mut rest = Vec::new();
         // The server closed: the client reads the end of the stream.
         refused.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty());
 
         let (mut kept, peer) = connect(&mut side, addr).await;
-        side.taken(peer, true);
-        side.taken(peer, false);
+        side.taken(id_of(&side, peer), true);
+        side.taken(id_of(&side, peer), false);
         side.send(peer, vec![1]);
         let mut got = [0; 3];
         kept.read_exact(&mut got).await.unwrap();
         assert_eq!(got, [0, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn an_address_has_a_bounded_number_of_connections_even_accepted_ones() {
+        let (mut side, _frames, addr) = side().await;
+        let mut clients = Vec::new();
+        for _ in 0..MAX_PER_ADDRESS {
+            let (client, peer) = connect(&mut side, addr).await;
+            side.taken(id_of(&side, peer), true);
+            clients.push(client);
+        }
+        let (mut refused, peer) = connect(&mut side, addr).await;
+        assert!(!side.connections.contains_key(&peer));
+        let mut rest = Vec::new();
+        refused.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(side.connections.len(), MAX_PER_ADDRESS);
     }
 
     #[tokio::test]
@@ -334,7 +401,7 @@ mod tests {
         let mut rest = Vec::new();
         last.read_to_end(&mut rest).await.unwrap();
         // One accepted makes room for one more.
-        side.taken(clients[0].1, true);
+        side.taken(id_of(&side, clients[0].1), true);
         let (_, more) = connect(&mut side, addr).await;
         assert_eq!(side.pending(ip), MAX_PENDING_PER_ADDRESS);
         assert!(side.connections.contains_key(&more));

@@ -401,13 +401,17 @@ impl MediaLoop {
         let mut handled = 0;
         while let Some(event) = next.take() {
             match event {
-                TcpIn::Frame(peer, frame) => {
-                    let taken =
-                        self.sfu
-                            .handle_receive(now, Protocol::Tcp, peer, tcp.destination, &frame);
-                    tcp.taken(peer, taken);
+                // A frame of a connection closed since is not taken: its address may be another
+                // connection's now.
+                TcpIn::Frame(id, frame) if tcp.current(id) => {
+                    let (peer, to) = (id.peer, tcp.destination);
+                    let taken = self
+                        .sfu
+                        .handle_receive(now, Protocol::Tcp, peer, to, &frame);
+                    tcp.taken(id, taken);
                 }
-                TcpIn::Closed(peer) => tcp.close(peer),
+                TcpIn::Frame(..) => {}
+                TcpIn::Closed(id) => tcp.ended(id),
             }
             handled += 1;
             if handled < RECV_BATCH * RECV_ROUNDS {
@@ -531,10 +535,16 @@ fn loop_port(first: u16, i: usize, threads: usize) -> Result<u16, MediaServerErr
 
 /// The next ICE-TCP connection; never, without ICE-TCP.
 async fn accept_tcp(tcp: Option<&TcpSide>) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
-    match tcp {
-        Some(tcp) => tcp.listener.accept().await,
-        None => std::future::pending().await,
+    let Some(tcp) = tcp else {
+        return std::future::pending().await;
+    };
+    let accepted = tcp.listener.accept().await;
+    if accepted.is_err() {
+        // Out of descriptors, most likely: accept fails at once until some close, so wait a
+        // little rather than spin.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    accepted
 }
 
 /// The next frame or close from an ICE-TCP connection; never, without ICE-TCP.

@@ -11,8 +11,22 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use vizit_media::ParticipantId;
 
-/// A room nobody waits in is forgotten (its admissions too) this long after its last use.
+/// A room nobody waits in or watches is forgotten (its admissions too) this long after its last
+/// use.
 const FORGET_AFTER: Duration = Duration::from_secs(12 * 3600);
+/// People waiting in one room at most (a consultation has one patient; a second tab of the same
+/// person replaces the first).
+pub(crate) const MAX_WAITING: usize = 16;
+
+/// How a wait ends, besides the socket giving up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Admitted,
+    /// The same participant now waits on another socket.
+    Replaced,
+    /// The room's call ended (the consultation was cancelled or closed).
+    Closed,
+}
 
 /// Someone in the waiting room, as the doctor sees them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +41,7 @@ pub struct WaiterView {
 struct Waiter {
     ticket: u64,
     view: WaiterView,
-    admit: Option<oneshot::Sender<()>>,
+    admit: Option<oneshot::Sender<Outcome>>,
 }
 
 struct RoomLobby {
@@ -47,15 +61,9 @@ impl RoomLobby {
         }
     }
 
-    /// Tell the watching doctors who waits now: each participant once, longest waiting first.
+    /// Tell the watching doctors who waits now, longest waiting first.
     fn publish(&self) {
-        let mut seen = HashSet::new();
-        let list: Vec<WaiterView> = self
-            .waiting
-            .iter()
-            .filter(|w| seen.insert(w.view.participant_id.as_str().to_owned()))
-            .map(|w| w.view.clone())
-            .collect();
+        let list: Vec<WaiterView> = self.waiting.iter().map(|w| w.view.clone()).collect();
         self.list.send_if_modified(|old| {
             let changed = *old != list;
             *old = list;
@@ -75,6 +83,8 @@ pub(crate) struct Lobby {
 pub(crate) enum Entry {
     /// Admitted before: straight into the call.
     Admitted,
+    /// [`MAX_WAITING`] others wait already.
+    Full,
     /// Wait: the receiver fires on admission; dropping the ticket leaves the waiting room.
     Wait(WaitTicket),
 }
@@ -84,7 +94,7 @@ pub(crate) struct WaitTicket {
     lobby: Arc<Lobby>,
     room: String,
     ticket: u64,
-    pub admitted: oneshot::Receiver<()>,
+    pub outcome: oneshot::Receiver<Outcome>,
 }
 
 impl Drop for WaitTicket {
@@ -99,20 +109,37 @@ impl Drop for WaitTicket {
 }
 
 impl Lobby {
-    /// `participant` (named `name`) joins `room`: in at once if admitted before, else waiting.
+    /// `participant` (named `name`) joins `room`: in at once if admitted before, else waiting
+    /// (in place of the same participant's earlier wait, if any).
     pub fn enter(self: &Arc<Self>, room: &str, participant: &str, name: &str) -> Entry {
         let mut rooms = self.rooms.lock().expect("lobby");
         let now = Instant::now();
-        rooms.retain(|_, r| !r.waiting.is_empty() || now.duration_since(r.used) < FORGET_AFTER);
+        rooms.retain(|_, r| {
+            !r.waiting.is_empty()
+                || r.list.receiver_count() > 0
+                || now.duration_since(r.used) < FORGET_AFTER
+        });
         let lobby = rooms.entry(room.to_owned()).or_insert_with(RoomLobby::new);
         lobby.used = now;
         if lobby.admitted.contains(participant) {
             return Entry::Admitted;
         }
+        if let Some(i) = lobby
+            .waiting
+            .iter()
+            .position(|w| w.view.participant_id.as_str() == participant)
+        {
+            let mut earlier = lobby.waiting.remove(i);
+            if let Some(tell) = earlier.admit.take() {
+                let _ = tell.send(Outcome::Replaced);
+            }
+        } else if lobby.waiting.len() >= MAX_WAITING {
+            return Entry::Full;
+        }
         let ticket = self
             .next_ticket
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (admit, admitted) = oneshot::channel();
+        let (admit, outcome) = oneshot::channel();
         lobby.waiting.push(Waiter {
             ticket,
             view: WaiterView {
@@ -127,8 +154,20 @@ impl Lobby {
             lobby: self.clone(),
             room: room.to_owned(),
             ticket,
-            admitted,
+            outcome,
         })
+    }
+
+    /// The room's call ended: whoever waits is told so, and its admissions are forgotten.
+    pub fn close(&self, room: &str) {
+        let mut rooms = self.rooms.lock().expect("lobby");
+        if let Some(mut lobby) = rooms.remove(room) {
+            for w in &mut lobby.waiting {
+                if let Some(tell) = w.admit.take() {
+                    let _ = tell.send(Outcome::Closed);
+                }
+            }
+        }
     }
 
     /// Who waits in `room`, now and on every change.
@@ -154,7 +193,7 @@ impl Lobby {
         {
             found = true;
             if let Some(admit) = w.admit.take() {
-                let _ = admit.send(());
+                let _ = admit.send(Outcome::Admitted);
             }
         }
         if found {
@@ -189,11 +228,11 @@ mod tests {
             panic!("admitted before anyone admitted them");
         };
         assert_eq!(ids(&list.borrow_and_update()), ["p1"]);
-        assert!(ticket.admitted.try_recv().is_err(), "not yet admitted");
+        assert!(ticket.outcome.try_recv().is_err(), "not yet admitted");
         assert!(!lobby.admit("room-1", "p2"), "nobody of that id waits");
         assert!(!lobby.admit("room-2", "p1"), "another room's lobby");
         assert!(lobby.admit("room-1", "p1"));
-        (&mut ticket.admitted).await.expect("admitted");
+        assert_eq!((&mut ticket.outcome).await, Ok(Outcome::Admitted));
         assert!(ids(&list.borrow_and_update()).is_empty());
         drop(ticket);
         assert!(matches!(
@@ -206,13 +245,26 @@ mod tests {
         );
     }
 
+    fn ticket(entry: Entry) -> WaitTicket {
+        match entry {
+            Entry::Wait(ticket) => ticket,
+            Entry::Admitted => panic!("admitted"),
+            Entry::Full => panic!("full"),
+        }
+    }
+
     #[test]
     fn leaving_the_waiting_room_takes_the_patient_off_the_list() {
         let lobby = Arc::new(Lobby::default());
         let list = lobby.watch("room-1");
-        let first = lobby.enter("room-1", "p1", "Первый");
-        let second = lobby.enter("room-1", "p1", "Первый");
-        let other = lobby.enter("room-1", "p2", "Второй");
+        let mut first = ticket(lobby.enter("room-1", "p1", "Первый"));
+        let second = ticket(lobby.enter("room-1", "p1", "Первый"));
+        assert_eq!(
+            first.outcome.try_recv(),
+            Ok(Outcome::Replaced),
+            "a second tab replaces the first"
+        );
+        let other = ticket(lobby.enter("room-1", "p2", "Второй"));
         assert_eq!(
             ids(&list.borrow()),
             ["p1", "p2"],
@@ -222,12 +274,39 @@ mod tests {
         assert_eq!(
             ids(&list.borrow()),
             ["p1", "p2"],
-            "still waiting on another tab"
+            "the replaced wait was off already"
         );
         drop(second);
         assert_eq!(ids(&list.borrow()), ["p2"]);
         drop(other);
         assert!(ids(&list.borrow()).is_empty());
         assert!(!lobby.admit("room-1", "p1"), "gone: nobody to admit");
+    }
+
+    #[test]
+    fn a_room_holds_a_bounded_number_of_waiters_and_its_end_tells_them() {
+        let lobby = Arc::new(Lobby::default());
+        let mut waiting: Vec<WaitTicket> = (0..MAX_WAITING)
+            .map(|i| ticket(lobby.enter("room-1", &format!("p{i}"), "П")))
+            .collect();
+        assert!(matches!(
+            lobby.enter("room-1", "one-more", "П"),
+            Entry::Full
+        ));
+        assert!(matches!(
+            lobby.enter("room-2", "one-more", "П"),
+            Entry::Wait(_)
+        ));
+        lobby.admit("room-1", "p0");
+        lobby.close("room-1");
+        assert_eq!(waiting[0].outcome.try_recv(), Ok(Outcome::Admitted));
+        for w in &mut waiting[1..] {
+            assert_eq!(w.outcome.try_recv(), Ok(Outcome::Closed));
+        }
+        drop(waiting);
+        assert!(
+            matches!(lobby.enter("room-1", "p0", "П"), Entry::Wait(_)),
+            "admissions end with the call"
+        );
     }
 }

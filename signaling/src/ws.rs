@@ -20,7 +20,7 @@ use vizit_media::{
     Signal,
 };
 
-use crate::lobby::{Entry, Lobby, WaitTicket, WaiterView};
+use crate::lobby::{Entry, Lobby, Outcome, WaitTicket, WaiterView};
 use crate::protocol::{
     CloseReason, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, PeerView, ProtocolError,
     ServerMessage,
@@ -146,6 +146,14 @@ impl SignalingState {
             sessions: Arc::default(),
             turn: None,
             lobby: None,
+        }
+    }
+
+    /// The call of `room` ended (its consultation was cancelled or closed): whoever waits to be
+    /// admitted gets `roomClosed`, and its admissions are forgotten.
+    pub fn close_waiting_room(&self, room: &str) {
+        if let Some(lobby) = &self.lobby {
+            lobby.close(room);
         }
     }
 
@@ -341,6 +349,14 @@ enum Holder {
     Parked(Joined),
 }
 
+/// How long until `unix` (seconds since the epoch); zero if it has passed.
+fn until_unix(unix: u64) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(unix).saturating_sub(now)
+}
+
 /// A new resume token: 244 random bits.
 fn new_resume_token() -> String {
     format!(
@@ -453,9 +469,17 @@ async fn run(socket: WebSocket, state: SignalingState) {
     async {
         loop {
             let awaiting_join = joined.is_none() && lobbying.waiting.is_none();
-            let admitted_now = async {
+            let wait_left = lobbying.waiting.as_ref().map(|(claims, _)| until_unix(claims.exp));
+            let waited = async {
                 match lobbying.waiting.as_mut() {
-                    Some((_, ticket)) => (&mut ticket.admitted).await.is_ok(),
+                    Some((_, ticket)) => (&mut ticket.outcome).await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            // A wait lasts no longer than the join token: then the page needs a new one anyway.
+            let wait_over = async {
+                match wait_left {
+                    Some(left) => tokio::time::sleep(left).await,
                     None => std::future::pending().await,
                 }
             };
@@ -503,18 +527,41 @@ async fn run(socket: WebSocket, state: SignalingState) {
                         }
                     }
                 }
-                admitted = admitted_now => match (admitted, lobbying.waiting.take()) {
-                    (true, Some((claims, _ticket))) => {
-                        info!("admitted from the waiting room");
-                        close = join_media(&state, claims, &mut session, &mut joined, &mut lobbying, &mut outgoing).await;
-                        if let Some(j) = &joined {
-                            handover = Some(state.hold(j));
+                outcome = waited => {
+                    let claims = lobbying.waiting.take().map(|(claims, _ticket)| claims);
+                    match (outcome, claims) {
+                        (Some(Outcome::Admitted), Some(claims)) => {
+                            info!("admitted from the waiting room");
+                            // Asked again: the consultation may have been cancelled meanwhile.
+                            close = match admitted(&state, &claims, "admission").await {
+                                Ok(()) => join_media(&state, claims, &mut session, &mut joined, &mut lobbying, &mut outgoing).await,
+                                Err(e) => {
+                                    outgoing.push(e.to_message());
+                                    true
+                                }
+                            };
+                            if let Some(j) = &joined {
+                                handover = Some(state.hold(j));
+                            }
+                        }
+                        (Some(Outcome::Replaced), _) => {
+                            outgoing.push(ProtocolError::new(ErrorCode::Replaced, "the same participant waits from another socket").to_message());
+                            close = true;
+                        }
+                        (Some(Outcome::Closed), _) => {
+                            outgoing.push(ServerMessage::RoomClosed { reason: CloseReason::CallEnded });
+                            close = true;
+                        }
+                        _ => {
+                            outgoing.push(ProtocolError::new(ErrorCode::Internal, "the waiting room went away; join again").to_message());
+                            close = true;
                         }
                     }
-                    _ => {
-                        outgoing.push(ProtocolError::new(ErrorCode::Internal, "the waiting room was closed; join again").to_message());
-                        close = true;
-                    }
+                },
+                _ = wait_over => {
+                    lobbying.waiting = None;
+                    outgoing.push(ProtocolError::new(ErrorCode::TokenExpired, "the join token expired while waiting to be admitted").to_message());
+                    close = true;
                 },
                 changed = list_changed => {
                     match (changed, lobbying.list.as_mut()) {
@@ -652,16 +699,25 @@ async fn perform(
             if let Err(e) = admitted(state, &claims, "join").await {
                 return fail(outgoing, e);
             }
-            if let (Some(lobby), CallRole::Patient) = (&state.lobby, claims.role)
-                && let Entry::Wait(ticket) = lobby.enter(&claims.room, &claims.sub, &claims.name)
-            {
-                info!("waiting to be admitted");
-                session.waiting();
-                outgoing.push(ServerMessage::WaitingRoom {
-                    starts_at: claims.starts,
-                });
-                lobbying.waiting = Some((claims, ticket));
-                return false;
+            if let (Some(lobby), CallRole::Patient) = (&state.lobby, claims.role) {
+                match lobby.enter(&claims.room, &claims.sub, &claims.name) {
+                    Entry::Wait(ticket) => {
+                        info!("waiting to be admitted");
+                        session.waiting();
+                        outgoing.push(ServerMessage::WaitingRoom {
+                            starts_at: claims.starts,
+                        });
+                        lobbying.waiting = Some((claims, ticket));
+                        return false;
+                    }
+                    Entry::Full => {
+                        return fail(
+                            outgoing,
+                            ProtocolError::new(ErrorCode::RoomFull, "the waiting room is full"),
+                        );
+                    }
+                    Entry::Admitted => {}
+                }
             }
             join_media(state, claims, session, joined, lobbying, outgoing).await
         }

@@ -51,17 +51,17 @@ describe('Vizit call page with the real server and Chromium', () => {
   const openCall = (label, token, options) => openCallPage(browser, base, label, token, options);
 
   /**
-   * A doctor's page and a patient's (`patientOptions` for openCallPage) in a new room, both
-   * joined and connected; the pages' labels end in `-${label}`.
+   * A doctor's page and a patient's (`patientOptions`, `doctorOptions` for openCallPage) in a new
+   * room, both joined and connected; the pages' labels end in `-${label}`.
    */
-  const startCall = async (label, patientOptions = {}) => {
+  const startCall = async (label, patientOptions = {}, doctorOptions = {}) => {
     const room = `e2e-${randomBytes(6).toString('hex')}`;
     const [doctorToken, patientToken] = await Promise.all([
       makeToken(env, room, DOCTOR, 'doctor'),
       makeToken(env, room, PATIENT, 'patient'),
     ]);
     const [doc, pat] = await Promise.all([
-      openCall(`doctor-${label}`, doctorToken),
+      openCall(`doctor-${label}`, doctorToken, doctorOptions),
       openCall(`patient-${label}`, patientToken, patientOptions),
     ]);
     await byTestId(doc, 'join').click();
@@ -609,11 +609,6 @@ describe('Vizit call page with the real server and Chromium', () => {
     'the doctor shows the screen: the patient sees it large beside the camera, then it goes',
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {
-      const room = `e2e-${randomBytes(6).toString('hex')}`;
-      const [doctorToken, patientToken] = await Promise.all([
-        makeToken(env, room, DOCTOR, 'doctor'),
-        makeToken(env, room, PATIENT, 'patient'),
-      ]);
       // Headless Chromium has no screen to capture: the page's getDisplayMedia gets a moving
       // 1280×720 picture, as the fake camera stands in for a camera.
       const fakeScreen = () => {
@@ -634,11 +629,7 @@ describe('Vizit call page with the real server and Chromium', () => {
           return canvas.captureStream(10);
         };
       };
-      const doc = await openCall('doctor-screen', doctorToken, { init: fakeScreen });
-      const pat = await openCall('patient-screen', patientToken);
-      await byTestId(doc, 'join').click();
-      await byTestId(pat, 'join').click();
-      await Promise.all([waitState(doc, 'connected'), waitState(pat, 'connected')]);
+      const { doc, pat } = await startCall('screen', {}, { init: fakeScreen });
       const screen = () =>
         pat.evaluate(() => {
           const v = document.querySelector('[data-testid="remote-screen"]');

@@ -135,6 +135,8 @@ export class CallSession {
   private relayOnly = false;
   /** Our screen, while we show it. */
   private screen: MediaStreamTrack | null = null;
+  /** The browser is asking the user which screen to show. */
+  private choosingScreen = false;
   /** The transceiver that sends it on the current peer connection. */
   private screenTransceiver: RTCRtpTransceiver | null = null;
   /** What each of the other party's video tracks is: the first the camera, a later one the screen. */
@@ -229,15 +231,19 @@ export class CallSession {
       this.stopScreenShare();
       return;
     }
+    if (this.choosingScreen) return;
+    this.choosingScreen = true;
     let stream: MediaStream;
     try {
       stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
     } catch (e) {
       console.warn('vizit: no screen to show', e);
       return;
+    } finally {
+      this.choosingScreen = false;
     }
     const track = stream.getVideoTracks()[0];
-    if (track === undefined || !this.isActive()) {
+    if (track === undefined || !this.isActive() || this.screen !== null) {
       for (const t of stream.getTracks()) t.stop();
       return;
     }
@@ -394,6 +400,10 @@ export class CallSession {
     console.info('vizit: session resumed on a new socket');
     for (const kind of ['audio', 'video'] as const) this.send({ type: 'mute', kind, muted: this.muted[kind] });
     if (this.consent) this.send({ type: 'recordingConsent', consent: true });
+    // Said while the socket was down, it was lost; the other page needs it to tell our tracks apart.
+    this.send({ type: 'screenShare', sharing: this.screen !== null });
+    // The server lists who waits afresh after `resumed`, if anyone does.
+    this.view.setWaitingList([]);
     const pc = link.pc;
     if (pc === null) return;
     this.enqueueSdp(async (current) => {
@@ -487,6 +497,7 @@ export class CallSession {
 
   /** Stop for good with `text`: `failed`, or `ended` when nothing went wrong (another tab took over). */
   private fail(text: string, state: 'failed' | 'ended' = 'failed'): void {
+    this.stopScreenShare();
     this.dropLink();
     this.stopRecovery();
     this.setRemote(null);
@@ -552,6 +563,7 @@ export class CallSession {
           this.view.setNotice(TEXT.serverRestarting);
           this.linkBroken('the server is shutting down');
         } else {
+          this.stopScreenShare();
           this.dropLink();
           this.stopRecovery();
           this.setRemote(null);
