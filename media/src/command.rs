@@ -4,7 +4,7 @@ use str0m::change::{SdpAnswer, SdpOffer};
 
 use crate::candidates::Parsed;
 use crate::ids::ParticipantKey;
-use crate::info::TrackKind;
+use crate::info::{NetworkQuality, TrackKind};
 use crate::signal::LeaveReason;
 
 /// A command to the SFU, as the I/O edge carries it from signaling.
@@ -39,6 +39,11 @@ pub enum Command {
     Recording { key: ParticipantKey, start: bool },
     /// The participant starts (`true`) or stops showing its screen.
     ScreenShare { key: ParticipantKey, sharing: bool },
+    /// The participant's page judged its link anew.
+    Quality {
+        key: ParticipantKey,
+        quality: NetworkQuality,
+    },
 }
 
 impl Command {
@@ -52,7 +57,8 @@ impl Command {
             | Command::Leave { key, .. }
             | Command::Consent { key, .. }
             | Command::Recording { key, .. }
-            | Command::ScreenShare { key, .. } => *key,
+            | Command::ScreenShare { key, .. }
+            | Command::Quality { key, .. } => *key,
         }
     }
 }

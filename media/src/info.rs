@@ -52,6 +52,16 @@ impl TrackKind {
     }
 }
 
+/// How well a participant's link carries the call, as its own page judges it from its
+/// connection's statistics (round trip, loss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NetworkQuality {
+    Good,
+    Fair,
+    Poor,
+}
+
 /// What the others see of a participant.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ParticipantInfo {
@@ -63,6 +73,8 @@ pub struct ParticipantInfo {
     pub video_muted: bool,
     /// Shows its screen: its next video track besides the camera's is the screen.
     pub screen_sharing: bool,
+    /// Its link, as its page last said (none yet).
+    pub quality: Option<NetworkQuality>,
     /// Joined a room that may be recorded (a consultation's). A room is recordable while every
     /// person in it joined so.
     pub recordable: bool,
@@ -77,6 +89,7 @@ impl fmt::Debug for ParticipantInfo {
             .field("audio_muted", &self.audio_muted)
             .field("video_muted", &self.video_muted)
             .field("screen_sharing", &self.screen_sharing)
+            .field("quality", &self.quality)
             .field("recordable", &self.recordable)
             .finish()
     }

@@ -102,7 +102,7 @@ mod transport;
 pub use candidates::{MAX_REMOTE_CANDIDATES, Parsed};
 pub use command::Command;
 pub use ids::{ParticipantId, ParticipantKey, RoomId};
-pub use info::{ParticipantInfo, Role, TrackKind};
+pub use info::{NetworkQuality, ParticipantInfo, Role, TrackKind};
 pub use metrics::{LoopLoad, Metrics, RoomMetrics};
 pub use negotiation::NegotiationError;
 pub use options::SfuOptions;

@@ -785,6 +785,11 @@ impl MediaHandle {
         self.tell(Command::Mute { key, kind, muted }).await;
     }
 
+    /// The participant's page judged its link.
+    pub async fn quality(&self, key: ParticipantKey, quality: crate::NetworkQuality) {
+        self.tell(Command::Quality { key, quality }).await;
+    }
+
     /// The participant starts or stops showing its screen.
     pub async fn screen_share(&self, key: ParticipantKey, sharing: bool) {
         self.tell(Command::ScreenShare { key, sharing }).await;

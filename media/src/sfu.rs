@@ -21,7 +21,7 @@ use crate::consumer::Consumer;
 use crate::deadline::lower;
 use crate::demux::{Demux, is_rtcp, is_srtp};
 use crate::ids::{FastMap, ParticipantKey, RoomId};
-use crate::info::{ParticipantInfo, Role, TrackKind};
+use crate::info::{NetworkQuality, ParticipantInfo, Role, TrackKind};
 use crate::metrics::{Metrics, RoomMetrics};
 use crate::negotiation::{Negotiation, NegotiationError};
 use crate::options::SfuOptions;
@@ -286,6 +286,10 @@ impl Sfu {
             }
             Command::ScreenShare { key, sharing } => {
                 self.set_screen_sharing(key, sharing);
+                Ok(None)
+            }
+            Command::Quality { key, quality } => {
+                self.set_quality(key, quality);
                 Ok(None)
             }
         }
@@ -554,6 +558,27 @@ impl Sfu {
                 let signal = Signal::ScreenShareChanged {
                     id: id.clone(),
                     sharing,
+                };
+                self.signals.push_back((other, signal));
+            }
+        }
+    }
+
+    /// A participant's page judged its link: the others are told (a change only).
+    pub fn set_quality(&mut self, key: ParticipantKey, quality: NetworkQuality) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if p.info.quality == Some(quality) {
+            return;
+        }
+        p.info.quality = Some(quality);
+        let id = p.info.id.clone();
+        if let Some(room) = self.rooms.get(&p.room) {
+            for other in room.others(key) {
+                let signal = Signal::QualityChanged {
+                    id: id.clone(),
+                    quality,
                 };
                 self.signals.push_back((other, signal));
             }

@@ -2,7 +2,7 @@
 //! room ([`LeaveReason`]).
 
 use crate::ids::ParticipantId;
-use crate::info::{ParticipantInfo, TrackKind};
+use crate::info::{NetworkQuality, ParticipantInfo, TrackKind};
 use crate::recording::RecordingStatus;
 
 /// A message from the SFU to one participant's session.
@@ -24,6 +24,11 @@ pub enum Signal {
     ScreenShareChanged {
         id: ParticipantId,
         sharing: bool,
+    },
+    /// Another participant's link got better or worse.
+    QualityChanged {
+        id: ParticipantId,
+        quality: NetworkQuality,
     },
     /// The room's recording state changed (sent on join, too).
     Recording(RecordingStatus),

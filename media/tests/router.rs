@@ -170,6 +170,7 @@ impl World {
             audio_muted: false,
             video_muted: false,
             screen_sharing: false,
+            quality: None,
             recordable,
         };
         let key = self
@@ -1166,6 +1167,7 @@ fn a_third_person_is_refused_but_a_rejoin_replaces_the_old_session() {
         audio_muted: false,
         video_muted: false,
         screen_sharing: false,
+        quality: None,
         recordable: true,
     };
     let refused = world.sfu.join(
@@ -1678,5 +1680,35 @@ fn screen_sharing_is_told_to_the_other_party_once_per_change() {
         infos
             .iter()
             .any(|i| i.id.as_str() == "doctor" && i.screen_sharing)
+    );
+}
+
+/// A page's judgement of its link reaches the other party, once per change.
+#[test]
+fn network_quality_is_told_to_the_other_party_once_per_change() {
+    use vizit_media::NetworkQuality::{Good, Poor};
+    let mut world = World::new();
+    let doctor = world.join("doctor", 40211, Role::Doctor);
+    let patient = world.join("patient", 40212, Role::Patient);
+    world.run_for(Duration::from_millis(500), true);
+    let key = world.peers[patient].key;
+    for quality in [Good, Good, Poor, Good] {
+        world.sfu.set_quality(key, quality);
+    }
+    world.run_for(Duration::from_millis(50), false);
+    let told: Vec<_> = world.peers[doctor]
+        .signals
+        .iter()
+        .filter_map(|s| match s {
+            Signal::QualityChanged { id, quality } if id.as_str() == "patient" => Some(*quality),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, [Good, Poor, Good]);
+    let infos = world.sfu.peers_of(world.peers[doctor].key);
+    assert!(
+        infos
+            .iter()
+            .any(|i| i.id.as_str() == "patient" && i.quality == Some(Good))
     );
 }

@@ -15,6 +15,7 @@ fn person(id: &str, role: Role) -> ParticipantInfo {
         audio_muted: false,
         video_muted: false,
         screen_sharing: false,
+        quality: None,
         recordable: false,
     }
 }

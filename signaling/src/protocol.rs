@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 use vizit_media::{
-    LeaveReason, ParticipantId, ParticipantInfo, RecordingMode, RecordingPhase, TrackKind,
+    LeaveReason, NetworkQuality, ParticipantId, ParticipantInfo, RecordingMode, RecordingPhase,
+    TrackKind,
 };
 
 use crate::lobby::WaiterView;
@@ -65,6 +66,10 @@ pub enum ClientMessage {
     ScreenShare {
         sharing: bool,
     },
+    /// How well the sender's link carries the call, as its page judges it.
+    Quality {
+        level: NetworkQuality,
+    },
     /// The doctor lets a patient out of the waiting room into the call.
     Admit {
         participant_id: String,
@@ -91,6 +96,7 @@ const CLIENT_TYPES: &[&str] = &[
     "recordingConsent",
     "recording",
     "screenShare",
+    "quality",
     "admit",
     "leave",
 ];
@@ -152,6 +158,9 @@ pub struct PeerView {
     pub video_muted: bool,
     /// Shows its screen (as a second video track).
     pub screen_sharing: bool,
+    /// Its link, as its page last said; absent until it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<NetworkQuality>,
 }
 
 impl PeerView {
@@ -164,6 +173,7 @@ impl PeerView {
             audio_muted: info.audio_muted,
             video_muted: info.video_muted,
             screen_sharing: info.screen_sharing,
+            quality: info.quality,
         })
     }
 }
@@ -242,6 +252,11 @@ pub enum ServerMessage {
     ScreenShareChanged {
         participant_id: ParticipantId,
         sharing: bool,
+    },
+    /// Another participant's link got better or worse.
+    QualityChanged {
+        participant_id: ParticipantId,
+        level: NetworkQuality,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -421,6 +436,12 @@ mod tests {
             (
                 r#"{"type":"screenShare","sharing":true}"#,
                 ClientMessage::ScreenShare { sharing: true },
+            ),
+            (
+                r#"{"type":"quality","level":"poor"}"#,
+                ClientMessage::Quality {
+                    level: NetworkQuality::Poor,
+                },
             ),
             (r#"{"type":"leave"}"#, ClientMessage::Leave),
         ];

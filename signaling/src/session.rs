@@ -38,6 +38,8 @@ pub enum Action {
     Admit(String),
     /// Start (`true`) or stop showing the screen.
     ScreenShare(bool),
+    /// The page judged its link.
+    Quality(vizit_media::NetworkQuality),
     /// Hang up: leave the room and close the socket.
     Leave,
     /// Send this message (a `pong`, or an `error`); close the socket if the error is fatal.
@@ -150,6 +152,7 @@ impl Session {
                 }
                 ClientMessage::Admit { participant_id } => Action::Admit(participant_id),
                 ClientMessage::ScreenShare { sharing } => Action::ScreenShare(sharing),
+                ClientMessage::Quality { level } => Action::Quality(level),
                 ClientMessage::Leave => Action::Leave,
                 ClientMessage::Join { .. }
                 | ClientMessage::Resume { .. }
@@ -190,6 +193,10 @@ impl Session {
                     sharing,
                 })
             }
+            Signal::QualityChanged { id, quality } => deliver(ServerMessage::QualityChanged {
+                participant_id: id,
+                level: quality,
+            }),
             Signal::CodecMismatch(m) => deliver(ServerMessage::CodecMismatch {
                 kind: m.kind,
                 sender: m.sender,
@@ -363,6 +370,7 @@ mod tests {
             audio_muted: false,
             video_muted: false,
             screen_sharing: false,
+            quality: None,
             recordable: false,
         };
         assert_eq!(

@@ -793,6 +793,12 @@ async fn perform(
                 Err(e) => fail(outgoing, negotiation_error(e)),
             }
         }
+        Action::Quality(level) => {
+            if let Some(key) = key {
+                state.media.quality(key, level).await;
+            }
+            false
+        }
         Action::ScreenShare(sharing) => {
             if let Some(key) = key {
                 state.media.screen_share(key, sharing).await;
@@ -857,6 +863,7 @@ async fn join_media(
         audio_muted: false,
         video_muted: false,
         screen_sharing: false,
+        quality: None,
         recordable: claims.rec,
     };
     match state

@@ -23,6 +23,7 @@ import {
   type ServerMessage,
   type TrackKind,
   type Waiter,
+  type NetworkQuality,
 } from './protocol';
 import { SignalingClient, signalingUrl } from './signaling';
 
@@ -48,6 +49,8 @@ export interface CallView {
   setRemoteScreen(stream: MediaStream | null): void;
   /** Whether we show our screen. */
   setScreenSharing(sharing: boolean): void;
+  /** How well our link and the other party's carry the call (null: not known). */
+  setQuality(mine: NetworkQuality | null, theirs: NetworkQuality | null): void;
 }
 
 /** What the call page shows about recording. */
@@ -92,6 +95,19 @@ const DISCONNECTED_GRACE_MS = 1_000;
 const ICE_RESTART_TIMEOUT_MS = 10_000;
 /** Between attempts to open a socket that resumes the session. */
 const RESUME_RETRY_MS = 1_000;
+/** How often the link's statistics are read to judge its quality. */
+const QUALITY_EVERY_MS = 2_000;
+
+/**
+ * The quality of a link from its round trip (seconds) and the share of packets lost (0–1) on the
+ * way out (as the server's reports say) or in, whichever is worse. Video calls suffer beyond
+ * ~3 % loss or ~300 ms; beyond ~10 % or ~800 ms a picture is hardly usable.
+ */
+export function judgeQuality(rtt: number | null, loss: number): NetworkQuality {
+  if (loss > 0.1 || (rtt !== null && rtt > 0.8)) return 'poor';
+  if (loss > 0.03 || (rtt !== null && rtt > 0.3)) return 'fair';
+  return 'good';
+}
 
 interface Link {
   readonly id: number;
@@ -137,6 +153,11 @@ export class CallSession {
   private screen: MediaStreamTrack | null = null;
   /** The browser is asking the user which screen to show. */
   private choosingScreen = false;
+  /** Our link as last said to the server, the level seen last time (a change must be seen twice). */
+  private quality: { said: NetworkQuality | null; seen: NetworkQuality | null } = { said: null, seen: null };
+  /** Packet counts of the previous reading, for the loss on the way in. */
+  private inbound = { received: 0, lost: 0 };
+  private qualityTimer: ReturnType<typeof setInterval> | undefined;
   /** The transceiver that sends it on the current peer connection. */
   private screenTransceiver: RTCRtpTransceiver | null = null;
   /** What each of the other party's video tracks is: the first the camera, a later one the screen. */
@@ -169,6 +190,43 @@ export class CallSession {
   start(): void {
     this.view.setState(this.state); // `connecting`: the view has not been told anything yet
     this.openLink();
+    this.qualityTimer = setInterval(() => void this.judgeLink(), QUALITY_EVERY_MS);
+  }
+
+  /** Read the link's statistics; a level seen twice in a row is shown and told to the other party. */
+  private async judgeLink(): Promise<void> {
+    if (!this.isActive()) {
+      clearInterval(this.qualityTimer);
+      return;
+    }
+    const pc = this.link?.pc;
+    if (!pc || this.state !== 'connected') return;
+    const stats = await pc.getStats();
+    let rtt: number | null = null;
+    let lossOut = 0;
+    let received = 0;
+    let lost = 0;
+    stats.forEach((r) => {
+      if (r.type === 'candidate-pair' && r.nominated && typeof r.currentRoundTripTime === 'number') {
+        rtt = r.currentRoundTripTime;
+      } else if (r.type === 'remote-inbound-rtp' && typeof r.fractionLost === 'number') {
+        lossOut = Math.max(lossOut, r.fractionLost);
+      } else if (r.type === 'inbound-rtp') {
+        received += r.packetsReceived ?? 0;
+        lost += Math.max(0, r.packetsLost ?? 0);
+      }
+    });
+    const dReceived = received - this.inbound.received;
+    const dLost = lost - this.inbound.lost;
+    this.inbound = { received, lost };
+    const lossIn = dReceived + dLost > 0 && dLost > 0 ? dLost / (dReceived + dLost) : 0;
+    const level = judgeQuality(rtt, Math.max(lossOut, lossIn));
+    const seen = this.quality.seen;
+    this.quality.seen = level;
+    if (level !== seen || level === this.quality.said) return;
+    this.quality.said = level;
+    this.send({ type: 'quality', level });
+    this.view.setQuality(level, this.remote?.quality ?? null);
   }
 
   /** Hang up: tell the server, release the camera and microphone, and stay ended. */
@@ -402,6 +460,7 @@ export class CallSession {
     if (this.consent) this.send({ type: 'recordingConsent', consent: true });
     // Said while the socket was down, it was lost; the other page needs it to tell our tracks apart.
     this.send({ type: 'screenShare', sharing: this.screen !== null });
+    if (this.quality.said !== null) this.send({ type: 'quality', level: this.quality.said });
     // The server lists who waits afresh after `resumed`, if anyone does.
     this.view.setWaitingList([]);
     const pc = link.pc;
@@ -543,6 +602,12 @@ export class CallSession {
           this.view.setRemoteParticipant(null, left);
         }
         break;
+      case 'qualityChanged':
+        if (this.remote !== null && this.remote.participantId === message.participantId) {
+          this.remote.quality = message.level;
+          this.view.setQuality(this.quality.said, message.level);
+        }
+        break;
       case 'screenShareChanged':
         if (this.remote !== null && this.remote.participantId === message.participantId) {
           this.remote.screenSharing = message.sharing;
@@ -621,6 +686,9 @@ export class CallSession {
     // A Room that ended while we were away forgot our consent: restate it (a no-op otherwise).
     if (this.consent) this.send({ type: 'recordingConsent', consent: true });
     if (this.screen !== null) this.send({ type: 'screenShare', sharing: true });
+    // A new session: our link is judged afresh.
+    this.quality = { said: null, seen: null };
+    this.inbound = { received: 0, lost: 0 };
     link.pc = this.createPeerConnection(link);
   }
 
@@ -796,6 +864,7 @@ export class CallSession {
     if (participant === null) this.setRemoteStream(null);
     if (participant === null || !participant.screenSharing) this.view.setRemoteScreen(null);
     this.view.setRemoteParticipant(this.remote);
+    this.view.setQuality(this.quality.said, this.remote?.quality ?? null);
   }
 
   /**

@@ -36,6 +36,14 @@ export const TEXT = {
   /** To the doctor, alone in the call while a patient waits. */
   patientWaits: 'Пациент ждёт в зале ожидания: нажмите «Впустить», чтобы начать консультацию.',
   shareScreen: 'Показать экран',
+  /** The link's quality, ours and the other party's. */
+  quality: {
+    good: 'хорошая',
+    fair: 'средняя',
+    poor: 'плохая',
+  },
+  myQuality: 'Связь',
+  theirQuality: 'Связь собеседника',
   stopSharing: 'Остановить показ',
   admit: 'Впустить',
   /** How long someone has waited. */

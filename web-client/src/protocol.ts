@@ -10,6 +10,9 @@ export const PROTOCOL_VERSION = 1;
 
 export type TrackKind = 'audio' | 'video';
 
+/** How well a link carries the call, as its own page judges it. */
+export type NetworkQuality = 'good' | 'fair' | 'poor';
+
 /** `doctor` or `patient` today; kept open so a new role on the server does not break old pages. */
 export type Role = string;
 
@@ -21,6 +24,8 @@ export interface Participant {
   videoMuted: boolean;
   /** Shows its screen: a second video track besides the camera's. */
   screenSharing: boolean;
+  /** Its link, as its page last said; null until it did (or a level this page does not know). */
+  quality: NetworkQuality | null;
 }
 
 export type LeaveReason =
@@ -70,6 +75,7 @@ export type ClientMessage =
   | { type: 'recording'; action: 'start' | 'stop' }
   | { type: 'admit'; participantId: string }
   | { type: 'screenShare'; sharing: boolean }
+  | { type: 'quality'; level: NetworkQuality }
   | { type: 'leave' };
 
 // ---- server → client -------------------------------------------------------------------------
@@ -133,6 +139,7 @@ export type ServerMessage =
   | { type: 'participantLeft'; participantId: string; reason: string }
   | { type: 'muteChanged'; participantId: string; kind: TrackKind; muted: boolean }
   | { type: 'screenShareChanged'; participantId: string; sharing: boolean }
+  | { type: 'qualityChanged'; participantId: string; level: NetworkQuality | null }
   | { type: 'pong'; nonce: number }
   | { type: 'roomClosed'; reason: string }
   | CodecMismatchMessage
@@ -201,7 +208,13 @@ function participant(v: unknown): Participant {
     audioMuted: v['audioMuted'] === undefined ? false : bool(v, 'audioMuted'),
     videoMuted: v['videoMuted'] === undefined ? false : bool(v, 'videoMuted'),
     screenSharing: v['screenSharing'] === undefined ? false : bool(v, 'screenSharing'),
+    quality: quality(v['quality']),
   };
+}
+
+/** A level of network quality; anything else (absent, or from a newer server) reads as unknown. */
+function quality(v: unknown): NetworkQuality | null {
+  return v === 'good' || v === 'fair' || v === 'poor' ? v : null;
 }
 
 function iceServers(v: unknown): IceServer[] {
@@ -277,6 +290,8 @@ export function decodeServerMessage(text: string): Decoded {
           ok: true,
           message: { type, participantId: str(raw, 'participantId'), kind: kind(raw), muted: bool(raw, 'muted') },
         };
+      case 'qualityChanged':
+        return { ok: true, message: { type, participantId: str(raw, 'participantId'), level: quality(raw['level']) } };
       case 'screenShareChanged':
         return { ok: true, message: { type, participantId: str(raw, 'participantId'), sharing: bool(raw, 'sharing') } };
       case 'pong':

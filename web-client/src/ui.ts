@@ -15,7 +15,7 @@ import {
   roleText,
   type ConnectionState,
 } from './messages';
-import type { Participant, TrackKind, Waiter } from './protocol';
+import type { NetworkQuality, Participant, TrackKind, Waiter } from './protocol';
 
 export type Phase = 'precall' | 'call' | 'message';
 
@@ -66,6 +66,8 @@ export class CallUi implements CallView {
   readonly hangupButton: HTMLButtonElement;
   readonly screenButton: HTMLButtonElement;
   private readonly remoteScreen: HTMLVideoElement;
+  private readonly myQuality: HTMLElement;
+  private readonly theirQuality: HTMLElement;
   private readonly enableSound: HTMLButtonElement;
   readonly rejoinButton: HTMLButtonElement;
   /** Shown after a while of «Переподключение…»: try again now instead of waiting. */
@@ -118,6 +120,8 @@ export class CallUi implements CallView {
     this.hangupButton = byTestId(root, 'hangup', HTMLButtonElement);
     this.screenButton = byTestId(root, 'toggle-screen', HTMLButtonElement);
     this.remoteScreen = byTestId(root, 'remote-screen', HTMLVideoElement);
+    this.myQuality = byTestId(root, 'my-quality', HTMLElement);
+    this.theirQuality = byTestId(root, 'their-quality', HTMLElement);
     this.enableSound = byTestId(root, 'enable-sound', HTMLButtonElement);
     this.rejoinButton = byTestId(root, 'rejoin', HTMLButtonElement);
     this.reconnectButton = byTestId(root, 'reconnect-now', HTMLButtonElement);
@@ -229,6 +233,7 @@ export class CallUi implements CallView {
       this.toggleMic.disabled = true;
       this.toggleCamera.disabled = true;
       this.screenButton.disabled = true;
+      this.setQuality(null, null);
       this.hangupButton.hidden = true;
       this.rejoinButton.hidden = !this.rejoinAllowed;
       this.enableSound.hidden = true;
@@ -246,6 +251,16 @@ export class CallUi implements CallView {
     if (this.remoteScreen.srcObject === stream) return;
     this.remoteScreen.srcObject = stream;
     if (stream !== null) this.remoteScreen.play().catch(() => {});
+  }
+
+  setQuality(mine: NetworkQuality | null, theirs: NetworkQuality | null): void {
+    this.myQuality.dataset['level'] = mine ?? '';
+    this.myQuality.textContent = mine === null ? '' : `${TEXT.myQuality}: ${TEXT.quality[mine]}`;
+    this.myQuality.hidden = mine === null;
+    // The other party's link is worth a word only when it is not good.
+    this.theirQuality.dataset['level'] = theirs ?? '';
+    this.theirQuality.textContent = theirs === null ? '' : `${TEXT.theirQuality}: ${TEXT.quality[theirs]}`;
+    this.theirQuality.hidden = theirs === null || theirs === 'good';
   }
 
   setScreenSharing(sharing: boolean): void {
