@@ -654,9 +654,12 @@ describe('Vizit call page with the real server and Chromium', () => {
         });
       await until('the camera and the screen are both decoded', async () => (await decoding()) >= 2, 60_000);
       assert.equal(await share.getAttribute('aria-pressed'), 'true');
-      // The camera goes on, as a tile: its own picture, not the screen's.
-      const camera = await pat.evaluate(() => document.querySelector('[data-testid="remote-video"]').videoWidth);
-      assert.ok(camera > 0 && camera !== 1280, `the camera tile is ${camera} px wide`);
+      // The camera goes on, as a tile: its own track, not the screen's (both may be 1280 wide).
+      const tracks = await pat.evaluate(() => {
+        const track = (id) => document.querySelector(`[data-testid="${id}"]`).srcObject?.getVideoTracks()[0]?.id;
+        return { camera: track('remote-video'), screen: track('remote-screen') };
+      });
+      assert.ok(tracks.camera && tracks.screen && tracks.camera !== tracks.screen, JSON.stringify(tracks));
       await mkdir(SCREENS, { recursive: true });
       await pat.screenshot({ path: join(SCREENS, 'call-screen-share-desktop.png') });
       const withScreen = await transceivers();

@@ -242,7 +242,9 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
     diagnosed(() =>
       callThrough(
         'tcp',
-        [`tcp dport ${sfuPort} drop`, `udp dport ${TURN_PORT} drop`],
+        // TLS to coturn dropped too: with both open, the browser keeps whichever relay answers
+        // first, and once that was TLS.
+        [`tcp dport ${sfuPort} drop`, `udp dport ${TURN_PORT} drop`, `tcp dport ${TURNS_PORT} drop`],
         { type: 'relay', protocol: 'udp', relayProtocol: 'tcp' },
         'TURN over TCP',
       ),
