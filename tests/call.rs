@@ -829,10 +829,23 @@ async fn connections_beyond_the_cap_wait_for_a_free_one() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_cancelled_consultation_ends_its_call_and_its_tokens_stop_admitting() {
+/// The clinic cancels consultation `id`.
+async fn cancel(app: &TestApp, id: &vizit_api::domain::ConsultationId) {
     use vizit_api::consultations::{TransitionData, transition};
     use vizit_api::domain::{CancelledBy, Transition};
+    transition(
+        &app.api.core(),
+        None,
+        id,
+        Transition::Cancel(CancelledBy::Clinic),
+        TransitionData::default(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_consultation_ends_its_call_and_its_tokens_stop_admitting() {
     let app = TestApp::spawn().await;
     let tokens = |call: &vizit_api::demo::DemoCall| {
         (
@@ -863,15 +876,7 @@ async fn a_cancelled_consultation_ends_its_call_and_its_tokens_stop_admitting() 
     let mut patient = app.ws().await;
     patient.join(&patient_token).await;
     doctor.expect("participantJoined").await;
-    transition(
-        &app.api.core(),
-        None,
-        &call.consultation_id,
-        Transition::Cancel(CancelledBy::Clinic),
-        TransitionData::default(),
-    )
-    .await
-    .unwrap();
+    cancel(&app, &call.consultation_id).await;
     for ws in [&mut doctor, &mut patient] {
         let closed = loop {
             let m = ws.recv().await.expect("told before the socket closes");
@@ -1087,8 +1092,6 @@ async fn a_patient_waits_in_the_waiting_room_until_the_doctor_admits_them() {
 /// (`roomClosed`).
 #[tokio::test]
 async fn a_consultation_patient_waits_with_its_start_time_until_it_is_cancelled() {
-    use vizit_api::consultations::{TransitionData, transition};
-    use vizit_api::domain::{CancelledBy, Transition};
     let app = TestApp::spawn_with(|s| s.signaling.waiting_room = true).await;
     let call = vizit_api::demo::demo_call(&app.api)
         .await
@@ -1116,15 +1119,7 @@ async fn a_consultation_patient_waits_with_its_start_time_until_it_is_cancelled(
     patient.expect_error("replaced").await;
     patient.expect_closed().await;
 
-    transition(
-        &app.api.core(),
-        None,
-        &call.consultation_id,
-        Transition::Cancel(CancelledBy::Clinic),
-        TransitionData::default(),
-    )
-    .await
-    .unwrap();
+    cancel(&app, &call.consultation_id).await;
     let closed = second_tab.expect("roomClosed").await;
     assert_eq!(closed["reason"], "callEnded");
     second_tab.expect_closed().await;
