@@ -108,7 +108,8 @@ struct LoopHandle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IceTcp {
     Off,
-    /// Each loop on the port number of its UDP socket.
+    /// Each loop on the port number of its UDP socket (when the OS chose that port and the same
+    /// TCP port is taken, on one the OS chooses).
     UdpPorts,
     /// Loop `i` on this port + `i`; 0: a port the OS chooses, each.
     From(u16),
@@ -152,7 +153,16 @@ impl MediaServer {
                 Some(port) => {
                     let addr = SocketAddr::new(bind.ip(), port);
                     let bind_error = |source| MediaServerError::BindTcp { addr, source };
-                    let listener = crate::ice_tcp::bind(addr).map_err(bind_error)?;
+                    let listener = match crate::ice_tcp::bind(addr) {
+                        // The OS chose the UDP port: the same number may be another TCP
+                        // socket's (an ephemeral port); then the OS chooses this one too.
+                        Err(e) if bind.port() == 0 && tcp == IceTcp::UdpPorts => {
+                            debug!(error = %e, "ICE-TCP on the UDP port's number refused");
+                            crate::ice_tcp::bind(SocketAddr::new(bind.ip(), 0))
+                        }
+                        other => other,
+                    }
+                    .map_err(bind_error)?;
                     let local = listener.local_addr().map_err(bind_error)?;
                     let announced = SocketAddr::new(announce_ip, local.port());
                     options.tcp_candidates = vec![announced];

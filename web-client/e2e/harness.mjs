@@ -107,6 +107,8 @@ export function startServer(env) {
   createInterface({ input: child.stderr }).on('line', (line) => remember(serverLog, line, 200));
   let gotMediaPort;
   const mediaPort = new Promise((r) => (gotMediaPort = r));
+  let gotTcpPort;
+  const tcpPort = new Promise((r) => (gotTcpPort = r));
   const url = new Promise((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error('the server printed no "Vizit is listening on" line in 30 s')), 30_000);
     createInterface({ input: child.stdout }).on('line', (line) => {
@@ -118,6 +120,8 @@ export function startServer(env) {
       }
       const media = /^Media \(UDP\) on [\d.]+:(\d+)/.exec(line.trim());
       if (media) gotMediaPort(Number(media[1]));
+      const tcp = /^ICE-TCP on [\d.]+:(\d+)/.exec(line.trim());
+      if (tcp) gotTcpPort(Number(tcp[1]));
     });
     child.once('error', (e) => {
       clearTimeout(timer);
@@ -128,7 +132,7 @@ export function startServer(env) {
       reject(new Error(`the server exited before listening (code ${code}, signal ${signal})`));
     });
   });
-  return { child, url, mediaPort };
+  return { child, url, mediaPort, tcpPort };
 }
 
 /** SIGTERM, then SIGKILL after 15 s; resolves once the server has exited. */
@@ -144,14 +148,14 @@ export async function stopServer(child) {
 /**
  * A throwaway server: a fresh data folder and token secret, listening on a free loopback port;
  * `extraEnv` adds settings (`VIZIT_…` variables).
- * Returns `{ env, base, mediaPort, child, dataDir, stop }`; `stop()` stops it and removes the
+ * Returns `{ env, base, mediaPort, tcpPort, child, dataDir, stop }`; `stop()` stops it and removes the
  * folder. If it does not come up, it is cleaned up before the error is thrown.
  */
 export async function startVizit(extraEnv = {}) {
   assert.ok(existsSync(BIN), `no server binary at ${BIN}: build it (cargo build) or set VIZIT_BIN`);
   const dataDir = await mkdtemp(join(tmpdir(), 'vizit-e2e-'));
   const env = { ...serverEnv(dataDir, randomBytes(32).toString('hex')), ...extraEnv };
-  const { child, url, mediaPort } = startServer(env);
+  const { child, url, mediaPort, tcpPort } = startServer(env);
   const stop = async () => {
     await stopServer(child);
     await rm(dataDir, { recursive: true, force: true });
@@ -160,7 +164,9 @@ export async function startVizit(extraEnv = {}) {
     const base = await url;
     const port = await Promise.race([mediaPort, new Promise((r) => setTimeout(() => r(null), 5_000))]);
     assert.ok(port, 'the server printed no "Media (UDP) on" line');
-    return { env, base, mediaPort: port, child, dataDir, stop };
+    // The ICE-TCP line follows the media one at once (none with media.tcp off).
+    const tcp = await Promise.race([tcpPort, new Promise((r) => setTimeout(() => r(null), 1_000))]);
+    return { env, base, mediaPort: port, tcpPort: tcp, child, dataDir, stop };
   } catch (e) {
     await stop();
     throw e;

@@ -88,6 +88,7 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
   let server;
   let browser;
   let sfuPort;
+  let sfuTcpPort;
 
   before(
     diagnosed(async () => {
@@ -133,6 +134,8 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
         VIZIT_TURN__SECRET: SECRET,
       });
       sfuPort = server.mediaPort;
+      sfuTcpPort = server.tcpPort;
+      assert.ok(sfuTcpPort, 'the server printed no "ICE-TCP on" line');
       // coturn's certificate is self-signed: the browser is told to accept it (as it would a
       // clinic's real one).
       browser = await launchBrowser({ args: [...CHROMIUM_ARGS, '--ignore-certificate-errors'] });
@@ -244,7 +247,7 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
         'tcp',
         // TLS to coturn dropped too: with both open, the browser keeps whichever relay answers
         // first, and once that was TLS.
-        [`tcp dport ${sfuPort} drop`, `udp dport ${TURN_PORT} drop`, `tcp dport ${TURNS_PORT} drop`],
+        [`tcp dport ${sfuTcpPort} drop`, `udp dport ${TURN_PORT} drop`, `tcp dport ${TURNS_PORT} drop`],
         { type: 'relay', protocol: 'udp', relayProtocol: 'tcp' },
         'TURN over TCP',
       ),
@@ -257,7 +260,7 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
     diagnosed(() =>
       callThrough(
         'tls',
-        [`tcp dport ${sfuPort} drop`, `udp dport ${TURN_PORT} drop`, `tcp dport ${TURN_PORT} drop`],
+        [`tcp dport ${sfuTcpPort} drop`, `udp dport ${TURN_PORT} drop`, `tcp dport ${TURN_PORT} drop`],
         { type: 'relay', protocol: 'udp', relayProtocol: 'tls' },
         'TURN over TLS',
       ),
