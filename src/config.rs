@@ -42,6 +42,7 @@ pub struct Settings {
     pub esia: EsiaConfig,
     pub clinic: ClinicConfig,
     pub documents: DocumentsConfig,
+    pub chat: ChatConfig,
     pub recordings: RecordingsConfig,
     pub sandbox: SandboxSettings,
     pub log: LogSettings,
@@ -329,6 +330,20 @@ pub struct DocumentsConfig {
     pub days_off: Vec<String>,
     /// Weekend days that are working days (a transferred Saturday), `YYYY-MM-DD`.
     pub working_days: Vec<String>,
+}
+
+/// The consultations' chat (files go to the recordings' store).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Largest file a party may send, in megabytes (1 to 100).
+    pub max_file_mb: u32,
+    /// Messages and files one party may send per minute, after a burst of 10 (1 to 600).
+    pub messages_per_minute: u32,
+    /// How long a file may take to arrive whole (a phone on a slow link sends 20 MB in
+    /// minutes; other requests keep `http.body_read_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub upload_timeout: Duration,
 }
 
 /// Where recordings are kept and for how long.
@@ -769,6 +784,11 @@ impl Default for Settings {
                 days_off: Vec::new(),
                 working_days: Vec::new(),
             },
+            chat: ChatConfig {
+                max_file_mb: 20,
+                messages_per_minute: 30,
+                upload_timeout: Duration::from_secs(300),
+            },
             recordings: RecordingsConfig {
                 mode: vizit_media::RecordingMode::Auto,
                 work_dir: None,
@@ -1201,6 +1221,15 @@ impl Settings {
                 "must be an IANA time zone, e.g. Europe/Moscow",
             );
         }
+        if !(1..=100).contains(&self.chat.max_file_mb) {
+            return invalid("chat.max_file_mb", "must be 1 to 100");
+        }
+        if !(1..=600).contains(&self.chat.messages_per_minute) {
+            return invalid("chat.messages_per_minute", "must be 1 to 600");
+        }
+        if self.chat.upload_timeout < Duration::from_secs(10) {
+            return invalid("chat.upload_timeout", "must be at least 10s");
+        }
         let d = &self.documents;
         if d.assign_on_booking
             .iter()
@@ -1503,6 +1532,11 @@ impl Settings {
             jobs_interval: c.jobs_interval,
             outbox_retention: self.database.outbox_retention,
             documents: self.document_settings(),
+            chat: vizit_api::chat::ChatSettings {
+                max_file_bytes: u64::from(self.chat.max_file_mb) * 1024 * 1024,
+                per_minute: self.chat.messages_per_minute,
+                ..Default::default()
+            },
             login_limits: vizit_api::people::guard::LoginLimits {
                 failures_per_account: self.auth.login_failures_per_account,
                 failures_per_address: self.auth.login_failures_per_address,

@@ -8,7 +8,9 @@
 //!   or the connection is closed;
 //! - a request's body must arrive whole within `http.body_read_timeout` (`408`), and no larger
 //!   than [`vizit_api::MAX_BODY_BYTES`]: a `Content-Length` above it is refused before a byte of
-//!   the body is read (`413`); both answers are problem documents;
+//!   the body is read (`413`); both answers are problem documents. The one exception is the
+//!   chat's file upload (`POST /api/v1/call/files`), which may bring `chat.max_file_mb` within
+//!   `chat.upload_timeout`;
 //! - every response says `X-Content-Type-Options: nosniff`; the HTTPS listener adds
 //!   `Strict-Transport-Security`.
 //!
@@ -42,6 +44,8 @@ pub struct ServeLimits {
     pub body_read_timeout: Duration,
     pub max_connections: usize,
     pub max_body_bytes: usize,
+    /// Larger bodies allowed on one path: (path, bytes, read timeout).
+    pub upload: Option<(&'static str, usize, Duration)>,
 }
 
 /// `Strict-Transport-Security` of the HTTPS listener: a year, subdomains not included (the
@@ -58,28 +62,40 @@ async fn guard_body(
     request: Request,
     next: Next,
 ) -> Response {
-    let max = limits.max_body_bytes;
+    let (max, timeout, upload) = match limits.upload {
+        Some((path, bytes, timeout))
+            if request.method() == axum::http::Method::POST && request.uri().path() == path =>
+        {
+            (bytes, timeout, true)
+        }
+        _ => (limits.max_body_bytes, limits.body_read_timeout, false),
+    };
+    let too_large = move || {
+        if upload {
+            ApiError::FileTooLarge(max as u64).into_response()
+        } else {
+            ApiError::TooLarge(max).into_response()
+        }
+    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return ApiError::TooLarge(max).into_response();
+        return too_large();
     }
     if http_body::Body::is_end_stream(request.body()) {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
     let read = http_body_util::Limited::new(body, max).collect();
-    match tokio::time::timeout(limits.body_read_timeout, read).await {
+    match tokio::time::timeout(timeout, read).await {
         Err(_) => {
             debug!("request body not received in time");
-            ApiError::RequestTimeout(limits.body_read_timeout).into_response()
+            ApiError::RequestTimeout(timeout).into_response()
         }
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            ApiError::TooLarge(max).into_response()
-        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => too_large(),
         Ok(Err(_)) => {
             ApiError::bad_request("body_unreadable", "the request body broke off").into_response()
         }

@@ -385,6 +385,11 @@ impl Application {
             body_read_timeout: settings.http.body_read_timeout,
             max_connections,
             max_body_bytes: vizit_api::MAX_BODY_BYTES,
+            upload: Some((
+                vizit_api::chat::UPLOAD_PATH,
+                settings.chat.max_file_mb as usize * 1024 * 1024,
+                settings.chat.upload_timeout,
+            )),
         });
         let app = crate::serve::guard_bodies(app, limits.clone());
 

@@ -35,6 +35,7 @@
 //!   subscribers at least once, in order per consultation.
 
 pub mod audit;
+pub mod chat;
 pub mod consultations;
 pub mod demo;
 pub mod documents;
@@ -76,6 +77,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(payments::routes())
         .merge(notifications::routes())
         .merge(documents::routes())
+        .merge(chat::routes())
         .merge(identity::routes())
         .merge(audit::routes())
         .route("/openapi.json", get(openapi::document))

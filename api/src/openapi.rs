@@ -7,6 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::audit::routes as audit;
+use crate::chat::routes as chat;
 use crate::consultations::routes as consultations;
 use crate::documents::routes as documents;
 use crate::identity::routes as identity;
@@ -48,6 +49,8 @@ use crate::slots::routes as slots;
         documents::of_consultation, documents::assign, documents::get, documents::save,
         documents::mine, documents::forms, documents::publish, documents::request_deletion,
         documents::my_requests, documents::requests, documents::answer, documents::extend,
+        chat::call_messages, chat::post_message, chat::post_file, chat::call_file,
+        chat::consultation_messages, chat::consultation_file,
     ),
     modifiers(&BearerAuth, &ProblemContent),
     tags(
@@ -60,6 +63,7 @@ use crate::slots::routes as slots;
         (name = "integrations", description = "Bitrix24: the event handler it calls, and the state of the sync; YooKassa's notifications"),
         (name = "payments", description = "Payments through YooKassa, refunds and fiscal receipts (54-FZ)"),
         (name = "documents", description = "Questionnaires of a consultation (versioned forms, filled in by the patient, read by the doctor) and patients' requests to delete their medical documents"),
+        (name = "chat", description = "The chat of a consultation: messages and files (photos, PDFs) between its patient and doctor, during the call (with the join token) and afterwards"),
         (name = "notifications", description = "Messages to patients and staff: the receipt of each payment and refund, and notifications about consultations, with their status on each channel"),
     )
 )]
@@ -79,6 +83,19 @@ impl Modify for BearerAuth {
                         "A session token (vzs_…) or the portal's API key (vzk_…). A browser that \
                          signed in through ESIA (/login/esia) sends its session as the \
                          `vizit_session` cookie instead (writes only from Vizit's own pages)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "callToken",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "The join token of a consultation's call (from POST \
+                         /consultations/{id}/join): the call page's chat speaks with it",
                     ))
                     .build(),
             ),

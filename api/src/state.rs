@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use vizit_signaling::TokenKeys;
 
+use crate::chat::{Chat, ChatSettings};
 use crate::documents::settings::DocumentSettings;
 use crate::identity::EsiaLogin;
 use crate::notifications::Notifications;
@@ -44,6 +45,8 @@ pub struct ApiSettings {
     pub outbox_retention: Duration,
     /// Questionnaires and deletion requests.
     pub documents: DocumentSettings,
+    /// The consultations' chat: file size, flood limit.
+    pub chat: ChatSettings,
     /// Password logins: failures allowed per account and address, hashing in flight.
     pub login_limits: LoginLimits,
     /// Reverse proxies whose `X-Forwarded-For` names the client (for the limits per address).
@@ -63,6 +66,7 @@ impl Default for ApiSettings {
             jobs_interval: Duration::from_secs(30),
             outbox_retention: Duration::from_secs(7 * 86_400),
             documents: DocumentSettings::default(),
+            chat: ChatSettings::default(),
             login_limits: LoginLimits::default(),
             trusted_proxies: Vec::new(),
         }
@@ -97,6 +101,8 @@ pub struct ApiState {
     pub inbound: Arc<InboundStore>,
     pub scheduler: Arc<Scheduler>,
     pub keys: TokenKeys,
+    /// The chat's waiting readers and flood limits.
+    pub chat: Arc<Chat>,
     /// Slots from Bitrix24 and bookings pushed back; `None`: slots are managed through the API.
     pub bitrix24: Option<Arc<Bitrix24>>,
     /// Recording storage (local folder or S3) and its rules; `None`: no recordings.
@@ -133,6 +139,7 @@ impl ApiState {
             outbox,
             db,
             clock,
+            chat: Arc::new(Chat::new(settings.chat.clone())),
             settings: Arc::new(settings),
             keys,
             bitrix24: None,

@@ -145,6 +145,26 @@ async fn every_endpoint_by_every_role(backend: vizit_api::Backend) {
             expect: [401, 200, 404, 200, 404, 403, 403, 403],
         },
         Case {
+            method: Method::GET,
+            path: "/consultations/{c}/messages",
+            body: Value::Null,
+            expect: [401, 200, 404, 200, 404, 403, 200, 200],
+        },
+        Case {
+            method: Method::GET,
+            // No object store in this API: the parties learn so; others get no further.
+            path: "/consultations/{c}/files/00000000-0000-4000-8000-000000000001",
+            body: Value::Null,
+            expect: [401, 409, 404, 409, 404, 403, 409, 409],
+        },
+        Case {
+            method: Method::GET,
+            // A session is not a join token.
+            path: "/call/messages",
+            body: Value::Null,
+            expect: [401, 401, 401, 401, 401, 401, 401, 401],
+        },
+        Case {
             method: Method::POST,
             path: "/consultations/{c}/complete",
             body: json!({"conclusion": "Заключение"}),

@@ -83,6 +83,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/patients/{id}/personal-data"),
     ("get", "/api/v1/consultations/{id}/identifications"),
     ("get", "/api/v1/consultations/{id}/patient-data"),
+    ("get", "/api/v1/call/messages"),
+    ("post", "/api/v1/call/messages"),
+    ("post", "/api/v1/call/files"),
+    ("get", "/api/v1/call/files/{id}"),
+    ("get", "/api/v1/consultations/{id}/messages"),
+    ("get", "/api/v1/consultations/{id}/files/{file}"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -852,6 +858,95 @@ async fn every_response_the_tests_see_matches_the_document() {
         "/api/v1/consultations/{id}/join",
         api.post(&format!("/consultations/{soon}/join"), &c.doctor, json!({}))
             .await
+    );
+    let joined = see!(
+        "post",
+        "/api/v1/consultations/{id}/join",
+        api.post(
+            &format!("/consultations/{soon}/join"),
+            &c.patient,
+            json!({})
+        )
+        .await
+    );
+    // The call's chat, with the join token.
+    let call = joined["token"].as_str().unwrap().to_owned();
+    see!(
+        "post",
+        "/api/v1/call/messages",
+        api.post(
+            "/call/messages",
+            &call,
+            json!({"text": "Добрый день", "clientId": "oa-1"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/call/messages",
+        api.post(
+            "/call/messages",
+            &call,
+            json!({"text": "Добрый день", "clientId": "oa-1"})
+        )
+        .await
+    );
+    see!(
+        "post",
+        "/api/v1/call/messages",
+        api.post(
+            "/call/messages",
+            &call,
+            json!({"text": "", "clientId": "oa-2"})
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/call/messages",
+        api.get("/call/messages?after=0", &call).await
+    );
+    see!(
+        "get",
+        "/api/v1/call/messages",
+        api.get("/call/messages", &c.patient).await
+    );
+    // This API keeps no files (no object store): the upload says so.
+    see!(
+        "post",
+        "/api/v1/call/files",
+        api.post(
+            "/call/files?name=a.pdf&clientId=oa-3",
+            &call,
+            json!("%PDF-1.7")
+        )
+        .await
+    );
+    see!(
+        "get",
+        "/api/v1/call/files/{id}",
+        api.get("/call/files/not-a-file", &call).await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}/messages",
+        api.get(&format!("/consultations/{soon}/messages"), &c.doctor)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}/messages",
+        api.get(&format!("/consultations/{soon}/messages"), &c.admin)
+            .await
+    );
+    see!(
+        "get",
+        "/api/v1/consultations/{id}/files/{file}",
+        api.get(
+            &format!("/consultations/{soon}/files/00000000-0000-4000-8000-000000000000"),
+            &c.patient
+        )
+        .await
     );
     see!(
         "post",

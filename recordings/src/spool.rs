@@ -74,6 +74,12 @@ impl Spool {
         &self.store
     }
 
+    /// The spool's folder: files on their way to the store may be staged here (only `*.json`
+    /// manifests are read as pending uploads).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn data_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.data"))
     }

@@ -199,6 +199,36 @@ impl ObjectStore {
         }
     }
 
+    /// The whole of a small object (a chat's file); `None` if absent.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_key(key)?;
+        match self {
+            ObjectStore::Local { root } => match tokio::fs::read(root.join(key)).await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            ObjectStore::S3(s3) => {
+                let got = s3
+                    .client
+                    .get_object()
+                    .bucket(&s3.settings.bucket)
+                    .key(s3.full_key(key))
+                    .send()
+                    .await;
+                let out = match got {
+                    Ok(out) => out,
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(s3_err(e)),
+                };
+                let bytes = out.body.collect().await.map_err(s3_err)?;
+                Ok(Some(bytes.into_bytes().to_vec()))
+            }
+        }
+    }
+
     /// Delete an object (absent is fine).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_key(key)?;

@@ -23,6 +23,12 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// An uploaded file over the limit (a `413` that names the limit in megabytes).
+    #[error("the file is larger than the limit of {} MB", .0 / (1024 * 1024))]
+    FileTooLarge(u64),
+    /// An uploaded file of a type the API does not take (a `415`).
+    #[error("{0}")]
+    UnsupportedType(String),
     /// The request body did not arrive whole within this.
     #[error("the request body did not arrive within {0:?}")]
     RequestTimeout(std::time::Duration),
@@ -76,7 +82,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } | ApiError::Transition(_) => StatusCode::CONFLICT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge(_) | ApiError::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -94,6 +101,8 @@ impl ApiError {
             | ApiError::Conflict { code, .. }
             | ApiError::Upstream { code, .. } => code,
             ApiError::TooLarge(_) => "body_too_large",
+            ApiError::FileTooLarge(_) => "file_too_large",
+            ApiError::UnsupportedType(_) => "unsupported_type",
             ApiError::RequestTimeout(_) => "body_timeout",
             ApiError::TooManyRequests { .. } => "too_many_attempts",
             ApiError::Transition(e) => e.code(),
