@@ -11,7 +11,7 @@ pub const CONSULTATIONS_HTML: &str =
 pub const CONSULTATIONS_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/consultations.js"));
 
 /// Pages carry join tokens in their URL: no caching, no referrer, nothing from elsewhere.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
                    media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
                    form-action 'self'";
 

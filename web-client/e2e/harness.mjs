@@ -265,11 +265,12 @@ export async function until(what, probe, timeout = 30_000, interval = 50) {
 /**
  * Open the call page for `token` in a new browser context and wait until Join is enabled (the
  * camera and microphone have been asked for). `denyMedia`: as if the user blocked them; `init`: a
- * function run in the page before its scripts.
+ * function run in the page before its scripts; `context`: more options of the browser context (a
+ * viewport, `bypassCSP` for {@link checkPage}).
  * The page's console goes to the diagnostics, prefixed with `label`.
  */
-export async function openCallPage(browser, base, label, token, { denyMedia = false, init = null } = {}) {
-  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+export async function openCallPage(browser, base, label, token, { denyMedia = false, init = null, context: extra = {} } = {}) {
+  const context = await browser.newContext({ permissions: ['camera', 'microphone'], ...extra });
   // A script run in the page before its own (to make the browser behave like another one).
   if (init !== null) await context.addInitScript(init);
   if (denyMedia) {

@@ -4,6 +4,7 @@
  */
 
 import { CallSession } from './call';
+import { CallChat } from './chat';
 import { MicLevelMeter, acquireLocalMedia, type LocalMedia } from './media';
 import { TEXT, mediaWarning } from './messages';
 import { CallUi } from './ui';
@@ -52,6 +53,19 @@ function takeToken(): string {
     return sessionStorage.getItem(TOKEN_KEY)?.trim() ?? '';
   } catch {
     return '';
+  }
+}
+
+/** The role the token was issued for (its payload is not secret; the server checks it). */
+function tokenRole(token: string): string | null {
+  try {
+    const payload = token.split('.')[1] ?? '';
+    const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/'));
+    const bytes = Uint8Array.from(json, (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes)) as { role?: unknown };
+    return typeof claims.role === 'string' ? claims.role : null;
+  } catch {
+    return null;
   }
 }
 
@@ -116,6 +130,10 @@ async function main(): Promise<void> {
     ui.onAdmit = (participantId) => call.admit(participantId);
     ui.screenButton.addEventListener('click', () => void call.toggleScreenShare());
     call.start();
+    // The chat lives beside the call: its history stays readable after a hang-up.
+    const chat = new CallChat(token, tokenRole(token) === 'doctor');
+    chat.start();
+    window.addEventListener('pagehide', () => chat.stop());
   });
 
   // After the call: a fresh page is the simplest way to start over (new preview, new session).

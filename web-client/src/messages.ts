@@ -232,3 +232,45 @@ export function mediaWarning(media: LocalMedia): string | null {
   }
   return lines.join('\n');
 }
+
+/** The call's chat. */
+export const CHAT_TEXT = {
+  open: 'Чат',
+  unread: (n: number): string => `непрочитанных: ${n}`,
+  me: 'Вы',
+  role: (role: 'patient' | 'doctor'): string => (role === 'doctor' ? 'Врач' : 'Пациент'),
+  sending: 'Отправляется…',
+  failed: 'Не отправлено',
+  retry: 'Отправить ещё раз',
+  download: 'Скачать',
+  conclusion: 'Заключение',
+  downloadFailed: 'Не удалось скачать файл. Попробуйте ещё раз.',
+  flood: 'Слишком много сообщений подряд. Подождите немного — сообщение можно отправить ещё раз.',
+  closed: 'Чат закрыт: консультация завершена или ссылка истекла. Переписка сохранена в карточке консультации.',
+  /** A refusal the user can act on, by the server's `code`. */
+  refused: (code: string, detail: string): string => {
+    switch (code) {
+      case 'unsupported_type':
+        return 'Такой файл отправить нельзя: подходят фотографии (JPEG, PNG, WebP, HEIC) и документы PDF.';
+      case 'file_too_large': {
+        const mb = /(\d+) MB/.exec(detail)?.[1];
+        return mb === undefined ? 'Файл слишком большой.' : `Файл слишком большой: наибольший размер — ${mb} МБ.`;
+      }
+      case 'empty_file':
+        return 'Файл пустой.';
+      case 'files_disabled':
+        return 'Отправка файлов в этой клинике не настроена.';
+      case 'invalid_message':
+        return 'Сообщение не отправлено: оно пустое или слишком длинное (до 4000 символов).';
+      default:
+        return 'Чат закрыт: консультация завершена или ссылка истекла.';
+    }
+  },
+};
+
+/** A file's size for people: «340 КБ», «2,4 МБ». */
+export function fileSize(bytes: number): string {
+  if (bytes < 1024) return `${bytes} Б`;
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} КБ`;
+  return `${(bytes / (1024 * 1024)).toFixed(1).replace('.', ',')} МБ`;
+}

@@ -71,6 +71,19 @@ export interface Consultation {
   overdue: boolean;
 }
 
+/** A message of a consultation's chat (`docs/chat.md`). */
+export interface ChatEntry {
+  id: string;
+  seq: number;
+  senderRole: 'patient' | 'doctor';
+  senderName: string;
+  mine: boolean;
+  text: string | null;
+  file: { name: string; contentType: string; sizeBytes: number } | null;
+  conclusion: boolean;
+  createdAt: string;
+}
+
 export interface Page<T> {
   items: T[];
   total: number;
@@ -303,6 +316,22 @@ function decodeConsultation(v: unknown): Consultation {
     cancelReason: optStr(o, 'cancelReason'),
     conclusion: optStr(o, 'conclusion'),
     overdue: o['overdue'] === true,
+  };
+}
+
+function decodeChatEntry(v: unknown): ChatEntry {
+  const o = obj(v, 'chat message');
+  const file = o['file'] === null || o['file'] === undefined ? null : obj(o['file'], 'chat file');
+  return {
+    id: str(o, 'id'),
+    seq: num(o, 'seq'),
+    senderRole: oneOf(o, 'senderRole', ['patient', 'doctor'] as const),
+    senderName: str(o, 'senderName'),
+    mine: o['mine'] === true,
+    text: optStr(o, 'text'),
+    file: file === null ? null : { name: str(file, 'name'), contentType: str(file, 'contentType'), sizeBytes: num(file, 'sizeBytes') },
+    conclusion: o['conclusion'] === true,
+    createdAt: str(o, 'createdAt'),
   };
 }
 
@@ -766,6 +795,36 @@ export class ApiClient {
   }
 
   /** A consultation's questionnaires (the doctor's read of submitted answers is recorded). */
+  /** The consultation's chat, oldest first (up to 200 at a time: read on after the last). */
+  async chatOf(consultationId: string, after = 0): Promise<{ items: ChatEntry[]; last: number }> {
+    const o = obj(
+      await this.request('GET', `/consultations/${encodeURIComponent(consultationId)}/messages?after=${after}`),
+      'chat page',
+    );
+    return { items: arr(o['items'], 'chat messages').map(decodeChatEntry), last: num(o, 'last') };
+  }
+
+  /** A file of the consultation's chat. */
+  async chatFile(consultationId: string, messageId: string): Promise<Blob> {
+    const headers: Record<string, string> = {};
+    const token = this.options.token();
+    if (token !== null) headers['Authorization'] = `Bearer ${token}`;
+    let res: Response;
+    try {
+      res = await fetch(
+        `${API_BASE}/consultations/${encodeURIComponent(consultationId)}/files/${encodeURIComponent(messageId)}`,
+        { headers, cache: 'no-store', credentials: token === null ? 'same-origin' : 'omit', referrerPolicy: 'no-referrer' },
+      );
+    } catch {
+      throw new NetworkError();
+    }
+    if (!res.ok) {
+      if (res.status === 401) this.options.onUnauthorized();
+      throw new ApiProblem(res.status, `http_${res.status}`, '', null);
+    }
+    return res.blob();
+  }
+
   async questionnairesOf(consultationId: string): Promise<Questionnaire[]> {
     return decodeQuestionnaires(
       await this.request('GET', `/consultations/${encodeURIComponent(consultationId)}/questionnaires`),

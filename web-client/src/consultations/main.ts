@@ -27,6 +27,7 @@ import {
   type User,
 } from './api';
 import { byTestId, h, reconcile, say } from './dom';
+import { chatPanel, hasChat, initChat } from './chat';
 import { initDocuments, questionnairePanel, refreshDocuments, resetDocuments, showDocuments } from './documents';
 import { initIdentity, showIdentity, showLoginOptions } from './identity';
 import { initNotices, refreshNotices, resetNotices, showConsultationLog, showNotices } from './notices';
@@ -484,6 +485,9 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
   const documents = role === 'doctor' || role === 'head_doctor' ? questionnairePanel(c, titleId) : [];
   actions.append(...documents.slice(0, 1));
   const panel = documents[1] ?? null;
+  // What was written and sent in the call, kept with the consultation.
+  const chat = hasChat(c, role) ? chatPanel(c, titleId) : null;
+  if (chat !== null) actions.append(chat[0]);
   if (role === 'admin') {
     const log = h('button', {
       class: 'button secondary',
@@ -532,11 +536,13 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
     details.open = c.status === 'in_progress' || area.value !== '';
     li.append(actions);
     if (panel !== null) li.append(panel);
+    if (chat !== null) li.append(chat[1]);
     li.append(error, details);
     return;
   }
   if (actions.childElementCount > 0) li.append(actions);
   if (panel !== null) li.append(panel);
+  if (chat !== null) li.append(chat[1]);
   if (payForm !== null) li.append(payForm);
   li.append(error);
 }
@@ -1221,6 +1227,7 @@ async function logout(): Promise<void> {
 // ---- wiring --------------------------------------------------------------------------------
 
 initDocuments({ api, generation: () => generation, logFailure });
+initChat({ api, generation: () => generation, logFailure });
 initNotices({ api, generation: () => generation, logFailure });
 initIdentity({ api, generation: () => generation, logFailure });
 ui.loginForm.addEventListener('submit', (e) => {
