@@ -44,6 +44,8 @@ pub enum Command {
         key: ParticipantKey,
         quality: NetworkQuality,
     },
+    /// The participant's link cannot carry video (`true`), or can again.
+    AudioOnly { key: ParticipantKey, on: bool },
 }
 
 impl Command {
@@ -58,7 +60,8 @@ impl Command {
             | Command::Consent { key, .. }
             | Command::Recording { key, .. }
             | Command::ScreenShare { key, .. }
-            | Command::Quality { key, .. } => *key,
+            | Command::Quality { key, .. }
+            | Command::AudioOnly { key, .. } => *key,
         }
     }
 }

@@ -123,7 +123,7 @@ pub(crate) struct SeqMap {
 impl SeqMap {
     /// The map of a receiver stream whose source is gone, for the next source on it (another
     /// session, which may even have picked the same SSRC): numbering goes on after the highest.
-    fn detached(self) -> SeqMap {
+    pub(crate) fn detached(self) -> SeqMap {
         SeqMap {
             detached: true,
             ..self

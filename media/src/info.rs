@@ -75,6 +75,9 @@ pub struct ParticipantInfo {
     pub screen_sharing: bool,
     /// Its link, as its page last said (none yet).
     pub quality: Option<NetworkQuality>,
+    /// Its link cannot carry video: it sends none, and the SFU forwards it none (audio only),
+    /// until its page says the link recovered.
+    pub audio_only: bool,
     /// Joined a room that may be recorded (a consultation's). A room is recordable while every
     /// person in it joined so.
     pub recordable: bool,
@@ -90,6 +93,7 @@ impl fmt::Debug for ParticipantInfo {
             .field("video_muted", &self.video_muted)
             .field("screen_sharing", &self.screen_sharing)
             .field("quality", &self.quality)
+            .field("audio_only", &self.audio_only)
             .field("recordable", &self.recordable)
             .finish()
     }

@@ -325,11 +325,16 @@ impl Router<'_> {
             let Some(Participant {
                 consumers,
                 transport,
+                info,
                 ..
             }) = self.participants.get_mut(&other)
             else {
                 continue;
             };
+            if kind == MediaKind::Video && info.audio_only {
+                // Its link cannot carry video: nothing to send, nothing for it to ask again.
+                continue;
+            }
             let Transport {
                 rtc,
                 next_timeout,

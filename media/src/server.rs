@@ -805,6 +805,12 @@ impl MediaHandle {
         self.tell(Command::ScreenShare { key, sharing }).await;
     }
 
+    /// The participant's link cannot carry video (`true`): the SFU stops forwarding it video
+    /// and tells the others; `false` undoes it.
+    pub async fn audio_only(&self, key: ParticipantKey, on: bool) {
+        self.tell(Command::AudioOnly { key, on }).await;
+    }
+
     pub async fn leave(&self, key: ParticipantKey, reason: LeaveReason) {
         self.tell(Command::Leave { key, reason }).await;
     }

@@ -17,10 +17,10 @@ use tracing::{debug, info, trace, warn};
 
 use crate::candidates::{Parsed, RemoteCandidates};
 use crate::command::Command;
-use crate::consumer::Consumer;
+use crate::consumer::{Consumer, ConsumerState, SeqMap};
 use crate::deadline::lower;
 use crate::demux::{Demux, is_rtcp, is_srtp};
-use crate::ids::{FastMap, ParticipantKey, RoomId};
+use crate::ids::{FastMap, ParticipantId, ParticipantKey, RoomId};
 use crate::info::{NetworkQuality, ParticipantInfo, Role, TrackKind};
 use crate::metrics::{Metrics, RoomMetrics};
 use crate::negotiation::{Negotiation, NegotiationError};
@@ -292,6 +292,10 @@ impl Sfu {
                 self.set_quality(key, quality);
                 Ok(None)
             }
+            Command::AudioOnly { key, on } => {
+                self.set_audio_only(now, key, on);
+                Ok(None)
+            }
         }
     }
 
@@ -543,6 +547,18 @@ impl Sfu {
         Ok(())
     }
 
+    /// Tell the others in `key`'s room a signal about it (made for each from its id).
+    fn tell_others(&mut self, key: ParticipantKey, signal: impl Fn(ParticipantId) -> Signal) {
+        let Some(p) = self.participants.get(&key) else {
+            return;
+        };
+        if let Some(room) = self.rooms.get(&p.room) {
+            for other in room.others(key) {
+                self.signals.push_back((other, signal(p.info.id.clone())));
+            }
+        }
+    }
+
     /// A participant starts or stops showing its screen: the others are told (a change only).
     pub fn set_screen_sharing(&mut self, key: ParticipantKey, sharing: bool) {
         let Some(p) = self.participants.get_mut(&key) else {
@@ -552,16 +568,7 @@ impl Sfu {
             return;
         }
         p.info.screen_sharing = sharing;
-        let id = p.info.id.clone();
-        if let Some(room) = self.rooms.get(&p.room) {
-            for other in room.others(key) {
-                let signal = Signal::ScreenShareChanged {
-                    id: id.clone(),
-                    sharing,
-                };
-                self.signals.push_back((other, signal));
-            }
-        }
+        self.tell_others(key, |id| Signal::ScreenShareChanged { id, sharing });
     }
 
     /// A participant's page judged its link: the others are told (a change only).
@@ -573,16 +580,37 @@ impl Sfu {
             return;
         }
         p.info.quality = Some(quality);
-        let id = p.info.id.clone();
-        if let Some(room) = self.rooms.get(&p.room) {
-            for other in room.others(key) {
-                let signal = Signal::QualityChanged {
-                    id: id.clone(),
-                    quality,
-                };
-                self.signals.push_back((other, signal));
+        self.tell_others(key, |id| Signal::QualityChanged { id, quality });
+    }
+
+    /// A participant's link cannot carry video (`on`), or can again: while on, no video is
+    /// forwarded to it (its page sends none either); the others are told (a change only). On
+    /// the way back its video streams number on from where they stopped, each starting at a
+    /// keyframe asked of its sender.
+    pub fn set_audio_only(&mut self, now: Instant, key: ParticipantKey, on: bool) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if p.info.audio_only == on {
+            return;
+        }
+        p.info.audio_only = on;
+        let room_id = p.room.clone();
+        let mut resumed = Vec::new();
+        if !on {
+            for c in p
+                .consumers
+                .iter_mut()
+                .filter(|c| c.kind == MediaKind::Video)
+            {
+                c.seq = c.seq.take().map(SeqMap::detached);
+                if matches!(c.state, ConsumerState::Open(_)) {
+                    resumed.push((c.source, c.source_mid));
+                }
             }
         }
+        self.tell_others(key, |id| Signal::AudioOnlyChanged { id, on });
+        self.keyframes_for(now, &room_id, resumed);
     }
 
     pub fn set_muted(&mut self, key: ParticipantKey, kind: TrackKind, muted: bool) {
@@ -598,19 +626,7 @@ impl Sfu {
             return;
         }
         *state = muted;
-        let id = p.info.id.clone();
-        if let Some(room) = self.rooms.get(&p.room) {
-            for other in room.others(key) {
-                self.signals.push_back((
-                    other,
-                    Signal::MuteChanged {
-                        id: id.clone(),
-                        kind,
-                        muted,
-                    },
-                ));
-            }
-        }
+        self.tell_others(key, |id| Signal::MuteChanged { id, kind, muted });
     }
 
     /// Remove a participant; the others are told why. Removing an unknown key does nothing.

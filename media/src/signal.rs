@@ -30,6 +30,11 @@ pub enum Signal {
         id: ParticipantId,
         quality: NetworkQuality,
     },
+    /// Another participant went to audio only (its link cannot carry video), or back.
+    AudioOnlyChanged {
+        id: ParticipantId,
+        on: bool,
+    },
     /// The room's recording state changed (sent on join, too).
     Recording(RecordingStatus),
     /// This session was removed from its room; nothing more will follow.

@@ -1,7 +1,7 @@
 //! Two in-process str0m peers connected through the SFU, driven faster than real time: no
 //! sockets, no sleeping; time is passed in.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,7 @@ struct RtpSeen {
     /// It carried a transport-wide sequence number (str0m writes one into every packet).
     transport_cc: bool,
     mid: Option<Mid>,
+    seq: u16,
 }
 
 /// The codecs a peer offers, and how it numbers them.
@@ -171,6 +172,7 @@ impl World {
             video_muted: false,
             screen_sharing: false,
             quality: None,
+            audio_only: false,
             recordable,
         };
         let key = self
@@ -321,6 +323,7 @@ impl World {
                                 time: header.timestamp,
                                 transport_cc: header.ext_vals.transport_cc.is_some(),
                                 mid: header.ext_vals.mid,
+                                seq: header.sequence_number,
                             });
                         }
                         RawPacket::RtcpRx(Rtcp::SenderReport(sr)) => {
@@ -1168,6 +1171,7 @@ fn a_third_person_is_refused_but_a_rejoin_replaces_the_old_session() {
         video_muted: false,
         screen_sharing: false,
         quality: None,
+        audio_only: false,
         recordable: true,
     };
     let refused = world.sfu.join(
@@ -1711,4 +1715,91 @@ fn network_quality_is_told_to_the_other_party_once_per_change() {
             .iter()
             .any(|i| i.id.as_str() == "patient" && i.quality == Some(Good))
     );
+}
+
+/// A receiver whose link cannot carry video (audio only) gets audio and no video, the other
+/// party is told; once it recovers, video comes again (from a keyframe asked of the sender),
+/// numbered on from where it stopped, and nothing is asked to be resent.
+fn audio_only_receiver(fast: bool) {
+    let mut world = call(fast, 2);
+    let (doctor, patient) = (0, 1);
+    let key = world.peers[patient].key;
+    let count = |p: &Peer, kind: MediaKind| p.received.iter().filter(|(k, _)| *k == kind).count();
+    let now = world.now;
+    world.sfu.set_audio_only(now, key, true);
+    world.sfu.set_audio_only(now, key, true);
+    world.run_for(Duration::from_millis(100), true);
+    let (audio, video) = (
+        count(&world.peers[patient], MediaKind::Audio),
+        count(&world.peers[patient], MediaKind::Video),
+    );
+    world.run_for(Duration::from_secs(2), true);
+    assert!(
+        count(&world.peers[patient], MediaKind::Audio) > audio + 20,
+        "audio goes on"
+    );
+    assert_eq!(
+        count(&world.peers[patient], MediaKind::Video),
+        video,
+        "no video reaches an audio-only receiver"
+    );
+    assert!(
+        count(&world.peers[doctor], MediaKind::Video) > 20,
+        "the doctor still gets the patient's video"
+    );
+    let told = |world: &World| -> Vec<bool> {
+        world.peers[doctor]
+            .signals
+            .iter()
+            .filter_map(|s| match s {
+                Signal::AudioOnlyChanged { id, on } if id.as_str() == "patient" => Some(*on),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(told(&world), [true], "told once");
+    assert!(
+        world
+            .sfu
+            .peers_of(world.peers[doctor].key)
+            .iter()
+            .any(|i| i.id.as_str() == "patient" && i.audio_only)
+    );
+
+    let keyframes = world.peers[doctor].keyframe_requests;
+    let now = world.now;
+    world.sfu.set_audio_only(now, key, false);
+    world.run_for(Duration::from_secs(2), true);
+    assert_eq!(told(&world), [true, false]);
+    assert!(
+        count(&world.peers[patient], MediaKind::Video) > video + 20,
+        "video comes again"
+    );
+    assert!(
+        world.peers[doctor].keyframe_requests > keyframes,
+        "the sender is asked for a keyframe"
+    );
+    // Each stream the receiver got numbers on without a gap: nothing is asked to be resent.
+    let mut streams: HashMap<u32, Vec<u16>> = HashMap::new();
+    for p in &world.peers[patient].rtp_in {
+        streams.entry(p.ssrc).or_default().push(p.seq);
+    }
+    let long: Vec<_> = streams.values().filter(|s| s.len() > 50).collect();
+    assert!(long.len() >= 2, "audio and video streams: {}", long.len());
+    for s in long {
+        assert!(
+            s.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "a stream numbered on without a gap"
+        );
+    }
+}
+
+#[test]
+fn an_audio_only_receiver_gets_no_video_until_its_link_recovers() {
+    audio_only_receiver(true);
+}
+
+#[test]
+fn an_audio_only_receiver_gets_no_video_until_its_link_recovers_through_str0m() {
+    audio_only_receiver(false);
 }

@@ -16,6 +16,7 @@ fn person(id: &str, role: Role) -> ParticipantInfo {
         video_muted: false,
         screen_sharing: false,
         quality: None,
+        audio_only: false,
         recordable: false,
     }
 }

@@ -70,6 +70,11 @@ pub enum ClientMessage {
     Quality {
         level: NetworkQuality,
     },
+    /// The sender's link cannot carry video (`true`): it stops sending video and the server
+    /// stops forwarding it any; `false` when the link recovered.
+    AudioOnly {
+        on: bool,
+    },
     /// The doctor lets a patient out of the waiting room into the call.
     Admit {
         participant_id: String,
@@ -97,6 +102,7 @@ const CLIENT_TYPES: &[&str] = &[
     "recording",
     "screenShare",
     "quality",
+    "audioOnly",
     "admit",
     "leave",
 ];
@@ -161,6 +167,8 @@ pub struct PeerView {
     /// Its link, as its page last said; absent until it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quality: Option<NetworkQuality>,
+    /// Its link cannot carry video: it sends none and gets none.
+    pub audio_only: bool,
 }
 
 impl PeerView {
@@ -174,6 +182,7 @@ impl PeerView {
             video_muted: info.video_muted,
             screen_sharing: info.screen_sharing,
             quality: info.quality,
+            audio_only: info.audio_only,
         })
     }
 }
@@ -257,6 +266,11 @@ pub enum ServerMessage {
     QualityChanged {
         participant_id: ParticipantId,
         level: NetworkQuality,
+    },
+    /// Another participant went to audio only (its link cannot carry video), or back.
+    AudioOnlyChanged {
+        participant_id: ParticipantId,
+        on: bool,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -442,6 +456,10 @@ mod tests {
                 ClientMessage::Quality {
                     level: NetworkQuality::Poor,
                 },
+            ),
+            (
+                r#"{"type":"audioOnly","on":true}"#,
+                ClientMessage::AudioOnly { on: true },
             ),
             (r#"{"type":"leave"}"#, ClientMessage::Leave),
         ];

@@ -40,6 +40,8 @@ pub enum Action {
     ScreenShare(bool),
     /// The page judged its link.
     Quality(vizit_media::NetworkQuality),
+    /// The page's link cannot carry video (`true`), or can again.
+    AudioOnly(bool),
     /// Hang up: leave the room and close the socket.
     Leave,
     /// Send this message (a `pong`, or an `error`); close the socket if the error is fatal.
@@ -153,6 +155,7 @@ impl Session {
                 ClientMessage::Admit { participant_id } => Action::Admit(participant_id),
                 ClientMessage::ScreenShare { sharing } => Action::ScreenShare(sharing),
                 ClientMessage::Quality { level } => Action::Quality(level),
+                ClientMessage::AudioOnly { on } => Action::AudioOnly(on),
                 ClientMessage::Leave => Action::Leave,
                 ClientMessage::Join { .. }
                 | ClientMessage::Resume { .. }
@@ -196,6 +199,10 @@ impl Session {
             Signal::QualityChanged { id, quality } => deliver(ServerMessage::QualityChanged {
                 participant_id: id,
                 level: quality,
+            }),
+            Signal::AudioOnlyChanged { id, on } => deliver(ServerMessage::AudioOnlyChanged {
+                participant_id: id,
+                on,
             }),
             Signal::CodecMismatch(m) => deliver(ServerMessage::CodecMismatch {
                 kind: m.kind,
@@ -371,6 +378,7 @@ mod tests {
             video_muted: false,
             screen_sharing: false,
             quality: None,
+            audio_only: false,
             recordable: false,
         };
         assert_eq!(

@@ -799,6 +799,12 @@ async fn perform(
             }
             false
         }
+        Action::AudioOnly(on) => {
+            if let Some(key) = key {
+                state.media.audio_only(key, on).await;
+            }
+            false
+        }
         Action::ScreenShare(sharing) => {
             if let Some(key) = key {
                 state.media.screen_share(key, sharing).await;
@@ -864,6 +870,7 @@ async fn join_media(
         video_muted: false,
         screen_sharing: false,
         quality: None,
+        audio_only: false,
         recordable: claims.rec,
     };
     match state

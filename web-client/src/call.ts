@@ -51,6 +51,8 @@ export interface CallView {
   setScreenSharing(sharing: boolean): void;
   /** How well our link and the other party's carry the call (null: not known). */
   setQuality(mine: NetworkQuality | null, theirs: NetworkQuality | null): void;
+  /** Whether our link, and the other party's, carry only audio now (too weak for video). */
+  setAudioOnly(mine: boolean, theirs: boolean): void;
 }
 
 /** What the call page shows about recording. */
@@ -97,6 +99,14 @@ const ICE_RESTART_TIMEOUT_MS = 10_000;
 const RESUME_RETRY_MS = 1_000;
 /** How often the link's statistics are read to judge its quality. */
 const QUALITY_EVERY_MS = 2_000;
+/**
+ * Audio only: a link judged poor (seen twice, ~4 s) stops video both ways; it comes back once
+ * the link has been good for this long…
+ */
+const AUDIO_ONLY_HOLD_MS = 10_000;
+/** …twice as long (up to this) when the link fell back within a minute of the last try. */
+const AUDIO_ONLY_MAX_HOLD_MS = 80_000;
+const AUDIO_ONLY_RELAPSE_MS = 60_000;
 
 /**
  * The quality of a link from its round trip (seconds) and the share of packets lost (0–1) on the
@@ -157,6 +167,11 @@ export class CallSession {
   private quality: { said: NetworkQuality | null; seen: NetworkQuality | null } = { said: null, seen: null };
   /** Packet counts of the previous reading, for the loss on the way in. */
   private inbound = { received: 0, lost: 0 };
+  /**
+   * Our link carries only audio: we send no video and the server forwards us none. Since when
+   * the link has been good again, how long it must stay so, when the last spell ended.
+   */
+  private audioOnly = { on: false, goodSince: null as number | null, holdMs: AUDIO_ONLY_HOLD_MS, offAt: -Infinity };
   private qualityTimer: ReturnType<typeof setInterval> | undefined;
   /** The transceiver that sends it on the current peer connection. */
   private screenTransceiver: RTCRtpTransceiver | null = null;
@@ -209,7 +224,12 @@ export class CallSession {
     stats.forEach((r) => {
       if (r.type === 'candidate-pair' && r.nominated && typeof r.currentRoundTripTime === 'number') {
         rtt = r.currentRoundTripTime;
-      } else if (r.type === 'remote-inbound-rtp' && typeof r.fractionLost === 'number') {
+      } else if (
+        r.type === 'remote-inbound-rtp' &&
+        typeof r.fractionLost === 'number' &&
+        // A paused video sender keeps its last report: only audio speaks for the link then.
+        !(this.audioOnly.on && r.kind === 'video')
+      ) {
         lossOut = Math.max(lossOut, r.fractionLost);
       } else if (r.type === 'inbound-rtp') {
         received += r.packetsReceived ?? 0;
@@ -223,10 +243,65 @@ export class CallSession {
     const level = judgeQuality(rtt, Math.max(lossOut, lossIn));
     const seen = this.quality.seen;
     this.quality.seen = level;
-    if (level !== seen || level === this.quality.said) return;
-    this.quality.said = level;
-    this.send({ type: 'quality', level });
-    this.view.setQuality(level, this.remote?.quality ?? null);
+    if (level === seen && level !== this.quality.said) {
+      this.quality.said = level;
+      this.send({ type: 'quality', level });
+      this.view.setQuality(level, this.remote?.quality ?? null);
+    }
+    this.judgeAudioOnly(level);
+  }
+
+  /**
+   * A link judged poor cannot carry video: stop it both ways (audio only), and bring it back
+   * once the link has been good for a while — longer after each relapse, so a link that can
+   * carry audio but not video does not flap.
+   */
+  private judgeAudioOnly(level: NetworkQuality): void {
+    const a = this.audioOnly;
+    const now = Date.now();
+    if (!a.on) {
+      if (this.quality.said !== 'poor') return;
+      a.holdMs = now - a.offAt < AUDIO_ONLY_RELAPSE_MS ? Math.min(a.holdMs * 2, AUDIO_ONLY_MAX_HOLD_MS) : AUDIO_ONLY_HOLD_MS;
+      this.setAudioOnly(true);
+      return;
+    }
+    if (level !== 'good') {
+      a.goodSince = null;
+      return;
+    }
+    a.goodSince ??= now;
+    if (now - a.goodSince >= a.holdMs) {
+      a.offAt = now;
+      this.setAudioOnly(false);
+    }
+  }
+
+  private setAudioOnly(on: boolean): void {
+    this.audioOnly.on = on;
+    this.audioOnly.goodSince = null;
+    console.info(`vizit: ${on ? 'the link cannot carry video: audio only' : 'the link recovered: video again'}`);
+    this.send({ type: 'audioOnly', on });
+    void this.pauseVideo(on);
+    this.view.setAudioOnly(on, this.remote?.audioOnly ?? false);
+  }
+
+  /** Stop (or resume) sending our video — camera and screen — without renegotiating. */
+  private async pauseVideo(paused: boolean): Promise<void> {
+    const pc = this.link?.pc;
+    if (!pc) return;
+    // By the transceiver's kind: a screen sender without its track now keeps the setting too.
+    for (const t of pc.getTransceivers()) {
+      if (t.receiver.track.kind !== 'video' || t.currentDirection === 'stopped') continue;
+      const sender = t.sender;
+      const params = sender.getParameters();
+      if (params.encodings.length === 0) continue;
+      for (const e of params.encodings) e.active = !paused;
+      try {
+        await sender.setParameters(params);
+      } catch (e) {
+        console.warn('vizit: the video sender could not be paused', e);
+      }
+    }
   }
 
   /** Hang up: tell the server, release the camera and microphone, and stay ended. */
@@ -341,6 +416,7 @@ export class CallSession {
     } else {
       this.screenTransceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [new MediaStream([track])] });
     }
+    if (this.audioOnly.on) void this.pauseVideo(true);
   }
 
   /** The doctor lets a patient out of the waiting room into the call. */
@@ -461,6 +537,7 @@ export class CallSession {
     // Said while the socket was down, it was lost; the other page needs it to tell our tracks apart.
     this.send({ type: 'screenShare', sharing: this.screen !== null });
     if (this.quality.said !== null) this.send({ type: 'quality', level: this.quality.said });
+    if (this.audioOnly.on) this.send({ type: 'audioOnly', on: true });
     // The server lists who waits afresh after `resumed`, if anyone does.
     this.view.setWaitingList([]);
     const pc = link.pc;
@@ -608,6 +685,12 @@ export class CallSession {
           this.view.setQuality(this.quality.said, message.level);
         }
         break;
+      case 'audioOnlyChanged':
+        if (this.remote !== null && this.remote.participantId === message.participantId) {
+          this.remote.audioOnly = message.on;
+          this.view.setAudioOnly(this.audioOnly.on, message.on);
+        }
+        break;
       case 'screenShareChanged':
         if (this.remote !== null && this.remote.participantId === message.participantId) {
           this.remote.screenSharing = message.sharing;
@@ -686,9 +769,12 @@ export class CallSession {
     // A Room that ended while we were away forgot our consent: restate it (a no-op otherwise).
     if (this.consent) this.send({ type: 'recordingConsent', consent: true });
     if (this.screen !== null) this.send({ type: 'screenShare', sharing: true });
-    // A new session: our link is judged afresh.
+    // A new session: our link is judged afresh (with video: the new session sends it).
     this.quality = { said: null, seen: null };
     this.inbound = { received: 0, lost: 0 };
+    this.audioOnly.on = false;
+    this.audioOnly.goodSince = null;
+    this.view.setAudioOnly(false, this.remote?.audioOnly ?? false);
     link.pc = this.createPeerConnection(link);
   }
 
@@ -865,6 +951,7 @@ export class CallSession {
     if (participant === null || !participant.screenSharing) this.view.setRemoteScreen(null);
     this.view.setRemoteParticipant(this.remote);
     this.view.setQuality(this.quality.said, this.remote?.quality ?? null);
+    this.view.setAudioOnly(this.audioOnly.on, this.remote?.audioOnly ?? false);
   }
 
   /**

@@ -44,6 +44,10 @@ export const TEXT = {
   },
   myQuality: 'Связь',
   theirQuality: 'Связь собеседника',
+  /** Our link carries only audio. */
+  audioOnly: 'Слабая связь: видео приостановлено, идёт только звук. Видео включится само, когда связь улучшится.',
+  /** The other party's does. */
+  theirAudioOnly: 'У собеседника слабая связь: только звук',
   stopSharing: 'Остановить показ',
   admit: 'Впустить',
   /** How long someone has waited. */

@@ -26,6 +26,8 @@ export interface Participant {
   screenSharing: boolean;
   /** Its link, as its page last said; null until it did (or a level this page does not know). */
   quality: NetworkQuality | null;
+  /** Its link cannot carry video: it sends none and gets none. */
+  audioOnly: boolean;
 }
 
 export type LeaveReason =
@@ -76,6 +78,7 @@ export type ClientMessage =
   | { type: 'admit'; participantId: string }
   | { type: 'screenShare'; sharing: boolean }
   | { type: 'quality'; level: NetworkQuality }
+  | { type: 'audioOnly'; on: boolean }
   | { type: 'leave' };
 
 // ---- server → client -------------------------------------------------------------------------
@@ -140,6 +143,7 @@ export type ServerMessage =
   | { type: 'muteChanged'; participantId: string; kind: TrackKind; muted: boolean }
   | { type: 'screenShareChanged'; participantId: string; sharing: boolean }
   | { type: 'qualityChanged'; participantId: string; level: NetworkQuality | null }
+  | { type: 'audioOnlyChanged'; participantId: string; on: boolean }
   | { type: 'pong'; nonce: number }
   | { type: 'roomClosed'; reason: string }
   | CodecMismatchMessage
@@ -209,6 +213,7 @@ function participant(v: unknown): Participant {
     videoMuted: v['videoMuted'] === undefined ? false : bool(v, 'videoMuted'),
     screenSharing: v['screenSharing'] === undefined ? false : bool(v, 'screenSharing'),
     quality: quality(v['quality']),
+    audioOnly: v['audioOnly'] === undefined ? false : bool(v, 'audioOnly'),
   };
 }
 
@@ -294,6 +299,8 @@ export function decodeServerMessage(text: string): Decoded {
         return { ok: true, message: { type, participantId: str(raw, 'participantId'), level: quality(raw['level']) } };
       case 'screenShareChanged':
         return { ok: true, message: { type, participantId: str(raw, 'participantId'), sharing: bool(raw, 'sharing') } };
+      case 'audioOnlyChanged':
+        return { ok: true, message: { type, participantId: str(raw, 'participantId'), on: bool(raw, 'on') } };
       case 'pong':
         return { ok: true, message: { type, nonce: num(raw, 'nonce') } };
       case 'roomClosed':

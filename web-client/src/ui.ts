@@ -68,6 +68,8 @@ export class CallUi implements CallView {
   private readonly remoteScreen: HTMLVideoElement;
   private readonly myQuality: HTMLElement;
   private readonly theirQuality: HTMLElement;
+  private readonly audioOnly: HTMLElement;
+  private readonly theirAudioOnly: HTMLElement;
   private readonly enableSound: HTMLButtonElement;
   readonly rejoinButton: HTMLButtonElement;
   /** Shown after a while of «Переподключение…»: try again now instead of waiting. */
@@ -122,6 +124,10 @@ export class CallUi implements CallView {
     this.remoteScreen = byTestId(root, 'remote-screen', HTMLVideoElement);
     this.myQuality = byTestId(root, 'my-quality', HTMLElement);
     this.theirQuality = byTestId(root, 'their-quality', HTMLElement);
+    this.audioOnly = byTestId(root, 'audio-only', HTMLElement);
+    this.theirAudioOnly = byTestId(root, 'their-audio-only', HTMLElement);
+    this.audioOnly.textContent = TEXT.audioOnly;
+    this.theirAudioOnly.textContent = TEXT.theirAudioOnly;
     this.enableSound = byTestId(root, 'enable-sound', HTMLButtonElement);
     this.rejoinButton = byTestId(root, 'rejoin', HTMLButtonElement);
     this.reconnectButton = byTestId(root, 'reconnect-now', HTMLButtonElement);
@@ -234,6 +240,7 @@ export class CallUi implements CallView {
       this.toggleCamera.disabled = true;
       this.screenButton.disabled = true;
       this.setQuality(null, null);
+      this.setAudioOnly(false, false);
       this.hangupButton.hidden = true;
       this.rejoinButton.hidden = !this.rejoinAllowed;
       this.enableSound.hidden = true;
@@ -261,6 +268,12 @@ export class CallUi implements CallView {
     this.theirQuality.dataset['level'] = theirs ?? '';
     this.theirQuality.textContent = theirs === null ? '' : `${TEXT.theirQuality}: ${TEXT.quality[theirs]}`;
     this.theirQuality.hidden = theirs === null || theirs === 'good';
+  }
+
+  setAudioOnly(mine: boolean, theirs: boolean): void {
+    this.audioOnly.hidden = !mine;
+    this.theirAudioOnly.hidden = !theirs;
+    this.main.dataset['audioOnly'] = String(mine || theirs);
   }
 
   setScreenSharing(sharing: boolean): void {
