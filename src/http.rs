@@ -42,6 +42,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/call", get(call))
+        // The pre-call check on its own: the call page without a call.
+        .route("/check", get(call))
         .route("/demo", get(demo))
         .route(
             "/consultations",

@@ -48,6 +48,7 @@ pub mod openapi;
 pub mod payments;
 pub mod people;
 pub mod platform;
+pub mod precall;
 pub mod recordings;
 pub mod slots;
 pub mod state;
@@ -78,6 +79,10 @@ pub fn router(state: ApiState) -> Router {
         .merge(notifications::routes())
         .merge(documents::routes())
         .merge(chat::routes())
+        .route(
+            "/connection-check",
+            axum::routing::post(precall::connection_check),
+        )
         .merge(identity::routes())
         .merge(audit::routes())
         .route("/openapi.json", get(openapi::document))

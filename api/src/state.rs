@@ -103,6 +103,8 @@ pub struct ApiState {
     pub keys: TokenKeys,
     /// The chat's waiting readers and flood limits.
     pub chat: Arc<Chat>,
+    /// Connection checks issued lately (their limits).
+    pub checks: Arc<crate::precall::Checks>,
     /// Slots from Bitrix24 and bookings pushed back; `None`: slots are managed through the API.
     pub bitrix24: Option<Arc<Bitrix24>>,
     /// Recording storage (local folder or S3) and its rules; `None`: no recordings.
@@ -140,6 +142,7 @@ impl ApiState {
             db,
             clock,
             chat: Arc::new(Chat::new(settings.chat.clone())),
+            checks: Arc::default(),
             settings: Arc::new(settings),
             keys,
             bitrix24: None,

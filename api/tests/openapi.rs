@@ -89,6 +89,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/call/files/{id}"),
     ("get", "/api/v1/consultations/{id}/messages"),
     ("get", "/api/v1/consultations/{id}/files/{file}"),
+    ("post", "/api/v1/connection-check"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -1340,6 +1341,18 @@ async fn every_response_the_tests_see_matches_the_document() {
         )
         .await
     );
+
+    let check = see!(
+        "post",
+        "/api/v1/connection-check",
+        api.call(Method::POST, "/connection-check", None, Some(json!({})))
+            .await
+    );
+    let claims = api
+        .keys
+        .verify(check["tokens"][0].as_str().unwrap())
+        .unwrap();
+    assert!(claims.room.starts_with("check-") && !claims.rec);
 
     // Every route was exercised at least once.
     for (method, path) in ROUTES {

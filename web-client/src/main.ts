@@ -5,8 +5,9 @@
 
 import { CallSession } from './call';
 import { CallChat } from './chat';
+import { checkConnection, playTestSound } from './check';
 import { MicLevelMeter, acquireLocalMedia, type LocalMedia } from './media';
-import { TEXT, mediaWarning } from './messages';
+import { CHECK_TEXT, TEXT, mediaWarning } from './messages';
 import { CallUi } from './ui';
 
 /** Hooks for the end-to-end tests (and for a curious engineer in the devtools console). */
@@ -69,10 +70,68 @@ function tokenRole(token: string): string | null {
   }
 }
 
+function el<T extends HTMLElement>(id: string, type: new () => T): T {
+  const found = document.querySelector(`[data-testid="${id}"]`);
+  if (!(found instanceof type)) throw new Error(`call.html is missing the ${type.name} data-testid="${id}"`);
+  return found;
+}
+
+/** The speakers' test sound and the test call through the server, under the preview. */
+function wireChecks(stream: () => MediaStream | null): void {
+  const speakers = el('test-speakers', HTMLButtonElement);
+  const heard = el('speakers-result', HTMLElement);
+  speakers.addEventListener('click', () => {
+    speakers.disabled = true;
+    heard.hidden = false;
+    heard.textContent = CHECK_TEXT.playing;
+    heard.dataset['state'] = 'playing';
+    void playTestSound()
+      .then(() => {
+        heard.textContent = CHECK_TEXT.played;
+        heard.dataset['state'] = 'played';
+      })
+      .catch(() => {
+        heard.textContent = CHECK_TEXT.noSound;
+        heard.dataset['state'] = 'failed';
+      })
+      .finally(() => {
+        speakers.disabled = false;
+      });
+  });
+
+  const connection = el('test-connection', HTMLButtonElement);
+  const result = el('connection-result', HTMLElement);
+  const verdict = el('connection-verdict', HTMLElement);
+  const numbers = el('connection-numbers', HTMLElement);
+  connection.addEventListener('click', () => {
+    connection.disabled = true;
+    result.hidden = false;
+    result.dataset['verdict'] = '';
+    result.setAttribute('aria-busy', 'true');
+    numbers.textContent = '';
+    verdict.textContent = CHECK_TEXT.connecting;
+    void checkConnection(stream() ?? new MediaStream(), (step) => {
+      verdict.textContent = step === 'connecting' ? CHECK_TEXT.connecting : CHECK_TEXT.measuring;
+    })
+      .then((r) => {
+        result.dataset['verdict'] = r.verdict;
+        verdict.textContent = CHECK_TEXT.verdict[r.verdict];
+        numbers.textContent = r.verdict === 'failed' ? '' : CHECK_TEXT.numbers(r.upKbps, r.downKbps, r.loss, r.rttMs, r.path);
+        console.info(`vizit: connection check ${r.verdict}: up ${r.upKbps} kbps, down ${r.downKbps} kbps, loss ${r.loss}, rtt ${r.rttMs} ms, ${r.path}`);
+      })
+      .finally(() => {
+        result.removeAttribute('aria-busy');
+        connection.disabled = false;
+      });
+  });
+}
+
 async function main(): Promise<void> {
   const ui = new CallUi();
-  const token = takeToken();
-  if (token === '') {
+  // `/check`: the pre-call check on its own, before one has a link to a call.
+  const checkOnly = window.location.pathname === '/check';
+  const token = checkOnly ? '' : takeToken();
+  if (!checkOnly && token === '') {
     ui.showMessage(TEXT.noToken);
     return;
   }
@@ -80,6 +139,12 @@ async function main(): Promise<void> {
   ui.setPhase('precall');
   let media: LocalMedia | null = null;
   let meter: MicLevelMeter | null = null;
+  wireChecks(() => media?.stream ?? null);
+  if (checkOnly) {
+    document.title = 'Проверка перед консультацией — Vizit';
+    el('precall-title', HTMLElement).hidden = false;
+    ui.joinButton.hidden = true;
+  }
 
   const preview = async (): Promise<void> => {
     ui.joinButton.disabled = true;
@@ -104,7 +169,7 @@ async function main(): Promise<void> {
         ui.setMicLevel(null);
       }
     }
-    ui.setPrecallStatus(TEXT.ready);
+    ui.setPrecallStatus(checkOnly ? CHECK_TEXT.ready : TEXT.ready);
     ui.joinButton.disabled = false;
     ui.retryMediaButton.disabled = false;
   };

@@ -190,11 +190,7 @@ function problemText(device: Device, problem: MediaProblem): string {
   const [toIt, it, busy] = DEVICE[device];
   switch (problem) {
     case 'denied':
-      return (
-        `Доступ ${toIt} запрещён. Нажмите на значок замка или камеры слева в адресной строке, ` +
-        'разрешите для этого сайта доступ к камере и микрофону (или сделайте это в настройках сайта ' +
-        'в браузере), затем нажмите «Проверить снова».'
-      );
+      return `Доступ ${toIt} запрещён. ${deniedHelp(browserKind(navigator.userAgent))}`;
     case 'notFound':
       return device === 'camera'
         ? 'Камера не найдена. Подключите камеру и нажмите «Проверить снова».'
@@ -277,4 +273,89 @@ export function fileSize(bytes: number): string {
   if (bytes < 1024) return `${bytes} Б`;
   if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} КБ`;
   return `${(bytes / (1024 * 1024)).toFixed(1).replace('.', ',')} МБ`;
+}
+
+/** The pre-call check's tests. */
+export const CHECK_TEXT = {
+  /** On /check, where there is nothing to join. */
+  ready: 'Камера и микрофон работают. Проверьте звук и связь; потом откройте ссылку на консультацию.',
+  playing: 'Играет сигнал…',
+  played: 'Прозвучал сигнал из двух нот. Если вы его не слышали, проверьте громкость и выбранное устройство вывода звука (колонки, наушники).',
+  noSound: 'Браузер не может воспроизвести проверочный сигнал.',
+  connecting: 'Проверяем связь с сервером видеосвязи…',
+  measuring: 'Измеряем скорость, потери и задержку (около 6 секунд)…',
+  verdict: {
+    good: 'Связь хорошая: видеоконсультация пройдёт без помех.',
+    fair: 'Связь средняя: изображение иногда может замирать. Если можете, подключитесь к Wi-Fi или подойдите ближе к роутеру.',
+    poor: 'Связь слабая: скорее всего, будет только звук. Подключитесь к другой сети (Wi-Fi или мобильный интернет) и проверьте снова.',
+    failed:
+      'Не удалось подключиться к серверу видеосвязи. Проверьте интернет; если вы в сети организации, ' +
+      'её защита может не пропускать видеосвязь — попробуйте мобильный интернет или отключите VPN.',
+  },
+  numbers: (up: number, down: number, loss: number, rtt: number | null, path: string | null): string => {
+    const rate = (kbps: number): string => (kbps >= 1000 ? `${(kbps / 1000).toFixed(1).replace('.', ',')} Мбит/с` : `${kbps} кбит/с`);
+    const via = path === 'relay' ? ' · через TURN-сервер' : path === 'tcp' ? ' · по TCP' : '';
+    return (
+      `Отправка ${rate(up)}, приём ${rate(down)} · потери ${Math.round(loss * 100)} %` +
+      (rtt === null ? '' : ` · задержка ${rtt} мс`) +
+      via
+    );
+  },
+};
+
+/** Which browser the page runs in, for instructions that name its buttons. */
+export type BrowserKind = 'ios' | 'android' | 'safari' | 'firefox' | 'yandex' | 'edge' | 'chrome' | 'other';
+
+export function browserKind(ua: string): BrowserKind {
+  if (/iPhone|iPad|iPod/.test(ua)) return 'ios';
+  if (/Android/.test(ua)) return 'android';
+  if (/Firefox\//.test(ua)) return 'firefox';
+  if (/YaBrowser\//.test(ua)) return 'yandex';
+  if (/Edg\//.test(ua)) return 'edge';
+  if (/Chrome\/|Chromium\//.test(ua)) return 'chrome';
+  if (/Safari\//.test(ua)) return 'safari';
+  return 'other';
+}
+
+/** How to allow the camera and microphone again, in this browser's words. */
+export function deniedHelp(browser: BrowserKind): string {
+  switch (browser) {
+    case 'ios':
+      return (
+        'На iPhone и iPad: нажмите «аА» слева в адресной строке → «Настройки веб-сайта» → «Камера» и ' +
+        '«Микрофон»: «Разрешить». Если пунктов нет: «Настройки» iPhone → «Safari» → «Камера» и «Микрофон» → ' +
+        '«Спрашивать» или «Разрешить». Затем нажмите «Проверить снова».'
+      );
+    case 'android':
+      return (
+        'На Android: нажмите на значок слева от адреса → «Разрешения» и включите камеру и микрофон. ' +
+        'Если их нет: «Настройки» телефона → «Приложения» → ваш браузер → «Разрешения». Затем нажмите «Проверить снова».'
+      );
+    case 'firefox':
+      return (
+        'В Firefox: нажмите на перечёркнутый значок камеры или микрофона слева от адреса и снимите ' +
+        'блокировку (крестик у «Заблокировано»), затем нажмите «Проверить снова».'
+      );
+    case 'safari':
+      return (
+        'В Safari: меню «Safari» → «Настройки для этого веб-сайта…» → «Камера» и «Микрофон»: «Разрешить», ' +
+        'затем нажмите «Проверить снова».'
+      );
+    case 'yandex':
+      return (
+        'В Яндекс Браузере: нажмите на значок замка слева от адреса → «Камера» и «Микрофон»: «Разрешить», ' +
+        'затем нажмите «Проверить снова».'
+      );
+    case 'edge':
+    case 'chrome':
+      return (
+        'Нажмите на значок настроек сайта (замок или регулятор) слева от адреса → «Камера» и «Микрофон»: ' +
+        '«Разрешить», затем нажмите «Проверить снова».'
+      );
+    case 'other':
+      return (
+        'Разрешите этому сайту доступ к камере и микрофону в настройках браузера (обычно — значок слева ' +
+        'от адреса), затем нажмите «Проверить снова».'
+      );
+  }
 }
