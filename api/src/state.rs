@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use vizit_signaling::TokenKeys;
 
-use crate::chat::{Chat, ChatSettings};
+use crate::chat::hub::{Chat, ChatSettings};
 use crate::documents::settings::DocumentSettings;
 use crate::identity::EsiaLogin;
 use crate::notifications::Notifications;
@@ -104,7 +104,7 @@ pub struct ApiState {
     /// The chat's waiting readers and flood limits.
     pub chat: Arc<Chat>,
     /// Connection checks issued lately (their limits).
-    pub checks: Arc<crate::precall::Checks>,
+    pub checks: Arc<crate::precall::limits::Checks>,
     /// Slots from Bitrix24 and bookings pushed back; `None`: slots are managed through the API.
     pub bitrix24: Option<Arc<Bitrix24>>,
     /// Recording storage (local folder or S3) and its rules; `None`: no recordings.

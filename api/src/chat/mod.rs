@@ -3,9 +3,11 @@
 //! afterwards. Files go to the recordings' object store.
 //!
 //! - `sniff.rs` — what a file is, by its bytes; the name it is kept under.
+//! - `hub.rs` — the waiting readers and the flood limit (in memory).
 //! - `service.rs` — the rules, the flood limit and the wait for new messages;
 //!   `repo.rs` — the SQL; `routes.rs` — the HTTP.
 
+pub mod hub;
 pub mod repo;
 pub mod routes;
 pub mod service;
@@ -14,7 +16,7 @@ pub mod sniff;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use service::{Chat, ChatSettings};
+pub use hub::{Chat, ChatSettings};
 
 /// Where the call page sends files: the server lets bodies up to `chat.max_file_mb` through
 /// on this path only.
