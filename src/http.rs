@@ -243,29 +243,66 @@ async fn demo(State(state): State<HttpState>) -> Response {
     web::html(format!(
         r#"<!doctype html>
 <html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>Vizit — демо-звонок</title><link rel="icon" href="data:,">
+<meta name="referrer" content="no-referrer"><meta name="robots" content="noindex, nofollow">
+<title>Демо-консультация — Vizit</title><link rel="icon" href="data:,">
 <link rel="stylesheet" href="/assets/app.css"></head>
-<body class="demo"><main class="demo-page">
-<h1>Демо-звонок Vizit</h1>
-<p>Создана демо-консультация <code>{room}</code> (оплачена, начинается сейчас). Откройте ссылки в двух
-вкладках (или на двух устройствах) — врач и пациент увидят и услышат друг друга через SFU Vizit.
-Если оба согласятся на запись, звонок будет записан.</p>
-<ul>
-<li><a data-testid="demo-doctor" href="/call#token={doctor}" target="_blank" rel="noopener noreferrer">Войти как врач</a></li>
-<li><a data-testid="demo-patient" href="/call#token={patient}" target="_blank" rel="noopener noreferrer">Войти как пациент</a></li>
-<li><a data-testid="demo-admin" href="/consultations#session={admin}" target="_blank" rel="noopener noreferrer">Записи консультаций (как администратор клиники)</a></li>
-</ul>
-{notices}<p>Ссылки действуют {ttl}. <a href="/demo">Новая консультация</a></p>
+<body class="portal"><header class="bar portal-bar"><span class="brand">Vizit</span></header>
+<main class="portal-main demo-page">
+<section class="card"><h1>Демо-консультация</h1>
+<p>Мы создали консультацию с демо-врачом: она оплачена и начинается через минуту. Откройте звонок
+врача и звонок пациента в двух вкладках или на двух устройствах — они увидят и услышат друг друга.
+Если оба дадут согласие на запись, звонок запишется, и запись появится у администратора.</p></section>
+<div class="demo-roles">
+<section class="card demo-role" aria-labelledby="demo-doctor-title"><h2 id="demo-doctor-title">Врач</h2>
+<p>{doctor_name}. Принимает пациента, после звонка пишет заключение в своём кабинете.</p>
+<div class="actions"><a class="button primary" data-testid="demo-doctor" href="/call#token={doctor}" target="_blank" rel="noopener noreferrer">Войти в звонок</a>
+<a class="button secondary" data-testid="demo-doctor-cabinet" href="/consultations#session={doctor_session}" target="_blank" rel="noopener noreferrer">Кабинет врача</a></div></section>
+<section class="card demo-role" aria-labelledby="demo-patient-title"><h2 id="demo-patient-title">Пациент</h2>
+<p>{patient_name}. Видит свои консультации, заключение врача и переписку.</p>
+<div class="actions"><a class="button primary" data-testid="demo-patient" href="/call#token={patient}" target="_blank" rel="noopener noreferrer">Войти в звонок</a>
+<a class="button secondary" data-testid="demo-patient-cabinet" href="/consultations#session={patient_session}" target="_blank" rel="noopener noreferrer">Кабинет пациента</a></div></section>
+<section class="card demo-role" aria-labelledby="demo-admin-title"><h2 id="demo-admin-title">Администратор клиники</h2>
+<p>Видит все консультации клиники и записи звонков.</p>
+<div class="actions"><a class="button primary" data-testid="demo-admin" href="/consultations#session={admin}" target="_blank" rel="noopener noreferrer">Консультации и записи</a></div></section>
+</div>
+{notices}<p class="hint">Ссылки действуют {ttl}. <a href="/check">Проверить камеру и связь</a> · <a href="/demo">Создать новую консультацию</a></p>
 </main></body></html>"#,
-        room = call.consultation_id,
+        doctor_name = vizit_api::http::escape_html(&call.doctor_name),
+        patient_name = vizit_api::http::escape_html(&call.patient_name),
         admin = call.admin_session,
-        ttl = humantime::format_duration(state.token_ttl),
+        doctor_session = call.doctor_session,
+        patient_session = call.patient_session,
+        ttl = russian_duration(state.token_ttl),
         notices = state.sandbox_url.as_deref().map(|s| format!(
-            r#"<p>Уведомления о консультации приходят на тестовые стенды: пациенту — на телефон
+            r#"<section class="card"><h2>Уведомления</h2><p>Уведомления о консультации приходят на тестовые стенды: пациенту — на телефон
 (<a data-testid="demo-edna" href="{s}/sandbox/edna">SMS и мессенджеры, edna</a>; после подключения MAX —
 <a data-testid="demo-max" href="{s}/sandbox/max">чаты MAX</a>), врачу и администраторам —
-<a data-testid="demo-mail" href="{s}/sandbox/mail">письма</a>.</p>
+<a data-testid="demo-mail" href="{s}/sandbox/mail">письма</a>.</p></section>
 "#
         )).unwrap_or_default(),
     ))
+}
+
+/// «2 ч», «1 ч 30 мин», «45 мин», as people read it.
+fn russian_duration(d: std::time::Duration) -> String {
+    let minutes = d.as_secs().div_ceil(60);
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m} мин"),
+        (h, 0) => format!("{h} ч"),
+        (h, m) => format!("{h} ч {m} мин"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        use std::time::Duration;
+        assert_eq!(russian_duration(Duration::from_secs(7200)), "2 ч");
+        assert_eq!(russian_duration(Duration::from_secs(5400)), "1 ч 30 мин");
+        assert_eq!(russian_duration(Duration::from_secs(45 * 60)), "45 мин");
+        assert_eq!(russian_duration(Duration::from_secs(61)), "2 мин");
+    }
 }

@@ -25,6 +25,9 @@ pub struct DemoCall {
     pub starts_at: i64,
     /// A session of the demo clinic admin, for the recordings on `/consultations`.
     pub admin_session: String,
+    /// Sessions of the demo doctor (the conclusion on the doctor's page) and of the patient.
+    pub doctor_session: String,
+    pub patient_session: String,
 }
 
 /// The demo staff member with this e-mail, created on first use (a random password nobody uses).
@@ -127,6 +130,10 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
     .await?;
     let (admin_session, _) =
         create_session(&core, &admin_id, crate::domain::caller::DEMO_SESSION).await?;
+    let (doctor_session, _) =
+        create_session(&core, &doctor_id, crate::domain::caller::DEMO_SESSION).await?;
+    let (patient_session, _) =
+        create_session(&core, &patient_id, crate::domain::caller::DEMO_SESSION).await?;
     Ok(DemoCall {
         consultation_id,
         doctor_id,
@@ -135,5 +142,7 @@ pub async fn demo_call(state: &ApiState) -> Result<DemoCall, ApiError> {
         patient_name,
         starts_at: starts,
         admin_session,
+        doctor_session,
+        patient_session,
     })
 }

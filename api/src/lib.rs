@@ -83,6 +83,7 @@ pub fn router(state: ApiState) -> Router {
             "/connection-check",
             axum::routing::post(precall::connection_check),
         )
+        .route("/call/link", get(precall::call_link))
         .merge(identity::routes())
         .merge(audit::routes())
         .route("/openapi.json", get(openapi::document))

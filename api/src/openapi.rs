@@ -51,7 +51,7 @@ use crate::slots::routes as slots;
         documents::my_requests, documents::requests, documents::answer, documents::extend,
         chat::call_messages, chat::post_message, chat::post_file, chat::call_file,
         chat::consultation_messages, chat::consultation_file,
-        crate::precall::connection_check,
+        crate::precall::connection_check, crate::precall::call_link,
     ),
     modifiers(&BearerAuth, &ProblemContent),
     tags(

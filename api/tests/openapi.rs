@@ -90,6 +90,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/consultations/{id}/messages"),
     ("get", "/api/v1/consultations/{id}/files/{file}"),
     ("post", "/api/v1/connection-check"),
+    ("get", "/api/v1/call/link"),
 ];
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -872,6 +873,16 @@ async fn every_response_the_tests_see_matches_the_document() {
     );
     // The call's chat, with the join token.
     let call = joined["token"].as_str().unwrap().to_owned();
+    see!(
+        "get",
+        "/api/v1/call/link",
+        api.get("/call/link", &call).await
+    );
+    see!(
+        "get",
+        "/api/v1/call/link",
+        api.get("/call/link", &c.patient).await
+    );
     see!(
         "post",
         "/api/v1/call/messages",

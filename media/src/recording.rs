@@ -2,14 +2,15 @@
 //! hands every forwarded frame of the room to the recorder.
 //!
 //! The policy is small and lives with the room it governs: a room is recorded only while a doctor
-//! and a patient are both in it (or were, and are reconnecting) and both have consented; in
-//! [`RecordingMode::Auto`] it starts as soon as that holds, in [`RecordingMode::Doctor`] when the
-//! doctor also asks for it. A withdrawn consent, the doctor's stop, or the end of the room stops
-//! it. The recorder itself (GStreamer, files, catalogue) lives outside the SFU behind
+//! and a patient are both in it (a party reconnecting on the same session is still in it) and
+//! both have consented; in [`RecordingMode::Auto`] it starts as soon as that holds, in
+//! [`RecordingMode::Doctor`] when the doctor also asks for it. A withdrawn consent, the doctor's
+//! stop, or the end of the room stops it; a party leaving pauses it (the file ends; a new one
+//! starts when both are back). The recorder itself (GStreamer, files, catalogue) lives outside the SFU behind
 //! [`TapFactory`] / [`MediaTap`]: the media loop only hands over reference-counted frames and never
 //! waits for a disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +43,8 @@ pub enum RecordingPhase {
     /// Both consented; waiting for the doctor to start (doctor mode, or after the doctor stopped).
     AwaitingStart,
     Recording,
+    /// It would record, but one party is not in the call: it goes on when both are back.
+    Paused,
 }
 
 /// What the call page shows about recording.
@@ -51,6 +54,8 @@ pub struct RecordingStatus {
     pub phase: RecordingPhase,
     /// Participants whose consent is given (and not withdrawn).
     pub consented: Vec<ParticipantId>,
+    /// Participants whose last answer was no (declined, or withdrew).
+    pub declined: Vec<ParticipantId>,
 }
 
 /// Why a recording stopped.
@@ -63,6 +68,8 @@ pub enum StopReason {
     ConsentWithdrawn,
     /// The doctor stopped it.
     Stopped,
+    /// A party left the call: paused until both are back (a new recording then).
+    PartyLeft,
     /// The server is stopping.
     ServerShutdown,
 }
@@ -178,6 +185,8 @@ pub enum RecordingError {
 pub(crate) struct RoomRecording {
     /// Consent per participant (role kept so a reconnecting party is still counted).
     pub consents: BTreeMap<ParticipantId, Role>,
+    /// Participants who said no (declined or withdrew), until they consent.
+    pub declined: BTreeSet<ParticipantId>,
     /// The doctor asked for it (doctor mode), or the doctor stopped it (`false` in auto mode).
     pub requested: Option<bool>,
     pub session: u32,
@@ -195,13 +204,19 @@ impl RoomRecording {
             && self.consents.values().any(|r| *r == Role::Patient)
     }
 
-    /// Whether recording should run now, given the mode.
-    pub fn wanted(&self, mode: RecordingMode) -> bool {
+    /// Whether recording should run, given the mode, if both parties are in the call.
+    fn would_record(&self, mode: RecordingMode) -> bool {
         match mode {
             RecordingMode::Off => false,
             RecordingMode::Auto => self.both_consented() && self.requested != Some(false),
             RecordingMode::Doctor => self.both_consented() && self.requested == Some(true),
         }
+    }
+
+    /// Whether recording should run now: as the mode and consents say, with both parties in
+    /// the call (`both_present`).
+    pub fn wanted(&self, mode: RecordingMode, both_present: bool) -> bool {
+        both_present && self.would_record(mode)
     }
 
     /// Stop a running recording of `room`: the tap is closed, and the event to report returned.
@@ -216,11 +231,13 @@ impl RoomRecording {
         })
     }
 
-    pub fn status(&self, mode: RecordingMode) -> RecordingStatus {
+    pub fn status(&self, mode: RecordingMode, both_present: bool) -> RecordingStatus {
         let phase = if mode == RecordingMode::Off {
             RecordingPhase::Off
         } else if self.active() {
             RecordingPhase::Recording
+        } else if !both_present && self.would_record(mode) {
+            RecordingPhase::Paused
         } else if !self.both_consented() {
             RecordingPhase::AwaitingConsent
         } else {
@@ -230,6 +247,7 @@ impl RoomRecording {
             mode,
             phase,
             consented: self.consents.keys().cloned().collect(),
+            declined: self.declined.iter().cloned().collect(),
         }
     }
 }
@@ -242,22 +260,41 @@ mod tests {
     fn recording_needs_both_parties_and_the_mode() {
         let mut r = RoomRecording::default();
         r.consents.insert(ParticipantId::new("d"), Role::Doctor);
-        assert!(!r.wanted(RecordingMode::Auto));
+        assert!(!r.wanted(RecordingMode::Auto, true));
         r.consents.insert(ParticipantId::new("p"), Role::Patient);
-        assert!(r.wanted(RecordingMode::Auto));
-        assert!(!r.wanted(RecordingMode::Off));
+        assert!(r.wanted(RecordingMode::Auto, true));
         assert!(
-            !r.wanted(RecordingMode::Doctor),
+            !r.wanted(RecordingMode::Auto, false),
+            "one party away: paused"
+        );
+        assert_eq!(
+            r.status(RecordingMode::Auto, false).phase,
+            RecordingPhase::Paused
+        );
+        assert!(!r.wanted(RecordingMode::Off, true));
+        assert!(
+            !r.wanted(RecordingMode::Doctor, true),
             "doctor mode waits for start"
         );
         r.requested = Some(true);
-        assert!(r.wanted(RecordingMode::Doctor));
+        assert!(r.wanted(RecordingMode::Doctor, true));
         r.requested = Some(false);
-        assert!(!r.wanted(RecordingMode::Auto), "the doctor stopped it");
+        assert!(
+            !r.wanted(RecordingMode::Auto, true),
+            "the doctor stopped it"
+        );
         assert_eq!(
-            r.status(RecordingMode::Auto).phase,
+            r.status(RecordingMode::Auto, true).phase,
             RecordingPhase::AwaitingStart
         );
-        assert_eq!(r.status(RecordingMode::Off).phase, RecordingPhase::Off);
+        assert_eq!(
+            r.status(RecordingMode::Auto, false).phase,
+            RecordingPhase::AwaitingStart,
+            "stopped by the doctor is not paused"
+        );
+        assert_eq!(
+            r.status(RecordingMode::Off, true).phase,
+            RecordingPhase::Off
+        );
     }
 }

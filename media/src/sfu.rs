@@ -316,8 +316,11 @@ impl Sfu {
             return Err(RecordingError::Gone);
         };
         let changed = if consent {
+            room.recording.declined.remove(&id);
             room.recording.consents.insert(id.clone(), role).is_none()
         } else {
+            // Declined or withdrawn: the other party is told at once (`declined`).
+            room.recording.declined.insert(id.clone());
             // A withdrawn consent also cancels the doctor's start: consenting again does not
             // resume recording by itself in doctor mode.
             if room.recording.requested == Some(true) {
@@ -384,16 +387,32 @@ impl Sfu {
         }
     }
 
-    /// Start or stop a room's recording to match its consents and mode; tell the members.
-    /// `reason` is why it stops, if it does.
+    /// Whether a doctor and a patient are both in `room` (a party reconnecting on its session
+    /// is still a member).
+    fn both_present(&self, room: &Room) -> bool {
+        let role_in = |role: Role| {
+            room.members
+                .iter()
+                .filter_map(|k| self.participants.get(k))
+                .any(|p| p.info.role == role)
+        };
+        role_in(Role::Doctor) && role_in(Role::Patient)
+    }
+
+    /// Start or stop a room's recording to match its consents, mode and who is in it; tell the
+    /// members. `reason` is why it stops, if it does.
     fn update_recording(&mut self, now: Instant, room_id: &RoomId, reason: StopReason) {
-        let Some(mode) = self.rooms.get(room_id).map(|r| self.room_mode(r)) else {
+        let Some((mode, both_present)) = self
+            .rooms
+            .get(room_id)
+            .map(|r| (self.room_mode(r), self.both_present(r)))
+        else {
             return;
         };
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
-        let wanted = room.recording.wanted(mode);
+        let wanted = room.recording.wanted(mode, both_present);
         if wanted && !room.recording.active() && room.recording.session >= MAX_RECORDING_SESSIONS {
             // Consent toggled (or start/stop pressed) over and over: each start costs a recorder
             // and a composite. Enough is enough for one call.
@@ -434,7 +453,7 @@ impl Sfu {
         let Some(room) = self.rooms.get(room_id) else {
             return;
         };
-        let status = room.recording.status(mode);
+        let status = room.recording.status(mode, both_present);
         for &member in &room.members {
             self.signals
                 .push_back((member, Signal::Recording(status.clone())));
@@ -659,6 +678,10 @@ impl Sfu {
                 }
             }
             room_ended = room.members.is_empty();
+        }
+        // A party gone (not replaced by its own new session): the recording pauses.
+        if !room_ended && reason != LeaveReason::Replaced && p.info.role != Role::Recorder {
+            self.update_recording(now, &p.room, StopReason::PartyLeft);
         }
         // Their consumers of our producers are stopped in their next offers.
         let others: Vec<_> = self

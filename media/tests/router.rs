@@ -1460,17 +1460,85 @@ fn a_room_is_recorded_only_while_both_parties_consent() {
     // Consent again: a new session; the room ending stops it.
     world.sfu.consent(world.now, pk, true).unwrap();
     world.run_for(Duration::from_millis(500), true);
-    world.sfu.remove(world.now, dk, LeaveReason::Hangup);
-    world.run_for(Duration::from_millis(200), true);
-    assert!(
-        recorded.lock().unwrap().closed.len() == 1,
-        "one party left: still recording"
-    );
     world.sfu.remove(world.now, pk, LeaveReason::Hangup);
+    world.sfu.remove(world.now, dk, LeaveReason::Hangup);
     let r = recorded.lock().unwrap();
     assert_eq!(r.opened.len(), 2);
-    assert_eq!(r.closed[1], (2, StopReason::RoomEnded));
+    assert_eq!(r.closed[1], (2, StopReason::PartyLeft));
     assert!(r.frames.iter().any(|(s, _, _)| *s == 2));
+}
+
+/// A recording pauses while one party is away: its file ends when they leave, nothing of the
+/// one left alone is recorded, both hear «paused», and a new recording starts when the party
+/// is back (its consent kept). A party that only rejoins (a new session replacing its own)
+/// does not pause it; a declined consent is told to the other party at once.
+#[test]
+fn a_recording_pauses_while_one_party_is_away() {
+    let (mut world, recorded) = recording_world(RecordingMode::Auto);
+    let doctor = world.join("doctor", 40021, Role::Doctor);
+    let patient = world.join("patient", 40022, Role::Patient);
+    world.run_for(Duration::from_secs(1), true);
+    let (dk, pk) = (world.peers[doctor].key, world.peers[patient].key);
+    world.sfu.consent(world.now, pk, false).unwrap();
+    world.run_for(Duration::from_millis(100), true);
+    let declined = world.peers[doctor]
+        .signals
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            Signal::Recording(status) => Some(status.declined.clone()),
+            _ => None,
+        });
+    assert_eq!(
+        declined,
+        Some(vec![ParticipantId::new("patient")]),
+        "the doctor hears the patient said no"
+    );
+    world.sfu.consent(world.now, dk, true).unwrap();
+    world.sfu.consent(world.now, pk, true).unwrap();
+    world.run_for(Duration::from_secs(1), true);
+    assert_eq!(recorded.lock().unwrap().opened.len(), 1);
+    assert_eq!(
+        last_phase(&world.peers[doctor]),
+        Some(RecordingPhase::Recording)
+    );
+
+    // The patient leaves: the file ends, the doctor alone is not recorded.
+    world.sfu.remove(world.now, pk, LeaveReason::Hangup);
+    let frames_at_pause = recorded.lock().unwrap().frames.len();
+    world.run_for(Duration::from_secs(1), true);
+    {
+        let r = recorded.lock().unwrap();
+        assert_eq!(r.closed, vec![(1, StopReason::PartyLeft)]);
+        assert_eq!(
+            r.frames.len(),
+            frames_at_pause,
+            "nothing recorded while alone"
+        );
+    }
+    assert_eq!(
+        last_phase(&world.peers[doctor]),
+        Some(RecordingPhase::Paused)
+    );
+
+    // Back (a new session of the same person): recording again, a new file.
+    let back = world.join("patient", 40023, Role::Patient);
+    world.run_for(Duration::from_secs(2), true);
+    {
+        let r = recorded.lock().unwrap();
+        assert_eq!(r.opened.len(), 2, "a new recording once both are back");
+        assert!(r.frames.len() > frames_at_pause);
+    }
+    assert_eq!(
+        last_phase(&world.peers[back]),
+        Some(RecordingPhase::Recording)
+    );
+
+    // A rejoin that replaces the patient's own session does not pause it.
+    world.join("patient", 40024, Role::Patient);
+    world.run_for(Duration::from_secs(1), true);
+    assert_eq!(recorded.lock().unwrap().closed.len(), 1);
+    assert_eq!(recorded.lock().unwrap().opened.len(), 2);
 }
 
 /// A video packet is lost on its way to the SFU and never resent (the sender hears nothing of

@@ -293,6 +293,8 @@ pub enum ServerMessage {
         mode: RecordingMode,
         state: RecordingPhase,
         consented: Vec<ParticipantId>,
+        /// Who said no (declined, or withdrew) and has not consented since.
+        declined: Vec<ParticipantId>,
     },
     Error {
         code: ErrorCode,
@@ -511,11 +513,12 @@ mod tests {
         assert_eq!(
             ServerMessage::Recording {
                 mode: RecordingMode::Auto,
-                state: RecordingPhase::AwaitingConsent,
+                state: RecordingPhase::Paused,
                 consented: vec![ParticipantId::new("p-1")],
+                declined: vec![ParticipantId::new("d-1")],
             }
             .to_json(),
-            r#"{"type":"recording","mode":"auto","state":"awaitingConsent","consented":["p-1"]}"#
+            r#"{"type":"recording","mode":"auto","state":"paused","consented":["p-1"],"declined":["d-1"]}"#
         );
         assert_eq!(
             ServerMessage::CodecMismatch {

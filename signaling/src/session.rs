@@ -215,6 +215,7 @@ impl Session {
                 mode: status.mode,
                 state: status.phase,
                 consented: status.consented,
+                declined: status.declined,
             }),
             Signal::Closed(reason) => {
                 self.state = SessionState::Closed;

@@ -30,6 +30,7 @@ import {
   until,
   waitState,
   withDiagnostics,
+  hangUp,
 } from './harness.mjs';
 
 const TEST_TIMEOUT = 60_000;
@@ -72,8 +73,8 @@ describe('Vizit call page with the real server and Chromium', () => {
 
   /** Both hang up and their pages close. */
   const endCall = async (doc, pat) => {
-    await byTestId(pat, 'hangup').click();
-    await byTestId(doc, 'hangup').click();
+    await hangUp(pat);
+    await hangUp(doc);
     await Promise.all([doc.context().close(), pat.context().close()]);
   };
 
@@ -242,7 +243,7 @@ describe('Vizit call page with the real server and Chromium', () => {
     'hang up removes the participant',
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {
-      await byTestId(patient, 'hangup').click();
+      await hangUp(patient);
       await waitState(patient, 'ended', 10_000);
 
       await byTestId(doctor, 'waiting').waitFor({ state: 'visible', timeout: 15_000 });
@@ -289,7 +290,7 @@ describe('Vizit call page with the real server and Chromium', () => {
         const now = await shape();
         first ??= now;
         assert.deepEqual(now, first, `round ${round}: the doctor's session grew`);
-        await byTestId(patient, 'hangup').click();
+        await hangUp(patient);
         await waitState(patient, 'ended', 10_000);
         await byTestId(doctor, 'waiting').waitFor({ state: 'visible', timeout: 15_000 });
       }
@@ -727,6 +728,33 @@ describe('Vizit call page with the real server and Chromium', () => {
         await until('the notices are gone', async () => !(await shown(page, 'audio-only')) && !(await shown(page, 'their-audio-only')), 10_000);
       }
       console.log(`# video back ${((Date.now() - healed) / 1000).toFixed(1)} s after the link healed`);
+      await endCall(doc, pat);
+    }),
+  );
+
+  test(
+    'a picture that stops is shown as frozen while the call stays connected, and moving again after',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const { doc, pat } = await startCall('frozen');
+      await until('both decode video', async () => (await received(doc)).framesDecoded > 10 && (await received(pat)).framesDecoded > 10, 20_000);
+      // Only the big datagrams from the SFU dropped: video stops, the voice and ICE go on.
+      await nft(
+        `table inet still {\n chain out {\n type filter hook output priority 0;\n` +
+          ` udp sport ${server.mediaPort} meta length > 500 drop\n }\n}\n`,
+      );
+      try {
+        for (const page of [doc, pat]) {
+          await until('the frozen picture is said', async () => byTestId(page, 'remote-frozen').isVisible(), 20_000);
+          assert.equal(await byTestId(page, 'connection-state').getAttribute('data-state'), 'connected');
+        }
+        assert.match(await byTestId(pat, 'remote-frozen').textContent(), /Изображение собеседника остановилось/);
+      } finally {
+        await nft('delete table inet still\n').catch(() => {});
+      }
+      for (const page of [doc, pat]) {
+        await until('the picture moves again', async () => !(await byTestId(page, 'remote-frozen').isVisible()), 30_000);
+      }
       await endCall(doc, pat);
     }),
   );

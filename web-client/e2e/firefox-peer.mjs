@@ -53,6 +53,8 @@ try {
     if (line.trim() === 'hangup') break;
   }
   await page.click('[data-testid="hangup"]');
+  // «Завершить звонок?» — yes.
+  await page.click('[data-testid="hangup-yes"]');
   await page.waitForSelector('[data-testid="connection-state"][data-state="ended"]', { timeout: 10_000 });
   say({ event: 'ended' });
   await browser.close();

@@ -29,6 +29,7 @@ import {
   until,
   waitState,
   withDiagnostics,
+  hangUp,
 } from './harness.mjs';
 
 const execFileP = promisify(execFile);
@@ -146,7 +147,7 @@ describe('A patient in Firefox and a doctor in Chromium', { skip: !existsSync(FI
         firefox.kill('SIGTERM');
         await exited;
       }
-      await byTestId(doctor, 'hangup').click();
+      await hangUp(doctor);
       await doctor.context().close();
     }),
   );

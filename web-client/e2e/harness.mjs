@@ -244,6 +244,12 @@ export function launchBrowser(options = {}) {
 
 export const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
 
+/** Hang up as a person does: the hang-up button, then «Завершить» in its confirmation. */
+export async function hangUp(page) {
+  await byTestId(page, 'hangup').click();
+  await byTestId(page, 'hangup-yes').click();
+}
+
 export async function waitState(page, state, timeout = 30_000) {
   await page.locator(`[data-testid="connection-state"][data-state="${state}"]`).waitFor({ state: 'visible', timeout });
 }

@@ -39,6 +39,7 @@ import {
   stopSeaweed,
   until,
   waitState,
+  hangUp,
 } from './harness.mjs';
 
 const args = process.argv.slice(2);
@@ -101,8 +102,8 @@ async function measure() {
   const left = callSeconds * 1000 - (performance.now() - recordingSince);
   progress(`the call goes on for ${Math.round(left / 1000)} s more`);
   if (left > 0) await sleep(left);
-  await byTestId(doctor, 'hangup').click();
-  await byTestId(patient, 'hangup').click();
+  await hangUp(doctor);
+  await hangUp(patient);
   const hungUp = performance.now();
   await Promise.all([waitState(patient, 'ended'), waitState(doctor, 'ended')]);
   progress('hung up; waiting for the recordings to be stored');

@@ -40,10 +40,14 @@ import {
   until,
   waitState,
   withDiagnostics,
+  hangUp,
 } from './harness.mjs';
 
 const TEST_TIMEOUT = 180_000;
 const TALK_MS = 6_000;
+/** The paused recording's test: each part with both in the call, and the doctor alone between. */
+const PART_MS = 4_000;
+const ALONE_MS = 6_000;
 
 for (const storage of ['s3', 'local']) describe(`A recorded consultation (${storage} storage): consent in the call page, files stored, downloads on the admin page`, () => {
   let weed;
@@ -129,8 +133,8 @@ for (const storage of ['s3', 'local']) describe(`A recorded consultation (${stor
       });
 
       await new Promise((r) => setTimeout(r, TALK_MS));
-      await byTestId(doctor, 'hangup').click();
-      await byTestId(patient, 'hangup').click();
+      await hangUp(doctor);
+      await hangUp(patient);
       await Promise.all([waitState(patient, 'ended'), waitState(doctor, 'ended')]);
       assert.ok(await byTestId(patient, 'recording-indicator').isHidden(), 'indicator after hang-up');
       await patient.context().close();
@@ -226,6 +230,80 @@ for (const storage of ['s3', 'local']) describe(`A recorded consultation (${stor
       assert.ok(downloads.items.length >= 3, `downloads audited: ${downloads.items.length}`);
     }, { needs: () => recorded }),
   );
+
+  test(
+    'a declined consent is told to the doctor; the recording pauses while the patient is away',
+    { timeout: TEST_TIMEOUT, skip: storage !== 'local' && 'once is enough (local storage)' },
+    withDiagnostics(async () => {
+      const before = (await recordingsOf(base, adminToken, consultationId)).length;
+      const joinToken = async (session) =>
+        (await api(base, 'POST', `/consultations/${consultationId}/join`, { token: session, status: 200 })).token;
+      const patientToken = await joinToken(patientSession);
+      let patient = await openCallPage(browser, base, 'patient-pause', patientToken);
+      const doctor = await openCallPage(browser, base, 'doctor-pause', await joinToken(doctorSession));
+      await joinBoth(patient, doctor);
+      const text = async (page) => (await byTestId(page, 'recording-text').textContent()) ?? '';
+
+      // The patient says no: the doctor reads it at once; the patient keeps one small line.
+      await byTestId(patient, 'recording-decline').click();
+      await until('the doctor is told the patient declined', async () => (await text(doctor)).includes('Пациент не дал согласия'));
+      assert.match(await text(patient), /Запись не ведётся/);
+      assert.equal(await byTestId(patient, 'recording-panel').getAttribute('data-compact'), 'true');
+      assert.equal(await byTestId(patient, 'recording-consent').textContent(), 'Передумали? Дать согласие');
+      // …and changes their mind.
+      await byTestId(patient, 'recording-consent').click();
+      await byTestId(doctor, 'recording-consent').click();
+      for (const page of [patient, doctor]) {
+        await byTestId(page, 'recording-indicator').waitFor({ state: 'visible', timeout: 15_000 });
+      }
+      // The doctor's two actions look different: a link to withdraw, a red button to stop.
+      assert.equal(await byTestId(doctor, 'recording-withdraw').getAttribute('class'), 'link-button');
+      assert.match(await byTestId(doctor, 'recording-stop').getAttribute('class'), /danger/);
+
+      await new Promise((r) => setTimeout(r, PART_MS));
+      // The patient leaves: paused, not recording the doctor alone.
+      await hangUp(patient);
+      await patient.context().close();
+      await until('the doctor reads «paused»', async () => (await text(doctor)).includes('Запись приостановлена'));
+      assert.ok(await byTestId(doctor, 'recording-indicator').isHidden());
+      await new Promise((r) => setTimeout(r, ALONE_MS));
+
+      // Back: recording again by itself (the consent was kept).
+      patient = await openCallPage(browser, base, 'patient-back', patientToken);
+      await byTestId(patient, 'join').click();
+      await waitState(patient, 'connected');
+      for (const page of [patient, doctor]) {
+        await byTestId(page, 'recording-indicator').waitFor({ state: 'visible', timeout: 20_000 });
+      }
+      await new Promise((r) => setTimeout(r, PART_MS));
+      await hangUp(doctor);
+      await hangUp(patient);
+      await Promise.all([patient.context().close(), doctor.context().close()]);
+
+      // Two more recordings (three files each), neither as long as the time the doctor was alone.
+      let last = [];
+      await until(
+        () => `six more stored recordings (last: ${JSON.stringify(last.map((r) => [r.kind, r.status]))})`,
+        async () => {
+          last = await recordingsOf(base, adminToken, consultationId);
+          return last.length === before + 6 && last.every((r) => r.status === 'stored');
+        },
+        150_000,
+        1_000,
+      );
+      const composites = last
+        .filter((r) => r.kind === 'composite')
+        .sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt))
+        .slice(-2);
+      for (const c of composites) {
+        assert.ok(
+          c.durationMs >= PART_MS - 1500 && c.durationMs < PART_MS + ALONE_MS - 1000,
+          `a part of ${PART_MS} ms recorded as ${c.durationMs} ms (the ${ALONE_MS} ms alone excluded)`,
+        );
+      }
+      console.log(`# recording paused: parts of ${composites.map((c) => c.durationMs).join(' and ')} ms around ${ALONE_MS} ms alone`);
+    }, { needs: () => recorded }),
+  );
 });
 
 describe("The README's demo: a call made from /demo ends with its recordings on the admin page", () => {
@@ -265,8 +343,8 @@ describe("The README's demo: a call made from /demo ends with its recordings on 
         await byTestId(page, 'recording-indicator').waitFor({ state: 'visible', timeout: 15_000 });
       }
       await new Promise((r) => setTimeout(r, 3_000));
-      await byTestId(doctor, 'hangup').click();
-      await byTestId(patient, 'hangup').click();
+      await hangUp(doctor);
+      await hangUp(patient);
       await doctor.context().close();
       await patient.context().close();
 

@@ -31,6 +31,7 @@ import {
   until,
   waitState,
   withDiagnostics,
+  hangUp,
 } from './harness.mjs';
 
 const execFileP = promisify(execFile);
@@ -193,9 +194,9 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
       return out;
     });
 
-  async function hangUp({ doctor, patient }) {
-    await byTestId(patient, 'hangup').click();
-    await byTestId(doctor, 'hangup').click();
+  async function hangUpBoth({ doctor, patient }) {
+    await hangUp(patient);
+    await hangUp(doctor);
     await Promise.all([doctor.context().close(), patient.context().close()]);
   }
 
@@ -210,7 +211,7 @@ describe('A call through TURN when no UDP reaches the SFU', () => {
       const c = await call(label);
       for (const page of [c.doctor, c.patient]) assert.deepEqual(await path(page), expected);
       console.log(`${what}: connected ${c.connectedMs} ms after Join`);
-      await hangUp(c);
+      await hangUpBoth(c);
     } finally {
       if (blocked !== null) await unblock();
     }

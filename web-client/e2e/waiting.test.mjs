@@ -22,6 +22,7 @@ import {
   until,
   waitState,
   withDiagnostics,
+  hangUp,
 } from './harness.mjs';
 
 const TEST_TIMEOUT = 90_000;
@@ -90,8 +91,8 @@ describe('The waiting room', () => {
       await waitState(patient, 'connected');
       assert.equal(await byTestId(doctor, 'waiting-list').isVisible(), false);
 
-      await byTestId(patient, 'hangup').click();
-      await byTestId(doctor, 'hangup').click();
+      await hangUp(patient);
+      await hangUp(doctor);
       await Promise.all([doctor.context().close(), patient.context().close()]);
     }),
   );

@@ -53,18 +53,24 @@ export interface CallView {
   setQuality(mine: NetworkQuality | null, theirs: NetworkQuality | null): void;
   /** Whether our link, and the other party's, carry only audio now (too weak for video). */
   setAudioOnly(mine: boolean, theirs: boolean): void;
+  /** The other party's picture stopped though it should move (a frozen video). */
+  setRemoteFrozen(frozen: boolean): void;
 }
 
 /** What the call page shows about recording. */
 export interface RecordingView {
   /** `off`, `auto` or `doctor`. */
   mode: string;
-  /** `off`, `awaitingConsent`, `awaitingStart` or `recording`. */
+  /** `off`, `awaitingConsent`, `awaitingStart`, `recording` or `paused`. */
   state: string;
   /** We have consented. */
   mine: boolean;
   /** The other party has consented. */
   theirs: boolean;
+  /** We said no (the server has it). */
+  mineDeclined: boolean;
+  /** The other party said no. */
+  theirsDeclined: boolean;
   /** We are the doctor (who may start and stop it). */
   doctor: boolean;
 }
@@ -167,6 +173,8 @@ export class CallSession {
   private quality: { said: NetworkQuality | null; seen: NetworkQuality | null } = { said: null, seen: null };
   /** Packet counts of the previous reading, for the loss on the way in. */
   private inbound = { received: 0, lost: 0 };
+  /** Frames of the other party's video decoded by the previous reading, and readings since one came. */
+  private frames = { decoded: 0, still: 0, frozen: false };
   /**
    * Our link carries only audio: we send no video and the server forwards us none. Since when
    * the link has been good again, how long it must stay so, when the last spell ended.
@@ -221,7 +229,9 @@ export class CallSession {
     let lossOut = 0;
     let received = 0;
     let lost = 0;
+    let decoded = 0;
     stats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') decoded += r.framesDecoded ?? 0;
       if (r.type === 'candidate-pair' && r.nominated && typeof r.currentRoundTripTime === 'number') {
         rtt = r.currentRoundTripTime;
       } else if (
@@ -249,6 +259,24 @@ export class CallSession {
       this.view.setQuality(level, this.remote?.quality ?? null);
     }
     this.judgeAudioOnly(level);
+    this.judgeFrozen(decoded);
+  }
+
+  /**
+   * The other party's picture is frozen when no frame was decoded for two readings (~4 s)
+   * while it should move: they are there with the camera on, and video flows both ways.
+   */
+  private judgeFrozen(decoded: number): void {
+    const f = this.frames;
+    const moving = decoded > f.decoded;
+    const expected = this.remote !== null && !this.remote.videoMuted && !this.remote.audioOnly && !this.audioOnly.on && f.decoded > 0;
+    f.still = moving ? 0 : f.still + 1;
+    f.decoded = decoded;
+    const frozen = expected && f.still >= 2;
+    if (frozen !== f.frozen) {
+      f.frozen = frozen;
+      this.view.setRemoteFrozen(frozen);
+    }
   }
 
   /**
@@ -434,6 +462,8 @@ export class CallSession {
       state: r.state,
       mine: r.consented.includes(me),
       theirs: r.consented.some((id) => id !== me),
+      mineDeclined: r.declined.includes(me),
+      theirsDeclined: r.declined.some((id) => id !== me),
       doctor: this.me.role === 'doctor',
     });
   }
@@ -775,6 +805,8 @@ export class CallSession {
     this.audioOnly.on = false;
     this.audioOnly.goodSince = null;
     this.view.setAudioOnly(false, this.remote?.audioOnly ?? false);
+    this.frames = { decoded: 0, still: 0, frozen: false };
+    this.view.setRemoteFrozen(false);
     link.pc = this.createPeerConnection(link);
   }
 

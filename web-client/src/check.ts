@@ -87,6 +87,7 @@ class QuietView implements CallView {
   setScreenSharing(): void {}
   setQuality(): void {}
   setAudioOnly(): void {}
+  setRemoteFrozen(): void {}
 }
 
 interface Totals {

@@ -7,7 +7,8 @@ import { CallSession } from './call';
 import { CallChat } from './chat';
 import { checkConnection, playTestSound } from './check';
 import { MicLevelMeter, acquireLocalMedia, type LocalMedia } from './media';
-import { CHECK_TEXT, TEXT, mediaWarning } from './messages';
+import { checkLink } from './link';
+import { AFTER_CALL_TEXT, CHECK_TEXT, TEXT, linkProblem, mediaWarning, meetingText } from './messages';
 import { CallUi } from './ui';
 
 /** Hooks for the end-to-end tests (and for a curious engineer in the devtools console). */
@@ -136,6 +137,23 @@ async function main(): Promise<void> {
     return;
   }
 
+  if (!checkOnly) {
+    // The link first: an expired or cancelled one is said before the camera is asked for.
+    const checked = await checkLink(token);
+    if (checked.kind === 'refused') {
+      const { title, text } = linkProblem(checked.code);
+      ui.showLinkProblem(title, text);
+      return;
+    }
+    if (checked.kind === 'ok' && checked.link.consultation !== null) {
+      const { role, consultation } = checked.link;
+      ui.setMeeting(meetingText(role, consultation, Date.now(), Intl.DateTimeFormat().resolvedOptions().timeZone));
+      ui.setAfterCall(role === 'doctor' ? AFTER_CALL_TEXT.doctor : AFTER_CALL_TEXT.patient, role);
+    } else {
+      ui.setAfterCall(null, '');
+    }
+  }
+
   ui.setPhase('precall');
   let media: LocalMedia | null = null;
   let meter: MicLevelMeter | null = null;
@@ -181,15 +199,22 @@ async function main(): Promise<void> {
     meter?.stop();
     meter = null;
     const stream = media.stream;
+    document.querySelector('[data-testid="app"]')?.setAttribute('data-role', tokenRole(token) ?? '');
     ui.enterCall(stream.getAudioTracks().length > 0, stream.getVideoTracks().length > 0, CallSession.canShareScreen());
     session = new CallSession(token, stream, ui);
     const call = session;
     ui.toggleMic.addEventListener('click', () => call.toggle('audio'));
     ui.toggleCamera.addEventListener('click', () => call.toggle('video'));
-    ui.hangupButton.addEventListener('click', () => call.hangup());
+    ui.hangupButton.addEventListener('click', () => {
+      void ui.confirmHangup().then((yes) => {
+        if (yes) call.hangup();
+      });
+    });
     ui.reconnectButton.addEventListener('click', () => call.reconnectNow());
     ui.recConsent.addEventListener('click', () => call.setRecordingConsent(true));
     ui.recWithdraw.addEventListener('click', () => call.setRecordingConsent(false));
+    // «Не даю согласия» is an answer the doctor sees at once.
+    ui.recDecline.addEventListener('click', () => call.setRecordingConsent(false));
     ui.recStart.addEventListener('click', () => call.controlRecording(true));
     ui.recStop.addEventListener('click', () => call.controlRecording(false));
     ui.onAdmit = (participantId) => call.admit(participantId);

@@ -83,18 +83,22 @@ export const RECORDING_TEXT = {
     'Клиника записывает видеоконсультации с согласия обоих участников. Запись хранится в ' +
     'клинике вместе с медицинской документацией, доступна только её администрации и не ' +
     'передаётся третьим лицам. Согласие можно отозвать в любой момент — запись остановится.',
-  consent: 'Согласен на запись',
-  decline: 'Не согласен',
-  declined: 'Вы не дали согласия: консультация не записывается.',
+  consent: 'Даю согласие',
+  decline: 'Не даю согласия',
+  declined: 'Запись не ведётся: вы не дали согласия.',
+  /** To the doctor, when the patient said no. */
+  theyDeclined: 'Пациент не дал согласия на запись: консультация не записывается.',
+  /** The recording waits for the party who left. */
+  paused: 'Запись приостановлена: собеседник вышел из звонка. Она продолжится, когда собеседник вернётся.',
   waitingOther: 'Вы согласились на запись. Ожидаем согласия собеседника.',
   otherConsented: 'Собеседник согласен на запись консультации.',
   waitingDoctor: 'Оба участника согласны. Запись начнёт врач.',
   readyDoctor: 'Оба участника согласны на запись.',
   recording: 'Консультация записывается. Оба участника дали согласие.',
-  withdraw: 'Отозвать согласие',
+  withdraw: 'Отозвать моё согласие',
   start: 'Начать запись',
   stop: 'Остановить запись',
-  changeMind: 'Согласиться на запись',
+  changeMind: 'Передумали? Дать согласие',
   refused: 'Запись не начата: нужно согласие обоих участников.',
 } as const;
 
@@ -144,7 +148,7 @@ export function errorText(code: string): string {
 
 /** What the page says when the other party is gone, by why they left. */
 export function leftText(name: string, reason: LeaveReason | string): string | null {
-  const who = name || 'Собеседник';
+  const named = name === '' ? '' : ` (${name})`;
   switch (reason) {
     case 'replaced':
       // They rejoined from another tab or device; a participantJoined follows at once.
@@ -153,11 +157,11 @@ export function leftText(name: string, reason: LeaveReason | string): string | n
       // The room closes for this side too; roomClosed follows at once.
       return null;
     case 'connectionLost':
-      return `У собеседника (${who}) прервалась связь. Ожидаем, что он переподключится…`;
+      return `У собеседника${named} прервалась связь. Ожидаем переподключения…`;
     case 'serverShutdown':
-      return `${who} отключён: сервер перезапускается.`;
+      return `Собеседник${named} отключён: сервер перезапускается.`;
     default:
-      return `${who} покинул(а) звонок.`;
+      return `Собеседник${named} вышел из звонка.`;
   }
 }
 
@@ -359,3 +363,66 @@ export function deniedHelp(browser: BrowserKind): string {
       );
   }
 }
+
+/** Why a call link cannot work: a heading and what to do. */
+export function linkProblem(code: string): { title: string; text: string } {
+  switch (code) {
+    case 'link_expired':
+      return {
+        title: 'Срок действия ссылки истёк',
+        text: 'Ссылка на звонок работает до конца времени консультации. Если консультация ещё впереди, откройте её в личном кабинете и нажмите «Присоединиться к звонку».',
+      };
+    case 'consultation_cancelled':
+      return {
+        title: 'Консультация отменена',
+        text: 'Звонка не будет. Записаться снова и узнать о возврате оплаты можно в личном кабинете.',
+      };
+    case 'consultation_completed':
+      return {
+        title: 'Консультация завершена',
+        text: 'Заключение врача и переписка — в карточке консультации в личном кабинете.',
+      };
+    case 'not_paid':
+    case 'consultation_expired':
+      return {
+        title: 'Консультация не оплачена',
+        text: 'Звонок откроется после оплаты. Оплатить можно в личном кабинете.',
+      };
+    case 'not_a_party':
+      return {
+        title: 'Эта ссылка — для другого участника',
+        text: 'Войдите в личный кабинет под своей учётной записью и откройте консультацию оттуда.',
+      };
+    case 'not_found':
+      return { title: 'Консультация не найдена', text: 'Проверьте ссылку или откройте консультацию в личном кабинете.' };
+    default:
+      return {
+        title: 'Ссылка на звонок недействительна',
+        text: 'Откройте ссылку из приглашения целиком, без изменений, или откройте консультацию в личном кабинете.',
+      };
+  }
+}
+
+const MOMENT = new Intl.DateTimeFormat('ru-RU', { day: 'numeric', month: 'long', hour: '2-digit', minute: '2-digit' });
+const CLOCK = new Intl.DateTimeFormat('ru-RU', { hour: '2-digit', minute: '2-digit' });
+
+/** Who meets whom and when, as the pre-call card says it (times in the viewer's zone). */
+export function meetingText(
+  role: string,
+  c: { startsAt: string; endsAt: string; opensAt: string; timeZone: string; doctorName: string; doctorSpecialty: string; patientName: string },
+  now: number,
+  viewerZone: string,
+): { with: string; when: string; you: string } {
+  const specialty = c.doctorSpecialty === '' ? '' : `, ${c.doctorSpecialty.toLowerCase()}`;
+  const withText = role === 'doctor' ? `Консультация с пациентом: ${c.patientName}` : `Консультация с врачом: ${c.doctorName}${specialty}`;
+  const zone = viewerZone === c.timeZone ? '' : ' (по вашему времени)';
+  let when = `${MOMENT.format(new Date(c.startsAt))}–${CLOCK.format(new Date(c.endsAt))}${zone}`;
+  if (now < Date.parse(c.opensAt)) when += `. Звонок откроется в ${CLOCK.format(new Date(c.opensAt))}`;
+  return { with: withText, when, you: `Вы входите как ${role === 'doctor' ? 'врач' : 'пациент'}.` };
+}
+
+/** After the call: what happens next, by role. */
+export const AFTER_CALL_TEXT = {
+  patient: 'Заключение врача появится в карточке консультации в личном кабинете — мы пришлём уведомление. Если звонок прервался случайно, нажмите «Подключиться снова».',
+  doctor: 'Напишите заключение в карточке консультации: после этого консультация закроется, а пациент получит уведомление.',
+};

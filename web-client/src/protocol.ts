@@ -110,9 +110,11 @@ export interface RecordingMessage {
   type: 'recording';
   /** `off` (the clinic does not record), `auto` or `doctor`; open like Role. */
   mode: string;
-  /** `off`, `awaitingConsent`, `awaitingStart` or `recording`. */
+  /** `off`, `awaitingConsent`, `awaitingStart`, `recording` or `paused`. */
   state: string;
   consented: string[];
+  /** Who said no (declined, or withdrew) and has not consented since. */
+  declined: string[];
 }
 
 /** Someone in the waiting room, as the doctor sees them. */
@@ -308,7 +310,13 @@ export function decodeServerMessage(text: string): Decoded {
       case 'recording':
         return {
           ok: true,
-          message: { type, mode: str(raw, 'mode'), state: str(raw, 'state'), consented: strings(raw, 'consented') },
+          message: {
+            type,
+            mode: str(raw, 'mode'),
+            state: str(raw, 'state'),
+            consented: strings(raw, 'consented'),
+            declined: raw['declined'] === undefined ? [] : strings(raw, 'declined'),
+          },
         };
       case 'codecMismatch':
         return {

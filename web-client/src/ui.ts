@@ -69,13 +69,19 @@ export class CallUi implements CallView {
   private readonly myQuality: HTMLElement;
   private readonly theirQuality: HTMLElement;
   private readonly audioOnly: HTMLElement;
+  private readonly remoteFrozen: HTMLElement;
   private readonly theirAudioOnly: HTMLElement;
   private readonly enableSound: HTMLButtonElement;
   readonly rejoinButton: HTMLButtonElement;
   /** Shown after a while of «Переподключение…»: try again now instead of waiting. */
   readonly reconnectButton: HTMLButtonElement;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  private readonly message: HTMLElement;
+  private readonly messageTitle: HTMLElement;
+  private readonly messageText: HTMLElement;
+  private readonly toCabinet: HTMLAnchorElement;
+  private readonly meeting: HTMLElement;
+  private readonly afterCall: HTMLElement;
+  private readonly hangupConfirm: HTMLDialogElement;
   private readonly recIndicator: HTMLElement;
   private readonly recPanel: HTMLElement;
   private readonly recText: HTMLElement;
@@ -117,6 +123,7 @@ export class CallUi implements CallView {
     };
     this.notice = byTestId(root, 'call-notice', HTMLElement);
     this.localOff = byTestId(root, 'local-video-off', HTMLElement);
+    this.draggable(byTestId(root, 'self-tile', HTMLElement));
     this.toggleMic = byTestId(root, 'toggle-mic', HTMLButtonElement);
     this.toggleCamera = byTestId(root, 'toggle-camera', HTMLButtonElement);
     this.hangupButton = byTestId(root, 'hangup', HTMLButtonElement);
@@ -125,13 +132,20 @@ export class CallUi implements CallView {
     this.myQuality = byTestId(root, 'my-quality', HTMLElement);
     this.theirQuality = byTestId(root, 'their-quality', HTMLElement);
     this.audioOnly = byTestId(root, 'audio-only', HTMLElement);
+    this.remoteFrozen = byTestId(root, 'remote-frozen', HTMLElement);
     this.theirAudioOnly = byTestId(root, 'their-audio-only', HTMLElement);
     this.audioOnly.textContent = TEXT.audioOnly;
     this.theirAudioOnly.textContent = TEXT.theirAudioOnly;
     this.enableSound = byTestId(root, 'enable-sound', HTMLButtonElement);
     this.rejoinButton = byTestId(root, 'rejoin', HTMLButtonElement);
     this.reconnectButton = byTestId(root, 'reconnect-now', HTMLButtonElement);
-    this.message = byTestId(root, 'page-message', HTMLElement);
+    byTestId(root, 'page-message', HTMLElement);
+    this.messageTitle = byTestId(root, 'page-message-title', HTMLElement);
+    this.messageText = byTestId(root, 'page-message-text', HTMLElement);
+    this.toCabinet = byTestId(root, 'to-cabinet', HTMLAnchorElement);
+    this.meeting = byTestId(root, 'meeting', HTMLElement);
+    this.afterCall = byTestId(root, 'after-call', HTMLElement);
+    this.hangupConfirm = byTestId(root, 'hangup-confirm', HTMLDialogElement);
     this.recIndicator = byTestId(root, 'recording-indicator', HTMLElement);
     this.recPanel = byTestId(root, 'recording-panel', HTMLElement);
     this.recText = byTestId(root, 'recording-text', HTMLElement);
@@ -164,14 +178,104 @@ export class CallUi implements CallView {
     });
   }
 
+  /**
+   * Let the own picture be dragged (mouse, finger or pen) during the call; released, it snaps
+   * to the nearest corner of the stage, kept in `data-corner`.
+   */
+  private draggable(tile: HTMLElement): void {
+    let drag: { dx: number; dy: number; id: number } | null = null;
+    tile.addEventListener('pointerdown', (e) => {
+      if (this.main.dataset['phase'] !== 'call') return;
+      const r = tile.getBoundingClientRect();
+      drag = { dx: e.clientX - r.left, dy: e.clientY - r.top, id: e.pointerId };
+      tile.setPointerCapture(e.pointerId);
+      tile.dataset['dragging'] = 'true';
+    });
+    tile.addEventListener('pointermove', (e) => {
+      const stage = tile.parentElement;
+      if (drag === null || e.pointerId !== drag.id || stage === null) return;
+      const s = stage.getBoundingClientRect();
+      const x = Math.min(Math.max(e.clientX - s.left - drag.dx, 0), s.width - tile.offsetWidth);
+      const y = Math.min(Math.max(e.clientY - s.top - drag.dy, 0), s.height - tile.offsetHeight);
+      Object.assign(tile.style, { left: `${x}px`, top: `${y}px`, right: 'auto', bottom: 'auto' });
+    });
+    const drop = (e: PointerEvent): void => {
+      const stage = tile.parentElement;
+      if (drag === null || e.pointerId !== drag.id || stage === null) return;
+      drag = null;
+      const s = stage.getBoundingClientRect();
+      const r = tile.getBoundingClientRect();
+      const top = r.top + r.height / 2 < s.top + s.height / 2;
+      const left = r.left + r.width / 2 < s.left + s.width / 2;
+      tile.dataset['corner'] = `${top ? 't' : 'b'}${left ? 'l' : 'r'}`;
+      tile.removeAttribute('style');
+      delete tile.dataset['dragging'];
+    };
+    tile.addEventListener('pointerup', drop);
+    tile.addEventListener('pointercancel', drop);
+  }
+
   setPhase(phase: Phase): void {
     this.main.dataset['phase'] = phase;
   }
 
   /** A page with nothing to do but read: no token. */
   showMessage(text: string): void {
-    this.message.textContent = text;
+    this.messageTitle.hidden = true;
+    this.messageText.textContent = text;
+    this.toCabinet.hidden = true;
     this.setPhase('message');
+  }
+
+  /** A link that cannot work: why, what to do, and the way to the cabinet. */
+  showLinkProblem(title: string, text: string): void {
+    this.messageTitle.textContent = title;
+    this.messageTitle.hidden = false;
+    this.messageText.textContent = text;
+    this.toCabinet.hidden = false;
+    this.setPhase('message');
+    document.title = `${title} — Vizit`;
+  }
+
+  /** Who meets whom and when, above the device check. */
+  setMeeting(lines: { with: string; when: string; you: string }): void {
+    byTestId(this.meeting, 'meeting-with', HTMLElement).textContent = lines.with;
+    byTestId(this.meeting, 'meeting-when', HTMLElement).textContent = lines.when;
+    byTestId(this.meeting, 'meeting-you', HTMLElement).textContent = lines.you;
+    this.meeting.hidden = false;
+  }
+
+  /** What happens after the call (shown once it has ended); null: nothing to say (a test room). */
+  setAfterCall(text: string | null, role: string): void {
+    this.afterCall.hidden = text === null;
+    byTestId(this.afterCall, 'after-call-next', HTMLElement).textContent = text ?? '';
+    byTestId(this.afterCall, 'after-call-cabinet', HTMLAnchorElement).textContent =
+      role === 'doctor' ? 'Написать заключение' : 'Вернуться к консультации';
+  }
+
+  /** Ask before hanging up; resolves true to hang up. */
+  confirmHangup(): Promise<boolean> {
+    const dialog = this.hangupConfirm;
+    if (typeof dialog.showModal !== 'function') return Promise.resolve(window.confirm('Завершить звонок?'));
+    return new Promise((resolve) => {
+      const yes = byTestId(dialog, 'hangup-yes', HTMLButtonElement);
+      const no = byTestId(dialog, 'hangup-cancel', HTMLButtonElement);
+      const done = (answer: boolean): void => {
+        yes.removeEventListener('click', onYes);
+        no.removeEventListener('click', onNo);
+        dialog.removeEventListener('cancel', onNo);
+        if (dialog.open) dialog.close();
+        resolve(answer);
+      };
+      const onYes = (): void => done(true);
+      const onNo = (): void => done(false);
+      yes.addEventListener('click', onYes);
+      no.addEventListener('click', onNo);
+      // Escape closes it: staying is the safe answer.
+      dialog.addEventListener('cancel', onNo);
+      dialog.showModal();
+      no.focus();
+    });
   }
 
   // ---- pre-call ------------------------------------------------------------------------------
@@ -241,6 +345,7 @@ export class CallUi implements CallView {
       this.screenButton.disabled = true;
       this.setQuality(null, null);
       this.setAudioOnly(false, false);
+      this.setRemoteFrozen(false);
       this.hangupButton.hidden = true;
       this.rejoinButton.hidden = !this.rejoinAllowed;
       this.enableSound.hidden = true;
@@ -268,6 +373,11 @@ export class CallUi implements CallView {
     this.theirQuality.dataset['level'] = theirs ?? '';
     this.theirQuality.textContent = theirs === null ? '' : `${TEXT.theirQuality}: ${TEXT.quality[theirs]}`;
     this.theirQuality.hidden = theirs === null || theirs === 'good';
+  }
+
+  setRemoteFrozen(frozen: boolean): void {
+    this.remoteFrozen.hidden = !frozen;
+    this.main.dataset['frozen'] = String(frozen);
   }
 
   setAudioOnly(mine: boolean, theirs: boolean): void {
@@ -362,15 +472,30 @@ export class CallUi implements CallView {
     this.recPanel.hidden = !on;
     const show = { consent: false, decline: false, withdraw: false, start: false, stop: false };
     let text = '';
+    // Answered: the panel folds to one line (the question is not asked again and again).
+    let compact = false;
     if (on) {
+      const declined = this.declined || r.mineDeclined;
       if (!r.mine) {
-        text = this.declined ? RECORDING_TEXT.declined : RECORDING_TEXT.ask;
+        text = declined ? RECORDING_TEXT.declined : RECORDING_TEXT.ask;
+        compact = declined;
         show.consent = true;
-        show.decline = !this.declined;
-        this.recConsent.textContent = this.declined ? RECORDING_TEXT.changeMind : RECORDING_TEXT.consent;
-        if (r.theirs && !this.declined) text = `${RECORDING_TEXT.otherConsented} ${text}`;
+        show.decline = !declined;
+        this.recConsent.textContent = declined ? RECORDING_TEXT.changeMind : RECORDING_TEXT.consent;
+        this.recConsent.className = declined ? 'link-button' : 'button primary';
+        if (r.theirs && !declined) text = `${RECORDING_TEXT.otherConsented} ${text}`;
+        if (r.theirsDeclined && !declined) text = `${RECORDING_TEXT.theyDeclined} ${text}`;
+      } else if (r.state === 'paused') {
+        text = RECORDING_TEXT.paused;
+        compact = true;
+        show.withdraw = true;
+      } else if (r.theirsDeclined) {
+        text = r.doctor ? RECORDING_TEXT.theyDeclined : RECORDING_TEXT.declined;
+        compact = true;
+        show.withdraw = true;
       } else if (recording) {
         text = RECORDING_TEXT.recording;
+        compact = true;
         show.withdraw = true;
         show.stop = r.doctor;
       } else if (!r.theirs) {
@@ -383,6 +508,7 @@ export class CallUi implements CallView {
       }
     }
     this.recText.textContent = text;
+    this.recPanel.dataset['compact'] = String(compact);
     this.recConsent.hidden = !show.consent;
     this.recDecline.hidden = !show.decline;
     this.recWithdraw.hidden = !show.withdraw;

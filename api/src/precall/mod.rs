@@ -76,3 +76,129 @@ pub async fn connection_check(
         }),
     ))
 }
+
+/// A call link's consultation, as the call page shows it before the device check.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkConsultation {
+    pub id: String,
+    /// `paid` or `in_progress` (a link to any other is refused).
+    pub status: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    /// The clinic's zone of the slot (IANA); the page shows times in the viewer's own.
+    pub time_zone: String,
+    /// The call may be joined from `opensAt` until `closesAt`.
+    pub opens_at: String,
+    pub closes_at: String,
+    pub doctor_name: String,
+    pub doctor_specialty: String,
+    pub patient_name: String,
+}
+
+/// What a call link is for.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallLink {
+    pub participant_id: String,
+    /// `patient` or `doctor`.
+    pub role: String,
+    pub name: String,
+    /// When the link stops admitting.
+    pub expires_at: String,
+    /// The consultation, for a consultation's call; absent for another room (`vizit token`).
+    pub consultation: Option<LinkConsultation>,
+}
+
+#[utoipa::path(get, path = "/api/v1/call/link", tag = "consultations", security(("callToken" = [])),
+    responses((status = 200, body = CallLink), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+/// Check a call link before the call page asks for the camera: who it is for, whom they meet
+/// and when. Refusals say why: `link_invalid`, `link_expired` (401); `not_a_party`,
+/// `account_disabled` (403); `not_paid`, `consultation_cancelled`, `consultation_completed`,
+/// `consultation_expired` (409).
+pub async fn call_link(
+    State(state): State<ApiState>,
+    parts: Parts,
+) -> Result<Json<CallLink>, ApiError> {
+    use crate::domain::{ConsultationId, JoinWindow};
+    use vizit_signaling::TokenError;
+
+    let invalid = || ApiError::Unauthorized {
+        code: "link_invalid",
+        message: "the call link is not valid: open the link from the invitation as it is".into(),
+    };
+    let token = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(invalid)?;
+    let claims = state.keys.verify(token).map_err(|e| match e {
+        TokenError::Expired => ApiError::Unauthorized {
+            code: "link_expired",
+            message: "the call link has expired".into(),
+        },
+        TokenError::Invalid(_) => invalid(),
+    })?;
+    let role = match claims.role {
+        CallRole::Doctor => "doctor",
+        CallRole::Patient => "patient",
+    };
+    let mut link = CallLink {
+        participant_id: claims.sub.clone(),
+        role: role.into(),
+        name: claims.name.clone(),
+        expires_at: to_rfc3339(claims.exp as i64 * 1000),
+        consultation: None,
+    };
+    let Ok(cid) = claims.room.parse::<ConsultationId>() else {
+        // Not a consultation's room: nothing more to say about it.
+        return Ok(Json(link));
+    };
+    let core = state.core();
+    let c = crate::consultations::load(&core, &cid)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?
+        .ok_or(ApiError::NotFound("consultation"))?;
+    if c.doctor_id != claims.sub && c.patient_id != claims.sub {
+        return Err(ApiError::Forbidden(
+            "this link is not for a party of the consultation",
+        ));
+    }
+    let refused = |code: &'static str, what: &str| {
+        ApiError::conflict(code, format!("the consultation {what}"))
+    };
+    match c.status.as_str() {
+        "paid" | "in_progress" => {}
+        "booked" => return Err(refused("not_paid", "is not paid yet")),
+        "cancelled" => return Err(refused("consultation_cancelled", "was cancelled")),
+        "completed" => return Err(refused("consultation_completed", "is over")),
+        _ => return Err(refused("consultation_expired", "expired unpaid")),
+    }
+    if !crate::people::account_enabled(&core, &claims.sub)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?
+    {
+        return Err(ApiError::Forbidden("the account is disabled"));
+    }
+    let window = JoinWindow::around(
+        c.starts_at,
+        c.ends_at,
+        state.settings.join_before,
+        state.settings.join_grace,
+    );
+    link.consultation = Some(LinkConsultation {
+        id: c.id.clone(),
+        status: c.status.clone(),
+        starts_at: to_rfc3339(c.starts_at),
+        ends_at: to_rfc3339(c.ends_at),
+        time_zone: c.time_zone.clone(),
+        opens_at: to_rfc3339(window.opens),
+        closes_at: to_rfc3339(window.closes),
+        doctor_name: c.doctor_name.clone(),
+        doctor_specialty: c.doctor_specialty.clone(),
+        patient_name: c.patient_name.clone(),
+    });
+    Ok(Json(link))
+}
