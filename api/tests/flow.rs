@@ -455,3 +455,60 @@ on_both_databases!(
     disabled_staff_lose_their_sessions_and_cannot_log_in,
     super::disabled_staff_are_locked_out
 );
+
+/// The clinic finds consultations by the patient's (or doctor's) name, in any case and any
+/// alphabet (SQLite's LOWER knows only ASCII: the names are compared in Rust).
+async fn search_by_name(backend: vizit_api::Backend) {
+    let c = Clinic::new(backend).await;
+    let api = &c.api;
+    let petrov = c.booked(60).await;
+    let slot = api.slot(&c.service, &c.other_doctor_id, 90).await;
+    let (status, body) = api
+        .post("/consultations", &c.other_patient, json!({"slotId": slot}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, page) = api
+        .get(
+            "/consultations?q=%D0%BF%D0%B5%D1%82%D1%80%D0%BE%D0%B2",
+            &c.admin,
+        )
+        .await; // «петров»
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(ids(&page), std::slice::from_ref(&petrov));
+    assert_eq!(page["total"], 1);
+    let (_, page) = api
+        .get(
+            "/consultations?q=%D0%9F%D0%90%D0%A6%D0%98%D0%95%D0%9D%D0%A2",
+            &c.head,
+        )
+        .await; // «ПАЦИЕНТ»
+    assert_eq!(page["total"], 2, "both patients' names contain it");
+    let (_, page) = api.get("/consultations?q=nobody", &c.admin).await;
+    assert_eq!(page["total"], 0);
+    // A patient searching finds only their own, whatever the name.
+    let (_, page) = api
+        .get(
+            "/consultations?q=%D0%BF%D0%B0%D1%86%D0%B8%D0%B5%D0%BD%D1%82",
+            &c.patient,
+        )
+        .await; // «пациент»
+    assert_eq!(ids(&page), [petrov]);
+    let (status, p) = api.get("/consultations?q=a", &c.admin).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_query"))
+    );
+}
+
+on_both_databases!(
+    the_clinic_finds_consultations_by_name,
+    super::search_by_name
+);

@@ -471,7 +471,9 @@ describe('Vizit call page with the real server and Chromium', () => {
       const before = await Promise.all([doc5, pat5].map(async (p) => (await received(p)).framesDecoded));
       // Every datagram to or from the SFU is dropped (both pages; signaling is TCP and stays).
       await nft(
-        `table inet cut {\n chain out {\n type filter hook output priority 0;\n udp dport ${port} drop\n udp sport ${port} drop\n }\n}\n`,
+        // ICE over TCP too (on by default): a cut link carries nothing.
+        `table inet cut {\n chain out {\n type filter hook output priority 0;\n udp dport ${port} drop\n udp sport ${port} drop\n` +
+          ` tcp dport ${server.tcpPort} drop\n tcp sport ${server.tcpPort} drop\n }\n}\n`,
       );
       const cutAt = Date.now();
       let noticed;
@@ -551,6 +553,7 @@ describe('Vizit call page with the real server and Chromium', () => {
       await nft(
         `table inet outage {\n chain out {\n type filter hook output priority 0;\n` +
           ` udp dport ${port} drop\n udp sport ${port} drop\n` +
+          ` tcp dport ${server.tcpPort} drop\n tcp sport ${server.tcpPort} drop\n` +
           ` tcp dport ${httpPort} drop\n tcp sport ${httpPort} drop\n }\n}\n`,
       );
       const cutAt = Date.now();

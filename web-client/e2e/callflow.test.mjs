@@ -149,7 +149,8 @@ describe('Around the call: the link checked first, hang-up confirmed, what comes
       assert.equal(await byTestId(patient, 'rejoin').isVisible(), true, 'joining again is offered');
       await checkPage(patient, 'call-after-360');
 
-      await until('the doctor is told', async () => /вышел из звонка/.test((await byTestId(doctor, 'call-notice').textContent()) ?? ''), 15_000);
+      // Told at once by the patient's «leave» (or, had it been lost, once the server notices).
+      await until('the doctor is told', async () => /вышел из звонка|прервалась связь/.test((await byTestId(doctor, 'call-notice').textContent()) ?? ''), 25_000);
       await hangUp(doctor);
       await byTestId(doctor, 'after-call').waitFor({ state: 'visible' });
       assert.match(await byTestId(doctor, 'after-call-next').textContent(), /Напишите заключение/);
@@ -197,6 +198,38 @@ describe('Around the call: the link checked first, hang-up confirmed, what comes
           assert.match(await byTestId(page, 'who-name').textContent(), /врач/i);
           await until('the demo consultation is on the doctor\'s list', async () => (await page.locator('[data-testid="consultation"]').count()) > 0, 15_000);
         }
+        await context.close();
+      }
+    }),
+  );
+
+  test(
+    'the clinic admin finds the consultation by the patient\'s name, in any case, and by state',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const { adminToken, consultationId } = consultation;
+      for (const [name, options] of [
+        ['1280', WIDE],
+        ['360', NARROW],
+      ]) {
+        const context = await browser.newContext(options);
+        const page = await context.newPage();
+        await page.goto(`${server.base}/consultations#session=${encodeURIComponent(adminToken)}`);
+        await byTestId(page, 'filters').waitFor({ state: 'visible', timeout: 15_000 });
+        const rows = page.locator('[data-testid="consultation"]');
+        const ids = async () => rows.evaluateAll((els) => els.map((el) => el.getAttribute('data-consultation-id')));
+        await byTestId(page, 'search').fill('ЗАПИСИ');
+        await until('the search finds the patient «Пациент Записи»', async () => {
+          const found = await ids();
+          return found.length === 1 && found[0] === consultationId;
+        });
+        await byTestId(page, 'search').fill('нет такого пациента');
+        await until('nothing found', async () => (await rows.count()) === 0);
+        await byTestId(page, 'consultations-empty').waitFor({ state: 'visible' });
+        await byTestId(page, 'search').fill('');
+        await byTestId(page, 'status-filter').selectOption('completed');
+        await until('the completed one by state', async () => (await ids()).includes(consultationId));
+        await checkPage(page, `admin-search-${name}`);
         await context.close();
       }
     }),

@@ -24,6 +24,7 @@ import {
   until,
   waitState,
   withDiagnostics,
+  checkPage,
 } from './harness.mjs';
 
 const TEST_TIMEOUT = 90_000;
@@ -46,13 +47,25 @@ const clock = (iso, zone) =>
 
 // ---- pages -----------------------------------------------------------------------------------
 
+/** The patient lives two hours east of the doctor (Moscow): the page must show the patient's clock. */
+const PATIENT_ZONE = 'Asia/Yekaterinburg';
+
 /** A new browser context (camera and microphone allowed) and page; its console goes to the diagnostics. */
-async function openPage(browser, label) {
-  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+async function openPage(browser, label, options = {}) {
+  const context = await browser.newContext({ permissions: ['camera', 'microphone'], ...options });
   const page = await context.newPage();
   page.on('console', (m) => remember(consoleLog, `[${label}] ${m.type()}: ${m.text()}`, 300));
   page.on('pageerror', (e) => remember(consoleLog, `[${label}] pageerror: ${e.message}`, 300));
   return page;
+}
+
+/** Pick the day of `iso` (in the page's zone) on the booking's strip. */
+async function showDay(page, iso) {
+  const day = await page.evaluate(
+    (at) => new Intl.DateTimeFormat('en-CA', { year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(at)),
+    iso,
+  );
+  await page.locator(`[data-testid="day"][data-day="${day}"]`).click();
 }
 
 const row = (page, id) => page.locator(`[data-testid="consultation"][data-consultation-id="${id}"]`);
@@ -105,6 +118,8 @@ describe('My consultations page with the real server, its API and Chromium', () 
   let patientToken;
   let slotId; // starts in 2 minutes: the call is open
   let laterSlotId; // starts in 3 hours: the call is not open yet
+  let slotStart;
+  let laterStart;
   let consultationId; // booked on the page, for `slotId`
   let laterConsultationId; // booked by the portal, for `laterSlotId`
   let patient; // page
@@ -159,12 +174,12 @@ describe('My consultations page with the real server, its API and Chromium', () 
         endsAt: rfc3339(startMs + 30 * 60_000),
         priceKopecks: 150000,
       });
-      ({ id: slotId } = await api(base, 'POST', `/doctors/${doctorId}/slots`, {
+      ({ id: slotId, startsAt: slotStart } = await api(base, 'POST', `/doctors/${doctorId}/slots`, {
         token: apiKey,
         body: slot(now + 2 * 60_000),
         status: 201,
       }));
-      ({ id: laterSlotId } = await api(base, 'POST', `/doctors/${doctorId}/slots`, {
+      ({ id: laterSlotId, startsAt: laterStart } = await api(base, 'POST', `/doctors/${doctorId}/slots`, {
         token: apiKey,
         body: slot(now + 3 * 3_600_000),
         status: 201,
@@ -236,7 +251,7 @@ describe('My consultations page with the real server, its API and Chromium', () 
     'the patient books on the page, is marked paid by the portal, and joins the call',
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {
-      patient = await openPage(browser, 'patient');
+      patient = await openPage(browser, 'patient', { timezoneId: PATIENT_ZONE, bypassCSP: true });
       await patient.goto(`${base}/consultations#session=${encodeURIComponent(patientToken)}`);
       await byTestId(patient, 'list-title').waitFor({ state: 'visible', timeout: 15_000 });
       assert.equal(new URL(patient.url()).hash, '', 'the session fragment is still in the address bar');
@@ -244,12 +259,20 @@ describe('My consultations page with the real server, its API and Chromium', () 
       assert.match(await byTestId(patient, 'who-name').textContent(), new RegExp(PATIENT));
       await byTestId(patient, 'consultations-empty').waitFor({ state: 'visible', timeout: 15_000 });
 
-      // Pick the doctor: both free slots are offered.
+      // Pick the doctor: a strip of days; each slot is under its day, at the patient's clock.
       await byTestId(patient, 'doctor-select').selectOption(doctorId);
       const slotRow = patient.locator(`[data-testid="slot"][data-slot-id="${slotId}"]`);
       const laterRow = patient.locator(`[data-testid="slot"][data-slot-id="${laterSlotId}"]`);
-      await slotRow.waitFor({ state: 'visible', timeout: 15_000 });
+      await byTestId(patient, 'days').waitFor({ state: 'visible', timeout: 15_000 });
+      assert.ok((await patient.locator('[data-testid="day"]').count()) >= 14, 'two weeks of days');
+      await showDay(patient, laterStart);
       await laterRow.waitFor({ state: 'visible', timeout: 15_000 });
+      assert.equal((await laterRow.textContent()).trim(), clock(laterStart, PATIENT_ZONE), 'the patient\'s clock');
+      assert.notEqual(clock(laterStart, PATIENT_ZONE), clock(laterStart, ZONE));
+      assert.match(await byTestId(patient, 'zone-note').textContent(), /по вашему часовому поясу/);
+      await showDay(patient, slotStart);
+      await slotRow.waitFor({ state: 'visible', timeout: 15_000 });
+      await checkPage(patient, 'booking-days-desktop');
 
       // Someone else takes the later slot first (here: the portal, for this patient).
       ({ id: laterConsultationId } = await api(base, 'POST', '/consultations', {
@@ -257,13 +280,30 @@ describe('My consultations page with the real server, its API and Chromium', () 
         body: { slotId: laterSlotId, patientId },
         status: 201,
       }));
+      await showDay(patient, laterStart);
       await laterRow.locator('[data-testid="book-slot"]').click();
+      // The confirmation: whom, when (the patient's clock, the doctor's too), the price, the rules.
+      await byTestId(patient, 'booking-confirm').waitFor({ state: 'visible' });
+      const confirm = await byTestId(patient, 'booking-confirm').textContent();
+      assert.match(confirm, new RegExp(DOCTOR.name));
+      assert.ok(confirm.includes(clock(laterStart, PATIENT_ZONE)) && confirm.includes(clock(laterStart, ZONE)), confirm);
+      assert.match(confirm, /1\s500/);
+      assert.match(confirm, /неоплаченная запись отменяется/);
+      await checkPage(patient, 'booking-confirm-desktop');
+      await byTestId(patient, 'book-confirm').click();
       await byTestId(patient, 'booking-error').waitFor({ state: 'visible', timeout: 15_000 });
       assert.match(await byTestId(patient, 'booking-error').textContent(), /Этот слот уже занят, выберите другой/);
       await laterRow.waitFor({ state: 'detached', timeout: 15_000 });
 
-      // Book the slot that starts in 2 minutes.
+      // Book the slot that starts in 2 minutes («Выбрать другое время» first: nothing is booked).
+      await showDay(patient, slotStart);
       await slotRow.locator('[data-testid="book-slot"]').click();
+      await byTestId(patient, 'book-back').click();
+      assert.equal(await byTestId(patient, 'booking-confirm').isVisible(), false);
+      const before = await api(base, 'GET', `/consultations?limit=200`, { token: patientToken, status: 200 });
+      assert.ok(!before.items.some((c) => c.slotId === slotId), 'nothing booked without the confirmation');
+      await slotRow.locator('[data-testid="book-slot"]').click();
+      await byTestId(patient, 'book-confirm').click();
       const rows = patient.locator('[data-testid="consultation"]');
       await until('two consultation rows on the patient page', async () => (await rows.count()) === 2, 15_000);
       const booking = await api(base, 'GET', `/consultations?limit=200`, { token: patientToken, status: 200 });

@@ -88,6 +88,7 @@ describe('sign-in through Gosuslugi in the demo', { timeout: TEST_TIMEOUT * 4 },
         const first = page.locator('[data-testid="slot"]').first();
         await first.waitFor({ state: 'visible', timeout: 30_000 });
         await first.locator('[data-testid="book-slot"]').click();
+        await byTestId(page, 'book-confirm').click();
         await page.locator('[data-testid="consultations"] li').first().waitFor({ state: 'visible', timeout: 30_000 });
         await checkPage(page, `esia-cabinet-${kind}`);
 

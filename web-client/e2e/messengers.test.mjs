@@ -132,6 +132,7 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
         await select.selectOption(doctor);
         await byTestId(page, 'book-slot').first().waitFor({ state: 'visible', timeout: 30_000 });
         await byTestId(page, 'book-slot').first().click();
+        await byTestId(page, 'book-confirm').click();
         await page.locator('[data-testid="consultation"][data-status="booked"]').first().waitFor({ state: 'visible' });
 
         await page.goto(chat);

@@ -66,7 +66,10 @@ async function bookAsDemoPatient(page, base, which = 'first') {
   const option = await select.locator('option', { hasText: 'Иванова Анна Петровна' }).getAttribute('value');
   await select.selectOption(option);
   await byTestId(page, 'book-slot').first().waitFor({ state: 'visible', timeout: 30_000 });
+  // The last: on the strip's last day with free time (two weeks ahead).
+  if (which === 'last') await page.locator('[data-testid="day"]:not([disabled])').last().click();
   await byTestId(page, 'book-slot')[which]().click();
+  await byTestId(page, 'book-confirm').click();
   const row = page.locator('[data-testid="consultation"][data-status="booked"]').first();
   await row.waitFor({ state: 'visible' });
   return { row, id: await row.getAttribute('data-consultation-id') };

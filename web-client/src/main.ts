@@ -137,9 +137,12 @@ async function main(): Promise<void> {
     return;
   }
 
+  /** The call is a consultation's (it has a chat); null: not known (the check did not answer). */
+  let consultation: boolean | null = null;
   if (!checkOnly) {
     // The link first: an expired or cancelled one is said before the camera is asked for.
     const checked = await checkLink(token);
+    if (checked.kind === 'ok') consultation = checked.link.consultation !== null;
     if (checked.kind === 'refused') {
       const { title, text } = linkProblem(checked.code);
       ui.showLinkProblem(title, text);
@@ -221,9 +224,12 @@ async function main(): Promise<void> {
     ui.screenButton.addEventListener('click', () => void call.toggleScreenShare());
     call.start();
     // The chat lives beside the call: its history stays readable after a hang-up.
-    const chat = new CallChat(token, tokenRole(token) === 'doctor');
-    chat.start();
-    window.addEventListener('pagehide', () => chat.stop());
+    // A test room (not a consultation) has no chat: not even asked.
+    if (consultation !== false) {
+      const chat = new CallChat(token, tokenRole(token) === 'doctor');
+      chat.start();
+      window.addEventListener('pagehide', () => chat.stop());
+    }
   });
 
   // After the call: a fresh page is the simplest way to start over (new preview, new session).

@@ -182,6 +182,25 @@ pub struct Filter {
     pub patient_of: Option<String>,
     /// …or this doctor's (the caller's own).
     pub doctor_of: Option<String>,
+    /// Only those whose patient or doctor is one of these people (a search by name); `Some`
+    /// and empty: none.
+    pub people: Option<Vec<String>>,
+}
+
+/// The people (patients and doctors) whose name contains `q`, ignoring case in any alphabet
+/// (SQLite's `LOWER` knows only ASCII, so the names are compared here): at most `max`.
+pub async fn people_named(pool: &AnyPool, q: &str, max: usize) -> Result<Vec<String>, sqlx::Error> {
+    let needle = q.trim().to_lowercase();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, name FROM users WHERE role IN ('patient', 'doctor')")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, name)| name.to_lowercase().contains(&needle))
+        .map(|(id, _)| id)
+        .take(max)
+        .collect())
 }
 
 /// One page of consultations by start time, and the total.
@@ -197,13 +216,23 @@ pub async fn list(
         (None, Some(d)) => ("c.doctor_id", Some(d.clone())),
         (None, None) => ("c.patient_id", None),
     };
+    let people = f.people.clone().unwrap_or_default();
+    let named = match &f.people {
+        None => String::new(),
+        Some(ids) if ids.is_empty() => " AND 1 = 0".to_owned(),
+        Some(ids) => {
+            let list = crate::platform::db::placeholders(8, ids.len());
+            format!(" AND (c.patient_id IN ({list}) OR c.doctor_id IN ({list}))")
+        }
+    };
     let filter = format!(
         " WHERE c.starts_at >= $1 AND c.starts_at < $2 AND ($3 IS NULL OR c.status = $3) \
-         AND ($4 IS NULL OR c.doctor_id = $4) AND ($5 IS NULL OR {mine_column} = $5)"
+         AND ($4 IS NULL OR c.doctor_id = $4) AND ($5 IS NULL OR {mine_column} = $5) \
+         AND $6 = $6 AND $7 = $7{named}"
     );
     let status = f.status.map(|s| s.as_str().to_owned());
     let doctor = f.doctor.as_ref().map(|d| d.to_string());
-    let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let mut count = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM consultations c{filter}"
     )))
     .bind(f.from)
@@ -211,9 +240,13 @@ pub async fn list(
     .bind(status.clone())
     .bind(doctor.clone())
     .bind(mine.clone())
-    .fetch_one(pool)
-    .await?;
-    let rows = sqlx::query_as::<_, ConsultationRow>(sqlx::AssertSqlSafe(format!(
+    .bind(limit)
+    .bind(offset);
+    for id in &people {
+        count = count.bind(id.clone());
+    }
+    let (total,): (i64,) = count.fetch_one(pool).await?;
+    let mut select = sqlx::query_as::<_, ConsultationRow>(sqlx::AssertSqlSafe(format!(
         "{SELECT}{filter} ORDER BY c.starts_at, c.id LIMIT $6 OFFSET $7"
     )))
     .bind(f.from)
@@ -222,9 +255,11 @@ pub async fn list(
     .bind(doctor)
     .bind(mine)
     .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
+    .bind(offset);
+    for id in &people {
+        select = select.bind(id.clone());
+    }
+    let rows = select.fetch_all(pool).await?;
     Ok((total, rows))
 }
 

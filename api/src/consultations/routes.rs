@@ -192,6 +192,10 @@ pub struct ConsultationQuery {
     status: Option<ConsultationStatus>,
     #[serde(default)]
     doctor_id: Option<String>,
+    /// Only those whose patient's or doctor's name contains this (2 to 100 characters, any
+    /// case).
+    #[serde(default)]
+    q: Option<String>,
     #[serde(default)]
     limit: Option<i64>,
     #[serde(default)]
@@ -211,6 +215,20 @@ pub async fn list_consultations(
         .as_deref()
         .map(|d| id::<UserId>(d, "doctor"))
         .transpose()?;
+    let people = match q.q.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) if !(2..=100).contains(&text.chars().count()) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "q must be 2 to 100 characters",
+            ));
+        }
+        Some(text) => Some(
+            crate::consultations::repo::people_named(&state.db.pool, text, 500)
+                .await
+                .map_err(ApiError::from)?,
+        ),
+    };
     let filter = Filter {
         from,
         to,
@@ -218,6 +236,7 @@ pub async fn list_consultations(
         doctor,
         patient_of: None,
         doctor_of: None,
+        people,
     };
     let (total, rows) = service::list(&state.core(), &caller, filter, limit, offset).await?;
     Ok(Json(Page {

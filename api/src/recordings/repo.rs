@@ -9,6 +9,7 @@ pub struct RecordingRow {
     pub consultation_id: String,
     pub starts_at: i64,
     pub doctor_name: String,
+    pub patient_name: String,
     pub kind: String,
     pub participant_role: Option<String>,
     pub status: String,
@@ -25,10 +26,12 @@ pub struct RecordingRow {
     pub error: Option<String>,
 }
 
-const SELECT: &str = "SELECT r.id, r.consultation_id, c.starts_at, u.name AS doctor_name, r.kind, r.participant_role, \
+const SELECT: &str = "SELECT r.id, r.consultation_id, c.starts_at, u.name AS doctor_name, pu.name AS patient_name, \
+    r.kind, r.participant_role, \
     r.status, r.content_type, r.storage_key, r.started_at, r.duration_ms, r.size_bytes, r.sha256, r.legal_hold_at, \
     r.created_at, r.stored_at, r.deleted_at, r.error \
-    FROM recordings r JOIN consultations c ON c.id = r.consultation_id JOIN users u ON u.id = c.doctor_id";
+    FROM recordings r JOIN consultations c ON c.id = r.consultation_id JOIN users u ON u.id = c.doctor_id \
+    JOIN users pu ON pu.id = c.patient_id";
 
 /// A row to catalogue before its file exists.
 pub struct NewRow<'a> {

@@ -64,6 +64,8 @@ pub struct RecordingView {
     /// When the consultation's slot starts.
     pub consultation_starts_at: String,
     pub doctor_name: String,
+    /// The consultation's patient: the clinic finds a recording by whom it is of.
+    pub patient_name: String,
     pub kind: RecordingKind,
     pub participant_role: Option<String>,
     pub status: String,
@@ -86,6 +88,7 @@ impl From<RecordingRow> for RecordingView {
             consultation_id: r.consultation_id,
             consultation_starts_at: to_rfc3339(r.starts_at),
             doctor_name: r.doctor_name,
+            patient_name: r.patient_name,
             kind: if r.kind == "composite" {
                 RecordingKind::Composite
             } else {

@@ -255,6 +255,7 @@ export interface Recording {
   consultationId: string;
   consultationStartsAt: string;
   doctorName: string;
+  patientName: string;
   kind: 'participant' | 'composite';
   participantRole: string | null;
   status: string;
@@ -282,6 +283,7 @@ function decodeRecording(v: unknown): Recording {
     consultationId: str(o, 'consultationId'),
     consultationStartsAt: str(o, 'consultationStartsAt'),
     doctorName: str(o, 'doctorName'),
+    patientName: typeof o['patientName'] === 'string' ? o['patientName'] : '',
     kind: str(o, 'kind') === 'composite' ? 'composite' : 'participant',
     participantRole: optStr(o, 'participantRole'),
     status: str(o, 'status'),
@@ -731,8 +733,11 @@ export class ApiClient {
     }
   }
 
-  async consultations(limit: number, offset: number): Promise<Page<Consultation>> {
+  /** A page of consultations; `filter`: a name to search (patient or doctor) and a status. */
+  async consultations(limit: number, offset: number, filter: { q?: string; status?: string } = {}): Promise<Page<Consultation>> {
     const q = new URLSearchParams({ limit: String(limit), offset: String(offset) });
+    if (filter.q !== undefined && filter.q.trim().length >= 2) q.set('q', filter.q.trim());
+    if (filter.status !== undefined && filter.status !== '') q.set('status', filter.status);
     return decodePage(await this.request('GET', `/consultations?${q}`), decodeConsultation);
   }
 

@@ -43,7 +43,11 @@ import {
   moment,
   price,
   size,
+  clockIn,
+  dayKey,
+  dayLabel,
   slotTime,
+  viewerZone,
 } from './texts';
 
 /** Consultations per list request (the API allows up to 200). */
@@ -109,6 +113,17 @@ const ui = {
   bookingStatus: byTestId('booking-status', HTMLParagraphElement),
   bookingError: byTestId('booking-error', HTMLParagraphElement),
   slots: byTestId('slots', HTMLUListElement),
+  filters: byTestId('filters', HTMLFormElement),
+  search: byTestId('search', HTMLInputElement),
+  statusFilter: byTestId('status-filter', HTMLSelectElement),
+  days: byTestId('days', HTMLElement),
+  zoneNote: byTestId('zone-note', HTMLParagraphElement),
+  bookingConfirm: byTestId('booking-confirm', HTMLElement),
+  confirmDoctor: byTestId('confirm-doctor', HTMLElement),
+  confirmWhen: byTestId('confirm-when', HTMLElement),
+  confirmPrice: byTestId('confirm-price', HTMLElement),
+  bookConfirm: byTestId('book-confirm', HTMLButtonElement),
+  bookBack: byTestId('book-back', HTMLButtonElement),
 };
 
 // ---- state ---------------------------------------------------------------------------------
@@ -164,6 +179,7 @@ function showView(view: View): void {
   ui.payResult.hidden = view !== 'patient' || returnConsultation === null;
   ui.overdueSection.hidden = view !== 'clinic';
   ui.recordingsSection.hidden = view !== 'clinic';
+  ui.filters.hidden = view !== 'clinic';
   ui.who.hidden = !signedIn;
 }
 
@@ -283,6 +299,12 @@ function refreshList(): Promise<void> {
   return listLoad;
 }
 
+/** The clinic's search and status filter over the list (staff only; empty for others). */
+function listFilter(): { q?: string; status?: string } {
+  if (ui.filters.hidden) return {};
+  return { q: ui.search.value, status: ui.statusFilter.value };
+}
+
 async function loadListOnce(): Promise<void> {
   const gen = generation;
   if (user === null) return;
@@ -291,7 +313,7 @@ async function loadListOnce(): Promise<void> {
     const fresh = new Map<string, Consultation>();
     let count = 0;
     for (let p = 0; p < pages; p++) {
-      const page = await api.consultations(PAGE_SIZE, p * PAGE_SIZE);
+      const page = await api.consultations(PAGE_SIZE, p * PAGE_SIZE, listFilter());
       if (gen !== generation) return;
       for (const c of page.items) fresh.set(c.id, c);
       count = page.total;
@@ -321,9 +343,17 @@ function renderList(): void {
   const present = new Set(sorted.map((c) => c.id));
   for (const id of [...rows.keys()]) if (!present.has(id)) rows.delete(id);
   reconcile(ui.list, sorted.map(rowFor));
+  const f = listFilter();
+  const filtered = (f.q ?? '').trim().length >= 2 || (f.status ?? '') !== '';
   say(
     ui.listEmpty,
-    sorted.length > 0 ? null : user.role === 'patient' ? TEXT.noConsultationsPatient : TEXT.noConsultations,
+    sorted.length > 0
+      ? null
+      : filtered
+        ? 'Ничего не найдено: проверьте имя или выберите другой статус.'
+        : user.role === 'patient'
+          ? TEXT.noConsultationsPatient
+          : TEXT.noConsultations,
   );
   ui.moreWrap.hidden = consultations.size >= total;
   // The payment result stays true only while the consultation stays paid (e.g. not once the
@@ -953,7 +983,7 @@ function renderRecording(r: Recording): HTMLLIElement {
   return h(
     'li',
     { class: 'consultation', testid: 'recording', attrs: { 'data-recording-id': r.id } },
-    h('div', { class: 'c-when', text: `${when} · ${r.doctorName}` }),
+    h('div', { class: 'c-when', text: `${when} · ${r.patientName === '' ? '' : `${r.patientName} у врача `}${r.doctorName}` }),
     h(
       'div',
       { class: 'c-meta' },
@@ -994,12 +1024,27 @@ async function loadDoctors(): Promise<void> {
   }
 }
 
-/** Show `doctorId`'s free slots; `note` replaces the usual status line afterwards. */
+/** The days the strip offers: today and the next 13, in the viewer's zone. */
+const STRIP_DAYS = 14;
+
+/** What the booking shows: the doctor's free slots, the day picked, the slot to confirm. */
+const picking: { doctorId: string; slots: Slot[]; day: string | null; chosen: Slot | null } = {
+  doctorId: '',
+  slots: [],
+  day: null,
+  chosen: null,
+};
+
+/** Show `doctorId`'s free slots by day; `note` replaces the usual status line afterwards. */
 async function loadSlots(doctorId: string, note?: string): Promise<void> {
   const gen = generation;
   const request = ++slotsRequest;
+  picking.chosen = null;
+  ui.bookingConfirm.hidden = true;
   if (doctorId === '') {
-    ui.slots.replaceChildren();
+    picking.doctorId = '';
+    picking.slots = [];
+    renderPicking();
     ui.bookingStatus.textContent = note ?? TEXT.chooseDoctor;
     return;
   }
@@ -1008,13 +1053,16 @@ async function loadSlots(doctorId: string, note?: string): Promise<void> {
   try {
     const slots = await api.slots(doctorId);
     if (gen !== generation || request !== slotsRequest) return;
-    ui.slots.replaceChildren(...slots.map((s) => renderSlot(s, doctorId)));
-    ui.bookingStatus.textContent =
-      note ?? (slots.length === 0 ? TEXT.noSlots : `Свободное время у врача: ${slots.length}. Время указано по часовому поясу врача.`);
+    if (picking.doctorId !== doctorId) picking.day = null;
+    picking.doctorId = doctorId;
+    picking.slots = slots;
+    renderPicking();
+    ui.bookingStatus.textContent = note ?? (slots.length === 0 ? TEXT.noSlots : TEXT.chooseDay);
   } catch (e) {
     if (gen !== generation || request !== slotsRequest || isUnauthorized(e)) return;
     logFailure('loading the slots', e);
-    ui.slots.replaceChildren();
+    picking.slots = [];
+    renderPicking();
     ui.bookingStatus.textContent = '';
     say(ui.bookingError, `Не удалось загрузить свободное время. ${errorText(e)}`);
   } finally {
@@ -1022,28 +1070,94 @@ async function loadSlots(doctorId: string, note?: string): Promise<void> {
   }
 }
 
-function renderSlot(s: Slot, doctorId: string): HTMLLIElement {
-  const { when, zone } = slotTime(s.startsAt, s.endsAt, s.timeZone);
-  const timeId = `s-${s.id}-time`;
-  const button = h('button', {
-    class: 'button primary small',
-    testid: 'book-slot',
-    text: 'Записаться',
-    attrs: { type: 'button', 'aria-describedby': timeId },
-  });
-  button.addEventListener('click', () => void book(s, doctorId));
-  return h(
-    'li',
-    { class: 'slot', testid: 'slot', attrs: { 'data-slot-id': s.id } },
-    h(
-      'span',
-      { class: 'slot-when', attrs: { id: timeId } },
-      h('time', { text: when, attrs: { datetime: s.startsAt } }),
-      h('span', { class: 'zone', text: zone }),
-    ),
-    h('span', { class: 'slot-price', text: price(s.priceKopecks) }),
-    button,
+/** The day strip and the chosen day's times, in the viewer's zone. */
+function renderPicking(): void {
+  const zone = viewerZone();
+  const byDay = new Map<string, Slot[]>();
+  for (const s of picking.slots) {
+    const key = dayKey(new Date(s.startsAt), zone);
+    byDay.set(key, [...(byDay.get(key) ?? []), s]);
+  }
+  const days: string[] = [];
+  const now = Date.now();
+  for (let i = 0; i < STRIP_DAYS; i++) {
+    const key = dayKey(new Date(now + i * 86_400_000), zone);
+    if (!days.includes(key)) days.push(key);
+  }
+  // Slots beyond the strip (a long list) still get their day.
+  for (const key of [...byDay.keys()].sort()) if (!days.includes(key)) days.push(key);
+  if (picking.day === null || !byDay.has(picking.day)) picking.day = days.find((d) => byDay.has(d)) ?? null;
+  ui.days.hidden = picking.slots.length === 0;
+  ui.days.replaceChildren(
+    ...days.map((key) => {
+      const label = dayLabel(key);
+      const count = byDay.get(key)?.length ?? 0;
+      const button = h(
+        'button',
+        {
+          class: 'day',
+          testid: 'day',
+          attrs: {
+            type: 'button',
+            'data-day': key,
+            'aria-pressed': String(key === picking.day),
+          },
+        },
+        h('span', { class: 'day-week', text: label.weekday }),
+        h('span', { class: 'day-num', text: label.day }),
+        h('span', { class: 'day-month', text: label.month }),
+        // Read out, not shown: how much is free that day.
+        h('span', { class: 'visually-hidden', text: count === 0 ? ', нет свободного времени' : `, свободно: ${count}` }),
+      );
+      button.disabled = count === 0;
+      button.addEventListener('click', () => {
+        picking.day = key;
+        picking.chosen = null;
+        ui.bookingConfirm.hidden = true;
+        renderPicking();
+        ui.days.querySelector<HTMLButtonElement>(`[data-day="${key}"]`)?.focus();
+      });
+      return button;
+    }),
   );
+  const today = picking.day === null ? [] : (byDay.get(picking.day) ?? []);
+  ui.slots.replaceChildren(...today.map((s) => renderSlot(s, zone)));
+  // The doctor's zone is worth a word only when it tells another clock.
+  const first = picking.slots[0];
+  const other = first === undefined ? '' : slotTime(first.startsAt, first.endsAt, first.timeZone, zone).zone;
+  say(ui.zoneNote, other === '' ? null : `Время указано по вашему часовому поясу. У врача другой часовой пояс: ${first?.timeZone ?? ''}.`);
+}
+
+function renderSlot(s: Slot, zone: string): HTMLLIElement {
+  const time = clockIn(s.startsAt, zone);
+  const button = h('button', {
+    class: 'button secondary time',
+    testid: 'book-slot',
+    text: time,
+    attrs: {
+      type: 'button',
+      'aria-label': `${time}, ${dayLabel(dayKey(new Date(s.startsAt), zone)).long}: записаться`,
+      'aria-pressed': String(picking.chosen?.id === s.id),
+    },
+  });
+  button.addEventListener('click', () => chooseSlot(s));
+  return h('li', { class: 'slot', testid: 'slot', attrs: { 'data-slot-id': s.id } }, button);
+}
+
+/** The confirmation step: whom, when (the patient's clock; the doctor's too if it differs), the price and the rules. */
+function chooseSlot(s: Slot): void {
+  picking.chosen = s;
+  const doctor = doctors.find((d) => d.id === picking.doctorId);
+  ui.confirmDoctor.textContent = doctor === undefined ? '' : `${doctor.name}, ${doctor.specialty.toLowerCase()}`;
+  const { when, zone } = slotTime(s.startsAt, s.endsAt, s.timeZone);
+  ui.confirmWhen.textContent = zone === '' ? when : `${when} (ваше время; ${zone})`;
+  ui.confirmPrice.textContent = price(s.priceKopecks);
+  ui.bookingConfirm.hidden = false;
+  for (const b of ui.slots.querySelectorAll<HTMLButtonElement>('[data-testid="book-slot"]')) {
+    b.setAttribute('aria-pressed', String(b.closest('[data-slot-id]')?.getAttribute('data-slot-id') === s.id));
+  }
+  ui.bookingConfirm.scrollIntoView({ block: 'nearest' });
+  ui.bookConfirm.focus();
 }
 
 let booking = false;
@@ -1052,7 +1166,7 @@ async function book(s: Slot, doctorId: string): Promise<void> {
   if (booking) return;
   const gen = generation;
   booking = true;
-  const buttons = [...ui.slots.querySelectorAll<HTMLButtonElement>('[data-testid="book-slot"]')];
+  const buttons = [...ui.slots.querySelectorAll<HTMLButtonElement>('[data-testid="book-slot"]'), ui.bookConfirm, ui.bookBack];
   for (const b of buttons) b.disabled = true;
   say(ui.bookingError, null);
   try {
@@ -1063,6 +1177,10 @@ async function book(s: Slot, doctorId: string): Promise<void> {
     renderList();
     void refreshList();
     await loadSlots(doctorId, TEXT.booked);
+    // On to the payment: the new consultation's row, with «Оплатить».
+    const row = document.querySelector<HTMLElement>(`[data-testid="consultation"][data-consultation-id="${c.id}"]`);
+    row?.scrollIntoView({ block: 'center' });
+    row?.querySelector<HTMLButtonElement>('[data-testid="pay-consultation"]')?.focus();
   } catch (e) {
     if (gen !== generation || isUnauthorized(e)) return;
     logFailure('booking', e);
@@ -1074,6 +1192,8 @@ async function book(s: Slot, doctorId: string): Promise<void> {
     }
   } finally {
     booking = false;
+    ui.bookConfirm.disabled = false;
+    ui.bookBack.disabled = false;
   }
 }
 
@@ -1249,6 +1369,27 @@ ui.more.addEventListener('click', () => {
 ui.doctorSelect.addEventListener('change', () => {
   say(ui.bookingError, null);
   void loadSlots(ui.doctorSelect.value);
+});
+// The clinic's search: as typed (a short pause first), and by status.
+let searchTimer: ReturnType<typeof setTimeout> | undefined;
+ui.search.addEventListener('input', () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => void refreshList(), 300);
+});
+ui.statusFilter.addEventListener('change', () => void refreshList());
+ui.filters.addEventListener('submit', (e) => {
+  e.preventDefault();
+  clearTimeout(searchTimer);
+  void refreshList();
+});
+ui.bookConfirm.addEventListener('click', () => {
+  if (picking.chosen !== null) void book(picking.chosen, picking.doctorId);
+});
+ui.bookBack.addEventListener('click', () => {
+  picking.chosen = null;
+  ui.bookingConfirm.hidden = true;
+  renderPicking();
+  ui.slots.querySelector<HTMLButtonElement>('[data-testid="book-slot"]')?.focus();
 });
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') refreshAll();

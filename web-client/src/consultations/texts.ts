@@ -35,6 +35,8 @@ export const TEXT = {
   noRecordings: 'Записей пока нет.',
   noDoctors: 'Сейчас нет врачей для записи.',
   chooseDoctor: 'Выберите врача, чтобы увидеть свободное время.',
+  chooseDay: 'Выберите день, затем время. Время указано по вашему часовому поясу.',
+  chooseTime: 'Выберите время.',
   noSlots: 'У этого врача нет свободного времени в ближайшие две недели. Выберите другого врача.',
   booked: 'Вы записаны. Консультация появилась в списке выше — оплатите её до указанного времени.',
   cancelPrompt: 'Укажите причину отмены консультации:',
@@ -147,23 +149,59 @@ function zoneName(at: Date, zone: string): string {
   return part === undefined || part.value === zone ? zone : `${part.value}, ${zone}`;
 }
 
+/** The zone this browser lives in (the patient's, the doctor's…). */
+export function viewerZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone;
+}
+
 /**
- * A slot's time as «пт, 27 ноября 2026 г., 10:00–10:30», in the slot's own time zone, and that
- * zone's name. Invalid times come back as the raw strings.
+ * A slot's time as «пт, 27 ноября 2026 г., 10:00–10:30» in the viewer's own zone; `zone` is
+ * empty when the slot's zone (the doctor's) tells the same clock, else its time there and its
+ * name, e.g. «у врача 09:00–09:30 (Москва, стандартное время, Europe/Moscow)». Invalid times
+ * come back as the raw strings.
  */
-export function slotTime(startsAt: string, endsAt: string, zone: string): { when: string; zone: string } {
+export function slotTime(startsAt: string, endsAt: string, zone: string, viewer = viewerZone()): { when: string; zone: string } {
   const start = new Date(startsAt);
   const end = new Date(endsAt);
   if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) {
     return { when: `${startsAt} – ${endsAt}`, zone };
   }
-  const day = formatter(zone, { weekday: 'short', day: 'numeric', month: 'long', year: 'numeric' });
+  const span = (z: string): string => {
+    const day = formatter(z, { weekday: 'short', day: 'numeric', month: 'long', year: 'numeric' });
+    const time = formatter(z, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+    return day.format(start) === day.format(end)
+      ? `${day.format(start)}, ${time.format(start)}–${time.format(end)}`
+      : `${day.format(start)}, ${time.format(start)} – ${day.format(end)}, ${time.format(end)}`;
+  };
+  const when = span(viewer);
+  const theirs = span(zone);
+  if (theirs === when) return { when, zone: '' };
   const time = formatter(zone, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
-  const sameDay = day.format(start) === day.format(end);
-  const when = sameDay
-    ? `${day.format(start)}, ${time.format(start)}–${time.format(end)}`
-    : `${day.format(start)}, ${time.format(start)} – ${day.format(end)}, ${time.format(end)}`;
-  return { when, zone: zoneName(start, zone) };
+  return { when, zone: `у врача ${time.format(start)}–${time.format(end)} (${zoneName(start, zone)})` };
+}
+
+/** The calendar day of `at` in `zone`, as `YYYY-MM-DD`. */
+export function dayKey(at: Date, zone: string): string {
+  const parts = formatter(zone, { year: 'numeric', month: '2-digit', day: '2-digit' }).formatToParts(at);
+  const get = (t: string): string => parts.find((p) => p.type === t)?.value ?? '';
+  return `${get('year')}-${get('month')}-${get('day')}`;
+}
+
+/** A day of the strip: «пн», «8», «дек» (for `YYYY-MM-DD`). */
+export function dayLabel(key: string): { weekday: string; day: string; month: string; long: string } {
+  const at = new Date(`${key}T12:00:00Z`);
+  const f = (o: Intl.DateTimeFormatOptions): string => formatter('UTC', o).format(at).replace('.', '');
+  return {
+    weekday: f({ weekday: 'short' }),
+    day: f({ day: 'numeric' }),
+    month: f({ month: 'short' }),
+    long: f({ weekday: 'long', day: 'numeric', month: 'long' }),
+  };
+}
+
+/** «14:00» of `at` in `zone`. */
+export function clockIn(at: string, zone: string): string {
+  return formatter(zone, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(new Date(at));
 }
 
 /** A moment as «27 ноября, 09:45» in `zone` (e.g. the payment deadline). */
