@@ -312,6 +312,10 @@ pub struct ClinicConfig {
     pub inn: Option<String>,
     /// The zone times in messages are written in (IANA name).
     pub time_zone: String,
+    /// Where patients get help (a phone, an e-mail, hours), shown on the cabinet and after a
+    /// call; unset: nothing is shown.
+    #[serde(default)]
+    pub help: Option<String>,
 }
 
 /// Questionnaires and patients' requests to delete their documents.
@@ -776,6 +780,7 @@ impl Default for Settings {
                 name: "Клиника".into(),
                 inn: None,
                 time_zone: "Europe/Moscow".into(),
+                help: None,
             },
             documents: DocumentsConfig {
                 assign_on_booking: vec!["symptoms".into()],
@@ -1532,6 +1537,12 @@ impl Settings {
             jobs_interval: c.jobs_interval,
             outbox_retention: self.database.outbox_retention,
             documents: self.document_settings(),
+            help: self.clinic.help.clone().or_else(|| {
+                self.demo.then(|| {
+                    "Демо-клиника: +7 000 000-00-00, help@clinic.example (пн–пт, 9:00–18:00)"
+                        .to_owned()
+                })
+            }),
             chat: vizit_api::chat::ChatSettings {
                 max_file_bytes: u64::from(self.chat.max_file_mb) * 1024 * 1024,
                 per_minute: self.chat.messages_per_minute,

@@ -47,6 +47,8 @@ pub struct ApiSettings {
     pub documents: DocumentSettings,
     /// The consultations' chat: file size, flood limit.
     pub chat: ChatSettings,
+    /// Where patients get help (`clinic.help`), shown on their pages.
+    pub help: Option<String>,
     /// Password logins: failures allowed per account and address, hashing in flight.
     pub login_limits: LoginLimits,
     /// Reverse proxies whose `X-Forwarded-For` names the client (for the limits per address).
@@ -67,6 +69,7 @@ impl Default for ApiSettings {
             outbox_retention: Duration::from_secs(7 * 86_400),
             documents: DocumentSettings::default(),
             chat: ChatSettings::default(),
+            help: None,
             login_limits: LoginLimits::default(),
             trusted_proxies: Vec::new(),
         }

@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
+  CLINIC_DOCTOR,
   api,
   byTestId,
   checkPage,
@@ -146,6 +147,7 @@ describe('Around the call: the link checked first, hang-up confirmed, what comes
       await byTestId(patient, 'after-call').waitFor({ state: 'visible' });
       assert.match(await byTestId(patient, 'after-call-next').textContent(), /Заключение врача появится в карточке консультации/);
       assert.equal(await byTestId(patient, 'after-call-cabinet').getAttribute('href'), '/consultations');
+      assert.match(await byTestId(patient, 'after-call-help').textContent(), /^Помощь: .+/, 'the clinic\'s help line');
       assert.equal(await byTestId(patient, 'rejoin').isVisible(), true, 'joining again is offered');
       await checkPage(patient, 'call-after-360');
 
@@ -232,6 +234,44 @@ describe('Around the call: the link checked first, hang-up confirmed, what comes
         await checkPage(page, `admin-search-${name}`);
         await context.close();
       }
+    }),
+  );
+
+  test(
+    'the clinic admin takes a payment at the desk and cancels a booking with a reason',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const { adminToken } = consultation;
+      // A booking by the portal, not paid, three hours ahead.
+      const { key } = await api(server.base, 'POST', '/api-keys', { token: adminToken, body: { name: 'desk' }, status: 201 });
+      const { id: patientId } = await api(server.base, 'POST', '/patients', { token: key, body: { name: 'Пациентка Кассова' }, status: 201 });
+      const doctors = await api(server.base, 'GET', '/doctors', { token: key, status: 200 });
+      const start = Math.ceil((Date.now() + 3 * 3_600_000) / 1000) * 1000;
+      const doctor = doctors.find((d) => d.name === CLINIC_DOCTOR.name);
+      const { id: slotId } = await api(server.base, 'POST', `/doctors/${doctor.id}/slots`, {
+        token: key,
+        body: { startsAt: new Date(start).toISOString(), endsAt: new Date(start + 30 * 60_000).toISOString(), priceKopecks: 90000 },
+        status: 201,
+      });
+      const { id } = await api(server.base, 'POST', '/consultations', { token: key, body: { slotId, patientId }, status: 201 });
+
+      const page = await (await browser.newContext(WIDE)).newPage();
+      await page.goto(`${server.base}/consultations#session=${encodeURIComponent(adminToken)}`);
+      await byTestId(page, 'search').fill('кассова');
+      const row = page.locator(`[data-testid="consultation"][data-consultation-id="${id}"]`);
+      await row.waitFor({ state: 'visible', timeout: 15_000 });
+      page.once('dialog', (d) => void d.accept());
+      await row.locator('[data-testid="mark-paid"]').click();
+      await row.locator('[data-testid="consultation-status"][data-status="paid"]').waitFor({ timeout: 15_000 });
+      assert.equal(await row.locator('[data-testid="mark-paid"]').count(), 0);
+      page.once('dialog', (d) => void d.accept('Врач заболел'));
+      await row.locator('[data-testid="cancel-consultation"]').click();
+      await row.locator('[data-testid="consultation-status"][data-status="cancelled"]').waitFor({ timeout: 15_000 });
+      assert.match(await row.textContent(), /Врач заболел/);
+      const audit = await api(server.base, 'GET', `/audit?objectId=${id}&limit=50`, { token: adminToken, status: 200 });
+      const actions = audit.items.map((e) => e.action);
+      assert.ok(actions.some((a) => a.includes('paid')) && actions.some((a) => a.includes('cancel')), actions.join(', '));
+      await page.context().close();
     }),
   );
 });

@@ -333,13 +333,15 @@ describe('My consultations page with the real server, its API and Chromium', () 
       await waitStatus(patient, consultationId, 'paid', 'Оплачена');
       await waitStatus(patient, laterConsultationId, 'paid', 'Оплачена');
 
-      // The later consultation's call is not open yet: the page says so in Russian.
-      await inRow(patient, laterConsultationId, 'join-consultation').click();
-      await inRow(patient, laterConsultationId, 'row-error').waitFor({ state: 'visible', timeout: 15_000 });
-      assert.match(
-        await inRow(patient, laterConsultationId, 'row-error').textContent(),
-        /Звонок откроется за 15 минут до начала/,
+      // The later consultation's call is not open yet: its button says when it opens (15 min
+      // before the start, at the patient's clock) and cannot be pressed before.
+      const laterJoin = inRow(patient, laterConsultationId, 'join-consultation');
+      assert.equal(await laterJoin.isDisabled(), true);
+      assert.equal(
+        await laterJoin.textContent(),
+        `Звонок откроется в ${clock(new Date(Date.parse(laterStart) - 15 * 60_000).toISOString(), PATIENT_ZONE)}`,
       );
+      assert.equal(await inRow(patient, consultationId, 'join-consultation').isDisabled(), false, 'the open one can be joined');
       assert.equal(new URL(patient.url()).pathname, '/consultations');
 
       // The patient cancels it instead, giving a reason in the prompt.

@@ -280,6 +280,22 @@ for (const storage of ['s3', 'local']) describe(`A recorded consultation (${stor
       await hangUp(patient);
       await Promise.all([patient.context().close(), doctor.context().close()]);
 
+      // The admin page, opened now, follows the new recordings to «Сохранена» by itself.
+      const admin = await (await browser.newContext()).newPage();
+      await admin.goto(`${base}/consultations#session=${encodeURIComponent(adminToken)}`);
+      const adminRows = admin.locator('[data-testid="recording"]');
+      await until(
+        'the admin page shows every recording stored, without «Обновить»',
+        async () => {
+          const texts = await adminRows.allTextContents();
+          return texts.length === before + 6 && texts.every((t) => t.includes('Сохранена'));
+        },
+        150_000,
+        1_000,
+      );
+      assert.match((await adminRows.allTextContents()).join('\n'), /Пациент Записи у врача Доктор Смирнова/);
+      await admin.context().close();
+
       // Two more recordings (three files each), neither as long as the time the doctor was alone.
       let last = [];
       await until(

@@ -155,6 +155,13 @@ async function main(): Promise<void> {
     } else {
       ui.setAfterCall(null, '');
     }
+    // The clinic's help line, for the page after the call.
+    void fetch('/api/v1/auth/options', { cache: 'no-store' })
+      .then(async (r) => (r.ok ? ((await r.json()) as { help?: string }) : {}))
+      .then((o) => {
+        if (typeof o.help === 'string' && o.help !== '') ui.setHelp(`Помощь: ${o.help}`);
+      })
+      .catch(() => {});
   }
 
   ui.setPhase('precall');

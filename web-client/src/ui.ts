@@ -253,6 +253,11 @@ export class CallUi implements CallView {
       role === 'doctor' ? 'Написать заключение' : 'Вернуться к консультации';
   }
 
+  /** The clinic's help line under the page after the call. */
+  setHelp(text: string): void {
+    byTestId(this.afterCall, 'after-call-help', HTMLElement).textContent = text;
+  }
+
   /** Ask before hanging up; resolves true to hang up. */
   confirmHangup(): Promise<boolean> {
     const dialog = this.hangupConfirm;

@@ -90,6 +90,20 @@ pub struct ConsultationView {
     booking_sync: Option<String>,
     /// Set when the booked time changed in Bitrix24 under this consultation: for the clinic.
     slot_conflict: Option<String>,
+    /// The call may be joined from this moment (`consultations.join_before` ahead of the start)…
+    join_opens_at: String,
+    /// …until this one (`consultations.join_grace` after the end).
+    join_closes_at: String,
+}
+
+/// The view of `r`, with its call's window by the clinic's settings.
+fn view(s: &crate::state::ApiSettings, r: ConsultationRow) -> Result<ConsultationView, ApiError> {
+    let window =
+        crate::domain::JoinWindow::around(r.starts_at, r.ends_at, s.join_before, s.join_grace);
+    let mut v = ConsultationView::try_from(r)?;
+    v.join_opens_at = to_rfc3339(window.opens);
+    v.join_closes_at = to_rfc3339(window.closes);
+    Ok(v)
 }
 
 impl TryFrom<ConsultationRow> for ConsultationView {
@@ -125,6 +139,8 @@ impl TryFrom<ConsultationRow> for ConsultationView {
             overdue: r.overdue_at.is_some(),
             booking_sync: r.external_sync,
             slot_conflict: r.slot_conflict,
+            join_opens_at: String::new(),
+            join_closes_at: String::new(),
         })
     }
 }
@@ -177,7 +193,7 @@ pub async fn book(
     let row = service::load(&core, &consultation)
         .await?
         .ok_or(ApiError::NotFound("consultation"))?;
-    Ok((StatusCode::CREATED, Json(row.try_into()?)))
+    Ok((StatusCode::CREATED, Json(view(&state.settings, row)?)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -242,7 +258,7 @@ pub async fn list_consultations(
     Ok(Json(Page {
         items: rows
             .into_iter()
-            .map(ConsultationView::try_from)
+            .map(|r| view(&state.settings, r))
             .collect::<Result<_, _>>()?,
         total,
         limit,
@@ -258,7 +274,7 @@ pub async fn get_consultation(
 ) -> Result<Json<ConsultationView>, ApiError> {
     let cid: ConsultationId = id(&raw, "consultation")?;
     let row = service::get(&state.core(), &caller, &cid).await?;
-    Ok(Json(row.try_into()?))
+    Ok(Json(view(&state.settings, row)?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -290,7 +306,7 @@ pub async fn cancel(
         },
     )
     .await?;
-    Ok(Json(row.try_into()?))
+    Ok(Json(view(&state.settings, row)?))
 }
 
 /// Until the payments issue lands, the clinic marks a booking paid.
@@ -310,7 +326,7 @@ pub async fn mark_paid(
         TransitionData::default(),
     )
     .await?;
-    Ok(Json(row.try_into()?))
+    Ok(Json(view(&state.settings, row)?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -341,7 +357,7 @@ pub async fn complete(
         },
     )
     .await?;
-    Ok(Json(row.try_into()?))
+    Ok(Json(view(&state.settings, row)?))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -441,7 +457,7 @@ async fn flagged(
     Ok(Json(Page {
         items: rows
             .into_iter()
-            .map(ConsultationView::try_from)
+            .map(|r| view(&state.settings, r))
             .collect::<Result<_, _>>()?,
         total,
         limit,
@@ -503,5 +519,5 @@ pub async fn reschedule(
         return Err(Error::TakenAtSource.into());
     }
     let row = service::load(&core, &consultation).await?.unwrap_or(row);
-    Ok(Json(row.try_into()?))
+    Ok(Json(view(&state.settings, row)?))
 }

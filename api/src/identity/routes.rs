@@ -20,6 +20,9 @@ pub struct AuthOptions {
     esia: bool,
     /// Demo mode: `POST /auth/dev-login`.
     dev_login: bool,
+    /// Where patients get help (a phone, an e-mail, hours); absent when the clinic set none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/options", tag = "sessions",
@@ -28,6 +31,7 @@ pub async fn auth_options(State(state): State<ApiState>) -> Json<AuthOptions> {
     Json(AuthOptions {
         esia: state.esia.is_some(),
         dev_login: state.settings.demo,
+        help: state.settings.help.clone(),
     })
 }
 

@@ -24,6 +24,8 @@ export interface User {
 export interface AuthOptions {
   esia: boolean;
   devLogin: boolean;
+  /** Where patients get help (`clinic.help`), if the clinic said. */
+  help: string | null;
 }
 
 /** What ESIA gave about the signed-in patient («Мои данные»). */
@@ -69,6 +71,9 @@ export interface Consultation {
   cancelReason: string | null;
   conclusion: string | null;
   overdue: boolean;
+  /** The call may be joined from this moment until `joinClosesAt`. */
+  joinOpensAt: string | null;
+  joinClosesAt: string | null;
 }
 
 /** A message of a consultation's chat (`docs/chat.md`). */
@@ -215,7 +220,11 @@ function decodeMe(v: unknown): User | null {
 
 function decodeAuthOptions(v: unknown): AuthOptions {
   const o = obj(v, 'auth options');
-  return { esia: o['esia'] === true, devLogin: o['devLogin'] === true };
+  return {
+    esia: o['esia'] === true,
+    devLogin: o['devLogin'] === true,
+    help: typeof o['help'] === 'string' && o['help'] !== '' ? o['help'] : null,
+  };
 }
 
 function decodePersonalData(v: unknown): PersonalData {
@@ -317,6 +326,8 @@ function decodeConsultation(v: unknown): Consultation {
     cancelledAt: optStr(o, 'cancelledAt'),
     cancelReason: optStr(o, 'cancelReason'),
     conclusion: optStr(o, 'conclusion'),
+    joinOpensAt: optStr(o, 'joinOpensAt'),
+    joinClosesAt: optStr(o, 'joinClosesAt'),
     overdue: o['overdue'] === true,
   };
 }
@@ -769,6 +780,11 @@ export class ApiClient {
 
   async join(id: string): Promise<JoinLink> {
     return decodeJoin(await this.request('POST', `/consultations/${encodeURIComponent(id)}/join`));
+  }
+
+  /** The clinic marks a booking paid (paid at the desk, or by invoice). */
+  async markPaid(id: string): Promise<Consultation> {
+    return decodeConsultation(await this.request('POST', `/consultations/${encodeURIComponent(id)}/payment`, {}));
   }
 
   async cancel(id: string, reason: string): Promise<Consultation> {

@@ -114,6 +114,7 @@ const ui = {
   bookingError: byTestId('booking-error', HTMLParagraphElement),
   slots: byTestId('slots', HTMLUListElement),
   filters: byTestId('filters', HTMLFormElement),
+  help: byTestId('help', HTMLParagraphElement),
   search: byTestId('search', HTMLInputElement),
   statusFilter: byTestId('status-filter', HTMLSelectElement),
   days: byTestId('days', HTMLElement),
@@ -225,6 +226,14 @@ function resetSignedInState(): void {
 
 /** `focus`: move the focus to the list's heading (after a login, not on page load). */
 function signIn(u: User, focus = true): void {
+  // Where to get help, as the clinic says (patients).
+  ui.help.hidden = true;
+  if (u.role === 'patient') {
+    void api
+      .authOptions()
+      .then((o) => say(ui.help, o.help === null ? null : `Помощь: ${o.help}`))
+      .catch(() => {});
+  }
   generation += 1;
   resetSignedInState();
   user = u;
@@ -342,7 +351,7 @@ function renderList(): void {
   const sorted = [...consultations.values()].sort(compare);
   const present = new Set(sorted.map((c) => c.id));
   for (const id of [...rows.keys()]) if (!present.has(id)) rows.delete(id);
-  reconcile(ui.list, sorted.map(rowFor));
+  reconcile(ui.list, grouped(sorted));
   const f = listFilter();
   const filtered = (f.q ?? '').trim().length >= 2 || (f.status ?? '') !== '';
   say(
@@ -366,6 +375,37 @@ function renderList(): void {
   ) {
     ui.payResult.hidden = true;
   }
+}
+
+/** The list's day groups (a doctor's day): «Сегодня», «Предстоящие», «Прошедшие и отменённые». */
+const GROUP_TEXT = { today: 'Сегодня', upcoming: 'Предстоящие', past: 'Прошедшие и отменённые' } as const;
+const groupHeads = new Map<keyof typeof GROUP_TEXT, HTMLLIElement>();
+
+function groupOf(c: Consultation, today: string, zone: string): keyof typeof GROUP_TEXT {
+  if (!ACTIVE.has(c.status)) return 'past';
+  return dayKey(new Date(c.startsAt), zone) <= today ? 'today' : 'upcoming';
+}
+
+/** The rows, with a heading before each group when there is more than one. */
+function grouped(sorted: Consultation[]): HTMLLIElement[] {
+  const zone = viewerZone();
+  const today = dayKey(new Date(), zone);
+  const groups = sorted.map((c) => groupOf(c, today, zone));
+  if (new Set(groups).size < 2) return sorted.map(rowFor);
+  const out: HTMLLIElement[] = [];
+  sorted.forEach((c, i) => {
+    const g = groups[i] ?? 'past';
+    if (i === 0 || groups[i - 1] !== g) {
+      let head = groupHeads.get(g);
+      if (head === undefined) {
+        head = h('li', { class: 'list-group', testid: 'list-group', attrs: { 'data-group': g } }, h('h3', { text: GROUP_TEXT[g] }));
+        groupHeads.set(g, head);
+      }
+      out.push(head);
+    }
+    out.push(rowFor(c));
+  });
+  return out;
 }
 
 function rowFor(c: Consultation): HTMLLIElement {
@@ -477,15 +517,28 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
   const error = h('p', { class: 'form-error', testid: 'row-error', attrs: { role: 'alert' } });
   error.hidden = true;
 
-  if ((role === 'patient' || role === 'doctor') && open) {
+  const opens = c.joinOpensAt === null ? null : Date.parse(c.joinOpensAt);
+  const closes = c.joinClosesAt === null ? null : Date.parse(c.joinClosesAt);
+  const now = Date.now();
+  if ((role === 'patient' || role === 'doctor') && open && (closes === null || now <= closes)) {
+    const early = opens !== null && now < opens;
     const join = h('button', {
       class: 'button primary',
       testid: 'join-consultation',
-      text: 'Присоединиться к звонку',
+      text: early ? `Звонок откроется в ${clockIn(c.joinOpensAt ?? '', viewerZone())}` : 'Присоединиться к звонку',
       attrs: { type: 'button', 'aria-describedby': titleId },
     });
+    join.disabled = early;
     join.addEventListener('click', () => void joinCall(c, li));
     actions.append(join);
+    // The button opens by itself when the window does (a timer per row, not a reload).
+    if (early && opens !== null && opens - now < 24 * 3_600_000) {
+      window.setTimeout(() => {
+        if (!join.isConnected) return;
+        join.disabled = false;
+        join.textContent = 'Присоединиться к звонку';
+      }, opens - now + 500);
+    }
   }
   let payForm: HTMLFormElement | null = null;
   if (role === 'patient' && c.status === 'booked') {
@@ -500,7 +553,26 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
     pay.addEventListener('click', () => void payConsultation(c, li, form));
     actions.append(pay);
   }
-  if (role === 'patient' && (c.status === 'booked' || c.status === 'paid')) {
+  // The clinic's actions on a consultation: take a payment at the desk, cancel with a reason.
+  if (role === 'admin' && c.status === 'booked') {
+    const paid = h('button', {
+      class: 'button secondary',
+      testid: 'mark-paid',
+      text: 'Отметить оплату',
+      attrs: { type: 'button', 'aria-describedby': titleId },
+    });
+    paid.addEventListener('click', () => {
+      if (!window.confirm('Отметить консультацию оплаченной (оплата в клинике)?')) return;
+      void rowAction(c, li, async () => {
+        const updated = await api.markPaid(c.id);
+        consultations.set(updated.id, updated);
+        renderList();
+        setListStatus('Оплата отмечена.');
+      });
+    });
+    actions.append(paid);
+  }
+  if ((role === 'patient' || role === 'admin') && (c.status === 'booked' || c.status === 'paid')) {
     const cancel = h('button', {
       class: 'button secondary',
       testid: 'cancel-consultation',
@@ -927,12 +999,23 @@ async function loadOverdue(): Promise<void> {
 
 // ---- recordings (admin, head doctor) --------------------------------------------------------
 
+/** Recordings still on their way to the store are looked at again this soon. */
+const RECORDINGS_BUSY_POLL_MS = 5_000;
+let recordingsTimer: number | undefined;
+
 async function loadRecordings(): Promise<void> {
   const gen = generation;
+  window.clearTimeout(recordingsTimer);
   try {
     const page = await api.recordings(100);
     if (gen !== generation) return;
     ui.recordingsList.replaceChildren(...page.items.map(renderRecording));
+    // A recording being made, composed or uploaded changes by itself: follow it closely.
+    if (page.items.some((r) => r.status === 'recording' || r.status === 'processing' || r.status === 'uploading')) {
+      recordingsTimer = window.setTimeout(() => {
+        if (document.visibilityState === 'visible') void loadRecordings();
+      }, RECORDINGS_BUSY_POLL_MS);
+    }
     say(
       ui.recordingsEmpty,
       page.items.length === 0
