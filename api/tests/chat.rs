@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use vizit_api::chat::ChatSettings;
 use vizit_api::recordings::Recordings;
 use vizit_api::{ApiSettings, Backend};
-use vizit_recordings::{ObjectStore, S3Settings, Spool};
+use vizit_recordings::{ObjectStore, Spool};
 use vizit_signaling::CallRole;
 
 const MAX_FILE: u64 = 100_000;
@@ -461,29 +461,7 @@ async fn chat_of_a_call(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_files_in_s3() {
-    let env = |n: &str| {
-        std::env::var(n)
-            .unwrap_or_else(|_| panic!("{n} must be set (scripts/test.sh starts SeaweedFS)"))
-    };
-    let bucket = std::env::var("TEST_S3_BUCKET").unwrap_or_else(|_| "vizit-test".into());
-    let store = ObjectStore::s3(S3Settings {
-        endpoint: Some(env("TEST_S3_ENDPOINT")),
-        region: "us-east-1".into(),
-        bucket: bucket.clone(),
-        prefix: format!("chat-{}/", uuid::Uuid::new_v4().simple()),
-        path_style: true,
-        access_key_id: env("TEST_S3_ACCESS_KEY"),
-        secret_access_key: SecretString::from(env("TEST_S3_SECRET_KEY")),
-        server_side_encryption: None,
-        part_size: 5 * 1024 * 1024,
-    });
-    let _ = store
-        .s3_client()
-        .unwrap()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await;
+    let store = common::s3_store("chat").await;
     let (c, dir) = clinic(Backend::Sqlite, store).await;
     let api = &c.api;
     let id = c.paid(5).await;

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use common::Clinic;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::json;
 use vizit_api::Backend;
 use vizit_api::recordings::{CatalogueConfirm, NewRecording, RecordingKind, Recordings, register};
-use vizit_recordings::{ObjectStore, S3Settings, Spool};
+use vizit_recordings::{ObjectStore, Spool};
 
 fn temp_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("vizit-api-rec-{}", uuid::Uuid::new_v4()));
@@ -260,26 +259,7 @@ async fn s3_recordings_download_through_presigned_urls() {
         std::env::var(n)
             .unwrap_or_else(|_| panic!("{n} must be set (scripts/test.sh starts SeaweedFS)"))
     };
-    let bucket = std::env::var("TEST_S3_BUCKET").unwrap_or_else(|_| "vizit-test".into());
-    let store = ObjectStore::s3(S3Settings {
-        endpoint: Some(env("TEST_S3_ENDPOINT")),
-        region: "us-east-1".into(),
-        bucket: bucket.clone(),
-        prefix: format!("api-{}/", uuid::Uuid::new_v4().simple()),
-        path_style: true,
-        access_key_id: env("TEST_S3_ACCESS_KEY"),
-        secret_access_key: SecretString::from(env("TEST_S3_SECRET_KEY")),
-        server_side_encryption: None,
-        part_size: 5 * 1024 * 1024,
-    });
-    // The shared test bucket (see recordings/tests/s3.rs); it may exist already.
-    let _ = store
-        .s3_client()
-        .unwrap()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await;
+    let store = common::s3_store("api").await;
     let (c, rec, consultation, dir) =
         clinic(Backend::Sqlite, store, Duration::from_secs(3), None).await;
     let body: Vec<u8> = (0..7 * 1024 * 1024u32)

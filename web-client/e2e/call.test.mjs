@@ -501,7 +501,7 @@ describe('Vizit call page with the real server and Chromium', () => {
       }
       assert.ok(!serverLog.some((l) => l.includes(room) && l.includes('participant left')), 'a participant left the room');
 
-      // A change of network: the patient's address stops working for good (its UDP port is
+      // A change of network: the patient's address stops working for good (its port is
       // blocked from now on). Only an ICE restart, with new candidates, gets the call back.
       const localPort = await pat5.evaluate(async () => {
         const stats = await window.vizit.pc().getStats();
@@ -516,8 +516,10 @@ describe('Vizit call page with the real server and Chromium', () => {
       });
       assert.ok(localPort, 'no selected candidate pair on the patient');
       const again = (await received(doc5)).framesDecoded;
+      // The pair may be UDP or ICE-TCP (an active TCP port of the browser's): block both.
       await nft(
-        `table inet moved {\n chain out {\n type filter hook output priority 0;\n udp sport ${localPort} drop\n udp dport ${localPort} drop\n }\n}\n`,
+        `table inet moved {\n chain out {\n type filter hook output priority 0;\n udp sport ${localPort} drop\n udp dport ${localPort} drop\n` +
+          ` tcp sport ${localPort} drop\n tcp dport ${localPort} drop\n }\n}\n`,
       );
       const movedAt = Date.now();
       try {

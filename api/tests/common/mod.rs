@@ -423,3 +423,33 @@ where
     }
     panic!("never happened: {what}");
 }
+
+/// An object store on the test SeaweedFS (`scripts/test.sh` starts it and sets `TEST_S3_*`),
+/// under its own prefix in the shared test bucket (created if need be).
+pub async fn s3_store(prefix: &str) -> vizit_recordings::ObjectStore {
+    let env = |n: &str| {
+        std::env::var(n)
+            .unwrap_or_else(|_| panic!("{n} must be set (scripts/test.sh starts SeaweedFS)"))
+    };
+    let bucket = std::env::var("TEST_S3_BUCKET").unwrap_or_else(|_| "vizit-test".into());
+    let store = vizit_recordings::ObjectStore::s3(vizit_recordings::S3Settings {
+        endpoint: Some(env("TEST_S3_ENDPOINT")),
+        region: "us-east-1".into(),
+        bucket: bucket.clone(),
+        prefix: format!("{prefix}-{}/", uuid::Uuid::new_v4().simple()),
+        path_style: true,
+        access_key_id: env("TEST_S3_ACCESS_KEY"),
+        secret_access_key: SecretString::from(env("TEST_S3_SECRET_KEY")),
+        server_side_encryption: None,
+        part_size: 5 * 1024 * 1024,
+    });
+    // The shared test bucket (see recordings/tests/s3.rs); it may exist already.
+    let _ = store
+        .s3_client()
+        .unwrap()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await;
+    store
+}

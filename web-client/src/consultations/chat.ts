@@ -5,7 +5,8 @@
  */
 
 import type { ApiClient, ChatEntry, Consultation, Role } from './api';
-import { h } from './dom';
+import { disclosure, h } from './dom';
+import { size } from './texts';
 
 /** What the page gives this module. */
 export interface ChatHost {
@@ -28,34 +29,18 @@ export function hasChat(c: Consultation, role: Role): boolean {
   return reader && (c.status === 'paid' || c.status === 'in_progress' || c.status === 'completed');
 }
 
-function size(bytes: number): string {
-  if (bytes < 1024) return `${bytes} Б`;
-  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} КБ`;
-  return `${(bytes / (1024 * 1024)).toFixed(1).replace('.', ',')} МБ`;
-}
-
 /** The «Переписка» button and its panel. */
 export function chatPanel(c: Consultation, titleId: string): [HTMLButtonElement, HTMLElement] {
-  const panelId = `chat-${c.id}`;
-  const toggle = h('button', {
-    class: 'button secondary',
-    testid: 'show-chat',
+  return disclosure({
+    key: c.id,
     text: 'Переписка',
-    attrs: { type: 'button', 'aria-expanded': 'false', 'aria-controls': panelId, 'aria-describedby': titleId },
+    testid: 'show-chat',
+    panelTestid: 'chat-panel',
+    panelClass: 'c-documents',
+    describedBy: titleId,
+    open: openPanels,
+    fill: (panel) => void fill(c, panel),
   });
-  const panel = h('div', { class: 'c-documents', testid: 'chat-panel', attrs: { id: panelId } });
-  panel.hidden = true;
-  const open = (on: boolean): void => {
-    panel.hidden = !on;
-    toggle.setAttribute('aria-expanded', String(on));
-    if (on) {
-      openPanels.add(c.id);
-      void fill(c, panel);
-    } else openPanels.delete(c.id);
-  };
-  toggle.addEventListener('click', () => open(panel.hidden === true));
-  if (openPanels.has(c.id)) open(true);
-  return [toggle, panel];
 }
 
 async function fill(c: Consultation, panel: HTMLElement): Promise<void> {

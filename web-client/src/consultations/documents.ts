@@ -19,7 +19,7 @@ import {
   type QuestionnaireKind,
   type Role,
 } from './api';
-import { byTestId, h, reconcile, say } from './dom';
+import { byTestId, disclosure, h, reconcile, say } from './dom';
 import { day, errorText, moment } from './texts';
 
 const KIND_TEXT: Record<QuestionnaireKind, string> = {
@@ -591,26 +591,16 @@ function answerForm(r: DeletionRequest, titleId: string): HTMLElement {
 
 /** The «Анкеты пациента» button and its panel for a consultation row (doctors, head doctors). */
 export function questionnairePanel(c: Consultation, titleId: string): HTMLElement[] {
-  const panelId = `qp-${c.id}`;
-  const toggle = h('button', {
-    class: 'button secondary',
-    testid: 'show-questionnaires',
+  return disclosure({
+    key: c.id,
     text: 'Анкеты пациента',
-    attrs: { type: 'button', 'aria-expanded': 'false', 'aria-controls': panelId, 'aria-describedby': titleId },
+    testid: 'show-questionnaires',
+    panelTestid: 'questionnaires-panel',
+    panelClass: 'c-documents',
+    describedBy: titleId,
+    open: openPanels,
+    fill: (panel) => void fillPanel(c, panel),
   });
-  const panel = h('div', { class: 'c-documents', testid: 'questionnaires-panel', attrs: { id: panelId } });
-  panel.hidden = true;
-  const open = (on: boolean): void => {
-    panel.hidden = !on;
-    toggle.setAttribute('aria-expanded', String(on));
-    if (on) {
-      openPanels.add(c.id);
-      void fillPanel(c, panel);
-    } else openPanels.delete(c.id);
-  };
-  toggle.addEventListener('click', () => open(panel.hidden === true));
-  if (openPanels.has(c.id)) open(true);
-  return [toggle, panel];
 }
 
 function answerText(a: Answer | undefined): string {

@@ -48,3 +48,39 @@ export function reconcile(list: HTMLElement, rows: HTMLElement[]): void {
     if (at !== row) list.insertBefore(row, at);
   });
 }
+
+/**
+ * A button that shows and hides a panel of a consultation's row (`aria-expanded`); `fill` runs
+ * on each opening. Rows are re-rendered: `open` remembers which panels are open, by `key`.
+ */
+export function disclosure(o: {
+  key: string;
+  text: string;
+  testid: string;
+  panelTestid: string;
+  panelClass: string;
+  describedBy: string;
+  open: Set<string>;
+  fill: (panel: HTMLElement) => void;
+}): [HTMLButtonElement, HTMLElement] {
+  const panelId = `${o.panelTestid}-${o.key}`;
+  const toggle = h('button', {
+    class: 'button secondary',
+    testid: o.testid,
+    text: o.text,
+    attrs: { type: 'button', 'aria-expanded': 'false', 'aria-controls': panelId, 'aria-describedby': o.describedBy },
+  });
+  const panel = h('div', { class: o.panelClass, testid: o.panelTestid, attrs: { id: panelId } });
+  panel.hidden = true;
+  const show = (on: boolean): void => {
+    panel.hidden = !on;
+    toggle.setAttribute('aria-expanded', String(on));
+    if (on) {
+      o.open.add(o.key);
+      o.fill(panel);
+    } else o.open.delete(o.key);
+  };
+  toggle.addEventListener('click', () => show(panel.hidden === true));
+  if (o.open.has(o.key)) show(true);
+  return [toggle, panel];
+}
