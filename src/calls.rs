@@ -118,7 +118,7 @@ impl vizit_signaling::Admission for ConsultationAdmission {
             match vizit_api::consultations::admits_call(&self.0.core(), &claims.room, &claims.sub)
                 .await
             {
-                Ok(verdict) => verdict.map_err(str::to_owned),
+                Ok(verdict) => verdict.map(|_| ()).map_err(|why| why.words().to_owned()),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot check a join against its consultation; admitted on the token");
                     Ok(())

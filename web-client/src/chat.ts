@@ -8,6 +8,7 @@
  */
 
 import { CHAT_TEXT, fileSize } from './messages';
+import { byTestId } from './ui';
 
 const API = '/api/v1/call';
 /** The server holds a read this long when nothing new comes. */
@@ -50,12 +51,6 @@ class ChatError extends Error {
   ) {
     super(detail);
   }
-}
-
-function byTestId<T extends HTMLElement>(root: ParentNode, id: string, type: new () => T): T {
-  const el = root.querySelector(`[data-testid="${id}"]`);
-  if (!(el instanceof type)) throw new Error(`call.html is missing the ${type.name} data-testid="${id}"`);
-  return el;
 }
 
 function clientId(): string {

@@ -9,7 +9,7 @@ import { checkConnection, playTestSound } from './check';
 import { MicLevelMeter, acquireLocalMedia, type LocalMedia } from './media';
 import { checkLink } from './link';
 import { AFTER_CALL_TEXT, CHECK_TEXT, TEXT, linkProblem, mediaWarning, meetingText } from './messages';
-import { CallUi } from './ui';
+import { CallUi, byTestId } from './ui';
 
 /** Hooks for the end-to-end tests (and for a curious engineer in the devtools console). */
 interface VizitDebug {
@@ -71,16 +71,10 @@ function tokenRole(token: string): string | null {
   }
 }
 
-function el<T extends HTMLElement>(id: string, type: new () => T): T {
-  const found = document.querySelector(`[data-testid="${id}"]`);
-  if (!(found instanceof type)) throw new Error(`call.html is missing the ${type.name} data-testid="${id}"`);
-  return found;
-}
-
 /** The speakers' test sound and the test call through the server, under the preview. */
 function wireChecks(stream: () => MediaStream | null): void {
-  const speakers = el('test-speakers', HTMLButtonElement);
-  const heard = el('speakers-result', HTMLElement);
+  const speakers = byTestId(document, 'test-speakers', HTMLButtonElement);
+  const heard = byTestId(document, 'speakers-result', HTMLElement);
   speakers.addEventListener('click', () => {
     speakers.disabled = true;
     heard.hidden = false;
@@ -100,10 +94,10 @@ function wireChecks(stream: () => MediaStream | null): void {
       });
   });
 
-  const connection = el('test-connection', HTMLButtonElement);
-  const result = el('connection-result', HTMLElement);
-  const verdict = el('connection-verdict', HTMLElement);
-  const numbers = el('connection-numbers', HTMLElement);
+  const connection = byTestId(document, 'test-connection', HTMLButtonElement);
+  const result = byTestId(document, 'connection-result', HTMLElement);
+  const verdict = byTestId(document, 'connection-verdict', HTMLElement);
+  const numbers = byTestId(document, 'connection-numbers', HTMLElement);
   connection.addEventListener('click', () => {
     connection.disabled = true;
     result.hidden = false;
@@ -170,7 +164,7 @@ async function main(): Promise<void> {
   wireChecks(() => media?.stream ?? null);
   if (checkOnly) {
     document.title = 'Проверка перед консультацией — Vizit';
-    el('precall-title', HTMLElement).hidden = false;
+    byTestId(document, 'precall-title', HTMLElement).hidden = false;
     ui.joinButton.hidden = true;
   }
 

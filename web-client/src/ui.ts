@@ -19,7 +19,8 @@ import type { NetworkQuality, Participant, TrackKind, Waiter } from './protocol'
 
 export type Phase = 'precall' | 'call' | 'message';
 
-function byTestId<T extends HTMLElement>(root: ParentNode, id: string, type: new () => T): T {
+/** The element `data-testid="id"` under `root`, of the expected kind (the call page's hooks). */
+export function byTestId<T extends HTMLElement>(root: ParentNode, id: string, type: new () => T): T {
   const el = root.querySelector(`[data-testid="${id}"]`);
   if (!(el instanceof type)) throw new Error(`call.html is missing the ${type.name} data-testid="${id}"`);
   return el;

@@ -63,13 +63,7 @@ impl FromRequestParts<ApiState> for CallParty {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthenticated)?;
+        let token = crate::http::bearer(parts).ok_or(ApiError::Unauthenticated)?;
         let claims = state
             .keys
             .verify(token)
@@ -80,16 +74,13 @@ impl FromRequestParts<ApiState> for CallParty {
         };
         // A room that is not a consultation (`vizit token`) has no chat.
         let cid: ConsultationId = id(&claims.room, "consultation")?;
-        let core = state.core();
-        match crate::consultations::admits_call(&core, cid.as_str(), &claims.sub).await {
-            Ok(Ok(())) => {}
-            Ok(Err(why)) => return Err(ApiError::Forbidden(why)),
-            Err(e) => return Err(ApiError::Internal(e)),
-        }
-        let consultation = crate::consultations::service::load(&core, &cid)
-            .await
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?
-            .ok_or(ApiError::NotFound("consultation"))?;
+        let consultation =
+            match crate::consultations::admits_call(&state.core(), cid.as_str(), &claims.sub).await
+            {
+                Ok(Ok(row)) => row,
+                Ok(Err(why)) => return Err(ApiError::Forbidden(why.words())),
+                Err(e) => return Err(ApiError::Internal(e)),
+            };
         Ok(CallParty {
             caller: Caller {
                 principal: Principal::User {

@@ -21,7 +21,8 @@ use axum::routing::{get, post};
 pub use bookings::SlotBookings;
 pub use repo::ConsultationRow;
 pub use service::{
-    Error, Move, Summary, TransitionData, admits_call, book, load, summary, transition, visible_to,
+    CallRefusal, Error, Move, Summary, TransitionData, admits_call, book, load, summary,
+    transition, visible_to,
 };
 
 use crate::state::ApiState;

@@ -509,38 +509,63 @@ pub async fn join(
     Ok((token, now + ttl.as_millis() as i64))
 }
 
+/// Why a join token no longer admits its holder to a consultation's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallRefusal {
+    NotFound,
+    NotAParty,
+    NotPaid,
+    Expired,
+    Cancelled,
+    Completed,
+    AccountDisabled,
+}
+
+impl CallRefusal {
+    /// In words for the client (the signaling server's refusal, the chat's 403).
+    pub fn words(self) -> &'static str {
+        match self {
+            CallRefusal::NotFound => "the consultation does not exist",
+            CallRefusal::NotAParty => "this link is not for a party of the consultation",
+            CallRefusal::NotPaid | CallRefusal::Expired => "the consultation is not paid",
+            CallRefusal::Cancelled => "the consultation was cancelled",
+            CallRefusal::Completed => "the consultation is closed",
+            CallRefusal::AccountDisabled => "the account is disabled",
+        }
+    }
+}
+
 /// Whether a join token issued earlier still admits `participant` to the call of consultation
 /// `id`: they must be its doctor or patient with an enabled account, and the consultation paid
-/// or in progress (not cancelled, closed or expired since). `Ok(Err(why))` is a refusal in
-/// words for the client.
+/// or in progress (not cancelled, closed or expired since). `Ok(Ok(row))`: admitted, with the
+/// consultation; `Ok(Err(why))`: refused.
 pub async fn admits_call(
     core: &Core,
     id: &str,
     participant: &str,
-) -> anyhow::Result<Result<(), &'static str>> {
+) -> anyhow::Result<Result<ConsultationRow, CallRefusal>> {
     let mut conn = core.db.pool.acquire().await?;
     let Some(row) = repo::load(&mut conn, id).await? else {
-        return Ok(Err("the consultation does not exist"));
+        return Ok(Err(CallRefusal::NotFound));
     };
     drop(conn);
     if row.doctor_id != participant && row.patient_id != participant {
-        return Ok(Err("this link is not for a party of the consultation"));
+        return Ok(Err(CallRefusal::NotAParty));
     }
     match row.status().map_err(|e| anyhow::anyhow!("{e}"))? {
         ConsultationStatus::Paid | ConsultationStatus::InProgress => {}
-        ConsultationStatus::Completed => return Ok(Err("the consultation is closed")),
-        ConsultationStatus::Cancelled => return Ok(Err("the consultation was cancelled")),
-        ConsultationStatus::Expired | ConsultationStatus::Booked => {
-            return Ok(Err("the consultation is not paid"));
-        }
+        ConsultationStatus::Completed => return Ok(Err(CallRefusal::Completed)),
+        ConsultationStatus::Cancelled => return Ok(Err(CallRefusal::Cancelled)),
+        ConsultationStatus::Booked => return Ok(Err(CallRefusal::NotPaid)),
+        ConsultationStatus::Expired => return Ok(Err(CallRefusal::Expired)),
     }
     if !crate::people::account_enabled(core, participant)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
     {
-        return Ok(Err("the account is disabled"));
+        return Ok(Err(CallRefusal::AccountDisabled));
     }
-    Ok(Ok(()))
+    Ok(Ok(row))
 }
 
 /// One page of the consultations the caller may see (the read is audited).

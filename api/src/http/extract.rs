@@ -59,6 +59,16 @@ pub fn client_ip_behind(parts: &Parts, trusted: &[crate::platform::net::IpNet]) 
     Some(crate::platform::net::client_address(peer, forwarded, trusted).to_string())
 }
 
+/// The credential of `Authorization: Bearer …`, trimmed; `None` without one.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// The connection's peer (no proxy trusted).
 pub fn client_ip(parts: &Parts) -> Option<String> {
     client_ip_behind(parts, &[])

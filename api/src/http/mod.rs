@@ -10,6 +10,6 @@ pub mod paging;
 
 pub use cookies::{cookie, same_origin, session_cookie, set_cookie};
 pub use error::{ApiError, Problem};
-pub use extract::{Body, MAX_BODY_BYTES, Params, client_ip, client_ip_behind};
+pub use extract::{Body, MAX_BODY_BYTES, Params, bearer, client_ip, client_ip_behind};
 pub use input::{escape_html, id, normalized_email, parse_time, text, time_range, to_rfc3339};
 pub use paging::{Page, page};

@@ -95,12 +95,7 @@ pub async fn logout(
     caller: Caller,
     parts: Parts,
 ) -> Result<Response, ApiError> {
-    let bearer = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(|s| s.trim().to_owned());
+    let bearer = crate::http::bearer(&parts).map(str::to_owned);
     let secure = state.settings.secure_cookies;
     let name = session_cookie(secure);
     let from_cookie = cookie(&parts.headers, name);

@@ -127,13 +127,7 @@ pub async fn call_link(
         code: "link_invalid",
         message: "the call link is not valid: open the link from the invitation as it is".into(),
     };
-    let token = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(invalid)?;
+    let token = crate::http::bearer(&parts).ok_or_else(invalid)?;
     let claims = state.keys.verify(token).map_err(|e| match e {
         TokenError::Expired => ApiError::Unauthorized {
             code: "link_expired",
@@ -156,32 +150,24 @@ pub async fn call_link(
         // Not a consultation's room: nothing more to say about it.
         return Ok(Json(link));
     };
-    let core = state.core();
-    let c = crate::consultations::load(&core, &cid)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?
-        .ok_or(ApiError::NotFound("consultation"))?;
-    if c.doctor_id != claims.sub && c.patient_id != claims.sub {
-        return Err(ApiError::Forbidden(
-            "this link is not for a party of the consultation",
-        ));
-    }
+    use crate::consultations::CallRefusal as R;
     let refused = |code: &'static str, what: &str| {
         ApiError::conflict(code, format!("the consultation {what}"))
     };
-    match c.status.as_str() {
-        "paid" | "in_progress" => {}
-        "booked" => return Err(refused("not_paid", "is not paid yet")),
-        "cancelled" => return Err(refused("consultation_cancelled", "was cancelled")),
-        "completed" => return Err(refused("consultation_completed", "is over")),
-        _ => return Err(refused("consultation_expired", "expired unpaid")),
-    }
-    if !crate::people::account_enabled(&core, &claims.sub)
+    let c = match crate::consultations::admits_call(&state.core(), cid.as_str(), &claims.sub)
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?
+        .map_err(ApiError::Internal)?
     {
-        return Err(ApiError::Forbidden("the account is disabled"));
-    }
+        Ok(c) => c,
+        Err(R::NotFound) => return Err(ApiError::NotFound("consultation")),
+        Err(why @ (R::NotAParty | R::AccountDisabled)) => {
+            return Err(ApiError::Forbidden(why.words()));
+        }
+        Err(R::NotPaid) => return Err(refused("not_paid", "is not paid yet")),
+        Err(R::Cancelled) => return Err(refused("consultation_cancelled", "was cancelled")),
+        Err(R::Completed) => return Err(refused("consultation_completed", "is over")),
+        Err(R::Expired) => return Err(refused("consultation_expired", "expired unpaid")),
+    };
     let window = JoinWindow::around(
         c.starts_at,
         c.ends_at,
