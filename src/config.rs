@@ -370,6 +370,9 @@ pub struct RecordingsConfig {
     pub link_ttl: Duration,
     /// Stored recordings older than this many days are deleted, unless on legal hold (0: kept).
     pub retention_days: u32,
+    /// Patients may list and download the recordings of their own consultations (off: only
+    /// the clinic's admins and head doctors).
+    pub patients_may_download: bool,
     pub s3: S3Config,
 }
 
@@ -802,6 +805,7 @@ impl Default for Settings {
                 spool_dir: None,
                 link_ttl: Duration::from_secs(300),
                 retention_days: 0,
+                patients_may_download: false,
                 s3: S3Config {
                     endpoint: None,
                     region: "us-east-1".into(),
@@ -1537,6 +1541,7 @@ impl Settings {
             jobs_interval: c.jobs_interval,
             outbox_retention: self.database.outbox_retention,
             documents: self.document_settings(),
+            patient_recordings: self.recordings.patients_may_download,
             help: self.clinic.help.clone().or_else(|| {
                 self.demo.then(|| {
                     "Демо-клиника: +7 000 000-00-00, help@clinic.example (пн–пт, 9:00–18:00)"

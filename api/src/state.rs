@@ -49,6 +49,9 @@ pub struct ApiSettings {
     pub chat: ChatSettings,
     /// Where patients get help (`clinic.help`), shown on their pages.
     pub help: Option<String>,
+    /// Patients may list and download their own consultations' recordings
+    /// (`recordings.patients_may_download`).
+    pub patient_recordings: bool,
     /// Password logins: failures allowed per account and address, hashing in flight.
     pub login_limits: LoginLimits,
     /// Reverse proxies whose `X-Forwarded-For` names the client (for the limits per address).
@@ -70,6 +73,7 @@ impl Default for ApiSettings {
             documents: DocumentSettings::default(),
             chat: ChatSettings::default(),
             help: None,
+            patient_recordings: false,
             login_limits: LoginLimits::default(),
             trusted_proxies: Vec::new(),
         }

@@ -376,6 +376,9 @@ async fn jobs(backend: vizit_api::Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(overdue["total"], 1);
     assert_eq!(overdue["items"][0]["id"], cid.as_str());
+    // The list is whole: a filter it does not apply is refused, not ignored.
+    let (status, problem) = api.get("/admin/overdue?q=Иванов", &admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     assert_eq!(
         api.count("SELECT COUNT(*) FROM outbox WHERE event = 'consultation.overdue'")
             .await,

@@ -253,6 +253,179 @@ async fn local_folder_recordings(backend: Backend) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+on_both_databases!(
+    patients_download_their_own_where_the_clinic_allows,
+    super::patients_download_their_own_where_the_clinic_allows
+);
+
+/// `recordings.patients_may_download`: a patient lists and downloads the stored recordings of
+/// their own consultations, nothing else; off (the default), patients get 403.
+async fn patients_download_their_own_where_the_clinic_allows(backend: Backend) {
+    let root = temp_dir();
+    let (mut c, rec, consultation, dir) = clinic(
+        backend,
+        ObjectStore::local(root.join("objects")),
+        Duration::from_secs(60),
+        None,
+    )
+    .await;
+    let stored = record(
+        &c,
+        &rec,
+        &consultation,
+        &dir,
+        "doctor",
+        b"the doctor's track",
+    )
+    .await;
+    // A second file still on its way to the store: not the patient's to see yet.
+    let waiting = dir.join("waiting.webm");
+    std::fs::write(&waiting, b"not yet stored").unwrap();
+    let uploading = register(
+        &c.api.state,
+        NewRecording {
+            consultation_id: &consultation,
+            kind: RecordingKind::Composite,
+            participant_role: None,
+            file: &waiting,
+            content_type: "video/webm",
+            started_at: Some(vizit_api::now_ms()),
+            duration_ms: Some(5_000),
+        },
+    )
+    .await
+    .unwrap();
+
+    // Off: the patient is refused, and told so by /auth/options.
+    let (status, options) = c
+        .api
+        .call(reqwest::Method::GET, "/auth/options", None, None)
+        .await;
+    assert_eq!(
+        (status, &options["patientRecordings"]),
+        (StatusCode::OK, &json!(false))
+    );
+    let (status, _) = c.api.get("/recordings", &c.patient).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // On.
+    let mut settings = (*c.api.state.settings).clone();
+    settings.patient_recordings = true;
+    c.api.state.settings = Arc::new(settings);
+    c.api.respawn().await;
+    let api = &c.api;
+    let (_, options) = api
+        .call(reqwest::Method::GET, "/auth/options", None, None)
+        .await;
+    assert_eq!(options["patientRecordings"], true);
+
+    // The patient sees the stored file of their consultation, whatever status they ask for.
+    for query in ["/recordings", "/recordings?status=uploading"] {
+        let (status, list) = api.get(query, &c.patient).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let ids: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, vec![stored.as_str()], "{query}");
+        assert_eq!(list["total"], 1);
+    }
+    // The clinic still sees both.
+    let (_, all) = api
+        .get(
+            &format!("/recordings?consultationId={consultation}"),
+            &c.admin,
+        )
+        .await;
+    assert_eq!(all["total"], 2);
+    assert!(
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == uploading.as_str())
+    );
+
+    // Another patient: an empty list, and the recording does not exist for them.
+    let (status, list) = api.get("/recordings", &c.other_patient).await;
+    assert_eq!((status, &list["total"]), (StatusCode::OK, &json!(0)));
+    let (status, _) = api
+        .post(
+            &format!("/recordings/{stored}/download"),
+            &c.other_patient,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Doctors and the portal's key stay out.
+    for who in [&c.doctor, &c.service] {
+        let (status, _) = api.get("/recordings", who).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    // The patient's own download: the bytes, and the audit log names the patient.
+    let (status, link) = api
+        .post(
+            &format!("/recordings/{stored}/download"),
+            &c.patient,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let url = format!(
+        "{}{}",
+        api.base.trim_end_matches("/api/v1"),
+        link["url"].as_str().unwrap()
+    );
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"the doctor's track");
+    let (_, audit) = api
+        .get(
+            &format!("/audit?objectId={stored}&action=recording.download"),
+            &c.admin,
+        )
+        .await;
+    assert_eq!(audit["total"], 1, "{audit}");
+    assert_eq!(audit["items"][0]["actorId"], c.patient_id.as_str());
+    // A family of actions: `recording.*`; the pattern's own wildcards are taken literally.
+    let (_, family) = api
+        .get(
+            &format!("/audit?objectId={stored}&action=recording.*"),
+            &c.admin,
+        )
+        .await;
+    let actions: Vec<&str> = family["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "recording.create",
+        "recording.stored",
+        "recording.download",
+        "recording.file_served",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+    assert!(
+        actions.iter().all(|a| a.starts_with("recording.")),
+        "{actions:?}"
+    );
+    let (_, none) = api
+        .get(
+            &format!("/audit?objectId={stored}&action=rec%25.*"),
+            &c.admin,
+        )
+        .await;
+    assert_eq!(none["total"], 0, "{none}");
+    let _ = std::fs::remove_dir_all(root);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_recordings_download_through_presigned_urls() {
     let env = |n: &str| {

@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import {
   api,
   byTestId,
+  chooseDoctor,
   consoleLog,
   createStaff,
   launchBrowser,
@@ -260,7 +261,7 @@ describe('My consultations page with the real server, its API and Chromium', () 
       await byTestId(patient, 'consultations-empty').waitFor({ state: 'visible', timeout: 15_000 });
 
       // Pick the doctor: a strip of days; each slot is under its day, at the patient's clock.
-      await byTestId(patient, 'doctor-select').selectOption(doctorId);
+      await chooseDoctor(patient, { id: doctorId });
       const slotRow = patient.locator(`[data-testid="slot"][data-slot-id="${slotId}"]`);
       const laterRow = patient.locator(`[data-testid="slot"][data-slot-id="${laterSlotId}"]`);
       await byTestId(patient, 'days').waitFor({ state: 'visible', timeout: 15_000 });

@@ -8,7 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { VIEWPORTS, byTestId, checkPage, launchBrowser, startVizit, withDiagnostics } from './harness.mjs';
+import { VIEWPORTS, byTestId, checkPage, chooseDoctor, launchBrowser, startVizit, withDiagnostics } from './harness.mjs';
 
 const TEST_TIMEOUT = 120_000;
 /** The sandbox on a port of its own (payments 18190, messengers 18191, documents 18192). */
@@ -81,10 +81,7 @@ describe('sign-in through Gosuslugi in the demo', { timeout: TEST_TIMEOUT * 4 },
 
         // Booking works for this patient as for any other.
         await byTestId(page, 'booking-section').waitFor({ state: 'visible' });
-        const select = byTestId(page, 'doctor-select');
-        await page.waitForFunction(() => document.querySelectorAll('[data-testid="doctor-select"] option').length > 1);
-        const doctor = await select.locator('option').nth(1).getAttribute('value');
-        await select.selectOption(doctor);
+        await chooseDoctor(page);
         const first = page.locator('[data-testid="slot"]').first();
         await first.waitFor({ state: 'visible', timeout: 30_000 });
         await first.locator('[data-testid="book-slot"]').click();

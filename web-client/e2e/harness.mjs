@@ -244,6 +244,15 @@ export function launchBrowser(options = {}) {
 
 export const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
 
+/** Pick a doctor in the booking's cards: by `id`, or the first whose card shows `name`, or the first. */
+export async function chooseDoctor(page, { id, name } = {}) {
+  const cards = page.locator('[data-testid="doctor"]');
+  const card = (id ? page.locator(`[data-testid="doctor"][data-doctor-id="${id}"]`) : name ? cards.filter({ hasText: name }) : cards).first();
+  await card.waitFor({ state: 'visible', timeout: 30_000 });
+  await card.click();
+  return card.getAttribute('data-doctor-id');
+}
+
 /** Hang up as a person does: the hang-up button, then «Завершить» in its confirmation. */
 export async function hangUp(page) {
   await byTestId(page, 'hangup').click();

@@ -12,6 +12,7 @@ import {
   api,
   byTestId,
   checkPage,
+  chooseDoctor,
   createStaff,
   launchBrowser,
   startVizit,
@@ -126,10 +127,7 @@ describe('notifications by messenger in the demo', { timeout: TEST_TIMEOUT * 3 }
         // The next notice goes by MAX: the patient books a consultation.
         await page.goto(`${server.base}/consultations`);
         await byTestId(page, 'booking-section').waitFor({ state: 'visible' });
-        const select = byTestId(page, 'doctor-select');
-        await until('the Bitrix24 doctors', async () => (await select.locator('option').count()) > 1, 30_000, 200);
-        const doctor = await select.locator('option', { hasText: 'Иванова Анна Петровна' }).getAttribute('value');
-        await select.selectOption(doctor);
+        await chooseDoctor(page, { name: 'Иванова Анна Петровна' });
         await byTestId(page, 'book-slot').first().waitFor({ state: 'visible', timeout: 30_000 });
         await byTestId(page, 'book-slot').first().click();
         await byTestId(page, 'book-confirm').click();

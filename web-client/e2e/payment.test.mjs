@@ -14,7 +14,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { WEB_CLIENT, byTestId, consoleLog, launchBrowser, remember, startVizit, until, withDiagnostics } from './harness.mjs';
+import { WEB_CLIENT, byTestId, chooseDoctor, consoleLog, launchBrowser, remember, startVizit, until, withDiagnostics } from './harness.mjs';
 
 const TEST_TIMEOUT = 120_000;
 /** The sandbox (YooKassa's page, the mail capture) on a fixed port: the namespace is ours. */
@@ -61,10 +61,7 @@ async function bookAsDemoPatient(page, base, which = 'first') {
   await page.goto(`${base}/consultations`);
   await byTestId(page, 'demo-login').click();
   await byTestId(page, 'booking-section').waitFor({ state: 'visible' });
-  const select = byTestId(page, 'doctor-select');
-  await until('the Bitrix24 doctors', async () => (await select.locator('option').count()) > 1, 30_000, 200);
-  const option = await select.locator('option', { hasText: 'Иванова Анна Петровна' }).getAttribute('value');
-  await select.selectOption(option);
+  await chooseDoctor(page, { name: 'Иванова Анна Петровна' });
   await byTestId(page, 'book-slot').first().waitFor({ state: 'visible', timeout: 30_000 });
   // The last: on the strip's last day with free time (two weeks ahead).
   if (which === 'last') await page.locator('[data-testid="day"]:not([disabled])').last().click();

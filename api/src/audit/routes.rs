@@ -23,6 +23,7 @@ pub struct AuditQuery {
     actor_id: Option<String>,
     #[serde(default)]
     object_id: Option<String>,
+    /// One action (`recording.download`), or a family of them (`recording.*`).
     #[serde(default)]
     action: Option<String>,
     #[serde(default)]
@@ -57,12 +58,17 @@ pub async fn audit_log(
     caller.require(caller.is(Role::Admin))?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let (from, to) = time_range(q.from.as_deref(), q.to.as_deref())?;
+    let (action, action_prefix) = match q.action {
+        Some(a) if a.ends_with(".*") => (None, Some(a[..a.len() - 1].to_owned())),
+        other => (other, None),
+    };
     let filter = Filter {
         from,
         to,
         actor_id: q.actor_id,
         object_id: q.object_id,
-        action: q.action,
+        action,
+        action_prefix,
     };
     let (total, rows) = repo::page(&state.db.pool, filter, limit, offset).await?;
     let items = rows

@@ -423,11 +423,23 @@ pub async fn join(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/admin/overdue", tag = "admin", security(("bearer" = [])), params(ConsultationQuery), responses((status = 200, body = Page<ConsultationView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+/// A page of a list the clinic works through (overdue, slot conflicts): whole, never filtered —
+/// there are few, and each must be seen.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FlaggedQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/overdue", tag = "admin", security(("bearer" = [])), params(FlaggedQuery), responses((status = 200, body = Page<ConsultationView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn overdue(
     State(state): State<ApiState>,
     caller: Caller,
-    Params(q): Params<ConsultationQuery>,
+    Params(q): Params<FlaggedQuery>,
 ) -> Result<Json<Page<ConsultationView>>, ApiError> {
     caller.require(caller.is(Role::Admin) || caller.is(Role::HeadDoctor))?;
     flagged(&state, &caller, &q, Flagged::Overdue).await
@@ -435,11 +447,11 @@ pub async fn overdue(
 
 /// Live consultations whose booked time changed in Bitrix24 under them, for the clinic to resolve
 /// (cancel, reschedule, or restore the booking in Bitrix24 — the flag then clears by itself).
-#[utoipa::path(get, path = "/api/v1/admin/slot-conflicts", tag = "admin", security(("bearer" = [])), params(ConsultationQuery), responses((status = 200, body = Page<ConsultationView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/admin/slot-conflicts", tag = "admin", security(("bearer" = [])), params(FlaggedQuery), responses((status = 200, body = Page<ConsultationView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn slot_conflicts(
     State(state): State<ApiState>,
     caller: Caller,
-    Params(q): Params<ConsultationQuery>,
+    Params(q): Params<FlaggedQuery>,
 ) -> Result<Json<Page<ConsultationView>>, ApiError> {
     caller.require(caller.is_clinic() || caller.is(Role::HeadDoctor))?;
     flagged(&state, &caller, &q, Flagged::SlotConflict).await
@@ -449,7 +461,7 @@ pub async fn slot_conflicts(
 async fn flagged(
     state: &ApiState,
     caller: &Caller,
-    q: &ConsultationQuery,
+    q: &FlaggedQuery,
     which: Flagged,
 ) -> Result<Json<Page<ConsultationView>>, ApiError> {
     let (limit, offset) = page(q.limit, q.offset)?;

@@ -23,6 +23,8 @@ pub struct AuthOptions {
     /// Where patients get help (a phone, an e-mail, hours); absent when the clinic set none.
     #[serde(skip_serializing_if = "Option::is_none")]
     help: Option<String>,
+    /// Patients may download their consultations' recordings (the clinic's choice).
+    patient_recordings: bool,
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/options", tag = "sessions",
@@ -32,6 +34,7 @@ pub async fn auth_options(State(state): State<ApiState>) -> Json<AuthOptions> {
         esia: state.esia.is_some(),
         dev_login: state.settings.demo,
         help: state.settings.help.clone(),
+        patient_recordings: state.settings.patient_recordings,
     })
 }
 

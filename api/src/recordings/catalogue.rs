@@ -14,7 +14,7 @@ use vizit_recordings::{Confirm, Manifest};
 
 use super::repo::{self, NewRow, RecordingRow};
 use super::storage::Recordings;
-use crate::domain::{Caller, RecordingId};
+use crate::domain::{Caller, RecordingId, Role};
 use crate::platform::Db;
 use crate::platform::audit::audit;
 use crate::platform::clock::now_ms;
@@ -261,7 +261,16 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<RecordingRow>), Error> {
-    let page = repo::list(&state.db.pool, consultation, status, limit, offset).await?;
+    // A patient (where the clinic lets them) sees the stored files of their own consultations.
+    let (patient, status) = if caller.is(Role::Patient) {
+        (
+            caller.user_id().map(str::to_owned),
+            Some("stored".to_owned()),
+        )
+    } else {
+        (None, status)
+    };
+    let page = repo::list(&state.db.pool, consultation, status, patient, limit, offset).await?;
     let mut conn = state.db.pool.acquire().await?;
     audit(
         &mut conn,
@@ -302,6 +311,10 @@ pub struct Link {
 pub async fn download(state: &ApiState, caller: &Caller, id: &RecordingId) -> Result<Link, Error> {
     let rec = configured(state)?.clone();
     let r = load(state, id).await?;
+    // Not a patient's own: as if it did not exist.
+    if caller.is(Role::Patient) && caller.user_id() != Some(r.patient_id.as_str()) {
+        return Err(Error::NotFound);
+    }
     if r.status != "stored" {
         return Err(Error::NotStored(r.status));
     }

@@ -10,6 +10,8 @@ pub struct RecordingRow {
     pub starts_at: i64,
     pub doctor_name: String,
     pub patient_name: String,
+    /// The consultation's patient (a patient reads only their own recordings).
+    pub patient_id: String,
     pub kind: String,
     pub participant_role: Option<String>,
     pub status: String,
@@ -27,7 +29,7 @@ pub struct RecordingRow {
 }
 
 const SELECT: &str = "SELECT r.id, r.consultation_id, c.starts_at, u.name AS doctor_name, pu.name AS patient_name, \
-    r.kind, r.participant_role, \
+    c.patient_id, r.kind, r.participant_role, \
     r.status, r.content_type, r.storage_key, r.started_at, r.duration_ms, r.size_bytes, r.sha256, r.legal_hold_at, \
     r.created_at, r.stored_at, r.deleted_at, r.error \
     FROM recordings r JOIN consultations c ON c.id = r.consultation_id JOIN users u ON u.id = c.doctor_id \
@@ -155,26 +157,31 @@ pub async fn interrupted(pool: &AnyPool) -> Result<Vec<(String, String, String)>
 }
 
 /// One page of the catalogue, newest first, and the total.
+/// One page of the catalogue; `patient`: only that patient's consultations' recordings.
 pub async fn list(
     pool: &AnyPool,
     consultation: Option<String>,
     status: Option<String>,
+    patient: Option<String>,
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<RecordingRow>), sqlx::Error> {
-    let filter = " WHERE ($1 IS NULL OR r.consultation_id = $1) AND ($2 IS NULL OR r.status = $2)";
+    let filter = " WHERE ($1 IS NULL OR r.consultation_id = $1) AND ($2 IS NULL OR r.status = $2) \
+        AND ($3 IS NULL OR c.patient_id = $3)";
     let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM recordings r{filter}"
+        "SELECT COUNT(*) FROM recordings r JOIN consultations c ON c.id = r.consultation_id{filter}"
     )))
     .bind(consultation.clone())
     .bind(status.clone())
+    .bind(patient.clone())
     .fetch_one(pool)
     .await?;
     let rows: Vec<RecordingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT}{filter} ORDER BY r.created_at DESC, r.id LIMIT $3 OFFSET $4"
+        "{SELECT}{filter} ORDER BY r.created_at DESC, r.id LIMIT $4 OFFSET $5"
     )))
     .bind(consultation)
     .bind(status)
+    .bind(patient)
     .bind(limit)
     .bind(offset)
     .fetch_all(pool)

@@ -1,5 +1,7 @@
-//! HTTP of recordings: the catalogue, download links, the signed file links, legal hold. Only
-//! clinic admins and head doctors list and download recordings; only admins set holds.
+//! HTTP of recordings: the catalogue, download links, the signed file links, legal hold. Clinic
+//! admins and head doctors list and download recordings; patients their own consultations' stored
+//! ones, only where the clinic allows it (`recordings.patients_may_download`); only admins set
+//! holds.
 
 use axum::Json;
 use axum::body::Body as HttpBody;
@@ -35,9 +37,11 @@ impl From<Error> for ApiError {
     }
 }
 
-fn require_viewer(caller: &Caller) -> Result<(), ApiError> {
-    // The clinic's admins and head doctors; not patients, not doctors, not the portal's key.
-    Ok(caller.require(caller.is(Role::Admin) || caller.is(Role::HeadDoctor))?)
+fn require_viewer(state: &ApiState, caller: &Caller) -> Result<(), ApiError> {
+    // The clinic's admins and head doctors, and patients if the clinic allows; not doctors, not
+    // the portal's key.
+    let patient = caller.is(Role::Patient) && state.settings.patient_recordings;
+    Ok(caller.require(caller.is(Role::Admin) || caller.is(Role::HeadDoctor) || patient)?)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -110,6 +114,8 @@ impl From<RecordingRow> for RecordingView {
     }
 }
 
+/// The catalogue, newest first. A patient (where the clinic allows) gets the stored recordings of
+/// their own consultations only, whatever `status` says.
 #[utoipa::path(get, path = "/api/v1/recordings", tag = "recordings", security(("bearer" = [])), params(RecordingQuery),
     responses((status = 200, body = Page<RecordingView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem, description = "`consultationId` is not a consultation's id")))]
 pub async fn list(
@@ -117,7 +123,7 @@ pub async fn list(
     caller: Caller,
     Params(q): Params<RecordingQuery>,
 ) -> Result<Json<Page<RecordingView>>, ApiError> {
-    require_viewer(&caller)?;
+    require_viewer(&state, &caller)?;
     let (limit, offset) = page(q.limit, q.offset)?;
     if let Some(s) = &q.status
         && !STATUSES.contains(&s.as_str())
@@ -159,7 +165,8 @@ pub struct DownloadLink {
     pub file_name: String,
 }
 
-/// Issue a short-lived download link (audited). Admins and head doctors only.
+/// Issue a short-lived download link (audited). Admins and head doctors; a patient for their own
+/// consultation's recording where the clinic allows it (another's: 404).
 #[utoipa::path(post, path = "/api/v1/recordings/{id}/download", tag = "recordings", security(("bearer" = [])),
     params(("id" = String, Path, description = "recording id")),
     responses((status = 200, body = DownloadLink), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem)))]
@@ -168,7 +175,7 @@ pub async fn download(
     caller: Caller,
     UrlPath(raw): UrlPath<String>,
 ) -> Result<Json<DownloadLink>, ApiError> {
-    require_viewer(&caller)?;
+    require_viewer(&state, &caller)?;
     catalogue::configured(&state)?;
     let rid: RecordingId = id(&raw, "recording")?;
     let link = catalogue::download(&state, &caller, &rid).await?;

@@ -26,6 +26,8 @@ export interface AuthOptions {
   devLogin: boolean;
   /** Where patients get help (`clinic.help`), if the clinic said. */
   help: string | null;
+  /** Patients may download their consultations' recordings. */
+  patientRecordings: boolean;
 }
 
 /** What ESIA gave about the signed-in patient («Мои данные»). */
@@ -71,6 +73,8 @@ export interface Consultation {
   cancelReason: string | null;
   conclusion: string | null;
   overdue: boolean;
+  /** Set when the booked time changed in the clinic's schedule (Bitrix24) under it. */
+  slotConflict: string | null;
   /** The call may be joined from this moment until `joinClosesAt`. */
   joinOpensAt: string | null;
   joinClosesAt: string | null;
@@ -101,6 +105,8 @@ export interface Doctor {
   name: string;
   specialty: string;
   timeZone: string;
+  /** The doctor's own price; null: each slot has its own. */
+  priceKopecks: number | null;
 }
 
 export interface Slot {
@@ -224,6 +230,7 @@ function decodeAuthOptions(v: unknown): AuthOptions {
     esia: o['esia'] === true,
     devLogin: o['devLogin'] === true,
     help: typeof o['help'] === 'string' && o['help'] !== '' ? o['help'] : null,
+    patientRecordings: o['patientRecordings'] === true,
   };
 }
 
@@ -271,6 +278,45 @@ export interface Recording {
   durationMs: number | null;
   sizeBytes: number | null;
   createdAt: string;
+}
+
+/** One entry of the audit log (admins). */
+export interface AuditEntry {
+  id: number;
+  at: string;
+  /** user, api_key or system */
+  actorKind: string;
+  actorId: string | null;
+  actorRole: string | null;
+  action: string;
+  objectType: string;
+  objectId: string | null;
+  ip: string | null;
+}
+
+function decodeAudit(v: unknown): AuditEntry {
+  const o = obj(v, 'audit entry');
+  return {
+    id: num(o, 'id'),
+    at: str(o, 'at'),
+    actorKind: str(o, 'actorKind'),
+    actorId: optStr(o, 'actorId'),
+    actorRole: optStr(o, 'actorRole'),
+    action: str(o, 'action'),
+    objectType: str(o, 'objectType'),
+    objectId: optStr(o, 'objectId'),
+    ip: optStr(o, 'ip'),
+  };
+}
+
+/** What the audit log is filtered by (all optional). */
+export interface AuditFilter {
+  action?: string;
+  objectId?: string;
+  actorId?: string;
+  /** RFC 3339. */
+  from?: string;
+  to?: string;
 }
 
 /** A short-lived download link. */
@@ -329,6 +375,7 @@ function decodeConsultation(v: unknown): Consultation {
     joinOpensAt: optStr(o, 'joinOpensAt'),
     joinClosesAt: optStr(o, 'joinClosesAt'),
     overdue: o['overdue'] === true,
+    slotConflict: optStr(o, 'slotConflict'),
   };
 }
 
@@ -360,7 +407,13 @@ function decodePage<T>(v: unknown, item: (v: unknown) => T): Page<T> {
 
 function decodeDoctor(v: unknown): Doctor {
   const o = obj(v, 'doctor');
-  return { id: str(o, 'id'), name: str(o, 'name'), specialty: str(o, 'specialty'), timeZone: str(o, 'timeZone') };
+  return {
+    id: str(o, 'id'),
+    name: str(o, 'name'),
+    specialty: str(o, 'specialty'),
+    timeZone: str(o, 'timeZone'),
+    priceKopecks: optNum(o, 'priceKopecks'),
+  };
 }
 
 function decodeSlot(v: unknown): Slot {
@@ -755,6 +808,32 @@ export class ApiClient {
   async overdue(limit: number): Promise<Page<Consultation>> {
     const q = new URLSearchParams({ limit: String(limit) });
     return decodePage(await this.request('GET', `/admin/overdue?${q}`), decodeConsultation);
+  }
+
+  /** Consultations whose time changed in Bitrix24 under them. */
+  async slotConflicts(limit: number): Promise<Page<Consultation>> {
+    const q = new URLSearchParams({ limit: String(limit) });
+    return decodePage(await this.request('GET', `/admin/slot-conflicts?${q}`), decodeConsultation);
+  }
+
+  /** Move a consultation to another free slot of its doctor. */
+  async reschedule(id: string, slotId: string): Promise<Consultation> {
+    return decodeConsultation(
+      await this.request('POST', `/consultations/${encodeURIComponent(id)}/reschedule`, { slotId }),
+    );
+  }
+
+  /** Refund (part of) a succeeded payment (admins). */
+  async refund(paymentId: string, amountKopecks: number, reason: string): Promise<Refund> {
+    return decodeRefund(
+      await this.request('POST', `/payments/${encodeURIComponent(paymentId)}/refunds`, { amountKopecks, reason }),
+    );
+  }
+
+  async audit(filter: AuditFilter, limit: number, offset: number): Promise<Page<AuditEntry>> {
+    const q = new URLSearchParams({ limit: String(limit), offset: String(offset) });
+    for (const [k, v] of Object.entries(filter)) if (typeof v === 'string' && v.trim() !== '') q.set(k, v.trim());
+    return decodePage(await this.request('GET', `/audit?${q}`), decodeAudit);
   }
 
   async recordings(limit: number): Promise<Page<Recording>> {

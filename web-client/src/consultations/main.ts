@@ -31,6 +31,18 @@ import { chatPanel, hasChat, initChat } from './chat';
 import { initDocuments, questionnairePanel, refreshDocuments, resetDocuments, showDocuments } from './documents';
 import { initIdentity, showIdentity, showLoginOptions } from './identity';
 import { initNotices, refreshNotices, resetNotices, showConsultationLog, showNotices } from './notices';
+import {
+  initAdmin,
+  mayRefund,
+  mayReschedule,
+  refreshAdmin,
+  refundPanel,
+  reschedulePanel,
+  resetAdmin,
+  showAdmin,
+  showAuditOf,
+} from './admin';
+import { type Picking, renderPicker } from './picker';
 import { clearToken, loadToken, saveToken, takeTokenFromFragment } from './session';
 import {
   RECORDING_STATUS_TEXT,
@@ -45,7 +57,6 @@ import {
   size,
   clockIn,
   dayKey,
-  dayLabel,
   slotTime,
   viewerZone,
 } from './texts';
@@ -102,6 +113,7 @@ const ui = {
   recordingsSection: byTestId('recordings-section', HTMLElement),
   recordingsList: byTestId('recordings', HTMLUListElement),
   recordingsEmpty: byTestId('recordings-empty', HTMLParagraphElement),
+  recordingsHint: byTestId('recordings-hint', HTMLParagraphElement),
 
   payResult: byTestId('pay-result', HTMLElement),
   payResultTitle: byTestId('pay-result-title', HTMLHeadingElement),
@@ -109,7 +121,7 @@ const ui = {
   payAgain: byTestId('pay-again', HTMLButtonElement),
 
   bookingSection: byTestId('booking-section', HTMLElement),
-  doctorSelect: byTestId('doctor-select', HTMLSelectElement),
+  doctors: byTestId('doctors', HTMLUListElement),
   bookingStatus: byTestId('booking-status', HTMLParagraphElement),
   bookingError: byTestId('booking-error', HTMLParagraphElement),
   slots: byTestId('slots', HTMLUListElement),
@@ -125,11 +137,21 @@ const ui = {
   confirmPrice: byTestId('confirm-price', HTMLElement),
   bookConfirm: byTestId('book-confirm', HTMLButtonElement),
   bookBack: byTestId('book-back', HTMLButtonElement),
+  bookingPay: byTestId('booking-pay', HTMLElement),
+  paystepTitle: byTestId('booking-pay', HTMLElement).querySelector('h3'),
+  paystepDoctor: byTestId('paystep-doctor', HTMLElement),
+  paystepWhen: byTestId('paystep-when', HTMLElement),
+  paystepBy: byTestId('paystep-by', HTMLElement),
+  paystepError: byTestId('paystep-error', HTMLParagraphElement),
+  paystepPay: byTestId('paystep-pay', HTMLButtonElement),
+  paystepLater: byTestId('paystep-later', HTMLButtonElement),
 };
 
 // ---- state ---------------------------------------------------------------------------------
 
 let user: User | null = null;
+/** The clinic lets patients download their consultations' recordings (`/auth/options`). */
+let patientRecordings = false;
 /** Bumped on every sign-in and sign-out: answers to requests of an earlier session are dropped. */
 let generation = 0;
 let loggingOut = false;
@@ -214,7 +236,12 @@ function resetSignedInState(): void {
   ui.overdueList.replaceChildren();
   ui.recordingsList.replaceChildren();
   ui.slots.replaceChildren();
-  ui.doctorSelect.replaceChildren(h('option', { text: 'Выберите врача', attrs: { value: '' } }));
+  ui.doctors.replaceChildren();
+  doctors = [];
+  picking.doctorId = '';
+  picking.slots = [];
+  ui.bookingPay.hidden = true;
+  ui.bookingConfirm.hidden = true;
   for (const el of [ui.listStatus, ui.bookingStatus]) el.textContent = '';
   for (const el of [ui.listEmpty, ui.overdueEmpty, ui.recordingsEmpty, ui.bookingError, ui.loginError, ui.demoError]) {
     say(el, null);
@@ -222,20 +249,31 @@ function resetSignedInState(): void {
   ui.moreWrap.hidden = true;
   resetDocuments();
   resetNotices();
+  resetAdmin();
 }
 
 /** `focus`: move the focus to the list's heading (after a login, not on page load). */
 function signIn(u: User, focus = true): void {
-  // Where to get help, as the clinic says (patients).
-  ui.help.hidden = true;
-  if (u.role === 'patient') {
-    void api
-      .authOptions()
-      .then((o) => say(ui.help, o.help === null ? null : `Помощь: ${o.help}`))
-      .catch(() => {});
-  }
   generation += 1;
   resetSignedInState();
+  // Where to get help, as the clinic says, and whether patients get their recordings (patients).
+  ui.help.hidden = true;
+  patientRecordings = false;
+  if (u.role === 'patient') {
+    const gen = generation;
+    void api
+      .authOptions()
+      .then((o) => {
+        if (gen !== generation) return;
+        say(ui.help, o.help === null ? null : `Помощь: ${o.help}`);
+        patientRecordings = o.patientRecordings;
+        if (!patientRecordings) return;
+        ui.recordingsHint.textContent = 'Записи ваших консультаций. Каждое скачивание записывается в журнал клиники.';
+        ui.recordingsSection.hidden = false;
+        void loadRecordings();
+      })
+      .catch(() => {});
+  }
   user = u;
   ui.whoName.textContent = `${u.name} (${ROLE_TEXT[u.role]})`;
   say(ui.pageMessage, null);
@@ -253,6 +291,8 @@ function signIn(u: User, focus = true): void {
   }
   showDocuments(u.role);
   showNotices(u.role);
+  showAdmin(u.role);
+  refreshAdmin(u.role);
   void showIdentity(u);
   startPolling();
 }
@@ -265,6 +305,7 @@ function signOut(message: string | null, focus = true): void {
   resetSignedInState();
   showDocuments(null);
   showNotices(null);
+  showAdmin(null);
   void showIdentity(null);
   void showLoginOptions();
   document.title = 'Вход — Vizit';
@@ -352,6 +393,9 @@ function renderList(): void {
   const present = new Set(sorted.map((c) => c.id));
   for (const id of [...rows.keys()]) if (!present.has(id)) rows.delete(id);
   reconcile(ui.list, grouped(sorted));
+  // The payment step is over once its consultation is no longer waiting for the money.
+  const stepFor = consultations.get(ui.bookingPay.dataset['consultationId'] ?? '');
+  if (!ui.bookingPay.hidden && stepFor?.status !== 'booked') ui.bookingPay.hidden = true;
   const f = listFilter();
   const filtered = (f.q ?? '').trim().length >= 2 || (f.status ?? '') !== '';
   say(
@@ -432,9 +476,9 @@ function rowTitle(c: Consultation, role: Role): { title: string; subtitle: strin
   }
 }
 
-function renderConsultation(c: Consultation, place: 'list' | 'overdue'): HTMLLIElement {
+function renderConsultation(c: Consultation, place: 'list' | 'overdue' | 'conflict'): HTMLLIElement {
   const role = user?.role ?? 'patient';
-  const prefix = place === 'list' ? 'c' : 'o';
+  const prefix = { list: 'c', overdue: 'o', conflict: 'x' }[place];
   const titleId = `${prefix}-${c.id}-title`;
   const timeId = `${prefix}-${c.id}-time`;
   const { title, subtitle } = rowTitle(c, role);
@@ -442,7 +486,7 @@ function renderConsultation(c: Consultation, place: 'list' | 'overdue'): HTMLLIE
 
   const li = h('li', {
     class: 'consultation',
-    testid: place === 'list' ? 'consultation' : 'overdue-consultation',
+    testid: { list: 'consultation', overdue: 'overdue-consultation', conflict: 'conflict-consultation' }[place],
     attrs: { 'data-consultation-id': c.id, 'data-status': c.status, 'aria-labelledby': `${titleId} ${timeId}` },
   });
 
@@ -477,6 +521,9 @@ function renderConsultation(c: Consultation, place: 'list' | 'overdue'): HTMLLIE
     );
   }
   if (c.overdue && role !== 'patient') meta.append(h('span', { class: 'c-warn', text: 'Не закрыта вовремя' }));
+  if (c.slotConflict !== null && role !== 'patient') {
+    meta.append(h('span', { class: 'c-warn', testid: 'slot-conflict', text: 'Время изменилось в расписании клиники' }));
+  }
   li.append(meta);
 
   if (c.status === 'completed' && c.conclusion !== null) {
@@ -572,6 +619,10 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
     });
     actions.append(paid);
   }
+  const move = mayReschedule(c, role) ? reschedulePanel(c, titleId) : null;
+  if (move !== null) actions.append(move[0]);
+  const refund = mayRefund(c, role) ? refundPanel(c, titleId) : null;
+  if (refund !== null) actions.append(refund[0]);
   if ((role === 'patient' || role === 'admin') && (c.status === 'booked' || c.status === 'paid')) {
     const cancel = h('button', {
       class: 'button secondary',
@@ -598,7 +649,14 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
       attrs: { type: 'button', 'aria-describedby': titleId },
     });
     log.addEventListener('click', () => showConsultationLog(c.id));
-    actions.append(log);
+    const audit = h('button', {
+      class: 'button secondary',
+      testid: 'show-audit',
+      text: 'Журнал',
+      attrs: { type: 'button', 'aria-describedby': titleId },
+    });
+    audit.addEventListener('click', () => showAuditOf(c.id));
+    actions.append(log, audit);
   }
 
   if (role === 'doctor' && open) {
@@ -643,6 +701,8 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
     return;
   }
   if (actions.childElementCount > 0) li.append(actions);
+  if (move !== null) li.append(move[1]);
+  if (refund !== null) li.append(refund[1]);
   if (panel !== null) li.append(panel);
   if (chat !== null) li.append(chat[1]);
   if (payForm !== null) li.append(payForm);
@@ -707,7 +767,7 @@ async function cancelConsultation(c: Consultation, li: HTMLLIElement): Promise<v
     renderList();
     setListStatus(TEXT.cancelled);
     void refreshList();
-    if (user?.role === 'patient' && ui.doctorSelect.value !== '') void loadSlots(ui.doctorSelect.value);
+    if (user?.role === 'patient' && picking.doctorId !== '') void loadSlots(picking.doctorId);
   });
 }
 
@@ -1065,8 +1125,12 @@ function renderRecording(r: Recording): HTMLLIElement {
   });
   return h(
     'li',
-    { class: 'consultation', testid: 'recording', attrs: { 'data-recording-id': r.id } },
-    h('div', { class: 'c-when', text: `${when} · ${r.patientName === '' ? '' : `${r.patientName} у врача `}${r.doctorName}` }),
+    { class: 'consultation', testid: 'recording', attrs: { 'data-recording-id': r.id, 'data-consultation-id': r.consultationId } },
+    h('div', {
+      class: 'c-when',
+      // A patient's own: the doctor is enough.
+      text: `${when} · ${r.patientName === '' || user?.role === 'patient' ? '' : `${r.patientName} у врача `}${r.doctorName}`,
+    }),
     h(
       'div',
       { class: 'c-meta' },
@@ -1091,14 +1155,10 @@ async function loadDoctors(): Promise<void> {
     const list = await api.doctors();
     if (gen !== generation) return;
     doctors = list;
-    const chosen = ui.doctorSelect.value;
-    ui.doctorSelect.replaceChildren(
-      h('option', { text: 'Выберите врача', attrs: { value: '' } }),
-      ...doctors.map((d) => h('option', { text: `${d.name} — ${d.specialty}`, attrs: { value: d.id } })),
-    );
-    if (doctors.some((d) => d.id === chosen)) ui.doctorSelect.value = chosen;
+    if (!doctors.some((d) => d.id === picking.doctorId)) picking.doctorId = '';
+    renderDoctors();
     ui.bookingStatus.textContent = doctors.length === 0 ? TEXT.noDoctors : TEXT.chooseDoctor;
-    if (ui.doctorSelect.value !== '') await loadSlots(ui.doctorSelect.value);
+    if (picking.doctorId !== '') await loadSlots(picking.doctorId);
   } catch (e) {
     if (gen !== generation || isUnauthorized(e)) return;
     logFailure('loading the doctors', e);
@@ -1107,16 +1167,52 @@ async function loadDoctors(): Promise<void> {
   }
 }
 
-/** The days the strip offers: today and the next 13, in the viewer's zone. */
-const STRIP_DAYS = 14;
+/** The doctors as cards: a picture (initials until the clinic has photos), name, specialty, price. */
+function renderDoctors(): void {
+  ui.doctors.replaceChildren(
+    ...doctors.map((d) => {
+      const card = h(
+        'button',
+        {
+          class: 'doctor-card',
+          testid: 'doctor',
+          attrs: { type: 'button', 'data-doctor-id': d.id, 'aria-pressed': String(d.id === picking.doctorId) },
+        },
+        h('span', { class: 'avatar', text: initials(d.name), attrs: { 'aria-hidden': 'true' } }),
+        h(
+          'span',
+          { class: 'doctor-text' },
+          h('span', { class: 'doctor-name', text: d.name }),
+          h('span', { class: 'doctor-spec', text: d.specialty }),
+          ...(d.priceKopecks === null ? [] : [h('span', { class: 'doctor-price', text: price(d.priceKopecks) })]),
+        ),
+      );
+      card.addEventListener('click', () => {
+        say(ui.bookingError, null);
+        ui.bookingPay.hidden = true;
+        picking.doctorId = d.id;
+        for (const b of ui.doctors.querySelectorAll<HTMLButtonElement>('[data-testid="doctor"]')) {
+          b.setAttribute('aria-pressed', String(b === card));
+        }
+        void loadSlots(d.id);
+      });
+      return h('li', {}, card);
+    }),
+  );
+}
+
+/** «Иванова Анна Петровна» → «ИА». */
+function initials(name: string): string {
+  return name
+    .split(/\s+/)
+    .filter((w) => w !== '')
+    .slice(0, 2)
+    .map((w) => w[0]?.toUpperCase() ?? '')
+    .join('');
+}
 
 /** What the booking shows: the doctor's free slots, the day picked, the slot to confirm. */
-const picking: { doctorId: string; slots: Slot[]; day: string | null; chosen: Slot | null } = {
-  doctorId: '',
-  slots: [],
-  day: null,
-  chosen: null,
-};
+const picking: Picking & { doctorId: string } = { doctorId: '', slots: [], day: null, chosen: null };
 
 /** Show `doctorId`'s free slots by day; `note` replaces the usual status line afterwards. */
 async function loadSlots(doctorId: string, note?: string): Promise<void> {
@@ -1155,90 +1251,23 @@ async function loadSlots(doctorId: string, note?: string): Promise<void> {
 
 /** The day strip and the chosen day's times, in the viewer's zone. */
 function renderPicking(): void {
-  const zone = viewerZone();
-  const byDay = new Map<string, Slot[]>();
-  for (const s of picking.slots) {
-    const key = dayKey(new Date(s.startsAt), zone);
-    byDay.set(key, [...(byDay.get(key) ?? []), s]);
-  }
-  const days: string[] = [];
-  const now = Date.now();
-  for (let i = 0; i < STRIP_DAYS; i++) {
-    const key = dayKey(new Date(now + i * 86_400_000), zone);
-    if (!days.includes(key)) days.push(key);
-  }
-  // Slots beyond the strip (a long list) still get their day.
-  for (const key of [...byDay.keys()].sort()) if (!days.includes(key)) days.push(key);
-  if (picking.day === null || !byDay.has(picking.day)) picking.day = days.find((d) => byDay.has(d)) ?? null;
-  ui.days.hidden = picking.slots.length === 0;
-  ui.days.replaceChildren(
-    ...days.map((key) => {
-      const label = dayLabel(key);
-      const count = byDay.get(key)?.length ?? 0;
-      const button = h(
-        'button',
-        {
-          class: 'day',
-          testid: 'day',
-          attrs: {
-            type: 'button',
-            'data-day': key,
-            'aria-pressed': String(key === picking.day),
-          },
-        },
-        h('span', { class: 'day-week', text: label.weekday }),
-        h('span', { class: 'day-num', text: label.day }),
-        h('span', { class: 'day-month', text: label.month }),
-        // Read out, not shown: how much is free that day.
-        h('span', { class: 'visually-hidden', text: count === 0 ? ', нет свободного времени' : `, свободно: ${count}` }),
-      );
-      button.disabled = count === 0;
-      button.addEventListener('click', () => {
-        picking.day = key;
-        picking.chosen = null;
-        ui.bookingConfirm.hidden = true;
-        renderPicking();
-        ui.days.querySelector<HTMLButtonElement>(`[data-day="${key}"]`)?.focus();
-      });
-      return button;
-    }),
-  );
-  const today = picking.day === null ? [] : (byDay.get(picking.day) ?? []);
-  ui.slots.replaceChildren(...today.map((s) => renderSlot(s, zone)));
-  // The doctor's zone is worth a word only when it tells another clock.
-  const first = picking.slots[0];
-  const other = first === undefined ? '' : slotTime(first.startsAt, first.endsAt, first.timeZone, zone).zone;
-  say(ui.zoneNote, other === '' ? null : `Время указано по вашему часовому поясу. У врача другой часовой пояс: ${first?.timeZone ?? ''}.`);
-}
-
-function renderSlot(s: Slot, zone: string): HTMLLIElement {
-  const time = clockIn(s.startsAt, zone);
-  const button = h('button', {
-    class: 'button secondary time',
-    testid: 'book-slot',
-    text: time,
-    attrs: {
-      type: 'button',
-      'aria-label': `${time}, ${dayLabel(dayKey(new Date(s.startsAt), zone)).long}: записаться`,
-      'aria-pressed': String(picking.chosen?.id === s.id),
+  renderPicker({ days: ui.days, slots: ui.slots, zoneNote: ui.zoneNote }, picking, {
+    verb: 'записаться',
+    onDay: () => {
+      ui.bookingConfirm.hidden = true;
     },
+    onChoose: chooseSlot,
   });
-  button.addEventListener('click', () => chooseSlot(s));
-  return h('li', { class: 'slot', testid: 'slot', attrs: { 'data-slot-id': s.id } }, button);
 }
 
 /** The confirmation step: whom, when (the patient's clock; the doctor's too if it differs), the price and the rules. */
 function chooseSlot(s: Slot): void {
-  picking.chosen = s;
   const doctor = doctors.find((d) => d.id === picking.doctorId);
   ui.confirmDoctor.textContent = doctor === undefined ? '' : `${doctor.name}, ${doctor.specialty.toLowerCase()}`;
   const { when, zone } = slotTime(s.startsAt, s.endsAt, s.timeZone);
   ui.confirmWhen.textContent = zone === '' ? when : `${when} (ваше время; ${zone})`;
   ui.confirmPrice.textContent = price(s.priceKopecks);
   ui.bookingConfirm.hidden = false;
-  for (const b of ui.slots.querySelectorAll<HTMLButtonElement>('[data-testid="book-slot"]')) {
-    b.setAttribute('aria-pressed', String(b.closest('[data-slot-id]')?.getAttribute('data-slot-id') === s.id));
-  }
   ui.bookingConfirm.scrollIntoView({ block: 'nearest' });
   ui.bookConfirm.focus();
 }
@@ -1260,10 +1289,7 @@ async function book(s: Slot, doctorId: string): Promise<void> {
     renderList();
     void refreshList();
     await loadSlots(doctorId, TEXT.booked);
-    // On to the payment: the new consultation's row, with «Оплатить».
-    const row = document.querySelector<HTMLElement>(`[data-testid="consultation"][data-consultation-id="${c.id}"]`);
-    row?.scrollIntoView({ block: 'center' });
-    row?.querySelector<HTMLButtonElement>('[data-testid="pay-consultation"]')?.focus();
+    showPayStep(c);
   } catch (e) {
     if (gen !== generation || isUnauthorized(e)) return;
     logFailure('booking', e);
@@ -1280,6 +1306,47 @@ async function book(s: Slot, doctorId: string): Promise<void> {
   }
 }
 
+/** The step after booking: what was booked, by when to pay, and «Оплатить». */
+function showPayStep(c: Consultation): void {
+  if (c.status !== 'booked') return;
+  ui.bookingPay.dataset['consultationId'] = c.id;
+  ui.paystepDoctor.textContent = `${c.doctor.name}, ${c.doctor.specialty.toLowerCase()}`;
+  const { when, zone } = slotTime(c.startsAt, c.endsAt, c.timeZone);
+  ui.paystepWhen.textContent = zone === '' ? when : `${when} (ваше время; ${zone})`;
+  ui.paystepBy.textContent = moment(c.payBy, viewerZone());
+  ui.paystepPay.textContent = `Оплатить ${price(c.priceKopecks)}`;
+  say(ui.paystepError, null);
+  ui.bookingPay.hidden = false;
+  ui.bookingPay.scrollIntoView({ block: 'nearest' });
+  ui.paystepPay.focus();
+}
+
+/** «Оплатить» of the step: the row's payment (which asks for an e-mail there if the receipt needs one). */
+async function payFromStep(): Promise<void> {
+  const id = ui.bookingPay.dataset['consultationId'] ?? '';
+  const c = consultations.get(id);
+  const row = rows.get(id);
+  const form = row?.querySelector<HTMLFormElement>('[data-testid="pay-form"]');
+  if (c === undefined || row === undefined || form === undefined || form === null || c.status !== 'booked') {
+    ui.bookingPay.hidden = true;
+    return;
+  }
+  ui.paystepPay.disabled = true;
+  try {
+    await payConsultation(c, row, form);
+  } finally {
+    ui.paystepPay.disabled = false;
+  }
+  // Still here: the receipt needs an e-mail (asked in the row) or the payment is on its way.
+  const current = rows.get(id) ?? row;
+  const asked = current.querySelector<HTMLFormElement>('[data-testid="pay-form"]');
+  if (asked !== null && !asked.hidden) {
+    ui.bookingPay.hidden = true;
+    current.scrollIntoView({ block: 'center' });
+    asked.querySelector<HTMLInputElement>('input')?.focus();
+  }
+}
+
 // ---- refreshing ----------------------------------------------------------------------------
 
 function refreshAll(): void {
@@ -1288,7 +1355,9 @@ function refreshAll(): void {
   if (user.role === 'admin' || user.role === 'head_doctor') {
     void loadOverdue();
     void loadRecordings();
+    refreshAdmin(user.role);
   }
+  if (user.role === 'patient' && patientRecordings) void loadRecordings();
   refreshDocuments(user.role);
   refreshNotices(user.role);
 }
@@ -1433,6 +1502,19 @@ initDocuments({ api, generation: () => generation, logFailure });
 initChat({ api, generation: () => generation, logFailure });
 initNotices({ api, generation: () => generation, logFailure });
 initIdentity({ api, generation: () => generation, logFailure });
+initAdmin({
+  api,
+  generation: () => generation,
+  logFailure,
+  updated: (c, message) => {
+    consultations.set(c.id, c);
+    renderList();
+    setListStatus(message);
+    void refreshList();
+    refreshAll();
+  },
+  conflictRow: (c) => renderConsultation(c, 'conflict'),
+});
 ui.loginForm.addEventListener('submit', (e) => {
   e.preventDefault();
   void login();
@@ -1443,15 +1525,17 @@ ui.retry.addEventListener('click', () => void resume());
 ui.payAgain.addEventListener('click', () => void payAgain());
 ui.refresh.addEventListener('click', () => {
   refreshAll();
-  if (user?.role === 'patient') void loadSlots(ui.doctorSelect.value);
+  if (user?.role === 'patient') void loadSlots(picking.doctorId);
 });
 ui.more.addEventListener('click', () => {
   pages += 1;
   void refreshList();
 });
-ui.doctorSelect.addEventListener('change', () => {
-  say(ui.bookingError, null);
-  void loadSlots(ui.doctorSelect.value);
+ui.paystepPay.addEventListener('click', () => void payFromStep());
+ui.paystepLater.addEventListener('click', () => {
+  ui.bookingPay.hidden = true;
+  const id = ui.bookingPay.dataset['consultationId'];
+  rows.get(id ?? '')?.querySelector<HTMLButtonElement>('[data-testid="pay-consultation"]')?.focus();
 });
 // The clinic's search: as typed (a short pause first), and by status.
 let searchTimer: ReturnType<typeof setTimeout> | undefined;

@@ -1,0 +1,191 @@
+// End-to-end: the clinic admin's console in Debian's Chromium against the real server in demo
+// mode (its sandboxes of Bitrix24 and YooKassa): a schedule conflict made in Bitrix24 shows up,
+// the admin refunds part of a payment, moves a consultation to another day with the slot picker,
+// and reads both in the audit log, filtered by consultation and by family of actions. The page is
+// checked with axe-core and photographed at 1280 and 360 px (target/e2e-screens/admin-*.png).
+//
+// Run like the other browser tests: scripts/e2e.sh (a network namespace with only loopback).
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  CLINIC_ADMIN,
+  CLINIC_PASSWORD,
+  VIEWPORTS,
+  api,
+  byTestId,
+  checkPage,
+  chooseDoctor,
+  consoleLog,
+  createClinic,
+  launchBrowser,
+  remember,
+  startVizit,
+  until,
+  withDiagnostics,
+} from './harness.mjs';
+
+const TEST_TIMEOUT = 180_000;
+/** The sandbox on a port of its own (payments 18190 … ESIA 18193, the journey 18194). */
+const SANDBOX = '127.0.0.1:18195';
+
+async function openPage(browser, label, kind) {
+  const context = await browser.newContext({ ...VIEWPORTS[kind], bypassCSP: true, locale: 'ru-RU' });
+  const page = await context.newPage();
+  page.on('console', (m) => remember(consoleLog, `[${label}] ${m.type()}: ${m.text()}`, 300));
+  page.on('pageerror', (e) => remember(consoleLog, `[${label}] pageerror: ${e.message}`, 300));
+  return page;
+}
+
+const row = (page, id) => page.locator(`[data-testid="consultation"][data-consultation-id="${id}"]`);
+
+/** The demo patient books a free slot of the seeded Bitrix24 doctor: the first, or the first of the
+ * strip's last day with free time. Resolves with the new consultation's id. */
+async function book(page, which) {
+  await chooseDoctor(page, { name: 'Иванова Анна Петровна' });
+  await byTestId(page, 'book-slot').first().waitFor({ state: 'visible', timeout: 30_000 });
+  if (which === 'last') await page.locator('[data-testid="day"]:not([disabled])').last().click();
+  await byTestId(page, 'book-slot').first().click();
+  await byTestId(page, 'book-confirm').click();
+  await byTestId(page, 'booking-pay').waitFor({ state: 'visible', timeout: 15_000 });
+  return byTestId(page, 'booking-pay').getAttribute('data-consultation-id');
+}
+
+describe("The clinic admin's console: conflicts, refunds, moving, the audit log", { timeout: TEST_TIMEOUT * 2 }, () => {
+  let server;
+  let browser;
+
+  before(async () => {
+    server = await startVizit({ VIZIT_SANDBOX__LISTEN: SANDBOX });
+    await createClinic(server.env);
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test(
+    'the admin sees a schedule conflict, refunds part of a payment, moves a consultation and finds both in the log',
+    { timeout: TEST_TIMEOUT },
+    withDiagnostics(async () => {
+      const base = server.base;
+      const { token: adminToken } = await api(base, 'POST', '/auth/login', {
+        body: { email: CLINIC_ADMIN.email, password: CLINIC_PASSWORD },
+        status: 200,
+      });
+
+      // A patient pays for one consultation (two weeks ahead) and books another (soon, unpaid).
+      const patient = await openPage(browser, 'patient', 'desktop');
+      await patient.goto(`${base}/consultations`);
+      await byTestId(patient, 'demo-login').click();
+      await byTestId(patient, 'booking-section').waitFor({ state: 'visible' });
+      const paidId = await book(patient, 'last');
+      await byTestId(patient, 'paystep-pay').click();
+      await row(patient, paidId).locator('[data-testid="pay-email"]').fill('console@example.ru');
+      await row(patient, paidId).locator('[data-testid="pay-submit"]').click();
+      await patient.waitForURL(/\/yookassa\/checkout\//, { timeout: 30_000 });
+      await byTestId(patient, 'pay').click();
+      await patient.locator('[data-testid="pay-result-state"][data-state="paid"]').waitFor({ timeout: 30_000 });
+      await patient.goto(`${base}/consultations`);
+      const movedId = await book(patient, 'first');
+      await patient.context().close();
+
+      // A receptionist moves the second booking in Bitrix24 by a day: Vizit flags it at its sync.
+      const moved = await api(base, 'GET', `/consultations/${movedId}`, { token: adminToken, status: 200 });
+      const from = Date.parse(moved.startsAt) / 1000;
+      const booking = await until(
+        'the booking in Bitrix24',
+        async () => {
+          const state = await (await fetch(`http://${SANDBOX}/sandbox/bitrix24`)).json();
+          return state.bookings.find((b) => b.datePeriod.from.timestamp === from);
+        },
+        30_000,
+        250,
+      );
+      const zone = booking.datePeriod.from.timezone;
+      const length = booking.datePeriod.to.timestamp - from;
+      // To the first of these times the doctor has free in Bitrix24 (409: taken there).
+      let put = null;
+      for (const shift of [86_400, 2 * 86_400, 7 * 86_400, 3_600, 7_200, 10_800]) {
+        put = await fetch(`http://${SANDBOX}/sandbox/bitrix24/bookings/${booking.id}/period`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            from: { timestamp: from + shift, timezone: zone },
+            to: { timestamp: from + shift + length, timezone: zone },
+          }),
+        });
+        if (put.status !== 409) break;
+      }
+      assert.equal(put.status, 204);
+      const report = await api(base, 'POST', '/admin/integrations/bitrix24/sync', { token: adminToken, status: 200 });
+      assert.equal(report.conflictsFlagged, 1, JSON.stringify(report));
+
+      // The admin's page.
+      const admin = await openPage(browser, 'admin', 'desktop');
+      await admin.goto(`${base}/consultations`);
+      await byTestId(admin, 'login-email').fill(CLINIC_ADMIN.email);
+      await byTestId(admin, 'login-password').fill(CLINIC_PASSWORD);
+      await byTestId(admin, 'login-submit').click();
+      const conflict = admin.locator(`[data-testid="conflict-consultation"][data-consultation-id="${movedId}"]`);
+      await conflict.waitFor({ state: 'visible', timeout: 15_000 });
+      assert.equal(await admin.locator('[data-testid="conflict-consultation"]').count(), 1);
+      await row(admin, movedId).locator('[data-testid="slot-conflict"]').waitFor({ state: 'visible' });
+
+      // Refund 500 ₽ of the 1 500 ₽ paid.
+      const paidRow = row(admin, paidId);
+      await paidRow.locator('[data-testid="refund"]').click();
+      const left = paidRow.locator('[data-testid="refund-left"]');
+      await left.waitFor({ state: 'visible', timeout: 15_000 });
+      assert.match(await left.innerText(), /можно вернуть ещё 1\s500\s₽/);
+      await paidRow.locator('[data-testid="refund-amount"]').fill('2000');
+      await paidRow.locator('[data-testid="refund-reason"]').fill('Консультация прошла короче');
+      await paidRow.locator('[data-testid="refund-submit"]').click();
+      assert.match(await paidRow.locator('[data-testid="refund-error"]').innerText(), /от 0,01 до 1500,00/);
+      await paidRow.locator('[data-testid="refund-amount"]').fill('500');
+      admin.once('dialog', (d) => void d.accept());
+      await paidRow.locator('[data-testid="refund-submit"]').click();
+      await paidRow.locator('[data-testid="refund-done"]').waitFor({ state: 'visible', timeout: 30_000 });
+      assert.match(await paidRow.locator('[data-testid="refund-item"]').first().innerText(), /^500\s₽/);
+      const payments = await api(base, 'GET', `/consultations/${paidId}/payments`, { token: adminToken, status: 200 });
+      const refunds = payments.find((p) => p.status === 'succeeded').refunds;
+      assert.deepEqual(refunds.map((r) => r.amountKopecks), [50000]);
+
+      // Move the conflicting one to the strip's last day with free time.
+      const movedRow = row(admin, movedId);
+      await movedRow.locator('[data-testid="reschedule"]').click();
+      const panel = movedRow.locator('[data-testid="reschedule-panel"]');
+      await panel.locator('[data-testid="book-slot"]').first().waitFor({ state: 'visible', timeout: 15_000 });
+      await panel.locator('[data-testid="day"]:not([disabled])').last().click();
+      const target = panel.locator('[data-testid="slot"]').first();
+      const targetSlot = await target.getAttribute('data-slot-id');
+      await target.locator('[data-testid="book-slot"]').click();
+      assert.match(await panel.locator('[data-testid="reschedule-to"]').innerText(), /^Новое время: /);
+      await checkPage(admin, 'admin-reschedule-desktop');
+      await panel.locator('[data-testid="reschedule-confirm"]').click();
+      await until('the list says it moved', async () => (await byTestId(admin, 'list-status').innerText()) === 'Консультация перенесена.');
+      const after = await api(base, 'GET', `/consultations/${movedId}`, { token: adminToken, status: 200 });
+      assert.equal(after.slotId, targetSlot);
+      assert.notEqual(after.startsAt, moved.startsAt);
+
+      // The audit log: the moved consultation's entries, then every refund action.
+      await row(admin, movedId).locator('[data-testid="show-audit"]').click();
+      assert.equal(await byTestId(admin, 'audit-object').inputValue(), movedId);
+      await until('the consultation\'s log shows the move', async () =>
+        (await admin.locator('[data-testid="audit-entry"][data-action="consultation.reschedule"]').count()) === 1,
+      );
+      await byTestId(admin, 'audit-reset').click();
+      await byTestId(admin, 'audit-action').selectOption('refund.*');
+      await until('only refund actions', async () => {
+        const actions = await admin.locator('[data-testid="audit-entry"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-action')));
+        return actions.length > 0 && actions.every((a) => a.startsWith('refund.'));
+      });
+      await checkPage(admin, 'admin-console-desktop');
+      await admin.setViewportSize({ width: 360, height: 800 });
+      await checkPage(admin, 'admin-console-360');
+      await admin.context().close();
+    }),
+  );
+});
