@@ -63,6 +63,7 @@ describe('One consultation from booking on a phone to the recording downloaded',
   let browser;
   let doctorId;
   let slotId;
+  let slotStart;
 
   before(async () => {
     server = await startVizit({
@@ -77,6 +78,7 @@ describe('One consultation from booking on a phone to the recording downloaded',
       status: 200,
     });
     const start = Math.ceil((Date.now() + 2 * 60_000) / 60_000) * 60_000;
+    slotStart = start;
     ({ id: slotId } = await api(server.base, 'POST', `/doctors/${doctorId}/slots`, {
       token,
       body: { startsAt: new Date(start).toISOString(), endsAt: new Date(start + 30 * 60_000).toISOString(), priceKopecks: 120000 },
@@ -195,6 +197,16 @@ describe('One consultation from booking on a phone to the recording downloaded',
         return (await rows.count()) === 1 && (await rows.first().getAttribute('data-consultation-id')) === consultationId;
       }, 15_000, 200);
       assert.match(await row(admin, consultationId).innerText(), /Завершена/);
+      // And by its day (at the admin's clock); another day has nothing.
+      const dayOf = (ms) =>
+        admin.evaluate((t) => {
+          const d = new Date(t);
+          return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+        }, ms);
+      await byTestId(admin, 'day-filter').fill(await dayOf(slotStart + 86_400_000));
+      await until('another day: nothing', async () => (await admin.locator('[data-testid="consultation"]').count()) === 0, 15_000, 200);
+      await byTestId(admin, 'day-filter').fill(await dayOf(slotStart));
+      await row(admin, consultationId).waitFor({ state: 'visible', timeout: 15_000 });
       const recordings = admin.locator('[data-testid="recording"]');
       await until('the recordings are stored, followed by the page itself', async () => {
         const n = await recordings.count();

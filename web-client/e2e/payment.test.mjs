@@ -10,41 +10,23 @@
 // Run like the other browser tests: scripts/e2e.sh (a network namespace with only loopback).
 
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { WEB_CLIENT, byTestId, chooseDoctor, consoleLog, launchBrowser, remember, startVizit, until, withDiagnostics } from './harness.mjs';
+import {
+  VIEWPORTS,
+  byTestId,
+  checkPage,
+  chooseDoctor,
+  consoleLog,
+  launchBrowser,
+  remember,
+  startVizit,
+  until,
+  withDiagnostics,
+} from './harness.mjs';
 
 const TEST_TIMEOUT = 120_000;
 /** The sandbox (YooKassa's page, the mail capture) on a fixed port: the namespace is ours. */
 const SANDBOX = '127.0.0.1:18190';
-const SCREENS = join(WEB_CLIENT, '..', 'target', 'e2e-screens');
-const AXE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-
-const VIEWPORTS = {
-  desktop: { viewport: { width: 1280, height: 900 } },
-  phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
-};
-
-/** Serious and critical accessibility violations of the page as it is now. */
-async function axeViolations(page) {
-  await page.addScriptTag({ content: AXE });
-  const result = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations
-      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  });
-  return result;
-}
-
-async function check(page, name) {
-  await mkdir(SCREENS, { recursive: true });
-  await page.screenshot({ path: join(SCREENS, `${name}.png`) });
-  assert.deepEqual(await axeViolations(page), [], `accessibility of ${name}`);
-}
 
 async function openPage(browser, label, kind) {
   // bypassCSP: axe is injected as a script; Vizit's pages forbid inline scripts otherwise.
@@ -112,13 +94,13 @@ describe('paying for a consultation', { timeout: TEST_TIMEOUT * 3 }, () => {
         await row.locator('[data-testid="pay-submit"]').click();
         await until('the e-mail error', async () => (await row.locator('[data-testid="row-error"]').innerText()).includes('e-mail'));
         await row.locator('[data-testid="pay-email"]').fill(email);
-        await check(page, `pay-1-email-${kind}`);
+        await checkPage(page, `pay-1-email-${kind}`);
         await row.locator('[data-testid="pay-submit"]').click();
 
         // YooKassa's page (the sandbox's), then back.
         await page.waitForURL(/\/yookassa\/checkout\//, { timeout: 30_000 });
         assert.match(await byTestId(page, 'amount').innerText(), /1\s500,00\s₽/);
-        await check(page, `pay-2-yookassa-${kind}`);
+        await checkPage(page, `pay-2-yookassa-${kind}`);
         const paidAt = Date.now();
         await byTestId(page, 'pay').click();
         await page.waitForURL(new RegExp(`/pay/return\\?consultation=${id}$`), { timeout: 30_000 });
@@ -129,7 +111,7 @@ describe('paying for a consultation', { timeout: TEST_TIMEOUT * 3 }, () => {
         const paidRow = page.locator(`[data-testid="consultation"][data-consultation-id="${id}"]`);
         await until('the row shows it paid', async () => (await paidRow.getAttribute('data-status')) === 'paid');
         assert.equal(await paidRow.locator('[data-testid="pay-consultation"]').count(), 0);
-        await check(page, `pay-3-paid-${kind}`);
+        await checkPage(page, `pay-3-paid-${kind}`);
 
         // The receipt e-mail, through SMTP, in the mail capture.
         // (The payment's notification arrives there too, first; the receipt is its own message.)
@@ -179,7 +161,7 @@ describe('paying for a consultation', { timeout: TEST_TIMEOUT * 3 }, () => {
         500,
       );
       assert.ok(await byTestId(page, 'pay-result').isHidden(), 'no stale «Оплачено» once cancelled');
-      await check(page, 'pay-5-refunded-desktop');
+      await checkPage(page, 'pay-5-refunded-desktop');
       const receipt = await until('the refund receipt e-mail', async () =>
         (await mails('refund@example.ru')).find((m) => m.subject.startsWith('Чек возврата')),
         30_000,
@@ -206,7 +188,7 @@ describe('paying for a consultation', { timeout: TEST_TIMEOUT * 3 }, () => {
       assert.match(await byTestId(page, 'pay-result-state').innerText(), /недостаточно средств/);
       const again = byTestId(page, 'pay-again');
       assert.ok(await again.isVisible());
-      await check(page, 'pay-4-declined-desktop');
+      await checkPage(page, 'pay-4-declined-desktop');
       await again.click();
       await page.waitForURL(/\/yookassa\/checkout\//, { timeout: 30_000 });
       await byTestId(page, 'pay').click();

@@ -93,6 +93,16 @@ export interface ChatEntry {
   createdAt: string;
 }
 
+/** The clinic's search of consultations (all optional; empty: not filtered). */
+export interface ListFilter {
+  q?: string;
+  status?: string;
+  /** Starting at or after (RFC 3339)… */
+  from?: string;
+  /** …and before. */
+  to?: string;
+}
+
 export interface Page<T> {
   items: T[];
   total: number;
@@ -797,11 +807,13 @@ export class ApiClient {
     }
   }
 
-  /** A page of consultations; `filter`: a name to search (patient or doctor) and a status. */
-  async consultations(limit: number, offset: number, filter: { q?: string; status?: string } = {}): Promise<Page<Consultation>> {
+  /** A page of consultations; `filter`: a name to search (patient or doctor), a status, a time range. */
+  async consultations(limit: number, offset: number, filter: ListFilter = {}): Promise<Page<Consultation>> {
     const q = new URLSearchParams({ limit: String(limit), offset: String(offset) });
     if (filter.q !== undefined && filter.q.trim().length >= 2) q.set('q', filter.q.trim());
     if (filter.status !== undefined && filter.status !== '') q.set('status', filter.status);
+    if (filter.from !== undefined && filter.from !== '') q.set('from', filter.from);
+    if (filter.to !== undefined && filter.to !== '') q.set('to', filter.to);
     return decodePage(await this.request('GET', `/consultations?${q}`), decodeConsultation);
   }
 

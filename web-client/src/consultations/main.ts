@@ -20,6 +20,7 @@ import {
   ApiProblem,
   type Consultation,
   type Doctor,
+  type ListFilter,
   type Payment,
   type Recording,
   type Role,
@@ -129,6 +130,7 @@ const ui = {
   help: byTestId('help', HTMLParagraphElement),
   search: byTestId('search', HTMLInputElement),
   statusFilter: byTestId('status-filter', HTMLSelectElement),
+  dayFilter: byTestId('day-filter', HTMLInputElement),
   days: byTestId('days', HTMLElement),
   zoneNote: byTestId('zone-note', HTMLParagraphElement),
   bookingConfirm: byTestId('booking-confirm', HTMLElement),
@@ -350,9 +352,13 @@ function refreshList(): Promise<void> {
 }
 
 /** The clinic's search and status filter over the list (staff only; empty for others). */
-function listFilter(): { q?: string; status?: string } {
+function listFilter(): ListFilter {
   if (ui.filters.hidden) return {};
-  return { q: ui.search.value, status: ui.statusFilter.value };
+  const day = ui.dayFilter.value;
+  // The day at the viewer's clock: from its midnight to the next.
+  const from = day === '' ? '' : new Date(`${day}T00:00:00`).toISOString();
+  const to = day === '' ? '' : new Date(new Date(`${day}T00:00:00`).getTime() + 86_400_000).toISOString();
+  return { q: ui.search.value, status: ui.statusFilter.value, from, to };
 }
 
 async function loadListOnce(): Promise<void> {
@@ -397,7 +403,7 @@ function renderList(): void {
   const stepFor = consultations.get(ui.bookingPay.dataset['consultationId'] ?? '');
   if (!ui.bookingPay.hidden && stepFor?.status !== 'booked') ui.bookingPay.hidden = true;
   const f = listFilter();
-  const filtered = (f.q ?? '').trim().length >= 2 || (f.status ?? '') !== '';
+  const filtered = (f.q ?? '').trim().length >= 2 || (f.status ?? '') !== '' || (f.from ?? '') !== '';
   say(
     ui.listEmpty,
     sorted.length > 0
@@ -1544,6 +1550,7 @@ ui.search.addEventListener('input', () => {
   searchTimer = setTimeout(() => void refreshList(), 300);
 });
 ui.statusFilter.addEventListener('change', () => void refreshList());
+ui.dayFilter.addEventListener('change', () => void refreshList());
 ui.filters.addEventListener('submit', (e) => {
   e.preventDefault();
   clearTimeout(searchTimer);

@@ -363,7 +363,15 @@ function noticeItem(n: Notice): HTMLLIElement {
       }),
       table,
     );
-    if (d.detail !== null) li.append(h('p', { class: 'c-meta c-warn', text: d.detail }));
+    if (d.detail !== null) li.append(h('p', { class: 'c-meta c-warn', testid: 'delivery-detail', text: detailText(d.detail) }));
   }
   return li;
+}
+
+/** Vizit's own reasons in words; a channel's own answer as it came (it names the fault). */
+function detailText(detail: string): string {
+  if (detail.startsWith('no channel reaches the recipient')) {
+    return 'Не на что отправить: у получателя нет e-mail, телефона и подключённого MAX.';
+  }
+  return `Ответ канала: ${detail}`;
 }

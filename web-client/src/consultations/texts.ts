@@ -3,6 +3,7 @@
  * prices. The server's `detail` is for engineers; the page picks its own text by `code`.
  */
 
+import { fileSize } from '../messages';
 import { ApiProblem, BadResponse, NetworkError, type ConsultationStatus, type Role } from './api';
 
 export const STATUS_TEXT: Record<ConsultationStatus, string> = {
@@ -273,7 +274,5 @@ export function duration(ms: number | null): string {
 
 /** Bytes → `12,3 МБ`. */
 export function size(bytes: number | null): string {
-  if (bytes === null) return '—';
-  if (bytes < 1024 * 1024) return `${Math.max(1, Math.round(bytes / 1024))} КБ`;
-  return `${(bytes / 1024 / 1024).toLocaleString('ru-RU', { maximumFractionDigits: 1 })} МБ`;
+  return bytes === null ? '—' : fileSize(bytes);
 }
