@@ -188,4 +188,33 @@ describe("The clinic admin's console: conflicts, refunds, moving, the audit log"
       await admin.context().close();
     }),
   );
+
+  for (const kind of ['desktop', 'phone']) {
+    test(
+      `the API's own docs page loads without a console error (${kind})`,
+      { timeout: TEST_TIMEOUT },
+      withDiagnostics(async () => {
+        const context = await browser.newContext({ ...VIEWPORTS[kind], bypassCSP: false });
+        const page = await context.newPage();
+        const errors = [];
+        page.on('console', (m) => {
+          if (m.type() === 'error') errors.push(m.text());
+        });
+        page.on('pageerror', (e) => errors.push(e.message));
+        await page.goto(`${server.base}/api/v1/docs`);
+        await page.locator('details.op').first().waitFor({ state: 'visible', timeout: 15_000 });
+        assert.ok((await page.locator('details.op').count()) > 50, 'the operations are listed');
+        // Under its own security policy (no bypass): nothing it loads is blocked.
+        assert.deepEqual(errors, []);
+        await context.close();
+        // axe needs its script injected: a second look with the policy bypassed.
+        const checked = await browser.newContext({ ...VIEWPORTS[kind], bypassCSP: true });
+        const again = await checked.newPage();
+        await again.goto(`${server.base}/api/v1/docs`);
+        await again.locator('details.op').first().waitFor({ state: 'visible', timeout: 15_000 });
+        await checkPage(again, `api-docs-${kind === 'phone' ? 360 : 1280}`);
+        await checked.close();
+      }),
+    );
+  }
 });

@@ -131,6 +131,16 @@ describe('Around the call: the link checked first, hang-up confirmed, what comes
       assert.equal(await tile.getAttribute('data-corner'), 'tl');
       const moved = await tile.boundingBox();
       assert.ok(moved.x < 60 && moved.y < 200, JSON.stringify(moved));
+      // And without a pointer: the arrows, then Enter to the next corner around.
+      await tile.focus();
+      await patient.keyboard.press('ArrowDown');
+      assert.equal(await tile.getAttribute('data-corner'), 'bl');
+      await patient.keyboard.press('ArrowRight');
+      assert.equal(await tile.getAttribute('data-corner'), 'br');
+      await patient.keyboard.press('Enter');
+      assert.equal(await tile.getAttribute('data-corner'), 'bl');
+      await patient.keyboard.press('ArrowUp');
+      assert.equal(await tile.getAttribute('data-corner'), 'tl');
       await checkPage(patient, 'call-phone-360');
 
       // Hang-up asks; «Остаться» keeps the call.

@@ -214,10 +214,47 @@ export class CallUi implements CallView {
     };
     tile.addEventListener('pointerup', drop);
     tile.addEventListener('pointercancel', drop);
+    // Without a pointer: the arrows move it to the corner they point to, Enter or Space to the
+    // next corner around.
+    tile.addEventListener('keydown', (e) => {
+      if (this.main.dataset['phase'] !== 'call') return;
+      const corner = tile.dataset['corner'] ?? 'br';
+      const around = ['br', 'bl', 'tl', 'tr'];
+      let v = corner.charAt(0);
+      let hz = corner.charAt(1);
+      switch (e.key) {
+        case 'ArrowUp':
+          v = 't';
+          break;
+        case 'ArrowDown':
+          v = 'b';
+          break;
+        case 'ArrowLeft':
+          hz = 'l';
+          break;
+        case 'ArrowRight':
+          hz = 'r';
+          break;
+        case 'Enter':
+        case ' ': {
+          const next = around[(around.indexOf(corner) + 1) % around.length] ?? 'br';
+          v = next.charAt(0);
+          hz = next.charAt(1);
+          break;
+        }
+        default:
+          return;
+      }
+      e.preventDefault();
+      tile.dataset['corner'] = `${v}${hz}`;
+    });
   }
 
   setPhase(phase: Phase): void {
     this.main.dataset['phase'] = phase;
+    // The own tile is a keyboard stop only where it can move.
+    const tile = this.main.querySelector<HTMLElement>('[data-testid="self-tile"]');
+    if (tile !== null) tile.tabIndex = phase === 'call' ? 0 : -1;
   }
 
   /** A page with nothing to do but read: no token. */
