@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -623,6 +624,19 @@ async fn cancellation_refunds_by_the_clinics_rules(backend: Backend) {
     let late = env.book(&patient, 70_000, 120).await;
     env.pay(&late).await;
     env.paid(&late).await;
+    // Both are told ahead: the deadline on the consultation, the notice in /auth/options.
+    let (_, view) = env
+        .api
+        .get(&format!("/consultations/{late}"), &patient)
+        .await;
+    let starts = jiff::Timestamp::from_str(view["startsAt"].as_str().unwrap()).unwrap();
+    let until = jiff::Timestamp::from_str(view["refundableUntil"].as_str().unwrap()).unwrap();
+    assert_eq!(starts.as_second() - until.as_second(), 24 * 3600, "{view}");
+    let (_, options) = env
+        .api
+        .call(reqwest::Method::GET, "/auth/options", None, None)
+        .await;
+    assert_eq!(options["refundNoticeMinutes"], 24 * 60);
     let (status, _) = env
         .api
         .post(

@@ -359,6 +359,15 @@ async fn patients_download_their_own_where_the_clinic_allows(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Their own file not stored yet does not exist for them either.
+    let (status, _) = api
+        .post(
+            &format!("/recordings/{uploading}/download"),
+            &c.patient,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     // Doctors and the portal's key stay out.
     for who in [&c.doctor, &c.service] {
         let (status, _) = api.get("/recordings", who).await;
@@ -414,6 +423,16 @@ async fn patients_download_their_own_where_the_clinic_allows(backend: Backend) {
     assert!(
         actions.iter().all(|a| a.starts_with("recording.")),
         "{actions:?}"
+    );
+    let (_, upper) = api
+        .get(
+            &format!("/audit?objectId={stored}&action=Recording.*"),
+            &c.admin,
+        )
+        .await;
+    assert_eq!(
+        upper["total"], family["total"],
+        "the same on either database"
     );
     let (_, none) = api
         .get(

@@ -1,8 +1,9 @@
 // End-to-end: the clinic admin's console in Debian's Chromium against the real server in demo
 // mode (its sandboxes of Bitrix24 and YooKassa): a schedule conflict made in Bitrix24 shows up,
-// the admin refunds part of a payment, moves a consultation to another day with the slot picker,
-// and reads both in the audit log, filtered by consultation and by family of actions. The page is
-// checked with axe-core and photographed at 1280 and 360 px (target/e2e-screens/admin-*.png).
+// the admin refunds part of a payment (the page refuses more than is left), moves a consultation
+// to another day with the slot picker, and reads both in the audit log, filtered by consultation
+// and by family of actions. The page is checked with axe-core and photographed at 1280 and 360 px
+// (target/e2e-screens/admin-*.png).
 //
 // Run like the other browser tests: scripts/e2e.sh (a network namespace with only loopback).
 
@@ -148,6 +149,7 @@ describe("The clinic admin's console: conflicts, refunds, moving, the audit log"
       admin.once('dialog', (d) => void d.accept());
       await paidRow.locator('[data-testid="refund-submit"]').click();
       await paidRow.locator('[data-testid="refund-done"]').waitFor({ state: 'visible', timeout: 30_000 });
+      assert.equal(await admin.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'refund-done');
       assert.match(await paidRow.locator('[data-testid="refund-item"]').first().innerText(), /^500\s₽/);
       const payments = await api(base, 'GET', `/consultations/${paidId}/payments`, { token: adminToken, status: 200 });
       const refunds = payments.find((p) => p.status === 'succeeded').refunds;
@@ -166,6 +168,8 @@ describe("The clinic admin's console: conflicts, refunds, moving, the audit log"
       await checkPage(admin, 'admin-reschedule-desktop');
       await panel.locator('[data-testid="reschedule-confirm"]').click();
       await until('the list says it moved', async () => (await byTestId(admin, 'list-status').innerText()) === 'Консультация перенесена.');
+      // The focus stays on the row, at its «Перенести».
+      assert.equal(await admin.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'reschedule');
       const after = await api(base, 'GET', `/consultations/${movedId}`, { token: adminToken, status: 200 });
       assert.equal(after.slotId, targetSlot);
       assert.notEqual(after.startsAt, moved.startsAt);

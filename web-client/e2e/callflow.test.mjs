@@ -274,8 +274,13 @@ describe('Around the call: the link checked first, hang-up confirmed, what comes
       await row.locator('[data-testid="mark-paid"]').click();
       await row.locator('[data-testid="consultation-status"][data-status="paid"]').waitFor({ timeout: 15_000 });
       assert.equal(await row.locator('[data-testid="mark-paid"]').count(), 0);
-      page.once('dialog', (d) => void d.accept('Врач заболел'));
       await row.locator('[data-testid="cancel-consultation"]').click();
+      // A reason is required: without one nothing is cancelled.
+      await row.locator('[data-testid="cancel-confirm"]').click();
+      assert.match(await row.locator('[data-testid="row-error"]').innerText(), /Укажите причину/);
+      assert.equal(await row.getAttribute('data-status'), 'paid');
+      await row.locator('[data-testid="cancel-reason"]').fill('Врач заболел');
+      await row.locator('[data-testid="cancel-confirm"]').click();
       await row.locator('[data-testid="consultation-status"][data-status="cancelled"]').waitFor({ timeout: 15_000 });
       assert.match(await row.textContent(), /Врач заболел/);
       const audit = await api(server.base, 'GET', `/audit?objectId=${id}&limit=50`, { token: adminToken, status: 200 });

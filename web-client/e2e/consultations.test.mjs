@@ -345,9 +345,10 @@ describe('My consultations page with the real server, its API and Chromium', () 
       assert.equal(await inRow(patient, consultationId, 'join-consultation').isDisabled(), false, 'the open one can be joined');
       assert.equal(new URL(patient.url()).pathname, '/consultations');
 
-      // The patient cancels it instead, giving a reason in the prompt.
-      patient.once('dialog', (dialog) => void dialog.accept('Не смогу прийти'));
+      // The patient cancels it instead, giving a reason in the row's form.
       await inRow(patient, laterConsultationId, 'cancel-consultation').click();
+      await inRow(patient, laterConsultationId, 'cancel-reason').fill('Не смогу прийти');
+      await inRow(patient, laterConsultationId, 'cancel-confirm').click();
       await waitStatus(patient, laterConsultationId, 'cancelled', 'Отменена');
       assert.match(await row(patient, laterConsultationId).textContent(), /Причина отмены: Не смогу прийти/);
       assert.equal(await inRow(patient, laterConsultationId, 'join-consultation').count(), 0);

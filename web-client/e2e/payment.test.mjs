@@ -142,9 +142,12 @@ describe('paying for a consultation', { timeout: TEST_TIMEOUT * 3 }, () => {
       await page.waitForURL(/\/yookassa\/checkout\//, { timeout: 30_000 });
       await byTestId(page, 'pay').click();
       await page.locator('[data-testid="pay-result-state"][data-state="paid"]').waitFor({ timeout: 30_000 });
-      page.once('dialog', (d) => void d.accept('Планы изменились'));
       const paid = page.locator(`[data-testid="consultation"][data-consultation-id="${id}"]`);
       await paid.locator('[data-testid="cancel-consultation"]').click();
+      // The form says what happens to the money, by the clinic's rule (24 h ahead: refunded).
+      assert.match(await paid.locator('[data-testid="cancel-panel"]').innerText(), /Деньги вернутся полностью: до /);
+      await paid.locator('[data-testid="cancel-reason"]').fill('Планы изменились');
+      await paid.locator('[data-testid="cancel-confirm"]').click();
       const refund = paid.locator('[data-testid="refund-state"]');
       // The page follows the refund by itself (no «Обновить»): it is created just after the
       // cancellation and settles a moment later.

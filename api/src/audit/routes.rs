@@ -59,7 +59,8 @@ pub async fn audit_log(
     let (limit, offset) = page(q.limit, q.offset)?;
     let (from, to) = time_range(q.from.as_deref(), q.to.as_deref())?;
     let (action, action_prefix) = match q.action {
-        Some(a) if a.ends_with(".*") => (None, Some(a[..a.len() - 1].to_owned())),
+        // Action names are lower case; so is the family, on either database.
+        Some(a) if a.ends_with(".*") => (None, Some(a[..a.len() - 1].to_lowercase())),
         other => (other, None),
     };
     let filter = Filter {

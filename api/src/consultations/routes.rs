@@ -94,15 +94,24 @@ pub struct ConsultationView {
     join_opens_at: String,
     /// …until this one (`consultations.join_grace` after the end).
     join_closes_at: String,
+    /// A patient who cancels by this moment gets their money back
+    /// (`payments.patient_refund_notice` before the start); absent without payments.
+    refundable_until: Option<String>,
 }
 
-/// The view of `r`, with its call's window by the clinic's settings.
-fn view(s: &crate::state::ApiSettings, r: ConsultationRow) -> Result<ConsultationView, ApiError> {
+/// The view of `r`, with its call's window and its refund deadline by the clinic's settings.
+fn view(state: &ApiState, r: ConsultationRow) -> Result<ConsultationView, ApiError> {
+    let s = &state.settings;
     let window =
         crate::domain::JoinWindow::around(r.starts_at, r.ends_at, s.join_before, s.join_grace);
+    let refundable_until = state
+        .payments
+        .as_ref()
+        .map(|p| to_rfc3339(r.starts_at - p.settings.patient_refund_notice.as_millis() as i64));
     let mut v = ConsultationView::try_from(r)?;
     v.join_opens_at = to_rfc3339(window.opens);
     v.join_closes_at = to_rfc3339(window.closes);
+    v.refundable_until = refundable_until;
     Ok(v)
 }
 
@@ -141,6 +150,7 @@ impl TryFrom<ConsultationRow> for ConsultationView {
             slot_conflict: r.slot_conflict,
             join_opens_at: String::new(),
             join_closes_at: String::new(),
+            refundable_until: None,
         })
     }
 }
@@ -193,7 +203,7 @@ pub async fn book(
     let row = service::load(&core, &consultation)
         .await?
         .ok_or(ApiError::NotFound("consultation"))?;
-    Ok((StatusCode::CREATED, Json(view(&state.settings, row)?)))
+    Ok((StatusCode::CREATED, Json(view(&state, row)?)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -258,7 +268,7 @@ pub async fn list_consultations(
     Ok(Json(Page {
         items: rows
             .into_iter()
-            .map(|r| view(&state.settings, r))
+            .map(|r| view(&state, r))
             .collect::<Result<_, _>>()?,
         total,
         limit,
@@ -274,7 +284,7 @@ pub async fn get_consultation(
 ) -> Result<Json<ConsultationView>, ApiError> {
     let cid: ConsultationId = id(&raw, "consultation")?;
     let row = service::get(&state.core(), &caller, &cid).await?;
-    Ok(Json(view(&state.settings, row)?))
+    Ok(Json(view(&state, row)?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -306,7 +316,7 @@ pub async fn cancel(
         },
     )
     .await?;
-    Ok(Json(view(&state.settings, row)?))
+    Ok(Json(view(&state, row)?))
 }
 
 /// Until the payments issue lands, the clinic marks a booking paid.
@@ -326,7 +336,7 @@ pub async fn mark_paid(
         TransitionData::default(),
     )
     .await?;
-    Ok(Json(view(&state.settings, row)?))
+    Ok(Json(view(&state, row)?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -357,7 +367,7 @@ pub async fn complete(
         },
     )
     .await?;
-    Ok(Json(view(&state.settings, row)?))
+    Ok(Json(view(&state, row)?))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -469,7 +479,7 @@ async fn flagged(
     Ok(Json(Page {
         items: rows
             .into_iter()
-            .map(|r| view(&state.settings, r))
+            .map(|r| view(state, r))
             .collect::<Result<_, _>>()?,
         total,
         limit,
@@ -531,5 +541,5 @@ pub async fn reschedule(
         return Err(Error::TakenAtSource.into());
     }
     let row = service::load(&core, &consultation).await?.unwrap_or(row);
-    Ok(Json(view(&state.settings, row)?))
+    Ok(Json(view(&state, row)?))
 }

@@ -25,6 +25,10 @@ pub struct AuthOptions {
     help: Option<String>,
     /// Patients may download their consultations' recordings (the clinic's choice).
     patient_recordings: bool,
+    /// A patient who cancels a paid consultation at least this many minutes before it starts
+    /// gets the money back (`payments.patient_refund_notice`); absent without payments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund_notice_minutes: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/options", tag = "sessions",
@@ -35,6 +39,10 @@ pub async fn auth_options(State(state): State<ApiState>) -> Json<AuthOptions> {
         dev_login: state.settings.demo,
         help: state.settings.help.clone(),
         patient_recordings: state.settings.patient_recordings,
+        refund_notice_minutes: state
+            .payments
+            .as_ref()
+            .map(|p| p.settings.patient_refund_notice.as_secs() / 60),
     })
 }
 

@@ -311,8 +311,11 @@ pub struct Link {
 pub async fn download(state: &ApiState, caller: &Caller, id: &RecordingId) -> Result<Link, Error> {
     let rec = configured(state)?.clone();
     let r = load(state, id).await?;
-    // Not a patient's own: as if it did not exist.
-    if caller.is(Role::Patient) && caller.user_id() != Some(r.patient_id.as_str()) {
+    // Not a patient's own, or not stored yet: as if it did not exist (their list shows only
+    // stored ones).
+    if caller.is(Role::Patient)
+        && (caller.user_id() != Some(r.patient_id.as_str()) || r.status != "stored")
+    {
         return Err(Error::NotFound);
     }
     if r.status != "stored" {

@@ -147,8 +147,19 @@ pub async fn list(
         offset,
     )
     .await?;
+    // What went wrong with a file is the clinic's business.
+    let patient = caller.is(Role::Patient);
     Ok(Json(Page {
-        items: rows.into_iter().map(RecordingView::from).collect(),
+        items: rows
+            .into_iter()
+            .map(RecordingView::from)
+            .map(|mut v| {
+                if patient {
+                    v.error = None;
+                }
+                v
+            })
+            .collect(),
         total,
         limit,
         offset,

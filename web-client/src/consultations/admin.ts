@@ -7,7 +7,7 @@
 import { ApiProblem, type ApiClient, type AuditEntry, type AuditFilter, type Consultation, type Payment, type Role } from './api';
 import { byTestId, disclosure, h, say } from './dom';
 import { type Picking, renderPicker } from './picker';
-import { ROLE_TEXT, errorText, price, slotTime } from './texts';
+import { ROLE_TEXT, dayRange, errorText, price, slotTime } from './texts';
 
 /** What the page gives this module. */
 export interface AdminHost {
@@ -66,6 +66,8 @@ export function resetAdmin(): void {
   openReschedules.clear();
   openRefunds.clear();
   auditItems = [];
+  auditApplied = {};
+  auditLoaded = false;
   ui.conflicts.replaceChildren();
   ui.audit.replaceChildren();
   ui.auditForm.reset();
@@ -76,7 +78,7 @@ export function resetAdmin(): void {
 
 export function refreshAdmin(role: Role): void {
   if (role === 'admin' || role === 'head_doctor') void loadConflicts();
-  if (role === 'admin' && auditItems.length === 0) void loadAudit(false);
+  if (role === 'admin' && !auditLoaded) void loadAudit(false);
 }
 
 // ---- moving a consultation -------------------------------------------------------------------
@@ -145,25 +147,36 @@ async function fillReschedule(c: Consultation, panel: HTMLElement): Promise<void
     const to = picking.chosen;
     if (to === null || host === null) return;
     const api = host.api;
+    const current = (): boolean => host !== null && gen === host.generation();
     confirm.disabled = true;
     say(error, null);
     api
       .reschedule(c.id, to.id)
       .then((updated) => {
+        if (!current()) return;
         openReschedules.delete(c.id);
         host?.updated(updated, 'Консультация перенесена.');
+        // The row is drawn anew: the focus goes to its «Перенести».
+        document
+          .querySelector<HTMLButtonElement>(`[data-testid="consultation"][data-consultation-id="${c.id}"] [data-testid="reschedule"]`)
+          ?.focus();
       })
       .catch((e: unknown) => {
+        if (!current()) return;
         host?.logFailure('moving a consultation', e);
         say(error, errorText(e));
         // The time was taken meanwhile: offer what is free now.
         if (e instanceof ApiProblem && (e.code === 'slot_taken' || e.code === 'slot_in_past')) {
-          void api.slots(c.doctor.id).then((fresh) => {
-            picking.slots = fresh.filter((s) => s.id !== c.slotId);
-            picking.chosen = null;
-            bar.hidden = true;
-            draw();
-          });
+          void api
+            .slots(c.doctor.id)
+            .then((fresh) => {
+              if (!current()) return;
+              picking.slots = fresh.filter((s) => s.id !== c.slotId);
+              picking.chosen = null;
+              bar.hidden = true;
+              draw();
+            })
+            .catch((e2: unknown) => host?.logFailure('loading the slots to move to', e2));
         }
       })
       .finally(() => {
@@ -228,8 +241,13 @@ async function fillRefund(c: Consultation, panel: HTMLElement): Promise<void> {
   renderRefundForm(c, panel, paid);
 }
 
-function renderRefundForm(c: Consultation, panel: HTMLElement, paid: Payment): void {
-  const inFlight = paid.refunds.filter((r) => r.status === 'creating' || r.status === 'pending').reduce((s, r) => s + r.amountKopecks, 0);
+/** A payment's refunds still on their way. */
+export function refundsGoing(p: Payment): Payment['refunds'] {
+  return p.refunds.filter((r) => r.status === 'creating' || r.status === 'pending');
+}
+
+function renderRefundForm(c: Consultation, panel: HTMLElement, paid: Payment, done: string | null = null): void {
+  const inFlight = refundsGoing(paid).reduce((s, r) => s + r.amountKopecks, 0);
   const left = paid.amountKopecks - paid.refundedKopecks - inFlight;
   const history = h(
     'ul',
@@ -243,8 +261,11 @@ function renderRefundForm(c: Consultation, panel: HTMLElement, paid: Payment): v
     testid: 'refund-left',
     text: `Оплачено ${price(paid.amountKopecks)}; можно вернуть ещё ${price(Math.max(left, 0))}.`,
   });
+  const sent = h('p', { class: 'notice-line', testid: 'refund-done', text: done ?? '', attrs: { role: 'status', tabindex: '-1' } });
+  sent.hidden = done === null;
   if (left <= 0) {
-    panel.replaceChildren(facts, history);
+    panel.replaceChildren(sent, facts, history);
+    if (done !== null) sent.focus();
     return;
   }
   const amountId = `refund-amount-${c.id}`;
@@ -286,23 +307,35 @@ function renderRefundForm(c: Consultation, panel: HTMLElement, paid: Payment): v
     submit.disabled = true;
     say(error, null);
     const api = host.api;
+    const gen = host.generation();
+    const current = (): boolean => host !== null && gen === host.generation();
     api
       .refund(paid.id, kopecks, reason.value.trim())
-      .then(async () => {
-        const fresh = (await api.payments(c.id)).find((p) => p.id === paid.id) ?? paid;
-        renderRefundForm(c, panel, fresh);
-        const done = h('p', { class: 'notice-line', testid: 'refund-done', text: `Возврат ${price(kopecks)} отправлен в ЮKassa.`, attrs: { role: 'status' } });
-        panel.prepend(done);
-      })
-      .catch((e: unknown) => {
-        host?.logFailure('refunding', e);
-        say(error, errorText(e));
-      })
+      .then(
+        async (refund) => {
+          if (!current()) return;
+          const text = `Возврат ${price(kopecks)} отправлен в ЮKassa.`;
+          // Sent: said at once, with the refund counted, whatever the re-read below does.
+          let fresh: Payment = { ...paid, refunds: [...paid.refunds, refund] };
+          try {
+            fresh = (await api.payments(c.id)).find((p) => p.id === paid.id) ?? fresh;
+          } catch (e) {
+            host?.logFailure('reading the payment after a refund', e);
+          }
+          if (current()) renderRefundForm(c, panel, fresh, text);
+        },
+        (e: unknown) => {
+          if (!current()) return;
+          host?.logFailure('refunding', e);
+          say(error, errorText(e));
+        },
+      )
       .finally(() => {
         submit.disabled = false;
       });
   });
-  panel.replaceChildren(facts, history, form);
+  panel.replaceChildren(sent, facts, history, form);
+  if (done !== null) sent.focus();
 }
 
 /** 150000 → «1500,00». */
@@ -348,6 +381,9 @@ const AUDIT_PAGE = 50;
 let auditItems: AuditEntry[] = [];
 let auditTotal = 0;
 let auditRequest = 0;
+/** The filter of the entries shown («Показать ещё» goes on with it, not with an edited form). */
+let auditApplied: AuditFilter = {};
+let auditLoaded = false;
 
 /** The log of one consultation: its id as the filter, and the section brought into view. */
 export function showAuditOf(consultationId: string): void {
@@ -367,14 +403,14 @@ function auditFilter(): AuditFilter | string {
     action: ui.auditAction.value,
     objectId: ui.auditObject.value,
     actorId: ui.auditActor.value,
-    from: from === '' ? '' : new Date(`${from}T00:00:00`).toISOString(),
-    to: to === '' ? '' : new Date(new Date(`${to}T00:00:00`).getTime() + 86_400_000).toISOString(),
+    from: dayRange(from).from,
+    to: dayRange(to).to,
   };
 }
 
 async function loadAudit(more: boolean): Promise<void> {
   if (host === null) return;
-  const filter = auditFilter();
+  const filter = more ? auditApplied : auditFilter();
   if (typeof filter === 'string') {
     say(ui.auditStatus, filter);
     return;
@@ -387,6 +423,8 @@ async function loadAudit(more: boolean): Promise<void> {
     if (gen !== host.generation() || request !== auditRequest) return;
     auditItems = more ? [...auditItems, ...page.items] : page.items;
     auditTotal = page.total;
+    auditApplied = filter;
+    auditLoaded = true;
     if (more) ui.audit.append(...page.items.map(renderAudit));
     else ui.audit.replaceChildren(...auditItems.map(renderAudit));
     ui.auditMore.hidden = auditItems.length >= auditTotal;

@@ -28,6 +28,8 @@ export interface AuthOptions {
   help: string | null;
   /** Patients may download their consultations' recordings. */
   patientRecordings: boolean;
+  /** A patient's cancellation this many minutes ahead is refunded; null without payments. */
+  refundNoticeMinutes: number | null;
 }
 
 /** What ESIA gave about the signed-in patient («Мои данные»). */
@@ -75,6 +77,8 @@ export interface Consultation {
   overdue: boolean;
   /** Set when the booked time changed in the clinic's schedule (Bitrix24) under it. */
   slotConflict: string | null;
+  /** A patient who cancels by then gets the money back; null without payments. */
+  refundableUntil: string | null;
   /** The call may be joined from this moment until `joinClosesAt`. */
   joinOpensAt: string | null;
   joinClosesAt: string | null;
@@ -241,6 +245,7 @@ function decodeAuthOptions(v: unknown): AuthOptions {
     devLogin: o['devLogin'] === true,
     help: typeof o['help'] === 'string' && o['help'] !== '' ? o['help'] : null,
     patientRecordings: o['patientRecordings'] === true,
+    refundNoticeMinutes: optNum(o, 'refundNoticeMinutes'),
   };
 }
 
@@ -386,6 +391,7 @@ function decodeConsultation(v: unknown): Consultation {
     joinClosesAt: optStr(o, 'joinClosesAt'),
     overdue: o['overdue'] === true,
     slotConflict: optStr(o, 'slotConflict'),
+    refundableUntil: optStr(o, 'refundableUntil'),
   };
 }
 

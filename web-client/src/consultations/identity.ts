@@ -50,7 +50,7 @@ export async function showLoginOptions(): Promise<void> {
   } catch (e) {
     host.logFailure('auth options', e);
     // Unknown: offer what the page always had (the demo button says itself if it is off).
-    options = { esia: false, devLogin: true, help: null, patientRecordings: false };
+    options = { esia: false, devLogin: true, help: null, patientRecordings: false, refundNoticeMinutes: null };
   }
   ui.esia.hidden = !options.esia;
   ui.demo.hidden = !options.devLogin;

@@ -27,7 +27,7 @@ import {
   type Slot,
   type User,
 } from './api';
-import { byTestId, h, reconcile, say } from './dom';
+import { byTestId, disclosure, h, reconcile, say } from './dom';
 import { chatPanel, hasChat, initChat } from './chat';
 import { initDocuments, questionnairePanel, refreshDocuments, resetDocuments, showDocuments } from './documents';
 import { initIdentity, showIdentity, showLoginOptions } from './identity';
@@ -41,6 +41,7 @@ import {
   reschedulePanel,
   resetAdmin,
   showAdmin,
+  refundsGoing,
   showAuditOf,
 } from './admin';
 import { type Picking, renderPicker } from './picker';
@@ -58,6 +59,7 @@ import {
   size,
   clockIn,
   dayKey,
+  dayRange,
   slotTime,
   viewerZone,
 } from './texts';
@@ -73,6 +75,9 @@ const PAY_POLL_SLOW_MS = 10_000;
 const PAY_PATIENCE_MS = 60_000;
 /** How often a refund that is still on its way is asked about again. */
 const REFUND_POLL_MS = 3_000;
+
+const RECORDINGS_HINT_CLINIC = 'Скачивание доступно администраторам и главному врачу; каждое скачивание записывается в журнал.';
+const RECORDINGS_HINT_PATIENT = 'Записи ваших консультаций. Каждое скачивание записывается в журнал клиники.';
 
 /** Back from the payment page: `/pay/return?consultation=<id>`. */
 const returnConsultation: string | null =
@@ -139,8 +144,8 @@ const ui = {
   confirmPrice: byTestId('confirm-price', HTMLElement),
   bookConfirm: byTestId('book-confirm', HTMLButtonElement),
   bookBack: byTestId('book-back', HTMLButtonElement),
+  ruleCancel: byTestId('rule-cancel', HTMLLIElement),
   bookingPay: byTestId('booking-pay', HTMLElement),
-  paystepTitle: byTestId('booking-pay', HTMLElement).querySelector('h3'),
   paystepDoctor: byTestId('paystep-doctor', HTMLElement),
   paystepWhen: byTestId('paystep-when', HTMLElement),
   paystepBy: byTestId('paystep-by', HTMLElement),
@@ -173,6 +178,8 @@ let pollTimer: number | null = null;
 let payTimer: number | null = null;
 /** What each cancelled paid consultation's refund looks like, once asked (by consultation id). */
 const refundTexts = new Map<string, string>();
+/** Rows whose cancellation form is open: a re-render keeps it open. */
+const openCancels = new Set<string>();
 
 /** Page load without a token: asking whether a session cookie is there; a 401 is no news. */
 let probing = false;
@@ -228,6 +235,7 @@ function resetSignedInState(): void {
   stopPolling();
   stopPaymentResult();
   refundTexts.clear();
+  openCancels.clear();
   consultations = new Map();
   total = 0;
   pages = 1;
@@ -242,6 +250,14 @@ function resetSignedInState(): void {
   doctors = [];
   picking.doctorId = '';
   picking.slots = [];
+  picking.day = null;
+  picking.chosen = null;
+  ui.days.replaceChildren();
+  ui.days.hidden = true;
+  say(ui.zoneNote, null);
+  ui.filters.reset();
+  ui.recordingsHint.textContent = RECORDINGS_HINT_CLINIC;
+  ui.recordingsSection.hidden = true;
   ui.bookingPay.hidden = true;
   ui.bookingConfirm.hidden = true;
   for (const el of [ui.listStatus, ui.bookingStatus]) el.textContent = '';
@@ -269,8 +285,13 @@ function signIn(u: User, focus = true): void {
         if (gen !== generation) return;
         say(ui.help, o.help === null ? null : `Помощь: ${o.help}`);
         patientRecordings = o.patientRecordings;
+        if (o.refundNoticeMinutes !== null) {
+          const m = o.refundNoticeMinutes;
+          const ahead = m % 60 === 0 ? `${m / 60} ч` : `${m} мин`;
+          ui.ruleCancel.textContent = `Отменить запись можно здесь же, в личном кабинете. Деньги за оплаченную консультацию вернутся полностью, если отменить её не позже чем за ${ahead} до начала.`;
+        }
         if (!patientRecordings) return;
-        ui.recordingsHint.textContent = 'Записи ваших консультаций. Каждое скачивание записывается в журнал клиники.';
+        ui.recordingsHint.textContent = RECORDINGS_HINT_PATIENT;
         ui.recordingsSection.hidden = false;
         void loadRecordings();
       })
@@ -354,11 +375,7 @@ function refreshList(): Promise<void> {
 /** The clinic's search and status filter over the list (staff only; empty for others). */
 function listFilter(): ListFilter {
   if (ui.filters.hidden) return {};
-  const day = ui.dayFilter.value;
-  // The day at the viewer's clock: from its midnight to the next.
-  const from = day === '' ? '' : new Date(`${day}T00:00:00`).toISOString();
-  const to = day === '' ? '' : new Date(new Date(`${day}T00:00:00`).getTime() + 86_400_000).toISOString();
-  return { q: ui.search.value, status: ui.statusFilter.value, from, to };
+  return { q: ui.search.value, status: ui.statusFilter.value, ...dayRange(ui.dayFilter.value) };
 }
 
 async function loadListOnce(): Promise<void> {
@@ -629,16 +646,20 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
   if (move !== null) actions.append(move[0]);
   const refund = mayRefund(c, role) ? refundPanel(c, titleId) : null;
   if (refund !== null) actions.append(refund[0]);
-  if ((role === 'patient' || role === 'admin') && (c.status === 'booked' || c.status === 'paid')) {
-    const cancel = h('button', {
-      class: 'button secondary',
-      testid: 'cancel-consultation',
-      text: 'Отменить',
-      attrs: { type: 'button', 'aria-describedby': titleId },
-    });
-    cancel.addEventListener('click', () => void cancelConsultation(c, li));
-    actions.append(cancel);
-  }
+  const cancel =
+    (role === 'patient' || role === 'admin') && (c.status === 'booked' || c.status === 'paid')
+      ? disclosure({
+          key: c.id,
+          text: 'Отменить',
+          testid: 'cancel-consultation',
+          panelTestid: 'cancel-panel',
+          panelClass: 'c-documents cancel-form',
+          describedBy: titleId,
+          open: openCancels,
+          fill: (panel) => fillCancel(c, li, panel),
+        })
+      : null;
+  if (cancel !== null) actions.append(cancel[0]);
 
   // Doctors and head doctors read the consultation's questionnaires (the doctor may ask for one).
   const documents = role === 'doctor' || role === 'head_doctor' ? questionnairePanel(c, titleId) : [];
@@ -709,6 +730,7 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
   if (actions.childElementCount > 0) li.append(actions);
   if (move !== null) li.append(move[1]);
   if (refund !== null) li.append(refund[1]);
+  if (cancel !== null) li.append(cancel[1]);
   if (panel !== null) li.append(panel);
   if (chat !== null) li.append(chat[1]);
   if (payForm !== null) li.append(payForm);
@@ -760,15 +782,47 @@ async function joinCall(c: Consultation, li: HTMLLIElement): Promise<void> {
   });
 }
 
-async function cancelConsultation(c: Consultation, li: HTMLLIElement): Promise<void> {
-  const reason = window.prompt(TEXT.cancelPrompt, '');
-  if (reason === null) return;
-  if (reason.trim() === '') {
+/** What a cancellation now does to the money of a paid consultation, by the clinic's rule. */
+function refundRule(c: Consultation): string {
+  if (user?.role !== 'patient') return 'Отмена клиникой: деньги, оплаченные через Vizit, вернутся пациенту полностью.';
+  if (c.refundableUntil === null) return 'Деньги вернутся по правилам клиники.';
+  return Date.now() <= Date.parse(c.refundableUntil)
+    ? `Деньги вернутся полностью: до ${moment(c.refundableUntil, viewerZone())} отмена бесплатна. Как идёт возврат, будет видно здесь же.`
+    : 'До начала осталось меньше, чем требуют правила клиники: при отмене сейчас деньги не вернутся.';
+}
+
+/** The cancellation's form: a reason (required), what happens to the money, and the button. */
+function fillCancel(c: Consultation, li: HTMLLIElement, panel: HTMLElement): void {
+  const areaId = `c-${c.id}-cancel-reason`;
+  const area = h('textarea', { testid: 'cancel-reason', attrs: { id: areaId, rows: '2', maxlength: '500', required: '' } });
+  const money = c.status === 'paid' ? refundRule(c) : 'Консультация не оплачена: платить ничего не нужно.';
+  const submit = h('button', { class: 'button danger', testid: 'cancel-confirm', text: 'Отменить консультацию', attrs: { type: 'submit' } });
+  const form = h(
+    'form',
+    { attrs: { novalidate: '' } },
+    h('label', { class: 'field-label', text: 'Причина отмены', attrs: { for: areaId } }),
+    area,
+    h('p', { class: 'hint', text: money }),
+    h('div', { class: 'actions' }, submit),
+  );
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void cancelConsultation(c, li, area);
+  });
+  panel.replaceChildren(form);
+  area.focus();
+}
+
+async function cancelConsultation(c: Consultation, li: HTMLLIElement, area: HTMLTextAreaElement): Promise<void> {
+  const reason = area.value.trim();
+  if (reason === '') {
     say(rowError(li), TEXT.cancelReasonRequired);
+    area.focus();
     return;
   }
   await rowAction(c, li, async () => {
-    const updated = await api.cancel(c.id, reason.trim());
+    const updated = await api.cancel(c.id, reason);
+    openCancels.delete(c.id);
     consultations.set(updated.id, updated);
     renderList();
     setListStatus(TEXT.cancelled);
@@ -902,7 +956,7 @@ async function loadRefund(c: Consultation, el: HTMLElement): Promise<void> {
     let text: string = TEXT.refundNone;
     if (paid !== undefined && paid.refunds.length > 0) {
       const done = paid.refundedKopecks;
-      const going = paid.refunds.filter((r) => r.status === 'creating' || r.status === 'pending');
+      const going = refundsGoing(paid);
       text =
         going.length > 0
           ? `${TEXT.refundPending}: ${price(going.reduce((sum, r) => sum + r.amountKopecks, 0))}.`
@@ -1196,9 +1250,15 @@ function renderDoctors(): void {
       card.addEventListener('click', () => {
         say(ui.bookingError, null);
         ui.bookingPay.hidden = true;
-        picking.doctorId = d.id;
         for (const b of ui.doctors.querySelectorAll<HTMLButtonElement>('[data-testid="doctor"]')) {
           b.setAttribute('aria-pressed', String(b === card));
+        }
+        // Another doctor: the times on screen are no longer theirs (not even for a moment).
+        if (picking.doctorId !== d.id) {
+          picking.doctorId = d.id;
+          picking.slots = [];
+          picking.day = null;
+          renderPicking();
         }
         void loadSlots(d.id);
       });
@@ -1238,7 +1298,6 @@ async function loadSlots(doctorId: string, note?: string): Promise<void> {
   try {
     const slots = await api.slots(doctorId);
     if (gen !== generation || request !== slotsRequest) return;
-    if (picking.doctorId !== doctorId) picking.day = null;
     picking.doctorId = doctorId;
     picking.slots = slots;
     renderPicking();
@@ -1268,7 +1327,7 @@ function renderPicking(): void {
 
 /** The confirmation step: whom, when (the patient's clock; the doctor's too if it differs), the price and the rules. */
 function chooseSlot(s: Slot): void {
-  const doctor = doctors.find((d) => d.id === picking.doctorId);
+  const doctor = doctors.find((d) => d.id === s.doctorId);
   ui.confirmDoctor.textContent = doctor === undefined ? '' : `${doctor.name}, ${doctor.specialty.toLowerCase()}`;
   const { when, zone } = slotTime(s.startsAt, s.endsAt, s.timeZone);
   ui.confirmWhen.textContent = zone === '' ? when : `${when} (ваше время; ${zone})`;
@@ -1295,7 +1354,7 @@ async function book(s: Slot, doctorId: string): Promise<void> {
     renderList();
     void refreshList();
     await loadSlots(doctorId, TEXT.booked);
-    showPayStep(c);
+    if (gen === generation) showPayStep(c);
   } catch (e) {
     if (gen !== generation || isUnauthorized(e)) return;
     logFailure('booking', e);
@@ -1363,7 +1422,7 @@ function refreshAll(): void {
     void loadRecordings();
     refreshAdmin(user.role);
   }
-  if (user.role === 'patient' && patientRecordings) void loadRecordings();
+
   refreshDocuments(user.role);
   refreshNotices(user.role);
 }
@@ -1531,6 +1590,9 @@ ui.retry.addEventListener('click', () => void resume());
 ui.payAgain.addEventListener('click', () => void payAgain());
 ui.refresh.addEventListener('click', () => {
   refreshAll();
+  // A patient's recordings change rarely (after a call): on demand, not at every poll (each
+  // reading is audited).
+  if (user?.role === 'patient' && patientRecordings) void loadRecordings();
   if (user?.role === 'patient') void loadSlots(picking.doctorId);
 });
 ui.more.addEventListener('click', () => {
@@ -1557,7 +1619,7 @@ ui.filters.addEventListener('submit', (e) => {
   void refreshList();
 });
 ui.bookConfirm.addEventListener('click', () => {
-  if (picking.chosen !== null) void book(picking.chosen, picking.doctorId);
+  if (picking.chosen !== null) void book(picking.chosen, picking.chosen.doctorId);
 });
 ui.bookBack.addEventListener('click', () => {
   picking.chosen = null;

@@ -40,8 +40,7 @@ export const TEXT = {
   chooseTime: 'Выберите время.',
   noSlots: 'У этого врача нет свободного времени в ближайшие две недели. Выберите другого врача.',
   booked: 'Вы записаны. Консультация появилась в списке выше — оплатите её до указанного времени.',
-  cancelPrompt: 'Укажите причину отмены консультации:',
-  cancelReasonRequired: 'Причина отмены обязательна — консультация не отменена.',
+  cancelReasonRequired: 'Укажите причину отмены — консультация не отменена.',
   cancelled: 'Консультация отменена.',
   conclusionRequired: 'Напишите заключение, прежде чем завершать консультацию.',
   completed: 'Консультация завершена, заключение сохранено.',
@@ -182,6 +181,15 @@ export function slotTime(startsAt: string, endsAt: string, zone: string, viewer 
 }
 
 /** The calendar day of `at` in `zone`, as `YYYY-MM-DD`. */
+/** A day `yyyy-mm-dd` at the viewer's clock as a time range (RFC 3339), from its midnight to the
+ * next (23 or 25 hours on a day the clocks change); empty: no range. */
+export function dayRange(day: string): { from: string; to: string } {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
+  if (m === null) return { from: '', to: '' };
+  const [y, mo, d] = [Number(m[1]), Number(m[2]) - 1, Number(m[3])];
+  return { from: new Date(y, mo, d).toISOString(), to: new Date(y, mo, d + 1).toISOString() };
+}
+
 export function dayKey(at: Date, zone: string): string {
   const parts = formatter(zone, { year: 'numeric', month: '2-digit', day: '2-digit' }).formatToParts(at);
   const get = (t: string): string => parts.find((p) => p.type === t)?.value ?? '';
