@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use common::TestApi;
@@ -312,6 +313,40 @@ async fn every_consultation_case_reaches_its_recipient_once(backend: Backend) {
         ))
         .await;
     assert_eq!(planned, 3, "two reminders and the close request");
+    // Moved by the clinic to a day later: both told the new time, once; the reminders follow.
+    let later = b_starts + 24 * HOUR;
+    let slot = env
+        .api
+        .slot_at(&env.service, &env.doctor_id, later, 150_000)
+        .await;
+    let (status, body) = env
+        .api
+        .post(
+            &format!("/consultations/{b}/reschedule"),
+            &env.admin,
+            json!({"slotId": slot}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let moved = env.wait_mails(patient, "Консультация перенесена", 1).await;
+    assert_clean(&moved[0]);
+    let doc = env
+        .wait_mails("doctor@clinic.test", "Консультация перенесена", 1)
+        .await;
+    assert_clean(&doc[0]);
+    let (_, view) = env
+        .api
+        .get(&format!("/consultations/{b}"), &env.admin)
+        .await;
+    let new_time = jiff::Timestamp::from_str(view["startsAt"].as_str().unwrap()).unwrap();
+    assert_eq!(new_time.as_millisecond(), later);
+    let replanned = env
+        .api
+        .count(&format!(
+            "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key LIKE 'notify.%:{b}%'"
+        ))
+        .await;
+    assert_eq!(replanned, 3, "the reminders follow the new time");
     let (status, body) = env
         .api
         .post(
@@ -413,6 +448,11 @@ async fn every_consultation_case_reaches_its_recipient_once(backend: Backend) {
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Nothing was sent twice.
     assert_eq!(env.count(patient, "Вы записаны"), 3);
+    assert_eq!(env.count(patient, "Консультация перенесена"), 1);
+    assert_eq!(
+        env.count("doctor@clinic.test", "Консультация перенесена"),
+        1
+    );
     assert_eq!(env.count("admin@clinic.test", "Консультация не закрыта"), 1);
 }
 

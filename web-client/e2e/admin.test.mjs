@@ -173,6 +173,19 @@ describe("The clinic admin's console: conflicts, refunds, moving, the audit log"
       const after = await api(base, 'GET', `/consultations/${movedId}`, { token: adminToken, status: 200 });
       assert.equal(after.slotId, targetSlot);
       assert.notEqual(after.startsAt, moved.startsAt);
+      // The patient is told (by e-mail: the address given for the receipt), without medical words.
+      let subjects = [];
+      const told = await until(
+        () => `the patient told of the move (their mail: ${JSON.stringify(subjects)})`,
+        async () => {
+          const all = (await (await fetch(`http://${SANDBOX}/sandbox/mail.json`)).json()).filter((m) => m.to.includes('console@example.ru'));
+          subjects = all.map((m) => m.subject);
+          return all.find((m) => m.subject.startsWith('Консультация перенесена'));
+        },
+        30_000,
+        250,
+      );
+      assert.match(told.text, /перенесена на /);
 
       // The audit log: the moved consultation's entries, then every refund action.
       await row(admin, movedId).locator('[data-testid="show-audit"]').click();

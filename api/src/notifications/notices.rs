@@ -477,8 +477,17 @@ impl Notices {
                     self.plan(conn, &visit).await?;
                 }
             }
-            EventKind::ConsultationRescheduled if visit.status == "paid" => {
-                self.plan(conn, &visit).await?;
+            EventKind::ConsultationRescheduled => {
+                if visit.status == "paid" {
+                    self.plan(conn, &visit).await?;
+                }
+                // Both are told the new time, once per time it moves to.
+                let occasion = format!(":{}", visit.starts_at);
+                let about = About::visit(&visit);
+                self.notify_id(conn, Case::PatientRescheduled, &patient, &about, &occasion)
+                    .await?;
+                self.notify_id(conn, Case::DoctorRescheduled, &doctor, &about, &occasion)
+                    .await?;
             }
             EventKind::ConsultationCancelled => {
                 self.unplan(conn, id).await?;

@@ -191,8 +191,9 @@ pub struct NotificationView {
     pub id: String,
     /// `patient.booked`, `patient.paid`, `patient.cancelled`, `patient.reminder`,
     /// `patient.review`, `patient.questionnaire_symptoms`, `patient.questionnaire_anamnesis`,
-    /// `patient.deletion_answered`, `patient.deletion_extended`, `doctor.must_close`,
-    /// `doctor.reminder`, `doctor.cancelled`, `admin.not_closed`, `admin.deletion_request`,
+    /// `patient.deletion_answered`, `patient.deletion_extended`, `patient.rescheduled`,
+    /// `doctor.must_close`, `doctor.reminder`, `doctor.cancelled`, `doctor.rescheduled`,
+    /// `admin.not_closed`, `admin.deletion_request`,
     /// `admin.deletion_overdue`, `head_doctor.not_closed`.
     pub event: String,
     pub recipient_id: String,

@@ -31,10 +31,12 @@ pub enum Case {
     AdminDeletionOverdue,
     PatientDeletionAnswered,
     PatientDeletionExtended,
+    PatientRescheduled,
+    DoctorRescheduled,
 }
 
 impl Case {
-    pub const ALL: [Case; 16] = [
+    pub const ALL: [Case; 18] = [
         Case::PatientBooked,
         Case::PatientPaid,
         Case::PatientCancelled,
@@ -51,6 +53,8 @@ impl Case {
         Case::AdminDeletionOverdue,
         Case::PatientDeletionAnswered,
         Case::PatientDeletionExtended,
+        Case::PatientRescheduled,
+        Case::DoctorRescheduled,
     ];
 
     /// Its name in the log and the API: `recipient.what`.
@@ -72,6 +76,8 @@ impl Case {
             Case::AdminDeletionOverdue => "admin.deletion_overdue",
             Case::PatientDeletionAnswered => "patient.deletion_answered",
             Case::PatientDeletionExtended => "patient.deletion_extended",
+            Case::PatientRescheduled => "patient.rescheduled",
+            Case::DoctorRescheduled => "doctor.rescheduled",
         }
     }
 
@@ -240,6 +246,22 @@ pub fn render(case: Case, ctx: &Context<'_>) -> Message {
             "Напоминание о консультации".into(),
             vec![format!(
                 "Консультация {at} (№ {}) скоро начнётся.",
+                ctx.reference
+            )],
+            "Открыть консультации",
+        ),
+        Case::PatientRescheduled => (
+            "Консультация перенесена".into(),
+            vec![
+                format!("Онлайн-консультация перенесена на {at}."),
+                "Оплата и анкеты сохраняются; напоминание придёт к новому времени.".into(),
+            ],
+            "Открыть личный кабинет",
+        ),
+        Case::DoctorRescheduled => (
+            "Консультация перенесена".into(),
+            vec![format!(
+                "Консультация № {} перенесена на {at}.",
                 ctx.reference
             )],
             "Открыть консультации",

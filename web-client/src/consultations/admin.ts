@@ -89,7 +89,7 @@ export function mayReschedule(c: Consultation, role: Role): boolean {
 }
 
 /** «Перенести» and its panel: the doctor's free days and times, then a confirmation. */
-export function reschedulePanel(c: Consultation, titleId: string): [HTMLButtonElement, HTMLElement] {
+export function reschedulePanel(c: Consultation, titleId: string, role: Role): [HTMLButtonElement, HTMLElement] {
   return disclosure({
     key: c.id,
     text: 'Перенести',
@@ -98,11 +98,11 @@ export function reschedulePanel(c: Consultation, titleId: string): [HTMLButtonEl
     panelClass: 'c-documents reschedule',
     describedBy: titleId,
     open: openReschedules,
-    fill: (panel) => void fillReschedule(c, panel),
+    fill: (panel) => void fillReschedule(c, panel, role),
   });
 }
 
-async function fillReschedule(c: Consultation, panel: HTMLElement): Promise<void> {
+async function fillReschedule(c: Consultation, panel: HTMLElement, role: Role): Promise<void> {
   if (host === null) return;
   const gen = host.generation();
   const status = h('p', { class: 'notice-line', text: 'Загружаем свободное время…', attrs: { role: 'status' } });
@@ -126,7 +126,9 @@ async function fillReschedule(c: Consultation, panel: HTMLElement): Promise<void
       },
       onChoose: (s) => {
         const { when, zone } = slotTime(s.startsAt, s.endsAt, s.timeZone);
-        confirmText.textContent = `Новое время: ${when}${zone === '' ? '' : ` (${zone})`}. Пациент получит уведомление.`;
+        const told = role === 'patient' ? 'Врач получит уведомление.' : 'Пациент и врач получат уведомление.';
+        const paid = c.status === 'paid' ? ' Оплата сохраняется.' : '';
+        confirmText.textContent = `Новое время: ${when}${zone === '' ? '' : ` (${zone})`}.${paid} ${told}`;
         bar.hidden = false;
         confirm.focus();
       },

@@ -642,7 +642,7 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
     });
     actions.append(paid);
   }
-  const move = mayReschedule(c, role) ? reschedulePanel(c, titleId) : null;
+  const move = mayReschedule(c, role) ? reschedulePanel(c, titleId, role) : null;
   if (move !== null) actions.append(move[0]);
   const refund = mayRefund(c, role) ? refundPanel(c, titleId) : null;
   if (refund !== null) actions.append(refund[0]);

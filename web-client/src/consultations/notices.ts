@@ -68,6 +68,8 @@ export const EVENT_TEXT: Record<string, string> = {
   'patient.questionnaire_anamnesis': 'Пациенту: анкета о здоровье',
   'patient.deletion_answered': 'Пациенту: ответ на запрос об удалении',
   'patient.deletion_extended': 'Пациенту: срок ответа продлён',
+  'patient.rescheduled': 'Пациенту: перенос',
+  'doctor.rescheduled': 'Врачу: перенос',
   'doctor.must_close': 'Врачу: закрыть консультацию',
   'doctor.reminder': 'Врачу: напоминание',
   'doctor.cancelled': 'Врачу: отмена',
