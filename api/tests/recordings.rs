@@ -75,6 +75,19 @@ async fn record(
     id
 }
 
+/// `who` asks for a download link of `recording`; the link as a full URL.
+async fn link_for(api: &common::TestApi, recording: &str, who: &str) -> String {
+    let (status, link) = api
+        .post(&format!("/recordings/{recording}/download"), who, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    format!(
+        "{}{}",
+        api.base.trim_end_matches("/api/v1"),
+        link["url"].as_str().unwrap()
+    )
+}
+
 on_both_databases!(local_folder_recordings, super::local_folder_recordings);
 
 async fn local_folder_recordings(backend: Backend) {
@@ -128,19 +141,7 @@ async fn local_folder_recordings(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
 
     // Download: a signed link to this server, byte-identical, audited.
-    let (status, link) = api
-        .post(
-            &format!("/recordings/{doctor_file}/download"),
-            &c.head,
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{link}");
-    let url = format!(
-        "{}{}",
-        api.base.trim_end_matches("/api/v1"),
-        link["url"].as_str().unwrap()
-    );
+    let url = link_for(api, &doctor_file, &c.head).await;
     let r = reqwest::get(&url).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
@@ -375,19 +376,7 @@ async fn patients_download_their_own_where_the_clinic_allows(backend: Backend) {
     }
 
     // The patient's own download: the bytes, and the audit log names the patient.
-    let (status, link) = api
-        .post(
-            &format!("/recordings/{stored}/download"),
-            &c.patient,
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{link}");
-    let url = format!(
-        "{}{}",
-        api.base.trim_end_matches("/api/v1"),
-        link["url"].as_str().unwrap()
-    );
+    let url = link_for(api, &stored, &c.patient).await;
     let r = reqwest::get(&url).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"the doctor's track");

@@ -17,10 +17,10 @@ import {
   byTestId,
   checkPage,
   chooseDoctor,
-  consoleLog,
   createClinic,
   launchBrowser,
-  remember,
+  openPortalPage,
+  staffLogin,
   startVizit,
   until,
   withDiagnostics,
@@ -30,13 +30,6 @@ const TEST_TIMEOUT = 180_000;
 /** The sandbox on a port of its own (payments 18190 … ESIA 18193, the journey 18194). */
 const SANDBOX = '127.0.0.1:18195';
 
-async function openPage(browser, label, kind) {
-  const context = await browser.newContext({ ...VIEWPORTS[kind], bypassCSP: true, locale: 'ru-RU' });
-  const page = await context.newPage();
-  page.on('console', (m) => remember(consoleLog, `[${label}] ${m.type()}: ${m.text()}`, 300));
-  page.on('pageerror', (e) => remember(consoleLog, `[${label}] pageerror: ${e.message}`, 300));
-  return page;
-}
 
 const row = (page, id) => page.locator(`[data-testid="consultation"][data-consultation-id="${id}"]`);
 
@@ -78,7 +71,7 @@ describe("The clinic admin's console: conflicts, refunds, moving, the audit log"
       });
 
       // A patient pays for one consultation (two weeks ahead) and books another (soon, unpaid).
-      const patient = await openPage(browser, 'patient', 'desktop');
+      const patient = await openPortalPage(browser, 'patient', 'desktop');
       await patient.goto(`${base}/consultations`);
       await byTestId(patient, 'demo-login').click();
       await byTestId(patient, 'booking-section').waitFor({ state: 'visible' });
@@ -125,11 +118,8 @@ describe("The clinic admin's console: conflicts, refunds, moving, the audit log"
       assert.equal(report.conflictsFlagged, 1, JSON.stringify(report));
 
       // The admin's page.
-      const admin = await openPage(browser, 'admin', 'desktop');
-      await admin.goto(`${base}/consultations`);
-      await byTestId(admin, 'login-email').fill(CLINIC_ADMIN.email);
-      await byTestId(admin, 'login-password').fill(CLINIC_PASSWORD);
-      await byTestId(admin, 'login-submit').click();
+      const admin = await openPortalPage(browser, 'admin', 'desktop');
+      await staffLogin(admin, base, CLINIC_ADMIN.email, CLINIC_PASSWORD);
       const conflict = admin.locator(`[data-testid="conflict-consultation"][data-consultation-id="${movedId}"]`);
       await conflict.waitFor({ state: 'visible', timeout: 15_000 });
       assert.equal(await admin.locator('[data-testid="conflict-consultation"]').count(), 1);

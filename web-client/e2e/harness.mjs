@@ -244,6 +244,28 @@ export function launchBrowser(options = {}) {
 
 export const byTestId = (page, id) => page.locator(`[data-testid="${id}"]`);
 
+/**
+ * A page of its own context at `kind`'s size (VIEWPORTS) in Russian, its console kept for the
+ * diagnostics under `label`. bypassCSP: axe-core is injected as a script; `extra` adds context
+ * options (e.g. camera and microphone permissions for a call in the same tab).
+ */
+export async function openPortalPage(browser, label, kind, extra = {}) {
+  const context = await browser.newContext({ ...VIEWPORTS[kind], bypassCSP: true, locale: 'ru-RU', ...extra });
+  const page = await context.newPage();
+  page.on('console', (m) => remember(consoleLog, `[${label}] ${m.type()}: ${m.text()}`, 300));
+  page.on('pageerror', (e) => remember(consoleLog, `[${label}] pageerror: ${e.message}`, 300));
+  return page;
+}
+
+/** A member of staff signs in with the form on /consultations. */
+export async function staffLogin(page, base, email, password) {
+  await page.goto(`${base}/consultations`);
+  await byTestId(page, 'login-email').fill(email);
+  await byTestId(page, 'login-password').fill(password);
+  await byTestId(page, 'login-submit').click();
+  await byTestId(page, 'list-title').waitFor({ state: 'visible', timeout: 15_000 });
+}
+
 /** Pick a doctor in the booking's cards: by `id`, or the first whose card shows `name`, or the first. */
 export async function chooseDoctor(page, { id, name } = {}) {
   const cards = page.locator('[data-testid="doctor"]');

@@ -17,7 +17,6 @@ import {
   CLINIC_ADMIN,
   CLINIC_DOCTOR,
   CLINIC_PASSWORD,
-  VIEWPORTS,
   api,
   byTestId,
   checkPage,
@@ -25,9 +24,10 @@ import {
   consoleLog,
   createClinic,
   hangUp,
+  joinBoth,
   launchBrowser,
-  received,
-  remember,
+  openPortalPage,
+  staffLogin,
   startVizit,
   until,
   waitState,
@@ -41,20 +41,9 @@ const PATIENT = 'Пациент (демо)';
 const CONCLUSION = 'ОРВИ, лёгкое течение. Обильное питьё, контроль температуры, повторно через 5 дней.';
 /** How long the two talk with the recording on. */
 const TALK_MS = 4_000;
+/** The call is made in the cabinet's own tab. */
+const MEDIA = { permissions: ['camera', 'microphone'] };
 
-async function openPage(browser, label, kind) {
-  // bypassCSP: axe is injected as a script. Camera and microphone: the call is in this tab.
-  const context = await browser.newContext({
-    ...VIEWPORTS[kind],
-    bypassCSP: true,
-    locale: 'ru-RU',
-    permissions: ['camera', 'microphone'],
-  });
-  const page = await context.newPage();
-  page.on('console', (m) => remember(consoleLog, `[${label}] ${m.type()}: ${m.text()}`, 300));
-  page.on('pageerror', (e) => remember(consoleLog, `[${label}] pageerror: ${e.message}`, 300));
-  return page;
-}
 
 const row = (page, id) => page.locator(`[data-testid="consultation"][data-consultation-id="${id}"]`);
 
@@ -98,7 +87,7 @@ describe('One consultation from booking on a phone to the recording downloaded',
       const base = server.base;
 
       // ---- the patient, on a phone: doctor, day, time, confirmation, payment step ----
-      const patient = await openPage(browser, 'patient', 'phone');
+      const patient = await openPortalPage(browser, 'patient', 'phone', MEDIA);
       await patient.goto(`${base}/consultations`);
       await byTestId(patient, 'demo-login').click();
       await byTestId(patient, 'booking-section').waitFor({ state: 'visible' });
@@ -146,11 +135,8 @@ describe('One consultation from booking on a phone to the recording downloaded',
       await patient.waitForURL(/\/call/, { timeout: 15_000 });
       await until('the patient\'s Join enabled', () => byTestId(patient, 'join').isEnabled(), 20_000);
 
-      const doctor = await openPage(browser, 'doctor', 'desktop');
-      await doctor.goto(`${base}/consultations`);
-      await byTestId(doctor, 'login-email').fill(CLINIC_DOCTOR.email);
-      await byTestId(doctor, 'login-password').fill(CLINIC_PASSWORD);
-      await byTestId(doctor, 'login-submit').click();
+      const doctor = await openPortalPage(browser, 'doctor', 'desktop', MEDIA);
+      await staffLogin(doctor, base, CLINIC_DOCTOR.email, CLINIC_PASSWORD);
       const doctorRow = row(doctor, consultationId);
       await doctorRow.waitFor({ state: 'visible', timeout: 15_000 });
       assert.match(await doctorRow.innerText(), new RegExp(PATIENT.replace(/[()]/g, '\\$&')));
@@ -158,13 +144,7 @@ describe('One consultation from booking on a phone to the recording downloaded',
       await doctor.waitForURL(/\/call/, { timeout: 15_000 });
       await until('the doctor\'s Join enabled', () => byTestId(doctor, 'join').isEnabled(), 20_000);
 
-      await byTestId(patient, 'join').click();
-      await byTestId(doctor, 'join').click();
-      await Promise.all([waitState(patient, 'connected'), waitState(doctor, 'connected')]);
-      await until('both decode the other', async () => {
-        const [x, y] = await Promise.all([received(patient), received(doctor)]);
-        return x.framesDecoded > 0 && y.framesDecoded > 0;
-      });
+      await joinBoth(patient, doctor);
       for (const page of [patient, doctor]) {
         await byTestId(page, 'recording-consent').waitFor({ state: 'visible', timeout: 15_000 });
         await byTestId(page, 'recording-consent').click();
@@ -187,11 +167,8 @@ describe('One consultation from booking on a phone to the recording downloaded',
       await doctor.context().close();
 
       // ---- the admin finds it by the patient's name, with its recordings ----
-      const admin = await openPage(browser, 'admin', 'desktop');
-      await admin.goto(`${base}/consultations`);
-      await byTestId(admin, 'login-email').fill(CLINIC_ADMIN.email);
-      await byTestId(admin, 'login-password').fill(CLINIC_PASSWORD);
-      await byTestId(admin, 'login-submit').click();
+      const admin = await openPortalPage(browser, 'admin', 'desktop');
+      await staffLogin(admin, base, CLINIC_ADMIN.email, CLINIC_PASSWORD);
       await byTestId(admin, 'filters').waitFor({ state: 'visible', timeout: 15_000 });
       await byTestId(admin, 'search').fill('пациент (ДЕМО');
       await until('the search finds the consultation', async () => {

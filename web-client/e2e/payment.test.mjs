@@ -18,6 +18,7 @@ import {
   chooseDoctor,
   consoleLog,
   launchBrowser,
+  openPortalPage,
   remember,
   startVizit,
   until,
@@ -28,14 +29,6 @@ const TEST_TIMEOUT = 120_000;
 /** The sandbox (YooKassa's page, the mail capture) on a fixed port: the namespace is ours. */
 const SANDBOX = '127.0.0.1:18190';
 
-async function openPage(browser, label, kind) {
-  // bypassCSP: axe is injected as a script; Vizit's pages forbid inline scripts otherwise.
-  const context = await browser.newContext({ ...VIEWPORTS[kind], bypassCSP: true, locale: 'ru-RU' });
-  const page = await context.newPage();
-  page.on('console', (m) => remember(consoleLog, `[${label}] ${m.type()}: ${m.text()}`, 300));
-  page.on('pageerror', (e) => remember(consoleLog, `[${label}] pageerror: ${e.message}`, 300));
-  return page;
-}
 
 /** The demo patient books a free slot (the first, or the last: two weeks ahead) of a seeded
  * Bitrix24 doctor; returns its row. */
@@ -79,7 +72,7 @@ describe('paying for a consultation', { timeout: TEST_TIMEOUT * 3 }, () => {
       `the patient pays on the payment page and comes back to «Оплачено» (${kind})`,
       { timeout: TEST_TIMEOUT },
       withDiagnostics(async () => {
-        const page = await openPage(browser, `patient-${kind}`, kind);
+        const page = await openPortalPage(browser, `patient-${kind}`, kind);
         const email = `patient-${kind}@example.ru`;
         const { row, id } = await bookAsDemoPatient(page, server.base);
         const pay = row.locator('[data-testid="pay-consultation"]');
@@ -133,7 +126,7 @@ describe('paying for a consultation', { timeout: TEST_TIMEOUT * 3 }, () => {
     'a paid consultation cancelled in time shows its refund',
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {
-      const page = await openPage(browser, 'patient-refund', 'desktop');
+      const page = await openPortalPage(browser, 'patient-refund', 'desktop');
       // Two weeks ahead: well within the clinic's notice (24 h), so the patient is refunded.
       const { row, id } = await bookAsDemoPatient(page, server.base, 'last');
       await row.locator('[data-testid="pay-consultation"]').click();
@@ -179,7 +172,7 @@ describe('paying for a consultation', { timeout: TEST_TIMEOUT * 3 }, () => {
     'a declined payment says why and can be paid again',
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {
-      const page = await openPage(browser, 'patient-declined', 'desktop');
+      const page = await openPortalPage(browser, 'patient-declined', 'desktop');
       const { row, id } = await bookAsDemoPatient(page, server.base);
       await row.locator('[data-testid="pay-consultation"]').click();
       await row.locator('[data-testid="pay-email"]').fill('declined@example.ru');
