@@ -194,6 +194,16 @@ describe('One consultation from booking on a phone to the recording downloaded',
         return states.every((s) => s === 'Сохранена');
       }, 90_000, 500);
       for (const text of await recordings.allInnerTexts()) assert.ok(text.includes(PATIENT), `a recording without the patient's name: ${text}`);
+      // The consultation's own recordings, in its row, and one downloaded from there.
+      const found = row(admin, consultationId);
+      await found.locator('[data-testid="show-recordings"]').click();
+      const own = found.locator('[data-testid="recordings-panel"] [data-testid="recording"]');
+      await until('the row lists its recordings', async () => (await own.count()) >= 2, 15_000, 200);
+      const [byAdmin] = await Promise.all([
+        admin.waitForEvent('download', { timeout: 30_000 }),
+        own.first().locator('[data-testid="recording-download"]').click(),
+      ]);
+      assert.ok((await stat(await byAdmin.path())).size > 1000, 'the admin downloaded a recording');
       await checkPage(admin, 'journey-4-admin-desktop');
       await admin.context().close();
 

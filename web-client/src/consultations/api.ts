@@ -854,8 +854,10 @@ export class ApiClient {
     return decodePage(await this.request('GET', `/audit?${q}`), decodeAudit);
   }
 
-  async recordings(limit: number): Promise<Page<Recording>> {
+  /** The recordings the caller may see, newest first; `consultationId`: of that one only. */
+  async recordings(limit: number, consultationId?: string): Promise<Page<Recording>> {
     const q = new URLSearchParams({ limit: String(limit) });
+    if (consultationId !== undefined) q.set('consultationId', consultationId);
     return decodePage(await this.request('GET', `/recordings?${q}`), decodeRecording);
   }
 

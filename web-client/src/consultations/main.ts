@@ -178,8 +178,9 @@ let pollTimer: number | null = null;
 let payTimer: number | null = null;
 /** What each cancelled paid consultation's refund looks like, once asked (by consultation id). */
 const refundTexts = new Map<string, string>();
-/** Rows whose cancellation form is open: a re-render keeps it open. */
+/** Rows whose cancellation form or recordings are open: a re-render keeps them open. */
 const openCancels = new Set<string>();
+const openRecordings = new Set<string>();
 
 /** Page load without a token: asking whether a session cookie is there; a 401 is no news. */
 let probing = false;
@@ -236,6 +237,7 @@ function resetSignedInState(): void {
   stopPaymentResult();
   refundTexts.clear();
   openCancels.clear();
+  openRecordings.clear();
   consultations = new Map();
   total = 0;
   pages = 1;
@@ -298,7 +300,9 @@ function signIn(u: User, focus = true): void {
       .catch(() => {});
   }
   user = u;
-  ui.whoName.textContent = `${u.name} (${ROLE_TEXT[u.role]})`;
+  // The role, unless the name says it already («Пациент (демо)»).
+  const role = ROLE_TEXT[u.role];
+  ui.whoName.textContent = u.name.toLowerCase().includes(role) ? u.name : `${u.name} · ${role}`;
   say(ui.pageMessage, null);
   const view = viewFor(u.role);
   ui.listTitle.textContent = view === 'clinic' ? TEXT.allConsultations : TEXT.myConsultations;
@@ -668,6 +672,21 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
   // What was written and sent in the call, kept with the consultation.
   const chat = hasChat(c, role) ? chatPanel(c, titleId) : null;
   if (chat !== null) actions.append(chat[0]);
+  // The clinic: this consultation's recordings, where the call may have taken place.
+  const recs =
+    (role === 'admin' || role === 'head_doctor') && mayHaveCalled(c)
+      ? disclosure({
+          key: c.id,
+          text: 'Записи',
+          testid: 'show-recordings',
+          panelTestid: 'recordings-panel',
+          panelClass: 'c-documents',
+          describedBy: titleId,
+          open: openRecordings,
+          fill: (p) => void fillRecordings(c, p),
+        })
+      : null;
+  if (recs !== null) actions.append(recs[0]);
   if (role === 'admin') {
     const log = h('button', {
       class: 'button secondary',
@@ -733,6 +752,7 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
   if (cancel !== null) li.append(cancel[1]);
   if (panel !== null) li.append(panel);
   if (chat !== null) li.append(chat[1]);
+  if (recs !== null) li.append(recs[1]);
   if (payForm !== null) li.append(payForm);
   li.append(error);
 }
@@ -1148,6 +1168,34 @@ async function loadRecordings(): Promise<void> {
     if (gen !== generation || isUnauthorized(e)) return;
     logFailure('loading the recordings', e);
     say(ui.recordingsEmpty, `Не удалось загрузить записи. ${errorText(e)}`);
+  }
+}
+
+/** Whether `c`'s call may have taken place (and so been recorded). */
+function mayHaveCalled(c: Consultation): boolean {
+  if (c.status === 'in_progress' || c.status === 'completed') return true;
+  const opened = c.joinOpensAt !== null && Date.now() >= Date.parse(c.joinOpensAt);
+  return (c.status === 'paid' || c.status === 'cancelled') && opened;
+}
+
+/** One consultation's recordings, in its row. */
+async function fillRecordings(c: Consultation, panel: HTMLElement): Promise<void> {
+  const gen = generation;
+  panel.setAttribute('aria-busy', 'true');
+  try {
+    const page = await api.recordings(50, c.id);
+    if (gen !== generation) return;
+    panel.replaceChildren(
+      page.items.length === 0
+        ? h('p', { class: 'hint', testid: 'recordings-none', text: TEXT.noRecordingsOfOne })
+        : h('ul', { class: 'consultations', attrs: { 'aria-label': 'Записи консультации' } }, ...page.items.map(renderRecording)),
+    );
+  } catch (e) {
+    if (gen !== generation || isUnauthorized(e)) return;
+    logFailure('loading the recordings of a consultation', e);
+    panel.replaceChildren(h('p', { class: 'form-error', text: `Не удалось загрузить записи. ${errorText(e)}`, attrs: { role: 'alert' } }));
+  } finally {
+    panel.removeAttribute('aria-busy');
   }
 }
 
