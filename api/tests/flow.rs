@@ -407,6 +407,56 @@ on_both_databases!(
     super::audit_log_is_append_only
 );
 
+/// The pages poll their lists every 30 s: a list read is recorded once per person and list in
+/// ten minutes; a record's own read every time.
+async fn list_reads_are_recorded_once_per_ten_minutes(backend: vizit_api::Backend) {
+    let c = Clinic::new(backend).await;
+    let api = &c.api;
+    let id = c.booked(60).await;
+    let (_, admin) = api.get("/me", &c.admin).await;
+    let admin_id = admin["id"].as_str().unwrap().to_owned();
+    let sql = |action: &str, actor: &str| {
+        format!("SELECT COUNT(*) FROM audit_log WHERE action = '{action}' AND actor_id = '{actor}'")
+    };
+    for _ in 0..3 {
+        let (status, _) = api.get("/consultations", &c.admin).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = api.get("/admin/overdue", &c.admin).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = api.get(&format!("/consultations/{id}"), &c.admin).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(api.count(&sql("consultation.list", &admin_id)).await, 1);
+    assert_eq!(
+        api.count(&sql("consultation.list_overdue", &admin_id))
+            .await,
+        1
+    );
+    assert_eq!(api.count(&sql("consultation.read", &admin_id)).await, 3);
+    // Another person's reads are their own.
+    let (status, _) = api.get("/consultations", &c.patient).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.count(&sql("consultation.list", &c.patient_id)).await, 1);
+    // A read older than ten minutes does not hide a new one.
+    let old = vizit_api::now_ms() - 11 * 60_000;
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_kind, actor_id, actor_role, action, object_type) \
+         VALUES ($1, 'user', $2, 'patient', 'consultation.list', 'consultation')",
+    )
+    .bind(old)
+    .bind(&c.other_patient_id)
+    .execute(&api.state.db.pool)
+    .await
+    .unwrap();
+    let (status, _) = api.get("/consultations", &c.other_patient).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        api.count(&sql("consultation.list", &c.other_patient_id))
+            .await,
+        2
+    );
+}
+
 async fn disabled_staff_are_locked_out(backend: vizit_api::Backend) {
     let c = Clinic::new(backend).await;
     let (status, _) = c.api.get("/me", &c.other_doctor).await;
@@ -454,6 +504,10 @@ async fn disabled_staff_are_locked_out(backend: vizit_api::Backend) {
         (StatusCode::BAD_REQUEST, Some("cannot_disable_self"))
     );
 }
+on_both_databases!(
+    list_reads_are_recorded_once_per_ten_minutes,
+    super::list_reads_are_recorded_once_per_ten_minutes
+);
 on_both_databases!(
     disabled_staff_lose_their_sessions_and_cannot_log_in,
     super::disabled_staff_are_locked_out

@@ -12,7 +12,7 @@ use crate::domain::{
     Role, SlotId, SlotStatus, Transition, TransitionError, UserId, next_status,
 };
 use crate::people;
-use crate::platform::audit::audit;
+use crate::platform::audit::{audit, audit_list_read};
 use crate::platform::outbound::{Outbound, Outcome};
 use crate::slots;
 use crate::state::Core;
@@ -583,12 +583,11 @@ pub async fn list(
     }
     let (total, rows) = repo::list(&core.db.pool, &filter, limit, offset).await?;
     let mut conn = core.db.pool.acquire().await?;
-    audit(
+    audit_list_read(
         &mut conn,
-        Some(caller),
+        caller,
         "consultation.list",
         "consultation",
-        None,
         json!({"count": rows.len()}),
     )
     .await?;
@@ -609,12 +608,11 @@ pub async fn flagged(
         Flagged::SlotConflict => "consultation.list_slot_conflicts",
     };
     let mut conn = core.db.pool.acquire().await?;
-    audit(
+    audit_list_read(
         &mut conn,
-        Some(caller),
+        caller,
         action,
         "consultation",
-        None,
         serde_json::Value::Null,
     )
     .await?;

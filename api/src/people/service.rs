@@ -7,7 +7,7 @@ use super::credentials::{API_KEY_PREFIX, SESSION_PREFIX, new_secret, secret_hash
 use super::repo::{self, DoctorRow, NewStaffRow};
 pub use super::repo::{MAX_CANDIDATES, NewPatient, PatientRecord, StaffRow};
 use crate::domain::{ApiKeyId, Caller, Principal, Role, UserId};
-use crate::platform::audit::audit;
+use crate::platform::audit::{audit, audit_list_read};
 use crate::platform::{Db, now_ms};
 use crate::state::Core;
 
@@ -300,12 +300,11 @@ pub async fn create_staff(
 pub async fn list_staff(core: &Core, caller: &Caller) -> Result<Vec<StaffRow>, Error> {
     let rows = repo::list_staff(&core.db.pool).await?;
     let mut conn = core.db.pool.acquire().await?;
-    audit(
+    audit_list_read(
         &mut conn,
-        Some(caller),
+        caller,
         "staff.list",
         "user",
-        None,
         serde_json::Value::Null,
     )
     .await?;

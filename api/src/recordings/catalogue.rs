@@ -16,7 +16,7 @@ use super::repo::{self, NewRow, RecordingRow};
 use super::storage::Recordings;
 use crate::domain::{Caller, RecordingId, Role};
 use crate::platform::Db;
-use crate::platform::audit::audit;
+use crate::platform::audit::{audit, audit_list_read};
 use crate::platform::clock::now_ms;
 use crate::state::ApiState;
 
@@ -270,17 +270,33 @@ pub async fn list(
     } else {
         (None, status)
     };
+    let one = consultation.clone();
     let page = repo::list(&state.db.pool, consultation, status, patient, limit, offset).await?;
     let mut conn = state.db.pool.acquire().await?;
-    audit(
-        &mut conn,
-        Some(caller),
-        "recording.list",
-        "recording",
-        None,
-        serde_json::Value::Null,
-    )
-    .await?;
+    match one {
+        // One consultation's recordings: a read of that consultation, recorded each time.
+        Some(c) => {
+            audit(
+                &mut conn,
+                Some(caller),
+                "recording.list",
+                "consultation",
+                Some(&c),
+                serde_json::Value::Null,
+            )
+            .await?
+        }
+        None => {
+            audit_list_read(
+                &mut conn,
+                caller,
+                "recording.list",
+                "recording",
+                serde_json::Value::Null,
+            )
+            .await?
+        }
+    }
     Ok(page)
 }
 
