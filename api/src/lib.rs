@@ -232,6 +232,7 @@ impl ApiState {
             notifications::notices::REMINDER,
             notifications::notices::MUST_CLOSE,
             notifications::notices::REVIEW,
+            notifications::notices::MOVED,
             notifications::notices::FALLBACK,
         ] {
             self.scheduler

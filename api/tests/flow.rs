@@ -433,6 +433,12 @@ async fn list_reads_are_recorded_once_per_ten_minutes(backend: vizit_api::Backen
         1
     );
     assert_eq!(api.count(&sql("consultation.read", &admin_id)).await, 3);
+    // A search is its own entry (once per ten minutes, like the poll).
+    for _ in 0..2 {
+        let (status, _) = api.get("/consultations?status=booked", &c.admin).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(api.count(&sql("consultation.list", &admin_id)).await, 2);
     // Another person's reads are their own.
     let (status, _) = api.get("/consultations", &c.patient).await;
     assert_eq!(status, StatusCode::OK);

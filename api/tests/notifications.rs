@@ -309,7 +309,7 @@ async fn every_consultation_case_reaches_its_recipient_once(backend: Backend) {
     let planned = env
         .api
         .count(&format!(
-            "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key LIKE 'notify.%:{b}%'"
+            "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key LIKE 'notify.%:{b}%' AND kind <> 'notify.moved'"
         ))
         .await;
     assert_eq!(planned, 3, "two reminders and the close request");
@@ -328,6 +328,8 @@ async fn every_consultation_case_reaches_its_recipient_once(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Told once the move has settled (30 s: a slot source may still refuse it).
+    env.advance_to(env.clock.now_ms() + MIN).await;
     let moved = env.wait_mails(patient, "Консультация перенесена", 1).await;
     assert_clean(&moved[0]);
     let doc = env
@@ -343,10 +345,36 @@ async fn every_consultation_case_reaches_its_recipient_once(backend: Backend) {
     let replanned = env
         .api
         .count(&format!(
-            "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key LIKE 'notify.%:{b}%'"
+            "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key LIKE 'notify.%:{b}%' AND kind <> 'notify.moved'"
         ))
         .await;
     assert_eq!(replanned, 3, "the reminders follow the new time");
+    // Moved and moved back within the half minute: no news, nobody is told.
+    let elsewhere = env
+        .api
+        .slot_at(&env.service, &env.doctor_id, later + 24 * HOUR, 150_000)
+        .await;
+    for to in [&elsewhere, &slot] {
+        let (status, body) = env
+            .api
+            .post(
+                &format!("/consultations/{b}/reschedule"),
+                &env.admin,
+                json!({"slotId": to}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    env.advance_to(env.clock.now_ms() + MIN).await;
+    // The job has run (it is done, not pending) and sent nothing.
+    let done = format!(
+        "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key = 'notify.moved:{b}' AND status = 'done'"
+    );
+    common::until("the move's job has run", || async {
+        env.api.count(&done).await == 1
+    })
+    .await;
+    assert_eq!(env.count(patient, "Консультация перенесена"), 1);
     let (status, body) = env
         .api
         .post(
@@ -365,7 +393,7 @@ async fn every_consultation_case_reaches_its_recipient_once(backend: Backend) {
     let left = env
         .api
         .count(&format!(
-            "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key LIKE 'notify.%:{b}%'"
+            "SELECT COUNT(*) FROM scheduled_jobs WHERE job_key LIKE 'notify.%:{b}%' AND kind <> 'notify.moved'"
         ))
         .await;
     assert_eq!(left, 0, "cancelling removes its reminders");

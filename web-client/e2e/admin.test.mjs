@@ -172,10 +172,13 @@ describe("The clinic admin's console: conflicts, refunds, moving, the audit log"
           subjects = all.map((m) => m.subject);
           return all.find((m) => m.subject.startsWith('Консультация перенесена'));
         },
-        30_000,
+        // Told 30 s after the move settles.
+        90_000,
         250,
       );
       assert.match(told.text, /перенесена на /);
+      // Still unpaid: the message asks to pay.
+      assert.match(told.text, /Оплатите её до /);
 
       // The audit log: the moved consultation's entries, then every refund action.
       await row(admin, movedId).locator('[data-testid="show-audit"]').click();

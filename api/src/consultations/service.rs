@@ -374,7 +374,8 @@ pub async fn reschedule(
             &mut tx,
             EventKind::ConsultationRescheduled.as_str(),
             Some(id),
-            json!({"consultationId": id, "fromSlotId": row.slot_id, "toSlotId": new_slot, "undo": why == Move::Undo}),
+            json!({"consultationId": id, "fromSlotId": row.slot_id, "toSlotId": new_slot,
+                   "fromStartsAt": row.starts_at, "toStartsAt": slot.starts_at, "undo": why == Move::Undo}),
         )
         .await?;
     audit(
@@ -582,13 +583,23 @@ pub async fn list(
         _ => {}
     }
     let (total, rows) = repo::list(&core.db.pool, &filter, limit, offset).await?;
+    // What was asked, so a search (the people a name matched, a state, a day) is its own entry;
+    // the page's unchanged poll is one entry per ten minutes.
+    let asked = json!({
+        "from": filter.from,
+        "to": filter.to,
+        "status": filter.status,
+        "doctorId": filter.doctor.as_ref().map(|d| d.to_string()),
+        "people": filter.people,
+        "offset": offset,
+    });
     let mut conn = core.db.pool.acquire().await?;
     audit_list_read(
         &mut conn,
         caller,
         "consultation.list",
         "consultation",
-        json!({"count": rows.len()}),
+        asked,
     )
     .await?;
     Ok((total, rows))

@@ -37,6 +37,10 @@ pub const NO_CHANNEL: &str =
 pub const REMINDER: &str = "notify.reminder";
 pub const MUST_CLOSE: &str = "notify.must_close";
 pub const REVIEW: &str = "notify.review";
+/// A move is told once it has settled: a slot source may refuse it (and the undo puts it back),
+/// and moves in quick succession make one message.
+pub const MOVED: &str = "notify.moved";
+const MOVED_AFTER_MS: i64 = 30_000;
 /// A delivery edna reported failed falls back after `edna.fallback_after` (a later stage of
 /// its cascade may still deliver it).
 pub const FALLBACK: &str = "notify.fallback";
@@ -55,6 +59,8 @@ pub struct About {
     pub pay_by: i64,
     /// Cancelled for want of payment.
     pub expired: bool,
+    /// Booked and still to be paid.
+    pub unpaid: bool,
     /// Questionnaires the message asks to fill in.
     pub count: usize,
 }
@@ -69,6 +75,7 @@ impl About {
             price_kopecks: v.price_kopecks,
             pay_by: v.pay_by,
             expired: false,
+            unpaid: v.status == "booked" && v.price_kopecks > 0,
             count: 0,
         }
     }
@@ -90,6 +97,7 @@ impl About {
             price_kopecks: 0,
             pay_by: 0,
             expired: false,
+            unpaid: false,
             count: 0,
         }
     }
@@ -149,6 +157,10 @@ fn must_close_key(consultation: &str) -> String {
 
 fn review_key(consultation: &str) -> String {
     format!("{REVIEW}:{consultation}")
+}
+
+fn moved_key(consultation: &str) -> String {
+    format!("{MOVED}:{consultation}")
 }
 
 impl Notices {
@@ -269,6 +281,7 @@ impl Notices {
                 price_kopecks: about.price_kopecks,
                 pay_by: about.pay_by,
                 expired: about.expired,
+                unpaid: about.unpaid,
                 count: about.count,
                 link: &link,
                 reference: &reference,
@@ -481,12 +494,29 @@ impl Notices {
                 if visit.status == "paid" {
                     self.plan(conn, &visit).await?;
                 }
-                // Both are told the new time, once per time it moves to.
-                let occasion = format!(":{}", visit.starts_at);
-                let about = About::visit(&visit);
-                self.notify_id(conn, Case::PatientRescheduled, &patient, &about, &occasion)
-                    .await?;
-                self.notify_id(conn, Case::DoctorRescheduled, &doctor, &about, &occasion)
+                // Both are told the new time once the move has settled (`on_job`). `since`: the
+                // time they knew before this run of moves (an undone or reversed move is no news).
+                let key = moved_key(id);
+                let pending: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT payload FROM scheduled_jobs WHERE job_key = $1 AND status = 'pending'",
+                )
+                .bind(&key)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let since = pending
+                    .and_then(|(p,)| p)
+                    .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+                    .and_then(|p| p["since"].as_i64())
+                    .or(event.payload["fromStartsAt"].as_i64());
+                self.scheduler
+                    .schedule(
+                        conn,
+                        MOVED,
+                        &key,
+                        self.now() + MOVED_AFTER_MS,
+                        Some(json!({"consultationId": id, "since": since,
+                                    "startsAt": visit.starts_at, "event": event.id})),
+                    )
                     .await?;
             }
             EventKind::ConsultationCancelled => {
@@ -692,6 +722,21 @@ impl Notices {
                     &format!(":{}", visit.ends_at),
                 )
                 .await?;
+            }
+            MOVED
+                if matches!(visit.status.as_str(), "booked" | "paid")
+                    && payload["startsAt"].as_i64() == Some(visit.starts_at)
+                    && payload["since"].as_i64() != Some(visit.starts_at) =>
+            {
+                let occasion = format!(":{}", payload["event"].as_i64().unwrap_or(0));
+                let about = About::visit(&visit);
+                for (case, who) in [
+                    (Case::PatientRescheduled, &visit.patient_id),
+                    (Case::DoctorRescheduled, &visit.doctor_id),
+                ] {
+                    self.notify_id(&mut tx, case, who, &about, &occasion)
+                        .await?;
+                }
             }
             REVIEW if visit.status == "completed" => {
                 self.notify_id(

@@ -100,6 +100,8 @@ pub struct Context<'a> {
     pub pay_by: i64,
     /// Cancelled for want of payment (not by a person).
     pub expired: bool,
+    /// Booked and still to be paid.
+    pub unpaid: bool,
     /// The sign-in link of this message.
     pub link: &'a str,
     /// A short reference of the consultation for staff (the start of its id).
@@ -254,9 +256,20 @@ pub fn render(case: Case, ctx: &Context<'_>) -> Message {
             "Консультация перенесена".into(),
             vec![
                 format!("Онлайн-консультация перенесена на {at}."),
-                "Оплата и анкеты сохраняются; напоминание придёт к новому времени.".into(),
+                if ctx.unpaid {
+                    format!(
+                        "Оплатите её до {}, иначе запись отменится.",
+                        when(ctx.pay_by, ctx.time_zone)
+                    )
+                } else {
+                    "Оплата и анкеты сохраняются; напоминание придёт к новому времени.".into()
+                },
             ],
-            "Открыть личный кабинет",
+            if ctx.unpaid {
+                "Оплатить в личном кабинете"
+            } else {
+                "Открыть личный кабинет"
+            },
         ),
         Case::DoctorRescheduled => (
             "Консультация перенесена".into(),
@@ -386,6 +399,7 @@ mod tests {
             price_kopecks: 150_000,
             pay_by: 1_797_604_200_000 - 3_600_000,
             expired: false,
+            unpaid: false,
             link: "https://clinic.example/api/v1/notifications/open/t?x=1&y=<2>",
             reference: "abcd1234",
             count: 1,
@@ -440,5 +454,12 @@ mod tests {
             },
         );
         assert!(expired.text.contains("оплата не поступила"));
+        let moved = |unpaid| render(Case::PatientRescheduled, &Context { unpaid, ..ctx() });
+        assert!(
+            moved(true)
+                .text
+                .contains("Оплатите её до 18 декабря 2026 г. в 16:30")
+        );
+        assert!(moved(false).text.contains("Оплата и анкеты сохраняются"));
     }
 }

@@ -42,8 +42,9 @@ pub async fn audit(
 /// per open tab. Reading, changing or downloading one record is recorded every time (`audit`).
 pub const LIST_READ_EVERY_MS: i64 = 10 * 60_000;
 
-/// Record that `caller` read the list `action`: at most once per [`LIST_READ_EVERY_MS`] per
-/// person and list.
+/// Record that `caller` read the list `action` as `details` say (its filter): at most once per
+/// [`LIST_READ_EVERY_MS`] per person, list and filter. A different filter (a search) is always
+/// recorded.
 pub async fn audit_list_read(
     conn: &mut AnyConnection,
     caller: &Caller,
@@ -54,11 +55,17 @@ pub async fn audit_list_read(
     let (_, actor, _) = caller.actor();
     if let Some(actor) = actor {
         let recent: Option<(i64,)> = sqlx::query_as(
-            "SELECT id FROM audit_log WHERE actor_id = $1 AND action = $2 AND at >= $3 LIMIT 1",
+            "SELECT id FROM audit_log WHERE actor_id = $1 AND action = $2 AND at >= $3 \
+             AND object_id IS NULL AND COALESCE(details, '') = $4 LIMIT 1",
         )
         .bind(actor.to_owned())
         .bind(action)
         .bind(now_ms() - LIST_READ_EVERY_MS)
+        .bind(if details.is_null() {
+            String::new()
+        } else {
+            details.to_string()
+        })
         .fetch_optional(&mut *conn)
         .await?;
         if recent.is_some() {

@@ -480,7 +480,8 @@ function grouped(sorted: Consultation[]): HTMLLIElement[] {
 }
 
 function rowFor(c: Consultation): HTMLLIElement {
-  const sig = JSON.stringify(c);
+  // The row also changes when its call window opens («Записи» appear then).
+  const sig = `${JSON.stringify(c)}|${String(mayHaveCalled(c))}`;
   const old = rows.get(c.id);
   if (old !== undefined && old.dataset['sig'] === sig) return old;
   const li = renderConsultation(c, 'list');
