@@ -5,6 +5,7 @@
  * (nothing to do here: no token).
  */
 
+import { ask } from './ask';
 import type { CallView, RecordingView } from './call';
 import {
   RECORDING_TEXT,
@@ -299,26 +300,12 @@ export class CallUi implements CallView {
   /** Ask before hanging up; resolves true to hang up. */
   confirmHangup(): Promise<boolean> {
     const dialog = this.hangupConfirm;
-    if (typeof dialog.showModal !== 'function') return Promise.resolve(window.confirm('Завершить звонок?'));
-    return new Promise((resolve) => {
-      const yes = byTestId(dialog, 'hangup-yes', HTMLButtonElement);
-      const no = byTestId(dialog, 'hangup-cancel', HTMLButtonElement);
-      const done = (answer: boolean): void => {
-        yes.removeEventListener('click', onYes);
-        no.removeEventListener('click', onNo);
-        dialog.removeEventListener('cancel', onNo);
-        if (dialog.open) dialog.close();
-        resolve(answer);
-      };
-      const onYes = (): void => done(true);
-      const onNo = (): void => done(false);
-      yes.addEventListener('click', onYes);
-      no.addEventListener('click', onNo);
-      // Escape closes it: staying is the safe answer.
-      dialog.addEventListener('cancel', onNo);
-      dialog.showModal();
-      no.focus();
-    });
+    return ask(
+      dialog,
+      byTestId(dialog, 'hangup-yes', HTMLButtonElement),
+      byTestId(dialog, 'hangup-cancel', HTMLButtonElement),
+      'Завершить звонок?',
+    );
   }
 
   // ---- pre-call ------------------------------------------------------------------------------

@@ -319,7 +319,7 @@ pub async fn cancel(
     Ok(Json(view(&state, row)?))
 }
 
-/// Until the payments issue lands, the clinic marks a booking paid.
+/// The clinic marks a booking paid when the patient paid at its desk, not through YooKassa.
 #[utoipa::path(post, path = "/api/v1/consultations/{id}/payment", tag = "consultations", security(("bearer" = [])), params(("id" = String, Path, description = "consultation id")), responses((status = 200, body = ConsultationView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn mark_paid(
     State(state): State<ApiState>,

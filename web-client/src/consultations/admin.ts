@@ -5,7 +5,7 @@
  */
 
 import { ApiProblem, type ApiClient, type AuditEntry, type AuditFilter, type Consultation, type Payment, type Role } from './api';
-import { byTestId, disclosure, h, say } from './dom';
+import { byTestId, confirmAction, disclosure, h, say } from './dom';
 import { type Picking, renderPicker } from './picker';
 import { ROLE_TEXT, dayRange, errorText, price, slotTime } from './texts';
 
@@ -290,7 +290,7 @@ function renderRefundForm(c: Consultation, panel: HTMLElement, paid: Payment, do
     error,
     h('div', { class: 'actions' }, submit),
   );
-  form.addEventListener('submit', (e) => {
+  form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const kopecks = parseRubles(amount.value);
     if (kopecks === null || kopecks <= 0 || kopecks > left) {
@@ -305,9 +305,15 @@ function renderRefundForm(c: Consultation, panel: HTMLElement, paid: Payment, do
       reason.focus();
       return;
     }
-    if (!window.confirm(`Вернуть пациенту ${price(kopecks)}?`) || host === null) return;
-    submit.disabled = true;
     say(error, null);
+    const whole = kopecks === left ? 'всю оставшуюся сумму' : `${price(kopecks)} из ${price(left)}`;
+    const yes = await confirmAction(
+      `Вернуть пациенту ${price(kopecks)}?`,
+      `ЮKassa вернёт ${whole} тем же способом, которым платили; пациент получит чек возврата. Отменить возврат нельзя.`,
+      'Вернуть',
+    );
+    if (!yes || host === null) return;
+    submit.disabled = true;
     const api = host.api;
     const gen = host.generation();
     const current = (): boolean => host !== null && gen === host.generation();

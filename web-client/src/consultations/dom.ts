@@ -1,5 +1,7 @@
 /** Small DOM helpers. Text always goes in as text (`textContent`), never as HTML. */
 
+import { ask } from '../ask';
+
 interface Props {
   class?: string;
   text?: string;
@@ -83,4 +85,18 @@ export function disclosure(o: {
   toggle.addEventListener('click', () => show(panel.hidden === true));
   if (o.open.has(o.key)) show(true);
   return [toggle, panel];
+}
+
+/**
+ * Ask before an action that cannot be taken back (a payment marked, money returned) in the
+ * page's own dialog: `question` as its heading, `detail` under it, `yes` on the button that
+ * goes ahead. Resolves true to go ahead.
+ */
+export function confirmAction(question: string, detail: string, yes: string): Promise<boolean> {
+  const dialog = byTestId('confirm', HTMLDialogElement);
+  byTestId('confirm-title', HTMLElement, dialog).textContent = question;
+  byTestId('confirm-text', HTMLElement, dialog).textContent = detail;
+  const yesButton = byTestId('confirm-yes', HTMLButtonElement, dialog);
+  yesButton.textContent = yes;
+  return ask(dialog, yesButton, byTestId('confirm-no', HTMLButtonElement, dialog), question);
 }

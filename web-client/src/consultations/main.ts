@@ -27,7 +27,7 @@ import {
   type Slot,
   type User,
 } from './api';
-import { byTestId, disclosure, h, reconcile, say } from './dom';
+import { byTestId, confirmAction, disclosure, h, reconcile, say } from './dom';
 import { chatPanel, hasChat, initChat } from './chat';
 import { initDocuments, questionnairePanel, refreshDocuments, resetDocuments, showDocuments } from './documents';
 import { initIdentity, showIdentity, showLoginOptions } from './identity';
@@ -636,8 +636,15 @@ function appendActions(li: HTMLLIElement, c: Consultation, role: Role, titleId: 
       text: 'Отметить оплату',
       attrs: { type: 'button', 'aria-describedby': titleId },
     });
-    paid.addEventListener('click', () => {
-      if (!window.confirm('Отметить консультацию оплаченной (оплата в клинике)?')) return;
+    paid.addEventListener('click', async () => {
+      const { title } = rowTitle(c, role);
+      const when = slotTime(c.startsAt, c.endsAt, c.timeZone).when;
+      const yes = await confirmAction(
+        'Отметить оплату?',
+        `${title}, ${when}. Пациент заплатил в клинике, не через ЮKassa; консультация станет оплаченной.`,
+        'Отметить оплату',
+      );
+      if (!yes) return;
       void rowAction(c, li, async () => {
         const updated = await api.markPaid(c.id);
         consultations.set(updated.id, updated);
