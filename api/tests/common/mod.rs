@@ -245,6 +245,18 @@ impl TestApi {
         self.call(Method::PUT, path, Some(auth), Some(body)).await
     }
 
+    /// The actions of the audit entries `GET /audit?{query}` returns, newest first.
+    pub async fn audit_actions(&self, query: &str, auth: &str) -> Vec<String> {
+        let (status, log) = self.get(&format!("/audit?{query}"), auth).await;
+        assert_eq!(status, StatusCode::OK, "{log}");
+        log["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| e["action"].as_str().expect("action").to_owned())
+            .collect()
+    }
+
     pub async fn staff(&self, role: Role, email: &str) -> String {
         vizit_api::create_staff_user(
             &self.state.db,
