@@ -137,19 +137,20 @@ describe("The clinic admin's console: conflicts, refunds, moving, the audit log"
       assert.match(await paidRow.locator('[data-testid="refund-error"]').innerText(), /от 0,01 до 1500,00/);
       await paidRow.locator('[data-testid="refund-amount"]').fill('500');
       // The page's own dialog asks first; «Не сейчас» returns nothing.
-      const ask = admin.locator('[data-testid="confirm"]');
+      const ask = admin.locator('[data-testid="ask"]');
       await paidRow.locator('[data-testid="refund-submit"]').click();
       await ask.waitFor({ state: 'visible' });
       assert.match(await ask.innerText(), /Вернуть пациенту 500\s₽\?[\s\S]*500\s₽ из 1\s500\s₽/);
-      assert.equal(await admin.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'confirm-no');
+      assert.equal(await admin.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'ask-no');
+      assert.equal(await admin.getByRole('dialog', { name: /^Вернуть пациенту 500\s₽\?$/ }).count(), 1, 'the dialog is named by its question');
       await checkPage(admin, 'admin-refund-confirm-desktop');
-      await ask.locator('[data-testid="confirm-no"]').click();
+      await ask.locator('[data-testid="ask-no"]').click();
       await ask.waitFor({ state: 'hidden' });
       assert.equal(await admin.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'refund-submit');
       const untouched = await api(base, 'GET', `/consultations/${paidId}/payments`, { token: adminToken, status: 200 });
       assert.deepEqual(untouched.find((p) => p.status === 'succeeded').refunds, []);
       await paidRow.locator('[data-testid="refund-submit"]').click();
-      await ask.locator('[data-testid="confirm-yes"]').click();
+      await ask.locator('[data-testid="ask-yes"]').click();
       await paidRow.locator('[data-testid="refund-done"]').waitFor({ state: 'visible', timeout: 30_000 });
       assert.equal(await admin.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'refund-done');
       assert.match(await paidRow.locator('[data-testid="refund-item"]').first().innerText(), /^500\s₽/);

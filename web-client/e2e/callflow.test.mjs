@@ -271,7 +271,7 @@ describe('Around the call: the link checked first, hang-up confirmed, what comes
       const row = page.locator(`[data-testid="consultation"][data-consultation-id="${id}"]`);
       await row.waitFor({ state: 'visible', timeout: 15_000 });
       // Asked first: Escape (the safe answer) leaves it booked.
-      const ask = page.locator('[data-testid="confirm"]');
+      const ask = page.locator('[data-testid="ask"]');
       await row.locator('[data-testid="mark-paid"]').click();
       await ask.waitFor({ state: 'visible' });
       assert.match(await ask.innerText(), /Отметить оплату\?[\s\S]*заплатил в клинике/);
@@ -280,7 +280,7 @@ describe('Around the call: the link checked first, hang-up confirmed, what comes
       assert.equal(await row.getAttribute('data-status'), 'booked');
       assert.equal((await api(server.base, 'GET', `/consultations/${id}`, { token: adminToken, status: 200 })).status, 'booked');
       await row.locator('[data-testid="mark-paid"]').click();
-      await ask.locator('[data-testid="confirm-yes"]').click();
+      await ask.locator('[data-testid="ask-yes"]').click();
       await row.locator('[data-testid="consultation-status"][data-status="paid"]').waitFor({ timeout: 15_000 });
       assert.equal(await row.locator('[data-testid="mark-paid"]').count(), 0);
       await row.locator('[data-testid="cancel-consultation"]').click();

@@ -705,7 +705,7 @@ let axeSource = null;
 
 /**
  * Photograph the whole page into SCREENS/`name`.png, and fail on serious or critical axe-core
- * violations and on sideways scrolling. The context needs `bypassCSP` (axe is injected).
+ * violations, on an id used twice and on sideways scrolling. The context needs `bypassCSP` (axe is injected).
  */
 export async function checkPage(page, name) {
   await mkdir(SCREENS, { recursive: true });
@@ -720,6 +720,15 @@ export async function checkPage(page, name) {
       .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
   });
   assert.deepEqual(violations, [], `accessibility of ${name}`);
+  // axe only asks a person to review a doubled id; a label that points at an id then names the
+  // wrong element (the first one), so a doubled id fails here.
+  const doubled = await page.evaluate(() => {
+    const seen = new Set();
+    const twice = new Set();
+    for (const el of document.querySelectorAll('[id]')) (seen.has(el.id) ? twice : seen).add(el.id);
+    return [...twice];
+  });
+  assert.deepEqual(doubled, [], `ids used twice on ${name}`);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
   assert.equal(overflow, false, `${name} scrolls sideways`);
 }

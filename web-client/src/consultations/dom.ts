@@ -93,10 +93,10 @@ export function disclosure(o: {
  * goes ahead. Resolves true to go ahead.
  */
 export function confirmAction(question: string, detail: string, yes: string): Promise<boolean> {
-  const dialog = byTestId('confirm', HTMLDialogElement);
-  byTestId('confirm-title', HTMLElement, dialog).textContent = question;
-  byTestId('confirm-text', HTMLElement, dialog).textContent = detail;
-  const yesButton = byTestId('confirm-yes', HTMLButtonElement, dialog);
+  const dialog = byTestId('ask', HTMLDialogElement);
+  byTestId('ask-title', HTMLElement, dialog).textContent = question;
+  byTestId('ask-text', HTMLElement, dialog).textContent = detail;
+  const yesButton = byTestId('ask-yes', HTMLButtonElement, dialog);
   yesButton.textContent = yes;
-  return ask(dialog, yesButton, byTestId('confirm-no', HTMLButtonElement, dialog), question);
+  return ask(dialog, yesButton, byTestId('ask-no', HTMLButtonElement, dialog), question);
 }
