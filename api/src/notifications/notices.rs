@@ -497,15 +497,10 @@ impl Notices {
                 // Both are told the new time once the move has settled (`on_job`). `since`: the
                 // time they knew before this run of moves (an undone or reversed move is no news).
                 let key = moved_key(id);
-                let pending: Option<(Option<String>,)> = sqlx::query_as(
-                    "SELECT payload FROM scheduled_jobs WHERE job_key = $1 AND status = 'pending'",
-                )
-                .bind(&key)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let since = pending
-                    .and_then(|(p,)| p)
-                    .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+                let since = self
+                    .scheduler
+                    .pending_payload(conn, &key)
+                    .await?
                     .and_then(|p| p["since"].as_i64())
                     .or(event.payload["fromStartsAt"].as_i64());
                 self.scheduler

@@ -127,6 +127,24 @@ impl Scheduler {
         cancel_job(conn, key).await
     }
 
+    /// The payload of the job under `key` while it is still to run, in the caller's transaction:
+    /// None if there is no such job, it has run, or it carries no (readable) payload.
+    pub async fn pending_payload(
+        &self,
+        conn: &mut AnyConnection,
+        key: &str,
+    ) -> Result<Option<Value>, sqlx::Error> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT payload FROM scheduled_jobs WHERE job_key = $1 AND status = 'pending'",
+        )
+        .bind(key)
+        .fetch_optional(conn)
+        .await?;
+        Ok(row
+            .and_then(|(p,)| p)
+            .and_then(|p| serde_json::from_str(&p).ok()))
+    }
+
     /// Keep a recurring job of `kind` under `key`: due now if new, then `every` after each run.
     /// A changed period applies from the next run.
     pub async fn every(&self, kind: &str, key: &str, every: Duration) -> Result<(), sqlx::Error> {
@@ -275,8 +293,6 @@ impl Scheduler {
     }
 }
 
-/// [`Scheduler::schedule`] for code that holds no scheduler (an outbox subscriber, in its
-/// delivery's transaction); `now` is the creation time.
 /// Drop the job under `key` unless it has run, in the caller's transaction; true if one was.
 pub async fn cancel_job(conn: &mut AnyConnection, key: &str) -> Result<bool, sqlx::Error> {
     let n = sqlx::query("DELETE FROM scheduled_jobs WHERE job_key = $1 AND status = 'pending'")
@@ -287,6 +303,8 @@ pub async fn cancel_job(conn: &mut AnyConnection, key: &str) -> Result<bool, sql
     Ok(n == 1)
 }
 
+/// [`Scheduler::schedule`] for code that holds no scheduler (an outbox subscriber, in its
+/// delivery's transaction); `now` is the creation time.
 pub async fn schedule_at(
     conn: &mut AnyConnection,
     now: i64,

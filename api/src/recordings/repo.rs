@@ -156,8 +156,8 @@ pub async fn interrupted(pool: &AnyPool) -> Result<Vec<(String, String, String)>
     .await
 }
 
-/// One page of the catalogue, newest first, and the total.
-/// One page of the catalogue; `patient`: only that patient's consultations' recordings.
+/// One page of the catalogue, newest first, and the total; `patient`: only that patient's
+/// consultations' recordings.
 pub async fn list(
     pool: &AnyPool,
     consultation: Option<String>,
