@@ -4,7 +4,16 @@
  * consultations whose time changed in Bitrix24, and the audit log with its filters.
  */
 
-import { ApiProblem, type ApiClient, type AuditEntry, type AuditFilter, type Consultation, type Payment, type Role } from './api';
+import {
+  ApiProblem,
+  type ApiClient,
+  type AuditEntry,
+  type AuditFilter,
+  type Consultation,
+  type Payment,
+  type Role,
+  type Slot,
+} from './api';
 import { byTestId, confirmAction, disclosure, h, say } from './dom';
 import { type Picking, renderPicker } from './picker';
 import { ROLE_TEXT, dayRange, errorText, price, slotTime } from './texts';
@@ -118,6 +127,9 @@ async function fillReschedule(c: Consultation, panel: HTMLElement, role: Role): 
   zoneNote.hidden = true;
   panel.replaceChildren(status, days, zoneNote, slots, bar, error);
   const picking: Picking = { slots: [], day: null, chosen: null };
+  const api = host.api;
+  // The doctor's free times, less the one it is booked at.
+  const freeSlots = async (): Promise<Slot[]> => (await api.slots(c.doctor.id)).filter((s) => s.id !== c.slotId);
   const draw = (): void =>
     renderPicker({ days, slots, zoneNote }, picking, {
       verb: 'перенести сюда',
@@ -134,7 +146,7 @@ async function fillReschedule(c: Consultation, panel: HTMLElement, role: Role): 
       },
     });
   try {
-    picking.slots = (await host.api.slots(c.doctor.id)).filter((s) => s.id !== c.slotId);
+    picking.slots = await freeSlots();
     if (gen !== host.generation()) return;
     draw();
     say(status, picking.slots.length === 0 ? 'У врача нет свободного времени в ближайшие две недели.' : 'Выберите день и время.');
@@ -148,7 +160,6 @@ async function fillReschedule(c: Consultation, panel: HTMLElement, role: Role): 
   confirm.addEventListener('click', () => {
     const to = picking.chosen;
     if (to === null || host === null) return;
-    const api = host.api;
     const current = (): boolean => host !== null && gen === host.generation();
     confirm.disabled = true;
     say(error, null);
@@ -169,11 +180,10 @@ async function fillReschedule(c: Consultation, panel: HTMLElement, role: Role): 
         say(error, errorText(e));
         // The time was taken meanwhile: offer what is free now.
         if (e instanceof ApiProblem && (e.code === 'slot_taken' || e.code === 'slot_in_past')) {
-          void api
-            .slots(c.doctor.id)
+          void freeSlots()
             .then((fresh) => {
               if (!current()) return;
-              picking.slots = fresh.filter((s) => s.id !== c.slotId);
+              picking.slots = fresh;
               picking.chosen = null;
               bar.hidden = true;
               draw();

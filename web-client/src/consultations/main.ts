@@ -1381,12 +1381,22 @@ function renderPicking(): void {
   });
 }
 
+/** «Иванова Анна Петровна, терапевт»: the booking's doctor line. */
+function doctorLine(d: { name: string; specialty: string }): string {
+  return `${d.name}, ${d.specialty.toLowerCase()}`;
+}
+
+/** A booking's time at the patient's clock, and at the doctor's too if it differs. */
+function bothClocks(startsAt: string, endsAt: string, timeZone: string): string {
+  const { when, zone } = slotTime(startsAt, endsAt, timeZone);
+  return zone === '' ? when : `${when} (ваше время; ${zone})`;
+}
+
 /** The confirmation step: whom, when (the patient's clock; the doctor's too if it differs), the price and the rules. */
 function chooseSlot(s: Slot): void {
   const doctor = doctors.find((d) => d.id === s.doctorId);
-  ui.confirmDoctor.textContent = doctor === undefined ? '' : `${doctor.name}, ${doctor.specialty.toLowerCase()}`;
-  const { when, zone } = slotTime(s.startsAt, s.endsAt, s.timeZone);
-  ui.confirmWhen.textContent = zone === '' ? when : `${when} (ваше время; ${zone})`;
+  ui.confirmDoctor.textContent = doctor === undefined ? '' : doctorLine(doctor);
+  ui.confirmWhen.textContent = bothClocks(s.startsAt, s.endsAt, s.timeZone);
   ui.confirmPrice.textContent = price(s.priceKopecks);
   ui.bookingConfirm.hidden = false;
   ui.bookingConfirm.scrollIntoView({ block: 'nearest' });
@@ -1431,9 +1441,8 @@ async function book(s: Slot, doctorId: string): Promise<void> {
 function showPayStep(c: Consultation): void {
   if (c.status !== 'booked') return;
   ui.bookingPay.dataset['consultationId'] = c.id;
-  ui.paystepDoctor.textContent = `${c.doctor.name}, ${c.doctor.specialty.toLowerCase()}`;
-  const { when, zone } = slotTime(c.startsAt, c.endsAt, c.timeZone);
-  ui.paystepWhen.textContent = zone === '' ? when : `${when} (ваше время; ${zone})`;
+  ui.paystepDoctor.textContent = doctorLine(c.doctor);
+  ui.paystepWhen.textContent = bothClocks(c.startsAt, c.endsAt, c.timeZone);
   ui.paystepBy.textContent = moment(c.payBy, viewerZone());
   ui.paystepPay.textContent = `Оплатить ${price(c.priceKopecks)}`;
   say(ui.paystepError, null);
@@ -1631,7 +1640,7 @@ initAdmin({
     consultations.set(c.id, c);
     renderList();
     setListStatus(message);
-    void refreshList();
+    // The list with it (refreshAll reads it again), and what the change moved elsewhere.
     refreshAll();
   },
   conflictRow: (c) => renderConsultation(c, 'conflict'),

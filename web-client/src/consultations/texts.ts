@@ -181,7 +181,6 @@ export function slotTime(startsAt: string, endsAt: string, zone: string, viewer 
   return { when, zone: `у врача ${time.format(start)}–${time.format(end)} (${zoneName(start, zone)})` };
 }
 
-/** The calendar day of `at` in `zone`, as `YYYY-MM-DD`. */
 /** A day `yyyy-mm-dd` at the viewer's clock as a time range (RFC 3339), from its midnight to the
  * next (23 or 25 hours on a day the clocks change); empty: no range. */
 export function dayRange(day: string): { from: string; to: string } {
@@ -191,6 +190,7 @@ export function dayRange(day: string): { from: string; to: string } {
   return { from: new Date(y, mo, d).toISOString(), to: new Date(y, mo, d + 1).toISOString() };
 }
 
+/** The calendar day of `at` in `zone`, as `YYYY-MM-DD`. */
 export function dayKey(at: Date, zone: string): string {
   const parts = formatter(zone, { year: 'numeric', month: '2-digit', day: '2-digit' }).formatToParts(at);
   const get = (t: string): string => parts.find((p) => p.type === t)?.value ?? '';
