@@ -13,6 +13,14 @@ use vizit_api::Backend;
 use vizit_api::recordings::{CatalogueConfirm, NewRecording, RecordingKind, Recordings, register};
 use vizit_recordings::{ObjectStore, Spool};
 
+/// What the audit log holds of a recording made, stored and downloaded.
+const DOWNLOADED_RECORDING: [&str; 4] = [
+    "recording.create",
+    "recording.stored",
+    "recording.download",
+    "recording.file_served",
+];
+
 fn temp_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("vizit-api-rec-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -171,12 +179,7 @@ async fn local_folder_recordings(backend: Backend) {
     let actions = api
         .audit_actions(&format!("objectId={doctor_file}"), &c.admin)
         .await;
-    for a in [
-        "recording.create",
-        "recording.stored",
-        "recording.download",
-        "recording.file_served",
-    ] {
+    for a in DOWNLOADED_RECORDING {
         assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
     }
 
@@ -386,12 +389,7 @@ async fn patients_download_their_own_where_the_clinic_allows(backend: Backend) {
     let actions = api
         .audit_actions(&format!("objectId={stored}&action=recording.*"), &c.admin)
         .await;
-    for a in [
-        "recording.create",
-        "recording.stored",
-        "recording.download",
-        "recording.file_served",
-    ] {
+    for a in DOWNLOADED_RECORDING {
         assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
     }
     assert!(

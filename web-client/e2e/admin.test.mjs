@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import {
   CLINIC_ADMIN,
   CLINIC_PASSWORD,
+  clinicToken,
   VIEWPORTS,
   api,
   byTestId,
@@ -65,10 +66,7 @@ describe("The clinic admin's console: conflicts, refunds, moving, the audit log"
     { timeout: TEST_TIMEOUT },
     withDiagnostics(async () => {
       const base = server.base;
-      const { token: adminToken } = await api(base, 'POST', '/auth/login', {
-        body: { email: CLINIC_ADMIN.email, password: CLINIC_PASSWORD },
-        status: 200,
-      });
+      const adminToken = await clinicToken(base);
 
       // A patient pays for one consultation (two weeks ahead) and books another (soon, unpaid).
       const patient = await openPortalPage(browser, 'patient', 'desktop');

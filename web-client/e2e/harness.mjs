@@ -601,16 +601,22 @@ export async function createClinic(env) {
   return createStaff(env, CLINIC_DOCTOR, CLINIC_PASSWORD);
 }
 
+/** A session token of {@link createClinic}'s `who` (the admin unless said), by the password login. */
+export async function clinicToken(base, who = CLINIC_ADMIN) {
+  const { token } = await api(base, 'POST', '/auth/login', {
+    body: { email: who.email, password: CLINIC_PASSWORD },
+    status: 200,
+  });
+  return token;
+}
+
 /**
  * A paid consultation with {@link createClinic}'s doctor whose call is open (its slot starts in
  * two minutes), through the REST API as the portal does it. Resolves with the admin's, the
  * patient's and the doctor's session tokens and the consultation's id.
  */
 export async function paidConsultation(base, doctorId) {
-  const { token: adminToken } = await api(base, 'POST', '/auth/login', {
-    body: { email: CLINIC_ADMIN.email, password: CLINIC_PASSWORD },
-    status: 200,
-  });
+  const adminToken = await clinicToken(base);
   const { key } = await api(base, 'POST', '/api-keys', { token: adminToken, body: { name: 'portal' }, status: 201 });
   const { id: patientId } = await api(base, 'POST', '/patients', {
     token: key,
@@ -637,10 +643,7 @@ export async function paidConsultation(base, doctorId) {
     token: key,
     status: 201,
   });
-  const { token: doctorSession } = await api(base, 'POST', '/auth/login', {
-    body: { email: CLINIC_DOCTOR.email, password: CLINIC_PASSWORD },
-    status: 200,
-  });
+  const doctorSession = await clinicToken(base, CLINIC_DOCTOR);
   return { adminToken, consultationId, patientSession, doctorSession };
 }
 

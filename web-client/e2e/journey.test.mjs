@@ -17,6 +17,7 @@ import {
   CLINIC_ADMIN,
   CLINIC_DOCTOR,
   CLINIC_PASSWORD,
+  clinicToken,
   api,
   byTestId,
   checkPage,
@@ -62,10 +63,7 @@ describe('One consultation from booking on a phone to the recording downloaded',
     doctorId = await createClinic(server.env);
     browser = await launchBrowser();
     // The clinic publishes a slot that starts in two minutes (its call is open already).
-    const { token } = await api(server.base, 'POST', '/auth/login', {
-      body: { email: CLINIC_ADMIN.email, password: CLINIC_PASSWORD },
-      status: 200,
-    });
+    const token = await clinicToken(server.base);
     const start = Math.ceil((Date.now() + 2 * 60_000) / 60_000) * 60_000;
     slotStart = start;
     ({ id: slotId } = await api(server.base, 'POST', `/doctors/${doctorId}/slots`, {
